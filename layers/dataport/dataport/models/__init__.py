@@ -1,0 +1,1 @@
+"""Pydantic models: requests, responses, jobs, events, workflow task IO, source documents."""

@@ -1,0 +1,43 @@
+"""The one settings model: every name, limit and endpoint comes from the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    jobs_table: str = "dataport-jobs"
+    idempotency_table: str = "dataport-idempotency"
+    api_keys_table: str = "dataport-api-keys"
+    connections_table: str = "dataport-connections"
+    packages_bucket: str = "dataport-packages"
+    export_state_machine_arn: str = ""
+
+    mongodb_uri: str = "mongodb://127.0.0.1:27017"
+    mongodb_database: str = "claudelens"
+
+    # Name of the SSM SecureString (or Secrets Manager secret) holding the JWT signing secret.
+    jwt_secret_parameter: str = "/dataport/jwt-secret"
+    jwt_secret_source: str = Field(default="ssm", pattern="^(ssm|secretsmanager)$")
+
+    export_rate_limit: int = 10
+    rate_limit_window_seconds: int = 3600
+    job_retention_days: int = 30
+    download_url_ttl_seconds: int = Field(default=900, le=900)
+
+    # Worker paging: sessions per page and the time kept in reserve before a Lambda's deadline.
+    page_size: int = 100
+    message_batch_size: int = 500
+    worker_reserve_ms: int = 60_000
+    sessions_per_shard: int = 5000
+    upload_part_size_mb: int = Field(default=8, ge=5, le=16)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
