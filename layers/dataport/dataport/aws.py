@@ -6,7 +6,7 @@ AWS differ only in environment. Clients are cached per process (Lambda reuses th
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -25,7 +25,7 @@ _CONFIG = Config(
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str, endpoint_url: str | None = None) -> Any:
     return boto3.session.Session().client(service, config=_CONFIG, endpoint_url=endpoint_url)
 

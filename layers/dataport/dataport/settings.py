@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     mongodb_database: str = "claudelens"
 
     # Name of the SSM SecureString (or Secrets Manager secret) holding the JWT signing secret.
-    jwt_secret_parameter: str = "/dataport/jwt-secret"
+    jwt_secret_parameter: str = "/dataport/jwt-secret"  # noqa: S105 (a name, not a secret)
     jwt_secret_source: str = Field(default="ssm", pattern="^(ssm|secretsmanager)$")
 
     export_rate_limit: int = 10
