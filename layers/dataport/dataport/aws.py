@@ -27,7 +27,8 @@ _CONFIG = Config(
 
 @cache
 def client(service: str, endpoint_url: str | None = None) -> Any:
-    return boto3.session.Session().client(service, config=_CONFIG, endpoint_url=endpoint_url)
+    session = boto3.session.Session()
+    return session.client(service, config=_CONFIG, endpoint_url=endpoint_url)  # type: ignore[call-overload]
 
 
 def s3() -> S3Client:
