@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     export_rate_limit: int = 10
     rate_limit_window_seconds: int = 3600
     job_retention_days: int = 30
+    package_retention_days: int = 7
     download_url_ttl_seconds: int = Field(default=900, le=900)
 
     # Worker paging: sessions per page and the time kept in reserve before a Lambda's deadline.

@@ -7,9 +7,9 @@ from enum import StrEnum
 from typing import Annotated, Self
 
 from bson import ObjectId
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, AwareDatetime, Field, model_validator
 
+from dataport.models.common import ApiModel
 from dataport.models.documents import MESSAGE_TYPES
 
 
@@ -40,13 +40,6 @@ def _message_type(value: str) -> str:
 
 ObjectIdStr = Annotated[str, AfterValidator(_object_id)]
 MessageType = Annotated[str, AfterValidator(_message_type)]
-
-
-class ApiModel(BaseModel):
-    """camelCase on the wire, snake_case in code; unknown fields are an error, not ignored."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
-                              frozen=True)
 
 
 class DateRange(ApiModel):

@@ -1,0 +1,66 @@
+# dataport: every target sets up what it needs (venv, Debian tools) on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TOOLS  := .venv-tools
+FORMAT ?= json
+# Debian packages the tests call: command -> package
+SYSTEM_TOOLS := unzip:unzip
+
+.PHONY: help setup system test demo local lint bench openapi clean
+
+help:
+	@echo "make demo [FORMAT=json|jsonl|csv|markdown]  run an export end to end on the local stack"
+	@echo "make test                                   set up and run the test suite"
+	@echo "make local                                  serve the local stack (REST + S3) for curl"
+	@echo "make lint                                   ruff, mypy, cfn-lint, sam validate, statelint, openapi"
+	@echo "make bench                                  export benchmarks (throughput, peak memory)"
+
+$(BIN)/.installed: requirements-dev.txt layers/dataport/requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(TOOLS)/.installed: requirements-tools.txt
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet -r requirements-tools.txt
+	touch $@
+
+setup: $(BIN)/.installed system
+
+system:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/python -m infrastructure.local.demo --format $(FORMAT)
+
+local: setup
+	$(BIN)/python -m infrastructure.local
+
+bench: setup
+	$(BIN)/python -m tests.benchmarks.export_bench
+
+openapi: setup
+	$(BIN)/python -m infrastructure.openapi --write docs/openapi.json
+
+lint: setup $(TOOLS)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy layers/dataport/dataport functions infrastructure tests
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/statelint infrastructure/statemachines/*.asl.json
+	$(TOOLS)/bin/sam validate --lint --template template.yaml --region us-east-1
+	$(BIN)/python -m infrastructure.openapi --check docs/openapi.json
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam out tests/output .pytest_cache .mypy_cache .ruff_cache

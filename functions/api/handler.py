@@ -1,0 +1,115 @@
+"""REST routes. Thin: parse, call the dataport layer, shape the answer. Domain errors become
+HTTP answers here and nowhere else: {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from dataport.api import exports
+from dataport.auth import principal_from_request_context
+from dataport.errors import DataportError, RateLimited
+from dataport.models.api import ExportAccepted, ExportList, ExportView
+from dataport.models.exports import ExportRequest
+from dataport.observability import logger, tracer
+
+app = APIGatewayRestResolver(enable_validation=True)
+JobId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Job id")]
+
+
+def _user_id() -> str:
+    return principal_from_request_context(app.current_event.request_context.raw_event).user_id
+
+
+@app.post("/exports", summary="Start an export", responses={202: {"description": "Accepted"}})
+def create_export(
+    request: Annotated[ExportRequest, Body()],
+    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=128)] = None,
+) -> Response[ExportAccepted]:
+    started = exports.start_export(_user_id(), request, idempotency_key, app.lambda_context)
+    headers = started.rate.headers() if started.rate else {}
+    body = ExportAccepted.of(started.job)
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body,
+                    headers={**headers, "Location": body.links.self_})
+
+
+@app.get("/exports", summary="Your export history (30 days), newest first")
+def list_exports(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
+) -> ExportList:
+    jobs, token = exports.list_exports(_user_id(), limit, next_token)
+    return ExportList(exports=[ExportView.of(job) for job in jobs], next_token=token)
+
+
+@app.get("/exports/<jobId>", summary="Status, progress, counts, size and errors of an export")
+def get_export(jobId: JobId) -> ExportView:  # noqa: N803 (the path's own name)
+    return ExportView.of(exports.get_export(_user_id(), jobId))
+
+
+@app.delete("/exports/<jobId>", summary="Cancel a running export, or delete a finished one")
+def delete_export(jobId: JobId) -> ExportView:  # noqa: N803
+    return ExportView.of(exports.cancel_or_delete(_user_id(), jobId))
+
+
+@app.get("/exports/<jobId>/download", summary="302 to a short-lived presigned download URL",
+         responses={302: {"description": "Redirect to the package"}})
+def download_export(jobId: JobId) -> Response[None]:  # noqa: N803
+    location = exports.download_location(_user_id(), jobId)
+    return Response(status_code=302, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+def _error(status: int, code: str, message: str, details: Any = None,
+           headers: dict[str, str] | None = None) -> Response[dict[str, Any]]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
+                    body={"error": error}, headers=headers or {})
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(error: RequestValidationError) -> Response[dict[str, Any]]:
+    fields = [{"field": ".".join(str(part) for part in e["loc"][1:]) or e["loc"][0],
+               "location": e["loc"][0], "message": e["msg"], "type": e["type"]}
+              for e in error.errors()]
+    return _error(400, "invalid_request", "The request is not valid; see details.", fields)
+
+
+@app.exception_handler(RateLimited)
+def rate_limited(error: RateLimited) -> Response[dict[str, Any]]:
+    headers = {"Retry-After": str(error.retry_after), "X-RateLimit-Limit": str(error.limit),
+               "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(error.reset_at)}
+    return _error(429, error.code, error.message, error.details, headers)
+
+
+@app.exception_handler(DataportError)
+def domain_error(error: DataportError) -> Response[dict[str, Any]]:
+    return _error(error.http_status, error.code, error.message, error.details)
+
+
+@app.exception_handler(IdempotencyValidationError)
+def idempotency_key_reused(_: IdempotencyValidationError) -> Response[dict[str, Any]]:
+    return _error(422, "idempotency_key_reused",
+                  "This Idempotency-Key was used with a different request; use a new key.")
+
+
+@app.exception_handler(IdempotencyAlreadyInProgressError)
+def idempotency_in_progress(_: IdempotencyAlreadyInProgressError) -> Response[dict[str, Any]]:
+    return _error(409, "request_in_progress",
+                  "A request with this Idempotency-Key is still being processed; retry shortly.")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,16 @@
+"""Export task: assemble the package from the staged files and mark the job succeeded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from dataport.models.tasks import JobRef
+from dataport.observability import logger
+from dataport.workflows import export
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return export.finalize(JobRef.model_validate(event)).wire()

@@ -1,0 +1,17 @@
+"""Export task: one invocation of a shard's page loop; returns the shard's cursor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from dataport.models.tasks import ShardCursor
+from dataport.observability import logger
+from dataport.workflows import export
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    cursor = ShardCursor.model_validate(event)
+    return export.run_shard(cursor, context.get_remaining_time_in_millis).wire()

@@ -1,0 +1,16 @@
+"""Workflow Catch: abort uploads, delete staged objects, mark the job failed with a reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from dataport.models.tasks import FailedTaskInput
+from dataport.observability import logger
+from dataport.workflows.failure import mark_failed
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return mark_failed(FailedTaskInput.model_validate(event)).wire()

@@ -1,0 +1,169 @@
+"""The logic behind the /exports routes: start, list, show, cancel or delete, download."""
+
+from __future__ import annotations
+
+import json
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from botocore.exceptions import ClientError
+
+from dataport import aws
+from dataport.errors import Gone, NotFound, NotSupported
+from dataport.jobs import rate_limit
+from dataport.jobs.cleanup import discard_job_objects
+from dataport.jobs.store import JobStore, new_job_id, utcnow
+from dataport.models.exports import SUPPORTED_FORMATS, ExportRequest
+from dataport.models.jobs import ACTIVE_STATUSES, Job, JobKind, JobStatus
+from dataport.models.tasks import JobRef
+from dataport.observability import logger
+from dataport.settings import get_settings
+
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class StartedExport:
+    job: Job
+    rate: rate_limit.RateLimitState | None  # None when an Idempotency-Key replayed a job
+
+
+def start_export(user_id: str, request: ExportRequest, idempotency_key: str | None,
+                 lambda_context: Any = None) -> StartedExport:
+    """Validate what the model cannot, count against the rate limit, record the job and start
+    its workflow. The same Idempotency-Key returns the same job without counting again."""
+    if request.format not in SUPPORTED_FORMATS:
+        raise NotSupported(
+            f"{request.format.value.upper()} export is not supported yet; "
+            f"choose one of {', '.join(sorted(f.value for f in SUPPORTED_FORMATS))}.",
+            details={"field": "format"})
+    command = {"userId": user_id, "idempotencyKey": idempotency_key,
+               "request": request.model_dump(mode="json", by_alias=True)}
+    _fresh_rate.set(None)
+    if idempotency_key is None:
+        started = _start(command)
+    else:
+        if lambda_context is not None:
+            _idempotency_config().register_lambda_context(lambda_context)
+        started = _idempotent_start()(command=command)
+    return StartedExport(job=JobStore().get(started["jobId"], user_id), rate=_fresh_rate.get())
+
+
+#: set by a start that really ran (a replayed Idempotency-Key leaves it None)
+_fresh_rate: ContextVar[rate_limit.RateLimitState | None] = ContextVar("fresh_rate", default=None)
+
+
+def _start(command: dict[str, Any]) -> dict[str, Any]:
+    user_id = command["userId"]
+    settings = get_settings()
+    rate = rate_limit.consume(user_id, JobKind.EXPORT, settings.export_rate_limit)
+    store = JobStore()
+    job = store.create(JobKind.EXPORT, user_id, command["request"], job_id=new_job_id())
+    try:
+        execution = aws.stepfunctions().start_execution(
+            stateMachineArn=settings.export_state_machine_arn, name=job.job_id,
+            input=JobRef(job_id=job.job_id).model_dump_json(by_alias=True))
+    except ClientError:
+        logger.exception("could not start the export workflow", extra={"job_id": job.job_id})
+        store.transition(job.job_id, JobStatus.FAILED, allowed_from=[JobStatus.QUEUED],
+                         finished_at=utcnow(),
+                         error={"code": "start_failed",
+                                "message": "The export could not be started. Try again."})
+        raise
+    store.transition(job.job_id, JobStatus.QUEUED, allowed_from=[JobStatus.QUEUED],
+                     execution_arn=execution["executionArn"])
+    logger.info("export started", extra={"job_id": job.job_id})
+    _fresh_rate.set(rate)
+    return {"jobId": job.job_id}
+
+
+@cache
+def _idempotency_config() -> IdempotencyConfig:
+    return IdempotencyConfig(event_key_jmespath='["userId", "idempotencyKey"]',
+                             payload_validation_jmespath="request",
+                             expires_after_seconds=24 * 3600)
+
+
+@cache
+def _idempotent_start() -> Any:
+    """Built on first use: the table name and client come from the environment at run time."""
+    persistence = DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table,
+                                           boto3_client=aws.dynamodb())
+    return idempotent_function(data_keyword_argument="command", persistence_store=persistence,
+                               config=_idempotency_config())(_start)
+
+
+def get_export(user_id: str, job_id: str) -> Job:
+    return _export(JobStore().get(job_id, user_id))
+
+
+def list_exports(user_id: str, limit: int, next_token: str | None) -> tuple[list[Job], str | None]:
+    return JobStore().history(user_id, JobKind.EXPORT, limit=limit, next_token=next_token)
+
+
+def cancel_or_delete(user_id: str, job_id: str) -> Job:
+    """A running export is cancelled (execution stopped, uploads aborted, staged objects
+    removed); a finished one is deleted (package removed, job kept in history as deleted)."""
+    store = JobStore()
+    job = _export(store.get(job_id, user_id))
+    if job.status in ACTIVE_STATUSES:
+        job = store.transition(job_id, JobStatus.CANCELLED, allowed_from=ACTIVE_STATUSES,
+                               finished_at=utcnow(),
+                               error={"code": "cancelled", "message": "Cancelled at your request."})
+        _stop_execution(job)
+        discard_job_objects(job_id, include_package=True)
+        return job
+    if job.status is JobStatus.DELETED:
+        return job
+    discard_job_objects(job_id, include_package=True)
+    return store.transition(job_id, JobStatus.DELETED, allowed_from=FINISHED, package=None)
+
+
+def download_location(user_id: str, job_id: str) -> str:
+    """A presigned GET valid for minutes. The URL is a credential: never log it."""
+    job = _export(JobStore().get(job_id, user_id))
+    if job.status is JobStatus.DELETED:
+        raise Gone("This export was deleted; start a new export to download your data.")
+    if job.status is not JobStatus.SUCCEEDED or job.package is None:
+        raise NotFound(f"Export {job_id} has no package to download yet (status: "
+                       f"{job.status.value}).", details={"status": job.status.value})
+    if job.package.expires_at <= datetime.now(UTC):
+        raise Gone("This export's package has expired; start a new export to download it.")
+    settings = get_settings()
+    disposition = f'attachment; filename="{job.package.filename}"'
+    url: str = aws.s3().generate_presigned_url(
+        "get_object",
+        Params={"Bucket": settings.packages_bucket, "Key": job.package.key,
+                "ResponseContentDisposition": disposition,
+                "ResponseContentType": "application/zip"},
+        ExpiresIn=settings.download_url_ttl_seconds,
+    )
+    return url
+
+
+def _export(job: Job) -> Job:
+    if job.kind is not JobKind.EXPORT:
+        raise NotFound(f"No export {job.job_id} was found for this account.")
+    return job
+
+
+def _stop_execution(job: Job) -> None:
+    if not job.execution_arn:
+        return
+    try:
+        aws.stepfunctions().stop_execution(executionArn=job.execution_arn,
+                                           error="JobCancelled",
+                                           cause=json.dumps({"jobId": job.job_id}))
+    except ClientError as error:
+        # Already finished or never started: nothing left to stop.
+        if error.response.get("Error", {}).get("Code") not in {"ExecutionDoesNotExist",
+                                                                "ValidationException"}:
+            raise

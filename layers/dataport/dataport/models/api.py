@@ -1,0 +1,71 @@
+"""REST response bodies (the OpenAPI document is generated from these)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AwareDatetime, Field
+
+from dataport.models.common import ApiModel
+from dataport.models.jobs import Counts, Job, JobError, JobStatus, Progress
+
+
+class ExportLinks(ApiModel):
+    """Paths relative to the API's base URL."""
+
+    self_: str = Field(alias="self")
+    download: str
+
+
+class PackageView(ApiModel):
+    filename: str
+    bytes: int
+    files: int
+    expires_at: AwareDatetime
+
+
+class ExportView(ApiModel):
+    job_id: str
+    status: JobStatus
+    format: str
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    finished_at: AwareDatetime | None = None
+    request: dict[str, Any]
+    progress: Progress
+    counts: Counts | None = None
+    package: PackageView | None = None
+    error: JobError | None = None
+    links: ExportLinks
+
+    @classmethod
+    def of(cls, job: Job) -> ExportView:
+        package = job.package
+        return cls(
+            job_id=job.job_id, status=job.status, format=str(job.request.get("format", "json")),
+            created_at=job.created_at, updated_at=job.updated_at, finished_at=job.finished_at,
+            request=job.request, progress=job.progress, counts=job.counts, error=job.error,
+            package=PackageView(filename=package.filename, bytes=package.bytes,
+                                files=package.files, expires_at=package.expires_at)
+            if package else None,
+            links=links_for(job.job_id),
+        )
+
+
+class ExportAccepted(ApiModel):
+    job_id: str
+    status: JobStatus
+    links: ExportLinks
+
+    @classmethod
+    def of(cls, job: Job) -> ExportAccepted:
+        return cls(job_id=job.job_id, status=job.status, links=links_for(job.job_id))
+
+
+class ExportList(ApiModel):
+    exports: list[ExportView]
+    next_token: str | None = None
+
+
+def links_for(job_id: str) -> ExportLinks:
+    return ExportLinks(self_=f"/exports/{job_id}", download=f"/exports/{job_id}/download")

@@ -1,0 +1,87 @@
+"""Jobs: every export, import, backup and restore is one job row owned by one user."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, Field, computed_field
+
+from dataport.models.common import ApiModel
+
+
+class JobKind(StrEnum):
+    EXPORT = "export"
+    IMPORT = "import"
+    BACKUP = "backup"
+    RESTORE = "restore"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    AWAITING_DECISION = "awaiting_decision"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ROLLED_BACK = "rolled_back"
+    DELETED = "deleted"
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATUSES
+
+
+ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.AWAITING_DECISION})
+
+
+class Progress(ApiModel):
+    phase: str = "queued"
+    current: int = 0
+    total: int = 0
+    bytes: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def percentage(self) -> float:
+        if self.total <= 0:
+            return 100.0 if self.phase == "done" else 0.0
+        return round(min(100.0, 100.0 * self.current / self.total), 1)
+
+
+class Counts(ApiModel):
+    projects: int = 0
+    sessions: int = 0
+    messages: int = 0
+    files: int = 0
+
+
+class JobError(ApiModel):
+    code: str
+    message: str
+
+
+class PackageInfo(ApiModel):
+    key: str = Field(exclude=True)  # an S3 key is ours, not the client's
+    filename: str
+    bytes: int
+    files: int
+    expires_at: AwareDatetime
+
+
+class Job(ApiModel):
+    job_id: str
+    kind: JobKind
+    user_id: str = Field(exclude=True)
+    status: JobStatus
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    expires_at: int = Field(exclude=True, description="TTL, epoch seconds")
+    request: dict[str, Any] = Field(default_factory=dict)
+    progress: Progress = Progress()
+    counts: Counts | None = None
+    package: PackageInfo | None = None
+    error: JobError | None = None
+    execution_arn: str | None = Field(default=None, exclude=True)
+    finished_at: datetime | None = None

@@ -1,0 +1,22 @@
+"""Where a job's objects live in the packages bucket (lifecycle rules key on these prefixes)."""
+
+from __future__ import annotations
+
+STAGING = "staging/"
+PACKAGES = "packages/"
+
+
+def staging_prefix(job_id: str) -> str:
+    return f"{STAGING}{job_id}/"
+
+
+def shard_prefix(job_id: str, shard: int) -> str:
+    return f"{staging_prefix(job_id)}{shard:05d}/"
+
+
+def package_prefix(job_id: str) -> str:
+    return f"{PACKAGES}{job_id}/"
+
+
+def package_key(job_id: str, filename: str) -> str:
+    return f"{package_prefix(job_id)}{filename}"

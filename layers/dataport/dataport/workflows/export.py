@@ -1,0 +1,221 @@
+"""The logic behind each task of the export workflow (infrastructure/statemachines/export.asl.json).
+
+plan      the owner's scope: projects file, shard boundaries over sessionIds, totals
+run_shard one invocation of a shard's page loop: pages of sessions -> format writer -> staged
+          files, until the shard ends or the time budget runs low; returns the cursor
+finalize  one zip from every staged file (see packaging.package), manifest, job succeeded
+
+Why staged files and a final assembly, rather than one multipart upload carried across
+invocations: a zip member's deflate stream, CRC and SHA-256 cannot be handed from one Lambda to
+the next, and parallel shards cannot share one upload. So each invocation closes its own files
+(compressed, staged on S3) and finalize stitches them into one zip with UploadPartCopy: S3 copies
+the bytes, the finalizer only writes headers, the manifest and the central directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dataport import aws
+from dataport.errors import JobCancelled
+from dataport.formats.base import ExportContext, ExportWriter
+from dataport.formats.registry import writer_for
+from dataport.jobs.cleanup import discard_job_objects
+from dataport.jobs.store import JobStore, utcnow
+from dataport.models.exports import ExportFormat, ExportRequest
+from dataport.models.jobs import Counts, Job, JobStatus, PackageInfo, Progress
+from dataport.models.tasks import ExportPlan, JobRef, ShardCursor
+from dataport.observability import logger
+from dataport.packaging import locations
+from dataport.packaging.manifest import ManifestHeader
+from dataport.packaging.package import assemble_package
+from dataport.packaging.staging import StagingSink
+from dataport.settings import get_settings
+from dataport.source.mongo import get_database
+from dataport.source.reader import (
+    iter_messages,
+    iter_session_pages,
+    projects_in_scope,
+    session_keys,
+)
+from dataport.source.scope import OwnerScope
+
+#: shard 0 holds what the plan writes (projects), so it comes first in the package
+PLAN_SHARD = 0
+MIB = 1024 * 1024
+
+
+def plan(ref: JobRef) -> ExportPlan:
+    store = JobStore()
+    job = store.require(ref.job_id)
+    request = ExportRequest.model_validate(job.request)
+    if job.status is JobStatus.QUEUED:
+        job = store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.QUEUED])
+    _require_running(job)
+    scope = OwnerScope(get_database(), job.user_id)
+    settings = get_settings()
+
+    projects = list(projects_in_scope(scope, request.filters))
+    store.forget_files_from(job.job_id, PLAN_SHARD, 0)
+    sink = _sink(job, request, PLAN_SHARD, 0)
+    try:
+        writer = _writer(job, request, sink)
+        writer.write_projects(projects)
+        writer.close()
+    except BaseException:
+        sink.abort_all()
+        raise
+    store.put_files(job.job_id, PLAN_SHARD, 0, sink.files)
+
+    shards: list[ShardCursor] = []
+    total = 0
+    lower: str | None = None
+    for total, key in enumerate(session_keys(scope, request.filters), start=1):
+        if total % settings.sessions_per_shard == 0:
+            shards.append(ShardCursor(job_id=job.job_id, shard=len(shards) + 1, after=lower,
+                                      upto=key))
+            lower = key
+    if lower is not None or not shards:
+        shards.append(ShardCursor(job_id=job.job_id, shard=len(shards) + 1, after=lower))
+    for shard in shards:
+        store.put_shard(job.job_id, shard.shard, _shard_state(shard))
+    store.set_progress(job.job_id, Progress(phase="exporting", total=total))
+    store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
+                     counts=Counts(projects=len(projects)))
+    logger.info("export planned", extra={"job_id": job.job_id, "shards": len(shards),
+                                         "sessions": total})
+    return ExportPlan(job_id=job.job_id, shards=shards)
+
+
+def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCursor:
+    """Write whole sessions page by page; stop while time remains to close the files."""
+    store = JobStore()
+    job = store.require(cursor.job_id)
+    _require_running(job)
+    request = ExportRequest.model_validate(job.request)
+    settings = get_settings()
+    scope = OwnerScope(get_database(), job.user_id)
+    projects = {p["_id"]: p for p in projects_in_scope(scope, request.filters)}
+
+    # A retried invocation starts from the same cursor and rewrites the same file numbers;
+    # records an earlier attempt left beyond them must not survive into the package.
+    store.forget_files_from(job.job_id, cursor.shard, cursor.seq)
+    sink = _sink(job, request, cursor.shard, cursor.seq)
+    state = cursor.model_copy()
+    try:
+        writer = _writer(job, request, sink)
+        finished = True
+        for page in iter_session_pages(scope, request.filters, after=cursor.after,
+                                       upto=cursor.upto, page_size=settings.page_size):
+            for session, messages in iter_messages(scope, page, request.filters,
+                                                   batch_size=settings.message_batch_size):
+                state = _write_session(writer, projects, session, messages, state)
+            if remaining_ms() < settings.worker_reserve_ms:
+                finished = False
+                break
+            _require_running(store.require(job.job_id))
+            _report(store, job.job_id, state)
+        writer.close()
+    except BaseException:
+        sink.abort_all()
+        raise
+    staged = sink.files
+    store.put_files(job.job_id, cursor.shard, cursor.seq, staged)
+    state = state.model_copy(update={
+        "seq": cursor.seq + len(staged), "done": finished,
+        "bytes": cursor.bytes + sum(f.size for f in staged)})
+    _report(store, job.job_id, state)
+    return state
+
+
+def _write_session(writer: ExportWriter, projects: dict[Any, Any], session: Any,
+                   messages: Iterator[Any], state: ShardCursor) -> ShardCursor:
+    writer.begin_session(projects[session["projectId"]], session)
+    count = 0
+    for message in messages:
+        writer.write_message(message)
+        count += 1
+    writer.end_session()
+    return state.model_copy(update={"after": session["sessionId"],
+                                    "sessions": state.sessions + 1,
+                                    "messages": state.messages + count})
+
+
+def finalize(ref: JobRef) -> JobRef:
+    store = JobStore()
+    job = store.require(ref.job_id)
+    _require_running(job)
+    request = ExportRequest.model_validate(job.request)
+    settings = get_settings()
+    shards = store.shards(job.job_id)
+    counts = Counts(projects=job.counts.projects if job.counts else 0,
+                    sessions=sum(int(s["sessions"]) for s in shards),
+                    messages=sum(int(s["messages"]) for s in shards))
+    now = utcnow()
+    filename = _filename(request.format, job.job_id, now)
+    key = locations.package_key(job.job_id, filename)
+    store.set_progress(job.job_id, job.progress.model_copy(update={"phase": "packaging"}))
+    header = ManifestHeader(job_id=job.job_id, owner_id=job.user_id, created_at=now,
+                            format=request.format.value,
+                            filters=request.filters.model_dump(mode="json", by_alias=True,
+                                                               exclude_none=True),
+                            counts=counts)
+    result = assemble_package(aws.s3(), settings.packages_bucket, key,
+                              files=lambda: store.files(job.job_id), header=header,
+                              part_size=settings.upload_part_size_mb * MIB,
+                              level=request.options.compression.level,
+                              content_disposition=f'attachment; filename="{filename}"')
+    discard_job_objects(job.job_id, include_package=False)
+    package = PackageInfo(key=key, filename=filename, bytes=result.bytes, files=result.files,
+                          expires_at=now + timedelta(days=settings.package_retention_days))
+    store.transition(
+        job.job_id, JobStatus.SUCCEEDED, allowed_from=[JobStatus.RUNNING], finished_at=now,
+        package=package.model_dump(mode="json"),
+        counts=counts.model_copy(update={"files": result.files}),
+        progress=Progress(phase="done", current=counts.sessions, total=counts.sessions,
+                          bytes=result.bytes))
+    logger.info("export succeeded", extra={"job_id": job.job_id, "bytes": result.bytes,
+                                           "files": result.files})
+    return ref
+
+
+def _require_running(job: Job) -> None:
+    if job.status is not JobStatus.RUNNING:
+        raise JobCancelled(f"Job {job.job_id} is {job.status.value}; stopping.")
+
+
+def _sink(job: Job, request: ExportRequest, shard: int, seq: int) -> StagingSink:
+    settings = get_settings()
+    return StagingSink(aws.s3(), settings.packages_bucket,
+                       locations.shard_prefix(job.job_id, shard), start_seq=seq,
+                       level=request.options.compression.level,
+                       part_size=settings.upload_part_size_mb * MIB)
+
+
+def _writer(job: Job, request: ExportRequest, sink: StagingSink) -> ExportWriter:
+    context = ExportContext(job_id=job.job_id, owner_id=job.user_id, created_at=job.created_at,
+                            format=request.format.value,
+                            filters=request.filters.model_dump(mode="json", by_alias=True,
+                                                               exclude_none=True))
+    return writer_for(request.format)(sink, context=context,
+                                      split_bytes=request.options.split_size_mb * MIB)
+
+
+def _shard_state(cursor: ShardCursor) -> dict[str, int]:
+    return {"sessions": cursor.sessions, "messages": cursor.messages, "bytes": cursor.bytes}
+
+
+def _report(store: JobStore, job_id: str, cursor: ShardCursor) -> None:
+    """Shard rows are SET (not added to), so a retried invocation never double counts."""
+    store.put_shard(job_id, cursor.shard, _shard_state(cursor))
+    shards = store.shards(job_id)
+    job = store.require(job_id)
+    store.set_progress(job_id, job.progress.model_copy(update={
+        "current": sum(int(s["sessions"]) for s in shards),
+        "bytes": sum(int(s["bytes"]) for s in shards)}))
+
+
+def _filename(fmt: ExportFormat, job_id: str, now: datetime) -> str:
+    return f"dataport-{fmt.value}-{now.astimezone(UTC):%Y%m%d-%H%M%S}-{job_id[:8]}.zip"

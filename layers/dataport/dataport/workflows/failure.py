@@ -1,0 +1,52 @@
+"""The workflows' Catch: leave nothing behind and tell the user what happened in plain words."""
+
+from __future__ import annotations
+
+import json
+
+from dataport.errors import Conflict
+from dataport.jobs.cleanup import discard_job_objects
+from dataport.jobs.store import JobStore, utcnow
+from dataport.models.jobs import ACTIVE_STATUSES, JobError, JobStatus
+from dataport.models.tasks import FailedTaskInput
+from dataport.observability import logger
+
+#: errors whose own message is written for the user (dataport.errors classes)
+_READABLE = {"InvalidRequest", "NotSupported", "NotFound", "Conflict", "DataportError"}
+
+
+def mark_failed(task: FailedTaskInput) -> JobError:
+    """Abort uploads, delete staged objects and any package, record a readable reason.
+    A job that was cancelled meanwhile stays cancelled."""
+    discard_job_objects(task.job_id, include_package=True)
+    error = describe(task.error.Error, task.error.Cause, task.job_id)
+    try:
+        JobStore().transition(task.job_id, JobStatus.FAILED, allowed_from=ACTIVE_STATUSES,
+                              finished_at=utcnow(), error=error.model_dump())
+    except Conflict:
+        logger.info("job already ended; left as it is", extra={"job_id": task.job_id})
+    logger.warning("job failed", extra={"job_id": task.job_id, "error_code": error.code})
+    return error
+
+
+def describe(name: str, cause: str | None, job_id: str) -> JobError:
+    message = None
+    if cause:
+        try:
+            payload = json.loads(cause)
+            message = payload.get("errorMessage") if isinstance(payload, dict) else None
+            name = payload.get("errorType", name) if isinstance(payload, dict) else name
+        except ValueError:
+            message = None
+    if name in _READABLE and message:
+        return JobError(code=_snake(name), message=message)
+    if name in {"States.Timeout", "States.TaskFailed", "Lambda.Unknown"}:
+        return JobError(code="timeout", message="The export took too long and was stopped. "
+                        "Try a smaller selection (filters) or try again later.")
+    return JobError(code="internal_error",
+                    message=f"The export failed unexpectedly ({name}). Try again; if it keeps "
+                    f"failing, contact support with job id {job_id}.")
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
