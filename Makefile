@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TOOLS  := .venv-tools
 FORMAT ?= json
+export SAM_CLI_TELEMETRY := 0
 # Debian packages the tests call: command -> package
 SYSTEM_TOOLS := unzip:unzip
 

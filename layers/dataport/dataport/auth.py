@@ -1,0 +1,296 @@
+"""Who is calling: JWT bearer tokens and API keys, shared by the REST authorizer and the
+WebSocket `$connect` route.
+
+Two credentials are accepted:
+
+- **JWT** (`Authorization: Bearer <jwt>`): HS256 only, signed with a secret kept in SSM
+  Parameter Store (SecureString) or Secrets Manager, whose *name* is in settings. `exp` is
+  required, `iat` / `nbf` are checked when present, `sub` is the ClaudeLens user id (a 24-hex
+  ObjectId string).
+- **API key** (`Authorization: ApiKey <key>`): a random secret; only its SHA-256 hex digest is
+  stored, as the partition key `key_hash` of the API keys table, so a leaked table reveals no
+  usable key and lookups by hash do not leak timing about the key itself.
+
+`authenticate_credential` takes a bare credential (the WebSocket `token` query parameter) and
+decides by shape: three dot-separated base64url segments is a JWT (an API key, being
+`secrets.token_urlsafe` output behind the `dpk_` prefix, never contains a dot); any other string
+of base64url characters is looked up as an API key.
+
+Nothing here logs or echoes a credential: error messages describe the problem, not the token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import jwt
+from aws_lambda_powertools.utilities import parameters
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dataport import aws
+from dataport.errors import Unauthorized
+from dataport.settings import get_settings
+
+__all__ = [
+    "API_KEY_PREFIX",
+    "JWT_ALGORITHM",
+    "Principal",
+    "authenticate_credential",
+    "authenticate_header",
+    "create_api_key",
+    "hash_api_key",
+    "issue_token",
+    "principal_from_request_context",
+]
+
+AuthMethod = Literal["jwt", "api_key"]
+
+JWT_ALGORITHM = "HS256"
+#: Clock skew tolerated on exp / nbf / iat, between ClaudeLens, us and the client.
+JWT_LEEWAY_SECONDS = 30
+#: How long a fetched signing secret is reused: a rotation takes effect within this time.
+SECRET_MAX_AGE_SECONDS = 300
+#: RFC 7518 3.2: an HS256 key must be at least as long as the hash output.
+MIN_SECRET_BYTES = 32
+#: Generated API keys start with this, so secret scanners and people can recognise them.
+API_KEY_PREFIX = "dpk_"
+#: Far above any real credential, far below API Gateway's header limit: refuse before parsing.
+MAX_CREDENTIAL_LENGTH = 4096
+
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+_JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+_API_KEY_SHAPE = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
+
+
+class Principal(BaseModel):
+    """The authenticated caller: the ClaudeLens user id every query is scoped to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str = Field(pattern=_OBJECT_ID.pattern)
+    method: AuthMethod
+
+
+def _user_id(value: object, what: str) -> str:
+    """Normalise an ObjectId string (lower case, as `str(ObjectId)` prints it) or refuse it."""
+    if not isinstance(value, str) or not _OBJECT_ID.match(value):
+        raise Unauthorized(f"{what} is not a valid user id")
+    return value.lower()
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+
+
+def authenticate_header(value: str | None) -> Principal:
+    """Authenticate an `Authorization` header value: `Bearer <jwt>` or `ApiKey <key>`.
+
+    The scheme is case-insensitive (RFC 9110 11.1); anything else, including `Basic`, is refused.
+    """
+    if value is None or not value.strip():
+        raise Unauthorized("Missing Authorization header")
+    parts = value.split()
+    if len(parts) != 2:
+        raise Unauthorized("Authorization header must be 'Bearer <token>' or 'ApiKey <key>'")
+    scheme, credential = parts[0].lower(), parts[1]
+    if scheme == "bearer":
+        return _authenticate_jwt(credential)
+    if scheme == "apikey":
+        return _authenticate_api_key(credential)
+    raise Unauthorized("Unsupported authorization scheme: use 'Bearer' or 'ApiKey'")
+
+
+def authenticate_credential(token: str) -> Principal:
+    """Authenticate a bare credential (the WebSocket `token` query parameter).
+
+    A JWT has three dot-separated base64url segments; an API key has no dot. The shape only picks
+    the check: the token must then pass that check in full.
+    """
+    token = (token or "").strip()
+    if not token:
+        raise Unauthorized("Missing credential")
+    if len(token) > MAX_CREDENTIAL_LENGTH:
+        raise Unauthorized("Credential is too long")
+    if token.count(".") == 2:
+        return _authenticate_jwt(token)
+    return _authenticate_api_key(token)
+
+
+def principal_from_request_context(event_request_context: Mapping[str, Any]) -> Principal:
+    """Read the principal the authorizer attached to a proxied request.
+
+    API Gateway passes the authorizer's `context` under `requestContext.authorizer` with every
+    value turned into a string (HTTP APIs nest it under `authorizer.lambda`). Accepts the raw dict
+    or a Powertools request-context data class (a Mapping too).
+    """
+    authorizer = event_request_context.get("authorizer") if event_request_context else None
+    if isinstance(authorizer, Mapping) and isinstance(authorizer.get("lambda"), Mapping):
+        authorizer = authorizer["lambda"]
+    if not isinstance(authorizer, Mapping):
+        raise Unauthorized("Request was not authorized")
+    user_id = authorizer.get("userId") or authorizer.get("principalId")
+    method = authorizer.get("authMethod")
+    try:
+        return Principal(user_id=_user_id(user_id, "Authorizer principal"), method=method)
+    except ValidationError:
+        raise Unauthorized("Request carries no valid authorizer context") from None
+
+
+# --------------------------------------------------------------------------------------------
+# JWT
+
+
+def _signing_secret() -> str:
+    """Fetch the HS256 secret by the name in settings, cached for SECRET_MAX_AGE_SECONDS."""
+    settings = get_settings()
+    value: str | bytes | dict[str, Any]
+    if settings.jwt_secret_source == "secretsmanager":  # noqa: S105 (a source, not a secret)
+        value = parameters.get_secret(settings.jwt_secret_parameter, max_age=SECRET_MAX_AGE_SECONDS)
+    else:
+        value = parameters.get_parameter(
+            settings.jwt_secret_parameter, decrypt=True, max_age=SECRET_MAX_AGE_SECONDS
+        )
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if not isinstance(value, str) or len(value.encode("utf-8")) < MIN_SECRET_BYTES:
+        # A configuration fault, not the caller's: surface it as a server error, never as 401.
+        raise RuntimeError(
+            f"JWT signing secret {settings.jwt_secret_parameter!r} is missing or shorter than "
+            f"{MIN_SECRET_BYTES} bytes"
+        )
+    return value
+
+
+def _authenticate_jwt(token: str) -> Principal:
+    """Verify signature (HS256 only), expiry and subject of a bearer token."""
+    if len(token) > MAX_CREDENTIAL_LENGTH:
+        raise Unauthorized("Token is too long")
+    if not _JWT_SHAPE.match(token):
+        raise Unauthorized("Token is not a well-formed JWT")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.DecodeError:
+        raise Unauthorized("Token is not a well-formed JWT") from None
+    # Checked before any key is touched: refuses alg "none" and algorithm-confusion tokens.
+    if header.get("alg") != JWT_ALGORITHM:
+        raise Unauthorized(f"Token algorithm is not allowed (only {JWT_ALGORITHM})")
+
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            _signing_secret(),
+            algorithms=[JWT_ALGORITHM],
+            leeway=JWT_LEEWAY_SECONDS,
+            options={
+                "require": ["exp", "sub"],
+                "verify_signature": True,
+                "verify_exp": True,
+                "verify_iat": True,
+                "verify_nbf": True,
+            },
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("Token has expired") from None
+    except jwt.ImmatureSignatureError:
+        raise Unauthorized("Token is not valid yet") from None
+    except jwt.InvalidSignatureError:
+        raise Unauthorized("Token signature is invalid") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise Unauthorized(f"Token is missing the '{exc.claim}' claim") from None
+    except jwt.InvalidAlgorithmError:
+        raise Unauthorized(f"Token algorithm is not allowed (only {JWT_ALGORITHM})") from None
+    except jwt.DecodeError:  # after InvalidSignatureError, which subclasses it
+        raise Unauthorized("Token is not a well-formed JWT") from None
+    except jwt.InvalidTokenError as exc:
+        # Remaining cases (bad iat, non-string sub, unexpected audience...): the library's
+        # message names the claim at fault and never contains the token.
+        raise Unauthorized(f"Token is invalid: {exc}") from None
+    return Principal(user_id=_user_id(claims.get("sub"), "Token subject"), method="jwt")
+
+
+def issue_token(user_id: str, secret: str, ttl_seconds: int = 3600) -> str:
+    """Sign an HS256 token for `user_id` (the local stack and tests stand in for ClaudeLens)."""
+    if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
+        raise ValueError(f"secret must be at least {MIN_SECRET_BYTES} bytes for HS256")
+    if ttl_seconds <= 0:
+        raise ValueError("ttl_seconds must be positive")
+    if not _OBJECT_ID.match(user_id):
+        raise ValueError("user_id must be a 24-hex ObjectId string")
+    now = int(time.time())
+    claims = {"sub": user_id.lower(), "iat": now, "nbf": now, "exp": now + ttl_seconds}
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+
+
+# --------------------------------------------------------------------------------------------
+# API keys
+
+
+def hash_api_key(key: str) -> str:
+    """SHA-256 hex of the key: what the table stores and is keyed by."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _authenticate_api_key(key: str) -> Principal:
+    """Look the key up by its hash and refuse unknown, revoked or expired keys."""
+    if not _API_KEY_SHAPE.match(key):
+        raise Unauthorized("API key is malformed")
+    key_hash = hash_api_key(key)
+    response = aws.dynamodb().get_item(
+        TableName=get_settings().api_keys_table,
+        Key={"key_hash": {"S": key_hash}},
+        ConsistentRead=True,  # a revocation must take effect at once
+    )
+    item = response.get("Item")
+    stored = item.get("key_hash", {}).get("S", "") if item else ""
+    # The lookup already matched; compare again in constant time so no code path depends on
+    # a short-circuiting string comparison of secret-derived data.
+    if item is None or not hmac.compare_digest(stored, key_hash):
+        raise Unauthorized("Unknown API key")
+    # Fail closed: any `revoked` other than an explicit boolean false counts as revoked.
+    revoked = item.get("revoked")
+    if revoked is not None and revoked.get("BOOL") is not False:
+        raise Unauthorized("API key has been revoked")
+    expires_at = item.get("expires_at")
+    if expires_at is not None:
+        try:
+            expired = float(expires_at["N"]) <= time.time()
+        except (KeyError, ValueError):
+            expired = True
+        if expired:
+            raise Unauthorized("API key has expired")
+    user_id = item.get("user_id", {}).get("S")
+    return Principal(user_id=_user_id(user_id, "API key owner"), method="api_key")
+
+
+def create_api_key(user_id: str, name: str, *, expires_at: int | None = None) -> str:
+    """Create a key for `user_id` and return it: the only time the key itself exists.
+
+    `expires_at` is epoch seconds (optional). The write refuses to overwrite an existing hash.
+    """
+    if not _OBJECT_ID.match(user_id):
+        raise ValueError("user_id must be a 24-hex ObjectId string")
+    if not name.strip():
+        raise ValueError("name must not be empty")
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    item: dict[str, Any] = {
+        "key_hash": {"S": hash_api_key(key)},
+        "user_id": {"S": user_id.lower()},
+        "name": {"S": name},
+        "created_at": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
+        "revoked": {"BOOL": False},
+    }
+    if expires_at is not None:
+        item["expires_at"] = {"N": str(int(expires_at))}
+    aws.dynamodb().put_item(
+        TableName=get_settings().api_keys_table,
+        Item=item,
+        ConditionExpression="attribute_not_exists(key_hash)",
+    )
+    return key
