@@ -52,18 +52,18 @@ def list_exports(
 
 
 @app.get("/exports/<jobId>", summary="Status, progress, counts, size and errors of an export")
-def get_export(jobId: JobId) -> ExportView:  # noqa: N803 (the path's own name)
+def get_export(jobId: JobId) -> ExportView:
     return ExportView.of(exports.get_export(_user_id(), jobId))
 
 
 @app.delete("/exports/<jobId>", summary="Cancel a running export, or delete a finished one")
-def delete_export(jobId: JobId) -> ExportView:  # noqa: N803
+def delete_export(jobId: JobId) -> ExportView:
     return ExportView.of(exports.cancel_or_delete(_user_id(), jobId))
 
 
 @app.get("/exports/<jobId>/download", summary="302 to a short-lived presigned download URL",
          responses={302: {"description": "Redirect to the package"}})
-def download_export(jobId: JobId) -> Response[None]:  # noqa: N803
+def download_export(jobId: JobId) -> Response[None]:
     location = exports.download_location(_user_id(), jobId)
     return Response(status_code=302, headers={"Location": location, "Cache-Control": "no-store"})
 

@@ -43,7 +43,7 @@ def authorization_header(event: Mapping[str, Any]) -> str | None:
 
 
 @logger.inject_lambda_context(log_event=False)  # the event carries the credential: never log it
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:  # noqa: ARG001
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Allow the caller on the whole stage, or raise "Unauthorized" (API Gateway answers 401)."""
     request = APIGatewayAuthorizerRequestEvent(event)
     try:

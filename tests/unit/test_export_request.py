@@ -29,7 +29,8 @@ def test_camel_case_filters_parse_with_exact_decimals() -> None:
         "format": "csv",
         "filters": {"dateRange": {"start": "2025-08-01T00:00:00Z", "end": "2025-09-01T00:00:00Z"},
                     "projectIds": ["66ad9c1e5f2b4a0012c0ffee"], "models": ["claude-opus-4-1"],
-                    "messageTypes": ["user", "assistant"], "costRange": {"min": "0.1", "max": "2.4187355"},
+                    "messageTypes": ["user", "assistant"],
+                    "costRange": {"min": "0.1", "max": "2.4187355"},
                     "includeSidechains": False},
         "options": {"splitSizeMb": 5, "compression": {"level": 9}},
     })

@@ -14,6 +14,7 @@ its files before it hands its cursor on.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -84,11 +85,24 @@ class ExportWriter(abc.ABC):
     def close(self) -> None:
         """Finish and close every open file."""
 
-    def write_projects(self, projects: list[RawDocument]) -> None:  # noqa: B027
+    def write_projects(self, projects: Sequence[RawDocument]) -> None:  # noqa: B027
         """Called once per export (by the plan step) with the owner's projects in scope.
         Formats that carry projects as their own file override this."""
 
-    def needs_rollover(self, file: OutputFile, next_record_bytes: int) -> bool:
-        """True when writing the next record would push a non-empty file past the split size.
-        A record larger than the split size still goes alone into a file of its own."""
-        return file.bytes_written > 0 and file.bytes_written + next_record_bytes > self.split_bytes
+    def needs_rollover(self, file: OutputFile, next_record_bytes: int, *, header_bytes: int = 0,
+                       trailer_bytes: int = 0) -> bool:
+        """See `needs_rollover`: the writer's split size applied to one of its files."""
+        return needs_rollover(file, next_record_bytes, self.split_bytes,
+                              header_bytes=header_bytes, trailer_bytes=trailer_bytes)
+
+
+def needs_rollover(file: OutputFile, next_record_bytes: int, split_bytes: int, *,
+                   header_bytes: int = 0, trailer_bytes: int = 0) -> bool:
+    """True when the next record would push a file that already holds a record past the split
+    size. `header_bytes` (written when the file was opened: a BOM, a header row, a JSON envelope)
+    do not make a file non-empty, so a record larger than the split size still goes alone into a
+    file of its own; `trailer_bytes` (what closing the file will still add) count towards the size.
+    """
+    written = file.bytes_written
+    return (written > header_bytes
+            and written + next_record_bytes + trailer_bytes > split_bytes)

@@ -1,6 +1,7 @@
 """The single-table key scheme of the jobs table (one place, so no key is spelled twice).
 
-  JOB#<id>   / JOB                       the job row (GSI by-owner: OWNER#<user>#<kind>, <created>#<id>)
+  JOB#<id>   / JOB                       the job row
+             GSI by-owner: OWNER#<user>#<kind> / <created>#<id>
   JOB#<id>   / SHARD#<nnnnn>             one shard's progress (workers SET it: retries stay exact)
   JOB#<id>   / FILE#<nnnnn>#<nnnnnn>     one staged package file, in package order
   RATE#<user>#<kind> / WINDOW#<start>    fixed-window rate-limit counter

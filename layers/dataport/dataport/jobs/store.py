@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -235,8 +236,6 @@ def _job_from(item: Mapping[str, Any]) -> Job:
 
 def _plain(value: Any) -> Any:
     """DynamoDB numbers come back as Decimal; our counters are integers."""
-    from decimal import Decimal
-
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):

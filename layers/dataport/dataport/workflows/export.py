@@ -29,7 +29,7 @@ from dataport.models.jobs import Counts, Job, JobStatus, PackageInfo, Progress
 from dataport.models.tasks import ExportPlan, JobRef, ShardCursor
 from dataport.observability import logger
 from dataport.packaging import locations
-from dataport.packaging.manifest import ManifestHeader
+from dataport.packaging.manifest import ManifestHeader, Owner
 from dataport.packaging.package import assemble_package
 from dataport.packaging.staging import StagingSink
 from dataport.settings import get_settings
@@ -157,7 +157,7 @@ def finalize(ref: JobRef) -> JobRef:
     filename = _filename(request.format, job.job_id, now)
     key = locations.package_key(job.job_id, filename)
     store.set_progress(job.job_id, job.progress.model_copy(update={"phase": "packaging"}))
-    header = ManifestHeader(job_id=job.job_id, owner_id=job.user_id, created_at=now,
+    header = ManifestHeader(job_id=job.job_id, owner=Owner(user_id=job.user_id), created_at=now,
                             format=request.format.value,
                             filters=request.filters.model_dump(mode="json", by_alias=True,
                                                                exclude_none=True),

@@ -1,0 +1,257 @@
+"""Reading raw ClaudeLens documents the same way in every writer.
+
+One place for the conversions the formats share: canonical Extended JSON (lossless), plain JSON
+(friendly, exact decimals), ISO timestamps, exact decimal strings, safe path segments, and the
+parts of a message document that several formats show (content blocks, usage, model, tool
+names, derived tool documents).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final, Generic, TypeVar
+
+import orjson
+from bson import ObjectId, json_util
+from bson.decimal128 import Decimal128
+from bson.json_util import CANONICAL_JSON_OPTIONS, RELAXED_JSON_OPTIONS, JSONOptions
+
+from dataport.models.documents import RawDocument, as_decimal
+
+#: how to read back what `canonical_json` wrote: dates come back aware, in UTC, as they went in
+EXTENDED_JSON_READ_OPTIONS: Final[JSONOptions] = CANONICAL_JSON_OPTIONS.with_options(
+    tz_aware=True, tzinfo=UTC)
+
+
+def canonical_json(document: object) -> bytes:
+    """Canonical Extended JSON (UTF-8, compact): every BSON type survives a round trip through
+    `json_util.loads(..., json_options=EXTENDED_JSON_READ_OPTIONS)`. BSON dates hold
+    milliseconds, so that is the precision written (as MongoDB stores it)."""
+    text = json_util.dumps(document, json_options=CANONICAL_JSON_OPTIONS, ensure_ascii=False,
+                           separators=(",", ":"))
+    return text.encode("utf-8")
+
+
+def _plain_default(value: object) -> object:
+    if isinstance(value, Decimal128):
+        value = value.to_decimal()
+    if isinstance(value, Decimal):
+        # a JSON number with exactly the stored digits (never through float)
+        return orjson.Fragment(str(value)) if value.is_finite() else str(value)
+    if isinstance(value, datetime):
+        return iso_ms(value)
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    return json_util.default(value, json_options=RELAXED_JSON_OPTIONS)
+
+
+def plain_json(value: object, *, indent: bool = False) -> bytes:
+    """Plain JSON for friendly formats: ObjectId as its hex string, dates as ISO strings,
+    decimals as exact JSON numbers, anything rarer in relaxed Extended JSON."""
+    option = orjson.OPT_PASSTHROUGH_DATETIME | (orjson.OPT_INDENT_2 if indent else 0)
+    return orjson.dumps(value, default=_plain_default, option=option)
+
+
+def as_utc(value: object) -> datetime | None:
+    """An aware UTC datetime (a naive one is UTC, pymongo's default), None for anything else."""
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def iso_ms(value: object) -> str | None:
+    """ISO 8601 in UTC with milliseconds and `Z` (Claude Code's own timestamp form). A naive
+    datetime is UTC (pymongo's default when the client is not tz-aware)."""
+    moment = as_utc(value)
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def decimal_text(value: object) -> str:
+    """An exact decimal string in positional notation (`0.0000001`, never `1E-7`); "" if absent."""
+    number = as_decimal(value)
+    return "" if number is None else format(number, "f")
+
+
+_UNSAFE_IN_SEGMENT = re.compile(r"[/\\:\x00-\x1f\x7f]")
+
+
+def safe_segment(name: str, *, fallback: str, max_chars: int | None = None) -> str:
+    """One path segment for a zip member: separators, colons and control characters become
+    `-` (so a segment can never climb out of its folder), `.`/`..`/empty become the fallback."""
+    segment = _UNSAFE_IN_SEGMENT.sub("-", unicodedata.normalize("NFC", name)).strip()
+    if max_chars is not None:
+        segment = segment[:max_chars].rstrip()
+    return fallback if segment in {"", ".", ".."} else segment
+
+
+# --- message documents -------------------------------------------------------------------------
+
+_DERIVED = re.compile(r"^(?P<origin>.+)_(?P<kind>tool|result)_(?P<index>\d+)$")
+
+
+@dataclass(frozen=True)
+class DerivedRef:
+    """Where a derived tool document came from: `<origin>_tool_<i>` / `<origin>_result_<i>`."""
+
+    origin: str
+    kind: str  # "tool" (a tool_use block of an assistant message) or "result" (a tool_result)
+    index: int
+
+
+def derived_ref(uuid: object) -> DerivedRef | None:
+    """The origin of a derived tool document, None for a message Claude Code wrote itself."""
+    if not isinstance(uuid, str):
+        return None
+    match = _DERIVED.match(uuid)
+    if match is None:
+        return None
+    return DerivedRef(match["origin"], match["kind"], int(match["index"]))
+
+
+def strip_derived(uuid: object) -> str | None:
+    """A uuid with any derived suffix removed: the message Claude Code knows."""
+    if not isinstance(uuid, str):
+        return None
+    ref = derived_ref(uuid)
+    return ref.origin if ref else uuid
+
+
+def message_data(message: RawDocument) -> Mapping[str, Any] | None:
+    data = message.get("messageData")
+    return data if isinstance(data, Mapping) else None
+
+
+def is_block(value: object) -> bool:
+    """True for a single content block (what a derived document's messageData holds)."""
+    return isinstance(value, Mapping) and value.get("type") in {"tool_use", "tool_result"}
+
+
+def content_blocks(message: RawDocument) -> list[Mapping[str, Any]]:
+    """The Claude content blocks of a message: messageData.content, or messageData itself when
+    it is one block (derived tool documents); [] when the content is a plain string."""
+    data = message_data(message)
+    if data is None:
+        return []
+    if is_block(data):
+        return [data]
+    content = data.get("content")
+    if isinstance(content, Sequence) and not isinstance(content, str | bytes):
+        return [block for block in content if isinstance(block, Mapping)]
+    return []
+
+
+def block_key(block: Mapping[str, Any]) -> str | None:
+    """Identity of a tool block: the tool_use id, for both the call and its result."""
+    kind = block.get("type")
+    ident = block.get("id") if kind == "tool_use" else block.get("tool_use_id")
+    if kind in {"tool_use", "tool_result"} and isinstance(ident, str):
+        return f"{kind}:{ident}"
+    return None
+
+
+def usage_of(message: RawDocument) -> Mapping[str, Any]:
+    """Token usage: the top-level field, else the one inside messageData."""
+    usage = message.get("usage")
+    if not isinstance(usage, Mapping):
+        data = message_data(message)
+        usage = data.get("usage") if data is not None else None
+    return usage if isinstance(usage, Mapping) else {}
+
+
+def model_of(message: RawDocument) -> str | None:
+    model = message.get("model")
+    if not isinstance(model, str):
+        data = message_data(message)
+        model = data.get("model") if data is not None else None
+    return model if isinstance(model, str) and model else None
+
+
+def text_of(value: object) -> str:
+    """Display text of a tool result's content (a string or a list of blocks)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Sequence) and not isinstance(value, bytes):
+        parts = []
+        for item in value:
+            if isinstance(item, Mapping) and item.get("type") == "text":
+                parts.append(str(item.get("text", "")))
+            elif isinstance(item, Mapping) and item.get("type") == "image":
+                parts.append("[image]")
+            else:
+                parts.append(plain_json(item).decode("utf-8"))
+        return "\n".join(parts)
+    return plain_json(value).decode("utf-8")
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BoundedMemo(Generic[K, V]):
+    """A small LRU map: remembers the recent past of a stream without growing with it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+
+class ToolNames:
+    """tool_use id -> tool name for the recent past, so a tool result (which only carries the
+    id) can say which tool it answers. Bounded: a result whose call is long gone shows no name."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._names: BoundedMemo[str, str] = BoundedMemo(limit)
+
+    def learn(self, blocks: Sequence[Mapping[str, Any]]) -> None:
+        for block in blocks:
+            if block.get("type") == "tool_use" and isinstance(block.get("id"), str):
+                self._names.put(block["id"], str(block.get("name") or ""))
+
+    def name_for(self, block: Mapping[str, Any]) -> str | None:
+        if block.get("type") == "tool_use":
+            name = block.get("name")
+            return str(name) if name else None
+        if block.get("type") == "tool_result" and isinstance(block.get("tool_use_id"), str):
+            return self._names.get(block["tool_use_id"]) or None
+        return None
+
+    def names_in(self, blocks: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Tool names of a message's blocks, in order, without repeats."""
+        names: list[str] = []
+        for block in blocks:
+            name = self.name_for(block)
+            if name and name not in names:
+                names.append(name)
+        return names

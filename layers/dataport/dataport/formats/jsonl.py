@@ -1,0 +1,293 @@
+"""Claude-native JSONL: the owner's history back in Claude Code's own layout.
+
+`projects/<project dir>/<sessionId>.jsonl`, where the project dir is the project path with `/`
+(and `\\` and `:`, for Windows paths, as Claude Code does) replaced by `-`:
+`/Users/alex/github/claudelens` -> `-Users-alex-github-claudelens`. One line per record, in
+Claude Code's shape: parentUuid, isSidechain, userType, cwd, sessionId, version, gitBranch, type,
+message (the stored messageData), [requestId], uuid, timestamp (ISO, milliseconds, `Z`),
+[costUSD, durationMs, toolUseResult]. Money is a JSON number with exactly the stored digits.
+
+When the session has a summary, every file of it starts with `{"type": "summary", "summary",
+"leafUuid": null}`: the leaf is the session's last message, unknown when a streamed file starts,
+so it stays null; the summary line is not counted as a record. A session split at the split
+size (or continued by the next worker) is numbered by the packager (`<sessionId>-0001.jsonl`);
+the `sessionId` inside the lines is what ties the parts together. A session without messages
+writes no file.
+
+Derived tool documents (`<uuid>_tool_<i>`, `<uuid>_result_<i>`) are ClaudeLens' own and never
+become lines of their own when their block can be folded back:
+- `_tool_<i>` holds one tool_use block of assistant message `<uuid>`, whose messageData already
+  holds it: dropped when the block (by tool_use id) is there, appended to it when missing.
+- `_result_<i>` holds one tool_result block of user message `<uuid>`. ClaudeLens stores that
+  user message only when it also had text, so usually there is nothing to fold into: the result
+  documents of one `<uuid>` are rebuilt into that user line (uuid `<uuid>`, parent = the
+  assistant that made the calls, content = the tool_result blocks, toolUseResult kept). When the
+  user message exists, a block already in it (same tool_use_id) is dropped, a missing one added.
+- A message that arrives after derived documents stood in for it takes their place (its own
+  fields win, blocks it lacks are added). A derived document whose message line has already been
+  written and lacks its block gets a line of its own under its derived uuid: nothing is lost.
+
+Folding needs to see a derived document next to its message, not the whole session: records wait
+in a look-behind window and are written once the stream has moved on by `LOOK_BEHIND` (derived
+documents carry their message's own timestamp, so in timestamp order they arrive within it) or
+when more than `LOOK_BEHIND_RECORDS` wait. Memory is that window plus a bounded memo of the
+block ids of lines already written, whatever the size of the session.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from dataport.formats.base import ExportContext, ExportWriter, FileSink
+from dataport.formats.common import (
+    BoundedMemo,
+    DerivedRef,
+    as_utc,
+    block_key,
+    content_blocks,
+    derived_ref,
+    is_block,
+    iso_ms,
+    message_data,
+    model_of,
+    plain_json,
+    safe_segment,
+    strip_derived,
+)
+from dataport.formats.rolling import RollingFile
+from dataport.models.documents import RawDocument, as_decimal
+
+LOOK_BEHIND = timedelta(seconds=5)
+LOOK_BEHIND_RECORDS = 64
+#: lines already written whose block ids are remembered (to drop late duplicates)
+WRITTEN_MEMORY = 1024
+
+_CLAUDE_TYPE = {"tool_use": "assistant", "tool_result": "user"}
+
+
+def project_dir(path: str) -> str:
+    """Claude Code's folder name for a project path: `/` becomes `-`."""
+    return safe_segment(path, fallback="-")
+
+
+@dataclass
+class _Pending:
+    """A line waiting in the look-behind window; `record` is ours to change until written."""
+
+    record: dict[str, Any]
+    timestamp: datetime | None
+    keys: set[str] = field(default_factory=set)
+    #: rebuilt from derived documents; the message itself has not been seen
+    stand_in: bool = False
+
+
+@dataclass(frozen=True)
+class _Written:
+    keys: frozenset[str]
+    sidechain: bool
+
+
+class JsonlWriter(ExportWriter):
+    """Writes `projects/<project dir>/<sessionId>.jsonl` (see the module docstring)."""
+
+    extension = "jsonl"
+
+    def __init__(self, sink: FileSink, *, context: ExportContext, split_bytes: int) -> None:
+        super().__init__(sink, context=context, split_bytes=split_bytes)
+        self._file: RollingFile | None = None
+        self._project: RawDocument = {}
+        self._session: RawDocument = {}
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._written: BoundedMemo[str, _Written] = BoundedMemo(WRITTEN_MEMORY)
+
+    def begin_session(self, project: RawDocument, session: RawDocument) -> None:
+        self._project, self._session = project, session
+        self._pending.clear()
+        self._written = BoundedMemo(WRITTEN_MEMORY)
+        folder = project_dir(str(project.get("path") or project.get("name") or "unknown"))
+        name = safe_segment(str(session.get("sessionId") or session.get("_id")),
+                            fallback="session")
+        summary = session.get("summary")
+        header = b""
+        if isinstance(summary, str) and summary:
+            header = plain_json({"type": "summary", "summary": summary, "leafUuid": None}) + b"\n"
+        self._file = RollingFile(self.sink, f"projects/{folder}/{name}.jsonl",
+                                 split_bytes=self.split_bytes, header=lambda: header)
+
+    def write_message(self, message: RawDocument) -> None:
+        ref = derived_ref(message.get("uuid"))
+        if ref is None:
+            self._add(message)
+        else:
+            self._fold(message, ref)
+        self._flush(until=as_utc(message.get("timestamp")))
+
+    def end_session(self) -> None:
+        self._flush(until=None, everything=True)
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def close(self) -> None:
+        self.end_session()
+
+    # --- the look-behind window -----------------------------------------------------------------
+
+    def _add(self, message: RawDocument) -> None:
+        kind = str(message.get("type") or "user")
+        entry = _Pending(
+            self._record(message, uuid=str(message.get("uuid")),
+                         kind=_CLAUDE_TYPE.get(kind, kind),
+                         body=self._message_body(message, kind),
+                         parent=strip_derived(message.get("parentUuid")),
+                         sidechain=bool(message.get("isSidechain", False))),
+            as_utc(message.get("timestamp")))
+        for block in content_blocks(message):
+            key = block_key(block)
+            if key:
+                entry.keys.add(key)
+        uuid = entry.record["uuid"]
+        earlier = self._pending.get(uuid)
+        if earlier is not None and earlier.stand_in:
+            for block in _blocks(earlier.record):
+                if block_key(block) not in entry.keys:
+                    _add_block(entry, block)
+            if "toolUseResult" in earlier.record:
+                entry.record.setdefault("toolUseResult", earlier.record["toolUseResult"])
+            self._pending[uuid] = entry  # keeps the stand-in's place in the window
+            return
+        if earlier is not None:
+            self._emit(self._pending.pop(uuid))  # a repeated uuid: both lines, in order
+        self._pending[uuid] = entry
+
+    def _fold(self, message: RawDocument, ref: DerivedRef) -> None:
+        block = self._block(message)
+        key = block_key(block)
+        target = self._pending.get(ref.origin)
+        if target is not None:
+            if key is None or key not in target.keys:
+                _add_block(target, block)
+                if "toolUseResult" not in target.record and "toolUseResult" in message:
+                    target.record["toolUseResult"] = message["toolUseResult"]
+            return
+        written = self._written.get(ref.origin)
+        if written is not None and key is not None and key in written.keys:
+            return  # already in the line of its message
+        # no line yet: stand in for the message; already written without it: a line of its own
+        uuid = ref.origin if written is None else str(message.get("uuid"))
+        kind = "assistant" if ref.kind == "tool" else "user"
+        body: dict[str, Any] = {"role": kind, "content": []}
+        model = model_of(message)
+        if kind == "assistant" and model:
+            body["model"] = model
+        parent = strip_derived(message.get("parentUuid"))
+        entry = _Pending(
+            self._record(message, uuid=uuid, kind=kind, body=body,
+                         parent=None if parent == uuid else parent,
+                         sidechain=self._sidechain_of(parent)),
+            as_utc(message.get("timestamp")), stand_in=written is None)
+        if "toolUseResult" in message:
+            entry.record["toolUseResult"] = message["toolUseResult"]
+        _add_block(entry, block)
+        self._pending[uuid] = entry
+
+    def _sidechain_of(self, uuid: str | None) -> bool:
+        """A derived document's own isSidechain only marks it as derived; its thread's flag is
+        its parent's, when that is still known."""
+        if uuid is None:
+            return False
+        if uuid in self._pending:
+            return bool(self._pending[uuid].record["isSidechain"])
+        written = self._written.get(uuid)
+        return written.sidechain if written is not None else False
+
+    def _flush(self, *, until: datetime | None, everything: bool = False) -> None:
+        while self._pending:
+            oldest = next(iter(self._pending.values()))
+            stale = (until is not None and oldest.timestamp is not None
+                     and oldest.timestamp < until - LOOK_BEHIND)
+            if not (everything or stale or len(self._pending) > LOOK_BEHIND_RECORDS):
+                return
+            self._pending.popitem(last=False)
+            self._emit(oldest)
+
+    def _emit(self, entry: _Pending) -> None:
+        assert self._file is not None, "write_message outside a session"
+        line = plain_json(entry.record) + b"\n"
+        uuid = str(entry.record["uuid"])
+        self._file.write(lambda: line, label=f"line {uuid}")
+        self._written.put(uuid, _Written(frozenset(entry.keys), bool(entry.record["isSidechain"])))
+
+    # --- building lines -----------------------------------------------------------------------
+
+    def _record(self, message: RawDocument, *, uuid: str, kind: str, body: Mapping[str, Any],
+                parent: str | None, sidechain: bool) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "parentUuid": parent,
+            "isSidechain": sidechain,
+            "userType": message.get("userType") or "external",
+            "cwd": message.get("cwd") or self._project.get("path"),
+            "sessionId": message.get("sessionId") or self._session.get("sessionId"),
+            "version": message.get("version"),
+            "gitBranch": message.get("gitBranch"),
+            "type": kind,
+            "message": dict(body),
+        }
+        if message.get("requestId") is not None:
+            record["requestId"] = message["requestId"]
+        record["uuid"] = uuid
+        record["timestamp"] = iso_ms(message.get("timestamp"))
+        if message.get("costUsd") is not None:
+            record["costUSD"] = as_decimal(message["costUsd"])
+        for name in ("durationMs", "toolUseResult"):
+            if message.get(name) is not None:
+                record[name] = message[name]
+        return record
+
+    @staticmethod
+    def _message_body(message: RawDocument, kind: str) -> Mapping[str, Any]:
+        """messageData as stored; rebuilt from the flattened content when it is missing."""
+        data = message_data(message)
+        if data is not None and not is_block(data):
+            return data
+        role = _CLAUDE_TYPE.get(kind, kind)
+        if data is not None:  # a lone block where a message was expected
+            return {"role": role, "content": [dict(data)]}
+        text = str(message.get("content") or "")
+        if role == "assistant":
+            return {"role": role, "content": [{"type": "text", "text": text}]}
+        return {"role": role, "content": text}
+
+    @staticmethod
+    def _block(message: RawDocument) -> Mapping[str, Any]:
+        """The block a derived document carries; its flattened content if it has none."""
+        data = message_data(message)
+        if data is not None and is_block(data):
+            return data
+        return {"type": "text", "text": str(message.get("content") or "")}
+
+
+def _blocks(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    content = record["message"].get("content")
+    return [b for b in content if isinstance(b, Mapping)] if isinstance(content, list) else []
+
+
+def _add_block(entry: _Pending, block: Mapping[str, Any]) -> None:
+    """Append a block to a waiting line's content (copying, never changing the source)."""
+    body = entry.record["message"]
+    content = body.get("content")
+    if isinstance(content, str):
+        blocks: list[Any] = [{"type": "text", "text": content}] if content else []
+    elif isinstance(content, list | tuple):
+        blocks = list(content)
+    else:
+        blocks = []
+    blocks.append(dict(block))
+    body["content"] = blocks
+    key = block_key(block)
+    if key:
+        entry.keys.add(key)

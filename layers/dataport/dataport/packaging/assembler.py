@@ -1,0 +1,183 @@
+"""One S3 object written from a sequence of inline bytes and ranges of other objects.
+
+Large ranges become UploadPartCopy parts (S3 copies server-side: the Lambda never sees the
+bytes); small ranges and inline bytes are gathered in one part buffer. S3 rejects a completed
+upload with a part other than the last under 5 MiB (EntityTooSmall), so a partly filled buffer is
+first topped up from the next range by a ranged GET before anything is copied. Memory: the part
+buffer plus the copy of it handed to botocore, about two parts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from dataport.errors import DataportError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+MiB = 1024 * 1024
+MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
+MAX_TARGET_PART_SIZE = 16 * MiB  # bounds the buffer (Lambda memory)
+MAX_COPY_PART_SIZE = 5 * 1024 * MiB  # S3's maximum part size
+MAX_PARTS = 10_000
+DEFAULT_PART_SIZE = 8 * MiB  # settings.upload_part_size_mb's default
+
+
+class PackageTooLarge(DataportError):
+    """The object would need more than S3's 10,000 parts."""
+
+    code = "package_too_large"
+    http_status = 413
+
+
+class MultipartAssembler:
+    """Use as a context manager: leaving it without `complete()`, or with an exception, aborts
+    the upload so nothing is left behind. The upload is created lazily; an object that fits in
+    one buffer is written with a single PutObject."""
+
+    def __init__(self, s3: S3Client, bucket: str, key: str, *, part_size: int = DEFAULT_PART_SIZE,
+                 content_type: str | None = None, content_disposition: str | None = None,
+                 metadata: Mapping[str, str] | None = None) -> None:
+        if not MIN_PART_SIZE <= part_size <= MAX_TARGET_PART_SIZE:
+            raise ValueError(f"part size must be {MIN_PART_SIZE}-{MAX_TARGET_PART_SIZE} bytes")
+        self._s3 = s3
+        self._bucket = bucket
+        self._key = key
+        self._part_size = part_size
+        self._options: dict[str, Any] = {
+            name: value for name, value in (("ContentType", content_type),
+                                            ("ContentDisposition", content_disposition),
+                                            ("Metadata", dict(metadata or {})))
+            if value
+        }
+        self._buffer = bytearray()
+        self._position = 0
+        self._upload_id: str | None = None
+        self._parts: list[CompletedPartTypeDef] = []
+        self._closed = False
+
+    @property
+    def position(self) -> int:
+        """Bytes added so far: the offset the next byte will have in the object."""
+        return self._position
+
+    def add_bytes(self, data: bytes) -> None:
+        self._check_open()
+        view = memoryview(data)
+        while view:
+            take = view[:self._part_size - len(self._buffer)]
+            self._buffer += take
+            self._position += len(take)
+            view = view[len(take):]
+            if len(self._buffer) >= self._part_size:
+                self._upload_buffer()
+
+    def add_object_range(self, key: str, start: int, length: int) -> None:
+        """Append `length` bytes of s3://bucket/key from `start`."""
+        self._check_open()
+        if start < 0 or length < 0:
+            raise ValueError("start and length must not be negative")
+        end = start + length
+        if self._buffer:
+            start = self._read_into_buffer(key, start, min(end, start + self._part_size
+                                                            - len(self._buffer)))
+        # The buffer is empty now unless the range is used up.
+        if end - start >= MIN_PART_SIZE:
+            self._copy(key, start, end)
+        elif end > start:
+            self._read_into_buffer(key, start, end)
+
+    def complete(self) -> int:
+        """Finish the object; returns its size."""
+        self._check_open()
+        try:
+            if self._upload_id is None:
+                self._s3.put_object(Bucket=self._bucket, Key=self._key,
+                                    Body=bytes(self._buffer), **self._options)
+            else:
+                if self._buffer:
+                    self._upload_buffer()
+                self._s3.complete_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts})
+        except BaseException:
+            self.abort()
+            raise
+        self._upload_id = None
+        self._closed = True
+        self._buffer = bytearray()
+        return self._position
+
+    def abort(self) -> None:
+        """Abort the multipart upload, if one was started (parts already stored are freed)."""
+        upload_id, self._upload_id = self._upload_id, None
+        self._closed = True
+        self._buffer = bytearray()
+        if upload_id is not None:
+            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key,
+                                            UploadId=upload_id)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if not self._closed:
+            self.abort()
+
+    # ------------------------------------------------------------------ internals
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("the object is already complete or aborted")
+
+    def _new_part(self) -> tuple[int, str]:
+        """The next part number, and the upload id (the upload is created with the first)."""
+        number = len(self._parts) + 1
+        if number > MAX_PARTS:
+            raise PackageTooLarge(
+                f"s3://{self._bucket}/{self._key} needs more than {MAX_PARTS} parts "
+                f"at {self._part_size} bytes per part",
+                details={"position": self._position})
+        if self._upload_id is None:
+            self._upload_id = self._s3.create_multipart_upload(
+                Bucket=self._bucket, Key=self._key, **self._options)["UploadId"]
+        return number, self._upload_id
+
+    def _upload_buffer(self) -> None:
+        number, upload_id = self._new_part()
+        etag = self._s3.upload_part(Bucket=self._bucket, Key=self._key,
+                                    UploadId=upload_id, PartNumber=number,
+                                    Body=bytes(self._buffer))["ETag"]
+        self._parts.append({"PartNumber": number, "ETag": etag})
+        self._buffer.clear()
+
+    def _read_into_buffer(self, key: str, start: int, end: int) -> int:
+        """Ranged GETs of [start, end) into the buffer, a part at a time; returns `end`."""
+        while start < end:
+            stop = min(end, start + self._part_size - len(self._buffer))
+            body = self._s3.get_object(Bucket=self._bucket, Key=key,
+                                       Range=f"bytes={start}-{stop - 1}")["Body"].read()
+            if len(body) != stop - start:
+                raise ValueError(f"s3://{self._bucket}/{key} is shorter than its record says "
+                                 f"(wanted bytes {start}-{stop - 1}, got {len(body)})")
+            self.add_bytes(body)
+            start = stop
+        return end
+
+    def _copy(self, key: str, start: int, end: int) -> None:
+        """UploadPartCopy in equal pieces within S3's 5 MiB-5 GiB part bounds."""
+        pieces = -(-(end - start) // MAX_COPY_PART_SIZE)
+        size = -(-(end - start) // pieces)
+        for first in range(start, end, size):
+            last = min(first + size, end) - 1
+            number, upload_id = self._new_part()
+            result = self._s3.upload_part_copy(
+                Bucket=self._bucket, Key=self._key, UploadId=upload_id,
+                PartNumber=number, CopySource={"Bucket": self._bucket, "Key": key},
+                CopySourceRange=f"bytes={first}-{last}")
+            self._parts.append({"PartNumber": number, "ETag": result["CopyPartResult"]["ETag"]})
+            self._position += last - first + 1

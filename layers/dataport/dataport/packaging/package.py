@@ -1,0 +1,165 @@
+"""Finalize: the staged files of every worker become one zip on S3, plus the cleanup helpers.
+
+Each member is its local header (generated here, with the final name and the CRC and sizes the
+worker recorded) followed by the staged object's bytes, copied server-side where S3 allows; then
+manifest.json, the central directory and the end records. Nothing is recompressed and memory
+stays at about two upload parts plus the central directory and manifest entries.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from dataport.errors import TransientError
+from dataport.formats.base import Numbering
+from dataport.models.common import ApiModel
+from dataport.packaging.assembler import MultipartAssembler
+from dataport.packaging.manifest import MANIFEST_NAME, Manifest, ManifestFile, ManifestHeader
+from dataport.packaging.staging import StagedFile, compression, run_transforms, zip_method
+from dataport.packaging.zipformat import (
+    ZipEntry,
+    central_directory_header,
+    end_of_central_directory,
+    local_file_header,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+
+ZIP_CONTENT_TYPE = "application/zip"
+
+
+class PackageResult(ApiModel):
+    key: str
+    bytes: int
+    files: int
+    manifest: Manifest
+
+
+def numbered_name(path: str, number: int) -> str:
+    """`dir/stem.ext` -> `dir/stem-0001.ext`: the number goes before the last extension."""
+    p = PurePosixPath(path)
+    return str(p.with_name(f"{p.stem}-{number:04d}{p.suffix}"))
+
+
+def _check_member_path(path: str) -> None:
+    """Relative, forward slashes, no `..`: what every unzip extracts where the user expects."""
+    parts = path.split("/")
+    if not path or path.startswith("/") or "\\" in path or any(
+            part in ("", ".", "..") for part in parts):
+        raise ValueError(f"not a valid package path: {path!r}")
+
+
+def member_names(files: Callable[[], Iterable[StagedFile]]) -> Iterator[tuple[str, StagedFile]]:
+    """(final name, file) in package order. Two passes over `files()` (a paginated query, not
+    materialised): the first counts each path, the second names. Files sharing a path are
+    numbered from 0001, and so is a lone file whose numbering is ALWAYS."""
+    totals: Counter[str] = Counter()
+    always: set[str] = set()
+    for staged in files():
+        totals[staged.path] += 1
+        if staged.numbering is Numbering.ALWAYS:
+            always.add(staged.path)
+    seen: Counter[str] = Counter()
+    names = {MANIFEST_NAME}
+    for staged in files():
+        _check_member_path(staged.path)
+        seen[staged.path] += 1
+        if seen[staged.path] > totals[staged.path]:
+            raise RuntimeError("files() returned more files on its second pass than on its first")
+        name = (staged.path if totals[staged.path] == 1 and staged.path not in always
+                else numbered_name(staged.path, seen[staged.path]))
+        if name in names:
+            raise ValueError(f"two package members would be named {name!r}")
+        names.add(name)
+        yield name, staged
+    if seen != totals:
+        raise RuntimeError("files() returned fewer files on its second pass than on its first")
+
+
+def assemble_package(s3: S3Client, bucket: str, key: str,
+                     files: Callable[[], Iterable[StagedFile]], header: ManifestHeader, *,
+                     part_size: int, level: int, content_disposition: str | None = None,
+                     metadata: Mapping[str, str] | None = None,
+                     force_zip64: bool = False) -> PackageResult:
+    """Write the package to s3://bucket/key. `level` is the export's compression level (the
+    manifest member is compressed with it; the data files were compressed by the workers).
+    On any error the upload is aborted and no object is left; the staged objects stay, for
+    the caller to delete (`delete_prefix`) once the job is settled."""
+    modified = header.created_at
+    central = bytearray()
+    entries: list[ManifestFile] = []
+    with MultipartAssembler(s3, bucket, key, part_size=part_size, content_type=ZIP_CONTENT_TYPE,
+                            content_disposition=content_disposition, metadata=metadata) as out:
+
+        def add_member(entry: ZipEntry) -> None:
+            out.add_bytes(local_file_header(entry, force_zip64=force_zip64))
+            central.extend(central_directory_header(entry, force_zip64=force_zip64))
+
+        for name, staged in member_names(files):
+            add_member(ZipEntry(name, staged.method, staged.crc32, staged.compressed_size,
+                                staged.size, modified, out.position))
+            out.add_object_range(staged.staging_key, 0, staged.compressed_size)
+            entries.append(ManifestFile(
+                path=name, bytes=staged.size, compressed_bytes=staged.compressed_size,
+                records=staged.records, sha256=staged.sha256, notes=staged.notes))
+
+        full = Manifest.build(header, entries, level=level)
+        data = full.to_json()
+        member = run_transforms(compression(level), data, final=True)
+        add_member(ZipEntry(MANIFEST_NAME, zip_method(level), zlib.crc32(data), len(member),
+                            len(data), modified, out.position))
+        out.add_bytes(member)
+
+        cd_offset = out.position
+        out.add_bytes(bytes(central))
+        out.add_bytes(end_of_central_directory(len(entries) + 1, cd_offset, len(central),
+                                               force_zip64=force_zip64))
+        size = out.complete()
+    return PackageResult(key=key, bytes=size, files=len(entries), manifest=full)
+
+
+def delete_prefix(s3: S3Client, bucket: str, prefix: str) -> int:
+    """Delete every object under `prefix` (one DeleteObjects per listed page of <= 1000 keys);
+    returns how many were deleted."""
+    if not prefix:
+        raise ValueError("refusing to delete a whole bucket: prefix is empty")
+    deleted = 0
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000})
+    for page in pages:
+        keys: list[ObjectIdentifierTypeDef] = [{"Key": obj["Key"]}
+                                               for obj in page.get("Contents", [])]
+        if not keys:
+            continue
+        result = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        if errors := result.get("Errors"):
+            raise TransientError(f"could not delete {len(errors)} objects under {prefix}",
+                                 details={"first": errors[0].get("Message", "")})
+        deleted += len(keys)
+    return deleted
+
+
+def abort_uploads(s3: S3Client, bucket: str, prefix: str) -> int:
+    """Abort every multipart upload in progress under `prefix`; returns how many."""
+    if not prefix:
+        raise ValueError("refusing to abort every upload in the bucket: prefix is empty")
+    aborted = 0
+    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
+        for upload in page.get("Uploads", []):
+            try:
+                s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"],
+                                          UploadId=upload["UploadId"])
+            except ClientError as error:
+                # Completed or aborted meanwhile: nothing left to clean.
+                if error.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                    raise
+            aborted += 1
+    return aborted
