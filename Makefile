@@ -6,7 +6,7 @@ TOOLS  := .venv-tools
 FORMAT ?= json
 export SAM_CLI_TELEMETRY := 0
 # Debian packages the tests call: command -> package
-SYSTEM_TOOLS := unzip:unzip
+SYSTEM_TOOLS := unzip:unzip pdfinfo:poppler-utils pdftotext:poppler-utils pdftoppm:poppler-utils
 
 .PHONY: help setup system test demo local lint bench openapi clean
 

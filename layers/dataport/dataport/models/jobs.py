@@ -63,7 +63,7 @@ class JobError(ApiModel):
 
 
 class PackageInfo(ApiModel):
-    key: str = Field(exclude=True)  # an S3 key is ours, not the client's
+    key: str  # internal: the wire view (models.api.PackageView) leaves it out
     filename: str
     bytes: int
     files: int
@@ -73,15 +73,15 @@ class PackageInfo(ApiModel):
 class Job(ApiModel):
     job_id: str
     kind: JobKind
-    user_id: str = Field(exclude=True)
+    user_id: str
     status: JobStatus
     created_at: AwareDatetime
     updated_at: AwareDatetime
-    expires_at: int = Field(exclude=True, description="TTL, epoch seconds")
+    expires_at: int = Field(description="TTL, epoch seconds")
     request: dict[str, Any] = Field(default_factory=dict)
     progress: Progress = Progress()
     counts: Counts | None = None
     package: PackageInfo | None = None
     error: JobError | None = None
-    execution_arn: str | None = Field(default=None, exclude=True)
+    execution_arn: str | None = None
     finished_at: datetime | None = None
