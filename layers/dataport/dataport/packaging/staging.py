@@ -201,3 +201,12 @@ class StagingSink:
         while self._open:
             _, writer = self._open.popitem()
             writer.abort()
+
+    def discard(self) -> None:
+        """Abort what is open and delete what this sink already closed: after a failure or a
+        cancel, the invocation leaves neither an upload nor a staged object behind (a cleanup
+        that ran before this invocation noticed cannot have seen them)."""
+        self.abort_all()
+        while self._closed:
+            _, staged = self._closed.popitem()
+            self._s3.delete_object(Bucket=self._bucket, Key=staged.staging_key)

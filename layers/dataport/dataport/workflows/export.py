@@ -65,7 +65,7 @@ def plan(ref: JobRef) -> ExportPlan:
         writer.write_projects(projects)
         writer.close()
     except BaseException:
-        sink.abort_all()
+        sink.discard()
         raise
     store.put_files(job.job_id, PLAN_SHARD, 0, sink.files)
 
@@ -119,12 +119,12 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCurs
             _report(store, job.job_id, state)
         writer.close()
     except BaseException:
-        sink.abort_all()
+        sink.discard()
         raise
     staged = sink.files
     store.put_files(job.job_id, cursor.shard, cursor.seq, staged)
     state = state.model_copy(update={
-        "seq": cursor.seq + len(staged), "done": finished,
+        "seq": sink.next_seq, "done": finished,
         "bytes": cursor.bytes + sum(f.size for f in staged)})
     _report(store, job.job_id, state)
     return state
