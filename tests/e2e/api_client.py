@@ -1,0 +1,109 @@
+"""A small HTTP client for the REST API on the local stack, as a user's script would use it."""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from dataport.source.mongo import connect, reset
+from dataport.settings import get_settings
+from infrastructure.local import seed
+from infrastructure.local.stack import LocalStack
+
+TERMINAL = {"succeeded", "failed", "cancelled", "deleted"}
+
+
+@dataclass
+class Api:
+    stack: LocalStack
+    user_id: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.stack.auth_headers(self.user_id)
+
+    def url(self, path: str) -> str:
+        return f"{self.stack.rest_url}{path}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return requests.request(method, self.url(path), headers=headers, timeout=30,
+                                allow_redirects=False, **kwargs)
+
+    def start_export(self, body: dict[str, Any] | None = None, **kwargs: Any) -> str:
+        answer = self.request("POST", "/exports", json=body or {}, **kwargs)
+        assert answer.status_code == 202, answer.text
+        job_id: str = answer.json()["jobId"]
+        return job_id
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        answer = self.request("GET", f"/exports/{job_id}")
+        assert answer.status_code == 200, answer.text
+        job: dict[str, Any] = answer.json()
+        return job
+
+    def wait(self, job_id: str, *, until: set[str] | None = None,
+             timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["status"] in (until or TERMINAL):
+                return job
+            if time.monotonic() > deadline:
+                pytest.fail(f"job {job_id} still {job['status']} after {timeout} s: {job}")
+            time.sleep(0.1)
+
+    def download(self, job_id: str, target: Path) -> Path:
+        answer = self.request("GET", f"/exports/{job_id}/download")
+        assert answer.status_code == 302, answer.text
+        with requests.get(answer.headers["Location"], stream=True, timeout=30) as package:
+            package.raise_for_status()
+            with target.open("wb") as file:
+                for chunk in package.iter_content(1 << 20):
+                    file.write(chunk)
+        assert zipfile.is_zipfile(target)
+        return target
+
+    def export(self, tmp_path: Path, body: dict[str, Any] | None = None) -> Path:
+        job_id = self.start_export(body)
+        job = self.wait(job_id)
+        assert job["status"] == "succeeded", job
+        return self.download(job_id, tmp_path / f"{job_id}.zip")
+
+
+@contextmanager
+def seeded_database(monkeypatch: pytest.MonkeyPatch, stack: LocalStack, name: str,
+                    **options: Any) -> Iterator[seed.SeedSummary]:
+    """Point the functions at a database of their own, seeded; dropped afterwards."""
+    db = connect(stack.mongo_uri, name)
+    db.client.drop_database(name)
+    summary = seed.seed(db, **options)
+    monkeypatch.setenv("MONGODB_DATABASE", name)
+    get_settings.cache_clear()
+    reset()
+    try:
+        yield summary
+    finally:
+        db.client.drop_database(name)
+        db.client.close()
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        reset()
+
+
+def bucket_leftovers(stack: LocalStack, job_id: str) -> dict[str, list[str]]:
+    """Objects and open multipart uploads a job still has in the packages bucket."""
+    s3 = stack.client("s3")
+    objects = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])
+               if job_id in o["Key"]]
+    uploads = [u["Key"] for u in s3.list_multipart_uploads(Bucket=stack.bucket).get("Uploads", [])
+               if job_id in u["Key"]]
+    return {"objects": objects, "uploads": uploads}

@@ -1,0 +1,247 @@
+"""The real export ASL, executed by moto with in-process Lambdas, driven over HTTP: every format's
+package is downloaded and checked against the database, read independently with pymongo."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson import json_util
+from bson.decimal128 import Decimal128
+
+from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
+from dataport.packaging.verify import verify_package
+from dataport.source.collections import message_collections
+from dataport.source.mongo import connect
+from dataport.workflows import export as export_tasks
+from infrastructure.local import seed
+from infrastructure.local.stack import LocalStack
+from tests.e2e.api_client import Api, bucket_leftovers, seeded_database
+
+DB_NAME = "dataport_workflow_tests"
+
+
+class Owned:
+    """Everything one user owns, read straight from MongoDB (not through dataport's reader)."""
+
+    def __init__(self, stack: LocalStack, user_id: str) -> None:
+        from bson import ObjectId
+
+        db = connect(stack.mongo_uri, DB_NAME)
+        self.projects = list(db.projects.find({"user_id": ObjectId(user_id)}))
+        project_ids = [p["_id"] for p in self.projects]
+        self.sessions = {s["sessionId"]: s for s in db.sessions.find(
+            {"projectId": {"$in": project_ids}})}
+        self.messages = {m["uuid"]: m for name in message_collections(db)
+                         for m in db[name].find({"sessionId": {"$in": list(self.sessions)}})}
+        db.client.close()
+
+
+@pytest.fixture(scope="module")
+def dataset(local_stack: LocalStack) -> Iterator[seed.SeedSummary]:
+    with pytest.MonkeyPatch.context() as patch, seeded_database(
+            patch, local_stack, DB_NAME, sessions_per_project=4) as summary:
+        yield summary
+
+
+@pytest.fixture
+def api(fresh_stack: LocalStack, dataset: seed.SeedSummary) -> Api:
+    return Api(fresh_stack, seed.DEMO_USER_ID)
+
+
+@pytest.fixture
+def owned(api: Api) -> Owned:
+    return Owned(api.stack, api.user_id)
+
+
+@pytest.fixture
+def others(api: Api, dataset: seed.SeedSummary) -> Owned:
+    other = next(u.user_id for u in dataset.users if u.user_id != api.user_id)
+    return Owned(api.stack, other)
+
+
+def _members(package: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(package) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _check_package(package: Path, others: Owned) -> dict[str, bytes]:
+    assert subprocess.run(["unzip", "-tq", str(package)], capture_output=True,
+                          check=False).returncode == 0
+    verification = verify_package(package)
+    assert verification.ok, verification.problems
+    members = _members(package)
+    everything = b"".join(members.values())
+    leaked = [sid for sid in others.sessions if sid.encode() in everything]
+    assert not leaked, "another user's sessions are in the package"
+    return members
+
+
+def test_json_package_holds_every_document_exactly(api: Api, owned: Owned, others: Owned,
+                                                   tmp_path: Path) -> None:
+    members = _check_package(api.export(tmp_path, {"format": "json"}), others)
+    sessions: dict[str, dict[str, Any]] = {}
+    messages: dict[str, dict[str, Any]] = {}
+    for name, data in members.items():
+        if name.startswith("conversations-"):
+            document = json_util.loads(data, json_options=EXTENDED_JSON_READ_OPTIONS)
+            assert document["format"] == "dataport.conversations"
+            for entry in document["sessions"]:
+                entry.pop("project")
+                for message in entry.pop("messages"):
+                    messages[message["uuid"]] = message
+                sessions[entry["sessionId"]] = entry
+    projects = json_util.loads(members["projects.json"], json_options=EXTENDED_JSON_READ_OPTIONS)
+    assert {p["_id"] for p in projects["projects"]} == {p["_id"] for p in owned.projects}
+    assert sessions == owned.sessions  # field for field, type for type (Decimal128, dates, ids)
+    assert messages == owned.messages
+    assert any(isinstance(s["totalCost"], Decimal128) for s in sessions.values())
+    manifest = json.loads(members["manifest.json"])
+    assert manifest["counts"]["messages"] == len(owned.messages)
+    assert manifest["counts"]["sessions"] == len(owned.sessions)
+
+
+def test_jsonl_package_is_claude_code_transcripts(api: Api, owned: Owned, others: Owned,
+                                                  tmp_path: Path) -> None:
+    members = _check_package(api.export(tmp_path, {"format": "jsonl"}), others)
+    transcripts = {n: d for n, d in members.items() if n.endswith(".jsonl")}
+    assert {Path(n).stem for n in transcripts} == set(owned.sessions)
+    seen: set[str] = set()
+    for name, data in transcripts.items():
+        session = owned.sessions[Path(name).stem]
+        project = next(p for p in owned.projects if p["_id"] == session["projectId"])
+        assert name.startswith(f"projects/{project['path'].replace('/', '-')}/")
+        for line in filter(None, data.split(b"\n")):  # not splitlines(): U+2028 is data
+            record = json.loads(line)
+            if record["type"] in {"user", "assistant"}:
+                assert record["sessionId"] == session["sessionId"]
+                seen.add(record["uuid"])
+    originals = {u for u, m in owned.messages.items() if "_tool_" not in u and "_result_" not in u}
+    assert originals <= seen | {u.split("_result_")[0] for u in owned.messages}
+
+
+def test_csv_package_has_one_row_per_session_and_message(api: Api, owned: Owned, others: Owned,
+                                                         tmp_path: Path) -> None:
+    members = _check_package(api.export(tmp_path, {"format": "csv"}), others)
+    for name in ("sessions.csv", "messages.csv"):
+        assert members[name].startswith("\ufeff".encode())
+    sessions = list(csv.DictReader(io.StringIO(members["sessions.csv"].decode("utf-8-sig"))))
+    messages = list(csv.DictReader(io.StringIO(members["messages.csv"].decode("utf-8-sig"))))
+    assert {row["sessionId"] for row in sessions} == set(owned.sessions)
+    assert {row["uuid"] for row in messages} == set(owned.messages)
+    total = sum((Decimal(r["totalCost"]) for r in sessions if r["totalCost"]), Decimal())
+    assert total == sum((s["totalCost"].to_decimal() for s in owned.sessions.values()), Decimal())
+
+
+def test_markdown_package_has_a_readable_page_per_session(api: Api, owned: Owned, others: Owned,
+                                                          tmp_path: Path) -> None:
+    members = _check_package(api.export(tmp_path, {"format": "markdown"}), others)
+    pages = {n: d.decode() for n, d in members.items() if n.endswith(".md")}
+    assert len(pages) == len(owned.sessions)
+    for session in owned.sessions.values():
+        page = next(text for name, text in pages.items() if session["sessionId"][:8] in name)
+        assert page.startswith(f"# {session['summary']}")
+
+
+def test_a_job_larger_than_one_invocation_still_makes_one_complete_zip(
+        api: Api, owned: Owned, others: Owned, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sessions a page, a worker that hands its cursor on after every page, shards of three
+    sessions: many invocations and parallel shards, one zip with every message exactly once."""
+    for name, value in {"PAGE_SIZE": "2", "SESSIONS_PER_SHARD": "3",
+                        "WORKER_RESERVE_MS": "60000"}.items():
+        monkeypatch.setenv(name, value)
+    export_tasks.get_settings.cache_clear()
+    api.stack.set_function_timeout("ExportWorkerFunction", 60_000)  # hand on after each page
+    try:
+        package = api.export(tmp_path, {"format": "json"})
+    finally:
+        monkeypatch.undo()
+        export_tasks.get_settings.cache_clear()
+    members = _check_package(package, others)
+    parts = sorted(n for n in members if n.startswith("conversations-"))
+    assert len(parts) >= len(owned.sessions) // 2
+    uuids: list[str] = []
+    for name in parts:
+        document = json.loads(members[name])
+        uuids += [m["uuid"] for s in document["sessions"] for m in s["messages"]]
+    assert sorted(uuids) == sorted(owned.messages)
+
+
+def test_a_worker_failing_mid_export_leaves_nothing_behind(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failure comes in the third invocation: earlier ones have staged files by then."""
+    monkeypatch.setenv("PAGE_SIZE", "2")
+    monkeypatch.setenv("WORKER_RESERVE_MS", "60000")
+    api.stack.set_function_timeout("ExportWorkerFunction", 60_000)  # hand on after each page
+    export_tasks.get_settings.cache_clear()
+    written = 0
+    original = export_tasks._write_session
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal written
+        written += 1
+        if written == 5:
+            raise RuntimeError("disk on fire")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(export_tasks, "_write_session", failing)
+    try:
+        job = api.wait(api.start_export({"format": "json", "options": {"splitSizeMb": 1}}))
+    finally:
+        monkeypatch.undo()
+        export_tasks.get_settings.cache_clear()
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "internal_error"
+    assert job["jobId"] in job["error"]["message"]
+    assert bucket_leftovers(api.stack, job["jobId"]) == {"objects": [], "uploads": []}
+    assert api.request("GET", f"/exports/{job['jobId']}/download").status_code == 404
+
+
+def test_cancelling_mid_export_stops_it_and_leaves_nothing_behind(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = export_tasks._write_session
+    writing = threading.Event()
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        writing.set()
+        time.sleep(0.15)
+        return original(*args, **kwargs)
+
+    monkeypatch.setenv("PAGE_SIZE", "1")
+    export_tasks.get_settings.cache_clear()
+    monkeypatch.setattr(export_tasks, "_write_session", slow)
+    try:
+        job_id = api.start_export({"format": "csv"})
+        assert writing.wait(20)
+        cancelled = api.request("DELETE", f"/exports/{job_id}")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+        deadline = time.monotonic() + 20
+        while bucket_leftovers(api.stack, job_id) != {"objects": [], "uploads": []}:
+            assert time.monotonic() < deadline, bucket_leftovers(api.stack, job_id)
+            time.sleep(0.1)
+        time.sleep(0.5)  # a worker still running must not write anything after the cancel
+        assert bucket_leftovers(api.stack, job_id) == {"objects": [], "uploads": []}
+    finally:
+        monkeypatch.undo()
+        export_tasks.get_settings.cache_clear()
+    assert api.job(job_id)["status"] == "cancelled"
+    execution = api.stack.client("stepfunctions").describe_execution(
+        executionArn=_execution_arn(api.stack, job_id))
+    assert execution["status"] in {"ABORTED", "FAILED"}
+
+
+def _execution_arn(stack: LocalStack, job_id: str) -> str:
+    machine = stack.state_machines["ExportStateMachine"]
+    return machine.replace(":stateMachine:", ":execution:") + f":{job_id}"
