@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bson import json_util
+from bson import ObjectId, json_util
 from bson.decimal128 import Decimal128
 
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
 from dataport.packaging.verify import verify_package
+from dataport.settings import get_settings
 from dataport.source.collections import message_collections
 from dataport.source.mongo import connect
 from dataport.workflows import export as export_tasks
@@ -35,8 +36,6 @@ class Owned:
     """Everything one user owns, read straight from MongoDB (not through dataport's reader)."""
 
     def __init__(self, stack: LocalStack, user_id: str) -> None:
-        from bson import ObjectId
-
         db = connect(stack.mongo_uri, DB_NAME)
         self.projects = list(db.projects.find({"user_id": ObjectId(user_id)}))
         project_ids = [p["_id"] for p in self.projects]
@@ -161,13 +160,13 @@ def test_a_job_larger_than_one_invocation_still_makes_one_complete_zip(
     for name, value in {"PAGE_SIZE": "2", "SESSIONS_PER_SHARD": "3",
                         "WORKER_RESERVE_MS": "60000"}.items():
         monkeypatch.setenv(name, value)
-    export_tasks.get_settings.cache_clear()
+    get_settings.cache_clear()
     api.stack.set_function_timeout("ExportWorkerFunction", 60_000)  # hand on after each page
     try:
         package = api.export(tmp_path, {"format": "json"})
     finally:
         monkeypatch.undo()
-        export_tasks.get_settings.cache_clear()
+        get_settings.cache_clear()
     members = _check_package(package, others)
     parts = sorted(n for n in members if n.startswith("conversations-"))
     assert len(parts) >= len(owned.sessions) // 2
@@ -184,7 +183,7 @@ def test_a_worker_failing_mid_export_leaves_nothing_behind(
     monkeypatch.setenv("PAGE_SIZE", "2")
     monkeypatch.setenv("WORKER_RESERVE_MS", "60000")
     api.stack.set_function_timeout("ExportWorkerFunction", 60_000)  # hand on after each page
-    export_tasks.get_settings.cache_clear()
+    get_settings.cache_clear()
     written = 0
     original = export_tasks._write_session
 
@@ -200,7 +199,7 @@ def test_a_worker_failing_mid_export_leaves_nothing_behind(
         job = api.wait(api.start_export({"format": "json", "options": {"splitSizeMb": 1}}))
     finally:
         monkeypatch.undo()
-        export_tasks.get_settings.cache_clear()
+        get_settings.cache_clear()
     assert job["status"] == "failed"
     assert job["error"]["code"] == "internal_error"
     assert job["jobId"] in job["error"]["message"]
@@ -219,7 +218,7 @@ def test_cancelling_mid_export_stops_it_and_leaves_nothing_behind(
         return original(*args, **kwargs)
 
     monkeypatch.setenv("PAGE_SIZE", "1")
-    export_tasks.get_settings.cache_clear()
+    get_settings.cache_clear()
     monkeypatch.setattr(export_tasks, "_write_session", slow)
     try:
         job_id = api.start_export({"format": "csv"})
@@ -235,7 +234,7 @@ def test_cancelling_mid_export_stops_it_and_leaves_nothing_behind(
         assert bucket_leftovers(api.stack, job_id) == {"objects": [], "uploads": []}
     finally:
         monkeypatch.undo()
-        export_tasks.get_settings.cache_clear()
+        get_settings.cache_clear()
     assert api.job(job_id)["status"] == "cancelled"
     execution = api.stack.client("stepfunctions").describe_execution(
         executionArn=_execution_arn(api.stack, job_id))

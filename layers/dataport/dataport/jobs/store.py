@@ -112,8 +112,12 @@ class JobStore:
         names = {"#status": "status"}
         values: dict[str, Any] = {":to": to.value, ":now": utcnow().isoformat()}
         sets = ["#status = :to", "updated_at = :now"]
+        removes = []
         for i, (field, value) in enumerate(changes.items()):
             names[f"#f{i}"] = field
+            if value is None:  # None clears the field
+                removes.append(f"#f{i}")
+                continue
             values[f":v{i}"] = _storable(value)
             sets.append(f"#f{i} = :v{i}")
         froms = []
@@ -124,7 +128,8 @@ class JobStore:
             answer = self.db.update_item(
                 TableName=self.table,
                 Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression="SET " + ", ".join(sets)
+                + (" REMOVE " + ", ".join(removes) if removes else ""),
                 ConditionExpression=f"attribute_exists(pk) AND #status IN ({', '.join(froms)})",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
