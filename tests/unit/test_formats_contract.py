@@ -13,8 +13,9 @@ from dataport.formats.csv_format import CsvWriter
 from dataport.formats.json_format import JsonWriter
 from dataport.formats.jsonl import JsonlWriter
 from dataport.formats.markdown import MarkdownWriter
+from dataport.formats.pdf import PdfWriter
 from dataport.formats.registry import writer_for
-from dataport.models.exports import SUPPORTED_FORMATS, ExportFormat
+from dataport.models.exports import ExportFormat
 from tests.unit.format_sink import (
     CONTEXT,
     MemorySink,
@@ -84,16 +85,17 @@ def test_close_without_end_session_still_closes_every_file(
     assert sink.open_files() == []
 
 
-def test_registry_knows_every_supported_format() -> None:
-    assert {fmt: writer_for(fmt) for fmt in SUPPORTED_FORMATS} == {
+def test_registry_knows_every_format() -> None:
+    assert {fmt: writer_for(fmt) for fmt in ExportFormat} == {
         ExportFormat.JSON: JsonWriter, ExportFormat.JSONL: JsonlWriter,
-        ExportFormat.CSV: CsvWriter, ExportFormat.MARKDOWN: MarkdownWriter}
+        ExportFormat.CSV: CsvWriter, ExportFormat.MARKDOWN: MarkdownWriter,
+        ExportFormat.PDF: PdfWriter}
     assert {w.extension for w in WRITERS} == {"json", "jsonl", "csv", "md"}
 
 
-def test_pdf_is_not_supported_yet() -> None:
-    with pytest.raises(NotSupported, match="PDF export is not supported yet") as caught:
-        writer_for(ExportFormat.PDF)
+def test_an_unknown_format_is_not_supported() -> None:
+    with pytest.raises(NotSupported) as caught:
+        writer_for("xlsx")  # type: ignore[arg-type]
     assert caught.value.http_status == 400
 
 

@@ -17,11 +17,11 @@ from aws_lambda_powertools.utilities.idempotency import (
 from botocore.exceptions import ClientError
 
 from dataport import aws
-from dataport.errors import Gone, NotFound, NotSupported
+from dataport.errors import Gone, NotFound
 from dataport.jobs import rate_limit
 from dataport.jobs.cleanup import discard_job_objects
 from dataport.jobs.store import JobStore, new_job_id, utcnow
-from dataport.models.exports import SUPPORTED_FORMATS, ExportRequest
+from dataport.models.exports import ExportRequest
 from dataport.models.jobs import ACTIVE_STATUSES, Job, JobKind, JobStatus
 from dataport.models.tasks import JobRef
 from dataport.observability import logger
@@ -38,13 +38,8 @@ class StartedExport:
 
 def start_export(user_id: str, request: ExportRequest, idempotency_key: str | None,
                  lambda_context: Any = None) -> StartedExport:
-    """Validate what the model cannot, count against the rate limit, record the job and start
-    its workflow. The same Idempotency-Key returns the same job without counting again."""
-    if request.format not in SUPPORTED_FORMATS:
-        raise NotSupported(
-            f"{request.format.value.upper()} export is not supported yet; "
-            f"choose one of {', '.join(sorted(f.value for f in SUPPORTED_FORMATS))}.",
-            details={"field": "format"})
+    """Count against the rate limit, record the job and start its workflow. The same
+    Idempotency-Key returns the same job without counting again."""
     command = {"userId": user_id, "idempotencyKey": idempotency_key,
                "request": request.model_dump(mode="json", by_alias=True)}
     _fresh_rate.set(None)

@@ -8,6 +8,7 @@ from dataport.formats.csv_format import CsvWriter
 from dataport.formats.json_format import JsonWriter
 from dataport.formats.jsonl import JsonlWriter
 from dataport.formats.markdown import MarkdownWriter
+from dataport.formats.pdf import PdfWriter
 from dataport.models.exports import ExportFormat
 
 WRITERS: dict[ExportFormat, type[ExportWriter]] = {
@@ -15,13 +16,12 @@ WRITERS: dict[ExportFormat, type[ExportWriter]] = {
     ExportFormat.JSONL: JsonlWriter,
     ExportFormat.CSV: CsvWriter,
     ExportFormat.MARKDOWN: MarkdownWriter,
+    ExportFormat.PDF: PdfWriter,
 }
 
 
 def writer_for(format: ExportFormat) -> type[ExportWriter]:
     """The writer class for a format; NotSupported for a format we cannot write (yet)."""
-    if format == ExportFormat.PDF:
-        raise NotSupported("PDF export is not supported yet", details={"format": "pdf"})
     try:
         return WRITERS[ExportFormat(format)]
     except (KeyError, ValueError):

@@ -21,9 +21,6 @@ class ExportFormat(StrEnum):
     PDF = "pdf"
 
 
-#: formats the export worker can write today
-SUPPORTED_FORMATS = frozenset({ExportFormat.JSON, ExportFormat.JSONL, ExportFormat.CSV,
-                               ExportFormat.MARKDOWN})
 
 
 def _object_id(value: str) -> str:
