@@ -50,7 +50,8 @@ local: setup
 	$(BIN)/python -m infrastructure.local
 
 bench: setup
-	$(BIN)/python -m tests.benchmarks.export_bench
+	PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.export_bench
+	PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.pdf_bench
 
 openapi: setup
 	$(BIN)/python -m infrastructure.openapi --write docs/openapi.json

@@ -1,0 +1,41 @@
+"""Run one export worker invocation in a process of its own and report its peak memory, as a
+Lambda would see it: `python -m tests.benchmarks.worker_probe < cursor.json`.
+
+The environment (endpoints, table names, MONGODB_URI...) is inherited from the benchmark, which
+runs the local stack; the answer on stdout is {"cursor": ..., "baseline_rss": ..., "peak_rss": ...}
+in bytes (baseline: after imports, before any work).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import infrastructure.local  # noqa: F401 (puts the layer on sys.path, as Lambda's /opt/python)
+from dataport.models.tasks import ShardCursor
+from dataport.workflows import export
+
+#: the worker's own Lambda timeout: enough to finish a benchmark shard in one invocation
+BUDGET_MS = 15 * 60 * 1000
+
+
+def _rss() -> int:
+    """Peak RSS of this process image. Not getrusage's ru_maxrss: Linux carries that over
+    from the parent through fork and exec, so it would report the benchmark's own peak."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def main() -> int:
+    cursor = ShardCursor.model_validate_json(sys.stdin.read())
+    baseline = _rss()
+    result = export.run_shard(cursor, lambda: BUDGET_MS)
+    print(json.dumps({"cursor": result.wire(), "baseline_rss": baseline, "peak_rss": _rss()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
