@@ -54,7 +54,7 @@ bench: setup
 	PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.pdf_bench
 
 openapi: setup
-	$(BIN)/python -m infrastructure.openapi --write docs/openapi.json
+	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.openapi --write docs/openapi.json
 
 lint: setup $(TOOLS)/.installed
 	$(BIN)/ruff check .
@@ -62,7 +62,7 @@ lint: setup $(TOOLS)/.installed
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/statelint infrastructure/statemachines/*.asl.json
 	$(TOOLS)/bin/sam validate --lint --template template.yaml --region us-east-1
-	$(BIN)/python -m infrastructure.openapi --check docs/openapi.json
+	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.openapi --check docs/openapi.json
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam out tests/output .pytest_cache .mypy_cache .ruff_cache

@@ -10,17 +10,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
+
 import dataport
+from dataport.models.api import ErrorBody
 
 ROOT = Path(__file__).resolve().parent.parent
 API_HANDLER = ROOT / "functions" / "api" / "handler.py"
 
 
 def document() -> dict[str, Any]:
-    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
-
     spec = importlib.util.spec_from_file_location("dataport_api_handler_openapi", API_HANDLER)
-    assert spec and spec.loader
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {API_HANDLER}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     schema = module.app.get_openapi_json_schema(
@@ -32,7 +34,34 @@ def document() -> dict[str, Any]:
         security=[{"dataport": []}],
     )
     parsed: dict[str, Any] = json.loads(schema)
-    return parsed
+    return _with_error_answers(parsed)
+
+
+#: answers every authorized route can give besides its own
+_COMMON_ERRORS = {
+    "400": "Invalid request: `error.details` lists each field",
+    "401": "Missing, malformed or expired credential",
+    "404": "No such job for this account (another user's job looks exactly like this)",
+}
+
+
+def _with_error_answers(spec: dict[str, Any]) -> dict[str, Any]:
+    """Powertools documents request validation as 422; the resolver answers 400 with our error
+    body (functions/api/handler.py), so the document says what clients really get."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    body = ErrorBody.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    schemas.update(body.pop("$defs", {}))
+    schemas["ErrorBody"] = body
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            responses = operation["responses"]
+            responses.pop("422", None)
+            for status, description in _COMMON_ERRORS.items():
+                responses.setdefault(status, {"description": description, "content": error})
+    return spec
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,3 +69,15 @@ class ExportList(ApiModel):
 
 def links_for(job_id: str) -> ExportLinks:
     return ExportLinks(self_=f"/exports/{job_id}", download=f"/exports/{job_id}/download")
+
+
+class ErrorDetail(ApiModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(ApiModel):
+    """Every error answer: a machine-readable code and a message a person can act on."""
+
+    error: ErrorDetail
