@@ -255,3 +255,23 @@ class ToolNames:
             if name and name not in names:
                 names.append(name)
         return names
+
+
+def message_thinking(message: RawDocument, blocks: list[Mapping[str, Any]]) -> str:
+    """The message's thinking: the stored concatenation, else its thinking blocks."""
+    thinking = message.get("thinking")
+    if isinstance(thinking, str) and thinking.strip():
+        return thinking
+    return "\n\n".join(str(b.get("thinking") or "") for b in blocks
+                       if b.get("type") == "thinking").strip()
+
+
+def plain_content(message: RawDocument) -> str:
+    """The text of a message without content blocks: messageData.content, else `content`."""
+    data = message_data(message)
+    content: object = data.get("content") if data is not None else None
+    return content if isinstance(content, str) else str(message.get("content") or "")
+
+
+def count_text(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "—"

@@ -28,10 +28,12 @@ from dataport.formats.common import (
     as_utc,
     block_key,
     content_blocks,
+    count_text,
     decimal_text,
     derived_ref,
-    message_data,
+    message_thinking,
     model_of,
+    plain_content,
     plain_json,
     safe_segment,
     text_of,
@@ -103,10 +105,6 @@ def slugify(text: str, max_chars: int = 60) -> str:
 def readable_time(value: object) -> str:
     moment = as_utc(value)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "unknown"
-
-
-def _count(value: object) -> str:
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "—"
 
 
 # --- the writer ---------------------------------------------------------------------------------
@@ -192,11 +190,11 @@ class MarkdownWriter(ExportWriter):
             f"- **Session:** {inline_code(session_id)}",
             f"- **Started:** {readable_time(session.get('startedAt'))}",
             f"- **Ended:** {readable_time(session.get('endedAt'))}",
-            f"- **Messages:** {_count(session.get('messageCount'))}",
-            f"- **Tokens:** {_count(session.get('inputTokens'))} input · "
-            f"{_count(session.get('outputTokens'))} output · "
-            f"{_count(session.get('totalTokens'))} total",
-            f"- **Tools used:** {_count(session.get('toolsUsed'))}",
+            f"- **Messages:** {count_text(session.get('messageCount'))}",
+            f"- **Tokens:** {count_text(session.get('inputTokens'))} input · "
+            f"{count_text(session.get('outputTokens'))} output · "
+            f"{count_text(session.get('totalTokens'))} total",
+            f"- **Tools used:** {count_text(session.get('toolsUsed'))}",
             f"- **Cost:** {cost + ' USD' if cost else '—'}",
         ]
 
@@ -228,16 +226,13 @@ class MarkdownWriter(ExportWriter):
             parts.append("> *Sidechain: a sub-agent's message, outside the main thread.*")
         blocks = content_blocks(message)
         self._tools.learn(blocks)
-        thinking = message.get("thinking")
-        if not isinstance(thinking, str) or not thinking.strip():
-            thinking = "\n\n".join(str(b.get("thinking") or "") for b in blocks
-                                   if b.get("type") == "thinking").strip()
+        thinking = message_thinking(message, blocks)
         if thinking:
             parts.append(_details("Thinking", thinking))
         if blocks:
             parts.extend(self._block(block) for block in blocks if block.get("type") != "thinking")
         else:
-            parts.append(balance_fences(_plain_content(message)))
+            parts.append(balance_fences(plain_content(message)))
         parts = [part for part in parts if part]
         if not parts and derived:
             return None
@@ -272,12 +267,6 @@ class MarkdownWriter(ExportWriter):
         if kind == "image":
             return "*[image]*"
         return fenced(plain_json(block, indent=True).decode("utf-8"), "json")
-
-
-def _plain_content(message: RawDocument) -> str:
-    data = message_data(message)
-    content: object = data.get("content") if data is not None else None
-    return content if isinstance(content, str) else str(message.get("content") or "")
 
 
 def _details(summary: str, text: str) -> str:

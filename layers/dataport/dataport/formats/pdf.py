@@ -69,10 +69,12 @@ from dataport.formats.common import (
     as_utc,
     block_key,
     content_blocks,
+    count_text,
     decimal_text,
     derived_ref,
-    message_data,
+    message_thinking,
     model_of,
+    plain_content,
     plain_json,
     text_of,
     usage_of,
@@ -281,26 +283,6 @@ def tool_input_text(value: object) -> str:
 
 def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.split("\n"))
-
-
-def message_thinking(message: RawDocument, blocks: list[Mapping[str, Any]]) -> str:
-    """The message's thinking: the stored concatenation, else its thinking blocks."""
-    thinking = message.get("thinking")
-    if isinstance(thinking, str) and thinking.strip():
-        return thinking
-    return "\n\n".join(str(b.get("thinking") or "") for b in blocks
-                       if b.get("type") == "thinking").strip()
-
-
-def plain_content(message: RawDocument) -> str:
-    """The text of a message without content blocks: messageData.content, else `content`."""
-    data = message_data(message)
-    content: object = data.get("content") if data is not None else None
-    return content if isinstance(content, str) else str(message.get("content") or "")
-
-
-def count_text(value: object) -> str:
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "—"
 
 
 def money_text(value: object) -> str:
