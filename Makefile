@@ -6,16 +6,16 @@ TOOLS  := .venv-tools
 FORMAT ?= json
 export SAM_CLI_TELEMETRY := 0
 # Debian packages the tests call: command -> package
-SYSTEM_TOOLS := unzip:unzip pdfinfo:poppler-utils pdftotext:poppler-utils pdftoppm:poppler-utils
+SYSTEM_TOOLS := unzip:unzip pdfinfo:poppler-utils pdftotext:poppler-utils pdftoppm:poppler-utils 7z:p7zip-full
 
 .PHONY: help setup system test demo local lint bench openapi clean
 
 help:
 	@echo "make demo [FORMAT=json|jsonl|csv|markdown]  run an export end to end on the local stack"
 	@echo "make test                                   set up and run the test suite"
-	@echo "make local                                  serve the local stack (REST + S3) for curl"
+	@echo "make local                                  serve the local stack (REST, WebSocket, S3) for curl"
 	@echo "make lint                                   ruff, mypy, cfn-lint, sam validate, statelint, openapi"
-	@echo "make bench                                  export benchmarks (throughput, peak memory)"
+	@echo "make bench                                  export, PDF and import benchmarks (throughput, peak memory)"
 
 $(BIN)/.installed: requirements-dev.txt layers/dataport/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,7 @@ local: setup
 bench: setup
 	PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.export_bench
 	PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.pdf_bench
+	PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.import_bench
 
 openapi: setup
 	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.openapi --write docs/openapi.json

@@ -15,11 +15,21 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dataport.api import exports
+from dataport.api import exports, imports
 from dataport.auth import principal_from_request_context
 from dataport.errors import DataportError, RateLimited
 from dataport.models.api import ExportAccepted, ExportList, ExportView
 from dataport.models.exports import ExportRequest
+from dataport.models.imports import (
+    ActionPage,
+    ConflictPage,
+    ImportCreate,
+    ImportCreated,
+    ImportDecision,
+    ImportLinks,
+    ImportList,
+    ImportView,
+)
 from dataport.observability import logger, tracer
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -66,6 +76,84 @@ def delete_export(jobId: JobId) -> ExportView:
 def download_export(jobId: JobId) -> Response[None]:
     location = exports.download_location(_user_id(), jobId)
     return Response(status_code=302, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+@app.post("/imports", summary="Start an import: a job and a presigned form to upload the file to",
+          responses={201: {"description": "Created; POST the file to upload.url with "
+                                          "upload.fields, then POST .../validate"}})
+def create_import(request: Annotated[ImportCreate, Body()]) -> Response[ImportCreated]:
+    job, form, rate = imports.create_import(_user_id(), request)
+    body = ImportCreated(job_id=job.job_id, status=job.status, upload=form,
+                         links=ImportLinks.of(job.job_id))
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body,
+                    headers={**rate.headers(), "Location": body.links.self_,
+                             "Cache-Control": "no-store"})
+
+
+@app.get("/imports", summary="Your import history (30 days), newest first")
+def list_imports(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
+) -> ImportList:
+    jobs, token = imports.list_imports(_user_id(), limit, next_token)
+    return ImportList(imports=[imports.view(job) for job in jobs], next_token=token)
+
+
+@app.get("/imports/<jobId>", summary="Status, report, decision, dry run and outcome of an import")
+def get_import(jobId: JobId) -> ImportView:
+    return imports.view(imports.get_import(_user_id(), jobId))
+
+
+@app.delete("/imports/<jobId>", summary="Cancel an import that has not finished")
+def cancel_import(jobId: JobId) -> ImportView:
+    return imports.view(imports.cancel(_user_id(), jobId))
+
+
+@app.post("/imports/<jobId>/validate", summary="The file is uploaded: validate it (no writes)",
+          responses={202: {"description": "Accepted: the report follows on GET"}})
+def validate_import(jobId: JobId) -> Response[ImportView]:
+    return _accepted(imports.view(imports.start_validation(_user_id(), jobId)))
+
+
+@app.get("/imports/<jobId>/conflicts",
+         summary="Sessions you already have, how each differs and what to do about it")
+def import_conflicts(
+    jobId: JobId,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=64)] = None,
+) -> ConflictPage:
+    return imports.conflicts(_user_id(), jobId, limit, next_token)
+
+
+@app.post("/imports/<jobId>/execute",
+          summary="Decide: skip, replace or merge (per session too), or a dry run first",
+          responses={202: {"description": "Accepted: the outcome follows on GET"}})
+def execute_import(jobId: JobId,
+                   decision: Annotated[ImportDecision, Body()]) -> Response[ImportView]:
+    return _accepted(imports.view(imports.execute(_user_id(), jobId, decision)))
+
+
+@app.get("/imports/<jobId>/actions",
+         summary="Per session: what the dry run would do, or what the execution did")
+def import_actions(
+    jobId: JobId,
+    dry_run: Annotated[bool, Query(alias="dryRun")] = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=64)] = None,
+) -> ActionPage:
+    return imports.actions(_user_id(), jobId, dry_run, limit, next_token)
+
+
+@app.post("/imports/<jobId>/rollback",
+          summary="Put your data back as it was before this import (newest imports first)",
+          responses={202: {"description": "Accepted: the job ends rolled_back"}})
+def rollback_import(jobId: JobId) -> Response[ImportView]:
+    return _accepted(imports.view(imports.rollback(_user_id(), jobId)))
+
+
+def _accepted(view: ImportView) -> Response[ImportView]:
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=view,
+                    headers={"Location": view.links.self_})
 
 
 def _error(status: int, code: str, message: str, details: Any = None,

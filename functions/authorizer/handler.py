@@ -1,8 +1,13 @@
-"""REST API Lambda authorizer (REQUEST type, identity source: the Authorization header).
+"""The Lambda authorizer (REQUEST type) of the REST API and of the WebSocket API's $connect.
 
-Thin by design: find the header, let `dataport.auth` decide, answer with an IAM policy. The
-policy allows the whole stage (`.../<stage>/*/*`), not just the called method, because API
-Gateway caches the answer per identity and reuses it for every route.
+Thin by design: find the credential, let `dataport.auth` decide, answer with an IAM policy.
+
+- REST: the Authorization header. The policy allows the whole stage (`.../<stage>/*/*`), not
+  just the called method, because API Gateway caches the answer per identity for every route.
+- WebSocket $connect (methodArn `.../<stage>/$connect`): the `token` query parameter, because
+  browsers cannot set headers on a WebSocket. The policy allows that $connect only (WebSocket
+  authorizers run once per connection; `*/*` would not even match `$connect`). API Gateway hands
+  the context to every later message of the connection.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dataport.auth import authenticate_header
+from dataport.auth import Principal, authenticate_credential, authenticate_header
 from dataport.errors import Unauthorized
 from dataport.observability import logger
 
 AUTHORIZATION = "authorization"
+WEBSOCKET_CONNECT = "/$connect"
+TOKEN_PARAMETER = "token"  # noqa: S105 (a name, not a secret)
 
 
 def authorization_header(event: Mapping[str, Any]) -> str | None:
@@ -44,15 +51,23 @@ def authorization_header(event: Mapping[str, Any]) -> str | None:
 
 @logger.inject_lambda_context(log_event=False)  # the event carries the credential: never log it
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Allow the caller on the whole stage, or raise "Unauthorized" (API Gateway answers 401)."""
-    request = APIGatewayAuthorizerRequestEvent(event)
+    """Allow the caller, or raise "Unauthorized" (API Gateway answers 401)."""
+    websocket = str(event.get("methodArn", "")).endswith(WEBSOCKET_CONNECT)
     try:
-        principal = authenticate_header(authorization_header(event))
+        if websocket:
+            query = event.get("queryStringParameters") or {}
+            principal = authenticate_credential(query.get(TOKEN_PARAMETER) or "")
+        else:
+            principal = authenticate_header(authorization_header(event))
     except Unauthorized as exc:
         logger.info("Request denied", extra={"reason": exc.message})
         raise Exception("Unauthorized") from None  # the exact text API Gateway maps to 401
 
-    arn = request.parsed_arn
+    logger.info("Request allowed", extra={"user_id": principal.user_id, "method": principal.method,
+                                          "websocket": websocket})
+    if websocket:
+        return _connect_policy(principal, str(event["methodArn"]))
+    arn = APIGatewayAuthorizerRequestEvent(event).parsed_arn
     policy = APIGatewayAuthorizerResponse(
         principal_id=principal.user_id,
         region=arn.region,
@@ -60,8 +75,20 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         api_id=arn.api_id,
         stage=arn.stage,
         partition=arn.partition,
-        context={"userId": principal.user_id, "authMethod": principal.method},
+        context=_context(principal),
     )
     policy.allow_all_routes(HttpVerb.ALL.value)  # arn:...:<api>/<stage>/*/*
-    logger.info("Request allowed", extra={"user_id": principal.user_id, "method": principal.method})
     return policy.asdict()
+
+
+def _context(principal: Principal) -> dict[str, str]:
+    return {"userId": principal.user_id, "authMethod": principal.method}
+
+
+def _connect_policy(principal: Principal, method_arn: str) -> dict[str, Any]:
+    return {
+        "principalId": principal.user_id,
+        "policyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [method_arn]}]},
+        "context": _context(principal),
+    }

@@ -1,7 +1,8 @@
 """`python -m infrastructure.local` (`make local`): the whole service on 127.0.0.1 until Ctrl-C.
 
 Ports are fixed so curl commands and bookmarks keep working (LOCAL_REST_PORT, default 3000;
-LOCAL_AWS_PORT, default 4566, the port AWS tools habitually use for local endpoints). Retry
+LOCAL_WS_PORT, default 3001, the WebSocket API; LOCAL_AWS_PORT, default 4566, the port AWS tools
+habitually use for local endpoints). Retry
 intervals are real here, as on AWS. Sample data is seeded into an empty database.
 """
 
@@ -43,6 +44,7 @@ def _instructions(stack: LocalStack, user_id: str) -> str:
 dataport is running locally (Ctrl-C stops it).
 
   REST API   {api}
+  WebSocket  {stack.ws_url}  (live progress: docs/progress.md)
   AWS        {stack.aws_endpoint}  (moto: S3, DynamoDB, Step Functions, Lambda, Secrets Manager)
   MongoDB    {stack.mongo_uri}
   Bucket     {stack.bucket}
@@ -51,6 +53,7 @@ Demo user {user_id}, token valid for 12 hours:
 
   export API={api}
   export AUTH={auth}
+  export TOKEN={token}
 
 Start an export, follow it, download it (-L follows the 302 to the presigned local S3 URL):
 
@@ -59,6 +62,10 @@ Start an export, follow it, download it (-L follows the 302 to the presigned loc
   curl -s "$API/exports/<jobId>" -H "$AUTH"
   curl -sL -o export.zip "$API/exports/<jobId>/download" -H "$AUTH"
   curl -s "$API/exports" -H "$AUTH"
+
+Watch a job live (then type {{"action": "subscribe", "jobId": "<jobId>"}}):
+
+  .venv/bin/python -m websockets "{stack.ws_url}?token=$TOKEN"
 """
 
 
@@ -75,6 +82,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, on_signal)
     stack = LocalStack(
         rest_port=int(os.environ.get("LOCAL_REST_PORT", "3000")),
+        ws_port=int(os.environ.get("LOCAL_WS_PORT", "3001")),
         aws_port=int(os.environ.get("LOCAL_AWS_PORT", "4566")),
         fast_retries=False,
     )

@@ -1,8 +1,10 @@
 """`make demo [FORMAT=...]`: the main job end to end, over HTTP, on the local stack.
 
 Seeds a realistic ClaudeLens database, asks the REST API for an export as the demo user, follows
-its progress, downloads the package through the presigned link into out/, verifies every file
-against the manifest's SHA-256 and prints what arrived.
+its progress live over the WebSocket API (a progress bar fed by job.progress events), downloads
+the package through the presigned link into out/, verifies every file against the manifest's
+SHA-256 and prints what arrived. Then it imports the package into another user's empty account
+(demo_import): upload, validation report, merge, and both accounts' totals.
 """
 
 from __future__ import annotations
@@ -17,34 +19,34 @@ from typing import Any
 import requests
 
 from dataport.packaging.verify import verify_package
+from dataport.progress.events import EventProgress, JobEvent
 from dataport.source.mongo import connect
 from infrastructure.local import seed
+from infrastructure.local.demo_import import round_trip
+from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
-TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
-def _bar(progress: dict[str, Any], width: int = 30) -> str:
-    filled = int(width * progress.get("percentage", 0) / 100)
-    return (f"[{'#' * filled}{'.' * (width - filled)}] {progress.get('percentage', 0):5.1f}% "
-            f"{progress.get('phase', ''):<10} {progress.get('current', 0)}/"
-            f"{progress.get('total', 0)} sessions")
+def _bar(event: JobEvent, width: int = 30) -> str:
+    progress: EventProgress = event.progress
+    filled = int(width * progress.percentage / 100)
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {progress.percentage:5.1f}% "
+            f"{progress.phase:<10} {progress.current}/{progress.total} sessions  "
+            f"{event.type} #{event.seq}")
 
 
-def _wait(api: str, headers: dict[str, str], job_id: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = requests.get(f"{api}/exports/{job_id}", headers=headers,
-                                           timeout=10).json()
-        print(f"\r  {_bar(job['progress'])}", end="", flush=True)
-        if job["status"] in TERMINAL:
-            print()
-            return job
-        if time.monotonic() > deadline:
-            print()
-            raise SystemExit(f"export {job_id} did not finish within {timeout:.0f} s")
-        time.sleep(0.25)
+def _watch(socket: ProgressSocket, job_id: str, timeout: float) -> None:
+    """Draw the bar from the job's events until its end (the protocol: docs/progress.md)."""
+    socket.subscribe(job_id)
+    try:
+        for event in socket.follow(job_id, timeout):
+            print(f"\r  {_bar(event):<100}", end="", flush=True)
+    except TimeoutError:
+        raise SystemExit(f"\nexport {job_id} did not finish within {timeout:.0f} s") from None
+    finally:
+        print()
 
 
 def _download(api: str, headers: dict[str, str], job_id: str, out: Path) -> Path:
@@ -67,7 +69,7 @@ def _download(api: str, headers: dict[str, str], job_id: str, out: Path) -> Path
 
 def run(export_format: str, out: Path, sessions_per_project: int) -> int:
     print("Starting the local stack (moto, Step Functions with the real ASL, MongoDB wire "
-          "server, REST gateway)...")
+          "server, REST and WebSocket gateways)...")
     with LocalStack() as stack:
         os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # the functions' INFO logs are noise here
         db = connect(stack.mongo_uri, os.environ["MONGODB_DATABASE"])
@@ -78,20 +80,31 @@ def run(export_format: str, out: Path, sessions_per_project: int) -> int:
         api, headers = stack.rest_url, stack.auth_headers(seed.DEMO_USER_ID)
 
         started = time.monotonic()
-        answer = requests.post(f"{api}/exports", headers=headers, timeout=10,
-                               json={"format": export_format})
-        if answer.status_code != 202:
-            print(f"POST /exports answered {answer.status_code}: {answer.text}", file=sys.stderr)
-            return 1
-        job_id = answer.json()["jobId"]
-        print(f"POST /exports -> 202, job {job_id} ({export_format})")
-        job = _wait(api, headers, job_id, timeout=300)
+        with ProgressSocket(stack.ws_url, stack.token_for(seed.DEMO_USER_ID)) as socket:
+            answer = requests.post(f"{api}/exports", headers=headers, timeout=10,
+                                   json={"format": export_format})
+            if answer.status_code != 202:
+                print(f"POST /exports answered {answer.status_code}: {answer.text}",
+                      file=sys.stderr)
+                return 1
+            job_id = answer.json()["jobId"]
+            print(f"POST /exports -> 202, job {job_id} ({export_format}); live progress from "
+                  f"{stack.ws_url}")
+            _watch(socket, job_id, timeout=300)
+        job: dict[str, Any] = requests.get(f"{api}/exports/{job_id}", headers=headers,
+                                           timeout=10).json()
         if job["status"] != "succeeded":
             print(f"export {job['status']}: {job.get('error')}", file=sys.stderr)
             return 1
         path = _download(api, headers, job_id, out)
         elapsed = time.monotonic() - started
+        verified = _show_package(path, elapsed)
+        imported = verified and round_trip(stack, path, export_format,
+                                           os.environ["MONGODB_DATABASE"])
+    return 0 if imported else 1
 
+
+def _show_package(path: Path, elapsed: float) -> bool:
     result = verify_package(path)
     manifest = result.manifest
     print(f"\nDownloaded {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} "
@@ -108,7 +121,7 @@ def run(export_format: str, out: Path, sessions_per_project: int) -> int:
     if len(manifest.files) > 8:
         print(f"            ... and {len(manifest.files) - 8} more")
     print(f"  verified  {'every file matches its SHA-256' if result.ok else result.problems}")
-    return 0 if result.ok else 1
+    return result.ok
 
 
 def main(argv: list[str] | None = None) -> int:

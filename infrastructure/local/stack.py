@@ -1,5 +1,6 @@
-"""The Docker-free local stack: moto (S3, DynamoDB, Secrets Manager, Lambda, Step Functions
-executing the real ASL) + in-process Lambda + REST gateway + MongoDB, all built from template.yaml.
+"""The Docker-free local stack: moto (S3, DynamoDB, Secrets Manager, KMS, Lambda, Step Functions
+executing the real ASL) + in-process Lambda + REST gateway + WebSocket gateway (with its
+@connections endpoint) + MongoDB, all built from template.yaml.
 
     with LocalStack() as stack:
         requests.post(f"{stack.rest_url}/exports", headers=stack.auth_headers(user_id), ...)
@@ -36,6 +37,7 @@ from botocore.exceptions import ClientError
 from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.backend.execution import Execution
 from moto.stepfunctions.parser.utils import TMP_THREADS
 from statelint.linter import Linter
 
@@ -51,6 +53,7 @@ from infrastructure.local.template import (
     Template,
     TemplateError,
 )
+from infrastructure.local.ws_gateway import WebSocketGateway
 
 __all__ = ["LocalStack", "LocalStackError"]
 
@@ -118,6 +121,7 @@ class LocalStack:
         with_mongo: bool = True,
         rest_port: int = 0,
         aws_port: int = 0,
+        ws_port: int = 0,
         parameters: Mapping[str, str] | None = None,
         fast_retries: bool = True,
         enforce_timeouts: bool = True,
@@ -130,6 +134,7 @@ class LocalStack:
         self._with_mongo = with_mongo
         self._rest_port = rest_port
         self._aws_port = aws_port
+        self._ws_port = ws_port
         self._parameters = dict(parameters or {})
         self.fast_retries = fast_retries
         self.enforce_timeouts = enforce_timeouts
@@ -143,7 +148,10 @@ class LocalStack:
         self._template: Template | None = None
         self._runtime: LambdaRuntime | None = None
         self._gateways: dict[str, RestGateway] = {}
+        self._websockets: dict[str, WebSocketGateway] = {}
         self._secret_values: dict[str, str] = {}
+        self._kms_keys: dict[str, str] = {}  # logical id -> key id
+        self._exported: dict[str, str] = {}  # function environment put into os.environ
         self._session = boto3.session.Session()
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
@@ -190,6 +198,7 @@ class LocalStack:
                     sys.path.insert(0, str(layer))
         self._runtime.install()
         self._cleanup.callback(self._runtime.uninstall)
+        self._cleanup.enter_context(mock.patch.object(Execution, "stop", _stop_execution))
         if self.fast_retries:
             # Retry IntervalSeconds/BackoffRate really sleep in moto's interpreter.
             no_sleep = SimpleNamespace(sleep=lambda _seconds: None)
@@ -199,6 +208,22 @@ class LocalStack:
                                   port=self._rest_port if index == 0 else 0)
             gateway.start()
             self._gateways[logical_id] = gateway
+        self._start_websockets()
+
+    def _start_websockets(self) -> None:
+        """The WebSocket APIs, and AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI pointing the
+        handlers' @connections client at the gateway (one process, one variable: one API)."""
+        apis = self.template.websocket_apis()
+        if len(apis) > 1:
+            raise LocalStackError(f"{len(apis)} WebSocket APIs: the handlers' one "
+                                  "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI can reach only one")
+        for logical_id, api in apis.items():
+            gateway = WebSocketGateway(api, self.runtime, self.region, self.template.account_id,
+                                       port=self._ws_port)
+            gateway.start()
+            self._websockets[logical_id] = gateway
+            self._environ.set("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", gateway.callback_url)
+            self._forget_cached_clients()
 
     def stop(self) -> None:
         """Stop everything this stack started, in reverse order, delete the resources it made
@@ -207,6 +232,9 @@ class LocalStack:
         for gateway in self._gateways.values():
             gateway.stop()
         self._gateways.clear()
+        for websocket in self._websockets.values():
+            websocket.stop()
+        self._websockets.clear()
         if self._moto is not None and self._template is not None:
             self._stop_executions()
             self._teardown()
@@ -221,6 +249,7 @@ class LocalStack:
             self._mongo.stop()
             self._mongo = None
         self._environ.restore()
+        self._exported.clear()
         self._clients.clear()
         self._forget_cached_clients()
         self._template = self._runtime = None
@@ -228,8 +257,8 @@ class LocalStack:
     def reset(self) -> None:
         """Back to a freshly provisioned stack: running executions stopped, tables and bucket
         emptied (or everything created again if something wiped moto, e.g. a `mock_aws` test),
-        recorded calls, timeout overrides and cached authorizer answers forgotten. MongoDB is left
-        alone (its fixtures own it)."""
+        recorded calls, timeout overrides and cached authorizer answers forgotten, WebSocket
+        clients disconnected. MongoDB is left alone (its fixtures own it)."""
         self._stop_executions()
         if self._intact():
             self._empty_tables_and_buckets()
@@ -240,6 +269,8 @@ class LocalStack:
         self.runtime.reset()
         for gateway in self._gateways.values():
             gateway.clear_authorizer_cache()
+        for websocket in self._websockets.values():
+            websocket.reset()
 
     def _quiet_logs(self) -> None:
         for name, level in _QUIET_LOGGERS.items():
@@ -328,6 +359,8 @@ class LocalStack:
                 Name=secret.name, SecretString=value,
                 Description=str(secret.properties.get("Description", "")))
             template.bind(logical_id, created["ARN"])  # Ref of a secret is its ARN
+        for logical_id, key in template.kms_keys().items():
+            self._create_kms_key(logical_id, key.properties)
         environment: dict[str, str] = {}
         for function in template.functions().values():
             self.client("lambda").create_function(
@@ -349,7 +382,11 @@ class LocalStack:
                 name=machine.name, definition=machine.definition, roleArn=role_arn,
                 type=machine.type)
         for name, value in environment.items():
-            self._environ.set(name, value)
+            # Provisioning again (reset() after moto was wiped) re-exports only what changed
+            # (a new secret ARN), so a test's monkeypatched MONGODB_DATABASE, say, survives.
+            if self._exported.get(name) != value:
+                self._environ.set(name, value)
+                self._exported[name] = value
         self._forget_cached_clients()
 
     def _intact(self) -> bool:
@@ -408,6 +445,8 @@ class LocalStack:
                            *self._external_secrets()]),
             *(("dynamodb", "delete_table", {"TableName": t.name})
               for t in template.tables().values()),
+            *(("kms", "schedule_key_deletion", {"KeyId": key_id, "PendingWindowInDays": 7})
+              for key_id in self._kms_keys.values()),
             ("iam", "delete_role", {"RoleName": self._role_name}),
         ]
         for bucket in template.buckets().values():
@@ -421,6 +460,7 @@ class LocalStack:
                 getattr(self.client(service), operation)(**params)
             except ClientError as exc:  # already gone
                 LOG.debug("%s.%s(%s): %s", service, operation, params, exc)
+        self._kms_keys.clear()
 
     @property
     def _role_name(self) -> str:
@@ -470,6 +510,19 @@ class LocalStack:
         if template_json and key:
             return json.dumps({**json.loads(template_json), key: generated})
         return generated
+
+    def _create_kms_key(self, logical_id: str, properties: Mapping[str, Any]) -> None:
+        """The key with its policy (moto stores it; IAM is checked by test_iam_coverage), bound
+        so that Ref gives its id and GetAtt Arn its ARN."""
+        kms = self.client("kms")
+        options: dict[str, Any] = {"Description": str(properties.get("Description", ""))}
+        if "KeyPolicy" in properties:
+            options["Policy"] = json.dumps(properties["KeyPolicy"])
+        key_id = str(kms.create_key(**options)["KeyMetadata"]["KeyId"])
+        if properties.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=key_id)
+        self._kms_keys[logical_id] = key_id
+        self.template.bind(logical_id, key_id)
 
     def _create_table(self, table: Table) -> None:
         props = table.properties
@@ -559,6 +612,18 @@ class LocalStack:
     @property
     def rest_urls(self) -> dict[str, str]:
         return {logical_id: gateway.url for logical_id, gateway in self._gateways.items()}
+
+    @property
+    def websocket(self) -> WebSocketGateway:
+        """The template's WebSocket API (its connections, @connections calls, knobs)."""
+        if len(self._websockets) != 1:
+            raise LocalStackError(f"{len(self._websockets)} WebSocket APIs in the template")
+        return next(iter(self._websockets.values()))
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket API's URL, with its stage: "ws://127.0.0.1:<port>/v1"."""
+        return self.websocket.url
 
     @property
     def s3_endpoint(self) -> str:
@@ -651,6 +716,21 @@ class LocalStack:
             executionArn=execution_arn)
         for page in pages:
             yield from page["events"]
+
+
+_moto_stop_execution = Execution.stop
+
+
+def _stop_execution(self: Execution, stop_date: Any, error: str | None,
+                    cause: str | None) -> None:
+    """StopExecution as on AWS, also while a task waits for a task token: moto's interpreter
+    sets the stop flag but its callback wait only ends at the task's TimeoutSeconds (an import
+    awaiting its decision would hold the execution, and stop() here, for a week)."""
+    _moto_stop_execution(self, stop_date, error, cause)
+    worker = self.exec_worker
+    if worker is not None and worker.env is not None:
+        for endpoint in list(worker.env.callback_pool_manager._pool.values()):
+            endpoint.interrupt_all()
 
 
 def _ensure_port_free(port: int) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "Bucket",
     "Function",
     "GatewayResponse",
+    "KmsKey",
     "RestApi",
     "Route",
     "Secret",
@@ -34,6 +35,9 @@ __all__ = [
     "Table",
     "Template",
     "TemplateError",
+    "WebSocketApi",
+    "WebSocketAuthorizer",
+    "WebSocketRoute",
 ]
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -63,7 +67,6 @@ _NAME_PROPERTIES = {
     "AWS::SecretsManager::Secret": "Name",
     "AWS::IAM::Role": "RoleName",
     "AWS::Serverless::LayerVersion": "LayerName",
-    "AWS::ApiGatewayV2::Api": "Name",
 }
 # SAM's implicit REST API, created when an Api event names no RestApiId.
 IMPLICIT_REST_API = "ServerlessRestApi"
@@ -71,6 +74,9 @@ IMPLICIT_REST_API = "ServerlessRestApi"
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 _SUB_LITERAL = re.compile(r"\$\{!([^}]*)\}")
 _DYNAMIC_REFERENCE = re.compile(r"\{\{resolve:([^{}]+)\}\}")
+#: API Gateway's Lambda integration / authorizer URI around a function ARN
+_LAMBDA_URI = re.compile(r":apigateway:[^:]*:lambda:path/2015-03-31/functions/(.+)/invocations$")
+_ROUTE_SELECTION = re.compile(r"^\$request\.body\.([A-Za-z0-9_.]+)$")
 
 
 class TemplateError(ValueError):
@@ -153,6 +159,12 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class KmsKey:
+    logical_id: str
+    properties: Mapping[str, Any]  # KeyPolicy resolved
+
+
+@dataclass(frozen=True)
 class StateMachine:
     logical_id: str
     name: str
@@ -203,6 +215,31 @@ class RestApi:
             return self.authorizers[name]
         except KeyError:
             raise TemplateError(f"Api event {event.name} names unknown authorizer {name}") from None
+
+
+@dataclass(frozen=True)
+class WebSocketAuthorizer:
+    """A REQUEST Lambda authorizer of a WebSocket API (only $connect can have one)."""
+
+    name: str
+    function: str  # logical id
+    identity_sources: tuple[str, ...]  # "route.request.querystring.token", ...header.X
+
+
+@dataclass(frozen=True)
+class WebSocketRoute:
+    key: str  # "$connect", "$disconnect", "$default" or a value of the selection expression
+    function: str  # logical id behind the route's AWS_PROXY integration
+    authorizer: WebSocketAuthorizer | None
+
+
+@dataclass(frozen=True)
+class WebSocketApi:
+    logical_id: str
+    id: str
+    stage: str
+    selection_path: tuple[str, ...]  # $request.body.action -> ("action",)
+    routes: Mapping[str, WebSocketRoute]
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -392,6 +429,9 @@ class Template:
             return self.arn("secretsmanager", f"secret:{self.physical_name(logical_id)}-??????")
         if rtype == "AWS::Serverless::LayerVersion":
             return self.arn("lambda", f"layer:{self.physical_name(logical_id)}:1")
+        if rtype == "AWS::KMS::Key":
+            # A key id is a UUID chosen at creation; until bound, the IAM pattern matching one.
+            return "????????-????-????-????-????????????"
         return self.physical_name(logical_id)
 
     def _pseudo(self, name: str) -> Any:
@@ -417,6 +457,7 @@ class Template:
             "AWS::Serverless::StateMachine": lambda: self.arn("states", f"stateMachine:{name}"),
             "AWS::StepFunctions::StateMachine": lambda: self.arn("states", f"stateMachine:{name}"),
             "AWS::IAM::Role": lambda: f"arn:aws:iam::{self.account_id}:role/{name}",
+            "AWS::KMS::Key": lambda: self.arn("kms", f"key/{self.ref(logical_id)}"),
         }
         if attribute == "Arn" and rtype in arns:
             return arns[rtype]()
@@ -624,6 +665,9 @@ class Template:
             for lid in self.resources("AWS::SecretsManager::Secret")
         }
 
+    def kms_keys(self) -> dict[str, KmsKey]:
+        return {lid: KmsKey(lid, self.properties(lid)) for lid in self.resources("AWS::KMS::Key")}
+
     def state_machines(self) -> dict[str, StateMachine]:
         return {lid: self.state_machine(lid) for lid in self.resources(*_STATE_MACHINE_TYPES)}
 
@@ -664,6 +708,70 @@ class Template:
         if IMPLICIT_REST_API in routes and IMPLICIT_REST_API not in ids:
             ids.append(IMPLICIT_REST_API)
         return {lid: self._rest_api(lid, tuple(routes.get(lid, ()))) for lid in ids}
+
+    def websocket_apis(self) -> dict[str, WebSocketApi]:
+        """Every WebSocket API with its stage and routes (route -> integration -> function)."""
+        return {lid: self._websocket_api(lid) for lid in self.resources("AWS::ApiGatewayV2::Api")
+                if self.properties(lid).get("ProtocolType") == "WEBSOCKET"}
+
+    def _children(self, api: str, rtype: str) -> list[str]:
+        return [lid for lid in self.resources(rtype)
+                if self.properties_raw(lid).get("ApiId") == {"Ref": api}]
+
+    def _lambda_uri(self, logical_id: str, uri: Any) -> str:
+        match = _LAMBDA_URI.search(str(uri))
+        if match is None:
+            raise TemplateError(f"{logical_id}: only Lambda integrations are emulated, not {uri}")
+        return self.function_for_arn(match.group(1))
+
+    def _websocket_api(self, logical_id: str) -> WebSocketApi:
+        selection = _ROUTE_SELECTION.match(
+            str(self.properties(logical_id).get("RouteSelectionExpression", "")))
+        if selection is None:
+            raise TemplateError(f"{logical_id}: only $request.body.<field> route selection is "
+                                "emulated")
+        stages = self._children(logical_id, "AWS::ApiGatewayV2::Stage")
+        if len(stages) != 1:
+            raise TemplateError(f"{logical_id} has {len(stages)} stages; the local stack "
+                                "serves exactly one")
+        integrations: dict[str, str] = {}
+        for lid in self._children(logical_id, "AWS::ApiGatewayV2::Integration"):
+            props = self.properties(lid)
+            if props.get("IntegrationType") != "AWS_PROXY":
+                raise TemplateError(f"{lid}: only AWS_PROXY integrations are emulated")
+            integrations[str(self.ref(lid))] = self._lambda_uri(lid, props.get("IntegrationUri"))
+        authorizers: dict[str, WebSocketAuthorizer] = {}
+        for lid in self._children(logical_id, "AWS::ApiGatewayV2::Authorizer"):
+            props = self.properties(lid)
+            if props.get("AuthorizerType") != "REQUEST":
+                raise TemplateError(f"{lid}: only REQUEST authorizers are emulated")
+            authorizers[str(self.ref(lid))] = WebSocketAuthorizer(
+                name=str(props.get("Name", lid)),
+                function=self._lambda_uri(lid, props.get("AuthorizerUri")),
+                identity_sources=tuple(str(s) for s in props.get("IdentitySource") or []))
+        routes: dict[str, WebSocketRoute] = {}
+        for lid in self._children(logical_id, "AWS::ApiGatewayV2::Route"):
+            props = self.properties(lid)
+            kind, _, target = str(props.get("Target", "")).partition("/")
+            if kind != "integrations" or target not in integrations:
+                raise TemplateError(f"{lid}: Target must name an integration of this API")
+            authorization = str(props.get("AuthorizationType", "NONE"))
+            if authorization not in ("NONE", "CUSTOM"):
+                raise TemplateError(f"{lid}: AuthorizationType {authorization} is not emulated")
+            authorizer = None
+            if authorization == "CUSTOM":
+                authorizer = authorizers.get(str(props.get("AuthorizerId")))
+                if authorizer is None:
+                    raise TemplateError(f"{lid}: AuthorizerId names no authorizer of this API")
+            key = str(props["RouteKey"])
+            routes[key] = WebSocketRoute(key, integrations[target], authorizer)
+        return WebSocketApi(
+            logical_id=logical_id,
+            id=self.physical_name(logical_id),
+            stage=str(self.properties(stages[0])["StageName"]),
+            selection_path=tuple(selection.group(1).split(".")),
+            routes=routes,
+        )
 
     def _rest_api(self, logical_id: str, routes: tuple[Route, ...]) -> RestApi:
         props = self.properties(logical_id)

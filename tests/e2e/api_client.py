@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import requests
 
-from dataport.source.mongo import connect, reset
 from dataport.settings import get_settings
+from dataport.source.mongo import connect, reset
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 

@@ -241,10 +241,14 @@ def test_the_real_api_answers_with_the_templates_gateway_responses() -> None:
     api = template.rest_apis()["RestApi"]
     assert {(r.event.method, r.event.path) for r in api.routes} == {
         ("POST", "/exports"), ("GET", "/exports"), ("GET", "/exports/{jobId}"),
-        ("DELETE", "/exports/{jobId}"), ("GET", "/exports/{jobId}/download")}
+        ("DELETE", "/exports/{jobId}"), ("GET", "/exports/{jobId}/download"),
+        ("POST", "/imports"), ("GET", "/imports"), ("GET", "/imports/{jobId}"),
+        ("DELETE", "/imports/{jobId}"), ("POST", "/imports/{jobId}/validate"),
+        ("GET", "/imports/{jobId}/conflicts"), ("POST", "/imports/{jobId}/execute"),
+        ("GET", "/imports/{jobId}/actions"), ("POST", "/imports/{jobId}/rollback")}
     gateway = RestGateway(api, LambdaRuntime(template.functions()), template.region,
                           template.account_id)
     response = gateway.handle("GET", "/v1/exports/abc", [("Host", "x")], b"")
     assert response.status == 401
     assert json.loads(response.body)["error"]["code"] == "unauthorized"
-    assert gateway.handle("GET", "/v1/imports", [], b"").status == 403
+    assert gateway.handle("GET", "/v1/backups", [], b"").status == 403

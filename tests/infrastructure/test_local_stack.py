@@ -59,6 +59,19 @@ def test_the_bucket_is_private_encrypted_and_expires_packages(local_stack: Local
         "DaysAfterInitiation": 1}
 
 
+def test_the_password_key_is_created_with_its_policy(local_stack: LocalStack) -> None:
+    kms = local_stack.client("kms")
+    arn = os.environ["PASSWORD_KEY_ARN"]  # GetAtt Arn of the key moto created
+    key = kms.describe_key(KeyId=arn)["KeyMetadata"]
+    assert key["Arn"] == arn
+    assert key["KeyState"] == "Enabled"
+    assert kms.get_key_rotation_status(KeyId=arn)["KeyRotationEnabled"]
+    policy = json.loads(kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"])
+    sids = {s["Sid"]: s for s in policy["Statement"]}
+    assert sids["SealPerJobForRolesIamAllows"]["Condition"] == {
+        "Null": {"kms:EncryptionContext:jobId": "false"}}
+
+
 def test_functions_environment_is_the_processes(local_stack: LocalStack) -> None:
     assert os.environ["JOBS_TABLE"] == local_stack.tables["JobsTable"]
     assert os.environ["PACKAGES_BUCKET"] == local_stack.bucket

@@ -16,7 +16,13 @@ class Settings(BaseSettings):
     api_keys_table: str = "dataport-api-keys"
     connections_table: str = "dataport-connections"
     packages_bucket: str = "dataport-packages"
+    # The KMS key that seals export passwords between the API and the export tasks.
+    password_key_arn: str = ""
     export_state_machine_arn: str = ""
+    import_state_machine_arn: str = ""
+    # https://<api>.execute-api.<region>.amazonaws.com/<stage> of the WebSocket API (template);
+    # AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI overrides it (the local stack), see aws.py.
+    websocket_callback_url: str = ""
 
     mongodb_uri: str = "mongodb://127.0.0.1:27017"
     mongodb_database: str = "claudelens"
@@ -37,6 +43,15 @@ class Settings(BaseSettings):
     worker_reserve_ms: int = 60_000
     sessions_per_shard: int = 5000
     upload_part_size_mb: int = Field(default=8, ge=5, le=16)
+
+    # Imports: uploads go straight to S3 through a presigned POST capped at max_upload_bytes and
+    # valid for upload_url_ttl_seconds; writes go out in bulk_writes of at most
+    # import_batch_ops operations (MongoDB's own batch limit is far higher: this bounds memory,
+    # the pre-image object written before each batch and the work lost to a crash).
+    import_rate_limit: int = 5
+    max_upload_bytes: int = Field(default=500 * 1000 * 1000, gt=0)
+    upload_url_ttl_seconds: int = Field(default=900, ge=60, le=3600)
+    import_batch_ops: int = Field(default=1000, ge=1, le=1000)
 
 
 @lru_cache(maxsize=1)

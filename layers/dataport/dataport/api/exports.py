@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from botocore.exceptions import ClientError
+from pydantic import SecretStr
 
 from dataport import aws
 from dataport.errors import Gone, NotFound
@@ -25,6 +26,9 @@ from dataport.models.exports import ExportRequest
 from dataport.models.jobs import ACTIVE_STATUSES, Job, JobKind, JobStatus
 from dataport.models.tasks import JobRef
 from dataport.observability import logger
+from dataport.packaging import passwords
+from dataport.packaging.download import presigned_download
+from dataport.progress.publisher import publish_terminal
 from dataport.settings import get_settings
 
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
@@ -39,16 +43,20 @@ class StartedExport:
 def start_export(user_id: str, request: ExportRequest, idempotency_key: str | None,
                  lambda_context: Any = None) -> StartedExport:
     """Count against the rate limit, record the job and start its workflow. The same
-    Idempotency-Key returns the same job without counting again."""
+    Idempotency-Key returns the same job without counting again.
+
+    The password stays out of `command`: idempotency stores a hash of the command's request,
+    and a hash of a password is a password verifier. `encrypted` is fingerprinted instead, so
+    the same key with another password returns the first job (sealed with the first one)."""
     command = {"userId": user_id, "idempotencyKey": idempotency_key,
-               "request": request.model_dump(mode="json", by_alias=True)}
+               "request": request.stored(), "encrypted": request.password is not None}
     _fresh_rate.set(None)
     if idempotency_key is None:
-        started = _start(command)
+        started = _start(command, password=request.password)
     else:
         if lambda_context is not None:
             _idempotency_config().register_lambda_context(lambda_context)
-        started = _idempotent_start()(command=command)
+        started = _idempotent_start()(command=command, password=request.password)
     return StartedExport(job=JobStore().get(started["jobId"], user_id), rate=_fresh_rate.get())
 
 
@@ -56,12 +64,14 @@ def start_export(user_id: str, request: ExportRequest, idempotency_key: str | No
 _fresh_rate: ContextVar[rate_limit.RateLimitState | None] = ContextVar("fresh_rate", default=None)
 
 
-def _start(command: dict[str, Any]) -> dict[str, Any]:
+def _start(command: dict[str, Any], password: SecretStr | None = None) -> dict[str, Any]:
     user_id = command["userId"]
     settings = get_settings()
     rate = rate_limit.consume(user_id, JobKind.EXPORT, settings.export_rate_limit)
     store = JobStore()
-    job = store.create(JobKind.EXPORT, user_id, command["request"], job_id=new_job_id())
+    job_id = new_job_id()
+    job = store.create(JobKind.EXPORT, user_id, command["request"], job_id=job_id,
+                       sealed_password=passwords.seal(password, job_id) if password else None)
     try:
         execution = aws.stepfunctions().start_execution(
             stateMachineArn=settings.export_state_machine_arn, name=job.job_id,
@@ -83,7 +93,7 @@ def _start(command: dict[str, Any]) -> dict[str, Any]:
 @cache
 def _idempotency_config() -> IdempotencyConfig:
     return IdempotencyConfig(event_key_jmespath='["userId", "idempotencyKey"]',
-                             payload_validation_jmespath="request",
+                             payload_validation_jmespath="[request, encrypted]",
                              expires_after_seconds=24 * 3600)
 
 
@@ -113,6 +123,7 @@ def cancel_or_delete(user_id: str, job_id: str) -> Job:
         job = store.transition(job_id, JobStatus.CANCELLED, allowed_from=ACTIVE_STATUSES,
                                finished_at=utcnow(),
                                error={"code": "cancelled", "message": "Cancelled at your request."})
+        publish_terminal(job)  # before the clean-up: subscribers learn at once, and never fail it
         _stop_execution(job)
         discard_job_objects(job_id, include_package=True)
         return job
@@ -132,16 +143,7 @@ def download_location(user_id: str, job_id: str) -> str:
                        f"{job.status.value}).", details={"status": job.status.value})
     if job.package.expires_at <= datetime.now(UTC):
         raise Gone("This export's package has expired; start a new export to download it.")
-    settings = get_settings()
-    disposition = f'attachment; filename="{job.package.filename}"'
-    url: str = aws.s3().generate_presigned_url(
-        "get_object",
-        Params={"Bucket": settings.packages_bucket, "Key": job.package.key,
-                "ResponseContentDisposition": disposition,
-                "ResponseContentType": "application/zip"},
-        ExpiresIn=settings.download_url_ttl_seconds,
-    )
-    return url
+    return presigned_download(job.package).url
 
 
 def _export(job: Job) -> Job:

@@ -43,12 +43,13 @@ class JobStore:
 
     # ------------------------------------------------------------------ job rows
     def create(self, kind: JobKind, user_id: str, request: Mapping[str, Any],
-               job_id: str | None = None) -> Job:
+               job_id: str | None = None, sealed_password: str | None = None) -> Job:
         now = utcnow()
         retention = timedelta(days=get_settings().job_retention_days)
         job = Job(job_id=job_id or new_job_id(), kind=kind, user_id=user_id,
                   status=JobStatus.QUEUED, created_at=now, updated_at=now,
-                  expires_at=int((now + retention).timestamp()), request=dict(request))
+                  expires_at=int((now + retention).timestamp()), request=dict(request),
+                  encrypted=sealed_password is not None, sealed_password=sealed_password)
         item = self._row(job)
         try:
             self.db.put_item(TableName=self.table, Item=to_item(item),
@@ -108,11 +109,15 @@ class JobStore:
 
     def transition(self, job_id: str, to: JobStatus, *, allowed_from: Iterable[JobStatus],
                    **changes: Any) -> Job:
-        """Move a job to `to` only from one of `allowed_from`; other fields change with it."""
+        """Move a job to `to` only from one of `allowed_from`; other fields change with it.
+        A job that ends forgets its sealed password, whichever path ends it."""
         names = {"#status": "status"}
         values: dict[str, Any] = {":to": to.value, ":now": utcnow().isoformat()}
         sets = ["#status = :to", "updated_at = :now"]
         removes = []
+        if not to.is_active:
+            names["#sealed"] = "sealed_password"
+            removes.append("#sealed")
         for i, (field, value) in enumerate(changes.items()):
             names[f"#f{i}"] = field
             if value is None:  # None clears the field
@@ -221,6 +226,8 @@ class JobStore:
             "updated_at": job.updated_at.isoformat(), "expires_at": job.expires_at,
             "request": json.dumps(job.request), "progress": job.progress.model_dump(
                 exclude={"percentage"}),
+            **({"encrypted": True, "sealed_password": job.sealed_password}
+               if job.sealed_password else {}),
         }
 
 

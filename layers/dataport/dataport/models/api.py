@@ -31,7 +31,9 @@ class ExportView(ApiModel):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     finished_at: AwareDatetime | None = None
-    request: dict[str, Any]
+    request: dict[str, Any] = Field(description="as sent, without the password")
+    encrypted: bool = Field(default=False, description="the package is WinZip AES-256 "
+                            "encrypted with the request's password")
     progress: Progress
     counts: Counts | None = None
     package: PackageView | None = None
@@ -44,7 +46,8 @@ class ExportView(ApiModel):
         return cls(
             job_id=job.job_id, status=job.status, format=str(job.request.get("format", "json")),
             created_at=job.created_at, updated_at=job.updated_at, finished_at=job.finished_at,
-            request=job.request, progress=job.progress, counts=job.counts, error=job.error,
+            request=job.request, encrypted=job.encrypted, progress=job.progress,
+            counts=job.counts, error=job.error,
             package=PackageView(filename=package.filename, bytes=package.bytes,
                                 files=package.files, expires_at=package.expires_at)
             if package else None,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from bson import ObjectId
-from pydantic import AfterValidator, AwareDatetime, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, Field, SecretStr, model_validator
 
 from dataport.models.common import ApiModel
 from dataport.models.documents import MESSAGE_TYPES
@@ -19,8 +19,6 @@ class ExportFormat(StrEnum):
     CSV = "csv"
     MARKDOWN = "markdown"
     PDF = "pdf"
-
-
 
 
 def _object_id(value: str) -> str:
@@ -86,13 +84,43 @@ class CompressionOptions(ApiModel):
     level: int = Field(default=6, ge=0, le=9, description="zip deflate level; 0 stores")
 
 
+PASSWORD_LENGTH = (8, 256)
+
+
+def _password(value: SecretStr) -> SecretStr:
+    """Characters, not bytes (the generic length check would say "items")."""
+    low, high = PASSWORD_LENGTH
+    if not low <= len(value.get_secret_value()) <= high:
+        raise ValueError(f"must be {low} to {high} characters")
+    return value
+
+
+class EncryptionOptions(ApiModel):
+    """The package becomes a WinZip AES-256 zip (7-Zip and WinZip open it with the password).
+    The password is never stored: see docs/exports.md."""
+
+    password: Annotated[SecretStr, AfterValidator(_password)] = Field(
+        json_schema_extra={"minLength": PASSWORD_LENGTH[0], "maxLength": PASSWORD_LENGTH[1]})
+
+
 class ExportOptions(ApiModel):
     split_size_mb: int = Field(default=100, ge=1, le=500)
     compression: CompressionOptions = CompressionOptions()
+    encryption: EncryptionOptions | None = None
 
 
 class ExportRequest(ApiModel):
     format: ExportFormat = ExportFormat.JSON
     filters: ExportFilters = ExportFilters()
     options: ExportOptions = ExportOptions()
+
+    @property
+    def password(self) -> SecretStr | None:
+        return self.options.encryption.password if self.options.encryption else None
+
+    def stored(self) -> dict[str, Any]:
+        """What the job row keeps (and the API shows, and idempotency fingerprints): the
+        request without the password, which travels sealed (packaging.passwords)."""
+        return self.model_dump(mode="json", by_alias=True,
+                               exclude={"options": {"encryption"}})
 

@@ -85,3 +85,19 @@ class Job(ApiModel):
     error: JobError | None = None
     execution_arn: str | None = None
     finished_at: datetime | None = None
+    # Exports with a password: the package is encrypted, and until the job ends the row holds
+    # the password sealed by KMS for this job id (packaging.passwords). Internal: never shown.
+    encrypted: bool = False
+    sealed_password: str | None = None
+    # Imports (dataport.workflows.imports), as stored maps of models.imports: the validation
+    # report, the decision, what the dry run and the execution did, and the Step Functions task
+    # token the workflow waits on while awaiting_decision. Internal: views pick what to show.
+    report: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
+    dry_run: dict[str, Any] | None = None
+    outcome: dict[str, Any] | None = None
+    task_token: str | None = None
+    # The live-progress throttle (dataport.progress.throttle): seq of the last event published
+    # and when (epoch ms). Internal: the REST views leave them out.
+    progress_seq: int = 0
+    progress_sent_at: int | None = None

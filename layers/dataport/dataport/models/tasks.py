@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
 
 from dataport.models.common import ApiModel
 
@@ -43,3 +45,30 @@ class TaskError(ApiModel):
 class FailedTaskInput(ApiModel):
     job_id: str
     error: TaskError
+
+
+class ImportStep(ApiModel):
+    """The import workflow's state between tasks: which step runs next (the ASL's one router
+    reads `next`), the mode (an import, or a rollback of one) and a page loop's cursor."""
+
+    job_id: str
+    mode: Literal["import", "rollback"] = "import"
+    next: Literal["validate", "decide", "execute", "finalize", "rollback", "end", "invalid"]
+    dry_run: bool = False
+    after: str | None = Field(default=None, description="last session (or journal entry) done "
+                                                        "by the page loop")
+    done: int = Field(default=0, description="sessions done so far (progress)")
+    started_at: AwareDatetime | None = None
+
+
+class DecisionWait(ApiModel):
+    """What the awaiting task gets: the token that the decision (or a cancel) will answer."""
+
+    job_id: str
+    task_token: str = Field(min_length=1, max_length=1024)
+
+
+class ImportFailedInput(FailedTaskInput):
+    mode: Literal["import", "rollback"] = "import"
+    cleanup_failed: bool = Field(default=False, description="the clean-up failed too: only "
+                                                            "end the job")

@@ -35,7 +35,9 @@ class Compression(_ManifestModel):
     uncompressed_bytes: int = Field(ge=0)
     compressed_bytes: int = Field(ge=0)
     ratio: Decimal | None = Field(
-        default=None, description="compressed / uncompressed, 4 places; absent when empty")
+        default=None, description="compressed / uncompressed, 4 places; absent when empty. "
+        "compressed_bytes are the members' data as stored, with the AES overhead (28 bytes a "
+        "member) when the package is encrypted")
 
 
 class ManifestFile(_ManifestModel):
@@ -63,6 +65,8 @@ class ManifestHeader(_ManifestModel):
     format: str
     filters: dict[str, Any] = Field(default_factory=dict)
     counts: Counts = Counts()
+    encryption: Literal["winzip-aes-256"] | None = Field(
+        default=None, description="every member (this manifest too) is WinZip AES-256 (AE-2)")
 
     @field_validator("created_at")
     @classmethod

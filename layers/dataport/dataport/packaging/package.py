@@ -15,13 +15,20 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
+from pydantic import SecretStr
 
 from dataport.errors import TransientError
 from dataport.formats.base import Numbering
 from dataport.models.common import ApiModel
 from dataport.packaging.assembler import MultipartAssembler
 from dataport.packaging.manifest import MANIFEST_NAME, Manifest, ManifestFile, ManifestHeader
-from dataport.packaging.staging import StagedFile, compression, run_transforms, zip_method
+from dataport.packaging.staging import (
+    StagedFile,
+    member_entry,
+    run_transforms,
+    transforms,
+    zip_method,
+)
 from dataport.packaging.zipformat import (
     ZipEntry,
     central_directory_header,
@@ -86,11 +93,13 @@ def member_names(files: Callable[[], Iterable[StagedFile]]) -> Iterator[tuple[st
 
 def assemble_package(s3: S3Client, bucket: str, key: str,
                      files: Callable[[], Iterable[StagedFile]], header: ManifestHeader, *,
-                     part_size: int, level: int, content_disposition: str | None = None,
+                     part_size: int, level: int, password: SecretStr | None = None,
+                     content_disposition: str | None = None,
                      metadata: Mapping[str, str] | None = None,
                      force_zip64: bool = False) -> PackageResult:
-    """Write the package to s3://bucket/key. `level` is the export's compression level (the
-    manifest member is compressed with it; the data files were compressed by the workers).
+    """Write the package to s3://bucket/key. `level` and `password` are the export's: the
+    manifest member is compressed and encrypted with them here (the data files were by the
+    workers), so with a password every member of the package is encrypted.
     On any error the upload is aborted and no object is left; the staged objects stay, for
     the caller to delete (`delete_prefix`) once the job is settled."""
     modified = header.created_at
@@ -104,8 +113,10 @@ def assemble_package(s3: S3Client, bucket: str, key: str,
             central.extend(central_directory_header(entry, force_zip64=force_zip64))
 
         for name, staged in member_names(files):
-            add_member(ZipEntry(name, staged.method, staged.crc32, staged.compressed_size,
-                                staged.size, modified, out.position))
+            if staged.encrypted != (password is not None):
+                raise ValueError(f"{name}: staged {'with' if staged.encrypted else 'without'} "
+                                 "encryption, unlike the package")
+            add_member(staged.zip_entry(name, modified, out.position))
             out.add_object_range(staged.staging_key, 0, staged.compressed_size)
             entries.append(ManifestFile(
                 path=name, bytes=staged.size, compressed_bytes=staged.compressed_size,
@@ -113,9 +124,10 @@ def assemble_package(s3: S3Client, bucket: str, key: str,
 
         full = Manifest.build(header, entries, level=level)
         data = full.to_json()
-        member = run_transforms(compression(level), data, final=True)
-        add_member(ZipEntry(MANIFEST_NAME, zip_method(level), zlib.crc32(data), len(member),
-                            len(data), modified, out.position))
+        member = run_transforms(transforms(level, password), data, final=True)
+        add_member(member_entry(MANIFEST_NAME, method=zip_method(level), crc32=zlib.crc32(data),
+                                size=len(data), compressed_size=len(member), modified=modified,
+                                offset=out.position, aes=password is not None))
         out.add_bytes(member)
 
         cd_offset = out.position

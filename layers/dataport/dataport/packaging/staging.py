@@ -3,24 +3,26 @@ member (deflate without zlib/zip headers, or stored), plus what the zip headers 
 need to know about it (`StagedFile`). The finalize step stitches them into the package without
 recompressing (see package.py).
 
-Between the format writer and S3 the bytes pass through a chain of `Transform`s: compression
-today; WinZip AES-256 (AE-2) encryption can be appended to the chain later, per member, with
-`StagedFile` growing the fields the AES extra record needs.
+Between the format writer and S3 the bytes pass through a chain of `Transform`s: compression,
+then, when the export has a password, WinZip AES-256 AE-2 encryption (encryption.py), per
+member, so the finalizer can still copy the staged bytes without ever seeing them in clear.
 """
 
 from __future__ import annotations
 
 import hashlib
 import zlib
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from smart_open.s3 import MultipartWriter
 
 from dataport.formats.base import Numbering, OutputFile
 from dataport.models.common import ApiModel
 from dataport.packaging.assembler import DEFAULT_PART_SIZE
-from dataport.packaging.zipformat import DEFLATED, STORED
+from dataport.packaging.encryption import WinZipAes
+from dataport.packaging.zipformat import DEFLATED, STORED, ZipEntry, encrypted
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -29,18 +31,32 @@ if TYPE_CHECKING:
 class StagedFile(ApiModel):
     """One finished output file, as the finalize step needs it (JSON-safe for Step Functions
     and DynamoDB). `size`, `crc32` and `sha256` describe the uncompressed bytes;
-    `compressed_size` is the length of the staged object, i.e. the member's data."""
+    `compressed_size` is the length of the staged object, i.e. the member's data (with the
+    AES salt, verifier and MAC when `encrypted`)."""
 
     path: str
     numbering: Numbering = Numbering.WHEN_SPLIT
     staging_key: str
     method: int = Field(description="zip compression method: 0 stored, 8 deflate")
+    encrypted: bool = Field(default=False, description="WinZip AES-256 (AE-2)")
     crc32: int = Field(ge=0, le=0xFFFFFFFF)
     size: int = Field(ge=0)
     compressed_size: int = Field(ge=0)
     sha256: str = Field(pattern="^[0-9a-f]{64}$")
     records: int = Field(default=0, ge=0)
     notes: list[str] = Field(default_factory=list)
+
+    def zip_entry(self, name: str, modified: datetime, offset: int) -> ZipEntry:
+        return member_entry(name, method=self.method, crc32=self.crc32, size=self.size,
+                            compressed_size=self.compressed_size, modified=modified,
+                            offset=offset, aes=self.encrypted)
+
+
+def member_entry(name: str, *, method: int, crc32: int, size: int, compressed_size: int,
+                 modified: datetime, offset: int, aes: bool) -> ZipEntry:
+    """The zip records of a member that went through `transforms(level, password)`."""
+    entry = ZipEntry(name, method, crc32, compressed_size, size, modified, offset)
+    return encrypted(entry) if aes else entry
 
 
 class Transform(Protocol):
@@ -71,8 +87,13 @@ def zip_method(level: int) -> int:
     return STORED if level == 0 else DEFLATED
 
 
-def compression(level: int) -> list[Transform]:
-    return [Deflate(level)] if zip_method(level) == DEFLATED else []
+def transforms(level: int, password: SecretStr | None = None) -> list[Transform]:
+    """A new chain for one member: compression, then (with a password) encryption, the order
+    a zip reader undoes them in."""
+    chain: list[Transform] = [Deflate(level)] if zip_method(level) == DEFLATED else []
+    if password is not None:
+        chain.append(WinZipAes(password))
+    return chain
 
 
 def run_transforms(transforms: list[Transform], data: bytes, *, final: bool = False) -> bytes:
@@ -90,12 +111,14 @@ class StagedFileWriter:
 
     def __init__(self, s3: S3Client, bucket: str, key: str, *, path: str,
                  numbering: Numbering = Numbering.WHEN_SPLIT, level: int = 6,
+                 password: SecretStr | None = None,
                  part_size: int = DEFAULT_PART_SIZE) -> None:
         self.path = path
         self.numbering = numbering
         self.key = key
         self._method = zip_method(level)
-        self._transforms = compression(level)
+        self._encrypted = password is not None
+        self._transforms = transforms(level, password)
         self._crc32 = 0
         self._sha256 = hashlib.sha256()
         self._size = 0
@@ -135,7 +158,8 @@ class StagedFileWriter:
             self._out.close()
             self._staged = StagedFile(
                 path=self.path, numbering=self.numbering, staging_key=self.key,
-                method=self._method, crc32=self._crc32, size=self._size,
+                method=self._method, encrypted=self._encrypted, crc32=self._crc32,
+                size=self._size,
                 compressed_size=self._compressed_size, sha256=self._sha256.hexdigest(),
                 records=self._records, notes=list(self._notes),
             )
@@ -155,15 +179,18 @@ class StagedFileWriter:
 class StagingSink:
     """The `FileSink` of one worker invocation: files go to `<prefix><seq:06d>.bin` (prefix:
     `locations.shard_prefix`, so keys sort in package order), numbered from `start_seq` so the
-    next invocation of the same shard continues at `next_seq`."""
+    next invocation of the same shard continues at `next_seq`. With a `password`, every file is
+    encrypted."""
 
     def __init__(self, s3: S3Client, bucket: str, prefix: str, *, start_seq: int = 0,
-                 level: int = 6, part_size: int = DEFAULT_PART_SIZE) -> None:
+                 level: int = 6, password: SecretStr | None = None,
+                 part_size: int = DEFAULT_PART_SIZE) -> None:
         zip_method(level)  # fail at construction, not at the first open()
         self._s3 = s3
         self._bucket = bucket
         self._prefix = prefix
         self._level = level
+        self._password = password
         self._part_size = part_size
         self._next_seq = start_seq
         self._open: dict[int, StagedFileWriter] = {}
@@ -182,7 +209,8 @@ class StagingSink:
         seq = self._next_seq
         writer = StagedFileWriter(
             self._s3, self._bucket, f"{self._prefix}{seq:06d}.bin", path=path,
-            numbering=numbering, level=self._level, part_size=self._part_size,
+            numbering=numbering, level=self._level, password=self._password,
+            part_size=self._part_size,
         )
         self._next_seq += 1
         self._open[seq] = writer

@@ -8,13 +8,16 @@ fit (or everywhere when `force_zip64`, which tests use to exercise the ZIP64 pat
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 STORED = 0
 DEFLATED = 8
+WINZIP_AES = 99  # the real method is in the 0x9901 extra field
 
+FLAG_ENCRYPTED = 0x0001  # bit 0
 FLAG_UTF8 = 0x0800  # bit 11: name is UTF-8
 LIMIT_16 = 0xFFFF  # a 16-bit field holding this value means "see the ZIP64 record"
 LIMIT_32 = 0xFFFFFFFF
@@ -28,6 +31,7 @@ _EOCD = struct.Struct("<IHHHHIIH")
 _ZIP64_EOCD = struct.Struct("<IQHHIIQQQQ")
 _ZIP64_LOCATOR = struct.Struct("<IIQI")
 _EXTRA_HEADER = struct.Struct("<HH")
+_AES_EXTRA = struct.Struct("<H2sBH")  # vendor version, vendor id, strength, real method
 
 _DOS_MIN = datetime(1980, 1, 1, tzinfo=UTC)
 _DOS_MAX = datetime(2107, 12, 31, 23, 59, 58, tzinfo=UTC)
@@ -35,8 +39,8 @@ _DOS_MAX = datetime(2107, 12, 31, 23, 59, 58, tzinfo=UTC)
 
 @dataclass(frozen=True, slots=True)
 class ZipEntry:
-    """What the headers of one member say. `flags` and `extra` let a later layer (WinZip AES:
-    bit 0 and the 0x9901 field, method 99) add to the records without changing them here."""
+    """What the headers of one member say. `flags` and `extra` let a layer add to the records
+    without changing them here (`encrypted`: bit 0, the 0x9901 field, method 99)."""
 
     name: str
     method: int
@@ -73,7 +77,18 @@ def _zip64_extra(values: list[int]) -> bytes:
     return _EXTRA_HEADER.pack(0x0001, 8 * len(values)) + struct.pack(f"<{len(values)}Q", *values)
 
 
+def encrypted(entry: ZipEntry) -> ZipEntry:
+    """The same member as WinZip AES-256 AE-2 writes it: method 99, CRC 0 (AE-2 authenticates
+    with its HMAC instead), bit 0 set, and the 0x9901 field naming the real method."""
+    aes = _AES_EXTRA.pack(2, b"AE", 3, entry.method)
+    return dataclasses.replace(entry, method=WINZIP_AES, crc32=0,
+                               flags=entry.flags | FLAG_ENCRYPTED,
+                               extra=entry.extra + _EXTRA_HEADER.pack(0x9901, len(aes)) + aes)
+
+
 def _version_needed(method: int, zip64: bool) -> int:
+    if method == WINZIP_AES:
+        return 51  # APPNOTE 4.4.3.2: AES encryption
     if zip64:
         return 45
     return 10 if method == STORED else 20

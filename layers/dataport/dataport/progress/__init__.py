@@ -1,0 +1,1 @@
+"""Live job progress over WebSocket: events, the throttle, connections and fan-out."""

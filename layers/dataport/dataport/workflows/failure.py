@@ -10,26 +10,32 @@ from dataport.jobs.store import JobStore, utcnow
 from dataport.models.jobs import ACTIVE_STATUSES, JobError, JobStatus
 from dataport.models.tasks import FailedTaskInput
 from dataport.observability import logger
+from dataport.progress.publisher import publish_terminal
 
 #: errors whose own message is written for the user (dataport.errors classes)
 _READABLE = {"InvalidRequest", "NotSupported", "NotFound", "Conflict", "DataportError"}
 
 
 def mark_failed(task: FailedTaskInput) -> JobError:
-    """Abort uploads, delete staged objects and any package, record a readable reason.
-    A job that was cancelled meanwhile stays cancelled."""
+    """Abort uploads, delete staged objects and any package, record a readable reason and tell
+    the subscribers (job.failed). A job that was cancelled meanwhile stays cancelled."""
     discard_job_objects(task.job_id, include_package=True)
     error = describe(task.error.Error, task.error.Cause, task.job_id)
     try:
-        JobStore().transition(task.job_id, JobStatus.FAILED, allowed_from=ACTIVE_STATUSES,
-                              finished_at=utcnow(), error=error.model_dump())
-    except Conflict:
+        failed = JobStore().transition(task.job_id, JobStatus.FAILED,
+                                       allowed_from=ACTIVE_STATUSES, finished_at=utcnow(),
+                                       error=error.model_dump())
+    except Conflict:  # whoever ended it told the subscribers
         logger.info("job already ended; left as it is", extra={"job_id": task.job_id})
+    else:
+        publish_terminal(failed)
     logger.warning("job failed", extra={"job_id": task.job_id, "error_code": error.code})
     return error
 
 
-def describe(name: str, cause: str | None, job_id: str) -> JobError:
+def describe(name: str, cause: str | None, job_id: str, what: str = "export",
+             hint: str = "Try a smaller selection (filters) or try again later.") -> JobError:
+    """A readable reason for a task's error (`what` names the job for the person reading)."""
     message = None
     if cause:
         try:
@@ -41,10 +47,10 @@ def describe(name: str, cause: str | None, job_id: str) -> JobError:
     if name in _READABLE and message:
         return JobError(code=_snake(name), message=message)
     if name in {"States.Timeout", "States.TaskFailed", "Lambda.Unknown"}:
-        return JobError(code="timeout", message="The export took too long and was stopped. "
-                        "Try a smaller selection (filters) or try again later.")
+        return JobError(code="timeout", message=f"The {what} took too long and was stopped. "
+                        f"{hint}")
     return JobError(code="internal_error",
-                    message=f"The export failed unexpectedly ({name}). Try again; if it keeps "
+                    message=f"The {what} failed unexpectedly ({name}). Try again; if it keeps "
                     f"failing, contact support with job id {job_id}.")
 
 

@@ -1,0 +1,17 @@
+"""Import task: one invocation of a rollback (delete what the import wrote, restore pre-images)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from dataport.models.tasks import ImportStep
+from dataport.observability import logger
+from dataport.workflows import imports
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    step = ImportStep.model_validate(event)
+    return imports.rollback(step, context.get_remaining_time_in_millis).wire()

@@ -1,0 +1,273 @@
+"""The logic behind the /imports routes.
+
+POST /imports       a job and a presigned S3 POST for its upload (never through API Gateway)
+POST .../validate   starts the workflow once the file is there (see below)
+GET  .../conflicts  the sessions the user already has and how they differ
+POST .../execute    the decision (or a dry run), sent to the waiting workflow
+GET  .../actions    per session, what the dry run would do / the execution did
+POST .../rollback   puts back what the import changed
+DELETE              cancels an import that has not finished
+
+Why an explicit POST /validate rather than an S3 event: the client knows when its upload ended,
+and calling validate tells it at once whether the file is there (409 otherwise); starting the
+execution under the job's id makes a repeated call harmless. An S3 notification would need a
+function wired to the bucket (a bucket <-> function dependency cycle in one template), give no
+answer to the client, and fire for every object, also on the local stack, which emulates none.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from dataport import aws
+from dataport.errors import Conflict, InvalidRequest, NotFound
+from dataport.imports import storage
+from dataport.jobs import rate_limit
+from dataport.jobs.store import JobStore, utcnow
+from dataport.models.imports import (
+    CLEANUP_FAILED,
+    ActionPage,
+    ConflictPage,
+    ImportCreate,
+    ImportDecision,
+    ImportLinks,
+    ImportOutcome,
+    ImportView,
+    SessionConflict,
+    SessionResult,
+    SourceFormat,
+    UploadForm,
+    ValidationReport,
+)
+from dataport.models.jobs import ACTIVE_STATUSES, Job, JobKind, JobStatus, Progress
+from dataport.models.tasks import ImportStep
+from dataport.observability import logger
+from dataport.progress.publisher import publish_terminal
+from dataport.settings import get_settings
+
+#: a failed or cancelled import may still have written sessions (each one whole)
+ENDED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+ROLLING_BACK = "rolling_back"
+
+
+def create_import(user_id: str, request: ImportCreate) -> tuple[Job, UploadForm,
+                                                                rate_limit.RateLimitState]:
+    settings = get_settings()
+    if request.size is not None and request.size > settings.max_upload_bytes:
+        raise InvalidRequest(f"The file has {request.size} bytes; uploads are limited to "
+                             f"{settings.max_upload_bytes} bytes.", details={"field": "size"})
+    rate = rate_limit.consume(user_id, JobKind.IMPORT, settings.import_rate_limit)
+    job = JobStore().create(JobKind.IMPORT, user_id,
+                            request.model_dump(mode="json", by_alias=True, exclude_none=True))
+    return job, upload_form(job.job_id), rate
+
+
+def upload_form(job_id: str) -> UploadForm:
+    """A presigned POST for exactly this job's key, capped in size, valid for minutes. The
+    form is a credential: never logged."""
+    settings = get_settings()
+    issued = utcnow()
+    post = aws.s3().generate_presigned_post(
+        Bucket=settings.packages_bucket, Key=storage.upload_key(job_id),
+        Conditions=[["content-length-range", 1, settings.max_upload_bytes]],
+        ExpiresIn=settings.upload_url_ttl_seconds)
+    return UploadForm(url=post["url"], fields=post["fields"], max_bytes=settings.max_upload_bytes,
+                      expires_at=issued + timedelta(seconds=settings.upload_url_ttl_seconds))
+
+
+def get_import(user_id: str, job_id: str) -> Job:
+    job = JobStore().get(job_id, user_id)
+    if job.kind is not JobKind.IMPORT:
+        raise NotFound(f"No import {job_id} was found for this account.")
+    return job
+
+
+def list_imports(user_id: str, limit: int, next_token: str | None) -> tuple[list[Job], str | None]:
+    return JobStore().history(user_id, JobKind.IMPORT, limit=limit, next_token=next_token)
+
+
+def start_validation(user_id: str, job_id: str) -> Job:
+    job = get_import(user_id, job_id)
+    if job.status not in ACTIVE_STATUSES:
+        raise Conflict(f"Import {job_id} is {job.status.value}; start a new import to validate "
+                       "a file again.", details={"status": job.status.value})
+    if job.status is not JobStatus.QUEUED or job.execution_arn:
+        return job  # already started: asking again is harmless, and says where it is
+    settings = get_settings()
+    try:
+        aws.s3().head_object(Bucket=settings.packages_bucket, Key=storage.upload_key(job_id))
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            raise Conflict("Nothing has been uploaded for this import yet: POST the file with "
+                           "the upload form first.", details={"code": "upload_missing"}) from error
+        raise
+    step = ImportStep(job_id=job_id, next="validate")
+    try:
+        execution = aws.stepfunctions().start_execution(
+            stateMachineArn=settings.import_state_machine_arn, name=job_id,
+            input=step.model_dump_json(by_alias=True, exclude_none=True))
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+            return get_import(user_id, job_id)
+        raise
+    logger.info("import validation started", extra={"job_id": job_id})
+    return JobStore().transition(job_id, JobStatus.QUEUED, allowed_from=[JobStatus.QUEUED],
+                                 execution_arn=execution["executionArn"])
+
+
+def conflicts(user_id: str, job_id: str, limit: int, token: str | None) -> ConflictPage:
+    job = get_import(user_id, job_id)
+    if not job.report or not ValidationReport.model_validate(job.report).conflicts:
+        raise Conflict("This import has not been compared with your data yet (status: "
+                       f"{job.status.value}).", details={"status": job.status.value})
+    entries, next_token = storage.read_page(aws.s3(), get_settings().packages_bucket, job_id,
+                                            storage.CONFLICTS, limit=limit, token=token)
+    return ConflictPage(conflicts=[SessionConflict.model_validate(e) for e in entries],
+                        next_token=next_token)
+
+
+def actions(user_id: str, job_id: str, dry_run: bool, limit: int,
+            token: str | None) -> ActionPage:
+    job = get_import(user_id, job_id)
+    if (job.dry_run if dry_run else job.outcome) is None:
+        what = "dry run" if dry_run else "execution"
+        raise Conflict(f"This import has no {what} outcome yet (status: {job.status.value}).",
+                       details={"status": job.status.value})
+    entries, next_token = storage.read_page(
+        aws.s3(), get_settings().packages_bucket, job_id,
+        storage.DRY_RUN if dry_run else storage.RESULT, limit=limit, token=token)
+    return ActionPage(dry_run=dry_run, actions=[SessionResult.model_validate(e) for e in entries],
+                      next_token=next_token)
+
+
+def execute(user_id: str, job_id: str, decision: ImportDecision) -> Job:
+    """Hand the decision to the waiting workflow. With a field mapping, the upload is first
+    validated again with it (and compared again) before anything is written."""
+    job = get_import(user_id, job_id)
+    if job.status is not JobStatus.AWAITING_DECISION or not job.task_token:
+        raise Conflict(f"Import {job_id} is {job.status.value}; a decision is taken only while "
+                       "it awaits one.", details={"status": job.status.value})
+    report = ValidationReport.model_validate(job.report or {})
+    if decision.field_mapping is not None and report.format is not SourceFormat.CSV:
+        raise InvalidRequest("fieldMapping applies to CSV uploads only.",
+                             details={"field": "fieldMapping"})
+    revalidate = decision.field_mapping is not None
+    phase = "validating" if revalidate else "dry_run" if decision.dry_run else "importing"
+    store = JobStore()
+    token = job.task_token  # the transition below is conditional: this is still the live one
+    store.transition(job_id, JobStatus.RUNNING, allowed_from=[JobStatus.AWAITING_DECISION],
+                     decision=decision, task_token="", progress=Progress(phase=phase))
+    step = ImportStep(job_id=job_id, next="validate" if revalidate else "execute",
+                      dry_run=decision.dry_run)
+    try:
+        aws.stepfunctions().send_task_success(
+            taskToken=token,
+            output=step.model_dump_json(by_alias=True, exclude_none=True))
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in {"InvalidToken", "TaskTimedOut",
+                                                            "TaskDoesNotExist"}:
+            store.transition(job_id, JobStatus.FAILED, allowed_from=[JobStatus.RUNNING],
+                             finished_at=utcnow(),
+                             error={"code": "decision_timeout",
+                                    "message": "The import stopped waiting for a decision; "
+                                               "upload the file again to import it."})
+            raise Conflict("This import no longer waits for a decision.") from error
+        raise
+    logger.info("import decision sent", extra={"job_id": job_id, "dry_run": decision.dry_run})
+    return store.require(job_id)
+
+
+def cancel(user_id: str, job_id: str) -> Job:
+    """Stop an import that has not finished. While it waits for the decision, the workflow is
+    told at once (SendTaskFailure); while a task runs, it stops at the next session boundary
+    and its clean-up undoes any half-written session. Finished imports are rolled back."""
+    store = JobStore()
+    job = get_import(user_id, job_id)
+    if job.status not in ACTIVE_STATUSES:
+        hint = " Roll it back to undo what it wrote." if job.status is JobStatus.SUCCEEDED else ""
+        raise Conflict(f"Import {job_id} is {job.status.value}; there is nothing to cancel.{hint}",
+                       details={"status": job.status.value})
+    if job.progress.phase == ROLLING_BACK:
+        raise Conflict("A rollback cannot be cancelled; it will finish shortly.",
+                       details={"status": job.status.value})
+    cancelled = store.transition(job_id, JobStatus.CANCELLED, allowed_from=ACTIVE_STATUSES,
+                                 finished_at=utcnow(),
+                                 error={"code": "cancelled",
+                                        "message": "Cancelled at your request."})
+    publish_terminal(cancelled)
+    if job.status is JobStatus.AWAITING_DECISION and job.task_token:
+        try:
+            aws.stepfunctions().send_task_failure(taskToken=job.task_token,
+                                                  error="JobCancelled",
+                                                  cause="Cancelled at the user's request.")
+        except ClientError as error:  # the workflow ended meanwhile: nothing waits
+            logger.info("no task to cancel", extra={"job_id": job_id,
+                                                    "error": str(error)})
+    if job.status is JobStatus.QUEUED and not job.execution_arn:
+        storage.delete_object(aws.s3(), get_settings().packages_bucket,
+                              storage.upload_key(job_id))
+    return cancelled
+
+
+def rollback(user_id: str, job_id: str) -> Job:
+    """Undo an import that wrote something, newest first: a newer import of yours that also
+    wrote must be rolled back before (its pre-images were taken after this one's writes)."""
+    store = JobStore()
+    job = get_import(user_id, job_id)
+    outcome = ImportOutcome.model_validate(job.outcome) if job.outcome else None
+    repair = job.error is not None and job.error.code == CLEANUP_FAILED
+    if job.status not in ENDED or not (repair or (outcome is not None and outcome.wrote)):
+        raise Conflict(f"Import {job_id} ({job.status.value}) wrote nothing that could be rolled "
+                       "back.", details={"status": job.status.value})
+    newer = _newer_writes(user_id, job)
+    if newer:
+        raise Conflict(f"Roll back your newer import {newer} first: it changed your data after "
+                       "this one.", details={"jobId": newer})
+    # a failed rollback ends the job failed (rollback_failed) with its outcome: it may be
+    # started again, rolling back is idempotent
+    job = store.transition(job_id, JobStatus.RUNNING, allowed_from=ENDED,
+                           progress=Progress(phase=ROLLING_BACK))
+    step = ImportStep(job_id=job_id, mode="rollback", next="rollback")
+    try:
+        aws.stepfunctions().start_execution(
+            stateMachineArn=get_settings().import_state_machine_arn,
+            name=f"{job_id}-rollback-{int(utcnow().timestamp())}",
+            input=step.model_dump_json(by_alias=True, exclude_none=True))
+    except ClientError:
+        store.transition(job_id, JobStatus.FAILED, allowed_from=[JobStatus.RUNNING],
+                         error={"code": "rollback_failed",
+                                "message": "The rollback could not be started; try again."})
+        raise
+    logger.info("import rollback started", extra={"job_id": job_id})
+    return job
+
+
+def _newer_writes(user_id: str, job: Job) -> str | None:
+    """A newer import of the user's whose writes are still in place."""
+    token: str | None = None
+    while True:
+        jobs, token = JobStore().history(user_id, JobKind.IMPORT, limit=50, next_token=token)
+        for other in jobs:
+            if other.job_id == job.job_id or other.created_at <= job.created_at:
+                return None
+            if other.status is JobStatus.ROLLED_BACK:
+                continue
+            written = ImportOutcome.model_validate(other.outcome) if other.outcome else None
+            if (written is not None and written.wrote) or other.progress.phase == "importing":
+                return other.job_id
+        if token is None:
+            return None
+
+
+def view(job: Job) -> ImportView:
+    data: dict[str, Any] = {
+        "job_id": job.job_id, "status": job.status, "filename": job.request.get("filename", ""),
+        "created_at": job.created_at, "updated_at": job.updated_at,
+        "finished_at": job.finished_at, "options": job.request.get("options") or {},
+        "progress": job.progress, "error": job.error, "links": ImportLinks.of(job.job_id),
+        "report": job.report, "decision": job.decision, "dry_run": job.dry_run,
+        "outcome": job.outcome}
+    return ImportView.model_validate(data)

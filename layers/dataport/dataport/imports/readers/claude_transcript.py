@@ -1,0 +1,447 @@
+"""Claude Code transcripts: one `<sessionId>.jsonl`, or a zip of a `~/.claude/projects` tree.
+
+This is also how a dataport JSONL package is read (see dataport_jsonl.py): formats/jsonl.py
+writes Claude Code's own lines, and this module is its inverse, mapping lines to documents the
+way ClaudeLens ingest does (DATA-MODEL.md):
+
+- `user` / `assistant` line -> one message document: uuid, sessionId, type, timestamp (aware
+  UTC), parentUuid, isSidechain, userType, cwd, version, gitBranch, requestId, durationMs,
+  toolUseResult as they are; `message` -> messageData; `costUSD` -> costUsd (Decimal128, exactly
+  the digits written); assistant `message.usage` / `message.model` -> usage / model;
+  thinking blocks -> thinking (joined by newlines); content = the display text: an assistant's
+  text blocks joined by blank lines, a user's string, or its text blocks joined by newlines, or,
+  when it holds only tool results, their text joined by newlines; contentHash computed.
+- each `tool_use` block i of an assistant line -> a derived document `<uuid>_tool_<i>` (type
+  tool_use, parent = the assistant, isSidechain true, messageData = the block, content =
+  `<name>: <input as JSON>`); each `tool_result` block i of a user line -> `<uuid>_result_<i>`
+  (type tool_result, parent = the user message, content = the result's text). Derived documents
+  carry the line's time and userType/cwd/version/gitBranch, and no contentHash.
+- `summary` lines give the session its summary (the last one of a file, for the session the file
+  is named after); every other type (`file-history-snapshot`, `system`, anything new) is
+  tolerated and counted in `ImportSource.skipped`, not imported. Fields of a line that
+  DATA-MODEL.md has no place for are not kept.
+- a streamed reply (several lines with one `message.id`) stays one document per line (each line
+  has its own uuid); the session counts its usage and cost once.
+
+Sessions are synthesised from their messages (readers/typed.SessionTotals), which needs every
+line of a session before the session record: each project folder is read twice, a first pass for
+the session totals (memory: one small record per session of the folder) and a second that
+yields records. Lines are read one at a time, bounded by `max_line_bytes`.
+
+The project of a folder is the path Claude Code encoded in its name: the lines' cwd (or a parent
+of it) that encodes to the folder name; a folder name alone is decoded with a warning (its
+dashes are ambiguous); a single file takes its project from the lines' cwd.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import PurePosixPath
+from typing import Any
+
+from dataport.formats.common import text_of
+from dataport.formats.jsonl import project_dir
+from dataport.imports.limits import (
+    ImportLimits,
+    Readable,
+    field_of,
+    issue,
+    iter_lines,
+    scan,
+    short_path,
+)
+from dataport.imports.readers.base import ImportSource, Reporter
+from dataport.imports.readers.package import Checksums, ignored, is_noise, read_manifest
+from dataport.imports.readers.typed import SessionTotals, coerce, finish_message
+from dataport.imports.records import ImportRecord, Location, RecordKind
+from dataport.imports.zipsafe import GuardedMember, SafeZip, ZipMember
+from dataport.models.imports import IssueCode, SourceFormat
+from dataport.packaging.manifest import MANIFEST_NAME
+
+MESSAGE_LINES = ("user", "assistant")
+META = ("userType", "cwd", "version", "gitBranch")
+_PART = re.compile(r"^(?P<stem>.+)-\d{4}$")
+_NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
+#: distinct cwds remembered per folder to find the project path
+_MAX_CWDS = 32
+_MISSING = object()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_line(data: bytes, *, file: str, line: int, limits: ImportLimits,
+              reporter: Reporter) -> dict[str, Any] | None:
+    """One line as a JSON object, checked against the limits; None (reported) when it is not."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        reporter.error(issue(IssueCode.INVALID_UTF8,
+                             f"line {line} is not valid UTF-8 (byte {exc.start + 1} of the line)",
+                             file=file, line=line))
+        return None
+    if not text.strip():
+        return None
+    try:
+        value = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except RecursionError:
+        reporter.error(issue(IssueCode.NESTING_TOO_DEEP,
+                             f"line {line} nests deeper than {limits.max_nesting_depth} levels",
+                             file=file, line=line))
+        return None
+    except ValueError as exc:
+        detail = (f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError)
+                  else str(exc))
+        reporter.error(issue(IssueCode.INVALID_JSON, f"line {line} is not JSON: {detail}",
+                             file=file, line=line))
+        return None
+    if not isinstance(value, dict):
+        reporter.error(issue(IssueCode.INVALID_RECORD,
+                             f"line {line} is a JSON {type(value).__name__}, not an object",
+                             file=file, line=line))
+        return None
+    money = value.pop("costUSD", _MISSING)  # the one number that must stay exact
+    problem = scan(value, limits, decimals_to_float=True)
+    if problem is None and money is not _MISSING:
+        problem = scan(money, limits)
+        value["costUSD"] = money
+    if problem is not None:
+        code, message, path = problem
+        reporter.error(issue(code, f"line {line}: {message} (at {short_path(path)})", path=path,
+                             field=field_of(path), file=file, line=line))
+        return None
+    return value
+
+
+def _blocks(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    content = body.get("content")
+    return ([b for b in content if isinstance(b, Mapping)] if isinstance(content, list)
+            else [])
+
+
+def _display_text(kind: str, body: Mapping[str, Any]) -> str:
+    content = body.get("content")
+    if isinstance(content, str):
+        return content
+    blocks = _blocks(body)
+    texts = [str(b.get("text", "")) for b in blocks if b.get("type") == "text"]
+    if kind == "assistant":
+        return "\n\n".join(texts)
+    if texts:
+        return "\n".join(texts)
+    return "\n".join(text_of(b.get("content")) for b in blocks if b.get("type") == "tool_result")
+
+
+def _tool_use_text(block: Mapping[str, Any]) -> str:
+    arguments = json.dumps(block.get("input"), ensure_ascii=False)
+    return f"{block.get('name')}: {arguments}"
+
+
+def message_documents(record: Mapping[str, Any], *, hashed: bool = True,
+                      ) -> list[tuple[dict[str, Any], str | None]]:
+    """The documents of one user/assistant line (see the module docstring), typed, each with
+    the JSON path of the content block a derived document comes from (None for the message).
+    `hashed=False` leaves contentHash out (the session totals pass does not need it)."""
+    kind = str(record.get("type"))
+    body = record.get("message")
+    doc: dict[str, Any] = {}
+    for name in ("uuid", "sessionId"):
+        if name in record:
+            doc[name] = record[name]
+    doc["type"] = kind
+    if "timestamp" in record:
+        doc["timestamp"] = record["timestamp"]
+    doc["parentUuid"] = record.get("parentUuid")
+    doc["isSidechain"] = record.get("isSidechain", False)
+    meta = {name: record[name] for name in META if record.get(name) is not None}
+    doc.update(meta)
+    blocks: list[Mapping[str, Any]] = []
+    if isinstance(body, Mapping):
+        blocks = _blocks(body)
+        doc["content"] = _display_text(kind, body)
+        doc["messageData"] = body
+        if kind == "assistant":
+            if isinstance(body.get("usage"), Mapping):
+                doc["usage"] = dict(body["usage"])
+            if isinstance(body.get("model"), str):
+                doc["model"] = body["model"]
+    elif body is not None:
+        doc["messageData"] = body  # not an object: validation says so
+    if "costUSD" in record:
+        doc["costUsd"] = record["costUSD"]
+    for name in ("durationMs", "requestId"):
+        if record.get(name) is not None:
+            doc[name] = record[name]
+    thinking = [str(b.get("thinking", "")) for b in blocks if b.get("type") == "thinking"]
+    if thinking:
+        doc["thinking"] = "\n".join(thinking)
+    if record.get("toolUseResult") is not None:
+        doc["toolUseResult"] = record["toolUseResult"]
+    coerce(RecordKind.MESSAGE, doc)
+    if hashed:
+        finish_message(doc)
+    docs: list[tuple[dict[str, Any], str | None]] = [(doc, None)]
+    uuid = doc.get("uuid")
+    if not isinstance(uuid, str) or not uuid:
+        return docs
+    wanted, suffix, derived_type = (("tool_use", "tool", "tool_use") if kind == "assistant"
+                                    else ("tool_result", "result", "tool_result"))
+    content = body.get("content") if isinstance(body, Mapping) else None
+    positions = [k for k, b in enumerate(content if isinstance(content, list) else [])
+                 if isinstance(b, Mapping) and b.get("type") == wanted]
+    for index, (position, block) in enumerate(
+            zip(positions, (b for b in blocks if b.get("type") == wanted), strict=True)):
+        derived: dict[str, Any] = {
+            "uuid": f"{uuid}_{suffix}_{index}", "sessionId": doc.get("sessionId"),
+            "type": derived_type, "timestamp": doc.get("timestamp"), "parentUuid": uuid,
+            "isSidechain": True, **meta,
+            "content": (_tool_use_text(block) if wanted == "tool_use"
+                        else text_of(block.get("content"))),
+            "messageData": block,
+        }
+        docs.append((derived, f"$.message.content[{position}]"))
+    return docs
+
+
+def project_folder(name: str) -> str:
+    """The project folder a transcript file belongs to: the folder after `projects/`, else the
+    file's folder (`<project>/<session>/subagents/` files belong to `<project>`)."""
+    parts = PurePosixPath(name).parent.parts
+    if "projects" in parts:
+        index = len(parts) - 1 - parts[::-1].index("projects")
+        if index + 1 < len(parts):
+            return "/".join(parts[:index + 2])
+    if len(parts) >= 3 and parts[-1] == "subagents":
+        parts = parts[:-2]
+    return "/".join(parts)
+
+
+def fold_name(name: str) -> str:
+    """A folder name compared loosely: Claude Code versions encode `.`, `_`, ` `, `~` as `-`
+    too."""
+    return _NOT_ALNUM.sub("-", name)
+
+
+def resolve_project(folder: str, cwds: list[str], fallback: str | None) -> tuple[str, bool]:
+    """(project path, guessed) for a folder (see the module docstring)."""
+    encoded = fold_name(PurePosixPath(folder).name) if folder else ""
+    if encoded:
+        for cwd in cwds:
+            candidate = PurePosixPath(cwd)
+            for path in (candidate, *candidate.parents):
+                if fold_name(project_dir(str(path))) == encoded:
+                    return str(path), False
+        if fallback:
+            return fallback, False
+        name = PurePosixPath(folder).name
+        return ("/" + name[1:].replace("-", "/") if name.startswith("-") else name), True
+    if cwds:
+        return cwds[0], False
+    if fallback:
+        return fallback, False
+    return "unknown", True
+
+
+def project_name(path: str) -> str:
+    segments = [s for s in re.split(r"[/\\]", path) if s]
+    return segments[-1] if segments else path
+
+
+@dataclass
+class FolderPlan:
+    """The transcript files of one project folder, in reading order ("" for the single file)."""
+
+    folder: str
+    files: list[ZipMember | None] = field(default_factory=list)
+
+
+@dataclass
+class _Line:
+    number: int
+    record: dict[str, Any]
+    #: the documents of a message line with the JSON path of the block each derived one came from
+    docs: list[tuple[dict[str, Any], str | None]]
+    summary: str | None = None
+
+
+@dataclass
+class _FolderTotals:
+    sessions: dict[str, SessionTotals] = field(default_factory=dict)
+    cwds: list[str] = field(default_factory=list)
+    version: str | None = None
+
+
+class ClaudeTranscriptSource(ImportSource):
+    """A Claude Code transcript file or a zipped tree of them (see the module docstring)."""
+
+    format = SourceFormat.CLAUDE_TRANSCRIPT
+
+    def _records(self, reporter: Reporter) -> Iterator[ImportRecord]:
+        if not self.zipped:
+            plan = FolderPlan("", [None])
+            yield from self._folder(None, plan, reporter)
+            return
+        with self.archive() as archive:
+            checksums = Checksums(read_manifest(archive))
+            yield from self._before_folders(archive, checksums, reporter)
+            for plan in self._plan(archive, reporter):
+                yield from self._folder(archive, plan, reporter, checksums)
+            checksums.missing((m.name for m in archive.members), reporter)
+
+    # --- hooks for dataport packages ----------------------------------------------------------
+
+    def _before_folders(self, archive: SafeZip, checksums: Checksums,  # noqa: ARG002
+                        reporter: Reporter) -> Iterator[ImportRecord]:  # noqa: ARG002
+        """Records a package holds besides its transcripts (dataport_jsonl: projects.json)."""
+        return iter(())
+
+    def _other_member(self, member: ZipMember) -> bool:
+        """True when a non-transcript member is read elsewhere (not reported as ignored)."""
+        return member.name == MANIFEST_NAME
+
+    def _known_project(self, folder: str) -> dict[str, Any] | None:  # noqa: ARG002
+        """A full project document for a folder, when the package carries one."""
+        return None
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def _plan(self, archive: SafeZip, reporter: Reporter) -> list[FolderPlan]:
+        folders: dict[str, FolderPlan] = {}
+        for member in archive.members:
+            if member.name.lower().endswith(".jsonl") and not is_noise(member.name):
+                key = project_folder(member.name)
+                folders.setdefault(key, FolderPlan(key)).files.append(member)
+            elif not self._other_member(member):
+                ignored(member, reporter)
+        plans = sorted(folders.values(), key=lambda plan: plan.folder)
+        for plan in plans:
+            plan.files.sort(key=lambda m: m.name if m else "")
+        return plans
+
+    @contextmanager
+    def _open(self, archive: SafeZip | None, member: ZipMember | None) -> Iterator[Readable]:
+        if archive is None or member is None:
+            with self.stream() as stream:
+                yield stream
+        else:
+            with archive.open(member) as reader:
+                yield reader
+
+    def _lines(self, archive: SafeZip | None, member: ZipMember | None, reporter: Reporter,
+               checksums: Checksums | None = None, *, hashed: bool = True) -> Iterator[_Line]:
+        """The summary and message lines of a file, mapped; everything else reported or
+        counted as skipped."""
+        name = member.name if member else self.filename
+        with self._open(archive, member) as stream:
+            for number, data in iter_lines(stream, self.limits.max_line_bytes):
+                if data is None:
+                    reporter.error(issue(IssueCode.LINE_TOO_LONG,
+                                         f"line {number} is longer than the limit of "
+                                         f"{self.limits.max_line_bytes} bytes",
+                                         file=name, line=number))
+                    continue
+                record = read_line(data, file=name, line=number, limits=self.limits,
+                                   reporter=reporter)
+                if record is None:
+                    continue
+                kind = record.get("type")
+                if kind == "summary":
+                    summary = record.get("summary")
+                    yield _Line(number, record, [], summary if isinstance(summary, str) else None)
+                elif kind in MESSAGE_LINES:
+                    if isinstance(record.get("message"), Mapping):
+                        yield _Line(number, record, message_documents(record, hashed=hashed))
+                    else:
+                        reporter.error(issue(
+                            IssueCode.MISSING_FIELD if record.get("message") is None
+                            else IssueCode.WRONG_TYPE,
+                            f"line {number}: a {kind} line needs its Claude message object",
+                            file=name, line=number, field="message"))
+                elif isinstance(kind, str):
+                    reporter.skipped[kind] += 1
+                else:
+                    reporter.error(issue(IssueCode.MISSING_FIELD,
+                                         f"line {number} has no record type",
+                                         file=name, line=number, field="type"))
+            if checksums is not None and isinstance(stream, GuardedMember):
+                checksums.check(stream, reporter)
+
+    def _totals(self, archive: SafeZip | None, plan: FolderPlan) -> _FolderTotals:
+        """First pass over a folder: every session's totals, the cwds, the Claude version."""
+        totals = _FolderTotals()
+        quiet = Reporter.quiet()
+        for member in plan.files:
+            file_sessions: list[str] = []
+            summary: str | None = None
+            for line in self._lines(archive, member, quiet, hashed=False):
+                if not line.docs:
+                    summary = line.summary or summary
+                    continue
+                cwd = line.record.get("cwd")
+                if (isinstance(cwd, str) and cwd and cwd not in totals.cwds
+                        and len(totals.cwds) < _MAX_CWDS):
+                    totals.cwds.append(cwd)
+                if totals.version is None and isinstance(line.record.get("version"), str):
+                    totals.version = line.record["version"]
+                for doc, _ in line.docs:
+                    session_id = doc.get("sessionId")
+                    if not isinstance(session_id, str):
+                        continue
+                    if session_id not in totals.sessions:
+                        totals.sessions[session_id] = SessionTotals(session_id)
+                    if session_id not in file_sessions:
+                        file_sessions.append(session_id)
+                    totals.sessions[session_id].add(doc)
+            if summary and file_sessions:
+                stem = PurePosixPath(member.name if member else self.filename).stem
+                part = _PART.match(stem)
+                named = next((s for s in (stem, part["stem"] if part else None)
+                              if s in file_sessions), None)
+                totals.sessions[named or file_sessions[0]].summary = summary
+        return totals
+
+    def _folder(self, archive: SafeZip | None, plan: FolderPlan, reporter: Reporter,
+                checksums: Checksums | None = None) -> Iterator[ImportRecord]:
+        totals = self._totals(archive, plan)
+        if (self.version is None and totals.version is not None
+                and self.format is SourceFormat.CLAUDE_TRANSCRIPT):
+            self.version = totals.version
+        where = plan.folder or self.filename
+        if totals.sessions:
+            yield ImportRecord(RecordKind.PROJECT, self._project(plan.folder, totals, reporter),
+                               Location(where))
+        started: set[str] = set()
+        for member in plan.files:
+            name = member.name if member else self.filename
+            for line in self._lines(archive, member, reporter, checksums):
+                if not line.docs:
+                    continue
+                session_id = line.docs[0][0].get("sessionId")
+                if isinstance(session_id, str) and session_id not in started:
+                    started.add(session_id)
+                    session = totals.sessions.get(session_id)
+                    if session is not None:
+                        yield ImportRecord(RecordKind.SESSION, session.document(),
+                                           Location(name, line.number))
+                for doc, path in line.docs:
+                    yield ImportRecord(RecordKind.MESSAGE, doc, Location(name, line.number, path))
+
+    def _project(self, folder: str, totals: _FolderTotals, reporter: Reporter,
+                 ) -> dict[str, Any]:
+        known = self._known_project(folder)
+        if known is not None:
+            return known
+        path, guessed = resolve_project(folder, totals.cwds, self.options.project_path)
+        if guessed:
+            reporter.warning(issue(
+                IssueCode.PROJECT_PATH_GUESSED,
+                f"no line says where the project of {folder or self.filename} is; its path is "
+                f"taken to be {path!r} (set project_path to choose it)",
+                file=folder or self.filename, field="cwd", severity="warning"))
+        return {"name": project_name(path), "path": path}

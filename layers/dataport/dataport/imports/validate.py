@@ -1,0 +1,403 @@
+"""Validation: one streaming pass over an upload, before anything is written.
+
+`validate` never raises on bad input: every problem, whether a reader met it (a line that is not
+JSON, a zip bomb) or a record has it (a missing uuid, a negative cost), becomes an `Issue` with
+its file, line or JSON path and field. The report says what the upload is (format, version),
+what it holds (counts, date range) and what is wrong; an upload with errors is not imported.
+No database is read here: conflicts with what is already stored are the import flow's part.
+
+What is checked per record is what the writes rely on (DATA-MODEL.md): a session's `sessionId`
+(an id: letters, digits, `-`, `_`, `.`, `:`), a message's `uuid`, `sessionId`, `type` (one of
+the four), `timestamp` (an aware date); every typed field that is present has its type (dates,
+Decimal128 money that is finite and not negative, ObjectIds, non-negative counts). A message
+must belong to a session of the upload, a session to one project, and no uuid may appear twice.
+
+Memory: duplicate uuids are found with a set of 16-byte BLAKE2b digests (about 90 bytes per
+message in CPython), moved to an SQLite table in a temporary file past `SPILL_AFTER` uuids, so a
+pass over ten million messages stays near 50 MB. Sessions are remembered the same way (by digest,
+with the digest of their project), and every listed issue list is capped at MAX_LISTED_ISSUES.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from bson.decimal128 import Decimal128
+
+from dataport.formats.common import derived_ref
+from dataport.imports.detect import open_import
+from dataport.imports.limits import BadInput, ImportLimits, issue
+from dataport.imports.readers.base import ImportSource, Opener
+from dataport.imports.readers.typed import date_problem, hash_of
+from dataport.imports.records import ImportRecord, RecordKind
+from dataport.models.documents import MESSAGE_TYPES
+from dataport.models.imports import (
+    MAX_LISTED_ISSUES,
+    DateRange,
+    ImportCounts,
+    ImportOptions,
+    Issue,
+    IssueCode,
+    ValidationReport,
+)
+
+SPILL_AFTER = 500_000
+SESSION_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._:-]{0,127}$")
+MESSAGE_UUID = re.compile(r"^[^\s/\\\x00-\x1f\x7f]{1,256}$")
+CONTENT_HASH = re.compile(r"^[0-9a-f]{64}$")
+TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
+              "cache_read_input_tokens")
+
+
+def digest(key: str) -> bytes:
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class SeenSet:
+    """Which keys were seen, in bounded memory (see the module docstring). `add` says whether a
+    key is new; `get`/`put` keep a small value (a project digest) per key."""
+
+    def __init__(self, spill_after: int = SPILL_AFTER) -> None:
+        self.spill_after = spill_after
+        self._memory: dict[bytes, bytes] = {}
+        self._db: sqlite3.Connection | None = None
+
+    def get(self, key: str) -> bytes | None:
+        k = digest(key)
+        if self._db is None:
+            return self._memory.get(k)
+        row = self._db.execute("SELECT v FROM seen WHERE k = ?", (k,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def add(self, key: str, value: bytes = b"") -> bool:
+        k = digest(key)
+        if self._db is None:
+            if k in self._memory:
+                return False
+            self._memory[k] = value
+            if len(self._memory) > self.spill_after:
+                self._spill()
+            return True
+        cursor = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (k, value))
+        return cursor.rowcount == 1
+
+    def _spill(self) -> None:
+        self._db = sqlite3.connect("")  # a private temporary database file, gone on close
+        self._db.execute("CREATE TABLE seen (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID")
+        self._db.executemany("INSERT INTO seen VALUES (?, ?)", self._memory.items())
+        self._memory = {}
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self._memory = {}
+
+
+class Collector:
+    """The issues of one validation: the first MAX_LISTED_ISSUES of each kind listed, all
+    counted."""
+
+    def __init__(self) -> None:
+        self.errors: list[Issue] = []
+        self.warnings: list[Issue] = []
+        self.errors_total = 0
+        self.warnings_total = 0
+
+    def add(self, problem: Issue) -> None:
+        if problem.severity == "error":
+            self.errors_total += 1
+            if len(self.errors) < MAX_LISTED_ISSUES:
+                self.errors.append(problem)
+        else:
+            self.warnings_total += 1
+            if len(self.warnings) < MAX_LISTED_ISSUES:
+                self.warnings.append(problem)
+
+
+Check = Callable[[Any], tuple[IssueCode, str] | None]
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def check_date(value: Any) -> tuple[IssueCode, str] | None:
+    if isinstance(value, datetime):
+        return None if value.tzinfo is not None else (IssueCode.INVALID_DATE,
+                                                      "the date has no time zone")
+    if isinstance(value, str):
+        return IssueCode.INVALID_DATE, date_problem(value)
+    return IssueCode.WRONG_TYPE, f"must be a date, not {_type_name(value)}"
+
+
+def check_money(value: Any) -> tuple[IssueCode, str] | None:
+    if isinstance(value, Decimal128):
+        number = value.to_decimal()
+        if not number.is_finite():
+            return IssueCode.INVALID_NUMBER, f"{number} is not a finite amount"
+        if number < 0 or (number == 0 and number.is_signed()):
+            return IssueCode.NEGATIVE_COST, f"a cost cannot be negative ({number})"
+        return None
+    if isinstance(value, str):
+        return IssueCode.INVALID_NUMBER, f"{value[:40]!r} is not a number"
+    return IssueCode.WRONG_TYPE, f"must be a decimal amount, not {_type_name(value)}"
+
+
+def check_count(value: Any) -> tuple[IssueCode, str] | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str):
+            return IssueCode.INVALID_NUMBER, f"{value[:40]!r} is not a whole number"
+        return IssueCode.WRONG_TYPE, f"must be a whole number, not {_type_name(value)}"
+    return None if value >= 0 else (IssueCode.INVALID_NUMBER, f"cannot be negative ({value})")
+
+
+def check_object_id(value: Any) -> tuple[IssueCode, str] | None:
+    return None if isinstance(value, ObjectId) else (
+        IssueCode.WRONG_TYPE, f"must be an ObjectId, not {_type_name(value)}")
+
+
+def _of_type(*types: type, nullable: bool = False) -> Check:
+    names = " or ".join(t.__name__ for t in types) + (" or null" if nullable else "")
+
+    def check(value: Any) -> tuple[IssueCode, str] | None:
+        if (value is None and nullable) or (isinstance(value, types) and not (
+                isinstance(value, bool) and bool not in types)):
+            return None
+        return IssueCode.WRONG_TYPE, f"must be {names}, not {_type_name(value)}"
+    return check
+
+
+def _id(pattern: re.Pattern[str], what: str) -> Check:
+    def check(value: Any) -> tuple[IssueCode, str] | None:
+        if not isinstance(value, str):
+            return IssueCode.WRONG_TYPE, f"must be a string, not {_type_name(value)}"
+        if not pattern.match(value):
+            return IssueCode.INVALID_ID, f"{value[:60]!r} is not a valid {what}"
+        return None
+    return check
+
+
+def check_usage(value: Any) -> tuple[IssueCode, str] | None:
+    if not isinstance(value, Mapping):
+        return IssueCode.WRONG_TYPE, f"must be an object, not {_type_name(value)}"
+    for key in TOKEN_KEYS:
+        if key in value and value[key] is not None:
+            found = check_count(value[key])
+            if found:
+                return found[0], f"{key} {found[1]}"
+    return None
+
+
+def check_message_type(value: Any) -> tuple[IssueCode, str] | None:
+    if value in MESSAGE_TYPES:
+        return None
+    return (IssueCode.INVALID_MESSAGE_TYPE,
+            f"{str(value)[:40]!r} is not a message type ({', '.join(MESSAGE_TYPES)})")
+
+
+_TEXT = _of_type(str)
+_BOOL = _of_type(bool)
+_OBJECT = _of_type(dict)
+#: (field, required, check) per record kind
+FIELDS: dict[RecordKind, tuple[tuple[str, bool, Check], ...]] = {
+    RecordKind.PROJECT: (
+        ("_id", False, check_object_id), ("user_id", False, check_object_id),
+        ("name", True, _TEXT), ("path", True, _TEXT), ("description", False, _TEXT),
+        ("createdAt", False, check_date), ("updatedAt", False, check_date),
+        ("stats", False, _OBJECT),
+    ),
+    RecordKind.SESSION: (
+        ("sessionId", True, _id(SESSION_ID, "session id")),
+        ("_id", False, check_object_id), ("projectId", False, check_object_id),
+        ("startedAt", False, check_date), ("endedAt", False, check_date),
+        ("messageCount", False, check_count), ("totalCost", False, check_money),
+        ("inputTokens", False, check_count), ("outputTokens", False, check_count),
+        ("totalTokens", False, check_count), ("toolsUsed", False, check_count),
+        ("summary", False, _of_type(str, nullable=True)),
+        ("createdAt", False, check_date), ("updatedAt", False, check_date),
+    ),
+    RecordKind.MESSAGE: (
+        ("uuid", True, _id(MESSAGE_UUID, "message uuid")),
+        ("sessionId", True, _id(SESSION_ID, "session id")),
+        ("type", True, check_message_type), ("timestamp", True, check_date),
+        ("_id", False, check_object_id), ("parentUuid", False, _of_type(str, nullable=True)),
+        ("isSidechain", False, _BOOL), ("content", False, _TEXT),
+        ("messageData", False, _OBJECT), ("thinking", False, _TEXT),
+        ("usage", False, check_usage), ("model", False, _of_type(str, nullable=True)),
+        ("costUsd", False, check_money), ("durationMs", False, check_count),
+        ("requestId", False, _of_type(str, nullable=True)),
+        ("userType", False, _of_type(str, nullable=True)),
+        ("cwd", False, _of_type(str, nullable=True)),
+        ("version", False, _of_type(str, nullable=True)),
+        ("gitBranch", False, _of_type(str, nullable=True)),
+        ("contentHash", False, _of_type(str)), ("createdAt", False, check_date),
+    ),
+}
+
+
+class Checker:
+    """The per-record checks and what the report counts, for one pass."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self.counts = dict.fromkeys(RecordKind, 0)
+        self.projects: set[object] = set()
+        self.sessions = SeenSet()
+        self.uuids = SeenSet()
+        self.project_key = b""
+        #: [start, end] of message times, and of session times (used when there is no message)
+        self.message_range: list[datetime] = []
+        self.session_range: list[datetime] = []
+
+    def close(self) -> None:
+        self.sessions.close()
+        self.uuids.close()
+
+    def _report(self, record: ImportRecord, code: IssueCode, message: str, *,
+                field: str | None = None, severity: str = "error") -> None:
+        where = record.location
+        self.collector.add(issue(code, f"{where}: {message}", file=where.file, line=where.line,
+                                 path=where.path, field=field, severity=severity))
+
+    def _fields(self, record: ImportRecord) -> bool:
+        ok = True
+        doc = record.doc
+        for name, required, check in FIELDS[record.kind]:
+            if name not in doc:
+                if required:
+                    self._report(record, IssueCode.MISSING_FIELD,
+                                 f"the {record.kind.value} has no {name}", field=name)
+                    ok = False
+                continue
+            found = check(doc[name])
+            if found is not None:
+                self._report(record, found[0], f"{name}: {found[1]}", field=name)
+                ok = False
+        return ok
+
+    def check(self, record: ImportRecord) -> None:
+        ok = self._fields(record)
+        doc = record.doc
+        if record.kind is RecordKind.PROJECT:
+            key = doc.get("_id") if doc.get("_id") is not None else ("path", doc.get("path"))
+            self.projects.add(key)
+            self.project_key = digest(repr(key))
+            self.counts[RecordKind.PROJECT] = len(self.projects)
+            return
+        if record.kind is RecordKind.SESSION:
+            self._session(record, ok)
+            return
+        self.counts[RecordKind.MESSAGE] += 1
+        uuid, session_id = doc.get("uuid"), doc.get("sessionId")
+        if isinstance(uuid, str) and not self.uuids.add(uuid):
+            self._report(record, IssueCode.DUPLICATE_UUID,
+                         f"the uuid {uuid} appears more than once in the upload", field="uuid")
+        if isinstance(session_id, str) and self.sessions.get(session_id) is None:
+            self._report(record, IssueCode.ORPHAN_MESSAGE,
+                         f"the message belongs to session {session_id}, which the upload does "
+                         "not hold", field="sessionId")
+        if ok:
+            _widen(self.message_range, doc.get("timestamp"))
+            if (isinstance(doc.get("contentHash"), str) and derived_ref(uuid) is None
+                    and doc["contentHash"] != hash_of(doc)):
+                self._report(record, IssueCode.CONTENT_HASH_MISMATCH,
+                             "contentHash is not the SHA-256 of {uuid, type, timestamp, "
+                             "content}; it is imported as it is, but change detection will see "
+                             "this message as changed", field="contentHash", severity="warning")
+
+    def _session(self, record: ImportRecord, ok: bool) -> None:
+        session_id = record.doc.get("sessionId")
+        if not isinstance(session_id, str):
+            return
+        project = self.project_key or b"\0"
+        known = self.sessions.get(session_id)
+        if known is None:
+            self.sessions.add(session_id, project)
+            self.counts[RecordKind.SESSION] += 1
+        elif known != project:
+            self._report(record, IssueCode.SESSION_PROJECT_CONFLICT,
+                         f"session {session_id} appears in two different projects",
+                         field="sessionId")
+        if ok:
+            for name in ("startedAt", "endedAt"):
+                _widen(self.session_range, record.doc.get(name))
+
+    @property
+    def date_range(self) -> DateRange:
+        times = self.message_range or self.session_range
+        return DateRange(start=times[0], end=times[1]) if times else DateRange()
+
+
+def _widen(times: list[datetime], moment: object) -> None:
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        return
+    if not times:
+        times.extend((moment, moment))
+    else:
+        times[0], times[1] = min(times[0], moment), max(times[1], moment)
+
+
+def validate(source: ImportSource | Opener, filename: str | None = None,
+             options: ImportOptions | None = None,
+             limits: ImportLimits | None = None) -> ValidationReport:
+    """One streaming pass over an upload (an ImportSource, or an opener and its filename) into
+    a report. Never raises on bad input."""
+    collector = Collector()
+    if not isinstance(source, ImportSource):
+        try:
+            source = open_import(source, filename or "upload", options, limits)
+        except BadInput as exc:
+            collector.add(exc.issue)
+            return _report(collector, None)
+        except Exception as exc:
+            collector.add(_internal(exc, filename))
+            return _report(collector, None)
+    checker = Checker(collector)
+    try:
+        for record in source.records(on_issue=collector.add):
+            checker.check(record)
+    except Exception as exc:  # a reader bug must not turn into an unanswered upload
+        collector.add(_internal(exc, source.filename))
+    finally:
+        checker.close()
+    skipped = sum(source.skipped.values())
+    if skipped:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in source.skipped.most_common())
+        collector.add(issue(IssueCode.SKIPPED_RECORDS,
+                            f"{skipped} records of types dataport does not import were skipped "
+                            f"({kinds})", file=source.filename, severity="warning"))
+    if not any(checker.counts.values()) and collector.errors_total == 0:
+        collector.add(issue(IssueCode.NO_RECORDS,
+                            f"{source.filename} holds no project, session or message to import",
+                            file=source.filename))
+    return _report(collector, source, checker, skipped)
+
+
+def _internal(exc: Exception, filename: str | None) -> Issue:
+    return issue(IssueCode.INTERNAL_ERROR,
+                 f"the upload could not be read ({type(exc).__name__}: {str(exc)[:200]})",
+                 file=filename)
+
+
+def _report(collector: Collector, source: ImportSource | None, checker: Checker | None = None,
+            skipped: int = 0) -> ValidationReport:
+    counts = ImportCounts()
+    date_range = DateRange()
+    if checker is not None:
+        counts = ImportCounts(projects=checker.counts[RecordKind.PROJECT],
+                              sessions=checker.counts[RecordKind.SESSION],
+                              messages=checker.counts[RecordKind.MESSAGE],
+                              unknown_records=skipped)
+        date_range = checker.date_range
+    return ValidationReport(
+        format=source.format if source else None, version=source.version if source else None,
+        counts=counts, date_range=date_range, errors=collector.errors,
+        warnings=collector.warnings, errors_total=collector.errors_total,
+        warnings_total=collector.warnings_total)

@@ -1,0 +1,37 @@
+"""An export's password on its way from the API to the tasks that encrypt the package.
+
+The API seals it with KMS under the encryption context {"jobId": <job>} and the job row holds
+only that ciphertext, until the job ends (JobStore.transition forgets it). Each task that
+writes members unseals it with the same context: a ciphertext copied onto another job's row
+does not open, and every use is a CloudTrail event naming the job. Why KMS rather than a
+secret per job: docs/exports.md.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from pydantic import SecretStr
+
+from dataport import aws
+from dataport.settings import get_settings
+
+
+def seal(password: SecretStr, job_id: str) -> str:
+    """KMS ciphertext of the password, base64 (a string the job row can hold)."""
+    blob = aws.kms().encrypt(KeyId=_key(), Plaintext=password.get_secret_value().encode(),
+                             EncryptionContext={"jobId": job_id})["CiphertextBlob"]
+    return base64.b64encode(blob).decode()
+
+
+def unseal(sealed: str, job_id: str) -> SecretStr:
+    plain = aws.kms().decrypt(KeyId=_key(), CiphertextBlob=base64.b64decode(sealed),
+                              EncryptionContext={"jobId": job_id})["Plaintext"]
+    return SecretStr(plain.decode())
+
+
+def _key() -> str:
+    key = get_settings().password_key_arn
+    if not key:
+        raise RuntimeError("PASSWORD_KEY_ARN is not set: the template gives it to every function")
+    return key

@@ -1,0 +1,176 @@
+"""What a WebSocket subscriber receives (the protocol is docs/progress.md).
+
+Every frame is one JSON object with `v` (the shape's version) and `type`. Job events carry the
+job's state, never its data, so a frame stays far below API Gateway's 32 KB: `seq` orders them
+per job (a client drops any event whose seq is not above the highest it has seen), `at` is when
+the server took the seq. `error` frames answer a request that could not be served.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import AwareDatetime, Field, PlainSerializer, TypeAdapter
+
+from dataport.models.common import ApiModel
+from dataport.models.jobs import Job, JobError, JobKind, JobStatus, Progress
+from dataport.packaging.download import Download
+
+EVENT_VERSION: Final = 1
+
+
+def _milliseconds(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+#: UTC to the millisecond, as the throttle counts ("2025-06-02T08:00:00.250Z")
+Timestamp = Annotated[AwareDatetime, PlainSerializer(_milliseconds, return_type=str)]
+
+
+class EventType(StrEnum):
+    SNAPSHOT = "job.snapshot"
+    PROGRESS = "job.progress"
+    SUCCEEDED = "job.succeeded"
+    FAILED = "job.failed"
+    CANCELLED = "job.cancelled"
+    UNSUBSCRIBED = "unsubscribed"
+    ERROR = "error"
+
+
+#: the one event that ends each job's stream, by the status that ends it
+TERMINAL_EVENTS = {JobStatus.SUCCEEDED: EventType.SUCCEEDED, JobStatus.FAILED: EventType.FAILED,
+                   JobStatus.CANCELLED: EventType.CANCELLED}
+
+
+class EventProgress(ApiModel):
+    """`Progress` as sent: percentage is a plain field here, so a client can parse it back."""
+
+    phase: str
+    current: int
+    total: int
+    percentage: float
+    bytes: int
+
+    @classmethod
+    def of(cls, progress: Progress) -> EventProgress:
+        return cls(phase=progress.phase, current=progress.current, total=progress.total,
+                   percentage=progress.percentage, bytes=progress.bytes)
+
+
+class DownloadLink(ApiModel):
+    """A presigned GET of the package: a credential for its owner, valid until `expires_at`."""
+
+    url: str
+    expires_at: Timestamp
+    filename: str
+    bytes: int
+
+
+class _Frame(ApiModel):
+    v: Literal[1] = EVENT_VERSION
+    type: str
+
+
+class _JobEvent(_Frame):
+    job_id: str
+    kind: JobKind
+    seq: int = Field(ge=0)
+    status: JobStatus
+    progress: EventProgress
+    at: Timestamp
+
+
+class SnapshotEvent(_JobEvent):
+    """The answer to subscribe: the job as it is now, with `seq` of the last event published.
+    A terminal status here is the end of the stream (with the link or the error)."""
+
+    type: Literal["job.snapshot"] = "job.snapshot"
+    download: DownloadLink | None = None
+    error: JobError | None = None
+
+
+class ProgressEvent(_JobEvent):
+    type: Literal["job.progress"] = "job.progress"
+
+
+class SucceededEvent(_JobEvent):
+    type: Literal["job.succeeded"] = "job.succeeded"
+    download: DownloadLink | None = None  # exports; other kinds have nothing to download
+
+
+class FailedEvent(_JobEvent):
+    type: Literal["job.failed"] = "job.failed"
+    error: JobError
+
+
+class CancelledEvent(_JobEvent):
+    type: Literal["job.cancelled"] = "job.cancelled"
+    error: JobError | None = None
+
+
+class UnsubscribedEvent(_Frame):
+    type: Literal["unsubscribed"] = "unsubscribed"
+    job_id: str
+
+
+class ErrorEvent(_Frame):
+    """A request that was not served: `code` for programs, `message` for people."""
+
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    action: str | None = None
+    job_id: str | None = None
+
+
+JobEvent = SnapshotEvent | ProgressEvent | SucceededEvent | FailedEvent | CancelledEvent
+Event = Annotated[JobEvent | UnsubscribedEvent | ErrorEvent, Field(discriminator="type")]
+_EVENTS: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(frame: str | bytes) -> Event:
+    """A received frame as its model (clients and tests)."""
+    return _EVENTS.validate_json(frame)
+
+
+def encode(event: _Frame) -> bytes:
+    """The frame as sent: camelCase, no nulls."""
+    return event.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+def download_link(job: Job, download: Download) -> DownloadLink | None:
+    if job.package is None:
+        return None
+    return DownloadLink(url=download.url, expires_at=download.expires_at,
+                        filename=job.package.filename, bytes=job.package.bytes)
+
+
+def snapshot_event(job: Job, at: datetime, download: Download | None = None) -> SnapshotEvent:
+    return SnapshotEvent(job_id=job.job_id, kind=job.kind, seq=job.progress_seq, status=job.status,
+                         progress=EventProgress.of(job.progress), at=at,
+                         download=download_link(job, download) if download else None,
+                         error=job.error if job.status in TERMINAL_EVENTS else None)
+
+
+def progress_event(job: Job, progress: Progress, seq: int, at: datetime) -> ProgressEvent:
+    return ProgressEvent(job_id=job.job_id, kind=job.kind, seq=seq, status=JobStatus.RUNNING,
+                         progress=EventProgress.of(progress), at=at)
+
+
+def terminal_event(job: Job, seq: int, at: datetime, download: Download | None = None,
+                   ) -> SucceededEvent | FailedEvent | CancelledEvent:
+    """The event that ends `job`'s stream; `job` must have ended."""
+    common: dict[str, Any] = {"job_id": job.job_id, "kind": job.kind, "seq": seq,
+                              "status": job.status, "progress": EventProgress.of(job.progress),
+                              "at": at}
+    if job.status is JobStatus.SUCCEEDED:
+        return SucceededEvent(**common,
+                              download=download_link(job, download) if download else None)
+    if job.status is JobStatus.FAILED:
+        return FailedEvent(**common, error=job.error or JobError(
+            code="internal_error", message="The job failed; try again."))
+    if job.status is JobStatus.CANCELLED:
+        return CancelledEvent(**common, error=job.error)
+    raise ValueError(f"Job {job.job_id} is {job.status.value}: it has not ended")

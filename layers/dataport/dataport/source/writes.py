@@ -1,0 +1,166 @@
+"""An import's writes to the ClaudeLens collections, and how they are undone.
+
+Every document an import writes is tagged `importJobId: <job id>`; documents it changes or
+deletes are saved first (pre-images, see imports.journal). Writes key on `_id` (the stored one
+for updates, a new ObjectId for inserts): MongoDB finds them by the primary key, and so does
+nx-27017, where a filter on `uuid` makes an upsert ~50x slower.
+
+Per-session atomicity without transactions. Multi-document transactions need a replica set (a
+standalone MongoDB and nx-27017 have none), end after 60 s and grow with the session, while an
+import has to save pre-images for its rollback in any case. So one mechanism does both, a
+write-ahead journal (imports.executor applies it, batch by batch):
+1. the batch's pre-images and the list of its sessions go to S3, before anything is written;
+2. its sessions are marked `writing` in the staging index;
+3. messages go out (`bulk_write`, at most `import_batch_ops` operations each), then the
+   documents of the sessions whose messages are all written: ClaudeLens lists sessions, so a
+   new session only appears once its messages are there;
+4. the complete sessions are marked `done`.
+After a crash, sessions still `writing` are undone (`undo_sessions`: what the job wrote for them
+is deleted, their pre-images put back) before anything else happens, by the retried task or the
+failure handler: every session is then as it was before the import, or completely imported.
+Another reader can see a session half-written while it is being written; nobody sees it so
+afterwards.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne
+from pymongo.database import Database
+
+from dataport.source.collections import (
+    PROJECTS,
+    SESSIONS,
+    collection_name_for,
+    detect_layout,
+    ensure_message_indexes,
+    message_collections,
+)
+from dataport.source.mongo import Document
+
+IMPORT_TAG = "importJobId"
+
+WriteOp = InsertOne[Document] | ReplaceOne[Document] | DeleteOne
+#: documents per bulk_write when restoring pre-images
+RESTORE_BATCH = 1000
+
+
+def _session_range(session_ids: Sequence[str]) -> dict[str, Any]:
+    ids = sorted(set(session_ids))
+    # the range lets nx-27017 use an index (an $in alone scans there); MongoDB ignores it
+    return {"$in": ids, "$gte": ids[0], "$lte": ids[-1]}
+
+
+class Target:
+    """The user's database as an import writes it: message layout detected once, indexes made
+    for every message collection the import creates."""
+
+    def __init__(self, db: Database[Document]) -> None:
+        self.db = db
+        self.layout = detect_layout(db)
+        self._ready = set(message_collections(db))
+
+    def ensure_indexes(self) -> None:
+        """The tag is what undo and rollback look for (sparse: only imported documents)."""
+        for name in [SESSIONS, PROJECTS, *self._ready]:
+            self.db[name].create_index([(IMPORT_TAG, ASCENDING)], sparse=True)
+
+    def collection_for(self, timestamp: datetime) -> str:
+        name = collection_name_for(self.layout, timestamp)
+        if name not in self._ready:
+            ensure_message_indexes(self.db[name])
+            self.db[name].create_index([(IMPORT_TAG, ASCENDING)], sparse=True)
+            self._ready.add(name)
+        return name
+
+    def bulk_write(self, ops: dict[str, list[WriteOp]]) -> None:
+        """One bulk_write per collection; callers keep a batch within the operation limit."""
+        for name, writes in ops.items():
+            if writes:
+                self.db[name].bulk_write(writes, ordered=False)
+
+    def fetch(self, ids: dict[str, list[ObjectId]]) -> Iterable[tuple[str, Document]]:
+        """The stored documents with these ids (pre-images), by collection."""
+        for name, wanted in ids.items():
+            if wanted:
+                for doc in self.db[name].find({"_id": {"$in": wanted}}):
+                    yield name, doc
+
+    def create_project(self, user_id: ObjectId, path: str, upload: Document, job_id: str,
+                       now: datetime) -> ObjectId:
+        """A project for `path` in the user's account: the upload's fields, our ids."""
+        fields = {k: v for k, v in upload.items()
+                  if k not in {"_id", "user_id", "stats", IMPORT_TAG}}
+        project: Document = {
+            **fields, "_id": ObjectId(), "user_id": user_id, "path": path,
+            "name": fields.get("name") or path.rstrip("/").rsplit("/", 1)[-1] or path,
+            "createdAt": fields.get("createdAt") or now, "updatedAt": now,
+            "stats": {"message_count": 0, "session_count": 0}, IMPORT_TAG: job_id}
+        self.db[PROJECTS].insert_one(project)
+        return ObjectId(project["_id"])
+
+
+def undo_sessions(db: Database[Document], job_id: str, stored_ids: Sequence[str],
+                  preimages: Iterable[tuple[str, Document]]) -> None:
+    """Put sessions back as they were before the job: delete what the job wrote for them, then
+    restore the pre-images (idempotent: safe to run again after a crash of its own)."""
+    if not stored_ids:
+        return
+    sessions = _session_range(stored_ids)
+    for name in message_collections(db):
+        db[name].delete_many({IMPORT_TAG: job_id, "sessionId": sessions})
+    db[SESSIONS].delete_many({IMPORT_TAG: job_id, "sessionId": sessions})
+    restore(db, preimages)
+
+
+def delete_written(db: Database[Document], job_id: str) -> None:
+    """Delete every message and session document the job wrote (rollback, first step)."""
+    for name in message_collections(db):
+        db[name].delete_many({IMPORT_TAG: job_id})
+    db[SESSIONS].delete_many({IMPORT_TAG: job_id})
+
+
+def restore(db: Database[Document], preimages: Iterable[tuple[str, Document]]) -> int:
+    """Put saved documents back by _id, into the collection they were saved from."""
+    pending: dict[str, list[WriteOp]] = defaultdict(list)
+    restored = 0
+    for name, doc in preimages:
+        pending[name].append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
+        restored += 1
+        if len(pending[name]) >= RESTORE_BATCH:
+            db[name].bulk_write(pending.pop(name), ordered=False)
+    for name, ops in pending.items():
+        db[name].bulk_write(ops, ordered=False)
+    return restored
+
+
+def created_projects(db: Database[Document], job_id: str, user_id: ObjectId) -> list[Document]:
+    return list(db[PROJECTS].find({IMPORT_TAG: job_id, "user_id": user_id}))
+
+
+def delete_empty_projects(db: Database[Document], job_id: str, user_id: ObjectId) -> int:
+    """Projects the job created that hold no session (any more)."""
+    deleted = 0
+    for project in created_projects(db, job_id, user_id):
+        if db[SESSIONS].count_documents({"projectId": project["_id"]}, limit=1) == 0:
+            deleted += db[PROJECTS].delete_one({"_id": project["_id"],
+                                                IMPORT_TAG: job_id}).deleted_count
+    return deleted
+
+
+def refresh_project_stats(db: Database[Document], job_id: str, user_id: ObjectId) -> None:
+    """Stats of the projects the job created, from their sessions (ClaudeLens' own projects
+    are left alone: their stats are ClaudeLens' business and are recomputed by readers)."""
+    for project in created_projects(db, job_id, user_id):
+        sessions = messages = 0
+        for session in db[SESSIONS].find({"projectId": project["_id"]}, {"messageCount": 1}):
+            sessions += 1
+            count = session.get("messageCount")
+            messages += count if isinstance(count, int) else 0
+        db[PROJECTS].update_one({"_id": project["_id"]}, {"$set": {
+            "stats": {"message_count": messages, "session_count": sessions}}})

@@ -1,0 +1,450 @@
+"""The logic behind each task of the import workflow (infrastructure/statemachines/import.asl.json).
+
+validate  the upload, streamed through the readers, becomes a report (format, version, counts,
+          dates, errors, warnings). One with errors ends the job here (failed, report kept),
+          nothing written. A clean one is staged (source.staging) and compared with what the
+          user has: the conflict summary joins the report, the conflicts go to a listing.
+await     keeps the task token the decision will answer (POST /execute sends it with
+          SendTaskSuccess, DELETE with SendTaskFailure) and shows awaiting_decision.
+execute   one invocation of the page loop over the staged sessions, a dry run or the real run
+          (imports.executor), until done or the time budget runs low.
+finalize  the outcome and its per-session listing. A dry run goes back to awaiting the decision;
+          the execution ends the job succeeded.
+rollback  one invocation: what the import wrote is deleted, the journal's pre-images restored,
+          projects it created and left empty removed; the job ends rolled_back.
+cleanup   the Catch: half-written sessions undone, staging dropped, the upload deleted; the job
+          ends failed (or stays cancelled). Sessions already complete stay, listed in the
+          outcome, and a rollback can remove them.
+
+Why a task token rather than a decision given with POST /imports: the decision depends on the
+report and the conflicts, which exist only after validation; moto's interpreter runs
+`lambda:invoke.waitForTaskToken` with SendTaskSuccess/SendTaskFailure (checked on the local
+stack), so the same ASL runs locally and on AWS, and a waiting import costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from typing import IO, TypeVar
+
+import smart_open
+from pymongo.errors import AutoReconnect, NetworkTimeout
+
+from dataport import aws
+from dataport.errors import Conflict, JobCancelled, TransientError
+from dataport.imports import storage
+from dataport.imports.detect import open_import
+from dataport.imports.executor import Executor, incoming_messages, recover, summarise
+from dataport.imports.limits import ImportLimits
+from dataport.imports.plan import SessionPlan
+from dataport.imports.validate import validate as validate_upload
+from dataport.jobs.store import JobStore, utcnow
+from dataport.models.imports import (
+    CLEANUP_FAILED,
+    ConflictSummary,
+    ImportDecision,
+    ImportOptions,
+    ImportOutcome,
+    MessageCounts,
+    SessionAction,
+    SessionCounts,
+    Strategy,
+)
+from dataport.models.jobs import ACTIVE_STATUSES, Job, JobError, JobStatus, Progress
+from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep
+from dataport.observability import logger
+from dataport.progress.publisher import publish_terminal
+from dataport.settings import get_settings
+from dataport.source.conflicts import UserData
+from dataport.source.mongo import get_database
+from dataport.source.staging import Staging
+from dataport.source.writes import (
+    created_projects,
+    delete_empty_projects,
+    delete_written,
+    refresh_project_stats,
+    restore,
+)
+from dataport.workflows.failure import describe
+
+T = TypeVar("T")
+
+#: how often (seconds) long loops look at the job row (a cancel) and report progress
+CHECK_SECONDS = 1.0
+
+
+class _Pulse:
+    """True at most once per CHECK_SECONDS: loops ask it on every item, cheaply."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < CHECK_SECONDS:
+            return False
+        self._last = now
+        return True
+
+
+def limits() -> ImportLimits:
+    return ImportLimits(max_upload_bytes=get_settings().max_upload_bytes)
+
+
+def opener(job_id: str) -> Callable[[], IO[bytes]]:
+    """A fresh seekable stream over the upload per call (readers make several passes)."""
+    uri = f"s3://{get_settings().packages_bucket}/{storage.upload_key(job_id)}"
+    client = aws.s3()
+
+    def open_upload() -> IO[bytes]:
+        stream: IO[bytes] = smart_open.open(uri, "rb", transport_params={"client": client},
+                                            compression="disable")
+        return stream
+
+    return open_upload
+
+
+# ---------------------------------------------------------------------------- validate
+
+
+def validate(step: ImportStep) -> ImportStep:
+    store = JobStore()
+    job = store.require(step.job_id)
+    if job.status is JobStatus.QUEUED:
+        job = store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.QUEUED])
+    _require_running(job)
+    decision = ImportDecision.model_validate(job.decision) if job.decision else None
+    options = ImportOptions.model_validate(job.request.get("options") or {})
+    if decision is not None and decision.field_mapping is not None:
+        options = options.model_copy(update={"field_mapping": decision.field_mapping})
+    filename = str(job.request["filename"])
+    read = opener(job.job_id)
+    store.set_progress(job.job_id, Progress(phase="validating"))
+    report = validate_upload(read, filename, options, limits())
+    staging = Staging(get_database(), job.job_id)
+    staging.drop()  # validated again with another field mapping: start from nothing
+    if not report.ok:
+        failed = store.transition(
+            job.job_id, JobStatus.FAILED, allowed_from=[JobStatus.RUNNING], finished_at=utcnow(),
+            report=report, progress=Progress(phase="done"),
+            error=JobError(code="invalid_upload", message=(
+                f"The upload has {report.errors_total} error(s) and was not imported; the "
+                "report lists them.")))
+        publish_terminal(failed)
+        _delete_upload(job.job_id)
+        logger.info("import refused", extra={"job_id": job.job_id, "errors": report.errors_total})
+        return step.model_copy(update={"next": "invalid"})
+
+    store.set_progress(job.job_id, Progress(phase="staging", total=report.counts.messages))
+    staging.ensure_indexes()
+    writer = staging.writer()
+    pulse = _Pulse()
+    for record in open_import(read, filename, options, limits()).records():
+        writer.add(record)
+        if pulse.due():
+            _check(store, job.job_id, Progress(phase="staging", current=writer.messages,
+                                               total=report.counts.messages))
+    sessions = writer.close()
+    summary = _compare(store, job, staging, sessions)
+    report = report.model_copy(update={"conflicts": summary})
+    store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
+                     report=report)
+    logger.info("import validated", extra={"job_id": job.job_id, "sessions": sessions})
+    if decision is not None:  # POST /execute asked for another field mapping: go on with it
+        return step.model_copy(update={"next": "execute", "dry_run": decision.dry_run,
+                                       "after": None, "done": 0})
+    return step.model_copy(update={"next": "decide"})
+
+
+def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> ConflictSummary:
+    """Every staged session against the user's: the summary, and a listing of the ones the
+    user has (how they differ, what to do)."""
+    settings = get_settings()
+    user = UserData(staging.db, job.user_id)
+    new = changed = identical = copies = 0
+    pulse = _Pulse()
+    with storage.listing_writer(aws.s3(), settings.packages_bucket, job.job_id,
+                                storage.CONFLICTS) as out:
+        for done, entry in enumerate(staging.sessions(), 1):
+            stored = user.session(entry["s"])
+            copies += stored.copy
+            if stored.document is None:
+                new += 1
+            else:
+                plan = SessionPlan(session_id=stored.session_id, stored_id=stored.stored_id,
+                                   strategy=Strategy.MERGE,
+                                   incoming=staging.session_document(stored.session_id),
+                                   stored=stored.document,
+                                   stored_messages=user.messages(stored.stored_id),
+                                   incoming_count=int(entry.get("m", 0)))
+                for doc in incoming_messages(staging, job.user_id, stored):
+                    for _ in plan.feed(doc):
+                        pass
+                for _ in plan.finish():
+                    pass
+                conflict = plan.conflict()
+                assert conflict is not None
+                if conflict.status == "identical":
+                    identical += 1
+                else:
+                    changed += 1
+                out.write(json.dumps(conflict.wire(), ensure_ascii=False).encode() + b"\n")
+            if pulse.due():
+                _check(store, job.job_id, Progress(phase="comparing", current=done, total=total))
+    return ConflictSummary(new_sessions=new, changed_sessions=changed,
+                           identical_sessions=identical, copied_sessions=copies)
+
+
+# ---------------------------------------------------------------------------- await
+
+
+def await_decision(wait: DecisionWait) -> None:
+    """Show the report and wait: the token is what POST /execute and DELETE answer."""
+    store = JobStore()
+    try:
+        store.transition(wait.job_id, JobStatus.AWAITING_DECISION,
+                         allowed_from=[JobStatus.RUNNING], task_token=wait.task_token,
+                         progress=Progress(phase="awaiting_decision"))
+    except Conflict as error:
+        raise JobCancelled(f"Job {wait.job_id} ended while it was being validated.") from error
+
+
+# ---------------------------------------------------------------------------- execute
+
+
+def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
+    store = JobStore()
+    job = store.require(step.job_id)
+    _require_running(job)
+    if job.decision is None:
+        raise Conflict(f"Import {job.job_id} has no decision to execute.")
+    decision = ImportDecision.model_validate(job.decision)
+    settings = get_settings()
+    db = get_database()
+    staging = Staging(db, job.job_id)
+    phase = "dry_run" if decision.dry_run else "importing"
+    started = step.started_at or utcnow()
+    total = job.report.get("counts", {}).get("sessions", 0) if job.report else 0
+    if step.after is None and decision.dry_run:
+        staging.reset_results("dry")
+    store.set_progress(job.job_id, Progress(phase=phase, current=step.done, total=total))
+    if not decision.dry_run:
+        undone = _mongo(lambda: recover(db, aws.s3(), settings.packages_bucket, staging))
+        if undone:
+            logger.warning("undid half-written sessions", extra={"job_id": job.job_id,
+                                                                "sessions": undone})
+    executor = Executor(db=db, s3=aws.s3(), bucket=settings.packages_bucket, job_id=job.job_id,
+                        user_id=job.user_id, decision=decision, staging=staging,
+                        run_id=f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+                        batch_ops=settings.import_batch_ops, now=started)
+    processed = 0
+    pulse = _Pulse()
+
+    def keep_going() -> bool:
+        nonlocal processed
+        processed += 1
+        if remaining_ms() < settings.worker_reserve_ms:
+            return False
+        if pulse.due():
+            current = store.require(job.job_id)
+            if current.status is not JobStatus.RUNNING:
+                return False  # cancelled: stop at a session boundary; the next task ends it
+            store.set_progress(job.job_id, Progress(phase=phase, current=step.done + processed,
+                                                    total=total))
+        return True
+
+    last, finished = _mongo(lambda: executor.run(keep_going, step.after))
+    store.set_progress(job.job_id, Progress(phase=phase, current=step.done + processed,
+                                            total=total))
+    return step.model_copy(update={"next": "finalize" if finished else "execute", "after": last,
+                                   "done": step.done + processed, "started_at": started,
+                                   "dry_run": decision.dry_run})
+
+
+def finalize(step: ImportStep) -> ImportStep:
+    store = JobStore()
+    job = store.require(step.job_id)
+    _require_running(job)
+    decision = ImportDecision.model_validate(job.decision)
+    db = get_database()
+    staging = Staging(db, job.job_id)
+    if job.outcome is not None and not decision.dry_run:  # a retry after staging was dropped
+        outcome = ImportOutcome.model_validate(job.outcome)
+    else:
+        outcome = _outcome(job, staging, decision, step.started_at or utcnow())
+    if decision.dry_run:
+        store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
+                         dry_run=outcome)
+        logger.info("dry run done", extra={"job_id": job.job_id})
+        return ImportStep(job_id=job.job_id, next="decide")
+    store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
+                     outcome=outcome)
+    user_id = UserData(db, job.user_id).scope.user_id
+    refresh_project_stats(db, job.job_id, user_id)
+    staging.drop()
+    _delete_upload(job.job_id)
+    finished = store.transition(
+        job.job_id, JobStatus.SUCCEEDED, allowed_from=[JobStatus.RUNNING], outcome=outcome,
+        finished_at=outcome.finished_at,
+        progress=Progress(phase="done", current=step.done, total=step.done))
+    publish_terminal(finished)
+    logger.info("import succeeded", extra={"job_id": job.job_id,
+                                           "messages": outcome.messages.inserted})
+    return ImportStep(job_id=job.job_id, next="end")
+
+
+def _outcome(job: Job, staging: Staging, decision: ImportDecision,
+             started: datetime) -> ImportOutcome:
+    """Counts over the staged sessions' results, and their listing (the same for the dry run
+    and the execution: the listing is what the dry run promises)."""
+    settings = get_settings()
+    sessions: dict[str, int] = dict.fromkeys(SessionCounts.model_fields, 0)
+    messages = MessageCounts()
+    listing = storage.DRY_RUN if decision.dry_run else storage.RESULT
+    with storage.listing_writer(aws.s3(), settings.packages_bucket, job.job_id,
+                                listing) as out:
+        for entry, result in summarise(staging, dry_run=decision.dry_run):
+            action = SessionAction(result["action"])
+            sessions[_COUNTED[action]] += 1
+            if result.get("storedSessionId") != entry["s"] and action is not SessionAction.SKIP:
+                sessions["copies"] += 1
+            messages = messages.plus(MessageCounts.model_validate(result.get("messages", {})))
+            out.write(json.dumps(result, ensure_ascii=False).encode() + b"\n")
+    if decision.dry_run:
+        existing = set(UserData(staging.db, job.user_id).projects_by_path())
+        planned = {entry["p"] for entry, result in summarise(staging, dry_run=True)
+                   if result["action"] in ("insert", "replace")}
+        created = len(planned - existing)
+    else:
+        created = len(created_projects(staging.db, job.job_id,
+                                       UserData(staging.db, job.user_id).scope.user_id))
+    return ImportOutcome(dry_run=decision.dry_run, strategy=decision.strategy,
+                         sessions=SessionCounts(**sessions), messages=messages,
+                         projects_created=created, started_at=started, finished_at=utcnow())
+
+
+_COUNTED = {SessionAction.INSERT: "inserted", SessionAction.REPLACE: "replaced",
+            SessionAction.MERGE: "merged", SessionAction.SKIP: "skipped",
+            SessionAction.UNCHANGED: "unchanged"}
+
+
+# ---------------------------------------------------------------------------- rollback
+
+
+def rollback(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
+    """Delete what the import wrote, then restore its journal's pre-images entry by entry
+    (resumable: `after` is the last entry restored); both steps are idempotent."""
+    store = JobStore()
+    job = store.require(step.job_id)
+    _require_running(job)
+    settings = get_settings()
+    db, s3, bucket = get_database(), aws.s3(), settings.packages_bucket
+    if step.after is None:
+        _mongo(lambda: delete_written(db, job.job_id))
+    keys = storage.journal_keys(s3, bucket, job.job_id)
+    pending = [key for key in keys if step.after is None or key > step.after]
+    after = step.after or ""
+    for key in pending:
+        _, preimages = storage.read_journal(s3, bucket, key)
+        _mongo(partial(restore, db, preimages))
+        after = key
+        if remaining_ms() < settings.worker_reserve_ms and key != pending[-1]:
+            store.set_progress(job.job_id, Progress(phase="rolling_back",
+                                                    current=keys.index(key) + 1,
+                                                    total=len(keys)))
+            return step.model_copy(update={"after": after})
+    delete_empty_projects(db, job.job_id, UserData(db, job.user_id).scope.user_id)
+    Staging(db, job.job_id).drop()  # left behind when a clean-up could not finish
+    _delete_upload(job.job_id)
+    store.transition(job.job_id, JobStatus.ROLLED_BACK, allowed_from=[JobStatus.RUNNING],
+                     finished_at=utcnow(),
+                     progress=Progress(phase="done", current=len(keys), total=len(keys)))
+    logger.info("import rolled back", extra={"job_id": job.job_id, "entries": len(keys)})
+    return step.model_copy(update={"next": "end", "after": after})
+
+
+# ---------------------------------------------------------------------------- cleanup
+
+
+def cleanup(task: ImportFailedInput) -> JobError:
+    """Leave every session whole and nothing of the job's behind but what it completed."""
+    store = JobStore()
+    job = store.require(task.job_id)
+    if task.cleanup_failed:
+        _fail(store, job, JobError(code=CLEANUP_FAILED, message=(
+            "The import failed and its clean-up could not finish, so some sessions may be "
+            "half-written. POST /rollback puts your data back as it was before the import.")))
+        return JobError(code=CLEANUP_FAILED, message="clean-up failed")
+    if task.mode == "rollback":
+        reason = describe(task.error.Error, task.error.Cause, task.job_id, what="rollback",
+                          hint="Start the rollback again: it is safe to repeat.")
+        error = JobError(code="rollback_failed", message=f"{reason.message} Your data may be "
+                         "partly restored; POST the rollback again (it is safe to repeat).")
+        _fail(store, job, error)
+        return error
+    settings = get_settings()
+    db = get_database()
+    staging = Staging(db, job.job_id)
+    recover(db, aws.s3(), settings.packages_bucket, staging)
+    decision = ImportDecision.model_validate(job.decision) if job.decision else None
+    outcome = None
+    if decision is not None and not decision.dry_run and staging.has_results():
+        outcome = _outcome(job, staging, decision, job.updated_at)  # what it did complete
+    staging.drop()
+    _delete_upload(job.job_id)
+    delete_empty_projects(db, job.job_id, UserData(db, job.user_id).scope.user_id)
+    if task.error.Error == "States.Timeout" and job.status is JobStatus.AWAITING_DECISION:
+        error = JobError(code="decision_timeout", message="No decision came within the time "
+                         "the import waits for one; upload the file again to import it.")
+    else:
+        error = describe(task.error.Error, task.error.Cause, task.job_id, what="import",
+                         hint="Try again later.")
+    _fail(store, job, error, outcome=outcome)
+    return error
+
+
+def _fail(store: JobStore, job: Job, error: JobError, **changes: object) -> None:
+    fields = {name: value for name, value in changes.items() if value is not None}
+    try:
+        failed = store.transition(job.job_id, JobStatus.FAILED, allowed_from=ACTIVE_STATUSES,
+                                  finished_at=utcnow(), error=error, **fields)
+    except Conflict:  # cancelled meanwhile: it stays cancelled, with what it did
+        if fields:
+            store.transition(job.job_id, JobStatus.CANCELLED, allowed_from=[JobStatus.CANCELLED],
+                             **fields)
+        logger.info("job already ended; left as it is", extra={"job_id": job.job_id})
+        return
+    publish_terminal(failed)
+    logger.warning("import failed", extra={"job_id": job.job_id, "error_code": error.code})
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _require_running(job: Job) -> None:
+    if job.status is not JobStatus.RUNNING:
+        raise JobCancelled(f"Job {job.job_id} is {job.status.value}; stopping.")
+
+
+def _check(store: JobStore, job_id: str, progress: Progress) -> None:
+    """Stop a long phase when the job was cancelled; report progress otherwise."""
+    _require_running(store.require(job_id))
+    store.set_progress(job_id, progress)
+
+
+def _delete_upload(job_id: str) -> None:
+    storage.delete_object(aws.s3(), get_settings().packages_bucket, storage.upload_key(job_id))
+
+
+def _mongo(action: Callable[[], T]) -> T:
+    """A dropped connection is worth a retry (the ASL retries TransientError); other database
+    errors are not."""
+    try:
+        return action()
+    except (AutoReconnect, NetworkTimeout) as error:
+        raise TransientError(f"MongoDB is unreachable: {error}") from error

@@ -1,0 +1,557 @@
+"""The import flow end to end over HTTP on the local stack: presigned upload, validation report,
+conflicts, dry run, skip / replace / merge, per-session atomicity, rollback, cancel, limits."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from bson.decimal128 import Decimal128
+from pymongo.database import Database
+
+from dataport.errors import TransientError
+from dataport.imports.identity import copy_id
+from dataport.settings import get_settings
+from dataport.source.collections import PROJECTS, SESSIONS
+from dataport.source.content_hash import content_hash
+from dataport.source.mongo import Document, connect
+from dataport.source.staging import Staging
+from dataport.source.writes import IMPORT_TAG, Target
+from dataport.workflows import imports as import_tasks
+from infrastructure.local import seed
+from infrastructure.local.stack import LocalStack
+from tests.e2e.api_client import Api, seeded_database
+from tests.e2e.import_client import EMPTY_USER, ENDED, Importer, messages_of, snapshot
+from tests.infrastructure.test_iam_coverage import allowed, required
+
+#: fields an import sets on what it writes (the rest must be the upload's, exactly)
+WRITTEN = {"_id", IMPORT_TAG, "updatedAt"}
+
+
+@pytest.fixture
+def db(fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database[Document]]:
+    name = f"dataport_import_{uuid.uuid4().hex[:8]}"
+    with seeded_database(monkeypatch, fresh_stack, name, sessions_per_project=2):
+        database = connect(fresh_stack.mongo_uri, name)
+        yield database
+        database.client.close()
+
+
+@pytest.fixture
+def owner(fresh_stack: LocalStack) -> Importer:
+    return Importer(Api(fresh_stack, seed.DEMO_USER_ID))
+
+
+@pytest.fixture
+def newcomer(fresh_stack: LocalStack) -> Importer:
+    return Importer(Api(fresh_stack, EMPTY_USER))
+
+
+@pytest.fixture
+def package(owner: Importer, db: Database[Document], tmp_path: Path) -> bytes:
+    """The demo user's data as a dataport JSON package."""
+    return owner.api.export(tmp_path, {"format": "json"}).read_bytes()
+
+
+def owned_sessions(db: Database[Document], user_id: str) -> list[Document]:
+    projects = [p["_id"] for p in db[PROJECTS].find({"user_id": ObjectId(user_id)})]
+    return sorted(db[SESSIONS].find({"projectId": {"$in": projects}}),
+                  key=lambda s: s["sessionId"])
+
+
+def one(db: Database[Document], collection: str, query: Document) -> Document:
+    found = db[collection].find_one(query)
+    assert found is not None, (collection, query)
+    return found
+
+
+def without(doc: Document, *fields: str) -> Document:
+    return {k: v for k, v in doc.items() if k not in fields}
+
+
+def assert_calls_allowed(stack: LocalStack) -> None:
+    """Every AWS call the functions made is allowed by their policies in template.yaml."""
+    functions = stack.template.functions()
+    missing = sorted({
+        f"{d.call.logical_id}: {action} on {resource}"
+        for d in stack.call_details for action, resource in required(d)
+        if not allowed(list(functions[d.call.logical_id].policy_statements), action, resource)})
+    assert not missing, "\n".join(missing)
+
+
+# ---------------------------------------------------------------------------- the round trip
+
+
+def test_export_then_import_into_a_second_users_empty_account(
+        db: Database[Document], package: bytes, newcomer: Importer,
+        fresh_stack: LocalStack) -> None:
+    originals = owned_sessions(db, seed.DEMO_USER_ID)
+    before = snapshot(db)
+    job = newcomer.validated(package)
+    assert job["status"] == "awaiting_decision", job
+    report = job["report"]
+    assert report["format"] == "dataport-json"
+    assert report["errorsTotal"] == 0
+    assert report["counts"]["sessions"] == len(originals)
+    assert report["conflicts"] == {"newSessions": len(originals), "changedSessions": 0,
+                                   "identicalSessions": 0, "copiedSessions": len(originals)}
+    assert newcomer.pages(f"/imports/{job['jobId']}/conflicts", "conflicts") == []
+
+    dry = newcomer.decide(job["jobId"], strategy="merge", dryRun=True)
+    assert snapshot(db) == before  # a dry run writes nothing
+    done = newcomer.decide(job["jobId"], strategy="merge")
+    assert done["status"] == "succeeded", done
+    outcome = done["outcome"]
+    assert without(outcome, "dryRun", "startedAt", "finishedAt") == without(
+        dry["dryRun"], "dryRun", "startedAt", "finishedAt")
+    assert outcome["sessions"]["inserted"] == outcome["sessions"]["copies"] == len(originals)
+    assert outcome["projectsCreated"] == len({s["projectId"] for s in originals})
+    assert newcomer.pages(f"/imports/{job['jobId']}/actions", "actions") == newcomer.pages(
+        f"/imports/{job['jobId']}/actions", "actions", dryRun="true")
+
+    # The newcomer has the same sessions, under ids derived from theirs, in projects of theirs
+    # with the same paths; every field and type as exported, stats recomputed to the same.
+    paths = {p["_id"]: p["path"] for p in db[PROJECTS].find()}
+    for original in originals:
+        copy = one(db, SESSIONS, {"sessionId": copy_id(EMPTY_USER, original["sessionId"])})
+        assert one(db, PROJECTS, {"_id": copy["projectId"]})["user_id"] == ObjectId(EMPTY_USER)
+        assert paths[copy["projectId"]] == paths[original["projectId"]]
+        assert without(copy, *WRITTEN, "sessionId", "projectId") == without(
+            original, *WRITTEN, "sessionId", "projectId")
+        assert isinstance(copy["totalCost"], Decimal128)
+        theirs = messages_of(db, copy["sessionId"])
+        mine = messages_of(db, original["sessionId"])
+        assert len(theirs) == len(mine) == copy["messageCount"]
+        for message in mine.values():
+            copied = theirs[copy_id(EMPTY_USER, message["uuid"])]
+            assert without(copied, *WRITTEN, "uuid", "sessionId", "parentUuid",
+                           "contentHash") == without(message, *WRITTEN, "uuid", "sessionId",
+                                                     "parentUuid", "contentHash")
+            if "contentHash" in message:
+                assert copied["contentHash"] == content_hash(
+                    copied["uuid"], copied["type"], copied["timestamp"], copied["content"])
+    after = snapshot(db)
+    for name, docs in before.items():  # the exporting user's data is untouched
+        assert [d for d in after[name] if IMPORT_TAG not in d] == docs
+
+    # Importing the same file again changes nothing, with merge or with skip.
+    for strategy, counted in (("merge", "unchanged"), ("skip", "skipped")):
+        again = newcomer.run(package, strategy=strategy)
+        assert again["status"] == "succeeded", again
+        assert again["report"]["conflicts"]["identicalSessions"] == len(originals)
+        assert again["outcome"]["sessions"][counted] == len(originals)
+        assert snapshot(db) == after
+    assert_calls_allowed(fresh_stack)
+
+
+# ---------------------------------------------------------------------------- semantics
+
+
+def diverge(db: Database[Document], session_id: str) -> dict[str, str]:
+    """Make the stored session differ from the package: one message edited, one deleted, one
+    added. Returns their uuids."""
+    stored = sorted(messages_of(db, session_id).values(), key=lambda m: m["timestamp"])
+    hashed = [m for m in stored if "contentHash" in m]
+    edited, deleted = hashed[0], hashed[1]
+    name = next(n for n in db.list_collection_names()
+                if db[n].find_one({"_id": edited["_id"]}) is not None)
+    content = edited["content"] + " (edited since)"
+    db[name].update_one({"_id": edited["_id"]}, {"$set": {
+        "content": content, "contentHash": content_hash(edited["uuid"], edited["type"],
+                                                        edited["timestamp"], content)}})
+    target = next(n for n in db.list_collection_names()
+                  if db[n].find_one({"_id": deleted["_id"]}) is not None)
+    db[target].delete_one({"_id": deleted["_id"]})
+    added = {**without(stored[-1], "_id", "messageData", "usage"), "uuid": str(uuid.uuid4()),
+             "type": "assistant", "content": "written after the export",
+             "messageData": {"id": f"msg_{uuid.uuid4().hex}", "role": "assistant"},
+             "costUsd": Decimal128("0.5"),
+             "timestamp": stored[-1]["timestamp"] + timedelta(seconds=1)}
+    added["contentHash"] = content_hash(added["uuid"], added["type"], added["timestamp"],
+                                        added["content"])
+    db[name].insert_one(added)
+    return {"edited": edited["uuid"], "deleted": deleted["uuid"], "added": added["uuid"]}
+
+
+def test_skip_merge_and_replace_per_session(db: Database[Document], package: bytes,
+                                            owner: Importer) -> None:
+    exported = {s["sessionId"]: s for s in owned_sessions(db, seed.DEMO_USER_ID)}
+    exported_messages = {sid: messages_of(db, sid) for sid in exported}
+    skipped, merged, replaced = sorted(exported)[:3]
+    changes = {sid: diverge(db, sid) for sid in (skipped, merged, replaced)}
+    before = snapshot(db)
+
+    job = owner.validated(package)
+    assert job["report"]["conflicts"] == {"newSessions": 0, "changedSessions": 3,
+                                          "identicalSessions": len(exported) - 3,
+                                          "copiedSessions": 0}
+    conflicts = {c["sessionId"]: c for c in owner.pages(f"/imports/{job['jobId']}/conflicts",
+                                                        "conflicts", limit=2)}
+    assert {sid for sid, c in conflicts.items() if c["status"] == "changed"} == set(changes)
+    assert conflicts[merged]["messages"] == {"new": 1, "changed": 1, "identical":
+                                             len(exported_messages[merged]) - 2,
+                                             "onlyExisting": 1}
+    assert conflicts[merged]["suggestedAction"] == "merge"
+
+    decision = {"strategy": "merge", "perSession": {skipped: "skip", replaced: "replace"}}
+    dry = owner.decide(job["jobId"], **decision, dryRun=True)["dryRun"]
+    assert snapshot(db) == before
+    done = owner.decide(job["jobId"], **decision)
+    assert done["status"] == "succeeded", done
+    outcome = done["outcome"]
+    assert without(outcome, "dryRun", "startedAt", "finishedAt") == without(
+        dry, "dryRun", "startedAt", "finishedAt")
+    assert outcome["sessions"] == {"inserted": 0, "replaced": 1, "merged": 1, "skipped": 1,
+                                   "unchanged": len(exported) - 3, "copies": 0}
+    actions = {a["sessionId"]: a for a in owner.pages(f"/imports/{job['jobId']}/actions",
+                                                      "actions")}
+    assert actions[replaced]["messages"]["deleted"] == 1
+    assert actions[merged]["messages"] == {"inserted": 1, "updated": 1, "deleted": 0,
+                                           "unchanged": len(exported_messages[merged]) - 2,
+                                           "skipped": 0}
+
+    after = snapshot(db)
+    # skip: left exactly as it was
+    assert messages_of(db, skipped) == {m["uuid"]: m for c in before.values() for m in c
+                                        if m.get("sessionId") == skipped and "uuid" in m}
+    # merge: the upload's version of the edited message, the deleted one back, the added kept
+    union = messages_of(db, merged)
+    assert set(union) == set(exported_messages[merged]) | {changes[merged]["added"]}
+    for key in (changes[merged]["edited"], changes[merged]["deleted"]):
+        assert without(union[key], *WRITTEN) == without(exported_messages[merged][key],
+                                                        *WRITTEN)
+        assert union[key][IMPORT_TAG] == job["jobId"]
+    session = one(db, SESSIONS, {"sessionId": merged})
+    assert session["messageCount"] == len(union)
+    assert session["totalCost"].to_decimal() == sum(
+        (m["costUsd"].to_decimal() for m in union.values() if m["type"] == "assistant"
+         and "costUsd" in m), start=Decimal(0))
+    # replace: exactly the upload's session and messages again
+    again = messages_of(db, replaced)
+    assert set(again) == set(exported_messages[replaced])
+    assert without(one(db, SESSIONS, {"sessionId": replaced}), *WRITTEN) == without(
+        exported[replaced], *WRITTEN)
+    # the others were identical: untouched
+    untouched = set(exported) - set(changes)
+    for name, docs in after.items():
+        assert [d for d in docs if d.get("sessionId") in untouched] == [
+            d for d in before[name] if d.get("sessionId") in untouched]
+
+    # the same file again with merge changes nothing
+    assert owner.run(package, strategy="merge")["outcome"]["sessions"]["unchanged"] == len(
+        exported) - 1  # the skipped one still differs: merge it now... once
+    settled = snapshot(db)
+    assert owner.run(package, strategy="merge")["outcome"]["sessions"]["unchanged"] == len(
+        exported)
+    assert snapshot(db) == settled
+
+
+# ---------------------------------------------------------------------------- rollback
+
+
+def test_rollback_restores_the_database_exactly(db: Database[Document], package: bytes,
+                                                owner: Importer, newcomer: Importer,
+                                                fresh_stack: LocalStack) -> None:
+    sessions = sorted(s["sessionId"] for s in owned_sessions(db, seed.DEMO_USER_ID))
+    for session_id in sessions[:2]:
+        diverge(db, session_id)
+    before = snapshot(db)
+    first = newcomer.run(package, strategy="merge")  # new sessions, new projects
+    second = owner.run(package, strategy="replace", perSession={sessions[1]: "merge"})
+    assert first["status"] == second["status"] == "succeeded"
+    assert snapshot(db) != before
+
+    answer = newcomer.api.request("POST", f"/imports/{first['jobId']}/rollback")
+    assert answer.status_code == 202  # another user's newer import does not hold it back
+    assert newcomer.wait(first["jobId"], ENDED)["status"] == "rolled_back"
+    assert owned_sessions(db, EMPTY_USER) == []
+    assert db[PROJECTS].count_documents({"user_id": ObjectId(EMPTY_USER)}) == 0
+
+    assert owner.rollback(second["jobId"])["status"] == "rolled_back"
+    assert snapshot(db) == before
+    answer = owner.api.request("POST", f"/imports/{second['jobId']}/rollback")
+    assert answer.status_code == 409  # nothing left to roll back
+    assert_calls_allowed(fresh_stack)
+
+
+def test_newer_imports_are_rolled_back_first(db: Database[Document], package: bytes,
+                                             owner: Importer) -> None:
+    session_id = owned_sessions(db, seed.DEMO_USER_ID)[0]["sessionId"]
+    diverge(db, session_id)
+    older = owner.run(package, strategy="merge")
+    diverge(db, session_id)
+    newer = owner.run(package, strategy="replace")
+    answer = owner.api.request("POST", f"/imports/{older['jobId']}/rollback")
+    assert answer.status_code == 409
+    assert answer.json()["error"]["details"]["jobId"] == newer["jobId"]
+    assert owner.rollback(newer["jobId"])["status"] == "rolled_back"
+    assert owner.rollback(older["jobId"])["status"] == "rolled_back"
+
+
+# ---------------------------------------------------------------------------- refusals
+
+
+def test_an_upload_with_errors_fails_with_its_report_and_writes_nothing(
+        db: Database[Document], owner: Importer, fresh_stack: LocalStack) -> None:
+    before = snapshot(db)
+    lines = [json.dumps({"type": "user", "uuid": f"u{i}", "sessionId": "s-1",
+                         "timestamp": "not a date", "message": {"role": "user",
+                                                                "content": "hi"}})
+             for i in range(150)]
+    job = owner.validated(("\n".join(lines) + "\n").encode(), "broken.jsonl")
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "invalid_upload"
+    report = job["report"]
+    assert report["errorsTotal"] > 100  # listed: capped
+    assert len(report["errors"]) == 100
+    assert snapshot(db) == before
+    assert Staging(db, job["jobId"]).count() == 0
+    leftovers = fresh_stack.client("s3").list_objects_v2(
+        Bucket=fresh_stack.bucket, Prefix=f"imports/{job['jobId']}/").get("Contents", [])
+    assert [o["Key"] for o in leftovers] == []  # the upload is gone too
+    assert owner.api.request("POST", f"/imports/{job['jobId']}/execute",
+                             json={}).status_code == 409
+
+
+def test_someone_elses_import_is_not_found(db: Database[Document], package: bytes,
+                                           owner: Importer, newcomer: Importer) -> None:
+    job = owner.validated(package)
+    job_id = job["jobId"]
+    for method, path, body in [("GET", "", None), ("DELETE", "", None),
+                               ("POST", "/validate", None), ("GET", "/conflicts", None),
+                               ("POST", "/execute", {"strategy": "replace"}),
+                               ("GET", "/actions", None), ("POST", "/rollback", None)]:
+        answer = newcomer.api.request(method, f"/imports/{job_id}{path}", json=body)
+        assert answer.status_code == 404, (method, path, answer.text)
+    assert newcomer.api.request("GET", "/imports").json()["imports"] == []
+    assert owner.job(job_id)["status"] == "awaiting_decision"
+    assert owner.api.request("DELETE", f"/imports/{job_id}").json()["status"] == "cancelled"
+
+
+def test_the_sixth_import_in_an_hour_is_refused(db: Database[Document],
+                                                owner: Importer) -> None:
+    for _ in range(5):
+        owner.create()
+    answer = owner.api.request("POST", "/imports", json={"filename": "package.zip"})
+    assert answer.status_code == 429
+    assert int(answer.headers["Retry-After"]) > 0
+    assert answer.json()["error"]["code"] == "rate_limited"
+
+
+def test_the_upload_form_is_for_this_job_only_small_and_short_lived(
+        db: Database[Document], owner: Importer) -> None:
+    settings = get_settings()
+    created = owner.create("notes.csv", size=1234)
+    form = created["upload"]
+    assert form["fields"]["key"] == f"imports/{created['jobId']}/upload"
+    policy = json.loads(base64.b64decode(form["fields"]["policy"]))
+    assert {"key": form["fields"]["key"]} in policy["conditions"]
+    assert ["content-length-range", 1, settings.max_upload_bytes] in policy["conditions"]
+    expires = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+    assert expires <= datetime.now(UTC) + timedelta(seconds=settings.upload_url_ttl_seconds + 5)
+    too_big = owner.api.request("POST", "/imports", json={
+        "filename": "huge.zip", "size": settings.max_upload_bytes + 1})
+    assert too_big.status_code == 400
+    assert owner.api.request("POST", f"/imports/{created['jobId']}/validate").status_code == 409
+
+
+# ---------------------------------------------------------------------------- cancel
+
+
+def test_cancel_before_and_while_awaiting_the_decision(
+        db: Database[Document], package: bytes, owner: Importer,
+        fresh_stack: LocalStack) -> None:
+    before = snapshot(db)
+    queued = owner.create()
+    owner.upload(queued, package)
+    cancelled = owner.api.request("DELETE", f"/imports/{queued['jobId']}").json()
+    assert cancelled["status"] == "cancelled"
+    assert owner.api.request("POST", f"/imports/{queued['jobId']}/validate").status_code == 409
+
+    waiting = owner.validated(package)
+    job_id = waiting["jobId"]
+    assert Staging(db, job_id).count() > 0
+    assert owner.api.request("DELETE", f"/imports/{job_id}").json()["status"] == "cancelled"
+    machine = fresh_stack.state_machines["ImportStateMachine"]
+    execution = fresh_stack.wait_for_execution(
+        f"{machine.replace(':stateMachine:', ':execution:')}:{job_id}")
+    assert execution["status"] == "FAILED"  # ImportFailed, after its clean-up
+    assert owner.job(job_id)["status"] == "cancelled"
+    assert Staging(db, job_id).count() == 0
+    assert snapshot(db) == before
+    assert owner.api.request("DELETE", f"/imports/{job_id}").status_code == 409
+    objects = fresh_stack.client("s3").list_objects_v2(
+        Bucket=fresh_stack.bucket, Prefix="imports/").get("Contents", [])
+    assert not [o["Key"] for o in objects if o["Key"].endswith("/upload")]
+    assert_calls_allowed(fresh_stack)
+
+
+# ---------------------------------------------------------------------------- atomicity
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Batches of 5 operations: every session spans several journalled batches."""
+    monkeypatch.setenv("IMPORT_BATCH_OPS", "5")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()  # the database fixture's monkeypatch undoes the variable
+
+
+def test_a_crash_mid_session_leaves_every_session_whole(
+        db: Database[Document], package: bytes, owner: Importer, small_batches: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sessions = sorted(s["sessionId"] for s in owned_sessions(db, seed.DEMO_USER_ID))
+    exported = {sid: messages_of(db, sid) for sid in sessions}
+    for session_id in sessions:
+        diverge(db, session_id)
+    before = snapshot(db)
+    original = Target.bulk_write
+    calls = 0
+
+    def crash_on_the_fifth(self: Target, ops: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            original(self, {name: writes[:2] for name, writes in ops.items()})  # half of it
+            raise RuntimeError("the connection dropped mid-batch")
+        original(self, ops)
+
+    monkeypatch.setattr(Target, "bulk_write", crash_on_the_fifth)
+    job = owner.run(package, strategy="replace")
+    assert job["status"] == "failed", job
+    done = {a["sessionId"] for a in owner.pages(f"/imports/{job['jobId']}/actions",
+                                                "actions") if a["action"] == "replace"}
+    assert done  # it failed part-way
+    assert done != set(sessions)
+    for session_id in sessions:
+        now = messages_of(db, session_id)
+        if session_id in done:  # wholly imported
+            assert {k: without(v, *WRITTEN) for k, v in now.items()} == {
+                k: without(v, *WRITTEN) for k, v in exported[session_id].items()}
+        else:  # wholly as it was
+            assert now == {m["uuid"]: m for docs in before.values() for m in docs
+                           if m.get("sessionId") == session_id and "uuid" in m}
+    assert Staging(db, job["jobId"]).count() == 0
+    assert owner.rollback(job["jobId"])["status"] == "rolled_back"  # what it did, undone
+    assert snapshot(db) == before
+
+
+def test_a_retried_batch_undoes_the_half_written_session_first(
+        db: Database[Document], package: bytes, owner: Importer, small_batches: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sessions = sorted(s["sessionId"] for s in owned_sessions(db, seed.DEMO_USER_ID))
+    exported = {sid: messages_of(db, sid) for sid in sessions}
+    for session_id in sessions:
+        diverge(db, session_id)
+    original = Target.bulk_write
+    calls = 0
+
+    def drop_once(self: Target, ops: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            original(self, {name: writes[:1] for name, writes in ops.items()})
+            raise TransientError("throttled")  # the ASL retries the task
+        original(self, ops)
+
+    monkeypatch.setattr(Target, "bulk_write", drop_once)
+    job = owner.run(package, strategy="replace")
+    assert job["status"] == "succeeded", job
+    assert job["outcome"]["sessions"]["replaced"] == len(sessions)
+    for session_id in sessions:
+        now = messages_of(db, session_id)
+        assert {k: without(v, *WRITTEN) for k, v in now.items()} == {
+            k: without(v, *WRITTEN) for k, v in exported[session_id].items()}
+
+
+def test_progress_and_history(db: Database[Document], package: bytes, owner: Importer) -> None:
+    job = owner.run(package, strategy="skip")
+    assert job["progress"]["phase"] == "done"
+    assert job["finishedAt"]
+    listed = owner.api.request("GET", "/imports").json()["imports"]
+    assert [j["jobId"] for j in listed] == [job["jobId"]]
+
+
+# ---------------------------------------------------------------------------- CSV mapping
+
+
+def test_a_field_mapping_given_with_the_decision_is_validated_before_it_is_used(
+        db: Database[Document], newcomer: Importer, package: bytes) -> None:
+    rows = ["id,chat,role,at,text,better_text"] + [
+        f"m{i},chat-1,{'user' if i % 2 else 'assistant'},2025-08-0{i + 1}T10:00:00.000Z,"
+        f"draft {i},final {i}" for i in range(4)]
+    mapping = {"uuid": "id", "sessionId": "chat", "type": "role", "timestamp": "at",
+               "content": "text"}
+    upload = ("\n".join(rows) + "\n").encode()
+    job = newcomer.validated(upload, "other-tool.csv",
+                             options={"fieldMapping": mapping, "projectPath": "/work/notes"})
+    assert job["status"] == "awaiting_decision", job
+    assert job["report"]["format"] == "csv"
+    assert job["report"]["counts"]["messages"] == 4
+
+    # the decision brings another mapping: validated (and compared) again, then executed
+    done = newcomer.decide(job["jobId"], strategy="merge",
+                           fieldMapping={**mapping, "content": "better_text"})
+    assert done["status"] == "succeeded", done
+    assert done["decision"]["fieldMapping"]["content"] == "better_text"
+    stored = messages_of(db, "chat-1")
+    assert sorted(m["content"] for m in stored.values()) == [f"final {i}" for i in range(4)]
+    project = one(db, PROJECTS, {"_id": one(db, SESSIONS, {"sessionId": "chat-1"})["projectId"]})
+    assert (project["path"], project["user_id"]) == ("/work/notes", ObjectId(EMPTY_USER))
+
+    # a mapping means nothing to a package, and a mapping that names a missing column fails
+    waiting = newcomer.validated(package)
+    answer = newcomer.api.request("POST", f"/imports/{waiting['jobId']}/execute",
+                                  json={"strategy": "merge", "fieldMapping": mapping})
+    assert answer.status_code == 400
+    again = newcomer.validated(upload, "other-tool.csv",
+                               options={"fieldMapping": mapping, "projectPath": "/work/notes"})
+    failed = newcomer.decide(again["jobId"], strategy="merge",
+                             fieldMapping={**mapping, "content": "no_such_column"})
+    assert failed["status"] == "failed"
+    assert failed["report"]["errors"][0]["code"] == "missing_column"
+    assert messages_of(db, "chat-1") == stored  # nothing written by the failed one
+
+
+def test_a_failed_clean_up_still_ends_the_job_and_a_rollback_repairs_it(
+        db: Database[Document], package: bytes, owner: Importer, small_batches: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sessions = sorted(s["sessionId"] for s in owned_sessions(db, seed.DEMO_USER_ID))
+    for session_id in sessions:
+        diverge(db, session_id)
+    before = snapshot(db)
+    original = Target.bulk_write
+    calls = 0
+
+    def crash_on_the_fourth(self: Target, ops: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            original(self, {name: writes[:1] for name, writes in ops.items()})
+            raise RuntimeError("the connection dropped mid-batch")
+        original(self, ops)
+
+    def unreachable(db: Any, s3: Any, bucket: str, staging: Staging) -> int:
+        if staging.writing():  # the clean-up, not the execution's own first look
+            raise RuntimeError("MongoDB is unreachable")
+        return 0
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Target, "bulk_write", crash_on_the_fourth)
+        patch.setattr(import_tasks, "recover", unreachable)
+        job = owner.run(package, strategy="replace")
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "cleanup_failed"
+    assert snapshot(db) != before  # a session is half-written: the rollback is the repair
+    assert owner.rollback(job["jobId"])["status"] == "rolled_back"
+    assert snapshot(db) == before
+    assert Staging(db, job["jobId"]).count() == 0
