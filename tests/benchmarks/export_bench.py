@@ -14,11 +14,13 @@ The target: the worker's peak does not grow with the data set (within 10 %) and 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +84,7 @@ class WorkerMemory:
         return self
 
     def __exit__(self, *_: object) -> None:
-        export_tasks.run_shard = self._original  # type: ignore[assignment]
+        export_tasks.run_shard = self._original
 
 
 def run_size(stack: LocalStack, sessions: int, export_format: str) -> Result:
@@ -122,10 +124,6 @@ def run_size(stack: LocalStack, sessions: int, export_format: str) -> Result:
 
 def _uncompressed(stack: LocalStack, job_id: str) -> int:
     """Sum of the data files' sizes, from the package's own manifest (read from S3)."""
-    import io
-    import json
-    import zipfile
-
     s3 = stack.client("s3")
     key = next(o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket,
                                                     Prefix=f"packages/{job_id}/")["Contents"])

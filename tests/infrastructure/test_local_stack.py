@@ -97,7 +97,7 @@ def test_the_state_machine_invokes_the_template_functions(local_stack: LocalStac
 
 
 def test_the_rest_api_runs_the_real_authorizer(fresh_stack: LocalStack) -> None:
-    parameters.clear_caches()  # as in a cold container: the secret is fetched, not cached
+    parameters.clear_caches()  # type: ignore[no-untyped-call]  # as in a cold container: the secret is fetched, not cached
     url = f"{fresh_stack.rest_url}/exports"
     assert url.startswith("http://127.0.0.1:")
     assert url.endswith("/v1/exports")

@@ -25,8 +25,8 @@ def _of_type(kind: str) -> dict[str, Any]:
 def _statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
     found = []
     for policy in resource["Properties"].get("Policies", []):
-        assert isinstance(policy, dict) and "Statement" in policy, (
-            "policies are written out as statements so they can be reviewed and tested")
+        assert isinstance(policy, dict), "policies are written out as statements"
+        assert "Statement" in policy, "policies are written out as statements"
         found.extend(policy["Statement"])
     return found
 
@@ -50,7 +50,8 @@ def test_packages_bucket_is_private_encrypted_and_aborts_stale_uploads() -> None
     assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"aws:kms", "AES256"}
     rules = bucket["LifecycleConfiguration"]["Rules"]
     aborts = [r for r in rules if "AbortIncompleteMultipartUpload" in r]
-    assert aborts and aborts[0]["Status"] == "Enabled"
+    assert aborts
+    assert aborts[0]["Status"] == "Enabled"
     assert aborts[0]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] <= 2
 
 
