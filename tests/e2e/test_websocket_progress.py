@@ -299,7 +299,7 @@ def test_another_user_can_neither_subscribe_nor_hear_the_job(api: Api, other_use
 
 
 @pytest.mark.usefixtures("slow_export")
-def test_a_client_gone_mid_job_is_pruned_on_the_next_post(api: Api) -> None:
+def test_a_client_gone_mid_job_is_pruned_on_the_next_post(api: Api, slow_export: None) -> None:
     """$disconnect is best effort on AWS: here it is lost, so only the 410 can clean up."""
     stack = api.stack
     stack.websocket.lose_disconnects = True
@@ -310,7 +310,8 @@ def test_a_client_gone_mid_job_is_pruned_on_the_next_post(api: Api) -> None:
         gone = new_connection_id(stack, before)
         watcher.subscribe(job_id)
         leaver.subscribe(job_id)
-        assert isinstance(leaver.receive(), SnapshotEvent)
+        # subscribe records first, then answers: a progress event may overtake the snapshot
+        assert any(isinstance(leaver.receive(), SnapshotEvent) for _ in range(5))
         leaver.close()
         assert connection_items(stack, gone)  # no $disconnect: still on record
 
