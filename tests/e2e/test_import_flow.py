@@ -19,6 +19,7 @@ from pymongo.database import Database
 
 from dataport.errors import TransientError
 from dataport.imports.identity import copy_id
+from dataport.progress.events import SnapshotEvent
 from dataport.settings import get_settings
 from dataport.source.collections import PROJECTS, SESSIONS
 from dataport.source.content_hash import content_hash
@@ -27,6 +28,7 @@ from dataport.source.staging import Staging
 from dataport.source.writes import IMPORT_TAG, Target
 from dataport.workflows import imports as import_tasks
 from infrastructure.local import seed
+from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_database
 from tests.e2e.import_client import EMPTY_USER, ENDED, Importer, messages_of, snapshot
@@ -555,3 +557,28 @@ def test_a_failed_clean_up_still_ends_the_job_and_a_rollback_repairs_it(
     assert owner.rollback(job["jobId"])["status"] == "rolled_back"
     assert snapshot(db) == before
     assert Staging(db, job["jobId"]).count() == 0
+
+
+def test_an_import_is_watchable_live_over_the_websocket(
+        db: Database[Document], package: bytes, newcomer: Importer, small_batches: None,
+        fresh_stack: LocalStack) -> None:
+    """The same protocol as exports: snapshot, ordered progress while it writes, one end."""
+    job = newcomer.validated(package)
+    assert job["status"] == "awaiting_decision", job
+    with ProgressSocket(fresh_stack.ws_url, fresh_stack.token_for(EMPTY_USER)) as socket:
+        socket.subscribe(job["jobId"])
+        snapshot_event = socket.receive()
+        answer = newcomer.api.request("POST", f"/imports/{job['jobId']}/execute",
+                                      json={"strategy": "merge"})
+        assert answer.status_code == 202, answer.text
+        events = list(socket.follow(job["jobId"], timeout=60))
+    assert isinstance(snapshot_event, SnapshotEvent)
+    assert snapshot_event.status == "awaiting_decision"
+    assert all(event.kind == "import" for event in events)
+    progress = [event for event in events if event.type == "job.progress"]
+    assert progress, [event.type for event in events]
+    assert {event.progress.phase for event in progress} <= {"importing"}
+    seqs = [event.seq for event in events]
+    assert seqs == sorted(set(seqs))
+    assert events[-1].type == "job.succeeded"
+    assert [event.type for event in events].count("job.succeeded") == 1

@@ -19,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from dataport import aws
-from dataport.errors import Conflict, InvalidRequest, NotFound
+from dataport.errors import Conflict, InvalidRequest, JobCancelled, NotFound
 from dataport.jobs import keys
 from dataport.jobs.dynamo import from_item, is_conditional_failure, to_item, to_value
 from dataport.models.jobs import Job, JobKind, JobStatus, Progress
@@ -29,6 +29,12 @@ from dataport.settings import get_settings
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def require_running(job: Job) -> None:
+    """Workflow tasks stop here once a job was cancelled (or ended) under them."""
+    if job.status is not JobStatus.RUNNING:
+        raise JobCancelled(f"Job {job.job_id} is {job.status.value}; stopping.")
 
 
 def new_job_id() -> str:

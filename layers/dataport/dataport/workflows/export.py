@@ -31,7 +31,7 @@ from dataport.errors import JobCancelled
 from dataport.formats.base import ExportContext, ExportWriter
 from dataport.formats.registry import writer_for
 from dataport.jobs.cleanup import discard_job_objects
-from dataport.jobs.store import JobStore, utcnow
+from dataport.jobs.store import JobStore, require_running, utcnow
 from dataport.models.exports import ExportFormat, ExportRequest
 from dataport.models.jobs import Counts, Job, JobStatus, PackageInfo, Progress
 from dataport.models.tasks import ExportPlan, JobRef, ShardCursor
@@ -63,7 +63,7 @@ def plan(ref: JobRef) -> ExportPlan:
     request = ExportRequest.model_validate(job.request)
     if job.status is JobStatus.QUEUED:
         job = store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.QUEUED])
-    _require_running(job)
+    require_running(job)
     scope = OwnerScope(get_database(), job.user_id)
     settings = get_settings()
     cadence = Cadence()
@@ -107,7 +107,7 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCurs
     """Write whole sessions page by page; stop while time remains to close the files."""
     store = JobStore()
     job = store.require(cursor.job_id)
-    _require_running(job)
+    require_running(job)
     request = ExportRequest.model_validate(job.request)
     settings = get_settings()
     scope = OwnerScope(get_database(), job.user_id)
@@ -138,7 +138,7 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCurs
             if remaining_ms() < settings.worker_reserve_ms:
                 finished = False
                 break
-            _require_running(store.require(job.job_id))
+            require_running(store.require(job.job_id))
             _report(store, job.job_id, state)
         writer.close()
     except BaseException:
@@ -171,7 +171,7 @@ def _write_session(writer: ExportWriter, projects: dict[Any, Any], session: Any,
 def finalize(ref: JobRef) -> JobRef:
     store = JobStore()
     job = store.require(ref.job_id)
-    _require_running(job)
+    require_running(job)
     request = ExportRequest.model_validate(job.request)
     settings = get_settings()
     shards = store.shards(job.job_id)
@@ -217,10 +217,6 @@ def finalize(ref: JobRef) -> JobRef:
                                            "files": result.files})
     return ref
 
-
-def _require_running(job: Job) -> None:
-    if job.status is not JobStatus.RUNNING:
-        raise JobCancelled(f"Job {job.job_id} is {job.status.value}; stopping.")
 
 
 def _sink(job: Job, request: ExportRequest, shard: int, seq: int) -> StagingSink:

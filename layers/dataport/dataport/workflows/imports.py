@@ -25,7 +25,6 @@ stack), so the same ASL runs locally and on AWS, and a waiting import costs noth
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -43,7 +42,7 @@ from dataport.imports.executor import Executor, incoming_messages, recover, summ
 from dataport.imports.limits import ImportLimits
 from dataport.imports.plan import SessionPlan
 from dataport.imports.validate import validate as validate_upload
-from dataport.jobs.store import JobStore, utcnow
+from dataport.jobs.store import JobStore, require_running, utcnow
 from dataport.models.imports import (
     CLEANUP_FAILED,
     ConflictSummary,
@@ -58,7 +57,8 @@ from dataport.models.imports import (
 from dataport.models.jobs import ACTIVE_STATUSES, Job, JobError, JobStatus, Progress
 from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep
 from dataport.observability import logger
-from dataport.progress.publisher import publish_terminal
+from dataport.progress.publisher import publish_progress, publish_terminal
+from dataport.progress.throttle import Cadence
 from dataport.settings import get_settings
 from dataport.source.conflicts import UserData
 from dataport.source.mongo import get_database
@@ -75,21 +75,6 @@ from dataport.workflows.failure import describe
 T = TypeVar("T")
 
 #: how often (seconds) long loops look at the job row (a cancel) and report progress
-CHECK_SECONDS = 1.0
-
-
-class _Pulse:
-    """True at most once per CHECK_SECONDS: loops ask it on every item, cheaply."""
-
-    def __init__(self) -> None:
-        self._last = time.monotonic()
-
-    def due(self) -> bool:
-        now = time.monotonic()
-        if now - self._last < CHECK_SECONDS:
-            return False
-        self._last = now
-        return True
 
 
 def limits() -> ImportLimits:
@@ -117,14 +102,14 @@ def validate(step: ImportStep) -> ImportStep:
     job = store.require(step.job_id)
     if job.status is JobStatus.QUEUED:
         job = store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.QUEUED])
-    _require_running(job)
+    require_running(job)
     decision = ImportDecision.model_validate(job.decision) if job.decision else None
     options = ImportOptions.model_validate(job.request.get("options") or {})
     if decision is not None and decision.field_mapping is not None:
         options = options.model_copy(update={"field_mapping": decision.field_mapping})
     filename = str(job.request["filename"])
     read = opener(job.job_id)
-    store.set_progress(job.job_id, Progress(phase="validating"))
+    _report(store, job, Progress(phase="validating"))
     report = validate_upload(read, filename, options, limits())
     staging = Staging(get_database(), job.job_id)
     staging.drop()  # validated again with another field mapping: start from nothing
@@ -140,10 +125,10 @@ def validate(step: ImportStep) -> ImportStep:
         logger.info("import refused", extra={"job_id": job.job_id, "errors": report.errors_total})
         return step.model_copy(update={"next": "invalid"})
 
-    store.set_progress(job.job_id, Progress(phase="staging", total=report.counts.messages))
+    _report(store, job, Progress(phase="staging", total=report.counts.messages))
     staging.ensure_indexes()
     writer = staging.writer()
-    pulse = _Pulse()
+    pulse = Cadence()
     for record in open_import(read, filename, options, limits()).records():
         writer.add(record)
         if pulse.due():
@@ -167,7 +152,7 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
     settings = get_settings()
     user = UserData(staging.db, job.user_id)
     new = changed = identical = copies = 0
-    pulse = _Pulse()
+    pulse = Cadence()
     with storage.listing_writer(aws.s3(), settings.packages_bucket, job.job_id,
                                 storage.CONFLICTS) as out:
         for done, entry in enumerate(staging.sessions(), 1):
@@ -220,7 +205,7 @@ def await_decision(wait: DecisionWait) -> None:
 def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
     store = JobStore()
     job = store.require(step.job_id)
-    _require_running(job)
+    require_running(job)
     if job.decision is None:
         raise Conflict(f"Import {job.job_id} has no decision to execute.")
     decision = ImportDecision.model_validate(job.decision)
@@ -232,7 +217,7 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
     total = job.report.get("counts", {}).get("sessions", 0) if job.report else 0
     if step.after is None and decision.dry_run:
         staging.reset_results("dry")
-    store.set_progress(job.job_id, Progress(phase=phase, current=step.done, total=total))
+    _report(store, job, Progress(phase=phase, current=step.done, total=total))
     if not decision.dry_run:
         undone = _mongo(lambda: recover(db, aws.s3(), settings.packages_bucket, staging))
         if undone:
@@ -243,7 +228,7 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
                         run_id=f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
                         batch_ops=settings.import_batch_ops, now=started)
     processed = 0
-    pulse = _Pulse()
+    pulse = Cadence()
 
     def keep_going() -> bool:
         nonlocal processed
@@ -254,12 +239,12 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
             current = store.require(job.job_id)
             if current.status is not JobStatus.RUNNING:
                 return False  # cancelled: stop at a session boundary; the next task ends it
-            store.set_progress(job.job_id, Progress(phase=phase, current=step.done + processed,
+            _report(store, job, Progress(phase=phase, current=step.done + processed,
                                                     total=total))
         return True
 
     last, finished = _mongo(lambda: executor.run(keep_going, step.after))
-    store.set_progress(job.job_id, Progress(phase=phase, current=step.done + processed,
+    _report(store, job, Progress(phase=phase, current=step.done + processed,
                                             total=total))
     return step.model_copy(update={"next": "finalize" if finished else "execute", "after": last,
                                    "done": step.done + processed, "started_at": started,
@@ -269,7 +254,7 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
 def finalize(step: ImportStep) -> ImportStep:
     store = JobStore()
     job = store.require(step.job_id)
-    _require_running(job)
+    require_running(job)
     decision = ImportDecision.model_validate(job.decision)
     db = get_database()
     staging = Staging(db, job.job_id)
@@ -341,7 +326,7 @@ def rollback(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
     (resumable: `after` is the last entry restored); both steps are idempotent."""
     store = JobStore()
     job = store.require(step.job_id)
-    _require_running(job)
+    require_running(job)
     settings = get_settings()
     db, s3, bucket = get_database(), aws.s3(), settings.packages_bucket
     if step.after is None:
@@ -354,7 +339,7 @@ def rollback(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
         _mongo(partial(restore, db, preimages))
         after = key
         if remaining_ms() < settings.worker_reserve_ms and key != pending[-1]:
-            store.set_progress(job.job_id, Progress(phase="rolling_back",
+            _report(store, job, Progress(phase="rolling_back",
                                                     current=keys.index(key) + 1,
                                                     total=len(keys)))
             return step.model_copy(update={"after": after})
@@ -426,15 +411,18 @@ def _fail(store: JobStore, job: Job, error: JobError, **changes: object) -> None
 # ---------------------------------------------------------------------------- helpers
 
 
-def _require_running(job: Job) -> None:
-    if job.status is not JobStatus.RUNNING:
-        raise JobCancelled(f"Job {job.job_id} is {job.status.value}; stopping.")
-
 
 def _check(store: JobStore, job_id: str, progress: Progress) -> None:
     """Stop a long phase when the job was cancelled; report progress otherwise."""
-    _require_running(store.require(job_id))
-    store.set_progress(job_id, progress)
+    job = store.require(job_id)
+    require_running(job)
+    _report(store, job, progress)
+
+
+def _report(store: JobStore, job: Job, progress: Progress) -> None:
+    """Progress into the job row, and out to subscribers (throttled by the row)."""
+    store.set_progress(job.job_id, progress)
+    publish_progress(job, progress)
 
 
 def _delete_upload(job_id: str) -> None:
