@@ -244,3 +244,25 @@ def test_cancelling_mid_export_stops_it_and_leaves_nothing_behind(
 def _execution_arn(stack: LocalStack, job_id: str) -> str:
     machine = stack.state_machines["ExportStateMachine"]
     return machine.replace(":stateMachine:", ":execution:") + f":{job_id}"
+
+
+def test_pdf_package_is_a_readable_document_with_every_session(
+        api: Api, owned: Owned, others: Owned, tmp_path: Path) -> None:
+    members = _check_package(api.export(tmp_path, {"format": "pdf"}), others)
+    volumes = sorted(n for n in members if n.endswith(".pdf"))
+    assert volumes
+    assert volumes[0] == "conversations-0001.pdf"
+    text = ""
+    for name in volumes:
+        path = tmp_path / name
+        path.write_bytes(members[name])
+        assert subprocess.run(["pdfinfo", str(path)], capture_output=True,
+                              check=False).returncode == 0
+        text += subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True,
+                               check=True).stdout
+    flat = " ".join(text.split())
+    for session in owned.sessions.values():
+        assert session["sessionId"] in flat
+        summary = " ".join(session["summary"].split())[:30]
+        if not any("\u0590" <= c <= "\u08ff" for c in summary):  # RTL is drawn unshaped
+            assert summary in flat
