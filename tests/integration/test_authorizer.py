@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from dataport.auth import (
     principal_from_request_context,
 )
 from dataport.observability import logger
+from tests.fixtures.aws import fake_aws_environment
 from tests.handlers import load_handler
 
 SECRET = "integration-signing-secret-" + "0123456789abcdef" * 3
@@ -74,13 +74,7 @@ def handler() -> ModuleType:
 def _moto() -> Iterator[None]:
     """One moto per module; `aws` resets what the tests change."""
     with pytest.MonkeyPatch.context() as patch:
-        for var in list(os.environ):
-            if var.startswith("AWS_ENDPOINT_URL") or var in {"AWS_PROFILE", "AWS_DEFAULT_PROFILE"}:
-                patch.delenv(var)
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_SESSION_TOKEN", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", REGION)
+        fake_aws_environment(patch)
         with mock_aws():
             boto3.client("ssm").put_parameter(Name=PARAMETER, Value=SECRET, Type="SecureString")
             boto3.client("dynamodb").create_table(

@@ -9,7 +9,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,6 +33,7 @@ from dataport.auth import (
     principal_from_request_context,
 )
 from dataport.errors import Unauthorized
+from tests.fixtures.aws import fake_aws_environment
 
 SECRET = "unit-test-signing-secret-" + "0123456789abcdef" * 3  # 73 bytes: enough for HS512 too
 OTHER_SECRET = "a-different-signing-secret-" + "fedcba9876543210" * 3
@@ -53,13 +53,7 @@ def _reset() -> None:
 def _moto() -> Iterator[None]:
     """One moto per module (starting one per test costs ~0.2 s); `aws` resets its state."""
     with pytest.MonkeyPatch.context() as patch:
-        for var in list(os.environ):
-            if var.startswith("AWS_ENDPOINT_URL") or var in {"AWS_PROFILE", "AWS_DEFAULT_PROFILE"}:
-                patch.delenv(var)
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_SESSION_TOKEN", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", REGION)
+        fake_aws_environment(patch)
         with mock_aws():
             boto3.client("dynamodb").create_table(
                 TableName=TABLE,
