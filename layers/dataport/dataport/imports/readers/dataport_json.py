@@ -72,6 +72,17 @@ def _scalar(event: str, value: Any, limits: ImportLimits, *, exact: bool,
     return value, None
 
 
+
+def _string_at(value: str, limits: ImportLimits, stack: list[Any], keys: list[str | None],
+               key: str | None) -> Problem | None:
+    """The problem with a long or non-ASCII string (key or value), located; None if fine."""
+    found = string_problem(value, limits)
+    if not found:
+        return None
+    keys[-1] = key
+    return (found[0], found[1], _path(stack, keys))
+
+
 def _path(stack: list[Any], keys: list[str | None]) -> str:
     path = "$"
     for container, key in zip(stack, keys, strict=True):
@@ -111,17 +122,12 @@ def build(first: Event, events: Iterator[Event], limits: ImportLimits, *,  # noq
         if event == "map_key":
             key = value
             if not (len(value) <= quarter and value.isascii()):
-                found = string_problem(value, limits)
-                if found:
-                    keys[-1] = key
-                    problem = (found[0], found[1], _path(stack, keys))
+                problem = _string_at(value, limits, stack, keys, key)
             continue
         if event == "string":
             if not (len(value) <= quarter and value.isascii()):
-                found = string_problem(value, limits)
-                if found:
-                    keys[-1] = key
-                    problem = (found[0], found[1], _path(stack, keys))
+                problem = _string_at(value, limits, stack, keys, key)
+                if problem:
                     continue
         elif event == "number":
             if type(value) is int:
