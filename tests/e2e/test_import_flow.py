@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -416,16 +416,7 @@ def test_a_crash_mid_session_leaves_every_session_whole(
     for session_id in sessions:
         diverge(db, session_id)
     before = snapshot(db)
-    original = Target.bulk_write
-    calls = 0
-
-    def crash_on_the_fifth(self: Target, ops: dict[str, Any]) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 5:
-            original(self, {name: writes[:2] for name, writes in ops.items()})  # half of it
-            raise RuntimeError("the connection dropped mid-batch")
-        original(self, ops)
+    crash_on_the_fifth = _failing_batch(5, keep=2, error=DROPPED)
 
     monkeypatch.setattr(Target, "bulk_write", crash_on_the_fifth)
     job = owner.run(package, strategy="replace")
@@ -454,18 +445,9 @@ def test_a_retried_batch_undoes_the_half_written_session_first(
     exported = {sid: messages_of(db, sid) for sid in sessions}
     for session_id in sessions:
         diverge(db, session_id)
-    original = Target.bulk_write
-    calls = 0
+    drop_once = _failing_batch(4, keep=1, error=TransientError("throttled"))
 
-    def drop_once(self: Target, ops: dict[str, Any]) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 4:
-            original(self, {name: writes[:1] for name, writes in ops.items()})
-            raise TransientError("throttled")  # the ASL retries the task
-        original(self, ops)
-
-    monkeypatch.setattr(Target, "bulk_write", drop_once)
+    monkeypatch.setattr(Target, "bulk_write", drop_once)  # the ASL retries the task
     job = owner.run(package, strategy="replace")
     assert job["status"] == "succeeded", job
     assert job["outcome"]["sessions"]["replaced"] == len(sessions)
@@ -531,16 +513,7 @@ def test_a_failed_clean_up_still_ends_the_job_and_a_rollback_repairs_it(
     for session_id in sessions:
         diverge(db, session_id)
     before = snapshot(db)
-    original = Target.bulk_write
-    calls = 0
-
-    def crash_on_the_fourth(self: Target, ops: dict[str, Any]) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 4:
-            original(self, {name: writes[:1] for name, writes in ops.items()})
-            raise RuntimeError("the connection dropped mid-batch")
-        original(self, ops)
+    crash_on_the_fourth = _failing_batch(4, keep=1, error=DROPPED)
 
     def unreachable(db: Any, s3: Any, bucket: str, staging: Staging) -> int:
         if staging.writing():  # the clean-up, not the execution's own first look
@@ -582,3 +555,24 @@ def test_an_import_is_watchable_live_over_the_websocket(
     assert seqs == sorted(set(seqs))
     assert events[-1].type == "job.succeeded"
     assert [event.type for event in events].count("job.succeeded") == 1
+
+
+DROPPED = RuntimeError("the connection dropped mid-batch")
+
+
+def _failing_batch(n: int, *, keep: int,
+                   error: Exception) -> Callable[[Target, dict[str, Any]], None]:
+    """A Target.bulk_write whose n-th batch writes only its first `keep` operations per
+    collection, then raises `error` (a connection dropped mid-batch)."""
+    original = Target.bulk_write
+    calls = 0
+
+    def failing(self: Target, ops: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            original(self, {name: writes[:keep] for name, writes in ops.items()})
+            raise error
+        original(self, ops)
+
+    return failing
