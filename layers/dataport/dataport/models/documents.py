@@ -8,7 +8,6 @@ names that shape; the friendly formats read the fields they show through the acc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +32,3 @@ def as_decimal(value: object) -> Decimal | None:
         return Decimal(repr(value))
     raise TypeError(f"not a decimal: {type(value).__name__}")
 
-
-def as_datetime(value: object) -> datetime | None:
-    return value if isinstance(value, datetime) else None
