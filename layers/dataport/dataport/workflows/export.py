@@ -123,7 +123,7 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCurs
     def live() -> None:
         """Cheap unless ~500 ms passed: then the shard's counts go to the row and out."""
         if cadence.due():
-            publish_progress(job, _report(store, job.job_id, state))
+            publish_progress(job, _report(store, job.job_id, state)[1])
 
     try:
         writer = _writer(job, request, sink)
@@ -138,8 +138,8 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCurs
             if remaining_ms() < settings.worker_reserve_ms:
                 finished = False
                 break
-            require_running(store.require(job.job_id))
-            _report(store, job.job_id, state)
+            latest, _ = _report(store, job.job_id, state)
+            require_running(latest)
         writer.close()
     except BaseException:
         sink.discard()
@@ -149,7 +149,7 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCurs
     state = state.model_copy(update={
         "seq": sink.next_seq, "done": finished,
         "bytes": cursor.bytes + sum(f.size for f in staged)})
-    publish_progress(job, _report(store, job.job_id, state))
+    publish_progress(job, _report(store, job.job_id, state)[1])
     return state
 
 
@@ -250,8 +250,10 @@ def _shard_state(cursor: ShardCursor) -> dict[str, int]:
     return {"sessions": cursor.sessions, "messages": cursor.messages, "bytes": cursor.bytes}
 
 
-def _report(store: JobStore, job_id: str, cursor: ShardCursor) -> Progress:
-    """Shard rows are SET (not added to), so a retried invocation never double counts."""
+def _report(store: JobStore, job_id: str, cursor: ShardCursor) -> tuple[Job, Progress]:
+    """The shard's counts into its row, the job's progress summed from every shard; returns
+    the job as just read (its status says whether to go on) and that progress. Shard rows are
+    SET (not added to), so a retried invocation never double counts."""
     store.put_shard(job_id, cursor.shard, _shard_state(cursor))
     shards = store.shards(job_id)
     job = store.require(job_id)
@@ -259,7 +261,7 @@ def _report(store: JobStore, job_id: str, cursor: ShardCursor) -> Progress:
         "current": sum(int(s["sessions"]) for s in shards),
         "bytes": sum(int(s["bytes"]) for s in shards)})
     store.set_progress(job_id, progress)
-    return progress
+    return job, progress
 
 
 def _publish(store: JobStore, job: Job, progress: Progress) -> None:
