@@ -56,7 +56,9 @@ class Api:
         while True:
             job = self.job(job_id)
             if job["status"] in (until or TERMINAL):
-                return job
+                # Read again: moto applies an UpdateItem's SETs one by one, so a read racing
+                # the final transition may see the new status before its other fields.
+                return self.job(job_id)
             if time.monotonic() > deadline:
                 pytest.fail(f"job {job_id} still {job['status']} after {timeout} s: {job}")
             time.sleep(0.1)

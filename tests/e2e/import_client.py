@@ -49,7 +49,7 @@ class Importer:
         while True:
             job = self.job(job_id)
             if job["status"] in until:  # POST /execute answers once the job is running
-                return job
+                return self.job(job_id)  # read again: moto may show a half-applied update
             if time.monotonic() > deadline:
                 pytest.fail(f"import {job_id} still {job['status']} after {timeout} s: {job}")
             time.sleep(0.05)

@@ -250,7 +250,7 @@ def test_cancelling_ends_the_stream_with_job_cancelled(api: Api) -> None:
 
 @pytest.mark.usefixtures("slow_export")
 def test_a_failed_job_ends_with_a_reason_a_person_can_act_on(
-        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+        api: Api, monkeypatch: pytest.MonkeyPatch, slow_export: None) -> None:
     written = export_tasks._write_session
     calls = []
 
