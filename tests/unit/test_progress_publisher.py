@@ -54,8 +54,8 @@ def _error(code: str, status: int) -> ClientError:
 
 
 @pytest.fixture
-def connections(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeConnections]:
-    monkeypatch.setenv("JOBS_TABLE", "publisher-jobs")
+def connections(job_store: JobStore,
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeConnections]:
     monkeypatch.setenv("CONNECTIONS_TABLE", "publisher-connections")
     monkeypatch.setenv("PACKAGES_BUCKET", "publisher-packages")
     get_settings.cache_clear()
@@ -64,8 +64,6 @@ def connections(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fak
             "BillingMode": "PAY_PER_REQUEST"}
     attributes: list[Any] = [{"AttributeName": name, "AttributeType": "S"}
                              for name in ("pk", "sk", "gsi1pk", "gsi1sk")]
-    aws.dynamodb().create_table(TableName="publisher-jobs", AttributeDefinitions=attributes[:2],
-                                **keys)
     aws.dynamodb().create_table(
         TableName="publisher-connections", AttributeDefinitions=attributes,
         GlobalSecondaryIndexes=[{"IndexName": "by-connection", "KeySchema": [

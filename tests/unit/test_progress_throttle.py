@@ -3,11 +3,8 @@ publish and hands out seq; and the per-process Cadence only skips claims the row
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from dataport import aws
 from dataport.jobs.store import JobStore
 from dataport.models.jobs import JobKind, JobStatus
 from dataport.progress import throttle
@@ -17,24 +14,14 @@ from dataport.progress.throttle import (
     claim_progress,
     claim_terminal,
 )
-from dataport.settings import get_settings
 
 USER = "66ad9b005f2b4a0012c0aaaa"
 T0 = 1_750_000_000_000  # epoch ms
 
 
 @pytest.fixture
-def store(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
-    monkeypatch.setenv("JOBS_TABLE", "throttle-jobs")
-    get_settings.cache_clear()
-    aws.dynamodb().create_table(
-        TableName="throttle-jobs", BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                   {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "sk", "AttributeType": "S"}])
-    yield JobStore()
-    get_settings.cache_clear()
+def store(job_store: JobStore) -> JobStore:
+    return job_store
 
 
 def _running(store: JobStore) -> str:

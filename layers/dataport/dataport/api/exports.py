@@ -83,8 +83,7 @@ def _start(command: dict[str, Any], password: SecretStr | None = None) -> dict[s
                          error={"code": "start_failed",
                                 "message": "The export could not be started. Try again."})
         raise
-    store.transition(job.job_id, JobStatus.QUEUED, allowed_from=[JobStatus.QUEUED],
-                     execution_arn=execution["executionArn"])
+    store.record_execution(job.job_id, execution["executionArn"])
     logger.info("export started", extra={"job_id": job.job_id})
     _fresh_rate.set(rate)
     return {"jobId": job.job_id}

@@ -114,8 +114,7 @@ def start_validation(user_id: str, job_id: str) -> Job:
             return get_import(user_id, job_id)
         raise
     logger.info("import validation started", extra={"job_id": job_id})
-    return JobStore().transition(job_id, JobStatus.QUEUED, allowed_from=[JobStatus.QUEUED],
-                                 execution_arn=execution["executionArn"])
+    return JobStore().record_execution(job_id, execution["executionArn"])
 
 
 def conflicts(user_id: str, job_id: str, limit: int, token: str | None) -> ConflictPage:

@@ -155,6 +155,19 @@ class JobStore:
             raise
         return _job_from(from_item(answer["Attributes"]))
 
+    def record_execution(self, job_id: str, execution_arn: str) -> Job:
+        """Remember the job's workflow execution. Unconditional on status: the workflow may
+        already have moved the job on by the time its starter hears back."""
+        answer = self.db.update_item(
+            TableName=self.table,
+            Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
+            UpdateExpression="SET execution_arn = :arn",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=to_item({":arn": execution_arn}),
+            ReturnValues="ALL_NEW",
+        )
+        return _job_from(from_item(answer["Attributes"]))
+
     def set_progress(self, job_id: str, progress: Progress) -> None:
         """Progress only moves while the job runs; a late worker never overwrites the end."""
         try:
