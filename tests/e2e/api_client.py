@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import zipfile
 from collections.abc import Iterator
@@ -13,12 +14,28 @@ from typing import Any
 import pytest
 import requests
 
+from dataport.jobs import keys
 from dataport.settings import get_settings
 from dataport.source.mongo import connect, reset
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 
 TERMINAL = {"succeeded", "failed", "cancelled", "deleted"}
+
+
+def job_row(stack: LocalStack, job_id: str) -> dict[str, Any]:
+    """A job's row as DynamoDB holds it (attribute values typed: {"S": ...})."""
+    item: dict[str, Any] = stack.client("dynamodb").get_item(
+        TableName=stack.tables["JobsTable"],
+        Key={"pk": {"S": keys.job_pk(job_id)}, "sk": {"S": keys.JOB_SK}})["Item"]
+    return item
+
+
+def table_text(stack: LocalStack, logical_id: str) -> str:
+    """Every item of a table as one text, to search for what must not be there."""
+    pages = stack.client("dynamodb").get_paginator("scan").paginate(
+        TableName=stack.tables[logical_id])
+    return json.dumps([item for page in pages for item in page["Items"]])
 
 
 @dataclass

@@ -30,7 +30,7 @@ from dataport.workflows import imports as import_tasks
 from infrastructure.local import seed
 from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, seeded_database
+from tests.e2e.api_client import Api, job_row, seeded_database, table_text
 from tests.e2e.import_client import EMPTY_USER, ENDED, Importer, messages_of, snapshot
 from tests.infrastructure.test_iam_coverage import allowed, required
 
@@ -151,6 +151,44 @@ def test_export_then_import_into_a_second_users_empty_account(
         assert again["report"]["conflicts"]["identicalSessions"] == len(originals)
         assert again["outcome"]["sessions"][counted] == len(originals)
         assert snapshot(db) == after
+    assert_calls_allowed(fresh_stack)
+
+
+def test_an_encrypted_export_comes_back_in_with_its_password_and_only_with_it(
+        db: Database[Document], owner: Importer, newcomer: Importer, fresh_stack: LocalStack,
+        tmp_path: Path) -> None:
+    password = "Tr0ub4dor&3-import"
+    sealed = owner.api.export(tmp_path, {"format": "json", "options": {
+        "encryption": {"password": password}}}).read_bytes()
+    originals = owned_sessions(db, seed.DEMO_USER_ID)
+
+    without_password = newcomer.validated(sealed)
+    assert without_password["status"] == "failed"
+    assert [e["code"] for e in without_password["report"]["errors"]] == ["zip_encrypted"]
+    wrong = newcomer.validated(sealed, password="not-the-password")
+    assert [e["code"] for e in wrong["report"]["errors"]] == ["wrong_password"]
+    assert "sealed_password" not in job_row(fresh_stack, wrong["jobId"])  # ended: forgotten
+
+    job = newcomer.validated(sealed, password=password)
+    assert job["status"] == "awaiting_decision", job
+    assert job["report"]["counts"]["sessions"] == len(originals)
+    waiting = job_row(fresh_stack, job["jobId"])
+    assert waiting["sealed_password"]["S"] and waiting["encrypted"] == {"BOOL": True}
+    done = newcomer.decide(job["jobId"], strategy="merge")
+    assert done["status"] == "succeeded", done
+    assert done["outcome"]["sessions"]["inserted"] == len(originals)
+    assert len(owned_sessions(db, EMPTY_USER)) == len(originals)
+    assert "sealed_password" not in job_row(fresh_stack, job["jobId"])
+
+    machine = fresh_stack.state_machines["ImportStateMachine"]
+    history = fresh_stack.execution_history(
+        machine.replace(":stateMachine:", ":execution:") + f":{job['jobId']}")
+    places = {"GET answer": json.dumps(newcomer.job(job["jobId"])),
+              "GET list": newcomer.api.request("GET", "/imports").text,
+              "jobs table": table_text(fresh_stack, "JobsTable"),
+              "execution history": json.dumps(list(history), default=str)}
+    assert job["jobId"] in places["execution history"]
+    assert [place for place, text in places.items() if password in text] == []
     assert_calls_allowed(fresh_stack)
 
 

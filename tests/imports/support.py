@@ -69,8 +69,8 @@ def zip_bytes(entries: list[tuple[str, bytes]]) -> bytes:
 
 
 def source_of(data: bytes, name: str, *, options: ImportOptions | None = None,
-              limits: ImportLimits | None = None) -> ImportSource:
-    return open_import(lambda: io.BytesIO(data), name, options, limits)
+              limits: ImportLimits | None = None, password: bytes | None = None) -> ImportSource:
+    return open_import(lambda: io.BytesIO(data), name, options, limits, password=password)
 
 
 def read(data: bytes, name: str, **kwargs: Any) -> tuple[list[ImportRecord], list[Issue]]:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import zipfile
 import zlib
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+import pyzipper
 from bson import ObjectId
 from bson.decimal128 import Decimal128
 
@@ -418,6 +421,79 @@ def test_a_changed_package_member_fails_its_checksum() -> None:
 def _members(data: bytes) -> list[tuple[str, bytes]]:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return [(name, archive.read(name)) for name in archive.namelist()]
+
+
+# --- encrypted packages ----------------------------------------------------------------------
+
+PASSWORD = b"correct horse battery"
+
+
+def aes_encrypted(data: bytes, password: bytes = PASSWORD) -> bytes:
+    """The same zip with every member WinZip AES-256 encrypted, as an export with a password."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as plain, pyzipper.AESZipFile(
+            out, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES) as sealed:
+        sealed.setpassword(password)
+        for info in plain.infolist():
+            sealed.writestr(info.filename, plain.read(info))
+    return out.getvalue()
+
+
+def zipcrypto_encrypted(data: bytes, folder: Path, password: bytes = PASSWORD) -> bytes:
+    """The same zip encrypted the legacy way (ZipCrypto), by 7-Zip, as a person might."""
+    tree = folder / "tree"
+    with zipfile.ZipFile(io.BytesIO(data)) as plain:
+        plain.extractall(tree)
+    target = folder / "legacy.zip"
+    subprocess.run(["7z", "a", "-tzip", "-mem=ZipCrypto", f"-p{password.decode()}",
+                    str(target), "."], cwd=tree, check=True, capture_output=True,
+                   stdin=subprocess.DEVNULL, timeout=60)
+    return target.read_bytes()
+
+
+@pytest.mark.parametrize("scheme", ["aes", "zipcrypto"])
+def test_an_encrypted_package_reads_like_the_plain_one_with_its_password(
+        scheme: str, tmp_path: Path) -> None:
+    sink, _ = json_export(split_bytes=3_000)
+    plain = package(sink, "json")
+    sealed = aes_encrypted(plain) if scheme == "aes" else zipcrypto_encrypted(plain, tmp_path)
+    with zipfile.ZipFile(io.BytesIO(sealed)) as archive:
+        assert all(info.flag_bits & 0x1 for info in archive.infolist())
+
+    expected, _ = read(plain, "export.zip")
+    records, issues = read(sealed, "export.zip", password=PASSWORD)
+
+    assert issues == []
+    assert [(r.kind, r.doc) for r in records] == [(r.kind, r.doc) for r in expected]
+    assert validate(lambda: io.BytesIO(sealed), "export.zip", password=PASSWORD) == validate(
+        lambda: io.BytesIO(plain), "export.zip")
+
+
+def test_an_encrypted_package_without_its_password_says_what_to_do() -> None:
+    sink, _ = json_export()
+    report = validate(lambda: io.BytesIO(aes_encrypted(package(sink, "json"))), "export.zip")
+    assert [e.code for e in report.errors] == [IssueCode.ZIP_ENCRYPTED]
+    assert "password" in report.errors[0].message
+
+
+def test_a_wrong_password_is_said_so_and_nothing_is_read() -> None:
+    sink, _ = json_export()
+    sealed = aes_encrypted(package(sink, "json"))
+    report = validate(lambda: io.BytesIO(sealed), "export.zip", password=b"not it at all")
+    assert [e.code for e in report.errors] == [IssueCode.WRONG_PASSWORD]
+    assert report.counts.messages == 0
+    assert b"not it at all".decode() not in report.model_dump_json()
+
+
+def test_a_tampered_encrypted_member_fails_its_authentication() -> None:
+    sink, _ = json_export()
+    sealed = bytearray(aes_encrypted(package(sink, "json")))
+    with zipfile.ZipFile(io.BytesIO(bytes(sealed))) as archive:
+        first = archive.infolist()[0]
+    data_start = first.header_offset + 30 + len(first.filename.encode()) + len(first.extra)
+    sealed[data_start + 40] ^= 0xFF  # inside the ciphertext, after salt and verifier
+    report = validate(lambda: io.BytesIO(bytes(sealed)), "export.zip", password=PASSWORD)
+    assert IssueCode.INVALID_ZIP in {e.code for e in report.errors}, report.errors
 
 
 # --- CSV --------------------------------------------------------------------------------------

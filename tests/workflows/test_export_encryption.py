@@ -22,7 +22,6 @@ import pytest
 import pyzipper
 from bson import ObjectId
 
-from dataport.jobs import keys
 from dataport.observability import logger as function_logger
 from dataport.packaging.manifest import MANIFEST_NAME, Manifest
 from dataport.packaging.verify import PasswordRequired, verify_package
@@ -32,7 +31,7 @@ from dataport.source.mongo import connect
 from dataport.workflows import export as export_tasks
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, bucket_leftovers, seeded_database
+from tests.e2e.api_client import Api, bucket_leftovers, job_row, seeded_database, table_text
 
 DB_NAME = "dataport_package_options_tests"
 PASSWORD = "Tr0ub4dor&3-horse-staple"
@@ -86,19 +85,6 @@ def _manifest(package: Path, password: str | None = None) -> Manifest:
         if password:
             archive.setpassword(password.encode())
         return Manifest.model_validate_json(archive.read(MANIFEST_NAME))
-
-
-def _job_row(stack: LocalStack, job_id: str) -> dict[str, Any]:
-    item: dict[str, Any] = stack.client("dynamodb").get_item(
-        TableName=stack.tables["JobsTable"],
-        Key={"pk": {"S": keys.job_pk(job_id)}, "sk": {"S": keys.JOB_SK}})["Item"]
-    return item
-
-
-def _table_text(stack: LocalStack, logical_id: str) -> str:
-    pages = stack.client("dynamodb").get_paginator("scan").paginate(
-        TableName=stack.tables[logical_id])
-    return json.dumps([item for page in pages for item in page["Items"]])
 
 
 def _execution_arn(stack: LocalStack, job_id: str) -> str:
@@ -182,7 +168,7 @@ def test_an_encrypted_package_opens_with_its_password_only_and_the_password_is_n
     view = api.request("GET", f"/exports/{job_id}")
     assert view.json()["encrypted"] is True
     assert "encryption" not in view.json()["request"]["options"]
-    row = _job_row(api.stack, job_id)
+    row = job_row(api.stack, job_id)
     assert "sealed_password" not in row
     assert row["encrypted"] == {"BOOL": True}
     history = list(api.stack.execution_history(_execution_arn(api.stack, job_id)))
@@ -190,8 +176,8 @@ def test_an_encrypted_package_opens_with_its_password_only_and_the_password_is_n
     places = {
         "POST answer": answer.text, "GET answer": view.text,
         "GET list": api.request("GET", "/exports").text,
-        "jobs table": _table_text(api.stack, "JobsTable"),
-        "idempotency table": _table_text(api.stack, "IdempotencyTable"),
+        "jobs table": table_text(api.stack, "JobsTable"),
+        "idempotency table": table_text(api.stack, "IdempotencyTable"),
         "execution history": json.dumps(history, default=str),
         "logs": "\n".join(logs),
         "package": package.read_bytes().decode("latin-1"),
@@ -235,7 +221,7 @@ def test_a_failed_encrypted_export_forgets_its_sealed_password(
     monkeypatch.setattr(export_tasks, "_write_session", explode)
     job = api.wait(api.start_export({"options": {"encryption": {"password": PASSWORD}}}))
     assert job["status"] == "failed"
-    row = _job_row(api.stack, job["jobId"])
+    row = job_row(api.stack, job["jobId"])
     assert row["encrypted"] == {"BOOL": True}
     assert "sealed_password" not in row
     assert bucket_leftovers(api.stack, job["jobId"]) == {"objects": [], "uploads": []}
@@ -257,15 +243,15 @@ def test_a_cancelled_encrypted_export_forgets_its_sealed_password(
     try:
         job_id = api.start_export({"options": {"encryption": {"password": PASSWORD}}})
         assert writing.wait(20)
-        assert "sealed_password" in _job_row(api.stack, job_id)
+        assert "sealed_password" in job_row(api.stack, job_id)
         cancelled = api.request("DELETE", f"/exports/{job_id}")
         assert cancelled.json()["status"] == "cancelled", cancelled.text
-        assert "sealed_password" not in _job_row(api.stack, job_id)
+        assert "sealed_password" not in job_row(api.stack, job_id)
         api.stack.wait_for_execution(_execution_arn(api.stack, job_id))
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
-    assert "sealed_password" not in _job_row(api.stack, job_id)
+    assert "sealed_password" not in job_row(api.stack, job_id)
 
 
 def test_compression_levels_0_and_9_make_valid_packages_with_the_ratio_they_achieved(

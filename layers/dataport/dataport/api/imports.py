@@ -26,7 +26,7 @@ from dataport import aws
 from dataport.errors import Conflict, InvalidRequest, NotFound
 from dataport.imports import storage
 from dataport.jobs import rate_limit
-from dataport.jobs.store import JobStore, utcnow
+from dataport.jobs.store import JobStore, new_job_id, utcnow
 from dataport.models.imports import (
     CLEANUP_FAILED,
     ActionPage,
@@ -45,6 +45,7 @@ from dataport.models.imports import (
 from dataport.models.jobs import ACTIVE_STATUSES, Job, JobKind, JobStatus, Progress
 from dataport.models.tasks import ImportStep
 from dataport.observability import logger
+from dataport.packaging import passwords
 from dataport.progress.publisher import publish_terminal
 from dataport.settings import get_settings
 
@@ -60,8 +61,10 @@ def create_import(user_id: str, request: ImportCreate) -> tuple[Job, UploadForm,
         raise InvalidRequest(f"The file has {request.size} bytes; uploads are limited to "
                              f"{settings.max_upload_bytes} bytes.", details={"field": "size"})
     rate = rate_limit.consume(user_id, JobKind.IMPORT, settings.import_rate_limit)
-    job = JobStore().create(JobKind.IMPORT, user_id,
-                            request.model_dump(mode="json", by_alias=True, exclude_none=True))
+    job_id = new_job_id()
+    sealed = passwords.seal(request.password, job_id) if request.password else None
+    job = JobStore().create(JobKind.IMPORT, user_id, request.stored(), job_id=job_id,
+                            sealed_password=sealed)
     return job, upload_form(job.job_id), rate
 
 

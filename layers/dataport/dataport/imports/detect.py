@@ -50,8 +50,10 @@ _PACKAGE_FORMATS: dict[str, type[ImportSource]] = {
 
 
 def open_import(opener: Opener, filename: str, options: ImportOptions | None = None,
-                limits: ImportLimits | None = None) -> ImportSource:
-    """The source for an upload; BadInput (with its Issue) when the upload cannot be one."""
+                limits: ImportLimits | None = None, *,
+                password: bytes | None = None) -> ImportSource:
+    """The source for an upload; BadInput (with its Issue) when the upload cannot be one.
+    `password` opens an encrypted zip (other uploads do not need it)."""
     options = options or ImportOptions()
     limits = limits or DEFAULT_LIMITS
     extension = PurePosixPath(filename.replace("\\", "/")).suffix.lower()
@@ -77,7 +79,7 @@ def open_import(opener: Opener, filename: str, options: ImportOptions | None = N
     source: ImportSource
     if extension == ".zip":
         _expect(kind, "zip", filename, extension)
-        source = _zip_source(opener, filename, options, limits)
+        source = _zip_source(opener, filename, options, limits, password)
     elif extension == ".json":
         _expect(kind, "json", filename, extension)
         version = _VERSION.search(body)
@@ -163,14 +165,19 @@ def _check_csv_header(body: bytes, filename: str, options: ImportOptions) -> Non
 
 
 def _zip_source(opener: Opener, filename: str, options: ImportOptions,
-                limits: ImportLimits) -> ImportSource:
+                limits: ImportLimits, password: bytes | None) -> ImportSource:
     stream = opener()
     try:
-        with SafeZip(stream, file=filename, limits=limits) as archive:
+        with SafeZip(stream, file=filename, limits=limits, password=password) as archive:
             manifest = read_manifest(archive)
             names = [m.name for m in archive.members if not is_noise(m.name)]
     finally:
         stream.close()
+
+    def zipped(kind: type[ImportSource], version: str | None = None) -> ImportSource:
+        return kind(opener, filename, options=options, limits=limits, zipped=True,
+                    version=version, password=password)
+
     if manifest is not None:
         kind = _PACKAGE_FORMATS.get(manifest.format)
         if kind is None:
@@ -178,15 +185,13 @@ def _zip_source(opener: Opener, filename: str, options: ImportOptions,
                               f"{filename} is a dataport {manifest.format} package, which cannot "
                               "be imported (it does not carry the data losslessly); import the "
                               "json or jsonl export instead", file=filename, field="format")
-        return kind(opener, filename, options=options, limits=limits, zipped=True,
-                    version=manifest.package_format_version)
+        return zipped(kind, manifest.package_format_version)
     if any(CONVERSATIONS_FILE.match(name) for name in names):
-        return DataportJsonSource(opener, filename, options=options, limits=limits, zipped=True)
+        return zipped(DataportJsonSource)
     if any(name.lower().endswith(".jsonl") for name in names):
-        return ClaudeTranscriptSource(opener, filename, options=options, limits=limits,
-                                      zipped=True)
+        return zipped(ClaudeTranscriptSource)
     if any(name.lower().endswith(".csv") for name in names):
-        return CsvSource(opener, filename, options=options, limits=limits, zipped=True)
+        return zipped(CsvSource)
     if not names:
         raise BadInput.of(IssueCode.EMPTY_FILE, f"{filename} is an empty zip archive",
                           file=filename)

@@ -345,14 +345,15 @@ def _widen(times: list[datetime], moment: object) -> None:
 
 
 def validate(source: ImportSource | Opener, filename: str | None = None,
-             options: ImportOptions | None = None,
-             limits: ImportLimits | None = None) -> ValidationReport:
-    """One streaming pass over an upload (an ImportSource, or an opener and its filename) into
-    a report. Never raises on bad input."""
+             options: ImportOptions | None = None, limits: ImportLimits | None = None, *,
+             password: bytes | None = None) -> ValidationReport:
+    """One streaming pass over an upload (an ImportSource, or an opener and its filename; the
+    password opens an encrypted zip) into a report. Never raises on bad input."""
     collector = Collector()
     if not isinstance(source, ImportSource):
         try:
-            source = open_import(source, filename or "upload", options, limits)
+            source = open_import(source, filename or "upload", options, limits,
+                                 password=password)
         except BadInput as exc:
             collector.add(exc.issue)
             return _report(collector, None)

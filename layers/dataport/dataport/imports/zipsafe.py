@@ -5,8 +5,10 @@ GETs) in the import worker. Nothing is extracted to disk and no member is held i
 
 Before any member is read, the central directory is checked: the number of entries, every name
 (absolute, drive letters, `..`, backslashes, control characters: anything an unzip could write
-outside its folder), symlinks, encrypted members, duplicate names, and the declared sizes and
-ratios. Headers can lie, so the same ceilings are enforced again on the bytes actually inflated:
+outside its folder), symlinks, duplicate names, and the declared sizes and ratios. Encrypted
+members (WinZip AES, as a dataport export with a password, or ZipCrypto) are read with the
+password the import was started with; without one they are refused, and a wrong one is said so.
+Headers can lie, so the same ceilings are enforced again on the bytes actually inflated:
 the total over all members (a member read twice counts once) and each member's inflated size
 against the compressed bytes it can really occupy (up to the next entry: entries that overlap,
 the trick of non-recursive zip bombs, are refused).
@@ -17,18 +19,18 @@ from __future__ import annotations
 import hashlib
 import re
 import stat
-import zipfile
 import zlib
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO
+
+import pyzipper
 
 from dataport.imports.limits import BadInput, ImportLimits
 from dataport.models.imports import IssueCode
 
 _ENCRYPTED = 0x1
 _STRONG_ENCRYPTION = 0x40
-_AES_METHOD = 99
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -38,7 +40,7 @@ class ZipMember:
     name: str
     size: int  # as declared by the central directory; reading enforces what is real
     compressed_size: int
-    info: zipfile.ZipInfo
+    info: pyzipper.ZipInfo
     #: bytes between this member's header and the next one: what its data can really occupy
     span: int
 
@@ -61,12 +63,14 @@ def unsafe_name_reason(name: str) -> str | None:
 class SafeZip:
     """The members of an uploaded zip, checked; `open` gives a guarded reader for one of them."""
 
-    def __init__(self, stream: IO[bytes], *, file: str, limits: ImportLimits) -> None:
+    def __init__(self, stream: IO[bytes], *, file: str, limits: ImportLimits,
+                 password: bytes | None = None) -> None:
         self.file = file
         self.limits = limits
+        self._password = password
         try:
-            self._zip = zipfile.ZipFile(stream)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+            self._zip = pyzipper.AESZipFile(stream)
+        except (pyzipper.BadZipFile, pyzipper.LargeZipFile, OSError, ValueError, EOFError) as exc:
             raise BadInput.of(IssueCode.INVALID_ZIP,
                               f"{file} is not a readable zip archive ({exc})", file=file) from None
         self._inflated: dict[str, int] = {}
@@ -77,7 +81,7 @@ class SafeZip:
             self._zip.close()
             raise
 
-    def _check(self, infos: list[zipfile.ZipInfo]) -> list[ZipMember]:
+    def _check(self, infos: list[pyzipper.ZipInfo]) -> list[ZipMember]:
         limits = self.limits
         if len(infos) > limits.max_zip_entries:
             raise BadInput.of(IssueCode.ZIP_TOO_MANY_ENTRIES,
@@ -102,11 +106,15 @@ class SafeZip:
                                   f"the zip entry {name!r} is a symbolic link", file=name)
             if info.is_dir():
                 continue
-            if (info.flag_bits & (_ENCRYPTED | _STRONG_ENCRYPTION)
-                    or info.compress_type == _AES_METHOD):
+            if info.flag_bits & _STRONG_ENCRYPTION:  # PKWARE's own scheme: nothing reads it
                 raise BadInput.of(IssueCode.ZIP_ENCRYPTED,
-                                  f"the zip entry {name!r} is encrypted; upload an unencrypted "
-                                  "archive", file=name)
+                                  f"the zip entry {name!r} uses PKWARE strong encryption, which "
+                                  "dataport cannot read; zip it again with AES (7-Zip, WinZip)",
+                                  file=name)
+            if info.flag_bits & _ENCRYPTED and self._password is None:
+                raise BadInput.of(IssueCode.ZIP_ENCRYPTED,
+                                  f"the zip entry {name!r} is encrypted; start the import again "
+                                  "with the package's password", file=name)
             if name in names:
                 raise BadInput.of(IssueCode.ZIP_DUPLICATE_ENTRY,
                                   f"the zip has two entries named {name!r}", file=name)
@@ -136,9 +144,17 @@ class SafeZip:
 
     def open(self, member: ZipMember) -> GuardedMember:
         try:
-            raw = self._zip.open(member.info)
-        except (zipfile.BadZipFile, NotImplementedError, OSError, ValueError,
-                RuntimeError) as exc:
+            raw = self._zip.open(member.info, pwd=self._password)
+        except RuntimeError as exc:
+            if "password" in str(exc).lower():
+                raise BadInput.of(IssueCode.WRONG_PASSWORD,
+                                  f"the password does not open {member.name!r}; start the "
+                                  "import again with the password the package was made with",
+                                  file=member.name) from None
+            raise BadInput.of(IssueCode.INVALID_ZIP,
+                              f"cannot read the zip entry {member.name!r} ({exc})",
+                              file=member.name) from None
+        except (pyzipper.BadZipFile, NotImplementedError, OSError, ValueError) as exc:
             raise BadInput.of(IssueCode.INVALID_ZIP,
                               f"cannot read the zip entry {member.name!r} ({exc})",
                               file=member.name) from None
@@ -203,7 +219,7 @@ class GuardedMember:
     def read(self, size: int = -1) -> bytes:
         try:
             data = self._raw.read(size)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+        except (pyzipper.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
             raise BadInput.of(IssueCode.INVALID_ZIP,
                               f"the zip entry {self.name!r} is corrupt ({exc})",
                               file=self.name) from None

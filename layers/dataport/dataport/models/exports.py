@@ -9,7 +9,7 @@ from typing import Annotated, Any, Self
 from bson import ObjectId
 from pydantic import AfterValidator, AwareDatetime, Field, SecretStr, model_validator
 
-from dataport.models.common import ApiModel
+from dataport.models.common import ApiModel, SecretLength
 from dataport.models.documents import MESSAGE_TYPES
 
 
@@ -84,23 +84,11 @@ class CompressionOptions(ApiModel):
     level: int = Field(default=6, ge=0, le=9, description="zip deflate level; 0 stores")
 
 
-PASSWORD_LENGTH = (8, 256)
-
-
-def _password(value: SecretStr) -> SecretStr:
-    """Characters, not bytes (the generic length check would say "items")."""
-    low, high = PASSWORD_LENGTH
-    if not low <= len(value.get_secret_value()) <= high:
-        raise ValueError(f"must be {low} to {high} characters")
-    return value
-
-
 class EncryptionOptions(ApiModel):
     """The package becomes a WinZip AES-256 zip (7-Zip and WinZip open it with the password).
     The password is never stored: see docs/exports.md."""
 
-    password: Annotated[SecretStr, AfterValidator(_password)] = Field(
-        json_schema_extra={"minLength": PASSWORD_LENGTH[0], "maxLength": PASSWORD_LENGTH[1]})
+    password: Annotated[SecretStr, SecretLength(8, 256)]
 
 
 class ExportOptions(ApiModel):

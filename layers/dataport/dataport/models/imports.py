@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, SecretStr
 
-from dataport.models.common import ApiModel
+from dataport.models.common import ApiModel, SecretLength
 from dataport.models.jobs import JobError, JobStatus, Progress
 
 #: how many errors / warnings a report lists (the totals count all of them)
@@ -40,6 +40,7 @@ class IssueCode(StrEnum):
     ZIP_UNSAFE_PATH = "zip_unsafe_path"
     ZIP_SYMLINK = "zip_symlink"
     ZIP_ENCRYPTED = "zip_encrypted"
+    WRONG_PASSWORD = "wrong_password"  # noqa: S105 (an issue code, not a password)
     ZIP_DUPLICATE_ENTRY = "zip_duplicate_entry"
     IGNORED_ENTRY = "ignored_entry"
     MANIFEST_INVALID = "manifest_invalid"
@@ -168,6 +169,16 @@ class ImportCreate(ApiModel):
                              description="bytes, if known: a file over the limit is refused now "
                                          "rather than by S3 after the upload")
     options: ImportOptions = ImportOptions()
+    password: Annotated[SecretStr, SecretLength(1, 256)] | None = Field(
+        default=None,
+        description="the password of an encrypted package (an export made with a password, or "
+                    "a zip 7-Zip encrypted); never stored: it reaches the validation sealed "
+                    "with KMS, as an export's does")
+
+    def stored(self) -> dict[str, Any]:
+        """What the job row keeps and the API shows: the request without the password."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True,
+                               exclude={"password"})
 
 
 class UploadForm(ApiModel):

@@ -57,6 +57,7 @@ from dataport.models.imports import (
 from dataport.models.jobs import ACTIVE_STATUSES, Job, JobError, JobStatus, Progress
 from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep
 from dataport.observability import logger
+from dataport.packaging import passwords
 from dataport.progress.publisher import publish_progress, publish_terminal
 from dataport.progress.throttle import Cadence
 from dataport.settings import get_settings
@@ -110,7 +111,8 @@ def validate(step: ImportStep) -> ImportStep:
     filename = str(job.request["filename"])
     read = opener(job.job_id)
     _report(store, job, Progress(phase="validating"))
-    report = validate_upload(read, filename, options, limits())
+    password = _password(job)
+    report = validate_upload(read, filename, options, limits(), password=password)
     staging = Staging(get_database(), job.job_id)
     staging.drop()  # validated again with another field mapping: start from nothing
     if not report.ok:
@@ -129,7 +131,8 @@ def validate(step: ImportStep) -> ImportStep:
     staging.ensure_indexes()
     writer = staging.writer()
     pulse = Cadence()
-    for record in open_import(read, filename, options, limits()).records():
+    for record in open_import(read, filename, options, limits(),
+                              password=password).records():
         writer.add(record)
         if pulse.due():
             _check(store, job.job_id, Progress(phase="staging", current=writer.messages,
@@ -144,6 +147,14 @@ def validate(step: ImportStep) -> ImportStep:
         return step.model_copy(update={"next": "execute", "dry_run": decision.dry_run,
                                        "after": None, "done": 0})
     return step.model_copy(update={"next": "decide"})
+
+
+def _password(job: Job) -> bytes | None:
+    """An encrypted upload's password, unsealed for this invocation only (never in the task's
+    input, the job row or a log). UTF-8, as 7-Zip and pyzipper encode AES passwords."""
+    if job.sealed_password is None:
+        return None
+    return passwords.unseal(job.sealed_password, job.job_id).get_secret_value().encode()
 
 
 def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> ConflictSummary:

@@ -69,13 +69,15 @@ class ImportSource(abc.ABC):
     format: SourceFormat
 
     def __init__(self, opener: Opener, filename: str, *, options: ImportOptions,
-                 limits: ImportLimits, zipped: bool, version: str | None = None) -> None:
+                 limits: ImportLimits, zipped: bool, version: str | None = None,
+                 password: bytes | None = None) -> None:
         self.opener = opener
         self.filename = filename
         self.options = options
         self.limits = limits
         self.zipped = zipped
         self.version = version
+        self.password = password  # an encrypted zip's
         #: tolerated, not imported, by record type, for the last pass
         self.skipped: Counter[str] = Counter()
 
@@ -103,6 +105,6 @@ class ImportSource(abc.ABC):
 
     @contextmanager
     def archive(self) -> Iterator[SafeZip]:
-        with self.stream() as stream, SafeZip(stream, file=self.filename,
-                                              limits=self.limits) as archive:
+        with self.stream() as stream, SafeZip(stream, file=self.filename, limits=self.limits,
+                                              password=self.password) as archive:
             yield archive
