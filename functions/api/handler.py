@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from dataport.api import exports, imports
 from dataport.auth import principal_from_request_context
 from dataport.errors import DataportError, RateLimited
+from dataport.jobs.rate_limit import RateLimitState
 from dataport.models.api import ExportAccepted, ExportList, ExportView
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import (
@@ -45,11 +46,10 @@ def create_export(
     request: Annotated[ExportRequest, Body()],
     idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=128)] = None,
 ) -> Response[ExportAccepted]:
-    started = exports.start_export(_user_id(), request, idempotency_key, app.lambda_context)
-    headers = started.rate.headers() if started.rate else {}
-    body = ExportAccepted.of(started.job)
+    job, rate = exports.start_export(_user_id(), request, idempotency_key, app.lambda_context)
+    body = ExportAccepted.of(job)
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body,
-                    headers={**headers, "Location": body.links.self_})
+                    headers={**_rate_headers(rate), "Location": body.links.self_})
 
 
 @app.get("/exports", summary="Your export history (30 days), newest first")
@@ -81,12 +81,16 @@ def download_export(jobId: JobId) -> Response[None]:
 @app.post("/imports", summary="Start an import: a job and a presigned form to upload the file to",
           responses={201: {"description": "Created; POST the file to upload.url with "
                                           "upload.fields, then POST .../validate"}})
-def create_import(request: Annotated[ImportCreate, Body()]) -> Response[ImportCreated]:
-    job, form, rate = imports.create_import(_user_id(), request)
+def create_import(
+    request: Annotated[ImportCreate, Body()],
+    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=128)] = None,
+) -> Response[ImportCreated]:
+    job, form, rate = imports.create_import(_user_id(), request, idempotency_key,
+                                            app.lambda_context)
     body = ImportCreated(job_id=job.job_id, status=job.status, upload=form,
                          links=ImportLinks.of(job.job_id))
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body,
-                    headers={**rate.headers(), "Location": body.links.self_,
+                    headers={**_rate_headers(rate), "Location": body.links.self_,
                              "Cache-Control": "no-store"})
 
 
@@ -149,6 +153,11 @@ def import_actions(
           responses={202: {"description": "Accepted: the job ends rolled_back"}})
 def rollback_import(jobId: JobId) -> Response[ImportView]:
     return _accepted(imports.view(imports.rollback(_user_id(), jobId)))
+
+
+def _rate_headers(rate: RateLimitState | None) -> dict[str, str]:
+    """X-RateLimit-* of a request that counted (a replayed Idempotency-Key did not)."""
+    return rate.headers() if rate else {}
 
 
 def _accepted(view: ImportView) -> Response[ImportView]:

@@ -386,6 +386,36 @@ def test_the_sixth_import_in_an_hour_is_refused(db: Database[Document],
     assert answer.json()["error"]["code"] == "rate_limited"
 
 
+def test_the_same_idempotency_key_gives_the_same_import_and_counts_once(
+        db: Database[Document], package: bytes, owner: Importer) -> None:
+    def create(key: str, filename: str = "package.zip") -> Any:
+        return owner.api.request("POST", "/imports", json={"filename": filename},
+                                 headers={"Idempotency-Key": key})
+
+    first = create("import-1")
+    assert first.status_code == 201, first.text
+    assert first.headers["X-RateLimit-Remaining"] == "4"
+    again = create("import-1")
+    assert again.status_code == 201, again.text
+    assert again.json()["jobId"] == first.json()["jobId"]
+    assert "X-RateLimit-Remaining" not in again.headers  # a replay is not counted
+    assert again.json()["upload"]["fields"]["key"] == first.json()["upload"]["fields"]["key"]
+    assert create("import-1", "other.zip").json()["error"]["code"] == "idempotency_key_reused"
+    # the same key on another route is another request
+    export = owner.api.request("POST", "/exports", json={}, headers={"Idempotency-Key": "import-1"})
+    assert export.status_code == 202 and export.json()["jobId"] != first.json()["jobId"]
+
+    # the replayed form uploads; once validation started, a replay gets no new form
+    Importer.upload(again.json(), package)
+    job_id = first.json()["jobId"]
+    assert owner.api.request("POST", f"/imports/{job_id}/validate").status_code == 202
+    closed = create("import-1")
+    assert closed.status_code == 409, closed.text
+    assert closed.json()["error"]["details"]["jobId"] == job_id
+    assert owner.wait(job_id, {"awaiting_decision"})["report"]["errorsTotal"] == 0
+    assert len(owner.api.request("GET", "/imports").json()["imports"]) == 1
+
+
 def test_the_upload_form_is_for_this_job_only_small_and_short_lived(
         db: Database[Document], owner: Importer) -> None:
     settings = get_settings()

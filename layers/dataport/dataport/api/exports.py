@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
 from dataport import aws
+from dataport.api.idempotency import counted, start_once
 from dataport.errors import Gone, NotFound
 from dataport.jobs import rate_limit
 from dataport.jobs.cleanup import discard_job_objects
@@ -34,37 +27,18 @@ from dataport.settings import get_settings
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
-@dataclass(frozen=True)
-class StartedExport:
-    job: Job
-    rate: rate_limit.RateLimitState | None  # None when an Idempotency-Key replayed a job
-
-
 def start_export(user_id: str, request: ExportRequest, idempotency_key: str | None,
-                 lambda_context: Any = None) -> StartedExport:
+                 lambda_context: Any = None) -> tuple[Job, rate_limit.RateLimitState | None]:
     """Count against the rate limit, record the job and start its workflow. The same
-    Idempotency-Key returns the same job without counting again.
-
-    The password stays out of `command`: idempotency stores a hash of the command's request,
-    and a hash of a password is a password verifier. `encrypted` is fingerprinted instead, so
-    the same key with another password returns the first job (sealed with the first one)."""
-    command = {"userId": user_id, "idempotencyKey": idempotency_key,
-               "request": request.stored(), "encrypted": request.password is not None}
-    _fresh_rate.set(None)
-    if idempotency_key is None:
-        started = _start(command, password=request.password)
-    else:
-        if lambda_context is not None:
-            _idempotency_config().register_lambda_context(lambda_context)
-        started = _idempotent_start()(command=command, password=request.password)
-    return StartedExport(job=JobStore().get(started["jobId"], user_id), rate=_fresh_rate.get())
+    Idempotency-Key returns the same job without counting again (api/idempotency.py); the
+    rate is None then."""
+    started = start_once(_start, user_id=user_id, idempotency_key=idempotency_key,
+                         request=request.stored(), password=request.password,
+                         lambda_context=lambda_context)
+    return JobStore().get(started.job_id, user_id), started.rate
 
 
-#: set by a start that really ran (a replayed Idempotency-Key leaves it None)
-_fresh_rate: ContextVar[rate_limit.RateLimitState | None] = ContextVar("fresh_rate", default=None)
-
-
-def _start(command: dict[str, Any], password: SecretStr | None = None) -> dict[str, Any]:
+def _start(*, command: dict[str, Any], password: SecretStr | None) -> dict[str, Any]:
     user_id = command["userId"]
     settings = get_settings()
     rate = rate_limit.consume(user_id, JobKind.EXPORT, settings.export_rate_limit)
@@ -85,24 +59,8 @@ def _start(command: dict[str, Any], password: SecretStr | None = None) -> dict[s
         raise
     store.record_execution(job.job_id, execution["executionArn"])
     logger.info("export started", extra={"job_id": job.job_id})
-    _fresh_rate.set(rate)
+    counted(rate)
     return {"jobId": job.job_id}
-
-
-@cache
-def _idempotency_config() -> IdempotencyConfig:
-    return IdempotencyConfig(event_key_jmespath='["userId", "idempotencyKey"]',
-                             payload_validation_jmespath="[request, encrypted]",
-                             expires_after_seconds=24 * 3600)
-
-
-@cache
-def _idempotent_start() -> Any:
-    """Built on first use: the table name and client come from the environment at run time."""
-    persistence = DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table,
-                                           boto3_client=aws.dynamodb())
-    return idempotent_function(data_keyword_argument="command", persistence_store=persistence,
-                               config=_idempotency_config())(_start)
 
 
 def get_export(user_id: str, job_id: str) -> Job:

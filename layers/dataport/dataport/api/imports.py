@@ -21,8 +21,10 @@ from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import SecretStr
 
 from dataport import aws
+from dataport.api.idempotency import counted, start_once
 from dataport.errors import Conflict, InvalidRequest, NotFound
 from dataport.imports import storage
 from dataport.jobs import rate_limit
@@ -54,18 +56,35 @@ ENDED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 ROLLING_BACK = "rolling_back"
 
 
-def create_import(user_id: str, request: ImportCreate) -> tuple[Job, UploadForm,
-                                                                rate_limit.RateLimitState]:
+def create_import(user_id: str, request: ImportCreate, idempotency_key: str | None = None,
+                  lambda_context: Any = None) -> tuple[Job, UploadForm,
+                                                       rate_limit.RateLimitState | None]:
+    """Count against the rate limit and record the job; the upload form is made for each
+    answer, a replayed Idempotency-Key's too (it is a credential: never stored). A replay of
+    an import whose upload was already validated gets no new form: 409."""
     settings = get_settings()
     if request.size is not None and request.size > settings.max_upload_bytes:
         raise InvalidRequest(f"The file has {request.size} bytes; uploads are limited to "
                              f"{settings.max_upload_bytes} bytes.", details={"field": "size"})
-    rate = rate_limit.consume(user_id, JobKind.IMPORT, settings.import_rate_limit)
+    started = start_once(_create, user_id=user_id, idempotency_key=idempotency_key,
+                         request=request.stored(), password=request.password,
+                         lambda_context=lambda_context)
+    job = get_import(user_id, started.job_id)
+    if job.status is not JobStatus.QUEUED or job.execution_arn:
+        raise Conflict(f"Import {job.job_id}, made with this Idempotency-Key, is "
+                       f"{job.status.value}: its upload is closed. Use a new key for a new "
+                       "import.", details={"jobId": job.job_id, "status": job.status.value})
+    return job, upload_form(job.job_id), started.rate
+
+
+def _create(*, command: dict[str, Any], password: SecretStr | None) -> dict[str, Any]:
+    user_id = command["userId"]
+    rate = rate_limit.consume(user_id, JobKind.IMPORT, get_settings().import_rate_limit)
     job_id = new_job_id()
-    sealed = passwords.seal(request.password, job_id) if request.password else None
-    job = JobStore().create(JobKind.IMPORT, user_id, request.stored(), job_id=job_id,
-                            sealed_password=sealed)
-    return job, upload_form(job.job_id), rate
+    JobStore().create(JobKind.IMPORT, user_id, command["request"], job_id=job_id,
+                      sealed_password=passwords.seal(password, job_id) if password else None)
+    counted(rate)
+    return {"jobId": job_id}
 
 
 def upload_form(job_id: str) -> UploadForm:
