@@ -173,7 +173,8 @@ def test_an_encrypted_export_comes_back_in_with_its_password_and_only_with_it(
     assert job["status"] == "awaiting_decision", job
     assert job["report"]["counts"]["sessions"] == len(originals)
     waiting = job_row(fresh_stack, job["jobId"])
-    assert waiting["sealed_password"]["S"] and waiting["encrypted"] == {"BOOL": True}
+    assert waiting["sealed_password"]["S"]
+    assert waiting["encrypted"] == {"BOOL": True}
     done = newcomer.decide(job["jobId"], strategy="merge")
     assert done["status"] == "succeeded", done
     assert done["outcome"]["sessions"]["inserted"] == len(originals)
@@ -403,7 +404,8 @@ def test_the_same_idempotency_key_gives_the_same_import_and_counts_once(
     assert create("import-1", "other.zip").json()["error"]["code"] == "idempotency_key_reused"
     # the same key on another route is another request
     export = owner.api.request("POST", "/exports", json={}, headers={"Idempotency-Key": "import-1"})
-    assert export.status_code == 202 and export.json()["jobId"] != first.json()["jobId"]
+    assert export.status_code == 202
+    assert export.json()["jobId"] != first.json()["jobId"]
 
     # the replayed form uploads; once validation started, a replay gets no new form
     Importer.upload(again.json(), package)
@@ -613,16 +615,23 @@ def test_an_import_is_watchable_live_over_the_websocket(
                                       json={"strategy": "merge"})
         assert answer.status_code == 202, answer.text
         events = list(socket.follow(job["jobId"], timeout=60))
+        # still subscribed: a rollback runs the ended import again, to an end of its own
+        answer = newcomer.api.request("POST", f"/imports/{job['jobId']}/rollback")
+        assert answer.status_code == 202, answer.text
+        rollback = list(socket.follow(job["jobId"], timeout=60))
     assert isinstance(snapshot_event, SnapshotEvent)
     assert snapshot_event.status == "awaiting_decision"
-    assert all(event.kind == "import" for event in events)
+    assert all(event.kind == "import" for event in events + rollback)
     progress = [event for event in events if event.type == "job.progress"]
     assert progress, [event.type for event in events]
     assert {event.progress.phase for event in progress} <= {"importing"}
-    seqs = [event.seq for event in events]
+    seqs = [event.seq for event in events + rollback]
     assert seqs == sorted(set(seqs))
     assert events[-1].type == "job.succeeded"
     assert [event.type for event in events].count("job.succeeded") == 1
+    assert [event.type for event in rollback][-1:] == ["job.rolled_back"]
+    assert [event.type for event in rollback].count("job.rolled_back") == 1
+    assert rollback[-1].status == "rolled_back"
 
 
 DROPPED = RuntimeError("the connection dropped mid-batch")

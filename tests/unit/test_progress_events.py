@@ -17,6 +17,7 @@ from dataport.progress.events import (
     ErrorEvent,
     FailedEvent,
     ProgressEvent,
+    RolledBackEvent,
     SnapshotEvent,
     SucceededEvent,
     UnsubscribedEvent,
@@ -139,6 +140,11 @@ def test_terminal_events_follow_the_status() -> None:
         code="cancelled", message="Cancelled at your request.")), 7, AT)
     assert isinstance(cancelled, CancelledEvent)
     assert _wire(cancelled)["status"] == "cancelled"
+
+    rolled_back = terminal_event(_job(JobStatus.ROLLED_BACK), 7, AT)
+    assert isinstance(rolled_back, RolledBackEvent)
+    assert _wire(rolled_back)["type"] == "job.rolled_back"
+    assert isinstance(parse_event(encode(rolled_back)), RolledBackEvent)
 
     with pytest.raises(ValueError, match="has not ended"):
         terminal_event(_job(JobStatus.RUNNING), 7, AT)

@@ -35,13 +35,15 @@ class EventType(StrEnum):
     SUCCEEDED = "job.succeeded"
     FAILED = "job.failed"
     CANCELLED = "job.cancelled"
+    ROLLED_BACK = "job.rolled_back"
     UNSUBSCRIBED = "unsubscribed"
     ERROR = "error"
 
 
 #: the one event that ends each job's stream, by the status that ends it
 TERMINAL_EVENTS = {JobStatus.SUCCEEDED: EventType.SUCCEEDED, JobStatus.FAILED: EventType.FAILED,
-                   JobStatus.CANCELLED: EventType.CANCELLED}
+                   JobStatus.CANCELLED: EventType.CANCELLED,
+                   JobStatus.ROLLED_BACK: EventType.ROLLED_BACK}
 
 
 class EventProgress(ApiModel):
@@ -110,6 +112,13 @@ class CancelledEvent(_JobEvent):
     error: JobError | None = None
 
 
+class RolledBackEvent(_JobEvent):
+    """An import's rollback ended: the user's data is as it was before the import. (A rollback
+    runs an ended import again, so its stream ends a second time.)"""
+
+    type: Literal["job.rolled_back"] = "job.rolled_back"
+
+
 class UnsubscribedEvent(_Frame):
     type: Literal["unsubscribed"] = "unsubscribed"
     job_id: str
@@ -125,7 +134,8 @@ class ErrorEvent(_Frame):
     job_id: str | None = None
 
 
-JobEvent = SnapshotEvent | ProgressEvent | SucceededEvent | FailedEvent | CancelledEvent
+JobEvent = (SnapshotEvent | ProgressEvent | SucceededEvent | FailedEvent | CancelledEvent
+            | RolledBackEvent)
 Event = Annotated[JobEvent | UnsubscribedEvent | ErrorEvent, Field(discriminator="type")]
 _EVENTS: TypeAdapter[Event] = TypeAdapter(Event)
 
@@ -160,7 +170,7 @@ def progress_event(job: Job, progress: Progress, seq: int, at: datetime) -> Prog
 
 
 def terminal_event(job: Job, seq: int, at: datetime, download: Download | None = None,
-                   ) -> SucceededEvent | FailedEvent | CancelledEvent:
+                   ) -> SucceededEvent | FailedEvent | CancelledEvent | RolledBackEvent:
     """The event that ends `job`'s stream; `job` must have ended."""
     common: dict[str, Any] = {"job_id": job.job_id, "kind": job.kind, "seq": seq,
                               "status": job.status, "progress": EventProgress.of(job.progress),
@@ -173,4 +183,6 @@ def terminal_event(job: Job, seq: int, at: datetime, download: Download | None =
             code="internal_error", message="The job failed; try again."))
     if job.status is JobStatus.CANCELLED:
         return CancelledEvent(**common, error=job.error)
+    if job.status is JobStatus.ROLLED_BACK:
+        return RolledBackEvent(**common)
     raise ValueError(f"Job {job.job_id} is {job.status.value}: it has not ended")

@@ -51,7 +51,8 @@ def publish_progress(job: Job, progress: Progress) -> bool:
 
 
 def publish_terminal(job: Job) -> None:
-    """Send the one event that ends `job` (succeeded, failed or cancelled) to every subscriber."""
+    """Send the one event that ends `job` (succeeded, failed, cancelled, rolled back) to every
+    subscriber."""
     if job.status not in TERMINAL_EVENTS:
         logger.error("no terminal event for a job that has not ended",
                      extra={"job_id": job.job_id, "status": job.status.value})

@@ -357,9 +357,10 @@ def rollback(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
     delete_empty_projects(db, job.job_id, UserData(db, job.user_id).scope.user_id)
     Staging(db, job.job_id).drop()  # left behind when a clean-up could not finish
     _delete_upload(job.job_id)
-    store.transition(job.job_id, JobStatus.ROLLED_BACK, allowed_from=[JobStatus.RUNNING],
-                     finished_at=utcnow(),
-                     progress=Progress(phase="done", current=len(keys), total=len(keys)))
+    rolled_back = store.transition(
+        job.job_id, JobStatus.ROLLED_BACK, allowed_from=[JobStatus.RUNNING],
+        finished_at=utcnow(), progress=Progress(phase="done", current=len(keys), total=len(keys)))
+    publish_terminal(rolled_back)
     logger.info("import rolled back", extra={"job_id": job.job_id, "entries": len(keys)})
     return step.model_copy(update={"next": "end", "after": after})
 
