@@ -196,6 +196,9 @@ def test_subscriber_gets_snapshot_then_throttled_progress_then_one_end(
     assert [p.current for p in exporting] == sorted(p.current for p in exporting)
     assert exporting[-1].total == 12
     assert len({p.current for p in exporting}) >= 3  # it really moved while we watched
+    # bytes grow as they are written, not only when an invocation closes its files
+    assert [p.bytes for p in exporting] == sorted(p.bytes for p in exporting)
+    assert len({p.bytes for p in exporting}) >= 3
 
     # the end carries a fresh link to the package, valid for minutes
     (succeeded,) = ends

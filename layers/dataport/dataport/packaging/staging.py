@@ -201,6 +201,12 @@ class StagingSink:
         return self._next_seq
 
     @property
+    def bytes_written(self) -> int:
+        """Uncompressed bytes written so far, to closed and open files."""
+        return (sum(f.size for f in self._closed.values())
+                + sum(w.bytes_written for w in self._open.values()))
+
+    @property
     def files(self) -> list[StagedFile]:
         """Closed files in the order they were opened (the order they take in the package)."""
         return [self._closed[seq] for seq in sorted(self._closed)]

@@ -121,9 +121,11 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCurs
     cadence = Cadence()
 
     def live() -> None:
-        """Cheap unless ~500 ms passed: then the shard's counts go to the row and out."""
+        """Cheap unless ~500 ms passed: then the shard's counts and the bytes written so far
+        go to the row and out."""
         if cadence.due():
-            publish_progress(job, _report(store, job.job_id, state)[1])
+            now = state.model_copy(update={"bytes": cursor.bytes + sink.bytes_written})
+            publish_progress(job, _report(store, job.job_id, now)[1])
 
     try:
         writer = _writer(job, request, sink)
@@ -148,7 +150,7 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCurs
     store.put_files(job.job_id, cursor.shard, cursor.seq, staged)
     state = state.model_copy(update={
         "seq": sink.next_seq, "done": finished,
-        "bytes": cursor.bytes + sum(f.size for f in staged)})
+        "bytes": cursor.bytes + sink.bytes_written})
     publish_progress(job, _report(store, job.job_id, state)[1])
     return state
 
