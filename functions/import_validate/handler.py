@@ -1,4 +1,5 @@
-"""Import task: validate the upload; stage a clean one and compare it with the user's data."""
+"""Import tasks: validate the upload; then, in an invocation of its own, stage a clean one and
+compare it with the user's data (the step's `next` says which)."""
 
 from __future__ import annotations
 
@@ -13,4 +14,6 @@ from dataport.workflows import imports
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return imports.validate(ImportStep.model_validate(event)).wire()
+    step = ImportStep.model_validate(event)
+    task = imports.stage if step.next == "stage" else imports.validate
+    return task(step).wire()

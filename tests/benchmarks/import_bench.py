@@ -128,7 +128,7 @@ def write_input(path: Path, target_bytes: int, seed_value: int = 11) -> tuple[in
 
 @dataclass
 class TaskMemory:
-    """Runs validate, execute and finalize each in a process of their own (import_probe.py),
+    """Runs validate, stage, execute and finalize each in a process of their own (import_probe.py),
     keeping each task's peak RSS and wall time, as Lambda would report them."""
 
     peaks: dict[str, int] = field(default_factory=dict)
@@ -137,7 +137,7 @@ class TaskMemory:
     _originals: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
     def __enter__(self) -> TaskMemory:
-        for task in ("validate", "execute", "finalize"):
+        for task in ("validate", "stage", "execute", "finalize"):
             self._originals[task] = getattr(import_tasks, task)
             setattr(import_tasks, task, self._probe(task))
         return self
@@ -157,7 +157,8 @@ class TaskMemory:
                 print(f"{task} failed:\n{answer.stderr[-3000:]}", file=sys.stderr)
                 answer.check_returncode()
             probe = json.loads(answer.stdout.strip().splitlines()[-1])
-            key = f"{task} (dry run)" if task != "validate" and step.dry_run else task
+            dry = step.dry_run and task in ("execute", "finalize")
+            key = f"{task} (dry run)" if dry else task
             self.peaks[key] = max(self.peaks.get(key, 0), probe["peak_rss"])
             self.seconds[key] = self.seconds.get(key, 0.0) + time.monotonic() - started
             self.baseline = max(self.baseline, probe["baseline_rss"])

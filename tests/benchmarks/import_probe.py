@@ -1,5 +1,6 @@
 """Run one import workflow task in a process of its own and report its peak memory, as a Lambda
-would see it: `python -m tests.benchmarks.import_probe <validate|execute|finalize> < step.json`.
+would see it: `python -m tests.benchmarks.import_probe <task> < step.json`, where <task> is
+validate, stage, execute or finalize.
 
 The environment (endpoints, table names, MONGODB_URI...) is inherited from the benchmark, which
 runs the local stack; stdout ends with {"step": ..., "baseline_rss": ..., "peak_rss": ...}
@@ -23,6 +24,8 @@ def main() -> int:
     baseline = _rss()
     if task == "validate":
         result = imports.validate(step)
+    elif task == "stage":
+        result = imports.stage(step)
     elif task == "execute":
         result = imports.execute(step, lambda: BUDGET_MS)
     else:

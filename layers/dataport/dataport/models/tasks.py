@@ -53,7 +53,8 @@ class ImportStep(ApiModel):
 
     job_id: str
     mode: Literal["import", "rollback"] = "import"
-    next: Literal["validate", "decide", "execute", "finalize", "rollback", "end", "invalid"]
+    next: Literal["validate", "stage", "decide", "execute", "finalize", "rollback", "end",
+                  "invalid"]
     dry_run: bool = False
     after: str | None = Field(default=None, description="last session (or journal entry) done "
                                                         "by the page loop")

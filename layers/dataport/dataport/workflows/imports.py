@@ -2,8 +2,10 @@
 
 validate  the upload, streamed through the readers, becomes a report (format, version, counts,
           dates, errors, warnings). One with errors ends the job here (failed, report kept),
-          nothing written. A clean one is staged (source.staging) and compared with what the
+          nothing written.
+stage     a clean one is read again into staging (source.staging) and compared with what the
           user has: the conflict summary joins the report, the conflicts go to a listing.
+          (Its own invocation: each pass over an upload gets a Lambda's whole time limit.)
 await     keeps the task token the decision will answer (POST /execute sends it with
           SendTaskSuccess, DELETE with SendTaskFailure) and shows awaiting_decision.
 execute   one invocation of the page loop over the staged sessions, a dry run or the real run
@@ -53,6 +55,7 @@ from dataport.models.imports import (
     SessionAction,
     SessionCounts,
     Strategy,
+    ValidationReport,
 )
 from dataport.models.jobs import ACTIVE_STATUSES, Job, JobError, JobStatus, Progress
 from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep
@@ -99,22 +102,16 @@ def opener(job_id: str) -> Callable[[], IO[bytes]]:
 
 
 def validate(step: ImportStep) -> ImportStep:
+    """The report. Staging is the next invocation's work, so each pass over the upload has a
+    Lambda's whole time limit to itself."""
     store = JobStore()
     job = store.require(step.job_id)
     if job.status is JobStatus.QUEUED:
         job = store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.QUEUED])
     require_running(job)
-    decision = ImportDecision.model_validate(job.decision) if job.decision else None
-    options = ImportOptions.model_validate(job.request.get("options") or {})
-    if decision is not None and decision.field_mapping is not None:
-        options = options.model_copy(update={"field_mapping": decision.field_mapping})
-    filename = str(job.request["filename"])
-    read = opener(job.job_id)
     _report(store, job, Progress(phase="validating"))
-    password = _password(job)
-    report = validate_upload(read, filename, options, limits(), password=password)
-    staging = Staging(get_database(), job.job_id)
-    staging.drop()  # validated again with another field mapping: start from nothing
+    report = validate_upload(opener(job.job_id), str(job.request["filename"]),
+                             _options(job), limits(), password=_password(job))
     if not report.ok:
         failed = store.transition(
             job.job_id, JobStatus.FAILED, allowed_from=[JobStatus.RUNNING], finished_at=utcnow(),
@@ -123,30 +120,55 @@ def validate(step: ImportStep) -> ImportStep:
                 f"The upload has {report.errors_total} error(s) and was not imported; the "
                 "report lists them.")))
         publish_terminal(failed)
+        Staging(get_database(), job.job_id).drop()  # staged for an earlier field mapping
         _delete_upload(job.job_id)
         logger.info("import refused", extra={"job_id": job.job_id, "errors": report.errors_total})
         return step.model_copy(update={"next": "invalid"})
+    store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
+                     report=report)
+    return step.model_copy(update={"next": "stage"})
 
+
+def stage(step: ImportStep) -> ImportStep:
+    """A validated upload into staging, then compared with what the user has: the conflict
+    summary joins the report, the conflicts go to a listing."""
+    store = JobStore()
+    job = store.require(step.job_id)
+    require_running(job)
+    report = ValidationReport.model_validate(job.report)
+    staging = Staging(get_database(), job.job_id)
+    staging.drop()  # a retry, or validated again with another field mapping: from nothing
     _report(store, job, Progress(phase="staging", total=report.counts.messages))
     staging.ensure_indexes()
     writer = staging.writer()
     pulse = Cadence()
-    for record in open_import(read, filename, options, limits(),
-                              password=password).records():
+    source = open_import(opener(job.job_id), str(job.request["filename"]), _options(job),
+                         limits(), password=_password(job))
+    for record in source.records():
         writer.add(record)
         if pulse.due():
             _check(store, job.job_id, Progress(phase="staging", current=writer.messages,
                                                total=report.counts.messages))
     sessions = writer.close()
     summary = _compare(store, job, staging, sessions)
-    report = report.model_copy(update={"conflicts": summary})
     store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
-                     report=report)
+                     report=report.model_copy(update={"conflicts": summary}))
     logger.info("import validated", extra={"job_id": job.job_id, "sessions": sessions})
+    decision = ImportDecision.model_validate(job.decision) if job.decision else None
     if decision is not None:  # POST /execute asked for another field mapping: go on with it
         return step.model_copy(update={"next": "execute", "dry_run": decision.dry_run,
                                        "after": None, "done": 0})
     return step.model_copy(update={"next": "decide"})
+
+
+def _options(job: Job) -> ImportOptions:
+    """The readers' options: the ones given with POST /imports, with the field mapping of a
+    decision that brought its own."""
+    options = ImportOptions.model_validate(job.request.get("options") or {})
+    decision = ImportDecision.model_validate(job.decision) if job.decision else None
+    if decision is not None and decision.field_mapping is not None:
+        options = options.model_copy(update={"field_mapping": decision.field_mapping})
+    return options
 
 
 def _password(job: Job) -> bytes | None:
