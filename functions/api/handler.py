@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dataport.api import exports, imports
 from dataport.auth import principal_from_request_context
-from dataport.errors import DataportError, RateLimited
+from dataport.errors import DataportError, RateLimited, TransientError
 from dataport.jobs.rate_limit import RateLimitState
 from dataport.models.api import ExportAccepted, ExportList, ExportView
 from dataport.models.exports import ExportRequest
@@ -191,7 +191,8 @@ def rate_limited(error: RateLimited) -> Response[dict[str, Any]]:
 
 @app.exception_handler(DataportError)
 def domain_error(error: DataportError) -> Response[dict[str, Any]]:
-    return _error(error.http_status, error.code, error.message, error.details)
+    headers = {"Retry-After": "5"} if isinstance(error, TransientError) else None
+    return _error(error.http_status, error.code, error.message, error.details, headers)
 
 
 @app.exception_handler(IdempotencyValidationError)
@@ -204,6 +205,17 @@ def idempotency_key_reused(_: IdempotencyValidationError) -> Response[dict[str, 
 def idempotency_in_progress(_: IdempotencyAlreadyInProgressError) -> Response[dict[str, Any]]:
     return _error(409, "request_in_progress",
                   "A request with this Idempotency-Key is still being processed; retry shortly.")
+
+
+@app.exception_handler(Exception)
+def unexpected(_: Exception) -> Response[dict[str, Any]]:
+    """Anything else is our fault: logged with its trace, answered in the same shape, with the
+    request id a person can quote to support (never the exception's text)."""
+    logger.exception("unhandled error")
+    request_id = app.lambda_context.aws_request_id if app.lambda_context else None
+    return _error(500, "internal_error", "Something went wrong on our side; try again. If it "
+                  "keeps failing, contact support with the request id.",
+                  {"requestId": request_id} if request_id else None)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

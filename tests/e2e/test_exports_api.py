@@ -6,13 +6,18 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import jwt
 import pytest
+from botocore.exceptions import ClientError
 
+from dataport import aws
 from dataport.jobs import keys
 from dataport.jobs.dynamo import to_item
+from dataport.jobs.store import JobStore
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_database
@@ -183,3 +188,35 @@ def _expire_package(stack: LocalStack, job_id: str) -> None:
         Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
         UpdateExpression="SET package.expires_at = :past",
         ExpressionAttributeValues=to_item({":past": past}))
+
+
+def test_a_workflow_that_cannot_start_is_a_503_and_a_failed_job(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(**_: Any) -> Any:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}},
+                          "StartExecution")
+
+    monkeypatch.setattr(aws, "stepfunctions",
+                        lambda: SimpleNamespace(start_execution=refused))
+    answer = api.request("POST", "/exports", json={"format": "json"})
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"] == "5"
+    error = answer.json()["error"]
+    assert error["code"] == "transient"
+    job = api.job(error["details"]["jobId"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "start_failed"
+
+
+def test_an_unexpected_error_is_a_500_with_a_request_id_and_no_internals(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("connection string mongodb://admin:hunter2@db")
+
+    monkeypatch.setattr(JobStore, "history", broken)
+    answer = api.request("GET", "/exports")
+    assert answer.status_code == 500, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "internal_error"
+    assert error["details"]["requestId"]
+    assert "hunter2" not in answer.text

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from dataport import aws
 from dataport.api.idempotency import counted, start_once
-from dataport.errors import Gone, NotFound
+from dataport.errors import Gone, NotFound, TransientError
 from dataport.jobs import rate_limit
 from dataport.jobs.cleanup import discard_job_objects
 from dataport.jobs.store import JobStore, new_job_id, utcnow
@@ -50,13 +50,14 @@ def _start(*, command: dict[str, Any], password: SecretStr | None) -> dict[str, 
         execution = aws.stepfunctions().start_execution(
             stateMachineArn=settings.export_state_machine_arn, name=job.job_id,
             input=JobRef(job_id=job.job_id).model_dump_json(by_alias=True))
-    except ClientError:
+    except ClientError as error:
         logger.exception("could not start the export workflow", extra={"job_id": job.job_id})
         store.transition(job.job_id, JobStatus.FAILED, allowed_from=[JobStatus.QUEUED],
                          finished_at=utcnow(),
                          error={"code": "start_failed",
                                 "message": "The export could not be started. Try again."})
-        raise
+        raise TransientError("The export could not be started; try again in a moment.",
+                             details={"jobId": job.job_id}) from error
     store.record_execution(job.job_id, execution["executionArn"])
     logger.info("export started", extra={"job_id": job.job_id})
     counted(rate)

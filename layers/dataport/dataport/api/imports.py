@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from dataport import aws
 from dataport.api.idempotency import counted, start_once
-from dataport.errors import Conflict, InvalidRequest, NotFound
+from dataport.errors import Conflict, InvalidRequest, NotFound, TransientError
 from dataport.imports import storage
 from dataport.jobs import rate_limit
 from dataport.jobs.store import JobStore, new_job_id, utcnow
@@ -134,7 +134,9 @@ def start_validation(user_id: str, job_id: str) -> Job:
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
             return get_import(user_id, job_id)
-        raise
+        logger.exception("could not start the import workflow", extra={"job_id": job_id})
+        raise TransientError("The validation could not be started; call validate again in a "
+                             "moment (the upload is kept).", details={"jobId": job_id}) from error
     logger.info("import validation started", extra={"job_id": job_id})
     return JobStore().record_execution(job_id, execution["executionArn"])
 
@@ -257,11 +259,14 @@ def rollback(user_id: str, job_id: str) -> Job:
             stateMachineArn=get_settings().import_state_machine_arn,
             name=f"{job_id}-rollback-{int(utcnow().timestamp())}",
             input=step.model_dump_json(by_alias=True, exclude_none=True))
-    except ClientError:
-        store.transition(job_id, JobStatus.FAILED, allowed_from=[JobStatus.RUNNING],
-                         error={"code": "rollback_failed",
-                                "message": "The rollback could not be started; try again."})
-        raise
+    except ClientError as error:
+        logger.exception("could not start the rollback", extra={"job_id": job_id})
+        publish_terminal(store.transition(
+            job_id, JobStatus.FAILED, allowed_from=[JobStatus.RUNNING], finished_at=utcnow(),
+            error={"code": "rollback_failed",
+                   "message": "The rollback could not be started; try again."}))
+        raise TransientError("The rollback could not be started; try again in a moment.",
+                             details={"jobId": job_id}) from error
     logger.info("import rollback started", extra={"job_id": job_id})
     return job
 
