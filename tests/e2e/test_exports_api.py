@@ -18,6 +18,7 @@ from dataport import aws
 from dataport.jobs import keys
 from dataport.jobs.dynamo import to_item
 from dataport.jobs.store import JobStore
+from dataport.settings import get_settings
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_database
@@ -206,6 +207,11 @@ def test_a_workflow_that_cannot_start_is_a_503_and_a_failed_job(
     job = api.job(error["details"]["jobId"])
     assert job["status"] == "failed"
     assert job["error"]["code"] == "start_failed"
+
+    monkeypatch.undo()  # the service is back: the failed start was not counted
+    answer = api.request("POST", "/exports", json={"format": "json"})
+    assert answer.status_code == 202, answer.text
+    assert answer.headers["X-RateLimit-Remaining"] == str(get_settings().export_rate_limit - 1)
 
 
 def test_an_unexpected_error_is_a_500_with_a_request_id_and_no_internals(

@@ -56,6 +56,7 @@ def _start(*, command: dict[str, Any], password: SecretStr | None) -> dict[str, 
                          finished_at=utcnow(),
                          error={"code": "start_failed",
                                 "message": "The export could not be started. Try again."})
+        rate_limit.refund(rate)
         raise TransientError("The export could not be started; try again in a moment.",
                              details={"jobId": job.job_id}) from error
     store.record_execution(job.job_id, execution["executionArn"])

@@ -21,8 +21,11 @@ from dataport.settings import get_settings
 
 @dataclass(frozen=True)
 class RateLimitState:
+    user_id: str
+    kind: str
     limit: int
     remaining: int
+    window_start: int  # epoch seconds
     reset_at: int  # epoch seconds when the window ends
 
     def headers(self) -> dict[str, str]:
@@ -57,4 +60,20 @@ def consume(user_id: str, kind: str, limit: int, window_seconds: int | None = No
             f"You can start {limit} {kind}s per hour; the limit resets in {retry_after} s.",
             limit=limit, remaining=0, reset_at=reset_at, retry_after=retry_after) from error
     used = int(from_item(answer["Attributes"])["count"])
-    return RateLimitState(limit=limit, remaining=max(0, limit - used), reset_at=reset_at)
+    return RateLimitState(user_id=user_id, kind=kind, limit=limit,
+                          remaining=max(0, limit - used), window_start=start, reset_at=reset_at)
+
+
+def refund(state: RateLimitState) -> None:
+    """Give back the job `consume` counted, when that job could not even start (never below
+    zero, and only in the window it was counted in)."""
+    key = to_item({"pk": keys.rate_pk(state.user_id, state.kind),
+                   "sk": keys.rate_sk(state.window_start)})
+    try:
+        aws.dynamodb().update_item(
+            TableName=get_settings().jobs_table, Key=key, UpdateExpression="ADD #count :minus",
+            ConditionExpression="#count > :zero", ExpressionAttributeNames={"#count": "count"},
+            ExpressionAttributeValues=to_item({":minus": -1, ":zero": 0}))
+    except ClientError as error:
+        if not is_conditional_failure(error):
+            raise
