@@ -15,11 +15,12 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dataport.api import exports, imports
-from dataport.auth import principal_from_request_context
+from dataport.api import api_keys, exports, imports
+from dataport.auth import Principal, principal_from_request_context
 from dataport.errors import DataportError, RateLimited, TransientError
 from dataport.jobs.rate_limit import RateLimitState
 from dataport.models.api import ExportAccepted, ExportList, ExportView
+from dataport.models.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyView
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import (
     ActionPage,
@@ -37,8 +38,12 @@ app = APIGatewayRestResolver(enable_validation=True)
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Job id")]
 
 
+def _principal() -> Principal:
+    return principal_from_request_context(app.current_event.request_context.raw_event)
+
+
 def _user_id() -> str:
-    return principal_from_request_context(app.current_event.request_context.raw_event).user_id
+    return _principal().user_id
 
 
 @app.post("/exports", summary="Start an export", responses={202: {"description": "Accepted"}})
@@ -153,6 +158,26 @@ def import_actions(
           responses={202: {"description": "Accepted: the job ends rolled_back"}})
 def rollback_import(jobId: JobId) -> Response[ImportView]:
     return _accepted(imports.view(imports.rollback(_user_id(), jobId)))
+
+
+@app.post("/api-keys", summary="Make an API key for scripts (shown once; needs a sign-in token)",
+          responses={201: {"description": "Created: keep `key`, it is not shown again"}})
+def create_api_key(request: Annotated[ApiKeyCreate, Body()]) -> Response[ApiKeyCreated]:
+    created = api_keys.create(_principal(), request)
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=created,
+                    headers={"Cache-Control": "no-store"})
+
+
+@app.get("/api-keys", summary="Your API keys (never the keys themselves), newest first")
+def list_api_keys() -> ApiKeyList:
+    return ApiKeyList(api_keys=api_keys.list_keys(_user_id()))
+
+
+@app.delete("/api-keys/<keyId>", summary="Revoke one of your API keys (needs a sign-in token)")
+def revoke_api_key(
+        keyId: Annotated[str, Path(pattern="^[0-9a-f]{16}$", description="Key id")],
+) -> ApiKeyView:
+    return api_keys.revoke(_principal(), keyId)
 
 
 def _rate_headers(rate: RateLimitState | None) -> dict[str, str]:

@@ -267,10 +267,14 @@ class LocalStack:
             self._teardown()
             self._provision()
         self.runtime.reset()
-        for gateway in self._gateways.values():
-            gateway.clear_authorizer_cache()
+        self.forget_authorizer_answers()
         for websocket in self._websockets.values():
             websocket.reset()
+
+    def forget_authorizer_answers(self) -> None:
+        """As when the REST authorizer's cached answers lapse (ReauthorizeEvery)."""
+        for gateway in self._gateways.values():
+            gateway.clear_authorizer_cache()
 
     def _quiet_logs(self) -> None:
         for name, level in _QUIET_LOGGERS.items():

@@ -126,3 +126,4 @@ def bucket_leftovers(stack: LocalStack, job_id: str) -> dict[str, list[str]]:
     uploads = [u["Key"] for u in s3.list_multipart_uploads(Bucket=stack.bucket).get("Uploads", [])
                if job_id in u["Key"]]
     return {"objects": objects, "uploads": uploads}
+

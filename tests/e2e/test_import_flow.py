@@ -32,7 +32,7 @@ from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, job_row, seeded_database, table_text
 from tests.e2e.import_client import EMPTY_USER, ENDED, Importer, messages_of, snapshot
-from tests.infrastructure.test_iam_coverage import allowed, required
+from tests.infrastructure.iam import assert_calls_allowed
 
 #: fields an import sets on what it writes (the rest must be the upload's, exactly)
 WRITTEN = {"_id", IMPORT_TAG, "updatedAt"}
@@ -77,16 +77,6 @@ def one(db: Database[Document], collection: str, query: Document) -> Document:
 
 def without(doc: Document, *fields: str) -> Document:
     return {k: v for k, v in doc.items() if k not in fields}
-
-
-def assert_calls_allowed(stack: LocalStack) -> None:
-    """Every AWS call the functions made is allowed by their policies in template.yaml."""
-    functions = stack.template.functions()
-    missing = sorted({
-        f"{d.call.logical_id}: {action} on {resource}"
-        for d in stack.call_details for action, resource in required(d)
-        if not allowed(list(functions[d.call.logical_id].policy_statements), action, resource)})
-    assert not missing, "\n".join(missing)
 
 
 # ---------------------------------------------------------------------------- the round trip

@@ -7,13 +7,9 @@ resource AWS would authorize and checked against the template's statements, reso
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator, Mapping
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 
@@ -21,81 +17,10 @@ from dataport.auth import create_api_key
 from dataport.settings import get_settings
 from dataport.workflows import export as export_tasks
 from infrastructure.local import seed
-from infrastructure.local.lambda_runtime import CallDetail
 from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_database
-
-REGION, ACCOUNT = "us-east-1", "123456789012"
-
-#: S3 operations whose IAM action has another name
-S3_ACTIONS = {
-    "CreateMultipartUpload": "PutObject", "UploadPart": "PutObject",
-    "CompleteMultipartUpload": "PutObject", "UploadPartCopy": "PutObject",
-    "HeadObject": "GetObject", "ListObjectsV2": "ListBucket", "ListObjects": "ListBucket",
-    "HeadBucket": "ListBucket", "ListMultipartUploads": "ListBucketMultipartUploads",
-    "ListParts": "ListMultipartUploadParts", "DeleteObjects": "DeleteObject",
-}
-
-
-def required(detail: CallDetail) -> Iterator[tuple[str, str]]:
-    """(IAM action, resource ARN) pairs one call needs."""
-    service, operation, params = detail.call.service, detail.call.operation, detail.params
-    if service == "dynamodb":
-        table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{params['TableName']}"
-        if "IndexName" in params:
-            table += f"/index/{params['IndexName']}"
-        yield f"dynamodb:{operation}", table
-    elif service == "s3":
-        bucket = f"arn:aws:s3:::{params['Bucket']}"
-        action = f"s3:{S3_ACTIONS.get(operation, operation)}"
-        if operation == "DeleteObjects":
-            for item in params["Delete"]["Objects"]:
-                yield action, f"{bucket}/{item['Key']}"
-        elif "Key" in params:
-            yield action, f"{bucket}/{params['Key']}"
-        else:
-            yield action, bucket
-        if operation == "UploadPartCopy":
-            source = params["CopySource"]
-            source_key = source["Key"] if isinstance(source, Mapping) else source.split("/", 1)[1]
-            yield "s3:GetObject", f"{bucket}/{source_key}"
-    elif service == "stepfunctions":
-        if operation.startswith("SendTask"):  # no resource-level permission: the token is it
-            yield f"states:{operation}", "*"
-        else:
-            yield f"states:{operation}", params.get("stateMachineArn") or params["executionArn"]
-    elif service == "apigatewaymanagementapi":
-        yield ("execute-api:ManageConnections",
-               f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{_websocket_stage(detail)}/POST/"
-               f"@connections/{params['ConnectionId']}")
-    elif service == "secretsmanager":
-        yield f"secretsmanager:{operation}", params["SecretId"]
-    elif service == "kms":
-        key = params["KeyId"]  # dataport always names the key, also to Decrypt
-        yield f"kms:{operation}", (key if key.startswith("arn:")
-                                   else f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key}")
-    else:
-        pytest.fail(f"no IAM mapping for {service}:{operation}; add one to this test")
-
-
-def _websocket_stage(_: CallDetail) -> str:
-    """`<api id>/<stage>` of the WebSocket API, from the callback URL the template gives the
-    functions (locally the posts go to the gateway, but the policy names the real API)."""
-    url = urlparse(os.environ["WEBSOCKET_CALLBACK_URL"])
-    return f"{url.hostname.split('.')[0] if url.hostname else ''}{url.path}"
-
-
-def allowed(statements: list[Mapping[str, Any]], action: str, resource: str) -> bool:
-    for statement in statements:
-        actions = statement["Action"]
-        resources = statement["Resource"]
-        actions = [actions] if isinstance(actions, str) else actions
-        resources = [resources] if isinstance(resources, str) else resources
-        if statement["Effect"] == "Allow" and action in actions and any(
-                fnmatchcase(resource, pattern) for pattern in resources):
-            return True
-    return False
+from tests.infrastructure.iam import assert_calls_allowed
 
 
 def test_every_call_is_covered_by_the_functions_policy(
@@ -139,7 +64,6 @@ def test_every_call_is_covered_by_the_functions_policy(
             assert api.wait(failed)["status"] == "failed"
         get_settings.cache_clear()
 
-    functions = stack.template.functions()
     seen = {d.call.logical_id for d in stack.call_details}
     assert {"ApiFunction", "AuthorizerFunction", "ExportPlanFunction", "ExportWorkerFunction",
             "ExportFinalizeFunction", "JobFailedFunction", "WsSubscribeFunction"} <= seen
@@ -148,13 +72,7 @@ def test_every_call_is_covered_by_the_functions_policy(
            if d.call.service == "kms"}
     assert kms == {("ApiFunction", "Encrypt"), ("ExportPlanFunction", "Decrypt"),
                    ("ExportWorkerFunction", "Decrypt"), ("ExportFinalizeFunction", "Decrypt")}
-    missing = sorted({
-        f"{d.call.logical_id}: {action} on {resource}"
-        for d in stack.call_details
-        for action, resource in required(d)
-        if not allowed(list(functions[d.call.logical_id].policy_statements), action, resource)
-    })
-    assert not missing, "\n".join(missing)
+    assert_calls_allowed(stack)
 
 
 def _explode(*_: Any, **__: Any) -> Any:

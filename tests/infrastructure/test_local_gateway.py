@@ -245,7 +245,8 @@ def test_the_real_api_answers_with_the_templates_gateway_responses() -> None:
         ("POST", "/imports"), ("GET", "/imports"), ("GET", "/imports/{jobId}"),
         ("DELETE", "/imports/{jobId}"), ("POST", "/imports/{jobId}/validate"),
         ("GET", "/imports/{jobId}/conflicts"), ("POST", "/imports/{jobId}/execute"),
-        ("GET", "/imports/{jobId}/actions"), ("POST", "/imports/{jobId}/rollback")}
+        ("GET", "/imports/{jobId}/actions"), ("POST", "/imports/{jobId}/rollback"),
+        ("POST", "/api-keys"), ("GET", "/api-keys"), ("DELETE", "/api-keys/{keyId}")}
     gateway = RestGateway(api, LambdaRuntime(template.functions()), template.region,
                           template.account_id)
     response = gateway.handle("GET", "/v1/exports/abc", [("Host", "x")], b"")

@@ -42,6 +42,7 @@ __all__ = [
     "API_KEY_PREFIX",
     "JWT_ALGORITHM",
     "Principal",
+    "api_key_id",
     "authenticate_credential",
     "authenticate_header",
     "create_api_key",
@@ -237,6 +238,11 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def api_key_id(key_hash: str) -> str:
+    """The key's public name: the start of its hash (which reveals nothing usable)."""
+    return key_hash[:16]
+
+
 def _authenticate_api_key(key: str) -> Principal:
     """Look the key up by its hash and refuse unknown, revoked or expired keys."""
     if not _API_KEY_SHAPE.match(key):
@@ -279,8 +285,10 @@ def create_api_key(user_id: str, name: str, *, expires_at: int | None = None) ->
     if not name.strip():
         raise ValueError("name must not be empty")
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    key_hash = hash_api_key(key)
     item: dict[str, Any] = {
-        "key_hash": {"S": hash_api_key(key)},
+        "key_hash": {"S": key_hash},
+        "key_id": {"S": api_key_id(key_hash)},
         "user_id": {"S": user_id.lower()},
         "name": {"S": name},
         "created_at": {"S": datetime.now(UTC).isoformat(timespec="seconds")},

@@ -21,6 +21,11 @@ class Unauthorized(DataportError):
     http_status = 401
 
 
+class Forbidden(DataportError):
+    code = "forbidden"
+    http_status = 403
+
+
 class NotFound(DataportError):
     code = "not_found"
     http_status = 404
