@@ -63,6 +63,11 @@ Start an export, follow it, download it (-L follows the 302 to the presigned loc
   curl -sL -o export.zip "$API/exports/<jobId>/download" -H "$AUTH"
   curl -s "$API/exports" -H "$AUTH"
 
+Make an API key for scripts (shown once; then -H "Authorization: ApiKey <key>"):
+
+  curl -s -X POST "$API/api-keys" -H "$AUTH" -H 'Content-Type: application/json' \
+       -d '{{"name": "my script", "expiresInDays": 30}}'
+
 Watch a job live (then type {{"action": "subscribe", "jobId": "<jobId>"}}):
 
   .venv/bin/python -m websockets "{stack.ws_url}?token=$TOKEN"
