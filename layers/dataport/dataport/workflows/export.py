@@ -124,8 +124,8 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCurs
         """Cheap unless ~500 ms passed: then the shard's counts and the bytes written so far
         go to the row and out."""
         if cadence.due():
-            now = state.model_copy(update={"bytes": cursor.bytes + sink.bytes_written})
-            publish_progress(job, _report(store, job.job_id, now)[1])
+            so_far = state.model_copy(update={"bytes": cursor.bytes + sink.bytes_written})
+            publish_progress(job, _report(store, job.job_id, so_far)[1])
 
     try:
         writer = _writer(job, request, sink)

@@ -154,7 +154,7 @@ def stage(step: ImportStep) -> ImportStep:
     store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
                      report=report.model_copy(update={"conflicts": summary}))
     logger.info("import validated", extra={"job_id": job.job_id, "sessions": sessions})
-    decision = ImportDecision.model_validate(job.decision) if job.decision else None
+    decision = _decision(job)
     if decision is not None:  # POST /execute asked for another field mapping: go on with it
         return step.model_copy(update={"next": "execute", "dry_run": decision.dry_run,
                                        "after": None, "done": 0})
@@ -165,10 +165,14 @@ def _options(job: Job) -> ImportOptions:
     """The readers' options: the ones given with POST /imports, with the field mapping of a
     decision that brought its own."""
     options = ImportOptions.model_validate(job.request.get("options") or {})
-    decision = ImportDecision.model_validate(job.decision) if job.decision else None
+    decision = _decision(job)
     if decision is not None and decision.field_mapping is not None:
         options = options.model_copy(update={"field_mapping": decision.field_mapping})
     return options
+
+
+def _decision(job: Job) -> ImportDecision | None:
+    return ImportDecision.model_validate(job.decision) if job.decision else None
 
 
 def _password(job: Job) -> bytes | None:
@@ -410,7 +414,7 @@ def cleanup(task: ImportFailedInput) -> JobError:
     db = get_database()
     staging = Staging(db, job.job_id)
     recover(db, aws.s3(), settings.packages_bucket, staging)
-    decision = ImportDecision.model_validate(job.decision) if job.decision else None
+    decision = _decision(job)
     outcome = None
     if decision is not None and not decision.dry_run and staging.has_results():
         outcome = _outcome(job, staging, decision, job.updated_at)  # what it did complete
