@@ -9,8 +9,6 @@ import zipfile
 from collections import Counter
 from typing import Any
 
-from bson.int64 import Int64
-
 from dataport.formats.base import Numbering
 from dataport.imports.detect import open_import
 from dataport.imports.limits import ImportLimits
@@ -99,27 +97,3 @@ def check_order(records: list[ImportRecord]) -> None:
 
 def kinds(records: list[ImportRecord], kind: RecordKind) -> list[dict[str, Any]]:
     return [r.doc for r in records if r.kind is kind]
-
-
-def assert_same(actual: Any, expected: Any, where: str = "$", *, ordered: bool = True) -> None:
-    """Equal values of the same types all the way down; an int may come back as Int64 (the
-    same BSON int64 once written)."""
-    if isinstance(expected, int) and not isinstance(expected, bool) and type(actual) is Int64:
-        assert actual == expected, where
-        return
-    assert type(actual) is type(expected), f"{where}: {type(actual)} != {type(expected)}"
-    if isinstance(expected, dict):
-        if ordered:
-            assert list(actual) == list(expected), f"{where}: keys {list(actual)} != " \
-                                                   f"{list(expected)}"
-        else:
-            assert set(actual) == set(expected), (f"{where}: keys differ: "
-                                                  f"{set(actual) ^ set(expected)}")
-        for key in expected:
-            assert_same(actual[key], expected[key], f"{where}.{key}", ordered=ordered)
-    elif isinstance(expected, list):
-        assert len(actual) == len(expected), where
-        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
-            assert_same(a, e, f"{where}[{i}]", ordered=ordered)
-    else:
-        assert actual == expected, f"{where}: {actual!r} != {expected!r}"

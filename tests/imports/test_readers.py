@@ -40,7 +40,6 @@ from dataport.packaging.zipformat import (
 )
 from dataport.source.content_hash import content_hash
 from tests.imports.support import (
-    assert_same,
     check_order,
     kinds,
     package,
@@ -52,6 +51,7 @@ from tests.unit.format_sink import (
     CONTEXT,
     SESSION_ID,
     MemorySink,
+    assert_same,
     many_messages,
     messages,
     project_doc,

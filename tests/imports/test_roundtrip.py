@@ -36,8 +36,8 @@ from dataport.imports.records import RecordKind
 from dataport.imports.validate import validate
 from dataport.source.content_hash import content_hash
 from infrastructure.local.seed import _Conversation, _Rng
-from tests.imports.support import assert_same, check_order, kinds, package, read, source_of
-from tests.unit.format_sink import CONTEXT, MemorySink
+from tests.imports.support import check_order, kinds, package, read, source_of
+from tests.unit.format_sink import CONTEXT, MemorySink, assert_same, write_session
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -121,10 +121,7 @@ def test_json_export_then_import_is_exact(data: Any, split: int) -> None:
     writer = JsonWriter(sink, context=CONTEXT, split_bytes=split)
     writer.write_projects(projects)
     for project, session, docs in sessions:
-        writer.begin_session(project, session)
-        for doc in docs:
-            writer.write_message(doc)
-        writer.end_session()
+        write_session(writer, project, session, docs)
     writer.close()
     upload = package(sink, "json")
     records, issues = read(upload, "export.zip")
@@ -321,10 +318,7 @@ def jsonl_round_trip(sessions: list[tuple[dict[str, Any], dict[str, Any],
     sink = MemorySink()
     writer = JsonlWriter(sink, context=CONTEXT, split_bytes=split)
     for project, session, docs in sessions:
-        writer.begin_session(project, session)
-        for doc in docs:
-            writer.write_message(doc)
-        writer.end_session()
+        write_session(writer, project, session, docs)
     writer.close()
     upload = package(sink, "jsonl")
     records, issues = read(upload, "export.zip")

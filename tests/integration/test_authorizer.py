@@ -30,7 +30,7 @@ from dataport.auth import (
     principal_from_request_context,
 )
 from dataport.observability import logger
-from tests.fixtures.aws import fake_aws_environment
+from tests.fixtures.aws import create_api_keys_table, fake_aws_environment
 from tests.handlers import load_handler
 
 SECRET = "integration-signing-secret-" + "0123456789abcdef" * 3
@@ -77,12 +77,7 @@ def _moto() -> Iterator[None]:
         fake_aws_environment(patch)
         with mock_aws():
             boto3.client("ssm").put_parameter(Name=PARAMETER, Value=SECRET, Type="SecureString")
-            boto3.client("dynamodb").create_table(
-                TableName=TABLE,
-                KeySchema=[{"AttributeName": "key_hash", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "key_hash", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            create_api_keys_table(TABLE)
             yield
     _reset()
 

@@ -231,3 +231,27 @@ def many_messages(count: int, *, text: str = "message body ✓ ", repeat: int = 
 
 def snapshot(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return copy.deepcopy(docs)
+
+
+def assert_same(actual: Any, expected: Any, where: str = "$", *, ordered: bool = True) -> None:
+    """Equal values of the same types all the way down; an int may come back as Int64 (the
+    same BSON int64 once written)."""
+    if isinstance(expected, int) and not isinstance(expected, bool) and type(actual) is Int64:
+        assert actual == expected, where
+        return
+    assert type(actual) is type(expected), f"{where}: {type(actual)} != {type(expected)}"
+    if isinstance(expected, dict):
+        if ordered:
+            assert list(actual) == list(expected), f"{where}: keys {list(actual)} != " \
+                                                   f"{list(expected)}"
+        else:
+            assert set(actual) == set(expected), (f"{where}: keys differ: "
+                                                  f"{set(actual) ^ set(expected)}")
+        for key in expected:
+            assert_same(actual[key], expected[key], f"{where}.{key}", ordered=ordered)
+    elif isinstance(expected, list):
+        assert len(actual) == len(expected), where
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            assert_same(a, e, f"{where}[{i}]", ordered=ordered)
+    else:
+        assert actual == expected, f"{where}: {actual!r} != {expected!r}"

@@ -33,7 +33,7 @@ from dataport.auth import (
     principal_from_request_context,
 )
 from dataport.errors import Unauthorized
-from tests.fixtures.aws import fake_aws_environment
+from tests.fixtures.aws import create_api_keys_table, fake_aws_environment
 
 SECRET = "unit-test-signing-secret-" + "0123456789abcdef" * 3  # 73 bytes: enough for HS512 too
 OTHER_SECRET = "a-different-signing-secret-" + "fedcba9876543210" * 3
@@ -55,12 +55,7 @@ def _moto() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         fake_aws_environment(patch)
         with mock_aws():
-            boto3.client("dynamodb").create_table(
-                TableName=TABLE,
-                KeySchema=[{"AttributeName": "key_hash", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "key_hash", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            create_api_keys_table(TABLE)
             yield
     _reset()
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from bson import json_util
-from bson.int64 import Int64
 
 import dataport
 from dataport.formats.base import Numbering
@@ -16,6 +15,7 @@ from dataport.formats.json_format import JsonWriter
 from tests.unit.format_sink import (
     CONTEXT,
     MemorySink,
+    assert_same,
     many_messages,
     messages,
     project_doc,
@@ -26,25 +26,6 @@ from tests.unit.format_sink import (
 
 def load(data: bytes | bytearray) -> Any:
     return json_util.loads(bytes(data).decode("utf-8"), json_options=EXTENDED_JSON_READ_OPTIONS)
-
-
-def assert_same(actual: Any, expected: Any, where: str = "$") -> None:
-    """Equal values of the same types, all the way down (an int may come back as Int64: the
-    same BSON int64 once written)."""
-    if isinstance(expected, int) and not isinstance(expected, bool) and type(actual) is Int64:
-        assert actual == expected, where
-        return
-    assert type(actual) is type(expected), f"{where}: {type(actual)} != {type(expected)}"
-    if isinstance(expected, dict):
-        assert list(actual) == list(expected), f"{where}: keys differ"
-        for key in expected:
-            assert_same(actual[key], expected[key], f"{where}.{key}")
-    elif isinstance(expected, list):
-        assert len(actual) == len(expected), where
-        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
-            assert_same(a, e, f"{where}[{i}]")
-    else:
-        assert actual == expected, where
 
 
 def export(docs: list[dict[str, Any]], split_bytes: int = 10_000_000) -> MemorySink:
