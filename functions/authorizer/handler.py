@@ -4,6 +4,8 @@ Thin by design: find the credential, let `dataport.auth` decide, answer with an 
 
 - REST: the Authorization header. The policy allows the whole stage (`.../<stage>/*/*`), not
   just the called method, because API Gateway caches the answer per identity for every route.
+  For as long as it caches it (AUTHORIZER_CACHE_SECONDS, the template's ReauthorizeEvery): a
+  credential that expires sooner is refused, so a cached "allow" never outlives its token.
 - WebSocket $connect (methodArn `.../<stage>/$connect`): the `token` query parameter, because
   browsers cannot set headers on a WebSocket. The policy allows that $connect only (WebSocket
   authorizers run once per connection; `*/*` would not even match `$connect`). API Gateway hands
@@ -25,6 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from dataport.auth import Principal, authenticate_credential, authenticate_header
 from dataport.errors import Unauthorized
 from dataport.observability import logger
+from dataport.settings import get_settings
 
 AUTHORIZATION = "authorization"
 WEBSOCKET_CONNECT = "/$connect"
@@ -58,7 +61,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             query = event.get("queryStringParameters") or {}
             principal = authenticate_credential(query.get(TOKEN_PARAMETER) or "")
         else:
-            principal = authenticate_header(authorization_header(event))
+            principal = authenticate_header(
+                authorization_header(event),
+                min_remaining_seconds=get_settings().authorizer_cache_seconds)
     except Unauthorized as exc:
         logger.info("Request denied", extra={"reason": exc.message})
         raise Exception("Unauthorized") from None  # the exact text API Gateway maps to 401

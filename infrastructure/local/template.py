@@ -67,6 +67,7 @@ _NAME_PROPERTIES = {
     "AWS::SecretsManager::Secret": "Name",
     "AWS::IAM::Role": "RoleName",
     "AWS::Serverless::LayerVersion": "LayerName",
+    "AWS::Logs::LogGroup": "LogGroupName",
 }
 # SAM's implicit REST API, created when an Api event names no RestApiId.
 IMPLICIT_REST_API = "ServerlessRestApi"
@@ -458,6 +459,9 @@ class Template:
             "AWS::StepFunctions::StateMachine": lambda: self.arn("states", f"stateMachine:{name}"),
             "AWS::IAM::Role": lambda: f"arn:aws:iam::{self.account_id}:role/{name}",
             "AWS::KMS::Key": lambda: self.arn("kms", f"key/{self.ref(logical_id)}"),
+            # As CloudFormation's GetAtt gives it (with ":*"). Log groups, like the access log
+            # settings that name them, are only read here: nothing local writes CloudWatch Logs.
+            "AWS::Logs::LogGroup": lambda: self.arn("logs", f"log-group:{name}:*"),
         }
         if attribute == "Arn" and rtype in arns:
             return arns[rtype]()

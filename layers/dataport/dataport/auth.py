@@ -16,6 +16,11 @@ decides by shape: three dot-separated base64url segments is a JWT (an API key, b
 `secrets.token_urlsafe` output behind the `dpk_` prefix, never contains a dot); any other string
 of base64url characters is looked up as an API key.
 
+`authenticate_header` can also demand that the credential stay valid for a while longer
+(`min_remaining_seconds`): the REST authorizer asks for its cache time, because API Gateway
+reuses an answer that long without asking again, and a cached "allow" must not outlive the
+token (or an expiring API key) it was given for.
+
 Nothing here logs or echoes a credential: error messages describe the problem, not the token.
 """
 
@@ -90,10 +95,12 @@ def _user_id(value: object, what: str) -> str:
 # Entry points
 
 
-def authenticate_header(value: str | None) -> Principal:
+def authenticate_header(value: str | None, *, min_remaining_seconds: float = 0) -> Principal:
     """Authenticate an `Authorization` header value: `Bearer <jwt>` or `ApiKey <key>`.
 
     The scheme is case-insensitive (RFC 9110 11.1); anything else, including `Basic`, is refused.
+    A JWT whose `exp`, or an API key whose expiry, is less than `min_remaining_seconds` away is
+    refused too (the caller caches the answer that long).
     """
     if value is None or not value.strip():
         raise Unauthorized("Missing Authorization header")
@@ -102,9 +109,9 @@ def authenticate_header(value: str | None) -> Principal:
         raise Unauthorized("Authorization header must be 'Bearer <token>' or 'ApiKey <key>'")
     scheme, credential = parts[0].lower(), parts[1]
     if scheme == "bearer":
-        return _authenticate_jwt(credential)
+        return _authenticate_jwt(credential, min_remaining_seconds)
     if scheme == "apikey":
-        return _authenticate_api_key(credential)
+        return _authenticate_api_key(credential, min_remaining_seconds)
     raise Unauthorized("Unsupported authorization scheme: use 'Bearer' or 'ApiKey'")
 
 
@@ -169,7 +176,7 @@ def _signing_secret() -> str:
     return value
 
 
-def _authenticate_jwt(token: str) -> Principal:
+def _authenticate_jwt(token: str, min_remaining_seconds: float = 0) -> Principal:
     """Verify signature (HS256 only), expiry and subject of a bearer token."""
     if len(token) > MAX_CREDENTIAL_LENGTH:
         raise Unauthorized("Token is too long")
@@ -213,6 +220,8 @@ def _authenticate_jwt(token: str) -> Principal:
         # Remaining cases (bad iat, non-string sub, unexpected audience...): the library's
         # message names the claim at fault and never contains the token.
         raise Unauthorized(f"Token is invalid: {exc}") from None
+    if min_remaining_seconds > 0 and float(claims["exp"]) - time.time() < min_remaining_seconds:
+        raise Unauthorized(f"Token expires within {min_remaining_seconds:g} s: refresh it first")
     return Principal(user_id=_user_id(claims.get("sub"), "Token subject"), method="jwt")
 
 
@@ -243,7 +252,7 @@ def api_key_id(key_hash: str) -> str:
     return key_hash[:16]
 
 
-def _authenticate_api_key(key: str) -> Principal:
+def _authenticate_api_key(key: str, min_remaining_seconds: float = 0) -> Principal:
     """Look the key up by its hash and refuse unknown, revoked or expired keys."""
     if not _API_KEY_SHAPE.match(key):
         raise Unauthorized("API key is malformed")
@@ -271,6 +280,8 @@ def _authenticate_api_key(key: str) -> Principal:
             expired = True
         if expired:
             raise Unauthorized("API key has expired")
+        if float(expires_at["N"]) - time.time() < min_remaining_seconds:
+            raise Unauthorized(f"API key expires within {min_remaining_seconds:g} s")
     user_id = item.get("user_id", {}).get("S")
     return Principal(user_id=_user_id(user_id, "API key owner"), method="api_key")
 

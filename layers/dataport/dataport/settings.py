@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # Name of the SSM SecureString (or Secrets Manager secret) holding the JWT signing secret.
     jwt_secret_parameter: str = "/dataport/jwt-secret"  # noqa: S105 (a name, not a secret)
     jwt_secret_source: str = Field(default="ssm", pattern="^(ssm|secretsmanager)$")
+    # The REST authorizer's result cache (template: AuthorizerCacheSeconds = ReauthorizeEvery):
+    # the authorizer refuses credentials that expire sooner, so no cached answer outlives one.
+    authorizer_cache_seconds: int = Field(default=0, ge=0, le=3600)
 
     export_rate_limit: int = 10
     rate_limit_window_seconds: int = 3600
