@@ -95,3 +95,142 @@ def test_template_passes_cfn_lint() -> None:
                              str(ROOT / "template.yaml")], capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- hardening: TLS only, log retention, access logs ------------------------------------------
+
+
+def _ref(value: Any) -> str:
+    assert isinstance(value, dict), value
+    assert set(value) == {"Ref"}, value
+    return str(value["Ref"])
+
+
+def _sub(value: Any) -> str:
+    assert isinstance(value, dict), value
+    assert set(value) == {"Fn::Sub"}, value
+    return str(value["Fn::Sub"])
+
+
+def _get_att(value: Any) -> tuple[str, str]:
+    assert isinstance(value, dict), value
+    assert set(value) == {"Fn::GetAtt"}, value
+    target = value["Fn::GetAtt"]
+    logical_id, attribute = target.split(".", 1) if isinstance(target, str) else target
+    return str(logical_id), str(attribute)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def test_log_retention_is_a_parameter_of_30_days_by_default() -> None:
+    parameter = TEMPLATE["Parameters"]["LogRetentionDays"]
+    assert parameter["Type"] == "Number"
+    assert parameter["Default"] == 30
+    assert 30 in parameter["AllowedValues"]  # CloudWatch accepts only its own list of values
+
+
+@pytest.mark.parametrize("name", sorted(_of_type("AWS::Serverless::Function")))
+def test_every_function_logs_to_its_own_log_group_with_the_retention(name: str) -> None:
+    """Lambda writes to the group LoggingConfig names, which exists (with its retention) before
+    the function does; it is also the one Lambda would pick by default, /aws/lambda/<name>."""
+    props = RESOURCES[name]["Properties"]
+    group_id = _ref(props["LoggingConfig"]["LogGroup"])
+    group = RESOURCES[group_id]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert _ref(group["Properties"]["RetentionInDays"]) == "LogRetentionDays"
+    assert _sub(group["Properties"]["LogGroupName"]) == "/aws/lambda/" + _sub(props["FunctionName"])
+    owners = [n for n in _of_type("AWS::Serverless::Function")
+              if RESOURCES[n]["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": group_id}]
+    assert owners == [name], f"{group_id} is shared by {owners}"
+
+
+def test_every_log_group_keeps_logs_for_the_retention_parameter() -> None:
+    groups = _of_type("AWS::Logs::LogGroup")
+    assert len(groups) >= len(_of_type("AWS::Serverless::Function")) + 2  # + two access logs
+    for name, group in groups.items():
+        assert _ref(group["Properties"].get("RetentionInDays")) == "LogRetentionDays", name
+
+
+def test_the_packages_bucket_refuses_every_request_without_tls() -> None:
+    """Deny s3:* on the bucket and on its objects unless aws:SecureTransport: plain-http
+    listing, uploads (the presigned POST too) and deletes are refused, not only downloads."""
+    (policy,) = [p["Properties"] for p in _of_type("AWS::S3::BucketPolicy").values()
+                 if p["Properties"]["Bucket"] == {"Ref": "PackagesBucket"}]
+    denials = [s for s in policy["PolicyDocument"]["Statement"]
+               if s["Effect"] == "Deny"
+               and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}]
+    assert len(denials) == 1
+    (deny,) = denials
+    assert deny["Principal"] == "*"
+    assert _as_list(deny["Action"]) == ["s3:*"]
+    resources = _as_list(deny["Resource"])
+    assert {"Fn::GetAtt": ["PackagesBucket", "Arn"]} in resources or \
+        {"Fn::Sub": "${PackagesBucket.Arn}"} in resources
+    assert {"Fn::Sub": "${PackagesBucket.Arn}/*"} in resources
+
+
+_NO_QUERY_STRING = re.compile(r"querystring|\$input|\$method|\$context\.path\b|"
+                              r"\$context\.requestOverride|\$request\.|header", re.IGNORECASE)
+
+
+def _access_log_format(setting: dict[str, Any], required: set[str]) -> dict[str, str]:
+    group, attribute = _get_att(setting["DestinationArn"])
+    assert attribute == "Arn"
+    assert RESOURCES[group]["Type"] == "AWS::Logs::LogGroup"
+    fields = json.loads(setting["Format"])  # one JSON object per request
+    assert isinstance(fields, dict)
+    assert required <= set(fields), required - set(fields)
+    for key, value in fields.items():
+        assert isinstance(value, str), key
+        assert re.fullmatch(r"\$context\.[A-Za-z.]+", value), (key, value)
+        # ?token= (the WebSocket credential) lives in the query string; Authorization in a header
+        assert not _NO_QUERY_STRING.search(value), (key, value)
+    return fields
+
+
+def test_the_rest_stage_writes_json_access_logs_without_query_strings() -> None:
+    setting = RESOURCES["RestApi"]["Properties"]["AccessLogSetting"]
+    fields = _access_log_format(setting, {"requestId", "ip", "httpMethod", "resourcePath",
+                                          "status", "responseLatency"})
+    assert fields["resourcePath"] == "$context.resourcePath"  # /exports/{jobId}, not the path
+    assert fields["ip"] == "$context.identity.sourceIp"
+
+
+def test_the_websocket_stage_writes_json_access_logs_without_query_strings() -> None:
+    (stage,) = _of_type("AWS::ApiGatewayV2::Stage").values()
+    _access_log_format(stage["Properties"]["AccessLogSettings"],
+                       {"requestId", "ip", "routeKey", "connectionId", "eventType", "status"})
+
+
+def test_access_logging_has_the_account_role_before_the_stages_exist() -> None:
+    """API Gateway refuses a stage's access log setting until the account (per region) names a
+    CloudWatch role: the stack sets it, and both APIs wait for that."""
+    (account,) = _of_type("AWS::ApiGateway::Account").values()
+    role_id, attribute = _get_att(account["Properties"]["CloudWatchRoleArn"])
+    assert attribute == "Arn"
+    role = RESOURCES[role_id]
+    assert role["Type"] == "AWS::IAM::Role"
+    assert role.get("DeletionPolicy") == "Retain"  # the setting outlives the stack
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    (managed,) = role["Properties"]["ManagedPolicyArns"]
+    assert _sub(managed).endswith(":iam::aws:policy/service-role/"
+                                  "AmazonAPIGatewayPushToCloudWatchLogs")
+    account_id = next(iter(_of_type("AWS::ApiGateway::Account")))
+    (ws_stage,) = _of_type("AWS::ApiGatewayV2::Stage").values()
+    for resource in (RESOURCES["RestApi"], ws_stage):
+        assert account_id in _as_list(resource.get("DependsOn", []))
+
+
+def test_the_authorizer_refuses_credentials_that_expire_within_its_cache_time() -> None:
+    """One parameter sets API Gateway's cache (ReauthorizeEvery) and the margin the authorizer
+    demands of a credential's remaining life, so a cached answer never outlives its token."""
+    parameter = TEMPLATE["Parameters"]["AuthorizerCacheSeconds"]
+    assert 0 < parameter["Default"] <= 60
+    assert parameter["MaxValue"] <= 3600
+    (authorizer,) = RESOURCES["RestApi"]["Properties"]["Auth"]["Authorizers"].values()
+    assert _ref(authorizer["Identity"]["ReauthorizeEvery"]) == "AuthorizerCacheSeconds"
+    variables = RESOURCES["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    assert _ref(variables["AUTHORIZER_CACHE_SECONDS"]) == "AuthorizerCacheSeconds"

@@ -334,6 +334,48 @@ def test_expired_api_key_is_unauthorized(handler: ModuleType) -> None:
     _denied(handler, _event({"Authorization": f"ApiKey {key}"}))
 
 
+# --- the REST cache: no cached answer outlives its credential -----------------------------------
+
+
+@pytest.fixture
+def cached(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As deployed: the template passes ReauthorizeEvery (AuthorizerCacheSeconds) to the
+    authorizer as AUTHORIZER_CACHE_SECONDS."""
+    monkeypatch.setenv("AUTHORIZER_CACHE_SECONDS", "60")
+    _reset()
+
+
+@pytest.mark.usefixtures("cached")
+def test_rest_refuses_a_jwt_that_expires_within_the_cache_time(handler: ModuleType) -> None:
+    now = int(time.time())
+    _denied(handler, _event({"Authorization": _bearer(exp=now + 59)}))
+    _assert_allowed(_invoke(handler, _event({"Authorization": _bearer(exp=now + 120)})), "jwt")
+
+
+@pytest.mark.usefixtures("cached")
+def test_rest_refuses_an_api_key_that_expires_within_the_cache_time(handler: ModuleType) -> None:
+    now = int(time.time())
+    expiring = create_api_key(USER, "expiring", expires_at=now + 59)
+    lasting = create_api_key(USER, "lasting", expires_at=now + 120)
+    _denied(handler, _event({"Authorization": f"ApiKey {expiring}"}))
+    _assert_allowed(_invoke(handler, _event({"Authorization": f"ApiKey {lasting}"})), "api_key")
+
+
+@pytest.mark.usefixtures("cached")
+def test_websocket_connect_accepts_a_jwt_to_its_last_second(handler: ModuleType) -> None:
+    """WebSocket authorizers cache nothing: $connect checks the token as it is."""
+    now = int(time.time())
+    token = jwt.encode({"sub": USER, "iat": now, "exp": now + 5}, SECRET, algorithm="HS256")
+    connect_arn = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/v1/$connect"
+    event = {"type": "REQUEST", "methodArn": connect_arn,
+             "queryStringParameters": {"token": token}, "headers": {}}
+
+    result = _invoke(handler, event)
+
+    assert result["principalId"] == USER
+    assert result["policyDocument"]["Statement"][0]["Resource"] == [connect_arn]
+
+
 # --- what the API function reads back ----------------------------------------------------------
 
 

@@ -340,6 +340,31 @@ def test_api_key_expiry() -> None:
 
 
 @pytest.mark.usefixtures("aws")
+def test_a_credential_must_outlive_the_cache_the_caller_keeps_its_answer_in() -> None:
+    """The REST authorizer's answer is cached AUTHORIZER_CACHE_SECONDS: a JWT or an API key that
+    expires sooner is refused, so the cached allow never outlives the credential."""
+    now = int(time.time())
+    dying = f"Bearer {_token(_claims(exp=now + 30))}"
+    with pytest.raises(Unauthorized, match="expires within 60 s: refresh it"):
+        authenticate_header(dying, min_remaining_seconds=60)
+    assert authenticate_header(dying).user_id == USER  # no cache, no margin
+    assert authenticate_header(f"Bearer {_token(_claims(exp=now + 600))}",
+                               min_remaining_seconds=60).user_id == USER
+    skewed = f"Bearer {_token(_claims(iat=now - 4000, exp=now - 5))}"  # inside the leeway
+    with pytest.raises(Unauthorized, match="expires within"):
+        authenticate_header(skewed, min_remaining_seconds=60)
+
+    expiring = create_api_key(USER, "expiring", expires_at=now + 30)
+    lasting = create_api_key(USER, "lasting", expires_at=now + 3600)
+    forever = create_api_key(USER, "forever")
+    with pytest.raises(Unauthorized, match="API key expires within 60 s"):
+        authenticate_header(f"ApiKey {expiring}", min_remaining_seconds=60)
+    assert authenticate_header(f"ApiKey {expiring}").user_id == USER
+    for key in (lasting, forever):
+        assert authenticate_header(f"ApiKey {key}", min_remaining_seconds=60).user_id == USER
+
+
+@pytest.mark.usefixtures("aws")
 def test_api_key_with_a_bad_owner_is_refused() -> None:
     key = create_api_key(USER, "x")
     item = _key_item(key)
