@@ -4,7 +4,8 @@ Only a sign-in token (JWT) may make or revoke a key: a leaked key cannot mint mo
 itself alive by revoking the others. A key is shown once, when it is made; the table keeps its
 SHA-256 (auth.py), found per user through the `by-user` index. Revoking is immediate for the
 authorizer's own lookups (consistent reads); API Gateway may serve a cached answer for the same
-key for up to its authorizer TTL (300 s, `ReauthorizeEvery` in template.yaml).
+key for up to its authorizer TTL (`AuthorizerCacheSeconds` in template.yaml, 60 s by default;
+docs/operations.md).
 """
 
 from __future__ import annotations
