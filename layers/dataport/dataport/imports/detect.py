@@ -186,7 +186,7 @@ def _zip_source(opener: Opener, filename: str, options: ImportOptions,
                               "be imported (it does not carry the data losslessly); import the "
                               "json or jsonl export instead", file=filename, field="format")
         return zipped(kind, manifest.package_format_version)
-    if any(CONVERSATIONS_FILE.match(name) for name in names):
+    if any(CONVERSATIONS_FILE.fullmatch(name) for name in names):
         return zipped(DataportJsonSource)
     if any(name.lower().endswith(".jsonl") for name in names):
         return zipped(ClaudeTranscriptSource)

@@ -130,6 +130,13 @@ def string_problem(text: str, limits: ImportLimits) -> tuple[IssueCode, str] | N
     return None
 
 
+def key_problem(key: str, limits: ImportLimits) -> tuple[IssueCode, str] | None:
+    """Why a field name cannot be stored: as a string, or a NUL (BSON names are C strings)."""
+    if "\x00" in key:
+        return IssueCode.INVALID_FIELD_NAME, "a field name holds a NUL character (\\u0000)"
+    return string_problem(key, limits)
+
+
 def integer_problem(number: int) -> tuple[IssueCode, str] | None:
     if INT64_MIN <= number <= INT64_MAX:
         return None
@@ -166,7 +173,7 @@ def within_limits(value: Any, limits: ImportLimits, *, decimals_to_float: bool =
                     return False
             elif kind is Decimal and decimals_to_float:
                 item[key] = float(child)
-            if type(key) is str and not _string_fits(key, quarter, limits):
+            if type(key) is str and (not _string_fits(key, quarter, limits) or "\x00" in key):
                 return False
     return True
 
@@ -189,7 +196,7 @@ def scan(value: Any, limits: ImportLimits, *,
                         f"objects and arrays nest deeper than {limits.max_nesting_depth} levels",
                         path)
             for key, child in item.items():
-                found = string_problem(key, limits)
+                found = key_problem(key, limits)
                 if found:
                     return found[0], found[1], path
                 if decimals_to_float and isinstance(child, Decimal):

@@ -48,9 +48,8 @@ from dataport.models.imports import (
 )
 
 SPILL_AFTER = 500_000
-SESSION_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._:-]{0,127}$")
-MESSAGE_UUID = re.compile(r"^[^\s/\\\x00-\x1f\x7f]{1,256}$")
-CONTENT_HASH = re.compile(r"^[0-9a-f]{64}$")
+SESSION_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._:-]{0,127}")
+MESSAGE_UUID = re.compile(r"[^\s/\\\x00-\x1f\x7f]{1,256}")
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
               "cache_read_input_tokens")
 
@@ -178,7 +177,7 @@ def _id(pattern: re.Pattern[str], what: str) -> Check:
     def check(value: Any) -> tuple[IssueCode, str] | None:
         if not isinstance(value, str):
             return IssueCode.WRONG_TYPE, f"must be a string, not {_type_name(value)}"
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             return IssueCode.INVALID_ID, f"{value[:60]!r} is not a valid {what}"
         return None
     return check

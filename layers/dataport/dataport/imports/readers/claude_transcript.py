@@ -65,7 +65,7 @@ from dataport.packaging.manifest import MANIFEST_NAME
 
 MESSAGE_LINES = ("user", "assistant")
 META = ("userType", "cwd", "version", "gitBranch")
-_PART = re.compile(r"^(?P<stem>.+)-\d{4}$")
+_PART = re.compile(r"(?P<stem>.+)-\d{4}")
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
 #: distinct cwds remembered per folder to find the project path
 _MAX_CWDS = 32
@@ -400,7 +400,7 @@ class ClaudeTranscriptSource(ImportSource):
                     totals.sessions[session_id].add(doc)
             if summary and file_sessions:
                 stem = PurePosixPath(member.name if member else self.filename).stem
-                part = _PART.match(stem)
+                part = _PART.fullmatch(stem)
                 named = next((s for s in (stem, part["stem"] if part else None)
                               if s in file_sessions), None)
                 totals.sessions[named or file_sessions[0]].summary = summary

@@ -49,8 +49,8 @@ from dataport.imports.zipsafe import SafeZip
 from dataport.models.imports import IssueCode, SourceFormat
 from dataport.packaging.manifest import MANIFEST_NAME
 
-CONVERSATIONS_FILE = re.compile(r"^(?:.*/)?conversations(?:-\d+)?\.json$")
-PROJECTS_FILE = re.compile(r"^(?:.*/)?projects(?:-\d+)?\.json$")
+CONVERSATIONS_FILE = re.compile(r"(?:.*/)?conversations(?:-\d+)?\.json")
+PROJECTS_FILE = re.compile(r"(?:.*/)?projects(?:-\d+)?\.json")
 LIST_KEYS = {CONVERSATIONS_FORMAT: "sessions", PROJECTS_FORMAT: "projects"}
 
 Event = tuple[str, Any]
@@ -478,14 +478,14 @@ class DataportJsonSource(ImportSource):
             return
         with self.archive() as archive:
             checksums = Checksums(read_manifest(archive))
-            projects = sorted(m.name for m in archive.members if PROJECTS_FILE.match(m.name))
+            projects = sorted(m.name for m in archive.members if PROJECTS_FILE.fullmatch(m.name))
             yield from read_projects(archive, projects, limits=self.limits, reporter=reporter,
                                      checksums=checksums, cursor=cursor)
             conversations = sorted((m for m in archive.members
-                                    if CONVERSATIONS_FILE.match(m.name)), key=lambda m: m.name)
+                                    if CONVERSATIONS_FILE.fullmatch(m.name)), key=lambda m: m.name)
             for member in archive.members:
                 if (member.name != MANIFEST_NAME and member.name not in projects
-                        and not CONVERSATIONS_FILE.match(member.name)):
+                        and not CONVERSATIONS_FILE.fullmatch(member.name)):
                     ignored(member, reporter)
             for member in conversations:
                 with archive.open(member) as reader:

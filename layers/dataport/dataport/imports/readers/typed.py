@@ -42,7 +42,7 @@ OBJECT_ID_FIELDS: dict[RecordKind, tuple[str, ...]] = {
 #: every money field of any record: kept exact by the JSON parsers
 MONEY_KEYS = frozenset(name for names in DECIMAL_FIELDS.values() for name in names)
 
-_HEX_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+_HEX_ID = re.compile(r"[0-9a-fA-F]{24}")
 #: API responses remembered per session to count a streamed reply once
 RECENT_RESPONSES = 8
 
@@ -110,7 +110,7 @@ def coerce(kind: RecordKind, doc: dict[str, Any]) -> dict[str, Any]:
                 doc[name] = number
     for name in OBJECT_ID_FIELDS[kind]:
         value = doc.get(name)
-        if isinstance(value, str) and _HEX_ID.match(value):
+        if isinstance(value, str) and _HEX_ID.fullmatch(value):
             doc[name] = ObjectId(value)
     return doc
 
