@@ -47,11 +47,13 @@ from typing import Any
 from dataport.formats.common import text_of
 from dataport.formats.jsonl import project_dir
 from dataport.imports.limits import (
+    DuplicateKey,
     ImportLimits,
     Readable,
     field_of,
     issue,
     iter_lines,
+    loads_unique,
     scan,
     short_path,
 )
@@ -89,7 +91,12 @@ def read_line(data: bytes, *, file: str, line: int, limits: ImportLimits,
     if not text.strip():
         return None
     try:
-        value = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        value = loads_unique(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except DuplicateKey as exc:
+        reporter.error(issue(IssueCode.DUPLICATE_KEY,
+                             f"line {line}: {exc} (at {short_path(exc.path)})", path=exc.path,
+                             field=field_of(exc.path), file=file, line=line))
+        return None
     except RecursionError:
         reporter.error(issue(IssueCode.NESTING_TOO_DEEP,
                              f"line {line} nests deeper than {limits.max_nesting_depth} levels",

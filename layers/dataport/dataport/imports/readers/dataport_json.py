@@ -38,6 +38,7 @@ from dataport.imports.limits import (
     field_of,
     integer_problem,
     issue,
+    key_problem,
     short_path,
     string_problem,
 )
@@ -121,8 +122,16 @@ def build(first: Event, events: Iterator[Event], limits: ImportLimits, *,  # noq
             continue
         if event == "map_key":
             key = value
-            if not (len(value) <= quarter and value.isascii()):
-                problem = _string_at(value, limits, stack, keys, key)
+            if key in container:
+                keys[-1] = key
+                problem = (IssueCode.DUPLICATE_KEY,
+                           f"the key {key[:60]!r} appears more than once in one object",
+                           _path(stack, keys))
+            elif not (len(value) <= quarter and value.isascii()) or "\x00" in value:
+                found = key_problem(value, limits)
+                if found:
+                    keys[-1] = key
+                    problem = (found[0], found[1], _path(stack, keys))
             continue
         if event == "string":
             if not (len(value) <= quarter and value.isascii()):
@@ -176,6 +185,20 @@ def build(first: Event, events: Iterator[Event], limits: ImportLimits, *,  # noq
         else:
             container.append(value)
     return (None, problem) if problem else (root, None)
+
+
+def skip(first: Event, events: Iterator[Event]) -> None:
+    """Consume one JSON value's events without keeping any of it."""
+    if first[0] not in _CONTAINERS:
+        return
+    depth = 1
+    for event, _ in events:
+        if event in _CONTAINERS:
+            depth += 1
+        elif event in _ENDS:
+            depth -= 1
+            if depth == 0:
+                return
 
 
 #: the wrappers canonical_json writes for every message, converted without json_util's
@@ -272,10 +295,16 @@ class DocumentReader:
                               f"{self.file} is not a dataport JSON document (it does not start "
                               "with an object)", file=self.file, path="$")
         listed = False
+        seen: set[str] = set()
         for event, key in events:
             if event == "end_map":
                 break
             value_event = next(events)
+            if key in seen:
+                raise BadInput.of(IssueCode.DUPLICATE_KEY,
+                                  f"{self.file}: the key {key[:60]!r} appears more than once in "
+                                  "the document", file=self.file, path=f"$.{key}", field=key)
+            seen.add(key)
             list_key = LIST_KEYS.get(str(self.header.get("format")))
             if key in LIST_KEYS.values():
                 self._check_header(key)
@@ -374,11 +403,19 @@ class DocumentReader:
             project: Any = _MISSING
             usable = True
             emitted = False
+            seen: set[str] = set()
             for entry_event, key in events:
                 if entry_event == "end_map":
                     break
                 value_event = next(events)
                 self.path = f"{base}.{key}"
+                if key in seen:
+                    self._error(IssueCode.DUPLICATE_KEY, f"{self.path}: the key {key[:60]!r} "
+                                "appears more than once in the session entry", field=key)
+                    usable = False
+                    skip(value_event, events)
+                    continue
+                seen.add(key)
                 if key == "messages" and value_event[0] == "start_array":
                     if not emitted:
                         usable = yield from self._entry(fields, project, base, usable)
