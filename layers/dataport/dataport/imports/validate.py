@@ -8,9 +8,12 @@ No database is read here: conflicts with what is already stored are the import f
 
 What is checked per record is what the writes rely on (DATA-MODEL.md): a session's `sessionId`
 (an id: letters, digits, `-`, `_`, `.`, `:`), a message's `uuid`, `sessionId`, `type` (one of
-the four), `timestamp` (an aware date); every typed field that is present has its type (dates,
-Decimal128 money that is finite and not negative, ObjectIds, non-negative counts). A message
-must belong to a session of the upload, a session to one project, and no uuid may appear twice.
+the four), `timestamp` (an aware date); every typed field that is present has its type (dates
+from 1970 to a day ahead, Decimal128 money that is finite and not negative, ObjectIds,
+non-negative counts); no top-level field name starts with `$` or holds a dot; a Claude message's
+content is a string or a list of blocks. `record_problems` is that whole per-record check. A
+message must belong to a session of the upload, a session to one project, no uuid may appear
+twice and no parentUuid chain may loop (`ParentForest`). See docs/imports.md for why.
 
 Memory: duplicate uuids are found with a set of 16-byte BLAKE2b digests (about 90 bytes per
 message in CPython), moved to an SQLite table in a temporary file past `SPILL_AFTER` uuids, so a
