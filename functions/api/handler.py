@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dataport.api import api_keys, exports, imports
+from dataport.api.body import parse_json_body
 from dataport.auth import Principal, principal_from_request_context
 from dataport.errors import DataportError, RateLimited, TransientError
 from dataport.jobs.rate_limit import RateLimitState
@@ -34,7 +35,7 @@ from dataport.models.imports import (
 )
 from dataport.observability import logger, tracer
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body)
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Job id")]
 
 

@@ -142,7 +142,7 @@ def _match_resource(template: str, path: str) -> tuple[tuple[int, ...], dict[str
 
 
 def _arn_pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile("^" + re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".") + "$")
+    return re.compile(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", "."))
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -157,7 +157,7 @@ def _policy_allows(statements: Iterable[Mapping[str, Any]], method_arn: str) -> 
         actions = [str(a).lower() for a in _as_list(statement.get("Action", []))]
         if not any(a in ("*", "execute-api:*", "execute-api:invoke") for a in actions):
             continue
-        if not any(_arn_pattern(str(r)).match(method_arn)
+        if not any(_arn_pattern(str(r)).fullmatch(method_arn)
                    for r in _as_list(statement.get("Resource", []))):
             continue
         if str(statement.get("Effect", "")).lower() == "deny":

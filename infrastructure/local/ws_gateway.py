@@ -373,7 +373,7 @@ class WebSocketGateway:
         """The value at $request.body.<path>, when the message is JSON that has one."""
         try:
             value: Any = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):  # API Gateway routes what it cannot read to $default
             return DEFAULT
         for name in self.api.selection_path:
             if not isinstance(value, dict) or name not in value:

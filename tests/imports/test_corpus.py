@@ -91,6 +91,31 @@ CASES: dict[str, tuple[IssueCode, dict[str, Any]]] = {
     "zip_corrupt.zip": (IssueCode.INVALID_ZIP, {"file": "zip_corrupt.zip"}),
     "markdown_package.zip": (IssueCode.UNSUPPORTED_FORMAT, {"field": "format"}),
     "checksum_mismatch.zip": (IssueCode.CHECKSUM_MISMATCH, {"file": "conversations-0001.json"}),
+    # what the data model forbids (issue 8, items 4 and 5)
+    "deep_first_line.jsonl": (IssueCode.NESTING_TOO_DEEP, {"line": 1}),
+    "content_object.jsonl": (IssueCode.WRONG_TYPE, {"line": 2, "field": "messageData"}),
+    "text_block_object.jsonl": (IssueCode.WRONG_TYPE, {"line": 2, "field": "messageData"}),
+    "dollar_field.json": (IssueCode.INVALID_FIELD_NAME,
+                          {"path": "$.sessions[0].messages[1]", "field": "$where"}),
+    "dotted_field.json": (IssueCode.INVALID_FIELD_NAME,
+                          {"path": "$.sessions[0].messages[1]", "field": "cost.usd"}),
+    "nul_field_name.jsonl": (IssueCode.INVALID_FIELD_NAME,
+                             {"line": 2, "path": "$.toolUseResult", "field": "toolUseResult"}),
+    "parent_cycle.jsonl": (IssueCode.PARENT_CYCLE, {"line": 3, "field": "parentUuid"}),
+    "self_parent.json": (IssueCode.PARENT_CYCLE,
+                         {"path": "$.sessions[0].messages[1]", "field": "parentUuid"}),
+    "year_one.json": (IssueCode.DATE_OUT_OF_RANGE,
+                      {"path": "$.sessions[0].messages[1]", "field": "timestamp"}),
+    "year_one_offset.jsonl": (IssueCode.DATE_OUT_OF_RANGE, {"line": 2, "field": "timestamp"}),
+    "far_future.csv": (IssueCode.DATE_OUT_OF_RANGE, {"field": "endedAt"}),  # its session
+    "duplicate_key.jsonl": (IssueCode.DUPLICATE_KEY, {"line": 2, "path": "$.uuid",
+                                                      "field": "uuid"}),
+    "duplicate_key.json": (IssueCode.DUPLICATE_KEY,
+                           {"path": "$.sessions[0].messages[1].messageData.role",
+                            "field": "messageData"}),
+    "newline_uuid.jsonl": (IssueCode.INVALID_ID, {"line": 2, "field": "uuid"}),
+    "newline_object_id.json": (IssueCode.WRONG_TYPE,
+                               {"path": "$.sessions[0].messages[1]", "field": "_id"}),
 }
 
 

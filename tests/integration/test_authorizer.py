@@ -237,6 +237,7 @@ def _none_token() -> str:
         ),
         pytest.param({"Authorization": _bearer(sub=None)}, id="sub-null"),
         pytest.param({"Authorization": _bearer(sub="alice")}, id="sub-not-object-id"),
+        pytest.param({"Authorization": _bearer(sub=USER + "\n")}, id="sub-trailing-newline"),
         pytest.param({}, id="missing-header"),
         pytest.param({"Authorization": ""}, id="empty-header"),
         pytest.param({"Authorization": "Basic dXNlcjpwYXNzd29yZA=="}, id="basic"),

@@ -70,9 +70,11 @@ API_KEY_PREFIX = "dpk_"
 #: Far above any real credential, far below API Gateway's header limit: refuse before parsing.
 MAX_CREDENTIAL_LENGTH = 4096
 
-_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
-_JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
-_API_KEY_SHAPE = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
+#: Shapes are checked with `fullmatch`: `$` in `re.match` also matches before a trailing newline,
+#: which let "<24 hex>\n" through to a model that then refused it (a 500, not a 401).
+_OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_API_KEY_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,256}")
 
 
 class Principal(BaseModel):
@@ -80,13 +82,13 @@ class Principal(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    user_id: str = Field(pattern=_OBJECT_ID.pattern)
+    user_id: str = Field(pattern=f"^{_OBJECT_ID.pattern}$")
     method: AuthMethod
 
 
 def _user_id(value: object, what: str) -> str:
     """Normalise an ObjectId string (lower case, as `str(ObjectId)` prints it) or refuse it."""
-    if not isinstance(value, str) or not _OBJECT_ID.match(value):
+    if not isinstance(value, str) or not _OBJECT_ID.fullmatch(value):
         raise Unauthorized(f"{what} is not a valid user id")
     return value.lower()
 
@@ -180,7 +182,7 @@ def _authenticate_jwt(token: str, min_remaining_seconds: float = 0) -> Principal
     """Verify signature (HS256 only), expiry and subject of a bearer token."""
     if len(token) > MAX_CREDENTIAL_LENGTH:
         raise Unauthorized("Token is too long")
-    if not _JWT_SHAPE.match(token):
+    if not _JWT_SHAPE.fullmatch(token):
         raise Unauthorized("Token is not a well-formed JWT")
     try:
         header = jwt.get_unverified_header(token)
@@ -231,7 +233,7 @@ def issue_token(user_id: str, secret: str, ttl_seconds: int = 3600) -> str:
         raise ValueError(f"secret must be at least {MIN_SECRET_BYTES} bytes for HS256")
     if ttl_seconds <= 0:
         raise ValueError("ttl_seconds must be positive")
-    if not _OBJECT_ID.match(user_id):
+    if not _OBJECT_ID.fullmatch(user_id):
         raise ValueError("user_id must be a 24-hex ObjectId string")
     now = int(time.time())
     claims = {"sub": user_id.lower(), "iat": now, "nbf": now, "exp": now + ttl_seconds}
@@ -254,7 +256,7 @@ def api_key_id(key_hash: str) -> str:
 
 def _authenticate_api_key(key: str, min_remaining_seconds: float = 0) -> Principal:
     """Look the key up by its hash and refuse unknown, revoked or expired keys."""
-    if not _API_KEY_SHAPE.match(key):
+    if not _API_KEY_SHAPE.fullmatch(key):
         raise Unauthorized("API key is malformed")
     key_hash = hash_api_key(key)
     response = aws.dynamodb().get_item(
@@ -291,7 +293,7 @@ def create_api_key(user_id: str, name: str, *, expires_at: int | None = None) ->
 
     `expires_at` is epoch seconds (optional). The write refuses to overwrite an existing hash.
     """
-    if not _OBJECT_ID.match(user_id):
+    if not _OBJECT_ID.fullmatch(user_id):
         raise ValueError("user_id must be a 24-hex ObjectId string")
     if not name.strip():
         raise ValueError("name must not be empty")

@@ -176,6 +176,47 @@ def csv_row(n: int, *, timestamp: str | None = None, cost: str = "0.001") -> str
     return f"{SID},{uid(n)},,{stamp},{kind},false,,4,9,,,{cost},,message {n}"
 
 
+def deep_line(depth: int) -> bytes:
+    """A transcript line whose arrays nest `depth` deep: deeper than json.loads can recurse."""
+    return b'{"type": "user", "toolUseResult": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def duplicate_key_json() -> bytes:
+    """A message whose messageData names `role` twice (json.dumps cannot write that)."""
+    data = conversations([message_doc(1), message_doc(
+        2, messageData={"role": "user", "content": "message 2", "again": "x"})])
+    return data.replace(b'"again": "x"', b'"role": "assistant"', 1)
+
+
+def crafted(lines: list[dict[str, Any]]) -> dict[str, bytes]:
+    """What the data model forbids and a parser alone lets through (issue 8, item 5)."""
+    return {
+        "deep_first_line.jsonl": jsonl(deep_line(10_000), *lines),
+        "content_object.jsonl": jsonl(lines[0], dict(lines[1], message={
+            "role": "assistant", "content": {"type": "text", "text": "hi"}}), lines[2]),
+        "text_block_object.jsonl": jsonl(lines[0], dict(lines[1], message={
+            "role": "assistant", "content": [{"type": "text", "text": {"$gt": ""}}]}), lines[2]),
+        "dollar_field.json": conversations([message_doc(1), message_doc(2, **{"$where": "1"})]),
+        "dotted_field.json": conversations([message_doc(1), message_doc(2, **{"cost.usd": 1})]),
+        "nul_field_name.jsonl": jsonl(lines[0], dict(lines[1], toolUseResult={"a\x00b": 1}),
+                                      lines[2]),
+        "parent_cycle.jsonl": jsonl(dict(lines[0], parentUuid=uid(3)), lines[1], lines[2]),
+        "self_parent.json": conversations([message_doc(1), message_doc(2, parentUuid=uid(2))]),
+        "year_one.json": conversations([message_doc(1), message_doc(
+            2, timestamp={"$date": "0001-01-01T00:00:00Z"})]),
+        "year_one_offset.jsonl": jsonl(lines[0], dict(lines[1],
+                                                      timestamp="0001-01-01T00:30:00+01:00"),
+                                       lines[2]),
+        "far_future.csv": messages_csv(csv_row(1), csv_row(2, timestamp="9999-12-31T23:59:59Z")),
+        "duplicate_key.jsonl": jsonl(lines[0], json.dumps(lines[1])[:-1] + ', "uuid": "other"}',
+                                     lines[2]),
+        "duplicate_key.json": duplicate_key_json(),
+        "newline_uuid.jsonl": jsonl(lines[0], dict(lines[1], uuid=uid(2) + "\n"), lines[2]),
+        "newline_object_id.json": conversations([message_doc(1), message_doc(
+            2, _id="66ad9c1f5f2b4a0012c10002\n")]),
+    }
+
+
 def corpus() -> dict[str, bytes]:
     lines = good_lines()
     bad_type = dict(lines[1], isSidechain="yes", durationMs="fast")
@@ -240,6 +281,7 @@ def corpus() -> dict[str, bytes]:
         "orphan_rows.zip": zip_of([("sessions.csv", SESSIONS_CSV.encode()),
                                    ("messages.csv", messages_csv(
                                        csv_row(1), csv_row(2).replace(SID, "f" * 8, 1)))]),
+        **crafted(lines),
     }
 
 

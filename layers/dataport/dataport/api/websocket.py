@@ -7,12 +7,12 @@ and one mechanism for every frame keeps the client simple.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Literal
 
 from pydantic import Field, ValidationError
 
+from dataport.api.body import BodyTooDeep, parse_json_body
 from dataport.errors import NotFound
 from dataport.jobs.store import JobStore
 from dataport.models.common import ApiModel
@@ -66,7 +66,11 @@ def unsubscribe(connection_id: str, body: str | None) -> None:
 
 def unknown_action(connection_id: str, body: str | None) -> None:
     """$default: anything that is not a JSON object with a known `action`."""
-    action = _action(body)
+    try:
+        action = _action(body)
+    except BodyTooDeep as error:
+        _error(connection_id, error.code, error.message)
+        return
     message = (f"Unknown action {action!r}: send one of {', '.join(ACTIONS)}." if action
                else 'Send JSON like {"action": "subscribe", "jobId": "<job id>"}.')
     _error(connection_id, "unknown_action" if action else "invalid_request", message, action)
@@ -85,7 +89,7 @@ def _request(connection_id: str, body: str | None, action: str) -> SubscriptionR
 
 def _action(body: str | None) -> str | None:
     try:
-        message = json.loads(body or "")
+        message = parse_json_body(body or "")
     except ValueError:
         return None
     action = message.get("action") if isinstance(message, dict) else None

@@ -98,7 +98,7 @@ def safe_segment(name: str, *, fallback: str, max_chars: int | None = None) -> s
 
 # --- message documents -------------------------------------------------------------------------
 
-_DERIVED = re.compile(r"^(?P<origin>.+)_(?P<kind>tool|result)_(?P<index>\d+)$")
+_DERIVED = re.compile(r"(?P<origin>.+)_(?P<kind>tool|result)_(?P<index>\d+)")
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def derived_ref(uuid: object) -> DerivedRef | None:
     """The origin of a derived tool document, None for a message Claude Code wrote itself."""
     if not isinstance(uuid, str):
         return None
-    match = _DERIVED.match(uuid)
+    match = _DERIVED.fullmatch(uuid)
     if match is None:
         return None
     return DerivedRef(match["origin"], match["kind"], int(match["index"]))

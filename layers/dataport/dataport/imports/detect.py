@@ -110,7 +110,7 @@ def _content(head: bytes, body: bytes) -> str:
     if body.startswith(b"{"):
         try:
             record = json.loads(first)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: the reader says so, with its line
             return "broken-json"
         return "jsonl" if isinstance(record, dict) and "type" in record else "other-json"
     if body.startswith(b"["):
@@ -146,7 +146,7 @@ def _transcript_version(body: bytes) -> str | None:
     for line in body.split(b"\n")[:20]:
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(record, dict) and isinstance(record.get("version"), str):
             return str(record["version"])
@@ -186,7 +186,7 @@ def _zip_source(opener: Opener, filename: str, options: ImportOptions,
                               "be imported (it does not carry the data losslessly); import the "
                               "json or jsonl export instead", file=filename, field="format")
         return zipped(kind, manifest.package_format_version)
-    if any(CONVERSATIONS_FILE.match(name) for name in names):
+    if any(CONVERSATIONS_FILE.fullmatch(name) for name in names):
         return zipped(DataportJsonSource)
     if any(name.lower().endswith(".jsonl") for name in names):
         return zipped(ClaudeTranscriptSource)

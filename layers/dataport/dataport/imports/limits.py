@@ -8,6 +8,7 @@ one record whatever the upload holds, and a violation becomes an `Issue` a perso
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, Protocol
@@ -130,6 +131,13 @@ def string_problem(text: str, limits: ImportLimits) -> tuple[IssueCode, str] | N
     return None
 
 
+def key_problem(key: str, limits: ImportLimits) -> tuple[IssueCode, str] | None:
+    """Why a field name cannot be stored: as a string, or a NUL (BSON names are C strings)."""
+    if "\x00" in key:
+        return IssueCode.INVALID_FIELD_NAME, "a field name holds a NUL character (\\u0000)"
+    return string_problem(key, limits)
+
+
 def integer_problem(number: int) -> tuple[IssueCode, str] | None:
     if INT64_MIN <= number <= INT64_MAX:
         return None
@@ -166,7 +174,7 @@ def within_limits(value: Any, limits: ImportLimits, *, decimals_to_float: bool =
                     return False
             elif kind is Decimal and decimals_to_float:
                 item[key] = float(child)
-            if type(key) is str and not _string_fits(key, quarter, limits):
+            if type(key) is str and (not _string_fits(key, quarter, limits) or "\x00" in key):
                 return False
     return True
 
@@ -189,7 +197,7 @@ def scan(value: Any, limits: ImportLimits, *,
                         f"objects and arrays nest deeper than {limits.max_nesting_depth} levels",
                         path)
             for key, child in item.items():
-                found = string_problem(key, limits)
+                found = key_problem(key, limits)
                 if found:
                     return found[0], found[1], path
                 if decimals_to_float and isinstance(child, Decimal):
@@ -215,6 +223,52 @@ def scan(value: Any, limits: ImportLimits, *,
             if found:
                 return found[0], found[1], path
     return None
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names a key twice: parsers keep one value silently, so which one the file
+    means is unknowable. `path` is the JSON path of the key."""
+
+    def __init__(self, key: str, path: str) -> None:
+        super().__init__(f"the key {key[:60]!r} appears more than once in one object")
+        self.key = key
+        self.path = path
+
+
+def loads_unique(text: str, **options: Any) -> Any:
+    """`json.loads` that raises DuplicateKey for the first object naming a key twice."""
+    duplicates: list[tuple[str, dict[str, Any]]] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(items)
+        if len(obj) != len(items) and not duplicates:
+            seen: set[str] = set()
+            for key, _ in items:
+                if key in seen:
+                    duplicates.append((key, obj))
+                    break
+                seen.add(key)
+        return obj
+
+    value = json.loads(text, object_pairs_hook=pairs, **options)
+    if duplicates:
+        key, holder = duplicates[0]
+        raise DuplicateKey(key, f"{path_of(value, holder)}.{key}")
+    return value
+
+
+def path_of(root: Any, target: object) -> str:
+    """The JSON path of `target` (by identity) inside `root`, without recursion."""
+    stack: list[tuple[Any, str]] = [(root, "$")]
+    while stack:
+        item, path = stack.pop()
+        if item is target:
+            return path
+        if isinstance(item, dict):
+            stack.extend((child, f"{path}.{key}") for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
+    return "$"
 
 
 def iter_lines(stream: Readable, max_line_bytes: int, *,

@@ -8,9 +8,12 @@ No database is read here: conflicts with what is already stored are the import f
 
 What is checked per record is what the writes rely on (DATA-MODEL.md): a session's `sessionId`
 (an id: letters, digits, `-`, `_`, `.`, `:`), a message's `uuid`, `sessionId`, `type` (one of
-the four), `timestamp` (an aware date); every typed field that is present has its type (dates,
-Decimal128 money that is finite and not negative, ObjectIds, non-negative counts). A message
-must belong to a session of the upload, a session to one project, and no uuid may appear twice.
+the four), `timestamp` (an aware date); every typed field that is present has its type (dates
+from 1970 to a day ahead, Decimal128 money that is finite and not negative, ObjectIds,
+non-negative counts); no top-level field name starts with `$` or holds a dot; a Claude message's
+content is a string or a list of blocks. `record_problems` is that whole per-record check. A
+message must belong to a session of the upload, a session to one project, no uuid may appear
+twice and no parentUuid chain may loop (`ParentForest`). See docs/imports.md for why.
 
 Memory: duplicate uuids are found with a set of 16-byte BLAKE2b digests (about 90 bytes per
 message in CPython), moved to an SQLite table in a temporary file past `SPILL_AFTER` uuids, so a
@@ -24,7 +27,7 @@ import hashlib
 import re
 import sqlite3
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -48,9 +51,11 @@ from dataport.models.imports import (
 )
 
 SPILL_AFTER = 500_000
-SESSION_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._:-]{0,127}$")
-MESSAGE_UUID = re.compile(r"^[^\s/\\\x00-\x1f\x7f]{1,256}$")
-CONTENT_HASH = re.compile(r"^[0-9a-f]{64}$")
+#: dates a record may carry (see the module docstring)
+EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+FUTURE_TOLERANCE = timedelta(days=1)
+SESSION_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._:-]{0,127}")
+MESSAGE_UUID = re.compile(r"[^\s/\\\x00-\x1f\x7f]{1,256}")
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
               "cache_read_input_tokens")
 
@@ -69,11 +74,22 @@ class SeenSet:
         self._db: sqlite3.Connection | None = None
 
     def get(self, key: str) -> bytes | None:
-        k = digest(key)
+        return self.get_digest(digest(key))
+
+    def get_digest(self, k: bytes) -> bytes | None:
         if self._db is None:
             return self._memory.get(k)
         row = self._db.execute("SELECT v FROM seen WHERE k = ?", (k,)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def put_digest(self, k: bytes, value: bytes) -> None:
+        """Set (or replace) the value of a digest key."""
+        if self._db is None:
+            self._memory[k] = value
+            if len(self._memory) > self.spill_after:
+                self._spill()
+            return
+        self._db.execute("INSERT OR REPLACE INTO seen VALUES (?, ?)", (k, value))
 
     def add(self, key: str, value: bytes = b"") -> bool:
         k = digest(key)
@@ -98,6 +114,43 @@ class SeenSet:
             self._db.close()
             self._db = None
         self._memory = {}
+
+
+class ParentForest:
+    """The parentUuid links of an upload's messages, to refuse cycles as they close.
+
+    A union-find whose representative is always the root of its thread (the message whose own
+    parent is not linked yet): linking m -> p closes a cycle exactly when p's root is m, which
+    is true whatever order the messages arrive in (a CSV in any order, a session continued in
+    another file). Nodes are digests of (sessionId, uuid), so a thread stays in its session;
+    finds halve their path. Storage is a SeenSet: ~130 bytes per message with a parent, on disk
+    past SPILL_AFTER."""
+
+    def __init__(self, spill_after: int = SPILL_AFTER) -> None:
+        self._up = SeenSet(spill_after)
+
+    def _root(self, node: bytes) -> bytes:
+        while (up := self._up.get_digest(node)) is not None:
+            upper = self._up.get_digest(up)
+            if upper is None:
+                return up
+            self._up.put_digest(node, upper)
+            node = upper
+        return node
+
+    def link(self, session_id: str, uuid: str, parent: str) -> bool:
+        """Record a message's parent; True (and nothing recorded) when that closes a cycle."""
+        node = digest(f"{session_id}\0{uuid}")
+        if self._up.get_digest(node) is not None:
+            return False  # linked before: a duplicate uuid, reported as such
+        root = self._root(digest(f"{session_id}\0{parent}"))
+        if root == node:
+            return True
+        self._up.put_digest(node, root)
+        return False
+
+    def close(self) -> None:
+        self._up.close()
 
 
 class Collector:
@@ -130,10 +183,15 @@ def _type_name(value: object) -> str:
 
 def check_date(value: Any) -> tuple[IssueCode, str] | None:
     if isinstance(value, datetime):
-        return None if value.tzinfo is not None else (IssueCode.INVALID_DATE,
-                                                      "the date has no time zone")
+        if value.tzinfo is None:
+            return IssueCode.INVALID_DATE, "the date has no time zone"
+        if not EARLIEST_DATE <= value <= datetime.now(UTC) + FUTURE_TOLERANCE:
+            return (IssueCode.DATE_OUT_OF_RANGE,
+                    f"{value.isoformat()} is outside the dates dataport accepts (from "
+                    f"{EARLIEST_DATE.date()} to a day from now)")
+        return None
     if isinstance(value, str):
-        return IssueCode.INVALID_DATE, date_problem(value)
+        return date_problem(value)
     return IssueCode.WRONG_TYPE, f"must be a date, not {_type_name(value)}"
 
 
@@ -178,7 +236,7 @@ def _id(pattern: re.Pattern[str], what: str) -> Check:
     def check(value: Any) -> tuple[IssueCode, str] | None:
         if not isinstance(value, str):
             return IssueCode.WRONG_TYPE, f"must be a string, not {_type_name(value)}"
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             return IssueCode.INVALID_ID, f"{value[:60]!r} is not a valid {what}"
         return None
     return check
@@ -200,6 +258,35 @@ def check_message_type(value: Any) -> tuple[IssueCode, str] | None:
         return None
     return (IssueCode.INVALID_MESSAGE_TYPE,
             f"{str(value)[:40]!r} is not a message type ({', '.join(MESSAGE_TYPES)})")
+
+
+#: message types whose messageData is a Claude message (derived documents hold one block)
+CLAUDE_MESSAGE_TYPES = ("user", "assistant")
+#: string fields of content blocks, by block type
+BLOCK_TEXT = {"text": "text", "thinking": "thinking"}
+
+
+def check_claude_message(value: Any) -> tuple[IssueCode, str] | None:
+    """A Claude message's content is a string or a list of blocks; what the display text and
+    the thinking are made of must be strings."""
+    if not isinstance(value, Mapping) or "content" not in value:
+        return None
+    content = value["content"]
+    if isinstance(content, str):
+        return None
+    if not isinstance(content, list):
+        return (IssueCode.WRONG_TYPE,
+                f"content must be a string or a list of blocks, not {_type_name(content)}")
+    for index, block in enumerate(content):
+        if not isinstance(block, Mapping):
+            return (IssueCode.WRONG_TYPE,
+                    f"content[{index}] must be a content block (an object), not "
+                    f"{_type_name(block)}")
+        name = BLOCK_TEXT.get(str(block.get("type")))
+        if name is not None and name in block and not isinstance(block[name], str):
+            return (IssueCode.WRONG_TYPE, f"content[{index}].{name} must be a string, not "
+                                          f"{_type_name(block[name])}")
+    return None
 
 
 _TEXT = _of_type(str)
@@ -242,6 +329,43 @@ FIELDS: dict[RecordKind, tuple[tuple[str, bool, Check], ...]] = {
 }
 
 
+def located(record: ImportRecord, code: IssueCode, message: str, *, field: str | None = None,
+            severity: str = "error") -> Issue:
+    where = record.location
+    return issue(code, f"{where}: {message}", file=where.file, line=where.line, path=where.path,
+                 field=field, severity=severity)
+
+
+def record_problems(record: ImportRecord) -> list[Issue]:
+    """Every error one record has on its own, located: its fields (FIELDS), its field names, the
+    shape of a message's Claude message. This is the whole per-record check: validation reports
+    it, and a later pass over the upload (staging) can call it again on each record it reads.
+    Checks across records (duplicates, orphans, parent cycles) are Checker's."""
+    problems: list[Issue] = []
+    doc = record.doc
+    for name, required, check in FIELDS[record.kind]:
+        if name not in doc:
+            if required:
+                problems.append(located(record, IssueCode.MISSING_FIELD,
+                                        f"the {record.kind.value} has no {name}", field=name))
+            continue
+        found = check(doc[name])
+        if found is not None:
+            problems.append(located(record, found[0], f"{name}: {found[1]}", field=name))
+    for name in doc:
+        if name.startswith("$") or "." in name:
+            # operators and paths to MongoDB: such a field could not be read or updated by name
+            problems.append(located(record, IssueCode.INVALID_FIELD_NAME,
+                                    f"{name[:60]!r} cannot be the name of a {record.kind.value} "
+                                    "field (it starts with $ or holds a dot)", field=name[:60]))
+    if record.kind is RecordKind.MESSAGE and doc.get("type") in CLAUDE_MESSAGE_TYPES:
+        found = check_claude_message(doc.get("messageData"))
+        if found is not None:
+            problems.append(located(record, found[0], f"messageData: {found[1]}",
+                                    field="messageData"))
+    return problems
+
+
 class Checker:
     """The per-record checks and what the report counts, for one pass."""
 
@@ -251,6 +375,7 @@ class Checker:
         self.projects: set[object] = set()
         self.sessions = SeenSet()
         self.uuids = SeenSet()
+        self.parents = ParentForest()
         self.project_key = b""
         #: [start, end] of message times, and of session times (used when there is no message)
         self.message_range: list[datetime] = []
@@ -259,31 +384,17 @@ class Checker:
     def close(self) -> None:
         self.sessions.close()
         self.uuids.close()
+        self.parents.close()
 
     def _report(self, record: ImportRecord, code: IssueCode, message: str, *,
                 field: str | None = None, severity: str = "error") -> None:
-        where = record.location
-        self.collector.add(issue(code, f"{where}: {message}", file=where.file, line=where.line,
-                                 path=where.path, field=field, severity=severity))
-
-    def _fields(self, record: ImportRecord) -> bool:
-        ok = True
-        doc = record.doc
-        for name, required, check in FIELDS[record.kind]:
-            if name not in doc:
-                if required:
-                    self._report(record, IssueCode.MISSING_FIELD,
-                                 f"the {record.kind.value} has no {name}", field=name)
-                    ok = False
-                continue
-            found = check(doc[name])
-            if found is not None:
-                self._report(record, found[0], f"{name}: {found[1]}", field=name)
-                ok = False
-        return ok
+        self.collector.add(located(record, code, message, field=field, severity=severity))
 
     def check(self, record: ImportRecord) -> None:
-        ok = self._fields(record)
+        problems = record_problems(record)
+        for problem in problems:
+            self.collector.add(problem)
+        ok = not problems
         doc = record.doc
         if record.kind is RecordKind.PROJECT:
             key = doc.get("_id") if doc.get("_id") is not None else ("path", doc.get("path"))
@@ -299,6 +410,8 @@ class Checker:
         if isinstance(uuid, str) and not self.uuids.add(uuid):
             self._report(record, IssueCode.DUPLICATE_UUID,
                          f"the uuid {uuid} appears more than once in the upload", field="uuid")
+        else:
+            self._parent(record)
         if isinstance(session_id, str) and self.sessions.get(session_id) is None:
             self._report(record, IssueCode.ORPHAN_MESSAGE,
                          f"the message belongs to session {session_id}, which the upload does "
@@ -311,6 +424,15 @@ class Checker:
                              "contentHash is not the SHA-256 of {uuid, type, timestamp, "
                              "content}; it is imported as it is, but change detection will see "
                              "this message as changed", field="contentHash", severity="warning")
+
+    def _parent(self, record: ImportRecord) -> None:
+        uuid, session_id, parent = (record.doc.get(name) for name in
+                                    ("uuid", "sessionId", "parentUuid"))
+        if (isinstance(uuid, str) and isinstance(session_id, str) and isinstance(parent, str)
+                and self.parents.link(session_id, uuid, parent)):
+            self._report(record, IssueCode.PARENT_CYCLE,
+                         f"parentUuid {parent[:60]} leads back to message {uuid[:60]}: a "
+                         "message cannot be its own ancestor", field="parentUuid")
 
     def _session(self, record: ImportRecord, ok: bool) -> None:
         session_id = record.doc.get("sessionId")

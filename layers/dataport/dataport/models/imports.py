@@ -55,6 +55,8 @@ class IssueCode(StrEnum):
     NESTING_TOO_DEEP = "nesting_too_deep"
     STRING_TOO_LONG = "string_too_long"
     NUMBER_OUT_OF_RANGE = "number_out_of_range"
+    DUPLICATE_KEY = "duplicate_key"  # one object names a key twice: which value is meant?
+    INVALID_FIELD_NAME = "invalid_field_name"  # `$...` / dotted at the top, NUL anywhere
     # CSV
     MISSING_COLUMN = "missing_column"
     INVALID_FIELD_MAPPING = "invalid_field_mapping"
@@ -63,10 +65,12 @@ class IssueCode(StrEnum):
     WRONG_TYPE = "wrong_type"
     INVALID_ID = "invalid_id"
     INVALID_DATE = "invalid_date"
+    DATE_OUT_OF_RANGE = "date_out_of_range"  # before 1970 or more than a day ahead
     INVALID_NUMBER = "invalid_number"
     NEGATIVE_COST = "negative_cost"
     INVALID_MESSAGE_TYPE = "invalid_message_type"
     DUPLICATE_UUID = "duplicate_uuid"
+    PARENT_CYCLE = "parent_cycle"  # following parentUuid comes back to the message
     ORPHAN_MESSAGE = "orphan_message"
     SESSION_PROJECT_CONFLICT = "session_project_conflict"
     CONTENT_HASH_MISMATCH = "content_hash_mismatch"

@@ -21,7 +21,7 @@ PROJECTS = "projects"
 SESSIONS = "sessions"
 MESSAGES = "messages"
 
-_MONTHLY = re.compile(r"^messages_(\d{4})_(\d{2})$")
+_MONTHLY = re.compile(r"messages_(\d{4})_(\d{2})")
 
 
 class Layout(StrEnum):
@@ -30,12 +30,12 @@ class Layout(StrEnum):
 
 
 def is_message_collection(name: str) -> bool:
-    return name == MESSAGES or _MONTHLY.match(name) is not None
+    return name == MESSAGES or _MONTHLY.fullmatch(name) is not None
 
 
 def month_of(name: str) -> tuple[int, int] | None:
     """(year, month) of a monthly collection name, None for `messages` or anything else."""
-    match = _MONTHLY.match(name)
+    match = _MONTHLY.fullmatch(name)
     return (int(match[1]), int(match[2])) if match else None
 
 

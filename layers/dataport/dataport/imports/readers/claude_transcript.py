@@ -47,11 +47,13 @@ from typing import Any
 from dataport.formats.common import text_of
 from dataport.formats.jsonl import project_dir
 from dataport.imports.limits import (
+    DuplicateKey,
     ImportLimits,
     Readable,
     field_of,
     issue,
     iter_lines,
+    loads_unique,
     scan,
     short_path,
 )
@@ -65,7 +67,7 @@ from dataport.packaging.manifest import MANIFEST_NAME
 
 MESSAGE_LINES = ("user", "assistant")
 META = ("userType", "cwd", "version", "gitBranch")
-_PART = re.compile(r"^(?P<stem>.+)-\d{4}$")
+_PART = re.compile(r"(?P<stem>.+)-\d{4}")
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
 #: distinct cwds remembered per folder to find the project path
 _MAX_CWDS = 32
@@ -89,7 +91,12 @@ def read_line(data: bytes, *, file: str, line: int, limits: ImportLimits,
     if not text.strip():
         return None
     try:
-        value = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        value = loads_unique(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except DuplicateKey as exc:
+        reporter.error(issue(IssueCode.DUPLICATE_KEY,
+                             f"line {line}: {exc} (at {short_path(exc.path)})", path=exc.path,
+                             field=field_of(exc.path), file=file, line=line))
+        return None
     except RecursionError:
         reporter.error(issue(IssueCode.NESTING_TOO_DEEP,
                              f"line {line} nests deeper than {limits.max_nesting_depth} levels",
@@ -400,7 +407,7 @@ class ClaudeTranscriptSource(ImportSource):
                     totals.sessions[session_id].add(doc)
             if summary and file_sessions:
                 stem = PurePosixPath(member.name if member else self.filename).stem
-                part = _PART.match(stem)
+                part = _PART.fullmatch(stem)
                 named = next((s for s in (stem, part["stem"] if part else None)
                               if s in file_sessions), None)
                 totals.sessions[named or file_sessions[0]].summary = summary

@@ -57,7 +57,7 @@ USAGE_COLUMNS: Final = (("inputTokens", "input_tokens"), ("outputTokens", "outpu
 SESSION_FIELDS: Final = ("sessionId", "startedAt", "endedAt", "messageCount", "totalCost",
                          "inputTokens", "outputTokens", "totalTokens", "toolsUsed", "summary")
 DEFAULT_PROJECT = "imported"
-_INTEGER = re.compile(r"^[+-]?\d+$")
+_INTEGER = re.compile(r"[+-]?\d+")
 _ABSENT = object()
 BOM = "\ufeff"
 
@@ -81,7 +81,7 @@ def cell_value(column: str, text: str, *, dataport: bool) -> Any:
     if column in DATE_COLUMNS:
         return parse_date(text) or text
     if column in INT_COLUMNS:
-        return int(text) if _INTEGER.match(text.strip()) else text
+        return int(text) if _INTEGER.fullmatch(text.strip()) else text
     if column in DECIMAL_COLUMNS:
         number = parse_decimal(text)
         return number if number is not None else text

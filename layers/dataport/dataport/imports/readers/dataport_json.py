@@ -38,6 +38,7 @@ from dataport.imports.limits import (
     field_of,
     integer_problem,
     issue,
+    key_problem,
     short_path,
     string_problem,
 )
@@ -49,8 +50,8 @@ from dataport.imports.zipsafe import SafeZip
 from dataport.models.imports import IssueCode, SourceFormat
 from dataport.packaging.manifest import MANIFEST_NAME
 
-CONVERSATIONS_FILE = re.compile(r"^(?:.*/)?conversations(?:-\d+)?\.json$")
-PROJECTS_FILE = re.compile(r"^(?:.*/)?projects(?:-\d+)?\.json$")
+CONVERSATIONS_FILE = re.compile(r"(?:.*/)?conversations(?:-\d+)?\.json")
+PROJECTS_FILE = re.compile(r"(?:.*/)?projects(?:-\d+)?\.json")
 LIST_KEYS = {CONVERSATIONS_FORMAT: "sessions", PROJECTS_FORMAT: "projects"}
 
 Event = tuple[str, Any]
@@ -121,8 +122,16 @@ def build(first: Event, events: Iterator[Event], limits: ImportLimits, *,  # noq
             continue
         if event == "map_key":
             key = value
-            if not (len(value) <= quarter and value.isascii()):
-                problem = _string_at(value, limits, stack, keys, key)
+            if key in container:
+                keys[-1] = key
+                problem = (IssueCode.DUPLICATE_KEY,
+                           f"the key {key[:60]!r} appears more than once in one object",
+                           _path(stack, keys))
+            elif not (len(value) <= quarter and value.isascii()) or "\x00" in value:
+                found = key_problem(value, limits)
+                if found:
+                    keys[-1] = key
+                    problem = (found[0], found[1], _path(stack, keys))
             continue
         if event == "string":
             if not (len(value) <= quarter and value.isascii()):
@@ -176,6 +185,20 @@ def build(first: Event, events: Iterator[Event], limits: ImportLimits, *,  # noq
         else:
             container.append(value)
     return (None, problem) if problem else (root, None)
+
+
+def skip(first: Event, events: Iterator[Event]) -> None:
+    """Consume one JSON value's events without keeping any of it."""
+    if first[0] not in _CONTAINERS:
+        return
+    depth = 1
+    for event, _ in events:
+        if event in _CONTAINERS:
+            depth += 1
+        elif event in _ENDS:
+            depth -= 1
+            if depth == 0:
+                return
 
 
 #: the wrappers canonical_json writes for every message, converted without json_util's
@@ -272,10 +295,16 @@ class DocumentReader:
                               f"{self.file} is not a dataport JSON document (it does not start "
                               "with an object)", file=self.file, path="$")
         listed = False
+        seen: set[str] = set()
         for event, key in events:
             if event == "end_map":
                 break
             value_event = next(events)
+            if key in seen:
+                raise BadInput.of(IssueCode.DUPLICATE_KEY,
+                                  f"{self.file}: the key {key[:60]!r} appears more than once in "
+                                  "the document", file=self.file, path=f"$.{key}", field=key)
+            seen.add(key)
             list_key = LIST_KEYS.get(str(self.header.get("format")))
             if key in LIST_KEYS.values():
                 self._check_header(key)
@@ -374,11 +403,19 @@ class DocumentReader:
             project: Any = _MISSING
             usable = True
             emitted = False
+            seen: set[str] = set()
             for entry_event, key in events:
                 if entry_event == "end_map":
                     break
                 value_event = next(events)
                 self.path = f"{base}.{key}"
+                if key in seen:
+                    self._error(IssueCode.DUPLICATE_KEY, f"{self.path}: the key {key[:60]!r} "
+                                "appears more than once in the session entry", field=key)
+                    usable = False
+                    skip(value_event, events)
+                    continue
+                seen.add(key)
                 if key == "messages" and value_event[0] == "start_array":
                     if not emitted:
                         usable = yield from self._entry(fields, project, base, usable)
@@ -478,14 +515,14 @@ class DataportJsonSource(ImportSource):
             return
         with self.archive() as archive:
             checksums = Checksums(read_manifest(archive))
-            projects = sorted(m.name for m in archive.members if PROJECTS_FILE.match(m.name))
+            projects = sorted(m.name for m in archive.members if PROJECTS_FILE.fullmatch(m.name))
             yield from read_projects(archive, projects, limits=self.limits, reporter=reporter,
                                      checksums=checksums, cursor=cursor)
             conversations = sorted((m for m in archive.members
-                                    if CONVERSATIONS_FILE.match(m.name)), key=lambda m: m.name)
+                                    if CONVERSATIONS_FILE.fullmatch(m.name)), key=lambda m: m.name)
             for member in archive.members:
                 if (member.name != MANIFEST_NAME and member.name not in projects
-                        and not CONVERSATIONS_FILE.match(member.name)):
+                        and not CONVERSATIONS_FILE.fullmatch(member.name)):
                     ignored(member, reporter)
             for member in conversations:
                 with archive.open(member) as reader:

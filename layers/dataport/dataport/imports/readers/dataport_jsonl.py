@@ -45,7 +45,7 @@ class DataportJsonlSource(ClaudeTranscriptSource):
     def _before_folders(self, archive: SafeZip, checksums: Checksums,
                         reporter: Reporter) -> Iterator[ImportRecord]:
         self._projects = {}
-        names = sorted(m.name for m in archive.members if PROJECTS_FILE.match(m.name))
+        names = sorted(m.name for m in archive.members if PROJECTS_FILE.fullmatch(m.name))
         for record in read_projects(archive, names, limits=self.limits, reporter=reporter,
                                     checksums=checksums):
             path = record.doc.get("path")
@@ -54,7 +54,7 @@ class DataportJsonlSource(ClaudeTranscriptSource):
             yield record
 
     def _other_member(self, member: ZipMember) -> bool:
-        return member.name == MANIFEST_NAME or PROJECTS_FILE.match(member.name) is not None
+        return member.name == MANIFEST_NAME or PROJECTS_FILE.fullmatch(member.name) is not None
 
     def _known_project(self, folder: str) -> dict[str, Any] | None:
         name = folder.rsplit("/", 1)[-1]

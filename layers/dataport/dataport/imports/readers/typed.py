@@ -22,6 +22,7 @@ from bson.decimal128 import Decimal128
 
 from dataport.formats.common import BoundedMemo, derived_ref
 from dataport.imports.records import RecordKind
+from dataport.models.imports import IssueCode
 from dataport.source.content_hash import content_hash
 
 DATE_FIELDS: dict[RecordKind, tuple[str, ...]] = {
@@ -42,7 +43,7 @@ OBJECT_ID_FIELDS: dict[RecordKind, tuple[str, ...]] = {
 #: every money field of any record: kept exact by the JSON parsers
 MONEY_KEYS = frozenset(name for names in DECIMAL_FIELDS.values() for name in names)
 
-_HEX_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+_HEX_ID = re.compile(r"[0-9a-fA-F]{24}")
 #: API responses remembered per session to count a streamed reply once
 RECENT_RESPONSES = 8
 
@@ -51,22 +52,23 @@ def parse_date(text: str) -> datetime | None:
     """An aware UTC datetime from ISO 8601 with a zone (`Z` or an offset); None otherwise."""
     try:
         moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+        # year 1 at +01:00 (or 9999 at -01:00) has no UTC datetime: OverflowError
+        return None if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        return None
-    return moment.astimezone(UTC)
 
 
-def date_problem(text: str) -> str:
+def date_problem(text: str) -> tuple[IssueCode, str]:
     """Why a string is not a date we accept, for the person fixing the file."""
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        return f"{text[:40]!r} is not an ISO 8601 date and time"
+        return IssueCode.INVALID_DATE, f"{text[:40]!r} is not an ISO 8601 date and time"
     if moment.tzinfo is None:
-        return f"{text[:40]!r} has no time zone (add Z for UTC)"
-    return f"{text[:40]!r} is not a date"
+        return IssueCode.INVALID_DATE, f"{text[:40]!r} has no time zone (add Z for UTC)"
+    if parse_date(text) is None:
+        return IssueCode.DATE_OUT_OF_RANGE, f"{text[:40]!r} is beyond the dates UTC can hold"
+    return IssueCode.INVALID_DATE, f"{text[:40]!r} is not a date"
 
 
 def parse_decimal(value: object) -> Decimal128 | None:
@@ -110,7 +112,7 @@ def coerce(kind: RecordKind, doc: dict[str, Any]) -> dict[str, Any]:
                 doc[name] = number
     for name in OBJECT_ID_FIELDS[kind]:
         value = doc.get(name)
-        if isinstance(value, str) and _HEX_ID.match(value):
+        if isinstance(value, str) and _HEX_ID.fullmatch(value):
             doc[name] = ObjectId(value)
     return doc
 
