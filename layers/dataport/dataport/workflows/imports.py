@@ -142,6 +142,9 @@ def validate(step: ImportStep) -> ImportStep:
         raise UploadChanged(f"The validated upload has {size} bytes, its pin {pin.bytes}.")
     report = report.model_copy(update={"size": size, "sha256": sha256})
     if not report.ok:
+        # nothing of it left once the job shows failed
+        Staging(get_database(), job.job_id).drop()  # staged for an earlier field mapping
+        _delete_upload(job.job_id)
         failed = store.transition(
             job.job_id, JobStatus.FAILED, allowed_from=[JobStatus.RUNNING], finished_at=utcnow(),
             report=report, progress=Progress(phase="done"),
@@ -149,8 +152,6 @@ def validate(step: ImportStep) -> ImportStep:
                 f"The upload has {report.errors_total} error(s) and was not imported; the "
                 "report lists them.")))
         publish_terminal(failed)
-        Staging(get_database(), job.job_id).drop()  # staged for an earlier field mapping
-        _delete_upload(job.job_id)
         logger.info("import refused", extra={"job_id": job.job_id, "errors": report.errors_total})
         return step.model_copy(update={"next": "invalid"})
     store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
