@@ -11,6 +11,7 @@ What is checked per record is what the writes rely on (DATA-MODEL.md): a session
 the four), `timestamp` (an aware date); every typed field that is present has its type (dates,
 Decimal128 money that is finite and not negative, ObjectIds, non-negative counts). A message
 must belong to a session of the upload, a session to one project, and no uuid may appear twice.
+`recheck` applies the same checks again where records are staged (defence in depth).
 
 Memory: duplicate uuids are found with a set of 16-byte BLAKE2b digests (about 90 bytes per
 message in CPython), moved to an SQLite table in a temporary file past `SPILL_AFTER` uuids, so a

@@ -1,9 +1,11 @@
 """The logic behind each task of the import workflow (infrastructure/statemachines/import.asl.json).
 
-validate  the upload, streamed through the readers, becomes a report (format, version, counts,
-          dates, errors, warnings). One with errors ends the job here (failed, report kept),
-          nothing written.
-stage     a clean one is read again into staging (source.staging) and compared with what the
+validate  the upload is pinned (a copy no upload form can write, read only with If-Match on
+          its ETag), then streamed through the readers into a report (format, version, counts,
+          dates, size and SHA-256, errors, warnings). One with errors ends the job here (failed,
+          report kept), nothing written.
+stage     a clean one is read again (the pinned copy, each record checked again as validation
+          checked it) into staging (source.staging) and compared with what the
           user has: the conflict summary joins the report, the conflicts go to a listing.
           (Its own invocation: each pass over an upload gets a Lambda's whole time limit.)
 await     keeps the task token the decision will answer (POST /execute sends it with
