@@ -83,7 +83,8 @@ READ_BUFFER = 256 * 1024
 
 def pin_upload(s3: S3Client, bucket: str, job_id: str) -> UploadPin:
     """Copy the upload (server-side) to a key no presigned form can write: the form and the
-    API's signing role only reach `.../upload`. Every later read names the copy's ETag."""
+    API's signing role only reach `.../upload`. Every later read names the copy's ETag. (One
+    CopyObject copies up to 5 GB; uploads stop at 500 MB.)"""
     source = upload_key(job_id)
     target = validated_key(job_id)
     try:
