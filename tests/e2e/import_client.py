@@ -4,6 +4,7 @@ what it did (snapshots compare every document exactly, BSON types included)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,10 +46,16 @@ class Importer:
         return job
 
     def wait(self, job_id: str, until: set[str], timeout: float = 60) -> dict[str, Any]:
+        # POST /execute answers once the job is running
+        return self.wait_for(job_id, lambda job: job["status"] in until, timeout)
+
+    def wait_for(self, job_id: str, condition: Callable[[dict[str, Any]], bool],
+                 timeout: float = 60) -> dict[str, Any]:
+        """The job once `condition` holds for its view."""
         deadline = time.monotonic() + timeout
         while True:
             job = self.job(job_id)
-            if job["status"] in until:  # POST /execute answers once the job is running
+            if condition(job):
                 return self.job(job_id)  # read again: moto may show a half-applied update
             if time.monotonic() > deadline:
                 pytest.fail(f"import {job_id} still {job['status']} after {timeout} s: {job}")

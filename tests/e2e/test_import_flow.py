@@ -4,7 +4,9 @@ conflicts, dry run, skip / replace / merge, per-session atomicity, rollback, can
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +20,12 @@ from bson.decimal128 import Decimal128
 from pymongo.database import Database
 
 from dataport.errors import TransientError
+from dataport.imports import storage
 from dataport.imports.identity import copy_id
+from dataport.jobs.store import JobStore
+from dataport.models.imports import ImportCounts, ValidationReport
+from dataport.models.jobs import JobStatus
+from dataport.models.tasks import ImportStep
 from dataport.progress.events import SnapshotEvent
 from dataport.settings import get_settings
 from dataport.source.collections import PROJECTS, SESSIONS
@@ -31,7 +38,15 @@ from infrastructure.local import seed
 from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, job_row, seeded_database, table_text
-from tests.e2e.import_client import EMPTY_USER, ENDED, Importer, messages_of, snapshot
+from tests.e2e.import_client import (
+    EMPTY_USER,
+    ENDED,
+    WAITING,
+    Importer,
+    messages_of,
+    snapshot,
+)
+from tests.imports.corpus.generate import conversations, message_doc
 from tests.infrastructure.iam import assert_calls_allowed
 
 #: fields an import sets on what it writes (the rest must be the upload's, exactly)
@@ -643,3 +658,181 @@ def _failing_batch(n: int, *, keep: int,
         original(self, ops)
 
     return failing
+
+
+# ---------------------------------------------------------------------------- the pinned upload
+# What is staged and executed is the upload that was validated: a file POSTed through the same
+# form afterwards (still valid for minutes) is never read.
+
+EVIL_SESSION = "x/../../evil session"
+
+
+def dataport_json(session_id: str, numbers: range, **changes: dict[str, Any]) -> bytes:
+    """A dataport JSON document of one session; `changes` by message number ("m2": {...})."""
+    return conversations([message_doc(n, sessionId=session_id, uuid=f"{session_id}-m{n}",
+                                      **changes.get(f"m{n}", {})) for n in numbers],
+                         session={"sessionId": session_id})
+
+
+def attack(session_id: str = EVIL_SESSION) -> bytes:
+    """What validation refuses (invalid_id, invalid_message_type, wrong_type): a path-shaped
+    session id, an unknown message type and an operator where a uuid belongs."""
+    return dataport_json(session_id, range(11, 14), m12={"type": "evil"},
+                         m13={"parentUuid": {"$gt": ""}})
+
+
+def nothing_of_the_attack(db: Database[Document], before: dict[str, list[Document]],
+                          after: dict[str, list[Document]]) -> None:
+    assert messages_of(db, EVIL_SESSION) == {}
+    assert db[SESSIONS].count_documents({"sessionId": EVIL_SESSION}) == 0
+    written = [doc for docs in after.values() for doc in docs if doc not in
+               [d for ds in before.values() for d in ds]]
+    assert not [doc for doc in written if doc.get("type") == "evil"
+                or isinstance(doc.get("parentUuid"), dict)
+                or "evil" in str(doc.get("sessionId", ""))]
+
+
+def job_objects(stack: LocalStack, job_id: str) -> list[str]:
+    found = stack.client("s3").list_objects_v2(Bucket=stack.bucket,
+                                               Prefix=f"imports/{job_id}/").get("Contents", [])
+    return sorted(item["Key"].removeprefix(f"imports/{job_id}/") for item in found)
+
+
+@pytest.fixture
+def stage_gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Holds the Stage task (the real one) until the test opens the gate: the moment between
+    the report and staging in which the second POST of the defect went in."""
+    gate = threading.Event()
+    stage = import_tasks.stage
+
+    def held(step: ImportStep) -> ImportStep:
+        assert gate.wait(60), "the test never opened the gate"
+        return stage(step)
+
+    monkeypatch.setattr(import_tasks, "stage", held)
+    yield gate
+    gate.set()
+
+
+def test_a_file_posted_through_the_form_after_validation_is_never_staged_or_imported(
+        db: Database[Document], newcomer: Importer, fresh_stack: LocalStack,
+        stage_gate: threading.Event) -> None:
+    clean = dataport_json("pinned-clean-session", range(1, 4))
+    before = snapshot(db)
+    created = newcomer.create("conversations-0001.json")
+    job_id = created["jobId"]
+    newcomer.upload(created, clean)
+    assert newcomer.api.request("POST", f"/imports/{job_id}/validate").status_code == 202
+    reported = newcomer.wait_for(job_id, lambda job: bool(job.get("report")))
+    assert reported["report"]["errorsTotal"] == 0, reported
+    newcomer.upload(created, attack())  # the same form, still valid: accepted by S3
+    stage_gate.set()
+
+    job = newcomer.wait(job_id, WAITING)
+    assert job["status"] == "awaiting_decision", job
+    assert job["report"]["counts"]["messages"] == 3
+    assert job["report"]["conflicts"]["newSessions"] == 1
+    newcomer.upload(created, attack())  # and again while the decision is awaited
+    done = newcomer.decide(job_id, strategy="replace")
+    assert done["status"] == "succeeded", done
+    assert done["outcome"]["sessions"]["inserted"] == 1
+
+    after = snapshot(db)
+    nothing_of_the_attack(db, before, after)
+    landed = messages_of(db, "pinned-clean-session")
+    assert sorted(landed) == [f"pinned-clean-session-m{n}" for n in range(1, 4)]
+    assert sorted(m["content"] for m in landed.values()) == [f"message {n}" for n in range(1, 4)]
+    assert (done["report"]["size"], done["report"]["sha256"]) == (
+        len(clean), hashlib.sha256(clean).hexdigest())
+    assert {"upload", "validated"}.isdisjoint(job_objects(fresh_stack, job_id))
+    assert_calls_allowed(fresh_stack)
+
+
+def test_a_revalidation_reads_the_pinned_upload_not_a_later_post(
+        db: Database[Document], newcomer: Importer, fresh_stack: LocalStack) -> None:
+    """A field mapping given with the decision validates and stages the upload again: the
+    validated one, whatever was POSTed through the form meanwhile."""
+    header = "id,chat,role,at,text,better_text"
+    clean = "\n".join([header] + [
+        f"p{i},pinned-chat,{'user' if i % 2 else 'assistant'},2025-08-0{i + 1}T10:00:00.000Z,"
+        f"draft {i},final {i}" for i in range(4)]).encode() + b"\n"
+    evil = "\n".join([header] + [
+        f"e{i},{EVIL_SESSION},evil,2025-08-0{i + 1}T10:00:00.000Z,pwned,pwned"
+        for i in range(4)]).encode() + b"\n"
+    mapping = {"uuid": "id", "sessionId": "chat", "type": "role", "timestamp": "at",
+               "content": "text"}
+    before = snapshot(db)
+    created = newcomer.create("other-tool.csv", options={"fieldMapping": mapping,
+                                                         "projectPath": "/work/pinned"})
+    job_id = created["jobId"]
+    newcomer.upload(created, clean, "other-tool.csv")
+    assert newcomer.api.request("POST", f"/imports/{job_id}/validate").status_code == 202
+    job = newcomer.wait(job_id, WAITING)
+    assert job["status"] == "awaiting_decision", job
+    newcomer.upload(created, evil, "other-tool.csv")
+
+    done = newcomer.decide(job_id, strategy="merge",
+                           fieldMapping={**mapping, "content": "better_text"})
+    assert done["status"] == "succeeded", done
+    assert done["report"]["errorsTotal"] == 0
+    nothing_of_the_attack(db, before, snapshot(db))
+    landed = messages_of(db, "pinned-chat")
+    assert sorted(m["content"] for m in landed.values()) == [f"final {i}" for i in range(4)]
+    assert (done["report"]["size"], done["report"]["sha256"]) == (
+        len(clean), hashlib.sha256(clean).hexdigest())
+    assert {"upload", "validated"}.isdisjoint(job_objects(fresh_stack, job_id))
+
+
+def test_the_report_has_the_size_and_sha256_of_the_upload(
+        db: Database[Document], package: bytes, newcomer: Importer,
+        fresh_stack: LocalStack) -> None:
+    """A zip is read out of order (central directory first): the digest is still of every
+    byte. A refused upload's report has them too, and nothing of it is left."""
+    job = newcomer.validated(package)
+    assert job["status"] == "awaiting_decision", job
+    assert (job["report"]["size"], job["report"]["sha256"]) == (
+        len(package), hashlib.sha256(package).hexdigest())
+    # pinned: the form's key is empty from validation on
+    assert job_objects(fresh_stack, job["jobId"]) == ["conflicts.jsonl", "validated"]
+    assert newcomer.api.request("DELETE", f"/imports/{job['jobId']}").status_code == 200
+    refused = attack()
+    failed = newcomer.validated(refused, "conversations-0001.json")
+    assert failed["status"] == "failed", failed
+    assert {e["code"] for e in failed["report"]["errors"]} == {
+        "invalid_id", "invalid_message_type", "wrong_type"}
+    assert (failed["report"]["size"], failed["report"]["sha256"]) == (
+        len(refused), hashlib.sha256(refused).hexdigest())
+    assert job_objects(fresh_stack, failed["jobId"]) == []
+    machine = fresh_stack.state_machines["ImportStateMachine"]
+    fresh_stack.wait_for_execution(
+        f"{machine.replace(':stateMachine:', ':execution:')}:{job['jobId']}")
+    assert {"upload", "validated"}.isdisjoint(job_objects(fresh_stack, job["jobId"]))  # cancelled
+
+
+def test_staging_refuses_a_record_that_fails_the_validators_checks(
+        db: Database[Document], newcomer: Importer, fresh_stack: LocalStack) -> None:
+    """Defence in depth: were a record ever to reach staging unvalidated (here the job row
+    claims a clean report for an upload that is not), staging checks it again, and the job
+    fails with record_refused before anything is written."""
+    before = snapshot(db)
+    created = newcomer.create("conversations-0001.json")
+    job_id = created["jobId"]
+    evil = dataport_json("refused-session", range(1, 4), m2={"type": "evil"})
+    newcomer.upload(created, evil)
+    settings = get_settings()
+    pin = storage.pin_upload(fresh_stack.client("s3"), settings.packages_bucket, job_id)
+    JobStore().transition(job_id, JobStatus.RUNNING, allowed_from=[JobStatus.QUEUED],
+                          upload_pin=pin, report=ValidationReport(
+                              counts=ImportCounts(projects=1, sessions=1, messages=3)))
+    machine = fresh_stack.state_machines["ImportStateMachine"]
+    fresh_stack.client("stepfunctions").start_execution(
+        stateMachineArn=machine, name=job_id,
+        input=ImportStep(job_id=job_id, next="stage").model_dump_json(by_alias=True,
+                                                                       exclude_none=True))
+    job = newcomer.wait(job_id, ENDED)
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "record_refused", job["error"]
+    assert "'evil' is not a message type" in job["error"]["message"]
+    assert Staging(db, job_id).count() == 0
+    assert snapshot(db) == before
+    assert job_objects(fresh_stack, job_id) == []

@@ -20,6 +20,7 @@ REGION, ACCOUNT = "us-east-1", "123456789012"
 S3_ACTIONS = {
     "CreateMultipartUpload": "PutObject", "UploadPart": "PutObject",
     "CompleteMultipartUpload": "PutObject", "UploadPartCopy": "PutObject",
+    "CopyObject": "PutObject",
     "HeadObject": "GetObject", "ListObjectsV2": "ListBucket", "ListObjects": "ListBucket",
     "HeadBucket": "ListBucket", "ListMultipartUploads": "ListBucketMultipartUploads",
     "ListParts": "ListMultipartUploadParts", "DeleteObjects": "DeleteObject",
@@ -44,7 +45,7 @@ def required(detail: CallDetail) -> Iterator[tuple[str, str]]:
             yield action, f"{bucket}/{params['Key']}"
         else:
             yield action, bucket
-        if operation == "UploadPartCopy":
+        if operation in ("UploadPartCopy", "CopyObject"):  # and read the source
             source = params["CopySource"]
             source_key = source["Key"] if isinstance(source, Mapping) else source.split("/", 1)[1]
             yield "s3:GetObject", f"{bucket}/{source_key}"

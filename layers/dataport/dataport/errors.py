@@ -74,3 +74,17 @@ class TransientError(DataportError):
 class JobCancelled(DataportError):
     code = "cancelled"
     http_status = 409
+
+
+class UploadChanged(Conflict):
+    """The object an import validated is no longer the one read (its ETag changed, or it is
+    gone): nothing of it may be staged or written."""
+
+    code = "upload_changed"
+
+
+class RecordRefused(InvalidRequest):
+    """A record that fails validation's per-record checks where it was about to be written
+    (staging checks again: what was validated must be what is written)."""
+
+    code = "record_refused"

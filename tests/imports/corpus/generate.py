@@ -261,6 +261,11 @@ def corpus() -> dict[str, bytes]:
         "nan_cost.json": conversations([message_doc(1),
                                         message_doc(2, costUsd={"$numberDecimal": "NaN"})]),
         "unknown_message_type.json": conversations([message_doc(1), message_doc(2, type="human")]),
+        "evil_session_id.json": conversations(
+            [message_doc(1, sessionId="x/../../evil session")],
+            session={"sessionId": "x/../../evil session"}),
+        "operator_parent_uuid.jsonl": jsonl(lines[0], dict(lines[1], parentUuid={"$gt": ""}),
+                                            lines[2]),
         "orphan_message.json": conversations([message_doc(1), message_doc(2, sessionId="other")]),
         "big_integer.jsonl": jsonl(lines[0], dict(lines[1], durationMs=2**70), lines[2]),
         "lone_surrogate.jsonl": jsonl(lines[0], json.dumps(lines[1]).replace(

@@ -1,7 +1,9 @@
 """An import's objects in the packages bucket, all under `imports/<jobId>/` (one lifecycle rule
 expires them with the job's history):
 
-    upload                     the file, as the presigned POST put it
+    upload                     the file, as the presigned POST put it (deleted once pinned)
+    validated                  the upload pinned by the validation: a server-side copy at a key
+                               no upload form can write, read only with If-Match on its ETag
     journal/<run>/<nnnnn>.jsonl.gz
                                one per write batch, written before the batch: its sessions, then
                                the pre-image of every stored document it changes or deletes
@@ -17,8 +19,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
@@ -26,11 +29,13 @@ import smart_open
 from botocore.exceptions import ClientError
 from bson import json_util
 
-from dataport.errors import InvalidRequest
+from dataport.errors import Conflict, InvalidRequest, UploadChanged
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS, canonical_json
+from dataport.models.jobs import UploadPin
 from dataport.source.mongo import Document
 
 if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
     from mypy_boto3_s3 import S3Client
 
 IMPORTS = "imports/"
@@ -43,6 +48,10 @@ def prefix(job_id: str) -> str:
 
 def upload_key(job_id: str) -> str:
     return f"{prefix(job_id)}upload"
+
+
+def validated_key(job_id: str) -> str:
+    return f"{prefix(job_id)}validated"
 
 
 def journal_prefix(job_id: str) -> str:
@@ -62,6 +71,111 @@ CONFLICTS, DRY_RUN, RESULT = "conflicts", "dry-run", "result"
 
 def _uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
+
+
+# ------------------------------------------------------------------------------ the upload
+
+#: an S3 answer that the pinned object is not the one validated any more
+_CHANGED = {"PreconditionFailed", "412", "NoSuchKey", "404", "NotFound"}
+#: what each read of a pinned upload asks S3 for at once (readers' own buffers are smaller)
+READ_BUFFER = 256 * 1024
+
+
+def pin_upload(s3: S3Client, bucket: str, job_id: str) -> UploadPin:
+    """Copy the upload (server-side) to a key no presigned form can write: the form and the
+    API's signing role only reach `.../upload`. Every later read names the copy's ETag. (One
+    CopyObject copies up to 5 GB; uploads stop at 500 MB.)"""
+    source = upload_key(job_id)
+    target = validated_key(job_id)
+    try:
+        copied = s3.copy_object(Bucket=bucket, Key=target,
+                                CopySource={"Bucket": bucket, "Key": source})
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            raise Conflict("Nothing has been uploaded for this import.",
+                           details={"code": "upload_missing"}) from error
+        raise
+    etag = copied["CopyObjectResult"]["ETag"]
+    head = s3.head_object(Bucket=bucket, Key=target, IfMatch=etag)
+    return UploadPin(key=target, etag=etag, bytes=head["ContentLength"])
+
+
+def open_pinned(s3: S3Client, bucket: str, pin: UploadPin,
+                on_read: Callable[[int, memoryview], None] | None = None) -> IO[bytes]:
+    """A seekable stream over the pinned upload; every GET it makes requires the pinned ETag
+    (a different object raises UploadChanged). `on_read(position, data)` sees every byte read
+    (the validation's digest)."""
+    try:
+        inner = smart_open.open(_uri(bucket, pin.key), "rb", compression="disable",
+                                transport_params={"client": s3, "client_kwargs": {
+                                    "S3.Client.get_object": {"IfMatch": pin.etag}}})
+    except OSError as error:
+        raise _changed(error, pin) from error
+    return io.BufferedReader(_PinnedRaw(inner, pin, on_read), buffer_size=READ_BUFFER)
+
+
+class _PinnedRaw(io.RawIOBase):
+    """The pinned object's bytes with their positions, and its S3 failures in our terms."""
+
+    def __init__(self, inner: IO[bytes], pin: UploadPin,
+                 on_read: Callable[[int, memoryview], None] | None) -> None:
+        super().__init__()
+        self._inner = inner
+        self._pin = pin
+        self._on_read = on_read
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        try:
+            data = self._inner.read(len(view))
+        except OSError as error:
+            raise _changed(error, self._pin) from error
+        size = len(data)
+        view[:size] = data
+        if self._on_read is not None:
+            self._on_read(self._position, view[:size])
+        self._position += size
+        return size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        try:
+            self._position = self._inner.seek(offset, whence)
+        except OSError as error:
+            raise _changed(error, self._pin) from error
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        if not self.closed:
+            self._inner.close()
+        super().close()
+
+
+def _changed(error: OSError, pin: UploadPin) -> Exception:
+    """UploadChanged for S3's answer that the pinned object changed or went; other errors as
+    they are."""
+    cause = error.__cause__
+    if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in _CHANGED:
+        return UploadChanged("The validated upload changed or disappeared after validation "
+                             f"(expected ETag {pin.etag}); nothing of it was imported.",
+                             details={"key": pin.key})
+    return error
+
+
+def delete_upload(s3: S3Client, bucket: str, job_id: str) -> None:
+    """The upload and its pinned copy (idempotent: either may be missing). A file POSTed
+    through the form after the pin lands at `upload` again: never read, deleted here."""
+    for key in (upload_key(job_id), validated_key(job_id)):
+        s3.delete_object(Bucket=bucket, Key=key)
 
 
 # ------------------------------------------------------------------------------ the journal

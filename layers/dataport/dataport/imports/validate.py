@@ -14,6 +14,7 @@ non-negative counts); no top-level field name starts with `$` or holds a dot; a 
 content is a string or a list of blocks. `record_problems` is that whole per-record check. A
 message must belong to a session of the upload, a session to one project, no uuid may appear
 twice and no parentUuid chain may loop (`ParentForest`). See docs/imports.md for why.
+`recheck` applies the same checks again where records are staged (defence in depth).
 
 Memory: duplicate uuids are found with a set of 16-byte BLAKE2b digests (about 90 bytes per
 message in CPython), moved to an SQLite table in a temporary file past `SPILL_AFTER` uuids, so a
@@ -26,13 +27,14 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
 from bson.decimal128 import Decimal128
 
+from dataport.errors import RecordRefused, UploadChanged
 from dataport.formats.common import derived_ref
 from dataport.imports.detect import open_import
 from dataport.imports.limits import BadInput, ImportLimits, issue
@@ -479,6 +481,8 @@ def validate(source: ImportSource | Opener, filename: str | None = None,
         except BadInput as exc:
             collector.add(exc.issue)
             return _report(collector, None)
+        except UploadChanged:
+            raise  # not the upload's fault, nor a report's matter: the job stops
         except Exception as exc:
             collector.add(_internal(exc, filename))
             return _report(collector, None)
@@ -486,6 +490,8 @@ def validate(source: ImportSource | Opener, filename: str | None = None,
     try:
         for record in source.records(on_issue=collector.add):
             checker.check(record)
+    except UploadChanged:
+        raise
     except Exception as exc:  # a reader bug must not turn into an unanswered upload
         collector.add(_internal(exc, source.filename))
     finally:
@@ -501,6 +507,25 @@ def validate(source: ImportSource | Opener, filename: str | None = None,
                             f"{source.filename} holds no project, session or message to import",
                             file=source.filename))
     return _report(collector, source, checker, skipped)
+
+
+def recheck(records: Iterable[ImportRecord]) -> Iterator[ImportRecord]:
+    """The records again through validation's checks, where they are about to be written
+    (staging): defence in depth behind the pinned upload, and cheap. The first error raises
+    RecordRefused and nothing after it is yielded."""
+    collector = Collector()
+    checker = Checker(collector)
+    try:
+        for record in records:
+            checker.check(record)
+            if collector.errors_total:
+                problem = collector.errors[0]
+                raise RecordRefused(f"A record fails the checks validation made, so nothing was "
+                                    f"imported: {problem.message}",
+                                    details={"issue": problem.wire()})
+            yield record
+    finally:
+        checker.close()
 
 
 def _internal(exc: Exception, filename: str | None) -> Issue:

@@ -136,6 +136,10 @@ class ValidationReport(ApiModel):
     errors_total: int = 0
     warnings_total: int = 0
     conflicts: ConflictSummary | None = None
+    size: int | None = Field(default=None, description="bytes of the upload validated")
+    sha256: str | None = Field(
+        default=None, description="SHA-256 (hex) of the upload validated, computed while "
+        "validating: the bytes staged and imported are these")
 
     @property
     def ok(self) -> bool:

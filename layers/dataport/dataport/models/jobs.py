@@ -70,6 +70,15 @@ class PackageInfo(ApiModel):
     expires_at: AwareDatetime
 
 
+class UploadPin(ApiModel):
+    """An import's upload as validated: a copy at a key no upload form can write, and its ETag,
+    which every later read requires (S3 If-Match), so what is staged is what was validated."""
+
+    key: str
+    etag: str
+    bytes: int
+
+
 class Job(ApiModel):
     job_id: str
     kind: JobKind
@@ -91,12 +100,14 @@ class Job(ApiModel):
     sealed_password: str | None = None
     # Imports (dataport.workflows.imports), as stored maps of models.imports: the validation
     # report, the decision, what the dry run and the execution did, and the Step Functions task
-    # token the workflow waits on while awaiting_decision. Internal: views pick what to show.
+    # token the workflow waits on while awaiting_decision; `upload_pin` is the upload as the
+    # validation pinned it (read by nothing else). Internal: views pick what to show.
     report: dict[str, Any] | None = None
     decision: dict[str, Any] | None = None
     dry_run: dict[str, Any] | None = None
     outcome: dict[str, Any] | None = None
     task_token: str | None = None
+    upload_pin: UploadPin | None = None
     # The live-progress throttle (dataport.progress.throttle): seq of the last event published
     # and when (epoch ms). Internal: the REST views leave them out.
     progress_seq: int = 0

@@ -13,7 +13,8 @@ from dataport.observability import logger
 from dataport.progress.publisher import publish_terminal
 
 #: errors whose own message is written for the user (dataport.errors classes)
-_READABLE = {"InvalidRequest", "NotSupported", "NotFound", "Conflict", "DataportError"}
+_READABLE = {"InvalidRequest", "NotSupported", "NotFound", "Conflict", "DataportError",
+             "UploadChanged", "RecordRefused"}
 
 
 def mark_failed(task: FailedTaskInput) -> JobError:

@@ -1,9 +1,11 @@
 """The logic behind each task of the import workflow (infrastructure/statemachines/import.asl.json).
 
-validate  the upload, streamed through the readers, becomes a report (format, version, counts,
-          dates, errors, warnings). One with errors ends the job here (failed, report kept),
-          nothing written.
-stage     a clean one is read again into staging (source.staging) and compared with what the
+validate  the upload is pinned (a copy no upload form can write, read only with If-Match on
+          its ETag), then streamed through the readers into a report (format, version, counts,
+          dates, size and SHA-256, errors, warnings). One with errors ends the job here (failed,
+          report kept), nothing written.
+stage     a clean one is read again (the pinned copy, each record checked again as validation
+          checked it) into staging (source.staging) and compared with what the
           user has: the conflict summary joins the report, the conflicts go to a listing.
           (Its own invocation: each pass over an upload gets a Lambda's whole time limit.)
 await     keeps the task token the decision will answer (POST /execute sends it with
@@ -33,16 +35,17 @@ from datetime import datetime
 from functools import partial
 from typing import IO, TypeVar
 
-import smart_open
 from pymongo.errors import AutoReconnect, NetworkTimeout
 
 from dataport import aws
-from dataport.errors import Conflict, JobCancelled, TransientError
+from dataport.errors import Conflict, JobCancelled, TransientError, UploadChanged
 from dataport.imports import storage
 from dataport.imports.detect import open_import
+from dataport.imports.digest import UploadDigest
 from dataport.imports.executor import Executor, incoming_messages, recover, summarise
 from dataport.imports.limits import ImportLimits
 from dataport.imports.plan import SessionPlan
+from dataport.imports.validate import recheck
 from dataport.imports.validate import validate as validate_upload
 from dataport.jobs.store import JobStore, require_running, utcnow
 from dataport.models.imports import (
@@ -57,7 +60,7 @@ from dataport.models.imports import (
     Strategy,
     ValidationReport,
 )
-from dataport.models.jobs import ACTIVE_STATUSES, Job, JobError, JobStatus, Progress
+from dataport.models.jobs import ACTIVE_STATUSES, Job, JobError, JobStatus, Progress, UploadPin
 from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep
 from dataport.observability import logger
 from dataport.packaging import passwords
@@ -85,17 +88,39 @@ def limits() -> ImportLimits:
     return ImportLimits(max_upload_bytes=get_settings().max_upload_bytes)
 
 
-def opener(job_id: str) -> Callable[[], IO[bytes]]:
-    """A fresh seekable stream over the upload per call (readers make several passes)."""
-    uri = f"s3://{get_settings().packages_bucket}/{storage.upload_key(job_id)}"
+def opener(pin: UploadPin, digest: UploadDigest | None = None) -> Callable[[], IO[bytes]]:
+    """A fresh seekable stream over the pinned upload per call (readers make several passes);
+    every read requires the pinned ETag. A digest sees every byte read."""
+    bucket = get_settings().packages_bucket
     client = aws.s3()
+    on_read = digest.feed if digest is not None else None
 
     def open_upload() -> IO[bytes]:
-        stream: IO[bytes] = smart_open.open(uri, "rb", transport_params={"client": client},
-                                            compression="disable")
-        return stream
+        return storage.open_pinned(client, bucket, pin, on_read)
 
     return open_upload
+
+
+def _pin(store: JobStore, job: Job) -> UploadPin:
+    """The upload, pinned before the first byte is validated: copied where no form can write,
+    its ETag kept in the job row; the form's key is then emptied, so a file POSTed through the
+    form later is never read (and is deleted with the job's objects)."""
+    if job.upload_pin is not None:  # a retry, or validated again with another field mapping
+        pin = job.upload_pin
+    else:
+        pin = storage.pin_upload(aws.s3(), get_settings().packages_bucket, job.job_id)
+        store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
+                         upload_pin=pin)
+        logger.info("upload pinned", extra={"job_id": job.job_id, "bytes": pin.bytes})
+    storage.delete_object(aws.s3(), get_settings().packages_bucket,
+                          storage.upload_key(job.job_id))
+    return pin
+
+
+def _pinned(job: Job) -> UploadPin:
+    if job.upload_pin is None:
+        raise Conflict(f"Import {job.job_id} has no validated upload to read.")
+    return job.upload_pin
 
 
 # ---------------------------------------------------------------------------- validate
@@ -110,9 +135,18 @@ def validate(step: ImportStep) -> ImportStep:
         job = store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.QUEUED])
     require_running(job)
     _report(store, job, Progress(phase="validating"))
-    report = validate_upload(opener(job.job_id), str(job.request["filename"]),
+    pin = _pin(store, job)
+    digest = UploadDigest()
+    report = validate_upload(opener(pin, digest), str(job.request["filename"]),
                              _options(job), limits(), password=_password(job))
+    size, sha256 = digest.finish(opener(pin))
+    if size != pin.bytes:  # If-Match makes this impossible; an import must not rely on it
+        raise UploadChanged(f"The validated upload has {size} bytes, its pin {pin.bytes}.")
+    report = report.model_copy(update={"size": size, "sha256": sha256})
     if not report.ok:
+        # nothing of it left once the job shows failed
+        Staging(get_database(), job.job_id).drop()  # staged for an earlier field mapping
+        _delete_upload(job.job_id)
         failed = store.transition(
             job.job_id, JobStatus.FAILED, allowed_from=[JobStatus.RUNNING], finished_at=utcnow(),
             report=report, progress=Progress(phase="done"),
@@ -120,8 +154,6 @@ def validate(step: ImportStep) -> ImportStep:
                 f"The upload has {report.errors_total} error(s) and was not imported; the "
                 "report lists them.")))
         publish_terminal(failed)
-        Staging(get_database(), job.job_id).drop()  # staged for an earlier field mapping
-        _delete_upload(job.job_id)
         logger.info("import refused", extra={"job_id": job.job_id, "errors": report.errors_total})
         return step.model_copy(update={"next": "invalid"})
     store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
@@ -142,9 +174,9 @@ def stage(step: ImportStep) -> ImportStep:
     staging.ensure_indexes()
     writer = staging.writer()
     pulse = Cadence()
-    source = open_import(opener(job.job_id), str(job.request["filename"]), _options(job),
+    source = open_import(opener(_pinned(job)), str(job.request["filename"]), _options(job),
                          limits(), password=_password(job))
-    for record in source.records():
+    for record in recheck(source.records()):  # the validator's checks again: nothing unchecked
         writer.add(record)
         if pulse.due():
             _check(store, job.job_id, Progress(phase="staging", current=writer.messages,
@@ -464,7 +496,7 @@ def _report(store: JobStore, job: Job, progress: Progress) -> None:
 
 
 def _delete_upload(job_id: str) -> None:
-    storage.delete_object(aws.s3(), get_settings().packages_bucket, storage.upload_key(job_id))
+    storage.delete_upload(aws.s3(), get_settings().packages_bucket, job_id)
 
 
 def _mongo(action: Callable[[], T]) -> T:
