@@ -18,7 +18,7 @@ from bson.decimal128 import Decimal128
 from pymongo.database import Database
 
 from dataport.errors import TransientError
-from dataport.imports.identity import copy_id
+from dataport.imports.identity import copy_id, copy_key
 from dataport.progress.events import SnapshotEvent
 from dataport.settings import get_settings
 from dataport.source.collections import PROJECTS, SESSIONS
@@ -93,8 +93,10 @@ def test_export_then_import_into_a_second_users_empty_account(
     assert report["format"] == "dataport-json"
     assert report["errorsTotal"] == 0
     assert report["counts"]["sessions"] == len(originals)
+    copied = sum(len(messages_of(db, s["sessionId"])) for s in originals)
     assert report["conflicts"] == {"newSessions": len(originals), "changedSessions": 0,
-                                   "identicalSessions": 0, "copiedSessions": len(originals)}
+                                   "identicalSessions": 0, "copiedSessions": len(originals),
+                                   "copiedMessages": copied}
     assert newcomer.pages(f"/imports/{job['jobId']}/conflicts", "conflicts") == []
 
     dry = newcomer.decide(job["jobId"], strategy="merge", dryRun=True)
@@ -112,8 +114,9 @@ def test_export_then_import_into_a_second_users_empty_account(
     # The newcomer has the same sessions, under ids derived from theirs, in projects of theirs
     # with the same paths; every field and type as exported, stats recomputed to the same.
     paths = {p["_id"]: p["path"] for p in db[PROJECTS].find()}
+    key = copy_key()
     for original in originals:
-        copy = one(db, SESSIONS, {"sessionId": copy_id(EMPTY_USER, original["sessionId"])})
+        copy = one(db, SESSIONS, {"sessionId": copy_id(key, EMPTY_USER, original["sessionId"])})
         assert one(db, PROJECTS, {"_id": copy["projectId"]})["user_id"] == ObjectId(EMPTY_USER)
         assert paths[copy["projectId"]] == paths[original["projectId"]]
         assert without(copy, *WRITTEN, "sessionId", "projectId") == without(
@@ -123,7 +126,7 @@ def test_export_then_import_into_a_second_users_empty_account(
         mine = messages_of(db, original["sessionId"])
         assert len(theirs) == len(mine) == copy["messageCount"]
         for message in mine.values():
-            copied = theirs[copy_id(EMPTY_USER, message["uuid"])]
+            copied = theirs[copy_id(key, EMPTY_USER, message["uuid"])]
             assert without(copied, *WRITTEN, "uuid", "sessionId", "parentUuid",
                            "contentHash") == without(message, *WRITTEN, "uuid", "sessionId",
                                                      "parentUuid", "contentHash")
@@ -223,13 +226,13 @@ def test_skip_merge_and_replace_per_session(db: Database[Document], package: byt
     job = owner.validated(package)
     assert job["report"]["conflicts"] == {"newSessions": 0, "changedSessions": 3,
                                           "identicalSessions": len(exported) - 3,
-                                          "copiedSessions": 0}
+                                          "copiedSessions": 0, "copiedMessages": 0}
     conflicts = {c["sessionId"]: c for c in owner.pages(f"/imports/{job['jobId']}/conflicts",
                                                         "conflicts", limit=2)}
     assert {sid for sid, c in conflicts.items() if c["status"] == "changed"} == set(changes)
     assert conflicts[merged]["messages"] == {"new": 1, "changed": 1, "identical":
                                              len(exported_messages[merged]) - 2,
-                                             "onlyExisting": 1}
+                                             "onlyExisting": 1, "copied": 0}
     assert conflicts[merged]["suggestedAction"] == "merge"
 
     decision = {"strategy": "merge", "perSession": {skipped: "skip", replaced: "replace"}}
@@ -247,7 +250,7 @@ def test_skip_merge_and_replace_per_session(db: Database[Document], package: byt
     assert actions[replaced]["messages"]["deleted"] == 1
     assert actions[merged]["messages"] == {"inserted": 1, "updated": 1, "deleted": 0,
                                            "unchanged": len(exported_messages[merged]) - 2,
-                                           "skipped": 0}
+                                           "skipped": 0, "copied": 0}
 
     after = snapshot(db)
     # skip: left exactly as it was

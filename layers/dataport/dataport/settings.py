@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # Name of the SSM SecureString (or Secrets Manager secret) holding the JWT signing secret.
     jwt_secret_parameter: str = "/dataport/jwt-secret"  # noqa: S105 (a name, not a secret)
     jwt_secret_source: str = Field(default="ssm", pattern="^(ssm|secretsmanager)$")
+    # Secrets Manager secret (name or ARN) keying the ids of imported copies (imports.identity);
+    # the template's CopyIdSecret. Only the import tasks that derive copies read it.
+    copy_id_secret: str = ""
 
     export_rate_limit: int = 10
     rate_limit_window_seconds: int = 3600
