@@ -21,7 +21,7 @@ from pymongo.database import Database
 
 from dataport.errors import TransientError
 from dataport.imports import storage
-from dataport.imports.identity import copy_id
+from dataport.imports.identity import copy_id, copy_key
 from dataport.jobs.store import JobStore
 from dataport.models.imports import ImportCounts, ValidationReport
 from dataport.models.jobs import JobStatus
@@ -108,8 +108,10 @@ def test_export_then_import_into_a_second_users_empty_account(
     assert report["format"] == "dataport-json"
     assert report["errorsTotal"] == 0
     assert report["counts"]["sessions"] == len(originals)
+    copied_total = sum(len(messages_of(db, s["sessionId"])) for s in originals)
     assert report["conflicts"] == {"newSessions": len(originals), "changedSessions": 0,
-                                   "identicalSessions": 0, "copiedSessions": len(originals)}
+                                   "identicalSessions": 0, "copiedSessions": len(originals),
+                                   "copiedMessages": copied_total}
     assert newcomer.pages(f"/imports/{job['jobId']}/conflicts", "conflicts") == []
 
     dry = newcomer.decide(job["jobId"], strategy="merge", dryRun=True)
@@ -127,8 +129,9 @@ def test_export_then_import_into_a_second_users_empty_account(
     # The newcomer has the same sessions, under ids derived from theirs, in projects of theirs
     # with the same paths; every field and type as exported, stats recomputed to the same.
     paths = {p["_id"]: p["path"] for p in db[PROJECTS].find()}
+    key = copy_key()
     for original in originals:
-        copy = one(db, SESSIONS, {"sessionId": copy_id(EMPTY_USER, original["sessionId"])})
+        copy = one(db, SESSIONS, {"sessionId": copy_id(key, EMPTY_USER, original["sessionId"])})
         assert one(db, PROJECTS, {"_id": copy["projectId"]})["user_id"] == ObjectId(EMPTY_USER)
         assert paths[copy["projectId"]] == paths[original["projectId"]]
         assert without(copy, *WRITTEN, "sessionId", "projectId") == without(
@@ -138,7 +141,7 @@ def test_export_then_import_into_a_second_users_empty_account(
         mine = messages_of(db, original["sessionId"])
         assert len(theirs) == len(mine) == copy["messageCount"]
         for message in mine.values():
-            copied = theirs[copy_id(EMPTY_USER, message["uuid"])]
+            copied = theirs[copy_id(key, EMPTY_USER, message["uuid"])]
             assert without(copied, *WRITTEN, "uuid", "sessionId", "parentUuid",
                            "contentHash") == without(message, *WRITTEN, "uuid", "sessionId",
                                                      "parentUuid", "contentHash")
@@ -238,13 +241,13 @@ def test_skip_merge_and_replace_per_session(db: Database[Document], package: byt
     job = owner.validated(package)
     assert job["report"]["conflicts"] == {"newSessions": 0, "changedSessions": 3,
                                           "identicalSessions": len(exported) - 3,
-                                          "copiedSessions": 0}
+                                          "copiedSessions": 0, "copiedMessages": 0}
     conflicts = {c["sessionId"]: c for c in owner.pages(f"/imports/{job['jobId']}/conflicts",
                                                         "conflicts", limit=2)}
     assert {sid for sid, c in conflicts.items() if c["status"] == "changed"} == set(changes)
     assert conflicts[merged]["messages"] == {"new": 1, "changed": 1, "identical":
                                              len(exported_messages[merged]) - 2,
-                                             "onlyExisting": 1}
+                                             "onlyExisting": 1, "copied": 0}
     assert conflicts[merged]["suggestedAction"] == "merge"
 
     decision = {"strategy": "merge", "perSession": {skipped: "skip", replaced: "replace"}}
@@ -262,7 +265,7 @@ def test_skip_merge_and_replace_per_session(db: Database[Document], package: byt
     assert actions[replaced]["messages"]["deleted"] == 1
     assert actions[merged]["messages"] == {"inserted": 1, "updated": 1, "deleted": 0,
                                            "unchanged": len(exported_messages[merged]) - 2,
-                                           "skipped": 0}
+                                           "skipped": 0, "copied": 0}
 
     after = snapshot(db)
     # skip: left exactly as it was
@@ -836,3 +839,165 @@ def test_staging_refuses_a_record_that_fails_the_validators_checks(
     assert Staging(db, job_id).count() == 0
     assert snapshot(db) == before
     assert job_objects(fresh_stack, job_id) == []
+
+# ---------------------------------------------------------------------------- identity
+
+#: an account that plays the attacker (nothing of its own in the seeded database)
+SQUATTER = "66ad9b005f2b4a0012c0dddd"
+#: the public derivation copy ids had before they were keyed (what a squatter can compute)
+PUBLIC_NAMESPACE = uuid.UUID("5b0e3c1c-6f4f-4d55-9a57-6b1f0c2d7e41")
+
+
+def transcript(session_id: str, lines: list[tuple[str, str | None, datetime, str]],
+               cwd: str = "/work/elsewhere") -> bytes:
+    """A Claude Code transcript: (uuid, parentUuid, timestamp, text) user lines."""
+    return "".join(json.dumps({
+        "parentUuid": parent, "isSidechain": False, "userType": "external", "cwd": cwd,
+        "sessionId": session_id, "version": "1.0.67", "gitBranch": "main", "type": "user",
+        "message": {"role": "user", "content": text}, "uuid": uid,
+        "timestamp": at.isoformat().replace("+00:00", "Z")}) + "\n"
+        for uid, parent, at, text in lines).encode()
+
+
+def holders(db: Database[Document], uuid_: str) -> list[Document]:
+    """Every message document with this uuid, in every message collection."""
+    return [doc for docs in snapshot(db).values() for doc in docs if doc.get("uuid") == uuid_]
+
+
+@pytest.fixture(params=["monthly", "single"])
+def any_layout(request: pytest.FixtureRequest, fresh_stack: LocalStack,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[Database[Document]]:
+    name = f"dataport_identity_{uuid.uuid4().hex[:8]}"
+    with seeded_database(monkeypatch, fresh_stack, name, sessions_per_project=2,
+                         layout=request.param):
+        database = connect(fresh_stack.mongo_uri, name)
+        yield database
+        database.client.close()
+
+
+@pytest.mark.parametrize("month", ["same month", "another month"])
+def test_a_message_uuid_another_account_holds_is_imported_under_a_copy_id(
+        any_layout: Database[Document], month: str, fresh_stack: LocalStack) -> None:
+    """Someone imports a session of their own that reuses a uuid of the victim's messages:
+    before, it existed twice (another monthly collection) or the execution failed on the
+    unique index after a clean report. Now the comparison finds it and the copy gets an id
+    derived from the importer's, with the references to it inside the session."""
+    db = any_layout
+    attacker = Importer(Api(fresh_stack, SQUATTER))
+    victim_session = owned_sessions(db, seed.DEMO_USER_ID)[0]["sessionId"]
+    target = min(messages_of(db, victim_session).values(), key=lambda m: m["timestamp"])
+    at = target["timestamp"] + (timedelta(seconds=1) if month == "same month"
+                                else timedelta(days=62))
+    own = str(uuid.uuid4())
+    upload = transcript(session := str(uuid.uuid4()), [
+        (target["uuid"], None, at, "not the victim's words"),
+        (own, target["uuid"], at + timedelta(seconds=1), "a reply to it")])
+    before = snapshot(db)
+
+    job = attacker.validated(upload, f"{session}.jsonl")
+    assert job["status"] == "awaiting_decision", job
+    assert job["report"]["conflicts"]["copiedMessages"] == 1  # decided before execute
+    assert job["report"]["conflicts"]["copiedSessions"] == 0
+    dry = attacker.decide(job["jobId"], strategy="merge", dryRun=True)
+    [planned] = attacker.pages(f"/imports/{job['jobId']}/actions", "actions", dryRun="true")
+    derived = copy_id(copy_key(), SQUATTER, target["uuid"])
+    assert planned["copiedMessages"] == [{"uuid": target["uuid"], "storedUuid": derived}]
+    assert planned["messages"]["copied"] == 1
+    assert dry["dryRun"]["messages"]["copied"] == 1
+    done = attacker.decide(job["jobId"], strategy="merge")
+    assert done["status"] == "succeeded", done
+    assert attacker.pages(f"/imports/{job['jobId']}/actions", "actions") == [planned]
+
+    # the victim's message is the only one with its uuid, unchanged; the copy follows its id
+    assert holders(db, target["uuid"]) == [target]
+    stored = messages_of(db, session)
+    assert set(stored) == {derived, own}
+    assert stored[own]["parentUuid"] == derived
+    assert stored[derived]["contentHash"] == content_hash(derived, "user", at,
+                                                          "not the victim's words")
+    for name, docs in snapshot(db).items():
+        assert [d for d in docs if IMPORT_TAG not in d] == before.get(name, [])
+
+    # the same file again finds the same copy: nothing changes
+    settled = snapshot(db)
+    again = attacker.run(upload, f"{session}.jsonl", strategy="merge")
+    assert again["outcome"]["sessions"]["unchanged"] == 1, again
+    assert snapshot(db) == settled
+    assert_calls_allowed(fresh_stack)
+
+
+def test_a_squatter_cannot_take_the_copy_ids_of_a_victims_import(
+        db: Database[Document], package: bytes, newcomer: Importer,
+        fresh_stack: LocalStack) -> None:
+    """The squatter knows the victim's user id and the sessionIds of a package the victim is
+    about to import (a hand-over), and imports sessions under the ids the public derivation
+    gave the victim's copies. The victim's import is not held up, and nobody's data mixes."""
+    squatter = Importer(Api(fresh_stack, SQUATTER))
+    originals = owned_sessions(db, seed.DEMO_USER_ID)
+
+    def public(value: str) -> str:
+        return str(uuid.uuid5(PUBLIC_NAMESPACE, f"{EMPTY_USER}/{value}"))
+
+    start = datetime(2025, 8, 2, 4, 52, tzinfo=UTC)
+    squatted = [public(original["sessionId"]) for original in originals]
+    upload = b"".join(transcript(public(original["sessionId"]), [
+        (public(first["uuid"]), None, start + timedelta(minutes=n), "squatted")])
+        for n, original in enumerate(originals)
+        for first in [min(messages_of(db, original["sessionId"]).values(),
+                          key=lambda m: m["timestamp"])])
+    job = squatter.run(upload, "squat.jsonl", strategy="merge")
+    assert job["status"] == "succeeded", job
+    theirs = {sid: messages_of(db, sid) for sid in squatted}
+    assert all(theirs.values())
+    before = snapshot(db)
+
+    job = newcomer.validated(package)
+    assert job["status"] == "awaiting_decision", job  # before: conflict, the copy id was held
+    done = newcomer.decide(job["jobId"], strategy="merge")
+    assert done["status"] == "succeeded", done
+    assert done["outcome"]["sessions"]["copies"] == len(originals)
+    mine = {s["sessionId"] for s in owned_sessions(db, EMPTY_USER)}
+    key = copy_key()
+    assert mine == {copy_id(key, EMPTY_USER, s["sessionId"]) for s in originals}
+    assert not mine & set(squatted)
+    assert {sid: messages_of(db, sid) for sid in squatted} == theirs  # the squatter's, as is
+    for name, docs in snapshot(db).items():  # nothing but the victim's import changed
+        assert [d for d in docs if d.get(IMPORT_TAG) != done["jobId"]] == before.get(name, [])
+
+
+def test_an_id_another_write_takes_during_the_execution_fails_with_what_to_do(
+        db: Database[Document], package: bytes, newcomer: Importer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that races the import to a uuid after the comparison: the unique index refuses
+    the batch; the job says which id and what to do (not "internal_error, try again"), the
+    session is put back, and importing the file again, as told, works."""
+    before = snapshot(db)
+    job = newcomer.validated(package)
+    taken: list[Document] = []
+    original = Target.bulk_write
+
+    def racing(self: Target, ops: dict[str, Any]) -> None:
+        if not taken:  # another writer inserts the first new message's uuid just before
+            name, writes = next((n, w) for n, w in ops.items() if n != SESSIONS and w)
+            doc = {**writes[0]._doc, "_id": ObjectId(), "sessionId": "a-racing-session"}
+            doc.pop(IMPORT_TAG)
+            self.db[name].insert_one(doc)
+            taken.append(doc)
+        original(self, ops)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Target, "bulk_write", racing)
+        failed = newcomer.decide(job["jobId"], strategy="merge")
+    assert failed["status"] == "failed", failed
+    assert failed["error"]["code"] == "id_taken"
+    assert taken[0]["uuid"] in failed["error"]["message"]
+    assert "Import the file again" in failed["error"]["message"]
+    assert holders(db, taken[0]["uuid"]) == [taken[0]]
+    assert owned_sessions(db, EMPTY_USER) == []  # nothing half-written stays
+    assert {name: [d for d in docs if d["_id"] != taken[0]["_id"]]
+            for name, docs in snapshot(db).items()} == before
+
+    again = newcomer.run(package, strategy="merge")
+    assert again["status"] == "succeeded", again
+    assert again["report"]["conflicts"]["copiedMessages"] >= 1
+    assert holders(db, taken[0]["uuid"]) == [taken[0]]

@@ -3,6 +3,7 @@ message, and the session document they write (stats recomputed from the messages
 
 from __future__ import annotations
 
+import uuid as uuidlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from bson import ObjectId
 from bson.decimal128 import Decimal128
 
-from dataport.imports.identity import copy_id, copy_message
+from dataport.imports.identity import SessionIds, copy_id
 from dataport.imports.plan import SessionPlan, StoredMessage
 from dataport.models.imports import SessionAction, Strategy
 from dataport.source.content_hash import content_hash
@@ -174,7 +175,7 @@ def test_the_conflict_says_what_differs_and_what_to_do() -> None:
     conflict = plan.conflict()
     assert conflict is not None
     assert conflict.status == "changed"
-    assert conflict.messages.model_dump() == {"new": 1, "changed": 1, "identical": 1,
+    assert conflict.messages.model_dump() == {"new": 1, "changed": 1, "identical": 1, "copied": 0,
                                               "only_existing": 1}
     assert conflict.suggested_action is Strategy.MERGE  # both sides hold something unique
     assert conflict.incoming.cost == Decimal("0.5000001")
@@ -197,17 +198,43 @@ def test_the_conflict_says_what_differs_and_what_to_do() -> None:
     assert new.conflict() is None  # nothing to conflict with
 
 
+KEY = b"a deployment's copy-id secret, 64 characters long, never rotated"
+OWNER, OTHER = "66ad9b005f2b4a0012c0bbbb", "66ad9b005f2b4a0012c0cccc"
+
+
 def test_copies_get_ids_derived_from_the_owner_and_keep_their_shape() -> None:
-    owner, other = "66ad9b005f2b4a0012c0bbbb", "66ad9b005f2b4a0012c0cccc"
-    assert copy_id(owner, "s1") == copy_id(owner, "s1") != copy_id(other, "s1")
-    assert copy_id(owner, "a_tool_2") == f"{copy_id(owner, 'a')}_tool_2"
+    assert copy_id(KEY, OWNER, "s1") == copy_id(KEY, OWNER, "s1") != copy_id(KEY, OTHER, "s1")
+    # keyed: who lacks the deployment's secret derives other ids (nothing to squat)
+    assert copy_id(KEY, OWNER, "s1") != copy_id(KEY[::-1], OWNER, "s1")
+    assert uuidlib.UUID(copy_id(KEY, OWNER, "s1")).version == 8
+    assert copy_id(KEY, OWNER, "a_tool_2") == f"{copy_id(KEY, OWNER, 'a')}_tool_2"
     original = {**message("a", "hi"), "parentUuid": "p"}
-    copied = copy_message(owner, "stored-session", original)
+    copied = SessionIds(KEY, OWNER, "stored-session", True, frozenset()).message(original)
     assert copied["sessionId"] == "stored-session"
-    assert copied["uuid"] == copy_id(owner, "a")
-    assert copied["parentUuid"] == copy_id(owner, "p")
+    assert copied["uuid"] == copy_id(KEY, OWNER, "a")
+    assert copied["parentUuid"] == copy_id(KEY, OWNER, "p")
     assert copied["contentHash"] == content_hash(copied["uuid"], "assistant",
                                                  copied["timestamp"], "hi")
     assert original["uuid"] == "a"  # the upload's record is not changed
-    derived = copy_message(owner, "stored-session", message("a_result_0", hashed=False))
+    derived = SessionIds(KEY, OWNER, "stored-session", True, frozenset()).message(
+        message("a_result_0", hashed=False))
     assert "contentHash" not in derived  # derived documents carry none, copies neither
+
+
+def test_a_foreign_uuid_is_renamed_with_its_tool_documents_and_references_to_it() -> None:
+    ids = SessionIds(KEY, OWNER, "s1", False, frozenset({"a"}))
+    a, b = message("a", "hi"), {**message("b"), "parentUuid": "a"}
+    tool = {**message("a_tool_0", hashed=False), "parentUuid": "a"}
+    untouched = {**message("c"), "parentUuid": "b"}
+    renamed = copy_id(KEY, OWNER, "a")
+    assert ids.message(a)["uuid"] == renamed
+    assert ids.message(a)["contentHash"] == content_hash(renamed, "assistant", a["timestamp"],
+                                                         "hi")
+    assert (ids.message(tool)["uuid"], ids.message(tool)["parentUuid"]) == (
+        f"{renamed}_tool_0", renamed)
+    assert ids.message(b) == {**b, "parentUuid": renamed}  # its own uuid and hash kept
+    assert ids.message(untouched) is untouched
+    # in a copy, the foreign step applies to the copy's ids: derived once more
+    copy = SessionIds(KEY, OWNER, "s2", True, frozenset({copy_id(KEY, OWNER, "a")}))
+    assert copy.uuid("a") == copy_id(KEY, OWNER, copy_id(KEY, OWNER, "a"))
+    assert copy.uuid("b") == copy_id(KEY, OWNER, "b")

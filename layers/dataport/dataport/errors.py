@@ -41,6 +41,44 @@ class Conflict(DataportError):
     http_status = 409
 
 
+class IdTaken(Conflict):
+    """An id an import needs in the user's account is held by data outside the session it
+    writes (see imports.identity): found by the comparison, or by the unique index when another
+    write took it after the comparison."""
+
+    code = "id_taken"
+
+    @classmethod
+    def of(cls, session_id: str, taken: str) -> IdTaken:
+        return cls(f"Session {session_id} cannot be imported: the id {taken} it needs in your "
+                   "account is already held by other data. Copy ids cannot be derived without "
+                   "this deployment's secret, so someone reused an id of yours they saw; leave "
+                   "the session out of the file and import the rest, or ask an administrator "
+                   f"who holds {taken}.", details={"sessionId": session_id, "id": taken})
+
+    @classmethod
+    def at_write(cls, collection: str, taken: str | None) -> IdTaken:
+        which = f"the id {taken}" if taken else "an id"
+        return cls(f"Another write took {which} in {collection} after this import checked its "
+                   "ids, so the session being written was put back as it was. Import the file "
+                   "again: the new import sees the id and stores your copy under an id derived "
+                   "from yours.", details={"collection": collection, "id": taken})
+
+
+class WriteRejected(DataportError):
+    """The database refused a document for a reason that retrying cannot change."""
+
+    code = "write_rejected"
+    http_status = 422
+
+
+class DatabaseRefused(DataportError):
+    """The database answered but refused the operation (permissions, limits, configuration)."""
+
+    code = "database_refused"
+    http_status = 503
+
+
 class InvalidRequest(DataportError):
     code = "invalid_request"
     http_status = 400

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # The REST authorizer's result cache (template: AuthorizerCacheSeconds = ReauthorizeEvery):
     # the authorizer refuses credentials that expire sooner, so no cached answer outlives one.
     authorizer_cache_seconds: int = Field(default=0, ge=0, le=3600)
+    # Secrets Manager secret (name or ARN) keying the ids of imported copies (imports.identity);
+    # the template's CopyIdSecret. Only the import tasks that derive copies read it.
+    copy_id_secret: str = ""
 
     export_rate_limit: int = 10
     rate_limit_window_seconds: int = 3600

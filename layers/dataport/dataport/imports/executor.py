@@ -20,9 +20,16 @@ from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.database import Database
 
 from dataport.imports import storage
-from dataport.imports.identity import copy_message
+from dataport.imports.identity import SessionIds
 from dataport.imports.plan import Op, SessionPlan
-from dataport.models.imports import ImportDecision, SessionAction, SessionResult, Strategy
+from dataport.models.imports import (
+    MAX_LISTED_COPIES,
+    CopiedMessage,
+    ImportDecision,
+    SessionAction,
+    SessionResult,
+    Strategy,
+)
 from dataport.source.collections import SESSIONS
 from dataport.source.conflicts import StoredSession, UserData
 from dataport.source.mongo import Document
@@ -104,15 +111,20 @@ class Executor:
             project_changed=(stored.document is not None
                              and stored.document.get("projectId") != self.projects.get(path)))
         session = _Session(plan, path, entry["_id"])
+        copied: list[CopiedMessage] = []
         if plan.reads_messages:
-            for doc in incoming_messages(self.staging, self.user_id, stored):
+            arriving = IncomingSession(self.staging, self.user, stored)
+            plan.copied = arriving.copied
+            for doc in arriving.messages():
                 for op in plan.feed(doc):
                     self._add(session, op)
             for op in plan.finish():
                 self._add(session, op)
+            copied = arriving.renamed
         result = SessionResult(session_id=session_id, stored_session_id=stored.stored_id,
                                action=plan.action, strategy=strategy, project_path=path,
-                               messages=plan.counts())
+                               messages=plan.counts(), copy_=stored.copy,
+                               copied_messages=copied)
         if plan.writes:
             session = self._batch.sessions.setdefault(session_id, session)
             session.complete = True
@@ -205,11 +217,25 @@ class Executor:
         return ObjectId(project)
 
 
-def incoming_messages(staging: Staging, user_id: str, stored: StoredSession
-                      ) -> Iterator[Document]:
-    """A staged session's messages as they would be stored (a copy's ids derived)."""
-    for doc in staging.messages(stored.session_id):
-        yield copy_message(user_id, stored.stored_id, doc) if stored.copy else doc
+class IncomingSession:
+    """A staged session's messages as they would be stored: a copy's ids derived, and those of
+    messages whose uuid is held outside the session (decided by one look-up of every uuid of
+    the session before the first message is planned, so parentUuids follow the renames)."""
+
+    def __init__(self, staging: Staging, user: UserData, stored: StoredSession) -> None:
+        self.staging = staging
+        self.stored = stored
+        self.ids: SessionIds
+        self.ids, self.copied = user.identify(stored, staging.message_uuids(stored.session_id))
+        self.renamed: list[CopiedMessage] = []  # the first of them, for the session's result
+
+    def messages(self) -> Iterator[Document]:
+        ids = self.ids
+        for doc in self.staging.messages(self.stored.session_id):
+            stored = ids.message(doc)
+            if len(self.renamed) < MAX_LISTED_COPIES and ids.is_foreign(ids.copied(doc["uuid"])):
+                self.renamed.append(CopiedMessage(uuid=doc["uuid"], stored_uuid=stored["uuid"]))
+            yield stored
 
 
 def recover(db: Database[Document], s3: S3Client, bucket: str, staging: Staging) -> int:

@@ -112,6 +112,7 @@ class SessionPlan:
             self.stored_totals.add(message.stats)
         self._finished = False
         self.only_stored = 0
+        self.copied = 0  # incoming messages under derived uuids (set by whoever derived them)
 
     @property
     def reads_messages(self) -> bool:
@@ -174,7 +175,7 @@ class SessionPlan:
         if action is SessionAction.SKIP:
             return MessageCounts(skipped=self._incoming_count)
         return MessageCounts(inserted=self.inserted, updated=self.updated, deleted=self.deleted,
-                             unchanged=self.unchanged)
+                             unchanged=self.unchanged, copied=self.copied)
 
     def session_document(self, *, project_id: ObjectId, job_id: str,
                          now: datetime) -> Document:
@@ -209,7 +210,7 @@ class SessionPlan:
             return None
         assert self._finished, "finish() first"
         diff = MessageDiff(new=self.inserted, changed=self.updated, identical=self.unchanged,
-                           only_existing=self.only_stored)
+                           only_existing=self.only_stored, copied=self.copied)
         fields = self.fields_differ
         identical = not (diff.new or diff.changed or diff.only_existing or fields)
         suggestion, reason = _suggest(diff, fields)

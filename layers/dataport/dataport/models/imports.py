@@ -13,6 +13,8 @@ from dataport.models.jobs import JobError, JobStatus, Progress
 
 #: how many errors / warnings a report lists (the totals count all of them)
 MAX_LISTED_ISSUES = 100
+#: how many renamed messages a session's result lists (its counts count all of them)
+MAX_LISTED_COPIES = 100
 
 
 class SourceFormat(StrEnum):
@@ -124,6 +126,10 @@ class ConflictSummary(ApiModel):
         default=0, description="sessions whose id another account holds in this database: "
         "imported as copies under ids derived from yours (counted as new, changed or identical "
         "too)")
+    copied_messages: int = Field(
+        default=0, description="messages stored under uuids derived from yours: all of a "
+        "copied session's, and every one whose uuid is held outside its session (by another "
+        "account, or another session of yours); GET .../actions?dryRun=true lists them")
 
 
 class ValidationReport(ApiModel):
@@ -229,6 +235,8 @@ class MessageCounts(ApiModel):
     deleted: int = Field(default=0, description="replace: existing messages the upload lacks")
     unchanged: int = 0
     skipped: int = Field(default=0, description="incoming messages not written")
+    copied: int = Field(default=0, description="of the incoming messages, those stored under "
+                        "a uuid derived from yours (another account or session holds theirs)")
 
     def plus(self, other: MessageCounts) -> MessageCounts:
         return MessageCounts(**{name: getattr(self, name) + getattr(other, name)
@@ -262,6 +270,11 @@ class ImportOutcome(ApiModel):
                                      + self.sessions.merged) > 0
 
 
+class CopiedMessage(ApiModel):
+    uuid: str = Field(description="as in the upload")
+    stored_uuid: str = Field(description="the uuid it has (or would have) in your account")
+
+
 class SessionResult(ApiModel):
     """One session of an outcome (GET /imports/{jobId}/actions)."""
 
@@ -271,6 +284,14 @@ class SessionResult(ApiModel):
     strategy: Strategy
     project_path: str | None = None
     messages: MessageCounts = MessageCounts()
+    copy_: bool = Field(default=False, alias="copy",
+                        description="another account holds the session's id: it is stored "
+                        "under storedSessionId, and all its messages under derived uuids")
+    copied_messages: list[CopiedMessage] = Field(
+        default_factory=list, max_length=MAX_LISTED_COPIES,
+        description="messages whose uuid is held outside the session (by another account, or "
+        "another session of yours), with the uuid derived for them (the first "
+        f"{MAX_LISTED_COPIES}; messages.copied counts all)")
 
 
 class SideSummary(ApiModel):
@@ -285,6 +306,8 @@ class MessageDiff(ApiModel):
     changed: int = Field(default=0, description="on both sides with different contentHash")
     identical: int = 0
     only_existing: int = Field(default=0, description="only in your account")
+    copied: int = Field(default=0, description="of the upload's, stored under uuids derived "
+                        "from yours (another account or session holds theirs)")
 
 
 class SessionConflict(ApiModel):

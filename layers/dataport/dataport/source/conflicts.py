@@ -3,21 +3,28 @@
 Identity is (owner, sessionId) for sessions and uuid for messages, never a database _id: an
 incoming session is looked up by its sessionId and is the user's when it sits in one of the
 user's projects. A sessionId that another account holds is imported as a copy under an id
-derived from the user's (see imports.identity); every read here is scoped to the user's projects.
+derived from the user's, and so is a message whose uuid is held outside the session being
+written (see imports.identity): `identify` finds every such uuid before anything is written.
+Reads of sessions and their messages are scoped to the user's projects; the one look outside
+them (`held_elsewhere`) returns nothing but which uuids are taken.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from pymongo.database import Database
 
-from dataport.errors import Conflict
-from dataport.imports.identity import copy_id
+from dataport.errors import IdTaken
+from dataport.imports.identity import SessionIds, copy_id, copy_key, origins
 from dataport.imports.plan import MESSAGE_PROJECTION, StoredMessage
 from dataport.source.collections import PROJECTS, SESSIONS, message_collections
-from dataport.source.mongo import Document
+from dataport.source.mongo import Document, one_of
 from dataport.source.scope import OwnerScope
+
+#: uuids per look-up of taken ones (one $in on the uuid index per message collection)
+LOOKUP_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -34,11 +41,19 @@ class StoredSession:
 class UserData:
     """One user's sessions and projects, read through their project ids (one scope per task)."""
 
-    def __init__(self, db: Database[Document], user_id: str) -> None:
+    def __init__(self, db: Database[Document], user_id: str, key: bytes | None = None) -> None:
         self.db = db
         self.scope = OwnerScope(db, user_id)
         self.user_id = user_id
         self._message_collections = message_collections(db)
+        self._key = key
+
+    @property
+    def key(self) -> bytes:
+        """The copy-id secret, read when a copy is first derived (most tasks never need it)."""
+        if self._key is None:
+            self._key = copy_key()
+        return self._key
 
     def refresh_collections(self) -> None:
         self._message_collections = message_collections(self.db)
@@ -48,12 +63,38 @@ class UserData:
         found = self.db[SESSIONS].find_one({"sessionId": session_id})
         if found is None or found["projectId"] in owned:
             return StoredSession(session_id, session_id, False, found)
-        derived = copy_id(self.user_id, session_id)
+        derived = copy_id(self.key, self.user_id, session_id)
         copy = self.db[SESSIONS].find_one({"sessionId": derived})
         if copy is not None and copy["projectId"] not in owned:
-            raise Conflict(f"Session {session_id} cannot be imported: its copy id {derived} is "
-                           "held by another account.", details={"sessionId": session_id})
+            raise IdTaken.of(session_id, derived)
         return StoredSession(session_id, derived, True, copy)
+
+    def identify(self, stored: StoredSession, uuids: Iterable[str]) -> tuple[SessionIds, int]:
+        """How the session's messages (`uuids`: all of them, as the upload names them) are
+        stored, and how many get a derived uuid. A uuid is foreign when a message outside the
+        session being written holds it: in another account, or in another session of the
+        user's (the session itself, when the user has it, holds its own)."""
+        ids = SessionIds(self.key, self.user_id, stored.stored_id, stored.copy, frozenset())
+        # one session's uuids in memory, as the plan's index of its stored messages
+        names = [ids.copied(value) for value in uuids]
+        own = stored.stored_id if stored.document is not None else None
+        ids = SessionIds(ids.key, ids.owner_id, ids.stored_session_id, ids.copy,
+                         frozenset(origins(self.held_elsewhere(names, own))))
+        renamed = [ids.uuid_of(value) for value in names if ids.is_foreign(value)]
+        # a derived id someone already holds: only whoever learned it can have written it
+        for taken in self.held_elsewhere(renamed, own):
+            raise IdTaken.of(stored.session_id, taken)
+        return ids, len(names) if stored.copy else len(renamed)
+
+    def held_elsewhere(self, uuids: Sequence[str], session_id: str | None) -> Iterator[str]:
+        """Those of `uuids` a message of any collection holds outside session `session_id`."""
+        for start in range(0, len(uuids), LOOKUP_BATCH):
+            batch = uuids[start:start + LOOKUP_BATCH]
+            for name in self._message_collections:
+                for doc in self.db[name].find({"uuid": one_of(batch)},
+                                              {"_id": 0, "uuid": 1, "sessionId": 1}):
+                    if doc.get("sessionId") != session_id:
+                        yield str(doc["uuid"])
 
     def messages(self, stored_id: str) -> dict[str, StoredMessage]:
         """The stored session's messages by uuid, from every message collection (the caller

@@ -14,7 +14,7 @@ reads no collection of that name). Every document is keyed by `g`, "<job>:<kind>
 
     g = <job>:p:<path>          a project record (d: the document as the upload has it)
     g = <job>:s:<sessionId>     a session record, every occurrence (later ones continue it)
-    g = <job>:m:<sessionId>     a message of the session
+    g = <job>:m:<sessionId>     a message of the session (u: its uuid, read alone)
     g = <job>:i:<sessionId>     the index: one entry per session (s; project path p, message
                                 count m) that also holds what the import does to the session:
                                 the dry run's result (dry), the execution's state (st, jr, ss)
@@ -129,6 +129,15 @@ class Staging:
             for doc in cursor:
                 yield doc["d"]
 
+    def message_uuids(self, session_id: str, batch_size: int = 2000) -> Iterator[str]:
+        """The session's message uuids in upload order (only they leave the server: a
+        top-level copy, as nx-27017 answers a projection of `d.uuid` with a dotted key)."""
+        with self.collection.find({"g": _exactly(self.key(MESSAGE, session_id))},
+                                  {"_id": 0, "u": 1}, sort=[("n", 1)],
+                                  batch_size=batch_size) as cursor:
+            for doc in cursor:
+                yield str(doc["u"])
+
     # ---------------------------------------------------------------------------- the index
 
     def update_each(self, changes: Iterable[tuple[ObjectId, Mapping[str, Any]]]) -> None:
@@ -184,6 +193,7 @@ class StagingWriter:
             else:
                 entry[1] += 1
                 self.messages += 1
+                staged["u"] = str(record.doc["uuid"])
         staged["g"] = self.staging.key(_KINDS[record.kind], name)
         self._pending.append(InsertOne(staged))
         if len(self._pending) >= self.batch_size:

@@ -27,12 +27,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
+from dataport.errors import DataportError, IdTaken, WriteRejected
 from dataport.source.collections import (
     PROJECTS,
     SESSIONS,
@@ -41,19 +42,15 @@ from dataport.source.collections import (
     ensure_message_indexes,
     message_collections,
 )
-from dataport.source.mongo import Document
+from dataport.source.mongo import Document, one_of
 
 IMPORT_TAG = "importJobId"
 
 WriteOp = InsertOne[Document] | ReplaceOne[Document] | DeleteOne
 #: documents per bulk_write when restoring pre-images
 RESTORE_BATCH = 1000
-
-
-def _session_range(session_ids: Sequence[str]) -> dict[str, Any]:
-    ids = sorted(set(session_ids))
-    # the range lets nx-27017 use an index (an $in alone scans there); MongoDB ignores it
-    return {"$in": ids, "$gte": ids[0], "$lte": ids[-1]}
+#: MongoDB's error code for a unique index violation
+DUPLICATE_KEY = 11000
 
 
 class Target:
@@ -79,10 +76,14 @@ class Target:
         return name
 
     def bulk_write(self, ops: dict[str, list[WriteOp]]) -> None:
-        """One bulk_write per collection; callers keep a batch within the operation limit."""
+        """One bulk_write per collection; callers keep a batch within the operation limit. A
+        refused write is a domain error that says what to do (retrying cannot fix it)."""
         for name, writes in ops.items():
             if writes:
-                self.db[name].bulk_write(writes, ordered=False)
+                try:
+                    self.db[name].bulk_write(writes, ordered=False)
+                except BulkWriteError as error:
+                    raise write_failure(name, error) from error
 
     def fetch(self, ids: dict[str, list[ObjectId]]) -> Iterable[tuple[str, Document]]:
         """The stored documents with these ids (pre-images), by collection."""
@@ -105,13 +106,33 @@ class Target:
         return ObjectId(project["_id"])
 
 
+def write_failure(collection: str, error: BulkWriteError) -> DataportError:
+    """What a refused bulk write means for the person importing: an id another write took
+    (the unique index on uuid or sessionId), or a document the database will not take."""
+    failures = error.details.get("writeErrors") or [{}]
+    duplicate = next((f for f in failures if f.get("code") == DUPLICATE_KEY), None)
+    if duplicate is not None:
+        op = duplicate.get("op") or {}
+        doc = op.get("u", op) if isinstance(op, dict) else {}
+        key = {**doc, **(duplicate.get("keyValue") or {})}
+        taken = key.get("uuid") or key.get("sessionId")
+        return IdTaken.at_write(collection, str(taken) if taken else None)
+    first = failures[0]
+    return WriteRejected(
+        f"The database refused a document of this import in {collection} (MongoDB error "
+        f"{first.get('code')}: {str(first.get('errmsg', ''))[:200]}); the session being written "
+        "was put back as it was. Retrying will not change that: correct or leave out that "
+        "record and import the file again.", details={"collection": collection,
+                                                      "mongoCode": first.get("code")})
+
+
 def undo_sessions(db: Database[Document], job_id: str, stored_ids: Sequence[str],
                   preimages: Iterable[tuple[str, Document]]) -> None:
     """Put sessions back as they were before the job: delete what the job wrote for them, then
     restore the pre-images (idempotent: safe to run again after a crash of its own)."""
     if not stored_ids:
         return
-    sessions = _session_range(stored_ids)
+    sessions = one_of(stored_ids)
     for name in message_collections(db):
         db[name].delete_many({IMPORT_TAG: job_id, "sessionId": sessions})
     db[SESSIONS].delete_many({IMPORT_TAG: job_id, "sessionId": sessions})

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import json
 
-from dataport.errors import Conflict
+from dataport.errors import (
+    Conflict,
+    DatabaseRefused,
+    DataportError,
+    IdTaken,
+    InvalidRequest,
+    NotFound,
+    NotSupported,
+    RecordRefused,
+    UploadChanged,
+    WriteRejected,
+)
 from dataport.jobs.cleanup import discard_job_objects
 from dataport.jobs.store import JobStore, utcnow
 from dataport.models.jobs import ACTIVE_STATUSES, JobError, JobStatus
@@ -12,9 +23,10 @@ from dataport.models.tasks import FailedTaskInput
 from dataport.observability import logger
 from dataport.progress.publisher import publish_terminal
 
-#: errors whose own message is written for the user (dataport.errors classes)
-_READABLE = {"InvalidRequest", "NotSupported", "NotFound", "Conflict", "DataportError",
-             "UploadChanged", "RecordRefused"}
+#: errors whose own message is written for the user (dataport.errors classes), by name: code
+_READABLE = {error.__name__: error.code for error in (
+    InvalidRequest, NotSupported, NotFound, Conflict, IdTaken, WriteRejected, DatabaseRefused,
+    UploadChanged, RecordRefused, DataportError)}
 
 
 def mark_failed(task: FailedTaskInput) -> JobError:
@@ -46,14 +58,15 @@ def describe(name: str, cause: str | None, job_id: str, what: str = "export",
         except ValueError:
             message = None
     if name in _READABLE and message:
-        return JobError(code=_snake(name), message=message)
+        return JobError(code=_READABLE[name], message=message)
     if name in {"States.Timeout", "States.TaskFailed", "Lambda.Unknown"}:
         return JobError(code="timeout", message=f"The {what} took too long and was stopped. "
                         f"{hint}")
+    if name == "TransientError":  # still failing after the workflow's retries
+        return JobError(code="unavailable", message=f"A service the {what} needs (the "
+                        "database or storage) stayed unreachable through several retries; "
+                        "nothing is left half-written. Try again in a few minutes.")
     return JobError(code="internal_error",
                     message=f"The {what} failed unexpectedly ({name}). Try again; if it keeps "
                     f"failing, contact support with job id {job_id}.")
 
-
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")

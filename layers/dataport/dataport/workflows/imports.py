@@ -30,19 +30,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
 from typing import IO, TypeVar
 
-from pymongo.errors import AutoReconnect, NetworkTimeout
+from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
 
 from dataport import aws
-from dataport.errors import Conflict, JobCancelled, TransientError, UploadChanged
+from dataport.errors import Conflict, DatabaseRefused, JobCancelled, TransientError, UploadChanged
 from dataport.imports import storage
 from dataport.imports.detect import open_import
 from dataport.imports.digest import UploadDigest
-from dataport.imports.executor import Executor, incoming_messages, recover, summarise
+from dataport.imports.executor import Executor, IncomingSession, recover, summarise
 from dataport.imports.limits import ImportLimits
 from dataport.imports.plan import SessionPlan
 from dataport.imports.validate import recheck
@@ -169,20 +170,22 @@ def stage(step: ImportStep) -> ImportStep:
     require_running(job)
     report = ValidationReport.model_validate(job.report)
     staging = Staging(get_database(), job.job_id)
-    staging.drop()  # a retry, or validated again with another field mapping: from nothing
-    _report(store, job, Progress(phase="staging", total=report.counts.messages))
-    staging.ensure_indexes()
-    writer = staging.writer()
-    pulse = Cadence()
-    source = open_import(opener(_pinned(job)), str(job.request["filename"]), _options(job),
-                         limits(), password=_password(job))
-    for record in recheck(source.records()):  # the validator's checks again: nothing unchecked
-        writer.add(record)
-        if pulse.due():
-            _check(store, job.job_id, Progress(phase="staging", current=writer.messages,
-                                               total=report.counts.messages))
-    sessions = writer.close()
-    summary = _compare(store, job, staging, sessions)
+    with database_errors():
+        staging.drop()  # a retry, or validated again with another field mapping: from nothing
+        _report(store, job, Progress(phase="staging", total=report.counts.messages))
+        staging.ensure_indexes()
+        writer = staging.writer()
+        pulse = Cadence()
+        source = open_import(opener(_pinned(job)), str(job.request["filename"]), _options(job),
+                             limits(), password=_password(job))
+        # the validator's checks again: nothing reaches staging unchecked
+        for record in recheck(source.records()):
+            writer.add(record)
+            if pulse.due():
+                _check(store, job.job_id, Progress(phase="staging", current=writer.messages,
+                                                   total=report.counts.messages))
+        sessions = writer.close()
+        summary = _compare(store, job, staging, sessions)
     store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
                      report=report.model_copy(update={"conflicts": summary}))
     logger.info("import validated", extra={"job_id": job.job_id, "sessions": sessions})
@@ -220,13 +223,15 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
     user has (how they differ, what to do)."""
     settings = get_settings()
     user = UserData(staging.db, job.user_id)
-    new = changed = identical = copies = 0
+    new = changed = identical = copies = copied_messages = 0
     pulse = Cadence()
     with storage.listing_writer(aws.s3(), settings.packages_bucket, job.job_id,
                                 storage.CONFLICTS) as out:
         for done, entry in enumerate(staging.sessions(), 1):
             stored = user.session(entry["s"])
+            arriving = IncomingSession(staging, user, stored)  # every uuid another holds
             copies += stored.copy
+            copied_messages += arriving.copied
             if stored.document is None:
                 new += 1
             else:
@@ -236,7 +241,8 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
                                    stored=stored.document,
                                    stored_messages=user.messages(stored.stored_id),
                                    incoming_count=int(entry.get("m", 0)))
-                for doc in incoming_messages(staging, job.user_id, stored):
+                plan.copied = arriving.copied
+                for doc in arriving.messages():
                     for _ in plan.feed(doc):
                         pass
                 for _ in plan.finish():
@@ -251,7 +257,8 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
             if pulse.due():
                 _check(store, job.job_id, Progress(phase="comparing", current=done, total=total))
     return ConflictSummary(new_sessions=new, changed_sessions=changed,
-                           identical_sessions=identical, copied_sessions=copies)
+                           identical_sessions=identical, copied_sessions=copies,
+                           copied_messages=copied_messages)
 
 
 # ---------------------------------------------------------------------------- await
@@ -362,10 +369,10 @@ def _outcome(job: Job, staging: Staging, decision: ImportDecision,
     listing = storage.DRY_RUN if decision.dry_run else storage.RESULT
     with storage.listing_writer(aws.s3(), settings.packages_bucket, job.job_id,
                                 listing) as out:
-        for entry, result in summarise(staging, dry_run=decision.dry_run):
+        for _, result in summarise(staging, dry_run=decision.dry_run):
             action = SessionAction(result["action"])
             sessions[_COUNTED[action]] += 1
-            if result.get("storedSessionId") != entry["s"] and action is not SessionAction.SKIP:
+            if result.get("copy") and action is not SessionAction.SKIP:
                 sessions["copies"] += 1
             messages = messages.plus(MessageCounts.model_validate(result.get("messages", {})))
             out.write(json.dumps(result, ensure_ascii=False).encode() + b"\n")
@@ -500,9 +507,25 @@ def _delete_upload(job_id: str) -> None:
 
 
 def _mongo(action: Callable[[], T]) -> T:
-    """A dropped connection is worth a retry (the ASL retries TransientError); other database
-    errors are not."""
-    try:
+    with database_errors():
         return action()
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Database failures as domain errors with a code and what to do: a dropped connection is
+    worth a retry (the ASL retries TransientError), a refusal is not (refused writes are mapped
+    where they happen: source.writes)."""
+    try:
+        yield
     except (AutoReconnect, NetworkTimeout) as error:
-        raise TransientError(f"MongoDB is unreachable: {error}") from error
+        logger.warning("database unreachable", extra={"error": str(error)})
+        raise TransientError("The database could not be reached; try again in a few "
+                             "minutes.") from error
+    except OperationFailure as error:
+        logger.warning("database refused", extra={"error": str(error), "code": error.code})
+        raise DatabaseRefused(
+            f"The database refused an operation of the import (MongoDB error {error.code}). "
+            "Retrying will not help: an administrator has to check the database's permissions "
+            "and limits; then import the file again.", details={"mongoCode": error.code}
+        ) from error
