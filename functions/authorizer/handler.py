@@ -25,6 +25,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from dataport.auth import Principal, authenticate_credential, authenticate_header
 from dataport.errors import Unauthorized
 from dataport.observability import logger
+from dataport.settings import get_settings
+
+get_settings()  # at cold start: a missing variable fails here, named, not mid-request
 
 AUTHORIZATION = "authorization"
 WEBSOCKET_CONNECT = "/$connect"

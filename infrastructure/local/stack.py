@@ -365,18 +365,13 @@ class LocalStack:
             template.bind(logical_id, created["ARN"])  # Ref of a secret is its ARN
         for logical_id, key in template.kms_keys().items():
             self._create_kms_key(logical_id, key.properties)
-        environment: dict[str, str] = {}
+        environment = template.environment()
         for function in template.functions().values():
             self.client("lambda").create_function(
                 FunctionName=function.name, Runtime=function.runtime or "python3.11",
                 Role=role_arn, Handler=function.handler, Code={"ZipFile": _dummy_zip()},
                 Timeout=function.timeout_s, MemorySize=function.memory_mb,
                 Environment={"Variables": dict(function.environment)})
-            for name, value in function.environment.items():
-                if environment.setdefault(name, value) != value:
-                    raise LocalStackError(
-                        f"{function.logical_id} sets {name}={value!r} but another function sets "
-                        f"{environment[name]!r}: in one process both cannot hold")
         for machine in template.state_machines().values():
             # moto runs broken graphs (dangling Next, bad StartAt) until it trips over them.
             problems = Linter.validate(json.loads(machine.definition))
