@@ -709,6 +709,16 @@ class LocalStack:
                                    f"{timeout} s")
             time.sleep(0.02)
 
+    def wait_until_quiet(self, timeout: float = 30.0) -> None:
+        """Poll until no Step Functions execution thread is alive and no function runs: then
+        whatever a stopped execution's tasks were still doing is done (a negative check waits
+        for this instead of sleeping)."""
+        deadline = time.monotonic() + timeout
+        while any(thread.is_alive() for thread in list(TMP_THREADS)) or self.runtime.running:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"executions or invocations still running after {timeout} s")
+            time.sleep(0.02)
+
     def execution_history(self, execution_arn: str) -> Iterator[dict[str, Any]]:
         """The execution's history events, oldest first (why did it fail?)."""
         pages = self.client("stepfunctions").get_paginator("get_execution_history").paginate(
