@@ -1,6 +1,7 @@
 """Shared fixtures live in tests/fixtures/, one module per part of the stack."""
 
 pytest_plugins = [
+    "tests.fixtures.environment",
     "tests.fixtures.aws",
     "tests.fixtures.mongo",
     "tests.fixtures.stack",

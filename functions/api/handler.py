@@ -34,6 +34,9 @@ from dataport.models.imports import (
     ImportView,
 )
 from dataport.observability import logger, tracer
+from dataport.settings import get_settings
+
+get_settings()  # at cold start: a missing variable fails here, named, not mid-request
 
 app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body)
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Job id")]

@@ -29,6 +29,8 @@ from dataport.errors import Unauthorized
 from dataport.observability import logger
 from dataport.settings import get_settings
 
+get_settings()  # at cold start: a missing variable fails here, named, not mid-request
+
 AUTHORIZATION = "authorization"
 WEBSOCKET_CONNECT = "/$connect"
 TOKEN_PARAMETER = "token"  # noqa: S105 (a name, not a secret)

@@ -8,7 +8,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dataport.models.tasks import JobRef
 from dataport.observability import logger
+from dataport.settings import get_settings
 from dataport.workflows import export
+
+get_settings()  # at cold start: a missing variable fails here, named, not mid-request
 
 
 @logger.inject_lambda_context

@@ -14,6 +14,9 @@ from dataport.api import websocket
 from dataport.auth import principal_from_request_context
 from dataport.errors import Unauthorized
 from dataport.observability import logger
+from dataport.settings import get_settings
+
+get_settings()  # at cold start: a missing variable fails here, named, not mid-request
 
 
 @logger.inject_lambda_context(log_event=False)  # the query string holds the token: never log it

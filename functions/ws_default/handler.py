@@ -9,6 +9,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dataport.api import websocket
 from dataport.observability import logger
+from dataport.settings import get_settings
+
+get_settings()  # at cold start: a missing variable fails here, named, not mid-request
 
 
 @logger.inject_lambda_context

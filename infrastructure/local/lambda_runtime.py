@@ -171,6 +171,7 @@ class LambdaRuntime:
     _timeouts_ms: dict[str, int] = field(default_factory=dict)
     _loaded: dict[str, _Loaded] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    _running: int = 0  # invocations in progress
 
     # -------------------------------------------------------------- configuration
 
@@ -195,6 +196,12 @@ class LambdaRuntime:
     def record(self, detail: CallDetail) -> None:
         with self._lock:
             self.details.append(detail)
+
+    @property
+    def running(self) -> int:
+        """How many invocations are in progress (a stopped execution's task may still be)."""
+        with self._lock:
+            return self._running
 
     @property
     def calls(self) -> list[Call]:
@@ -252,6 +259,8 @@ class LambdaRuntime:
             return outcome(error=exc, error_type=exc.error_type)
 
         token = _current_function.set((self, logical_id))
+        with self._lock:
+            self._running += 1
         try:
             result = loaded.handler(payload, context)
         except Exception as exc:
@@ -259,6 +268,8 @@ class LambdaRuntime:
             return outcome(error=exc, error_type=type(exc).__name__)
         finally:
             _current_function.reset(token)
+            with self._lock:
+                self._running -= 1
 
         elapsed = time.monotonic() - started
         if self.enforce_timeouts and elapsed * 1000 > timeout_ms:

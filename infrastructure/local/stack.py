@@ -365,18 +365,13 @@ class LocalStack:
             template.bind(logical_id, created["ARN"])  # Ref of a secret is its ARN
         for logical_id, key in template.kms_keys().items():
             self._create_kms_key(logical_id, key.properties)
-        environment: dict[str, str] = {}
+        environment = template.environment()
         for function in template.functions().values():
             self.client("lambda").create_function(
                 FunctionName=function.name, Runtime=function.runtime or "python3.11",
                 Role=role_arn, Handler=function.handler, Code={"ZipFile": _dummy_zip()},
                 Timeout=function.timeout_s, MemorySize=function.memory_mb,
                 Environment={"Variables": dict(function.environment)})
-            for name, value in function.environment.items():
-                if environment.setdefault(name, value) != value:
-                    raise LocalStackError(
-                        f"{function.logical_id} sets {name}={value!r} but another function sets "
-                        f"{environment[name]!r}: in one process both cannot hold")
         for machine in template.state_machines().values():
             # moto runs broken graphs (dangling Next, bad StartAt) until it trips over them.
             problems = Linter.validate(json.loads(machine.definition))
@@ -712,6 +707,16 @@ class LocalStack:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{execution_arn} still {description['status']} after "
                                    f"{timeout} s")
+            time.sleep(0.02)
+
+    def wait_until_quiet(self, timeout: float = 30.0) -> None:
+        """Poll until no Step Functions execution thread is alive and no function runs: then
+        whatever a stopped execution's tasks were still doing is done (a negative check waits
+        for this instead of sleeping)."""
+        deadline = time.monotonic() + timeout
+        while any(thread.is_alive() for thread in list(TMP_THREADS)) or self.runtime.running:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"executions or invocations still running after {timeout} s")
             time.sleep(0.02)
 
     def execution_history(self, execution_arn: str) -> Iterator[dict[str, Any]]:

@@ -578,6 +578,18 @@ class Template:
     def functions(self) -> dict[str, Function]:
         return {lid: self.function(lid) for lid in self.resources(*_FUNCTION_TYPES)}
 
+    def environment(self) -> dict[str, str]:
+        """Every function's environment variables in one map, as the local stack's one process
+        holds them (and tests set them): a name two functions set differently is refused."""
+        merged: dict[str, str] = {}
+        for function in self.functions().values():
+            for name, value in function.environment.items():
+                if merged.setdefault(name, value) != value:
+                    raise TemplateError(
+                        f"{function.logical_id} sets {name}={value!r} but another function sets "
+                        f"{merged[name]!r}: in one process both cannot hold")
+        return merged
+
     def function(self, logical_id: str) -> Function:
         raw = self.properties_raw(logical_id)
         props = self.properties(logical_id)

@@ -7,6 +7,7 @@ resource AWS would authorize and checked against the template's statements, reso
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,10 @@ def test_every_call_is_covered_by_the_functions_policy(
                            headers={"Authorization": f"ApiKey {key}"}).status_code == 200
 
         original = export_tasks._write_session
+        writing = threading.Event()
 
         def slow(*args: Any, **kwargs: Any) -> Any:
+            writing.set()
             time.sleep(0.2)
             return original(*args, **kwargs)
 
@@ -53,10 +56,9 @@ def test_every_call_is_covered_by_the_functions_policy(
             patch.setenv("PAGE_SIZE", "1")
             get_settings.cache_clear()
             cancelled = api.start_export({"format": "csv"})
-            api.wait(cancelled, until={"running"})
-            time.sleep(0.3)
+            assert writing.wait(20)  # cancelled mid-write
             assert api.request("DELETE", f"/exports/{cancelled}").json()["status"] == "cancelled"
-            time.sleep(0.6)  # let the running worker notice and clean up after itself
+            stack.wait_until_quiet()  # the running worker noticed and cleaned up after itself
 
         with monkeypatch.context() as patch:
             patch.setattr(export_tasks, "_write_session", _explode)

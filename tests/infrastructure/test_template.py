@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
+from tests.fixtures.environment import template
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE, _ = decode(str(ROOT / "template.yaml"))
 assert TEMPLATE is not None
@@ -234,3 +236,13 @@ def test_the_authorizer_refuses_credentials_that_expire_within_its_cache_time() 
     assert _ref(authorizer["Identity"]["ReauthorizeEvery"]) == "AuthorizerCacheSeconds"
     variables = RESOURCES["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
     assert _ref(variables["AUTHORIZER_CACHE_SECONDS"]) == "AuthorizerCacheSeconds"
+
+def test_the_state_machine_arns_every_function_gets_name_the_machines() -> None:
+    """Globals spell them from the machines' names (a Ref would be a cycle): they must match."""
+    local = template()
+    machines = local.state_machines()
+    for function in local.functions().values():
+        assert function.environment["EXPORT_STATE_MACHINE_ARN"] == \
+            machines["ExportStateMachine"].arn
+        assert function.environment["IMPORT_STATE_MACHINE_ARN"] == \
+            machines["ImportStateMachine"].arn

@@ -65,8 +65,9 @@ def _reset() -> None:
     parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def handler() -> ModuleType:
+    """Loaded once (a warm container), after the environment its cold start checks is set."""
     return load_handler("authorizer")
 
 

@@ -230,7 +230,7 @@ def test_cancelling_mid_export_stops_it_and_leaves_nothing_behind(
         while bucket_leftovers(api.stack, job_id) != {"objects": [], "uploads": []}:
             assert time.monotonic() < deadline, bucket_leftovers(api.stack, job_id)
             time.sleep(0.1)
-        time.sleep(0.5)  # a worker still running must not write anything after the cancel
+        api.stack.wait_until_quiet()  # a worker still running must not write after the cancel
         assert bucket_leftovers(api.stack, job_id) == {"objects": [], "uploads": []}
     finally:
         monkeypatch.undo()

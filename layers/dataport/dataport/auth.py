@@ -39,7 +39,7 @@ import jwt
 from aws_lambda_powertools.utilities import parameters
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dataport import aws
+from dataport.api_key_store import ApiKeyRecord, ApiKeyStore
 from dataport.errors import Unauthorized
 from dataport.settings import get_settings
 
@@ -52,6 +52,7 @@ __all__ = [
     "authenticate_header",
     "create_api_key",
     "hash_api_key",
+    "issue_api_key",
     "issue_token",
     "principal_from_request_context",
 ]
@@ -259,37 +260,29 @@ def _authenticate_api_key(key: str, min_remaining_seconds: float = 0) -> Princip
     if not _API_KEY_SHAPE.fullmatch(key):
         raise Unauthorized("API key is malformed")
     key_hash = hash_api_key(key)
-    response = aws.dynamodb().get_item(
-        TableName=get_settings().api_keys_table,
-        Key={"key_hash": {"S": key_hash}},
-        ConsistentRead=True,  # a revocation must take effect at once
-    )
-    item = response.get("Item")
-    stored = item.get("key_hash", {}).get("S", "") if item else ""
+    record = ApiKeyStore().get(key_hash)
     # The lookup already matched; compare again in constant time so no code path depends on
     # a short-circuiting string comparison of secret-derived data.
-    if item is None or not hmac.compare_digest(stored, key_hash):
+    if record is None or not hmac.compare_digest(record.key_hash, key_hash):
         raise Unauthorized("Unknown API key")
-    # Fail closed: any `revoked` other than an explicit boolean false counts as revoked.
-    revoked = item.get("revoked")
-    if revoked is not None and revoked.get("BOOL") is not False:
+    if record.revoked:  # the store reads anything but a clean false as revoked
         raise Unauthorized("API key has been revoked")
-    expires_at = item.get("expires_at")
-    if expires_at is not None:
-        try:
-            expired = float(expires_at["N"]) <= time.time()
-        except (KeyError, ValueError):
-            expired = True
-        if expired:
-            raise Unauthorized("API key has expired")
-        if float(expires_at["N"]) - time.time() < min_remaining_seconds:
-            raise Unauthorized(f"API key expires within {min_remaining_seconds:g} s")
-    user_id = item.get("user_id", {}).get("S")
-    return Principal(user_id=_user_id(user_id, "API key owner"), method="api_key")
+    now = time.time()
+    if record.expired(now):
+        raise Unauthorized("API key has expired")
+    if record.expires_at is not None and record.expires_at - now < min_remaining_seconds:
+        raise Unauthorized(f"API key expires within {min_remaining_seconds:g} s")
+    return Principal(user_id=_user_id(record.user_id, "API key owner"), method="api_key")
 
 
 def create_api_key(user_id: str, name: str, *, expires_at: int | None = None) -> str:
-    """Create a key for `user_id` and return it: the only time the key itself exists.
+    """Create a key for `user_id` and return it: the only time the key itself exists."""
+    return issue_api_key(user_id, name, expires_at=expires_at)[0]
+
+
+def issue_api_key(user_id: str, name: str, *,
+                  expires_at: int | None = None) -> tuple[str, ApiKeyRecord]:
+    """Create a key for `user_id`: the key (the only time it exists) and its stored record.
 
     `expires_at` is epoch seconds (optional). The write refuses to overwrite an existing hash.
     """
@@ -299,19 +292,8 @@ def create_api_key(user_id: str, name: str, *, expires_at: int | None = None) ->
         raise ValueError("name must not be empty")
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
     key_hash = hash_api_key(key)
-    item: dict[str, Any] = {
-        "key_hash": {"S": key_hash},
-        "key_id": {"S": api_key_id(key_hash)},
-        "user_id": {"S": user_id.lower()},
-        "name": {"S": name},
-        "created_at": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
-        "revoked": {"BOOL": False},
-    }
-    if expires_at is not None:
-        item["expires_at"] = {"N": str(int(expires_at))}
-    aws.dynamodb().put_item(
-        TableName=get_settings().api_keys_table,
-        Item=item,
-        ConditionExpression="attribute_not_exists(key_hash)",
-    )
-    return key
+    record = ApiKeyRecord(
+        key_hash=key_hash, key_id=api_key_id(key_hash), user_id=user_id.lower(), name=name,
+        created_at=datetime.now(UTC).replace(microsecond=0), expires_at=expires_at)
+    ApiKeyStore().add(record)
+    return key, record

@@ -68,8 +68,8 @@ def connections_api() -> ApiGatewayManagementApiClient:
     gateway), else the stage's callback URL from the template (`websocket_callback_url`): this
     API has no regional default endpoint, every stage is its own.
     """
-    endpoint = None if os.environ.get(CONNECTIONS_ENDPOINT_ENV) else (
-        get_settings().websocket_callback_url or None)
+    endpoint = (None if os.environ.get(CONNECTIONS_ENDPOINT_ENV)
+                else get_settings().websocket_callback_url)
     return _client("apigatewaymanagementapi", endpoint,  # type: ignore[no-any-return]
                    _CONNECTIONS_CONFIG)
 

@@ -1,41 +1,55 @@
-"""The one settings model: every name, limit and endpoint comes from the environment."""
+"""The one settings model: every name, limit and endpoint comes from the environment.
+
+Every table, bucket, ARN and URI is required (template.yaml's Globals give them to every
+function; tests and the local stack set them from the template too): no default may point at a
+real resource. Each handler loads the settings at cold start, so a missing variable fails there,
+once, with one message naming every missing variable. Only tunables have defaults.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: a resource's name, ARN or URI: an empty value is as missing as an absent one
+Resource = Annotated[str, Field(min_length=1)]
+
+
+class MissingSettings(RuntimeError):
+    """The environment lacks (or has unusable) variables; the message names every one."""
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
-    jobs_table: str = "dataport-jobs"
-    idempotency_table: str = "dataport-idempotency"
-    api_keys_table: str = "dataport-api-keys"
-    connections_table: str = "dataport-connections"
-    packages_bucket: str = "dataport-packages"
+    jobs_table: Resource
+    idempotency_table: Resource
+    api_keys_table: Resource
+    connections_table: Resource
+    packages_bucket: Resource
     # The KMS key that seals export passwords between the API and the export tasks.
-    password_key_arn: str = ""
-    export_state_machine_arn: str = ""
-    import_state_machine_arn: str = ""
+    password_key_arn: Resource
+    export_state_machine_arn: Resource
+    import_state_machine_arn: Resource
     # https://<api>.execute-api.<region>.amazonaws.com/<stage> of the WebSocket API (template);
     # AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI overrides it (the local stack), see aws.py.
-    websocket_callback_url: str = ""
+    websocket_callback_url: Resource
 
-    mongodb_uri: str = "mongodb://127.0.0.1:27017"
-    mongodb_database: str = "claudelens"
+    mongodb_uri: Resource
+    mongodb_database: Resource
 
     # Name of the SSM SecureString (or Secrets Manager secret) holding the JWT signing secret.
-    jwt_secret_parameter: str = "/dataport/jwt-secret"  # noqa: S105 (a name, not a secret)
+    jwt_secret_parameter: Resource
     jwt_secret_source: str = Field(default="ssm", pattern="^(ssm|secretsmanager)$")
     # The REST authorizer's result cache (template: AuthorizerCacheSeconds = ReauthorizeEvery):
     # the authorizer refuses credentials that expire sooner, so no cached answer outlives one.
     authorizer_cache_seconds: int = Field(default=0, ge=0, le=3600)
     # Secrets Manager secret (name or ARN) keying the ids of imported copies (imports.identity);
-    # the template's CopyIdSecret. Only the import tasks that derive copies read it.
-    copy_id_secret: str = ""
+    # the template's CopyIdSecret. Only the import tasks that derive copies may read it.
+    copy_id_secret: Resource
 
     export_rate_limit: int = 10
     rate_limit_window_seconds: int = 3600
@@ -62,4 +76,27 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise MissingSettings(_explain(error)) from None
+
+
+def _explain(error: ValidationError) -> str:
+    """One line naming every variable at fault (pydantic's own text names fields, one per
+    paragraph, and never says they are environment variables)."""
+    missing, invalid = [], []
+    for problem in error.errors():
+        name = str(problem["loc"][0]).upper() if problem["loc"] else "?"
+        if problem["type"] == "missing" or (problem["type"] == "string_too_short"
+                                            and not problem.get("input")):
+            missing.append(name)
+        else:
+            invalid.append(f"{name} ({problem['msg']})")
+    parts = []
+    if missing:
+        parts.append("missing environment variables: " + ", ".join(missing))
+    if invalid:
+        parts.append("invalid environment variables: " + ", ".join(invalid))
+    return "dataport cannot start, " + "; ".join(parts) + \
+        " (template.yaml sets them on every function)"

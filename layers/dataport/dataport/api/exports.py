@@ -7,10 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import SecretStr
 
 from dataport import aws
-from dataport.api.idempotency import counted, start_once
+from dataport.api.idempotency import StartCommand, Started, start_once
 from dataport.errors import Gone, NotFound, TransientError
 from dataport.jobs import rate_limit
 from dataport.jobs.cleanup import discard_job_objects
@@ -32,19 +31,20 @@ def start_export(user_id: str, request: ExportRequest, idempotency_key: str | No
     """Count against the rate limit, record the job and start its workflow. The same
     Idempotency-Key returns the same job without counting again (api/idempotency.py); the
     rate is None then."""
-    started = start_once(_start, user_id=user_id, idempotency_key=idempotency_key,
-                         request=request.stored(), password=request.password,
-                         lambda_context=lambda_context)
+    command = StartCommand[ExportRequest](user_id=user_id, idempotency_key=idempotency_key,
+                                          request=request)
+    started = start_once(_start, command, lambda_context)
     return JobStore().get(started.job_id, user_id), started.rate
 
 
-def _start(*, command: dict[str, Any], password: SecretStr | None) -> dict[str, Any]:
-    user_id = command["userId"]
+def _start(*, command: StartCommand[ExportRequest]) -> Started:
+    user_id, request = command.user_id, command.request
     settings = get_settings()
     rate = rate_limit.consume(user_id, JobKind.EXPORT, settings.export_rate_limit)
     store = JobStore()
     job_id = new_job_id()
-    job = store.create(JobKind.EXPORT, user_id, command["request"], job_id=job_id,
+    password = request.password
+    job = store.create(JobKind.EXPORT, user_id, request.stored(), job_id=job_id,
                        sealed_password=passwords.seal(password, job_id) if password else None)
     try:
         execution = aws.stepfunctions().start_execution(
@@ -61,8 +61,7 @@ def _start(*, command: dict[str, Any], password: SecretStr | None) -> dict[str, 
                              details={"jobId": job.job_id}) from error
     store.record_execution(job.job_id, execution["executionArn"])
     logger.info("export started", extra={"job_id": job.job_id})
-    counted(rate)
-    return {"jobId": job.job_id}
+    return Started(job_id=job.job_id, rate=rate)
 
 
 def get_export(user_id: str, job_id: str) -> Job:

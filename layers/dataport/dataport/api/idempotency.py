@@ -3,66 +3,87 @@ Powertools idempotency over the IdempotencyTable.
 
 The same key from the same user within 24 hours returns the job the first request made, without
 counting against the rate limit again; the same key with another request is refused (422). What
-is fingerprinted is the command `{userId, idempotencyKey, request, encrypted}`. A password stays
-out of it (a hash of a password is a password verifier) and is passed beside it, so the same key
-with another password returns the first job, sealed with the first password. Only the job id is
-stored as the answer: what a route returns besides (an upload form is a credential) is made
-afresh for a replay.
+is fingerprinted is the command `{userId, idempotencyKey, request, encrypted}`, the request as
+its job row keeps it: a password stays out of it (a hash of a password is a password verifier),
+so the same key with another password returns the first job, sealed with the first password.
+Only the job id is stored as the answer: the rate-limit state belongs to the request that
+counted, and what a route returns besides (an upload form is a credential) is made afresh for a
+replay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Hashable
 from functools import cache
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
     idempotent_function,
 )
-from pydantic import SecretStr
+from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import (
+    PydanticSerializer,
+)
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from dataport import aws
 from dataport.jobs.rate_limit import RateLimitState
+from dataport.models.exports import ExportRequest
+from dataport.models.imports import ImportCreate
 from dataport.settings import get_settings
 
-#: records a job and starts it: `start(command=..., password=...)` -> {"jobId": ...}, which is
-#: all idempotency stores
-StartJob = Callable[..., dict[str, Any]]
+#: the requests that start a job
+RequestT = TypeVar("RequestT", ExportRequest, ImportCreate)
 
 
-@dataclass(frozen=True)
-class Started:
-    job_id: str
-    rate: RateLimitState | None  # None when an Idempotency-Key replayed the job
+class StartCommand(BaseModel, Generic[RequestT]):
+    """A user's request to start a job, under an Idempotency-Key or none."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    idempotency_key: str | None
+    request: RequestT
+
+    @model_serializer
+    def fingerprint(self) -> dict[str, Any]:
+        """What Powertools hashes (key: userId and idempotencyKey; payload: the rest), in the
+        shape earlier releases stored, so their records still match."""
+        return {"userId": self.user_id, "idempotencyKey": self.idempotency_key,
+                "request": self.request.stored(), "encrypted": self.request.password is not None}
 
 
-#: set by a start that really ran (a replay leaves it None)
-_fresh_rate: ContextVar[RateLimitState | None] = ContextVar("fresh_rate", default=None)
+class Started(BaseModel):
+    """What starting a job answers; `rate` is None when an Idempotency-Key replayed the job."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    job_id: str = Field(alias="jobId")
+    rate: RateLimitState | None = None
+
+    @model_serializer
+    def stored(self) -> dict[str, Any]:
+        """The idempotency record's answer: the job id only. A replay reads back no rate,
+        which is true: it counted nothing."""
+        return {"jobId": self.job_id}
 
 
-def counted(rate: RateLimitState) -> None:
-    """A start function's note that it ran and counted against the limit."""
-    _fresh_rate.set(rate)
+class StartJob(Hashable, Protocol[RequestT]):
+    """Counts against the rate limit, records a job and starts it (a module's function)."""
+
+    def __call__(self, *, command: StartCommand[RequestT]) -> Started: ...
 
 
-def start_once(start: StartJob, *, user_id: str, idempotency_key: str | None,
-               request: dict[str, Any], password: SecretStr | None,
+def start_once(start: StartJob[RequestT], command: StartCommand[RequestT],
                lambda_context: Any = None) -> Started:
-    """Run `start` unless this user's `idempotency_key` already did (then its job again)."""
-    command = {"userId": user_id, "idempotencyKey": idempotency_key, "request": request,
-               "encrypted": password is not None}
-    _fresh_rate.set(None)
-    if idempotency_key is None:
-        result = start(command=command, password=password)
-    else:
-        if lambda_context is not None:
-            _config().register_lambda_context(lambda_context)
-        result = _idempotent(start)(command=command, password=password)
-    return Started(job_id=str(result["jobId"]), rate=_fresh_rate.get())
+    """Run `start` unless this user's idempotency key already did (then its job again)."""
+    if command.idempotency_key is None:
+        return start(command=command)
+    if lambda_context is not None:
+        _config().register_lambda_context(lambda_context)
+    started: Started = _idempotent(start)(command=command)
+    return started
 
 
 @cache
@@ -73,13 +94,13 @@ def _config() -> IdempotencyConfig:
 
 
 @cache
-def _idempotent(start: StartJob) -> StartJob:
+def _idempotent(start: StartJob[Any]) -> StartJob[Any]:
     """Built on first use: the table name and client come from the environment at run time.
     Records are keyed by the function's qualified name too, so exports and imports never
     share one."""
     persistence = DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table,
                                            boto3_client=aws.dynamodb())
-    wrapped: StartJob = idempotent_function(
-        data_keyword_argument="command", persistence_store=persistence,
-        config=_config())(start)
+    wrapped: StartJob[Any] = idempotent_function(
+        data_keyword_argument="command", persistence_store=persistence, config=_config(),
+        output_serializer=PydanticSerializer(Started))(start)
     return wrapped

@@ -21,10 +21,9 @@ from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import SecretStr
 
 from dataport import aws
-from dataport.api.idempotency import counted, start_once
+from dataport.api.idempotency import StartCommand, Started, start_once
 from dataport.errors import Conflict, InvalidRequest, NotFound, TransientError
 from dataport.imports import storage
 from dataport.jobs import rate_limit
@@ -66,9 +65,9 @@ def create_import(user_id: str, request: ImportCreate, idempotency_key: str | No
     if request.size is not None and request.size > settings.max_upload_bytes:
         raise InvalidRequest(f"The file has {request.size} bytes; uploads are limited to "
                              f"{settings.max_upload_bytes} bytes.", details={"field": "size"})
-    started = start_once(_create, user_id=user_id, idempotency_key=idempotency_key,
-                         request=request.stored(), password=request.password,
-                         lambda_context=lambda_context)
+    command = StartCommand[ImportCreate](user_id=user_id, idempotency_key=idempotency_key,
+                                         request=request)
+    started = start_once(_create, command, lambda_context)
     job = get_import(user_id, started.job_id)
     if job.status is not JobStatus.QUEUED or job.execution_arn:
         raise Conflict(f"Import {job.job_id}, made with this Idempotency-Key, is "
@@ -77,14 +76,14 @@ def create_import(user_id: str, request: ImportCreate, idempotency_key: str | No
     return job, upload_form(job.job_id), started.rate
 
 
-def _create(*, command: dict[str, Any], password: SecretStr | None) -> dict[str, Any]:
-    user_id = command["userId"]
+def _create(*, command: StartCommand[ImportCreate]) -> Started:
+    user_id, request = command.user_id, command.request
     rate = rate_limit.consume(user_id, JobKind.IMPORT, get_settings().import_rate_limit)
     job_id = new_job_id()
-    JobStore().create(JobKind.IMPORT, user_id, command["request"], job_id=job_id,
+    password = request.password
+    JobStore().create(JobKind.IMPORT, user_id, request.stored(), job_id=job_id,
                       sealed_password=passwords.seal(password, job_id) if password else None)
-    counted(rate)
-    return {"jobId": job_id}
+    return Started(job_id=job_id, rate=rate)
 
 
 def upload_form(job_id: str) -> UploadForm:
