@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,17 @@ from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn,
 
 import dataport
 from dataport.models.api import ErrorBody
+from infrastructure.local.template import Template
 
 ROOT = Path(__file__).resolve().parent.parent
 API_HANDLER = ROOT / "functions" / "api" / "handler.py"
 
 
 def document() -> dict[str, Any]:
+    # The handler loads its settings at import, as at a cold start: give it the environment
+    # the template gives the function (names only; nothing is called).
+    for name, value in Template().environment().items():
+        os.environ.setdefault(name, value)
     spec = importlib.util.spec_from_file_location("dataport_api_handler_openapi", API_HANDLER)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {API_HANDLER}")
