@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,10 +14,11 @@ from typing import Any
 
 import pytest
 import requests
+from pymongo.database import Database
 
 from dataport.jobs import keys
 from dataport.settings import get_settings
-from dataport.source.mongo import connect, reset
+from dataport.source.mongo import Document, connect, reset
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 
@@ -116,6 +118,19 @@ def seeded_database(monkeypatch: pytest.MonkeyPatch, stack: LocalStack, name: st
         monkeypatch.undo()
         get_settings.cache_clear()
         reset()
+
+
+@contextmanager
+def seeded_db(monkeypatch: pytest.MonkeyPatch, stack: LocalStack, prefix: str,
+              **options: Any) -> Iterator[Database[Document]]:
+    """A seeded database of a fresh name (`prefix` + random), connected, for one test."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with seeded_database(monkeypatch, stack, name, **options):
+        database = connect(stack.mongo_uri, name)
+        try:
+            yield database
+        finally:
+            database.client.close()
 
 
 def bucket_leftovers(stack: LocalStack, job_id: str) -> dict[str, list[str]]:

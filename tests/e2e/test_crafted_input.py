@@ -5,7 +5,6 @@ with a code of its own; nothing of the attacker's is written and the database is
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +15,12 @@ from pymongo.database import Database
 from dataport.api.body import MAX_BODY_DEPTH
 from dataport.models.imports import IssueCode
 from dataport.progress.events import ErrorEvent
-from dataport.source.mongo import Document, connect
+from dataport.source.mongo import Document
 from dataport.source.staging import Staging
 from infrastructure.local import seed
 from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, seeded_database
+from tests.e2e.api_client import Api, seeded_db
 from tests.e2e.import_client import Importer, snapshot
 from tests.imports.test_corpus import CASES
 
@@ -36,11 +35,8 @@ CRAFTED = ["deep_first_line.jsonl", "content_object.jsonl", "text_block_object.j
 
 @pytest.fixture
 def db(fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database[Document]]:
-    name = f"dataport_crafted_{uuid.uuid4().hex[:8]}"
-    with seeded_database(monkeypatch, fresh_stack, name, sessions_per_project=1):
-        database = connect(fresh_stack.mongo_uri, name)
-        yield database
-        database.client.close()
+    with seeded_db(monkeypatch, fresh_stack, "dataport_crafted", sessions_per_project=1) as db_:
+        yield db_
 
 
 @pytest.fixture

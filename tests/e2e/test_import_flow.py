@@ -37,7 +37,7 @@ from dataport.workflows import imports as import_tasks
 from infrastructure.local import seed
 from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, job_row, seeded_database, table_text
+from tests.e2e.api_client import Api, job_row, seeded_database, seeded_db, table_text
 from tests.e2e.import_client import (
     EMPTY_USER,
     ENDED,
@@ -55,11 +55,8 @@ WRITTEN = {"_id", IMPORT_TAG, "updatedAt"}
 
 @pytest.fixture
 def db(fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database[Document]]:
-    name = f"dataport_import_{uuid.uuid4().hex[:8]}"
-    with seeded_database(monkeypatch, fresh_stack, name, sessions_per_project=2):
-        database = connect(fresh_stack.mongo_uri, name)
+    with seeded_db(monkeypatch, fresh_stack, "dataport_import", sessions_per_project=2) as database:
         yield database
-        database.client.close()
 
 
 @pytest.fixture
