@@ -277,7 +277,8 @@ def test_a_misspelt_field_is_an_error_before_any_write_and_the_job_still_reads(
     with pytest.raises(ValidationError, match="erors"):
         job_store.update_import(job.job_id, report=cast(Any, {"erors": []}))
     with pytest.raises(ValidationError, match="message"):
-        job_store.fail(job.job_id, JobError.model_construct(code="timeout", message=None))
+        job_store.fail(job.job_id, JobError.model_construct(code="timeout",
+                                                            message=cast(Any, None)))
     with pytest.raises(ValidationError):
         job_store.succeed_import(job.job_id, progress=Progress(phase="done"),
                                  outcome=OUTCOME.model_copy(update={"strategy": "mrege"}))
