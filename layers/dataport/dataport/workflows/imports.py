@@ -175,8 +175,7 @@ def stage(step: ImportStep) -> ImportStep:
         writer = staging.writer()
         pulse = Cadence()
         source = open_import(opener(_pinned(job)), job.import_state.request.filename,
-                             _options(job),
-                             limits(), password=_password(job))
+                             _options(job), limits(), password=_password(job))
         # the validator's checks again: nothing reaches staging unchecked
         for record in recheck(source.records()):
             writer.add(record)
