@@ -24,7 +24,6 @@ from dataport.imports import storage
 from dataport.imports.identity import copy_id, copy_key
 from dataport.jobs.store import JobStore
 from dataport.models.imports import ImportCounts, ValidationReport
-from dataport.models.jobs import JobStatus
 from dataport.models.tasks import ImportStep
 from dataport.progress.events import SnapshotEvent
 from dataport.settings import get_settings
@@ -821,9 +820,9 @@ def test_staging_refuses_a_record_that_fails_the_validators_checks(
     newcomer.upload(created, evil)
     settings = get_settings()
     pin = storage.pin_upload(fresh_stack.client("s3"), settings.packages_bucket, job_id)
-    JobStore().transition(job_id, JobStatus.RUNNING, allowed_from=[JobStatus.QUEUED],
-                          upload_pin=pin, report=ValidationReport(
-                              counts=ImportCounts(projects=1, sessions=1, messages=3)))
+    JobStore().start(job_id)
+    JobStore().update_import(job_id, upload_pin=pin, report=ValidationReport(
+        counts=ImportCounts(projects=1, sessions=1, messages=3)))
     machine = fresh_stack.state_machines["ImportStateMachine"]
     fresh_stack.client("stepfunctions").start_execution(
         stateMachineArn=machine, name=job_id,

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from dataport.formats.base import Numbering
 from dataport.models.jobs import Counts
+from dataport.models.staged import StagedFile
 from dataport.packaging import assembler as assembler_module
 from dataport.packaging.assembler import (
     MIN_PART_SIZE,
@@ -34,7 +35,7 @@ from dataport.packaging.package import (
     delete_prefix,
     member_names,
 )
-from dataport.packaging.staging import StagedFile, StagedFileWriter, StagingSink
+from dataport.packaging.staging import StagedFileWriter, StagingSink
 from dataport.packaging.zipformat import DEFLATED, STORED
 from tests.unit.test_zipformat import check_local_headers
 

@@ -10,7 +10,20 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from dataport.models.jobs import Job, JobError, JobKind, JobStatus, PackageInfo, Progress
+from dataport.models.exports import ExportRequest
+from dataport.models.imports import ImportCreate
+from dataport.models.jobs import (
+    BackupState,
+    ExportState,
+    ImportState,
+    Job,
+    JobError,
+    JobKind,
+    JobStatus,
+    PackageInfo,
+    Progress,
+    RestoreState,
+)
 from dataport.packaging.download import Download
 from dataport.progress.events import (
     CancelledEvent,
@@ -34,12 +47,17 @@ AT = datetime(2025, 6, 2, 8, 0, 0, 250_000, tzinfo=UTC)
 FRAME_LIMIT = 32 * 1024
 
 
-def _job(status: JobStatus = JobStatus.RUNNING, **changes: Any) -> Job:
+def _job(status: JobStatus = JobStatus.RUNNING, package: PackageInfo | None = None,
+         kind: JobKind = JobKind.EXPORT, **changes: Any) -> Job:
     now = datetime(2025, 6, 2, 7, 59, tzinfo=UTC)
+    state = {JobKind.EXPORT: ExportState(request=ExportRequest(), package=package),
+             JobKind.IMPORT: ImportState(request=ImportCreate(filename="a.json")),
+             JobKind.BACKUP: BackupState(), JobKind.RESTORE: RestoreState()}[kind]
     values: dict[str, Any] = {
-        "job_id": JOB_ID, "kind": JobKind.EXPORT, "user_id": "66ad9b005f2b4a0012c0aaaa",
+        "job_id": JOB_ID, "kind": kind, "user_id": "66ad9b005f2b4a0012c0aaaa",
         "status": status, "created_at": now, "updated_at": now,
         "expires_at": int((now + timedelta(days=30)).timestamp()),
+        "state": state,
         "progress": Progress(phase="exporting", current=3, total=7, bytes=1234),
         "progress_seq": 5, **changes}
     return Job(**values)

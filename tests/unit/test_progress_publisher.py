@@ -16,7 +16,8 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 
 from dataport import aws
 from dataport.jobs.store import JobStore
-from dataport.models.jobs import JobKind, JobStatus, PackageInfo, Progress
+from dataport.models.exports import ExportRequest
+from dataport.models.jobs import Counts, ExportState, JobError, PackageInfo, Progress
 from dataport.observability import logger
 from dataport.progress import publisher
 from dataport.progress.connections import ConnectionStore
@@ -86,8 +87,8 @@ def log(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
 
 def _running_job(*subscribers: str) -> str:
     store = JobStore()
-    job = store.create(JobKind.EXPORT, USER, {"format": "json"})
-    store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.QUEUED])
+    job = store.create(USER, ExportState(request=ExportRequest()))
+    store.start(job.job_id)
     for connection_id in subscribers:
         ConnectionStore().open(connection_id, USER, CONNECTED)
         ConnectionStore().subscribe(connection_id, job.job_id, CONNECTED)
@@ -127,9 +128,8 @@ def test_the_terminal_event_carries_a_fresh_link_that_is_never_logged(
     store = JobStore()
     package = PackageInfo(key=f"packages/{job_id}/x.zip", filename="x.zip", bytes=10, files=1,
                           expires_at=datetime.now(UTC) + timedelta(days=7))
-    done = store.transition(job_id, JobStatus.SUCCEEDED, allowed_from=[JobStatus.RUNNING],
-                            package=package.model_dump(mode="json"),
-                            progress=Progress(phase="done", current=4, total=4))
+    done = store.succeed_export(job_id, package=package, counts=Counts(),
+                                progress=Progress(phase="done", current=4, total=4))
 
     publisher.publish_terminal(done)
 
@@ -148,8 +148,7 @@ def test_publishing_never_raises_into_the_job(connections: FakeConnections,
     monkeypatch.setenv("CONNECTIONS_TABLE", "no-such-table")
     get_settings.cache_clear()
     assert not publisher.publish_progress(job, Progress())
-    ended = JobStore().transition(job.job_id, JobStatus.FAILED,
-                                  allowed_from=[JobStatus.RUNNING])
+    ended = JobStore().fail(job.job_id, JobError(code="internal_error", message="Failed."))
     publisher.publish_terminal(ended)  # logged, not raised
     publisher.publish_terminal(job)  # not ended: refused, not raised
     assert connections.frames == {}

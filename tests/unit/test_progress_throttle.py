@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from dataport.jobs.store import JobStore
-from dataport.models.jobs import JobKind, JobStatus
+from dataport.models.exports import ExportRequest
+from dataport.models.jobs import ExportState
 from dataport.progress import throttle
 from dataport.progress.throttle import (
     MIN_INTERVAL_MS,
@@ -25,8 +26,8 @@ def store(job_store: JobStore) -> JobStore:
 
 
 def _running(store: JobStore) -> str:
-    job = store.create(JobKind.EXPORT, USER, {"format": "json"})
-    store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.QUEUED])
+    job = store.create(USER, ExportState(request=ExportRequest()))
+    store.start(job.job_id)
     return job.job_id
 
 
@@ -53,7 +54,7 @@ def test_workers_claiming_at_the_same_instant_get_one_claim_between_them(
 
 
 def test_only_a_running_job_publishes_progress(store: JobStore) -> None:
-    queued = store.create(JobKind.EXPORT, USER, {})
+    queued = store.create(USER, ExportState(request=ExportRequest()))
     assert claim_progress(queued.job_id, T0) is None
     assert claim_progress("f" * 32, T0) is None  # no job: no event, and no row created
     assert store.find("f" * 32) is None
@@ -62,7 +63,7 @@ def test_only_a_running_job_publishes_progress(store: JobStore) -> None:
 def test_the_terminal_event_is_never_throttled_and_nothing_follows_it(store: JobStore) -> None:
     job_id = _running(store)
     assert claim_progress(job_id, T0) == 1
-    store.transition(job_id, JobStatus.SUCCEEDED, allowed_from=[JobStatus.RUNNING])
+    store.cancel(job_id)
     assert claim_terminal(job_id, T0 + 1) == 2  # 1 ms after a progress event
     assert claim_progress(job_id, T0 + 10 * MIN_INTERVAL_MS) is None  # a late worker
     assert store.require(job_id).progress_seq == 2

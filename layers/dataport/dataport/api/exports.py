@@ -13,17 +13,15 @@ from dataport.api.idempotency import StartCommand, Started, start_once
 from dataport.errors import Gone, NotFound, TransientError
 from dataport.jobs import rate_limit
 from dataport.jobs.cleanup import discard_job_objects
-from dataport.jobs.store import JobStore, new_job_id, utcnow
+from dataport.jobs.store import JobStore, new_job_id
 from dataport.models.exports import ExportRequest
-from dataport.models.jobs import ACTIVE_STATUSES, Job, JobKind, JobStatus
+from dataport.models.jobs import ACTIVE_STATUSES, ExportState, Job, JobError, JobKind, JobStatus
 from dataport.models.tasks import JobRef
 from dataport.observability import logger
 from dataport.packaging import passwords
 from dataport.packaging.download import presigned_download
 from dataport.progress.publisher import publish_terminal
 from dataport.settings import get_settings
-
-FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 def start_export(user_id: str, request: ExportRequest, idempotency_key: str | None,
@@ -44,7 +42,7 @@ def _start(*, command: StartCommand[ExportRequest]) -> Started:
     store = JobStore()
     job_id = new_job_id()
     password = request.password
-    job = store.create(JobKind.EXPORT, user_id, request.stored(), job_id=job_id,
+    job = store.create(user_id, ExportState(request=request), job_id=job_id,
                        sealed_password=passwords.seal(password, job_id) if password else None)
     try:
         execution = aws.stepfunctions().start_execution(
@@ -52,10 +50,8 @@ def _start(*, command: StartCommand[ExportRequest]) -> Started:
             input=JobRef(job_id=job.job_id).model_dump_json(by_alias=True))
     except ClientError as error:
         logger.exception("could not start the export workflow", extra={"job_id": job.job_id})
-        store.transition(job.job_id, JobStatus.FAILED, allowed_from=[JobStatus.QUEUED],
-                         finished_at=utcnow(),
-                         error={"code": "start_failed",
-                                "message": "The export could not be started. Try again."})
+        store.fail(job.job_id, JobError(code="start_failed",
+                                        message="The export could not be started. Try again."))
         rate_limit.refund(rate)
         raise TransientError("The export could not be started; try again in a moment.",
                              details={"jobId": job.job_id}) from error
@@ -78,9 +74,7 @@ def cancel_or_delete(user_id: str, job_id: str) -> Job:
     store = JobStore()
     job = _export(store.get(job_id, user_id))
     if job.status in ACTIVE_STATUSES:
-        job = store.transition(job_id, JobStatus.CANCELLED, allowed_from=ACTIVE_STATUSES,
-                               finished_at=utcnow(),
-                               error={"code": "cancelled", "message": "Cancelled at your request."})
+        job = store.cancel(job_id)
         publish_terminal(job)  # before the clean-up: subscribers learn at once, and never fail it
         _stop_execution(job)
         discard_job_objects(job_id, include_package=True)
@@ -88,7 +82,7 @@ def cancel_or_delete(user_id: str, job_id: str) -> Job:
     if job.status is JobStatus.DELETED:
         return job
     discard_job_objects(job_id, include_package=True)
-    return store.transition(job_id, JobStatus.DELETED, allowed_from=FINISHED, package=None)
+    return store.delete(job_id)
 
 
 def download_location(user_id: str, job_id: str) -> str:
@@ -96,12 +90,13 @@ def download_location(user_id: str, job_id: str) -> str:
     job = _export(JobStore().get(job_id, user_id))
     if job.status is JobStatus.DELETED:
         raise Gone("This export was deleted; start a new export to download your data.")
-    if job.status is not JobStatus.SUCCEEDED or job.package is None:
+    package = job.export_state.package
+    if job.status is not JobStatus.SUCCEEDED or package is None:
         raise NotFound(f"Export {job_id} has no package to download yet (status: "
                        f"{job.status.value}).", details={"status": job.status.value})
-    if job.package.expires_at <= datetime.now(UTC):
+    if package.expires_at <= datetime.now(UTC):
         raise Gone("This export's package has expired; start a new export to download it.")
-    return presigned_download(job.package).url
+    return presigned_download(package).url
 
 
 def _export(job: Job) -> Job:

@@ -35,7 +35,6 @@ from dataport.models.imports import (
     ImportCreate,
     ImportDecision,
     ImportLinks,
-    ImportOutcome,
     ImportView,
     SessionConflict,
     SessionResult,
@@ -43,7 +42,15 @@ from dataport.models.imports import (
     UploadForm,
     ValidationReport,
 )
-from dataport.models.jobs import ACTIVE_STATUSES, Job, JobKind, JobStatus, Progress
+from dataport.models.jobs import (
+    ACTIVE_STATUSES,
+    ImportState,
+    Job,
+    JobError,
+    JobKind,
+    JobStatus,
+    Progress,
+)
 from dataport.models.tasks import ImportStep
 from dataport.observability import logger
 from dataport.packaging import passwords
@@ -81,7 +88,7 @@ def _create(*, command: StartCommand[ImportCreate]) -> Started:
     rate = rate_limit.consume(user_id, JobKind.IMPORT, get_settings().import_rate_limit)
     job_id = new_job_id()
     password = request.password
-    JobStore().create(JobKind.IMPORT, user_id, request.stored(), job_id=job_id,
+    JobStore().create(user_id, ImportState(request=request), job_id=job_id,
                       sealed_password=passwords.seal(password, job_id) if password else None)
     return Started(job_id=job_id, rate=rate)
 
@@ -142,7 +149,8 @@ def start_validation(user_id: str, job_id: str) -> Job:
 
 def conflicts(user_id: str, job_id: str, limit: int, token: str | None) -> ConflictPage:
     job = get_import(user_id, job_id)
-    if not job.report or not ValidationReport.model_validate(job.report).conflicts:
+    report = job.import_state.report
+    if report is None or not report.conflicts:
         raise Conflict("This import has not been compared with your data yet (status: "
                        f"{job.status.value}).", details={"status": job.status.value})
     entries, next_token = storage.read_page(aws.s3(), get_settings().packages_bucket, job_id,
@@ -154,7 +162,8 @@ def conflicts(user_id: str, job_id: str, limit: int, token: str | None) -> Confl
 def actions(user_id: str, job_id: str, dry_run: bool, limit: int,
             token: str | None) -> ActionPage:
     job = get_import(user_id, job_id)
-    if (job.dry_run if dry_run else job.outcome) is None:
+    state = job.import_state
+    if (state.dry_run if dry_run else state.outcome) is None:
         what = "dry run" if dry_run else "execution"
         raise Conflict(f"This import has no {what} outcome yet (status: {job.status.value}).",
                        details={"status": job.status.value})
@@ -169,19 +178,19 @@ def execute(user_id: str, job_id: str, decision: ImportDecision) -> Job:
     """Hand the decision to the waiting workflow. With a field mapping, the upload is first
     validated again with it (and compared again) before anything is written."""
     job = get_import(user_id, job_id)
-    if job.status is not JobStatus.AWAITING_DECISION or not job.task_token:
+    state = job.import_state
+    if job.status is not JobStatus.AWAITING_DECISION or not state.task_token:
         raise Conflict(f"Import {job_id} is {job.status.value}; a decision is taken only while "
                        "it awaits one.", details={"status": job.status.value})
-    report = ValidationReport.model_validate(job.report or {})
+    report = state.report or ValidationReport()
     if decision.field_mapping is not None and report.format is not SourceFormat.CSV:
         raise InvalidRequest("fieldMapping applies to CSV uploads only.",
                              details={"field": "fieldMapping"})
     revalidate = decision.field_mapping is not None
     phase = "validating" if revalidate else "dry_run" if decision.dry_run else "importing"
     store = JobStore()
-    token = job.task_token  # the transition below is conditional: this is still the live one
-    store.transition(job_id, JobStatus.RUNNING, allowed_from=[JobStatus.AWAITING_DECISION],
-                     decision=decision, task_token="", progress=Progress(phase=phase))
+    token = state.task_token  # the transition below is conditional: this is still the live one
+    store.decide(job_id, decision, Progress(phase=phase))
     step = ImportStep(job_id=job_id, next="validate" if revalidate else "execute",
                       dry_run=decision.dry_run)
     try:
@@ -191,11 +200,9 @@ def execute(user_id: str, job_id: str, decision: ImportDecision) -> Job:
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in {"InvalidToken", "TaskTimedOut",
                                                             "TaskDoesNotExist"}:
-            store.transition(job_id, JobStatus.FAILED, allowed_from=[JobStatus.RUNNING],
-                             finished_at=utcnow(),
-                             error={"code": "decision_timeout",
-                                    "message": "The import stopped waiting for a decision; "
-                                               "upload the file again to import it."})
+            store.fail(job_id, JobError(code="decision_timeout",
+                                        message="The import stopped waiting for a decision; "
+                                                "upload the file again to import it."))
             raise Conflict("This import no longer waits for a decision.") from error
         raise
     logger.info("import decision sent", extra={"job_id": job_id, "dry_run": decision.dry_run})
@@ -215,14 +222,12 @@ def cancel(user_id: str, job_id: str) -> Job:
     if job.progress.phase == ROLLING_BACK:
         raise Conflict("A rollback cannot be cancelled; it will finish shortly.",
                        details={"status": job.status.value})
-    cancelled = store.transition(job_id, JobStatus.CANCELLED, allowed_from=ACTIVE_STATUSES,
-                                 finished_at=utcnow(),
-                                 error={"code": "cancelled",
-                                        "message": "Cancelled at your request."})
+    cancelled = store.cancel(job_id)
     publish_terminal(cancelled)
-    if job.status is JobStatus.AWAITING_DECISION and job.task_token:
+    task_token = job.import_state.task_token
+    if job.status is JobStatus.AWAITING_DECISION and task_token:
         try:
-            aws.stepfunctions().send_task_failure(taskToken=job.task_token,
+            aws.stepfunctions().send_task_failure(taskToken=task_token,
                                                   error="JobCancelled",
                                                   cause="Cancelled at the user's request.")
         except ClientError as error:  # the workflow ended meanwhile: nothing waits
@@ -239,7 +244,7 @@ def rollback(user_id: str, job_id: str) -> Job:
     wrote must be rolled back before (its pre-images were taken after this one's writes)."""
     store = JobStore()
     job = get_import(user_id, job_id)
-    outcome = ImportOutcome.model_validate(job.outcome) if job.outcome else None
+    outcome = job.import_state.outcome
     repair = job.error is not None and job.error.code == CLEANUP_FAILED
     if job.status not in ENDED or not (repair or (outcome is not None and outcome.wrote)):
         raise Conflict(f"Import {job_id} ({job.status.value}) wrote nothing that could be rolled "
@@ -250,8 +255,7 @@ def rollback(user_id: str, job_id: str) -> Job:
                        "this one.", details={"jobId": newer})
     # a failed rollback ends the job failed (rollback_failed) with its outcome: it may be
     # started again, rolling back is idempotent
-    job = store.transition(job_id, JobStatus.RUNNING, allowed_from=ENDED,
-                           progress=Progress(phase=ROLLING_BACK))
+    job = store.begin_rollback(job_id, Progress(phase=ROLLING_BACK))
     step = ImportStep(job_id=job_id, mode="rollback", next="rollback")
     try:
         aws.stepfunctions().start_execution(
@@ -260,10 +264,8 @@ def rollback(user_id: str, job_id: str) -> Job:
             input=step.model_dump_json(by_alias=True, exclude_none=True))
     except ClientError as error:
         logger.exception("could not start the rollback", extra={"job_id": job_id})
-        publish_terminal(store.transition(
-            job_id, JobStatus.FAILED, allowed_from=[JobStatus.RUNNING], finished_at=utcnow(),
-            error={"code": "rollback_failed",
-                   "message": "The rollback could not be started; try again."}))
+        publish_terminal(store.fail(job_id, JobError(
+            code="rollback_failed", message="The rollback could not be started; try again.")))
         raise TransientError("The rollback could not be started; try again in a moment.",
                              details={"jobId": job_id}) from error
     logger.info("import rollback started", extra={"job_id": job_id})
@@ -280,7 +282,7 @@ def _newer_writes(user_id: str, job: Job) -> str | None:
                 return None
             if other.status is JobStatus.ROLLED_BACK:
                 continue
-            written = ImportOutcome.model_validate(other.outcome) if other.outcome else None
+            written = other.import_state.outcome
             if (written is not None and written.wrote) or other.progress.phase == "importing":
                 return other.job_id
         if token is None:
@@ -288,11 +290,11 @@ def _newer_writes(user_id: str, job: Job) -> str | None:
 
 
 def view(job: Job) -> ImportView:
-    data: dict[str, Any] = {
-        "job_id": job.job_id, "status": job.status, "filename": job.request.get("filename", ""),
-        "created_at": job.created_at, "updated_at": job.updated_at,
-        "finished_at": job.finished_at, "options": job.request.get("options") or {},
-        "progress": job.progress, "error": job.error, "links": ImportLinks.of(job.job_id),
-        "report": job.report, "decision": job.decision, "dry_run": job.dry_run,
-        "outcome": job.outcome}
-    return ImportView.model_validate(data)
+    state = job.import_state
+    return ImportView(
+        job_id=job.job_id, status=job.status, filename=state.request.filename,
+        created_at=job.created_at, updated_at=job.updated_at, finished_at=job.finished_at,
+        options=state.request.options.model_dump(mode="json", by_alias=True, exclude_none=True),
+        progress=job.progress, error=job.error, links=ImportLinks.of(job.job_id),
+        report=state.report, decision=state.decision, dry_run=state.dry_run,
+        outcome=state.outcome)

@@ -17,15 +17,13 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Protocol
 
 from dataport.models.documents import RawDocument
+from dataport.models.staged import Numbering
 
-
-class Numbering(StrEnum):
-    ALWAYS = "always"
-    WHEN_SPLIT = "when_split"
+__all__ = ["ExportContext", "ExportWriter", "FileSink", "Numbering", "OutputFile",
+           "needs_rollover"]
 
 
 class OutputFile(Protocol):

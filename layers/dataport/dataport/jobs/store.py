@@ -1,8 +1,17 @@
 """The job store: job rows, per-user history, shard progress and staged-file records.
 
-Every status change is a conditional write (`status IN (...)`), so two actors racing (a cancel
-and a worker, a retry and its original) can never both win. Reads filter expired rows because
-DynamoDB deletes TTL'd items up to two days late.
+A job row changes only through the named changes below (start, record_execution, progress,
+await_decision, decide, succeed, fail, cancel, delete, rollback), each one conditional UpdateItem
+whose allowed "from" statuses are one table per kind (TRANSITIONS), so two actors racing (a
+cancel and a worker, a retry and its original) can never both win, and each writing only values
+it built from typed arguments and validated as they will read back. There is no free-form
+update: a misspelt field is a type error (and a TypeError), never a row that no longer reads.
+
+The row keeps a kind's state (models.jobs.ExportState, ImportState, ...) one attribute per field,
+under the names rows have always had (the request as a JSON string), so rows written before the
+state was typed read as they are and jobs in flight across a deploy go on. Reads gather the
+state from those attributes, ignore any other, and filter expired rows because DynamoDB deletes
+TTL'd items up to two days late.
 """
 
 from __future__ import annotations
@@ -11,20 +20,119 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import BaseModel, TypeAdapter
 
 from dataport import aws
 from dataport.errors import Conflict, InvalidRequest, JobCancelled, NotFound
 from dataport.jobs import keys
 from dataport.jobs.dynamo import from_item, is_conditional_failure, to_item, to_value
-from dataport.models.jobs import Job, JobKind, JobStatus, Progress
-from dataport.packaging.staging import StagedFile
+from dataport.models.exports import ExportRequest
+from dataport.models.imports import ImportCreate, ImportDecision, ImportOutcome, ValidationReport
+from dataport.models.jobs import (
+    ACTIVE_STATUSES,
+    BackupState,
+    Counts,
+    ExportState,
+    ImportState,
+    Job,
+    JobError,
+    JobKind,
+    JobStatus,
+    PackageInfo,
+    Progress,
+    RestoreState,
+    UploadPin,
+)
+from dataport.models.staged import StagedFile
 from dataport.settings import get_settings
+
+AnyState = ExportState | ImportState | BackupState | RestoreState
+
+STATE_MODELS: Mapping[JobKind, type[AnyState]] = {
+    JobKind.EXPORT: ExportState, JobKind.IMPORT: ImportState,
+    JobKind.BACKUP: BackupState, JobKind.RESTORE: RestoreState}
+
+
+class Change(StrEnum):
+    """The named changes of a job row (JobStore's methods)."""
+
+    START = "start"
+    PROGRESS = "progress"
+    UPDATE = "update"  # the kind's state, the status stays
+    AWAIT_DECISION = "await_decision"
+    DECIDE = "decide"
+    SUCCEED = "succeed"
+    FAIL = "fail"
+    CANCEL = "cancel"
+    RECORD_CANCELLED = "record_cancelled"  # a cancelled import keeps what it completed
+    DELETE = "delete"
+    BEGIN_ROLLBACK = "begin_rollback"
+    ROLL_BACK = "roll_back"
+
+
+#: the status each change moves a job to (None: the status stays)
+TARGETS: Mapping[Change, JobStatus | None] = {
+    Change.START: JobStatus.RUNNING, Change.PROGRESS: None, Change.UPDATE: None,
+    Change.AWAIT_DECISION: JobStatus.AWAITING_DECISION, Change.DECIDE: JobStatus.RUNNING,
+    Change.SUCCEED: JobStatus.SUCCEEDED, Change.FAIL: JobStatus.FAILED,
+    Change.CANCEL: JobStatus.CANCELLED, Change.RECORD_CANCELLED: None,
+    Change.DELETE: JobStatus.DELETED, Change.BEGIN_ROLLBACK: JobStatus.RUNNING,
+    Change.ROLL_BACK: JobStatus.ROLLED_BACK}
+
+_RUNNING = frozenset({JobStatus.RUNNING})
+#: ended with something to show: an export's package can be deleted, an import rolled back
+FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+#: per kind, each change a job of that kind may make and the statuses it may make it from
+#: (a change a kind lacks is refused whatever the status)
+TRANSITIONS: Mapping[JobKind, Mapping[Change, frozenset[JobStatus]]] = {
+    JobKind.EXPORT: {
+        Change.START: frozenset({JobStatus.QUEUED}),
+        Change.PROGRESS: _RUNNING,
+        Change.UPDATE: _RUNNING,
+        Change.SUCCEED: _RUNNING,
+        Change.FAIL: ACTIVE_STATUSES,
+        Change.CANCEL: ACTIVE_STATUSES,
+        Change.DELETE: FINISHED,
+    },
+    JobKind.IMPORT: {
+        Change.START: frozenset({JobStatus.QUEUED}),
+        Change.PROGRESS: _RUNNING,
+        Change.UPDATE: _RUNNING,
+        Change.AWAIT_DECISION: _RUNNING,
+        Change.DECIDE: frozenset({JobStatus.AWAITING_DECISION}),
+        Change.SUCCEED: _RUNNING,
+        Change.FAIL: ACTIVE_STATUSES,
+        Change.CANCEL: ACTIVE_STATUSES,
+        Change.RECORD_CANCELLED: frozenset({JobStatus.CANCELLED}),
+        Change.BEGIN_ROLLBACK: FINISHED,
+        Change.ROLL_BACK: _RUNNING,
+    },
+    # backups and restores: filled in by the backups issue, with their results
+    JobKind.BACKUP: {
+        Change.START: frozenset({JobStatus.QUEUED}),
+        Change.PROGRESS: _RUNNING,
+        Change.FAIL: ACTIVE_STATUSES,
+        Change.CANCEL: ACTIVE_STATUSES,
+    },
+    JobKind.RESTORE: {
+        Change.START: frozenset({JobStatus.QUEUED}),
+        Change.PROGRESS: _RUNNING,
+        Change.FAIL: ACTIVE_STATUSES,
+        Change.CANCEL: ACTIVE_STATUSES,
+    },
+}
+
+#: the error of a job cancelled at its owner's request
+CANCELLED = JobError(code="cancelled", message="Cancelled at your request.")
 
 
 def utcnow() -> datetime:
@@ -48,15 +156,27 @@ class JobStore:
         self.db = aws.dynamodb()
 
     # ------------------------------------------------------------------ job rows
-    def create(self, kind: JobKind, user_id: str, request: Mapping[str, Any],
-               job_id: str | None = None, sealed_password: str | None = None) -> Job:
+    def create(self, user_id: str, state: AnyState, *, job_id: str | None = None,
+               sealed_password: str | None = None) -> Job:
+        """A queued job of `state`'s kind. The request is kept without a password (that travels
+        sealed); the row is validated as it will read back before it is written."""
         now = utcnow()
         retention = timedelta(days=get_settings().job_retention_days)
-        job = Job(job_id=job_id or new_job_id(), kind=kind, user_id=user_id,
-                  status=JobStatus.QUEUED, created_at=now, updated_at=now,
-                  expires_at=int((now + retention).timestamp()), request=dict(request),
-                  encrypted=sealed_password is not None, sealed_password=sealed_password)
-        item = self._row(job)
+        job_id = job_id or new_job_id()
+        kind = state.kind
+        item = {
+            "pk": keys.job_pk(job_id), "sk": keys.JOB_SK,
+            "gsi1pk": keys.owner_pk(user_id, kind),
+            "gsi1sk": keys.owner_sk(now.isoformat(), job_id),
+            "job_id": job_id, "kind": kind.value, "user_id": user_id,
+            "status": JobStatus.QUEUED.value, "created_at": now.isoformat(),
+            "updated_at": now.isoformat(), "expires_at": int((now + retention).timestamp()),
+            "progress": _storable(Job, "progress", Progress()),
+            **({"encrypted": True, "sealed_password": sealed_password}
+               if sealed_password else {}),
+            **_state_attributes(state),
+        }
+        job = _job_from(item)
         try:
             self.db.put_item(TableName=self.table, Item=to_item(item),
                              ConditionExpression="attribute_not_exists(pk)")
@@ -113,47 +233,14 @@ class JobStore:
             query["Limit"] = limit - len(jobs)
         return jobs, (_encode_token(last) if last else None)
 
-    def transition(self, job_id: str, to: JobStatus, *, allowed_from: Iterable[JobStatus],
-                   **changes: Any) -> Job:
-        """Move a job to `to` only from one of `allowed_from`; other fields change with it.
-        A job that ends forgets its sealed password, whichever path ends it."""
-        names = {"#status": "status"}
-        values: dict[str, Any] = {":to": to.value, ":now": utcnow().isoformat()}
-        sets = ["#status = :to", "updated_at = :now"]
-        removes = []
-        if not to.is_active:
-            names["#sealed"] = "sealed_password"
-            removes.append("#sealed")
-        for i, (field, value) in enumerate(changes.items()):
-            names[f"#f{i}"] = field
-            if value is None:  # None clears the field
-                removes.append(f"#f{i}")
-                continue
-            values[f":v{i}"] = _storable(value)
-            sets.append(f"#f{i} = :v{i}")
-        froms = []
-        for i, status in enumerate(allowed_from):
-            values[f":from{i}"] = status.value
-            froms.append(f":from{i}")
-        try:
-            answer = self.db.update_item(
-                TableName=self.table,
-                Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
-                UpdateExpression="SET " + ", ".join(sets)
-                + (" REMOVE " + ", ".join(removes) if removes else ""),
-                ConditionExpression=f"attribute_exists(pk) AND #status IN ({', '.join(froms)})",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_item(values),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if is_conditional_failure(error):
-                current = self.find(job_id)
-                state = current.status.value if current else "missing"
-                raise Conflict(f"Job {job_id} is {state}; it cannot become {to.value}.",
-                               details={"status": state}) from error
-            raise
-        return _job_from(from_item(answer["Attributes"]))
+    # ------------------------------------------------------------------ named state changes
+    # One method per change, each a conditional UpdateItem whose allowed "from" statuses are
+    # TRANSITIONS[kind][change]; every value written is built here from typed arguments and
+    # validated as the row will read it back. There is no other way to change a job row.
+
+    def start(self, job_id: str) -> Job:
+        """queued -> running: the workflow's first task took the job."""
+        return self._change(job_id, Change.START)
 
     def record_execution(self, job_id: str, execution_arn: str) -> Job:
         """Remember the job's workflow execution. Unconditional on status: the workflow may
@@ -163,27 +250,196 @@ class JobStore:
             Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
             UpdateExpression="SET execution_arn = :arn",
             ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues=to_item({":arn": execution_arn}),
+            ExpressionAttributeValues=to_item({
+                ":arn": _storable(Job, "execution_arn", execution_arn)}),
             ReturnValues="ALL_NEW",
         )
         return _job_from(from_item(answer["Attributes"]))
 
     def set_progress(self, job_id: str, progress: Progress) -> None:
         """Progress only moves while the job runs; a late worker never overwrites the end."""
+        self._update(job_id, Change.PROGRESS, kinds=None, removes=(), answer=False,
+                     sets={"progress": _storable(Job, "progress", progress)})
+
+    def update_export(self, job_id: str, *, counts: Counts) -> Job:
+        """A running export's counts (the plan's projects)."""
+        return self._change(job_id, Change.UPDATE, kinds={JobKind.EXPORT},
+                            sets={"counts": _storable(ExportState, "counts", counts)})
+
+    def update_import(self, job_id: str, *, upload_pin: UploadPin | None = None,
+                      report: ValidationReport | None = None,
+                      dry_run: ImportOutcome | None = None,
+                      outcome: ImportOutcome | None = None) -> Job:
+        """What a running import's tasks learn: the pinned upload, the report, the dry run's
+        or the execution's outcome (None: unchanged)."""
+        given = {"upload_pin": upload_pin, "report": report, "dry_run": dry_run,
+                 "outcome": outcome}
+        return self._change(job_id, Change.UPDATE, kinds={JobKind.IMPORT},
+                            sets=_state_sets(ImportState, given))
+
+    def await_decision(self, job_id: str, task_token: str) -> Job:
+        """running -> awaiting_decision, keeping the task token the decision will answer."""
+        return self._change(job_id, Change.AWAIT_DECISION, sets={
+            "task_token": _storable(ImportState, "task_token", task_token),
+            "progress": _storable(Job, "progress", Progress(phase="awaiting_decision"))})
+
+    def decide(self, job_id: str, decision: ImportDecision, progress: Progress) -> Job:
+        """awaiting_decision -> running with the user's decision; the task token, answered
+        next, is forgotten."""
+        return self._change(job_id, Change.DECIDE, removes=("task_token",), sets={
+            "decision": _storable(ImportState, "decision", decision),
+            "progress": _storable(Job, "progress", progress)})
+
+    def succeed_export(self, job_id: str, *, package: PackageInfo, counts: Counts,
+                       progress: Progress) -> Job:
+        """running -> succeeded with the package."""
+        return self._change(job_id, Change.SUCCEED, kinds={JobKind.EXPORT}, sets={
+            "package": _storable(ExportState, "package", package),
+            "counts": _storable(ExportState, "counts", counts),
+            "progress": _storable(Job, "progress", progress),
+            "finished_at": _storable(Job, "finished_at", utcnow())})
+
+    def succeed_import(self, job_id: str, *, outcome: ImportOutcome, progress: Progress) -> Job:
+        """running -> succeeded with what the execution did (it finished when the outcome
+        says)."""
+        return self._change(job_id, Change.SUCCEED, kinds={JobKind.IMPORT}, sets={
+            "outcome": _storable(ImportState, "outcome", outcome),
+            "progress": _storable(Job, "progress", progress),
+            "finished_at": _storable(Job, "finished_at", outcome.finished_at)})
+
+    def fail(self, job_id: str, error: JobError, *, progress: Progress | None = None) -> Job:
+        """An active job ends failed with a readable error."""
+        return self._change(job_id, Change.FAIL, sets=_failed(error, progress))
+
+    def fail_import(self, job_id: str, error: JobError, *, progress: Progress | None = None,
+                    report: ValidationReport | None = None,
+                    outcome: ImportOutcome | None = None) -> Job:
+        """An active import ends failed with its error and what it found (the report of a
+        refused upload) or did (the sessions a failed execution completed)."""
+        return self._change(job_id, Change.FAIL, kinds={JobKind.IMPORT}, sets={
+            **_failed(error, progress),
+            **_state_sets(ImportState, {"report": report, "outcome": outcome})})
+
+    def cancel(self, job_id: str, reason: JobError | None = None) -> Job:
+        """An active job ends cancelled (at the user's request unless `reason` says)."""
+        return self._change(job_id, Change.CANCEL, sets={
+            "error": _storable(Job, "error", reason or CANCELLED),
+            "finished_at": _storable(Job, "finished_at", utcnow())})
+
+    def record_cancelled_outcome(self, job_id: str, outcome: ImportOutcome) -> Job:
+        """A cancelled import stays cancelled, with what it completed before it stopped."""
+        return self._change(job_id, Change.RECORD_CANCELLED, sets={
+            "outcome": _storable(ImportState, "outcome", outcome)})
+
+    def delete(self, job_id: str) -> Job:
+        """A finished export becomes deleted: its package is gone (the job stays in history)."""
+        return self._change(job_id, Change.DELETE, removes=("package",))
+
+    def begin_rollback(self, job_id: str, progress: Progress) -> Job:
+        """An ended import runs again to undo what it wrote."""
+        return self._change(job_id, Change.BEGIN_ROLLBACK, sets={
+            "progress": _storable(Job, "progress", progress)})
+
+    def roll_back(self, job_id: str, progress: Progress) -> Job:
+        """running (rolling back) -> rolled_back."""
+        return self._change(job_id, Change.ROLL_BACK, sets={
+            "progress": _storable(Job, "progress", progress),
+            "finished_at": _storable(Job, "finished_at", utcnow())})
+
+    # ------------------------------------------------------------------ the progress throttle
+    def claim_progress(self, job_id: str, at_ms: int, min_interval_ms: int) -> int | None:
+        """The next event seq if the last event went out `min_interval_ms` before `at_ms` and
+        the job is running, else None (see dataport.progress.throttle)."""
         try:
-            self.db.update_item(
+            answer = self.db.update_item(
                 TableName=self.table,
                 Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
-                UpdateExpression="SET progress = :p, updated_at = :now",
-                ConditionExpression="#status = :running",
+                UpdateExpression="SET progress_sent_at = :now ADD progress_seq :one",
+                ConditionExpression="#status = :running AND (attribute_not_exists("
+                                    "progress_sent_at) OR progress_sent_at <= :cutoff)",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_item({
-                    ":p": progress.model_dump(exclude={"percentage"}),
-                    ":now": utcnow().isoformat(), ":running": JobStatus.RUNNING.value}),
+                    ":now": at_ms, ":one": 1, ":cutoff": at_ms - min_interval_ms,
+                    ":running": JobStatus.RUNNING.value}),
+                ReturnValues="UPDATED_NEW",
             )
         except ClientError as error:
-            if not is_conditional_failure(error):
-                raise
+            if is_conditional_failure(error):
+                return None
+            raise
+        return int(answer["Attributes"]["progress_seq"]["N"])
+
+    def claim_terminal(self, job_id: str, at_ms: int) -> int:
+        """The seq of the job's terminal event: never throttled."""
+        answer = self.db.update_item(
+            TableName=self.table,
+            Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
+            UpdateExpression="SET progress_sent_at = :now ADD progress_seq :one",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=to_item({":now": at_ms, ":one": 1}),
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(answer["Attributes"]["progress_seq"]["N"])
+
+    def _change(self, job_id: str, change: Change, *, kinds: Collection[JobKind] | None = None,
+                sets: Mapping[str, Any] | None = None, removes: Iterable[str] = ()) -> Job:
+        attributes = self._update(job_id, change, kinds=kinds, sets=sets, removes=removes,
+                                  answer=True)
+        if attributes is None:
+            raise _refused(self.find(job_id), job_id, change)
+        return _job_from(attributes)
+
+    def _update(self, job_id: str, change: Change, *, kinds: Collection[JobKind] | None,
+                sets: Mapping[str, Any] | None, removes: Iterable[str],
+                answer: bool) -> dict[str, Any] | None:
+        """The one conditional UpdateItem behind every named change (None: refused). `sets` and
+        `removes` name attributes the methods above chose, and `sets` holds values `_storable`
+        validated. A job that ends forgets its sealed password, whichever change ends it."""
+        to = TARGETS[change]
+        names = {"#status": "status", "#kind": "kind"}
+        values: dict[str, Any] = {":now": utcnow().isoformat()}
+        assignments = ["updated_at = :now"]
+        if to is not None:
+            values[":to"] = to.value
+            assignments.append("#status = :to")
+        removed = list(removes)
+        if to is not None and not to.is_active:
+            removed.append("sealed_password")
+        for i, (name, value) in enumerate((sets or {}).items()):
+            names[f"#s{i}"] = name
+            values[f":s{i}"] = value
+            assignments.append(f"#s{i} = :s{i}")
+        for i, name in enumerate(removed):
+            names[f"#r{i}"] = name
+        allowed = []
+        for k, (kind, table) in enumerate(TRANSITIONS.items()):
+            if change not in table or (kinds is not None and kind not in kinds):
+                continue
+            values[f":k{k}"] = kind.value
+            froms = []
+            for i, status in enumerate(sorted(table[change])):
+                values[f":k{k}f{i}"] = status.value
+                froms.append(f":k{k}f{i}")
+            allowed.append(f"#kind = :k{k} AND #status IN ({', '.join(froms)})")
+        # DynamoDB refuses redundant parentheses: only alternatives get their own
+        condition = allowed[0] if len(allowed) == 1 else " OR ".join(f"({a})" for a in allowed)
+        try:
+            result = self.db.update_item(
+                TableName=self.table,
+                Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
+                UpdateExpression="SET " + ", ".join(assignments)
+                + (" REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+                   if removed else ""),
+                ConditionExpression=f"attribute_exists(pk) AND ({condition})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item(values),
+                ReturnValues="ALL_NEW" if answer else "NONE",
+            )
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return None
+            raise
+        return from_item(result.get("Attributes", {}))
 
     # ------------------------------------------------------------------ shards and files
     def put_shard(self, job_id: str, shard: int, state: Mapping[str, Any]) -> None:
@@ -232,37 +488,76 @@ class JobStore:
             for item in page.get("Items", []):
                 yield from_item(item)
 
-    # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _row(job: Job) -> dict[str, Any]:
-        created = job.created_at.isoformat()
-        return {
-            "pk": keys.job_pk(job.job_id), "sk": keys.JOB_SK,
-            "gsi1pk": keys.owner_pk(job.user_id, job.kind), "gsi1sk": keys.owner_sk(created,
-                                                                                    job.job_id),
-            "job_id": job.job_id, "kind": job.kind.value, "user_id": job.user_id,
-            "status": job.status.value, "created_at": created,
-            "updated_at": job.updated_at.isoformat(), "expires_at": job.expires_at,
-            "request": json.dumps(job.request), "progress": job.progress.model_dump(
-                exclude={"percentage"}),
-            **({"encrypted": True, "sealed_password": job.sealed_password}
-               if job.sealed_password else {}),
-        }
+def _storable(model: type[BaseModel], name: str, value: object) -> Any:
+    """`value` of `model.name` as the row keeps it (models as plain maps by field name, without
+    computed fields; datetimes as ISO strings), validated as it will read back: a value that
+    would not read is a ValidationError here, before anything is written."""
+    if isinstance(value, BaseModel):
+        data: Any = value.model_dump(mode="json", exclude=set(type(value).model_computed_fields))
+    elif isinstance(value, datetime):
+        data = value.isoformat()
+    else:
+        data = value
+    _adapter(model, name).validate_python(data)
+    return data
 
 
-def _storable(value: Any) -> Any:
-    """Models go in as plain maps (by field name); datetimes as ISO strings."""
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json", exclude={"percentage"})
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+@cache
+def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    annotation = model.model_fields[name].annotation
+    assert annotation is not None  # every field of our models is annotated
+    return TypeAdapter(annotation)
+
+
+def _state_sets(model: type[BaseModel], given: Mapping[str, object]) -> dict[str, Any]:
+    return {name: _storable(model, name, value) for name, value in given.items()
+            if value is not None}
+
+
+def _failed(error: JobError, progress: Progress | None) -> dict[str, Any]:
+    return {"error": _storable(Job, "error", error),
+            "finished_at": _storable(Job, "finished_at", utcnow()),
+            **({"progress": _storable(Job, "progress", progress)} if progress else {})}
+
+
+def _refused(current: Job | None, job_id: str, change: Change) -> Conflict:
+    status = current.status.value if current else "missing"
+    if current is not None and change not in TRANSITIONS[current.kind]:
+        return Conflict(f"Job {job_id} is {current.kind.value} job; it cannot {change.value}.",
+                        details={"status": status})
+    to = TARGETS[change]
+    becomes = f"become {to.value}" if to is not None else f"{change.value}"
+    return Conflict(f"Job {job_id} is {status}; it cannot {becomes}.", details={"status": status})
+
+
+def _state_attributes(state: AnyState) -> dict[str, Any]:
+    """A kind's state as row attributes: one per field (the names rows have always had), the
+    request as a JSON string without the password."""
+    request = state.request
+    stored = request.stored() if isinstance(request, ExportRequest | ImportCreate) else request
+    model = type(state)
+    return {"request": json.dumps(stored), **_state_sets(model, {
+        name: getattr(state, name) for name in model.model_fields
+        if name not in ("kind", "request")})}
+
+
+#: the row attributes of a job's common fields
+_COMMON = frozenset(Job.model_fields) - {"state"}
 
 
 def _job_from(item: Mapping[str, Any]) -> Job:
-    data = {k: v for k, v in item.items() if k not in {"pk", "sk", "gsi1pk", "gsi1sk"}}
-    data["request"] = json.loads(data.get("request") or "{}")
-    return Job.model_validate(_plain(data))
+    """A job from its row: the common fields, and the kind's state gathered from its own
+    attributes (attributes no model names are ignored, so no stray attribute makes a row
+    unreadable)."""
+    data = _plain(item)
+    kind = JobKind(data["kind"])
+    model = STATE_MODELS[kind]
+    state = {name: data[name] for name in model.model_fields
+             if name in data and name not in ("kind", "request")}
+    state["kind"] = kind.value
+    state["request"] = json.loads(data.get("request") or "{}")
+    common = {name: value for name, value in data.items() if name in _COMMON}
+    return Job.model_validate({**common, "state": state})
 
 
 def _plain(value: Any) -> Any:

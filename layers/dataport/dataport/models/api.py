@@ -42,12 +42,13 @@ class ExportView(ApiModel):
 
     @classmethod
     def of(cls, job: Job) -> ExportView:
-        package = job.package
+        state = job.export_state
+        package = state.package
         return cls(
-            job_id=job.job_id, status=job.status, format=str(job.request.get("format", "json")),
+            job_id=job.job_id, status=job.status, format=state.request.format.value,
             created_at=job.created_at, updated_at=job.updated_at, finished_at=job.finished_at,
-            request=job.request, encrypted=job.encrypted, progress=job.progress,
-            counts=job.counts, error=job.error,
+            request=state.request.stored(), encrypted=job.encrypted, progress=job.progress,
+            counts=state.counts, error=job.error,
             package=PackageView(filename=package.filename, bytes=package.bytes,
                                 files=package.files, expires_at=package.expires_at)
             if package else None,

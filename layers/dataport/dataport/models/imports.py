@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, Field, SecretStr
 
 from dataport.models.common import ApiModel, SecretLength
-from dataport.models.jobs import JobError, JobStatus, Progress
+from dataport.models.job_common import JobError, JobStatus, Progress
 
 #: how many errors / warnings a report lists (the totals count all of them)
 MAX_LISTED_ISSUES = 100

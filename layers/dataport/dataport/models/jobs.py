@@ -1,82 +1,82 @@
-"""Jobs: every export, import, backup and restore is one job row owned by one user."""
+"""Jobs: every export, import, backup and restore is one job row owned by one user.
+
+A `Job` holds what every kind shares (status, times, progress, error, the workflow execution,
+the live-progress throttle) and a typed `state` per kind: a discriminated union of pydantic
+models, validated on every read and before every write (dataport.jobs.store changes it only
+through named transitions, so a misspelt field is a type error, never a row that no longer
+reads).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, Field, computed_field
+from pydantic import AwareDatetime, Field, model_validator
 
 from dataport.models.common import ApiModel
+from dataport.models.exports import ExportRequest
+from dataport.models.imports import ImportCreate, ImportDecision, ImportOutcome, ValidationReport
+from dataport.models.job_common import (
+    ACTIVE_STATUSES,
+    Counts,
+    JobError,
+    JobKind,
+    JobStatus,
+    PackageInfo,
+    Progress,
+    UploadPin,
+)
+
+__all__ = ["ACTIVE_STATUSES", "BackupState", "Counts", "ExportState", "ImportState", "Job",
+           "JobError", "JobKind", "JobState", "JobStatus", "PackageInfo", "Progress",
+           "RestoreState", "UploadPin"]
 
 
-class JobKind(StrEnum):
-    EXPORT = "export"
-    IMPORT = "import"
-    BACKUP = "backup"
-    RESTORE = "restore"
+class ExportState(ApiModel):
+    """An export: the request as stored (without the password, which travels sealed), the
+    counts the plan and finalize record, and the package once it succeeded."""
+
+    kind: Literal[JobKind.EXPORT] = JobKind.EXPORT
+    request: ExportRequest
+    counts: Counts | None = None
+    package: PackageInfo | None = None
 
 
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    AWAITING_DECISION = "awaiting_decision"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    ROLLED_BACK = "rolled_back"
-    DELETED = "deleted"
+class ImportState(ApiModel):
+    """An import (dataport.workflows.imports): the request (without the password), the upload
+    as the validation pinned it, the validation report, the decision, what the dry run and the
+    execution did, and the Step Functions task token the workflow waits on while
+    awaiting_decision. Internal: views pick what to show."""
 
-    @property
-    def is_active(self) -> bool:
-        return self in ACTIVE_STATUSES
-
-
-ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.AWAITING_DECISION})
+    kind: Literal[JobKind.IMPORT] = JobKind.IMPORT
+    request: ImportCreate
+    upload_pin: UploadPin | None = None
+    report: ValidationReport | None = None
+    decision: ImportDecision | None = None
+    dry_run: ImportOutcome | None = None
+    outcome: ImportOutcome | None = None
+    task_token: str | None = None
 
 
-class Progress(ApiModel):
-    phase: str = "queued"
-    current: int = 0
-    total: int = 0
-    bytes: int = 0
+class BackupState(ApiModel):
+    """A backup. A placeholder until the backups issue gives it its request and result: only
+    the request as sent is kept."""
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def percentage(self) -> float:
-        if self.total <= 0:
-            return 100.0 if self.phase == "done" else 0.0
-        return round(min(100.0, 100.0 * self.current / self.total), 1)
+    kind: Literal[JobKind.BACKUP] = JobKind.BACKUP
+    request: dict[str, Any] = Field(default_factory=dict)
 
 
-class Counts(ApiModel):
-    projects: int = 0
-    sessions: int = 0
-    messages: int = 0
-    files: int = 0
+class RestoreState(ApiModel):
+    """A restore. A placeholder until the backups issue gives it its request and result: only
+    the request as sent is kept."""
+
+    kind: Literal[JobKind.RESTORE] = JobKind.RESTORE
+    request: dict[str, Any] = Field(default_factory=dict)
 
 
-class JobError(ApiModel):
-    code: str
-    message: str
-
-
-class PackageInfo(ApiModel):
-    key: str  # internal: the wire view (models.api.PackageView) leaves it out
-    filename: str
-    bytes: int
-    files: int
-    expires_at: AwareDatetime
-
-
-class UploadPin(ApiModel):
-    """An import's upload as validated: a copy at a key no upload form can write, and its ETag,
-    which every later read requires (S3 If-Match), so what is staged is what was validated."""
-
-    key: str
-    etag: str
-    bytes: int
+JobState = Annotated[ExportState | ImportState | BackupState | RestoreState,
+                     Field(discriminator="kind")]
 
 
 class Job(ApiModel):
@@ -87,10 +87,8 @@ class Job(ApiModel):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     expires_at: int = Field(description="TTL, epoch seconds")
-    request: dict[str, Any] = Field(default_factory=dict)
+    state: JobState
     progress: Progress = Progress()
-    counts: Counts | None = None
-    package: PackageInfo | None = None
     error: JobError | None = None
     execution_arn: str | None = None
     finished_at: datetime | None = None
@@ -98,17 +96,27 @@ class Job(ApiModel):
     # the password sealed by KMS for this job id (packaging.passwords). Internal: never shown.
     encrypted: bool = False
     sealed_password: str | None = None
-    # Imports (dataport.workflows.imports), as stored maps of models.imports: the validation
-    # report, the decision, what the dry run and the execution did, and the Step Functions task
-    # token the workflow waits on while awaiting_decision; `upload_pin` is the upload as the
-    # validation pinned it (read by nothing else). Internal: views pick what to show.
-    report: dict[str, Any] | None = None
-    decision: dict[str, Any] | None = None
-    dry_run: dict[str, Any] | None = None
-    outcome: dict[str, Any] | None = None
-    task_token: str | None = None
-    upload_pin: UploadPin | None = None
     # The live-progress throttle (dataport.progress.throttle): seq of the last event published
     # and when (epoch ms). Internal: the REST views leave them out.
     progress_seq: int = 0
     progress_sent_at: int | None = None
+
+    @model_validator(mode="after")
+    def _state_of_its_kind(self) -> Self:
+        if self.state.kind is not self.kind:
+            raise ValueError(f"a {self.kind.value} job cannot hold a {self.state.kind} state")
+        return self
+
+    @property
+    def export_state(self) -> ExportState:
+        """The export's state; an error for a job of another kind (a caller's mistake)."""
+        if not isinstance(self.state, ExportState):
+            raise TypeError(f"Job {self.job_id} is a {self.kind.value} job, not an export.")
+        return self.state
+
+    @property
+    def import_state(self) -> ImportState:
+        """The import's state; an error for a job of another kind (a caller's mistake)."""
+        if not isinstance(self.state, ImportState):
+            raise TypeError(f"Job {self.job_id} is a {self.kind.value} job, not an import.")
+        return self.state

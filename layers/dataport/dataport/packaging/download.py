@@ -7,10 +7,9 @@ and never logged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from dataport import aws
-from dataport.jobs.store import utcnow
 from dataport.models.jobs import PackageInfo
 from dataport.settings import get_settings
 
@@ -24,7 +23,7 @@ class Download:
 def presigned_download(package: PackageInfo) -> Download:
     """A fresh link to `package`, named as a zip download whatever the browser guesses."""
     settings = get_settings()
-    issued = utcnow()
+    issued = datetime.now(UTC)
     url: str = aws.s3().generate_presigned_url(
         "get_object",
         Params={"Bucket": settings.packages_bucket, "Key": package.key,

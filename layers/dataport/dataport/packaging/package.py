@@ -20,12 +20,13 @@ from pydantic import SecretStr
 from dataport.errors import TransientError
 from dataport.formats.base import Numbering
 from dataport.models.common import ApiModel
+from dataport.models.staged import StagedFile
 from dataport.packaging.assembler import MultipartAssembler
 from dataport.packaging.manifest import MANIFEST_NAME, Manifest, ManifestFile, ManifestHeader
 from dataport.packaging.staging import (
-    StagedFile,
     member_entry,
     run_transforms,
+    staged_entry,
     transforms,
     zip_method,
 )
@@ -116,7 +117,7 @@ def assemble_package(s3: S3Client, bucket: str, key: str,
             if staged.encrypted != (password is not None):
                 raise ValueError(f"{name}: staged {'with' if staged.encrypted else 'without'} "
                                  "encryption, unlike the package")
-            add_member(staged.zip_entry(name, modified, out.position))
+            add_member(staged_entry(staged, name, modified, out.position))
             out.add_object_range(staged.staging_key, 0, staged.compressed_size)
             entries.append(ManifestFile(
                 path=name, bytes=staged.size, compressed_bytes=staged.compressed_size,

@@ -1,7 +1,7 @@
 """An export's password on its way from the API to the tasks that encrypt the package.
 
 The API seals it with KMS under the encryption context {"jobId": <job>} and the job row holds
-only that ciphertext, until the job ends (JobStore.transition forgets it). Each task that
+only that ciphertext, until the job ends (JobStore._update forgets it). Each task that
 writes members unseals it with the same context: a ciphertext copied onto another job's row
 does not open, and every use is a CloudTrail event naming the job. Why KMS rather than a
 secret per job: docs/exports.md.

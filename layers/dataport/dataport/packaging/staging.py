@@ -15,11 +15,11 @@ import zlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 from smart_open.s3 import MultipartWriter
 
 from dataport.formats.base import Numbering, OutputFile
-from dataport.models.common import ApiModel
+from dataport.models.staged import StagedFile
 from dataport.packaging.assembler import DEFAULT_PART_SIZE
 from dataport.packaging.encryption import WinZipAes
 from dataport.packaging.zipformat import DEFLATED, STORED, ZipEntry, encrypted
@@ -28,28 +28,11 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
-class StagedFile(ApiModel):
-    """One finished output file, as the finalize step needs it (JSON-safe for Step Functions
-    and DynamoDB). `size`, `crc32` and `sha256` describe the uncompressed bytes;
-    `compressed_size` is the length of the staged object, i.e. the member's data (with the
-    AES salt, verifier and MAC when `encrypted`)."""
-
-    path: str
-    numbering: Numbering = Numbering.WHEN_SPLIT
-    staging_key: str
-    method: int = Field(description="zip compression method: 0 stored, 8 deflate")
-    encrypted: bool = Field(default=False, description="WinZip AES-256 (AE-2)")
-    crc32: int = Field(ge=0, le=0xFFFFFFFF)
-    size: int = Field(ge=0)
-    compressed_size: int = Field(ge=0)
-    sha256: str = Field(pattern="^[0-9a-f]{64}$")
-    records: int = Field(default=0, ge=0)
-    notes: list[str] = Field(default_factory=list)
-
-    def zip_entry(self, name: str, modified: datetime, offset: int) -> ZipEntry:
-        return member_entry(name, method=self.method, crc32=self.crc32, size=self.size,
-                            compressed_size=self.compressed_size, modified=modified,
-                            offset=offset, aes=self.encrypted)
+def staged_entry(staged: StagedFile, name: str, modified: datetime, offset: int) -> ZipEntry:
+    """The zip records of a staged file as member `name` at `offset`."""
+    return member_entry(name, method=staged.method, crc32=staged.crc32, size=staged.size,
+                        compressed_size=staged.compressed_size, modified=modified,
+                        offset=offset, aes=staged.encrypted)
 
 
 def member_entry(name: str, *, method: int, crc32: int, size: int, compressed_size: int,

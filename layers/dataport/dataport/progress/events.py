@@ -15,7 +15,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AwareDatetime, Field, PlainSerializer, TypeAdapter
 
 from dataport.models.common import ApiModel
-from dataport.models.jobs import Job, JobError, JobKind, JobStatus, Progress
+from dataport.models.jobs import ExportState, Job, JobError, JobKind, JobStatus, Progress
 from dataport.packaging.download import Download
 
 EVENT_VERSION: Final = 1
@@ -151,10 +151,11 @@ def encode(event: _Frame) -> bytes:
 
 
 def download_link(job: Job, download: Download) -> DownloadLink | None:
-    if job.package is None:
+    package = job.state.package if isinstance(job.state, ExportState) else None
+    if package is None:
         return None
     return DownloadLink(url=download.url, expires_at=download.expires_at,
-                        filename=job.package.filename, bytes=job.package.bytes)
+                        filename=package.filename, bytes=package.bytes)
 
 
 def snapshot_event(job: Job, at: datetime, download: Download | None = None) -> SnapshotEvent:

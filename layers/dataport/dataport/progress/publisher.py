@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dataport import aws
-from dataport.models.jobs import Job, JobKind, JobStatus, Progress
+from dataport.models.jobs import ExportState, Job, JobStatus, Progress
 from dataport.observability import logger
 from dataport.packaging.download import Download, presigned_download
 from dataport.progress import throttle
@@ -116,9 +116,8 @@ def _is_gone(error: ClientError) -> bool:
 
 
 def _download(job: Job) -> Download | None:
-    package = job.package
-    if job.kind is JobKind.EXPORT and job.status is JobStatus.SUCCEEDED and package \
-            and package.expires_at > datetime.now(UTC):
+    package = job.state.package if isinstance(job.state, ExportState) else None
+    if job.status is JobStatus.SUCCEEDED and package and package.expires_at > datetime.now(UTC):
         return presigned_download(package)
     return None
 

@@ -8,7 +8,8 @@ one conditional UpdateItem, which both grants the right to publish and hands out
     IF status = running AND progress_sent_at <= :now - 500
 
 The loser of a race (or a caller within 500 ms of the last event) gets ConditionalCheckFailed and
-publishes nothing: one cheap write. The terminal event takes its seq unconditionally, so it is
+publishes nothing: one cheap write. The writes are the job store's (JobStore.claim_progress,
+claim_terminal); the rule is here. The terminal event takes its seq unconditionally, so it is
 never throttled, and being conditional on `running`, no progress event can be claimed after it.
 
 `Cadence` is a per-process pre-check on top, for callers that would otherwise try on every
@@ -20,13 +21,7 @@ from __future__ import annotations
 
 import time
 
-from botocore.exceptions import ClientError
-
-from dataport import aws
-from dataport.jobs import keys
-from dataport.jobs.dynamo import is_conditional_failure, to_item
-from dataport.models.jobs import JobStatus
-from dataport.settings import get_settings
+from dataport.jobs.store import JobStore
 
 #: at most two progress events a second per job
 MIN_INTERVAL_MS = 500
@@ -42,38 +37,13 @@ def now_ms() -> int:
 def claim_progress(job_id: str, at_ms: int) -> int | None:
     """The next seq if a progress event may be published at `at_ms`, else None (throttled, or
     the job is not running)."""
-    try:
-        answer = aws.dynamodb().update_item(
-            TableName=get_settings().jobs_table,
-            Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
-            UpdateExpression="SET progress_sent_at = :now ADD progress_seq :one",
-            ConditionExpression="#status = :running AND (attribute_not_exists(progress_sent_at)"
-                                " OR progress_sent_at <= :cutoff)",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=to_item({
-                ":now": at_ms, ":one": 1, ":cutoff": at_ms - MIN_INTERVAL_MS,
-                ":running": JobStatus.RUNNING.value}),
-            ReturnValues="UPDATED_NEW",
-        )
-    except ClientError as error:
-        if is_conditional_failure(error):
-            return None
-        raise
-    return int(answer["Attributes"]["progress_seq"]["N"])
+    return JobStore().claim_progress(job_id, at_ms, MIN_INTERVAL_MS)
 
 
 def claim_terminal(job_id: str, at_ms: int) -> int:
     """The seq of the job's terminal event: never throttled (the caller made the one transition
     that ended the job, so this happens once)."""
-    answer = aws.dynamodb().update_item(
-        TableName=get_settings().jobs_table,
-        Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
-        UpdateExpression="SET progress_sent_at = :now ADD progress_seq :one",
-        ConditionExpression="attribute_exists(pk)",
-        ExpressionAttributeValues=to_item({":now": at_ms, ":one": 1}),
-        ReturnValues="UPDATED_NEW",
-    )
-    return int(answer["Attributes"]["progress_seq"]["N"])
+    return JobStore().claim_terminal(job_id, at_ms)
 
 
 class Cadence:

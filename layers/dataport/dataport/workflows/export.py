@@ -34,12 +34,13 @@ from dataport.jobs.cleanup import discard_job_objects
 from dataport.jobs.store import JobStore, require_running, utcnow
 from dataport.models.exports import ExportFormat, ExportRequest
 from dataport.models.jobs import Counts, Job, JobStatus, PackageInfo, Progress
+from dataport.models.staged import StagedFile
 from dataport.models.tasks import ExportPlan, JobRef, ShardCursor
 from dataport.observability import logger
 from dataport.packaging import locations, passwords
 from dataport.packaging.manifest import ManifestHeader, Owner
 from dataport.packaging.package import assemble_package
-from dataport.packaging.staging import StagedFile, StagingSink
+from dataport.packaging.staging import StagingSink
 from dataport.progress.publisher import publish_progress, publish_terminal
 from dataport.progress.throttle import Cadence
 from dataport.settings import get_settings
@@ -60,9 +61,9 @@ MIB = 1024 * 1024
 def plan(ref: JobRef) -> ExportPlan:
     store = JobStore()
     job = store.require(ref.job_id)
-    request = ExportRequest.model_validate(job.request)
+    request = job.export_state.request
     if job.status is JobStatus.QUEUED:
-        job = store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.QUEUED])
+        job = store.start(job.job_id)
     require_running(job)
     scope = OwnerScope(get_database(), job.user_id)
     settings = get_settings()
@@ -96,8 +97,7 @@ def plan(ref: JobRef) -> ExportPlan:
     for shard in shards:
         store.put_shard(job.job_id, shard.shard, _shard_state(shard))
     _publish(store, job, Progress(phase="exporting", total=total))
-    store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
-                     counts=Counts(projects=len(projects)))
+    store.update_export(job.job_id, counts=Counts(projects=len(projects)))
     logger.info("export planned", extra={"job_id": job.job_id, "shards": len(shards),
                                          "sessions": total})
     return ExportPlan(job_id=job.job_id, shards=shards)
@@ -108,7 +108,7 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCurs
     store = JobStore()
     job = store.require(cursor.job_id)
     require_running(job)
-    request = ExportRequest.model_validate(job.request)
+    request = job.export_state.request
     settings = get_settings()
     scope = OwnerScope(get_database(), job.user_id)
     projects = {p["_id"]: p for p in projects_in_scope(scope, request.filters)}
@@ -174,10 +174,11 @@ def finalize(ref: JobRef) -> JobRef:
     store = JobStore()
     job = store.require(ref.job_id)
     require_running(job)
-    request = ExportRequest.model_validate(job.request)
+    request = job.export_state.request
     settings = get_settings()
     shards = store.shards(job.job_id)
-    counts = Counts(projects=job.counts.projects if job.counts else 0,
+    planned = job.export_state.counts
+    counts = Counts(projects=planned.projects if planned else 0,
                     sessions=sum(int(s["sessions"]) for s in shards),
                     messages=sum(int(s["messages"]) for s in shards))
     now = utcnow()
@@ -208,10 +209,8 @@ def finalize(ref: JobRef) -> JobRef:
     discard_job_objects(job.job_id, include_package=False)
     package = PackageInfo(key=key, filename=filename, bytes=result.bytes, files=result.files,
                           expires_at=now + timedelta(days=settings.package_retention_days))
-    done = store.transition(
-        job.job_id, JobStatus.SUCCEEDED, allowed_from=[JobStatus.RUNNING], finished_at=now,
-        package=package.model_dump(mode="json"),
-        counts=counts.model_copy(update={"files": result.files}),
+    done = store.succeed_export(
+        job.job_id, package=package, counts=counts.model_copy(update={"files": result.files}),
         progress=Progress(phase="done", current=counts.sessions, total=counts.sessions,
                           bytes=result.bytes))
     publish_terminal(done)

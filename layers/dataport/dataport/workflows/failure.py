@@ -17,8 +17,8 @@ from dataport.errors import (
     WriteRejected,
 )
 from dataport.jobs.cleanup import discard_job_objects
-from dataport.jobs.store import JobStore, utcnow
-from dataport.models.jobs import ACTIVE_STATUSES, JobError, JobStatus
+from dataport.jobs.store import JobStore
+from dataport.models.jobs import JobError
 from dataport.models.tasks import FailedTaskInput
 from dataport.observability import logger
 from dataport.progress.publisher import publish_terminal
@@ -35,9 +35,7 @@ def mark_failed(task: FailedTaskInput) -> JobError:
     discard_job_objects(task.job_id, include_package=True)
     error = describe(task.error.Error, task.error.Cause, task.job_id)
     try:
-        failed = JobStore().transition(task.job_id, JobStatus.FAILED,
-                                       allowed_from=ACTIVE_STATUSES, finished_at=utcnow(),
-                                       error=error.model_dump())
+        failed = JobStore().fail(task.job_id, error)
     except Conflict:  # whoever ended it told the subscribers
         logger.info("job already ended; left as it is", extra={"job_id": task.job_id})
     else:

@@ -59,9 +59,8 @@ from dataport.models.imports import (
     SessionAction,
     SessionCounts,
     Strategy,
-    ValidationReport,
 )
-from dataport.models.jobs import ACTIVE_STATUSES, Job, JobError, JobStatus, Progress, UploadPin
+from dataport.models.jobs import Job, JobError, JobStatus, Progress, UploadPin
 from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep
 from dataport.observability import logger
 from dataport.packaging import passwords
@@ -106,12 +105,11 @@ def _pin(store: JobStore, job: Job) -> UploadPin:
     """The upload, pinned before the first byte is validated: copied where no form can write,
     its ETag kept in the job row; the form's key is then emptied, so a file POSTed through the
     form later is never read (and is deleted with the job's objects)."""
-    if job.upload_pin is not None:  # a retry, or validated again with another field mapping
-        pin = job.upload_pin
+    if job.import_state.upload_pin is not None:  # a retry, or validated again (field mapping)
+        pin = job.import_state.upload_pin
     else:
         pin = storage.pin_upload(aws.s3(), get_settings().packages_bucket, job.job_id)
-        store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
-                         upload_pin=pin)
+        store.update_import(job.job_id, upload_pin=pin)
         logger.info("upload pinned", extra={"job_id": job.job_id, "bytes": pin.bytes})
     storage.delete_object(aws.s3(), get_settings().packages_bucket,
                           storage.upload_key(job.job_id))
@@ -119,9 +117,9 @@ def _pin(store: JobStore, job: Job) -> UploadPin:
 
 
 def _pinned(job: Job) -> UploadPin:
-    if job.upload_pin is None:
+    if job.import_state.upload_pin is None:
         raise Conflict(f"Import {job.job_id} has no validated upload to read.")
-    return job.upload_pin
+    return job.import_state.upload_pin
 
 
 # ---------------------------------------------------------------------------- validate
@@ -133,12 +131,12 @@ def validate(step: ImportStep) -> ImportStep:
     store = JobStore()
     job = store.require(step.job_id)
     if job.status is JobStatus.QUEUED:
-        job = store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.QUEUED])
+        job = store.start(job.job_id)
     require_running(job)
     _report(store, job, Progress(phase="validating"))
     pin = _pin(store, job)
     digest = UploadDigest()
-    report = validate_upload(opener(pin, digest), str(job.request["filename"]),
+    report = validate_upload(opener(pin, digest), job.import_state.request.filename,
                              _options(job), limits(), password=_password(job))
     size, sha256 = digest.finish(opener(pin))
     if size != pin.bytes:  # If-Match makes this impossible; an import must not rely on it
@@ -148,17 +146,15 @@ def validate(step: ImportStep) -> ImportStep:
         # nothing of it left once the job shows failed
         Staging(get_database(), job.job_id).drop()  # staged for an earlier field mapping
         _delete_upload(job.job_id)
-        failed = store.transition(
-            job.job_id, JobStatus.FAILED, allowed_from=[JobStatus.RUNNING], finished_at=utcnow(),
-            report=report, progress=Progress(phase="done"),
+        failed = store.fail_import(
+            job.job_id, report=report, progress=Progress(phase="done"),
             error=JobError(code="invalid_upload", message=(
                 f"The upload has {report.errors_total} error(s) and was not imported; the "
                 "report lists them.")))
         publish_terminal(failed)
         logger.info("import refused", extra={"job_id": job.job_id, "errors": report.errors_total})
         return step.model_copy(update={"next": "invalid"})
-    store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
-                     report=report)
+    store.update_import(job.job_id, report=report)
     return step.model_copy(update={"next": "stage"})
 
 
@@ -168,7 +164,9 @@ def stage(step: ImportStep) -> ImportStep:
     store = JobStore()
     job = store.require(step.job_id)
     require_running(job)
-    report = ValidationReport.model_validate(job.report)
+    report = job.import_state.report
+    if report is None:
+        raise Conflict(f"Import {job.job_id} has no validation report to stage.")
     staging = Staging(get_database(), job.job_id)
     with database_errors():
         staging.drop()  # a retry, or validated again with another field mapping: from nothing
@@ -176,8 +174,8 @@ def stage(step: ImportStep) -> ImportStep:
         staging.ensure_indexes()
         writer = staging.writer()
         pulse = Cadence()
-        source = open_import(opener(_pinned(job)), str(job.request["filename"]), _options(job),
-                             limits(), password=_password(job))
+        source = open_import(opener(_pinned(job)), job.import_state.request.filename,
+                             _options(job), limits(), password=_password(job))
         # the validator's checks again: nothing reaches staging unchecked
         for record in recheck(source.records()):
             writer.add(record)
@@ -186,8 +184,7 @@ def stage(step: ImportStep) -> ImportStep:
                                                    total=report.counts.messages))
         sessions = writer.close()
         summary = _compare(store, job, staging, sessions)
-    store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
-                     report=report.model_copy(update={"conflicts": summary}))
+    store.update_import(job.job_id, report=report.model_copy(update={"conflicts": summary}))
     logger.info("import validated", extra={"job_id": job.job_id, "sessions": sessions})
     decision = _decision(job)
     if decision is not None:  # POST /execute asked for another field mapping: go on with it
@@ -199,15 +196,22 @@ def stage(step: ImportStep) -> ImportStep:
 def _options(job: Job) -> ImportOptions:
     """The readers' options: the ones given with POST /imports, with the field mapping of a
     decision that brought its own."""
-    options = ImportOptions.model_validate(job.request.get("options") or {})
+    options = job.import_state.request.options
     decision = _decision(job)
     if decision is not None and decision.field_mapping is not None:
         options = options.model_copy(update={"field_mapping": decision.field_mapping})
     return options
 
 
+def _decided(job: Job) -> ImportDecision:
+    decision = job.import_state.decision
+    if decision is None:
+        raise Conflict(f"Import {job.job_id} has no decision to execute.")
+    return decision
+
+
 def _decision(job: Job) -> ImportDecision | None:
-    return ImportDecision.model_validate(job.decision) if job.decision else None
+    return job.import_state.decision
 
 
 def _password(job: Job) -> bytes | None:
@@ -268,9 +272,7 @@ def await_decision(wait: DecisionWait) -> None:
     """Show the report and wait: the token is what POST /execute and DELETE answer."""
     store = JobStore()
     try:
-        store.transition(wait.job_id, JobStatus.AWAITING_DECISION,
-                         allowed_from=[JobStatus.RUNNING], task_token=wait.task_token,
-                         progress=Progress(phase="awaiting_decision"))
+        store.await_decision(wait.job_id, wait.task_token)
     except Conflict as error:
         raise JobCancelled(f"Job {wait.job_id} ended while it was being validated.") from error
 
@@ -282,15 +284,14 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
     store = JobStore()
     job = store.require(step.job_id)
     require_running(job)
-    if job.decision is None:
-        raise Conflict(f"Import {job.job_id} has no decision to execute.")
-    decision = ImportDecision.model_validate(job.decision)
+    decision = _decided(job)
     settings = get_settings()
     db = get_database()
     staging = Staging(db, job.job_id)
     phase = "dry_run" if decision.dry_run else "importing"
     started = step.started_at or utcnow()
-    total = job.report.get("counts", {}).get("sessions", 0) if job.report else 0
+    report = job.import_state.report
+    total = report.counts.sessions if report else 0
     if step.after is None and decision.dry_run:
         staging.reset_results("dry")
     _report(store, job, Progress(phase=phase, current=step.done, total=total))
@@ -331,27 +332,25 @@ def finalize(step: ImportStep) -> ImportStep:
     store = JobStore()
     job = store.require(step.job_id)
     require_running(job)
-    decision = ImportDecision.model_validate(job.decision)
+    decision = _decided(job)
     db = get_database()
     staging = Staging(db, job.job_id)
-    if job.outcome is not None and not decision.dry_run:  # a retry after staging was dropped
-        outcome = ImportOutcome.model_validate(job.outcome)
+    recorded = job.import_state.outcome
+    if recorded is not None and not decision.dry_run:  # a retry after staging was dropped
+        outcome = recorded
     else:
         outcome = _outcome(job, staging, decision, step.started_at or utcnow())
     if decision.dry_run:
-        store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
-                         dry_run=outcome)
+        store.update_import(job.job_id, dry_run=outcome)
         logger.info("dry run done", extra={"job_id": job.job_id})
         return ImportStep(job_id=job.job_id, next="decide")
-    store.transition(job.job_id, JobStatus.RUNNING, allowed_from=[JobStatus.RUNNING],
-                     outcome=outcome)
+    store.update_import(job.job_id, outcome=outcome)
     user_id = UserData(db, job.user_id).scope.user_id
     refresh_project_stats(db, job.job_id, user_id)
     staging.drop()
     _delete_upload(job.job_id)
-    finished = store.transition(
-        job.job_id, JobStatus.SUCCEEDED, allowed_from=[JobStatus.RUNNING], outcome=outcome,
-        finished_at=outcome.finished_at,
+    finished = store.succeed_import(
+        job.job_id, outcome=outcome,
         progress=Progress(phase="done", current=step.done, total=step.done))
     publish_terminal(finished)
     logger.info("import succeeded", extra={"job_id": job.job_id,
@@ -422,9 +421,8 @@ def rollback(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
     delete_empty_projects(db, job.job_id, UserData(db, job.user_id).scope.user_id)
     Staging(db, job.job_id).drop()  # left behind when a clean-up could not finish
     _delete_upload(job.job_id)
-    rolled_back = store.transition(
-        job.job_id, JobStatus.ROLLED_BACK, allowed_from=[JobStatus.RUNNING],
-        finished_at=utcnow(), progress=Progress(phase="done", current=len(keys), total=len(keys)))
+    rolled_back = store.roll_back(
+        job.job_id, Progress(phase="done", current=len(keys), total=len(keys)))
     publish_terminal(rolled_back)
     logger.info("import rolled back", extra={"job_id": job.job_id, "entries": len(keys)})
     return step.model_copy(update={"next": "end", "after": after})
@@ -470,15 +468,13 @@ def cleanup(task: ImportFailedInput) -> JobError:
     return error
 
 
-def _fail(store: JobStore, job: Job, error: JobError, **changes: object) -> None:
-    fields = {name: value for name, value in changes.items() if value is not None}
+def _fail(store: JobStore, job: Job, error: JobError,
+          outcome: ImportOutcome | None = None) -> None:
     try:
-        failed = store.transition(job.job_id, JobStatus.FAILED, allowed_from=ACTIVE_STATUSES,
-                                  finished_at=utcnow(), error=error, **fields)
+        failed = store.fail_import(job.job_id, error, outcome=outcome)
     except Conflict:  # cancelled meanwhile: it stays cancelled, with what it did
-        if fields:
-            store.transition(job.job_id, JobStatus.CANCELLED, allowed_from=[JobStatus.CANCELLED],
-                             **fields)
+        if outcome is not None:
+            store.record_cancelled_outcome(job.job_id, outcome)
         logger.info("job already ended; left as it is", extra={"job_id": job.job_id})
         return
     publish_terminal(failed)

@@ -1,0 +1,78 @@
+"""What every kind of job shares: kind, status, progress, error, and the parts of a state that
+the kinds' states (models.jobs) and the wire models (models.imports) both name."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AwareDatetime, computed_field
+
+from dataport.models.common import ApiModel
+
+
+class JobKind(StrEnum):
+    EXPORT = "export"
+    IMPORT = "import"
+    BACKUP = "backup"
+    RESTORE = "restore"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    AWAITING_DECISION = "awaiting_decision"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ROLLED_BACK = "rolled_back"
+    DELETED = "deleted"
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATUSES
+
+
+ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.AWAITING_DECISION})
+
+
+class Progress(ApiModel):
+    phase: str = "queued"
+    current: int = 0
+    total: int = 0
+    bytes: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def percentage(self) -> float:
+        if self.total <= 0:
+            return 100.0 if self.phase == "done" else 0.0
+        return round(min(100.0, 100.0 * self.current / self.total), 1)
+
+
+class Counts(ApiModel):
+    projects: int = 0
+    sessions: int = 0
+    messages: int = 0
+    files: int = 0
+
+
+class JobError(ApiModel):
+    code: str
+    message: str
+
+
+class PackageInfo(ApiModel):
+    key: str  # internal: the wire view (models.api.PackageView) leaves it out
+    filename: str
+    bytes: int
+    files: int
+    expires_at: AwareDatetime
+
+
+class UploadPin(ApiModel):
+    """An import's upload as validated: a copy at a key no upload form can write, and its ETag,
+    which every later read requires (S3 If-Match), so what is staged is what was validated."""
+
+    key: str
+    etag: str
+    bytes: int
