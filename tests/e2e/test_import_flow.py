@@ -21,7 +21,6 @@ from pymongo.database import Database
 
 from dataport.errors import TransientError
 from dataport.imports import storage
-from dataport.imports.identity import copy_id, copy_key
 from dataport.jobs.store import JobStore
 from dataport.models.imports import ImportCounts, ValidationReport
 from dataport.models.jobs import JobStatus
@@ -30,6 +29,7 @@ from dataport.progress.events import SnapshotEvent
 from dataport.settings import get_settings
 from dataport.source.collections import PROJECTS, SESSIONS
 from dataport.source.content_hash import content_hash
+from dataport.source.identity import copy_id, copy_key
 from dataport.source.mongo import Document, connect
 from dataport.source.staging import Staging
 from dataport.source.writes import IMPORT_TAG, Target

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from dataport import aws
 from dataport.formats.base import Numbering
-from dataport.packaging import passwords
+from dataport.jobs import passwords
 from dataport.packaging.locations import package_key, shard_prefix
 from dataport.packaging.manifest import MANIFEST_NAME, Manifest
 from dataport.packaging.package import assemble_package
