@@ -19,6 +19,7 @@ from bson import ObjectId
 from bson.decimal128 import Decimal128
 from pymongo.database import Database
 
+from dataport.bucket import PackagesBucket
 from dataport.errors import TransientError
 from dataport.imports import storage
 from dataport.jobs.store import JobStore
@@ -823,7 +824,8 @@ def test_staging_refuses_a_record_that_fails_the_validators_checks(
     evil = dataport_json("refused-session", range(1, 4), m2={"type": "evil"})
     newcomer.upload(created, evil)
     settings = get_settings()
-    pin = storage.pin_upload(fresh_stack.client("s3"), settings.packages_bucket, job_id)
+    pin = storage.pin_upload(PackagesBucket(fresh_stack.client("s3"), settings.packages_bucket),
+                             job_id)
     JobStore().transition(job_id, JobStatus.RUNNING, allowed_from=[JobStatus.QUEUED],
                           upload_pin=pin, report=ValidationReport(
                               counts=ImportCounts(projects=1, sessions=1, messages=3)))
