@@ -90,7 +90,8 @@ class PackagesBucket:
         if answer is None:
             yield None
             return
-        with answer["Body"] as body:
+        body = answer["Body"]
+        with body:  # (StreamingBody's __enter__ hands out the raw stream, without iter_lines)
             yield body.iter_lines(keepends=True)
 
     def keys(self, prefix: str) -> list[str]:
