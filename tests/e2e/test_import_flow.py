@@ -594,7 +594,7 @@ def test_a_failed_clean_up_still_ends_the_job_and_a_rollback_repairs_it(
     before = snapshot(db)
     crash_on_the_fourth = _failing_batch(4, keep=1, error=DROPPED)
 
-    def unreachable(db: Any, s3: Any, bucket: str, staging: Staging) -> int:
+    def unreachable(db: Any, bucket: Any, staging: Staging) -> int:
         if staging.writing():  # the clean-up, not the execution's own first look
             raise RuntimeError("MongoDB is unreachable")
         return 0
