@@ -168,6 +168,10 @@ class LambdaRuntime:
     functions: Mapping[str, Function]
     enforce_timeouts: bool = True
     details: list[CallDetail] = field(default_factory=list)
+    #: the fault hook: a function's handler replaced by another build of it (tests deploy one
+    #: that is slow, or fails mid-way, through the collaborators the logic takes); reset() clears
+    handler_overrides: dict[str, Callable[[Any, LambdaContext], Any]] = field(
+        default_factory=dict)
     _timeouts_ms: dict[str, int] = field(default_factory=dict)
     _loaded: dict[str, _Loaded] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -188,10 +192,11 @@ class LambdaRuntime:
         return self._timeouts_ms.get(logical_id, self._function(logical_id).timeout_s * 1000)
 
     def reset(self) -> None:
-        """Forget recorded calls and timeout overrides (modules stay loaded: warm)."""
+        """Forget recorded calls, timeout and handler overrides (modules stay loaded: warm)."""
         with self._lock:
             self.details.clear()
             self._timeouts_ms.clear()
+            self.handler_overrides.clear()
 
     def record(self, detail: CallDetail) -> None:
         with self._lock:
@@ -262,7 +267,8 @@ class LambdaRuntime:
         with self._lock:
             self._running += 1
         try:
-            result = loaded.handler(payload, context)
+            handler = self.handler_overrides.get(logical_id, loaded.handler)
+            result = handler(payload, context)
         except Exception as exc:
             LOG.info("%s failed: %s: %s", logical_id, type(exc).__name__, exc)
             return outcome(error=exc, error_type=type(exc).__name__)

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import SimpleNamespace, TracebackType
@@ -691,6 +691,12 @@ class LocalStack:
     def invoke(self, logical_id: str, event: Any) -> Any:
         """Invoke a function in-process; its exception is raised."""
         return self.runtime.invoke(logical_id, event)
+
+    @property
+    def handler_overrides(self) -> dict[str, Callable[[Any, Any], Any]]:
+        """Fault hook: logical id -> the handler to run instead of the template's (the module
+        stays loaded); reset() clears it. See tests/fixtures/faults.py."""
+        return self.runtime.handler_overrides
 
     def set_function_timeout(self, logical_id: str, milliseconds: int | None) -> None:
         """Override a function's Timeout (None: the template's again); reset() clears it."""

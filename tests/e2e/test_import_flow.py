@@ -19,9 +19,9 @@ from bson import ObjectId
 from bson.decimal128 import Decimal128
 from pymongo.database import Database
 
+from dataport.bucket import PackagesBucket
 from dataport.errors import TransientError
 from dataport.imports import storage
-from dataport.imports.identity import copy_id, copy_key
 from dataport.jobs.store import JobStore
 from dataport.models.imports import ImportCounts, ValidationReport
 from dataport.models.tasks import ImportStep
@@ -29,6 +29,7 @@ from dataport.progress.events import SnapshotEvent
 from dataport.settings import get_settings
 from dataport.source.collections import PROJECTS, SESSIONS
 from dataport.source.content_hash import content_hash
+from dataport.source.identity import copy_id, copy_key
 from dataport.source.mongo import Document, connect
 from dataport.source.staging import Staging
 from dataport.source.writes import IMPORT_TAG, Target
@@ -589,7 +590,7 @@ def test_a_failed_clean_up_still_ends_the_job_and_a_rollback_repairs_it(
     before = snapshot(db)
     crash_on_the_fourth = _failing_batch(4, keep=1, error=DROPPED)
 
-    def unreachable(db: Any, s3: Any, bucket: str, staging: Staging) -> int:
+    def unreachable(db: Any, bucket: Any, staging: Staging) -> int:
         if staging.writing():  # the clean-up, not the execution's own first look
             raise RuntimeError("MongoDB is unreachable")
         return 0
@@ -819,7 +820,8 @@ def test_staging_refuses_a_record_that_fails_the_validators_checks(
     evil = dataport_json("refused-session", range(1, 4), m2={"type": "evil"})
     newcomer.upload(created, evil)
     settings = get_settings()
-    pin = storage.pin_upload(fresh_stack.client("s3"), settings.packages_bucket, job_id)
+    pin = storage.pin_upload(PackagesBucket(fresh_stack.client("s3"), settings.packages_bucket),
+                             job_id)
     JobStore().start(job_id)
     JobStore().update_import(job_id, upload_pin=pin, report=ValidationReport(
         counts=ImportCounts(projects=1, sessions=1, messages=3)))

@@ -32,11 +32,12 @@ from dataport.progress.events import (
 )
 from dataport.progress.throttle import MAX_INTERVAL_MS, MIN_INTERVAL_MS
 from dataport.settings import get_settings
-from dataport.workflows import export as export_tasks
+from dataport.workflows.export import SessionWriter, write_session
 from infrastructure.local import seed
 from infrastructure.local.progress_client import ProgressSocket, is_end
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_database
+from tests.fixtures.faults import EXPORT_WORKER, export_worker
 
 DB_NAME = "dataport_websocket_tests"
 TERMINAL = (SucceededEvent, FailedEvent, CancelledEvent)
@@ -60,9 +61,10 @@ def other_user(dataset: seed.SeedSummary) -> str:
 
 
 @pytest.fixture
-def slow_export(fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """~3 s of exporting: 4 pages of 3 sessions, two pages per worker invocation."""
-    original = export_tasks._write_session
+def slow_export(fresh_stack: LocalStack,
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[SessionWriter]:
+    """~3 s of exporting: 4 pages of 3 sessions, two pages per worker invocation. Yields the
+    slow writer, for a test that adds its own fault to it."""
 
     def trickle(*args: Any, **kwargs: Any) -> Any:
         def late(messages: Iterator[Any]) -> Iterator[Any]:
@@ -71,14 +73,14 @@ def slow_export(fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Ite
                 yield message
 
         writer, projects, session, messages, *rest = args
-        return original(writer, projects, session, late(messages), *rest, **kwargs)
+        return write_session(writer, projects, session, late(messages), *rest, **kwargs)
 
-    monkeypatch.setattr(export_tasks, "_write_session", trickle)
+    monkeypatch.setitem(fresh_stack.handler_overrides, EXPORT_WORKER, export_worker(trickle))
     monkeypatch.setenv("PAGE_SIZE", "3")
     monkeypatch.setenv("WORKER_RESERVE_MS", "3000")
     fresh_stack.set_function_timeout("ExportWorkerFunction", 4000)
     get_settings.cache_clear()
-    yield
+    yield trickle
     monkeypatch.undo()
     get_settings.cache_clear()
 
@@ -253,8 +255,8 @@ def test_cancelling_ends_the_stream_with_job_cancelled(api: Api) -> None:
 
 @pytest.mark.usefixtures("slow_export")
 def test_a_failed_job_ends_with_a_reason_a_person_can_act_on(
-        api: Api, monkeypatch: pytest.MonkeyPatch, slow_export: None) -> None:
-    written = export_tasks._write_session
+        api: Api, monkeypatch: pytest.MonkeyPatch, slow_export: SessionWriter) -> None:
+    written = slow_export
     calls = []
 
     def fail_on_the_fourth_session(*args: Any, **kwargs: Any) -> Any:
@@ -263,7 +265,8 @@ def test_a_failed_job_ends_with_a_reason_a_person_can_act_on(
             raise RuntimeError("disk on fire")
         return written(*args, **kwargs)
 
-    monkeypatch.setattr(export_tasks, "_write_session", fail_on_the_fourth_session)
+    monkeypatch.setitem(api.stack.handler_overrides, EXPORT_WORKER,
+                        export_worker(fail_on_the_fourth_session))
     job_id = api.start_export({"format": "json"})
     with connect(api.stack, api.user_id) as socket:
         socket.subscribe(job_id)

@@ -13,8 +13,8 @@ from dataport.formats.base import Numbering
 from dataport.imports.detect import open_import
 from dataport.imports.limits import ImportLimits
 from dataport.imports.readers.base import ImportSource
-from dataport.imports.records import ImportRecord, RecordKind
 from dataport.models.imports import ImportOptions, Issue
+from dataport.models.records import ImportRecord, RecordKind
 from dataport.packaging.manifest import Manifest, ManifestFile, ManifestHeader, Owner
 from dataport.packaging.package import numbered_name
 from tests.unit.format_sink import CONTEXT, MemorySink

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from dataport.bucket import PackagesBucket
 from dataport.errors import Conflict, RecordRefused, UploadChanged
 from dataport.imports import storage
 from dataport.imports.digest import UploadDigest
@@ -32,58 +33,59 @@ TREE = zip_of([(f"projects/-Users-alex/{SID}.jsonl", LINES),
 
 def pinned(s3: S3Client, bucket: str, content: bytes) -> UploadPin:
     s3.put_object(Bucket=bucket, Key=storage.upload_key(JOB), Body=content)
-    return storage.pin_upload(s3, bucket, JOB)
+    return storage.pin_upload(PackagesBucket(s3, bucket), JOB)
 
 
-def test_the_pin_is_a_copy_with_its_etag_and_size(s3_client: S3Client,
-                                                  packages_bucket: str) -> None:
+def test_the_pin_is_a_copy_with_its_etag_and_size(s3_client: S3Client, packages_bucket: str,
+                                                  bucket: PackagesBucket) -> None:
     pin = pinned(s3_client, packages_bucket, LINES)
     assert pin.key == f"imports/{JOB}/validated"
     assert pin.bytes == len(LINES)
     head = s3_client.head_object(Bucket=packages_bucket, Key=pin.key)
     assert head["ETag"] == pin.etag
-    with storage.open_pinned(s3_client, packages_bucket, pin) as stream:
+    with storage.open_pinned(bucket, pin) as stream:
         assert stream.read() == LINES
     s3_client.delete_object(Bucket=packages_bucket, Key=storage.upload_key(JOB))
     with pytest.raises(Conflict, match="Nothing has been uploaded"):
-        storage.pin_upload(s3_client, packages_bucket, "job-without-upload")
+        storage.pin_upload(bucket, "job-without-upload")
 
 
-def test_a_pinned_object_that_changed_or_went_is_not_read(s3_client: S3Client,
-                                                          packages_bucket: str) -> None:
+def test_a_pinned_object_that_changed_or_went_is_not_read(
+        s3_client: S3Client, packages_bucket: str, bucket: PackagesBucket) -> None:
     big = bytes(range(256)) * 8192  # 2 MiB: more than any buffer holds
     pin = pinned(s3_client, packages_bucket, big)
-    stream = storage.open_pinned(s3_client, packages_bucket, pin)
+    stream = storage.open_pinned(bucket, pin)
     assert stream.read(10) == big[:10]
     s3_client.put_object(Bucket=packages_bucket, Key=pin.key, Body=big[::-1])
     with pytest.raises(UploadChanged):
         stream.seek(len(big) - 100)  # a new ranged GET, with If-Match
     with pytest.raises(UploadChanged):
-        storage.open_pinned(s3_client, packages_bucket, pin).read()
+        storage.open_pinned(bucket, pin).read()
     s3_client.delete_object(Bucket=packages_bucket, Key=pin.key)
     with pytest.raises(UploadChanged):
-        storage.open_pinned(s3_client, packages_bucket, pin).read()
+        storage.open_pinned(bucket, pin).read()
 
 
 def test_validation_stops_at_a_changed_pin_instead_of_reporting_it(
-        s3_client: S3Client, packages_bucket: str) -> None:
+        s3_client: S3Client, packages_bucket: str, bucket: PackagesBucket) -> None:
     """Not the upload's fault, and no report to show: the job fails with upload_changed."""
     pin = pinned(s3_client, packages_bucket, LINES)
     s3_client.put_object(Bucket=packages_bucket, Key=pin.key, Body=LINES + LINES)
     with pytest.raises(UploadChanged):
-        validate(lambda: storage.open_pinned(s3_client, packages_bucket, pin), f"{SID}.jsonl")
+        validate(lambda: storage.open_pinned(bucket, pin), f"{SID}.jsonl")
 
 
 @pytest.mark.parametrize(("content", "name"), [(LINES, f"{SID}.jsonl"), (TREE, "tree.zip")])
 def test_the_digest_is_of_every_byte_however_the_readers_read(
-        s3_client: S3Client, packages_bucket: str, content: bytes, name: str) -> None:
+        s3_client: S3Client, packages_bucket: str, bucket: PackagesBucket, content: bytes,
+        name: str) -> None:
     pin = pinned(s3_client, packages_bucket, content)
     digest = UploadDigest()
-    report = validate(lambda: storage.open_pinned(s3_client, packages_bucket, pin, digest.feed),
+    report = validate(lambda: storage.open_pinned(bucket, pin, digest.feed),
                       name)
     assert report.ok, report.errors
     read_by_validation = digest.length
-    assert digest.finish(lambda: storage.open_pinned(s3_client, packages_bucket, pin)) == (
+    assert digest.finish(lambda: storage.open_pinned(bucket, pin)) == (
         len(content), hashlib.sha256(content).hexdigest())
     if name.endswith(".jsonl"):  # read front to back: nothing left to read at the end
         assert read_by_validation == len(content)

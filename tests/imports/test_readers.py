@@ -22,7 +22,6 @@ from dataport.formats.json_format import JsonWriter
 from dataport.formats.jsonl import JsonlWriter
 from dataport.imports.limits import BadInput, ImportLimits, iter_lines
 from dataport.imports.readers.claude_transcript import project_folder, resolve_project
-from dataport.imports.records import RecordKind
 from dataport.imports.validate import SeenSet, validate
 from dataport.imports.zipsafe import SafeZip
 from dataport.models.imports import (
@@ -31,6 +30,7 @@ from dataport.models.imports import (
     IssueCode,
     SourceFormat,
 )
+from dataport.models.records import RecordKind
 from dataport.packaging.zipformat import (
     STORED,
     ZipEntry,

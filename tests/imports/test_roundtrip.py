@@ -32,8 +32,8 @@ from hypothesis import strategies as st
 from dataport.formats.json_format import JsonWriter
 from dataport.formats.jsonl import JsonlWriter, project_dir
 from dataport.imports.readers.claude_transcript import fold_name
-from dataport.imports.records import RecordKind
 from dataport.imports.validate import validate
+from dataport.models.records import RecordKind
 from dataport.source.content_hash import content_hash
 from infrastructure.local.seed import _Conversation, _Rng
 from tests.imports.support import check_order, kinds, package, read, source_of

@@ -16,11 +16,12 @@ import pytest
 
 from dataport.auth import create_api_key
 from dataport.settings import get_settings
-from dataport.workflows import export as export_tasks
+from dataport.workflows.export import write_session
 from infrastructure.local import seed
 from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_database
+from tests.fixtures.faults import EXPORT_WORKER, export_worker
 from tests.infrastructure.iam import assert_calls_allowed
 
 
@@ -43,16 +44,15 @@ def test_every_call_is_covered_by_the_functions_policy(
         assert api.request("GET", "/exports",
                            headers={"Authorization": f"ApiKey {key}"}).status_code == 200
 
-        original = export_tasks._write_session
         writing = threading.Event()
 
         def slow(*args: Any, **kwargs: Any) -> Any:
             writing.set()
             time.sleep(0.2)
-            return original(*args, **kwargs)
+            return write_session(*args, **kwargs)
 
         with monkeypatch.context() as patch:
-            patch.setattr(export_tasks, "_write_session", slow)
+            patch.setitem(stack.handler_overrides, EXPORT_WORKER, export_worker(slow))
             patch.setenv("PAGE_SIZE", "1")
             get_settings.cache_clear()
             cancelled = api.start_export({"format": "csv"})
@@ -61,7 +61,7 @@ def test_every_call_is_covered_by_the_functions_policy(
             stack.wait_until_quiet()  # the running worker noticed and cleaned up after itself
 
         with monkeypatch.context() as patch:
-            patch.setattr(export_tasks, "_write_session", _explode)
+            patch.setitem(stack.handler_overrides, EXPORT_WORKER, export_worker(_explode))
             failed = api.start_export({"format": "jsonl"})
             assert api.wait(failed)["status"] == "failed"
         get_settings.cache_clear()

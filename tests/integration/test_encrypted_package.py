@@ -17,8 +17,9 @@ from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
 from dataport import aws
+from dataport.bucket import PackagesBucket
 from dataport.formats.base import Numbering
-from dataport.packaging import passwords
+from dataport.jobs import passwords
 from dataport.packaging.locations import package_key, shard_prefix
 from dataport.packaging.manifest import MANIFEST_NAME, Manifest
 from dataport.packaging.package import assemble_package
@@ -43,10 +44,10 @@ PASSWORD = SecretStr("a long enough password")
 
 
 def test_every_member_of_the_package_is_encrypted(s3_client: S3Client, packages_bucket: str,
-                                                  tmp_path: Path) -> None:
-    plan = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 0), password=PASSWORD,
+                                                  bucket: PackagesBucket, tmp_path: Path) -> None:
+    plan = StagingSink(bucket, shard_prefix(JOB, 0), password=PASSWORD,
                        part_size=PART)
-    shard = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 1), level=9,
+    shard = StagingSink(bucket, shard_prefix(JOB, 1), level=9,
                         password=PASSWORD, part_size=PART)
     expected = {
         "projects-0001.json": write_file(plan, "projects.json", [b'[{"p": 1}]'],
@@ -56,7 +57,7 @@ def test_every_member_of_the_package_is_encrypted(s3_client: S3Client, packages_
     }
     assert all(f.encrypted for f in plan.files + shard.files)
     key = package_key(JOB, "encrypted.zip")
-    result = assemble_package(s3_client, packages_bucket, key, lambda: plan.files + shard.files,
+    result = assemble_package(bucket, key, lambda: plan.files + shard.files,
                               header(encryption="winzip-aes-256"), part_size=PART, level=9,
                               password=PASSWORD)
     archive = download(s3_client, packages_bucket, key)
@@ -78,14 +79,14 @@ def test_every_member_of_the_package_is_encrypted(s3_client: S3Client, packages_
     assert verify_main([str(path), "--password", "not the password"]) == 1
 
 
-def test_a_member_staged_without_the_password_is_refused(s3_client: S3Client,
-                                                         packages_bucket: str) -> None:
+def test_a_member_staged_without_the_password_is_refused(s3_client: S3Client, packages_bucket: str,
+                                                         bucket: PackagesBucket) -> None:
     """A package is encrypted whole or not at all."""
-    sink = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 1), part_size=PART)
+    sink = StagingSink(bucket, shard_prefix(JOB, 1), part_size=PART)
     write_file(sink, "plain.json", [b"{}"])
     key = package_key(JOB, "mixed.zip")
     with pytest.raises(ValueError, match="without encryption"):
-        assemble_package(s3_client, packages_bucket, key, lambda: sink.files, header(),
+        assemble_package(bucket, key, lambda: sink.files, header(),
                          part_size=PART, level=6, password=PASSWORD)
     assert_nothing_left(s3_client, packages_bucket, key)
 

@@ -18,6 +18,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from dataport.bucket import PackagesBucket
 from dataport.formats.base import Numbering
 from dataport.models.jobs import Counts
 from dataport.models.staged import StagedFile
@@ -29,12 +30,7 @@ from dataport.packaging.assembler import (
 )
 from dataport.packaging.locations import package_key, shard_prefix, staging_prefix
 from dataport.packaging.manifest import MANIFEST_NAME, Manifest, ManifestHeader, Owner
-from dataport.packaging.package import (
-    abort_uploads,
-    assemble_package,
-    delete_prefix,
-    member_names,
-)
+from dataport.packaging.package import assemble_package, member_names
 from dataport.packaging.staging import StagedFileWriter, StagingSink
 from dataport.packaging.zipformat import DEFLATED, STORED
 from tests.unit.test_zipformat import check_local_headers
@@ -131,8 +127,9 @@ def assert_part_sizes_valid(sizes: list[int]) -> None:
 
 
 # --------------------------------------------------------------------------- staging
-def test_staged_file_describes_its_object(s3_client: S3Client, packages_bucket: str) -> None:
-    sink = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 3), start_seq=7,
+def test_staged_file_describes_its_object(s3_client: S3Client, packages_bucket: str,
+                                          bucket: PackagesBucket) -> None:
+    sink = StagingSink(bucket, shard_prefix(JOB, 3), start_seq=7,
                        level=6, part_size=PART)
     text = "naïve ünïcode line\n".encode() * 1000
     write_file(sink, "notes/a.md", [text[:100], text[100:]], records=3, notes=("big record",))
@@ -157,8 +154,9 @@ def test_staged_file_describes_its_object(s3_client: S3Client, packages_bucket: 
     assert StagedFile.model_validate_json(first.model_dump_json(by_alias=True)) == first
 
 
-def test_level_zero_stores(s3_client: S3Client, packages_bucket: str) -> None:
-    sink = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 1), level=0,
+def test_level_zero_stores(s3_client: S3Client, packages_bucket: str,
+                           bucket: PackagesBucket) -> None:
+    sink = StagingSink(bucket, shard_prefix(JOB, 1), level=0,
                        part_size=PART)
     data = write_file(sink, "a.json", [b"{}" * 100])
     (staged,) = sink.files
@@ -166,9 +164,9 @@ def test_level_zero_stores(s3_client: S3Client, packages_bucket: str) -> None:
     assert download(s3_client, packages_bucket, staged.staging_key) == data
 
 
-def test_abort_leaves_no_object_and_no_upload(s3_client: S3Client,
-                                              packages_bucket: str) -> None:
-    sink = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 1), level=0,
+def test_abort_leaves_no_object_and_no_upload(s3_client: S3Client, packages_bucket: str,
+                                              bucket: PackagesBucket) -> None:
+    sink = StagingSink(bucket, shard_prefix(JOB, 1), level=0,
                        part_size=PART)
     big = sink.open("big.bin")
     big.write(os.urandom(PART + 1))  # one part is already uploaded
@@ -182,9 +180,10 @@ def test_abort_leaves_no_object_and_no_upload(s3_client: S3Client,
     assert sink.files == []
 
 
-def test_sink_refuses_a_foreign_file(s3_client: S3Client, packages_bucket: str) -> None:
-    sink = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 1), part_size=PART)
-    other = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 2), part_size=PART)
+def test_sink_refuses_a_foreign_file(s3_client: S3Client, packages_bucket: str,
+                                     bucket: PackagesBucket) -> None:
+    sink = StagingSink(bucket, shard_prefix(JOB, 1), part_size=PART)
+    other = StagingSink(bucket, shard_prefix(JOB, 2), part_size=PART)
     foreign = other.open("a.json")
     with pytest.raises(ValueError, match="not opened by this sink"):
         sink.close(foreign)
@@ -246,15 +245,16 @@ def test_files_changing_between_passes_is_an_error() -> None:
 
 
 # --------------------------------------------------------------------------- package
-def test_package_round_trip(s3_client: S3Client, packages_bucket: str, tmp_path: Path) -> None:
+def test_package_round_trip(s3_client: S3Client, packages_bucket: str, bucket: PackagesBucket,
+                            tmp_path: Path) -> None:
     expected: dict[str, tuple[bytes, int, list[str]]] = {}
 
     # Invocation 1 of shard 0 (the plan): small files that must share one part.
-    plan = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 0), part_size=PART)
+    plan = StagingSink(bucket, shard_prefix(JOB, 0), part_size=PART)
     expected["projects-0001.json"] = (write_file(plan, "projects.json", [b'[{"p": 1}]'],
                                                  numbering=Numbering.ALWAYS, records=2), 2, [])
     # Shard 1, first invocation: unicode path, empty file, small file, big incompressible file.
-    shard1 = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 1), part_size=PART)
+    shard1 = StagingSink(bucket, shard_prefix(JOB, 1), part_size=PART)
     expected["données/été 🎉.md"] = (write_file(shard1, "données/été 🎉.md",
                                                 ["# Été 🎉\n".encode() * 300], records=1), 1, [])
     expected["empty.csv"] = (write_file(shard1, "empty.csv", []), 0, [])
@@ -263,14 +263,14 @@ def test_package_round_trip(s3_client: S3Client, packages_bucket: str, tmp_path:
     big = [os.urandom(MiB) for _ in range(12)]  # > 2 parts, incompressible
     expected["blobs/big.bin"] = (write_file(shard1, "blobs/big.bin", big, records=12), 12, [])
     # Shard 1, next invocation: continues the sequence.
-    shard1b = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 1),
+    shard1b = StagingSink(bucket, shard_prefix(JOB, 1),
                           start_seq=shard1.next_seq, part_size=PART)
     medium = os.urandom(3 * MiB)  # too small to copy: read into the part buffer
     expected["medium.bin"] = (write_file(shard1b, "medium.bin", [medium]), 0, [])
     expected["messages-0002.csv"] = (write_file(shard1b, "messages.csv", [b"a,b\n3,4\n"],
                                                 records=1), 1, [])
     # Shard 2, in parallel.
-    shard2 = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 2), part_size=PART)
+    shard2 = StagingSink(bucket, shard_prefix(JOB, 2), part_size=PART)
     expected["messages-0003.csv"] = (write_file(shard2, "messages.csv", [b"a,b\n5,6\n"],
                                                 records=1), 1, [])
     expected["summary.txt"] = (write_file(shard2, "summary.txt", [b"ok\n"]), 0, [])
@@ -281,7 +281,7 @@ def test_package_round_trip(s3_client: S3Client, packages_bucket: str, tmp_path:
     spy = S3Spy(s3_client)
     key = package_key(JOB, "export.zip")
 
-    result = assemble_package(s3_client, packages_bucket, key, source, header(),
+    result = assemble_package(bucket, key, source, header(),
                               part_size=PART, level=6,
                               content_disposition='attachment; filename="export.zip"',
                               metadata={"job-id": JOB})
@@ -335,12 +335,12 @@ def test_package_round_trip(s3_client: S3Client, packages_bucket: str, tmp_path:
 
 
 def test_stored_zip64_package_passes_unzip(s3_client: S3Client, packages_bucket: str,
-                                           tmp_path: Path) -> None:
-    sink = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 1), level=0,
+                                           bucket: PackagesBucket, tmp_path: Path) -> None:
+    sink = StagingSink(bucket, shard_prefix(JOB, 1), level=0,
                        part_size=PART)
     contents = {f"f{i}.json": write_file(sink, "f.json", [b"{}" * (i + 1)]) for i in range(3)}
     key = package_key(JOB, "z.zip")
-    result = assemble_package(s3_client, packages_bucket, key, lambda: sink.files,
+    result = assemble_package(bucket, key, lambda: sink.files,
                               header(), part_size=PART, level=0, force_zip64=True)
     archive = download(s3_client, packages_bucket, key)
     assert b"PK\x06\x06" in archive
@@ -353,11 +353,11 @@ def test_stored_zip64_package_passes_unzip(s3_client: S3Client, packages_bucket:
     assert_unzip_ok(tmp_path, archive)
 
 
-def test_empty_package_holds_only_the_manifest(s3_client: S3Client,
-                                               packages_bucket: str) -> None:
+def test_empty_package_holds_only_the_manifest(s3_client: S3Client, packages_bucket: str,
+                                               bucket: PackagesBucket) -> None:
     key = package_key(JOB, "empty.zip")
     spy = S3Spy(s3_client)
-    result = assemble_package(s3_client, packages_bucket, key, list, header(),
+    result = assemble_package(bucket, key, list, header(),
                               part_size=PART, level=6)
     assert spy.names() == ["PutObject"]  # small enough for one request
     with zipfile.ZipFile(io.BytesIO(download(s3_client, packages_bucket, key))) as zf:
@@ -368,37 +368,38 @@ def test_empty_package_holds_only_the_manifest(s3_client: S3Client,
     assert result.manifest.counts.files == 0
 
 
-def test_failure_mid_assembly_leaves_nothing(s3_client: S3Client,
-                                            packages_bucket: str) -> None:
-    sink = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 1), level=0,
+def test_failure_mid_assembly_leaves_nothing(s3_client: S3Client, packages_bucket: str,
+                                             bucket: PackagesBucket) -> None:
+    sink = StagingSink(bucket, shard_prefix(JOB, 1), level=0,
                        part_size=PART)
     write_file(sink, "a.bin", [b"a" * MiB])
     write_file(sink, "b.bin", [os.urandom(10 * MiB)])  # ~4 MiB fill the first part
     spy = S3Spy(s3_client, fail_on="UploadPartCopy")
     key = package_key(JOB, "broken.zip")
     with pytest.raises(RuntimeError, match="injected"):
-        assemble_package(s3_client, packages_bucket, key, lambda: sink.files, header(),
+        assemble_package(bucket, key, lambda: sink.files, header(),
                          part_size=PART, level=0)
     assert "UploadPart" in spy.names(key)  # the upload had started
     assert "AbortMultipartUpload" in spy.names(key)
     assert_nothing_left(s3_client, packages_bucket, key)
 
 
-def test_short_staged_object_is_detected(s3_client: S3Client, packages_bucket: str) -> None:
-    sink = StagingSink(s3_client, packages_bucket, shard_prefix(JOB, 1), part_size=PART)
+def test_short_staged_object_is_detected(s3_client: S3Client, packages_bucket: str,
+                                         bucket: PackagesBucket) -> None:
+    sink = StagingSink(bucket, shard_prefix(JOB, 1), part_size=PART)
     write_file(sink, "a.json", [b"x" * 1000])
     (good,) = sink.files
     lying = good.model_copy(update={"compressed_size": good.compressed_size + 10})
     key = package_key(JOB, "short.zip")
     with pytest.raises(ValueError, match="shorter than its record"):
-        assemble_package(s3_client, packages_bucket, key, lambda: [lying], header(),
+        assemble_package(bucket, key, lambda: [lying], header(),
                          part_size=PART, level=6)
     assert_nothing_left(s3_client, packages_bucket, key)
 
 
 # --------------------------------------------------------------------------- assembler
-def test_assembler_mixes_inline_bytes_and_ranges(s3_client: S3Client,
-                                                 packages_bucket: str) -> None:
+def test_assembler_mixes_inline_bytes_and_ranges(s3_client: S3Client, packages_bucket: str,
+                                                 bucket: PackagesBucket) -> None:
     source = os.urandom(14 * MiB)
     s3_client.put_object(Bucket=packages_bucket, Key="src", Body=source)
     pieces: list[bytes | tuple[int, int]] = [
@@ -408,7 +409,7 @@ def test_assembler_mixes_inline_bytes_and_ranges(s3_client: S3Client,
     expected = b"".join(p if isinstance(p, bytes) else source[p[0]:p[0] + p[1]]
                         for p in pieces)
     spy = S3Spy(s3_client)
-    with MultipartAssembler(s3_client, packages_bucket, "out", part_size=6 * MiB,
+    with MultipartAssembler(bucket, "out", part_size=6 * MiB,
                             content_type="application/octet-stream") as out:
         for piece in pieces:
             if isinstance(piece, bytes):
@@ -425,30 +426,33 @@ def test_assembler_mixes_inline_bytes_and_ranges(s3_client: S3Client,
 
 
 def test_assembler_refuses_more_than_max_parts(s3_client: S3Client, packages_bucket: str,
+                                               bucket: PackagesBucket,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(assembler_module, "MAX_PARTS", 2)
-    with MultipartAssembler(s3_client, packages_bucket, "too-big", part_size=PART) as out:
+    with MultipartAssembler(bucket, "too-big", part_size=PART) as out:
         out.add_bytes(b"z" * 2 * PART)
         with pytest.raises(PackageTooLarge, match="more than 2 parts"):
             out.add_bytes(b"z" * PART)
     assert_nothing_left(s3_client, packages_bucket, "too-big")
 
 
-def test_assembler_left_without_complete_aborts(s3_client: S3Client,
-                                                packages_bucket: str) -> None:
-    with MultipartAssembler(s3_client, packages_bucket, "forgotten", part_size=PART) as out:
+def test_assembler_left_without_complete_aborts(s3_client: S3Client, packages_bucket: str,
+                                                bucket: PackagesBucket) -> None:
+    with MultipartAssembler(bucket, "forgotten", part_size=PART) as out:
         out.add_bytes(b"z" * (PART + 1))
     assert_nothing_left(s3_client, packages_bucket, "forgotten")
 
 
-def test_assembler_part_size_bounds(s3_client: S3Client, packages_bucket: str) -> None:
+def test_assembler_part_size_bounds(s3_client: S3Client, packages_bucket: str,
+                                    bucket: PackagesBucket) -> None:
     for size in (PART - 1, 16 * MiB + 1):
         with pytest.raises(ValueError, match="part size"):
-            MultipartAssembler(s3_client, packages_bucket, "k", part_size=size)
+            MultipartAssembler(bucket, "k", part_size=size)
 
 
 # --------------------------------------------------------------------------- cleanup
-def test_delete_prefix_and_abort_uploads(s3_client: S3Client, packages_bucket: str) -> None:
+def test_delete_prefix_and_abort_uploads(s3_client: S3Client, packages_bucket: str,
+                                         bucket: PackagesBucket) -> None:
     prefix = staging_prefix(JOB)
     for i in range(1005):
         s3_client.put_object(Bucket=packages_bucket, Key=f"{prefix}{i:05d}/x.bin", Body=b"")
@@ -458,14 +462,14 @@ def test_delete_prefix_and_abort_uploads(s3_client: S3Client, packages_bucket: s
         s3_client.create_multipart_upload(Bucket=packages_bucket, Key=key)
     spy = S3Spy(s3_client)
 
-    assert abort_uploads(s3_client, packages_bucket, prefix) == 2
-    assert delete_prefix(s3_client, packages_bucket, prefix) == 1005
+    assert bucket.abort_uploads(prefix) == 2
+    assert bucket.delete_prefix(prefix) == 1005
 
     assert [n for n, _ in spy.calls].count("DeleteObjects") == 2  # batches of <= 1000
     left = s3_client.list_objects_v2(Bucket=packages_bucket)["Contents"]
     assert [o["Key"] for o in left] == ["staging/job-0002/keep"]
     uploads = s3_client.list_multipart_uploads(Bucket=packages_bucket)["Uploads"]
     assert [u["Key"] for u in uploads] == ["staging/job-0002/c"]
-    assert delete_prefix(s3_client, packages_bucket, prefix) == 0
+    assert bucket.delete_prefix(prefix) == 0
     with pytest.raises(ValueError, match="prefix is empty"):
-        delete_prefix(s3_client, packages_bucket, "")
+        bucket.delete_prefix("")

@@ -12,10 +12,11 @@ import pytest
 from bson import ObjectId
 from bson.decimal128 import Decimal128
 
-from dataport.imports.identity import SessionIds, copy_id
-from dataport.imports.plan import SessionPlan, StoredMessage
+from dataport.imports.plan import SessionPlan
 from dataport.models.imports import SessionAction, Strategy
+from dataport.source.conflicts import StoredMessage
 from dataport.source.content_hash import content_hash
+from dataport.source.identity import SessionIds, copy_id
 from dataport.source.writes import IMPORT_TAG
 
 T0 = datetime(2025, 8, 2, 4, 52, tzinfo=UTC)

@@ -28,10 +28,11 @@ from dataport.packaging.verify import PasswordRequired, verify_package
 from dataport.settings import get_settings
 from dataport.source.collections import message_collections
 from dataport.source.mongo import connect
-from dataport.workflows import export as export_tasks
+from dataport.workflows.export import write_session
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, bucket_leftovers, job_row, seeded_database, table_text
+from tests.fixtures.faults import EXPORT_WORKER, export_worker
 
 DB_NAME = "dataport_package_options_tests"
 PASSWORD = "Tr0ub4dor&3-horse-staple"
@@ -218,7 +219,7 @@ def test_a_failed_encrypted_export_forgets_its_sealed_password(
     def explode(*_: Any, **__: Any) -> Any:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(export_tasks, "_write_session", explode)
+    monkeypatch.setitem(api.stack.handler_overrides, EXPORT_WORKER, export_worker(explode))
     job = api.wait(api.start_export({"options": {"encryption": {"password": PASSWORD}}}))
     assert job["status"] == "failed"
     row = job_row(api.stack, job["jobId"])
@@ -229,17 +230,16 @@ def test_a_failed_encrypted_export_forgets_its_sealed_password(
 
 def test_a_cancelled_encrypted_export_forgets_its_sealed_password(
         api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = export_tasks._write_session
     writing = threading.Event()
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         writing.set()
         time.sleep(0.1)
-        return original(*args, **kwargs)
+        return write_session(*args, **kwargs)
 
     monkeypatch.setenv("PAGE_SIZE", "1")
     get_settings.cache_clear()
-    monkeypatch.setattr(export_tasks, "_write_session", slow)
+    monkeypatch.setitem(api.stack.handler_overrides, EXPORT_WORKER, export_worker(slow))
     try:
         job_id = api.start_export({"options": {"encryption": {"password": PASSWORD}}})
         assert writing.wait(20)

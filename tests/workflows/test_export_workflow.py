@@ -24,10 +24,11 @@ from dataport.packaging.verify import verify_package
 from dataport.settings import get_settings
 from dataport.source.collections import message_collections
 from dataport.source.mongo import connect
-from dataport.workflows import export as export_tasks
+from dataport.workflows.export import write_session
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, bucket_leftovers, seeded_database
+from tests.fixtures.faults import EXPORT_WORKER, export_worker
 
 DB_NAME = "dataport_workflow_tests"
 
@@ -185,16 +186,15 @@ def test_a_worker_failing_mid_export_leaves_nothing_behind(
     api.stack.set_function_timeout("ExportWorkerFunction", 60_000)  # hand on after each page
     get_settings.cache_clear()
     written = 0
-    original = export_tasks._write_session
 
     def failing(*args: Any, **kwargs: Any) -> Any:
         nonlocal written
         written += 1
         if written == 5:
             raise RuntimeError("disk on fire")
-        return original(*args, **kwargs)
+        return write_session(*args, **kwargs)
 
-    monkeypatch.setattr(export_tasks, "_write_session", failing)
+    monkeypatch.setitem(api.stack.handler_overrides, EXPORT_WORKER, export_worker(failing))
     try:
         job = api.wait(api.start_export({"format": "json", "options": {"splitSizeMb": 1}}))
     finally:
@@ -209,17 +209,16 @@ def test_a_worker_failing_mid_export_leaves_nothing_behind(
 
 def test_cancelling_mid_export_stops_it_and_leaves_nothing_behind(
         api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = export_tasks._write_session
     writing = threading.Event()
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         writing.set()
         time.sleep(0.15)
-        return original(*args, **kwargs)
+        return write_session(*args, **kwargs)
 
     monkeypatch.setenv("PAGE_SIZE", "1")
     get_settings.cache_clear()
-    monkeypatch.setattr(export_tasks, "_write_session", slow)
+    monkeypatch.setitem(api.stack.handler_overrides, EXPORT_WORKER, export_worker(slow))
     try:
         job_id = api.start_export({"format": "csv"})
         assert writing.wait(20)

@@ -43,7 +43,7 @@ class Conflict(DataportError):
 
 class IdTaken(Conflict):
     """An id an import needs in the user's account is held by data outside the session it
-    writes (see imports.identity): found by the comparison, or by the unique index when another
+    writes (see source.identity): found by the comparison, or by the unique index when another
     write took it after the comparison."""
 
     code = "id_taken"

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # The REST authorizer's result cache (template: AuthorizerCacheSeconds = ReauthorizeEvery):
     # the authorizer refuses credentials that expire sooner, so no cached answer outlives one.
     authorizer_cache_seconds: int = Field(default=0, ge=0, le=3600)
-    # Secrets Manager secret (name or ARN) keying the ids of imported copies (imports.identity);
+    # Secrets Manager secret (name or ARN) keying the ids of imported copies (source.identity);
     # the template's CopyIdSecret. Only the import tasks that derive copies may read it.
     copy_id_secret: Resource
 

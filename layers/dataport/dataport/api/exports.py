@@ -6,19 +6,17 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from dataport import aws
 from dataport.api.idempotency import StartCommand, Started, start_once
+from dataport.bucket import packages_bucket
+from dataport.engine import Machine, WorkflowUnavailable, workflow_engine
 from dataport.errors import Gone, NotFound, TransientError
-from dataport.jobs import rate_limit
-from dataport.jobs.cleanup import discard_job_objects
+from dataport.jobs import passwords, rate_limit
 from dataport.jobs.store import JobStore, new_job_id
 from dataport.models.exports import ExportRequest
 from dataport.models.jobs import ACTIVE_STATUSES, ExportState, Job, JobError, JobKind, JobStatus
 from dataport.models.tasks import JobRef
 from dataport.observability import logger
-from dataport.packaging import passwords
+from dataport.packaging.cleanup import discard_job_objects
 from dataport.packaging.download import presigned_download
 from dataport.progress.publisher import publish_terminal
 from dataport.settings import get_settings
@@ -45,17 +43,17 @@ def _start(*, command: StartCommand[ExportRequest]) -> Started:
     job = store.create(user_id, ExportState(request=request), job_id=job_id,
                        sealed_password=passwords.seal(password, job_id) if password else None)
     try:
-        execution = aws.stepfunctions().start_execution(
-            stateMachineArn=settings.export_state_machine_arn, name=job.job_id,
-            input=JobRef(job_id=job.job_id).model_dump_json(by_alias=True))
-    except ClientError as error:
+        execution_arn = workflow_engine().start(Machine.EXPORT, job.job_id,
+                                                JobRef(job_id=job.job_id))
+    except WorkflowUnavailable as error:
         logger.exception("could not start the export workflow", extra={"job_id": job.job_id})
         store.fail(job.job_id, JobError(code="start_failed",
                                         message="The export could not be started. Try again."))
         rate_limit.refund(rate)
         raise TransientError("The export could not be started; try again in a moment.",
                              details={"jobId": job.job_id}) from error
-    store.record_execution(job.job_id, execution["executionArn"])
+    if execution_arn is not None:  # None: started already (a new job id: never)
+        store.record_execution(job.job_id, execution_arn)
     logger.info("export started", extra={"job_id": job.job_id})
     return Started(job_id=job.job_id, rate=rate)
 
@@ -77,11 +75,11 @@ def cancel_or_delete(user_id: str, job_id: str) -> Job:
         job = store.cancel(job_id)
         publish_terminal(job)  # before the clean-up: subscribers learn at once, and never fail it
         _stop_execution(job)
-        discard_job_objects(job_id, include_package=True)
+        discard_job_objects(packages_bucket(), job_id, include_package=True)
         return job
     if job.status is JobStatus.DELETED:
         return job
-    discard_job_objects(job_id, include_package=True)
+    discard_job_objects(packages_bucket(), job_id, include_package=True)
     return store.delete(job_id)
 
 
@@ -96,7 +94,7 @@ def download_location(user_id: str, job_id: str) -> str:
                        f"{job.status.value}).", details={"status": job.status.value})
     if package.expires_at <= datetime.now(UTC):
         raise Gone("This export's package has expired; start a new export to download it.")
-    return presigned_download(package).url
+    return presigned_download(packages_bucket(), package).url
 
 
 def _export(job: Job) -> Job:
@@ -106,14 +104,6 @@ def _export(job: Job) -> Job:
 
 
 def _stop_execution(job: Job) -> None:
-    if not job.execution_arn:
-        return
-    try:
-        aws.stepfunctions().stop_execution(executionArn=job.execution_arn,
-                                           error="JobCancelled",
-                                           cause=json.dumps({"jobId": job.job_id}))
-    except ClientError as error:
-        # Already finished or never started: nothing left to stop.
-        if error.response.get("Error", {}).get("Code") not in {"ExecutionDoesNotExist",
-                                                                "ValidationException"}:
-            raise
+    if job.execution_arn:  # one that already finished is left as it is
+        workflow_engine().stop(job.execution_arn, "JobCancelled",
+                               json.dumps({"jobId": job.job_id}))

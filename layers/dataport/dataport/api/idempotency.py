@@ -17,21 +17,16 @@ from collections.abc import Hashable
 from functools import cache
 from typing import Any, Generic, Protocol, TypeVar
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import (
     PydanticSerializer,
 )
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
-from dataport import aws
+from dataport.jobs.idempotency import persistence_layer
 from dataport.jobs.rate_limit import RateLimitState
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate
-from dataport.settings import get_settings
 
 #: the requests that start a job
 RequestT = TypeVar("RequestT", ExportRequest, ImportCreate)
@@ -98,9 +93,7 @@ def _idempotent(start: StartJob[Any]) -> StartJob[Any]:
     """Built on first use: the table name and client come from the environment at run time.
     Records are keyed by the function's qualified name too, so exports and imports never
     share one."""
-    persistence = DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table,
-                                           boto3_client=aws.dynamodb())
     wrapped: StartJob[Any] = idempotent_function(
-        data_keyword_argument="command", persistence_store=persistence, config=_config(),
+        data_keyword_argument="command", persistence_store=persistence_layer(), config=_config(),
         output_serializer=PydanticSerializer(Started))(start)
     return wrapped

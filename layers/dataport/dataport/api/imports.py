@@ -20,13 +20,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from dataport import aws
 from dataport.api.idempotency import StartCommand, Started, start_once
+from dataport.bucket import packages_bucket
+from dataport.engine import Machine, TaskGone, WorkflowUnavailable, workflow_engine
 from dataport.errors import Conflict, InvalidRequest, NotFound, TransientError
 from dataport.imports import storage
-from dataport.jobs import rate_limit
+from dataport.jobs import passwords, rate_limit
 from dataport.jobs.store import JobStore, new_job_id, utcnow
 from dataport.models.imports import (
     CLEANUP_FAILED,
@@ -53,7 +52,6 @@ from dataport.models.jobs import (
 )
 from dataport.models.tasks import ImportStep
 from dataport.observability import logger
-from dataport.packaging import passwords
 from dataport.progress.publisher import publish_terminal
 from dataport.settings import get_settings
 
@@ -98,11 +96,10 @@ def upload_form(job_id: str) -> UploadForm:
     form is a credential: never logged."""
     settings = get_settings()
     issued = utcnow()
-    post = aws.s3().generate_presigned_post(
-        Bucket=settings.packages_bucket, Key=storage.upload_key(job_id),
-        Conditions=[["content-length-range", 1, settings.max_upload_bytes]],
-        ExpiresIn=settings.upload_url_ttl_seconds)
-    return UploadForm(url=post["url"], fields=post["fields"], max_bytes=settings.max_upload_bytes,
+    url, fields = packages_bucket().presigned_post(
+        storage.upload_key(job_id), max_bytes=settings.max_upload_bytes,
+        ttl_seconds=settings.upload_url_ttl_seconds)
+    return UploadForm(url=url, fields=fields, max_bytes=settings.max_upload_bytes,
                       expires_at=issued + timedelta(seconds=settings.upload_url_ttl_seconds))
 
 
@@ -124,27 +121,20 @@ def start_validation(user_id: str, job_id: str) -> Job:
                        "a file again.", details={"status": job.status.value})
     if job.status is not JobStatus.QUEUED or job.execution_arn:
         return job  # already started: asking again is harmless, and says where it is
-    settings = get_settings()
-    try:
-        aws.s3().head_object(Bucket=settings.packages_bucket, Key=storage.upload_key(job_id))
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
-            raise Conflict("Nothing has been uploaded for this import yet: POST the file with "
-                           "the upload form first.", details={"code": "upload_missing"}) from error
-        raise
+    if not packages_bucket().exists(storage.upload_key(job_id)):
+        raise Conflict("Nothing has been uploaded for this import yet: POST the file with "
+                       "the upload form first.", details={"code": "upload_missing"})
     step = ImportStep(job_id=job_id, next="validate")
     try:
-        execution = aws.stepfunctions().start_execution(
-            stateMachineArn=settings.import_state_machine_arn, name=job_id,
-            input=step.model_dump_json(by_alias=True, exclude_none=True))
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
-            return get_import(user_id, job_id)
+        execution_arn = workflow_engine().start(Machine.IMPORT, job_id, step)
+    except WorkflowUnavailable as error:
         logger.exception("could not start the import workflow", extra={"job_id": job_id})
         raise TransientError("The validation could not be started; call validate again in a "
                              "moment (the upload is kept).", details={"jobId": job_id}) from error
+    if execution_arn is None:  # started already: asking again is harmless
+        return get_import(user_id, job_id)
     logger.info("import validation started", extra={"job_id": job_id})
-    return JobStore().record_execution(job_id, execution["executionArn"])
+    return JobStore().record_execution(job_id, execution_arn)
 
 
 def conflicts(user_id: str, job_id: str, limit: int, token: str | None) -> ConflictPage:
@@ -153,8 +143,8 @@ def conflicts(user_id: str, job_id: str, limit: int, token: str | None) -> Confl
     if report is None or not report.conflicts:
         raise Conflict("This import has not been compared with your data yet (status: "
                        f"{job.status.value}).", details={"status": job.status.value})
-    entries, next_token = storage.read_page(aws.s3(), get_settings().packages_bucket, job_id,
-                                            storage.CONFLICTS, limit=limit, token=token)
+    entries, next_token = storage.read_page(packages_bucket(), job_id, storage.CONFLICTS,
+                                            limit=limit, token=token)
     return ConflictPage(conflicts=[SessionConflict.model_validate(e) for e in entries],
                         next_token=next_token)
 
@@ -168,8 +158,8 @@ def actions(user_id: str, job_id: str, dry_run: bool, limit: int,
         raise Conflict(f"This import has no {what} outcome yet (status: {job.status.value}).",
                        details={"status": job.status.value})
     entries, next_token = storage.read_page(
-        aws.s3(), get_settings().packages_bucket, job_id,
-        storage.DRY_RUN if dry_run else storage.RESULT, limit=limit, token=token)
+        packages_bucket(), job_id, storage.DRY_RUN if dry_run else storage.RESULT, limit=limit,
+        token=token)
     return ActionPage(dry_run=dry_run, actions=[SessionResult.model_validate(e) for e in entries],
                       next_token=next_token)
 
@@ -194,12 +184,9 @@ def execute(user_id: str, job_id: str, decision: ImportDecision) -> Job:
     step = ImportStep(job_id=job_id, next="validate" if revalidate else "execute",
                       dry_run=decision.dry_run)
     try:
-        aws.stepfunctions().send_task_success(
-            taskToken=token,
-            output=step.model_dump_json(by_alias=True, exclude_none=True))
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in {"InvalidToken", "TaskTimedOut",
-                                                            "TaskDoesNotExist"}:
+        workflow_engine().send_success(token, step)
+    except (TaskGone, WorkflowUnavailable) as error:
+        if isinstance(error, TaskGone):  # the wait ended (timed out, or the execution did)
             store.fail(job_id, JobError(code="decision_timeout",
                                         message="The import stopped waiting for a decision; "
                                                 "upload the file again to import it."))
@@ -227,15 +214,13 @@ def cancel(user_id: str, job_id: str) -> Job:
     task_token = job.import_state.task_token
     if job.status is JobStatus.AWAITING_DECISION and task_token:
         try:
-            aws.stepfunctions().send_task_failure(taskToken=task_token,
-                                                  error="JobCancelled",
-                                                  cause="Cancelled at the user's request.")
-        except ClientError as error:  # the workflow ended meanwhile: nothing waits
+            workflow_engine().send_failure(task_token, "JobCancelled",
+                                           "Cancelled at the user's request.")
+        except (TaskGone, WorkflowUnavailable) as error:  # ended meanwhile: nothing waits
             logger.info("no task to cancel", extra={"job_id": job_id,
                                                     "error": str(error)})
     if job.status is JobStatus.QUEUED and not job.execution_arn:
-        storage.delete_object(aws.s3(), get_settings().packages_bucket,
-                              storage.upload_key(job_id))
+        packages_bucket().delete(storage.upload_key(job_id))
     return cancelled
 
 
@@ -258,11 +243,9 @@ def rollback(user_id: str, job_id: str) -> Job:
     job = store.begin_rollback(job_id, Progress(phase=ROLLING_BACK))
     step = ImportStep(job_id=job_id, mode="rollback", next="rollback")
     try:
-        aws.stepfunctions().start_execution(
-            stateMachineArn=get_settings().import_state_machine_arn,
-            name=f"{job_id}-rollback-{int(utcnow().timestamp())}",
-            input=step.model_dump_json(by_alias=True, exclude_none=True))
-    except ClientError as error:
+        workflow_engine().start(Machine.IMPORT, f"{job_id}-rollback-{int(utcnow().timestamp())}",
+                                step)
+    except WorkflowUnavailable as error:
         logger.exception("could not start the rollback", extra={"job_id": job_id})
         publish_terminal(store.fail(job_id, JobError(
             code="rollback_failed", message="The rollback could not be started; try again.")))

@@ -12,7 +12,6 @@ import re
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, Generic, TypeVar
@@ -97,36 +96,6 @@ def safe_segment(name: str, *, fallback: str, max_chars: int | None = None) -> s
 
 
 # --- message documents -------------------------------------------------------------------------
-
-_DERIVED = re.compile(r"(?P<origin>.+)_(?P<kind>tool|result)_(?P<index>\d+)")
-
-
-@dataclass(frozen=True)
-class DerivedRef:
-    """Where a derived tool document came from: `<origin>_tool_<i>` / `<origin>_result_<i>`."""
-
-    origin: str
-    kind: str  # "tool" (a tool_use block of an assistant message) or "result" (a tool_result)
-    index: int
-
-
-def derived_ref(uuid: object) -> DerivedRef | None:
-    """The origin of a derived tool document, None for a message Claude Code wrote itself."""
-    if not isinstance(uuid, str):
-        return None
-    match = _DERIVED.fullmatch(uuid)
-    if match is None:
-        return None
-    return DerivedRef(match["origin"], match["kind"], int(match["index"]))
-
-
-def strip_derived(uuid: object) -> str | None:
-    """A uuid with any derived suffix removed: the message Claude Code knows."""
-    if not isinstance(uuid, str):
-        return None
-    ref = derived_ref(uuid)
-    return ref.origin if ref else uuid
-
 
 def message_data(message: RawDocument) -> Mapping[str, Any] | None:
     data = message.get("messageData")

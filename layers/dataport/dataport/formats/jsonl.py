@@ -45,21 +45,24 @@ from typing import Any
 from dataport.formats.base import ExportContext, ExportWriter, FileSink
 from dataport.formats.common import (
     BoundedMemo,
-    DerivedRef,
     as_utc,
     block_key,
     content_blocks,
-    derived_ref,
     is_block,
     iso_ms,
     message_data,
     model_of,
     plain_json,
     safe_segment,
-    strip_derived,
 )
 from dataport.formats.rolling import RollingFile
-from dataport.models.documents import RawDocument, as_decimal
+from dataport.models.documents import (
+    DerivedRef,
+    RawDocument,
+    as_decimal,
+    derived_ref,
+    strip_derived,
+)
 
 LOOK_BEHIND = timedelta(seconds=5)
 LOOK_BEHIND_RECORDS = 64

@@ -30,7 +30,6 @@ from dataport.formats.common import (
     content_blocks,
     count_text,
     decimal_text,
-    derived_ref,
     message_thinking,
     model_of,
     plain_content,
@@ -39,7 +38,7 @@ from dataport.formats.common import (
     text_of,
 )
 from dataport.formats.rolling import RollingFile
-from dataport.models.documents import RawDocument
+from dataport.models.documents import RawDocument, derived_ref
 
 ROLES = {"user": "User", "assistant": "Assistant", "tool_use": "Tool call",
          "tool_result": "Tool result"}

@@ -71,7 +71,6 @@ from dataport.formats.common import (
     content_blocks,
     count_text,
     decimal_text,
-    derived_ref,
     message_thinking,
     model_of,
     plain_content,
@@ -80,7 +79,7 @@ from dataport.formats.common import (
     usage_of,
 )
 from dataport.formats.markdown import ROLES, SHOWN_BLOCKS_MEMORY, readable_time
-from dataport.models.documents import RawDocument, as_decimal
+from dataport.models.documents import RawDocument, as_decimal, derived_ref
 
 FONT_DIR: Final = Path(__file__).resolve().parent.parent / "fonts"
 PATH: Final = "conversations.pdf"

@@ -13,14 +13,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bson import ObjectId
 from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.database import Database
 
+from dataport.bucket import PackagesBucket
 from dataport.imports import storage
-from dataport.imports.identity import SessionIds
 from dataport.imports.plan import Op, SessionPlan
 from dataport.models.imports import (
     MAX_LISTED_COPIES,
@@ -32,12 +32,10 @@ from dataport.models.imports import (
 )
 from dataport.source.collections import SESSIONS
 from dataport.source.conflicts import StoredSession, UserData
+from dataport.source.identity import SessionIds
 from dataport.source.mongo import Document
 from dataport.source.staging import DONE, PENDING, WRITING, Staging
 from dataport.source.writes import IMPORT_TAG, Target, WriteOp, undo_sessions
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
 
 
 @dataclass
@@ -61,10 +59,10 @@ class _Batch:
 
 
 class Executor:
-    def __init__(self, *, db: Database[Document], s3: S3Client, bucket: str, job_id: str,
+    def __init__(self, *, db: Database[Document], bucket: PackagesBucket, job_id: str,
                  user_id: str, decision: ImportDecision, staging: Staging, run_id: str,
                  batch_ops: int, now: datetime) -> None:
-        self.db, self.s3, self.bucket = db, s3, bucket
+        self.db, self.bucket = db, bucket
         self.job_id, self.user_id = job_id, user_id
         self.decision = decision
         self.dry_run = decision.dry_run
@@ -185,7 +183,7 @@ class Executor:
         preimages.extend((SESSIONS, s.plan.stored) for s in sessions
                          if s.plan.stored is not None and not s.journalled)
         key = storage.journal_key(self.job_id, self.run_id, self.batches)
-        storage.write_journal(self.s3, self.bucket, key, [
+        storage.write_journal(self.bucket, key, [
             {"s": s.plan.stored_id, "i": s.plan.session_id, "a": s.plan.mode.value}
             for s in sessions], preimages)
         self.staging.update_each((s.entry, {"st": WRITING, "jr": self.run_id,
@@ -238,7 +236,7 @@ class IncomingSession:
             yield stored
 
 
-def recover(db: Database[Document], s3: S3Client, bucket: str, staging: Staging) -> int:
+def recover(db: Database[Document], bucket: PackagesBucket, staging: Staging) -> int:
     """Undo the sessions an interrupted execution left `writing` (see source.writes) and make
     them pending again; the number undone."""
     pending = staging.writing()
@@ -248,8 +246,8 @@ def recover(db: Database[Document], s3: S3Client, bucket: str, staging: Staging)
     for run, sessions in by_run.items():
         def preimages(run: str = run, wanted: set[str] = sessions
                       ) -> Iterator[tuple[str, Document]]:
-            for key in storage.journal_keys(s3, bucket, staging.job_id, run):
-                _, docs = storage.read_journal(s3, bucket, key)
+            for key in storage.journal_keys(bucket, staging.job_id, run):
+                _, docs = storage.read_journal(bucket, key)
                 yield from ((name, doc) for name, doc in docs if doc.get("sessionId") in wanted)
 
         undo_sessions(db, staging.job_id, sorted(sessions), preimages())

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from bson import ObjectId
 from bson.decimal128 import Decimal128
 
-from dataport.imports.readers.typed import SessionTotals, hash_of
+from dataport.imports.readers.typed import SessionTotals
 from dataport.models.imports import (
     MessageCounts,
     MessageDiff,
@@ -38,6 +38,7 @@ from dataport.models.imports import (
     SideSummary,
     Strategy,
 )
+from dataport.source.conflicts import StoredMessage, effective_hash
 from dataport.source.mongo import Document
 from dataport.source.writes import IMPORT_TAG
 
@@ -46,40 +47,11 @@ STAT_FIELDS = frozenset({"messageCount", "totalCost", "inputTokens", "outputToke
                          "totalTokens", "toolsUsed", "startedAt", "endedAt"})
 #: the stored document's own bookkeeping, never compared
 BOOKKEEPING = frozenset({"_id", "sessionId", "projectId", "createdAt", "updatedAt", IMPORT_TAG})
-#: the stored fields the planner reads (stats need type, time, cost, usage, the response id)
-MESSAGE_PROJECTION = {"uuid": 1, "contentHash": 1, "type": 1, "timestamp": 1, "content": 1,
-                      "costUsd": 1, "usage": 1, "messageData": 1}
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    id: ObjectId
-    collection: str
-    content_hash: str | None
-    stats: Document  # type, timestamp, costUsd, usage, messageData.id: what SessionTotals reads
-
-    @classmethod
-    def of(cls, doc: Mapping[str, Any], collection: str) -> StoredMessage:
-        data = doc.get("messageData")
-        response = data.get("id") if isinstance(data, Mapping) else None
-        stats = {key: doc[key] for key in ("type", "timestamp", "costUsd", "usage") if key in doc}
-        if response is not None:
-            stats["messageData"] = {"id": response}
-        return cls(doc["_id"], collection, effective_hash(doc), stats)
-
-
 @dataclass(frozen=True)
 class Op:
     kind: Literal["insert", "update", "delete"]
     doc: Document | None  # the incoming message (insert, update)
     stored: StoredMessage | None  # what it replaces or deletes (update, delete)
-
-
-def effective_hash(doc: Mapping[str, Any]) -> str | None:
-    """contentHash, computed the ClaudeLens way where a document has none (derived tool
-    documents never carry one)."""
-    value = doc.get("contentHash")
-    return value if isinstance(value, str) else hash_of(doc)
 
 
 def descriptive(doc: Mapping[str, Any]) -> Document:

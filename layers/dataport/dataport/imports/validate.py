@@ -35,13 +35,11 @@ from bson import ObjectId
 from bson.decimal128 import Decimal128
 
 from dataport.errors import RecordRefused, UploadChanged
-from dataport.formats.common import derived_ref
 from dataport.imports.detect import open_import
 from dataport.imports.limits import BadInput, ImportLimits, issue
 from dataport.imports.readers.base import ImportSource, Opener
-from dataport.imports.readers.typed import date_problem, hash_of
-from dataport.imports.records import ImportRecord, RecordKind
-from dataport.models.documents import MESSAGE_TYPES
+from dataport.imports.readers.typed import date_problem
+from dataport.models.documents import MESSAGE_TYPES, derived_ref
 from dataport.models.imports import (
     MAX_LISTED_ISSUES,
     DateRange,
@@ -51,6 +49,8 @@ from dataport.models.imports import (
     IssueCode,
     ValidationReport,
 )
+from dataport.models.records import ImportRecord, RecordKind
+from dataport.source.content_hash import hash_of
 
 SPILL_AFTER = 500_000
 #: dates a record may carry (see the module docstring)

@@ -7,7 +7,9 @@ names that shape; the friendly formats read the fields they show through the acc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -32,3 +34,32 @@ def as_decimal(value: object) -> Decimal | None:
         return Decimal(repr(value))
     raise TypeError(f"not a decimal: {type(value).__name__}")
 
+
+_DERIVED = re.compile(r"(?P<origin>.+)_(?P<kind>tool|result)_(?P<index>\d+)")
+
+
+@dataclass(frozen=True)
+class DerivedRef:
+    """Where a derived tool document came from: `<origin>_tool_<i>` / `<origin>_result_<i>`."""
+
+    origin: str
+    kind: str  # "tool" (a tool_use block of an assistant message) or "result" (a tool_result)
+    index: int
+
+
+def derived_ref(uuid: object) -> DerivedRef | None:
+    """The origin of a derived tool document, None for a message Claude Code wrote itself."""
+    if not isinstance(uuid, str):
+        return None
+    match = _DERIVED.fullmatch(uuid)
+    if match is None:
+        return None
+    return DerivedRef(match["origin"], match["kind"], int(match["index"]))
+
+
+def strip_derived(uuid: object) -> str | None:
+    """A uuid with any derived suffix removed: the message Claude Code knows."""
+    if not isinstance(uuid, str):
+        return None
+    ref = derived_ref(uuid)
+    return ref.origin if ref else uuid

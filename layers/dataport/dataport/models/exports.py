@@ -108,7 +108,7 @@ class ExportRequest(ApiModel):
 
     def stored(self) -> dict[str, Any]:
         """What the job row keeps (and the API shows, and idempotency fingerprints): the
-        request without the password, which travels sealed (packaging.passwords)."""
+        request without the password, which travels sealed (jobs.passwords)."""
         return self.model_dump(mode="json", by_alias=True,
                                exclude={"options": {"encryption"}})
 

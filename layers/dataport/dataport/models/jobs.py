@@ -93,7 +93,7 @@ class Job(ApiModel):
     execution_arn: str | None = None
     finished_at: datetime | None = None
     # Exports with a password: the package is encrypted, and until the job ends the row holds
-    # the password sealed by KMS for this job id (packaging.passwords). Internal: never shown.
+    # the password sealed by KMS for this job id (jobs.passwords). Internal: never shown.
     encrypted: bool = False
     sealed_password: str | None = None
     # The live-progress throttle (dataport.progress.throttle): seq of the last event published

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, Self
 from dataport.errors import DataportError
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+    from dataport.bucket import PackagesBucket
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
@@ -39,12 +40,11 @@ class MultipartAssembler:
     the upload so nothing is left behind. The upload is created lazily; an object that fits in
     one buffer is written with a single PutObject."""
 
-    def __init__(self, s3: S3Client, bucket: str, key: str, *, part_size: int = DEFAULT_PART_SIZE,
+    def __init__(self, bucket: PackagesBucket, key: str, *, part_size: int = DEFAULT_PART_SIZE,
                  content_type: str | None = None, content_disposition: str | None = None,
                  metadata: Mapping[str, str] | None = None) -> None:
         if not MIN_PART_SIZE <= part_size <= MAX_TARGET_PART_SIZE:
             raise ValueError(f"part size must be {MIN_PART_SIZE}-{MAX_TARGET_PART_SIZE} bytes")
-        self._s3 = s3
         self._bucket = bucket
         self._key = key
         self._part_size = part_size
@@ -96,14 +96,11 @@ class MultipartAssembler:
         self._check_open()
         try:
             if self._upload_id is None:
-                self._s3.put_object(Bucket=self._bucket, Key=self._key,
-                                    Body=bytes(self._buffer), **self._options)
+                self._bucket.put(self._key, bytes(self._buffer), self._options)
             else:
                 if self._buffer:
                     self._upload_buffer()
-                self._s3.complete_multipart_upload(
-                    Bucket=self._bucket, Key=self._key, UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self._parts})
+                self._bucket.complete_upload(self._key, self._upload_id, self._parts)
         except BaseException:
             self.abort()
             raise
@@ -118,8 +115,7 @@ class MultipartAssembler:
         self._closed = True
         self._buffer = bytearray()
         if upload_id is not None:
-            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key,
-                                            UploadId=upload_id)
+            self._bucket.abort_upload(self._key, upload_id)
 
     def __enter__(self) -> Self:
         return self
@@ -139,19 +135,16 @@ class MultipartAssembler:
         number = len(self._parts) + 1
         if number > MAX_PARTS:
             raise PackageTooLarge(
-                f"s3://{self._bucket}/{self._key} needs more than {MAX_PARTS} parts "
+                f"s3://{self._bucket.name}/{self._key} needs more than {MAX_PARTS} parts "
                 f"at {self._part_size} bytes per part",
                 details={"position": self._position})
         if self._upload_id is None:
-            self._upload_id = self._s3.create_multipart_upload(
-                Bucket=self._bucket, Key=self._key, **self._options)["UploadId"]
+            self._upload_id = self._bucket.create_upload(self._key, self._options)
         return number, self._upload_id
 
     def _upload_buffer(self) -> None:
         number, upload_id = self._new_part()
-        etag = self._s3.upload_part(Bucket=self._bucket, Key=self._key,
-                                    UploadId=upload_id, PartNumber=number,
-                                    Body=bytes(self._buffer))["ETag"]
+        etag = self._bucket.upload_part(self._key, upload_id, number, bytes(self._buffer))
         self._parts.append({"PartNumber": number, "ETag": etag})
         self._buffer.clear()
 
@@ -159,10 +152,9 @@ class MultipartAssembler:
         """Ranged GETs of [start, end) into the buffer, a part at a time; returns `end`."""
         while start < end:
             stop = min(end, start + self._part_size - len(self._buffer))
-            body = self._s3.get_object(Bucket=self._bucket, Key=key,
-                                       Range=f"bytes={start}-{stop - 1}")["Body"].read()
+            body = self._bucket.read_range(key, start, stop)
             if len(body) != stop - start:
-                raise ValueError(f"s3://{self._bucket}/{key} is shorter than its record says "
+                raise ValueError(f"s3://{self._bucket.name}/{key} is shorter than its record says "
                                  f"(wanted bytes {start}-{stop - 1}, got {len(body)})")
             self.add_bytes(body)
             start = stop
@@ -175,9 +167,7 @@ class MultipartAssembler:
         for first in range(start, end, size):
             last = min(first + size, end) - 1
             number, upload_id = self._new_part()
-            result = self._s3.upload_part_copy(
-                Bucket=self._bucket, Key=self._key, UploadId=upload_id,
-                PartNumber=number, CopySource={"Bucket": self._bucket, "Key": key},
-                CopySourceRange=f"bytes={first}-{last}")
-            self._parts.append({"PartNumber": number, "ETag": result["CopyPartResult"]["ETag"]})
+            etag = self._bucket.copy_part(self._key, upload_id, number, key, first=first,
+                                          last=last)
+            self._parts.append({"PartNumber": number, "ETag": etag})
             self._position += last - first + 1

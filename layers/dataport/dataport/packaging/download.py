@@ -7,9 +7,10 @@ and never logged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from dataport import aws
+from dataport.bucket import PackagesBucket
+from dataport.jobs.store import utcnow
 from dataport.models.jobs import PackageInfo
 from dataport.settings import get_settings
 
@@ -20,16 +21,11 @@ class Download:
     expires_at: datetime
 
 
-def presigned_download(package: PackageInfo) -> Download:
+def presigned_download(bucket: PackagesBucket, package: PackageInfo) -> Download:
     """A fresh link to `package`, named as a zip download whatever the browser guesses."""
     settings = get_settings()
-    issued = datetime.now(UTC)
-    url: str = aws.s3().generate_presigned_url(
-        "get_object",
-        Params={"Bucket": settings.packages_bucket, "Key": package.key,
-                "ResponseContentDisposition": f'attachment; filename="{package.filename}"',
-                "ResponseContentType": "application/zip"},
-        ExpiresIn=settings.download_url_ttl_seconds,
-    )
+    issued = utcnow()
+    url = bucket.presigned_get(package.key, ttl_seconds=settings.download_url_ttl_seconds,
+                               filename=package.filename, content_type="application/zip")
     return Download(url=url,
                     expires_at=issued + timedelta(seconds=settings.download_url_ttl_seconds))

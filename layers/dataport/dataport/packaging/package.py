@@ -1,4 +1,4 @@
-"""Finalize: the staged files of every worker become one zip on S3, plus the cleanup helpers.
+"""Finalize: the staged files of every worker become one zip on S3.
 
 Each member is its local header (generated here, with the final name and the CRC and sizes the
 worker recorded) followed by the staged object's bytes, copied server-side where S3 allows; then
@@ -14,10 +14,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
-from dataport.errors import TransientError
 from dataport.formats.base import Numbering
 from dataport.models.common import ApiModel
 from dataport.models.staged import StagedFile
@@ -38,8 +36,7 @@ from dataport.packaging.zipformat import (
 )
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+    from dataport.bucket import PackagesBucket
 
 ZIP_CONTENT_TYPE = "application/zip"
 
@@ -92,21 +89,21 @@ def member_names(files: Callable[[], Iterable[StagedFile]]) -> Iterator[tuple[st
         raise RuntimeError("files() returned fewer files on its second pass than on its first")
 
 
-def assemble_package(s3: S3Client, bucket: str, key: str,
+def assemble_package(bucket: PackagesBucket, key: str,
                      files: Callable[[], Iterable[StagedFile]], header: ManifestHeader, *,
                      part_size: int, level: int, password: SecretStr | None = None,
                      content_disposition: str | None = None,
                      metadata: Mapping[str, str] | None = None,
                      force_zip64: bool = False) -> PackageResult:
-    """Write the package to s3://bucket/key. `level` and `password` are the export's: the
+    """Write the package to `key`. `level` and `password` are the export's: the
     manifest member is compressed and encrypted with them here (the data files were by the
     workers), so with a password every member of the package is encrypted.
     On any error the upload is aborted and no object is left; the staged objects stay, for
-    the caller to delete (`delete_prefix`) once the job is settled."""
+    the caller to delete (`cleanup.discard_job_objects`) once the job is settled."""
     modified = header.created_at
     central = bytearray()
     entries: list[ManifestFile] = []
-    with MultipartAssembler(s3, bucket, key, part_size=part_size, content_type=ZIP_CONTENT_TYPE,
+    with MultipartAssembler(bucket, key, part_size=part_size, content_type=ZIP_CONTENT_TYPE,
                             content_disposition=content_disposition, metadata=metadata) as out:
 
         def add_member(entry: ZipEntry) -> None:
@@ -138,41 +135,3 @@ def assemble_package(s3: S3Client, bucket: str, key: str,
         size = out.complete()
     return PackageResult(key=key, bytes=size, files=len(entries), manifest=full)
 
-
-def delete_prefix(s3: S3Client, bucket: str, prefix: str) -> int:
-    """Delete every object under `prefix` (one DeleteObjects per listed page of <= 1000 keys);
-    returns how many were deleted."""
-    if not prefix:
-        raise ValueError("refusing to delete a whole bucket: prefix is empty")
-    deleted = 0
-    pages = s3.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000})
-    for page in pages:
-        keys: list[ObjectIdentifierTypeDef] = [{"Key": obj["Key"]}
-                                               for obj in page.get("Contents", [])]
-        if not keys:
-            continue
-        result = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-        if errors := result.get("Errors"):
-            raise TransientError(f"could not delete {len(errors)} objects under {prefix}",
-                                 details={"first": errors[0].get("Message", "")})
-        deleted += len(keys)
-    return deleted
-
-
-def abort_uploads(s3: S3Client, bucket: str, prefix: str) -> int:
-    """Abort every multipart upload in progress under `prefix`; returns how many."""
-    if not prefix:
-        raise ValueError("refusing to abort every upload in the bucket: prefix is empty")
-    aborted = 0
-    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
-        for upload in page.get("Uploads", []):
-            try:
-                s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"],
-                                          UploadId=upload["UploadId"])
-            except ClientError as error:
-                # Completed or aborted meanwhile: nothing left to clean.
-                if error.response.get("Error", {}).get("Code") != "NoSuchUpload":
-                    raise
-            aborted += 1
-    return aborted

@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from pydantic import SecretStr
-from smart_open.s3 import MultipartWriter
 
 from dataport.formats.base import Numbering, OutputFile
 from dataport.models.staged import StagedFile
@@ -25,7 +24,7 @@ from dataport.packaging.encryption import WinZipAes
 from dataport.packaging.zipformat import DEFLATED, STORED, ZipEntry, encrypted
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from dataport.bucket import PackagesBucket
 
 
 def staged_entry(staged: StagedFile, name: str, modified: datetime, offset: int) -> ZipEntry:
@@ -92,7 +91,7 @@ class StagedFileWriter:
     """An `OutputFile` streaming to one staged object through a smart-open multipart upload,
     so memory stays at one part whatever the file's size."""
 
-    def __init__(self, s3: S3Client, bucket: str, key: str, *, path: str,
+    def __init__(self, bucket: PackagesBucket, key: str, *, path: str,
                  numbering: Numbering = Numbering.WHEN_SPLIT, level: int = 6,
                  password: SecretStr | None = None,
                  part_size: int = DEFAULT_PART_SIZE) -> None:
@@ -109,9 +108,7 @@ class StagedFileWriter:
         self._records = 0
         self._notes: list[str] = []
         self._staged: StagedFile | None = None
-        # smart_open.open("s3://...", "wb") builds this same writer; constructing it directly
-        # keeps its type, and so `terminate()` (abort the upload), visible to mypy.
-        self._out = MultipartWriter(bucket, key, part_size=part_size, client=s3)
+        self._out = bucket.multipart_writer(key, part_size)
 
     @property
     def bytes_written(self) -> int:
@@ -165,11 +162,10 @@ class StagingSink:
     next invocation of the same shard continues at `next_seq`. With a `password`, every file is
     encrypted."""
 
-    def __init__(self, s3: S3Client, bucket: str, prefix: str, *, start_seq: int = 0,
+    def __init__(self, bucket: PackagesBucket, prefix: str, *, start_seq: int = 0,
                  level: int = 6, password: SecretStr | None = None,
                  part_size: int = DEFAULT_PART_SIZE) -> None:
         zip_method(level)  # fail at construction, not at the first open()
-        self._s3 = s3
         self._bucket = bucket
         self._prefix = prefix
         self._level = level
@@ -197,7 +193,7 @@ class StagingSink:
     def open(self, path: str, numbering: Numbering = Numbering.WHEN_SPLIT) -> StagedFileWriter:
         seq = self._next_seq
         writer = StagedFileWriter(
-            self._s3, self._bucket, f"{self._prefix}{seq:06d}.bin", path=path,
+            self._bucket, f"{self._prefix}{seq:06d}.bin", path=path,
             numbering=numbering, level=self._level, password=self._password,
             part_size=self._part_size,
         )
@@ -226,4 +222,4 @@ class StagingSink:
         self.abort_all()
         while self._closed:
             _, staged = self._closed.popitem()
-            self._s3.delete_object(Bucket=self._bucket, Key=staged.staging_key)
+            self._bucket.delete(staged.staging_key)

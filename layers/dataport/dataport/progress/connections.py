@@ -13,11 +13,15 @@ Reads filter expired items too, because DynamoDB deletes them up to two days lat
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from dataport import aws
 from dataport.jobs import keys
 from dataport.jobs.dynamo import from_item, to_item
+from dataport.observability import logger
 from dataport.settings import get_settings
 
 #: API Gateway's limit on a WebSocket connection's life
@@ -37,6 +41,32 @@ def expires_at(connected_at: datetime) -> int:
 
 def _now() -> int:
     return int(datetime.now(UTC).timestamp())
+
+
+class Delivery(StrEnum):
+    SENT = "sent"
+    GONE = "gone"  # 410: the client went; the connection is to be pruned
+    FAILED = "failed"  # anything else (logged): the next frame may pass
+
+
+def post(connection_id: str, frame: bytes) -> Delivery:
+    """One frame to one connection through the stage's @connections API (short timeouts, one
+    retry: aws.connections_api). Frames may hold a credential: never logged."""
+    try:
+        aws.connections_api().post_to_connection(ConnectionId=connection_id, Data=frame)
+    except ClientError as error:
+        if (error.response.get("Error", {}).get("Code") == "GoneException"
+                or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 410):
+            return Delivery.GONE
+        logger.warning("post to connection failed", extra={
+            "connection_id": connection_id,
+            "error_code": error.response.get("Error", {}).get("Code")})
+        return Delivery.FAILED
+    except BotoCoreError as error:  # timeouts, refused connections
+        logger.warning("post to connection failed", extra={
+            "connection_id": connection_id, "error": type(error).__name__})
+        return Delivery.FAILED
+    return Delivery.SENT
 
 
 class ConnectionStore:

@@ -4,7 +4,7 @@ Workers call `publish_progress` as often as they like (throttled by the job row,
 whatever ends a job calls `publish_terminal` once, right after the transition that ended it. A
 post that answers 410 Gone prunes that connection; any other failure is logged. Nothing here
 raises into a job, and nothing waits long for a client: posts run in a small pool with short
-botocore timeouts (aws.connections_api), and API Gateway buffers for slow readers.
+timeouts (connections.post), and API Gateway buffers for slow readers.
 
 Frames may hold a presigned URL (a credential): they are never logged.
 """
@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dataport import aws
+from dataport.bucket import packages_bucket
 from dataport.models.jobs import ExportState, Job, JobStatus, Progress
 from dataport.observability import logger
 from dataport.packaging.download import Download, presigned_download
 from dataport.progress import throttle
-from dataport.progress.connections import ConnectionStore
+from dataport.progress.connections import ConnectionStore, Delivery, post
 from dataport.progress.events import (
     TERMINAL_EVENTS,
     encode,
@@ -73,22 +73,11 @@ def send_snapshot(connection_id: str, job: Job) -> None:
 
 def send(connection_id: str, frame: bytes) -> bool:
     """Post one frame; False when the connection is gone (and now pruned) or the post failed."""
-    try:
-        aws.connections_api().post_to_connection(ConnectionId=connection_id, Data=frame)
-    except ClientError as error:
-        if _is_gone(error):
-            logger.info("connection gone: pruned", extra={"connection_id": connection_id})
-            _prune(connection_id)
-        else:
-            logger.warning("post to connection failed", extra={
-                "connection_id": connection_id,
-                "error_code": error.response.get("Error", {}).get("Code")})
-        return False
-    except BotoCoreError as error:  # timeouts, refused connections: the next event may pass
-        logger.warning("post to connection failed", extra={
-            "connection_id": connection_id, "error": type(error).__name__})
-        return False
-    return True
+    delivery = post(connection_id, frame)
+    if delivery is Delivery.GONE:
+        logger.info("connection gone: pruned", extra={"connection_id": connection_id})
+        _prune(connection_id)
+    return delivery is Delivery.SENT
 
 
 def _fan_out(job_id: str, frame: bytes) -> None:
@@ -110,15 +99,10 @@ def _prune(connection_id: str) -> None:
                        extra={"connection_id": connection_id})
 
 
-def _is_gone(error: ClientError) -> bool:
-    return (error.response.get("Error", {}).get("Code") == "GoneException"
-            or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 410)
-
-
 def _download(job: Job) -> Download | None:
     package = job.state.package if isinstance(job.state, ExportState) else None
     if job.status is JobStatus.SUCCEEDED and package and package.expires_at > datetime.now(UTC):
-        return presigned_download(package)
+        return presigned_download(packages_bucket(), package)
     return None
 
 

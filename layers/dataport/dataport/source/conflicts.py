@@ -4,27 +4,57 @@ Identity is (owner, sessionId) for sessions and uuid for messages, never a datab
 incoming session is looked up by its sessionId and is the user's when it sits in one of the
 user's projects. A sessionId that another account holds is imported as a copy under an id
 derived from the user's, and so is a message whose uuid is held outside the session being
-written (see imports.identity): `identify` finds every such uuid before anything is written.
+written (see source.identity): `identify` finds every such uuid before anything is written.
 Reads of sessions and their messages are scoped to the user's projects; the one look outside
 them (`held_elsewhere`) returns nothing but which uuids are taken.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from bson import ObjectId
 from pymongo.database import Database
 
 from dataport.errors import IdTaken
-from dataport.imports.identity import SessionIds, copy_id, copy_key, origins
-from dataport.imports.plan import MESSAGE_PROJECTION, StoredMessage
 from dataport.source.collections import PROJECTS, SESSIONS, message_collections
+from dataport.source.content_hash import hash_of
+from dataport.source.identity import SessionIds, copy_id, copy_key, origins
 from dataport.source.mongo import Document, one_of
 from dataport.source.scope import OwnerScope
 
 #: uuids per look-up of taken ones (one $in on the uuid index per message collection)
 LOOKUP_BATCH = 1000
+#: the stored fields the planner (imports.plan) reads (stats need type, time, cost, usage, the
+#: response id)
+MESSAGE_PROJECTION = {"uuid": 1, "contentHash": 1, "type": 1, "timestamp": 1, "content": 1,
+                      "costUsd": 1, "usage": 1, "messageData": 1}
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: ObjectId
+    collection: str
+    content_hash: str | None
+    stats: Document  # type, timestamp, costUsd, usage, messageData.id: what SessionTotals reads
+
+    @classmethod
+    def of(cls, doc: Mapping[str, Any], collection: str) -> StoredMessage:
+        data = doc.get("messageData")
+        response = data.get("id") if isinstance(data, Mapping) else None
+        stats = {key: doc[key] for key in ("type", "timestamp", "costUsd", "usage") if key in doc}
+        if response is not None:
+            stats["messageData"] = {"id": response}
+        return cls(doc["_id"], collection, effective_hash(doc), stats)
+
+
+def effective_hash(doc: Mapping[str, Any]) -> str | None:
+    """contentHash, computed the ClaudeLens way where a document has none (derived tool
+    documents never carry one)."""
+    value = doc.get("contentHash")
+    return value if isinstance(value, str) else hash_of(doc)
 
 
 @dataclass(frozen=True)

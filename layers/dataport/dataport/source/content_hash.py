@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 
 def canonical_timestamp(value: datetime | str) -> str:
@@ -29,3 +31,13 @@ def content_hash(uuid: str, type_: str, timestamp: datetime | str, content: str)
          "content": content},
         sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def hash_of(doc: Mapping[str, Any]) -> str | None:
+    """The ClaudeLens contentHash of a message, None when its fields cannot make one."""
+    uuid, kind, moment, content = (doc.get("uuid"), doc.get("type"), doc.get("timestamp"),
+                                   doc.get("content"))
+    if not (isinstance(uuid, str) and isinstance(kind, str) and isinstance(moment, datetime)
+            and moment.tzinfo is not None and isinstance(content, str)):
+        return None
+    return content_hash(uuid, kind, moment, content)

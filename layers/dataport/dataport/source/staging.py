@@ -38,7 +38,7 @@ from pymongo import ASCENDING, InsertOne, UpdateOne
 from pymongo.database import Database
 
 from dataport.errors import InvalidRequest
-from dataport.imports.records import ImportRecord, RecordKind
+from dataport.models.records import ImportRecord, RecordKind
 from dataport.source.mongo import Document
 
 STAGING = "dataport_import_staging"

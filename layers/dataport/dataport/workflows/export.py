@@ -22,22 +22,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-from dataport import aws
+from dataport.bucket import PackagesBucket, packages_bucket
 from dataport.errors import JobCancelled
 from dataport.formats.base import ExportContext, ExportWriter
 from dataport.formats.registry import writer_for
-from dataport.jobs.cleanup import discard_job_objects
+from dataport.jobs import passwords
 from dataport.jobs.store import JobStore, require_running, utcnow
 from dataport.models.exports import ExportFormat, ExportRequest
 from dataport.models.jobs import Counts, Job, JobStatus, PackageInfo, Progress
 from dataport.models.staged import StagedFile
 from dataport.models.tasks import ExportPlan, JobRef, ShardCursor
 from dataport.observability import logger
-from dataport.packaging import locations, passwords
+from dataport.packaging import locations
+from dataport.packaging.cleanup import discard_job_objects
 from dataport.packaging.manifest import ManifestHeader, Owner
 from dataport.packaging.package import assemble_package
 from dataport.packaging.staging import StagingSink
@@ -72,7 +73,7 @@ def plan(ref: JobRef) -> ExportPlan:
 
     projects = list(projects_in_scope(scope, request.filters))
     store.forget_files_from(job.job_id, PLAN_SHARD, 0)
-    sink = _sink(job, request, PLAN_SHARD, 0)
+    sink = _sink(packages_bucket(), job, request, PLAN_SHARD, 0)
     try:
         writer = _writer(job, request, sink)
         writer.write_projects(projects)
@@ -103,8 +104,34 @@ def plan(ref: JobRef) -> ExportPlan:
     return ExportPlan(job_id=job.job_id, shards=shards)
 
 
-def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCursor:
-    """Write whole sessions page by page; stop while time remains to close the files."""
+class SessionWriter(Protocol):
+    """Writes one session and its messages through the format writer; returns the cursor
+    past it. `heartbeat` is called while a long session is written."""
+
+    def __call__(self, writer: ExportWriter, projects: dict[Any, Any], session: Any,
+                 messages: Iterator[Any], state: ShardCursor, *,
+                 heartbeat: Callable[[], None]) -> ShardCursor: ...
+
+
+def write_session(writer: ExportWriter, projects: dict[Any, Any], session: Any,
+                  messages: Iterator[Any], state: ShardCursor, *,
+                  heartbeat: Callable[[], None]) -> ShardCursor:
+    writer.begin_session(projects[session["projectId"]], session)
+    count = 0
+    for message in messages:
+        writer.write_message(message)
+        count += 1
+        heartbeat()  # a long session still reports
+    writer.end_session()
+    return state.model_copy(update={"after": session["sessionId"],
+                                    "sessions": state.sessions + 1,
+                                    "messages": state.messages + count})
+
+
+def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
+              write: SessionWriter = write_session) -> ShardCursor:
+    """Write whole sessions page by page; stop while time remains to close the files. `write`
+    is the one seam inside the loop (tests slow it down or make it fail)."""
     store = JobStore()
     job = store.require(cursor.job_id)
     require_running(job)
@@ -116,7 +143,7 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCurs
     # A retried invocation starts from the same cursor and rewrites the same file numbers;
     # records an earlier attempt left beyond them must not survive into the package.
     store.forget_files_from(job.job_id, cursor.shard, cursor.seq)
-    sink = _sink(job, request, cursor.shard, cursor.seq)
+    sink = _sink(packages_bucket(), job, request, cursor.shard, cursor.seq)
     state = cursor.model_copy()
     cadence = Cadence()
 
@@ -134,8 +161,7 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCurs
                                        upto=cursor.upto, page_size=settings.page_size):
             for session, messages in iter_messages(scope, page, request.filters,
                                                    batch_size=settings.message_batch_size):
-                state = _write_session(writer, projects, session, messages, state,
-                                       heartbeat=live)
+                state = write(writer, projects, session, messages, state, heartbeat=live)
                 live()
             if remaining_ms() < settings.worker_reserve_ms:
                 finished = False
@@ -153,21 +179,6 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int]) -> ShardCurs
         "bytes": cursor.bytes + sink.bytes_written})
     publish_progress(job, _report(store, job.job_id, state)[1])
     return state
-
-
-def _write_session(writer: ExportWriter, projects: dict[Any, Any], session: Any,
-                   messages: Iterator[Any], state: ShardCursor, *,
-                   heartbeat: Callable[[], None]) -> ShardCursor:
-    writer.begin_session(projects[session["projectId"]], session)
-    count = 0
-    for message in messages:
-        writer.write_message(message)
-        count += 1
-        heartbeat()  # a long session still reports
-    writer.end_session()
-    return state.model_copy(update={"after": session["sessionId"],
-                                    "sessions": state.sessions + 1,
-                                    "messages": state.messages + count})
 
 
 def finalize(ref: JobRef) -> JobRef:
@@ -201,12 +212,12 @@ def finalize(ref: JobRef) -> JobRef:
                                                                exclude_none=True),
                             counts=counts,
                             encryption="winzip-aes-256" if job.encrypted else None)
-    result = assemble_package(aws.s3(), settings.packages_bucket, key,
-                              files=files, header=header,
+    bucket = packages_bucket()
+    result = assemble_package(bucket, key, files=files, header=header,
                               part_size=settings.upload_part_size_mb * MIB,
                               level=request.options.compression.level, password=_password(job),
                               content_disposition=f'attachment; filename="{filename}"')
-    discard_job_objects(job.job_id, include_package=False)
+    discard_job_objects(bucket, job.job_id, include_package=False)
     package = PackageInfo(key=key, filename=filename, bytes=result.bytes, files=result.files,
                           expires_at=now + timedelta(days=settings.package_retention_days))
     done = store.succeed_export(
@@ -220,10 +231,10 @@ def finalize(ref: JobRef) -> JobRef:
 
 
 
-def _sink(job: Job, request: ExportRequest, shard: int, seq: int) -> StagingSink:
+def _sink(bucket: PackagesBucket, job: Job, request: ExportRequest, shard: int,
+          seq: int) -> StagingSink:
     settings = get_settings()
-    return StagingSink(aws.s3(), settings.packages_bucket,
-                       locations.shard_prefix(job.job_id, shard), start_seq=seq,
+    return StagingSink(bucket, locations.shard_prefix(job.job_id, shard), start_seq=seq,
                        level=request.options.compression.level, password=_password(job),
                        part_size=settings.upload_part_size_mb * MIB)
 

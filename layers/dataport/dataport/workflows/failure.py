@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from dataport.bucket import packages_bucket
 from dataport.errors import (
     Conflict,
     DatabaseRefused,
@@ -16,11 +17,11 @@ from dataport.errors import (
     UploadChanged,
     WriteRejected,
 )
-from dataport.jobs.cleanup import discard_job_objects
 from dataport.jobs.store import JobStore
 from dataport.models.jobs import JobError
 from dataport.models.tasks import FailedTaskInput
 from dataport.observability import logger
+from dataport.packaging.cleanup import discard_job_objects
 from dataport.progress.publisher import publish_terminal
 
 #: errors whose own message is written for the user (dataport.errors classes), by name: code
@@ -32,7 +33,7 @@ _READABLE = {error.__name__: error.code for error in (
 def mark_failed(task: FailedTaskInput) -> JobError:
     """Abort uploads, delete staged objects and any package, record a readable reason and tell
     the subscribers (job.failed). A job that was cancelled meanwhile stays cancelled."""
-    discard_job_objects(task.job_id, include_package=True)
+    discard_job_objects(packages_bucket(), task.job_id, include_package=True)
     error = describe(task.error.Error, task.error.Cause, task.job_id)
     try:
         failed = JobStore().fail(task.job_id, error)

@@ -38,7 +38,7 @@ from typing import IO, TypeVar
 
 from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
 
-from dataport import aws
+from dataport.bucket import packages_bucket
 from dataport.errors import Conflict, DatabaseRefused, JobCancelled, TransientError, UploadChanged
 from dataport.imports import storage
 from dataport.imports.detect import open_import
@@ -48,6 +48,7 @@ from dataport.imports.limits import ImportLimits
 from dataport.imports.plan import SessionPlan
 from dataport.imports.validate import recheck
 from dataport.imports.validate import validate as validate_upload
+from dataport.jobs import passwords
 from dataport.jobs.store import JobStore, require_running, utcnow
 from dataport.models.imports import (
     CLEANUP_FAILED,
@@ -63,7 +64,6 @@ from dataport.models.imports import (
 from dataport.models.jobs import Job, JobError, JobStatus, Progress, UploadPin
 from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep
 from dataport.observability import logger
-from dataport.packaging import passwords
 from dataport.progress.publisher import publish_progress, publish_terminal
 from dataport.progress.throttle import Cadence
 from dataport.settings import get_settings
@@ -91,12 +91,11 @@ def limits() -> ImportLimits:
 def opener(pin: UploadPin, digest: UploadDigest | None = None) -> Callable[[], IO[bytes]]:
     """A fresh seekable stream over the pinned upload per call (readers make several passes);
     every read requires the pinned ETag. A digest sees every byte read."""
-    bucket = get_settings().packages_bucket
-    client = aws.s3()
+    bucket = packages_bucket()
     on_read = digest.feed if digest is not None else None
 
     def open_upload() -> IO[bytes]:
-        return storage.open_pinned(client, bucket, pin, on_read)
+        return storage.open_pinned(bucket, pin, on_read)
 
     return open_upload
 
@@ -108,11 +107,10 @@ def _pin(store: JobStore, job: Job) -> UploadPin:
     if job.import_state.upload_pin is not None:  # a retry, or validated again (field mapping)
         pin = job.import_state.upload_pin
     else:
-        pin = storage.pin_upload(aws.s3(), get_settings().packages_bucket, job.job_id)
+        pin = storage.pin_upload(packages_bucket(), job.job_id)
         store.update_import(job.job_id, upload_pin=pin)
         logger.info("upload pinned", extra={"job_id": job.job_id, "bytes": pin.bytes})
-    storage.delete_object(aws.s3(), get_settings().packages_bucket,
-                          storage.upload_key(job.job_id))
+    packages_bucket().delete(storage.upload_key(job.job_id))
     return pin
 
 
@@ -225,12 +223,10 @@ def _password(job: Job) -> bytes | None:
 def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> ConflictSummary:
     """Every staged session against the user's: the summary, and a listing of the ones the
     user has (how they differ, what to do)."""
-    settings = get_settings()
     user = UserData(staging.db, job.user_id)
     new = changed = identical = copies = copied_messages = 0
     pulse = Cadence()
-    with storage.listing_writer(aws.s3(), settings.packages_bucket, job.job_id,
-                                storage.CONFLICTS) as out:
+    with storage.listing_writer(packages_bucket(), job.job_id, storage.CONFLICTS) as out:
         for done, entry in enumerate(staging.sessions(), 1):
             stored = user.session(entry["s"])
             arriving = IncomingSession(staging, user, stored)  # every uuid another holds
@@ -286,7 +282,7 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
     require_running(job)
     decision = _decided(job)
     settings = get_settings()
-    db = get_database()
+    db, bucket = get_database(), packages_bucket()
     staging = Staging(db, job.job_id)
     phase = "dry_run" if decision.dry_run else "importing"
     started = step.started_at or utcnow()
@@ -296,11 +292,11 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
         staging.reset_results("dry")
     _report(store, job, Progress(phase=phase, current=step.done, total=total))
     if not decision.dry_run:
-        undone = _mongo(lambda: recover(db, aws.s3(), settings.packages_bucket, staging))
+        undone = _mongo(lambda: recover(db, bucket, staging))
         if undone:
             logger.warning("undid half-written sessions", extra={"job_id": job.job_id,
                                                                 "sessions": undone})
-    executor = Executor(db=db, s3=aws.s3(), bucket=settings.packages_bucket, job_id=job.job_id,
+    executor = Executor(db=db, bucket=bucket, job_id=job.job_id,
                         user_id=job.user_id, decision=decision, staging=staging,
                         run_id=f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
                         batch_ops=settings.import_batch_ops, now=started)
@@ -362,12 +358,10 @@ def _outcome(job: Job, staging: Staging, decision: ImportDecision,
              started: datetime) -> ImportOutcome:
     """Counts over the staged sessions' results, and their listing (the same for the dry run
     and the execution: the listing is what the dry run promises)."""
-    settings = get_settings()
     sessions: dict[str, int] = dict.fromkeys(SessionCounts.model_fields, 0)
     messages = MessageCounts()
     listing = storage.DRY_RUN if decision.dry_run else storage.RESULT
-    with storage.listing_writer(aws.s3(), settings.packages_bucket, job.job_id,
-                                listing) as out:
+    with storage.listing_writer(packages_bucket(), job.job_id, listing) as out:
         for _, result in summarise(staging, dry_run=decision.dry_run):
             action = SessionAction(result["action"])
             sessions[_COUNTED[action]] += 1
@@ -403,14 +397,14 @@ def rollback(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
     job = store.require(step.job_id)
     require_running(job)
     settings = get_settings()
-    db, s3, bucket = get_database(), aws.s3(), settings.packages_bucket
+    db, bucket = get_database(), packages_bucket()
     if step.after is None:
         _mongo(lambda: delete_written(db, job.job_id))
-    keys = storage.journal_keys(s3, bucket, job.job_id)
+    keys = storage.journal_keys(bucket, job.job_id)
     pending = [key for key in keys if step.after is None or key > step.after]
     after = step.after or ""
     for key in pending:
-        _, preimages = storage.read_journal(s3, bucket, key)
+        _, preimages = storage.read_journal(bucket, key)
         _mongo(partial(restore, db, preimages))
         after = key
         if remaining_ms() < settings.worker_reserve_ms and key != pending[-1]:
@@ -447,10 +441,9 @@ def cleanup(task: ImportFailedInput) -> JobError:
                          "partly restored; POST the rollback again (it is safe to repeat).")
         _fail(store, job, error)
         return error
-    settings = get_settings()
     db = get_database()
     staging = Staging(db, job.job_id)
-    recover(db, aws.s3(), settings.packages_bucket, staging)
+    recover(db, packages_bucket(), staging)
     decision = _decision(job)
     outcome = None
     if decision is not None and not decision.dry_run and staging.has_results():
@@ -499,7 +492,7 @@ def _report(store: JobStore, job: Job, progress: Progress) -> None:
 
 
 def _delete_upload(job_id: str) -> None:
-    storage.delete_upload(aws.s3(), get_settings().packages_bucket, job_id)
+    storage.delete_upload(packages_bucket(), job_id)
 
 
 def _mongo(action: Callable[[], T]) -> T:

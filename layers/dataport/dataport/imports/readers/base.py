@@ -27,9 +27,9 @@ from contextlib import contextmanager
 from typing import IO
 
 from dataport.imports.limits import BadInput, ImportLimits
-from dataport.imports.records import ImportRecord
 from dataport.imports.zipsafe import SafeZip
 from dataport.models.imports import ImportOptions, Issue, SourceFormat
+from dataport.models.records import ImportRecord
 
 #: a fresh seekable binary stream over the upload on every call (one per pass)
 Opener = Callable[[], IO[bytes]]

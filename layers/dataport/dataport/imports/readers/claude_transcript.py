@@ -60,9 +60,9 @@ from dataport.imports.limits import (
 from dataport.imports.readers.base import ImportSource, Reporter
 from dataport.imports.readers.package import Checksums, ignored, is_noise, read_manifest
 from dataport.imports.readers.typed import SessionTotals, coerce, finish_message
-from dataport.imports.records import ImportRecord, Location, RecordKind
 from dataport.imports.zipsafe import GuardedMember, SafeZip, ZipMember
 from dataport.models.imports import IssueCode, SourceFormat
+from dataport.models.records import ImportRecord, Location, RecordKind
 from dataport.packaging.manifest import MANIFEST_NAME
 
 MESSAGE_LINES = ("user", "assistant")

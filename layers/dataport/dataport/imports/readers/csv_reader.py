@@ -36,9 +36,9 @@ from dataport.imports.readers.base import ImportSource, Reporter
 from dataport.imports.readers.claude_transcript import project_name
 from dataport.imports.readers.package import Checksums, ignored, read_manifest
 from dataport.imports.readers.typed import SessionTotals, finish_message, parse_date, parse_decimal
-from dataport.imports.records import ImportRecord, Location, RecordKind
 from dataport.imports.zipsafe import GuardedMember, SafeZip, ZipMember
 from dataport.models.imports import IssueCode, SourceFormat
+from dataport.models.records import ImportRecord, Location, RecordKind
 from dataport.packaging.manifest import MANIFEST_NAME
 
 TEXT_COLUMNS: Final = frozenset({"sessionId", "projectName", "projectPath", "summary", "uuid",

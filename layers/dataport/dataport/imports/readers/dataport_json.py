@@ -45,9 +45,9 @@ from dataport.imports.limits import (
 from dataport.imports.readers.base import ImportSource, Reporter
 from dataport.imports.readers.package import Checksums, ignored, read_manifest
 from dataport.imports.readers.typed import MONEY_KEYS, coerce, finish_message
-from dataport.imports.records import ImportRecord, Location, RecordKind
 from dataport.imports.zipsafe import SafeZip
 from dataport.models.imports import IssueCode, SourceFormat
+from dataport.models.records import ImportRecord, Location, RecordKind
 from dataport.packaging.manifest import MANIFEST_NAME
 
 CONVERSATIONS_FILE = re.compile(r"(?:.*/)?conversations(?:-\d+)?\.json")

@@ -25,9 +25,9 @@ from dataport.imports.readers.base import Reporter
 from dataport.imports.readers.claude_transcript import ClaudeTranscriptSource, fold_name
 from dataport.imports.readers.dataport_json import PROJECTS_FILE, read_projects
 from dataport.imports.readers.package import Checksums
-from dataport.imports.records import ImportRecord
 from dataport.imports.zipsafe import SafeZip, ZipMember
 from dataport.models.imports import SourceFormat
+from dataport.models.records import ImportRecord
 from dataport.packaging.manifest import MANIFEST_NAME
 
 #: projects of a package remembered by folder (projects.json lists an owner's projects: few)

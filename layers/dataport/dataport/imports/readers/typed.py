@@ -20,10 +20,11 @@ from typing import Any
 from bson import ObjectId
 from bson.decimal128 import Decimal128
 
-from dataport.formats.common import BoundedMemo, derived_ref
-from dataport.imports.records import RecordKind
+from dataport.formats.common import BoundedMemo
+from dataport.models.documents import derived_ref
 from dataport.models.imports import IssueCode
-from dataport.source.content_hash import content_hash
+from dataport.models.records import RecordKind
+from dataport.source.content_hash import hash_of
 
 DATE_FIELDS: dict[RecordKind, tuple[str, ...]] = {
     RecordKind.PROJECT: ("createdAt", "updatedAt"),
@@ -115,16 +116,6 @@ def coerce(kind: RecordKind, doc: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str) and _HEX_ID.fullmatch(value):
             doc[name] = ObjectId(value)
     return doc
-
-
-def hash_of(doc: Mapping[str, Any]) -> str | None:
-    """The ClaudeLens contentHash of a message, None when its fields cannot make one."""
-    uuid, kind, moment, content = (doc.get("uuid"), doc.get("type"), doc.get("timestamp"),
-                                   doc.get("content"))
-    if not (isinstance(uuid, str) and isinstance(kind, str) and isinstance(moment, datetime)
-            and moment.tzinfo is not None and isinstance(content, str)):
-        return None
-    return content_hash(uuid, kind, moment, content)
 
 
 def finish_message(doc: dict[str, Any]) -> dict[str, Any]:

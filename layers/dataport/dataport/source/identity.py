@@ -28,9 +28,9 @@ from functools import lru_cache
 from typing import Any
 
 from dataport import aws
-from dataport.formats.common import derived_ref, strip_derived
-from dataport.imports.readers.typed import hash_of
+from dataport.models.documents import derived_ref, strip_derived
 from dataport.settings import get_settings
+from dataport.source.content_hash import hash_of
 
 #: the secret's shortest acceptable length (what GenerateSecretString makes is 64)
 MIN_KEY_BYTES = 32

@@ -5,17 +5,14 @@ Used by every path that ends a job early: the workflow's Catch, a cancel, a dele
 
 from __future__ import annotations
 
-from dataport import aws
+from dataport.bucket import PackagesBucket
 from dataport.packaging import locations
-from dataport.packaging.package import abort_uploads, delete_prefix
-from dataport.settings import get_settings
 
 
-def discard_job_objects(job_id: str, *, include_package: bool) -> None:
-    s3, bucket = aws.s3(), get_settings().packages_bucket
+def discard_job_objects(bucket: PackagesBucket, job_id: str, *, include_package: bool) -> None:
     prefixes = [locations.staging_prefix(job_id)]
     if include_package:
         prefixes.append(locations.package_prefix(job_id))
     for prefix in prefixes:
-        abort_uploads(s3, bucket, prefix)
-        delete_prefix(s3, bucket, prefix)
+        bucket.abort_uploads(prefix)
+        bucket.delete_prefix(prefix)
