@@ -157,7 +157,7 @@ def test_a_job_larger_than_one_invocation_still_makes_one_complete_zip(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Two sessions a page, a worker that hands its cursor on after every page, shards of three
     sessions: many invocations and parallel shards, one zip with every message exactly once."""
-    for name, value in {"PAGE_SIZE": "2", "SESSIONS_PER_SHARD": "3",
+    for name, value in {"PAGE_SIZE": "2", "SHARD_TARGET_SESSIONS": "3",
                         "WORKER_RESERVE_MS": "60000"}.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
