@@ -1,4 +1,6 @@
-"""Export task: one invocation of a shard's page loop; returns the shard's cursor."""
+"""Export task: one invocation of a shard's page loop; returns the shard's cursor. A shard's
+first invocation gets the key of the object holding its first cursor (the Distributed Map's
+item)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dataport.models.tasks import ShardCursor
+from dataport.models.tasks import ShardCursor, ShardRef
 from dataport.observability import logger
 from dataport.settings import get_settings
 from dataport.workflows import export
@@ -16,5 +18,6 @@ get_settings()  # at cold start: a missing variable fails here, named, not mid-r
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    cursor = ShardCursor.model_validate(event)
+    cursor = (export.first_cursor(ShardRef.model_validate(event)) if "shardKey" in event
+              else ShardCursor.model_validate(event))
     return export.run_shard(cursor, context.get_remaining_time_in_millis).wire()

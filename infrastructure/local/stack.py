@@ -41,7 +41,7 @@ from moto.stepfunctions.parser.backend.execution import Execution
 from moto.stepfunctions.parser.utils import TMP_THREADS
 from statelint.linter import Linter
 
-from infrastructure.local import mongo_server
+from infrastructure.local import mongo_server, sfn_fidelity
 from infrastructure.local.lambda_runtime import Call, CallDetail, LambdaRuntime
 from infrastructure.local.rest_gateway import RestGateway
 from infrastructure.local.template import (
@@ -199,6 +199,7 @@ class LocalStack:
         self._runtime.install()
         self._cleanup.callback(self._runtime.uninstall)
         self._cleanup.enter_context(mock.patch.object(Execution, "stop", _stop_execution))
+        self._cleanup.enter_context(sfn_fidelity.patches())  # Distributed Map failures
         if self.fast_retries:
             # Retry IntervalSeconds/BackoffRate really sleep in moto's interpreter.
             no_sleep = SimpleNamespace(sleep=lambda _seconds: None)

@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--format", default="json")
     args = parser.parse_args(argv)
-    os.environ["SESSIONS_PER_SHARD"] = str(10**9)  # one shard: invocations never overlap
+    os.environ["EXPORT_CONCURRENCY"] = "1"  # one shard: invocations never overlap
+    os.environ["SHARD_MAX_SESSIONS"] = str(10**9)
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
     results = []
     with LocalStack() as stack:

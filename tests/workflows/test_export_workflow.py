@@ -158,7 +158,7 @@ def test_a_job_larger_than_one_invocation_still_makes_one_complete_zip(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Two sessions a page, a worker that hands its cursor on after every page, shards of three
     sessions: many invocations and parallel shards, one zip with every message exactly once."""
-    for name, value in {"PAGE_SIZE": "2", "SESSIONS_PER_SHARD": "3",
+    for name, value in {"PAGE_SIZE": "2", "SHARD_TARGET_SESSIONS": "3",
                         "WORKER_RESERVE_MS": "60000"}.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
@@ -265,3 +265,109 @@ def test_pdf_package_is_a_readable_document_with_every_session(
         summary = " ".join(session["summary"].split())[:30]
         if not any("\u0590" <= c <= "\u08ff" for c in summary):  # RTL is drawn unshaped
             assert summary in flat
+
+
+def _json_content(members: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, Any]]:
+    sessions: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for name, data in members.items():
+        if name.startswith("conversations-"):
+            document = json_util.loads(data, json_options=EXTENDED_JSON_READ_OPTIONS)
+            for entry in document["sessions"]:
+                for message in entry.pop("messages"):
+                    messages[message["uuid"]] = message
+                sessions[entry["sessionId"]] = entry
+    return sessions, messages
+
+
+def _export_with(api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                 env: dict[str, str]) -> tuple[dict[str, bytes], str]:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        job_id = api.start_export({"format": "json"})
+        job = api.wait(job_id)
+        assert job["status"] == "succeeded", job
+        package = api.download(job_id, tmp_path / f"{job_id}.zip")
+    finally:
+        for name in env:
+            monkeypatch.delenv(name, raising=False)
+        get_settings.cache_clear()
+    return _members(package), job_id
+
+
+def _map_run(stack: LocalStack, job_id: str) -> dict[str, Any]:
+    sfn = stack.client("stepfunctions")
+    (run,) = sfn.list_map_runs(executionArn=_execution_arn(stack, job_id))["mapRuns"]
+    described: dict[str, Any] = sfn.describe_map_run(mapRunArn=run["mapRunArn"])
+    return described
+
+
+def test_several_shards_make_the_same_package_as_one(
+        api: Api, owned: Owned, others: Owned, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same data through one shard and through a Distributed Map of several (each a child
+    of its own): the same sessions and messages, field for field; the parent's history is the
+    same 18 events whatever the number of shards (tests/workflows/test_limits.py)."""
+    one, one_id = _export_with(api, tmp_path, monkeypatch, {"EXPORT_CONCURRENCY": "1"})
+    many, many_id = _export_with(api, tmp_path, monkeypatch, {"SHARD_TARGET_SESSIONS": "2"})
+    assert _map_run(api.stack, one_id)["itemCounts"]["total"] == 1
+    shards = _map_run(api.stack, many_id)["itemCounts"]
+    assert shards["total"] >= 4
+    assert shards["succeeded"] == shards["total"]
+    for members in (one, many):
+        _check_package_members(members, others)
+    assert _json_content(one) == _json_content(many)
+    sessions, messages = _json_content(many)
+    assert set(sessions) == set(owned.sessions)
+    assert set(messages) == set(owned.messages)
+    projects = [json_util.loads(m["projects.json"], json_options=EXTENDED_JSON_READ_OPTIONS)
+                ["projects"] for m in (one, many)]  # the header names each job
+    assert projects[0] == projects[1]
+    for job_id in (one_id, many_id):
+        history = list(api.stack.execution_history(_execution_arn(api.stack, job_id)))
+        assert len(history) == 18, [e["type"] for e in history]
+        assert bucket_leftovers(api.stack, job_id)["uploads"] == []
+
+
+def _check_package_members(members: dict[str, bytes], others: Owned) -> None:
+    everything = b"".join(members.values())
+    assert not [sid for sid in others.sessions if sid.encode() in everything]
+
+
+def test_cancelling_a_sharded_export_stops_every_shard(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several shards running at once when the export is cancelled: StopExecution of the parent
+    ends the Map Run (its children: aborted, none running), nothing is left in the bucket."""
+    writing = threading.Event()
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        writing.set()
+        time.sleep(0.1)
+        return write_session(*args, **kwargs)
+
+    monkeypatch.setenv("PAGE_SIZE", "1")
+    monkeypatch.setenv("SHARD_TARGET_SESSIONS", "2")
+    get_settings.cache_clear()
+    monkeypatch.setitem(api.stack.handler_overrides, EXPORT_WORKER, export_worker(slow))
+    try:
+        job_id = api.start_export({"format": "csv"})
+        assert writing.wait(20)
+        cancelled = api.request("DELETE", f"/exports/{job_id}")
+        assert cancelled.status_code == 200, cancelled.text
+        api.stack.wait_until_quiet()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert api.job(job_id)["status"] == "cancelled"
+    execution = api.stack.client("stepfunctions").describe_execution(
+        executionArn=_execution_arn(api.stack, job_id))
+    assert execution["status"] in {"ABORTED", "FAILED"}  # as the one-shard test (moto)
+    # no child left running: wait_until_quiet saw every interpreter thread and invocation end;
+    # moto's executionCounts never count a stopped child down, its itemCounts do
+    items = _map_run(api.stack, job_id)["itemCounts"]
+    assert items["running"] == 0
+    assert items["total"] >= 2
+    assert items["succeeded"] < items["total"]
+    assert bucket_leftovers(api.stack, job_id) == {"objects": [], "uploads": []}

@@ -61,7 +61,14 @@ class Settings(BaseSettings):
     page_size: int = 100
     message_batch_size: int = 500
     worker_reserve_ms: int = 60_000
-    sessions_per_shard: int = 5000
+    # Export shards sized by work (workflows/shards.py): a shard aims at shard_target_sessions
+    # sessions' worth (a session weighs shard_messages_per_session messages, plus its own), at
+    # most export_concurrency shards (the Distributed Map's MaxConcurrency) unless a shard would
+    # then exceed shard_max_sessions sessions' worth.
+    shard_target_sessions: int = Field(default=250, ge=1)
+    shard_max_sessions: int = Field(default=20_000, ge=1)
+    shard_messages_per_session: int = Field(default=100, ge=1)
+    export_concurrency: int = Field(default=8, ge=1, le=10_000)
     upload_part_size_mb: int = Field(default=8, ge=5, le=16)
 
     # Imports: uploads go straight to S3 through a presigned POST capped at max_upload_bytes and

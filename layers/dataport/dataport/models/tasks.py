@@ -28,9 +28,26 @@ class ShardCursor(ApiModel):
     done: bool = False
 
 
+class ShardRef(ApiModel):
+    """A shard's first input, as the Distributed Map lists it: the key of the object holding
+    its first cursor (the worker reads it; Step Functions never carries the list)."""
+
+    shard_key: str = Field(min_length=1, max_length=1024)
+
+
+class ShardList(ApiModel):
+    """Where the plan put the shards: one object each under `prefix`, listed by the Distributed
+    Map's ItemReader. Only this location travels in the state, never the list (256 KB)."""
+
+    bucket: str
+    prefix: str
+
+
 class ExportPlan(ApiModel):
     job_id: str
-    shards: list[ShardCursor]
+    shard_list: ShardList
+    shards: int = Field(ge=1, description="how many shards (objects under shard_list.prefix)")
+    concurrency: int = Field(ge=1, description="the Distributed Map's MaxConcurrency")
 
 
 class TaskError(ApiModel):

@@ -20,3 +20,9 @@ def package_prefix(job_id: str) -> str:
 
 def package_key(job_id: str, filename: str) -> str:
     return f"{package_prefix(job_id)}{filename}"
+
+
+def shard_list_prefix(job_id: str) -> str:
+    """One small object per export shard (its first cursor): the Distributed Map's items."""
+    return f"{staging_prefix(job_id)}shards/"
+

@@ -32,27 +32,29 @@ from dataport.formats.base import ExportContext, ExportWriter
 from dataport.formats.registry import writer_for
 from dataport.jobs import passwords
 from dataport.jobs.store import JobStore, require_running, utcnow
-from dataport.models.exports import ExportFormat, ExportRequest
+from dataport.models.exports import ExportFilters, ExportFormat, ExportRequest
 from dataport.models.jobs import Counts, Job, JobStatus, PackageInfo, Progress
 from dataport.models.staged import StagedFile
-from dataport.models.tasks import ExportPlan, JobRef, ShardCursor
+from dataport.models.tasks import ExportPlan, JobRef, ShardCursor, ShardList, ShardRef
 from dataport.observability import logger
 from dataport.packaging import locations
 from dataport.packaging.cleanup import discard_job_objects
 from dataport.packaging.manifest import ManifestHeader, Owner
 from dataport.packaging.package import assemble_package
+from dataport.packaging.shardlist import read_shard, write_shard_list
 from dataport.packaging.staging import StagingSink
 from dataport.progress.publisher import publish_progress, publish_terminal
 from dataport.progress.throttle import Cadence
 from dataport.settings import get_settings
 from dataport.source.mongo import get_database
 from dataport.source.reader import (
+    SESSION_ORDER,
     iter_messages,
     iter_session_pages,
     projects_in_scope,
-    session_keys,
 )
 from dataport.source.scope import OwnerScope
+from dataport.workflows.shards import ShardSizing, cut
 
 #: shard 0 holds what the plan writes (projects), so it comes first in the package
 PLAN_SHARD = 0
@@ -83,25 +85,65 @@ def plan(ref: JobRef) -> ExportPlan:
         raise
     store.put_files(job.job_id, PLAN_SHARD, 0, sink.files)
 
-    shards: list[ShardCursor] = []
-    total = 0
-    lower: str | None = None
-    for total, key in enumerate(session_keys(scope, request.filters), start=1):
-        if cadence.due():
-            _publish(store, job, Progress(phase="planning", total=total))
-        if total % settings.sessions_per_shard == 0:
-            shards.append(ShardCursor(job_id=job.job_id, shard=len(shards) + 1, after=lower,
-                                      upto=key))
-            lower = key
-    if lower is not None or not shards:
-        shards.append(ShardCursor(job_id=job.job_id, shard=len(shards) + 1, after=lower))
+    sizing = ShardSizing(target=settings.shard_target_sessions,
+                         limit=settings.shard_max_sessions,
+                         messages_per_session=settings.shard_messages_per_session,
+                         concurrency=settings.export_concurrency)
+    total, messages = _work_in_scope(scope, request.filters)
+    _publish(store, job, Progress(phase="planning", total=total))
+    count = sizing.count(total, messages)
+    work = total * sizing.messages_per_session + messages
+
+    def keyed() -> Iterator[tuple[str, int]]:
+        for done, pair in enumerate(_session_weights(scope, request.filters), start=1):
+            if cadence.due():
+                _publish(store, job, Progress(phase="planning", current=done, total=total))
+            yield pair
+
+    shards = [ShardCursor(job_id=job.job_id, shard=number, after=bounds.after, upto=bounds.upto)
+              for number, bounds in enumerate(cut(keyed(), count=count, work=work,
+                                                  sizing=sizing), start=1)]
+    bucket = packages_bucket()
+    listed = ShardList(bucket=bucket.name, prefix=locations.shard_list_prefix(job.job_id))
+    write_shard_list(bucket, listed.prefix, shards)
     for shard in shards:
         store.put_shard(job.job_id, shard.shard, _shard_state(shard))
     _publish(store, job, Progress(phase="exporting", total=total))
     store.update_export(job.job_id, counts=Counts(projects=len(projects)))
     logger.info("export planned", extra={"job_id": job.job_id, "shards": len(shards),
-                                         "sessions": total})
-    return ExportPlan(job_id=job.job_id, shards=shards)
+                                         "sessions": total, "messages": messages})
+    return ExportPlan(job_id=job.job_id, shard_list=listed, shards=len(shards),
+                      concurrency=sizing.concurrency)
+
+
+def _work_in_scope(scope: OwnerScope, filters: ExportFilters) -> tuple[int, int]:
+    """Sessions in scope and the sum of their messageCount: counts only, summed by the server
+    (with message-level filters this overestimates the messages: an estimate is all shard
+    sizing needs)."""
+    rows = list(scope.sessions.aggregate([
+        {"$match": scope.sessions_query(filters)},
+        {"$group": {"_id": None, "sessions": {"$sum": 1},
+                    "messages": {"$sum": "$messageCount"}}}]))
+    if not rows:
+        return 0, 0
+    return int(rows[0].get("sessions") or 0), int(rows[0].get("messages") or 0)
+
+
+def _session_weights(scope: OwnerScope, filters: ExportFilters) -> Iterator[tuple[str, int]]:
+    """(sessionId, messageCount) in sessionId order: a projection of a few dozen bytes per
+    session, no session or message data."""
+    projection = {"sessionId": 1, "messageCount": 1, "_id": 0}
+    with scope.sessions.find(scope.sessions_query(filters), projection, sort=SESSION_ORDER,
+                             batch_size=5000) as cursor:
+        for doc in cursor:
+            count = doc.get("messageCount")
+            yield doc["sessionId"], count if isinstance(count, int) else 0
+
+
+def first_cursor(ref: ShardRef) -> ShardCursor:
+    """The cursor the plan wrote for a shard (the Distributed Map hands each child only the
+    key of its shard's object)."""
+    return read_shard(packages_bucket(), ref.shard_key)
 
 
 class SessionWriter(Protocol):
