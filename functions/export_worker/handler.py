@@ -8,7 +8,6 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dataport.models.tasks import ShardCursor, ShardRef
 from dataport.observability import logger
 from dataport.settings import get_settings
 from dataport.workflows import export
@@ -18,6 +17,5 @@ get_settings()  # at cold start: a missing variable fails here, named, not mid-r
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    cursor = (export.first_cursor(ShardRef.model_validate(event)) if "shardKey" in event
-              else ShardCursor.model_validate(event))
-    return export.run_shard(cursor, context.get_remaining_time_in_millis).wire()
+    return export.run_shard(export.shard_cursor(event),
+                            context.get_remaining_time_in_millis).wire()

@@ -20,7 +20,7 @@ the bytes, the finalizer only writes headers, the manifest and the central direc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -140,10 +140,13 @@ def _session_weights(scope: OwnerScope, filters: ExportFilters) -> Iterator[tupl
             yield doc["sessionId"], count if isinstance(count, int) else 0
 
 
-def first_cursor(ref: ShardRef) -> ShardCursor:
-    """The cursor the plan wrote for a shard (the Distributed Map hands each child only the
-    key of its shard's object)."""
-    return read_shard(packages_bucket(), ref.shard_key)
+def shard_cursor(event: Mapping[str, Any]) -> ShardCursor:
+    """Where an invocation starts: a shard's first gets the key of the object the plan wrote
+    its cursor to (the Distributed Map hands each child only that), a later one the cursor the
+    previous invocation returned."""
+    if "shardKey" in event:
+        return read_shard(packages_bucket(), ShardRef.model_validate(event).shard_key)
+    return ShardCursor.model_validate(event)
 
 
 class SessionWriter(Protocol):
