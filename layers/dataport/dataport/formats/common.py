@@ -22,6 +22,7 @@ from bson import ObjectId, json_util
 from bson.decimal128 import Decimal128
 from bson.json_util import CANONICAL_JSON_OPTIONS, RELAXED_JSON_OPTIONS, JSONOptions
 
+from dataport.formats.extjson import canonical_json_bytes
 from dataport.models.documents import RawDocument, as_decimal
 
 #: how to read back what `canonical_json` wrote: dates come back aware, in UTC, as they went in
@@ -32,10 +33,10 @@ EXTENDED_JSON_READ_OPTIONS: Final[JSONOptions] = CANONICAL_JSON_OPTIONS.with_opt
 def canonical_json(document: object) -> bytes:
     """Canonical Extended JSON (UTF-8, compact): every BSON type survives a round trip through
     `json_util.loads(..., json_options=EXTENDED_JSON_READ_OPTIONS)`. BSON dates hold
-    milliseconds, so that is the precision written (as MongoDB stores it)."""
-    text = json_util.dumps(document, json_options=CANONICAL_JSON_OPTIONS, ensure_ascii=False,
-                           separators=(",", ":"))
-    return text.encode("utf-8")
+    milliseconds, so that is the precision written (as MongoDB stores it). Byte for byte what
+    `json_util.dumps(..., ensure_ascii=False, separators=(",", ":"))` writes, through orjson
+    (see formats/extjson.py)."""
+    return canonical_json_bytes(document)
 
 
 def _plain_default(value: object) -> object:
