@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from bson import SON, ObjectId, json_util
 from bson.binary import Binary
@@ -30,8 +31,19 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dataport.formats import extjson
-from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS, canonical_json
-from dataport.formats.extjson import canonical_json_bytes, decimal128_text, json_util_canonical
+from dataport.formats.common import (
+    EXTENDED_JSON_READ_OPTIONS,
+    canonical_json,
+    decimal_text,
+    iso_ms,
+    plain_json,
+)
+from dataport.formats.extjson import (
+    canonical_json_bytes,
+    decimal128_positional,
+    decimal128_text,
+    json_util_canonical,
+)
 from tests.unit.format_sink import messages, project_doc, session_doc
 
 SETTINGS = settings(max_examples=600, deadline=None,
@@ -204,3 +216,42 @@ def test_nesting_deeper_than_orjson_allows_falls_back() -> None:
     for _ in range(150):  # 300 levels: beyond orjson (255), within json_util
         deep = {"d": [deep]}
     assert canonical_json_bytes(deep) == json_util_canonical(deep)
+
+
+# --- the fast paths of the friendly formats (CSV, JSONL, Markdown, PDF) --------------------------
+
+def _old_iso_ms(value: datetime) -> str:
+    moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+@SETTINGS
+@given(datetimes | st.datetimes(timezones=st.just(UTC)))
+@example(datetime(2025, 8, 2, 4, 52, 9, tzinfo=UTC))
+@example(datetime(1, 1, 1))
+@example(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+def test_iso_ms_is_isoformat_in_utc_with_milliseconds(value: datetime) -> None:
+    try:
+        expected = _old_iso_ms(value)
+    except OverflowError:
+        return  # a zone pushing the moment out of datetime's range: not a stored date
+    assert iso_ms(value) == expected
+
+
+@SETTINGS
+@given(decimals | raw_decimals)
+@example(Decimal128("0E+3"))
+@example(Decimal128("-0"))
+@example(Decimal128("0E-3"))
+def test_decimal_text_is_positional_decimal(value: Decimal128) -> None:
+    expected = format(value.to_decimal(), "f")
+    assert decimal128_positional(value) == expected
+    assert decimal_text(value) == expected
+
+
+@SETTINGS
+@given(decimals | raw_decimals)
+def test_plain_json_writes_the_stored_digits_of_a_decimal128(value: Decimal128) -> None:
+    number = value.to_decimal()
+    expected = orjson.Fragment(str(number)) if number.is_finite() else str(number)
+    assert plain_json({"cost": value}) == orjson.dumps({"cost": expected})

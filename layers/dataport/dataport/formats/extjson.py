@@ -45,8 +45,9 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS: Final = timedelta(milliseconds=1)
 _PLAIN: Final = frozenset({str, bool, type(None)})
 
-# Decimal128 (IEEE 754-2008 decimal128, binary integer significand), as an int of its 16 bytes
-_COEFFICIENT_MASK: Final = (1 << 113) - 1
+# Decimal128 (IEEE 754-2008 decimal128, binary integer significand): sign, 14 exponent bits,
+# the top 49 bits of the coefficient in the high half, the other 64 in the low half
+_HIGH_COEFFICIENT_MASK: Final = (1 << 49) - 1
 _MAX_COEFFICIENT: Final = 10**34 - 1
 _EXPONENT_BIAS: Final = 6176
 
@@ -71,18 +72,28 @@ def canonical_json_bytes(document: object) -> bytes:
         return json_util_canonical(document)
 
 
-def decimal128_text(value: Decimal128) -> str:
-    """`str(value)` without building a decimal.Decimal (8x faster): the General Decimal
-    Arithmetic to-scientific-string of the stored coefficient and exponent. Specials (NaN,
-    infinities) and non-canonical encodings take `str(value)` itself."""
-    bits = int.from_bytes(value.bid, "little")
-    if (bits >> 125) & 3 == 3:  # infinity, NaN, or the "11" form (a coefficient over 2**113)
-        return str(value)
-    coefficient = bits & _COEFFICIENT_MASK
+def decimal128_parts(value: Decimal128) -> tuple[bool, str, int] | None:
+    """(negative, coefficient digits, exponent) of a finite Decimal128 read straight from its 16
+    bytes (no decimal.Decimal built: 8x faster than `to_decimal()`); None for the specials
+    (NaN, infinities) and non-canonical encodings, which the caller leaves to bson."""
+    high, low = value.__getstate__()  # the two 64-bit halves (what pickle stores)
+    if (high >> 61) & 3 == 3:  # infinity, NaN, or the "11" form (a coefficient over 2**113)
+        return None
+    coefficient = ((high & _HIGH_COEFFICIENT_MASK) << 64) | low
     if coefficient > _MAX_COEFFICIENT:  # more than 34 digits: read as zero by the spec
-        return str(value)
-    exponent = ((bits >> 113) & 0x3FFF) - _EXPONENT_BIAS
-    digits = str(coefficient)
+        return None
+    exponent = ((high >> 49) & 0x3FFF) - _EXPONENT_BIAS
+    return bool(high >> 63), str(coefficient), exponent
+
+
+def finite_decimal128_text(value: Decimal128) -> str | None:
+    """`str(value)` of a finite Decimal128: the General Decimal Arithmetic
+    to-scientific-string of the stored coefficient and exponent (`0.056628`, `1E+3`, `1.0E-7`,
+    `-0`); None for the specials."""
+    parts = decimal128_parts(value)
+    if parts is None:
+        return None
+    negative, digits, exponent = parts
     left = exponent + len(digits)  # digits before the decimal point, in positional notation
     if exponent <= 0 and left > -6:
         if exponent == 0:
@@ -93,7 +104,29 @@ def decimal128_text(value: Decimal128) -> str:
             text = "0." + "0" * -left + digits
     else:
         text = digits[0] + ("." + digits[1:] if len(digits) > 1 else "") + f"E{left - 1:+d}"
-    return "-" + text if bits >> 127 else text
+    return "-" + text if negative else text
+
+
+def decimal128_text(value: Decimal128) -> str:
+    """`str(value)`, specials included."""
+    text = finite_decimal128_text(value)
+    return str(value) if text is None else text
+
+
+def decimal128_positional(value: Decimal128) -> str:
+    """`format(value.to_decimal(), "f")`: positional notation, never an exponent (`1000`,
+    `0.0000001`, `0.000`, `-0`); specials as the decimal module writes them."""
+    parts = decimal128_parts(value)
+    if parts is None:
+        return format(value.to_decimal(), "f")
+    negative, digits, exponent = parts
+    if exponent >= 0:
+        text = digits if digits == "0" else digits + "0" * exponent
+    else:
+        point = len(digits) + exponent
+        text = (f"{digits[:point]}.{digits[point:]}" if point > 0
+                else "0." + "0" * -point + digits)
+    return "-" + text if negative else text
 
 
 def _int(value: int) -> dict[str, str]:
