@@ -721,3 +721,24 @@ def test_messages_sharing_a_timestamp_come_in_uuid_order(mongo_db: Database[Docu
                               "t_tool_1", "m001"])]
     assert ids_of(read_shard(scope, ExportFilters(), batch_size=2)) == expected
     assert ids_of(read_all(scope, ExportFilters(), batch_size=2)) == expected
+
+
+def test_shard_cursors_share_the_batch(mongo_uri: str, seeded_db: SeededDb) -> None:
+    """Years of monthly collections must not each hold a full batch at the same time."""
+    collections = len(message_collections(seeded_db.db))
+    commands = _Commands()
+    client: MongoClient[Document] = MongoClient(mongo_uri, tz_aware=True,
+                                                event_listeners=[commands])
+    try:
+        scope = OwnerScope(client[seeded_db.db.name], DEMO_USER_ID)
+        page = next(reader.iter_session_pages(scope, ExportFilters(), page_size=3))
+        with reader.ShardMessages(scope, ExportFilters(), batch_size=100 * collections) as shard:
+            for _, messages in shard.pairs(page):
+                list(messages)
+    finally:
+        client.close()
+
+    finds = [c for c in commands.named("find") if c["find"].startswith("messages")]
+    assert len(finds) == collections > 1
+    assert {c["batchSize"] for c in finds} == {100}
+    assert reader.MIN_CURSOR_BATCH <= 100

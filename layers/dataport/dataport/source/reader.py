@@ -35,6 +35,9 @@ MESSAGE_ORDER = [("sessionId", ASCENDING), ("timestamp", ASCENDING), ("uuid", AS
 #: one); ties are put in uuid order as they stream (`_in_message_order`)
 TIME_ORDER = [("sessionId", ASCENDING), ("timestamp", ASCENDING)]
 
+#: the smallest batch a shard's cursor asks for when the batch is shared among collections
+MIN_CURSOR_BATCH = 64
+
 _NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
@@ -49,11 +52,6 @@ def _uuid_key(doc: Document) -> tuple[bool, str]:
     """The tie-break of MESSAGE_ORDER (a missing uuid first, as null is in MongoDB)."""
     uuid = doc.get("uuid")
     return (True, uuid) if isinstance(uuid, str) else (False, "")
-
-
-def _message_key(doc: Document) -> tuple[str, bool, datetime, tuple[bool, str]]:
-    """MESSAGE_ORDER as a Python key."""
-    return (*_time_key(doc), _uuid_key(doc))
 
 
 def _in_message_order(docs: Iterator[Document]) -> Iterator[Document]:
@@ -142,12 +140,17 @@ class _Stream:
 
 
 def _open_messages(scope: OwnerScope, sessions: Iterable[Mapping[str, Any]],
-                   filters: ExportFilters, batch_size: int, cursors: ExitStack) -> _Stream:
+                   filters: ExportFilters, batch_size: int, cursors: ExitStack, *,
+                   shared_batch: bool = False) -> _Stream:
     """One cursor per message collection (those the dateRange can touch) over the messages of
     `sessions` (checked to be the owner's by the scope), merged into one stream in
-    MESSAGE_ORDER. The cursors close with `cursors`."""
+    MESSAGE_ORDER. The cursors close with `cursors`. With `shared_batch`, `batch_size` is what
+    all the cursors together hold (each at least MIN_CURSOR_BATCH, or batch_size if smaller):
+    a deployment with years of monthly collections must not hold a full batch of each."""
     query = scope.messages_query(sessions, filters)
     names = [name for name in message_collections(scope.db) if _month_overlaps(name, filters)]
+    if shared_batch and names:
+        batch_size = max(min(batch_size, MIN_CURSOR_BATCH), -(-batch_size // len(names)))
     streams: list[Cursor[Document]] = [
         cursors.enter_context(scope.db[name].find(query, sort=TIME_ORDER, batch_size=batch_size))
         for name in names]
@@ -206,8 +209,9 @@ class ShardMessages:
     sessionId order, each after the last; a session of a page that was not in scope when the
     shard's keys were read (created since) gets a query of its own. An invocation that stops
     early closes the cursors; the next one resumes with `after` = the last session written.
-    Memory: one batch per message collection, one run of equal timestamps, and the shard's
-    sessionIds (at most SESSIONS_PER_SHARD short strings), whatever the size of the shard."""
+    Memory: `batch_size` messages shared by the cursors (each holds at least
+    MIN_CURSOR_BATCH), one run of equal timestamps, and the shard's sessionIds (at most
+    SESSIONS_PER_SHARD short strings), whatever the size of the shard."""
 
     def __init__(self, scope: OwnerScope, filters: ExportFilters, *, after: str | None = None,
                  upto: str | None = None, batch_size: int = 500) -> None:
@@ -241,7 +245,7 @@ class ShardMessages:
         self._keys = frozenset(session["sessionId"] for session in sessions)
         if sessions:
             stream = _open_messages(self.scope, sessions, self.filters, self.batch_size,
-                                    self._cursors)
+                                    self._cursors, shared_batch=True)
         else:
             stream = _Stream(iter(()))
         self._stream = stream
