@@ -568,3 +568,177 @@ def test_embedded_server_stops_without_leftovers() -> None:
 
     assert server.process.poll() is not None
     assert not server.workdir.exists()
+
+
+# --- a shard's messages: one cursor per message collection --------------------------------------
+
+def read_shard(scope: OwnerScope, filters: ExportFilters, *, page_size: int = 100,
+               batch_size: int = 500, after: str | None = None,
+               upto: str | None = None) -> list[tuple[Document, list[Document]]]:
+    with reader.ShardMessages(scope, filters, after=after, upto=upto,
+                              batch_size=batch_size) as shard:
+        return [(session, list(messages))
+                for page in reader.iter_session_pages(scope, filters, after, upto, page_size)
+                for session, messages in shard.pairs(page)]
+
+
+@pytest.mark.parametrize("layout", ["monthly", "single"])
+@pytest.mark.parametrize("case", FILTERS)
+def test_shard_messages_give_what_the_contract_says(layouts: dict[str, Database[Document]],
+                                                    data: Dataset, layout: str,
+                                                    case: str) -> None:
+    filters = FILTERS[case](data)
+    scope = OwnerScope(layouts[layout], DEMO_USER_ID)
+
+    got = read_shard(scope, filters, page_size=4, batch_size=16)
+
+    assert ids_of(got) == data.expected(DEMO_USER_ID, filters)
+    assert got == read_all(scope, filters, page_size=4, batch_size=16)  # documents too
+
+
+def test_shard_messages_of_keyset_ranges_partition_the_data(seeded_db: SeededDb,
+                                                            data: Dataset) -> None:
+    scope = OwnerScope(seeded_db.db, DEMO_USER_ID)
+    keys = list(reader.session_keys(scope, ExportFilters()))
+    ranges = list(pairwise([None, keys[2], "8", keys[-2], None]))
+
+    shards = [read_shard(scope, ExportFilters(), page_size=3, batch_size=7, after=after,
+                         upto=upto) for after, upto in ranges]
+
+    assert all(shards)
+    assert [pair for shard in shards for pair in ids_of(shard)] == data.expected(
+        DEMO_USER_ID, ExportFilters())
+
+
+def test_shard_messages_open_one_cursor_per_collection_for_all_pages(
+        mongo_uri: str, seeded_db: SeededDb, data: Dataset) -> None:
+    commands = _Commands()
+    client: MongoClient[Document] = MongoClient(mongo_uri, tz_aware=True,
+                                                event_listeners=[commands])
+    try:
+        scope = OwnerScope(client[seeded_db.db.name], DEMO_USER_ID)
+        pages = list(reader.iter_session_pages(scope, ExportFilters(), page_size=3))
+        with reader.ShardMessages(scope, ExportFilters(), batch_size=8) as shard:
+            read = [(session, list(messages)) for page in pages
+                    for session, messages in shard.pairs(page)]
+    finally:
+        client.close()
+
+    assert len(pages) > 3
+    assert ids_of(read) == data.expected(DEMO_USER_ID, ExportFilters())
+    finds = [c for c in commands.named("find") if c["find"].startswith("messages")]
+    assert sorted(c["find"] for c in finds) == message_collections(seeded_db.db)
+    assert all(c["sort"] == {"sessionId": 1, "timestamp": 1} for c in finds)
+    assert all(c["batchSize"] == 8 for c in finds)
+    getmores = [c for c in commands.named("getMore") if c["collection"].startswith("messages")]
+    assert len(getmores) >= sum(len(m) for _, m in read) // 8 - len(finds)
+    # the keys of the shard's sessions, read once, projection only
+    [keys] = [c for c in commands.named("find") if c["find"] == "sessions"
+              and c.get("projection") == {"sessionId": 1, "projectId": 1, "_id": 0}]
+    assert keys["filter"]["projectId"] == {"$in": sorted(data.project_ids(DEMO_USER_ID))}
+
+
+def test_a_new_invocation_resumes_after_the_last_session(seeded_db: SeededDb,
+                                                         data: Dataset) -> None:
+    scope = OwnerScope(seeded_db.db, DEMO_USER_ID)
+    first: list[tuple[Document, list[Document]]] = []
+    with reader.ShardMessages(scope, ExportFilters(), batch_size=5) as shard:
+        for page in reader.iter_session_pages(scope, ExportFilters(), page_size=4):
+            first += [(session, list(messages)) for session, messages in shard.pairs(page)]
+            if len(first) >= 8:
+                break  # the time budget ran low: cursors closed with the invocation
+
+    rest = read_shard(scope, ExportFilters(), page_size=4, batch_size=5,
+                      after=first[-1][0]["sessionId"])
+
+    assert ids_of(first + rest) == data.expected(DEMO_USER_ID, ExportFilters())
+
+
+def test_shard_messages_are_scoped_to_the_owner(seeded_db: SeededDb, data: Dataset) -> None:
+    for user in seeded_db.summary.users:
+        scope = OwnerScope(seeded_db.db, user.user_id)
+        read = read_shard(scope, ExportFilters(), page_size=5)
+        assert ids_of(read) == data.expected(user.user_id, ExportFilters())
+        assert sum(len(messages) for _, messages in read) == user.messages
+
+
+def test_shard_pages_must_advance(seeded_db: SeededDb) -> None:
+    scope = OwnerScope(seeded_db.db, DEMO_USER_ID)
+    first, second, *_ = reader.iter_session_pages(scope, ExportFilters(), page_size=2)
+    with reader.ShardMessages(scope, ExportFilters()) as shard:
+        list(shard.pairs(second))
+        with pytest.raises(ValueError, match="sessionId order"):
+            list(shard.pairs(first))
+
+
+def test_shard_messages_a_session_read_after_moving_on_raises(seeded_db: SeededDb) -> None:
+    scope = OwnerScope(seeded_db.db, DEMO_USER_ID)
+    page = next(reader.iter_session_pages(scope, ExportFilters(), page_size=2))
+    with reader.ShardMessages(scope, ExportFilters()) as shard:
+        pairs = shard.pairs(page)
+        _, first_messages = next(pairs)
+        next(pairs)
+        with pytest.raises(RuntimeError, match="after moving on"):
+            next(first_messages)
+
+
+def test_a_session_created_after_the_shard_opened_is_read_too(
+        mongo_db: Database[Document]) -> None:
+    user_id, project_id, session_id = _one_session(mongo_db, 3,
+                                                   datetime(2025, 8, 1, tzinfo=UTC))
+    scope = OwnerScope(mongo_db, user_id)
+    with reader.ShardMessages(scope, ExportFilters()) as shard:
+        (page,) = reader.iter_session_pages(scope, ExportFilters())
+        assert ids_of([(s, list(m)) for s, m in shard.pairs(page)]) == [
+            (session_id, ["m000", "m001", "m002"])]
+        late = {"sessionId": "ffff-late", "projectId": project_id, "totalCost": Decimal128("0")}
+        mongo_db.sessions.insert_one(late)
+        mongo_db["messages_2025_08"].insert_one(
+            {"uuid": "late-1", "sessionId": "ffff-late", "type": "user", "isSidechain": False,
+             "timestamp": datetime(2025, 8, 2, tzinfo=UTC), "content": "late"})
+        (page,) = reader.iter_session_pages(scope, ExportFilters(), after=session_id)
+        assert ids_of([(s, list(m)) for s, m in shard.pairs(page)]) == [("ffff-late", ["late-1"])]
+
+
+def test_messages_sharing_a_timestamp_come_in_uuid_order(mongo_db: Database[Document]) -> None:
+    """A message and its derived tool documents share a timestamp: the server sorts by
+    (sessionId, timestamp) only (index order, no sort stage), ties are ordered by uuid as they
+    stream, across collections too; a missing timestamp first, as MongoDB sorts null."""
+    user_id, _, session_id = _one_session(mongo_db, 2,
+                                                   datetime(2025, 7, 31, 23, 59, 59, tzinfo=UTC))
+    tie = datetime(2025, 7, 31, 23, 59, 59, 500000, tzinfo=UTC)
+    for uuid in ["t_result_0", "t", "t_tool_1", "t_tool_0"]:  # not in uuid order
+        mongo_db["messages_2025_07"].insert_one(
+            {"uuid": uuid, "sessionId": session_id, "type": "user", "isSidechain": False,
+             "timestamp": tie, "content": uuid})
+    for uuid in ["z-no-time", "a-no-time"]:
+        mongo_db["messages_2025_08"].insert_one(
+            {"uuid": uuid, "sessionId": session_id, "type": "user", "isSidechain": False,
+             "timestamp": None, "content": uuid})
+    scope = OwnerScope(mongo_db, user_id)
+
+    expected = [(session_id, ["a-no-time", "z-no-time", "m000", "t", "t_result_0", "t_tool_0",
+                              "t_tool_1", "m001"])]
+    assert ids_of(read_shard(scope, ExportFilters(), batch_size=2)) == expected
+    assert ids_of(read_all(scope, ExportFilters(), batch_size=2)) == expected
+
+
+def test_shard_cursors_share_the_batch(mongo_uri: str, seeded_db: SeededDb) -> None:
+    """Years of monthly collections must not each hold a full batch at the same time."""
+    collections = len(message_collections(seeded_db.db))
+    commands = _Commands()
+    client: MongoClient[Document] = MongoClient(mongo_uri, tz_aware=True,
+                                                event_listeners=[commands])
+    try:
+        scope = OwnerScope(client[seeded_db.db.name], DEMO_USER_ID)
+        page = next(reader.iter_session_pages(scope, ExportFilters(), page_size=3))
+        with reader.ShardMessages(scope, ExportFilters(), batch_size=100 * collections) as shard:
+            for _, messages in shard.pairs(page):
+                list(messages)
+    finally:
+        client.close()
+
+    finds = [c for c in commands.named("find") if c["find"].startswith("messages")]
+    assert len(finds) == collections > 1
+    assert {c["batchSize"] for c in finds} == {100}
+    assert reader.MIN_CURSOR_BATCH <= 100

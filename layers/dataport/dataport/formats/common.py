@@ -21,6 +21,11 @@ from bson import ObjectId, json_util
 from bson.decimal128 import Decimal128
 from bson.json_util import CANONICAL_JSON_OPTIONS, RELAXED_JSON_OPTIONS, JSONOptions
 
+from dataport.formats.extjson import (
+    canonical_json_bytes,
+    decimal128_positional,
+    finite_decimal128_text,
+)
 from dataport.models.documents import RawDocument, as_decimal
 
 #: how to read back what `canonical_json` wrote: dates come back aware, in UTC, as they went in
@@ -31,13 +36,17 @@ EXTENDED_JSON_READ_OPTIONS: Final[JSONOptions] = CANONICAL_JSON_OPTIONS.with_opt
 def canonical_json(document: object) -> bytes:
     """Canonical Extended JSON (UTF-8, compact): every BSON type survives a round trip through
     `json_util.loads(..., json_options=EXTENDED_JSON_READ_OPTIONS)`. BSON dates hold
-    milliseconds, so that is the precision written (as MongoDB stores it)."""
-    text = json_util.dumps(document, json_options=CANONICAL_JSON_OPTIONS, ensure_ascii=False,
-                           separators=(",", ":"))
-    return text.encode("utf-8")
+    milliseconds, so that is the precision written (as MongoDB stores it). Byte for byte what
+    `json_util.dumps(..., ensure_ascii=False, separators=(",", ":"))` writes, through orjson
+    (see formats/extjson.py)."""
+    return canonical_json_bytes(document)
 
 
 def _plain_default(value: object) -> object:
+    if type(value) is Decimal128:
+        text = finite_decimal128_text(value)  # str(value.to_decimal()), without building it
+        if text is not None:
+            return orjson.Fragment(text)
     if isinstance(value, Decimal128):
         value = value.to_decimal()
     if isinstance(value, Decimal):
@@ -71,14 +80,23 @@ def as_utc(value: object) -> datetime | None:
 def iso_ms(value: object) -> str | None:
     """ISO 8601 in UTC with milliseconds and `Z` (Claude Code's own timestamp form). A naive
     datetime is UTC (pymongo's default when the client is not tz-aware)."""
+    if type(value) is datetime and (value.tzinfo is UTC or value.tzinfo is None):
+        # orjson writes `"YYYY-MM-DDTHH:MM:SS[.ffffff]Z"` 8x faster than isoformat
+        text = orjson.dumps(value, option=_ISO_UTC)
+        return (text[1:20] + b".000Z" if len(text) == 22 else text[1:24] + b"Z").decode()
     moment = as_utc(value)
     if moment is None:
         return None
     return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
+_ISO_UTC: Final = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+
 def decimal_text(value: object) -> str:
     """An exact decimal string in positional notation (`0.0000001`, never `1E-7`); "" if absent."""
+    if type(value) is Decimal128:
+        return decimal128_positional(value)
     number = as_decimal(value)
     return "" if number is None else format(number, "f")
 
@@ -99,12 +117,16 @@ def safe_segment(name: str, *, fallback: str, max_chars: int | None = None) -> s
 
 def message_data(message: RawDocument) -> Mapping[str, Any] | None:
     data = message.get("messageData")
-    return data if isinstance(data, Mapping) else None
+    return data if type(data) is dict or isinstance(data, Mapping) else None
+
+
+_TOOL_BLOCKS: Final = frozenset({"tool_use", "tool_result"})
 
 
 def is_block(value: object) -> bool:
     """True for a single content block (what a derived document's messageData holds)."""
-    return isinstance(value, Mapping) and value.get("type") in {"tool_use", "tool_result"}
+    return ((type(value) is dict or isinstance(value, Mapping))
+            and value.get("type") in _TOOL_BLOCKS)
 
 
 def content_blocks(message: RawDocument) -> list[Mapping[str, Any]]:
@@ -116,8 +138,10 @@ def content_blocks(message: RawDocument) -> list[Mapping[str, Any]]:
     if is_block(data):
         return [data]
     content = data.get("content")
-    if isinstance(content, Sequence) and not isinstance(content, str | bytes):
-        return [block for block in content if isinstance(block, Mapping)]
+    if type(content) is list or (isinstance(content, Sequence)
+                                 and not isinstance(content, str | bytes)):
+        return [block for block in content
+                if type(block) is dict or isinstance(block, Mapping)]
     return []
 
 
@@ -133,14 +157,18 @@ def block_key(block: Mapping[str, Any]) -> str | None:
 def usage_of(message: RawDocument) -> Mapping[str, Any]:
     """Token usage: the top-level field, else the one inside messageData."""
     usage = message.get("usage")
+    if type(usage) is dict:
+        return usage
     if not isinstance(usage, Mapping):
         data = message_data(message)
         usage = data.get("usage") if data is not None else None
-    return usage if isinstance(usage, Mapping) else {}
+    return usage if type(usage) is dict or isinstance(usage, Mapping) else {}
 
 
 def model_of(message: RawDocument) -> str | None:
     model = message.get("model")
+    if type(model) is str and model:
+        return model
     if not isinstance(model, str):
         data = message_data(message)
         model = data.get("model") if data is not None else None

@@ -70,6 +70,21 @@ def csv_row(cells: Sequence[str]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+class _RowEncoder:
+    """`csv_row` for a stream of rows: one buffer and csv writer reused for every row."""
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\r\n")
+
+    def __call__(self, cells: Sequence[str]) -> bytes:
+        buffer = self._buffer
+        buffer.seek(0)
+        buffer.truncate()
+        self._writer.writerow(cells)
+        return buffer.getvalue().encode("utf-8")
+
+
 class CsvWriter(ExportWriter):
     """Writes `sessions.csv` and `messages.csv` (see the module docstring)."""
 
@@ -85,10 +100,11 @@ class CsvWriter(ExportWriter):
                                      header=lambda: message_header)
         self._tools = ToolNames()
         self._session_id = ""
+        self._row = _RowEncoder()
 
     def begin_session(self, project: RawDocument, session: RawDocument) -> None:
         self._session_id = str(session.get("sessionId") or "")
-        row = csv_row([
+        row = self._row([
             text_cell(session.get("sessionId")),
             text_cell(project.get("name")),
             text_cell(project.get("path")),
@@ -108,7 +124,7 @@ class CsvWriter(ExportWriter):
         blocks = content_blocks(message)
         self._tools.learn(blocks)
         usage = usage_of(message)
-        row = csv_row([
+        row = self._row([
             text_cell(message.get("sessionId") or self._session_id),
             text_cell(message.get("uuid")),
             text_cell(message.get("parentUuid")),

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from bson.decimal128 import Decimal128
+
 from dataport.formats.base import ExportContext, ExportWriter, FileSink
 from dataport.formats.common import (
     BoundedMemo,
@@ -245,7 +247,9 @@ class JsonlWriter(ExportWriter):
         record["uuid"] = uuid
         record["timestamp"] = iso_ms(message.get("timestamp"))
         if message.get("costUsd") is not None:
-            record["costUSD"] = as_decimal(message["costUsd"])
+            cost = message["costUsd"]
+            # plain_json writes a Decimal128 as its exact digits (without a decimal.Decimal)
+            record["costUSD"] = cost if type(cost) is Decimal128 else as_decimal(cost)
         for name in ("durationMs", "toolUseResult"):
             if message.get(name) is not None:
                 record[name] = message[name]

@@ -4,14 +4,19 @@ Memory is bounded by a page: sessions arrive `page_size` at a time and messages 
 driver cursors `batch_size` at a time, never a whole session. Sessions are ordered by
 `sessionId` (their identity, unique), so a worker that stops after a page resumes with
 `after=<last sessionId of that page>` and a shard is the keyset range (`after`, `upto`].
+
+A worker reads a shard's messages with `ShardMessages`: one cursor per message collection for
+the whole invocation (not one per collection per page), over the shard's sessions, merged.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.cursor import Cursor
@@ -22,16 +27,51 @@ from dataport.source.mongo import Document
 from dataport.source.scope import OwnerScope
 
 SESSION_ORDER = [("sessionId", ASCENDING)]
+#: the order messages come in: by session, by time, ties (a message and its derived tool
+#: documents share a timestamp) by uuid
 MESSAGE_ORDER = [("sessionId", ASCENDING), ("timestamp", ASCENDING), ("uuid", ASCENDING)]
+#: the order asked of the server: the (sessionId, timestamp) index gives it without a sort stage
+#: (a sort on uuid too would make MongoDB sort a shard's messages in memory before the first
+#: one); ties are put in uuid order as they stream (`_in_message_order`)
+TIME_ORDER = [("sessionId", ASCENDING), ("timestamp", ASCENDING)]
+
+#: the smallest batch a shard's cursor asks for when the batch is shared among collections
+MIN_CURSOR_BATCH = 64
 
 _NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
-def _message_key(doc: Document) -> tuple[str, bool, datetime, str]:
-    """MESSAGE_ORDER as a Python key (a missing timestamp sorts first, as null does in
-    MongoDB); it must agree with the server's sort for heapq.merge to be correct."""
+def _time_key(doc: Document) -> tuple[str, bool, datetime]:
+    """TIME_ORDER as a Python key (a missing timestamp sorts first, as null does in MongoDB);
+    it must agree with the server's sort for heapq.merge to be correct."""
     timestamp = doc.get("timestamp")
-    return (doc["sessionId"], timestamp is not None, timestamp or _NO_TIME, doc.get("uuid", ""))
+    return (doc["sessionId"], timestamp is not None, timestamp or _NO_TIME)
+
+
+def _uuid_key(doc: Document) -> tuple[bool, str]:
+    """The tie-break of MESSAGE_ORDER (a missing uuid first, as null is in MongoDB)."""
+    uuid = doc.get("uuid")
+    return (True, uuid) if isinstance(uuid, str) else (False, "")
+
+
+def _in_message_order(docs: Iterator[Document]) -> Iterator[Document]:
+    """Documents in TIME_ORDER, in MESSAGE_ORDER: each run sharing (sessionId, timestamp) is
+    held until the next key shows and sorted by uuid. Memory: one run (a message and its
+    derived documents), plus one document of lookahead."""
+    run: list[Document] = []
+    run_key: tuple[str, bool, datetime] | None = None
+    for doc in docs:
+        key = _time_key(doc)
+        if key != run_key:
+            if len(run) > 1:
+                run.sort(key=_uuid_key)
+            yield from run
+            run, run_key = [doc], key
+        else:
+            run.append(doc)
+    if len(run) > 1:
+        run.sort(key=_uuid_key)
+    yield from run
 
 
 def iter_session_pages(scope: OwnerScope, filters: ExportFilters, after: str | None = None,
@@ -99,6 +139,40 @@ class _Stream:
             self.advance()
 
 
+def _open_messages(scope: OwnerScope, sessions: Iterable[Mapping[str, Any]],
+                   filters: ExportFilters, batch_size: int, cursors: ExitStack, *,
+                   shared_batch: bool = False) -> _Stream:
+    """One cursor per message collection (those the dateRange can touch) over the messages of
+    `sessions` (checked to be the owner's by the scope), merged into one stream in
+    MESSAGE_ORDER. The cursors close with `cursors`. With `shared_batch`, `batch_size` is what
+    all the cursors together hold (each at least MIN_CURSOR_BATCH, or batch_size if smaller):
+    a deployment with years of monthly collections must not hold a full batch of each."""
+    query = scope.messages_query(sessions, filters)
+    names = [name for name in message_collections(scope.db) if _month_overlaps(name, filters)]
+    if shared_batch and names:
+        batch_size = max(min(batch_size, MIN_CURSOR_BATCH), -(-batch_size // len(names)))
+    streams: list[Cursor[Document]] = [
+        cursors.enter_context(scope.db[name].find(query, sort=TIME_ORDER, batch_size=batch_size))
+        for name in names]
+    return _Stream(_in_message_order(heapq.merge(*streams, key=_time_key)))
+
+
+def _pairs(stream: _Stream, sessions: Iterable[Document],
+           filters: ExportFilters) -> Iterator[tuple[Document, Iterator[Document]]]:
+    """(session, its messages) from the merged stream, for sessions in sessionId order."""
+    try:
+        for session in sessions:
+            session_id = session["sessionId"]
+            stream.active = None
+            stream.skip_before(session_id)
+            if filters.filters_messages and not stream.at(session_id):
+                continue
+            stream.active = session_id
+            yield session, stream.take(session_id)
+    finally:
+        stream.active = None
+
+
 def iter_messages(scope: OwnerScope, sessions_page: Sequence[Document], filters: ExportFilters,
                   batch_size: int = 500) -> Iterator[tuple[Document, Iterator[Document]]]:
     """(session, its messages in (timestamp, uuid) order) for each session of the page, in
@@ -107,29 +181,89 @@ def iter_messages(scope: OwnerScope, sessions_page: Sequence[Document], filters:
     with itertools.groupby; reading it later raises RuntimeError). Sessions without messages
     come with an empty iterator, unless message-level filters are active: then a session left
     with no messages is left out. Memory: one batch per message collection holding messages of
-    the page, whatever the size of a session."""
+    the page, whatever the size of a session. A worker reading a whole shard uses
+    `ShardMessages`, which queries each collection once for all its pages."""
     if not sessions_page:
         return
     page = sorted(sessions_page, key=lambda session: str(session["sessionId"]))
-    query = scope.messages_query(page, filters)
-    names = [name for name in message_collections(scope.db) if _month_overlaps(name, filters)]
     with ExitStack() as cursors:
-        streams: list[Cursor[Document]] = [
-            cursors.enter_context(scope.db[name].find(query, sort=MESSAGE_ORDER,
-                                                      batch_size=batch_size))
-            for name in names]
-        stream = _Stream(heapq.merge(*streams, key=_message_key))
-        try:
-            for session in page:
-                session_id = session["sessionId"]
-                stream.active = None
-                stream.skip_before(session_id)
-                if filters.filters_messages and not stream.at(session_id):
-                    continue
-                stream.active = session_id
-                yield session, stream.take(session_id)
-        finally:
-            stream.active = None
+        stream = _open_messages(scope, page, filters, batch_size, cursors)
+        yield from _pairs(stream, page, filters)
+
+
+class ShardMessages:
+    """The messages of one shard's sessions for one worker invocation: one cursor per message
+    collection over the shard's keyset range (`after`, `upto`], opened at the first page and
+    kept across pages, merged in MESSAGE_ORDER; each page takes its sessions' messages from the
+    merged stream.
+
+        with ShardMessages(scope, filters, after=..., upto=...) as shard:
+            for page in iter_session_pages(scope, filters, after=..., upto=...):
+                for session, messages in shard.pairs(page):
+                    ...
+
+    The cursors' query is the scope's messages query for the shard's sessions in scope (read
+    once, keys only: `sessionId $in` those ids, bounded by the first and last of them, so
+    MongoDB walks the (sessionId, timestamp) index and nx-27017 a range, never another user's
+    messages), with the same message-level filters as `iter_messages`. Pages must come in
+    sessionId order, each after the last; a session of a page that was not in scope when the
+    shard's keys were read (created since) gets a query of its own. An invocation that stops
+    early closes the cursors; the next one resumes with `after` = the last session written.
+    Memory: `batch_size` messages shared by the cursors (each holds at least
+    MIN_CURSOR_BATCH), one run of equal timestamps, and the shard's sessionIds (at most
+    SESSIONS_PER_SHARD short strings), whatever the size of the shard."""
+
+    def __init__(self, scope: OwnerScope, filters: ExportFilters, *, after: str | None = None,
+                 upto: str | None = None, batch_size: int = 500) -> None:
+        self.scope = scope
+        self.filters = filters
+        self.after = after
+        self.upto = upto
+        self.batch_size = batch_size
+        self._cursors = ExitStack()
+        self._stream: _Stream | None = None
+        self._keys: frozenset[str] = frozenset()
+        self._last: str | None = None
+
+    def __enter__(self) -> ShardMessages:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._cursors.close()
+        self._stream = None
+
+    def _open(self) -> _Stream:
+        projection = {"sessionId": 1, "projectId": 1, "_id": 0}
+        query = self.scope.sessions_query(self.filters, after=self.after, upto=self.upto)
+        with self.scope.sessions.find(query, projection, sort=SESSION_ORDER,
+                                      batch_size=5000) as cursor:
+            sessions = list(cursor)
+        self._keys = frozenset(session["sessionId"] for session in sessions)
+        if sessions:
+            stream = _open_messages(self.scope, sessions, self.filters, self.batch_size,
+                                    self._cursors, shared_batch=True)
+        else:
+            stream = _Stream(iter(()))
+        self._stream = stream
+        return stream
+
+    def pairs(self, page: Sequence[Document]) -> Iterator[tuple[Document, Iterator[Document]]]:
+        """(session, its messages in (timestamp, uuid) order) for each session of the page, in
+        sessionId order, exactly as `iter_messages` gives them."""
+        stream = self._stream or self._open()
+        ordered = sorted(page, key=lambda session: str(session["sessionId"]))
+        if ordered and self._last is not None and ordered[0]["sessionId"] <= self._last:
+            raise ValueError("pages of a shard must come in sessionId order")
+        for session in ordered:
+            self._last = session["sessionId"]
+            if session["sessionId"] in self._keys:
+                yield from _pairs(stream, [session], self.filters)
+            else:
+                yield from iter_messages(self.scope, [session], self.filters, self.batch_size)
 
 
 def session_keys(scope: OwnerScope, filters: ExportFilters, after: str | None = None,

@@ -49,7 +49,7 @@ from dataport.settings import get_settings
 from dataport.source.mongo import get_database
 from dataport.source.reader import (
     SESSION_ORDER,
-    iter_messages,
+    ShardMessages,
     iter_session_pages,
     projects_in_scope,
 )
@@ -202,17 +202,18 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
     try:
         writer = _writer(job, request, sink)
         finished = True
-        for page in iter_session_pages(scope, request.filters, after=cursor.after,
-                                       upto=cursor.upto, page_size=settings.page_size):
-            for session, messages in iter_messages(scope, page, request.filters,
-                                                   batch_size=settings.message_batch_size):
-                state = write(writer, projects, session, messages, state, heartbeat=live)
-                live()
-            if remaining_ms() < settings.worker_reserve_ms:
-                finished = False
-                break
-            latest, _ = _report(store, job.job_id, state)
-            require_running(latest)
+        with ShardMessages(scope, request.filters, after=cursor.after, upto=cursor.upto,
+                           batch_size=settings.message_batch_size) as shard_messages:
+            for page in iter_session_pages(scope, request.filters, after=cursor.after,
+                                           upto=cursor.upto, page_size=settings.page_size):
+                for session, messages in shard_messages.pairs(page):
+                    state = write(writer, projects, session, messages, state, heartbeat=live)
+                    live()
+                if remaining_ms() < settings.worker_reserve_ms:
+                    finished = False
+                    break
+                latest, _ = _report(store, job.job_id, state)
+                require_running(latest)
         writer.close()
     except BaseException:
         sink.discard()
