@@ -33,8 +33,10 @@ shards          the export with SESSIONS_PER_SHARD cut for 1, 2 and 4 shards, ea
                 workers under cProfile (their own threads only); prints each profile's top
                 entries by own time and writes the .prof files under tests/output/bench/.
 
-The machine's load average is printed with the results: on a shared machine compare ratios,
-not seconds.
+Every export and import is paired with a raw run just before it, and each ratio is the median
+of its pairs (`--repeat N` pairs): on a shared machine the load drifts within minutes. A warm-up
+export per format and a small import first load the task modules (warm Lambdas). The load
+average is printed with the results: compare ratios, not seconds. See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -117,7 +119,6 @@ CONTROL_PLANE = {"dynamodb": "DynamoDB", "stepfunctions": "Step Functions",
                  "apigatewaymanagementapi": "@connections", "kms": "KMS"}
 #: the workflows' task functions (everything else is the API, the authorizer or WebSocket)
 TASK_PREFIXES = ("Export", "Import", "JobFailed")
-EXPORT_TASKS = ("ExportPlanFunction", "ExportWorkerFunction", "ExportFinalizeFunction")
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -418,7 +419,6 @@ class ExportRun:
     messages: int
     sessions: int
     overhead: Overhead | None = None
-    shards: int = 0
     worker_seconds: float = 0.0  # the workers' phase: first worker start to last worker end
 
 
