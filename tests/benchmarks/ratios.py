@@ -1,6 +1,6 @@
 """Issue 10's benchmark (`make bench`): dataport against the raw pipelines, same data, same run.
 
-    .venv/bin/python -m tests.benchmarks.ratios [--sessions 600] [--import-mb 3] [--repeat 1]
+    .venv/bin/python -m tests.benchmarks.ratios [--sessions 600] [--import-mb 3] [--repeat 3]
                                                 [--profile] [--json out.json]
 
 One local stack (moto server for S3/DynamoDB/Step Functions, the embedded nx-27017 MongoDB,
@@ -820,8 +820,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=600,
                         help="sessions seeded for the one user (10 projects)")
     parser.add_argument("--import-mb", type=float, default=3.0, help="size of the import upload")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="run each measurement this many times and keep the best")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="pairs (raw, dataport) per ratio; the median is reported")
     parser.add_argument("--profile", action="store_true",
                         help="then profile the workers (one more export per format, one import)")
     parser.add_argument("--profile-top", type=int, default=5)
