@@ -15,7 +15,7 @@ help:
 	@echo "make test                                   set up and run the test suite"
 	@echo "make local                                  serve the local stack (REST, WebSocket, S3) for curl"
 	@echo "make lint                                   ruff, mypy, cfn-lint, sam validate, statelint, openapi"
-	@echo "make bench                                  export, PDF and import benchmarks (throughput, peak memory)"
+	@echo "make bench [BENCH_ARGS=--profile]           dataport vs raw pipelines: ratios, overhead, memory, shards"
 
 $(BIN)/.installed: requirements-dev.txt layers/dataport/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,10 +49,17 @@ demo: setup
 local: setup
 	$(BIN)/python -m infrastructure.local
 
+# bench: dataport against the raw pipelines on one seeded data set (docs/performance.md), then
+# the PDF writer. BENCH_ARGS goes to ratios.py (--sessions N --import-mb MB --repeat N --profile
+# --json FILE --strict); BENCH_ALL=1 adds the older, longer export and import benchmarks.
+BENCH_ARGS ?=
+BENCH_ALL  ?=
 bench: setup
-	PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.export_bench
+	PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.ratios $(BENCH_ARGS)
 	PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.pdf_bench
-	PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.import_bench
+	if [ -n "$(BENCH_ALL)" ]; then \
+	  PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.export_bench && \
+	  PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.import_bench; fi
 
 openapi: setup
 	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.openapi --write docs/openapi.json

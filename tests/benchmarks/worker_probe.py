@@ -2,14 +2,16 @@
 Lambda would see it: `python -m tests.benchmarks.worker_probe < cursor.json`.
 
 The environment (endpoints, table names, MONGODB_URI...) is inherited from the benchmark, which
-runs the local stack; the answer on stdout is {"cursor": ..., "baseline_rss": ..., "peak_rss": ...}
-in bytes (baseline: after imports, before any work).
+runs the local stack; the answer on stdout is {"cursor": ..., "baseline_rss": ..., "peak_rss": ...,
+"seconds": ...}: RSS in bytes (baseline: after imports, before any work), seconds of run_shard
+itself (without the process's start and imports).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 
 import infrastructure.local  # noqa: F401 (puts the layer on sys.path, as Lambda's /opt/python)
 from dataport.models.tasks import ShardCursor
@@ -32,8 +34,11 @@ def _rss() -> int:
 def main() -> int:
     cursor = ShardCursor.model_validate_json(sys.stdin.read())
     baseline = _rss()
+    started = time.perf_counter()
     result = export.run_shard(cursor, lambda: BUDGET_MS)
-    print(json.dumps({"cursor": result.wire(), "baseline_rss": baseline, "peak_rss": _rss()}))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"cursor": result.wire(), "baseline_rss": baseline, "peak_rss": _rss(),
+                      "seconds": seconds}))
     return 0
 
 
