@@ -26,7 +26,7 @@ first progress  POST /exports sent -> first `job.progress` frame (or a snapshot 
                 on a WebSocket subscribed right after the POST answered. Goal <= 1 s.
 worker memory   peak RSS of one export worker invocation, run in a process of its own
                 (worker_probe.py), at two sizes (one project, all ten): flat within 10 %, < 256 MiB.
-shards          the export with SESSIONS_PER_SHARD cut for 1, 2 and 4 shards, each shard worker a
+shards          the export with EXPORT_CONCURRENCY cut for 1, 2 and 4 shards, each shard worker a
                 separate process (worker_probe.py) started concurrently by the Map state:
                 messages/s end to end and over the workers' phase.
 --profile       after the measurements, one more export per format and one import with the
@@ -428,8 +428,11 @@ def _use_database(name: str) -> None:
     mongo.reset()
 
 
-def _set_shard_size(sessions_per_shard: int) -> None:
-    os.environ["SESSIONS_PER_SHARD"] = str(sessions_per_shard)
+def _set_shards(count: int) -> None:
+    """Exactly `count` shards (when there are that many sessions): the plan cuts as many as the
+    concurrency allows once every session is a shard's worth of work."""
+    os.environ["EXPORT_CONCURRENCY"] = str(count)
+    os.environ["SHARD_TARGET_SESSIONS"] = "1"
     get_settings.cache_clear()
 
 
@@ -609,7 +612,7 @@ def run(args: argparse.Namespace) -> Report:
         print(f"seeded {summary.sessions:,} sessions / {summary.messages:,} messages in "
               f"{time.monotonic() - started:.0f} s; load average {report.load}")
         _use_database(name)
-        _set_shard_size(summary.sessions + 1)  # one shard unless said otherwise
+        _set_shards(1)  # one shard unless said otherwise
         try:
             with Meter(stack) as meter:
                 _exports(stack, meter, db, user, args, report)
@@ -693,7 +696,7 @@ def _memory_and_shards(stack: LocalStack, meter: Meter, db: Database[Document], 
     print(f"worker memory, {small.sessions:,} sessions: peak {max(probe.peaks) / MIB:.0f} MiB "
           f"(baseline {max(probe.baselines) / MIB:.0f} MiB)")
     for count in SHARD_COUNTS:
-        _set_shard_size(sessions // count + 1)
+        _set_shards(count)
         with workers_in_processes() as probe:
             result = export_once(stack, meter, user, "json")
         messages = result.messages
@@ -711,7 +714,7 @@ def _memory_and_shards(stack: LocalStack, meter: Meter, db: Database[Document], 
               f"{max(probe.seconds):.2f} s; peak {max(probe.peaks) / MIB:.0f} MiB")
         if count == 1:
             peaks[f"{result.sessions:,} sessions"] = max(probe.peaks)
-    _set_shard_size(sessions + 1)
+    _set_shards(1)
     growth = max(peaks.values()) / min(peaks.values()) - 1
     top = max(peaks.values())
     detail = ", ".join(f"{size} {peak / MIB:.0f} MiB" for size, peak in peaks.items())

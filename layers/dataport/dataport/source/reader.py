@@ -211,7 +211,7 @@ class ShardMessages:
     early closes the cursors; the next one resumes with `after` = the last session written.
     Memory: `batch_size` messages shared by the cursors (each holds at least
     MIN_CURSOR_BATCH), one run of equal timestamps, and the shard's sessionIds (at most
-    SESSIONS_PER_SHARD short strings), whatever the size of the shard."""
+    SHARD_MAX_SESSIONS short strings), whatever the size of the shard."""
 
     def __init__(self, scope: OwnerScope, filters: ExportFilters, *, after: str | None = None,
                  upto: str | None = None, batch_size: int = 500) -> None:
