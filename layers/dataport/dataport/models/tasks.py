@@ -30,8 +30,10 @@ class ShardCursor(ApiModel):
 
 class ShardRef(ApiModel):
     """A shard's first input, as the Distributed Map lists it: the key of the object holding
-    its first cursor (the worker reads it; Step Functions never carries the list)."""
+    its first cursor (the worker reads it; Step Functions never carries the list), and the job
+    (a failed shard records its reason on the job itself)."""
 
+    job_id: str
     shard_key: str = Field(min_length=1, max_length=1024)
 
 
