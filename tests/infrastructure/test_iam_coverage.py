@@ -7,8 +7,6 @@ resource AWS would authorize and checked against the template's statements, reso
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +14,11 @@ import pytest
 
 from dataport.auth import create_api_key
 from dataport.settings import get_settings
-from dataport.workflows.export import write_session
 from infrastructure.local import seed
 from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_database
-from tests.fixtures.faults import EXPORT_WORKER, export_worker
+from tests.fixtures.faults import EXPORT_WORKER, export_worker, slow_writer
 from tests.infrastructure.iam import assert_calls_allowed
 
 
@@ -44,13 +41,7 @@ def test_every_call_is_covered_by_the_functions_policy(
         assert api.request("GET", "/exports",
                            headers={"Authorization": f"ApiKey {key}"}).status_code == 200
 
-        writing = threading.Event()
-
-        def slow(*args: Any, **kwargs: Any) -> Any:
-            writing.set()
-            time.sleep(0.2)
-            return write_session(*args, **kwargs)
-
+        slow, writing = slow_writer(0.2)
         with monkeypatch.context() as patch:
             patch.setitem(stack.handler_overrides, EXPORT_WORKER, export_worker(slow))
             patch.setenv("PAGE_SIZE", "1")

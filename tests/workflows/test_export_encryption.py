@@ -11,8 +11,6 @@ import base64
 import json
 import logging
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,11 +26,10 @@ from dataport.packaging.verify import PasswordRequired, verify_package
 from dataport.settings import get_settings
 from dataport.source.collections import message_collections
 from dataport.source.mongo import connect
-from dataport.workflows.export import write_session
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, bucket_leftovers, job_row, seeded_database, table_text
-from tests.fixtures.faults import EXPORT_WORKER, export_worker
+from tests.fixtures.faults import EXPORT_WORKER, export_worker, slow_writer
 
 DB_NAME = "dataport_package_options_tests"
 PASSWORD = "Tr0ub4dor&3-horse-staple"
@@ -230,12 +227,7 @@ def test_a_failed_encrypted_export_forgets_its_sealed_password(
 
 def test_a_cancelled_encrypted_export_forgets_its_sealed_password(
         api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    writing = threading.Event()
-
-    def slow(*args: Any, **kwargs: Any) -> Any:
-        writing.set()
-        time.sleep(0.1)
-        return write_session(*args, **kwargs)
+    slow, writing = slow_writer(0.1)
 
     monkeypatch.setenv("PAGE_SIZE", "1")
     get_settings.cache_clear()

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import subprocess
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from dataport.workflows.export import write_session
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, bucket_leftovers, seeded_database
-from tests.fixtures.faults import EXPORT_WORKER, export_worker
+from tests.fixtures.faults import EXPORT_WORKER, export_worker, slow_writer
 
 DB_NAME = "dataport_workflow_tests"
 
@@ -216,12 +215,7 @@ def test_a_worker_failing_mid_export_leaves_nothing_behind(
 
 def test_cancelling_mid_export_stops_it_and_leaves_nothing_behind(
         api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    writing = threading.Event()
-
-    def slow(*args: Any, **kwargs: Any) -> Any:
-        writing.set()
-        time.sleep(0.15)
-        return write_session(*args, **kwargs)
+    slow, writing = slow_writer(0.15)
 
     monkeypatch.setenv("PAGE_SIZE", "1")
     get_settings.cache_clear()
@@ -347,12 +341,7 @@ def test_cancelling_a_sharded_export_stops_every_shard(
         api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """Several shards running at once when the export is cancelled: StopExecution of the parent
     ends the Map Run (its children: aborted, none running), nothing is left in the bucket."""
-    writing = threading.Event()
-
-    def slow(*args: Any, **kwargs: Any) -> Any:
-        writing.set()
-        time.sleep(0.1)
-        return write_session(*args, **kwargs)
+    slow, writing = slow_writer(0.1)
 
     monkeypatch.setenv("PAGE_SIZE", "1")
     monkeypatch.setenv("SHARD_TARGET_SESSIONS", "2")
