@@ -41,7 +41,7 @@ system:
 	fi
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 demo: setup
 	$(BIN)/python -m infrastructure.local.demo --format $(FORMAT)
