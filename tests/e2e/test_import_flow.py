@@ -1177,3 +1177,22 @@ def test_a_mixed_upload_inserts_the_new_sessions_and_merges_the_others(
 
     assert owner.rollback(done["jobId"])["status"] == "rolled_back"
     assert snapshot(db) == before
+
+
+def test_an_upload_that_comes_back_to_a_session_is_staged_in_full_and_imported_whole(
+        db: Database[Document], newcomer: Importer) -> None:
+    """Lines of one session, another's, then the first's again: it cannot be streamed per
+    session, so staging falls back to whole records and the import is the same."""
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    at = datetime(2025, 8, 2, 4, 52, tzinfo=UTC)
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    upload = (transcript(first, [(ids[0], None, at, "one"), (ids[1], ids[0], at, "two")])
+              + transcript(second, [(ids[2], None, at, "other")])
+              + transcript(first, [(ids[3], ids[1], at + timedelta(seconds=1), "three"),
+                                   (ids[4], ids[3], at + timedelta(seconds=2), "four")]))
+    job = newcomer.run(upload, "interleaved.jsonl", strategy="merge")
+    assert job["status"] == "succeeded", job
+    assert job["outcome"]["sessions"]["inserted"] == 2
+    assert set(messages_of(db, first)) == {ids[0], ids[1], ids[3], ids[4]}
+    assert set(messages_of(db, second)) == {ids[2]}
+    assert one(db, SESSIONS, {"sessionId": first})["messageCount"] == 4
