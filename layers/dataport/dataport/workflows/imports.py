@@ -5,13 +5,15 @@ validate  the upload is pinned (a copy no upload form can write, read only with 
           dates, size and SHA-256, errors, warnings). One with errors ends the job here (failed,
           report kept), nothing written.
 stage     a clean one is read again (the pinned copy, each record checked again as validation
-          checked it) into staging (source.staging) and compared with what the
-          user has: the conflict summary joins the report, the conflicts go to a listing.
+          checked it) into staging (source.staging: sessions the user lacks only by their uuids,
+          where the reader keeps sessions together) and compared with what the user has: the
+          conflict summary joins the report, the conflicts go to a listing.
           (Its own invocation: each pass over an upload gets a Lambda's whole time limit.)
 await     keeps the task token the decision will answer (POST /execute sends it with
           SendTaskSuccess, DELETE with SendTaskFailure) and shows awaiting_decision.
-execute   one invocation of the page loop over the staged sessions, a dry run or the real run
-          (imports.executor), until done or the time budget runs low.
+execute   one invocation of the execution, a dry run or the real run (imports.executor): new
+          sessions straight from the pinned upload, then the staged ones, until done or the
+          time budget runs low.
 finalize  the outcome and its per-session listing. A dry run goes back to awaiting the decision;
           the execution ends the job succeeded.
 rollback  one invocation: what the import wrote is deleted, the journal's pre-images restored,
