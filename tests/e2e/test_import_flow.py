@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 from bson.decimal128 import Decimal128
+from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 
 from dataport.bucket import PackagesBucket
@@ -27,7 +28,8 @@ from dataport.models.imports import ImportCounts, ValidationReport
 from dataport.models.tasks import ImportStep
 from dataport.progress.events import SnapshotEvent
 from dataport.settings import get_settings
-from dataport.source.collections import PROJECTS, SESSIONS
+from dataport.source import mongo
+from dataport.source.collections import PROJECTS, SESSIONS, is_message_collection
 from dataport.source.content_hash import content_hash
 from dataport.source.identity import copy_id, copy_key
 from dataport.source.mongo import Document, connect
@@ -999,3 +1001,198 @@ def test_an_id_another_write_takes_during_the_execution_fails_with_what_to_do(
     assert again["status"] == "succeeded", again
     assert again["report"]["conflicts"]["copiedMessages"] >= 1
     assert holders(db, taken[0]["uuid"]) == [taken[0]]
+
+
+# ---------------------------------------------------------------------------- the fast path
+# Sessions the user lacks are staged light (their uuids) and inserted straight from the upload:
+# each message written once, no journal; per-session atomicity through the staging marks.
+
+
+def journal_of(stack: LocalStack, job_id: str) -> list[str]:
+    return [key for key in job_objects(stack, job_id) if key.startswith("journal/")]
+
+
+def whole_or_absent(db: Database[Document], originals: list[Document],
+                    user_id: str) -> set[str]:
+    """Every copy of `originals` in `user_id`'s account is complete or not there at all;
+    the sessions that are there."""
+    key = copy_key()
+    present = set()
+    for original in originals:
+        copy_of = copy_id(key, user_id, original["sessionId"])
+        stored = messages_of(db, copy_of)
+        session = db[SESSIONS].find_one({"sessionId": copy_of})
+        expected = messages_of(db, original["sessionId"])
+        if session is None:
+            assert stored == {}, f"messages of {copy_of} without its session"
+            continue
+        assert set(stored) == {copy_id(key, user_id, uuid_) for uuid_ in expected}
+        assert session["messageCount"] == len(expected)
+        present.add(original["sessionId"])
+    return present
+
+
+def test_a_crash_in_the_middle_of_the_fast_path_leaves_every_session_whole(
+        db: Database[Document], package: bytes, newcomer: Importer, small_batches: None,
+        fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    originals = owned_sessions(db, seed.DEMO_USER_ID)
+    total = sum(len(messages_of(db, s["sessionId"])) for s in originals)
+    before = snapshot(db)
+    # batches of 5 messages, each written by two calls (messages, then completed sessions):
+    # half-way, a batch of messages gets two of them written
+    halfway = _failing_batch(2 * (total // 10) + 1, keep=2, error=DROPPED)
+
+    monkeypatch.setattr(Target, "bulk_write", halfway)
+    job = newcomer.run(package, strategy="merge")
+    assert job["status"] == "failed", job
+    done = {a["sessionId"] for a in newcomer.pages(f"/imports/{job['jobId']}/actions",
+                                                   "actions") if a["action"] == "insert"}
+    assert done  # it failed part-way
+    assert done != {s["sessionId"] for s in originals}
+    assert whole_or_absent(db, originals, EMPTY_USER) == done
+    assert journal_of(fresh_stack, job["jobId"]) == []  # nothing stored changed: no journal
+    assert Staging(db, job["jobId"]).count() == 0
+    assert newcomer.rollback(job["jobId"])["status"] == "rolled_back"
+    assert snapshot(db) == before
+
+
+def test_a_retried_fast_path_undoes_the_half_written_session_first(
+        db: Database[Document], package: bytes, newcomer: Importer, small_batches: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    originals = owned_sessions(db, seed.DEMO_USER_ID)
+    total = sum(len(messages_of(db, s["sessionId"])) for s in originals)
+    drop_once = _failing_batch(2 * (total // 10) + 1, keep=3, error=TransientError("throttled"))
+
+    monkeypatch.setattr(Target, "bulk_write", drop_once)  # the ASL retries the task
+    job = newcomer.run(package, strategy="merge")
+    assert job["status"] == "succeeded", job
+    assert job["outcome"]["sessions"]["inserted"] == len(originals)
+    assert whole_or_absent(db, originals, EMPTY_USER) == {s["sessionId"] for s in originals}
+
+
+class _Commands(monitoring.CommandListener):
+    """The write commands a client sends: (command, collection, documents or statements)."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, str, list[Document]]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        name = event.command_name
+        if name in ("insert", "update", "delete"):
+            body = event.command.get({"insert": "documents", "update": "updates",
+                                      "delete": "deletes"}[name], [])
+            self.writes.append((name, str(event.command[name]), list(body)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+def commands(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Commands]:
+    """Every command the tasks' MongoDB client sends from now on."""
+    listener = _Commands()
+
+    def client_for(uri: str) -> MongoClient[Document]:
+        return MongoClient(uri, tz_aware=True, tzinfo=UTC, uuidRepresentation="standard",
+                           appname="dataport", event_listeners=[listener])
+
+    monkeypatch.setattr(mongo, "client_for", client_for)
+    mongo.reset()
+    yield listener
+    mongo.reset()
+
+
+def test_the_fast_path_writes_each_message_once(
+        db: Database[Document], package: bytes, newcomer: Importer, fresh_stack: LocalStack,
+        commands: _Commands) -> None:
+    originals = owned_sessions(db, seed.DEMO_USER_ID)
+    total = sum(len(messages_of(db, s["sessionId"])) for s in originals)
+    job = newcomer.run(package, strategy="merge")
+    assert job["status"] == "succeeded", job
+    assert job["outcome"]["messages"]["inserted"] == total
+
+    messages = [(kind, docs) for kind, name, docs in commands.writes
+                if is_message_collection(name)]
+    inserted = [doc for kind, docs in messages if kind == "insert" for doc in docs]
+    assert len(inserted) == total  # each message once
+    assert len({doc["uuid"] for doc in inserted}) == total
+    assert [kind for kind, _ in messages if kind != "insert"] == []  # never updated
+    staged = [doc for kind, name, docs in commands.writes
+              if name == "dataport_import_staging" and kind == "insert" for doc in docs]
+    assert staged  # session records, uuid lists and the index
+    assert not [doc for doc in staged if ":m:" in str(doc.get("g"))]  # no message staged
+    assert len(staged) < total / 4
+    assert journal_of(fresh_stack, job["jobId"]) == []
+
+
+def test_a_mixed_upload_inserts_the_new_sessions_and_merges_the_others(
+        db: Database[Document], package: bytes, owner: Importer,
+        fresh_stack: LocalStack) -> None:
+    exported = {s["sessionId"]: s for s in owned_sessions(db, seed.DEMO_USER_ID)}
+    exported_messages = {sid: messages_of(db, sid) for sid in exported}
+    gone_one, gone_two, merged, replaced = sorted(exported)[:4]
+    for session_id in (gone_one, gone_two):  # the user no longer has these: inserted again
+        for name in db.list_collection_names():
+            if is_message_collection(name):
+                db[name].delete_many({"sessionId": session_id})
+        db[SESSIONS].delete_one({"sessionId": session_id})
+    changes = {sid: diverge(db, sid) for sid in (merged, replaced)}
+    before = snapshot(db)
+
+    job = owner.validated(package)
+    assert job["report"]["conflicts"] == {"newSessions": 2, "changedSessions": 2,
+                                          "identicalSessions": len(exported) - 4,
+                                          "copiedSessions": 0, "copiedMessages": 0}
+    decision = {"strategy": "merge", "perSession": {replaced: "replace"}}
+    dry = owner.decide(job["jobId"], **decision, dryRun=True)["dryRun"]
+    planned = owner.pages(f"/imports/{job['jobId']}/actions", "actions", dryRun="true")
+    assert snapshot(db) == before
+    done = owner.decide(job["jobId"], **decision)
+    assert done["status"] == "succeeded", done
+    assert without(done["outcome"], "dryRun", "startedAt", "finishedAt") == without(
+        dry, "dryRun", "startedAt", "finishedAt")
+    assert owner.pages(f"/imports/{job['jobId']}/actions", "actions") == planned
+    assert done["outcome"]["sessions"] == {"inserted": 2, "replaced": 1, "merged": 1,
+                                           "skipped": 0, "unchanged": len(exported) - 4,
+                                           "copies": 0}
+
+    for session_id in (gone_one, gone_two, replaced):  # exactly the upload's again
+        now = messages_of(db, session_id)
+        assert {k: without(v, *WRITTEN) for k, v in now.items()} == {
+            k: without(v, *WRITTEN) for k, v in exported_messages[session_id].items()}
+        assert without(one(db, SESSIONS, {"sessionId": session_id}), *WRITTEN) == without(
+            exported[session_id], *WRITTEN)
+    union = messages_of(db, merged)
+    assert set(union) == set(exported_messages[merged]) | {changes[merged]["added"]}
+    # the journal holds the sessions that replace or merge, and only them
+    journalled = set()
+    for key in journal_of(fresh_stack, done["jobId"]):
+        bucket = PackagesBucket(fresh_stack.client("s3"), get_settings().packages_bucket)
+        sessions, _ = storage.read_journal(bucket, f"imports/{done['jobId']}/{key}")
+        journalled |= {entry["i"] for entry in sessions}
+    assert journalled == {merged, replaced}
+
+    assert owner.rollback(done["jobId"])["status"] == "rolled_back"
+    assert snapshot(db) == before
+
+
+def test_an_upload_that_comes_back_to_a_session_is_staged_in_full_and_imported_whole(
+        db: Database[Document], newcomer: Importer) -> None:
+    """Lines of one session, another's, then the first's again: it cannot be streamed per
+    session, so staging falls back to whole records and the import is the same."""
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    at = datetime(2025, 8, 2, 4, 52, tzinfo=UTC)
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    upload = (transcript(first, [(ids[0], None, at, "one"), (ids[1], ids[0], at, "two")])
+              + transcript(second, [(ids[2], None, at, "other")])
+              + transcript(first, [(ids[3], ids[1], at + timedelta(seconds=1), "three"),
+                                   (ids[4], ids[3], at + timedelta(seconds=2), "four")]))
+    job = newcomer.run(upload, "interleaved.jsonl", strategy="merge")
+    assert job["status"] == "succeeded", job
+    assert job["outcome"]["sessions"]["inserted"] == 2
+    assert set(messages_of(db, first)) == {ids[0], ids[1], ids[3], ids[4]}
+    assert set(messages_of(db, second)) == {ids[2]}
+    assert one(db, SESSIONS, {"sessionId": first})["messageCount"] == 4

@@ -1,16 +1,27 @@
-"""Executing an import's decision, session by session, in journalled batches.
+"""Executing an import's decision, session by session, in batches.
 
-One `Executor` is one Lambda invocation's worth of work: it takes staged sessions in sessionId
-order, plans each against what the user has (imports.plan) and applies the operations in batches
-of at most `import_batch_ops` (source.writes explains the journal that makes every session all
-or nothing). A dry run is the same walk with the writes left out, so what it reports is what the
-execution does. `recover` undoes the sessions an interrupted invocation left half-written.
+One `Executor` is one Lambda invocation's worth of work, in two passes:
+
+1. Sessions staged light (new to the user when they were staged, see source.staging) are looked
+   up again (one `$in` per 1,000): those the user has by now get their messages staged in full
+   for the second pass; the others are inserted straight from the upload, read again through
+   the pinned copy and the validator's checks, in the order it holds them: each message is
+   written once, in unordered batches of at most `import_batch_ops` documents. Nothing stored
+   changes, so no journal: a session is marked `writing` in staging before its first message
+   is written and `done` after its session document, and `recover` deletes (by the job's tag)
+   whatever an interrupted invocation left `writing`.
+2. The sessions staged in full (the user has them: replace, merge), in sessionId order, planned
+   against what the user has (imports.plan), their stored sessions read in bulk; operations in
+   journalled batches (source.writes explains the journal that makes every session all or
+   nothing).
+A dry run is the same walk with the writes left out (a light session's counts come from its
+staged uuids), so what it reports is what the execution does.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,21 +31,24 @@ from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.database import Database
 
 from dataport.bucket import PackagesBucket
+from dataport.errors import TransientError
 from dataport.imports import storage
 from dataport.imports.plan import Op, SessionPlan
 from dataport.models.imports import (
     MAX_LISTED_COPIES,
     CopiedMessage,
     ImportDecision,
+    MessageCounts,
     SessionAction,
     SessionResult,
     Strategy,
 )
+from dataport.models.records import ImportRecord, RecordKind
 from dataport.source.collections import SESSIONS
 from dataport.source.conflicts import StoredSession, UserData
 from dataport.source.identity import SessionIds
 from dataport.source.mongo import Document
-from dataport.source.staging import DONE, PENDING, WRITING, Staging
+from dataport.source.staging import DONE, LIGHT, PENDING, WRITING, NotGrouped, Staging
 from dataport.source.writes import IMPORT_TAG, Target, WriteOp, undo_sessions
 
 
@@ -77,14 +91,20 @@ class Executor:
         self.batches = 0
         self._batch = _Batch()
 
-    def run(self, keep_going: Callable[[], bool], after: str | None) -> tuple[str | None, bool]:
+    def run(self, keep_going: Callable[[], bool], after: str | None,
+            upload: Callable[[], Iterator[ImportRecord]] | None = None
+            ) -> tuple[str | None, bool]:
         """Sessions after `after` until all are done (True) or `keep_going` says stop between
-        two sessions (False); returns the last session done and whether all are."""
+        two sessions (False); returns the last session done and whether all are. `upload`
+        reads the upload again (the light sessions' messages)."""
         if not self.dry_run:
             self.target.ensure_indexes()
+        if not self._stream(keep_going, upload, after):
+            return after, False
         last = after
-        for entry in self.staging.sessions(after=after, pending_only=not self.dry_run):
-            self.process(entry)
+        entries = self.staging.sessions(after=after, pending_only=not self.dry_run)
+        for entry, stored in self._with_stored(entries):
+            self.process(entry, stored)
             last = entry["s"]
             if not keep_going():
                 self.flush()
@@ -92,13 +112,80 @@ class Executor:
         self.flush()
         return last, True
 
+    def _with_stored(self, entries: Iterable[Document], chunk: int = 200
+                     ) -> Iterator[tuple[Document, StoredSession]]:
+        """Index entries with their stored sessions, read in bulk (one `$in` per chunk)."""
+        pending: list[Document] = []
+        for entry in entries:
+            pending.append(entry)
+            if len(pending) >= chunk:
+                yield from self._looked_up(pending)
+                pending = []
+        yield from self._looked_up(pending)
+
+    def _looked_up(self, entries: list[Document]) -> Iterator[tuple[Document, StoredSession]]:
+        if not entries:
+            return
+        stored = self.user.sessions([entry["s"] for entry in entries])
+        for entry in entries:
+            yield entry, stored[entry["s"]]
+
+    # ------------------------------------------------------------------------ light sessions
+
+    def _stream(self, keep_going: Callable[[], bool],
+                upload: Callable[[], Iterator[ImportRecord]] | None, after: str | None) -> bool:
+        """The first pass (see the module docstring); whether it finished."""
+        fresh: dict[str, tuple[Document, StoredSession]] = {}
+        taken: set[str] = set()  # light when staged, the user's by now
+        light = self.staging.sessions(after=after, pending_only=not self.dry_run,
+                                      light_only=True)
+        for entry, stored in self._with_stored(light, chunk=1000):
+            if stored.document is None:
+                if not self.dry_run:
+                    fresh[entry["s"]] = (entry, stored)
+            else:
+                taken.add(entry["s"])
+        if not fresh and not taken:
+            return True
+        if upload is None:
+            raise RuntimeError("light sessions to import, and no upload to read them from")
+        stream = _SessionStream(upload())
+        for session_id, fields, messages in stream.sessions():
+            if session_id in taken:
+                self.staging.stage_messages(session_id, messages)
+                self.staging.unset_light(session_id)
+                taken.discard(session_id)
+            elif session_id in fresh:
+                entry, stored = fresh.pop(session_id)
+                self.process(entry, stored, incoming=fields,
+                             messages=(doc for _, doc in messages))
+                if not keep_going():
+                    self.flush()
+                    return False
+        self.flush()
+        if fresh or taken:  # the pinned upload is the staged one: this cannot be
+            raise RuntimeError(f"sessions staged but not in the upload: {sorted(fresh)[:3]}")
+        return True
+
     # ------------------------------------------------------------------------ one session
 
-    def process(self, entry: Document) -> SessionResult:
+    def process(self, entry: Document, stored: StoredSession | None = None, *,
+                incoming: Document | None = None,
+                messages: Iterable[Document] | None = None) -> SessionResult:
+        """One session: from staging, or (a light session) with its session fields and
+        messages as the upload streams them."""
         session_id, path = entry["s"], entry["p"]
         strategy = self.decision.strategy_for(session_id)
-        incoming = self.staging.session_document(session_id)
-        stored = self.user.session(session_id)
+        if stored is None:
+            stored = self.user.session(session_id)
+        light = bool(entry.get(LIGHT))
+        if light and stored.document is not None:
+            # the user's by now: the next try stages its messages in full first
+            raise TransientError(f"Session {session_id} was created while the import ran.")
+        if light and messages is None:
+            return self._counted(entry, stored, strategy)
+        if incoming is None:
+            incoming = self.staging.session_document(session_id)
         plan = SessionPlan(
             session_id=session_id, stored_id=stored.stored_id, strategy=strategy,
             incoming=incoming, stored=stored.document,
@@ -111,9 +198,9 @@ class Executor:
         session = _Session(plan, path, entry["_id"])
         copied: list[CopiedMessage] = []
         if plan.reads_messages:
-            arriving = IncomingSession(self.staging, self.user, stored)
+            arriving = IncomingSession(self.staging, self.user, stored, light=light)
             plan.copied = arriving.copied
-            for doc in arriving.messages():
+            for doc in arriving.messages(messages):
                 for op in plan.feed(doc):
                     self._add(session, op)
             for op in plan.finish():
@@ -127,10 +214,27 @@ class Executor:
             session = self._batch.sessions.setdefault(session_id, session)
             session.complete = True
             self._batch.size += 1
+        self._finished(entry, result)
+        return result
+
+    def _counted(self, entry: Document, stored: StoredSession,
+                 strategy: Strategy) -> SessionResult:
+        """A dry run's light session: inserted whole, as its staged uuids say (what the
+        planner counts for a session the user lacks)."""
+        arriving = IncomingSession(self.staging, self.user, stored, light=True)
+        result = SessionResult(session_id=entry["s"], stored_session_id=stored.stored_id,
+                               action=SessionAction.INSERT, strategy=strategy,
+                               project_path=entry["p"],
+                               messages=MessageCounts(inserted=int(entry.get("m", 0)),
+                                                      copied=arriving.copied),
+                               copy_=stored.copy, copied_messages=arriving.renamed)
+        self._finished(entry, result)
+        return result
+
+    def _finished(self, entry: Document, result: SessionResult) -> None:
         self._batch.results.append((entry["_id"], result))
         if self._batch.size >= self.batch_ops or len(self._batch.results) >= self.batch_ops:
             self.flush()
-        return result
 
     def _add(self, session: _Session, op: Op) -> None:
         if self._batch.size >= self.batch_ops:
@@ -179,13 +283,17 @@ class Executor:
     def _write(self, batch: _Batch) -> None:
         sessions = list(batch.sessions.values())
         self.batches += 1
-        preimages = list(self.target.fetch(batch.preimage_ids))
-        preimages.extend((SESSIONS, s.plan.stored) for s in sessions
-                         if s.plan.stored is not None and not s.journalled)
-        key = storage.journal_key(self.job_id, self.run_id, self.batches)
-        storage.write_journal(self.bucket, key, [
-            {"s": s.plan.stored_id, "i": s.plan.session_id, "a": s.plan.mode.value}
-            for s in sessions], preimages)
+        # the journal holds what the writes change: sessions the user has (replace, merge);
+        # new sessions' writes are undone by the job's tag alone
+        stored = [s for s in sessions if s.plan.stored is not None]
+        if stored or any(batch.preimage_ids.values()):
+            preimages = list(self.target.fetch(batch.preimage_ids))
+            preimages.extend((SESSIONS, s.plan.stored) for s in stored
+                             if s.plan.stored is not None and not s.journalled)
+            key = storage.journal_key(self.job_id, self.run_id, self.batches)
+            storage.write_journal(self.bucket, key, [
+                {"s": s.plan.stored_id, "i": s.plan.session_id, "a": s.plan.mode.value}
+                for s in stored], preimages)
         self.staging.update_each((s.entry, {"st": WRITING, "jr": self.run_id,
                                             "ss": s.plan.stored_id})
                                  for s in sessions if not s.journalled)
@@ -220,20 +328,68 @@ class IncomingSession:
     messages whose uuid is held outside the session (decided by one look-up of every uuid of
     the session before the first message is planned, so parentUuids follow the renames)."""
 
-    def __init__(self, staging: Staging, user: UserData, stored: StoredSession) -> None:
+    def __init__(self, staging: Staging, user: UserData, stored: StoredSession, *,
+                 light: bool = False) -> None:
         self.staging = staging
         self.stored = stored
+        uuids = list(staging.message_uuids(stored.session_id, light=light))
         self.ids: SessionIds
-        self.ids, self.copied = user.identify(stored, staging.message_uuids(stored.session_id))
-        self.renamed: list[CopiedMessage] = []  # the first of them, for the session's result
-
-    def messages(self) -> Iterator[Document]:
+        self.ids, self.copied = user.identify(stored, uuids)
         ids = self.ids
-        for doc in self.staging.messages(self.stored.session_id):
-            stored = ids.message(doc)
-            if len(self.renamed) < MAX_LISTED_COPIES and ids.is_foreign(ids.copied(doc["uuid"])):
-                self.renamed.append(CopiedMessage(uuid=doc["uuid"], stored_uuid=stored["uuid"]))
-            yield stored
+        self.renamed: list[CopiedMessage] = []  # the first of them, for the session's result
+        for value in uuids:
+            if len(self.renamed) >= MAX_LISTED_COPIES:
+                break
+            if ids.is_foreign(ids.copied(value)):
+                self.renamed.append(CopiedMessage(uuid=value, stored_uuid=ids.uuid(value)))
+
+    def messages(self, docs: Iterable[Document] | None = None) -> Iterator[Document]:
+        """`docs` (the upload's, streamed), or the staged ones, as they are stored."""
+        source = self.staging.messages(self.stored.session_id) if docs is None else docs
+        message = self.ids.message
+        for doc in source:
+            yield message(doc)
+
+
+class _SessionStream:
+    """The upload's records as sessions, in the order it holds them: (sessionId, the session's
+    fields, its numbered messages). The session's fields grow as its records go by (a package
+    repeats a session in each file it continues into): complete once its messages are read."""
+
+    def __init__(self, records: Iterator[ImportRecord]) -> None:
+        self._records = records
+        self._next: ImportRecord | None = None
+        self._number = 0
+        self._seen: set[str] = set()
+
+    def _peek(self) -> ImportRecord | None:
+        while self._next is None:
+            record = next(self._records, None)
+            if record is None:
+                return None
+            if record.kind is not RecordKind.PROJECT:
+                self._next = record
+        return self._next
+
+    def sessions(self) -> Iterator[tuple[str, Document, Iterator[tuple[int, Document]]]]:
+        while (record := self._peek()) is not None:
+            session_id = str(record.doc["sessionId"])
+            if session_id in self._seen:  # staging checked the order: this cannot be
+                raise NotGrouped(session_id)
+            self._seen.add(session_id)
+            fields: Document = {}
+            yield session_id, fields, self._messages(session_id, fields)
+            for _ in self._messages(session_id, fields):  # what the caller left unread
+                pass
+
+    def _messages(self, session_id: str, fields: Document) -> Iterator[tuple[int, Document]]:
+        while (record := self._peek()) is not None and record.doc["sessionId"] == session_id:
+            self._next = None
+            self._number += 1
+            if record.kind is RecordKind.SESSION:
+                fields.update(record.doc)
+            else:
+                yield self._number, record.doc
 
 
 def recover(db: Database[Document], bucket: PackagesBucket, staging: Staging) -> int:

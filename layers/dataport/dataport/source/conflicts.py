@@ -89,15 +89,35 @@ class UserData:
         self._message_collections = message_collections(self.db)
 
     def session(self, session_id: str) -> StoredSession:
+        return self.sessions([session_id])[session_id]
+
+    def sessions(self, session_ids: Sequence[str]) -> dict[str, StoredSession]:
+        """Where each incoming session goes (see StoredSession), read in bulk: one `$in` per
+        LOOKUP_BATCH sessionIds, and one more for the copies' derived ids among them."""
         owned = set(self.scope.project_ids)
-        found = self.db[SESSIONS].find_one({"sessionId": session_id})
-        if found is None or found["projectId"] in owned:
-            return StoredSession(session_id, session_id, False, found)
-        derived = copy_id(self.key, self.user_id, session_id)
-        copy = self.db[SESSIONS].find_one({"sessionId": derived})
-        if copy is not None and copy["projectId"] not in owned:
-            raise IdTaken.of(session_id, derived)
-        return StoredSession(session_id, derived, True, copy)
+        found: dict[str, StoredSession] = {}
+        unique = list(dict.fromkeys(session_ids))
+        for start in range(0, len(unique), LOOKUP_BATCH):
+            batch = unique[start:start + LOOKUP_BATCH]
+            held = {doc["sessionId"]: doc
+                    for doc in self.db[SESSIONS].find({"sessionId": one_of(batch)})}
+            derived: dict[str, str] = {}  # derived id -> the upload's id
+            for session_id in batch:
+                doc = held.get(session_id)
+                if doc is None or doc["projectId"] in owned:
+                    found[session_id] = StoredSession(session_id, session_id, False, doc)
+                else:
+                    derived[copy_id(self.key, self.user_id, session_id)] = session_id
+            if not derived:
+                continue
+            copies = {doc["sessionId"]: doc
+                      for doc in self.db[SESSIONS].find({"sessionId": one_of(derived)})}
+            for copy_of, session_id in derived.items():
+                copy = copies.get(copy_of)
+                if copy is not None and copy["projectId"] not in owned:
+                    raise IdTaken.of(session_id, copy_of)
+                found[session_id] = StoredSession(session_id, copy_of, True, copy)
+        return found
 
     def identify(self, stored: StoredSession, uuids: Iterable[str]) -> tuple[SessionIds, int]:
         """How the session's messages (`uuids`: all of them, as the upload names them) are

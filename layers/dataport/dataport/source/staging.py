@@ -15,10 +15,20 @@ reads no collection of that name). Every document is keyed by `g`, "<job>:<kind>
     g = <job>:p:<path>          a project record (d: the document as the upload has it)
     g = <job>:s:<sessionId>     a session record, every occurrence (later ones continue it)
     g = <job>:m:<sessionId>     a message of the session (u: its uuid, read alone)
+    g = <job>:u:<sessionId>     a light session's message uuids (us: up to a batch of them, in
+                                upload order), instead of its messages
     g = <job>:i:<sessionId>     the index: one entry per session (s; project path p, message
-                                count m) that also holds what the import does to the session:
-                                the dry run's result (dry), the execution's state (st, jr, ss)
-                                and result (res)
+                                count m; l: light) that also holds what the import does to the
+                                session: the dry run's result (dry), the execution's state (st,
+                                jr, ss) and result (res)
+
+Light sessions (the common case). When the reader promises sessions grouped in upload order
+(every source but CSV, checked record by record: a session that comes back after another one
+makes the whole upload staged in full), a session the user does not have (looked up with one
+`$in` per batch) is staged light: its session records and its message uuids, which is all the
+comparison and the copy-id decisions need. The execution inserts its messages straight from the
+upload (imports.executor), so they are written once. Sessions the user has (replace, merge) are
+staged in full, as the planner compares them message by message.
 
 The one index (g, n) serves every query: a session's records are one key, a kind one key range,
 a job one prefix. Queries spell an exact key as a range of one value: the same to MongoDB, and
@@ -30,7 +40,7 @@ batch of records plus one entry per session and per project.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from bson import ObjectId
@@ -43,11 +53,21 @@ from dataport.source.mongo import Document
 
 STAGING = "dataport_import_staging"
 
-PROJECT, SESSION, MESSAGE, INDEX = "p", "s", "m", "i"
+PROJECT, SESSION, MESSAGE, UUIDS, INDEX = "p", "s", "m", "u", "i"
+#: index field: the session is staged light (its uuids, not its messages)
+LIGHT = "l"
 _KINDS = {RecordKind.PROJECT: PROJECT, RecordKind.SESSION: SESSION, RecordKind.MESSAGE: MESSAGE}
 
 #: execution state of a session (index field `st`): journalled and being written, or finished
 WRITING, DONE, PENDING = "writing", "done", "pending"
+
+
+class NotGrouped(Exception):
+    """A session came back after another one: the upload cannot be streamed per session."""
+
+
+#: which of a batch's new sessions must be staged in full (the user has them)
+Classify = Callable[[Sequence[str]], set[str]]
 
 
 def _exactly(key: str) -> dict[str, str]:
@@ -80,8 +100,10 @@ class Staging:
         return self.collection.count_documents(
             {"g": {"$gte": f"{self.job_id}:", "$lt": f"{self.job_id};"}})
 
-    def writer(self, batch_size: int = 1000) -> StagingWriter:
-        return StagingWriter(self, batch_size)
+    def writer(self, batch_size: int = 1000, *, classify: Classify | None = None
+               ) -> StagingWriter:
+        """Full staging, or light where `classify` allows it (see the module docstring)."""
+        return StagingWriter(self, batch_size, classify)
 
     # ---------------------------------------------------------------------------- reading
 
@@ -93,7 +115,7 @@ class Staging:
         return found
 
     def sessions(self, *, after: str | None = None, pending_only: bool = False,
-                 batch_size: int = 200) -> Iterator[Document]:
+                 light_only: bool = False, batch_size: int = 200) -> Iterator[Document]:
         """Index entries in sessionId order, after `after`; `pending_only` leaves out sessions
         an execution has finished (a retried invocation must not do them again)."""
         keys = self._kind(INDEX)
@@ -102,6 +124,8 @@ class Staging:
         query: dict[str, Any] = {"g": keys}
         if pending_only:
             query["st"] = {"$ne": DONE}
+        if light_only:
+            query[LIGHT] = True
         with self.collection.find(query, sort=[("g", 1)], batch_size=batch_size) as cursor:
             yield from cursor
 
@@ -129,14 +153,36 @@ class Staging:
             for doc in cursor:
                 yield doc["d"]
 
-    def message_uuids(self, session_id: str, batch_size: int = 2000) -> Iterator[str]:
+    def message_uuids(self, session_id: str, batch_size: int = 2000, *,
+                      light: bool = False) -> Iterator[str]:
         """The session's message uuids in upload order (only they leave the server: a
         top-level copy, as nx-27017 answers a projection of `d.uuid` with a dotted key)."""
+        if light:
+            with self.collection.find({"g": _exactly(self.key(UUIDS, session_id))},
+                                      {"_id": 0, "us": 1}, sort=[("n", 1)]) as chunks:
+                for chunk in chunks:
+                    yield from (str(value) for value in chunk["us"])
+            return
         with self.collection.find({"g": _exactly(self.key(MESSAGE, session_id))},
                                   {"_id": 0, "u": 1}, sort=[("n", 1)],
                                   batch_size=batch_size) as cursor:
             for doc in cursor:
                 yield str(doc["u"])
+
+    def stage_messages(self, session_id: str, docs: Iterable[tuple[int, Document]],
+                       batch_size: int = 1000) -> None:
+        """A light session's messages (number, document) staged in full after all (the user
+        has the session by now: the execution plans it message by message); idempotent."""
+        key = self.key(MESSAGE, session_id)
+        self.collection.delete_many({"g": _exactly(key)})
+        pending: list[InsertOne[Document]] = []
+        for number, doc in docs:
+            pending.append(InsertOne({"g": key, "n": number, "d": doc, "u": str(doc["uuid"])}))
+            if len(pending) >= batch_size:
+                self.collection.bulk_write(pending, ordered=False)
+                pending = []
+        if pending:
+            self.collection.bulk_write(pending, ordered=False)
 
     # ---------------------------------------------------------------------------- the index
 
@@ -145,6 +191,11 @@ class Staging:
         ops = [UpdateOne({"_id": entry}, {"$set": dict(fields)}) for entry, fields in changes]
         if ops:
             self.collection.bulk_write(ops, ordered=False)
+
+    def unset_light(self, session_id: str) -> None:
+        """A light session whose messages are now staged in full."""
+        self.collection.update_one({"g": _exactly(self.key(INDEX, session_id))},
+                                   {"$unset": {LIGHT: ""}})
 
     def reset_results(self, *fields: str) -> None:
         """Forget a previous run's results (a new dry run after an earlier one)."""
@@ -157,15 +208,21 @@ class StagingWriter:
 
     Readers yield a project before its sessions and a session before its messages; a session
     belongs to the project most recently yielded before it. Sessions are remembered (their
-    project path and message count) to write the index at `close()`."""
+    project path and message count) to write the index at `close()`. With `classify`, a batch's
+    new sessions are looked up when the batch is written: those it names are staged in full,
+    the others light; a session that comes back after another raises NotGrouped."""
 
-    def __init__(self, staging: Staging, batch_size: int) -> None:
+    def __init__(self, staging: Staging, batch_size: int,
+                 classify: Classify | None = None) -> None:
         self.staging = staging
         self.batch_size = batch_size
-        self._pending: list[InsertOne[Document]] = []
+        self.classify = classify
+        self._pending: list[tuple[str, str, Document]] = []  # kind, name, staged document
         self._sequence = 0
         self._project: str | None = None
         self._sessions: dict[str, list[Any]] = {}  # sessionId -> [project path, messages]
+        self._light: dict[str, bool] = {}  # sessionId -> staged light (decided at a flush)
+        self._current: str | None = None  # the session the stream is in (grouping check)
         self.messages = 0
 
     def add(self, record: ImportRecord) -> None:
@@ -187,30 +244,62 @@ class StagingWriter:
                 staged["p"] = self._project
                 if entry is None:
                     self._sessions[name] = [self._project, 0]
+                elif self.classify is not None and name != self._current:
+                    raise NotGrouped(name)
             elif entry is None:
                 raise InvalidRequest(f"Message {record.doc.get('uuid')} names session {name}, "
                                      f"which the upload does not hold ({record.location}).")
             else:
+                if self.classify is not None and name != self._current:
+                    raise NotGrouped(name)
                 entry[1] += 1
                 self.messages += 1
                 staged["u"] = str(record.doc["uuid"])
-        staged["g"] = self.staging.key(_KINDS[record.kind], name)
-        self._pending.append(InsertOne(staged))
+            self._current = name
+        kind = _KINDS[record.kind]
+        staged["g"] = self.staging.key(kind, name)
+        self._pending.append((kind, name, staged))
         if len(self._pending) >= self.batch_size:
             self._flush()
 
     def close(self) -> int:
         """Write what is pending and the session index; the number of sessions."""
+        self._flush()
+        index: list[InsertOne[Document]] = []
         for session_id in sorted(self._sessions):
             path, count = self._sessions[session_id]
-            self._pending.append(InsertOne({"g": self.staging.key(INDEX, session_id), "n": 0,
-                                            "s": session_id, "p": path, "m": count}))
-            if len(self._pending) >= self.batch_size:
-                self._flush()
-        self._flush()
+            entry: Document = {"g": self.staging.key(INDEX, session_id), "n": 0,
+                               "s": session_id, "p": path, "m": count}
+            if self._light.get(session_id):
+                entry[LIGHT] = True
+            index.append(InsertOne(entry))
+            if len(index) >= self.batch_size:
+                self.staging.collection.bulk_write(index, ordered=False)
+                index = []
+        if index:
+            self.staging.collection.bulk_write(index, ordered=False)
         return len(self._sessions)
 
     def _flush(self) -> None:
-        if self._pending:
-            self.staging.collection.bulk_write(self._pending, ordered=False)
-            self._pending = []
+        if not self._pending:
+            return
+        if self.classify is not None:
+            new = list(dict.fromkeys(name for kind, name, _ in self._pending
+                                     if kind == SESSION and name not in self._light))
+            if new:
+                full = self.classify(new)
+                self._light.update((name, name not in full) for name in new)
+        ops: list[InsertOne[Document]] = []
+        chunks: dict[str, Document] = {}  # light sessions' uuids of this batch
+        for kind, name, staged in self._pending:
+            if kind == MESSAGE and self._light.get(name):
+                chunk = chunks.get(name)
+                if chunk is None:
+                    chunk = chunks[name] = {"g": self.staging.key(UUIDS, name),
+                                            "n": staged["n"], "us": []}
+                    ops.append(InsertOne(chunk))
+                chunk["us"].append(staged["u"])
+            else:
+                ops.append(InsertOne(staged))
+        self.staging.collection.bulk_write(ops, ordered=False)
+        self._pending = []

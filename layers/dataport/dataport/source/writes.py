@@ -9,7 +9,9 @@ Per-session atomicity without transactions. Multi-document transactions need a r
 standalone MongoDB and nx-27017 have none), end after 60 s and grow with the session, while an
 import has to save pre-images for its rollback in any case. So one mechanism does both, a
 write-ahead journal (imports.executor applies it, batch by batch):
-1. the batch's pre-images and the list of its sessions go to S3, before anything is written;
+1. the batch's pre-images and the list of its sessions the user has (replace, merge) go to S3,
+   before anything is written (a batch of new sessions only changes nothing stored: it has no
+   journal entry, its writes are found by their tag);
 2. its sessions are marked `writing` in the staging index;
 3. messages go out (`bulk_write`, at most `import_batch_ops` operations each), then the
    documents of the sessions whose messages are all written: ClaudeLens lists sessions, so a

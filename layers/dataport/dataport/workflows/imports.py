@@ -5,13 +5,15 @@ validate  the upload is pinned (a copy no upload form can write, read only with 
           dates, size and SHA-256, errors, warnings). One with errors ends the job here (failed,
           report kept), nothing written.
 stage     a clean one is read again (the pinned copy, each record checked again as validation
-          checked it) into staging (source.staging) and compared with what the
-          user has: the conflict summary joins the report, the conflicts go to a listing.
+          checked it) into staging (source.staging: sessions the user lacks only by their uuids,
+          where the reader keeps sessions together) and compared with what the user has: the
+          conflict summary joins the report, the conflicts go to a listing.
           (Its own invocation: each pass over an upload gets a Lambda's whole time limit.)
 await     keeps the task token the decision will answer (POST /execute sends it with
           SendTaskSuccess, DELETE with SendTaskFailure) and shows awaiting_decision.
-execute   one invocation of the page loop over the staged sessions, a dry run or the real run
-          (imports.executor), until done or the time budget runs low.
+execute   one invocation of the execution, a dry run or the real run (imports.executor): new
+          sessions straight from the pinned upload, then the staged ones, until done or the
+          time budget runs low.
 finalize  the outcome and its per-session listing. A dry run goes back to awaiting the decision;
           the execution ends the job succeeded.
 rollback  one invocation: what the import wrote is deleted, the journal's pre-images restored,
@@ -30,10 +32,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
+from itertools import islice
 from typing import IO, TypeVar
 
 from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
@@ -60,16 +63,18 @@ from dataport.models.imports import (
     SessionAction,
     SessionCounts,
     Strategy,
+    ValidationReport,
 )
 from dataport.models.jobs import Job, JobError, JobStatus, Progress, UploadPin
+from dataport.models.records import ImportRecord
 from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep
 from dataport.observability import logger
 from dataport.progress.publisher import publish_progress, publish_terminal
 from dataport.progress.throttle import Cadence
 from dataport.settings import get_settings
-from dataport.source.conflicts import UserData
-from dataport.source.mongo import get_database
-from dataport.source.staging import Staging
+from dataport.source.conflicts import StoredSession, UserData
+from dataport.source.mongo import Document, get_database
+from dataport.source.staging import LIGHT, NotGrouped, Staging
 from dataport.source.writes import (
     created_projects,
     delete_empty_projects,
@@ -167,21 +172,12 @@ def stage(step: ImportStep) -> ImportStep:
         raise Conflict(f"Import {job.job_id} has no validation report to stage.")
     staging = Staging(get_database(), job.job_id)
     with database_errors():
-        staging.drop()  # a retry, or validated again with another field mapping: from nothing
-        _report(store, job, Progress(phase="staging", total=report.counts.messages))
-        staging.ensure_indexes()
-        writer = staging.writer()
-        pulse = Cadence()
-        source = open_import(opener(_pinned(job)), job.import_state.request.filename,
-                             _options(job), limits(), password=_password(job))
-        # the validator's checks again: nothing reaches staging unchecked
-        for record in recheck(source.records()):
-            writer.add(record)
-            if pulse.due():
-                _check(store, job.job_id, Progress(phase="staging", current=writer.messages,
-                                                   total=report.counts.messages))
-        sessions = writer.close()
-        summary = _compare(store, job, staging, sessions)
+        try:
+            sessions, summary = _stage(store, job, staging, report, light=True)
+        except NotGrouped as where:  # a session comes back later: stage every record
+            logger.info("upload not grouped by session: staged in full",
+                        extra={"job_id": job.job_id, "session": str(where)})
+            sessions, summary = _stage(store, job, staging, report, light=False)
     store.update_import(job.job_id, report=report.model_copy(update={"conflicts": summary}))
     logger.info("import validated", extra={"job_id": job.job_id, "sessions": sessions})
     decision = _decision(job)
@@ -189,6 +185,34 @@ def stage(step: ImportStep) -> ImportStep:
         return step.model_copy(update={"next": "execute", "dry_run": decision.dry_run,
                                        "after": None, "done": 0})
     return step.model_copy(update={"next": "decide"})
+
+
+def _stage(store: JobStore, job: Job, staging: Staging, report: ValidationReport, *,
+           light: bool) -> tuple[int, ConflictSummary]:
+    """The upload into staging (sessions the user lacks light, where the reader keeps each
+    session's records together: see source.staging), then compared."""
+    staging.drop()  # a retry, or validated again with another field mapping: from nothing
+    _report(store, job, Progress(phase="staging", total=report.counts.messages))
+    staging.ensure_indexes()
+    source = open_import(opener(_pinned(job)), job.import_state.request.filename,
+                         _options(job), limits(), password=_password(job))
+    user = UserData(staging.db, job.user_id)
+
+    def held(session_ids: Sequence[str]) -> set[str]:
+        return {sid for sid, stored in user.sessions(session_ids).items()
+                if stored.document is not None}
+
+    grouped = light and source.session_grouped
+    writer = staging.writer(classify=held if grouped else None)
+    pulse = Cadence()
+    # the validator's checks again: nothing reaches staging unchecked
+    for record in recheck(source.records()):
+        writer.add(record)
+        if pulse.due():
+            _check(store, job.job_id, Progress(phase="staging", current=writer.messages,
+                                               total=report.counts.messages))
+    sessions = writer.close()
+    return sessions, _compare(store, job, staging, sessions)
 
 
 def _options(job: Job) -> ImportOptions:
@@ -227,9 +251,11 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
     new = changed = identical = copies = copied_messages = 0
     pulse = Cadence()
     with storage.listing_writer(packages_bucket(), job.job_id, storage.CONFLICTS) as out:
-        for done, entry in enumerate(staging.sessions(), 1):
-            stored = user.session(entry["s"])
-            arriving = IncomingSession(staging, user, stored)  # every uuid another holds
+        for done, (entry, stored) in enumerate(_with_stored(user, staging.sessions()), 1):
+            light = bool(entry.get(LIGHT))
+            if light and stored.document is not None:  # created since it was staged
+                raise NotGrouped(stored.session_id)  # stage it again, in full
+            arriving = IncomingSession(staging, user, stored, light=light)
             copies += stored.copy
             copied_messages += arriving.copied
             if stored.document is None:
@@ -259,6 +285,15 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
     return ConflictSummary(new_sessions=new, changed_sessions=changed,
                            identical_sessions=identical, copied_sessions=copies,
                            copied_messages=copied_messages)
+
+
+def _with_stored(user: UserData, entries: Iterator[Document], chunk: int = 1000
+                 ) -> Iterator[tuple[Document, StoredSession]]:
+    """Index entries with where each goes in the user's account, read in bulk."""
+    while batch := list(islice(entries, chunk)):
+        stored = user.sessions([entry["s"] for entry in batch])
+        for entry in batch:
+            yield entry, stored[entry["s"]]
 
 
 # ---------------------------------------------------------------------------- await
@@ -316,7 +351,14 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
                                                     total=total))
         return True
 
-    last, finished = _mongo(lambda: executor.run(keep_going, step.after))
+    def upload() -> Iterator[ImportRecord]:
+        """The pinned upload again, each record checked as staging checked it (an encrypted
+        one's password unsealed only when it is read)."""
+        source = open_import(opener(_pinned(job)), job.import_state.request.filename,
+                             _options(job), limits(), password=_password(job))
+        return recheck(source.records())
+
+    last, finished = _mongo(lambda: executor.run(keep_going, step.after, upload))
     _report(store, job, Progress(phase=phase, current=step.done + processed,
                                             total=total))
     return step.model_copy(update={"next": "finalize" if finished else "execute", "after": last,

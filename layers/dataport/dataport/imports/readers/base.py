@@ -67,6 +67,9 @@ class ImportSource(abc.ABC):
     another pass: it opens a fresh stream each time."""
 
     format: SourceFormat
+    #: whether the reader keeps each session's records together (a session continued in the
+    #: next file follows on directly): the import then streams sessions (source.staging)
+    session_grouped = True
 
     def __init__(self, opener: Opener, filename: str, *, options: ImportOptions,
                  limits: ImportLimits, zipped: bool, version: str | None = None,

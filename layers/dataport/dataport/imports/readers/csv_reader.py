@@ -145,6 +145,7 @@ def understand_header(header: list[str], *, name: str,
 
 class CsvSource(ImportSource):
     format = SourceFormat.CSV
+    session_grouped = False  # rows in any order
 
     def _records(self, reporter: Reporter) -> Iterator[ImportRecord]:
         csv.field_size_limit(max(csv.field_size_limit(), self.limits.max_string_bytes))
