@@ -139,15 +139,17 @@ def test_staged_file_describes_its_object(s3_client: S3Client, packages_bucket: 
     first, second = sink.files
     assert sink.next_seq == 9
     assert first.staging_key == f"staging/{JOB}/00003/000007.bin"
-    assert second.staging_key == f"staging/{JOB}/00003/000008.bin"
+    # one staged object per invocation (named by its first seq), each file a range of it
+    assert second.staging_key == first.staging_key
+    assert (first.offset, second.offset) == (0, first.compressed_size)
     assert first.method == DEFLATED
     assert (first.size, first.records, first.notes) == (len(text), 3, ["big record"])
     assert first.sha256 == hashlib.sha256(text).hexdigest()
     assert first.compressed_size < len(text)
     staged = download(s3_client, packages_bucket, first.staging_key)
-    assert len(staged) == first.compressed_size
+    assert len(staged) == first.compressed_size + second.compressed_size
     # raw deflate, no zlib header: exactly what a zip member of method 8 holds
-    assert zlib.decompress(staged, -15) == text
+    assert zlib.decompress(staged[:first.compressed_size], -15) == text
     assert zlib.crc32(text) == first.crc32
     assert (second.size, second.sha256) == (0, hashlib.sha256(b"").hexdigest())
     # the record survives the trip through Step Functions / DynamoDB JSON

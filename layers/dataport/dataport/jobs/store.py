@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, TypeAdapter
 
 from dataport import aws
-from dataport.errors import Conflict, InvalidRequest, JobCancelled, NotFound
+from dataport.errors import Conflict, InvalidRequest, JobCancelled, NotFound, TransientError
 from dataport.jobs import keys
 from dataport.jobs.dynamo import from_item, is_conditional_failure, to_item, to_value
 from dataport.models.exports import ExportRequest
@@ -130,6 +131,11 @@ TRANSITIONS: Mapping[JobKind, Mapping[Change, frozenset[JobStatus]]] = {
         Change.CANCEL: ACTIVE_STATUSES,
     },
 }
+
+#: BatchWriteItem takes at most 25 items a request
+BATCH_WRITE_LIMIT = 25
+#: requests for one batch before unprocessed items are given up on (a retry of the task)
+BATCH_WRITE_ATTEMPTS = 8
 
 #: the error of a job cancelled at its owner's request
 CANCELLED = JobError(code="cancelled", message="Cancelled at your request.")
@@ -347,24 +353,34 @@ class JobStore:
             "finished_at": _storable(Job, "finished_at", utcnow())})
 
     # ------------------------------------------------------------------ the progress throttle
-    def claim_progress(self, job_id: str, at_ms: int, min_interval_ms: int) -> int | None:
+    def claim_progress(self, job_id: str, at_ms: int, min_interval_ms: int, *,
+                       progress: Progress | None = None) -> int | None:
         """The next event seq if the last event went out `min_interval_ms` before `at_ms` and
-        the job is running, else None (see dataport.progress.throttle)."""
+        the job is running, else None (see dataport.progress.throttle). With `progress`, the
+        same write records it (the PROGRESS change), so a worker's report is one write when it
+        may publish; when it may not, the progress is recorded alone (a second write)."""
+        sets, values = "SET progress_sent_at = :now", {
+            ":now": at_ms, ":one": 1, ":cutoff": at_ms - min_interval_ms,
+            ":running": JobStatus.RUNNING.value}
+        if progress is not None:
+            sets += ", progress = :progress, updated_at = :updated"
+            values |= {":progress": _storable(Job, "progress", progress),
+                       ":updated": utcnow().isoformat()}
         try:
             answer = self.db.update_item(
                 TableName=self.table,
                 Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
-                UpdateExpression="SET progress_sent_at = :now ADD progress_seq :one",
+                UpdateExpression=f"{sets} ADD progress_seq :one",
                 ConditionExpression="#status = :running AND (attribute_not_exists("
                                     "progress_sent_at) OR progress_sent_at <= :cutoff)",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item({
-                    ":now": at_ms, ":one": 1, ":cutoff": at_ms - min_interval_ms,
-                    ":running": JobStatus.RUNNING.value}),
+                ExpressionAttributeValues=to_item(values),
                 ReturnValues="UPDATED_NEW",
             )
         except ClientError as error:
             if is_conditional_failure(error):
+                if progress is not None:
+                    self.set_progress(job_id, progress)
                 return None
             raise
         return int(answer["Attributes"]["progress_seq"]["N"])
@@ -442,17 +458,64 @@ class JobStore:
         return from_item(result.get("Attributes", {}))
 
     # ------------------------------------------------------------------ shards and files
-    def put_shard(self, job_id: str, shard: int, state: Mapping[str, Any]) -> None:
-        self._put_child(job_id, keys.shard_sk(shard), state)
+    def put_shard(self, job_id: str, shard: int, state: Mapping[str, Any], *,
+                  expires_at: int | None = None) -> None:
+        """The shard's counts, SET (a retried invocation never double counts). `expires_at`:
+        the job's, when the caller holds the job already (else one read to learn it)."""
+        self._put_child(job_id, keys.shard_sk(shard), state, expires_at=expires_at)
 
     def shards(self, job_id: str) -> list[dict[str, Any]]:
-        return list(self._children(job_id, "SHARD#"))
+        return list(self._children(job_id, keys.SHARD_PREFIX))
+
+    def job_and_shards(self, job_id: str) -> tuple[Job | None, list[dict[str, Any]]]:
+        """The job row and its shard rows in one strongly consistent Query (they sort next
+        to each other: `JOB` < `SHARD#...`, file records before both). None for a job that is
+        missing or expired."""
+        job: Job | None = None
+        shards: list[dict[str, Any]] = []
+        paginator = self.db.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self.table, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :job AND :last",
+            ExpressionAttributeValues=to_item({
+                ":pk": keys.job_pk(job_id), ":job": keys.JOB_SK,
+                ":last": keys.SHARD_PREFIX + "\uffff"}),
+        ):
+            for raw in page.get("Items", []):
+                item = from_item(raw)
+                if item["sk"] == keys.JOB_SK:
+                    found = _job_from(item)
+                    job = None if found.expires_at <= int(utcnow().timestamp()) else found
+                elif str(item["sk"]).startswith(keys.SHARD_PREFIX):
+                    shards.append(item)
+        return job, shards
 
     def put_files(self, job_id: str, shard: int, first_seq: int,
-                  files: Iterable[StagedFile]) -> None:
-        for seq, staged in enumerate(files, start=first_seq):
-            self._put_child(job_id, keys.file_sk(shard, seq),
-                            {"file": staged.model_dump_json()})
+                  files: Iterable[StagedFile], *, expires_at: int | None = None) -> None:
+        """Record an invocation's files (keys by (shard, seq): a retried invocation overwrites
+        them) with BatchWriteItem, 25 a request, unprocessed items sent again. `expires_at`:
+        the job's, when the caller holds the job already (else one read to learn it)."""
+        if expires_at is None:
+            expires_at = self.require(job_id).expires_at
+        pk = keys.job_pk(job_id)
+        requests = [{"PutRequest": {"Item": to_item({
+            "pk": pk, "sk": keys.file_sk(shard, seq), "file": staged.model_dump_json(),
+            "expires_at": expires_at})}} for seq, staged in enumerate(files, start=first_seq)]
+        for start in range(0, len(requests), BATCH_WRITE_LIMIT):
+            self._batch_write(requests[start:start + BATCH_WRITE_LIMIT])
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        """One BatchWriteItem, and again for what DynamoDB left unprocessed (throttling), with
+        a short backoff; TransientError if items still remain."""
+        pending: Mapping[str, Any] = {self.table: requests}
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            answer = self.db.batch_write_item(RequestItems=pending)
+            pending = answer.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            time.sleep(min(1.0, 0.05 * 2 ** attempt))
+        raise TransientError(f"DynamoDB left {len(pending.get(self.table, []))} file records "
+                             "unwritten; the invocation will be retried.")
 
     def files(self, job_id: str) -> Iterator[StagedFile]:
         """Staged files in package order (shard, then sequence), streamed page by page."""
@@ -473,9 +536,11 @@ class JobStore:
             for item in page.get("Items", []):
                 self.db.delete_item(TableName=self.table, Key=item)
 
-    def _put_child(self, job_id: str, sk: str, values: Mapping[str, Any]) -> None:
-        job = self.require(job_id)
-        item = {**values, "pk": keys.job_pk(job_id), "sk": sk, "expires_at": job.expires_at}
+    def _put_child(self, job_id: str, sk: str, values: Mapping[str, Any], *,
+                   expires_at: int | None = None) -> None:
+        if expires_at is None:
+            expires_at = self.require(job_id).expires_at
+        item = {**values, "pk": keys.job_pk(job_id), "sk": sk, "expires_at": expires_at}
         self.db.put_item(TableName=self.table, Item=to_item(item))
 
     def _children(self, job_id: str, prefix: str) -> Iterator[dict[str, Any]]:

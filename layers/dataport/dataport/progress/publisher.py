@@ -34,12 +34,14 @@ from dataport.progress.events import (
 MAX_PARALLEL_POSTS = 8
 
 
-def publish_progress(job: Job, progress: Progress) -> bool:
+def publish_progress(job: Job, progress: Progress, *, record: bool = False) -> bool:
     """Send `progress` to the job's subscribers unless an event went out in the last 500 ms.
-    True when this call published. Cheap when throttled: one conditional write."""
+    True when this call published. Cheap when throttled: one conditional write. With `record`,
+    `progress` also goes to the job row (in the claim's write when it is granted, else in one
+    more), so a caller that does both pays one write, not two."""
     try:
         at = throttle.now_ms()
-        seq = throttle.claim_progress(job.job_id, at)
+        seq = throttle.claim_progress(job.job_id, at, progress if record else None)
         if seq is None:
             return False
         _fan_out(job.job_id, encode(progress_event(job, progress, seq, _datetime(at))))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 
 from dataport.jobs.store import JobStore
+from dataport.models.jobs import Progress
 
 #: at most two progress events a second per job
 MIN_INTERVAL_MS = 500
@@ -34,10 +35,11 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def claim_progress(job_id: str, at_ms: int) -> int | None:
+def claim_progress(job_id: str, at_ms: int, progress: Progress | None = None) -> int | None:
     """The next seq if a progress event may be published at `at_ms`, else None (throttled, or
-    the job is not running)."""
-    return JobStore().claim_progress(job_id, at_ms, MIN_INTERVAL_MS)
+    the job is not running). With `progress`, it is recorded on the job row as well, by the
+    same write when the claim succeeds."""
+    return JobStore().claim_progress(job_id, at_ms, MIN_INTERVAL_MS, progress=progress)
 
 
 def claim_terminal(job_id: str, at_ms: int) -> int:
