@@ -1,9 +1,9 @@
 """What one export worker invocation reports while its page loop runs: `ShardReporter`.
 
 The loop calls it after every message (`heartbeat`) and every session (`session_written`);
-those calls only keep counts and read a monotonic clock. At most once a second (FLUSH_INTERVAL_MS)
-and once more at the end (`close`), the reporter flushes, which is the only time the loop touches
-the control plane:
+those calls only keep counts and read a monotonic clock. Half a second into the invocation, then
+at most once a second (FLUSH_INTERVAL_MS), and once more at the end (`close`), the reporter
+flushes, which is the only time the loop touches the control plane:
 
 1. the shard's counts into its row (PutItem: SET, so a retried invocation never double counts;
    the job's `expires_at` comes from the job the invocation read at its start, no read first);
@@ -51,7 +51,10 @@ class ShardReporter:
         self._bytes_written = bytes_written
         self._interval = interval_ms / 1000
         self._clock = clock
-        self._due = clock() + self._interval
+        # the first flush comes after half an interval: a subscriber hears from a new invocation
+        # soon, and its closing flush (the invocation may last only a second or two) is far
+        # enough from it for the job-wide throttle to let that one out too
+        self._due = clock() + self._interval / 2
         self.flushes = 0
 
     @property
