@@ -132,6 +132,8 @@ TRANSITIONS: Mapping[JobKind, Mapping[Change, frozenset[JobStatus]]] = {
     },
 }
 
+#: the file records one item holds at most (DynamoDB's item limit is 400 KB)
+FILE_RECORDS_BYTES = 300_000
 #: BatchWriteItem takes at most 25 items a request
 BATCH_WRITE_LIMIT = 25
 #: requests for one batch before unprocessed items are given up on (a retry of the task)
@@ -492,15 +494,32 @@ class JobStore:
 
     def put_files(self, job_id: str, shard: int, first_seq: int,
                   files: Iterable[StagedFile], *, expires_at: int | None = None) -> None:
-        """Record an invocation's files (keys by (shard, seq): a retried invocation overwrites
-        them) with BatchWriteItem, 25 a request, unprocessed items sent again. `expires_at`:
-        the job's, when the caller holds the job already (else one read to learn it)."""
+        """Record an invocation's files: their records go as a list into as few items as fit
+        (FILE_RECORDS_BYTES each; 600 files are about 200 KB, one item), keyed by the shard and
+        the seq of each item's first file, so a retried invocation overwrites them
+        (`forget_files_from` drops what it does not). One PutItem, or BatchWriteItem 25 items a
+        request with unprocessed items sent again. `expires_at`: the job's, when the caller
+        holds the job already (else one read to learn it)."""
         if expires_at is None:
             expires_at = self.require(job_id).expires_at
         pk = keys.job_pk(job_id)
-        requests = [{"PutRequest": {"Item": to_item({
-            "pk": pk, "sk": keys.file_sk(shard, seq), "file": staged.model_dump_json(),
-            "expires_at": expires_at})}} for seq, staged in enumerate(files, start=first_seq)]
+        items: list[dict[str, Any]] = []
+        chunk: list[str] = []
+        size = 0
+        chunk_seq = first_seq
+        for seq, staged in enumerate(files, start=first_seq):
+            record = staged.model_dump_json()
+            if chunk and size + len(record) > FILE_RECORDS_BYTES:
+                items.append(_file_records(pk, shard, chunk_seq, chunk, expires_at))
+                chunk, size, chunk_seq = [], 0, seq
+            chunk.append(record)
+            size += len(record) + 1
+        if chunk:
+            items.append(_file_records(pk, shard, chunk_seq, chunk, expires_at))
+        if len(items) == 1:
+            self.db.put_item(TableName=self.table, Item=items[0])
+            return
+        requests = [{"PutRequest": {"Item": item}} for item in items]
         for start in range(0, len(requests), BATCH_WRITE_LIMIT):
             self._batch_write(requests[start:start + BATCH_WRITE_LIMIT])
 
@@ -520,7 +539,10 @@ class JobStore:
     def files(self, job_id: str) -> Iterator[StagedFile]:
         """Staged files in package order (shard, then sequence), streamed page by page."""
         for item in self._children(job_id, "FILE#"):
-            yield StagedFile.model_validate_json(item["file"])
+            if "files" in item:
+                yield from _STAGED_FILES.validate_json(item["files"])
+            else:  # one record an item, as workers before issue 10 wrote them
+                yield StagedFile.model_validate_json(item["file"])
 
     def forget_files_from(self, job_id: str, shard: int, seq: int) -> None:
         """Drop file records a failed attempt left at or after `seq` (its retry rewrites them)."""
@@ -552,6 +574,16 @@ class JobStore:
         ):
             for item in page.get("Items", []):
                 yield from_item(item)
+
+_STAGED_FILES: TypeAdapter[list[StagedFile]] = TypeAdapter(list[StagedFile])
+
+
+def _file_records(pk: str, shard: int, seq: int, records: list[str],
+                  expires_at: int) -> dict[str, Any]:
+    """One item of file records: files `seq`, `seq + 1`, ... of the shard, as a JSON list."""
+    return to_item({"pk": pk, "sk": keys.file_sk(shard, seq),
+                    "files": "[" + ",".join(records) + "]", "expires_at": expires_at})
+
 
 def _storable(model: type[BaseModel], name: str, value: object) -> Any:
     """`value` of `model.name` as the row keeps it (models as plain maps by field name, without
