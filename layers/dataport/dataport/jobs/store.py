@@ -269,10 +269,14 @@ class JobStore:
         self._update(job_id, Change.PROGRESS, kinds=None, removes=(), answer=False,
                      sets={"progress": _storable(Job, "progress", progress)})
 
-    def update_export(self, job_id: str, *, counts: Counts) -> Job:
-        """A running export's counts (the plan's projects)."""
-        return self._change(job_id, Change.UPDATE, kinds={JobKind.EXPORT},
-                            sets={"counts": _storable(ExportState, "counts", counts)})
+    def update_export(self, job_id: str, *, counts: Counts,
+                      progress: Progress | None = None) -> Job:
+        """A running export's counts (the plan's projects), and its progress when given (the
+        same write)."""
+        sets = {"counts": _storable(ExportState, "counts", counts)}
+        if progress is not None:
+            sets["progress"] = _storable(Job, "progress", progress)
+        return self._change(job_id, Change.UPDATE, kinds={JobKind.EXPORT}, sets=sets)
 
     def update_import(self, job_id: str, *, upload_pin: UploadPin | None = None,
                       report: ValidationReport | None = None,

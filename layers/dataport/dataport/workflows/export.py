@@ -73,7 +73,9 @@ def plan(ref: JobRef) -> ExportPlan:
     scope = OwnerScope(get_database(), job.user_id)
     settings = get_settings()
     cadence = Cadence()
-    _publish(job, Progress(phase="planning"))
+    total, messages = _work_in_scope(scope, request.filters)
+    _publish(job, Progress(phase="planning", total=total))
+    cadence.due()  # the next planning event, if any, half a second from this one
 
     projects = list(projects_in_scope(scope, request.filters))
     store.forget_files_from(job.job_id, PLAN_SHARD, 0)
@@ -91,8 +93,6 @@ def plan(ref: JobRef) -> ExportPlan:
                          limit=settings.shard_max_sessions,
                          messages_per_session=settings.shard_messages_per_session,
                          concurrency=settings.export_concurrency)
-    total, messages = _work_in_scope(scope, request.filters)
-    _publish(job, Progress(phase="planning", total=total))
     count = sizing.count(total, messages)
     work = total * sizing.messages_per_session + messages
 
@@ -110,8 +110,10 @@ def plan(ref: JobRef) -> ExportPlan:
     write_shard_list(bucket, listed.prefix, shards)
     for shard in shards:
         store.put_shard(job.job_id, shard.shard, _shard_state(shard), expires_at=job.expires_at)
-    _publish(job, Progress(phase="exporting", total=total))
-    store.update_export(job.job_id, counts=Counts(projects=len(projects)))
+    exporting = Progress(phase="exporting", total=total)
+    job = store.update_export(job.job_id, counts=Counts(projects=len(projects)),
+                              progress=exporting)
+    publish_progress(job, exporting)  # recorded already: the claim alone
     logger.info("export planned", extra={"job_id": job.job_id, "shards": len(shards),
                                          "sessions": total, "messages": messages})
     return ExportPlan(job_id=job.job_id, shard_list=listed, shards=len(shards),
