@@ -115,3 +115,18 @@ def test_the_last_report_is_always_written_with_the_shards_totals(
     progress = store.require(job.job_id).progress
     assert (progress.current, progress.bytes) == (5 + 4, 1500 + 4000)
     assert connections.frames["a="][-1]["progress"]["current"] == 9
+
+
+def test_a_flush_right_after_an_event_records_without_trying_to_claim(
+        connections: FakeConnections) -> None:
+    """The job row the flush reads says an event went out less than 500 ms ago: the claim
+    would be refused, so the progress is written alone (one write, no subscribers' query)."""
+    store, clock = JobStore(), Clock()
+    reporter, _ = _reporter(store, clock)
+    reporter.flush()
+    assert len(connections.frames["a="]) == 1
+    calls = _calls()
+    reporter.close(sessions=2, messages=20, bytes_total=99)
+    assert calls == Counter({"PutItem": 1, "Query": 1, "UpdateItem": 1}), calls
+    assert len(connections.frames["a="]) == 1
+    assert store.require(reporter.job.job_id).progress.current == 2

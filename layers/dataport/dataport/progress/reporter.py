@@ -13,7 +13,7 @@ flushes, which is the only time the loop touches the control plane:
 3. that progress to the row and, when the job-wide throttle (throttle.py: at most two events a
    second per job) grants it, out to the subscribers, in one conditional write
    (`publish_progress(record=True)`); when the row just read says the last event is less than
-   500 ms old, the claim would be refused, so the progress is written alone.
+   500 ms old, the claim would be refused, so the progress is written alone (throttle.refused).
 
 A worker that advances therefore reports about once a second, within the "at least one event every
 two seconds" of docs/progress.md, and writes at most three job-table items a second however fast
@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataport.errors import JobCancelled
 from dataport.jobs.store import JobStore, require_running
 from dataport.models.jobs import Job, Progress
-from dataport.progress import throttle
 from dataport.progress.publisher import publish_progress
 
 #: the most often one worker invocation writes progress (and checks for a cancel)
@@ -101,11 +100,5 @@ class ShardReporter:
         progress: Progress = job.progress.model_copy(update={
             "current": sum(int(s["sessions"]) for s in shards),
             "bytes": sum(int(s["bytes"]) for s in shards)})
-        if (job.progress_sent_at is not None
-                and throttle.now_ms() - job.progress_sent_at < throttle.MIN_INTERVAL_MS):
-            # the row just said an event went out less than 500 ms ago: the claim would be
-            # refused, so record the progress alone (one write instead of two)
-            self._store.set_progress(job_id, progress)
-        else:
-            publish_progress(job, progress, record=True)
+        publish_progress(job, progress, record=True)
         return job
