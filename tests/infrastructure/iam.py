@@ -30,7 +30,10 @@ S3_ACTIONS = {
 def required(detail: CallDetail) -> Iterator[tuple[str, str]]:
     """(IAM action, resource ARN) pairs one call needs."""
     service, operation, params = detail.call.service, detail.call.operation, detail.params
-    if service == "dynamodb":
+    if service == "dynamodb" and operation in ("BatchWriteItem", "BatchGetItem"):
+        for name in params["RequestItems"]:
+            yield f"dynamodb:{operation}", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+    elif service == "dynamodb":
         table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{params['TableName']}"
         if "IndexName" in params:
             table += f"/index/{params['IndexName']}"

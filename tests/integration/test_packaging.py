@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import subprocess
 import zipfile
@@ -139,15 +140,17 @@ def test_staged_file_describes_its_object(s3_client: S3Client, packages_bucket: 
     first, second = sink.files
     assert sink.next_seq == 9
     assert first.staging_key == f"staging/{JOB}/00003/000007.bin"
-    assert second.staging_key == f"staging/{JOB}/00003/000008.bin"
+    # one staged object per invocation (named by its first seq), each file a range of it
+    assert second.staging_key == first.staging_key
+    assert (first.offset, second.offset) == (0, first.compressed_size)
     assert first.method == DEFLATED
     assert (first.size, first.records, first.notes) == (len(text), 3, ["big record"])
     assert first.sha256 == hashlib.sha256(text).hexdigest()
     assert first.compressed_size < len(text)
     staged = download(s3_client, packages_bucket, first.staging_key)
-    assert len(staged) == first.compressed_size
+    assert len(staged) == first.compressed_size + second.compressed_size
     # raw deflate, no zlib header: exactly what a zip member of method 8 holds
-    assert zlib.decompress(staged, -15) == text
+    assert zlib.decompress(staged[:first.compressed_size], -15) == text
     assert zlib.crc32(text) == first.crc32
     assert (second.size, second.sha256) == (0, hashlib.sha256(b"").hexdigest())
     # the record survives the trip through Step Functions / DynamoDB JSON
@@ -473,3 +476,93 @@ def test_delete_prefix_and_abort_uploads(s3_client: S3Client, packages_bucket: s
     assert bucket.delete_prefix(prefix) == 0
     with pytest.raises(ValueError, match="prefix is empty"):
         bucket.delete_prefix("")
+
+
+# ------------------------------------------------------------------ one object per invocation
+def test_an_invocation_stages_one_object_and_the_finalizer_reads_it_in_one_get(
+        s3_client: S3Client, packages_bucket: str, bucket: PackagesBucket,
+        tmp_path: Path) -> None:
+    """600 small files (jsonl's page per session): one PutObject, not an upload per file; the
+    files are consecutive ranges; the finalizer gets them with one ranged GET, not 600."""
+    spy = S3Spy(s3_client)
+    sink = StagingSink(bucket, shard_prefix(JOB, 1), start_seq=4, part_size=PART)
+    contents = [write_file(sink, f"p/{i:03d}.jsonl", [f'{{"n": {i}}}\n'.encode() * (i + 1)])
+                for i in range(600)]
+    files = sink.complete()
+    assert spy.names() == ["PutObject"]
+    assert {f.staging_key for f in files} == {f"staging/{JOB}/00001/000004.bin"}
+    assert sink.next_seq == 604
+    ends = [f.offset + f.compressed_size for f in files]
+    assert [f.offset for f in files] == [0, *ends[:-1]]
+    assert all(f.segments is None for f in files)
+
+    spy.calls.clear()
+    key = package_key(JOB, "many.zip")
+    assemble_package(bucket, key, lambda: files, header(), part_size=PART, level=6)
+    assert [s["Range"] for n, s in spy.calls if n == "GetObject"] == [f"bytes=0-{PART - 1}"]
+    with zipfile.ZipFile(io.BytesIO(download(s3_client, packages_bucket, key))) as zf:
+        assert [zf.read(f"p/{i:03d}.jsonl") for i in range(600)] == contents
+    assert_unzip_ok(tmp_path, download(s3_client, packages_bucket, key))
+
+
+def test_files_written_side_by_side_are_segments_of_the_object(
+        s3_client: S3Client, packages_bucket: str, bucket: PackagesBucket) -> None:
+    """csv writes sessions.csv and messages.csv at once: the one at the object's end streams,
+    the other appends a segment whenever it holds SEGMENT_SIZE; both read back whole."""
+    sink = StagingSink(bucket, shard_prefix(JOB, 1), level=0, part_size=PART)
+    sessions, messages = sink.open("sessions.csv"), sink.open("messages.csv")
+    expected: dict[str, bytearray] = {"sessions.csv": bytearray(), "messages.csv": bytearray()}
+    for i in range(40):
+        for out, name, size in ((sessions, "sessions.csv", 40_000),
+                                (messages, "messages.csv", 150_000)):
+            chunk = os.urandom(size) if i % 3 else bytes([i]) * size
+            out.write(chunk)
+            expected[name] += chunk
+    sink.close(messages)
+    sink.close(sessions)
+    first, second = sink.complete()
+    assert (first.path, second.path) == ("sessions.csv", "messages.csv")
+    assert second.segments is not None
+    assert len(second.segments) > 1  # interleaved
+    for staged in (first, second):
+        assert sum(length for _, length in staged.byte_ranges()) == staged.compressed_size
+    ranges = sorted(r for f in (first, second) for r in f.byte_ranges())
+    assert all(a[0] + a[1] <= b[0] for a, b in itertools.pairwise(ranges))  # no overlap
+    spy = S3Spy(s3_client)
+    key = package_key(JOB, "side.zip")
+    assemble_package(bucket, key, lambda: [first, second], header(), part_size=PART, level=0)
+    assert_part_sizes_valid(spy.completed_parts)
+    with zipfile.ZipFile(io.BytesIO(download(s3_client, packages_bucket, key))) as zf:
+        assert zf.testzip() is None
+        assert {name: zf.read(name) for name in expected} == {
+            name: bytes(data) for name, data in expected.items()}
+
+
+def test_a_large_invocation_streams_its_object_in_parts(
+        s3_client: S3Client, packages_bucket: str, bucket: PackagesBucket) -> None:
+    spy = S3Spy(s3_client)
+    sink = StagingSink(bucket, shard_prefix(JOB, 1), level=0, part_size=PART)
+    data = [write_file(sink, f"{i}.bin", [os.urandom(2 * MiB)]) for i in range(4)]
+    files = sink.complete()
+    assert spy.names().count("CreateMultipartUpload") == 1
+    assert spy.names().count("UploadPart") == 2  # 8 MiB in 5 MiB parts
+    assert "PutObject" not in spy.names()
+    staged = download(s3_client, packages_bucket, files[0].staging_key)
+    assert [staged[f.offset:f.offset + f.compressed_size] for f in files] == data
+
+
+def test_discard_removes_the_invocation_object_and_its_upload(
+        s3_client: S3Client, packages_bucket: str, bucket: PackagesBucket) -> None:
+    done = StagingSink(bucket, shard_prefix(JOB, 1), part_size=PART)
+    write_file(done, "a.json", [b"{}"])
+    (staged,) = done.complete()
+    done.discard()
+    assert_nothing_left(s3_client, packages_bucket, staged.staging_key)
+
+    streaming = StagingSink(bucket, shard_prefix(JOB, 2), level=0, part_size=PART)
+    write_file(streaming, "b.bin", [os.urandom(PART + 1)])  # an upload is open
+    streaming.open("c.bin").write(b"c")
+    streaming.discard()
+    assert_nothing_left(s3_client, packages_bucket, streaming.staging_key)
+    with pytest.raises(ValueError, match="complete or aborted"):
+        streaming.open("d.bin")

@@ -15,6 +15,7 @@ from pydantic import SecretStr, ValidationError
 from dataport import aws
 from dataport.errors import Conflict
 from dataport.jobs import keys
+from dataport.jobs import store as store_module
 from dataport.jobs.dynamo import from_item, to_item
 from dataport.jobs.store import TARGETS, TRANSITIONS, Change, JobStore, utcnow
 from dataport.models.exports import (
@@ -52,6 +53,7 @@ from dataport.models.jobs import (
     RestoreState,
     UploadPin,
 )
+from dataport.models.staged import StagedFile
 
 USER = "66ad9b005f2b4a0012c0aaaa"
 TABLE = "test-jobs"  # tests.fixtures.aws.job_store
@@ -418,3 +420,80 @@ def test_progress_claims_go_through_the_store(job_store: JobStore) -> None:
     job_store.cancel(job.job_id)
     assert job_store.claim_terminal(job.job_id, 1500) == 2
     assert job_store.require(job.job_id).progress_seq == 2
+
+
+# --------------------------------------------------------------------------- file records
+def _staged(n: int) -> StagedFile:
+    return StagedFile(path=f"p/{n:04d}.jsonl", staging_key="staging/j/00001/000000.bin",
+                      method=8, crc32=n, size=n * 10, compressed_size=n, offset=n * 100,
+                      sha256=f"{n:064x}", records=n)
+
+
+def _operations(store: JobStore) -> list[str]:
+    seen: list[str] = []
+    store.db.meta.events.register("provide-client-params.dynamodb",
+                                  lambda model, **_: seen.append(model.name))
+    return seen
+
+
+def test_an_invocations_file_records_are_one_write_without_a_read(job_store: JobStore) -> None:
+    job = job_store.create(USER, ExportState(request=ExportRequest()))
+    files = [_staged(n) for n in range(600)]
+    seen = _operations(job_store)
+    job_store.put_files(job.job_id, 1, 7, files, expires_at=job.expires_at)
+    assert seen == ["PutItem"]  # 600 records, one item, no GetItem first
+    assert list(job_store.files(job.job_id)) == files
+
+
+def test_many_file_records_go_in_batches_and_unprocessed_items_are_sent_again(
+        job_store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = job_store.create(USER, ExportState(request=ExportRequest()))
+    monkeypatch.setattr(store_module, "FILE_RECORDS_BYTES", 1000)  # ~3 records an item
+    monkeypatch.setattr("dataport.jobs.store.time.sleep", lambda _: None)
+    real = job_store.db.batch_write_item
+    sizes: list[int] = []
+
+    def flaky(**kwargs: Any) -> Any:  # DynamoDB leaves the last item of the first call
+        (requests,) = kwargs["RequestItems"].values()
+        sizes.append(len(requests))
+        if len(sizes) > 1:
+            return real(**kwargs)
+        real(RequestItems={TABLE: requests[:-1]})
+        return {"UnprocessedItems": {TABLE: requests[-1:]}}
+
+    monkeypatch.setattr(job_store.db, "batch_write_item", flaky)
+    files = [_staged(n) for n in range(100)]
+    job_store.put_files(job.job_id, 2, 0, files, expires_at=job.expires_at)
+    assert sizes[0] == 25
+    assert sizes[1] == 1  # the unprocessed one, again
+    assert list(job_store.files(job.job_id)) == files
+
+    # a retried invocation from seq 30 writes fewer files: the rest are forgotten first
+    job_store.forget_files_from(job.job_id, 2, 30)
+    job_store.put_files(job.job_id, 2, 30, files[30:40], expires_at=job.expires_at)
+    assert list(job_store.files(job.job_id)) == files[:40]
+
+
+def test_file_records_of_one_an_item_still_read(job_store: JobStore) -> None:
+    """Records written before issue 10 (one file an item) and after read alike, in order."""
+    job = job_store.create(USER, ExportState(request=ExportRequest()))
+    old = _staged(1)
+    job_store.db.put_item(TableName=TABLE, Item=to_item({
+        "pk": keys.job_pk(job.job_id), "sk": keys.file_sk(0, 0),
+        "file": old.model_dump_json(), "expires_at": job.expires_at}))
+    job_store.put_files(job.job_id, 1, 0, [_staged(2), _staged(3)])
+    assert list(job_store.files(job.job_id)) == [old, _staged(2), _staged(3)]
+
+
+def test_the_job_and_its_shards_are_one_query(job_store: JobStore) -> None:
+    job = job_store.create(USER, ExportState(request=ExportRequest()))
+    job_store.put_files(job.job_id, 1, 0, [_staged(1)], expires_at=job.expires_at)
+    for shard in (1, 2):
+        job_store.put_shard(job.job_id, shard, {"sessions": shard, "messages": 0, "bytes": 0},
+                            expires_at=job.expires_at)
+    seen = _operations(job_store)
+    read, shards = job_store.job_and_shards(job.job_id)
+    assert seen == ["Query"]
+    assert read == job_store.require(job.job_id)
+    assert [s["sessions"] for s in shards] == [1, 2]
+    assert job_store.job_and_shards("f" * 32) == (None, [])

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 JOB_SK = "JOB"
+SHARD_PREFIX = "SHARD#"
 OWNER_INDEX = "by-owner"
 
 
@@ -26,7 +27,7 @@ def owner_sk(created_at_iso: str, job_id: str) -> str:
 
 
 def shard_sk(shard: int) -> str:
-    return f"SHARD#{shard:05d}"
+    return f"{SHARD_PREFIX}{shard:05d}"
 
 
 def file_sk(shard: int, seq: int) -> str:

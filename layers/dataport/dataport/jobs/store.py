@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, TypeAdapter
 
 from dataport import aws
-from dataport.errors import Conflict, InvalidRequest, JobCancelled, NotFound
+from dataport.errors import Conflict, InvalidRequest, JobCancelled, NotFound, TransientError
 from dataport.jobs import keys
 from dataport.jobs.dynamo import from_item, is_conditional_failure, to_item, to_value
 from dataport.models.exports import ExportRequest
@@ -130,6 +131,13 @@ TRANSITIONS: Mapping[JobKind, Mapping[Change, frozenset[JobStatus]]] = {
         Change.CANCEL: ACTIVE_STATUSES,
     },
 }
+
+#: the file records one item holds at most (DynamoDB's item limit is 400 KB)
+FILE_RECORDS_BYTES = 300_000
+#: BatchWriteItem takes at most 25 items a request
+BATCH_WRITE_LIMIT = 25
+#: requests for one batch before unprocessed items are given up on (a retry of the task)
+BATCH_WRITE_ATTEMPTS = 8
 
 #: the error of a job cancelled at its owner's request
 CANCELLED = JobError(code="cancelled", message="Cancelled at your request.")
@@ -261,10 +269,14 @@ class JobStore:
         self._update(job_id, Change.PROGRESS, kinds=None, removes=(), answer=False,
                      sets={"progress": _storable(Job, "progress", progress)})
 
-    def update_export(self, job_id: str, *, counts: Counts) -> Job:
-        """A running export's counts (the plan's projects)."""
-        return self._change(job_id, Change.UPDATE, kinds={JobKind.EXPORT},
-                            sets={"counts": _storable(ExportState, "counts", counts)})
+    def update_export(self, job_id: str, *, counts: Counts,
+                      progress: Progress | None = None) -> Job:
+        """A running export's counts (the plan's projects), and its progress when given (the
+        same write)."""
+        sets = {"counts": _storable(ExportState, "counts", counts)}
+        if progress is not None:
+            sets["progress"] = _storable(Job, "progress", progress)
+        return self._change(job_id, Change.UPDATE, kinds={JobKind.EXPORT}, sets=sets)
 
     def update_import(self, job_id: str, *, upload_pin: UploadPin | None = None,
                       report: ValidationReport | None = None,
@@ -347,24 +359,34 @@ class JobStore:
             "finished_at": _storable(Job, "finished_at", utcnow())})
 
     # ------------------------------------------------------------------ the progress throttle
-    def claim_progress(self, job_id: str, at_ms: int, min_interval_ms: int) -> int | None:
+    def claim_progress(self, job_id: str, at_ms: int, min_interval_ms: int, *,
+                       progress: Progress | None = None) -> int | None:
         """The next event seq if the last event went out `min_interval_ms` before `at_ms` and
-        the job is running, else None (see dataport.progress.throttle)."""
+        the job is running, else None (see dataport.progress.throttle). With `progress`, the
+        same write records it (the PROGRESS change), so a worker's report is one write when it
+        may publish; when it may not, the progress is recorded alone (a second write)."""
+        sets, values = "SET progress_sent_at = :now", {
+            ":now": at_ms, ":one": 1, ":cutoff": at_ms - min_interval_ms,
+            ":running": JobStatus.RUNNING.value}
+        if progress is not None:
+            sets += ", progress = :progress, updated_at = :updated"
+            values |= {":progress": _storable(Job, "progress", progress),
+                       ":updated": utcnow().isoformat()}
         try:
             answer = self.db.update_item(
                 TableName=self.table,
                 Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
-                UpdateExpression="SET progress_sent_at = :now ADD progress_seq :one",
+                UpdateExpression=f"{sets} ADD progress_seq :one",
                 ConditionExpression="#status = :running AND (attribute_not_exists("
                                     "progress_sent_at) OR progress_sent_at <= :cutoff)",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item({
-                    ":now": at_ms, ":one": 1, ":cutoff": at_ms - min_interval_ms,
-                    ":running": JobStatus.RUNNING.value}),
+                ExpressionAttributeValues=to_item(values),
                 ReturnValues="UPDATED_NEW",
             )
         except ClientError as error:
             if is_conditional_failure(error):
+                if progress is not None:
+                    self.set_progress(job_id, progress)
                 return None
             raise
         return int(answer["Attributes"]["progress_seq"]["N"])
@@ -442,22 +464,89 @@ class JobStore:
         return from_item(result.get("Attributes", {}))
 
     # ------------------------------------------------------------------ shards and files
-    def put_shard(self, job_id: str, shard: int, state: Mapping[str, Any]) -> None:
-        self._put_child(job_id, keys.shard_sk(shard), state)
+    def put_shard(self, job_id: str, shard: int, state: Mapping[str, Any], *,
+                  expires_at: int | None = None) -> None:
+        """The shard's counts, SET (a retried invocation never double counts). `expires_at`:
+        the job's, when the caller holds the job already (else one read to learn it)."""
+        self._put_child(job_id, keys.shard_sk(shard), state, expires_at=expires_at)
 
     def shards(self, job_id: str) -> list[dict[str, Any]]:
-        return list(self._children(job_id, "SHARD#"))
+        return list(self._children(job_id, keys.SHARD_PREFIX))
+
+    def job_and_shards(self, job_id: str) -> tuple[Job | None, list[dict[str, Any]]]:
+        """The job row and its shard rows in one strongly consistent Query (they sort next
+        to each other: `JOB` < `SHARD#...`, file records before both). None for a job that is
+        missing or expired."""
+        job: Job | None = None
+        shards: list[dict[str, Any]] = []
+        paginator = self.db.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self.table, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :job AND :last",
+            ExpressionAttributeValues=to_item({
+                ":pk": keys.job_pk(job_id), ":job": keys.JOB_SK,
+                ":last": keys.SHARD_PREFIX + "\uffff"}),
+        ):
+            for raw in page.get("Items", []):
+                item = from_item(raw)
+                if item["sk"] == keys.JOB_SK:
+                    found = _job_from(item)
+                    job = None if found.expires_at <= int(utcnow().timestamp()) else found
+                elif str(item["sk"]).startswith(keys.SHARD_PREFIX):
+                    shards.append(item)
+        return job, shards
 
     def put_files(self, job_id: str, shard: int, first_seq: int,
-                  files: Iterable[StagedFile]) -> None:
+                  files: Iterable[StagedFile], *, expires_at: int | None = None) -> None:
+        """Record an invocation's files: their records go as a list into as few items as fit
+        (FILE_RECORDS_BYTES each; 600 files are about 200 KB, one item), keyed by the shard and
+        the seq of each item's first file, so a retried invocation overwrites them
+        (`forget_files_from` drops what it does not). One PutItem, or BatchWriteItem 25 items a
+        request with unprocessed items sent again. `expires_at`: the job's, when the caller
+        holds the job already (else one read to learn it)."""
+        if expires_at is None:
+            expires_at = self.require(job_id).expires_at
+        pk = keys.job_pk(job_id)
+        items: list[dict[str, Any]] = []
+        chunk: list[str] = []
+        size = 0
+        chunk_seq = first_seq
         for seq, staged in enumerate(files, start=first_seq):
-            self._put_child(job_id, keys.file_sk(shard, seq),
-                            {"file": staged.model_dump_json()})
+            record = staged.model_dump_json()
+            if chunk and size + len(record) > FILE_RECORDS_BYTES:
+                items.append(_file_records(pk, shard, chunk_seq, chunk, expires_at))
+                chunk, size, chunk_seq = [], 0, seq
+            chunk.append(record)
+            size += len(record) + 1
+        if chunk:
+            items.append(_file_records(pk, shard, chunk_seq, chunk, expires_at))
+        if len(items) == 1:
+            self.db.put_item(TableName=self.table, Item=items[0])
+            return
+        requests = [{"PutRequest": {"Item": item}} for item in items]
+        for start in range(0, len(requests), BATCH_WRITE_LIMIT):
+            self._batch_write(requests[start:start + BATCH_WRITE_LIMIT])
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        """One BatchWriteItem, and again for what DynamoDB left unprocessed (throttling), with
+        a short backoff; TransientError if items still remain."""
+        pending: Mapping[str, Any] = {self.table: requests}
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            answer = self.db.batch_write_item(RequestItems=pending)
+            pending = answer.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            time.sleep(min(1.0, 0.05 * 2 ** attempt))
+        raise TransientError(f"DynamoDB left {len(pending.get(self.table, []))} file records "
+                             "unwritten; the invocation will be retried.")
 
     def files(self, job_id: str) -> Iterator[StagedFile]:
         """Staged files in package order (shard, then sequence), streamed page by page."""
         for item in self._children(job_id, "FILE#"):
-            yield StagedFile.model_validate_json(item["file"])
+            if "files" in item:
+                yield from _STAGED_FILES.validate_json(item["files"])
+            else:  # one record an item, as workers before issue 10 wrote them
+                yield StagedFile.model_validate_json(item["file"])
 
     def forget_files_from(self, job_id: str, shard: int, seq: int) -> None:
         """Drop file records a failed attempt left at or after `seq` (its retry rewrites them)."""
@@ -473,9 +562,11 @@ class JobStore:
             for item in page.get("Items", []):
                 self.db.delete_item(TableName=self.table, Key=item)
 
-    def _put_child(self, job_id: str, sk: str, values: Mapping[str, Any]) -> None:
-        job = self.require(job_id)
-        item = {**values, "pk": keys.job_pk(job_id), "sk": sk, "expires_at": job.expires_at}
+    def _put_child(self, job_id: str, sk: str, values: Mapping[str, Any], *,
+                   expires_at: int | None = None) -> None:
+        if expires_at is None:
+            expires_at = self.require(job_id).expires_at
+        item = {**values, "pk": keys.job_pk(job_id), "sk": sk, "expires_at": expires_at}
         self.db.put_item(TableName=self.table, Item=to_item(item))
 
     def _children(self, job_id: str, prefix: str) -> Iterator[dict[str, Any]]:
@@ -487,6 +578,16 @@ class JobStore:
         ):
             for item in page.get("Items", []):
                 yield from_item(item)
+
+_STAGED_FILES: TypeAdapter[list[StagedFile]] = TypeAdapter(list[StagedFile])
+
+
+def _file_records(pk: str, shard: int, seq: int, records: list[str],
+                  expires_at: int) -> dict[str, Any]:
+    """One item of file records: files `seq`, `seq + 1`, ... of the shard, as a JSON list."""
+    return to_item({"pk": pk, "sk": keys.file_sk(shard, seq),
+                    "files": "[" + ",".join(records) + "]", "expires_at": expires_at})
+
 
 def _storable(model: type[BaseModel], name: str, value: object) -> Any:
     """`value` of `model.name` as the row keeps it (models as plain maps by field name, without

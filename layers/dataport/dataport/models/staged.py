@@ -18,8 +18,10 @@ class Numbering(StrEnum):
 class StagedFile(ApiModel):
     """One finished output file, as the finalize step needs it (JSON-safe for Step Functions
     and DynamoDB). `size`, `crc32` and `sha256` describe the uncompressed bytes;
-    `compressed_size` is the length of the staged object, i.e. the member's data (with the
-    AES salt, verifier and MAC when `encrypted`)."""
+    `compressed_size` is the length of the member's data (with the AES salt, verifier and MAC
+    when `encrypted`): bytes `offset` to `offset + compressed_size` of the staged object, which
+    holds every file of one worker invocation, or, for a file written while another was open
+    (csv's sessions and messages), its `segments` (offset, length) in that order."""
 
     path: str
     numbering: Numbering = Numbering.WHEN_SPLIT
@@ -29,6 +31,14 @@ class StagedFile(ApiModel):
     crc32: int = Field(ge=0, le=0xFFFFFFFF)
     size: int = Field(ge=0)
     compressed_size: int = Field(ge=0)
+    offset: int = Field(default=0, ge=0, description="where the member's data starts in the "
+                                                     "staged object")
+    segments: list[tuple[int, int]] | None = Field(
+        default=None, description="(offset, length) pieces when the data is not contiguous")
     sha256: str = Field(pattern="^[0-9a-f]{64}$")
     records: int = Field(default=0, ge=0)
     notes: list[str] = Field(default_factory=list)
+
+    def byte_ranges(self) -> list[tuple[int, int]]:
+        """(offset, length) of the member's data in the staged object, in order."""
+        return list(self.segments) if self.segments else [(self.offset, self.compressed_size)]

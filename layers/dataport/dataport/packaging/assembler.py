@@ -3,8 +3,11 @@
 Large ranges become UploadPartCopy parts (S3 copies server-side: the Lambda never sees the
 bytes); small ranges and inline bytes are gathered in one part buffer. S3 rejects a completed
 upload with a part other than the last under 5 MiB (EntityTooSmall), so a partly filled buffer is
-first topped up from the next range by a ranged GET before anything is copied. Memory: the part
-buffer plus the copy of it handed to botocore, about two parts.
+first topped up from the next range by a ranged GET before anything is copied. A ranged GET
+reads ahead up to one part of the same object (S3 stops at the object's end), so the many small
+members one worker invocation staged side by side in one object cost one GET per part, not one
+each. Memory: the part buffer, the copy of it handed to botocore and the read-ahead, about three
+parts.
 """
 
 from __future__ import annotations
@@ -59,13 +62,15 @@ class MultipartAssembler:
         self._upload_id: str | None = None
         self._parts: list[CompletedPartTypeDef] = []
         self._closed = False
+        #: (key, offset, bytes) of the last ranged GET, read ahead past what was asked
+        self._ahead: tuple[str, int, bytes] | None = None
 
     @property
     def position(self) -> int:
         """Bytes added so far: the offset the next byte will have in the object."""
         return self._position
 
-    def add_bytes(self, data: bytes) -> None:
+    def add_bytes(self, data: bytes | memoryview) -> None:
         self._check_open()
         view = memoryview(data)
         while view:
@@ -107,6 +112,7 @@ class MultipartAssembler:
         self._upload_id = None
         self._closed = True
         self._buffer = bytearray()
+        self._ahead = None
         return self._position
 
     def abort(self) -> None:
@@ -149,16 +155,28 @@ class MultipartAssembler:
         self._buffer.clear()
 
     def _read_into_buffer(self, key: str, start: int, end: int) -> int:
-        """Ranged GETs of [start, end) into the buffer, a part at a time; returns `end`."""
+        """Bytes [start, end) into the buffer, a part at a time; returns `end`."""
         while start < end:
             stop = min(end, start + self._part_size - len(self._buffer))
-            body = self._bucket.read_range(key, start, stop)
-            if len(body) != stop - start:
-                raise ValueError(f"s3://{self._bucket.name}/{key} is shorter than its record says "
-                                 f"(wanted bytes {start}-{stop - 1}, got {len(body)})")
-            self.add_bytes(body)
+            self.add_bytes(self._read(key, start, stop))
             start = stop
         return end
+
+    def _read(self, key: str, start: int, stop: int) -> bytes | memoryview:
+        """Bytes [start, stop) of `key`: from the read-ahead when it holds them, else one
+        ranged GET of at least a part from `start` (fewer at the object's end)."""
+        if self._ahead is not None:
+            ahead_key, offset, data = self._ahead
+            if ahead_key == key and offset <= start and stop <= offset + len(data):
+                return memoryview(data)[start - offset:stop - offset]
+        self._ahead = None
+        body = self._bucket.read_range(key, start, max(stop, start + self._part_size))
+        if len(body) < stop - start:
+            raise ValueError(f"s3://{self._bucket.name}/{key} is shorter than its record says "
+                             f"(wanted bytes {start}-{stop - 1}, got {len(body)})")
+        if len(body) > stop - start:
+            self._ahead = (key, start, body)
+        return memoryview(body)[:stop - start]
 
     def _copy(self, key: str, start: int, end: int) -> None:
         """UploadPartCopy in equal pieces within S3's 5 MiB-5 GiB part bounds."""

@@ -1,7 +1,9 @@
 """Finalize: the staged files of every worker become one zip on S3.
 
 Each member is its local header (generated here, with the final name and the CRC and sizes the
-worker recorded) followed by the staged object's bytes, copied server-side where S3 allows; then
+worker recorded) followed by its bytes in the staged object of the invocation that wrote it
+(a byte range, or a few for a file written beside another), copied server-side where S3 allows
+(UploadPartCopy with CopySourceRange) and otherwise read into the part being built; then
 manifest.json, the central directory and the end records. Nothing is recompressed and memory
 stays at about two upload parts plus the central directory and manifest entries.
 """
@@ -115,7 +117,8 @@ def assemble_package(bucket: PackagesBucket, key: str,
                 raise ValueError(f"{name}: staged {'with' if staged.encrypted else 'without'} "
                                  "encryption, unlike the package")
             add_member(staged_entry(staged, name, modified, out.position))
-            out.add_object_range(staged.staging_key, 0, staged.compressed_size)
+            for offset, length in staged.byte_ranges():
+                out.add_object_range(staged.staging_key, offset, length)
             entries.append(ManifestFile(
                 path=name, bytes=staged.size, compressed_bytes=staged.compressed_size,
                 records=staged.records, sha256=staged.sha256, notes=staged.notes))

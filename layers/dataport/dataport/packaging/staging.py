@@ -1,7 +1,8 @@
 """Staged files: each output file of a worker, stored on S3 as the raw bytes of its future zip
 member (deflate without zlib/zip headers, or stored), plus what the zip headers and the manifest
-need to know about it (`StagedFile`). The finalize step stitches them into the package without
-recompressing (see package.py).
+need to know about it (`StagedFile`). One worker invocation stages one object holding every
+file it wrote, one after another (`StagedObject`); each file's record says where its bytes are.
+The finalize step stitches them into the package without recompressing (see package.py).
 
 Between the format writer and S3 the bytes pass through a chain of `Transform`s: compression,
 then, when the export has a password, WinZip AES-256 AE-2 encryption (encryption.py), per
@@ -24,6 +25,8 @@ from dataport.packaging.encryption import WinZipAes
 from dataport.packaging.zipformat import DEFLATED, STORED, ZipEntry, encrypted
 
 if TYPE_CHECKING:
+    from smart_open.s3 import MultipartWriter
+
     from dataport.bucket import PackagesBucket
 
 
@@ -87,17 +90,82 @@ def run_transforms(transforms: list[Transform], data: bytes, *, final: bool = Fa
     return data
 
 
-class StagedFileWriter:
-    """An `OutputFile` streaming to one staged object through a smart-open multipart upload,
-    so memory stays at one part whatever the file's size."""
+#: what a file that is not at the staged object's end holds in memory before it appends a
+#: segment of its own (csv writes sessions and messages side by side)
+SEGMENT_SIZE = 1024 * 1024
 
-    def __init__(self, bucket: PackagesBucket, key: str, *, path: str,
+
+class StagedObject:
+    """The one staged object of a worker invocation: every file's member bytes, appended one
+    after another. It stays in memory while it fits in one part (then completing it is one
+    PutObject); past that it becomes a smart-open multipart upload with parts of `part_size`,
+    so memory stays at about one part whatever the invocation writes."""
+
+    def __init__(self, bucket: PackagesBucket, key: str, part_size: int) -> None:
+        self.key = key
+        self._bucket = bucket
+        self._part_size = part_size
+        self._buffer = bytearray()
+        self._upload: MultipartWriter | None = None
+        self.size = 0
+        #: the file whose bytes end the object: it appends without buffering
+        self.tail: StagedFileWriter | None = None
+        self.completed = False
+        self.aborted = False
+
+    def append(self, data: bytes, writer: StagedFileWriter) -> int:
+        """Append `data` for `writer`; returns the offset it starts at."""
+        if self.completed or self.aborted:
+            raise ValueError(f"staged object {self.key} is already "
+                             f"{'complete' if self.completed else 'aborted'}")
+        offset = self.size
+        if self._upload is not None:
+            self._upload.write(data)
+        else:
+            self._buffer += data
+            if len(self._buffer) > self._part_size:
+                self._upload = self._bucket.multipart_writer(self.key, self._part_size)
+                self._upload.write(self._buffer)
+                self._buffer = bytearray()
+        self.size += len(data)
+        self.tail = writer
+        return offset
+
+    def complete(self) -> None:
+        """Store the object (nothing when no byte was written: no file reads from it)."""
+        if self.completed:
+            return
+        if self.aborted:
+            raise ValueError(f"staged object {self.key} was aborted")
+        if self._upload is not None:
+            self._upload.close()
+        elif self.size:
+            self._bucket.put(self.key, bytes(self._buffer), {})
+        self._buffer = bytearray()
+        self.completed = True
+
+    def abort(self) -> None:
+        """Abort the multipart upload, if one was started: nothing is left behind."""
+        if self.completed or self.aborted:
+            return
+        self.aborted = True
+        self._buffer = bytearray()
+        if self._upload is not None:
+            self._upload.terminate()
+
+
+class StagedFileWriter:
+    """An `OutputFile` whose compressed (and encrypted) bytes are appended to the invocation's
+    `StagedObject`. While it is the object's tail its bytes go straight on; a file written
+    while another one is open keeps up to SEGMENT_SIZE bytes before it appends a segment."""
+
+    def __init__(self, staged_object: StagedObject, *, path: str,
                  numbering: Numbering = Numbering.WHEN_SPLIT, level: int = 6,
-                 password: SecretStr | None = None,
-                 part_size: int = DEFAULT_PART_SIZE) -> None:
+                 password: SecretStr | None = None) -> None:
         self.path = path
         self.numbering = numbering
-        self.key = key
+        self.key = staged_object.key
+        self._object = staged_object
         self._method = zip_method(level)
         self._encrypted = password is not None
         self._transforms = transforms(level, password)
@@ -107,8 +175,10 @@ class StagedFileWriter:
         self._compressed_size = 0
         self._records = 0
         self._notes: list[str] = []
+        self._segments: list[list[int]] = []  # [offset, length]
+        self._pending = bytearray()
         self._staged: StagedFile | None = None
-        self._out = bucket.multipart_writer(key, part_size)
+        self._aborted = False
 
     @property
     def bytes_written(self) -> int:
@@ -116,7 +186,7 @@ class StagedFileWriter:
         return self._size
 
     def write(self, data: bytes) -> None:
-        if self._out.closed:
+        if self._staged is not None or self._aborted:
             raise ValueError(f"write to a closed staged file: {self.path}")
         self._crc32 = zlib.crc32(data, self._crc32)
         self._sha256.update(data)
@@ -130,50 +200,84 @@ class StagedFileWriter:
         self._notes.append(note)
 
     def close(self) -> StagedFile:
-        """Flush and complete the upload; closing again returns the same record."""
+        """Flush its bytes into the staged object; closing again returns the same record."""
         if self._staged is None:
-            if self._out.closed:
+            if self._aborted:
                 raise ValueError(f"staged file was aborted: {self.path}")
             self._emit(run_transforms(self._transforms, b"", final=True))
-            self._out.close()
+            self._append_pending()
+            if self._object.tail is self:
+                self._object.tail = None
+            segments = [(offset, length) for offset, length in self._segments]
             self._staged = StagedFile(
                 path=self.path, numbering=self.numbering, staging_key=self.key,
                 method=self._method, encrypted=self._encrypted, crc32=self._crc32,
-                size=self._size,
-                compressed_size=self._compressed_size, sha256=self._sha256.hexdigest(),
-                records=self._records, notes=list(self._notes),
+                size=self._size, compressed_size=self._compressed_size,
+                offset=segments[0][0] if segments else self._object.size,
+                segments=segments if len(segments) > 1 else None,
+                sha256=self._sha256.hexdigest(), records=self._records,
+                notes=list(self._notes),
             )
         return self._staged
 
     def abort(self) -> None:
-        """Abort the multipart upload: no object and no upload is left behind."""
+        """Forget what is not appended yet (the sink aborts the object itself)."""
         if self._staged is None:
-            self._out.terminate()
+            self._aborted = True
+            self._pending = bytearray()
+            if self._object.tail is self:
+                self._object.tail = None
 
     def _emit(self, data: bytes) -> None:
-        if data:
-            self._out.write(data)
-            self._compressed_size += len(data)
+        if not data:
+            return
+        self._compressed_size += len(data)
+        tail = self._object.tail
+        if tail is self or tail is None:
+            self._append_pending()
+            self._append(data)
+        else:
+            self._pending += data
+            if len(self._pending) >= SEGMENT_SIZE:
+                self._append_pending()
+
+    def _append_pending(self) -> None:
+        if self._pending:
+            data, self._pending = bytes(self._pending), bytearray()
+            self._append(data)
+
+    def _append(self, data: bytes) -> None:
+        offset = self._object.append(data, self)
+        last = self._segments[-1] if self._segments else None
+        if last is not None and last[0] + last[1] == offset:
+            last[1] += len(data)
+        else:
+            self._segments.append([offset, len(data)])
 
 
 class StagingSink:
-    """The `FileSink` of one worker invocation: files go to `<prefix><seq:06d>.bin` (prefix:
-    `locations.shard_prefix`, so keys sort in package order), numbered from `start_seq` so the
-    next invocation of the same shard continues at `next_seq`. With a `password`, every file is
-    encrypted."""
+    """The `FileSink` of one worker invocation. Every file goes to one staged object,
+    `<prefix><start_seq:06d>.bin` (prefix: `locations.shard_prefix`, so keys sort in package
+    order; a retried invocation starts at the same seq and overwrites it), at the offsets its
+    `StagedFile` records. Files are numbered from `start_seq` so the next invocation of the
+    same shard continues at `next_seq`. With a `password`, every file is encrypted."""
 
     def __init__(self, bucket: PackagesBucket, prefix: str, *, start_seq: int = 0,
                  level: int = 6, password: SecretStr | None = None,
                  part_size: int = DEFAULT_PART_SIZE) -> None:
         zip_method(level)  # fail at construction, not at the first open()
         self._bucket = bucket
-        self._prefix = prefix
         self._level = level
         self._password = password
-        self._part_size = part_size
+        self._object = StagedObject(bucket, f"{prefix}{start_seq:06d}.bin", part_size)
         self._next_seq = start_seq
         self._open: dict[int, StagedFileWriter] = {}
         self._closed: dict[int, StagedFile] = {}
+        self._closed_bytes = 0
+
+    @property
+    def staging_key(self) -> str:
+        return self._object.key
 
     @property
     def next_seq(self) -> int:
@@ -182,21 +286,23 @@ class StagingSink:
     @property
     def bytes_written(self) -> int:
         """Uncompressed bytes written so far, to closed and open files."""
-        return (sum(f.size for f in self._closed.values())
-                + sum(w.bytes_written for w in self._open.values()))
+        return self._closed_bytes + sum(w.bytes_written for w in self._open.values())
 
     @property
     def files(self) -> list[StagedFile]:
-        """Closed files in the order they were opened (the order they take in the package)."""
+        """Closed files in the order they were opened (the order they take in the package).
+        Once no file is open this completes the staged object (`complete`), so the files can
+        be read: the sink takes no file after that."""
+        if not self._open and not self._object.aborted:
+            self._object.complete()
         return [self._closed[seq] for seq in sorted(self._closed)]
 
     def open(self, path: str, numbering: Numbering = Numbering.WHEN_SPLIT) -> StagedFileWriter:
+        if self._object.completed or self._object.aborted:
+            raise ValueError("the sink's staged object is complete or aborted: no new file")
         seq = self._next_seq
-        writer = StagedFileWriter(
-            self._bucket, f"{self._prefix}{seq:06d}.bin", path=path,
-            numbering=numbering, level=self._level, password=self._password,
-            part_size=self._part_size,
-        )
+        writer = StagedFileWriter(self._object, path=path, numbering=numbering,
+                                  level=self._level, password=self._password)
         self._next_seq += 1
         self._open[seq] = writer
         return writer
@@ -205,21 +311,33 @@ class StagingSink:
         seq = next((s for s, w in self._open.items() if w is file), None)
         if seq is None:
             raise ValueError("file was not opened by this sink, or is already closed")
-        # Forget the writer only once it closed: if completing fails, abort_all still sees it.
-        self._closed[seq] = self._open[seq].close()
+        staged = self._open[seq].close()
+        self._closed[seq] = staged
+        self._closed_bytes += staged.size
         del self._open[seq]
 
+    def complete(self) -> list[StagedFile]:
+        """Store the staged object once every file is closed; returns the files."""
+        if self._open:
+            raise ValueError(f"{len(self._open)} files are still open")
+        return self.files
+
     def abort_all(self) -> None:
-        """Abort every file still open (a failed invocation leaves no upload behind)."""
+        """Abort every file still open and the staged object's upload (a failed invocation
+        leaves no upload behind); closed files that were not stored yet go with it."""
         while self._open:
             _, writer = self._open.popitem()
             writer.abort()
+        if not self._object.completed:
+            self._closed.clear()
+        self._object.abort()
 
     def discard(self) -> None:
-        """Abort what is open and delete what this sink already closed: after a failure or a
-        cancel, the invocation leaves neither an upload nor a staged object behind (a cleanup
-        that ran before this invocation noticed cannot have seen them)."""
+        """Abort what is open and delete the staged object if it was stored: after a failure
+        or a cancel, the invocation leaves neither an upload nor a staged object behind (a
+        cleanup that ran before this invocation noticed cannot have seen them)."""
+        completed = self._object.completed
         self.abort_all()
-        while self._closed:
-            _, staged = self._closed.popitem()
-            self._bucket.delete(staged.staging_key)
+        self._closed.clear()
+        if completed and self._object.size:
+            self._bucket.delete(self._object.key)

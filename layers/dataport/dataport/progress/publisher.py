@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dataport.bucket import packages_bucket
+from dataport.jobs.store import JobStore
 from dataport.models.jobs import ExportState, Job, JobStatus, Progress
 from dataport.observability import logger
 from dataport.packaging.download import Download, presigned_download
@@ -34,12 +35,20 @@ from dataport.progress.events import (
 MAX_PARALLEL_POSTS = 8
 
 
-def publish_progress(job: Job, progress: Progress) -> bool:
+def publish_progress(job: Job, progress: Progress, *, record: bool = False) -> bool:
     """Send `progress` to the job's subscribers unless an event went out in the last 500 ms.
-    True when this call published. Cheap when throttled: one conditional write."""
+    True when this call published. Cheap when throttled: one conditional write. With `record`,
+    `progress` also goes to the job row (in the claim's write when it is granted, else in one
+    more), so a caller that does both pays one write, not two."""
     try:
         at = throttle.now_ms()
-        seq = throttle.claim_progress(job.job_id, at)
+        if throttle.refused(job, at):
+            # `job` (as its caller read it) already says an event went out less than 500 ms
+            # before `at`; the row's own value can only be later, so the claim would be refused
+            if record:
+                JobStore().set_progress(job.job_id, progress)
+            return False
+        seq = throttle.claim_progress(job.job_id, at, progress if record else None)
         if seq is None:
             return False
         _fan_out(job.job_id, encode(progress_event(job, progress, seq, _datetime(at))))

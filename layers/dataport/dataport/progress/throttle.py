@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 
 from dataport.jobs.store import JobStore
+from dataport.models.jobs import Job, Progress
 
 #: at most two progress events a second per job
 MIN_INTERVAL_MS = 500
@@ -34,10 +35,18 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def claim_progress(job_id: str, at_ms: int) -> int | None:
+def claim_progress(job_id: str, at_ms: int, progress: Progress | None = None) -> int | None:
     """The next seq if a progress event may be published at `at_ms`, else None (throttled, or
-    the job is not running)."""
-    return JobStore().claim_progress(job_id, at_ms, MIN_INTERVAL_MS)
+    the job is not running). With `progress`, it is recorded on the job row as well, by the
+    same write when the claim succeeds."""
+    return JobStore().claim_progress(job_id, at_ms, MIN_INTERVAL_MS, progress=progress)
+
+
+def refused(job: Job, at_ms: int) -> bool:
+    """True when `job`, as read, already shows an event less than MIN_INTERVAL_MS before
+    `at_ms`: the row (whose value can only be the same or later) would refuse the claim, so
+    a caller can skip that write. False says nothing: the row decides."""
+    return job.progress_sent_at is not None and at_ms - job.progress_sent_at < MIN_INTERVAL_MS
 
 
 def claim_terminal(job_id: str, at_ms: int) -> int:

@@ -5,11 +5,12 @@ run_shard one invocation of a shard's page loop: pages of sessions -> format wri
           files, until the shard ends or the time budget runs low; returns the cursor
 finalize  one zip from every staged file (see packaging.package), manifest, job succeeded
 
-Live progress: each task may publish after every message and session it writes (a clock check,
-then at most twice a second per worker: counts to the job row, `publish_progress`, which the row
-throttles to two events a second per job), so subscribers hear something at least every two
-seconds while the job advances; finalize publishes the one terminal event. Publishing never
-fails a task, nor waits long on a client.
+Live progress: a worker invocation reports to one `ShardReporter` (progress.reporter), which
+keeps counts in memory and flushes at most once a second per worker (the shard's row, one read of
+the job and its shards that is also the cancel check, progress to the row and, throttled to two
+events a second per job, to subscribers), so subscribers hear something at least every two
+seconds while the job advances; plan and finalize publish their phases, finalize the one
+terminal event. Publishing never fails a task, nor waits long on a client.
 
 Why staged files and a final assembly, rather than one multipart upload carried across
 invocations: a zip member's deflate stream, CRC and SHA-256 cannot be handed from one Lambda to
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 from pydantic import SecretStr
 
 from dataport.bucket import PackagesBucket, packages_bucket
-from dataport.errors import JobCancelled
+from dataport.errors import JobCancelled, NotFound
 from dataport.formats.base import ExportContext, ExportWriter
 from dataport.formats.registry import writer_for
 from dataport.jobs import passwords
@@ -44,6 +45,7 @@ from dataport.packaging.package import assemble_package
 from dataport.packaging.shardlist import read_shard, write_shard_list
 from dataport.packaging.staging import StagingSink
 from dataport.progress.publisher import publish_progress, publish_terminal
+from dataport.progress.reporter import ShardReporter
 from dataport.progress.throttle import Cadence
 from dataport.settings import get_settings
 from dataport.source.mongo import get_database
@@ -71,7 +73,9 @@ def plan(ref: JobRef) -> ExportPlan:
     scope = OwnerScope(get_database(), job.user_id)
     settings = get_settings()
     cadence = Cadence()
-    _publish(store, job, Progress(phase="planning"))
+    total, messages = _work_in_scope(scope, request.filters)
+    _publish(job, Progress(phase="planning", total=total))
+    cadence.due()  # the next planning event, if any, half a second from this one
 
     projects = list(projects_in_scope(scope, request.filters))
     store.forget_files_from(job.job_id, PLAN_SHARD, 0)
@@ -83,21 +87,19 @@ def plan(ref: JobRef) -> ExportPlan:
     except BaseException:
         sink.discard()
         raise
-    store.put_files(job.job_id, PLAN_SHARD, 0, sink.files)
+    store.put_files(job.job_id, PLAN_SHARD, 0, sink.complete(), expires_at=job.expires_at)
 
     sizing = ShardSizing(target=settings.shard_target_sessions,
                          limit=settings.shard_max_sessions,
                          messages_per_session=settings.shard_messages_per_session,
                          concurrency=settings.export_concurrency)
-    total, messages = _work_in_scope(scope, request.filters)
-    _publish(store, job, Progress(phase="planning", total=total))
     count = sizing.count(total, messages)
     work = total * sizing.messages_per_session + messages
 
     def keyed() -> Iterator[tuple[str, int]]:
         for done, pair in enumerate(_session_weights(scope, request.filters), start=1):
             if cadence.due():
-                _publish(store, job, Progress(phase="planning", current=done, total=total))
+                _publish(job, Progress(phase="planning", current=done, total=total))
             yield pair
 
     shards = [ShardCursor(job_id=job.job_id, shard=number, after=bounds.after, upto=bounds.upto)
@@ -107,9 +109,11 @@ def plan(ref: JobRef) -> ExportPlan:
     listed = ShardList(bucket=bucket.name, prefix=locations.shard_list_prefix(job.job_id))
     write_shard_list(bucket, listed.prefix, shards)
     for shard in shards:
-        store.put_shard(job.job_id, shard.shard, _shard_state(shard))
-    _publish(store, job, Progress(phase="exporting", total=total))
-    store.update_export(job.job_id, counts=Counts(projects=len(projects)))
+        store.put_shard(job.job_id, shard.shard, _shard_state(shard), expires_at=job.expires_at)
+    exporting = Progress(phase="exporting", total=total)
+    job = store.update_export(job.job_id, counts=Counts(projects=len(projects)),
+                              progress=exporting)
+    publish_progress(job, exporting)  # recorded already: the claim alone
     logger.info("export planned", extra={"job_id": job.job_id, "shards": len(shards),
                                          "sessions": total, "messages": messages})
     return ExportPlan(job_id=job.job_id, shard_list=listed, shards=len(shards),
@@ -176,7 +180,12 @@ def write_session(writer: ExportWriter, projects: dict[Any, Any], session: Any,
 def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
               write: SessionWriter = write_session) -> ShardCursor:
     """Write whole sessions page by page; stop while time remains to close the files. `write`
-    is the one seam inside the loop (tests slow it down or make it fail)."""
+    is the one seam inside the loop (tests slow it down or make it fail).
+
+    The loop is source -> writer -> sink: every file of the invocation goes to one staged
+    object, and the control plane is touched per invocation, not per file, page or session:
+    one job read here, the reporter's flush at most once a second (counts, cancel check,
+    progress), and at the end one batch of file records."""
     store = JobStore()
     job = store.require(cursor.job_id)
     require_running(job)
@@ -185,20 +194,15 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
     scope = OwnerScope(get_database(), job.user_id)
     projects = {p["_id"]: p for p in projects_in_scope(scope, request.filters)}
 
-    # A retried invocation starts from the same cursor and rewrites the same file numbers;
-    # records an earlier attempt left beyond them must not survive into the package.
+    # A retried invocation starts from the same cursor and rewrites the same file numbers (and
+    # the same staged object); records an earlier attempt left beyond them must not survive
+    # into the package.
     store.forget_files_from(job.job_id, cursor.shard, cursor.seq)
     sink = _sink(packages_bucket(), job, request, cursor.shard, cursor.seq)
+    reporter = ShardReporter(store, job, cursor.shard, sessions=cursor.sessions,
+                             messages=cursor.messages, bytes_before=cursor.bytes,
+                             bytes_written=lambda: sink.bytes_written)
     state = cursor.model_copy()
-    cadence = Cadence()
-
-    def live() -> None:
-        """Cheap unless ~500 ms passed: then the shard's counts and the bytes written so far
-        go to the row and out."""
-        if cadence.due():
-            so_far = state.model_copy(update={"bytes": cursor.bytes + sink.bytes_written})
-            publish_progress(job, _report(store, job.job_id, so_far)[1])
-
     try:
         writer = _writer(job, request, sink)
         finished = True
@@ -207,33 +211,37 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
             for page in iter_session_pages(scope, request.filters, after=cursor.after,
                                            upto=cursor.upto, page_size=settings.page_size):
                 for session, messages in shard_messages.pairs(page):
-                    state = write(writer, projects, session, messages, state, heartbeat=live)
-                    live()
+                    state = write(writer, projects, session, messages, state,
+                                  heartbeat=reporter.heartbeat)
+                    reporter.session_written(sessions=state.sessions, messages=state.messages)
                 if remaining_ms() < settings.worker_reserve_ms:
                     finished = False
                     break
-                latest, _ = _report(store, job.job_id, state)
-                require_running(latest)
         writer.close()
+        state = state.model_copy(update={
+            "seq": sink.next_seq, "done": finished,
+            "bytes": cursor.bytes + sink.bytes_written})
+        # the last report doubles as the last cancel check before anything is stored
+        reporter.close(sessions=state.sessions, messages=state.messages,
+                       bytes_total=state.bytes)
+        staged = sink.complete()
+        store.put_files(job.job_id, cursor.shard, cursor.seq, staged,
+                        expires_at=job.expires_at)
     except BaseException:
         sink.discard()
         raise
-    staged = sink.files
-    store.put_files(job.job_id, cursor.shard, cursor.seq, staged)
-    state = state.model_copy(update={
-        "seq": sink.next_seq, "done": finished,
-        "bytes": cursor.bytes + sink.bytes_written})
-    publish_progress(job, _report(store, job.job_id, state)[1])
     return state
 
 
 def finalize(ref: JobRef) -> JobRef:
     store = JobStore()
-    job = store.require(ref.job_id)
+    found, shards = store.job_and_shards(ref.job_id)
+    if found is None:
+        raise NotFound(f"Job {ref.job_id} does not exist or has expired.")
+    job = found
     require_running(job)
     request = job.export_state.request
     settings = get_settings()
-    shards = store.shards(job.job_id)
     planned = job.export_state.counts
     counts = Counts(projects=planned.projects if planned else 0,
                     sessions=sum(int(s["sessions"]) for s in shards),
@@ -242,7 +250,7 @@ def finalize(ref: JobRef) -> JobRef:
     filename = _filename(request.format, job.job_id, now)
     key = locations.package_key(job.job_id, filename)
     packaging = job.progress.model_copy(update={"phase": "packaging"})
-    _publish(store, job, packaging)
+    _publish(job, packaging)
     cadence = Cadence()
 
     def files() -> Iterator[StagedFile]:
@@ -308,23 +316,10 @@ def _shard_state(cursor: ShardCursor) -> dict[str, int]:
     return {"sessions": cursor.sessions, "messages": cursor.messages, "bytes": cursor.bytes}
 
 
-def _report(store: JobStore, job_id: str, cursor: ShardCursor) -> tuple[Job, Progress]:
-    """The shard's counts into its row, the job's progress summed from every shard; returns
-    the job as just read (its status says whether to go on) and that progress. Shard rows are
-    SET (not added to), so a retried invocation never double counts."""
-    store.put_shard(job_id, cursor.shard, _shard_state(cursor))
-    shards = store.shards(job_id)
-    job = store.require(job_id)
-    progress = job.progress.model_copy(update={
-        "current": sum(int(s["sessions"]) for s in shards),
-        "bytes": sum(int(s["bytes"]) for s in shards)})
-    store.set_progress(job_id, progress)
-    return job, progress
-
-
-def _publish(store: JobStore, job: Job, progress: Progress) -> None:
-    store.set_progress(job.job_id, progress)
-    publish_progress(job, progress)
+def _publish(job: Job, progress: Progress) -> None:
+    """`progress` to the job row and, unless throttled, to subscribers: one write either way
+    when the event may go out (`record`), two when it may not."""
+    publish_progress(job, progress, record=True)
 
 
 def _filename(fmt: ExportFormat, job_id: str, now: datetime) -> str:

@@ -1,0 +1,104 @@
+"""What one export worker invocation reports while its page loop runs: `ShardReporter`.
+
+The loop calls it after every message (`heartbeat`) and every session (`session_written`);
+those calls only keep counts and read a monotonic clock. Half a second into the invocation, then
+at most once a second (FLUSH_INTERVAL_MS), and once more at the end (`close`), the reporter
+flushes, which is the only time the loop touches the control plane:
+
+1. the shard's counts into its row (PutItem: SET, so a retried invocation never double counts;
+   the job's `expires_at` comes from the job the invocation read at its start, no read first);
+2. the job row and every shard row in one consistent Query: the job's status is the cancel check
+   (JobCancelled when the job is no longer running: the loop stops within about a second), the
+   shard rows sum to the job's progress;
+3. that progress to the row and, when the job-wide throttle (throttle.py: at most two events a
+   second per job) grants it, out to the subscribers, in one conditional write
+   (`publish_progress(record=True)`); when the row just read says the last event is less than
+   500 ms old, the claim would be refused, so the progress is written alone (throttle.refused).
+
+A worker that advances therefore reports about once a second, within the "at least one event every
+two seconds" of docs/progress.md, and writes at most three job-table items a second however fast
+it writes sessions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from dataport.errors import JobCancelled
+from dataport.jobs.store import JobStore, require_running
+from dataport.models.jobs import Job, Progress
+from dataport.progress.publisher import publish_progress
+
+#: the most often one worker invocation writes progress (and checks for a cancel)
+FLUSH_INTERVAL_MS = 1000
+
+
+class ShardReporter:
+    """Reports one worker invocation of shard `shard` of `job` (as read at the invocation's
+    start). `bytes_written()` is what the invocation wrote so far (uncompressed); the shard's
+    earlier invocations' `bytes_before` are added to it."""
+
+    def __init__(self, store: JobStore, job: Job, shard: int, *, sessions: int, messages: int,
+                 bytes_before: int, bytes_written: Callable[[], int],
+                 interval_ms: int = FLUSH_INTERVAL_MS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._job = job
+        self._shard = shard
+        self._sessions = sessions
+        self._messages = messages
+        self._bytes_before = bytes_before
+        self._bytes_written = bytes_written
+        self._interval = interval_ms / 1000
+        self._clock = clock
+        # the first flush comes after half an interval: a subscriber hears from a new invocation
+        # soon, and its closing flush (the invocation may last only a second or two) is far
+        # enough from it for the job-wide throttle to let that one out too
+        self._due = clock() + self._interval / 2
+        self.flushes = 0
+
+    @property
+    def job(self) -> Job:
+        """The job as the last flush read it."""
+        return self._job
+
+    def heartbeat(self) -> None:
+        """Work advanced (a message was written): flush if a second has passed."""
+        if self._clock() >= self._due:
+            self.flush()
+
+    def session_written(self, *, sessions: int, messages: int) -> None:
+        """The shard's counts after a whole session (not added: the shard's totals)."""
+        self._sessions = sessions
+        self._messages = messages
+        if self._clock() >= self._due:
+            self.flush()
+
+    def close(self, *, sessions: int, messages: int, bytes_total: int) -> Job:
+        """The invocation's last report, always written: the counts the shard ends this
+        invocation with (finalize sums them). JobCancelled if the job stopped running."""
+        self._sessions = sessions
+        self._messages = messages
+        return self.flush(bytes_total=bytes_total)
+
+    def flush(self, *, bytes_total: int | None = None) -> Job:
+        """Write the counts, read the job, publish (see the module's docstring)."""
+        self._due = self._clock() + self._interval
+        self.flushes += 1
+        job_id = self._job.job_id
+        written = (self._bytes_before + self._bytes_written() if bytes_total is None
+                   else bytes_total)
+        self._store.put_shard(job_id, self._shard, {
+            "sessions": self._sessions, "messages": self._messages, "bytes": written},
+            expires_at=self._job.expires_at)
+        job, shards = self._store.job_and_shards(job_id)
+        if job is None:
+            raise JobCancelled(f"Job {job_id} no longer exists; stopping.")
+        require_running(job)
+        self._job = job
+        progress: Progress = job.progress.model_copy(update={
+            "current": sum(int(s["sessions"]) for s in shards),
+            "bytes": sum(int(s["bytes"]) for s in shards)})
+        publish_progress(job, progress, record=True)
+        return job
