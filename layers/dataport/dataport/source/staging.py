@@ -18,7 +18,8 @@ reads no collection of that name). Every document is keyed by `g`, "<job>:<kind>
     g = <job>:u:<sessionId>     a light session's message uuids (us: up to a batch of them, in
                                 upload order), instead of its messages
     g = <job>:i:<sessionId>     the index: one entry per session (s; project path p, message
-                                count m; l: light) that also holds what the import does to the
+                                count m; o: its place among the upload's sessions; l: light)
+                                that also holds what the import does to the
                                 session: the dry run's result (dry), the execution's state (st,
                                 jr, ss) and result (res)
 
@@ -220,7 +221,7 @@ class StagingWriter:
         self._pending: list[tuple[str, str, Document]] = []  # kind, name, staged document
         self._sequence = 0
         self._project: str | None = None
-        self._sessions: dict[str, list[Any]] = {}  # sessionId -> [project path, messages]
+        self._sessions: dict[str, list[Any]] = {}  # sessionId -> [project path, messages, place]
         self._light: dict[str, bool] = {}  # sessionId -> staged light (decided at a flush)
         self._current: str | None = None  # the session the stream is in (grouping check)
         self.messages = 0
@@ -243,7 +244,7 @@ class StagingWriter:
                     raise InvalidRequest(f"Session {name} has no project ({record.location}).")
                 staged["p"] = self._project
                 if entry is None:
-                    self._sessions[name] = [self._project, 0]
+                    self._sessions[name] = [self._project, 0, len(self._sessions)]
                 elif self.classify is not None and name != self._current:
                     raise NotGrouped(name)
             elif entry is None:
@@ -267,9 +268,9 @@ class StagingWriter:
         self._flush()
         index: list[InsertOne[Document]] = []
         for session_id in sorted(self._sessions):
-            path, count = self._sessions[session_id]
+            path, count, position = self._sessions[session_id]
             entry: Document = {"g": self.staging.key(INDEX, session_id), "n": 0,
-                               "s": session_id, "p": path, "m": count}
+                               "s": session_id, "p": path, "m": count, "o": position}
             if self._light.get(session_id):
                 entry[LIGHT] = True
             index.append(InsertOne(entry))

@@ -46,7 +46,7 @@ from dataport.errors import Conflict, DatabaseRefused, JobCancelled, TransientEr
 from dataport.imports import storage
 from dataport.imports.detect import open_import
 from dataport.imports.digest import UploadDigest
-from dataport.imports.executor import Executor, IncomingSession, recover, summarise
+from dataport.imports.executor import Executor, arriving, recover, summarise
 from dataport.imports.limits import ImportLimits
 from dataport.imports.plan import SessionPlan
 from dataport.imports.validate import recheck
@@ -251,13 +251,11 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
     new = changed = identical = copies = copied_messages = 0
     pulse = Cadence()
     with storage.listing_writer(packages_bucket(), job.job_id, storage.CONFLICTS) as out:
-        for done, (entry, stored) in enumerate(_with_stored(user, staging.sessions()), 1):
-            light = bool(entry.get(LIGHT))
-            if light and stored.document is not None:  # created since it was staged
-                raise NotGrouped(stored.session_id)  # stage it again, in full
-            arriving = IncomingSession(staging, user, stored, light=light)
+        sessions = arriving(staging, user, _still_new(_with_stored(user, staging.sessions())))
+        for done, (entry, stored, incoming) in enumerate(sessions, 1):
+            assert incoming is not None
             copies += stored.copy
-            copied_messages += arriving.copied
+            copied_messages += incoming.copied
             if stored.document is None:
                 new += 1
             else:
@@ -267,8 +265,8 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
                                    stored=stored.document,
                                    stored_messages=user.messages(stored.stored_id),
                                    incoming_count=int(entry.get("m", 0)))
-                plan.copied = arriving.copied
-                for doc in arriving.messages():
+                plan.copied = incoming.copied
+                for doc in incoming.messages():
                     for _ in plan.feed(doc):
                         pass
                 for _ in plan.finish():
@@ -285,6 +283,15 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
     return ConflictSummary(new_sessions=new, changed_sessions=changed,
                            identical_sessions=identical, copied_sessions=copies,
                            copied_messages=copied_messages)
+
+
+def _still_new(sessions: Iterator[tuple[Document, StoredSession]]
+               ) -> Iterator[tuple[Document, StoredSession]]:
+    """A light session must still be new to the user, or be staged again in full."""
+    for entry, stored in sessions:
+        if entry.get(LIGHT) and stored.document is not None:  # created since it was staged
+            raise NotGrouped(stored.session_id)  # stage it again, in full
+        yield entry, stored
 
 
 def _with_stored(user: UserData, entries: Iterator[Document], chunk: int = 1000
