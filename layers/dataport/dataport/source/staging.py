@@ -5,8 +5,9 @@ a session's messages anywhere (a package continues a session in its next file, a
 another tool is in any order), and holding a 500 MB upload in memory is not an option. Sorting
 runs on the Lambda's /tmp would work too, but every write of the import needs MongoDB anyway and
 an indexed collection gives what sorted runs give, resumable across invocations and shared by the
-validation, the dry runs and the execution: the upload is parsed into staging once, after it has
-been validated, and afterwards a session's messages are one indexed query away, in upload order.
+comparison, the dry runs and the execution: the upload is staged as it is validated (the same
+pass: records that passed the checks, dropped when the report has errors), and afterwards a
+session's messages are one indexed query away, in upload order.
 
 One collection, `dataport_import_staging`, in the ClaudeLens database (dataport's own: ClaudeLens
 reads no collection of that name). Every document is keyed by `g`, "<job>:<kind>:<name>", and
@@ -22,6 +23,8 @@ reads no collection of that name). Every document is keyed by `g`, "<job>:<kind>
                                 that also holds what the import does to the
                                 session: the dry run's result (dry), the execution's state (st,
                                 jr, ss) and result (res)
+    g = <job>:x:                what the validation pass staged: all of it (sessions: how
+                                many), or nothing (ungrouped: not grouped by session)
 
 Light sessions (the common case). When the reader promises sessions grouped in upload order
 (every source but CSV, checked record by record: a session that comes back after another one
@@ -54,7 +57,7 @@ from dataport.source.mongo import Document
 
 STAGING = "dataport_import_staging"
 
-PROJECT, SESSION, MESSAGE, UUIDS, INDEX = "p", "s", "m", "u", "i"
+PROJECT, SESSION, MESSAGE, UUIDS, INDEX, STAGED = "p", "s", "m", "u", "i", "x"
 #: index field: the session is staged light (its uuids, not its messages)
 LIGHT = "l"
 _KINDS = {RecordKind.PROJECT: PROJECT, RecordKind.SESSION: SESSION, RecordKind.MESSAGE: MESSAGE}
@@ -96,6 +99,20 @@ class Staging:
     def drop(self) -> None:
         """Forget the job's staged records (idempotent)."""
         self.collection.delete_many({"g": {"$gte": f"{self.job_id}:", "$lt": f"{self.job_id};"}})
+
+    def mark_staged(self, sessions: int | None) -> None:
+        """What the pass that validated the upload staged: all of it (its number of sessions),
+        or nothing, as the upload is not grouped by session (None)."""
+        mark: Document = {"g": self.key(STAGED), "n": 0}
+        if sessions is None:
+            mark["ungrouped"] = True
+        else:
+            mark["sessions"] = sessions
+        self.collection.insert_one(mark)
+
+    def staged(self) -> Document | None:
+        """The mark `mark_staged` left (sessions, or ungrouped), if any."""
+        return self.collection.find_one({"g": _exactly(self.key(STAGED))})
 
     def count(self) -> int:
         return self.collection.count_documents(
