@@ -45,7 +45,7 @@ from dataport.models.imports import (
 )
 from dataport.models.records import ImportRecord, RecordKind
 from dataport.source.collections import SESSIONS
-from dataport.source.conflicts import StoredSession, UserData
+from dataport.source.conflicts import Identity, StoredSession, UserData
 from dataport.source.identity import SessionIds
 from dataport.source.mongo import Document
 from dataport.source.staging import DONE, LIGHT, PENDING, WRITING, NotGrouped, Staging
@@ -103,8 +103,9 @@ class Executor:
             return after, False
         last = after
         entries = self.staging.sessions(after=after, pending_only=not self.dry_run)
-        for entry, stored in self._with_stored(entries):
-            self.process(entry, stored)
+        sessions = arriving(self.staging, self.user, self._with_stored(entries), self._reads)
+        for entry, stored, incoming in sessions:
+            self.process(entry, stored, arrival=incoming)
             last = entry["s"]
             if not keep_going():
                 self.flush()
@@ -130,6 +131,13 @@ class Executor:
         for entry in entries:
             yield entry, stored[entry["s"]]
 
+    def _reads(self, entry: Document, stored: StoredSession) -> bool:
+        """Whether `process` reads the session's messages (and so needs their identity)."""
+        if entry.get(LIGHT):
+            return stored.document is None  # otherwise process stops before it reads them
+        return (stored.document is None
+                or self.decision.strategy_for(entry["s"]) is not Strategy.SKIP)
+
     # ------------------------------------------------------------------------ light sessions
 
     def _stream(self, keep_going: Callable[[], bool],
@@ -150,6 +158,9 @@ class Executor:
         if upload is None:
             raise RuntimeError("light sessions to import, and no upload to read them from")
         stream = _SessionStream(upload())
+        # their identities decided ahead, in the order the upload holds them (look-ups shared)
+        ahead = _Ahead(arriving(self.staging, self.user,
+                                sorted(fresh.values(), key=lambda pair: pair[0].get("o", 0))))
         for session_id, fields, messages in stream.sessions():
             if session_id in taken:
                 self.staging.stage_messages(session_id, messages)
@@ -158,7 +169,8 @@ class Executor:
             elif session_id in fresh:
                 entry, stored = fresh.pop(session_id)
                 self.process(entry, stored, incoming=fields,
-                             messages=(doc for _, doc in messages))
+                             messages=(doc for _, doc in messages),
+                             arrival=ahead.take(session_id))
                 if not keep_going():
                     self.flush()
                     return False
@@ -171,9 +183,11 @@ class Executor:
 
     def process(self, entry: Document, stored: StoredSession | None = None, *,
                 incoming: Document | None = None,
-                messages: Iterable[Document] | None = None) -> SessionResult:
+                messages: Iterable[Document] | None = None,
+                arrival: IncomingSession | None = None) -> SessionResult:
         """One session: from staging, or (a light session) with its session fields and
-        messages as the upload streams them."""
+        messages as the upload streams them; `arrival`, its identity when already decided
+        (`arriving`)."""
         session_id, path = entry["s"], entry["p"]
         strategy = self.decision.strategy_for(session_id)
         if stored is None:
@@ -183,7 +197,7 @@ class Executor:
             # the user's by now: the next try stages its messages in full first
             raise TransientError(f"Session {session_id} was created while the import ran.")
         if light and messages is None:
-            return self._counted(entry, stored, strategy)
+            return self._counted(entry, stored, strategy, arrival)
         if incoming is None:
             incoming = self.staging.session_document(session_id)
         plan = SessionPlan(
@@ -198,14 +212,15 @@ class Executor:
         session = _Session(plan, path, entry["_id"])
         copied: list[CopiedMessage] = []
         if plan.reads_messages:
-            arriving = IncomingSession(self.staging, self.user, stored, light=light)
-            plan.copied = arriving.copied
-            for doc in arriving.messages(messages):
+            if arrival is None:
+                arrival = IncomingSession(self.staging, self.user, stored, light=light)
+            plan.copied = arrival.copied
+            for doc in arrival.messages(messages):
                 for op in plan.feed(doc):
                     self._add(session, op)
             for op in plan.finish():
                 self._add(session, op)
-            copied = arriving.renamed
+            copied = arrival.renamed
         result = SessionResult(session_id=session_id, stored_session_id=stored.stored_id,
                                action=plan.action, strategy=strategy, project_path=path,
                                messages=plan.counts(), copy_=stored.copy,
@@ -217,17 +232,18 @@ class Executor:
         self._finished(entry, result)
         return result
 
-    def _counted(self, entry: Document, stored: StoredSession,
-                 strategy: Strategy) -> SessionResult:
+    def _counted(self, entry: Document, stored: StoredSession, strategy: Strategy,
+                 arrival: IncomingSession | None = None) -> SessionResult:
         """A dry run's light session: inserted whole, as its staged uuids say (what the
         planner counts for a session the user lacks)."""
-        arriving = IncomingSession(self.staging, self.user, stored, light=True)
+        if arrival is None:
+            arrival = IncomingSession(self.staging, self.user, stored, light=True)
         result = SessionResult(session_id=entry["s"], stored_session_id=stored.stored_id,
                                action=SessionAction.INSERT, strategy=strategy,
                                project_path=entry["p"],
                                messages=MessageCounts(inserted=int(entry.get("m", 0)),
-                                                      copied=arriving.copied),
-                               copy_=stored.copy, copied_messages=arriving.renamed)
+                                                      copied=arrival.copied),
+                               copy_=stored.copy, copied_messages=arrival.renamed)
         self._finished(entry, result)
         return result
 
@@ -325,16 +341,24 @@ class Executor:
 
 class IncomingSession:
     """A staged session's messages as they would be stored: a copy's ids derived, and those of
-    messages whose uuid is held outside the session (decided by one look-up of every uuid of
-    the session before the first message is planned, so parentUuids follow the renames)."""
+    messages whose uuid is held outside the session (decided by a look-up of every uuid of the
+    session before the first message is planned, so parentUuids follow the renames; `arriving`
+    shares that look-up between consecutive sessions)."""
 
     def __init__(self, staging: Staging, user: UserData, stored: StoredSession, *,
-                 light: bool = False) -> None:
+                 light: bool = False, identity: tuple[Identity, list[str]] | None = None
+                 ) -> None:
         self.staging = staging
         self.stored = stored
-        uuids = list(staging.message_uuids(stored.session_id, light=light))
+        if identity is None:
+            uuids = list(staging.message_uuids(stored.session_id, light=light))
+            [(_, _, found)] = user.identify_each([(None, stored, uuids)])
+            assert found is not None
+            decided = found
+        else:
+            decided, uuids = identity
         self.ids: SessionIds
-        self.ids, self.copied = user.identify(stored, uuids)
+        self.ids, self.copied = decided.resolved()
         ids = self.ids
         self.renamed: list[CopiedMessage] = []  # the first of them, for the session's result
         for value in uuids:
@@ -349,6 +373,52 @@ class IncomingSession:
         message = self.ids.message
         for doc in source:
             yield message(doc)
+
+
+def arriving(staging: Staging, user: UserData,
+             sessions: Iterable[tuple[Document, StoredSession]],
+             wanted: Callable[[Document, StoredSession], bool] | None = None
+             ) -> Iterator[tuple[Document, StoredSession, IncomingSession | None]]:
+    """(index entry, stored session, its IncomingSession) for consecutive sessions, their
+    look-ups of held uuids shared (UserData.identify_each); None for an entry `wanted` turns
+    down (a session the plan decides without its messages)."""
+
+    def uuids_of(items: Iterable[tuple[Document, StoredSession]]
+                 ) -> Iterator[tuple[tuple[Document, list[str] | None], StoredSession,
+                                     list[str] | None]]:
+        for entry, stored in items:
+            if wanted is not None and not wanted(entry, stored):
+                yield (entry, None), stored, None
+                continue
+            uuids = list(staging.message_uuids(stored.session_id,
+                                               light=bool(entry.get(LIGHT))))
+            yield (entry, uuids), stored, uuids
+
+    for (entry, uuids), stored, identity in user.identify_each(uuids_of(sessions)):
+        if uuids is None or identity is None:
+            yield entry, stored, None
+            continue
+        yield entry, stored, IncomingSession(staging, user, stored,
+                                             light=bool(entry.get(LIGHT)),
+                                             identity=(identity, uuids))
+
+
+class _Ahead:
+    """`arriving` sessions taken one by one in the order they were given: the session asked
+    for, or None when it is not the next one (the caller then decides its identity alone)."""
+
+    def __init__(self, sessions: Iterator[tuple[Document, StoredSession,
+                                                IncomingSession | None]]) -> None:
+        self._sessions = sessions
+        self._next: tuple[Document, StoredSession, IncomingSession | None] | None = None
+
+    def take(self, session_id: str) -> IncomingSession | None:
+        if self._next is None:
+            self._next = next(self._sessions, None)
+        if self._next is None or self._next[0]["s"] != session_id:
+            return None
+        found, self._next = self._next[2], None
+        return found
 
 
 class _SessionStream:

@@ -468,11 +468,28 @@ def _widen(times: list[datetime], moment: object) -> None:
         times[0], times[1] = min(times[0], moment), max(times[1], moment)
 
 
+#: what sees each record of a clean upload as validation streams it (the import stages it): made
+#: for the source once it is open (`session_grouped` says how it may be staged)
+RecordSink = Callable[[ImportRecord], None]
+
+
+class _SinkFailed(Exception):
+    """What the sink raised, carried past the reader's error handling (not the upload's
+    fault: it propagates as it was raised)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def validate(source: ImportSource | Opener, filename: str | None = None,
              options: ImportOptions | None = None, limits: ImportLimits | None = None, *,
-             password: bytes | None = None) -> ValidationReport:
+             password: bytes | None = None,
+             sink: Callable[[ImportSource], RecordSink] | None = None) -> ValidationReport:
     """One streaming pass over an upload (an ImportSource, or an opener and its filename; the
-    password opens an encrypted zip) into a report. Never raises on bad input."""
+    password opens an encrypted zip) into a report. Never raises on bad input. `sink` gets
+    each record once it has passed the checks, as long as no error has been found (a report
+    with errors means the records sunk so far must be forgotten); what it raises propagates."""
     collector = Collector()
     if not isinstance(source, ImportSource):
         try:
@@ -487,9 +504,17 @@ def validate(source: ImportSource | Opener, filename: str | None = None,
             collector.add(_internal(exc, filename))
             return _report(collector, None)
     checker = Checker(collector)
+    into = sink(source) if sink is not None else None
     try:
         for record in source.records(on_issue=collector.add):
             checker.check(record)
+            if into is not None and not collector.errors_total:
+                try:
+                    into(record)
+                except Exception as exc:
+                    raise _SinkFailed(exc) from exc
+    except _SinkFailed as failed:
+        raise failed.error from None
     except UploadChanged:
         raise
     except Exception as exc:  # a reader bug must not turn into an unanswered upload

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from bson import ObjectId
 from pymongo.database import Database
@@ -24,6 +24,8 @@ from dataport.source.content_hash import hash_of
 from dataport.source.identity import SessionIds, copy_id, copy_key, origins
 from dataport.source.mongo import Document, one_of
 from dataport.source.scope import OwnerScope
+
+T = TypeVar("T")
 
 #: uuids per look-up of taken ones (one $in on the uuid index per message collection)
 LOOKUP_BATCH = 1000
@@ -66,6 +68,28 @@ class StoredSession:
     stored_id: str
     copy: bool
     document: Document | None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One session's identity decisions (UserData.identify_each): its SessionIds, how many of
+    its messages get a derived uuid, and a derived uuid someone already holds (an IdTaken,
+    raised when the identity is used)."""
+
+    stored: StoredSession
+    ids: SessionIds
+    copied: int
+    taken: str | None = None
+
+    def resolved(self) -> tuple[SessionIds, int]:
+        if self.taken is not None:
+            raise IdTaken.of(self.stored.session_id, self.taken)
+        return self.ids, self.copied
+
+
+def _held_outside(holders: set[str | None] | None, session_id: str | None) -> bool:
+    """Whether a uuid with these holders is held by a message outside session `session_id`."""
+    return holders is not None and any(holder != session_id for holder in holders)
 
 
 class UserData:
@@ -124,27 +148,83 @@ class UserData:
         stored, and how many get a derived uuid. A uuid is foreign when a message outside the
         session being written holds it: in another account, or in another session of the
         user's (the session itself, when the user has it, holds its own)."""
-        ids = SessionIds(self.key, self.user_id, stored.stored_id, stored.copy, frozenset())
-        # one session's uuids in memory, as the plan's index of its stored messages
-        names = [ids.copied(value) for value in uuids]
-        own = stored.stored_id if stored.document is not None else None
-        ids = SessionIds(ids.key, ids.owner_id, ids.stored_session_id, ids.copy,
-                         frozenset(origins(self.held_elsewhere(names, own))))
-        renamed = [ids.uuid_of(value) for value in names if ids.is_foreign(value)]
-        # a derived id someone already holds: only whoever learned it can have written it
-        for taken in self.held_elsewhere(renamed, own):
-            raise IdTaken.of(stored.session_id, taken)
-        return ids, len(names) if stored.copy else len(renamed)
+        [(_, _, identity)] = self.identify_each([(None, stored, list(uuids))])
+        assert identity is not None
+        return identity.resolved()
 
-    def held_elsewhere(self, uuids: Sequence[str], session_id: str | None) -> Iterator[str]:
-        """Those of `uuids` a message of any collection holds outside session `session_id`."""
+    def identify_each(self, sessions: Iterable[tuple[T, StoredSession, Sequence[str] | None]]
+                      ) -> Iterator[tuple[T, StoredSession, Identity | None]]:
+        """`identify` for consecutive sessions (caller's payload, stored session, uuids), in
+        their order, with the look-ups shared: sessions are read ahead until they hold
+        LOOKUP_BATCH uuids, and those are looked up together (one `$in` per message collection
+        for the whole group, not one per session). Sharing is sound because the decision of
+        one session does not depend on the writes of another: no uuid appears twice in an
+        upload (the validator's check, applied again before anything is written), so what an
+        import writes for one session is never held by a message another session of the same
+        upload names. An IdTaken is raised when its session's identity is used (`resolved`),
+        as the per-session look-up raised it. A session given no uuids (None: the caller needs
+        no identity for it) passes through with None, in its place."""
+        group: list[tuple[T, StoredSession, Sequence[str] | None]] = []
+        pending = 0
+        for item in sessions:
+            group.append(item)
+            pending += len(item[2] or ())
+            if pending >= LOOKUP_BATCH:
+                yield from self._identified(group)
+                group, pending = [], 0
+        yield from self._identified(group)
+
+    def _identified(self, group: Sequence[tuple[T, StoredSession, Sequence[str] | None]]
+                    ) -> Iterator[tuple[T, StoredSession, Identity | None]]:
+        if not group:
+            return
+        named: list[tuple[SessionIds, list[str], str | None]] = []
+        for _, stored, uuids in group:
+            if uuids is None:
+                continue
+            ids = SessionIds(self.key, self.user_id, stored.stored_id, stored.copy,
+                             frozenset())
+            own = stored.stored_id if stored.document is not None else None
+            named.append((ids, [ids.copied(value) for value in uuids], own))
+        holders = self._holders([name for _, names, _ in named for name in names])
+        decided: list[tuple[SessionIds, list[str], list[str], str | None]] = []
+        for blank, names, own in named:
+            held = (name for name in names if _held_outside(holders.get(name), own))
+            ids = SessionIds(blank.key, blank.owner_id, blank.stored_session_id, blank.copy,
+                             frozenset(origins(held)))
+            renamed = [ids.uuid_of(value) for value in names if ids.is_foreign(value)]
+            decided.append((ids, names, renamed, own))
+        # a derived id someone already holds: only whoever learned it can have written it
+        taken_by = self._holders([value for _, _, renamed, _ in decided for value in renamed])
+        decisions = iter(decided)
+        for payload, stored, uuids in group:
+            if uuids is None:
+                yield payload, stored, None
+                continue
+            ids, names, renamed, own = next(decisions)
+            taken = next((value for value in renamed
+                          if _held_outside(taken_by.get(value), own)), None)
+            copied = len(names) if stored.copy else len(renamed)
+            yield payload, stored, Identity(stored, ids, copied, taken)
+
+    def _holders(self, uuids: Sequence[str]) -> dict[str, set[str | None]]:
+        """The sessionIds holding each of `uuids` (those some message of any collection
+        holds): one `$in` per LOOKUP_BATCH uuids per message collection."""
+        found: dict[str, set[str | None]] = {}
         for start in range(0, len(uuids), LOOKUP_BATCH):
             batch = uuids[start:start + LOOKUP_BATCH]
             for name in self._message_collections:
                 for doc in self.db[name].find({"uuid": one_of(batch)},
                                               {"_id": 0, "uuid": 1, "sessionId": 1}):
-                    if doc.get("sessionId") != session_id:
-                        yield str(doc["uuid"])
+                    found.setdefault(str(doc["uuid"]), set()).add(doc.get("sessionId"))
+        return found
+
+    def held_elsewhere(self, uuids: Sequence[str], session_id: str | None) -> Iterator[str]:
+        """Those of `uuids` a message of any collection holds outside session `session_id`."""
+        holders = self._holders(uuids)
+        for value in dict.fromkeys(uuids):
+            if _held_outside(holders.get(value), session_id):
+                yield value
 
     def messages(self, stored_id: str) -> dict[str, StoredMessage]:
         """The stored session's messages by uuid, from every message collection (the caller

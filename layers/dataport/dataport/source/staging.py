@@ -5,8 +5,9 @@ a session's messages anywhere (a package continues a session in its next file, a
 another tool is in any order), and holding a 500 MB upload in memory is not an option. Sorting
 runs on the Lambda's /tmp would work too, but every write of the import needs MongoDB anyway and
 an indexed collection gives what sorted runs give, resumable across invocations and shared by the
-validation, the dry runs and the execution: the upload is parsed into staging once, after it has
-been validated, and afterwards a session's messages are one indexed query away, in upload order.
+comparison, the dry runs and the execution: the upload is staged as it is validated (the same
+pass: records that passed the checks, dropped when the report has errors), and afterwards a
+session's messages are one indexed query away, in upload order.
 
 One collection, `dataport_import_staging`, in the ClaudeLens database (dataport's own: ClaudeLens
 reads no collection of that name). Every document is keyed by `g`, "<job>:<kind>:<name>", and
@@ -18,9 +19,12 @@ reads no collection of that name). Every document is keyed by `g`, "<job>:<kind>
     g = <job>:u:<sessionId>     a light session's message uuids (us: up to a batch of them, in
                                 upload order), instead of its messages
     g = <job>:i:<sessionId>     the index: one entry per session (s; project path p, message
-                                count m; l: light) that also holds what the import does to the
+                                count m; o: its place among the upload's sessions; l: light)
+                                that also holds what the import does to the
                                 session: the dry run's result (dry), the execution's state (st,
                                 jr, ss) and result (res)
+    g = <job>:x:                what the validation pass staged: all of it (sessions: how
+                                many), or nothing (ungrouped: not grouped by session)
 
 Light sessions (the common case). When the reader promises sessions grouped in upload order
 (every source but CSV, checked record by record: a session that comes back after another one
@@ -53,7 +57,7 @@ from dataport.source.mongo import Document
 
 STAGING = "dataport_import_staging"
 
-PROJECT, SESSION, MESSAGE, UUIDS, INDEX = "p", "s", "m", "u", "i"
+PROJECT, SESSION, MESSAGE, UUIDS, INDEX, STAGED = "p", "s", "m", "u", "i", "x"
 #: index field: the session is staged light (its uuids, not its messages)
 LIGHT = "l"
 _KINDS = {RecordKind.PROJECT: PROJECT, RecordKind.SESSION: SESSION, RecordKind.MESSAGE: MESSAGE}
@@ -95,6 +99,20 @@ class Staging:
     def drop(self) -> None:
         """Forget the job's staged records (idempotent)."""
         self.collection.delete_many({"g": {"$gte": f"{self.job_id}:", "$lt": f"{self.job_id};"}})
+
+    def mark_staged(self, sessions: int | None) -> None:
+        """What the pass that validated the upload staged: all of it (its number of sessions),
+        or nothing, as the upload is not grouped by session (None)."""
+        mark: Document = {"g": self.key(STAGED), "n": 0}
+        if sessions is None:
+            mark["ungrouped"] = True
+        else:
+            mark["sessions"] = sessions
+        self.collection.insert_one(mark)
+
+    def staged(self) -> Document | None:
+        """The mark `mark_staged` left (sessions, or ungrouped), if any."""
+        return self.collection.find_one({"g": _exactly(self.key(STAGED))})
 
     def count(self) -> int:
         return self.collection.count_documents(
@@ -220,7 +238,7 @@ class StagingWriter:
         self._pending: list[tuple[str, str, Document]] = []  # kind, name, staged document
         self._sequence = 0
         self._project: str | None = None
-        self._sessions: dict[str, list[Any]] = {}  # sessionId -> [project path, messages]
+        self._sessions: dict[str, list[Any]] = {}  # sessionId -> [project path, messages, place]
         self._light: dict[str, bool] = {}  # sessionId -> staged light (decided at a flush)
         self._current: str | None = None  # the session the stream is in (grouping check)
         self.messages = 0
@@ -243,7 +261,7 @@ class StagingWriter:
                     raise InvalidRequest(f"Session {name} has no project ({record.location}).")
                 staged["p"] = self._project
                 if entry is None:
-                    self._sessions[name] = [self._project, 0]
+                    self._sessions[name] = [self._project, 0, len(self._sessions)]
                 elif self.classify is not None and name != self._current:
                     raise NotGrouped(name)
             elif entry is None:
@@ -267,9 +285,9 @@ class StagingWriter:
         self._flush()
         index: list[InsertOne[Document]] = []
         for session_id in sorted(self._sessions):
-            path, count = self._sessions[session_id]
+            path, count, position = self._sessions[session_id]
             entry: Document = {"g": self.staging.key(INDEX, session_id), "n": 0,
-                               "s": session_id, "p": path, "m": count}
+                               "s": session_id, "p": path, "m": count, "o": position}
             if self._light.get(session_id):
                 entry[LIGHT] = True
             index.append(InsertOne(entry))

@@ -2,13 +2,14 @@
 
 validate  the upload is pinned (a copy no upload form can write, read only with If-Match on
           its ETag), then streamed through the readers into a report (format, version, counts,
-          dates, size and SHA-256, errors, warnings). One with errors ends the job here (failed,
-          report kept), nothing written.
-stage     a clean one is read again (the pinned copy, each record checked again as validation
-          checked it) into staging (source.staging: sessions the user lacks only by their uuids,
-          where the reader keeps sessions together) and compared with what the user has: the
-          conflict summary joins the report, the conflicts go to a listing.
-          (Its own invocation: each pass over an upload gets a Lambda's whole time limit.)
+          dates, size and SHA-256, errors, warnings) and, in the same pass, each checked record
+          into staging (source.staging: sessions the user lacks only by their uuids, where the
+          reader keeps sessions together). One with errors ends the job here (failed, report
+          kept, staging dropped), nothing written.
+stage     the staged upload compared with what the user has: the conflict summary joins the
+          report, the conflicts go to a listing (its own invocation). An upload validation
+          could not stage (not grouped by session) is read again here (the pinned copy, each
+          record checked again as validation checked it) and staged in full.
 await     keeps the task token the decision will answer (POST /execute sends it with
           SendTaskSuccess, DELETE with SendTaskFailure) and shows awaiting_decision.
 execute   one invocation of the execution, a dry run or the real run (imports.executor): new
@@ -42,14 +43,22 @@ from typing import IO, TypeVar
 from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
 
 from dataport.bucket import packages_bucket
-from dataport.errors import Conflict, DatabaseRefused, JobCancelled, TransientError, UploadChanged
+from dataport.errors import (
+    Conflict,
+    DatabaseRefused,
+    InvalidRequest,
+    JobCancelled,
+    TransientError,
+    UploadChanged,
+)
 from dataport.imports import storage
 from dataport.imports.detect import open_import
 from dataport.imports.digest import UploadDigest
-from dataport.imports.executor import Executor, IncomingSession, recover, summarise
+from dataport.imports.executor import Executor, arriving, recover, summarise
 from dataport.imports.limits import ImportLimits
 from dataport.imports.plan import SessionPlan
-from dataport.imports.validate import recheck
+from dataport.imports.readers.base import ImportSource
+from dataport.imports.validate import RecordSink, recheck
 from dataport.imports.validate import validate as validate_upload
 from dataport.jobs import passwords
 from dataport.jobs.store import JobStore, require_running, utcnow
@@ -74,7 +83,7 @@ from dataport.progress.throttle import Cadence
 from dataport.settings import get_settings
 from dataport.source.conflicts import StoredSession, UserData
 from dataport.source.mongo import Document, get_database
-from dataport.source.staging import LIGHT, NotGrouped, Staging
+from dataport.source.staging import LIGHT, NotGrouped, Staging, StagingWriter
 from dataport.source.writes import (
     created_projects,
     delete_empty_projects,
@@ -129,8 +138,7 @@ def _pinned(job: Job) -> UploadPin:
 
 
 def validate(step: ImportStep) -> ImportStep:
-    """The report. Staging is the next invocation's work, so each pass over the upload has a
-    Lambda's whole time limit to itself."""
+    """The report, and the upload staged in the same pass (see _Stager)."""
     store = JobStore()
     job = store.require(step.job_id)
     if job.status is JobStatus.QUEUED:
@@ -139,15 +147,23 @@ def validate(step: ImportStep) -> ImportStep:
     _report(store, job, Progress(phase="validating"))
     pin = _pin(store, job)
     digest = UploadDigest()
-    report = validate_upload(opener(pin, digest), job.import_state.request.filename,
-                             _options(job), limits(), password=_password(job))
+    staging = Staging(get_database(), job.job_id)
+    with database_errors():
+        staging.drop()  # a retry, or validated again with another field mapping: from nothing
+        staging.ensure_indexes()
+        stager = _Stager(staging, UserData(staging.db, job.user_id),
+                         lambda: require_running(store.require(job.job_id)))
+        report = validate_upload(opener(pin, digest), job.import_state.request.filename,
+                                 _options(job), limits(), password=_password(job),
+                                 sink=stager.open)
     size, sha256 = digest.finish(opener(pin))
     if size != pin.bytes:  # If-Match makes this impossible; an import must not rely on it
         raise UploadChanged(f"The validated upload has {size} bytes, its pin {pin.bytes}.")
     report = report.model_copy(update={"size": size, "sha256": sha256})
     if not report.ok:
         # nothing of it left once the job shows failed
-        Staging(get_database(), job.job_id).drop()  # staged for an earlier field mapping
+        with database_errors():
+            staging.drop()  # what the pass staged before the first error
         _delete_upload(job.job_id)
         failed = store.fail_import(
             job.job_id, report=report, progress=Progress(phase="done"),
@@ -158,12 +174,69 @@ def validate(step: ImportStep) -> ImportStep:
         logger.info("import refused", extra={"job_id": job.job_id, "errors": report.errors_total})
         return step.model_copy(update={"next": "invalid"})
     store.update_import(job.job_id, report=report)
+    with database_errors():
+        stager.finish()
     return step.model_copy(update={"next": "stage"})
 
 
+class _Stager:
+    """Stages a clean upload as validation streams it (the sink of imports.validate): the
+    validator's checks have passed on every record it gets, and the staging writer is the one
+    Stage uses (light where the reader keeps sessions together, see source.staging). When the
+    upload turns out not to be grouped by session, staging stops and Stage stages it in full (a
+    pass of its own, as before); a record staging refuses is raised once the report is kept.
+    `still_running` raises when the job was cancelled (looked at as often as Stage looked)."""
+
+    def __init__(self, staging: Staging, user: UserData,
+                 still_running: Callable[[], None]) -> None:
+        self.staging = staging
+        self.user = user
+        self.still_running = still_running
+        self.pulse = Cadence()
+        self.writer: StagingWriter | None = None
+        self.refused: InvalidRequest | None = None
+        self.ungrouped: str | None = None
+
+    def open(self, source: ImportSource) -> RecordSink:
+        def held(session_ids: Sequence[str]) -> set[str]:
+            return {sid for sid, stored in self.user.sessions(session_ids).items()
+                    if stored.document is not None}
+
+        self.writer = self.staging.writer(classify=held if source.session_grouped else None)
+        return self.add
+
+    def add(self, record: ImportRecord) -> None:
+        if self.writer is None:
+            return
+        if self.pulse.due():
+            self.still_running()
+        try:
+            self.writer.add(record)
+        except NotGrouped as where:  # a session comes back later: Stage stages every record
+            self.writer, self.ungrouped = None, str(where)
+        except InvalidRequest as refused:
+            self.writer, self.refused = None, refused
+
+    def finish(self) -> None:
+        """After a clean report: the index and the mark that staging is complete, or what is
+        left for Stage to do."""
+        if self.refused is not None:
+            self.staging.drop()
+            raise self.refused
+        if self.writer is None:
+            self.staging.drop()
+            self.staging.mark_staged(None)
+            logger.info("upload not grouped by session: staged in full by Stage",
+                        extra={"job_id": self.staging.job_id, "session": self.ungrouped})
+            return
+        self.staging.mark_staged(self.writer.close())
+
+
 def stage(step: ImportStep) -> ImportStep:
-    """A validated upload into staging, then compared with what the user has: the conflict
-    summary joins the report, the conflicts go to a listing."""
+    """The staged upload compared with what the user has: the conflict summary joins the
+    report, the conflicts go to a listing. Validation staged it; where it could not (an upload
+    not grouped by session), or where the comparison finds a light session the user has by
+    now, the upload is read again into staging, every record in full."""
     store = JobStore()
     job = store.require(step.job_id)
     require_running(job)
@@ -173,7 +246,14 @@ def stage(step: ImportStep) -> ImportStep:
     staging = Staging(get_database(), job.job_id)
     with database_errors():
         try:
-            sessions, summary = _stage(store, job, staging, report, light=True)
+            mark = staging.staged() or {}
+            if mark.get("ungrouped"):
+                raise NotGrouped("found by validation")
+            if "sessions" in mark:
+                sessions = int(mark["sessions"])
+                summary = _compare(store, job, staging, sessions)
+            else:  # no mark: validated by a version that did not stage
+                sessions, summary = _stage(store, job, staging, report, light=True)
         except NotGrouped as where:  # a session comes back later: stage every record
             logger.info("upload not grouped by session: staged in full",
                         extra={"job_id": job.job_id, "session": str(where)})
@@ -250,14 +330,14 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
     user = UserData(staging.db, job.user_id)
     new = changed = identical = copies = copied_messages = 0
     pulse = Cadence()
+    pulse.due()  # the first report after an interval: a short comparison needs none (the
+    # execution's first report, right after a quick decision, is not throttled by it)
     with storage.listing_writer(packages_bucket(), job.job_id, storage.CONFLICTS) as out:
-        for done, (entry, stored) in enumerate(_with_stored(user, staging.sessions()), 1):
-            light = bool(entry.get(LIGHT))
-            if light and stored.document is not None:  # created since it was staged
-                raise NotGrouped(stored.session_id)  # stage it again, in full
-            arriving = IncomingSession(staging, user, stored, light=light)
+        sessions = arriving(staging, user, _still_new(_with_stored(user, staging.sessions())))
+        for done, (entry, stored, incoming) in enumerate(sessions, 1):
+            assert incoming is not None
             copies += stored.copy
-            copied_messages += arriving.copied
+            copied_messages += incoming.copied
             if stored.document is None:
                 new += 1
             else:
@@ -267,8 +347,8 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
                                    stored=stored.document,
                                    stored_messages=user.messages(stored.stored_id),
                                    incoming_count=int(entry.get("m", 0)))
-                plan.copied = arriving.copied
-                for doc in arriving.messages():
+                plan.copied = incoming.copied
+                for doc in incoming.messages():
                     for _ in plan.feed(doc):
                         pass
                 for _ in plan.finish():
@@ -285,6 +365,15 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
     return ConflictSummary(new_sessions=new, changed_sessions=changed,
                            identical_sessions=identical, copied_sessions=copies,
                            copied_messages=copied_messages)
+
+
+def _still_new(sessions: Iterator[tuple[Document, StoredSession]]
+               ) -> Iterator[tuple[Document, StoredSession]]:
+    """A light session must still be new to the user, or be staged again in full."""
+    for entry, stored in sessions:
+        if entry.get(LIGHT) and stored.document is not None:  # created since it was staged
+            raise NotGrouped(stored.session_id)  # stage it again, in full
+        yield entry, stored
 
 
 def _with_stored(user: UserData, entries: Iterator[Document], chunk: int = 1000

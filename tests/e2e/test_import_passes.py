@@ -1,0 +1,110 @@
+"""How often an import reads its upload: validation stages it in the same pass (a clean
+upload), so a package is parsed twice in all (validate, and the execution's stream of new
+sessions), and an upload with errors leaves nothing staged."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo.database import Database
+
+from dataport.imports import validate as validation
+from dataport.source.mongo import Document
+from dataport.source.staging import STAGING
+from dataport.workflows import imports as import_tasks
+from infrastructure.local import seed
+from infrastructure.local.stack import LocalStack
+from tests.e2e.api_client import Api, seeded_db
+from tests.e2e.import_client import EMPTY_USER, Importer
+
+
+@pytest.fixture
+def db(fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database[Document]]:
+    with seeded_db(monkeypatch, fresh_stack, "dataport_import", sessions_per_project=2) as database:
+        yield database
+
+
+@pytest.fixture
+def newcomer(fresh_stack: LocalStack) -> Importer:
+    return Importer(Api(fresh_stack, EMPTY_USER))
+
+
+@pytest.fixture
+def package(db: Database[Document], fresh_stack: LocalStack, tmp_path: Path) -> bytes:
+    return Api(fresh_stack, seed.DEMO_USER_ID).export(tmp_path, {"format": "json"}).read_bytes()
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tasks that opened the upload's readers, in order."""
+    calls: list[str] = []
+
+    def counting(module: Any, name: str) -> None:
+        original = module.open_import
+
+        def open_import(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, "open_import", open_import)
+
+    counting(validation, "validate")
+    counting(import_tasks, "stage or execute")
+    return calls
+
+
+def _transcript(session_id: str, uuids: list[str], start: datetime) -> bytes:
+    return "".join(json.dumps({
+        "parentUuid": None, "isSidechain": False, "userType": "external", "cwd": "/w",
+        "sessionId": session_id, "version": "1.0.67", "type": "user",
+        "message": {"role": "user", "content": f"line {i}"}, "uuid": uid,
+        "timestamp": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")}) + "\n"
+        for i, uid in enumerate(uuids)).encode()
+
+
+def test_a_package_is_parsed_twice_validation_staging_it(
+        db: Database[Document], package: bytes, newcomer: Importer,
+        opened: list[str]) -> None:
+    job = newcomer.validated(package)
+    assert job["status"] == "awaiting_decision", job
+    assert opened == ["validate"]  # staged (and compared) without reading it again
+    assert job["report"]["conflicts"]["newSessions"] == job["report"]["counts"]["sessions"]
+    done = newcomer.decide(job["jobId"], strategy="merge")
+    assert done["status"] == "succeeded", done
+    assert opened == ["validate", "stage or execute"]
+    assert done["outcome"]["messages"]["inserted"] == job["report"]["counts"]["messages"]
+
+
+def test_an_upload_with_an_error_late_in_it_leaves_nothing_staged(
+        db: Database[Document], newcomer: Importer, opened: list[str]) -> None:
+    start = datetime(2025, 8, 2, 4, 52, tzinfo=UTC)
+    first = [str(uuid.uuid4()) for _ in range(1500)]  # more than a batch: staged before
+    upload = (_transcript(str(uuid.uuid4()), first, start)
+              + _transcript(str(uuid.uuid4()), [first[0]], start))  # a duplicate uuid
+    job = newcomer.validated(upload, "late-error.jsonl")
+    assert job["status"] == "failed", job
+    assert job["report"]["errors"][0]["code"] == "duplicate_uuid"
+    assert opened == ["validate"]
+    assert db[STAGING].count_documents({"g": {"$regex": f"^{job['jobId']}:"}}) == 0
+
+
+def test_an_upload_not_grouped_by_session_is_staged_in_full_by_stage(
+        db: Database[Document], newcomer: Importer, opened: list[str]) -> None:
+    start = datetime(2025, 8, 2, 4, 52, tzinfo=UTC)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    ids = [str(uuid.uuid4()) for _ in range(4)]
+    upload = (_transcript(first, ids[:2], start) + _transcript(second, ids[2:3], start)
+              + _transcript(first, ids[3:], start + timedelta(minutes=1)))
+    job = newcomer.validated(upload, "interleaved.jsonl")
+    assert job["status"] == "awaiting_decision", job
+    assert opened == ["validate", "stage or execute"]  # once more, every record in full
+    done = newcomer.decide(job["jobId"], strategy="merge")
+    assert done["status"] == "succeeded", done
+    assert opened == ["validate", "stage or execute"]  # executed from staging alone
+    assert done["outcome"]["sessions"]["inserted"] == 2
