@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -209,6 +210,24 @@ _SIMPLE_WRAPPERS: dict[str, Callable[[str], Any]] = {
 }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLIS = re.compile(r"-?[0-9]{1,19}")
+
+
+def _date(item: Any) -> datetime | None:
+    """`{"$numberLong": "<ms>"}`, the date canonical_json writes, as json_util reads it (aware,
+    UTC) without its per-value dispatch (the import profile's top own time); None for any other
+    form, which json_util then reads."""
+    if type(item) is dict and len(item) == 1:
+        text = item.get("$numberLong")
+        if type(text) is str and _MILLIS.fullmatch(text):
+            try:
+                return _EPOCH + timedelta(milliseconds=int(text))
+            except OverflowError:  # beyond datetime's years: json_util says what it does
+                return None
+    return None
+
+
 def extended(value: Any) -> Any:
     """Canonical Extended JSON to BSON types, bottom-up, exactly as `json_util.loads` does."""
     kind = type(value)
@@ -218,6 +237,8 @@ def extended(value: Any) -> Any:
             convert = _SIMPLE_WRAPPERS.get(key)
             if convert is not None and type(item) is str:
                 return convert(item)
+            if key == "$date" and (date := _date(item)) is not None:
+                return date
         pairs = [(key, extended(item)) for key, item in value.items()]
         if any(key.startswith("$") for key, _ in pairs):
             return json_util.object_pairs_hook(pairs, EXTENDED_JSON_READ_OPTIONS)
