@@ -55,9 +55,9 @@ def test_every_member_of_the_package_is_encrypted(s3_client: S3Client, packages_
         "big.bin": write_file(shard, "big.bin", [os.urandom(MiB) for _ in range(7)]),  # copied
         "notes.md": write_file(shard, "notes.md", ["# Été\n".encode() * 5000]),
     }
-    assert all(f.encrypted for f in plan.files + shard.files)
+    assert all(f.encrypted for f in plan.complete() + shard.complete())
     key = package_key(JOB, "encrypted.zip")
-    result = assemble_package(bucket, key, lambda: plan.files + shard.files,
+    result = assemble_package(bucket, key, lambda: plan.complete() + shard.complete(),
                               header(encryption="winzip-aes-256"), part_size=PART, level=9,
                               password=PASSWORD)
     archive = download(s3_client, packages_bucket, key)
@@ -86,7 +86,7 @@ def test_a_member_staged_without_the_password_is_refused(s3_client: S3Client, pa
     write_file(sink, "plain.json", [b"{}"])
     key = package_key(JOB, "mixed.zip")
     with pytest.raises(ValueError, match="without encryption"):
-        assemble_package(bucket, key, lambda: sink.files, header(),
+        assemble_package(bucket, key, sink.complete, header(),
                          part_size=PART, level=6, password=PASSWORD)
     assert_nothing_left(s3_client, packages_bucket, key)
 

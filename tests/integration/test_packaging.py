@@ -137,7 +137,7 @@ def test_staged_file_describes_its_object(s3_client: S3Client, packages_bucket: 
     empty = sink.open("b.csv")
     sink.close(empty)
 
-    first, second = sink.files
+    first, second = sink.complete()
     assert sink.next_seq == 9
     assert first.staging_key == f"staging/{JOB}/00003/000007.bin"
     # one staged object per invocation (named by its first seq), each file a range of it
@@ -162,7 +162,7 @@ def test_level_zero_stores(s3_client: S3Client, packages_bucket: str,
     sink = StagingSink(bucket, shard_prefix(JOB, 1), level=0,
                        part_size=PART)
     data = write_file(sink, "a.json", [b"{}" * 100])
-    (staged,) = sink.files
+    (staged,) = sink.complete()
     assert staged.method == STORED
     assert download(s3_client, packages_bucket, staged.staging_key) == data
 
@@ -278,7 +278,7 @@ def test_package_round_trip(s3_client: S3Client, packages_bucket: str, bucket: P
                                                 records=1), 1, [])
     expected["summary.txt"] = (write_file(shard2, "summary.txt", [b"ok\n"]), 0, [])
 
-    all_files = plan.files + shard1.files + shard1b.files + shard2.files
+    all_files = plan.complete() + shard1.complete() + shard1b.complete() + shard2.complete()
     assert [f.staging_key for f in all_files] == sorted(f.staging_key for f in all_files)
     source, calls = counting(all_files)
     spy = S3Spy(s3_client)
@@ -343,7 +343,7 @@ def test_stored_zip64_package_passes_unzip(s3_client: S3Client, packages_bucket:
                        part_size=PART)
     contents = {f"f{i}.json": write_file(sink, "f.json", [b"{}" * (i + 1)]) for i in range(3)}
     key = package_key(JOB, "z.zip")
-    result = assemble_package(bucket, key, lambda: sink.files,
+    result = assemble_package(bucket, key, sink.complete,
                               header(), part_size=PART, level=0, force_zip64=True)
     archive = download(s3_client, packages_bucket, key)
     assert b"PK\x06\x06" in archive
@@ -380,7 +380,7 @@ def test_failure_mid_assembly_leaves_nothing(s3_client: S3Client, packages_bucke
     spy = S3Spy(s3_client, fail_on="UploadPartCopy")
     key = package_key(JOB, "broken.zip")
     with pytest.raises(RuntimeError, match="injected"):
-        assemble_package(bucket, key, lambda: sink.files, header(),
+        assemble_package(bucket, key, sink.complete, header(),
                          part_size=PART, level=0)
     assert "UploadPart" in spy.names(key)  # the upload had started
     assert "AbortMultipartUpload" in spy.names(key)
@@ -391,7 +391,7 @@ def test_short_staged_object_is_detected(s3_client: S3Client, packages_bucket: s
                                          bucket: PackagesBucket) -> None:
     sink = StagingSink(bucket, shard_prefix(JOB, 1), part_size=PART)
     write_file(sink, "a.json", [b"x" * 1000])
-    (good,) = sink.files
+    (good,) = sink.complete()
     lying = good.model_copy(update={"compressed_size": good.compressed_size + 10})
     key = package_key(JOB, "short.zip")
     with pytest.raises(ValueError, match="shorter than its record"):

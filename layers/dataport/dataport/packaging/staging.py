@@ -290,11 +290,8 @@ class StagingSink:
 
     @property
     def files(self) -> list[StagedFile]:
-        """Closed files in the order they were opened (the order they take in the package).
-        Once no file is open this completes the staged object (`complete`), so the files can
-        be read: the sink takes no file after that."""
-        if not self._open and not self._object.aborted:
-            self._object.complete()
+        """Closed files in the order they were opened (the order they take in the package);
+        they can be read once `complete` stored the staged object."""
         return [self._closed[seq] for seq in sorted(self._closed)]
 
     def open(self, path: str, numbering: Numbering = Numbering.WHEN_SPLIT) -> StagedFileWriter:
@@ -320,6 +317,7 @@ class StagingSink:
         """Store the staged object once every file is closed; returns the files."""
         if self._open:
             raise ValueError(f"{len(self._open)} files are still open")
+        self._object.complete()
         return self.files
 
     def abort_all(self) -> None:
