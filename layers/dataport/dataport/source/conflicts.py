@@ -109,9 +109,6 @@ class UserData:
             self._key = copy_key()
         return self._key
 
-    def refresh_collections(self) -> None:
-        self._message_collections = message_collections(self.db)
-
     def session(self, session_id: str) -> StoredSession:
         return self.sessions([session_id])[session_id]
 
