@@ -452,7 +452,8 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
                                             total=total))
     return step.model_copy(update={"next": "finalize" if finished else "execute", "after": last,
                                    "done": step.done + processed, "started_at": started,
-                                   "dry_run": decision.dry_run})
+                                   "dry_run": decision.dry_run,
+                                   "invocations": step.invocations + 1})
 
 
 def finalize(step: ImportStep) -> ImportStep:
@@ -542,7 +543,8 @@ def rollback(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
             _report(store, job, Progress(phase="rolling_back",
                                                     current=keys.index(key) + 1,
                                                     total=len(keys)))
-            return step.model_copy(update={"after": after})
+            return step.model_copy(update={"after": after,
+                                           "invocations": step.invocations + 1})
     delete_empty_projects(db, job.job_id, UserData(db, job.user_id).scope.user_id)
     Staging(db, job.job_id).drop()  # left behind when a clean-up could not finish
     _delete_upload(job.job_id)
