@@ -93,8 +93,8 @@ def _sfn_service_task(self: Any, env: Any, resource_runtime_part: Any,
     env.stack.append(_aws_cased(env.stack.pop()))
 
 
-def _sfn_response(self: Any, response: Any, boto_service_name: str | None = None,
-                  service_action_name: str | None = None) -> None:
+def _sfn_response(_self: Any, response: Any, *_: Any, **__: Any) -> None:
+    """In place, as the interpreter expects (the service and action do not change the names)."""
     if isinstance(response, dict):
         renamed = _aws_cased(response)
         response.clear()

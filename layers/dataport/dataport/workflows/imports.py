@@ -76,7 +76,7 @@ from dataport.models.imports import (
 )
 from dataport.models.jobs import Job, JobError, JobStatus, Progress, UploadPin
 from dataport.models.records import ImportRecord
-from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep
+from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep, TaskError
 from dataport.observability import logger
 from dataport.progress.publisher import publish_progress, publish_terminal
 from dataport.progress.throttle import Cadence
@@ -562,6 +562,7 @@ def cleanup(task: ImportFailedInput) -> JobError:
     """Leave every session whole and nothing of the job's behind but what it completed."""
     store = JobStore()
     job = store.require(task.job_id)
+    task = task.model_copy(update={"error": pass_error(task.error)})
     if task.cleanup_failed:
         _fail(store, job, JobError(code=CLEANUP_FAILED, message=(
             "The import failed and its clean-up could not finish, so some sessions may be "
@@ -592,6 +593,25 @@ def cleanup(task: ImportFailedInput) -> JobError:
                          hint="Try again later.")
     _fail(store, job, error, outcome=outcome)
     return error
+
+
+def pass_error(error: TaskError) -> TaskError:
+    """The error of a failed import pass (import-pass.asl.json), not the task's wrapping: RunPass
+    fails with States.TaskFailed whose cause is the pass execution's DescribeExecution answer.
+    A pass records its own failure on the job first; this reason counts only when it could not
+    (its clean-up failed, or it was stopped or timed out)."""
+    if error.Error != "States.TaskFailed" or not error.Cause:
+        return error
+    try:
+        execution = json.loads(error.Cause)
+    except ValueError:
+        return error
+    if not isinstance(execution, dict) or "ExecutionArn" not in execution:
+        return error  # a task's own States.TaskFailed
+    if execution.get("Status") == "TIMED_OUT":
+        return TaskError(Error="States.Timeout", Cause=execution.get("Cause"))
+    return TaskError(Error=str(execution.get("Error") or error.Error),
+                     Cause=execution.get("Cause"))
 
 
 def _fail(store: JobStore, job: Job, error: JobError,
