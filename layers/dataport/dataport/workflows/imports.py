@@ -14,7 +14,8 @@ await     keeps the task token the decision will answer (POST /execute sends it 
           SendTaskSuccess, DELETE with SendTaskFailure) and shows awaiting_decision.
 execute   one invocation of the execution, a dry run or the real run (imports.executor): new
           sessions straight from the pinned upload, then the staged ones, until done or the
-          time budget runs low.
+          time budget runs low. Execute and rollback loop in child executions of the import
+          pass machine (import-pass.asl.json), which count `invocations` to hand over.
 finalize  the outcome and its per-session listing. A dry run goes back to awaiting the decision;
           the execution ends the job succeeded.
 rollback  one invocation: what the import wrote is deleted, the journal's pre-images restored,
@@ -597,9 +598,9 @@ def cleanup(task: ImportFailedInput) -> JobError:
 
 def pass_error(error: TaskError) -> TaskError:
     """The error of a failed import pass (import-pass.asl.json), not the task's wrapping: RunPass
-    fails with States.TaskFailed whose cause is the pass execution's DescribeExecution answer.
-    A pass records its own failure on the job first; this reason counts only when it could not
-    (its clean-up failed, or it was stopped or timed out)."""
+    fails with States.TaskFailed whose cause is the pass execution's DescribeExecution answer,
+    holding the error and cause its task failed with (a hand-over re-raises its fresh
+    execution's, so one level is all there is). Any other error is returned as it is."""
     if error.Error != "States.TaskFailed" or not error.Cause:
         return error
     try:
