@@ -108,7 +108,16 @@ def test_the_last_report_is_always_written_with_the_shards_totals(
     reporter, written = _reporter(store, clock, sessions=3, messages=30, bytes=1000)
     written[0] = 500
     store.put_shard(reporter.job.job_id, 2, {"sessions": 4, "messages": 40, "bytes": 4000})
-    job = reporter.close(sessions=5, messages=50, bytes_total=1500)  # not due: written anyway
+    job_id = reporter.job.job_id
+    stored: list[dict[str, Any]] = []
+
+    def put(state: Any) -> None:
+        stored.append(dict(state))
+        store.put_shard(job_id, 1, state)
+
+    job = reporter.close(sessions=5, messages=50, bytes_total=1500,  # not due: written anyway
+                         store=put)
+    assert stored == [{"sessions": 5, "messages": 50, "bytes": 1500}]
     assert reporter.flushes == 1
     shards = {int(s["sk"].split("#")[1]): s for s in store.shards(job.job_id)}
     assert (shards[1]["sessions"], shards[1]["bytes"]) == (5, 1500)
@@ -126,7 +135,23 @@ def test_a_flush_right_after_an_event_records_without_trying_to_claim(
     reporter.flush()
     assert len(connections.frames["a="]) == 1
     calls = _calls()
-    reporter.close(sessions=2, messages=20, bytes_total=99)
+    job_id, expires_at = reporter.job.job_id, reporter.job.expires_at
+    reporter.close(sessions=2, messages=20, bytes_total=99,
+                   store=lambda state: store.put_shard(job_id, 1, state, expires_at=expires_at))
     assert calls == Counter({"PutItem": 1, "Query": 1, "UpdateItem": 1}), calls
     assert len(connections.frames["a="]) == 1
     assert store.require(reporter.job.job_id).progress.current == 2
+
+
+def test_a_cancel_seen_by_the_last_report_stores_nothing(connections: FakeConnections) -> None:
+    """close reads the job before `store` runs: a cancelled job's invocation writes no shard
+    row and no file records, and sends no event."""
+    store, clock = JobStore(), Clock()
+    reporter, _ = _reporter(store, clock)
+    store.cancel(reporter.job.job_id)
+    stored: list[Any] = []
+    with pytest.raises(JobCancelled):
+        reporter.close(sessions=2, messages=20, bytes_total=99, store=stored.append)
+    assert stored == []
+    assert store.shards(reporter.job.job_id) == []
+    assert "a=" not in connections.frames
