@@ -116,8 +116,8 @@ def test_the_last_report_is_always_written_with_the_shards_totals(
         store.put_shard(job_id, 1, state)
 
     job = reporter.close(sessions=5, messages=50, bytes_total=1500,  # not due: written anyway
-                         store=put)
-    assert stored == [{"sessions": 5, "messages": 50, "bytes": 1500}]
+                         seq=12, store=put)
+    assert stored == [{"sessions": 5, "messages": 50, "bytes": 1500, "seq": 12}]
     assert reporter.flushes == 1
     shards = {int(s["sk"].split("#")[1]): s for s in store.shards(job.job_id)}
     assert (shards[1]["sessions"], shards[1]["bytes"]) == (5, 1500)
@@ -136,7 +136,7 @@ def test_a_flush_right_after_an_event_records_without_trying_to_claim(
     assert len(connections.frames["a="]) == 1
     calls = _calls()
     job_id, expires_at = reporter.job.job_id, reporter.job.expires_at
-    reporter.close(sessions=2, messages=20, bytes_total=99,
+    reporter.close(sessions=2, messages=20, bytes_total=99, seq=3,
                    store=lambda state: store.put_shard(job_id, 1, state, expires_at=expires_at))
     assert calls == Counter({"PutItem": 1, "Query": 1, "UpdateItem": 1}), calls
     assert len(connections.frames["a="]) == 1
@@ -151,7 +151,7 @@ def test_a_cancel_seen_by_the_last_report_stores_nothing(connections: FakeConnec
     store.cancel(reporter.job.job_id)
     stored: list[Any] = []
     with pytest.raises(JobCancelled):
-        reporter.close(sessions=2, messages=20, bytes_total=99, store=stored.append)
+        reporter.close(sessions=2, messages=20, bytes_total=99, seq=3, store=stored.append)
     assert stored == []
     assert store.shards(reporter.job.job_id) == []
     assert "a=" not in connections.frames

@@ -51,11 +51,10 @@ def test_the_sources_error_is_raised_where_the_consumer_reaches_it() -> None:
         yield from range(25)
         raise LookupError("cursor lost")
 
-    with ReadAhead(failing(), chunk=10, depth=2) as ahead:
-        got: list[int] = []
-        with pytest.raises(LookupError, match="cursor lost"):
-            for item in ahead:
-                got.append(item)
+    got: list[int] = []
+    with ReadAhead(failing(), chunk=10, depth=2) as ahead, pytest.raises(
+            LookupError, match="cursor lost"):
+        got.extend(ahead)
     assert got == list(range(25))  # everything read before the error, as without a thread
 
 
@@ -72,7 +71,7 @@ def test_close_stops_a_thread_blocked_on_a_full_queue() -> None:
 
 
 def test_chunk_and_depth_must_be_positive() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least 1"):
         ReadAhead(iter(()), chunk=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least 1"):
         ReadAhead(iter(()), depth=0)

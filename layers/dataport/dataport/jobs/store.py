@@ -505,24 +505,16 @@ class JobStore:
         """The job row and its shard rows in one strongly consistent Query (they sort next
         to each other: `JOB` < `SHARD#...`, file records before both). None for a job that is
         missing or expired."""
-        job: Job | None = None
-        shards: list[dict[str, Any]] = []
         paginator = self.db.get_paginator("query")
-        for page in paginator.paginate(
-            TableName=self.table, ConsistentRead=True,
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :job AND :last",
-            ExpressionAttributeValues=to_item({
-                ":pk": keys.job_pk(job_id), ":job": keys.JOB_SK,
-                ":last": keys.SHARD_PREFIX + "\uffff"}),
-        ):
-            for raw in page.get("Items", []):
-                item = from_item(raw)
-                if item["sk"] == keys.JOB_SK:
-                    found = _job_from(item)
-                    job = None if found.expires_at <= int(utcnow().timestamp()) else found
-                elif str(item["sk"]).startswith(keys.SHARD_PREFIX):
-                    shards.append(item)
-        return job, shards
+        return _job_and_shards(
+            from_item(raw)
+            for page in paginator.paginate(
+                TableName=self.table, ConsistentRead=True,
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :job AND :last",
+                ExpressionAttributeValues=to_item({
+                    ":pk": keys.job_pk(job_id), ":job": keys.JOB_SK,
+                    ":last": keys.SHARD_PREFIX + "\uffff"}))
+            for raw in page.get("Items", []))
 
     def put_files(self, job_id: str, shard: int, first_seq: int,
                   files: Iterable[StagedFile], *, expires_at: int | None = None,
@@ -578,37 +570,44 @@ class JobStore:
         for item in self._children(job_id, "FILE#"):
             yield from _staged_files(item)
 
-    def file_passes(self, job_id: str) -> Callable[[], Iterator[StagedFile]]:
-        """`files` for a caller that reads them more than once (the finalizer names members in
-        two passes): when every record fits in the first Query page (up to 1 MB of items, a
-        few thousand files), that page is kept and each pass reads it, so the records cost
-        one Query whatever the number of passes; beyond, each pass streams them again."""
-        answer = self.db.query(
-            TableName=self.table, ConsistentRead=True,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues=to_item({":pk": keys.job_pk(job_id), ":prefix": "FILE#"}))
-        if answer.get("LastEvaluatedKey"):
-            return lambda: self.files(job_id)
-        items = [from_item(item) for item in answer.get("Items", [])]
+    def for_packaging(self, job_id: str) -> tuple[Job | None, list[dict[str, Any]],
+                                                  Callable[[], Iterator[StagedFile]]]:
+        """What the finalizer reads: the job (None when missing or expired), its shard rows,
+        and its staged files in package order, a callable it may read more than once (it names
+        members in two passes). The job's items are one partition (`FILE#...` < `JOB` <
+        `SHARD#...`): when they fit in one Query page (1 MB: a few thousand files' records),
+        that one Query is all, and every pass reads the kept page; beyond, the job and shards
+        come from the pages and each pass streams the records again.
 
-        def kept() -> Iterator[StagedFile]:
-            for item in items:
-                yield from _staged_files(item)
-        return kept
+        Records a failed attempt left behind are skipped (`_chained`): each shard's records
+        must run from seq 0 without a gap to the `seq` its row ends with, which the same
+        request as an invocation's records writes; so no invocation has to delete stale
+        records before it writes."""
+        pages = self.db.get_paginator("query").paginate(
+            TableName=self.table, ConsistentRead=True, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=to_item({":pk": keys.job_pk(job_id)}))
+        kept: list[dict[str, Any]] | None = []
+        others: list[dict[str, Any]] = []
+        for number, page in enumerate(pages):
+            if page.get("LastEvaluatedKey") or number:
+                kept = None  # more than one page: the records are streamed by each pass
+            for raw in page.get("Items", []):
+                item = from_item(raw)
+                if str(item["sk"]).startswith(keys.FILE_PREFIX):
+                    if kept is not None:
+                        kept.append(item)
+                else:
+                    others.append(item)
+        job, shards = _job_and_shards(others)
+        ends = {int(str(s["sk"])[len(keys.SHARD_PREFIX):]): int(s["seq"])
+                for s in shards if "seq" in s}
+        records = kept
 
-    def forget_files_from(self, job_id: str, shard: int, seq: int) -> None:
-        """Drop file records a failed attempt left at or after `seq` (its retry rewrites them)."""
-        paginator = self.db.get_paginator("query")
-        for page in paginator.paginate(
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
-            ExpressionAttributeValues=to_item({
-                ":pk": keys.job_pk(job_id), ":lo": keys.file_sk(shard, seq),
-                ":hi": keys.file_sk(shard, 999_999)}),
-            ProjectionExpression="pk, sk",
-        ):
-            for item in page.get("Items", []):
-                self.db.delete_item(TableName=self.table, Key=item)
+        def files() -> Iterator[StagedFile]:
+            items = records if records is not None else self._children(job_id,
+                                                                       keys.FILE_PREFIX)
+            yield from _chained(items, ends)
+        return job, shards, files
 
     def _put_child(self, job_id: str, sk: str, values: Mapping[str, Any], *,
                    expires_at: int | None = None) -> None:
@@ -628,6 +627,49 @@ class JobStore:
                 yield from_item(item)
 
 _STAGED_FILES: TypeAdapter[list[StagedFile]] = TypeAdapter(list[StagedFile])
+
+
+def _job_and_shards(items: Iterable[dict[str, Any]]) -> tuple[Job | None,
+                                                              list[dict[str, Any]]]:
+    """The job row (None when expired) and the shard rows among a job's items."""
+    job: Job | None = None
+    shards: list[dict[str, Any]] = []
+    for item in items:
+        if item["sk"] == keys.JOB_SK:
+            found = _job_from(item)
+            job = None if found.expires_at <= int(utcnow().timestamp()) else found
+        elif str(item["sk"]).startswith(keys.SHARD_PREFIX):
+            shards.append(item)
+    return job, shards
+
+
+def _chained(items: Iterable[Mapping[str, Any]], ends: Mapping[int, int],
+             ) -> Iterator[StagedFile]:
+    """The staged files of file-record items in key order (shard, first seq), keeping each
+    shard's chain: seq 0, then each item starting where the one before ended, up to the seq
+    the shard's row ends with (`ends`, when known). An item starting before that point holds
+    records an earlier attempt of an invocation wrote and its retry rewrote differently; one
+    starting at or after the shard's end, records of an attempt whose retry wrote fewer: both
+    are skipped. A gap means records are missing: RuntimeError (the package would lack
+    files)."""
+    reached: dict[int, int] = {}  # per shard: the seq its records have reached
+    for item in items:
+        _, shard_text, first_text = str(item["sk"]).split("#")
+        shard, first = int(shard_text), int(first_text)
+        expected = reached.setdefault(shard, 0)
+        end = ends.get(shard)
+        if first < expected or (end is not None and first >= end):
+            continue
+        if first > expected:
+            raise RuntimeError(f"file records of shard {shard} are missing from seq "
+                               f"{expected} to {first}")
+        files = _staged_files(item)
+        reached[shard] = first + len(files)
+        yield from files
+    for shard, end in ends.items():
+        if reached.get(shard, 0) != end:
+            raise RuntimeError(f"file records of shard {shard} reach seq "
+                               f"{reached.get(shard, 0)}, its row says {end}")
 
 
 def _staged_files(item: Mapping[str, Any]) -> list[StagedFile]:

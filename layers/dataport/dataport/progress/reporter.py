@@ -77,13 +77,15 @@ class ShardReporter:
         if self._clock() >= self._due:
             self.flush()
 
-    def close(self, *, sessions: int, messages: int, bytes_total: int,
+    def close(self, *, sessions: int, messages: int, bytes_total: int, seq: int,
               store: Callable[[Mapping[str, Any]], None]) -> Job:
         """The invocation's last report, always written: the counts the shard ends this
         invocation with (finalize sums them). The job is read first (JobCancelled if it stopped
         running: nothing is stored), then `store(shard_state)` writes the shard's row, with
         whatever the caller stores in the same request (the invocation's file records), then
-        the progress goes out: three calls, where a flush and a separate write took four."""
+        the progress goes out: three calls, where a flush and a separate write took four.
+        The row ends with `seq`, the shard's next file number: the finalizer keeps the shard's
+        file records up to it (JobStore.for_packaging)."""
         self.flushes += 1
         job_id = self._job.job_id
         job, shards = self._store.job_and_shards(job_id)
@@ -91,7 +93,7 @@ class ShardReporter:
             raise JobCancelled(f"Job {job_id} no longer exists; stopping.")
         require_running(job)
         self._job = job
-        state = {"sessions": sessions, "messages": messages, "bytes": bytes_total}
+        state = {"sessions": sessions, "messages": messages, "bytes": bytes_total, "seq": seq}
         store(state)
         others = [s for s in shards if s["sk"] != shard_sk(self._shard)]
         progress: Progress = job.progress.model_copy(update={

@@ -77,7 +77,7 @@ class ReadAhead(Generic[T]):
             if chunk and not self._hand_over(chunk):
                 return
             self._hand_over(_End())
-        except BaseException as error:  # noqa: BLE001 - re-raised in the consumer's thread
+        except BaseException as error:
             # what was read before the error first, as iterating the source directly gives it
             if not chunk or self._hand_over(chunk):
                 self._hand_over(_Failed(error))

@@ -79,7 +79,6 @@ def plan(ref: JobRef) -> ExportPlan:
     total, messages = _work_in_scope(scope, request.filters)
 
     projects = list(projects_in_scope(scope, request.filters))
-    store.forget_files_from(job.job_id, PLAN_SHARD, 0)
     sink = _sink(packages_bucket(), job, request, PLAN_SHARD, 0)
     try:
         writer = _writer(job, request, sink)
@@ -113,7 +112,9 @@ def plan(ref: JobRef) -> ExportPlan:
     write_shard_list(bucket, listed.prefix, shards)
     # the projects file's records and every shard's row: one request
     store.put_files(job.job_id, PLAN_SHARD, 0, staged, expires_at=job.expires_at,
-                    shard_states={shard.shard: _shard_state(shard) for shard in shards})
+                    shard_states={PLAN_SHARD: {"sessions": 0, "messages": 0, "bytes": 0,
+                                               "seq": len(staged)}}
+                    | {shard.shard: _shard_state(shard) for shard in shards})
     exporting = Progress(phase="exporting", total=total)
     at = now_ms()
     # the throttle's rule, kept by the one process publishing for the job at this point
@@ -203,9 +204,8 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
     projects = {p["_id"]: p for p in projects_in_scope(scope, request.filters)}
 
     # A retried invocation starts from the same cursor and rewrites the same file numbers (and
-    # the same staged object); records an earlier attempt left beyond them must not survive
-    # into the package.
-    store.forget_files_from(job.job_id, cursor.shard, cursor.seq)
+    # the same staged object); records an earlier attempt left beyond them are skipped by the
+    # finalizer, which keeps each shard's records up to the seq its row ends with.
     sink = _sink(packages_bucket(), job, request, cursor.shard, cursor.seq)
     reporter = ShardReporter(store, job, cursor.shard, sessions=cursor.sessions,
                              messages=cursor.messages, bytes_before=cursor.bytes,
@@ -237,7 +237,7 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
 
         # the last report doubles as the last cancel check before anything is stored
         reporter.close(sessions=state.sessions, messages=state.messages,
-                       bytes_total=state.bytes, store=stored)
+                       bytes_total=state.bytes, seq=state.seq, store=stored)
     except BaseException:
         sink.discard()
         raise
@@ -246,7 +246,7 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
 
 def finalize(ref: JobRef) -> JobRef:
     store = JobStore()
-    found, shards = store.job_and_shards(ref.job_id)
+    found, shards, files_in_order = store.for_packaging(ref.job_id)
     if found is None:
         raise NotFound(f"Job {ref.job_id} does not exist or has expired.")
     job = found
@@ -266,11 +266,10 @@ def finalize(ref: JobRef) -> JobRef:
     packaging = job.progress.model_copy(update={"phase": "packaging"})
     cadence = Cadence()
     cadence.due()
-    passes = store.file_passes(job.job_id)
 
     def files() -> Iterator[StagedFile]:
         """The staged files, with a heartbeat while S3 copies them into the package."""
-        for staged in passes():
+        for staged in files_in_order():
             if cadence.due():
                 _publish(job, packaging)
             yield staged
