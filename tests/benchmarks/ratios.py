@@ -836,8 +836,9 @@ def _parts(value: str) -> tuple[str, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--sessions", type=int, default=600,
-                        help="sessions seeded for the one user (10 projects)")
+    parser.add_argument("--sessions", type=int, default=2000,
+                        help="sessions seeded for the one user (10 projects); 2,000 is the "
+                        "issue's user, 600 the size of the runs before 2026-12-05 14:30 UTC")
     parser.add_argument("--import-mb", type=float, default=3.0, help="size of the import upload")
     parser.add_argument("--repeat", type=int, default=3,
                         help="pairs (raw, dataport) per ratio; the median is reported")

@@ -31,6 +31,8 @@ def shard_sk(shard: int) -> str:
 
 
 FILE_PREFIX = "FILE#"
+#: the export's shard 0 holds what the plan writes (projects), so it comes first in the package
+PLAN_SHARD = 0
 
 
 def file_sk(shard: int, seq: int) -> str:

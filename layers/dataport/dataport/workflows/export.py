@@ -32,6 +32,7 @@ from dataport.errors import JobCancelled, NotFound
 from dataport.formats.base import ExportContext, ExportWriter
 from dataport.formats.registry import writer_for
 from dataport.jobs import passwords
+from dataport.jobs.keys import PLAN_SHARD
 from dataport.jobs.store import JobStore, require_running, utcnow
 from dataport.models.exports import ExportFilters, ExportFormat, ExportRequest
 from dataport.models.jobs import Counts, Job, PackageInfo, Progress
@@ -58,8 +59,6 @@ from dataport.source.reader import (
 from dataport.source.scope import OwnerScope
 from dataport.workflows.shards import ShardSizing, cut
 
-#: shard 0 holds what the plan writes (projects), so it comes first in the package
-PLAN_SHARD = 0
 MIB = 1024 * 1024
 
 
