@@ -23,6 +23,7 @@ from bson.decimal128 import Decimal128
 from dataport.errors import DatabaseRefused
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
 from dataport.packaging.verify import verify_package
+from dataport.progress.reporter import ShardReporter
 from dataport.progress.throttle import Cadence
 from dataport.settings import get_settings
 from dataport.source.collections import message_collections
@@ -407,7 +408,7 @@ def test_the_control_plane_is_a_few_calls_per_invocation_whatever_the_size(
     finalize  job, shards and file records (Query), succeeded + the terminal seq
               (UpdateItem), subscribers (Query)"""
     monkeypatch.setattr(export_tasks, "ShardReporter",
-                        functools.partial(export_tasks.ShardReporter, interval_ms=3_600_000))
+                        functools.partial(ShardReporter, interval_ms=3_600_000))
     monkeypatch.setattr(export_tasks, "Cadence", _Unhurried)
     project = str(owned.projects[0]["_id"])
     counted: list[dict[str, Counter[str]]] = []
