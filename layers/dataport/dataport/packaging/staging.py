@@ -141,8 +141,8 @@ class StagedObject:
             raise ValueError(f"staged object {self.key} was aborted")
         if self._upload is not None:
             self._upload.close()
-        elif self.size:
-            self._bucket.put(self.key, bytes(self._buffer), {})
+        elif self.size:  # the buffer itself: a copy would double the invocation's peak
+            self._bucket.put(self.key, self._buffer, {})
         self._buffer = bytearray()
         self.completed = True
 
