@@ -30,7 +30,7 @@ def start_export(user_id: str, request: ExportRequest, idempotency_key: str | No
     command = StartCommand[ExportRequest](user_id=user_id, idempotency_key=idempotency_key,
                                           request=request)
     started = start_once(_start, command, lambda_context)
-    return JobStore().get(started.job_id, user_id), started.rate
+    return started.job or JobStore().get(started.job_id, user_id), started.rate
 
 
 def _start(*, command: StartCommand[ExportRequest]) -> Started:
@@ -55,7 +55,7 @@ def _start(*, command: StartCommand[ExportRequest]) -> Started:
     if execution_arn is not None:  # None: started already (a new job id: never)
         store.record_execution(job.job_id, execution_arn)
     logger.info("export started", extra={"job_id": job.job_id})
-    return Started(job_id=job.job_id, rate=rate)
+    return Started(job_id=job.job_id, rate=rate, job=job)
 
 
 def get_export(user_id: str, job_id: str) -> Job:

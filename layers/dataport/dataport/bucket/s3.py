@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import smart_open
 from botocore.exceptions import ClientError
@@ -66,8 +66,10 @@ class PackagesBucket:
         """Idempotent: a missing object is deleted already."""
         self._s3.delete_object(Bucket=self.name, Key=key)
 
-    def put(self, key: str, body: bytes, options: Mapping[str, Any]) -> None:
-        self._s3.put_object(Bucket=self.name, Key=key, Body=body, **options)
+    def put(self, key: str, body: bytes | bytearray, options: Mapping[str, Any]) -> None:
+        # botocore takes a bytearray Body as it is (its blob type is any bytes-like); the stubs
+        # only name bytes, and a copy to please them would double a large body in memory
+        self._s3.put_object(Bucket=self.name, Key=key, Body=cast(bytes, body), **options)
 
     def read_range(self, key: str, start: int, stop: int) -> bytes:
         """Bytes [start, stop) of the object."""
