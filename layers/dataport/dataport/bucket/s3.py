@@ -203,6 +203,12 @@ class PackagesBucket:
         head = self._s3.head_object(Bucket=self.name, Key=target, IfMatch=etag)
         return UploadPin(key=target, etag=etag, bytes=head["ContentLength"])
 
+    def pin_written(self, key: str) -> UploadPin:
+        """Pin an object this deployment just wrote (at a key no upload form can write): its
+        ETag and size, for reads with If-Match."""
+        head = self._s3.head_object(Bucket=self.name, Key=key)
+        return UploadPin(key=key, etag=head["ETag"], bytes=head["ContentLength"])
+
     def open_pinned(self, pin: UploadPin,
                     on_read: Callable[[int, memoryview], None] | None = None) -> IO[bytes]:
         """A seekable stream over a pinned object; every GET it makes requires the pinned ETag

@@ -4,6 +4,9 @@ expires them with the job's history):
     upload                     the file, as the presigned POST put it (deleted once pinned)
     validated                  the upload pinned by the validation: a server-side copy at a key
                                no upload form can write, read only with If-Match on its ETag
+    checked                    the records validation checked (deflated BSON, imports.checked),
+                               which the execution reads instead of parsing the upload again;
+                               pinned the same way
     journal/<run>/<nnnnn>.jsonl.gz
                                one per write batch, written before the batch: its sessions, then
                                the pre-image of every stored document it changes or deletes
@@ -47,6 +50,10 @@ def validated_key(job_id: str) -> str:
     return f"{prefix(job_id)}validated"
 
 
+def checked_key(job_id: str) -> str:
+    return f"{prefix(job_id)}checked"
+
+
 def journal_prefix(job_id: str) -> str:
     return f"{prefix(job_id)}journal/"
 
@@ -85,9 +92,10 @@ def open_pinned(bucket: PackagesBucket, pin: UploadPin,
 
 
 def delete_upload(bucket: PackagesBucket, job_id: str) -> None:
-    """The upload and its pinned copy (idempotent: either may be missing). A file POSTed
-    through the form after the pin lands at `upload` again: never read, deleted here."""
-    for key in (upload_key(job_id), validated_key(job_id)):
+    """The upload, its pinned copy and the records validation checked (idempotent: any may be
+    missing). A file POSTed through the form after the pin lands at `upload` again: never
+    read, deleted here."""
+    for key in (upload_key(job_id), validated_key(job_id), checked_key(job_id)):
         bucket.delete(key)
 
 

@@ -40,9 +40,10 @@ from functools import partial
 from itertools import islice
 from typing import IO, TypeVar
 
+from bson.errors import InvalidDocument, InvalidStringData
 from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
 
-from dataport.bucket import packages_bucket
+from dataport.bucket import PackagesBucket, packages_bucket
 from dataport.errors import (
     Conflict,
     DatabaseRefused,
@@ -52,6 +53,7 @@ from dataport.errors import (
     UploadChanged,
 )
 from dataport.imports import storage
+from dataport.imports.checked import CheckedWriter, read_checked
 from dataport.imports.detect import open_import
 from dataport.imports.digest import UploadDigest
 from dataport.imports.executor import Executor, arriving, recover, summarise
@@ -148,18 +150,22 @@ def validate(step: ImportStep) -> ImportStep:
     pin = _pin(store, job)
     digest = UploadDigest()
     staging = Staging(get_database(), job.job_id)
-    with database_errors():
-        staging.drop()  # a retry, or validated again with another field mapping: from nothing
-        staging.ensure_indexes()
-        stager = _Stager(staging, UserData(staging.db, job.user_id),
-                         lambda: require_running(store.require(job.job_id)))
-        report = validate_upload(opener(pin, digest), job.import_state.request.filename,
-                                 _options(job), limits(), password=_password(job),
-                                 sink=stager.open)
-    size, sha256 = digest.finish(opener(pin))
-    if size != pin.bytes:  # If-Match makes this impossible; an import must not rely on it
-        raise UploadChanged(f"The validated upload has {size} bytes, its pin {pin.bytes}.")
-    report = report.model_copy(update={"size": size, "sha256": sha256})
+    stager = _Stager(staging, UserData(staging.db, job.user_id),
+                     lambda: require_running(store.require(job.job_id)), packages_bucket())
+    try:
+        with database_errors():
+            staging.drop()  # a retry, or validated again with another field mapping: anew
+            staging.ensure_indexes()
+            report = validate_upload(opener(pin, digest), job.import_state.request.filename,
+                                     _options(job), limits(), password=_password(job),
+                                     sink=stager.open)
+        size, sha256 = digest.finish(opener(pin))
+        if size != pin.bytes:  # If-Match makes this impossible; an import must not rely on it
+            raise UploadChanged(f"The validated upload has {size} bytes, its pin {pin.bytes}.")
+        report = report.model_copy(update={"size": size, "sha256": sha256})
+        checked = stager.complete_checked() if report.ok else None
+    finally:
+        stager.abort_checked()  # no multipart upload left open, whatever happened
     if not report.ok:
         # nothing of it left once the job shows failed
         with database_errors():
@@ -173,7 +179,8 @@ def validate(step: ImportStep) -> ImportStep:
         publish_terminal(failed)
         logger.info("import refused", extra={"job_id": job.job_id, "errors": report.errors_total})
         return step.model_copy(update={"next": "invalid"})
-    store.update_import(job.job_id, report=report)
+    store.update_import(job.job_id, report=report, checked_pin=checked,
+                        forget_checked=checked is None)
     with database_errors():
         stager.finish()
     return step.model_copy(update={"next": "stage"})
@@ -185,15 +192,22 @@ class _Stager:
     Stage uses (light where the reader keeps sessions together, see source.staging). When the
     upload turns out not to be grouped by session, staging stops and Stage stages it in full (a
     pass of its own, as before); a record staging refuses is raised once the report is kept.
-    `still_running` raises when the job was cancelled (looked at as often as Stage looked)."""
+    `still_running` raises when the job was cancelled (looked at as often as Stage looked).
+
+    Where sessions may be staged light, the same records go to the checked-records object
+    (imports.checked), from which the execution inserts the light sessions' messages instead
+    of parsing the upload again; it is given up (the execution then reads the upload) when
+    staging stops or a record cannot be encoded."""
 
     def __init__(self, staging: Staging, user: UserData,
-                 still_running: Callable[[], None]) -> None:
+                 still_running: Callable[[], None], bucket: PackagesBucket) -> None:
         self.staging = staging
         self.user = user
         self.still_running = still_running
+        self.bucket = bucket
         self.pulse = Cadence()
         self.writer: StagingWriter | None = None
+        self.checked: CheckedWriter | None = None
         self.refused: InvalidRequest | None = None
         self.ungrouped: str | None = None
 
@@ -203,6 +217,8 @@ class _Stager:
                     if stored.document is not None}
 
         self.writer = self.staging.writer(classify=held if source.session_grouped else None)
+        if source.session_grouped:
+            self.checked = CheckedWriter(self.bucket, self.staging.job_id)
         return self.add
 
     def add(self, record: ImportRecord) -> None:
@@ -216,6 +232,29 @@ class _Stager:
             self.writer, self.ungrouped = None, str(where)
         except InvalidRequest as refused:
             self.writer, self.refused = None, refused
+        if self.writer is None:
+            self.abort_checked()
+        elif self.checked is not None:
+            try:
+                self.checked.add(record)
+            except (InvalidDocument, InvalidStringData, OverflowError, ValueError,
+                    TypeError) as error:  # not for BSON: the execution reads the upload
+                logger.info("records kept in the upload only", extra={
+                    "job_id": self.staging.job_id, "reason": type(error).__name__})
+                self.abort_checked()
+
+    def complete_checked(self) -> UploadPin | None:
+        """The checked-records object stored and pinned, if the pass kept one."""
+        if self.checked is None or self.writer is None:
+            return None
+        pin = self.checked.complete()
+        self.checked = None
+        return pin
+
+    def abort_checked(self) -> None:
+        if self.checked is not None:
+            self.checked.abort()
+            self.checked = None
 
     def finish(self) -> None:
         """After a clean report: the index and the mark that staging is complete, or what is
@@ -441,8 +480,12 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
         return True
 
     def upload() -> Iterator[ImportRecord]:
-        """The pinned upload again, each record checked as staging checked it (an encrypted
-        one's password unsealed only when it is read)."""
+        """The records validation checked (imports.checked), or, where it kept none, the
+        pinned upload again (an encrypted one's password unsealed only when it is read); each
+        record checked again as staging checked it."""
+        checked = job.import_state.checked_pin
+        if checked is not None:
+            return recheck(read_checked(storage.open_pinned(bucket, checked)))
         source = open_import(opener(_pinned(job)), job.import_state.request.filename,
                              _options(job), limits(), password=_password(job))
         return recheck(source.records())
