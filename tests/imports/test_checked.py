@@ -70,7 +70,8 @@ def test_the_readers_records_come_back_and_pass_the_checks_again(
     upload = tmp_path / "conversations-0001.json"
     write_input(upload, 300_000)
     items, issues = read(upload.read_bytes(), upload.name)
-    assert issues == [] and len(items) > 100
+    assert issues == []
+    assert len(items) > 100
     back = written(bucket, items)
     assert_same_records(back, items)
     assert list(recheck(back)) == back

@@ -47,7 +47,7 @@ from dataport.models.imports import (
 )
 from dataport.models.records import ImportRecord, RecordKind
 from dataport.source.collections import SESSIONS
-from dataport.source.conflicts import Identity, StoredSession, UserData
+from dataport.source.conflicts import LOOKUP_BATCH, Identity, StoredSession, UserData
 from dataport.source.identity import SessionIds
 from dataport.source.mongo import Document
 from dataport.source.staging import DONE, LIGHT, PENDING, WRITING, NotGrouped, Staging
@@ -390,9 +390,9 @@ class Executor:
                 sessions_before=[(SESSIONS, s.plan.stored) for s in stored
                                  if s.plan.stored is not None and not s.journalled])
         documents: list[WriteOp] = []
-        for session in sessions:
-            if not session.complete:
-                continue
+        complete = [session for session in sessions if session.complete]
+        self._create_projects(complete)
+        for session in complete:
             doc = session.plan.session_document(project_id=self._project_for(session),
                                                 job_id=self.job_id, now=self.now)
             documents.append(InsertOne(doc) if session.plan.stored is None
@@ -420,17 +420,20 @@ class Executor:
 
     def _project_for(self, session: _Session) -> ObjectId:
         """Merge keeps the stored session's project; insert and replace use the upload's,
-        matched by path among the user's projects and created when missing."""
+        matched by path among the user's projects (created by _create_projects)."""
         plan = session.plan
         if plan.stored is not None and plan.mode is SessionAction.MERGE:
             return ObjectId(plan.stored["projectId"])
-        project = self.projects.get(session.project_path)
-        if project is None:
-            project = self.target.create_project(
-                ObjectId(self.user_id), session.project_path,
-                self.upload_projects.get(session.project_path, {}), self.job_id, self.now)
-            self.projects[session.project_path] = project
-        return ObjectId(project)
+        return ObjectId(self.projects[session.project_path])
+
+    def _create_projects(self, sessions: list[_Session]) -> None:
+        """The projects these sessions go to that the user lacks, created in one write."""
+        missing = {s.project_path: self.upload_projects.get(s.project_path, {})
+                   for s in sessions if s.project_path not in self.projects
+                   and not (s.plan.stored is not None and s.plan.mode is SessionAction.MERGE)}
+        if missing:
+            self.projects.update(self.target.create_projects(
+                ObjectId(self.user_id), missing, self.job_id, self.now))
 
 
 class IncomingSession:
@@ -480,13 +483,19 @@ def arriving(staging: Staging, user: UserData,
     def uuids_of(items: Iterable[tuple[Document, StoredSession]]
                  ) -> Iterator[tuple[tuple[Document, list[str] | None], StoredSession,
                                      list[str] | None]]:
-        for entry, stored in items:
-            if wanted is not None and not wanted(entry, stored):
-                yield (entry, None), stored, None
-                continue
-            uuids = list(staging.message_uuids(stored.session_id,
-                                               light=bool(entry.get(LIGHT))))
-            yield (entry, uuids), stored, uuids
+        for group in _by_messages(items, LOOKUP_BATCH):
+            needed = [wanted is None or wanted(entry, stored) for entry, stored in group]
+            # light sessions' uuids: one query for the group, not one per session
+            light = staging.light_uuids([stored.session_id for (entry, stored), need
+                                         in zip(group, needed, strict=True)
+                                         if need and entry.get(LIGHT)])
+            for (entry, stored), need in zip(group, needed, strict=True):
+                if not need:
+                    yield (entry, None), stored, None
+                    continue
+                uuids = (light[stored.session_id] if entry.get(LIGHT)
+                         else list(staging.message_uuids(stored.session_id)))
+                yield (entry, uuids), stored, uuids
 
     for (entry, uuids), stored, identity in user.identify_each(uuids_of(sessions)):
         if uuids is None or identity is None:
@@ -495,6 +504,22 @@ def arriving(staging: Staging, user: UserData,
         yield entry, stored, IncomingSession(staging, user, stored,
                                              light=bool(entry.get(LIGHT)),
                                              identity=(identity, uuids))
+
+
+def _by_messages(items: Iterable[tuple[Document, StoredSession]], messages: int
+                 ) -> Iterator[list[tuple[Document, StoredSession]]]:
+    """Consecutive index entries in groups holding about `messages` messages (their counts,
+    `m`): what one look-up of held uuids takes (memory: one group's uuids)."""
+    group: list[tuple[Document, StoredSession]] = []
+    count = 0
+    for item in items:
+        group.append(item)
+        count += int(item[0].get("m", 0))
+        if count >= messages:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group
 
 
 class _Ahead:

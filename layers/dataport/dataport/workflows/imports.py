@@ -146,7 +146,7 @@ def validate(step: ImportStep) -> ImportStep:
     if job.status is JobStatus.QUEUED:
         job = store.start(job.job_id)
     require_running(job)
-    _report(store, job, Progress(phase="validating"))
+    _report(job, Progress(phase="validating"))
     pin = _pin(store, job)
     digest = UploadDigest()
     staging = Staging(get_database(), job.job_id)
@@ -311,7 +311,7 @@ def _stage(store: JobStore, job: Job, staging: Staging, report: ValidationReport
     """The upload into staging (sessions the user lacks light, where the reader keeps each
     session's records together: see source.staging), then compared."""
     staging.drop()  # a retry, or validated again with another field mapping: from nothing
-    _report(store, job, Progress(phase="staging", total=report.counts.messages))
+    _report(job, Progress(phase="staging", total=report.counts.messages))
     staging.ensure_indexes()
     source = open_import(opener(_pinned(job)), job.import_state.request.filename,
                          _options(job), limits(), password=_password(job))
@@ -453,7 +453,7 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
     total = report.counts.sessions if report else 0
     if step.after is None and decision.dry_run:
         staging.reset_results("dry")
-    _report(store, job, Progress(phase=phase, current=step.done, total=total))
+    _report(job, Progress(phase=phase, current=step.done, total=total))
     if not decision.dry_run:
         undone = _mongo(lambda: recover(db, bucket, staging))
         if undone:
@@ -475,8 +475,8 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
             current = store.require(job.job_id)
             if current.status is not JobStatus.RUNNING:
                 return False  # cancelled: stop at a session boundary; the next task ends it
-            _report(store, job, Progress(phase=phase, current=step.done + processed,
-                                                    total=total))
+            _report(current, Progress(phase=phase, current=step.done + processed,
+                                      total=total))
         return True
 
     def upload() -> Iterator[ImportRecord]:
@@ -491,8 +491,7 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
         return recheck(source.records())
 
     last, finished = _mongo(lambda: executor.run(keep_going, step.after, upload))
-    _report(store, job, Progress(phase=phase, current=step.done + processed,
-                                            total=total))
+    _report(job, Progress(phase=phase, current=step.done + processed, total=total))
     return step.model_copy(update={"next": "finalize" if finished else "execute", "after": last,
                                    "done": step.done + processed, "started_at": started,
                                    "dry_run": decision.dry_run})
@@ -582,9 +581,8 @@ def rollback(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
         _mongo(partial(restore, db, preimages))
         after = key
         if remaining_ms() < settings.worker_reserve_ms and key != pending[-1]:
-            _report(store, job, Progress(phase="rolling_back",
-                                                    current=keys.index(key) + 1,
-                                                    total=len(keys)))
+            _report(job, Progress(phase="rolling_back", current=keys.index(key) + 1,
+                                  total=len(keys)))
             return step.model_copy(update={"after": after})
     delete_empty_projects(db, job.job_id, UserData(db, job.user_id).scope.user_id)
     Staging(db, job.job_id).drop()  # left behind when a clean-up could not finish
@@ -656,13 +654,13 @@ def _check(store: JobStore, job_id: str, progress: Progress) -> None:
     """Stop a long phase when the job was cancelled; report progress otherwise."""
     job = store.require(job_id)
     require_running(job)
-    _report(store, job, progress)
+    _report(job, progress)
 
 
-def _report(store: JobStore, job: Job, progress: Progress) -> None:
-    """Progress into the job row, and out to subscribers (throttled by the row)."""
-    store.set_progress(job.job_id, progress)
-    publish_progress(job, progress)
+def _report(job: Job, progress: Progress) -> None:
+    """Progress into the job row, and out to subscribers (throttled by the row): one write
+    when the event may go out (the throttle's claim records it), as the export's reporter."""
+    publish_progress(job, progress, record=True)
 
 
 def _delete_upload(job_id: str) -> None:
