@@ -118,3 +118,45 @@ def test_a_record_bson_cannot_hold_is_refused_when_added(bucket: PackagesBucket,
     with pytest.raises((ValueError, OverflowError, bson.errors.InvalidDocument)):
         writer.add(ImportRecord(RecordKind.MESSAGE, {"x": value}, Location("a.json")))
     writer.abort()
+
+
+# --- the bucket's streamed writes (listings, journal entries, the checked records) ----------
+
+def test_a_small_write_is_one_put_and_a_large_one_streams_in_parts(
+        s3_client: S3Client, packages_bucket: str, bucket: PackagesBucket) -> None:
+    calls: list[str] = []
+    s3_client.meta.events.register("before-call.s3.*",
+                                   lambda model, **_: calls.append(model.name))
+    with bucket.open_write("imports/j/small.jsonl") as out:
+        out.write(b'{"a": 1}\n')
+        out.write(b'{"b": 2}\n')
+    assert calls == ["PutObject"]
+    assert bucket.read_range("imports/j/small.jsonl", 0, 18) == b'{"a": 1}\n{"b": 2}\n'
+    big = os.urandom(6 * MIB)
+    with bucket.open_write("imports/j/big", part_size=5 * MIB) as out:
+        out.write(big[:3 * MIB])
+        out.write(big[3 * MIB:])
+    assert "UploadPart" in calls
+    assert "CompleteMultipartUpload" in calls
+    assert s3_client.get_object(Bucket=packages_bucket, Key="imports/j/big")["Body"].read() == big
+    def failing() -> None:
+        with bucket.open_write("imports/j/gone", 5 * MIB) as out:
+            out.write(big)  # past one part: a multipart upload is open
+            raise RuntimeError("the writer failed")
+
+    with pytest.raises(RuntimeError):
+        failing()
+    assert not bucket.exists("imports/j/gone")
+    assert s3_client.list_multipart_uploads(Bucket=packages_bucket).get("Uploads", []) == []
+
+
+def test_a_journal_entry_reads_back(bucket: PackagesBucket) -> None:
+    key = storage.journal_key(JOB, "run", 1)
+    docs = [("messages_2025_06", {"_id": i, "at": bson.Int64(i), "n": [i] * 3})
+            for i in range(200)]
+    assert storage.write_journal(bucket, key, [{"s": "s1", "i": "s1", "a": "merge"}],
+                                 docs) == 200
+    sessions, back = storage.read_journal(bucket, key)
+    assert sessions == [{"s": "s1", "i": "s1", "a": "merge"}]
+    assert list(back) == docs
+    assert bucket.read_range(key, 0, 2) == b"\x1f\x8b"  # gzipped, as its name says

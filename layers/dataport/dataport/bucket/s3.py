@@ -110,11 +110,10 @@ class PackagesBucket:
                                             transport_params={"client": self._s3})
         return stream
 
-    def open_write(self, key: str) -> IO[bytes]:
-        """A streamed write (smart_open multipart): memory stays at one part."""
-        stream: IO[bytes] = smart_open.open(self._uri(key), "wb", transport_params={
-            "client": self._s3, "min_part_size": STREAM_PART_SIZE})
-        return stream
+    def open_write(self, key: str, part_size: int = STREAM_PART_SIZE) -> ObjectWriter:
+        """A streamed write: one PutObject when it fits in one part, else a multipart upload
+        (memory stays at one part)."""
+        return ObjectWriter(self, key, part_size)
 
     def multipart_writer(self, key: str, part_size: int) -> MultipartWriter:
         """What smart_open.open(..., "wb") builds, with its type (and so `terminate()`, which
@@ -245,6 +244,64 @@ class PackagesBucket:
 
     def _uri(self, key: str) -> str:
         return f"s3://{self.name}/{key}"
+
+
+class ObjectWriter:
+    """A streamed write of one object. It stays in memory while it fits in one part, so a
+    small object is one PutObject when it is closed (a multipart upload would be three calls);
+    past one part it becomes a smart-open multipart upload, memory staying at one part.
+    Leaving its `with` by an exception, or `terminate()`, aborts it: nothing is left."""
+
+    def __init__(self, bucket: PackagesBucket, key: str, part_size: int) -> None:
+        self.key = key
+        self._bucket = bucket
+        self._part_size = part_size
+        self._buffer = bytearray()
+        self._upload: MultipartWriter | None = None
+        self.closed = False
+
+    def write(self, data: bytes | bytearray) -> int:
+        if self._upload is not None:
+            self._upload.write(data)
+        else:
+            self._buffer += data
+            if len(self._buffer) > self._part_size:
+                self._upload = self._bucket.multipart_writer(self.key, self._part_size)
+                self._upload.write(self._buffer)
+                self._buffer = bytearray()
+        return len(data)
+
+    def flush(self) -> None:
+        """(Parts go out as they fill; what is left goes with `close`.)"""
+
+    def close(self) -> None:
+        """Store the object (an empty one too)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._upload is not None:
+            self._upload.close()
+        else:
+            self._bucket.put(self.key, bytes(self._buffer), {})
+        self._buffer = bytearray()
+
+    def terminate(self) -> None:
+        """Abort: the multipart upload if one was started; nothing else was written."""
+        if self.closed:
+            return
+        self.closed = True
+        self._buffer = bytearray()
+        if self._upload is not None:
+            self._upload.terminate()
+
+    def __enter__(self) -> ObjectWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.terminate()
 
 
 def packages_bucket() -> PackagesBucket:

@@ -37,8 +37,6 @@ from dataport.models.jobs import UploadPin
 from dataport.models.records import ImportRecord, Location, RecordKind
 
 if TYPE_CHECKING:
-    from smart_open.s3 import MultipartWriter
-
     from dataport.bucket import PackagesBucket
 
 #: the codec of the MongoDB client (source.mongo.client_for): aware UTC dates, standard UUIDs
@@ -58,11 +56,9 @@ class CheckedWriter:
                  part_size: int = STREAM_PART_SIZE) -> None:
         self.key = checked_key(job_id)
         self._bucket = bucket
-        self._part_size = part_size
+        self._out = bucket.open_write(self.key, part_size)
         self._deflate = zlib.compressobj(1)
         self._encoded = bytearray()
-        self._buffer = bytearray()
-        self._upload: MultipartWriter | None = None
         self.records = 0
 
     def add(self, record: ImportRecord) -> None:
@@ -77,39 +73,20 @@ class CheckedWriter:
         self._encoded += bson.encode(entry, codec_options=CODEC)
         self.records += 1
         if len(self._encoded) >= _CHUNK:
-            self._write(self._deflate.compress(self._encoded))
+            self._out.write(self._deflate.compress(self._encoded))
             self._encoded = bytearray()
-
-    def _write(self, data: bytes) -> None:
-        if not data:
-            return
-        if self._upload is not None:
-            self._upload.write(data)
-            return
-        self._buffer += data
-        if len(self._buffer) > self._part_size:
-            self._upload = self._bucket.multipart_writer(self.key, self._part_size)
-            self._upload.write(self._buffer)
-            self._buffer = bytearray()
 
     def complete(self) -> UploadPin:
         """Store the object; its pin (ETag and size) for every later read."""
-        self._write(self._deflate.compress(self._encoded) + self._deflate.flush())
+        self._out.write(self._deflate.compress(self._encoded) + self._deflate.flush())
         self._encoded = bytearray()
-        if self._upload is not None:
-            self._upload.close()
-            self._upload = None
-        else:
-            self._bucket.put(self.key, bytes(self._buffer), {})
-        self._buffer = bytearray()
+        self._out.close()
         return self._bucket.pin_written(self.key)
 
     def abort(self) -> None:
         """Abort the multipart upload if one was started (nothing else was written)."""
-        self._buffer, self._encoded = bytearray(), bytearray()
-        if self._upload is not None:
-            self._upload.terminate()
-            self._upload = None
+        self._encoded = bytearray()
+        self._out.terminate()
 
 
 def read_checked(stream: IO[bytes]) -> Iterator[ImportRecord]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from typing import IO, Any
 from bson import json_util
 
 from dataport.bucket import InvalidRange, ObjectMissing, PackagesBucket
+from dataport.bucket.s3 import ObjectWriter
 from dataport.errors import Conflict, InvalidRequest
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS, canonical_json
 from dataport.models.jobs import UploadPin
@@ -107,7 +109,8 @@ def write_journal(bucket: PackagesBucket, key: str, sessions: list[dict[str, Any
     """One batch's entry (streamed and gzipped: a batch of large documents stays small in
     memory). Returns the number of pre-images saved."""
     saved = 0
-    with bucket.open_write(key) as out:
+    with bucket.open_write(key) as raw, gzip.GzipFile(fileobj=raw, mode="wb",
+                                                      compresslevel=6) as out:
         out.write(json.dumps({"sessions": sessions}).encode() + b"\n")
         for collection, doc in preimages:
             out.write(canonical_json({"c": collection, "d": doc}) + b"\n")
@@ -139,7 +142,7 @@ def journal_keys(bucket: PackagesBucket, job_id: str, run: str | None = None) ->
 
 
 @contextmanager
-def listing_writer(bucket: PackagesBucket, job_id: str, name: str) -> Iterator[IO[bytes]]:
+def listing_writer(bucket: PackagesBucket, job_id: str, name: str) -> Iterator[ObjectWriter]:
     with bucket.open_write(listing_key(job_id, name)) as out:
         yield out
 
