@@ -148,6 +148,17 @@ class PackagesBucket:
 
     # ------------------------------------------------------------------ prefixes
 
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete these objects (at most 1,000) in one DeleteObjects; idempotent: a missing
+        object is deleted already."""
+        if not keys:
+            return
+        result = self._s3.delete_objects(Bucket=self.name, Delete={
+            "Objects": [{"Key": key} for key in keys], "Quiet": True})
+        if errors := result.get("Errors"):
+            raise TransientError(f"could not delete {len(errors)} objects",
+                                 details={"first": errors[0].get("Message", "")})
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under `prefix` (one DeleteObjects per listed page of <= 1000
         keys); returns how many were deleted."""

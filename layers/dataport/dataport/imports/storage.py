@@ -97,8 +97,7 @@ def delete_upload(bucket: PackagesBucket, job_id: str) -> None:
     """The upload, its pinned copy and the records validation checked (idempotent: any may be
     missing). A file POSTed through the form after the pin lands at `upload` again: never
     read, deleted here."""
-    for key in (upload_key(job_id), validated_key(job_id), checked_key(job_id)):
-        bucket.delete(key)
+    bucket.delete_keys([upload_key(job_id), validated_key(job_id), checked_key(job_id)])
 
 
 # ------------------------------------------------------------------------------ the journal
