@@ -298,14 +298,17 @@ class JobStore:
 
     def update_import(self, job_id: str, *, upload_pin: UploadPin | None = None,
                       report: ValidationReport | None = None,
+                      checked_pin: UploadPin | None = None, forget_checked: bool = False,
                       dry_run: ImportOutcome | None = None,
                       outcome: ImportOutcome | None = None) -> Job:
-        """What a running import's tasks learn: the pinned upload, the report, the dry run's
-        or the execution's outcome (None: unchanged)."""
-        given = {"upload_pin": upload_pin, "report": report, "dry_run": dry_run,
-                 "outcome": outcome}
+        """What a running import's tasks learn: the pinned upload, the report, the records
+        validation checked (`forget_checked`: there are none, whatever an earlier validation
+        kept), the dry run's or the execution's outcome (None: unchanged)."""
+        given = {"upload_pin": upload_pin, "report": report, "checked_pin": checked_pin,
+                 "dry_run": dry_run, "outcome": outcome}
         return self._change(job_id, Change.UPDATE, kinds={JobKind.IMPORT},
-                            sets=_state_sets(ImportState, given))
+                            sets=_state_sets(ImportState, given),
+                            removes=("checked_pin",) if forget_checked else ())
 
     def await_decision(self, job_id: str, task_token: str) -> Job:
         """running -> awaiting_decision, keeping the task token the decision will answer."""

@@ -45,13 +45,15 @@ class ExportState(ApiModel):
 
 class ImportState(ApiModel):
     """An import (dataport.workflows.imports): the request (without the password), the upload
-    as the validation pinned it, the validation report, the decision, what the dry run and the
-    execution did, and the Step Functions task token the workflow waits on while
-    awaiting_decision. Internal: views pick what to show."""
+    as the validation pinned it (and the records it checked), the validation report, the
+    decision, what the dry run and the execution did, and the Step Functions task token the
+    workflow waits on while awaiting_decision. Internal: views pick what to show."""
 
     kind: Literal[JobKind.IMPORT] = JobKind.IMPORT
     request: ImportCreate
     upload_pin: UploadPin | None = None
+    #: the records validation checked, kept for the execution (imports.checked)
+    checked_pin: UploadPin | None = None
     report: ValidationReport | None = None
     decision: ImportDecision | None = None
     dry_run: ImportOutcome | None = None
