@@ -4,7 +4,8 @@ authorizer (a key by its hash) and the /api-keys routes (a user's keys, make, re
 A row is keyed by the key's SHA-256 (`key_hash`), never the key; the `by-user` index finds a
 user's keys by `key_id`. Rows read back fail closed: a `revoked` that is not a clean false
 counts as revoked, an `expires_at` that is not a number as long expired, an owner that is not a
-string as no owner (the authorizer then refuses the key).
+string as no owner (the authorizer then refuses the key), a `role` other than a clean "admin" as
+"user".
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import AwareDatetime, BaseModel, ConfigDict
@@ -38,6 +39,7 @@ class ApiKeyRecord(BaseModel):
     expires_at: int | None = None  # epoch seconds; None: until revoked
     revoked: bool = False
     revoked_at: AwareDatetime | None = None
+    role: Literal["user", "admin"] = "user"
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -106,7 +108,8 @@ def _row(record: ApiKeyRecord) -> dict[str, Any]:
             "name": record.name, "created_at": record.created_at.isoformat(timespec="seconds"),
             "expires_at": record.expires_at, "revoked": record.revoked,
             "revoked_at": (record.revoked_at.isoformat(timespec="seconds")
-                           if record.revoked_at else None)}
+                           if record.revoked_at else None),
+            "role": record.role}
 
 
 def _record(row: Mapping[str, Any]) -> ApiKeyRecord:
@@ -114,10 +117,13 @@ def _record(row: Mapping[str, Any]) -> ApiKeyRecord:
     if "expires_at" in row and not isinstance(expires_at, Decimal):  # what N reads back as
         expires_at = 0
     user_id = row.get("user_id")
+    # fail closed: only a clean "admin" is an administrator's key
+    role: Literal["user", "admin"] = "admin" if row.get("role") == "admin" else "user"
     return ApiKeyRecord(
         key_hash=row["key_hash"], key_id=row.get("key_id", ""),
         user_id=user_id if isinstance(user_id, str) else "", name=row.get("name", ""),
         created_at=datetime.fromisoformat(row["created_at"]),
         expires_at=int(expires_at) if expires_at is not None else None,
         revoked="revoked" in row and row["revoked"] is not False,
-        revoked_at=datetime.fromisoformat(row["revoked_at"]) if row.get("revoked_at") else None)
+        revoked_at=datetime.fromisoformat(row["revoked_at"]) if row.get("revoked_at") else None,
+        role=role)
