@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from dataport.models.backups import BackupCounts, BackupRequest
+from dataport.models.backups import BackupCounts, BackupFilters, BackupRequest
 from dataport.models.common import ApiModel
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate, ImportDecision, ImportOutcome, ValidationReport
@@ -69,6 +69,8 @@ class BackupState(ApiModel):
 
     kind: Literal[JobKind.BACKUP] = JobKind.BACKUP
     request: BackupRequest
+    filters: BackupFilters | None = Field(default=None, description="the selection in force: "
+                                          "the request's, or for an increment its chain's")
     watermark: AwareDatetime | None = None
     parent_watermark: AwareDatetime | None = None
     counts: BackupCounts | None = None
