@@ -207,7 +207,7 @@ def _flip_member_byte(stack: LocalStack, key: str, member: str) -> None:
 
 
 def _object_key(stack: LocalStack, backup_id: str) -> str:
-    keys = [o["Key"] for o in stack.client("s3").list_objects_v2(
+    keys: list[str] = [o["Key"] for o in stack.client("s3").list_objects_v2(
         Bucket=stack.bucket, Prefix=f"backups/{backup_id}/").get("Contents", [])]
     assert len(keys) == 1, keys
     return keys[0]
@@ -250,7 +250,8 @@ def test_a_selective_backup_holds_whole_sessions_of_the_selection(api: Api) -> N
     made = backup(api, body)
     stored = Stored(download(api, made["backupId"]))
     expected = {sid for sid, s in in_project.items() if s["messageCount"] >= low}
-    assert expected and expected != set(source.sessions)
+    assert expected
+    assert expected != set(source.sessions)
     assert {s["sessionId"] for s in stored.documents("sessions")} == expected
     # every message of those sessions, none filtered
     assert {m["uuid"] for m in stored.documents("messages")} == {
