@@ -28,6 +28,7 @@ from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, bucket_leftovers, seeded_database
 from tests.fixtures.faults import EXPORT_WORKER, export_worker
+from tests.infrastructure.iam import assert_calls_allowed
 
 DB_NAME = "dataport_backup_tests"
 TERMINAL = {"completed", "failed", "corrupted", "expired"}
@@ -187,6 +188,7 @@ def test_a_full_user_backup_holds_exactly_the_users_data_and_verifies(
         answer = intruder.request(method, f"/backups/{made['backupId']}{path}")
         assert answer.status_code == 404, (method, path, answer.text)
     assert bucket_leftovers(api.stack, made["backupId"])["uploads"] == []
+    assert_calls_allowed(api.stack)  # every call each function made, by its template policy
 
 
 def _moment(text: str) -> datetime:
@@ -311,6 +313,7 @@ def test_an_increment_holds_what_changed_and_what_was_deleted(api: Api) -> None:
     assert api.request("DELETE", f"/backups/{base['backupId']}").status_code == 204
     assert api.request("GET", "/backups").json()["backups"] == []
     assert bucket_leftovers(api.stack, base["backupId"]) == {"objects": [], "uploads": []}
+    assert_calls_allowed(api.stack)
 
 
 def test_instance_backups_need_the_administrator_role(api: Api, admin: Api,
@@ -376,3 +379,4 @@ def test_a_fault_mid_backup_leaves_it_failed_with_nothing_behind(
     assert made["backupId"] in made["error"]["message"]
     assert bucket_leftovers(api.stack, made["backupId"]) == {"objects": [], "uploads": []}
     assert api.request("GET", f"/backups/{made['backupId']}/download").status_code == 409
+    assert_calls_allowed(api.stack)
