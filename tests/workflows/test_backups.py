@@ -20,14 +20,16 @@ from bson import ObjectId, json_util
 from dataport.backups.format import MANIFEST_NAME
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
 from dataport.formats.extjson import json_util_canonical
+from dataport.progress.events import ProgressEvent, SucceededEvent
 from dataport.settings import get_settings
 from dataport.source.collections import message_collections
 from dataport.source.mongo import connect
 from dataport.workflows.export import write_session
 from infrastructure.local import seed
+from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, bucket_leftovers, seeded_database
-from tests.fixtures.faults import EXPORT_WORKER, export_worker
+from tests.fixtures.faults import EXPORT_WORKER, export_worker, slow_writer
 from tests.infrastructure.iam import assert_calls_allowed
 
 DB_NAME = "dataport_backup_tests"
@@ -380,3 +382,50 @@ def test_a_fault_mid_backup_leaves_it_failed_with_nothing_behind(
     assert bucket_leftovers(api.stack, made["backupId"]) == {"objects": [], "uploads": []}
     assert api.request("GET", f"/backups/{made['backupId']}/download").status_code == 409
     assert_calls_allowed(api.stack)
+
+
+def test_progress_reaches_the_websocket_with_kind_backup(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    slow, _ = slow_writer(0.2)  # a few seconds of backing up: progress events go out
+    monkeypatch.setitem(api.stack.handler_overrides, EXPORT_WORKER, export_worker(slow))
+    monkeypatch.setenv("PAGE_SIZE", "2")
+    get_settings.cache_clear()
+    try:
+        with ProgressSocket(api.stack.ws_url, api.stack.token_for(api.user_id)) as socket:
+            backup_id = start(api, {"name": "watched"})["backupId"]
+            socket.subscribe(backup_id)
+            events = list(socket.follow(backup_id, timeout=60))
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert events
+    assert {event.kind.value for event in events} == {"backup"}
+    assert any(isinstance(e, ProgressEvent) and e.progress.phase == "backing_up"
+               and e.progress.current > 0 for e in events)
+    assert isinstance(events[-1], SucceededEvent)
+    assert wait(api, backup_id)["status"] == "completed"
+
+
+def test_backups_count_against_their_own_rate_limit(
+        api: Api, admin: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKUP_RATE_LIMIT", "2")
+    monkeypatch.setenv("INSTANCE_BACKUP_RATE_LIMIT", "1")
+    get_settings.cache_clear()
+    try:
+        first = api.request("POST", "/backups", json={"name": "one"})
+        assert first.headers["X-RateLimit-Limit"] == "2"
+        assert first.headers["X-RateLimit-Remaining"] == "1"
+        assert api.request("POST", "/backups", json={"name": "two"}).status_code == 202
+        third = api.request("POST", "/backups", json={"name": "three"})
+        assert third.status_code == 429, third.text
+        assert third.json()["error"]["code"] == "rate_limited"
+        assert "backups per hour" in third.json()["error"]["message"]
+        # instance backups count on their own
+        assert admin.request("POST", "/backups", json={"name": "all", "scope": "instance"}
+                             ).status_code == 202
+        assert admin.request("POST", "/backups", json={"name": "all again",
+                                                       "scope": "instance"}).status_code == 429
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    api.stack.wait_until_quiet()
