@@ -429,3 +429,46 @@ def test_backups_count_against_their_own_rate_limit(
         monkeypatch.undo()
         get_settings.cache_clear()
     api.stack.wait_until_quiet()
+
+
+def test_preview_says_what_is_inside_and_what_a_restore_would_do(api: Api,
+                                                                 intruder: Api) -> None:
+    made = backup(api, {"name": "to preview"})
+    source = Source(api.stack, api.user_id)
+    db = _db(api.stack)
+    try:  # after the backup: one session edited, one deleted, one added
+        ordered = sorted(source.sessions)
+        edited = db.sessions.find_one({"sessionId": ordered[0]})
+        edited["summary"] = "edited after the backup"
+        db.sessions.replace_one({"_id": edited["_id"]}, edited)
+        removed = ordered[1]
+        db.sessions.delete_one({"sessionId": removed})
+        added = dict(source.sessions[ordered[2]], _id=ObjectId(),
+                     sessionId="ffffffff-0000-4000-8000-000000000000")
+        db.sessions.insert_one(added)
+        answer = api.request("GET", f"/backups/{made['backupId']}/preview")
+    finally:
+        db.sessions.delete_one({"sessionId": added["sessionId"]})
+        db.sessions.insert_one(source.sessions[removed])
+        db.sessions.replace_one({"_id": edited["_id"]}, source.sessions[ordered[0]])
+        db.client.close()
+    assert answer.status_code == 200, answer.text
+    preview = answer.json()
+    by_project = {p["projectId"]: p for p in preview["projects"]}
+    assert set(by_project) == {str(p) for p in source.projects}
+    for project_id, project in by_project.items():
+        sessions = [s for s in source.sessions.values() if str(s["projectId"]) == project_id]
+        assert project["sessions"] == len(sessions)
+        assert project["messages"] == sum(s["messageCount"] for s in sessions)
+        assert project["name"] == source.projects[ObjectId(project_id)]["name"]
+        assert _moment(project["firstActivity"]) == min(
+            s["startedAt"] for s in sessions).replace(tzinfo=UTC)
+    restore = preview["restore"]
+    assert restore["target"] == "self"
+    assert (restore["new"], restore["changed"], restore["identical"]) == (
+        1, 1, len(source.sessions) - 2)
+    assert restore["samples"]["new"] == [removed]
+    assert restore["samples"]["changed"] == [ordered[0]]
+    assert restore["onlyInTarget"] == 1
+    assert restore["samples"]["onlyInTarget"] == [added["sessionId"]]
+    assert intruder.request("GET", f"/backups/{made['backupId']}/preview").status_code == 404
