@@ -538,7 +538,7 @@ class JobStore:
         size = 0
         chunk_seq = first_seq
         for seq, staged in enumerate(files, start=first_seq):
-            record = staged.model_dump_json()
+            record = staged.model_dump_json(exclude_none=True)  # absent fields read as None
             if chunk and size + len(record) > FILE_RECORDS_BYTES:
                 items.append(_file_records(pk, shard, chunk_seq, chunk, expires_at))
                 chunk, size, chunk_seq = [], 0, seq
