@@ -353,6 +353,18 @@ def test_an_encrypted_backup_needs_its_password(api: Api) -> None:
                         json={"password": password})
     assert right.status_code == 200, right.text
     assert right.json()["ok"] is True
+    # an increment reads its chain with the chain's password, and is sealed with it too
+    for body in ({"name": "no password"}, {"name": "wrong", "password": "not the password"}):
+        refused = api.request("POST", "/backups", json={
+            **body, "type": "incremental", "parentId": made["backupId"]})
+        assert refused.status_code == 400, refused.text
+    increment = backup(api, {"name": "sealed increment", "type": "incremental",
+                             "parentId": made["backupId"], "password": password})
+    assert increment["encrypted"] is True
+    preview = api.request("GET", f"/backups/{increment['backupId']}/preview",
+                          headers={"X-Backup-Password": password})
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["restore"]["onlyInTarget"] == 0  # the chain holds everything
 
 
 def test_a_fault_mid_backup_leaves_it_failed_with_nothing_behind(
