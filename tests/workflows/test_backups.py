@@ -536,3 +536,36 @@ def test_an_instance_increment_follows_an_instance_base(api: Api, admin: Api) ->
     assert stored.documents("sessions") == []  # nothing changed since the base
     assert stored.documents("deletions") == []
     assert len(stored.documents("projects")) == len(Source(admin.stack, None).projects)
+
+
+def test_selective_by_sessions_and_dates_and_an_instance_selection(api: Api,
+                                                                   admin: Api) -> None:
+    source = Source(api.stack, api.user_id)
+    chosen = sorted(source.sessions)[:2]
+    by_ids = backup(api, {"name": "two sessions", "type": "selective",
+                          "filters": {"sessionIds": [*chosen, "not-a-session-of-mine"]}})
+    assert {s["sessionId"] for s in Stored(download(api, by_ids["backupId"])).documents(
+        "sessions")} == set(chosen)
+
+    ordered = sorted(source.sessions.values(), key=lambda s: s["startedAt"])
+    middle = ordered[len(ordered) // 2]
+    start_at, end_at = middle["startedAt"], middle["endedAt"]
+    by_dates = backup(api, {"name": "one week", "type": "selective", "filters": {"dateRange": {
+        "start": start_at.replace(tzinfo=UTC).isoformat(),
+        "end": end_at.replace(tzinfo=UTC).isoformat()}}})
+    active = {s["sessionId"] for s in source.sessions.values()
+              if s["startedAt"] <= end_at and s["endedAt"] >= start_at}
+    assert middle["sessionId"] in active
+    assert {s["sessionId"] for s in Stored(download(api, by_dates["backupId"])).documents(
+        "sessions")} == active
+
+    everyone = Source(admin.stack, None)
+    projects = sorted(everyone.projects)[::2]  # every other project, across users
+    selected = backup(admin, {"name": "some projects", "scope": "instance", "type": "selective",
+                              "filters": {"projectIds": [str(p) for p in projects]}})
+    stored = Stored(download(admin, selected["backupId"]))
+    assert {p["_id"] for p in stored.documents("projects")} == set(projects)
+    assert {s["sessionId"] for s in stored.documents("sessions")} == {
+        sid for sid, s in everyone.sessions.items() if s["projectId"] in set(projects)}
+    owners = {everyone.projects[p]["user_id"] for p in projects}
+    assert len(owners) > 1  # the selection spans users
