@@ -669,14 +669,15 @@ class LocalStack:
         """The local HS256 signing secret (the value of the template's JwtSecret)."""
         return self._secret_values["JwtSecret"]
 
-    def token_for(self, user_id: str, ttl_seconds: int = 3600) -> str:
-        """A bearer token for `user_id` (a 24-hex ObjectId), as ClaudeLens would issue it."""
+    def token_for(self, user_id: str, ttl_seconds: int = 3600, *, admin: bool = False) -> str:
+        """A bearer token for `user_id` (a 24-hex ObjectId), as ClaudeLens would issue it;
+        `admin` gives it the administrator scope."""
         from dataport.auth import issue_token  # noqa: PLC0415 (the layer joins sys.path at start)
 
-        return issue_token(user_id, self.jwt_secret, ttl_seconds)
+        return issue_token(user_id, self.jwt_secret, ttl_seconds, admin=admin)
 
-    def auth_headers(self, user_id: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token_for(user_id)}"}
+    def auth_headers(self, user_id: str, *, admin: bool = False) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token_for(user_id, admin=admin)}"}
 
     def client(self, service: str) -> Any:
         """A boto3 client on the local endpoint, made once per stack (creating one costs ~0.1 s).

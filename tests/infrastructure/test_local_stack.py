@@ -167,7 +167,7 @@ def test_retry_by_error_name_then_success(flow: LocalStack) -> None:
     assert result["status"] == "SUCCEEDED", result
     assert json.loads(result["output"])["attempts"] == 3
     # The Retry's 5 s + 10 s waits are skipped (fast_retries), checked without a clock.
-    assert retrier_decl.time.sleep is not time.sleep
+    assert retrier_decl.time.sleep is not time.sleep  # type: ignore[attr-defined]
     assert flow.client("dynamodb").get_item(TableName=flow.tables["ItemsTable"],
                                             Key={"pk": {"S": run_id}})["Item"]
 

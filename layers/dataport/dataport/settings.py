@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     idempotency_table: Resource
     api_keys_table: Resource
     connections_table: Resource
+    # The backup catalog (dataport.backups.catalog): records outlive job rows.
+    backups_table: Resource
     packages_bucket: Resource
     # The KMS key that seals export passwords between the API and the export tasks.
     password_key_arn: Resource
@@ -79,6 +81,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=500 * 1000 * 1000, gt=0)
     upload_url_ttl_seconds: int = Field(default=900, ge=60, le=3600)
     import_batch_ops: int = Field(default=1000, ge=1, le=1000)
+
+    # Backups (docs/backups.md): per user per hour, and for instance-wide backups (per
+    # administrator per hour); how long a backup made by hand is kept; the default zstd level.
+    backup_rate_limit: int = Field(default=10, ge=1)
+    instance_backup_rate_limit: int = Field(default=2, ge=1)
+    backup_retention_days: int = Field(default=30, ge=1, le=3650)
+    backup_zstd_level: int = Field(default=3, ge=1, le=22)
 
 
 @lru_cache(maxsize=1)
