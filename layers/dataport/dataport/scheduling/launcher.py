@@ -1,0 +1,48 @@
+"""How a scheduled run starts a backup as the schedule's owner, and how the dispatcher learns
+whether that owner still holds the administrator role.
+
+The role: dataport sees a JWT's `scope` only when the token is presented, so the one lasting
+record of an administrator is an admin API key (auth.py; only an administrator can make one).
+An owner holds the admin role for a run while they hold an admin key that is neither revoked
+nor expired; revoking it (or letting it expire) stops their instance-scope schedules, whose
+runs are then recorded `refused`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from dataport.api_key_store import ApiKeyStore
+from dataport.errors import NotSupported
+from dataport.schedules.dispatch import BackupLauncher, BackupState, ScheduledBackup
+
+
+class AdminKeys:
+    """RoleCheck over the API-key store."""
+
+    def __init__(self, store: ApiKeyStore | None = None) -> None:
+        self.store = store or ApiKeyStore()
+
+    def holds_admin(self, user_id: str, now: datetime) -> bool:
+        epoch = now.timestamp()
+        for listed in self.store.of_user(user_id):
+            # the index does not carry the role: read the key's own row (consistently)
+            record = self.store.get(listed.key_hash) if not listed.revoked else None
+            if (record is not None and record.role == "admin" and not record.revoked
+                    and not record.expired(epoch)):
+                return True
+        return False
+
+
+class BackupsLauncher:
+    """Starts backups through the backups pipeline (the same start as POST /backups)."""
+
+    def start(self, backup: ScheduledBackup) -> str:  # noqa: ARG002 (until backups land)
+        raise NotSupported("Backups cannot be started yet in this build.")
+
+    def state(self, backup_id: str) -> BackupState:  # noqa: ARG002
+        return BackupState.GONE
+
+
+def backups_launcher() -> BackupLauncher:
+    return BackupsLauncher()
