@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "dataport.packaging": DOMAIN,
     "dataport.progress": DOMAIN,
     "dataport.schedules": DOMAIN,  # when schedules fire, what a tick decides, what expires
+    "dataport.backups": DOMAIN,  # the backup format, writer and container reader
     "dataport.progress.connections": ADAPTERS,  # the connection store (DynamoDB, @connections)
     "dataport.source": ADAPTERS,
     "dataport.jobs": ADAPTERS,  # job store, rate limits, idempotency records, sealed passwords
@@ -42,6 +43,7 @@ LAYERS: dict[str, int] = {
     "dataport.engine": ADAPTERS,
     "dataport.api_key_store": ADAPTERS,
     "dataport.schedule_store": ADAPTERS,
+    "dataport.backups.catalog": ADAPTERS,  # the backups' catalog records (DynamoDB)
     "dataport.aws": CLIENTS,
     "dataport.models": BASE,
     "dataport.settings": BASE,

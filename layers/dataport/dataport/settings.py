@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     api_keys_table: Resource
     connections_table: Resource
     schedules_table: Resource
+    # The backup catalog (dataport.backups.catalog): records outlive job rows.
+    backups_table: Resource
     packages_bucket: Resource
     # The KMS key that seals export passwords between the API and the export tasks.
     password_key_arn: Resource
@@ -83,13 +85,18 @@ class Settings(BaseSettings):
     upload_url_ttl_seconds: int = Field(default=900, ge=60, le=3600)
     import_batch_ops: int = Field(default=1000, ge=1, le=1000)
 
+    # Backups (docs/backups.md): per user per hour, and for instance-wide backups (per
+    # administrator per hour); how long a backup made by hand is kept; the default zstd level.
+    backup_rate_limit: int = Field(default=10, ge=1)
+    instance_backup_rate_limit: int = Field(default=2, ge=1)
+    backup_retention_days: int = Field(default=30, ge=1, le=3650)
+    backup_zstd_level: int = Field(default=3, ge=1, le=22)
+
     # Backup schedules (docs/backups.md, "Schedules and retention"): the due index spreads the
     # schedules over schedule_due_shards partitions (raise it, never lower it: rows move to
     # their new shard only when next written); runs are listed for schedule_run_retention_days.
     schedule_due_shards: int = Field(default=8, ge=1, le=256)
     schedule_run_retention_days: int = Field(default=90, ge=1)
-    # Backups made by hand are kept this long (a schedule's own policy keeps its backups).
-    backup_retention_days: int = Field(default=30, ge=1)
 
 
 @lru_cache(maxsize=1)
