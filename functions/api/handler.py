@@ -91,7 +91,7 @@ def delete_export(jobId: JobId) -> ExportView:
 @app.get("/exports/<jobId>/download", summary="302 to a short-lived presigned download URL",
          responses={302: {"description": "Redirect to the package"}})
 def download_export(jobId: JobId) -> Response[None]:
-    location = exports.download_location(_user_id(), jobId)
+    location = exports.download_location(_user_id(), jobId, _request_time())
     return Response(status_code=302, headers={"Location": location, "Cache-Control": "no-store"})
 
 
