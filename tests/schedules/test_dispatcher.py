@@ -15,6 +15,7 @@ from dataport.scheduling.launcher import AdminKeys
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api
+from tests.infrastructure.iam import assert_calls_allowed
 from tests.schedules.support import DISPATCHER, RecordingLauncher, create, dispatch_with, show, utc
 
 ADMIN = "66ad9b005f2b4a0012c0cccc"
@@ -71,6 +72,7 @@ def test_a_daily_run_happens_once_a_day_across_daylight_saving_changes(
         [("full", seed.DEMO_USER_ID, "user")] * 3
     assert len({b.run_key for b in launcher.started}) == 3
     assert utc(show(api, schedule_id)["nextRunAt"]) == expected[-1] + timedelta(days=1)
+    assert_calls_allowed(api.stack)
 
 
 def test_every_minute_the_dispatcher_fires_on_the_minute(api: Api,
@@ -234,3 +236,4 @@ def test_an_instance_schedule_runs_only_while_its_owner_holds_an_admin_key(
     assert runs[0]["backupId"] and runs[0]["outcome"] != "refused"
     assert (runs[1]["outcome"], runs[1]["reason"]) == ("refused", "owner_not_admin")
     assert [(b.scope, b.owner_id) for b in launcher.started] == [("instance", ADMIN)]
+    assert_calls_allowed(fresh_stack)

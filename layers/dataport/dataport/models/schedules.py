@@ -9,6 +9,7 @@ from typing import Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from dataport.models.backups import BackupFilters
 from dataport.models.common import ApiModel
 
 #: the same names backups take: letters, digits, spaces, `-` and `_`
@@ -57,8 +58,9 @@ class ScheduleCreate(ApiModel):
                                                "backup included")
     scope: Scope = Field(default="user", description="instance: every user's data "
                          "(administrators only)")
-    filters: dict[str, Any] | None = Field(default=None, description="what a selective "
-                                           "backup takes, as POST /backups takes it")
+    filters: BackupFilters | None = Field(default=None, description="take selective backups "
+                                          "(as POST /backups takes them); an incremental "
+                                          "schedule's increments follow their chain's base")
     retention: Retention
     paused: bool = False
 
@@ -80,7 +82,7 @@ class SchedulePatch(ApiModel):
     schedule: ScheduleSpec | None = None
     type: BackupType | None = None
     full_every: int | None = Field(default=None, ge=2, le=365)
-    filters: dict[str, Any] | None = None
+    filters: BackupFilters | None = None
     retention: Retention | None = None
     paused: bool | None = None
 
@@ -176,7 +178,7 @@ class ScheduleView(ApiModel):
     type: BackupType
     full_every: int | None = None
     scope: Scope
-    filters: dict[str, Any] | None = None
+    filters: BackupFilters | None = None
     retention: Retention
     paused: bool
     next_run_at: AwareDatetime | None = Field(default=None, description="UTC; none while paused")

@@ -13,7 +13,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from dataport.api_key_store import ApiKeyStore
+from dataport.backups.catalog import BackupCatalog
 from dataport.errors import NotSupported
+from dataport.models.backups import BackupStatus
 from dataport.schedules.dispatch import BackupLauncher, BackupState, ScheduledBackup
 
 
@@ -34,14 +36,25 @@ class AdminKeys:
         return False
 
 
+_STATES = {BackupStatus.PENDING: BackupState.ACTIVE, BackupStatus.RUNNING: BackupState.ACTIVE,
+           BackupStatus.COMPLETED: BackupState.COMPLETED}
+
+
 class BackupsLauncher:
-    """Starts backups through the backups pipeline (the same start as POST /backups)."""
+    """Starts backups through the backups pipeline (the same start as POST /backups) and reads
+    how they stand from the catalog."""
+
+    def __init__(self, catalog: BackupCatalog | None = None) -> None:
+        self.catalog = catalog or BackupCatalog()
 
     def start(self, backup: ScheduledBackup) -> str:  # noqa: ARG002 (until backups land)
         raise NotSupported("Backups cannot be started yet in this build.")
 
-    def state(self, backup_id: str) -> BackupState:  # noqa: ARG002
-        return BackupState.GONE
+    def state(self, backup_id: str) -> BackupState:
+        record = self.catalog.find(backup_id)
+        if record is None:
+            return BackupState.GONE
+        return _STATES.get(record.status, BackupState.FAILED)
 
 
 def backups_launcher() -> BackupLauncher:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import Any
 
 from dataport.auth import Principal
 from dataport.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from dataport.models.backups import BackupFilters
 from dataport.models.schedules import (
     RunRecord,
     RunStatus,
@@ -56,9 +58,9 @@ def create(principal: Principal, request: ScheduleCreate, now: datetime, *,
         schedule_id=secrets.token_hex(16), owner_id=principal.user_id, name=request.name.strip(),
         description=request.description, expression=request.schedule.expression.strip(),
         timezone=request.schedule.timezone, type=request.type, full_every=request.full_every,
-        scope=request.scope, filters=request.filters, keep_last=request.retention.keep_last,
-        keep_days=request.retention.keep_days, paused=request.paused, created_at=now,
-        updated_at=now, anchor=now)
+        scope=request.scope, filters=_stored(request.filters),
+        keep_last=request.retention.keep_last, keep_days=request.retention.keep_days,
+        paused=request.paused, created_at=now, updated_at=now, anchor=now)
     record = record.model_copy(update={"next_run_at": _next_run(record, now)})
     store.create(record)
     return _view(record, [], None)
@@ -119,7 +121,7 @@ def _changed(record: ScheduleRecord, change: SchedulePatch, sent: set[str],
     if "description" in sent:
         update["description"] = change.description
     if "filters" in sent:
-        update["filters"] = change.filters
+        update["filters"] = _stored(change.filters)
     if change.schedule is not None:
         update["expression"] = change.schedule.expression.strip()
         update["timezone"] = change.schedule.timezone
@@ -174,6 +176,12 @@ def _check_scope(principal: Principal, scope: str, now: datetime,
             "the schedule's runs are refused.")
 
 
+def _stored(filters: BackupFilters | None) -> dict[str, Any] | None:
+    if filters is None or filters.empty:
+        return None
+    return filters.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
 def _mine(store: ScheduleStore, principal: Principal, schedule_id: str) -> ScheduleRecord:
     record = store.get(schedule_id)
     if record is None or record.owner_id != principal.user_id:
@@ -187,7 +195,8 @@ def _view(record: ScheduleRecord, runs: list[RunRecord],
         schedule_id=record.schedule_id, name=record.name, description=record.description,
         schedule=ScheduleSpec(expression=record.expression, timezone=record.timezone),
         type=record.type, full_every=record.full_every, scope=record.scope,
-        filters=record.filters, retention=record.retention, paused=record.paused,
+        filters=BackupFilters.model_validate(record.filters) if record.filters else None,
+        retention=record.retention, paused=record.paused,
         next_run_at=record.next_run_at, created_at=record.created_at,
         updated_at=record.updated_at, last_runs=[_run_view(r, launcher) for r in runs],
         links=ScheduleLinks(self_=f"/backup-schedules/{record.schedule_id}"))
