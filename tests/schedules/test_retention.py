@@ -131,7 +131,8 @@ def test_a_schedule_keeps_its_newest_and_the_chain_bases_they_need(
     schedule_id = create(api, schedule={"expression": "rate(1 day)"}, type="incremental",
                          fullEvery=3, retention={"keepLast": 1})["scheduleId"]
     backups = Backups(catalog)
-    mine: dict[str, Any] = {"schedule_id": schedule_id, "expires_in_days": None}
+    # recorded expiries as the launcher leaves them (BackupRetentionDays): the policy rules
+    mine: dict[str, Any] = {"schedule_id": schedule_id, "expires_in_days": 0.5}
     full_1 = backups.make(days_old=5, **mine)
     inc_1 = backups.make(parent=full_1, days_old=4, **mine)
     inc_2 = backups.make(parent=inc_1, days_old=3, **mine)
@@ -154,3 +155,9 @@ def test_a_schedule_keeps_its_newest_and_the_chain_bases_they_need(
                        json={"retention": {"keepLast": 1, "keepDays": 3}}).status_code == 200
     assert _sweep(fresh_stack, T0)["expired"] == 0
     assert backups.status(full_2) is BackupStatus.COMPLETED
+
+    # once the schedule is gone, its backups expire at their recorded expiry, chains whole
+    assert api.request("DELETE", f"/backup-schedules/{schedule_id}").status_code == 204
+    assert _sweep(fresh_stack, T0)["expired"] == 2
+    assert backups.status(full_2) is backups.status(inc_3) is BackupStatus.EXPIRED
+    assert backups.status(by_hand) is BackupStatus.COMPLETED

@@ -5,7 +5,8 @@ history), and never a backup that an increment which stays still needs.
 What goes, at the sweep's tick `now`:
 - of every schedule, the backups its policy (keepLast, keepDays) no longer keeps;
 - of every other backup (made by hand, or left by a deleted schedule), those whose `expiresAt`
-  has passed (the catalog's by-status index).
+  has passed (the catalog's by-status index). A scheduled backup's recorded expiry (keepDays,
+  else BackupRetentionDays, after it was made) counts only once its schedule is deleted.
 Then each, newest first (increments before their bases), unless ChainGuard says an increment
 that stays needs it: the object is deleted, then the record marked expired. A crash between the
 two leaves a record the next sweep finds again (deleting a deleted object is harmless). The S3
@@ -44,14 +45,17 @@ def sweep(now: datetime, *, catalog: BackupCatalog | None = None,
     bucket = bucket or packages_bucket()
     going: dict[str, BackupRecord] = {}
     default_days = get_settings().backup_retention_days
+    live: set[str] = set()
     for schedule in schedules.all_schedules():
+        live.add(schedule.schedule_id)
         for backup in policy_expired(list(_backups_of(catalog, schedule)),
                                      keep_last=schedule.keep_last, keep_days=schedule.keep_days,
                                      default_days=default_days, now=now):
             going[backup.backup_id] = backup
     for status in sorted(ENDED):
         for backup in catalog.expiring(now, status):
-            going.setdefault(backup.backup_id, backup)
+            if backup.schedule_id not in live:  # a live schedule's policy decides for its own
+                going.setdefault(backup.backup_id, backup)
 
     guard = ChainGuard(going, catalog.children)
     report = SweepReport()
