@@ -11,10 +11,10 @@ newest first; `due` (`due_shard`, `next_run_at`) holds only schedules that are n
 `schedule_due_shards` partitions (a hash of the id), so the dispatcher's "due by now" query is
 a handful of key-range reads however many schedules exist, and no partition is hot.
 
-A run is claimed by one transaction: the schedule's `next_run_at` moves from the due time to
-the next one *on the condition that it still is the due time* (and the schedule is not paused),
-and the run row is put on the condition that it does not exist. Two dispatchers that read the
-same due schedule both try; exactly one transaction succeeds.
+A run is claimed by one conditional write: the schedule's `next_run_at` moves from the due time
+to the next one *on the condition that it still is the due time* (and the schedule is not
+paused). Two dispatchers that read the same due schedule both try; exactly one write succeeds,
+and only its dispatcher starts the backup and writes the run row `run#<due>`.
 """
 
 from __future__ import annotations
@@ -139,23 +139,18 @@ class ScheduleStore:
             for item in page.get("Items", []):
                 yield _record(from_item(item))
 
-    def claim(self, record: ScheduleRecord, next_run_at: datetime, run: RunRecord) -> bool:
-        """Take the run due at `run.due_at`: move next_run_at on and put the run row, both or
-        neither. False when another dispatcher took it, or the schedule was paused, changed
-        or deleted since it was read."""
+    def claim(self, record: ScheduleRecord, due: datetime, next_run_at: datetime) -> bool:
+        """Take the run due at `due`: one conditional write moves next_run_at from `due` to
+        `next_run_at` (and notes the claim in `claimed_due`). False when another dispatcher
+        took it, or the schedule was paused, changed or deleted since it was read."""
         try:
-            self.db.transact_write_items(TransactItems=[
-                {"Update": {
-                    "TableName": self.table, "Key": to_item(_key(record.schedule_id)),
-                    "UpdateExpression": "SET next_run_at = :next, version = version + :one",
-                    "ConditionExpression": "next_run_at = :due AND paused = :no",
-                    "ExpressionAttributeValues": to_item({
-                        ":next": stamp(next_run_at), ":due": stamp(run.due_at), ":one": 1,
-                        ":no": False})}},
-                {"Put": {
-                    "TableName": self.table, "Item": to_item(self._run_row(run)),
-                    "ConditionExpression": "attribute_not_exists(pk)"}},
-            ])
+            self.db.update_item(
+                TableName=self.table, Key=to_item(_key(record.schedule_id)),
+                UpdateExpression="SET next_run_at = :next, claimed_due = :due, "
+                                 "version = version + :one",
+                ConditionExpression="next_run_at = :due AND paused = :no",
+                ExpressionAttributeValues=to_item({
+                    ":next": stamp(next_run_at), ":due": stamp(due), ":one": 1, ":no": False}))
         except ClientError as error:
             if is_conditional_failure(error):
                 return False
@@ -163,9 +158,8 @@ class ScheduleStore:
         return True
 
     def record_run(self, run: RunRecord) -> None:
-        """The claimed run's outcome (the row exists: only its claim made it)."""
-        self.db.put_item(TableName=self.table, Item=to_item(self._run_row(run)),
-                         ConditionExpression="attribute_exists(pk)")
+        """The claimed run and its outcome (only its claimant writes it)."""
+        self.db.put_item(TableName=self.table, Item=to_item(self._run_row(run)))
 
     def record_chain(self, schedule_id: str, *, active_backup_id: str | None,
                      active_backup_type: str | None, chain_head_id: str | None,
@@ -212,7 +206,7 @@ class ScheduleStore:
         row.pop("filters", None)
         if record.filters is not None:
             row["filters"] = json.dumps(record.filters, sort_keys=True)
-        for name in ("created_at", "updated_at", "anchor", "next_run_at"):
+        for name in ("created_at", "updated_at", "anchor", "next_run_at", "claimed_due"):
             value = getattr(record, name)
             if value is not None:
                 row[name] = stamp(value)
@@ -254,7 +248,7 @@ def _shard_key(shard: int) -> str:
 def _record(row: Mapping[str, Any]) -> ScheduleRecord:
     fields = {k: v for k, v in row.items()
               if k in ScheduleRecord.model_fields and k != "filters"}
-    for name in ("created_at", "updated_at", "anchor", "next_run_at"):
+    for name in ("created_at", "updated_at", "anchor", "next_run_at", "claimed_due"):
         if name in fields:
             fields[name] = unstamp(fields[name])
     for name in ("version", "full_every", "keep_last", "keep_days", "chain_runs"):

@@ -94,7 +94,6 @@ class SchedulePatch(ApiModel):
 
 
 class RunStatus(StrEnum):
-    CLAIMED = "claimed"  # taken by a dispatcher, outcome not yet recorded
     STARTED = "started"  # a backup job was started
     SKIPPED = "skipped"  # the previous run of this schedule was still running
     REFUSED = "refused"  # the owner no longer holds the role the scope needs
@@ -140,6 +139,7 @@ class ScheduleRecord(BaseModel):
     updated_at: AwareDatetime
     anchor: AwareDatetime  # rates count from here
     next_run_at: AwareDatetime | None = None  # None while paused
+    claimed_due: AwareDatetime | None = None  # the due time of the last run claimed
     version: int = 1
     # the dispatcher's state: the last backup started (overlap), the chain being built
     active_backup_id: str | None = None

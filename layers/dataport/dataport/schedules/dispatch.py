@@ -2,9 +2,10 @@
 start its backup as the schedule's owner, or record why not.
 
 For each due schedule, in this order:
-1. **claim** (schedule_store.claim): the run is keyed by the due time it consumes and
-   next_run_at moves on, in one conditional transaction. A second dispatcher (a retried
-   invocation, an overlapping tick) loses the claim and does nothing: no run fires twice.
+1. **claim** (schedule_store.claim): next_run_at moves on from the due time, on the condition
+   that it still is the due time: one conditional write. A second dispatcher (a retried
+   invocation, an overlapping tick) loses the claim and does nothing: no run fires twice. The
+   run row is keyed by the due time the claim consumed.
 2. **missed window**: when the dispatcher was down, the claim jumps next_run_at past `now`
    (timing.catch_up) and the one run records how many slots it stands for.
 3. **overlap**: when the backup the previous run started is still running, the run is
@@ -137,12 +138,12 @@ class Dispatcher:
                              extra={"schedule_id": record.schedule_id})
             return None
         slot, following, missed = catch_up(when, due, self.now)
-        claimed = RunRecord(schedule_id=record.schedule_id, due_at=due, slot=slot,
-                            missed=missed, fired_at=self.now, status=RunStatus.CLAIMED)
-        if not self.store.claim(record, following, claimed):
+        if not self.store.claim(record, due, following):
             self.report.lost += 1
             return None
         self.report.claimed += 1
+        claimed = RunRecord(schedule_id=record.schedule_id, due_at=due, slot=slot,
+                            missed=missed, fired_at=self.now, status=RunStatus.STARTED)
         run = self._run(record, claimed)
         self.store.record_run(run)
         self.report.count(run.status)
