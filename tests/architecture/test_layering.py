@@ -28,8 +28,8 @@ LAYERS: dict[str, int] = {
     "functions": HANDLERS,
     "dataport.api": LOGIC,
     "dataport.workflows": LOGIC,
-    "dataport.auth": LOGIC,
-    "dataport.scheduling": LOGIC,  # schedule routes, the dispatcher's tick, the retention sweep  # the authorizer's and the REST API's principal
+    "dataport.auth": LOGIC,  # the authorizer's and the REST API's principal
+    "dataport.scheduling": LOGIC,  # schedule routes, the dispatcher's tick, the retention sweep
     "dataport.formats": DOMAIN,
     "dataport.imports": DOMAIN,
     "dataport.packaging": DOMAIN,

@@ -169,7 +169,8 @@ def test_two_dispatchers_at_once_fire_a_run_once(api: Api, launcher: RecordingLa
     clock.set(tick)
     for _ in range(2):
         fired = clock.fire(DISPATCHER, tick)
-        assert fired.error is None and fired.result["claimed"] == 0
+        assert fired.error is None
+        assert fired.result["claimed"] == 0
     assert len(_runs(api, schedule_id)) == 1
     assert len(launcher.started) == 1
 
@@ -216,8 +217,9 @@ def test_a_run_that_cannot_start_is_recorded_failed_and_the_next_one_tries_again
     launcher.refuse = False
     _ticks_ok(clock.advance(timedelta(hours=1), tick=timedelta(minutes=30)))
     runs = _runs(api, schedule_id)
-    assert [(r["outcome"], r.get("reason")) for r in runs][0] == ("failed", "transient")
-    assert runs[1]["backupId"] and runs[1]["outcome"] != "failed"
+    assert next((r["outcome"], r.get("reason")) for r in runs) == ("failed", "transient")
+    assert runs[1]["backupId"]
+    assert runs[1]["outcome"] != "failed"
 
 
 def test_an_instance_schedule_runs_only_while_its_owner_holds_an_admin_key(
@@ -233,7 +235,8 @@ def test_an_instance_schedule_runs_only_while_its_owner_holds_an_admin_key(
     _ticks_ok(clock.advance(timedelta(hours=1), tick=timedelta(minutes=30)))
 
     runs = _runs(admin, schedule_id)
-    assert runs[0]["backupId"] and runs[0]["outcome"] != "refused"
+    assert runs[0]["backupId"]
+    assert runs[0]["outcome"] != "refused"
     assert (runs[1]["outcome"], runs[1]["reason"]) == ("refused", "owner_not_admin")
     assert [(b.scope, b.owner_id) for b in launcher.started] == [("instance", ADMIN)]
     assert_calls_allowed(fresh_stack)

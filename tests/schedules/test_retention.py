@@ -102,16 +102,21 @@ def test_hand_made_backups_expire_but_a_base_stays_while_its_increment_does(
 
     result = _sweep(fresh_stack, T0 + timedelta(days=31))
     assert result == {"expired": 1, "kept_for_chains": 1, "already_changed": 0}
-    assert backups.status(alone) is BackupStatus.EXPIRED and not backups.stored(alone)
+    assert backups.status(alone) is BackupStatus.EXPIRED
+    assert not backups.stored(alone)
     for kept in (base, increment, young):
-        assert backups.status(kept) is BackupStatus.COMPLETED and backups.stored(kept)
+        assert backups.status(kept) is BackupStatus.COMPLETED
+        assert backups.stored(kept)
     assert backups.status(running) is BackupStatus.PENDING
 
     result = _sweep(fresh_stack, T0 + timedelta(days=61))
-    assert result["expired"] == 2 and result["kept_for_chains"] == 0
+    assert result["expired"] == 2
+    assert result["kept_for_chains"] == 0
     for gone in (base, increment):
-        assert backups.status(gone) is BackupStatus.EXPIRED and not backups.stored(gone)
-    assert backups.status(young) is BackupStatus.COMPLETED and backups.stored(young)
+        assert backups.status(gone) is BackupStatus.EXPIRED
+        assert not backups.stored(gone)
+    assert backups.status(young) is BackupStatus.COMPLETED
+    assert backups.stored(young)
     assert_calls_allowed(fresh_stack)
 
 
@@ -148,7 +153,8 @@ def test_a_schedule_keeps_its_newest_and_the_chain_bases_they_need(
         dict.fromkeys((full_1, inc_1, inc_2, broken), BackupStatus.EXPIRED)
     assert not any(backups.stored(b) for b in (full_1, inc_1, inc_2))
     for kept in (full_2, inc_3, by_hand):
-        assert backups.status(kept) is BackupStatus.COMPLETED and backups.stored(kept)
+        assert backups.status(kept) is BackupStatus.COMPLETED
+        assert backups.stored(kept)
 
     # a longer policy keeps everything left; a second sweep changes nothing
     assert api.request("PATCH", f"/backup-schedules/{schedule_id}",

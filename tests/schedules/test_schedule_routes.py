@@ -32,7 +32,8 @@ def test_a_schedule_shows_its_next_run_in_its_time_zone(api: Api) -> None:
     assert utc(created["nextRunAt"]) == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
     assert created["schedule"] == {"expression": "cron(30 2 * * *)", "timezone": "Europe/Berlin"}
     assert created["retention"] == {"keepLast": 14, "keepDays": 30}
-    assert created["paused"] is False and created["lastRuns"] == []
+    assert created["paused"] is False
+    assert created["lastRuns"] == []
     assert created["links"]["self"] == f"/backup-schedules/{created['scheduleId']}"
     assert show(api, created["scheduleId"]) == created
 

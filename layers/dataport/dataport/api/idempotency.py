@@ -25,11 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from dataport.jobs.idempotency import persistence_layer
 from dataport.jobs.rate_limit import RateLimitState
+from dataport.models.backups import BackupRequest
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate
 
 #: the requests that start a job
-RequestT = TypeVar("RequestT", ExportRequest, ImportCreate)
+RequestT = TypeVar("RequestT", ExportRequest, ImportCreate, BackupRequest)
 
 
 class StartCommand(BaseModel, Generic[RequestT]):
