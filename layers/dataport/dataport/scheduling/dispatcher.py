@@ -36,7 +36,8 @@ def run(now: datetime, lambda_context: Any = None, *, launcher: BackupLauncher |
         return lambda_context is None or \
             lambda_context.get_remaining_time_in_millis() > reserve
 
-    report = tick(now, ScheduleStore(), launcher or backups_launcher(), roles or AdminKeys(),
+    report = tick(now, ScheduleStore(), launcher or backups_launcher(lambda_context),
+                  roles or AdminKeys(),
                   time_left=time_left)
     logger.info("dispatcher tick", extra={"tick": now.isoformat(), "due": report.due,
                                           "claimed": report.claimed, "lost": report.lost,

@@ -11,11 +11,22 @@ runs are then recorded `refused`.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from pydantic import ValidationError
+
+from dataport.api.backups import start_backup
 from dataport.api_key_store import ApiKeyStore
+from dataport.auth import Principal
 from dataport.backups.catalog import BackupCatalog
-from dataport.errors import NotSupported
-from dataport.models.backups import BackupStatus
+from dataport.errors import InvalidRequest
+from dataport.models.backups import (
+    BackupFilters,
+    BackupRequest,
+    BackupScope,
+    BackupStatus,
+    BackupType,
+)
 from dataport.schedules.dispatch import BackupLauncher, BackupState, ScheduledBackup
 
 
@@ -44,11 +55,31 @@ class BackupsLauncher:
     """Starts backups through the backups pipeline (the same start as POST /backups) and reads
     how they stand from the catalog."""
 
-    def __init__(self, catalog: BackupCatalog | None = None) -> None:
+    def __init__(self, catalog: BackupCatalog | None = None, lambda_context: Any = None) -> None:
         self.catalog = catalog or BackupCatalog()
+        self.lambda_context = lambda_context
 
-    def start(self, backup: ScheduledBackup) -> str:  # noqa: ARG002 (until backups land)
-        raise NotSupported("Backups cannot be started yet in this build.")
+    def start(self, backup: ScheduledBackup) -> str:
+        """POST /backups as the owner would send it: the same checks (the parent usable, the
+        rate limit counted), the run's key as its Idempotency-Key (a retried start of one run
+        returns the same backup), then the record tagged with its schedule."""
+        owner = Principal(user_id=backup.owner_id, method="api_key",
+                          role="admin" if backup.scope == "instance" else "user")
+        kind = BackupType.INCREMENTAL if backup.type == "incremental" else (
+            BackupType.SELECTIVE if backup.filters else BackupType.FULL)
+        try:
+            request = BackupRequest(
+                name=backup.name, description=backup.description,
+                scope=BackupScope(backup.scope), type=kind, parent_id=backup.parent_id,
+                filters=(BackupFilters.model_validate(backup.filters)
+                         if kind is BackupType.SELECTIVE else None),
+                retention_days=backup.keep_days)
+        except ValidationError as error:
+            raise InvalidRequest(f"The schedule cannot make a valid backup request: {error}"
+                                 ) from None
+        record, _ = start_backup(owner, request, backup.run_key, self.lambda_context)
+        self.catalog.set_schedule(record.backup_id, backup.schedule_id)
+        return record.backup_id
 
     def state(self, backup_id: str) -> BackupState:
         record = self.catalog.find(backup_id)
@@ -57,5 +88,5 @@ class BackupsLauncher:
         return _STATES.get(record.status, BackupState.FAILED)
 
 
-def backups_launcher() -> BackupLauncher:
-    return BackupsLauncher()
+def backups_launcher(lambda_context: Any = None) -> BackupLauncher:
+    return BackupsLauncher(lambda_context=lambda_context)
