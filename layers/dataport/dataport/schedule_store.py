@@ -19,8 +19,6 @@ and only its dispatcher starts the backup and writes the run row `run#<due>`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -30,8 +28,14 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from dataport import aws
-from dataport.errors import Conflict, InvalidRequest
-from dataport.jobs.dynamo import from_item, is_conditional_failure, to_item
+from dataport.errors import Conflict
+from dataport.jobs.dynamo import (
+    from_item,
+    is_conditional_failure,
+    page_start,
+    page_token,
+    to_item,
+)
 from dataport.models.schedules import RunRecord, RunStatus, ScheduleRecord
 from dataport.settings import get_settings
 
@@ -110,11 +114,11 @@ class ScheduleStore:
             "KeyConditionExpression": "owner_pk = :me", "ScanIndexForward": False,
             "ExpressionAttributeValues": to_item({":me": owner_pk})}
         if next_token:
-            query["ExclusiveStartKey"] = _decode_token(next_token, owner_pk)
+            query["ExclusiveStartKey"] = page_start(next_token, "owner_pk", owner_pk)
         answer = self.db.query(**query)
         records = [_record(from_item(item)) for item in answer.get("Items", [])]
         last = answer.get("LastEvaluatedKey")
-        return records, (_encode_token(last) if last else None)
+        return records, (page_token(last) if last else None)
 
     def all_schedules(self) -> Iterator[ScheduleRecord]:
         """Every schedule, paused ones too (the retention sweep), a page at a time."""
@@ -266,17 +270,3 @@ def _run(row: Mapping[str, Any]) -> RunRecord:
     fields["status"] = RunStatus(fields["status"])
     return RunRecord(**fields)
 
-
-def _encode_token(last_key: Mapping[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(last_key, sort_keys=True).encode()).decode()
-
-
-def _decode_token(token: str, owner_pk: str) -> dict[str, Any]:
-    try:
-        key = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if not isinstance(key, dict) or key.get("owner_pk") != {"S": owner_pk}:
-            raise ValueError("not this caller's listing")
-    except (ValueError, binascii.Error) as error:
-        raise InvalidRequest("The nextToken is not valid; start again without it.",
-                             details={"field": "nextToken"}) from error
-    return key
