@@ -5,6 +5,7 @@ and its objects with it."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,9 +13,11 @@ from typing import Any
 
 import pytest
 
+from dataport.workflows.export import write_session
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_database
+from tests.fixtures.faults import EXPORT_WORKER, export_worker
 from tests.infrastructure.iam import assert_calls_allowed
 from tests.schedules.support import create, show
 
@@ -82,3 +85,37 @@ def test_an_incremental_schedule_takes_real_backups_and_retention_keeps_the_newe
     assert statuses == ["expired", "expired", "completed"]
     assert api.request("GET", f"/backups/{backups[2]['backupId']}/download").status_code == 302
     assert_calls_allowed(api.stack)
+
+
+def test_a_run_is_skipped_while_the_backup_of_the_previous_one_still_runs(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+
+    def held(*args: Any, **kwargs: Any) -> Any:  # the real writer, once the test lets it
+        assert release.wait(60)
+        return write_session(*args, **kwargs)
+
+    monkeypatch.setitem(api.stack.handler_overrides, EXPORT_WORKER, export_worker(held))
+    api.stack.clock.set(datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
+    schedule_id = create(api, name="hourly", schedule={"expression": "rate(1 hour)"})[
+        "scheduleId"]
+    clock = api.stack.clock
+    try:
+        assert not [f for f in clock.advance(timedelta(hours=1), tick=timedelta(minutes=30))
+                    if f.error]
+        first = show(api, schedule_id)["lastRuns"][0]
+        assert first["outcome"] == "running"
+        assert not [f for f in clock.advance(timedelta(hours=1), tick=timedelta(minutes=30))
+                    if f.error]
+        skipped = show(api, schedule_id)["lastRuns"][0]
+        assert (skipped["outcome"], skipped["reason"]) == ("skipped", "previous_run_active")
+        assert skipped["backupId"] == first["backupId"]
+    finally:
+        release.set()
+    assert _backup(api, first["backupId"])["status"] == "completed"
+    third = _next_run(api, schedule_id)
+    assert third["outcome"] == "completed"
+    assert third["backupId"] != first["backupId"]
+    listed = api.request("GET", "/backups", params={"limit": 10}).json()["backups"]
+    assert sorted(b["backupId"] for b in listed) == sorted([first["backupId"],
+                                                            third["backupId"]])
