@@ -20,14 +20,17 @@ from bson import ObjectId, json_util
 from dataport.backups.format import MANIFEST_NAME
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
 from dataport.formats.extjson import json_util_canonical
+from dataport.progress.events import ProgressEvent, SucceededEvent
 from dataport.settings import get_settings
 from dataport.source.collections import message_collections
 from dataport.source.mongo import connect
 from dataport.workflows.export import write_session
 from infrastructure.local import seed
+from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, bucket_leftovers, seeded_database
-from tests.fixtures.faults import EXPORT_WORKER, export_worker
+from tests.fixtures.faults import EXPORT_WORKER, export_worker, slow_writer
+from tests.infrastructure.iam import assert_calls_allowed
 
 DB_NAME = "dataport_backup_tests"
 TERMINAL = {"completed", "failed", "corrupted", "expired"}
@@ -187,6 +190,7 @@ def test_a_full_user_backup_holds_exactly_the_users_data_and_verifies(
         answer = intruder.request(method, f"/backups/{made['backupId']}{path}")
         assert answer.status_code == 404, (method, path, answer.text)
     assert bucket_leftovers(api.stack, made["backupId"])["uploads"] == []
+    assert_calls_allowed(api.stack)  # every call each function made, by its template policy
 
 
 def _moment(text: str) -> datetime:
@@ -311,6 +315,7 @@ def test_an_increment_holds_what_changed_and_what_was_deleted(api: Api) -> None:
     assert api.request("DELETE", f"/backups/{base['backupId']}").status_code == 204
     assert api.request("GET", "/backups").json()["backups"] == []
     assert bucket_leftovers(api.stack, base["backupId"]) == {"objects": [], "uploads": []}
+    assert_calls_allowed(api.stack)
 
 
 def test_instance_backups_need_the_administrator_role(api: Api, admin: Api,
@@ -376,3 +381,94 @@ def test_a_fault_mid_backup_leaves_it_failed_with_nothing_behind(
     assert made["backupId"] in made["error"]["message"]
     assert bucket_leftovers(api.stack, made["backupId"]) == {"objects": [], "uploads": []}
     assert api.request("GET", f"/backups/{made['backupId']}/download").status_code == 409
+    assert_calls_allowed(api.stack)
+
+
+def test_progress_reaches_the_websocket_with_kind_backup(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    slow, _ = slow_writer(0.2)  # a few seconds of backing up: progress events go out
+    monkeypatch.setitem(api.stack.handler_overrides, EXPORT_WORKER, export_worker(slow))
+    monkeypatch.setenv("PAGE_SIZE", "2")
+    get_settings.cache_clear()
+    try:
+        with ProgressSocket(api.stack.ws_url, api.stack.token_for(api.user_id)) as socket:
+            backup_id = start(api, {"name": "watched"})["backupId"]
+            socket.subscribe(backup_id)
+            events = list(socket.follow(backup_id, timeout=60))
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert events
+    assert {event.kind.value for event in events} == {"backup"}
+    assert any(isinstance(e, ProgressEvent) and e.progress.phase == "backing_up"
+               and e.progress.current > 0 for e in events)
+    assert isinstance(events[-1], SucceededEvent)
+    assert wait(api, backup_id)["status"] == "completed"
+
+
+def test_backups_count_against_their_own_rate_limit(
+        api: Api, admin: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKUP_RATE_LIMIT", "2")
+    monkeypatch.setenv("INSTANCE_BACKUP_RATE_LIMIT", "1")
+    get_settings.cache_clear()
+    try:
+        first = api.request("POST", "/backups", json={"name": "one"})
+        assert first.headers["X-RateLimit-Limit"] == "2"
+        assert first.headers["X-RateLimit-Remaining"] == "1"
+        assert api.request("POST", "/backups", json={"name": "two"}).status_code == 202
+        third = api.request("POST", "/backups", json={"name": "three"})
+        assert third.status_code == 429, third.text
+        assert third.json()["error"]["code"] == "rate_limited"
+        assert "backups per hour" in third.json()["error"]["message"]
+        # instance backups count on their own
+        assert admin.request("POST", "/backups", json={"name": "all", "scope": "instance"}
+                             ).status_code == 202
+        assert admin.request("POST", "/backups", json={"name": "all again",
+                                                       "scope": "instance"}).status_code == 429
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    api.stack.wait_until_quiet()
+
+
+def test_preview_says_what_is_inside_and_what_a_restore_would_do(api: Api,
+                                                                 intruder: Api) -> None:
+    made = backup(api, {"name": "to preview"})
+    source = Source(api.stack, api.user_id)
+    db = _db(api.stack)
+    try:  # after the backup: one session edited, one deleted, one added
+        ordered = sorted(source.sessions)
+        edited = db.sessions.find_one({"sessionId": ordered[0]})
+        edited["summary"] = "edited after the backup"
+        db.sessions.replace_one({"_id": edited["_id"]}, edited)
+        removed = ordered[1]
+        db.sessions.delete_one({"sessionId": removed})
+        added = dict(source.sessions[ordered[2]], _id=ObjectId(),
+                     sessionId="ffffffff-0000-4000-8000-000000000000")
+        db.sessions.insert_one(added)
+        answer = api.request("GET", f"/backups/{made['backupId']}/preview")
+    finally:
+        db.sessions.delete_one({"sessionId": added["sessionId"]})
+        db.sessions.insert_one(source.sessions[removed])
+        db.sessions.replace_one({"_id": edited["_id"]}, source.sessions[ordered[0]])
+        db.client.close()
+    assert answer.status_code == 200, answer.text
+    preview = answer.json()
+    by_project = {p["projectId"]: p for p in preview["projects"]}
+    assert set(by_project) == {str(p) for p in source.projects}
+    for project_id, project in by_project.items():
+        sessions = [s for s in source.sessions.values() if str(s["projectId"]) == project_id]
+        assert project["sessions"] == len(sessions)
+        assert project["messages"] == sum(s["messageCount"] for s in sessions)
+        assert project["name"] == source.projects[ObjectId(project_id)]["name"]
+        assert _moment(project["firstActivity"]) == min(
+            s["startedAt"] for s in sessions).replace(tzinfo=UTC)
+    restore = preview["restore"]
+    assert restore["target"] == "self"
+    assert (restore["new"], restore["changed"], restore["identical"]) == (
+        1, 1, len(source.sessions) - 2)
+    assert restore["samples"]["new"] == [removed]
+    assert restore["samples"]["changed"] == [ordered[0]]
+    assert restore["onlyInTarget"] == 1
+    assert restore["samples"]["onlyInTarget"] == [added["sessionId"]]
+    assert intruder.request("GET", f"/backups/{made['backupId']}/preview").status_code == 404
