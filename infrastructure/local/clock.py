@@ -75,6 +75,17 @@ class LocalClock:
         self.set(end)
         return fired
 
+    def follow(self, stop: threading.Event, poll_s: float = 1.0) -> None:
+        """Fire the rules as the real time passes their ticks, until `stop` is set (`make
+        local`: schedules and the retention sweep run as they would on AWS). The clock must
+        not be frozen meanwhile."""
+        last = self.now()
+        while not stop.wait(poll_s):
+            now = self.now()
+            for at, function, rule in self._ticks(last, now, None):
+                self.fire(function, at, rule)
+            last = now
+
     def fire(self, function: str, at: datetime | None = None, rule: str = "manual") -> Fired:
         """Invoke `function` as its rule would at `at` (default: now), not moving the clock."""
         at = at or self.now()
