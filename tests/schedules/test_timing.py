@@ -11,8 +11,9 @@ from dataport.schedules.timing import MAX_MISSED_COUNTED, InvalidSchedule, caden
 ANCHOR = datetime(2026, 1, 1, 0, 0, 20, tzinfo=UTC)
 
 
-def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
-    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+         second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(("zone", "after", "expected"), [
