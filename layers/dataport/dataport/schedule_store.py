@@ -30,10 +30,10 @@ from botocore.exceptions import ClientError
 from dataport import aws
 from dataport.errors import Conflict
 from dataport.jobs.dynamo import (
+    decode_page_token,
+    encode_page_token,
     from_item,
     is_conditional_failure,
-    page_start,
-    page_token,
     to_item,
 )
 from dataport.models.schedules import RunRecord, RunStatus, ScheduleRecord
@@ -114,11 +114,11 @@ class ScheduleStore:
             "KeyConditionExpression": "owner_pk = :me", "ScanIndexForward": False,
             "ExpressionAttributeValues": to_item({":me": owner_pk})}
         if next_token:
-            query["ExclusiveStartKey"] = page_start(next_token, "owner_pk", owner_pk)
+            query["ExclusiveStartKey"] = decode_page_token(next_token, "owner_pk", owner_pk)
         answer = self.db.query(**query)
         records = [_record(from_item(item)) for item in answer.get("Items", [])]
         last = answer.get("LastEvaluatedKey")
-        return records, (page_token(last) if last else None)
+        return records, (encode_page_token(last) if last else None)
 
     def all_schedules(self) -> Iterator[ScheduleRecord]:
         """Every schedule, paused ones too (the retention sweep), a page at a time."""

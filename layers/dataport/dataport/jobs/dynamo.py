@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -33,18 +34,29 @@ def is_conditional_failure(error: Exception) -> bool:
     return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
 
 
-def page_token(last_key: Mapping[str, Any]) -> str:
-    """An opaque `nextToken` for a query's LastEvaluatedKey."""
+def plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; our counters are integers."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else value
+    return value
+
+
+def encode_page_token(last_key: Mapping[str, Any]) -> str:
+    """A query's LastEvaluatedKey as an opaque nextToken."""
     return base64.urlsafe_b64encode(json.dumps(last_key, sort_keys=True).encode()).decode()
 
 
-def page_start(token: str, attribute: str, value: str) -> dict[str, Any]:
-    """The ExclusiveStartKey a `nextToken` stands for, refused (400) unless it continues this
-    listing: its `attribute` must be `value` (a token of another user's listing is not)."""
+def decode_page_token(token: str, field: str, expected: str) -> dict[str, Any]:
+    """A nextToken back into the ExclusiveStartKey, refused unless its `field` is `expected`
+    (the caller's own listing: a token cannot page someone else's)."""
     try:
         key = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if not isinstance(key, dict) or key.get(attribute) != to_value(value):
-            raise ValueError("not this listing")
+        if not isinstance(key, dict) or key.get(field) != to_value(expected):
+            raise ValueError("not this caller's listing")
     except (ValueError, binascii.Error) as error:
         raise InvalidRequest("The nextToken is not valid; start again without it.",
                              details={"field": "nextToken"}) from error
