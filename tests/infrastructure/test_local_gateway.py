@@ -249,7 +249,10 @@ def test_the_real_api_answers_with_the_templates_gateway_responses() -> None:
         ("DELETE", "/imports/{jobId}"), ("POST", "/imports/{jobId}/validate"),
         ("GET", "/imports/{jobId}/conflicts"), ("POST", "/imports/{jobId}/execute"),
         ("GET", "/imports/{jobId}/actions"), ("POST", "/imports/{jobId}/rollback"),
-        ("POST", "/api-keys"), ("GET", "/api-keys"), ("DELETE", "/api-keys/{keyId}")}
+        ("POST", "/api-keys"), ("GET", "/api-keys"), ("DELETE", "/api-keys/{keyId}"),
+        ("POST", "/backup-schedules"), ("GET", "/backup-schedules"),
+        ("GET", "/backup-schedules/{scheduleId}"), ("PATCH", "/backup-schedules/{scheduleId}"),
+        ("DELETE", "/backup-schedules/{scheduleId}")}
     gateway = RestGateway(api, LambdaRuntime(template.functions()), template.region,
                           template.account_id)
     response = gateway.handle("GET", "/v1/exports/abc", [("Host", "x")], b"")

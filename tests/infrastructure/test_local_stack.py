@@ -55,7 +55,7 @@ def test_the_bucket_is_private_encrypted_and_expires_packages(local_stack: Local
         "PublicAccessBlockConfiguration"].values())
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
     assert rules["expire-packages"]["Filter"] == {"Prefix": "packages/"}
-    assert rules["expire-packages"]["Expiration"] == {"Days": 7}  # PackageRetentionDays
+    assert rules["expire-packages"]["Expiration"] == {"Days": 30}  # PackageRetentionDays
     assert rules["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"] == {
         "DaysAfterInitiation": 1}
 
