@@ -84,6 +84,8 @@ LOOK_BEHIND_RECORDS = 64
 WRITTEN_MEMORY = 1024
 
 _CLAUDE_TYPE = {"tool_use": "assistant", "tool_result": "user"}
+#: a sub-agent file beside its session's file rather than in the session's folder
+_UP = ".."
 
 
 def project_dir(path: str) -> str:
@@ -252,7 +254,10 @@ class JsonlWriter(ExportWriter):
         """The session's main file (""), or one of its sub-agent files, opened on first use."""
         file = self._files.get(relative)
         if file is None:
-            if relative:
+            if relative.startswith(f"{_UP}/"):
+                path = f"projects/{self._folder}/{relative.removeprefix(f'{_UP}/')}"
+                file = RollingFile(self.sink, path, split_bytes=self.split_bytes)
+            elif relative:
                 path = f"projects/{self._folder}/{self._name}/{relative}"
                 file = RollingFile(self.sink, path, split_bytes=self.split_bytes)
             else:
@@ -343,15 +348,18 @@ def line_of(message: RawDocument, keys: list[Any], fields: object,
 
 
 def _safe_file(relative: str | None) -> str:
-    """A sub-agent file's path kept inside the session's folder: each segment made safe, a
-    `.jsonl` name; "" (the main file) when nothing usable is left."""
+    """A sub-agent file's path kept inside the session's folder (or, `../<name>`, beside the
+    session's file in the project folder): each segment made safe, a `.jsonl` name; "" (the
+    main file) when nothing usable is left."""
     if not relative:
         return ""
-    segments = [safe_segment(part, fallback="_") for part in relative.split("/")
-                if part not in ("", ".", "..")]
-    if not segments or not segments[-1].endswith(".jsonl"):
+    up = relative.startswith(f"{_UP}/")
+    segments = [safe_segment(part, fallback="_")
+                for part in relative.removeprefix(f"{_UP}/").split("/")
+                if part not in ("", ".", _UP)]
+    if not segments or not segments[-1].endswith(".jsonl") or (up and len(segments) != 1):
         return ""
-    return "/".join(segments)
+    return (f"{_UP}/" if up else "") + "/".join(segments)
 
 
 def _summary_header(session: RawDocument) -> bytes:

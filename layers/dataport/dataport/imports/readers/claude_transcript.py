@@ -297,17 +297,23 @@ def message_documents(record: Mapping[str, Any], *, hashed: bool = True, priced:
 
 
 def subagent_file(name: str, record: Mapping[str, Any]) -> str | None:
-    """`subagents/<file>` for a line of `<project>/<sessionId>/subagents/<file>`, None for a
-    session's main file. A part the packager numbered (`agent-<id>-0001.jsonl`) is named
-    after its agent again."""
+    """Where a sub-agent line's file lies relative to its session's folder, None for a
+    session's main file: `subagents/<file>` for `<project>/<sessionId>/subagents/<file>`
+    (Claude Code 2.1), `../agent-<id>.jsonl` for an agent file beside the session files
+    (Claude Code 2.0). A part the packager numbered (`agent-<id>-0001.jsonl`) is named after
+    its file again."""
     path = PurePosixPath(name)
-    if len(path.parts) < 3 or path.parent.name != SUBAGENTS:
+    if len(path.parts) >= 3 and path.parent.name == SUBAGENTS:
+        where = SUBAGENTS
+    elif len(path.parts) >= 2 and path.name.startswith("agent-"):
+        where = ".."
+    else:
         return None
-    agent = record.get("agentId")
     part = _PART.fullmatch(path.stem)
-    if part is not None and isinstance(agent, str) and part["stem"] == f"agent-{agent}":
-        return f"{SUBAGENTS}/{part['stem']}{path.suffix}"
-    return f"{SUBAGENTS}/{path.name}"
+    agent = record.get("agentId")
+    if part is not None and (not isinstance(agent, str) or part["stem"] == f"agent-{agent}"):
+        return f"{where}/{part['stem']}{path.suffix}"
+    return f"{where}/{path.name}"
 
 
 def project_folder(name: str) -> str:
