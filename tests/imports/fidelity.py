@@ -12,6 +12,7 @@ by `json.loads`).
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import zipfile
 from collections import Counter, defaultdict
@@ -130,6 +131,6 @@ def compare(originals: list[Line], exported: dict[str, list[dict[str, Any]]]) ->
     for path, pairs in order.items():
         fixture = next(line.fixture for line in originals if line.path == path)
         positions = [position for _, position in sorted(pairs)]
-        result.in_order[fixture] += sum(1 for a, b in zip(positions, positions[1:], strict=False)
+        result.in_order[fixture] += sum(1 for a, b in itertools.pairwise(positions)
                                         if a < b) + (1 if positions else 0)
     return result

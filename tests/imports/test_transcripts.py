@@ -108,7 +108,8 @@ def test_what_is_stored_of_claude_codes_own_keys() -> None:
     assert not is_meta(messages["62e0bdc0-a1e4-4d5c-8509-3b9d0d57cc67"])
     assert messages["83a7cabd-3642-45d6-ba73-9b9f843b9ab1"]["claudeCode"]["fields"]["isMeta"] \
         is None  # a null is kept as a null
-    assert is_compact_summary(messages["cs"]) and not is_compact_summary(messages["p1u"])
+    assert is_compact_summary(messages["cs"])
+    assert not is_compact_summary(messages["p1u"])
     assert agent_id(messages["showcol1-a1"]) == "showcol1"
     assert agent_id(messages["4899826e-499f-4f24-ae6e-f2ac31cddfd4"]) == "e1c84ba5"
     # sub-agent files: 2.1's folder, 2.0's file beside the session; 2.0.46 kept them inline
@@ -132,7 +133,8 @@ def test_costs_of_the_fixture_sessions() -> None:
             assert message[COST_COMPUTED_BY] == PRICE_SOURCE
             assert isinstance(message["costUsd"], Decimal128)
         else:
-            assert "costUsd" not in message and COST_COMPUTED_BY not in message
+            assert "costUsd" not in message
+            assert COST_COMPUTED_BY not in message
     totals = {s["sessionId"]: s["totalCost"].to_decimal()
               for s in kinds(records, RecordKind.SESSION)}
     # 2.0.46, Sonnet 4.5 ($3 in, $3.75 cache write, $0.30 cache read, $15 out a million):

@@ -28,7 +28,7 @@ TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
               "cache_read_input_tokens")
 
 
-class PriceUnknown(Exception):  # noqa: N818 (an outcome the caller reports, not a failure)
+class PriceUnknown(Exception):
     """The reply cannot be priced: the price data lacks its model, or its usage is not one the
     price data can read. `model` names it for the report."""
 
