@@ -5,7 +5,9 @@
 `/Users/alex/github/claudelens` -> `-Users-alex-github-claudelens`. One line per record, in
 Claude Code's shape: parentUuid, isSidechain, userType, cwd, sessionId, version, gitBranch, type,
 message (the stored messageData), [requestId], uuid, timestamp (ISO, milliseconds, `Z`),
-[costUSD, durationMs, toolUseResult]. Money is a JSON number with exactly the stored digits.
+[costUSD, durationMs, toolUseResult]. Money is a JSON number with exactly the stored digits; a
+cost dataport computed (`costComputedBy`) is not written, since `costUSD` is what Claude Code
+reported (an import computes it again, the same way).
 
 A message imported from a transcript line (it has `claudeCode`, docs/imports.md) is written
 back as that line: its keys exactly, in their order (`claudeCode.keys`), each from its message
@@ -286,7 +288,9 @@ class JsonlWriter(ExportWriter):
             record["requestId"] = message["requestId"]
         record["uuid"] = uuid
         record["timestamp"] = iso_ms(message.get("timestamp"))
-        if message.get("costUsd") is not None:
+        if message.get("costUsd") is not None and COST_COMPUTED_BY not in message:
+            # a computed cost is not Claude Code's `costUSD` (a reported one): an import
+            # computes it again, with its marker
             cost = message["costUsd"]
             # plain_json writes a Decimal128 as its exact digits (without a decimal.Decimal)
             record["costUSD"] = cost if type(cost) is Decimal128 else as_decimal(cost)
