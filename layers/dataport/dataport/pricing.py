@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import genai_prices
+import orjson
 
 PRICE_SOURCE = f"genai-prices {genai_prices.__version__}"
 #: the usage keys whose tokens are billed (a reply with none of them has nothing to price)
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
               "cache_read_input_tokens")
+#: (model, day, usage) prices remembered: about 5 MB at most
+PRICES_REMEMBERED = 16_384
 
 
 class PriceUnknown(Exception):
@@ -56,15 +60,27 @@ def reply_cost(message_data: Mapping[str, Any], at: datetime | None) -> Decimal 
         return None
     if _tokens(usage) == 0:
         return None
+    day = None if at is None else datetime(at.year, at.month, at.day, tzinfo=UTC)
+    priced = _price(model, day, orjson.dumps(usage, option=orjson.OPT_SORT_KEYS))
+    if isinstance(priced, str):
+        raise PriceUnknown(model, priced)
+    return priced
+
+
+@lru_cache(maxsize=PRICES_REMEMBERED)
+def _price(model: str, day: datetime | None, usage: bytes) -> Decimal | str:
+    """The price of one usage (its JSON) on a day, or why there is none. genai-prices takes
+    about half a millisecond a reply; the lines of one streamed reply repeat its usage, and
+    the import reads a folder twice, so the same question comes back often. Prices change by
+    the day at most (their constraints are dates)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # unknown usage keys are ignored, not billed
-            extracted = genai_prices.extract_usage({"model": model, "usage": dict(usage)},
+            extracted = genai_prices.extract_usage({"model": model, "usage": orjson.loads(usage)},
                                                    provider_id="anthropic")
-            price = extracted.calc_price(genai_request_timestamp=at)
-    except LookupError as exc:
-        raise PriceUnknown(model, f"{PRICE_SOURCE} has no price for the model {model!r}") from exc
+            price = extracted.calc_price(genai_request_timestamp=day)
+    except LookupError:
+        return f"{PRICE_SOURCE} has no price for the model {model!r}"
     except (ValueError, TypeError) as exc:
-        raise PriceUnknown(model, f"the usage of this {model!r} reply cannot be priced: {exc}",
-                           ) from exc
+        return f"the usage of this {model!r} reply cannot be priced: {exc}"
     return Decimal(price.total_price)
