@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from bson.decimal128 import Decimal128
 
+from dataport.formats.base import ExportWriter
+from dataport.formats.csv_format import CsvWriter
 from dataport.formats.jsonl import JsonlWriter
 from dataport.imports.readers.claude_transcript import MAPPED_KEYS
 from dataport.models.documents import (
@@ -38,10 +40,15 @@ SESSIONS = {
 
 
 def export_of(records: list[ImportRecord], split: int = 10**7) -> bytes:
-    """The records written as the jsonl export writes them: per session, messages in
-    (timestamp, uuid) order, as the export reads them from MongoDB."""
+    """The records written as the jsonl export writes them."""
     sink = MemorySink()
-    writer = JsonlWriter(sink, context=CONTEXT, split_bytes=split)
+    export_sessions(JsonlWriter(sink, context=CONTEXT, split_bytes=split), records)
+    return package(sink, "jsonl")
+
+
+def export_sessions(writer: ExportWriter, records: list[ImportRecord]) -> None:
+    """Per session, messages in (timestamp, uuid) order, as the export reads them from
+    MongoDB."""
     project: dict[str, Any] = {}
     sessions: list[tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]] = []
     for record in records:
@@ -55,7 +62,6 @@ def export_of(records: list[ImportRecord], split: int = 10**7) -> bytes:
         docs.sort(key=lambda d: (d["timestamp"], d["uuid"]))
         write_session(writer, owner, session, docs)
     writer.close()
-    return package(sink, "jsonl")
 
 
 def test_the_fixtures_are_what_the_readme_says() -> None:
@@ -151,3 +157,16 @@ def test_costs_of_the_fixture_sessions() -> None:
     assert totals["55550000-0000-4000-8000-000000000001"] == 8 * (120 + 40 * 5) / Decimal(10**6)
     assert totals["5c0375b4-57a5-4f26-b12d-d022ee4e51b7"] == (100 * 3 + 10 * 15) / Decimal(10**6)
     assert totals["fe5e1c67-53e7-4862-81ae-d0e013e3270b"] == Decimal("0.0178212")
+
+
+def test_the_csv_export_keeps_the_flags_and_where_a_cost_came_from() -> None:
+    records, _ = read(upload(FIXTURES), "claude.zip")
+    sink = MemorySink()
+    writer = CsvWriter(sink, context=CONTEXT, split_bytes=10**7)
+    export_sessions(writer, records)
+    again = by_uuid(kinds(read(package(sink, "csv"), "export.zip")[0], RecordKind.MESSAGE))
+    assert is_meta(again["5a3fdd4a-ac04-44ec-8323-407fdb4c7c06"])
+    assert is_compact_summary(again["cs"])
+    assert agent_id(again["showcol2-a2"]) == "showcol2"
+    assert again["showcol2-a2"][COST_COMPUTED_BY] == PRICE_SOURCE
+    assert again["showcol2-u1"].get(COST_COMPUTED_BY) is None
