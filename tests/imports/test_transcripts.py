@@ -165,7 +165,12 @@ def test_costs_of_the_fixture_sessions() -> None:
     # 2.1.173: eight Haiku 4.5 replies ($1 in, $5 out) of 120 in + 40 out (main and sub-agents)
     assert totals["55550000-0000-4000-8000-000000000001"] == 8 * (120 + 40 * 5) / Decimal(10**6)
     assert totals["5c0375b4-57a5-4f26-b12d-d022ee4e51b7"] == (100 * 3 + 10 * 15) / Decimal(10**6)
-    assert totals["fe5e1c67-53e7-4862-81ae-d0e013e3270b"] == Decimal("0.0178212")
+    # 1.0.98, Sonnet 4 ($3 in, $3.75 written, $0.30 read, $15 out): msg_0175 (three lines, its
+    # last) 3 in + 1,331 written + 14,874 read + 172 out; msg_01US (two) 7 + 235 + 16,205 + 1
+    assert totals["fe5e1c67-53e7-4862-81ae-d0e013e3270b"] == (
+        Decimal(3 * 3 + 1331 * Decimal("3.75") + 14874 * Decimal("0.3") + 172 * 15)
+        + Decimal(7 * 3 + 235 * Decimal("3.75") + 16205 * Decimal("0.3") + 1 * 15)
+    ) / 10**6 == Decimal("0.0178212")
 
 
 def test_the_csv_export_keeps_the_flags_and_where_a_cost_came_from() -> None:
