@@ -30,6 +30,8 @@ from dataport.formats.common import (
     content_blocks,
     count_text,
     decimal_text,
+    image_placeholder,
+    message_role,
     message_thinking,
     model_of,
     plain_content,
@@ -41,7 +43,11 @@ from dataport.formats.rolling import RollingFile
 from dataport.models.documents import RawDocument, derived_ref
 
 ROLES = {"user": "User", "assistant": "Assistant", "tool_use": "Tool call",
-         "tool_result": "Tool result"}
+         "tool_result": "Tool result", "summary": "Conversation summary", "context": "Context"}
+#: what a reader is told about lines the person did not type (see `common.message_role`)
+SUMMARY_NOTE = ("Written by Claude Code when it compacted the conversation: a summary of the "
+                "earlier messages, not typed by the user.")
+CONTEXT_NOTE = "Added by Claude Code (a command expansion, a caveat), not typed by the user"
 SHOWN_BLOCKS_MEMORY = 4096
 
 _BACKTICKS = re.compile(r"`+")
@@ -49,6 +55,7 @@ _FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _INLINE_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 _NOT_WORD = re.compile(r"[\W_]+")
 _CLOSING_DETAILS = re.compile(r"</details", re.IGNORECASE)
+_PARAGRAPHS = "\n\n"
 
 
 # --- Markdown text helpers ----------------------------------------------------------------------
@@ -210,7 +217,7 @@ class MarkdownWriter(ExportWriter):
 
     def _section(self, message: RawDocument) -> str | None:
         """The Markdown of one message, None when all it holds has been shown already."""
-        kind = str(message.get("type") or "message")
+        kind = message_role(message)
         derived = derived_ref(message.get("uuid")) is not None
         sidechain = bool(message.get("isSidechain")) and not derived
         heading = f"### {ROLES.get(kind, escape_inline(kind.title()))} · " \
@@ -228,11 +235,17 @@ class MarkdownWriter(ExportWriter):
         thinking = message_thinking(message, blocks)
         if thinking:
             parts.append(_details("Thinking", thinking))
+        body: list[str] = []
         if blocks:
-            parts.extend(self._block(block) for block in blocks if block.get("type") != "thinking")
+            body.extend(self._block(block) for block in blocks if block.get("type") != "thinking")
         else:
-            parts.append(balance_fences(plain_content(message)))
-        parts = [part for part in parts if part]
+            body.append(balance_fences(plain_content(message)))
+        body = [part for part in body if part]
+        if body and kind == "summary":
+            body = [f"> *{SUMMARY_NOTE}*\n>\n{_quoted(_PARAGRAPHS.join(body))}"]
+        elif body and kind == "context":
+            body = [_details(CONTEXT_NOTE, _PARAGRAPHS.join(body))]
+        parts = [part for part in (*parts, *body) if part]
         if not parts and derived:
             return None
         return "\n" + "\n\n".join([heading, *parts]) + "\n"
@@ -262,10 +275,17 @@ class MarkdownWriter(ExportWriter):
                 label += f" · {inline_code(str(block['tool_use_id']))}"
             if block.get("is_error"):
                 label += " · **error**"
-            return f"{label}\n\n{fenced(text_of(block.get('content')))}"
+            content = text_of(block.get("content"), image=image_placeholder)
+            return f"{label}\n\n{fenced(content)}"
         if kind == "image":
-            return "*[image]*"
+            return f"*{escape_inline(image_placeholder(block))}*"
         return fenced(plain_json(block, indent=True).decode("utf-8"), "json")
+
+
+def _quoted(text: str) -> str:
+    """Markdown as a block quote: every line behind `> ` (fences balanced first, so none can
+    run out of the quote)."""
+    return "\n".join(f"> {line}" if line else ">" for line in balance_fences(text).split("\n"))
 
 
 def _details(summary: str, text: str) -> str:
