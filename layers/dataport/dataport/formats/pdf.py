@@ -69,6 +69,7 @@ from pygments.lexer import Lexer
 import dataport
 from dataport.formats.base import ExportContext, ExportWriter, FileSink, Numbering
 from dataport.formats.common import (
+    MAX_IMAGE_BYTES,
     BoundedMemo,
     ToolNames,
     as_utc,
@@ -122,11 +123,10 @@ MAX_CODE_LINES: Final = 400
 HEADING_LOOKAHEAD: Final = 8
 WRITE_CHUNK: Final = 1 << 20
 REPLACEMENT: Final = "\ufffd"
-#: images drawn in the PDF: the types fpdf2 embeds (through Pillow), the largest decoded image
-#: read (Claude's own limit is 5 MB a picture) and the most pixels decoded for one
+#: images drawn in the PDF: the types fpdf2 embeds (through Pillow) and the most pixels decoded
+#: for one (the largest data read is `common.MAX_IMAGE_BYTES`)
 EMBEDDED_IMAGE_TYPES: Final = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF",
                                "image/webp": "WEBP"}
-MAX_IMAGE_BYTES: Final = 10 << 20
 MAX_IMAGE_PIXELS: Final = 40_000_000
 #: an image keeps at most this many pixels per point it is drawn at (fpdf2's own ratio for
 #: oversized images): a retina screenshot drawn at the page's width keeps ~1,000 pixels
@@ -1277,6 +1277,8 @@ class PdfWriter(ExportWriter):
         problem = volume.picture(ref.data, ref.media_type) if ref.data is not None else None
         if ref.data is not None and problem is None:
             volume.ln(1)
+        elif ref.data is None and ref.problem is None:
+            problem = f"not drawn: larger than the {MAX_IMAGE_BYTES:,}-byte limit"
         label = ref.label() + (f" · {problem}" if problem else "")
         volume.use(emphasis="I", size=7.5, colour=MUTED)
         volume.paragraphs(volume.clean(f"[{label}]"), 4.2)
