@@ -718,11 +718,12 @@ class _Volume(FPDF):
                 start = begin + len(piece)
                 self.cell(0, h, "", border=border, fill=fill, new_x=XPos.LEFT, new_y=YPos.TOP)
                 left, baseline = self.x + self.c_margin, self.y + 0.5 * h + 0.3 * self.font_size
-                for colour, text in _slice_runs(runs, begin, start):
-                    self.set_text_color(*colour)
-                    with self.fallbacks(text):
-                        self.text(left, baseline, text)
-                    left += self.measure(text)
+                with self.fallbacks(piece):
+                    for colour, text in _slice_runs(runs, begin, start):
+                        if not text.isspace():  # indentation is only room: nothing to draw
+                            self.set_text_color(*colour)
+                            self.text(left, baseline, text)
+                        left += self.measure(text)
                 self.y += h
                 self.x = x
 
