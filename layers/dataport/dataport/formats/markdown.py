@@ -4,9 +4,12 @@
 only when split). The summary is the H1 title ("Session <id>" without one), then a metadata
 list (project, path, session, started/ended, messages, tokens, tools, cost), then one section per
 message: its role from `type` (never from userType), time and model, thinking folded in
-`<details>`, text kept as Markdown, tool calls and results as fenced blocks. Sidechain messages
-are marked in their heading and with a note; derived tool documents are not sidechains to a
-reader, so they are not marked.
+`<details>`, text kept as Markdown, tool calls and results as fenced blocks, images as a
+placeholder with their media type and size (never their base64). Lines Claude Code wrote into
+the user's turn are not the user's (`common.message_role`): the compaction summary is a
+"Conversation summary" section quoted under a note, `isMeta` lines a "Context" section folded
+in a labelled `<details>`. Sidechain messages are marked in their heading and with a note;
+derived tool documents are not sidechains to a reader, so they are not marked.
 
 The models a session used are only known once its messages have been read, and a document is
 streamed, so they close each file (`**Models:**`) rather than open it. A tool call or result

@@ -10,9 +10,13 @@ Each volume is a complete PDF (fpdf2) of A4 pages:
 - one section per session, starting on a new page: the summary as its title, then project,
   path, session id, model (of its first reply: up to `HEADING_LOOKAHEAD` messages are read
   ahead), dates, messages, tokens, tools and cost; then its messages: a role
-  label (user / assistant / tool call / tool result) with time and model, prose in DejaVu Sans,
-  code fences, tool calls and tool results in monospace blocks, thinking set apart in italics.
-  Every body page has a running header (session title, project) and a page number.
+  label (user / assistant / tool call / tool result, and conversation summary / context for the
+  lines Claude Code wrote itself, `common.message_role`) with time and model, prose in DejaVu
+  Sans, code fences, tool calls and tool results in monospace blocks (highlighted by Pygments
+  when the fence's language or the tool's file extension is known, `formats.highlight`),
+  thinking set apart in italics, images drawn (PNG, JPEG, GIF, WebP) with a labelled
+  placeholder as their caption or in their place. Every body page has a running header
+  (session title, project) and a page number.
 
 Front matter (title page and contents) is numbered i, ii, ... and the body 1, 2, ... (as PDF
 page labels too), so the contents, the printed numbers and the viewer's page box agree however
@@ -23,8 +27,14 @@ Oblique and Sans Mono; a CJK subset of WenQuanYi Micro Hei and an emoji subset o
 fallbacks, loaded into a volume only when its text needs them. A character none of them can
 draw (a control character, an emoji newer than Unicode 9, a rare script) is shown as U+FFFD and
 counted in a manifest note; invisible format characters the fonts lack are dropped. No text can
-make the export fail. Hebrew and Arabic are drawn in logical order, unshaped (fpdf2's bidi and
-shaping need uharfbuzz, which the layer does not ship).
+make the export fail. Lines with right-to-left text (Hebrew, Arabic...) are shaped by HarfBuzz
+and put in visual order by fpdf2 (`set_text_shaping`, around those lines only: it costs), and a
+paragraph whose base direction is right to left is set flush right.
+
+Images: one decoded at a time (at most `common.MAX_IMAGE_BYTES` of data, `MAX_IMAGE_PIXELS`
+pixels), scaled down to what the page shows before fpdf2 keeps it; the volume keeps what it
+embedded until it is rendered, so that counts towards its size estimate. Anything Pillow or
+fpdf2 cannot read leaves the placeholder, never a failed export.
 
 Volumes and memory: fpdf2 builds a document in memory and renders it to bytes only in
 `output()`, so a volume is closed and written to its file when its body reaches `max_pages`
