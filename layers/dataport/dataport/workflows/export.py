@@ -30,6 +30,7 @@ from pydantic import SecretStr
 from dataport.bucket import PackagesBucket, packages_bucket
 from dataport.errors import JobCancelled, NotFound
 from dataport.formats.base import ExportContext, ExportWriter
+from dataport.formats.costs import priced
 from dataport.formats.registry import writer_for
 from dataport.jobs import passwords
 from dataport.jobs.store import JobStore, require_running, utcnow
@@ -44,6 +45,7 @@ from dataport.packaging.manifest import ManifestHeader, Owner
 from dataport.packaging.package import assemble_package
 from dataport.packaging.shardlist import read_shard, write_shard_list
 from dataport.packaging.staging import StagingSink
+from dataport.pricing import PRICE_SOURCE
 from dataport.progress.publisher import publish_progress, publish_terminal
 from dataport.progress.reporter import ShardReporter
 from dataport.progress.throttle import Cadence
@@ -211,8 +213,9 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
             for page in iter_session_pages(scope, request.filters, after=cursor.after,
                                            upto=cursor.upto, page_size=settings.page_size):
                 for session, messages in shard_messages.pairs(page):
-                    state = write(writer, projects, session, messages, state,
-                                  heartbeat=reporter.heartbeat)
+                    state = write(writer, projects, session,
+                                  priced(messages) if request.options.compute_costs
+                                  else messages, state, heartbeat=reporter.heartbeat)
                     reporter.session_written(sessions=state.sessions, messages=state.messages)
                 if remaining_ms() < settings.worker_reserve_ms:
                     finished = False
@@ -265,7 +268,8 @@ def finalize(ref: JobRef) -> JobRef:
                             filters=request.filters.model_dump(mode="json", by_alias=True,
                                                                exclude_none=True),
                             counts=counts,
-                            encryption="winzip-aes-256" if job.encrypted else None)
+                            encryption="winzip-aes-256" if job.encrypted else None,
+                            price_source=PRICE_SOURCE if request.options.compute_costs else None)
     bucket = packages_bucket()
     result = assemble_package(bucket, key, files=files, header=header,
                               part_size=settings.upload_part_size_mb * MIB,
