@@ -5,6 +5,8 @@ stack."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from decimal import Decimal
 from typing import Any
 
@@ -24,8 +26,15 @@ from dataport.models.documents import (
 )
 from dataport.models.records import ImportRecord, RecordKind
 from dataport.pricing import PRICE_SOURCE
-from tests.imports.fidelity import FIXTURES, compare, fixture_lines, package_lines, upload
-from tests.imports.support import kinds, package, read
+from tests.imports.fidelity import (
+    FIXTURES,
+    ROOT,
+    compare,
+    fixture_lines,
+    package_lines,
+    upload,
+)
+from tests.imports.support import kinds, package, read, source_of, zip_bytes
 from tests.unit.format_sink import CONTEXT, MemorySink, write_session
 
 #: the sessions of each fixture and the cost computed for each (genai-prices 0.2.5): see the
@@ -66,7 +75,7 @@ def export_sessions(writer: ExportWriter, records: list[ImportRecord]) -> None:
 
 def test_the_fixtures_are_what_the_readme_says() -> None:
     assert set(FIXTURES) == set(SESSIONS)
-    readme = (fixture_lines.__globals__["ROOT"] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     for fixture in FIXTURES:
         assert fixture in readme, f"{fixture} has no origin and licence in the README"
 
@@ -156,7 +165,12 @@ def test_costs_of_the_fixture_sessions() -> None:
     # 2.1.173: eight Haiku 4.5 replies ($1 in, $5 out) of 120 in + 40 out (main and sub-agents)
     assert totals["55550000-0000-4000-8000-000000000001"] == 8 * (120 + 40 * 5) / Decimal(10**6)
     assert totals["5c0375b4-57a5-4f26-b12d-d022ee4e51b7"] == (100 * 3 + 10 * 15) / Decimal(10**6)
-    assert totals["fe5e1c67-53e7-4862-81ae-d0e013e3270b"] == Decimal("0.0178212")
+    # 1.0.98, Sonnet 4 ($3 in, $3.75 written, $0.30 read, $15 out): msg_0175 (three lines, its
+    # last) 3 in + 1,331 written + 14,874 read + 172 out; msg_01US (two) 7 + 235 + 16,205 + 1
+    assert totals["fe5e1c67-53e7-4862-81ae-d0e013e3270b"] == (
+        Decimal(3 * 3 + 1331 * Decimal("3.75") + 14874 * Decimal("0.3") + 172 * 15)
+        + Decimal(7 * 3 + 235 * Decimal("3.75") + 16205 * Decimal("0.3") + 1 * 15)
+    ) / 10**6 == Decimal("0.0178212")
 
 
 def test_the_csv_export_keeps_the_flags_and_where_a_cost_came_from() -> None:
@@ -170,3 +184,42 @@ def test_the_csv_export_keeps_the_flags_and_where_a_cost_came_from() -> None:
     assert agent_id(again["showcol2-a2"]) == "showcol2"
     assert again["showcol2-a2"][COST_COMPUTED_BY] == PRICE_SOURCE
     assert again["showcol2-u1"].get(COST_COMPUTED_BY) is None
+
+
+def test_a_reported_cost_keeps_its_place_and_its_digits() -> None:
+    """Claude Code 1.0's lines carry `costUSD` among their keys; it comes back where it was,
+    with exactly its digits, and no cost is computed for it."""
+    line = ('{"parentUuid":null,"isSidechain":false,"userType":"external","cwd":"/w",'
+            '"sessionId":"5e55b000-0000-4000-8000-000000000001","version":"1.0.43",'
+            '"message":{"id":"msg_1","type":"message","role":"assistant",'
+            '"model":"claude-opus-4-20250514","content":[{"type":"text","text":"ok"}],'
+            '"usage":{"input_tokens":4,"output_tokens":7}},"costUSD":0.00062925,'
+            '"durationMs":2111,"type":"assistant","uuid":"c-1",'
+            '"timestamp":"2025-07-01T10:00:00.000Z"}\n')
+    records, _ = read(line.encode(), "5e55b000-0000-4000-8000-000000000001.jsonl")
+    (message,) = kinds(records, RecordKind.MESSAGE)
+    assert COST_COMPUTED_BY not in message
+    assert message["claudeCode"]["keys"].index("costUSD") == 7  # after message, as written
+    (back,) = next(iter(package_lines(export_of(records)).values()))
+    assert list(back) == message["claudeCode"]["keys"]
+    text = export_of(records)
+    assert b'"costUSD":0.00062925,' in zipfile_text(text)
+
+
+def zipfile_text(package_bytes: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(package_bytes)) as archive:
+        return b"".join(archive.read(n) for n in archive.namelist() if n.endswith(".jsonl"))
+
+
+def test_a_file_of_summary_lines_only_is_counted_as_skipped() -> None:
+    only = b'{"type":"summary","summary":"Old work","leafUuid":"x-1"}\n' * 2
+    data = zip_bytes([("claude/projects/-path-to-Demo/0badc0de-0000-4000-8000-000000000000.jsonl",
+                       only),
+                      *[(f"claude/projects/{line.path.removeprefix('projects/')}",
+                         (ROOT / "claude-code-viewer-1.0.98" / line.path.removeprefix(
+                             "projects/")).read_bytes())
+                        for line in fixture_lines("claude-code-viewer-1.0.98")[:1]]])
+    source = source_of(data, "claude.zip")
+    records = list(source.records())
+    assert source.skipped == {"summary": 2}
+    assert len(kinds(records, RecordKind.SESSION)) == 1

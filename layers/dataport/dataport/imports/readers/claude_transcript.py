@@ -25,7 +25,8 @@ way ClaudeLens ingest does (DATA-MODEL.md):
   (dataport.pricing) and `costComputedBy`; a model without a price leaves it out, reported as a
   `price_unknown` warning.
 - `summary` lines give the session its summary (the last one of a file, for the session the file
-  is named after) and are kept verbatim in the session's `claudeCode.summaries`; every other
+  is named after) and are kept verbatim in the session's `claudeCode.summaries` (a file of
+  summary lines only has no session to keep them: they count as skipped); every other
   type (`progress`, `file-history-snapshot`, `queue-operation`, `system`, anything new) is
   tolerated and counted in `ImportSource.skipped`, not imported (docs/imports.md says why).
 - a streamed reply (several lines with one `message.id`) stays one document per line (each line
@@ -131,11 +132,14 @@ def read_line(data: bytes, *, file: str, line: int, limits: ImportLimits,
                              f"line {line} is a JSON {type(value).__name__}, not an object",
                              file=file, line=line))
         return None
+    order = list(value) if "costUSD" in value else None
     money = value.pop("costUSD", _MISSING)  # the one number that must stay exact
     problem = scan(value, limits, decimals_to_float=True)
     if problem is None and money is not _MISSING:
         problem = scan(money, limits)
         value["costUSD"] = money
+        if order is not None:  # back in its place: the line's key order is kept (claudeCode)
+            value = {name: value[name] for name in order}
     if problem is not None:
         code, message, path = problem
         reporter.error(issue(code, f"line {line}: {message} (at {short_path(path)})", path=path,
@@ -540,9 +544,12 @@ class ClaudeTranscriptSource(ImportSource):
         started: set[str] = set()
         for member in plan.files:
             name = member.name if member else self.filename
+            summaries, messages = 0, 0
             for line in self._lines(archive, member, reporter, checksums):
                 if not line.docs:
+                    summaries += 1
                     continue
+                messages += 1
                 session_id = line.docs[0][0].get("sessionId")
                 if isinstance(session_id, str) and session_id not in started:
                     started.add(session_id)
@@ -552,6 +559,10 @@ class ClaudeTranscriptSource(ImportSource):
                                            Location(name, line.number))
                 for doc, path in line.docs:
                     yield ImportRecord(RecordKind.MESSAGE, doc, Location(name, line.number, path))
+            if summaries and not messages:
+                # a file of summary lines only (Claude Code 1.0 left many): no session to keep
+                # them on, so they are counted as skipped, like the types never imported
+                reporter.skipped["summary"] += summaries
 
     def _project(self, folder: str, totals: _FolderTotals, reporter: Reporter,
                  ) -> dict[str, Any]:
