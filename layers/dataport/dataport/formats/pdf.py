@@ -1276,6 +1276,16 @@ class PdfWriter(ExportWriter):
             volume.ln(1.5)
         elif part.kind == "image" and part.image is not None:
             self._image(volume, part.image)
+        elif part.kind in {"summary", "context"}:
+            # Claude Code's own text: its tinted blocks, with its code fences as code
+            label = part.label
+            for kind, info, text in split_fences(part.text):
+                if kind == "code":
+                    self._block_set_apart(volume, "code", text, label or info,
+                                          lexer_for_language(info) if info else None)
+                else:
+                    self._block_set_apart(volume, part.kind, text, label)
+                label = ""
         else:
             kind = "error" if part.error else part.kind
             self._block_set_apart(volume, kind, part.text, part.label, part.lexer)
