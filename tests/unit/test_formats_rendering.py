@@ -194,6 +194,20 @@ def test_pdf_embeds_png_jpeg_and_gif_and_labels_what_it_cannot_draw() -> None:
     assert cases.NOT_AN_IMAGE not in text
 
 
+def test_attached_documents_are_placeholders_in_markdown_and_pdf() -> None:
+    pdf_file = b"%PDF-1.4 a document the user attached"
+    block = cases.image_block("application/pdf", pdf_file) | {"type": "document"}
+    docs = [cases.doc("d-1", "user", 1, [{"type": "text", "text": "Read this"}, block])]
+    label = f"[document · application/pdf · {len(pdf_file):,} bytes]"
+    encoded = base64.b64encode(pdf_file).decode()
+    text = markdown(docs)
+    assert f"*{label}*" in text.replace("\\", "")
+    assert encoded not in text
+    (data,) = pdfs(docs)
+    assert label in " ".join(pdf_text(data).split())
+    assert encoded not in pdf_text(data)
+
+
 def test_pdf_scales_large_images_down_and_refuses_oversized_ones() -> None:
     wide = io.BytesIO()
     Image.effect_noise((3000, 1200), 60).save(wide, format="PNG")

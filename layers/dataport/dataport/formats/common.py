@@ -358,10 +358,11 @@ class ImageRef:
     size: int | None
     data: bytes | None = None
     problem: str | None = None
+    kind: str = "image"
 
     def label(self) -> str:
         """`image · image/png · 35,021 bytes` (plus the problem, when there is one)."""
-        parts = ["image", self.media_type or "unknown type"]
+        parts = [self.kind, self.media_type or "unknown type"]
         if self.size is not None:
             parts.append(f"{self.size:,} bytes")
         if self.problem:
@@ -376,16 +377,18 @@ def image_ref(block: Mapping[str, Any], *, decode_up_to: int | None = None) -> I
     """What an `image` block holds. The size of base64 data is counted from its length; with
     `decode_up_to`, data up to that size is decoded and checked (one image at a time, so memory
     stays one image), longer data is left alone (`data` None without a `problem`)."""
+    word = "document" if block.get("type") == "document" else "image"
     source = block.get("source")
     if not isinstance(source, Mapping):
-        return ImageRef("", None, problem="no image data")
+        return ImageRef("", None, problem="no data", kind=word)
     media_type = str(source.get("media_type") or "")
     if source.get("type") != "base64":
         kind = str(source.get("type") or "unknown")
-        return ImageRef(media_type, None, problem=f"{kind} source, not stored in the transcript")
+        return ImageRef(media_type, None, problem=f"{kind} source, not stored in the transcript",
+                        kind=word)
     data = source.get("data")
     if not isinstance(data, str):
-        return ImageRef(media_type, None, problem="no image data")
+        return ImageRef(media_type, None, problem="no data", kind=word)
     raw = data.encode("ascii", "replace")
     if any(c in raw for c in b" \n\r\t"):
         raw = _BASE64_SPACE.sub(b"", raw)
@@ -394,17 +397,25 @@ def image_ref(block: Mapping[str, Any], *, decode_up_to: int | None = None) -> I
     if decode_up_to is None:
         return ImageRef(media_type, size)
     if size > decode_up_to:
-        return ImageRef(media_type, size)  # not read: the caller says what that means
+        return ImageRef(media_type, size, kind=word)  # not read: the caller says what it means
     try:
         decoded = binascii.a2b_base64(raw, strict_mode=True)
     except (binascii.Error, ValueError):
-        return ImageRef(media_type, None, problem="data is not valid base64")
-    return ImageRef(media_type, len(decoded), decoded)
+        return ImageRef(media_type, None, problem="data is not valid base64", kind=word)
+    return ImageRef(media_type, len(decoded), decoded, kind=word)
 
 
 #: the largest image whose base64 data is decoded (to check it, or to draw it in the PDF);
 #: Claude's own limit is 5 MB a picture
 MAX_IMAGE_BYTES: Final = 10 << 20
+
+
+def is_base64_document(block: Mapping[str, Any]) -> bool:
+    """A `document` block carrying a file as base64 (a PDF a user attached): shown like an
+    image, by a placeholder, never its data."""
+    source = block.get("source")
+    return (block.get("type") == "document" and isinstance(source, Mapping)
+            and source.get("type") == "base64")
 
 
 def image_placeholder(block: Mapping[str, Any]) -> str:

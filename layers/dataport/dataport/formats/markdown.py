@@ -34,6 +34,7 @@ from dataport.formats.common import (
     count_text,
     decimal_text,
     image_placeholder,
+    is_base64_document,
     message_role,
     message_thinking,
     model_of,
@@ -280,7 +281,7 @@ class MarkdownWriter(ExportWriter):
                 label += " · **error**"
             content = text_of(block.get("content"), image=image_placeholder)
             return f"{label}\n\n{fenced(content)}"
-        if kind == "image":
+        if kind == "image" or is_base64_document(block):
             return f"*{escape_inline(image_placeholder(block))}*"
         return fenced(plain_json(block, indent=True).decode("utf-8"), "json")
 

@@ -89,6 +89,7 @@ from dataport.formats.common import (
     decimal_text,
     image_placeholder,
     image_ref,
+    is_base64_document,
     message_role,
     message_thinking,
     model_of,
@@ -1213,6 +1214,8 @@ class PdfWriter(ExportWriter):
             return [Part("note", "[redacted thinking]")]
         if kind == "image":
             return [Part("image", "", image=block)]
+        if is_base64_document(block):
+            return [Part("note", image_placeholder(block))]
         path = self._tools.path_for(block)
         lexer = lexer_for_path(path) if path else None
         if kind == "tool_use":
@@ -1272,7 +1275,7 @@ class PdfWriter(ExportWriter):
                     volume.ln(1.5)
         elif part.kind == "note":
             volume.use(emphasis="I", size=8.5, colour=MUTED)
-            volume.paragraphs(part.text, 4.5)
+            volume.paragraphs(volume.clean(part.text), 4.5)
             volume.ln(1.5)
         elif part.kind == "image" and part.image is not None:
             self._image(volume, part.image)
