@@ -4,10 +4,12 @@ with the original in its own file, and the export imported again without a chang
 
 from __future__ import annotations
 
+import json
 import zipfile
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bson.decimal128 import Decimal128
@@ -91,3 +93,37 @@ def test_real_transcripts_come_back_line_for_line_through_the_stack(
         for uuid, message in messages_of(db, session_id).items():
             if uuid in stored:
                 assert message == stored[uuid]
+
+
+def test_an_export_computes_the_costs_ClaudeLens_stored_without(
+        db: Database[Document], fresh_stack: LocalStack, tmp_path: Path) -> None:
+    user = Importer(Api(fresh_stack, EMPTY_USER))
+    assert user.run(upload(["claude-code-log-2.1.0-compact"]), "claude.zip",
+                    strategy="merge")["status"] == "succeeded"
+    stored = messages_of(db, "s1")
+    for name in db.list_collection_names():  # as ClaudeLens stores a Claude Code 2.x reply
+        if name.startswith("messages"):
+            db[name].update_many({"sessionId": "s1"},
+                                 {"$unset": {"costUsd": "", COST_COMPUTED_BY: ""}})
+
+    def exported(compute: bool) -> tuple[dict[str, Any], bytes]:
+        package = user.api.export(tmp_path, {"format": "json",
+                                             "options": {"computeCosts": compute}})
+        with zipfile.ZipFile(package) as archive:
+            data = b"".join(archive.read(n) for n in archive.namelist()
+                            if n.startswith("conversations-"))
+            return json.loads(archive.read("manifest.json")), data
+
+    manifest, data = exported(True)
+    assert manifest["priceSource"] == PRICE_SOURCE
+    # every reply priced again, to the digit the import computed, and marked
+    for message in stored.values():
+        if message["type"] == "assistant":
+            cost = json.dumps({"$numberDecimal": str(message["costUsd"])},
+                              separators=(",", ":")).encode()
+            assert data.count(cost) >= 1
+    assert data.count(b'"costComputedBy":"' + PRICE_SOURCE.encode()) == 5
+    manifest, data = exported(False)
+    assert "priceSource" not in manifest
+    assert b"costComputedBy" not in data
+    assert b'"costUsd"' not in data

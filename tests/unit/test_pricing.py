@@ -10,7 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from bson.decimal128 import Decimal128
 
+from dataport.formats.costs import priced, with_cost
 from dataport.models.documents import COST_COMPUTED_BY
 from dataport.models.records import RecordKind
 from dataport.pricing import PRICE_SOURCE, PriceUnknown, reply_cost
@@ -86,3 +88,20 @@ def test_an_import_prices_what_it_can_and_warns_for_the_rest() -> None:
     assert COST_COMPUTED_BY not in messages["a-3"]
     (session,) = kinds(records, RecordKind.SESSION)
     assert session["totalCost"].to_decimal() == Decimal("0.057375") + Decimal("0.25")
+
+
+def test_an_export_prices_what_was_stored_without_a_cost() -> None:
+    stored = {"uuid": "m-1", "type": "assistant", "timestamp": AT, "model": OPUS_41,
+              "usage": {"input_tokens": 1_000, "output_tokens": 500,
+                        "cache_read_input_tokens": 2_000, "cache_creation_input_tokens": 100},
+              "messageData": reply(OPUS_41)}
+    (out,) = priced(iter([stored]))
+    assert out["costUsd"] == Decimal128("0.057375")
+    assert out[COST_COMPUTED_BY] == PRICE_SOURCE
+    assert "costUsd" not in stored  # the stored document is not changed
+    reported = stored | {"costUsd": Decimal128("0.5")}
+    assert with_cost(reported) is reported
+    unknown = stored | {"model": "claude-imaginary-9"}
+    assert with_cost(unknown) is unknown
+    user = {"uuid": "m-2", "type": "user", "timestamp": AT, "content": "hi"}
+    assert with_cost(user) is user
