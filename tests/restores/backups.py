@@ -1,0 +1,120 @@
+"""Backups for the restore tests, written to the contract of docs/backups.md (the backup
+format): STORED zip members, each one zstd frame (content checksum on) of canonical Extended
+JSON lines, and manifest.json last with every member's counts and checksums. Used where the
+tests need a backup the backups pipeline does not make (a chain with chosen deletions, a
+damaged one), from documents they choose."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import zstandard
+from pymongo.database import Database
+
+from dataport.formats.common import canonical_json
+from dataport.source.collections import PROJECTS, SESSIONS, is_message_collection
+from dataport.source.mongo import Document
+
+ZIP_TIME = (2026, 12, 1, 9, 0, 0)
+
+
+@dataclass
+class Backup:
+    """A backup's documents by collection, and what it deletes (an increment)."""
+
+    projects: list[Document] = field(default_factory=list)
+    sessions: list[Document] = field(default_factory=list)
+    messages: list[Document] = field(default_factory=list)
+    deleted_sessions: list[str] = field(default_factory=list)
+    deleted_projects: list[Any] = field(default_factory=list)
+    backup_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    parent_id: str | None = None
+    owner_id: str | None = None
+
+    def container(self, *, per_member: int = 3) -> bytes:
+        """The backup as its stored object (members of at most `per_member` documents, so a
+        test sees several of each)."""
+        members: list[tuple[str, str, bytes, int]] = []
+        for collection, docs in (("projects", self.projects), ("sessions", self.sessions),
+                                 ("messages", self.messages)):
+            for seq, start in enumerate(range(0, len(docs), per_member)):
+                chunk = docs[start:start + per_member]
+                lines = b"".join(canonical_json(doc) + b"\n" for doc in chunk)
+                members.append((f"{collection}/00001-{seq:05d}.jsonl.zst", collection, lines,
+                                len(chunk)))
+        deletions = ([{"collection": "sessions", "sessionId": sid}
+                      for sid in self.deleted_sessions]
+                     + [{"collection": "projects", "_id": pid} for pid in self.deleted_projects])
+        if self.parent_id is not None:
+            lines = b"".join(canonical_json(doc) + b"\n" for doc in deletions)
+            members.append(("deletions.jsonl.zst", "deletions", lines, len(deletions)))
+        out = io.BytesIO()
+        listed = []
+        compressor = zstandard.ZstdCompressor(level=3, write_checksum=True)
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+            for path, collection, lines, records in members:
+                stored = compressor.compress(lines)
+                archive.writestr(zipfile.ZipInfo(path, ZIP_TIME), stored)
+                listed.append({"path": path, "collection": collection, "records": records,
+                               "bytes": len(lines), "compressedBytes": len(stored),
+                               "sha256": hashlib.sha256(lines).hexdigest(),
+                               "compressedSha256": hashlib.sha256(stored).hexdigest()})
+            manifest = {
+                "format": "dataport-backup", "formatVersion": 1, "backupId": self.backup_id,
+                "name": "test backup", "description": "", "scope": "user",
+                "ownerId": self.owner_id,
+                "type": "incremental" if self.parent_id else "full",
+                "parentId": self.parent_id, "parentWatermark": None,
+                "watermark": datetime.now(UTC).isoformat(), "filters": {},
+                "createdAt": datetime.now(UTC).isoformat(), "generator": "tests",
+                "compression": {"algorithm": "zstd", "level": 3}, "encryption": None,
+                "counts": {"projects": len(self.projects), "sessions": len(self.sessions),
+                           "messages": len(self.messages), "deletions": len(deletions)},
+                "bytes": {"uncompressed": sum(m["bytes"] for m in listed),
+                          "compressed": sum(m["compressedBytes"] for m in listed)},
+                "members": listed}
+            archive.writestr(zipfile.ZipInfo("manifest.json", ZIP_TIME),
+                             json.dumps(manifest, indent=1))
+        return out.getvalue()
+
+
+def of_user(db: Database[Document], user_id: Any, **fields: Any) -> Backup:
+    """Everything a user owns, as a full backup holds it (documents exactly as stored)."""
+    projects = list(db[PROJECTS].find({"user_id": user_id}, sort=[("_id", 1)]))
+    sessions = list(db[SESSIONS].find({"projectId": {"$in": [p["_id"] for p in projects]}},
+                                      sort=[("sessionId", 1)]))
+    ids = [s["sessionId"] for s in sessions]
+    messages: list[Document] = []
+    for name in sorted(db.list_collection_names()):
+        if is_message_collection(name):
+            messages.extend(db[name].find({"sessionId": {"$in": ids}}, sort=[("uuid", 1)]))
+    return Backup(projects=projects, sessions=sessions, messages=messages,
+                  owner_id=str(user_id), **fields)
+
+
+def flip_byte(data: bytes, inside: str) -> bytes:
+    """`data` with one byte changed inside the stored bytes of member `inside` (the zip's
+    structure intact: only what the member holds is damaged)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = archive.getinfo(inside)
+    header = info.header_offset
+    name_length = int.from_bytes(data[header + 26:header + 28], "little")
+    extra_length = int.from_bytes(data[header + 28:header + 30], "little")
+    at = header + 30 + name_length + extra_length + info.compress_size // 2
+    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:]
+
+
+def by_id(docs: Iterable[Mapping[str, Any]]) -> dict[Any, Mapping[str, Any]]:
+    return {doc["_id"]: doc for doc in docs}
+
+
+def names(docs: Sequence[Mapping[str, Any]], key: str) -> list[Any]:
+    return sorted(doc[key] for doc in docs)
