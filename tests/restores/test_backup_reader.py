@@ -5,6 +5,7 @@ damaged member refused before a single record of the backup could be written."""
 from __future__ import annotations
 
 import io
+import zipfile
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 
 from dataport.imports.detect import open_import
-from dataport.imports.limits import BadInput
+from dataport.imports.limits import DEFAULT_LIMITS, BadInput, ImportLimits
 from dataport.imports.readers.backup import BackupSource, Selection
 from dataport.imports.validate import validate
 from dataport.models.imports import ImportOptions, IssueCode, SourceFormat
@@ -47,8 +48,7 @@ def source(data: bytes, *parents: bytes, **kwargs: Any) -> BackupSource:
                                                       for p in parents], **kwargs)
 
 
-def open_limits() -> Any:
-    from dataport.imports.limits import DEFAULT_LIMITS
+def open_limits() -> ImportLimits:
     return DEFAULT_LIMITS
 
 
@@ -72,15 +72,18 @@ def test_a_full_backup_reads_back_every_document_exactly() -> None:
     assert sorted(docs[RecordKind.MESSAGE], key=lambda d: d["uuid"]) == sorted(
         backup.messages, key=lambda d: d["uuid"])
     first = next(d for d in docs[RecordKind.MESSAGE] if d["uuid"] == backup.messages[0]["uuid"])
-    assert type(first["_id"]) is ObjectId and type(first["costUsd"]) is Decimal128
-    assert type(first["tokens"]) is Int64 and first["timestamp"].tzinfo is not None
+    assert type(first["_id"]) is ObjectId
+    assert type(first["costUsd"]) is Decimal128
+    assert type(first["tokens"]) is Int64
+    assert first["timestamp"].tzinfo is not None
     assert list(first) == list(backup.messages[0])  # field order kept
 
 
 def test_detection_takes_a_backup_zip_as_a_backup() -> None:
     data = base().container()
     found = open_import(lambda: io.BytesIO(data), "backup.zip")
-    assert isinstance(found, BackupSource) and found.format is SourceFormat.DATAPORT_BACKUP
+    assert isinstance(found, BackupSource)
+    assert found.format is SourceFormat.DATAPORT_BACKUP
 
 
 def test_a_chain_restores_the_newest_version_and_applies_deletions() -> None:
@@ -137,7 +140,6 @@ def test_a_flipped_byte_is_refused_before_any_record(member: str) -> None:
 
 
 def test_a_member_the_manifest_does_not_list_is_refused() -> None:
-    import zipfile
     data = io.BytesIO(base().container())
     with zipfile.ZipFile(data, "a") as archive:
         archive.writestr("sessions/00009-00000.jsonl.zst", b"x")

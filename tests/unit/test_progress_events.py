@@ -22,7 +22,6 @@ from dataport.models.jobs import (
     JobStatus,
     PackageInfo,
     Progress,
-    RestoreState,
 )
 from dataport.packaging.download import Download
 from dataport.progress.events import (
@@ -40,6 +39,7 @@ from dataport.progress.events import (
     snapshot_event,
     terminal_event,
 )
+from tests.restores.states import restore_state
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 AT = datetime(2025, 6, 2, 8, 0, 0, 250_000, tzinfo=UTC)
@@ -52,7 +52,7 @@ def _job(status: JobStatus = JobStatus.RUNNING, package: PackageInfo | None = No
     now = datetime(2025, 6, 2, 7, 59, tzinfo=UTC)
     state = {JobKind.EXPORT: ExportState(request=ExportRequest(), package=package),
              JobKind.IMPORT: ImportState(request=ImportCreate(filename="a.json")),
-             JobKind.BACKUP: BackupState(), JobKind.RESTORE: RestoreState()}[kind]
+             JobKind.BACKUP: BackupState(), JobKind.RESTORE: restore_state()}[kind]
     values: dict[str, Any] = {
         "job_id": JOB_ID, "kind": kind, "user_id": "66ad9b005f2b4a0012c0aaaa",
         "status": status, "created_at": now, "updated_at": now,
