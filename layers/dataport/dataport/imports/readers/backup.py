@@ -31,7 +31,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import zstandard
 from bson import ObjectId, json_util
@@ -336,7 +336,8 @@ class _Inflated:
     came out; reading stops (with a problem) past `declared` bytes: no zstd bomb inflates."""
 
     def __init__(self, stored: GuardedMember, declared: int) -> None:
-        self._reader = zstandard.ZstdDecompressor().stream_reader(stored, read_size=_CHUNK)
+        self._reader = zstandard.ZstdDecompressor().stream_reader(cast(IO[bytes], stored),
+                                                                  read_size=_CHUNK)
         self._declared = declared
         self.size = 0
         self.digest = hashlib.sha256()
