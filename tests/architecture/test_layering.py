@@ -33,12 +33,14 @@ LAYERS: dict[str, int] = {
     "dataport.imports": DOMAIN,
     "dataport.packaging": DOMAIN,
     "dataport.progress": DOMAIN,
+    "dataport.backups": DOMAIN,  # the backup format, writer and container reader
     "dataport.progress.connections": ADAPTERS,  # the connection store (DynamoDB, @connections)
     "dataport.source": ADAPTERS,
     "dataport.jobs": ADAPTERS,  # job store, rate limits, idempotency records, sealed passwords
     "dataport.bucket": ADAPTERS,
     "dataport.engine": ADAPTERS,
     "dataport.api_key_store": ADAPTERS,
+    "dataport.backups.catalog": ADAPTERS,  # the backups' catalog records (DynamoDB)
     "dataport.aws": CLIENTS,
     "dataport.models": BASE,
     "dataport.settings": BASE,
