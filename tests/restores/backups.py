@@ -1,14 +1,12 @@
-"""Backups for the restore tests, written to the contract of docs/backups.md (the backup
-format): STORED zip members, each one zstd frame (content checksum on) of canonical Extended
-JSON lines, and manifest.json last with every member's counts and checksums. Used where the
+"""Backups for the restore tests, written with the backup format's own member writer and
+manifest (dataport.backups.format): STORED zip members, each one zstd frame of canonical
+Extended JSON lines, and manifest.json last with every member's counts and checksums. Used where the
 tests need a backup the backups pipeline does not make (a chain with chosen deletions, a
 damaged one), from documents they choose."""
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import uuid
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,10 +14,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import zstandard
 from pymongo.database import Database
 
-from dataport.formats.common import canonical_json
+from dataport.backups.format import (
+    BackupBytes,
+    BackupCounts,
+    BackupManifest,
+    Collection,
+    Compression,
+    MemberEntry,
+    MemberWriter,
+    member_path,
+)
 from dataport.source.collections import PROJECTS, SESSIONS, is_message_collection
 from dataport.source.mongo import Document
 
@@ -42,47 +48,40 @@ class Backup:
     def container(self, *, per_member: int = 3) -> bytes:
         """The backup as its stored object (members of at most `per_member` documents, so a
         test sees several of each)."""
-        members: list[tuple[str, str, bytes, int]] = []
-        for collection, docs in (("projects", self.projects), ("sessions", self.sessions),
-                                 ("messages", self.messages)):
-            for seq, start in enumerate(range(0, len(docs), per_member)):
-                chunk = docs[start:start + per_member]
-                lines = b"".join(canonical_json(doc) + b"\n" for doc in chunk)
-                members.append((f"{collection}/00001-{seq:05d}.jsonl.zst", collection, lines,
-                                len(chunk)))
+        out = io.BytesIO()
+        listed: list[MemberEntry] = []
         deletions = ([{"collection": "sessions", "sessionId": sid}
                       for sid in self.deleted_sessions]
                      + [{"collection": "projects", "_id": pid} for pid in self.deleted_projects])
+        groups: list[tuple[Collection, list[Any], int]] = []
+        for collection, docs in (("projects", self.projects), ("sessions", self.sessions),
+                                 ("messages", self.messages)):
+            groups.extend((collection, docs[start:start + per_member], seq)
+                          for seq, start in enumerate(range(0, len(docs), per_member)))
         if self.parent_id is not None:
-            lines = b"".join(canonical_json(doc) + b"\n" for doc in deletions)
-            members.append(("deletions.jsonl.zst", "deletions", lines, len(deletions)))
-        out = io.BytesIO()
-        listed = []
-        compressor = zstandard.ZstdCompressor(level=3, write_checksum=True)
+            groups.append(("deletions", deletions, 0))
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
-            for path, collection, lines, records in members:
-                stored = compressor.compress(lines)
-                archive.writestr(zipfile.ZipInfo(path, ZIP_TIME), stored)
-                listed.append({"path": path, "collection": collection, "records": records,
-                               "bytes": len(lines), "compressedBytes": len(stored),
-                               "sha256": hashlib.sha256(lines).hexdigest(),
-                               "compressedSha256": hashlib.sha256(stored).hexdigest()})
-            manifest = {
-                "format": "dataport-backup", "formatVersion": 1, "backupId": self.backup_id,
-                "name": "test backup", "description": "", "scope": "user",
-                "ownerId": self.owner_id,
-                "type": "incremental" if self.parent_id else "full",
-                "parentId": self.parent_id, "parentWatermark": None,
-                "watermark": datetime.now(UTC).isoformat(), "filters": {},
-                "createdAt": datetime.now(UTC).isoformat(), "generator": "tests",
-                "compression": {"algorithm": "zstd", "level": 3}, "encryption": None,
-                "counts": {"projects": len(self.projects), "sessions": len(self.sessions),
-                           "messages": len(self.messages), "deletions": len(deletions)},
-                "bytes": {"uncompressed": sum(m["bytes"] for m in listed),
-                          "compressed": sum(m["compressedBytes"] for m in listed)},
-                "members": listed}
-            archive.writestr(zipfile.ZipInfo("manifest.json", ZIP_TIME),
-                             json.dumps(manifest, indent=1))
+            for collection, docs, seq in groups:
+                path = member_path(collection, 1, seq)
+                stored = bytearray()
+                writer = MemberWriter(stored.extend)
+                for doc in docs:
+                    writer.write(doc)
+                stats = writer.close()
+                archive.writestr(zipfile.ZipInfo(path, ZIP_TIME), bytes(stored))
+                listed.append(MemberEntry(path=path, collection=collection,
+                                          **stats.model_dump()))
+            manifest = BackupManifest(
+                backup_id=self.backup_id, name="test backup", scope="user",
+                owner_id=self.owner_id, type="incremental" if self.parent_id else "full",
+                parent_id=self.parent_id, watermark=datetime.now(UTC),
+                created_at=datetime.now(UTC), compression=Compression(level=3),
+                counts=BackupCounts(projects=len(self.projects), sessions=len(self.sessions),
+                                    messages=len(self.messages), deletions=len(deletions)),
+                bytes=BackupBytes(uncompressed=sum(m.bytes for m in listed),
+                                  compressed=sum(m.compressed_bytes for m in listed)),
+                members=listed)
+            archive.writestr(zipfile.ZipInfo("manifest.json", ZIP_TIME), manifest.to_json())
         return out.getvalue()
 
 

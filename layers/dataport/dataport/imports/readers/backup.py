@@ -35,8 +35,17 @@ from typing import IO, Any, cast
 
 import zstandard
 from bson import ObjectId, json_util
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from dataport.backups.format import (
+    DELETIONS_MEMBER,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    BackupManifest,
+    FormatError,
+    MemberEntry,
+)
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
 from dataport.imports.limits import BadInput, ImportLimits, issue, iter_lines
 from dataport.imports.readers.base import ImportSource, Opener, Reporter
@@ -44,79 +53,38 @@ from dataport.imports.zipsafe import GuardedMember, SafeZip, ZipMember
 from dataport.models.imports import ImportOptions, IssueCode, SourceFormat
 from dataport.models.records import ImportRecord, Location, RecordKind
 
-BACKUP_FORMAT = "dataport-backup"
-SUPPORTED_VERSION = 1
-MANIFEST = "manifest.json"
-DELETIONS = "deletions.jsonl.zst"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
-_COLLECTIONS = {"projects": RecordKind.PROJECT, "sessions": RecordKind.SESSION,
-                "messages": RecordKind.MESSAGE}
-
-
-class BackupMember(BaseModel):
-    """One member as the manifest lists it (fields this reader does not need are ignored)."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
-
-    path: str
-    collection: str
-    records: int = Field(ge=0)
-    bytes: int = Field(ge=0)
-    compressed_bytes: int = Field(ge=0, alias="compressedBytes")
-    sha256: str
-    compressed_sha256: str = Field(alias="compressedSha256")
-
-
-class BackupManifest(BaseModel):
-    """What a restore needs of a backup's manifest.json (docs/backups.md)."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
-
-    format: str
-    format_version: int = Field(alias="formatVersion")
-    backup_id: str = Field(alias="backupId")
-    scope: str = "user"
-    type: str = "full"
-    parent_id: str | None = Field(default=None, alias="parentId")
-    owner_id: str | None = Field(default=None, alias="ownerId")
-    encryption: str | None = None
-    members: list[BackupMember]
 
 
 def is_backup(archive: SafeZip) -> bool:
     """Whether a zip is a dataport backup: its manifest says so (read only when present)."""
-    member = next((m for m in archive.members if m.name == MANIFEST), None)
+    member = next((m for m in archive.members if m.name == MANIFEST_NAME), None)
     if member is None:
         return False
     try:
         head = json.loads(archive.read_small(member, MAX_MANIFEST_BYTES))
     except (ValueError, BadInput):
         return False
-    return isinstance(head, dict) and head.get("format") == BACKUP_FORMAT
+    return isinstance(head, dict) and head.get("format") == FORMAT
 
 
 def read_manifest(archive: SafeZip, file: str) -> BackupManifest:
-    member = next((m for m in archive.members if m.name == MANIFEST), None)
+    member = next((m for m in archive.members if m.name == MANIFEST_NAME), None)
     if member is None:
         raise BadInput.of(IssueCode.MANIFEST_INVALID, f"{file} has no manifest.json: it is not "
                           "a dataport backup", file=file)
     try:
-        manifest = BackupManifest.model_validate_json(archive.read_small(member,
-                                                                         MAX_MANIFEST_BYTES))
+        manifest = BackupManifest.from_json(archive.read_small(member, MAX_MANIFEST_BYTES))
+    except FormatError as exc:
+        raise BadInput.of(IssueCode.UNSUPPORTED_VERSION, f"{file}: {exc}", file=MANIFEST_NAME,
+                          field="formatVersion") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise BadInput.of(IssueCode.MANIFEST_INVALID, f"{file}: manifest.json is not a backup "
-                          f"manifest: {where}: {first['msg']}", file=MANIFEST,
+                          f"manifest: {where}: {first['msg']}", file=MANIFEST_NAME,
                           field=where or None) from None
-    if manifest.format != BACKUP_FORMAT:
-        raise BadInput.of(IssueCode.UNSUPPORTED_FORMAT, f"{file} is not a dataport backup "
-                          f"(format {manifest.format!r})", file=MANIFEST, field="format")
-    if manifest.format_version != SUPPORTED_VERSION:
-        raise BadInput.of(IssueCode.UNSUPPORTED_VERSION, f"{file} is backup format version "
-                          f"{manifest.format_version}; this dataport reads version "
-                          f"{SUPPORTED_VERSION}", file=MANIFEST, field="formatVersion")
     return manifest
 
 
@@ -160,7 +128,7 @@ class BackupSource(ImportSource):
                  chain: Sequence[Opener] = (), selection: Selection = Selection(),
                  verify: bool = True, version: str | None = None, zipped: bool = True) -> None:
         super().__init__(opener, filename, options=options, limits=limits, zipped=zipped,
-                         version=version or str(SUPPORTED_VERSION), password=password)
+                         version=version or str(FORMAT_VERSION), password=password)
         #: the links before the restored backup (its parents), oldest first
         self.chain = list(chain)
         self.selection = selection
@@ -214,12 +182,12 @@ class BackupSource(ImportSource):
             present = {m.name: m for m in archive.members}
             listed = {m.path for m in link.manifest.members}
             for name in present:
-                if name != MANIFEST and name not in listed:
+                if name != MANIFEST_NAME and name not in listed:
                     reporter.error(issue(IssueCode.CHECKSUM_MISMATCH, f"{link.name}: {name} is "
                                          "not listed in manifest.json: the backup was changed",
                                          file=name))
             for entry in link.manifest.members:
-                if not self.verify and entry.path != DELETIONS:
+                if not self.verify and entry.path != DELETIONS_MEMBER:
                     continue
                 member = present.get(entry.path)
                 if member is None:
@@ -228,7 +196,7 @@ class BackupSource(ImportSource):
                                          "the backup", file=entry.path))
                     continue
                 for line, doc in self._lines(archive, member, entry, link, reporter):
-                    if entry.path == DELETIONS:
+                    if entry.path == DELETIONS_MEMBER:
                         self._deletion(link, doc, entry.path, line, reporter)
 
     def _deletion(self, link: _Link, doc: dict[str, Any], file: str, line: int,
@@ -258,7 +226,7 @@ class BackupSource(ImportSource):
         """A link's documents of one collection, member by member, in the manifest's order."""
         assert link.manifest is not None  # _check read it
         entries = [m for m in link.manifest.members if m.collection == collection
-                   and m.path != DELETIONS]
+                   and m.path != DELETIONS_MEMBER]
         if not entries:
             return
         with self._archive(link) as archive:
@@ -273,7 +241,7 @@ class BackupSource(ImportSource):
     def _archive(self, link: _Link) -> _OpenArchive:
         return _OpenArchive(link.opener, link.name, self.limits, self.password)
 
-    def _lines(self, archive: SafeZip, member: ZipMember, entry: BackupMember, link: _Link,
+    def _lines(self, archive: SafeZip, member: ZipMember, entry: MemberEntry, link: _Link,
                reporter: Reporter) -> Iterator[tuple[int, dict[str, Any]]]:
         """A member's documents, decompressed as they stream; its checksums checked at its end
         (a mismatch is an error of the report: nothing is written after one)."""
@@ -367,7 +335,7 @@ def _drain(stored: GuardedMember) -> None:
         pass
 
 
-def _mismatch(entry: BackupMember, stored: GuardedMember, lines: _Inflated,
+def _mismatch(entry: MemberEntry, stored: GuardedMember, lines: _Inflated,
               count: int) -> str | None:
     if stored.inflated != entry.compressed_bytes or stored.sha256 != entry.compressed_sha256:
         return "its stored bytes are not the ones manifest.json lists (size or SHA-256)"
