@@ -203,6 +203,18 @@ class PackagesBucket:
         head = self._s3.head_object(Bucket=self.name, Key=target, IfMatch=etag)
         return UploadPin(key=target, etag=etag, bytes=head["ContentLength"])
 
+    def pin_in_place(self, key: str) -> UploadPin:
+        """Pin an object where it is (no copy: a backup, or a restore's completed upload, is
+        written by dataport itself, never by a form): its ETag and size. ObjectMissing when
+        there is none."""
+        try:
+            head = self._s3.head_object(Bucket=self.name, Key=key)
+        except ClientError as error:
+            if _code(error) in {"NoSuchKey", "404"}:
+                raise ObjectMissing(f"Nothing at {key}.") from error
+            raise
+        return UploadPin(key=key, etag=head["ETag"], bytes=head["ContentLength"])
+
     def open_pinned(self, pin: UploadPin,
                     on_read: Callable[[int, memoryview], None] | None = None) -> IO[bytes]:
         """A seekable stream over a pinned object; every GET it makes requires the pinned ETag
@@ -225,6 +237,14 @@ class PackagesBucket:
             Bucket=self.name, Key=key, Conditions=[["content-length-range", 1, max_bytes]],
             ExpiresIn=ttl_seconds)
         return post["url"], post["fields"]
+
+    def presigned_part(self, key: str, upload_id: str, number: int, *,
+                       ttl_seconds: int) -> str:
+        """A PUT of part `number` of a multipart upload of `key`."""
+        url: str = self._s3.generate_presigned_url(
+            "upload_part", Params={"Bucket": self.name, "Key": key, "UploadId": upload_id,
+                                   "PartNumber": number}, ExpiresIn=ttl_seconds)
+        return url
 
     def presigned_get(self, key: str, *, ttl_seconds: int, filename: str,
                       content_type: str) -> str:
