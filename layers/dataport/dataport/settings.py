@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     idempotency_table: Resource
     api_keys_table: Resource
     connections_table: Resource
+    # The backup catalog (dataport.backups.catalog): records outlive job rows.
+    backups_table: Resource
     packages_bucket: Resource
     # The KMS key that seals export passwords between the API and the export tasks.
     password_key_arn: Resource
@@ -86,6 +88,13 @@ class Settings(BaseSettings):
     restore_rate_limit: int = 5
     max_restore_upload_bytes: int = Field(default=100 * 1000**3, gt=0)
     restore_part_size_mb: int = Field(default=64, ge=5, le=5120)
+
+    # Backups (docs/backups.md): per user per hour, and for instance-wide backups (per
+    # administrator per hour); how long a backup made by hand is kept; the default zstd level.
+    backup_rate_limit: int = Field(default=10, ge=1)
+    instance_backup_rate_limit: int = Field(default=2, ge=1)
+    backup_retention_days: int = Field(default=30, ge=1, le=3650)
+    backup_zstd_level: int = Field(default=3, ge=1, le=22)
 
 
 @lru_cache(maxsize=1)

@@ -40,6 +40,7 @@ from pydantic import AwareDatetime, ConfigDict, Field, field_validator
 from dataport import GENERATOR
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
 from dataport.formats.extjson import canonical_json_bytes
+from dataport.models.backups import BackupCounts
 from dataport.models.common import ApiModel
 
 FORMAT: Final = "dataport-backup"
@@ -96,13 +97,6 @@ class _ManifestModel(ApiModel):
 class Compression(_ManifestModel):
     algorithm: Literal["zstd"] = "zstd"
     level: int = Field(ge=1, le=22)
-
-
-class BackupCounts(_ManifestModel):
-    projects: int = Field(default=0, ge=0)
-    sessions: int = Field(default=0, ge=0)
-    messages: int = Field(default=0, ge=0)
-    deletions: int = Field(default=0, ge=0)
 
 
 class BackupBytes(_ManifestModel):
