@@ -27,9 +27,10 @@ from dataport.jobs.idempotency import persistence_layer
 from dataport.jobs.rate_limit import RateLimitState
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate
+from dataport.models.restores import RestoreRequest
 
 #: the requests that start a job
-RequestT = TypeVar("RequestT", ExportRequest, ImportCreate)
+RequestT = TypeVar("RequestT", ExportRequest, ImportCreate, RestoreRequest)
 
 
 class StartCommand(BaseModel, Generic[RequestT]):

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 
+from dataport.backups.catalog import BackupCatalog
 from dataport.bucket import packages_bucket
+from dataport.errors import Conflict
 from dataport.imports import storage
 from dataport.imports.limits import issue
 from dataport.models.imports import Issue, IssueCode, ValidationReport
@@ -58,16 +60,23 @@ def refusal(job: Job, report: ValidationReport) -> JobError | None:
         ids = {link.backup_id for e in damaged for number, link in enumerate(links)
                if e.file == link.backup_id or f"(chain link {number})" in e.message
                or (number == len(links) - 1 and "(chain link" not in e.message)}
-        mark_corrupted(job.owner_of_data, sorted(ids), damaged[0].message)
+        mark_corrupted(sorted(ids), damaged[0].message)
     return JobError(code=BACKUP_CORRUPTED, message=(
         f"The backup is damaged and was not restored: {damaged[0].message}. Nothing was "
         "written. Restore another backup, or verify this one (POST /backups/{id}/verify)."))
 
 
-def mark_corrupted(owner_id: str, backup_ids: list[str], reason: str) -> None:
-    """The catalog records of damaged backups, marked so (listed as corrupted from now on)."""
-    logger.warning("backup refused as corrupted", extra={"owner": owner_id, "backups": backup_ids,
-                                                          "reason": reason[:200]})
+def mark_corrupted(backup_ids: list[str], reason: str) -> None:
+    """The catalog records of damaged backups, marked so (listed as corrupted from now on;
+    a record no longer completed, expired meanwhile, is left as it is)."""
+    catalog = BackupCatalog()
+    error = JobError(code=BACKUP_CORRUPTED, message=reason[:1000])
+    for backup_id in backup_ids:
+        try:
+            catalog.mark_corrupted(backup_id, member=None, error=error)
+        except Conflict:
+            logger.info("backup not marked corrupted", extra={"backup_id": backup_id})
+    logger.warning("backup refused as corrupted", extra={"backups": backup_ids})
 
 
 def _sha256(link: BackupLink) -> str:
