@@ -5,25 +5,32 @@ fault mid-restore, isolation and the administrator's targets."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from bson import ObjectId
 from pymongo.database import Database
 
+from dataport.backups.catalog import BackupCatalog
+from dataport.imports.plan import STAT_FIELDS
+from dataport.models.backups import BackupStatus
+from dataport.settings import get_settings
 from dataport.source.collections import PROJECTS, SESSIONS, is_message_collection
 from dataport.source.content_hash import content_hash
 from dataport.source.mongo import Document
-from dataport.source.writes import IMPORT_TAG
+from dataport.source.writes import IMPORT_TAG, Target
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_db
-from tests.e2e.import_client import messages_of, snapshot
+from tests.e2e.import_client import EMPTY_USER, messages_of, snapshot
 from tests.e2e.restore_client import Restorer, store_backup
-from tests.restores.backups import of_user
+from tests.restores.backups import Backup, flip_byte, of_user
 
 OWNER = seed.DEMO_USER_ID
 #: fields a restore sets on what it writes (the rest must be the backup's, exactly)
@@ -105,8 +112,9 @@ def add_session(db: Database[Document], like: str) -> str:
                     if is_message_collection(n) and db[n].find_one({"_id": message["_id"]}))
         fresh = {**message, "_id": ObjectId(), "sessionId": new_id, "uuid": str(uuid.uuid4()),
                  "parentUuid": None}
-        fresh["contentHash"] = content_hash(fresh["uuid"], fresh["type"], fresh["timestamp"],
-                                            fresh.get("content"))
+        if isinstance(fresh.get("content"), str):
+            fresh["contentHash"] = content_hash(fresh["uuid"], fresh["type"],
+                                                fresh["timestamp"], fresh["content"])
         db[name].insert_one(fresh)
     return new_id
 
@@ -175,3 +183,223 @@ def test_every_mode_with_every_conflict_choice(
 
     assert owner.rollback(job["jobId"])["status"] == "rolled_back"
     assert snapshot(db) == before  # the rollback is exact
+
+
+# ---------------------------------------------------------------------------- chains
+
+
+def test_an_incremental_chain_with_deletions_restores_the_source_as_of_the_increment(
+        db: Database[Document], owner: Restorer) -> None:
+    base = of_user(db, ObjectId(OWNER))
+    store_backup(base, OWNER)
+    edited, deleted, other = sorted(content(db, OWNER))[:3]
+    # the source changes after the base: one session edited, one deleted, one added
+    db[SESSIONS].update_one({"sessionId": edited}, {"$set": {"summary": "edited later"}})
+    changes = diverge(db, edited)
+    forget(db, [deleted])
+    added = add_session(db, other)
+    expected = content(db, OWNER)
+    now = of_user(db, ObjectId(OWNER))
+    increment = Backup(
+        projects=now.projects,
+        sessions=[s for s in now.sessions if s["sessionId"] in (edited, added)],
+        messages=[m for m in now.messages if m["sessionId"] in (edited, added)],
+        deleted_sessions=[deleted], parent_id=base.backup_id, owner_id=OWNER)
+    increment_id = store_backup(increment, OWNER)
+
+    forget(db, list(sessions_of(db, OWNER)))  # everything lost
+    job = owner.run(backupId=increment_id, mode="full", conflicts="overwrite")
+    assert job["status"] == "succeeded", job
+    assert job["chain"] == [base.backup_id, increment_id]
+    restored = content(db, OWNER)
+    assert deleted not in restored  # the increment's deletion holds
+    assert restored[edited][0]["summary"] == "edited later"
+    assert changes["added"] in restored[edited][1]
+    # the test edited the source's messages behind ClaudeLens' back, leaving that session's
+    # stats stale; a restore recomputes them from the messages (as imports do)
+    restored[edited] = (without(restored[edited][0], *STAT_FIELDS), restored[edited][1])
+    expected[edited] = (without(expected[edited][0], *STAT_FIELDS), expected[edited][1])
+    assert restored == expected  # the source as it was at the increment's watermark
+
+
+# ---------------------------------------------------------------------------- damage, faults
+
+
+def test_a_flipped_byte_is_refused_before_anything_is_written(
+        db: Database[Document], owner: Restorer) -> None:
+    backup = of_user(db, ObjectId(OWNER))
+    member = "messages/00001-00002.jsonl.zst"
+    damaged = flip_byte(backup.container(), member)
+    backup_id = store_backup(backup, OWNER, data=damaged)
+    forget(db, sorted(sessions_of(db, OWNER))[:2])
+    before = snapshot(db)
+
+    job = owner.run(backupId=backup_id, mode="full", conflicts="overwrite")
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "backup_corrupted"
+    assert member in job["error"]["message"]
+    assert job["report"]["errorsTotal"] >= 1
+    assert snapshot(db) == before  # nothing written, nothing removed
+    record = BackupCatalog().find(backup_id)
+    assert record is not None
+    assert record.status is BackupStatus.CORRUPTED
+    again = owner.start(backupId=backup_id, mode="merge")
+    assert again.status_code == 409  # a corrupted backup is not restored again
+    assert again.json()["error"]["details"]["code"] == "backup_corrupted"
+
+
+def test_a_changed_object_is_refused_by_its_recorded_checksum(
+        db: Database[Document], owner: Restorer) -> None:
+    backup = of_user(db, ObjectId(OWNER))
+    backup_id = store_backup(backup, OWNER, sha256="0" * 64)  # not what is stored
+    before = snapshot(db)
+    job = owner.run(backupId=backup_id, mode="merge")
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "backup_corrupted"
+    assert "SHA-256" in job["error"]["message"]
+    assert snapshot(db) == before
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Batches of 5 operations: every session spans several journalled batches."""
+    monkeypatch.setenv("IMPORT_BATCH_OPS", "5")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_a_fault_mid_restore_leaves_every_session_whole_and_the_rollback_exact(
+        db: Database[Document], owner: Restorer, small_batches: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    backup_id = store_backup(of_user(db, ObjectId(OWNER)), OWNER)
+    at_backup = content(db, OWNER)
+    sessions = sorted(at_backup)
+    for session_id in sessions:
+        diverge(db, session_id)
+    before = snapshot(db)
+    monkeypatch.setattr(Target, "bulk_write", failing_batch(5, keep=2))
+    job = owner.run(backupId=backup_id, mode="full", conflicts="overwrite")
+    assert job["status"] == "failed", job
+    done = {a["sessionId"] for a in owner.actions(job["jobId"]) if a["action"] == "replace"}
+    assert done  # it failed part-way
+    assert done != set(sessions)
+    after = content(db, OWNER)
+    for session_id in sessions:
+        if session_id in done:  # wholly restored
+            assert after[session_id] == at_backup[session_id]
+        else:  # wholly as it was
+            assert messages_of(db, session_id) == {
+                m["uuid"]: m for docs in before.values() for m in docs
+                if m.get("sessionId") == session_id and "uuid" in m}
+    monkeypatch.undo()
+    assert owner.rollback(job["jobId"])["status"] == "rolled_back"
+    assert snapshot(db) == before
+
+
+def failing_batch(n: int, *, keep: int) -> Any:
+    """A Target.bulk_write whose n-th batch writes its first `keep` operations per collection,
+    then fails as a dropped connection does."""
+    original = Target.bulk_write
+    calls = 0
+
+    def failing(self: Target, ops: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            original(self, {name: writes[:keep] for name, writes in ops.items()})
+            raise RuntimeError("the connection dropped mid-batch")
+        original(self, ops)
+
+    return failing
+
+
+# ---------------------------------------------------------------------------- who may restore
+
+
+def test_another_users_backup_and_restore_are_not_found(
+        db: Database[Document], owner: Restorer, fresh_stack: LocalStack) -> None:
+    backup_id = store_backup(of_user(db, ObjectId(OWNER)), OWNER)
+    stranger = Restorer(Api(fresh_stack, EMPTY_USER))
+    answer = stranger.start(backupId=backup_id, mode="merge")
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"
+    job = owner.run(backupId=backup_id, mode="merge", dryRun=True)
+    assert stranger.api.request("GET", f"/restores/{job['jobId']}").status_code == 404
+    assert stranger.api.request("POST", f"/restores/{job['jobId']}/rollback").status_code == 404
+    answer = stranger.api.request("GET", "/restores")
+    assert answer.json()["restores"] == []
+
+
+def test_only_an_administrator_restores_into_another_account(
+        db: Database[Document], owner: Restorer, fresh_stack: LocalStack) -> None:
+    backup_id = store_backup(of_user(db, ObjectId(OWNER)), OWNER)
+    for target in (EMPTY_USER, "instance"):
+        answer = owner.start(backupId=backup_id, target=target)
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["error"]["code"] == "forbidden"
+    admin = Restorer(Api(fresh_stack, OWNER, admin=True))
+    job = admin.run(backupId=backup_id, target=EMPTY_USER, mode="merge")
+    assert job["status"] == "succeeded", job
+    assert job["targetUserId"] == EMPTY_USER
+    restored = sessions_of(db, EMPTY_USER)
+    assert len(restored) == len(sessions_of(db, OWNER))  # as copies: the owner keeps theirs
+    assert not set(restored) & set(sessions_of(db, OWNER))
+
+
+def test_the_sixth_restore_in_an_hour_is_refused(db: Database[Document],
+                                                 owner: Restorer) -> None:
+    backup_id = store_backup(of_user(db, ObjectId(OWNER)), OWNER)
+    for _ in range(5):
+        assert owner.start(backupId=backup_id, dryRun=True).status_code == 202
+    answer = owner.start(backupId=backup_id, dryRun=True)
+    assert answer.status_code == 429
+    assert int(answer.headers["Retry-After"]) > 0
+
+
+# ---------------------------------------------------------------------------- uploads
+
+
+def test_a_backup_file_uploaded_in_parts_is_restored(
+        db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESTORE_PART_SIZE_MB", "5")
+    get_settings.cache_clear()
+    backup = of_user(db, ObjectId(OWNER))
+    big = backup.messages[0]
+    big["content"] = base64.b64encode(os.urandom(6 * 1024 * 1024)).decode()  # zstd: ~6 MB
+    big["contentHash"] = content_hash(big["uuid"], big["type"], big["timestamp"],
+                                      big["content"])
+    data = backup.container()
+    assert len(data) > 5 * 1024 * 1024
+    expected = content(db, OWNER)
+    forget(db, list(expected))
+
+    answer = owner.api.request("POST", "/restores/uploads", json={"size": len(data)})
+    assert answer.status_code == 201, answer.text
+    created = answer.json()
+    assert created["parts"] == 2
+    size = created["partSize"]
+    answer = owner.api.request("GET", f"/restores/uploads/{created['uploadId']}/parts",
+                               params={"numbers": "1,2"})
+    assert answer.status_code == 200, answer.text
+    parts = []
+    for part in answer.json()["parts"]:
+        number = part["number"]
+        put = requests.put(part["url"], data=data[(number - 1) * size:number * size],
+                           timeout=30)
+        assert put.status_code == 200, put.text
+        parts.append({"number": number, "etag": put.headers["ETag"]})
+    stranger = Api(owner.api.stack, EMPTY_USER)
+    refused = stranger.request("POST", f"/restores/uploads/{created['uploadId']}/complete",
+                               json={"parts": parts})
+    assert refused.status_code == 404  # the upload is its owner's only
+    answer = owner.api.request("POST", f"/restores/uploads/{created['uploadId']}/complete",
+                               json={"parts": parts})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "completed"
+
+    job = owner.run(uploadId=created["uploadId"], mode="merge")
+    assert job["status"] == "succeeded", job
+    restored = content(db, OWNER)
+    assert set(restored) == set(expected)
+    assert restored[big["sessionId"]][1][big["uuid"]]["content"] == big["content"]

@@ -18,7 +18,6 @@ from pymongo.database import Database
 
 from dataport.backups.format import (
     BackupBytes,
-    BackupCounts,
     BackupManifest,
     Collection,
     Compression,
@@ -26,6 +25,7 @@ from dataport.backups.format import (
     MemberWriter,
     member_path,
 )
+from dataport.models.backups import BackupCounts
 from dataport.source.collections import PROJECTS, SESSIONS, is_message_collection
 from dataport.source.mongo import Document
 
@@ -54,8 +54,10 @@ class Backup:
                       for sid in self.deleted_sessions]
                      + [{"collection": "projects", "_id": pid} for pid in self.deleted_projects])
         groups: list[tuple[Collection, list[Any], int]] = []
-        for collection, docs in (("projects", self.projects), ("sessions", self.sessions),
-                                 ("messages", self.messages)):
+        data: list[tuple[Collection, list[Document]]] = [
+            ("projects", self.projects), ("sessions", self.sessions),
+            ("messages", self.messages)]
+        for collection, docs in data:
             groups.extend((collection, docs[start:start + per_member], seq)
                           for seq, start in enumerate(range(0, len(docs), per_member)))
         if self.parent_id is not None:

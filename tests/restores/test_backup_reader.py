@@ -17,6 +17,7 @@ from bson.int64 import Int64
 from dataport.imports.detect import open_import
 from dataport.imports.limits import DEFAULT_LIMITS, BadInput, ImportLimits
 from dataport.imports.readers.backup import BackupSource, Selection
+from dataport.imports.readers.base import Opener
 from dataport.imports.validate import validate
 from dataport.models.imports import ImportOptions, IssueCode, SourceFormat
 from dataport.models.records import RecordKind
@@ -42,10 +43,13 @@ def message(n: int, m: int, text: str = "hello") -> dict[str, Any]:
             "content": text, "costUsd": Decimal128("0.0015"), "tokens": Int64(2**40)}
 
 
+def opener(data: bytes) -> Opener:
+    return lambda: io.BytesIO(data)
+
+
 def source(data: bytes, *parents: bytes, **kwargs: Any) -> BackupSource:
-    return BackupSource(lambda: io.BytesIO(data), "backup.zip", options=ImportOptions(),
-                        limits=open_limits(), chain=[(lambda d=p: io.BytesIO(d))
-                                                      for p in parents], **kwargs)
+    return BackupSource(opener(data), "backup.zip", options=ImportOptions(),
+                        limits=open_limits(), chain=[opener(p) for p in parents], **kwargs)
 
 
 def open_limits() -> ImportLimits:
@@ -64,7 +68,7 @@ def test_a_full_backup_reads_back_every_document_exactly() -> None:
     assert kinds[:2] == [RecordKind.PROJECT, RecordKind.SESSION]
     assert kinds.index(RecordKind.MESSAGE) > max(i for i, k in enumerate(kinds)
                                                  if k is RecordKind.SESSION)
-    docs = {RecordKind.SESSION: [], RecordKind.MESSAGE: [], RecordKind.PROJECT: []}
+    docs: dict[RecordKind, list[dict[str, Any]]] = {kind: [] for kind in RecordKind}
     for record in records:
         docs[record.kind].append(record.doc)
     assert docs[RecordKind.PROJECT] == [PROJECT]

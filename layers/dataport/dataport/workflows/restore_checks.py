@@ -42,7 +42,8 @@ def whole_objects(job: Job, report: ValidationReport, restored_sha256: str) -> V
                 file=link.backup_id))
     if not problems:
         return report
-    return report.model_copy(update={"errors": [*problems, *report.errors],
+    # the members' own errors first: they name what is damaged
+    return report.model_copy(update={"errors": [*report.errors, *problems],
                                      "errors_total": report.errors_total + len(problems)})
 
 
