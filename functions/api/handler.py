@@ -15,13 +15,22 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dataport.api import api_keys, exports, imports, restores
+from dataport.api import api_keys, backups, exports, imports, restores
 from dataport.api.body import parse_json_body
 from dataport.auth import Principal, principal_from_request_context
 from dataport.errors import DataportError, RateLimited, TransientError
 from dataport.jobs.rate_limit import RateLimitState
 from dataport.models.api import ExportAccepted, ExportList, ExportView
 from dataport.models.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyView
+from dataport.models.backup_views import (
+    BackupAccepted,
+    BackupLinks,
+    BackupList,
+    BackupView,
+    VerifyReport,
+    VerifyRequest,
+)
+from dataport.models.backups import BackupRequest
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import (
     ActionPage,
@@ -51,6 +60,7 @@ get_settings()  # at cold start: a missing variable fails here, named, not mid-r
 app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body)
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Job id")]
 UploadId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Restore upload id")]
+BackupId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Backup id")]
 
 
 def _principal() -> Principal:
@@ -96,6 +106,63 @@ def delete_export(jobId: JobId) -> ExportView:
 def download_export(jobId: JobId) -> Response[None]:
     location = exports.download_location(_user_id(), jobId)
     return Response(status_code=302, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+@app.post("/backups", summary="Start a backup (full, selective or incremental; user or instance)",
+          responses={202: {"description": "Accepted"}})
+def create_backup(
+    request: Annotated[BackupRequest, Body()],
+    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=128)] = None,
+) -> Response[BackupAccepted]:
+    record, rate = backups.start_backup(_principal(), request, idempotency_key,
+                                        app.lambda_context)
+    body = BackupAccepted(backup_id=record.backup_id, job_id=record.backup_id,
+                          status=record.status, links=BackupLinks.of(record.backup_id))
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body,
+                    headers={**_rate_headers(rate), "Location": body.links.self_})
+
+
+@app.get("/backups", summary="Your backups (or, for administrators, the instance's), newest "
+                             "first")
+def list_backups(
+    scope: Annotated[str, Query(pattern="^(user|instance)$")] = "user",
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
+) -> BackupList:
+    records, token = backups.list_backups(_principal(), instance=scope == "instance",
+                                          limit=limit, next_token=next_token)
+    return BackupList(backups=[BackupView.of(record) for record in records], next_token=token)
+
+
+@app.get("/backups/<backupId>", summary="A backup: status, progress, sizes, counts, checksum")
+def get_backup(backupId: BackupId) -> BackupView:
+    record, progress = backups.get_backup(_principal(), backupId)
+    return BackupView.of(record, progress)
+
+
+@app.delete("/backups/<backupId>",
+            summary="Cancel a backup being made, or delete one (not a base increments need)",
+            responses={204: {"description": "Deleted"}})
+def delete_backup(backupId: BackupId) -> Response[BackupView | None]:
+    cancelled = backups.delete_backup(_principal(), backupId)
+    if cancelled is None:
+        return Response(status_code=204)
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON,
+                    body=BackupView.of(cancelled))
+
+
+@app.get("/backups/<backupId>/download", summary="302 to a short-lived presigned download URL",
+         responses={302: {"description": "Redirect to the backup"}})
+def download_backup(backupId: BackupId) -> Response[None]:
+    location = backups.download_location(_principal(), backupId)
+    return Response(status_code=302, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+@app.post("/backups/<backupId>/verify",
+          summary="Re-read the stored backup: every member's checksums and the whole object's")
+def verify_backup(backupId: BackupId,
+                  request: Annotated[VerifyRequest | None, Body()] = None) -> VerifyReport:
+    return backups.verify(_principal(), backupId, request.password if request else None)
 
 
 @app.post("/imports", summary="Start an import: a job and a presigned form to upload the file to",

@@ -35,6 +35,7 @@ from dataport import aws
 from dataport.errors import Conflict, InvalidRequest, JobCancelled, NotFound, TransientError
 from dataport.jobs import keys
 from dataport.jobs.dynamo import from_item, is_conditional_failure, to_item, to_value
+from dataport.models.backups import BackupCounts, BackupRequest
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate, ImportDecision, ImportOutcome, ValidationReport
 from dataport.models.jobs import (
@@ -123,10 +124,12 @@ TRANSITIONS: Mapping[JobKind, Mapping[Change, frozenset[JobStatus]]] = {
     JobKind.IMPORT: _IMPORTING,
     # a restore is an import whose source is a backup: the same lifecycle
     JobKind.RESTORE: _IMPORTING,
-    # backups: filled in by the backups issue, with their results
+    # a backup runs through the export pipeline; its lasting record is the catalog's
     JobKind.BACKUP: {
         Change.START: frozenset({JobStatus.QUEUED}),
         Change.PROGRESS: _RUNNING,
+        Change.UPDATE: _RUNNING,
+        Change.SUCCEED: _RUNNING,
         Change.FAIL: ACTIVE_STATUSES,
         Change.CANCEL: ACTIVE_STATUSES,
     },
@@ -277,6 +280,28 @@ class JobStore:
         if progress is not None:
             sets["progress"] = _storable(Job, "progress", progress)
         return self._change(job_id, Change.UPDATE, kinds={JobKind.EXPORT}, sets=sets)
+
+    def update_backup(self, job_id: str, *, watermark: datetime | None = None,
+                      parent_watermark: datetime | None = None,
+                      counts: BackupCounts | None = None,
+                      progress: Progress | None = None) -> Job:
+        """What a running backup's plan learns: the snapshot's watermark (and its parent's),
+        the counts, and its progress when given (the same write)."""
+        sets = _state_sets(BackupState, {"watermark": watermark,
+                                         "parent_watermark": parent_watermark,
+                                         "counts": counts})
+        if progress is not None:
+            sets["progress"] = _storable(Job, "progress", progress)
+        return self._change(job_id, Change.UPDATE, kinds={JobKind.BACKUP}, sets=sets)
+
+    def succeed_backup(self, job_id: str, *, object_key: str, size: int, counts: BackupCounts,
+                       progress: Progress) -> Job:
+        """running -> succeeded with the stored object."""
+        return self._change(job_id, Change.SUCCEED, kinds={JobKind.BACKUP}, sets={
+            **_state_sets(BackupState, {"object_key": object_key, "bytes": size,
+                                        "counts": counts}),
+            "progress": _storable(Job, "progress", progress),
+            "finished_at": _storable(Job, "finished_at", utcnow())})
 
     def update_import(self, job_id: str, *, upload_pin: UploadPin | None = None,
                       report: ValidationReport | None = None,
@@ -635,7 +660,8 @@ def _state_attributes(state: AnyState) -> dict[str, Any]:
     """A kind's state as row attributes: one per field (the names rows have always had), the
     request as a JSON string without the password."""
     request = state.request
-    stored = request.stored() if isinstance(request, ExportRequest | ImportCreate) else request
+    stored = (request.stored() if isinstance(request, ExportRequest | ImportCreate | BackupRequest)
+              else request)
     model = type(state)
     return {"request": json.dumps(stored), **_state_sets(model, {
         name: getattr(state, name) for name in model.model_fields
