@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import copy
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -403,3 +404,27 @@ def test_a_backup_file_uploaded_in_parts_is_restored(
     restored = content(db, OWNER)
     assert set(restored) == set(expected)
     assert restored[big["sessionId"]][1][big["uuid"]]["content"] == big["content"]
+
+
+# ---------------------------------------------------------------------------- real backups
+
+
+def test_a_backup_made_by_post_backups_is_restored_exactly(
+        db: Database[Document], owner: Restorer) -> None:
+    """The backups pipeline's own backup (POST /backups), restored into the emptied account."""
+    expected = content(db, OWNER)
+    answer = owner.api.request("POST", "/backups", json={"name": "before the restore"})
+    assert answer.status_code == 202, answer.text
+    backup_id = answer.json()["backupId"]
+    deadline = time.monotonic() + 90
+    while (made := owner.api.request("GET", f"/backups/{backup_id}").json())["status"] in (
+            "pending", "running"):
+        assert time.monotonic() < deadline, made
+        time.sleep(0.1)
+    assert made["status"] == "completed", made
+    forget(db, list(expected))
+
+    job = owner.run(backupId=backup_id, mode="full", conflicts="overwrite")
+    assert job["status"] == "succeeded", job
+    assert job["report"]["sha256"] == made["sha256"]  # the object the catalog recorded
+    assert content(db, OWNER) == expected
