@@ -114,12 +114,13 @@ def limits(job: Job | None = None) -> ImportLimits:
     return ImportLimits(max_upload_bytes=settings.max_upload_bytes)
 
 
-def _source(job: Job, digest: UploadDigest | None = None, *,
-            verify: bool = False) -> ImportSource:
+def _source(job: Job, digest: UploadDigest | None = None, *, verify: bool = False,
+            pin: UploadPin | None = None) -> ImportSource:
     """The job's upload as import records: an import's through detection (open_import), a
     restore's as its backup chain (each parent object pinned as the restored one is;
-    `verify`: every member checked before the first record, the validation pass)."""
-    pin = _pinned(job)
+    `verify`: every member checked before the first record, the validation pass). `pin`: the
+    upload as just pinned (the job read before has none yet)."""
+    pin = pin or _pinned(job)
     if job.kind is not JobKind.RESTORE:
         return open_import(opener(pin, digest), job.import_state.request.filename,
                            _options(job), limits(job), password=_password(job))
@@ -184,7 +185,11 @@ def validate(step: ImportStep) -> ImportStep:
         staging.ensure_indexes()
         stager = _Stager(staging, UserData(staging.db, job.owner_of_data),
                          lambda: require_running(store.require(job.job_id)))
-        report = validate_upload(_source(job, digest, verify=True), sink=stager.open)
+        # an upload is detected inside the validation (what it cannot be is in the report)
+        upload = (_source(job, digest, verify=True, pin=pin) if job.kind is JobKind.RESTORE
+                  else opener(pin, digest))
+        report = validate_upload(upload, job.import_state.request.filename, _options(job),
+                                 limits(job), password=_password(job), sink=stager.open)
     size, sha256 = digest.finish(opener(pin))
     if size != pin.bytes:  # If-Match makes this impossible; an import must not rely on it
         raise UploadChanged(f"The validated upload has {size} bytes, its pin {pin.bytes}.")
