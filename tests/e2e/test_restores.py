@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import copy
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,12 +22,16 @@ from pymongo.database import Database
 from dataport.backups.catalog import BackupCatalog
 from dataport.imports.plan import STAT_FIELDS
 from dataport.models.backups import BackupStatus
+from dataport.models.tasks import ImportStep
+from dataport.progress.events import SnapshotEvent
 from dataport.settings import get_settings
 from dataport.source.collections import PROJECTS, SESSIONS, is_message_collection
 from dataport.source.content_hash import content_hash
 from dataport.source.mongo import Document
 from dataport.source.writes import IMPORT_TAG, Target
+from dataport.workflows import imports as import_tasks
 from infrastructure.local import seed
+from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_db
 from tests.e2e.import_client import EMPTY_USER, messages_of, snapshot
@@ -428,3 +433,33 @@ def test_a_backup_made_by_post_backups_is_restored_exactly(
     assert job["status"] == "succeeded", job
     assert job["report"]["sha256"] == made["sha256"]  # the object the catalog recorded
     assert content(db, OWNER) == expected
+
+
+def test_a_restore_is_watchable_live_over_the_websocket(
+        db: Database[Document], owner: Restorer, fresh_stack: LocalStack,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same protocol as imports, with kind `restore`: snapshot, progress, one end."""
+    backup_id = store_backup(of_user(db, ObjectId(OWNER)), OWNER)
+    forget(db, sorted(sessions_of(db, OWNER))[:3])
+    gate = threading.Event()
+    validate = import_tasks.validate
+
+    def held(step: ImportStep) -> ImportStep:  # the restore waits until the test listens
+        assert gate.wait(60), "the test never opened the gate"
+        return validate(step)
+
+    monkeypatch.setattr(import_tasks, "validate", held)
+    with ProgressSocket(fresh_stack.ws_url, fresh_stack.token_for(OWNER)) as socket:
+        answer = owner.start(backupId=backup_id, mode="merge")
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["jobId"]
+        socket.subscribe(job_id)
+        first = socket.receive()
+        gate.set()
+        events = list(socket.follow(job_id, timeout=60))
+    assert isinstance(first, SnapshotEvent)
+    assert first.kind == "restore"
+    assert events
+    assert all(event.kind == "restore" for event in events)
+    assert [event.type for event in events].count("job.succeeded") == 1
+    assert events[-1].type == "job.succeeded"

@@ -78,8 +78,7 @@ def create_restore(principal: Principal, request: RestoreRequest,
     count against the rate limit, record the job and start it."""
     target_user_id(principal, request)
     if request.backup_id is not None:
-        record = BackupCatalog().get(request.backup_id, principal.user_id,
-                                     admin=principal.is_admin)
+        record = _readable(principal, request.backup_id)
         if record.scope is BackupScope.INSTANCE:
             raise NotSupported("Restoring an instance backup is not available yet; restore a "
                                "user backup.", details={"field": "backupId"})
@@ -90,6 +89,18 @@ def create_restore(principal: Principal, request: RestoreRequest,
                                            idempotency_key=idempotency_key, request=request)
     started = start_once(_create, command, lambda_context)
     return get_restore(principal.user_id, started.job_id), started.rate
+
+
+def _readable(principal: Principal, backup_id: str) -> BackupRecord:
+    """A backup the caller may restore: their own; an administrator any (a user's backup back
+    into that user's account is the administrator's disaster recovery)."""
+    catalog = BackupCatalog()
+    if not principal.is_admin:
+        return catalog.get(backup_id, principal.user_id)
+    record = catalog.find(backup_id)
+    if record is None:
+        raise NotFound(f"No backup {backup_id} was found.")
+    return record
 
 
 def target_user_id(principal: Principal, request: RestoreRequest) -> str:
