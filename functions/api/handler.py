@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import SecretStr
 
 from dataport.api import api_keys, backups, exports, imports, restores
 from dataport.api.body import parse_json_body
@@ -26,6 +27,7 @@ from dataport.models.backup_views import (
     BackupAccepted,
     BackupLinks,
     BackupList,
+    BackupPreview,
     BackupView,
     VerifyReport,
     VerifyRequest,
@@ -163,6 +165,17 @@ def download_backup(backupId: BackupId) -> Response[None]:
 def verify_backup(backupId: BackupId,
                   request: Annotated[VerifyRequest | None, Body()] = None) -> VerifyReport:
     return backups.verify(_principal(), backupId, request.password if request else None)
+
+
+@app.get("/backups/<backupId>/preview",
+         summary="What a backup holds per project, and what a restore would do to its target")
+def preview_backup(
+    backupId: BackupId,
+    password: Annotated[str | None, Header(alias="x-backup-password", min_length=8,
+                                           max_length=256)] = None,
+) -> BackupPreview:
+    return backups.preview(_principal(), backupId,
+                           SecretStr(password) if password is not None else None)
 
 
 @app.post("/imports", summary="Start an import: a job and a presigned form to upload the file to",

@@ -240,6 +240,9 @@ def test_the_real_api_answers_with_the_templates_gateway_responses() -> None:
     template = Template()
     api = template.rest_apis()["RestApi"]
     assert {(r.event.method, r.event.path) for r in api.routes} == {
+        ("POST", "/backups"), ("GET", "/backups"), ("GET", "/backups/{backupId}"),
+        ("DELETE", "/backups/{backupId}"), ("GET", "/backups/{backupId}/download"),
+        ("POST", "/backups/{backupId}/verify"), ("GET", "/backups/{backupId}/preview"),
         ("POST", "/exports"), ("GET", "/exports"), ("GET", "/exports/{jobId}"),
         ("DELETE", "/exports/{jobId}"), ("GET", "/exports/{jobId}/download"),
         ("POST", "/imports"), ("GET", "/imports"), ("GET", "/imports/{jobId}"),
@@ -252,4 +255,4 @@ def test_the_real_api_answers_with_the_templates_gateway_responses() -> None:
     response = gateway.handle("GET", "/v1/exports/abc", [("Host", "x")], b"")
     assert response.status == 401
     assert json.loads(response.body)["error"]["code"] == "unauthorized"
-    assert gateway.handle("GET", "/v1/backups", [], b"").status == 403
+    assert gateway.handle("GET", "/v1/no-such-route", [], b"").status == 403

@@ -9,6 +9,7 @@ import io
 import time
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,11 +20,17 @@ from bson import ObjectId, json_util
 from dataport.backups.format import MANIFEST_NAME
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
 from dataport.formats.extjson import json_util_canonical
+from dataport.progress.events import ProgressEvent, SucceededEvent
+from dataport.settings import get_settings
 from dataport.source.collections import message_collections
 from dataport.source.mongo import connect
+from dataport.workflows.export import write_session
 from infrastructure.local import seed
+from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, bucket_leftovers, seeded_database
+from tests.fixtures.faults import EXPORT_WORKER, export_worker, slow_writer
+from tests.infrastructure.iam import assert_calls_allowed
 
 DB_NAME = "dataport_backup_tests"
 TERMINAL = {"completed", "failed", "corrupted", "expired"}
@@ -183,3 +190,285 @@ def test_a_full_user_backup_holds_exactly_the_users_data_and_verifies(
         answer = intruder.request(method, f"/backups/{made['backupId']}{path}")
         assert answer.status_code == 404, (method, path, answer.text)
     assert bucket_leftovers(api.stack, made["backupId"])["uploads"] == []
+    assert_calls_allowed(api.stack)  # every call each function made, by its template policy
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _flip_member_byte(stack: LocalStack, key: str, member: str) -> None:
+    """Flip one byte inside a member's stored data, in the bucket itself."""
+    s3 = stack.client("s3")
+    data = bytearray(s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = archive.getinfo(member)
+    name_length = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little")
+    extra_length = int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_length + extra_length
+    data[start + info.compress_size // 2] ^= 0x20
+    s3.put_object(Bucket=stack.bucket, Key=key, Body=bytes(data))
+
+
+def _object_key(stack: LocalStack, backup_id: str) -> str:
+    keys: list[str] = [o["Key"] for o in stack.client("s3").list_objects_v2(
+        Bucket=stack.bucket, Prefix=f"backups/{backup_id}/").get("Contents", [])]
+    assert len(keys) == 1, keys
+    return keys[0]
+
+
+def test_a_byte_flipped_in_a_stored_backup_is_found_by_verify_and_named(api: Api) -> None:
+    made = backup(api, {"name": "to be damaged"})
+    stored = Stored(download(api, made["backupId"]))
+    member = next(e["path"] for e in stored.manifest["members"]
+                  if e["collection"] == "messages")
+    _flip_member_byte(api.stack, _object_key(api.stack, made["backupId"]), member)
+
+    answer = api.request("POST", f"/backups/{made['backupId']}/verify")
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["ok"] is False
+    assert report["status"] == "corrupted"
+    assert report["member"] == member
+    assert member in report["problem"]
+    shown = api.request("GET", f"/backups/{made['backupId']}").json()
+    assert shown["status"] == "corrupted"
+    assert shown["corruptedMember"] == member
+    assert member in shown["error"]["message"]
+    # a corrupted backup is not handed out, nor followed by an increment
+    assert api.request("GET", f"/backups/{made['backupId']}/download").status_code == 409
+    refused = api.request("POST", "/backups", json={
+        "name": "next", "type": "incremental", "parentId": made["backupId"]})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "backup_not_usable"
+
+
+def test_a_selective_backup_holds_whole_sessions_of_the_selection(api: Api) -> None:
+    source = Source(api.stack, api.user_id)
+    project = sorted(source.projects)[0]
+    in_project = {sid: s for sid, s in source.sessions.items() if s["projectId"] == project}
+    counts = sorted(s["messageCount"] for s in in_project.values())
+    low = counts[len(counts) // 2]
+    body = {"name": "one project", "type": "selective",
+            "filters": {"projectIds": [str(project)], "messageCount": {"min": low}}}
+    made = backup(api, body)
+    stored = Stored(download(api, made["backupId"]))
+    expected = {sid for sid, s in in_project.items() if s["messageCount"] >= low}
+    assert expected
+    assert expected != set(source.sessions)
+    assert {s["sessionId"] for s in stored.documents("sessions")} == expected
+    # every message of those sessions, none filtered
+    assert {m["uuid"] for m in stored.documents("messages")} == {
+        uuid for uuid, m in source.messages.items() if m["sessionId"] in expected}
+    assert stored.manifest["type"] == "selective"
+    assert stored.manifest["filters"]["projectIds"] == [str(project)]
+
+    for bad in ({"name": "x"}, {"name": "bad/name"}, {"name": "no filters", "type": "selective"},
+                {"name": "full with filters", "filters": {"projectIds": [str(project)]}},
+                {"name": "orphan", "type": "incremental"},
+                {"name": "ok", "description": "d" * 501},
+                {"name": "ok", "compressionLevel": 23}):
+        answer = api.request("POST", "/backups", json=bad)
+        assert answer.status_code == 400, (bad, answer.text)
+        assert answer.json()["error"]["code"] == "invalid_request"
+
+
+def test_an_increment_holds_what_changed_and_what_was_deleted(api: Api) -> None:
+    base = backup(api, {"name": "base"})
+    db = _db(api.stack)
+    try:
+        source = Source(api.stack, api.user_id)
+        ordered = sorted(source.sessions)
+        changed, deleted = ordered[0], ordered[1]
+        later = datetime.now(UTC) + timedelta(seconds=1)
+        edited = db.sessions.find_one({"sessionId": changed})
+        edited.update(summary="edited", updatedAt=later)
+        # replace, not $set: the embedded nx-27017 stores a $set datetime as a string
+        db.sessions.replace_one({"_id": edited["_id"]}, edited)
+        db.sessions.delete_one({"sessionId": deleted})
+        for name in message_collections(db):
+            db[name].delete_many({"sessionId": deleted})
+        time.sleep(1.1)  # the increment's watermark is after the edit
+        increment = backup(api, {"name": "nightly increment", "type": "incremental",
+                                 "parentId": base["backupId"]})
+    finally:
+        db.client.close()
+    stored = Stored(download(api, increment["backupId"]))
+    assert stored.manifest["parentId"] == base["backupId"]
+    assert _moment(stored.manifest["parentWatermark"]) == _moment(base["watermark"])
+    assert _moment(stored.manifest["watermark"]) > _moment(base["watermark"])
+    sessions = stored.documents("sessions")
+    assert [s["sessionId"] for s in sessions] == [changed]
+    assert sessions[0]["summary"] == "edited"
+    now = Source(api.stack, api.user_id)
+    assert {m["uuid"] for m in stored.documents("messages")} == {
+        uuid for uuid, m in now.messages.items() if m["sessionId"] == changed}
+    assert stored.documents("deletions") == [{"collection": "sessions", "sessionId": deleted}]
+    assert increment["counts"]["deletions"] == 1
+
+    # a base an unexpired increment depends on cannot be deleted
+    refused = api.request("DELETE", f"/backups/{base['backupId']}")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "backup_has_dependents"
+    assert increment["backupId"] in refused.json()["error"]["message"]
+    assert api.request("DELETE", f"/backups/{increment['backupId']}").status_code == 204
+    assert api.request("DELETE", f"/backups/{base['backupId']}").status_code == 204
+    assert api.request("GET", "/backups").json()["backups"] == []
+    assert bucket_leftovers(api.stack, base["backupId"]) == {"objects": [], "uploads": []}
+    assert_calls_allowed(api.stack)
+
+
+def test_instance_backups_need_the_administrator_role(api: Api, admin: Api,
+                                                      intruder: Api) -> None:
+    refused = api.request("POST", "/backups", json={"name": "everything", "scope": "instance"})
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "forbidden"
+    assert api.request("GET", "/backups", params={"scope": "instance"}).status_code == 403
+
+    made = backup(admin, {"name": "disaster recovery", "scope": "instance"})
+    stored = Stored(download(admin, made["backupId"]))
+    assert_holds_exactly(stored, Source(admin.stack, None))
+    assert stored.manifest["scope"] == "instance"
+    assert "ownerId" not in stored.manifest
+    # never listed or reachable for users, the maker without the role included
+    for user in (api, intruder):
+        assert user.request("GET", "/backups").json()["backups"] == []
+        assert user.request("GET", f"/backups/{made['backupId']}").status_code == 404
+    listed = admin.request("GET", "/backups", params={"scope": "instance"}).json()["backups"]
+    assert [b["backupId"] for b in listed] == [made["backupId"]]
+
+
+def test_an_encrypted_backup_needs_its_password(api: Api) -> None:
+    password = "correct horse battery"
+    made = backup(api, {"name": "sealed", "password": password})
+    assert made["encrypted"] is True
+    data = download(api, made["backupId"])
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert all(info.flag_bits & 0x1 for info in archive.infolist())
+    assert api.request("POST", f"/backups/{made['backupId']}/verify").status_code == 400
+    wrong = api.request("POST", f"/backups/{made['backupId']}/verify",
+                        json={"password": "not the password"})
+    assert wrong.status_code == 400, wrong.text
+    right = api.request("POST", f"/backups/{made['backupId']}/verify",
+                        json={"password": password})
+    assert right.status_code == 200, right.text
+    assert right.json()["ok"] is True
+
+
+def test_a_fault_mid_backup_leaves_it_failed_with_nothing_behind(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAGE_SIZE", "2")
+    monkeypatch.setenv("WORKER_RESERVE_MS", "60000")
+    api.stack.set_function_timeout("ExportWorkerFunction", 60_000)  # hand on after each page
+    get_settings.cache_clear()
+    written = 0
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal written
+        written += 1
+        if written == 5:
+            raise RuntimeError("disk on fire")
+        return write_session(*args, **kwargs)
+
+    monkeypatch.setitem(api.stack.handler_overrides, EXPORT_WORKER, export_worker(failing))
+    try:
+        made = wait(api, start(api, {"name": "doomed"})["backupId"])
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert made["status"] == "failed"
+    assert made["error"]["code"] == "internal_error"
+    assert made["backupId"] in made["error"]["message"]
+    assert bucket_leftovers(api.stack, made["backupId"]) == {"objects": [], "uploads": []}
+    assert api.request("GET", f"/backups/{made['backupId']}/download").status_code == 409
+    assert_calls_allowed(api.stack)
+
+
+def test_progress_reaches_the_websocket_with_kind_backup(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    slow, _ = slow_writer(0.2)  # a few seconds of backing up: progress events go out
+    monkeypatch.setitem(api.stack.handler_overrides, EXPORT_WORKER, export_worker(slow))
+    monkeypatch.setenv("PAGE_SIZE", "2")
+    get_settings.cache_clear()
+    try:
+        with ProgressSocket(api.stack.ws_url, api.stack.token_for(api.user_id)) as socket:
+            backup_id = start(api, {"name": "watched"})["backupId"]
+            socket.subscribe(backup_id)
+            events = list(socket.follow(backup_id, timeout=60))
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert events
+    assert {event.kind.value for event in events} == {"backup"}
+    assert any(isinstance(e, ProgressEvent) and e.progress.phase == "backing_up"
+               and e.progress.current > 0 for e in events)
+    assert isinstance(events[-1], SucceededEvent)
+    assert wait(api, backup_id)["status"] == "completed"
+
+
+def test_backups_count_against_their_own_rate_limit(
+        api: Api, admin: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKUP_RATE_LIMIT", "2")
+    monkeypatch.setenv("INSTANCE_BACKUP_RATE_LIMIT", "1")
+    get_settings.cache_clear()
+    try:
+        first = api.request("POST", "/backups", json={"name": "one"})
+        assert first.headers["X-RateLimit-Limit"] == "2"
+        assert first.headers["X-RateLimit-Remaining"] == "1"
+        assert api.request("POST", "/backups", json={"name": "two"}).status_code == 202
+        third = api.request("POST", "/backups", json={"name": "three"})
+        assert third.status_code == 429, third.text
+        assert third.json()["error"]["code"] == "rate_limited"
+        assert "backups per hour" in third.json()["error"]["message"]
+        # instance backups count on their own
+        assert admin.request("POST", "/backups", json={"name": "all", "scope": "instance"}
+                             ).status_code == 202
+        assert admin.request("POST", "/backups", json={"name": "all again",
+                                                       "scope": "instance"}).status_code == 429
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    api.stack.wait_until_quiet()
+
+
+def test_preview_says_what_is_inside_and_what_a_restore_would_do(api: Api,
+                                                                 intruder: Api) -> None:
+    made = backup(api, {"name": "to preview"})
+    source = Source(api.stack, api.user_id)
+    db = _db(api.stack)
+    try:  # after the backup: one session edited, one deleted, one added
+        ordered = sorted(source.sessions)
+        edited = db.sessions.find_one({"sessionId": ordered[0]})
+        edited["summary"] = "edited after the backup"
+        db.sessions.replace_one({"_id": edited["_id"]}, edited)
+        removed = ordered[1]
+        db.sessions.delete_one({"sessionId": removed})
+        added = dict(source.sessions[ordered[2]], _id=ObjectId(),
+                     sessionId="ffffffff-0000-4000-8000-000000000000")
+        db.sessions.insert_one(added)
+        answer = api.request("GET", f"/backups/{made['backupId']}/preview")
+    finally:
+        db.sessions.delete_one({"sessionId": added["sessionId"]})
+        db.sessions.insert_one(source.sessions[removed])
+        db.sessions.replace_one({"_id": edited["_id"]}, source.sessions[ordered[0]])
+        db.client.close()
+    assert answer.status_code == 200, answer.text
+    preview = answer.json()
+    by_project = {p["projectId"]: p for p in preview["projects"]}
+    assert set(by_project) == {str(p) for p in source.projects}
+    for project_id, project in by_project.items():
+        sessions = [s for s in source.sessions.values() if str(s["projectId"]) == project_id]
+        assert project["sessions"] == len(sessions)
+        assert project["messages"] == sum(s["messageCount"] for s in sessions)
+        assert project["name"] == source.projects[ObjectId(project_id)]["name"]
+        assert _moment(project["firstActivity"]) == min(
+            s["startedAt"] for s in sessions).replace(tzinfo=UTC)
+    restore = preview["restore"]
+    assert restore["target"] == "self"
+    assert (restore["new"], restore["changed"], restore["identical"]) == (
+        1, 1, len(source.sessions) - 2)
+    assert restore["samples"]["new"] == [removed]
+    assert restore["samples"]["changed"] == [ordered[0]]
+    assert restore["onlyInTarget"] == 1
+    assert restore["samples"]["onlyInTarget"] == [added["sessionId"]]
+    assert intruder.request("GET", f"/backups/{made['backupId']}/preview").status_code == 404

@@ -17,7 +17,8 @@ from pydantic import SecretStr
 from dataport.api.idempotency import StartCommand, Started, start_once
 from dataport.auth import Principal
 from dataport.backups.catalog import BackupCatalog
-from dataport.backups.format import PasswordRequired
+from dataport.backups.format import BackupContainer, FormatError, PasswordRequired
+from dataport.backups.preview import preview as preview_backup
 from dataport.backups.verify import Verification, verify_backup
 from dataport.bucket import packages_bucket
 from dataport.engine import Machine, WorkflowUnavailable, workflow_engine
@@ -31,7 +32,12 @@ from dataport.errors import (
 )
 from dataport.jobs import passwords, rate_limit
 from dataport.jobs.store import JobStore, new_job_id, utcnow
-from dataport.models.backup_views import VerifyReport
+from dataport.models.backup_views import (
+    BackupPreview,
+    ProjectPreview,
+    RestorePreview,
+    VerifyReport,
+)
 from dataport.models.backups import (
     BackupFilters,
     BackupRecord,
@@ -46,7 +52,9 @@ from dataport.packaging import locations
 from dataport.packaging.cleanup import discard_job_objects
 from dataport.progress.publisher import publish_terminal
 from dataport.settings import get_settings
-from dataport.workflows.backup import expires_at
+from dataport.source.mongo import get_database
+from dataport.source.scope import BackupSelection, InstanceScope, OwnerScope
+from dataport.workflows.backup import chain_of, expires_at, opener_of
 
 #: the rate-limit counters: instance backups count on their own (InstanceBackupRateLimit)
 USER_KIND, INSTANCE_KIND = "backup", "instance backup"
@@ -218,6 +226,44 @@ def verify(principal: Principal, backup_id: str, password: SecretStr | None) -> 
                         sha256=result.sha256, members=result.members, records=result.records,
                         member=result.member, problem=result.problem,
                         verified_at=record.verified_at)
+
+
+def preview(principal: Principal, backup_id: str, password: SecretStr | None) -> BackupPreview:
+    """What the backup holds per project, and what a restore would do to its target now."""
+    record = _usable(_visible(principal, backup_id))
+    if record.encrypted and password is None:
+        raise InvalidRequest("This backup is encrypted: send its password (X-Backup-Password) "
+                             "to preview it.", details={"field": "X-Backup-Password"})
+    bucket = packages_bucket()
+    secret = password.get_secret_value() if password else None
+    db = get_database()
+    instance = record.scope is BackupScope.INSTANCE
+    target = (InstanceScope(db, BackupSelection()) if instance
+              else OwnerScope(db, record.owner_id))
+    chain = None
+    if record.parent_id is not None:
+        chain = [*(opener_of(bucket, r) for r in chain_of(BackupCatalog(), backup_id)),
+                 opener_of(bucket, record)]
+    key = record.object_key
+    assert key is not None  # a usable backup has its object
+    try:
+        with bucket.open_read(key) as stream, BackupContainer(stream, secret) as backup:
+            projects, outcome = preview_backup(backup, target, chain, secret)
+    except PasswordRequired as error:
+        raise InvalidRequest(str(error), details={"field": "X-Backup-Password"}) from error
+    except FormatError as error:
+        raise BackupNotUsable(f"Backup {backup_id} cannot be read: {error}. Verify it.",
+                              details={"status": record.status.value}) from error
+    return BackupPreview(
+        backup_id=backup_id, type=record.type, scope=record.scope, counts=record.counts,
+        projects=[ProjectPreview(project_id=p.project_id, name=p.name, path=p.path,
+                                 sessions=p.sessions, messages=p.messages,
+                                 first_activity=p.first, last_activity=p.last)
+                  for p in projects],
+        restore=RestorePreview(target="instance" if instance else "self", new=outcome.new,
+                               changed=outcome.changed, identical=outcome.identical,
+                               only_in_target=outcome.only_in_target,
+                               samples=outcome.samples))
 
 
 def _damage(result: Verification) -> str:

@@ -92,3 +92,35 @@ class VerifyReport(ApiModel):
 class VerifyRequest(ApiModel):
     password: Annotated[SecretStr, SecretLength(8, 256)] | None = Field(
         default=None, description="of an encrypted backup (its members cannot be read without)")
+
+
+class ProjectPreview(ApiModel):
+    project_id: str
+    name: str | None = None
+    path: str | None = None
+    sessions: int
+    messages: int = Field(description="the sessions' messageCount")
+    first_activity: AwareDatetime | None = None
+    last_activity: AwareDatetime | None = None
+
+
+class RestorePreview(ApiModel):
+    """What restoring the backup would do to its target as it is now."""
+
+    target: str = Field(description="`self` (the owner's data) or `instance` (the database)")
+    new: int = Field(description="sessions of the backup the target lacks")
+    changed: int = Field(description="sessions the target holds in another version")
+    identical: int
+    only_in_target: int = Field(description="sessions the target has that the backup (its "
+                                            "chain, for an increment) lacks: a full restore "
+                                            "removes them")
+    samples: dict[str, list[str]] = Field(description="up to 20 sessionIds of each kind")
+
+
+class BackupPreview(ApiModel):
+    backup_id: str
+    type: BackupType
+    scope: BackupScope
+    counts: BackupCounts | None = None
+    projects: list[ProjectPreview]
+    restore: RestorePreview

@@ -117,7 +117,7 @@ def write_plan_members(job: Job, writer: BackupWriter, password: SecretStr | Non
     catalog, bucket = BackupCatalog(), packages_bucket()
     chain = chain_of(catalog, job.job_id)
     secret = password.get_secret_value() if password else None
-    openers = [_opener(bucket, record) for record in chain]
+    openers = [opener_of(bucket, record) for record in chain]
     now = scope_of(job, selection_of(job, window=False))
     try:
         sessions = session_deletions(chain_sessions(openers, secret),
@@ -152,7 +152,8 @@ def chain_of(catalog: BackupCatalog, backup_id: str) -> list[BackupRecord]:
     return chain
 
 
-def _opener(bucket: PackagesBucket, record: BackupRecord) -> Callable[[], IO[bytes]]:
+def opener_of(bucket: PackagesBucket, record: BackupRecord) -> Callable[[], IO[bytes]]:
+    """Opens the stored backup for reading (ranged GETs), each time it is called."""
     key = record.object_key
     assert key is not None  # chain_of keeps completed backups only
 
