@@ -249,7 +249,11 @@ def test_the_real_api_answers_with_the_templates_gateway_responses() -> None:
         ("DELETE", "/imports/{jobId}"), ("POST", "/imports/{jobId}/validate"),
         ("GET", "/imports/{jobId}/conflicts"), ("POST", "/imports/{jobId}/execute"),
         ("GET", "/imports/{jobId}/actions"), ("POST", "/imports/{jobId}/rollback"),
-        ("POST", "/api-keys"), ("GET", "/api-keys"), ("DELETE", "/api-keys/{keyId}")}
+        ("POST", "/api-keys"), ("GET", "/api-keys"), ("DELETE", "/api-keys/{keyId}"),
+        ("POST", "/restores"), ("GET", "/restores"), ("GET", "/restores/{jobId}"),
+        ("GET", "/restores/{jobId}/actions"), ("POST", "/restores/{jobId}/rollback"),
+        ("POST", "/restores/uploads"), ("GET", "/restores/uploads/{uploadId}/parts"),
+        ("POST", "/restores/uploads/{uploadId}/complete")}
     gateway = RestGateway(api, LambdaRuntime(template.functions()), template.region,
                           template.account_id)
     response = gateway.handle("GET", "/v1/exports/abc", [("Host", "x")], b"")
