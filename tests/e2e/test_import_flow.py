@@ -21,11 +21,12 @@ from bson.decimal128 import Decimal128
 from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 
+from dataport.api import imports as import_api
 from dataport.bucket import PackagesBucket
 from dataport.errors import TransientError
 from dataport.imports import storage
 from dataport.jobs.store import JobStore
-from dataport.models.imports import ImportCounts, ValidationReport
+from dataport.models.imports import DRY_RUN_LIMIT, ImportCounts, ValidationReport
 from dataport.models.tasks import ImportStep
 from dataport.progress.events import SnapshotEvent
 from dataport.progress.throttle import MIN_INTERVAL_MS, now_ms
@@ -96,6 +97,28 @@ def without(doc: Document, *fields: str) -> Document:
 
 
 # ---------------------------------------------------------------------------- the round trip
+
+
+def test_dry_runs_are_bounded_and_the_execution_is_not(
+        db: Database[Document], package: bytes, newcomer: Importer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each dry run adds a decision's events to the import execution's history: past
+    MAX_DRY_RUNS (2 here) the next is refused with a code and what to do, the job keeps waiting,
+    and the execution itself still runs (each pass a child execution of its own)."""
+    monkeypatch.setattr(import_api, "MAX_DRY_RUNS", 2)
+    job = newcomer.validated(package)
+    for _ in range(2):
+        assert newcomer.decide(job["jobId"], strategy="merge", dryRun=True)["dryRun"]
+    refused = newcomer.api.request("POST", f"/imports/{job['jobId']}/execute",
+                                   json={"strategy": "merge", "dryRun": True})
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["details"] == {"code": DRY_RUN_LIMIT, "limit": 2}
+    assert "execute it (dryRun false)" in error["message"]
+    assert newcomer.wait(job["jobId"], {"awaiting_decision"})["status"] == "awaiting_decision"
+    done = newcomer.decide(job["jobId"], strategy="merge")
+    assert done["status"] == "succeeded", done
+    assert done["outcome"]["sessions"]["inserted"] == len(owned_sessions(db, seed.DEMO_USER_ID))
 
 
 def test_export_then_import_into_a_second_users_empty_account(

@@ -378,7 +378,7 @@ def test_an_import_state_round_trips_every_field(job_store: JobStore) -> None:
     store.update_import(job.job_id, report=report.model_copy(update={
         "conflicts": ConflictSummary(new_sessions=1, changed_sessions=1)}))
     store.await_decision(job.job_id, "token-1")
-    store.decide(job.job_id, decision, Progress(phase="dry_run"))
+    store.decide(job.job_id, decision, Progress(phase="dry_run"), dry_runs=1)
     store.update_import(job.job_id, dry_run=dry_run)
     store.await_decision(job.job_id, "token-2")
     store.decide(job.job_id, decision.model_copy(update={"dry_run": False}),
@@ -392,7 +392,7 @@ def test_an_import_state_round_trips_every_field(job_store: JobStore) -> None:
         report=report.model_copy(update={"conflicts": ConflictSummary(
             new_sessions=1, changed_sessions=1)}),
         decision=decision.model_copy(update={"dry_run": False}), dry_run=dry_run,
-        outcome=OUTCOME, task_token=None)
+        outcome=OUTCOME, task_token=None, dry_runs=1)  # the execution is not counted
     assert (done.status, done.finished_at, done.sealed_password) == (
         JobStatus.SUCCEEDED, OUTCOME.finished_at, None)
 

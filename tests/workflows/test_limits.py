@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from math import ceil
 from pathlib import Path
 
 import pytest
 
+from dataport.models.imports import MAX_DRY_RUNS
 from dataport.models.tasks import ExportPlan, ImportStep, ShardCursor, ShardList
 from dataport.workflows.shards import ShardSizing
 
@@ -159,31 +161,130 @@ def test_no_execution_reaches_a_limit_at_any_size(sessions: int, messages: int) 
     assert parent.events == 18  # the parent does not grow with the data at all
 
 
-def test_import_executions_stay_within_the_limits() -> None:
-    """The import runs its execute loop in its one execution (Route -> Execute -> Route ...):
-    events grow with invocations. The largest upload (500 MB) and a 50 GB restore, at ~1 KB a
-    message (docs/imports.md measured 1.05 KB), with every dry run the user asks for (each
-    plans the whole execute loop once more, then awaits the decision again)."""
-    asl = _asl("import.asl.json")
+UPLOADS = {"500 MB": 500 * 10**6, "50 GB": 50 * 10**9, "5 TB": 5 * 10**12}
+MESSAGE_BYTES = 1000  # docs/imports.md measured 1.05 KB a message
+SYNC = 6  # Task .sync: TaskStateEntered, Scheduled, Started, Submitted, Succeeded, StateExited
+FAIL = 1  # FailStateEntered (ExecutionFailed takes ExecutionSucceeded's place)
+
+
+def _invocations(upload_bytes: int) -> int:
+    return ceil(ceil(upload_bytes / MESSAGE_BYTES) / PER_INVOCATION)
+
+
+def import_before(upload_bytes: int, dry_runs: int) -> int:
+    """The design before: the execute loop in the import execution itself (Route -> Execute ->
+    Route ...), every invocation retried 4 times, each dry run the whole loop once more."""
+    route, step = CHOICE, CHOICE + TASK
+    per_pass = _invocations(upload_bytes) * (route + TASK + 4 * RETRY) + step  # + Finalize
+    return (EXECUTION + 2 * step  # Validate, Stage
+            + (dry_runs + 1) * (route + WAIT_TOKEN + per_pass) + route + SUCCEED)
+
+
+def import_parent(dry_runs: int) -> int:
+    """The import execution now, at its worst: every decision a dry run with a new field
+    mapping (validated and staged again), every task retried as often as its Retry allows, and
+    the last decision the execution. A pass is one RunPass, whatever its size."""
+    states = _asl("import.asl.json")["States"]
+    assert isinstance(states, dict)
+    assert states["RunPass"]["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    assert {c["Next"] for c in states["Route"]["Choices"]
+            if c["StringEquals"] in ("execute", "rollback")} == {"RunPass"}
+    assert not {"Execute", "Rollback"} & set(states)  # no page loop in here
+
+    def task(name: str, events: int = TASK) -> int:
+        return CHOICE + events + _retries(states[name]) * RETRY  # Route, then the task
+
+    validate_and_stage = task("Validate") + task("Stage")
+    decision = (task("AwaitDecision", WAIT_TOKEN) + validate_and_stage + task("RunPass", SYNC)
+                + task("Finalize"))
+    failure = task("Cleanup") + TASK + _retries(states["MarkFailed"]) * RETRY + FAIL
+    return EXECUTION + validate_and_stage + (dry_runs + 1) * decision + failure
+
+
+def import_passes(upload_bytes: int) -> tuple[int, int, int]:
+    """One pass (an execution, a dry run or a rollback) in child executions of the import pass
+    machine: the largest child's events at its worst (1,000 invocations, each retried as often
+    as Execute's Retry allows, then a hand-over that fails back through it), the number of
+    children it takes, and the bound on invocations a child hands over at."""
+    asl = _asl("import-pass.asl.json")
     states = asl["States"]
     assert isinstance(states, dict)
-    execute = states["Execute"]
-    route = CHOICE
-    step = route + TASK  # Route then a task, no retry
+    bounds = {c["Next"]: c["And"][1]["NumericLessThan"] for c in states["Next?"]["Choices"]
+              if "And" in c}
+    assert set(bounds) == {"Execute", "Rollback"}
+    bound = max(bounds.values())
+    assert states["HandOver"]["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    assert states["HandOver"]["Parameters"]["StateMachineArn"] == "${ImportPassStateMachineArn}"
+    worst_task = max(_retries(states["Execute"]), _retries(states["Rollback"]))
+    invocations = _invocations(upload_bytes)
+    in_largest = min(invocations, bound)
+    loop = in_largest * (CHOICE + TASK + worst_task * RETRY)
+    hand_over = (CHOICE + PASS + SYNC + _retries(states["HandOver"]) * RETRY  # Fresh, HandOver
+                 + PASS + FAIL)  # Unwrap, HandOverFailed: the longest way out
+    ends = max(hand_over, CHOICE + SUCCEED, FAIL)
+    return EXECUTION + loop + ends, ceil(invocations / bound), bound
 
-    def events(upload_bytes: int, dry_runs: int) -> int:
-        messages = ceil(upload_bytes / 1000)
-        invocations = ceil(messages / PER_INVOCATION)
-        per_pass = invocations * (route + TASK + _retries(execute) * RETRY) + step  # + Finalize
-        return (EXECUTION + 2 * step  # Validate, Stage
-                + (dry_runs + 1) * (route + WAIT_TOKEN + per_pass) + route + SUCCEED)
 
-    assert events(500 * 10**6, dry_runs=0) == 92  # the largest upload: one invocation a pass
-    assert events(500 * 10**6, dry_runs=10) == 812
-    assert events(50 * 10**9, dry_runs=0) == 4_576  # a 50 GB restore: 239 invocations at worst
-    # Not unbounded: at 50 GB and the pessimistic rate, with every invocation retried 4 times,
-    # a fifth dry run would pass 25,000 events (docs/imports.md, "Step Functions limits").
-    assert events(50 * 10**9, dry_runs=4) == 22_800 < EVENTS_LIMIT < events(50 * 10**9, 5)
+def import_payload() -> int:
+    """The largest state of any import execution: a step at its widest with a caught error
+    whose cause is as long as Step Functions keeps one (32,768 characters), or RunPass's
+    answer (DescribeExecution: the pass's input and output, each a step)."""
+    step = ImportStep(job_id=JOB_ID, mode="rollback", next="execute", dry_run=True,
+                      after=SESSION_ID, done=10**12, invocations=10**6,
+                      started_at=datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)).wire()
+    arn = "arn:aws:states:eu-central-1:123456789012:execution:dataport-import-pass-prod:"
+    answer = {"ExecutionArn": arn + JOB_ID + "-" + SESSION_ID, "Input": step, "Output": step,
+              "InputDetails": {"Included": True}, "OutputDetails": {"Included": True},
+              "Name": JOB_ID + "-" + SESSION_ID, "StartDate": "2026-12-31T23:59:59.999Z",
+              "StopDate": "2026-12-31T23:59:59.999Z", "StateMachineArn": arn, "Status": "SUCCEEDED",
+              "RedriveCount": 0, "RedriveStatus": "NOT_REDRIVABLE"}
+    caught = {**step, "error": {"Error": "x" * 256, "Cause": "x" * 32_768},
+              "handedOver": {"execution": {**answer, "Error": "x" * 256, "Cause": "x" * 32_768}}}
+    return max(len(json.dumps(answer)), len(json.dumps(caught)))
+
+
+def test_the_import_design_before_had_a_ceiling() -> None:
+    """Documented: the execute loop in the import execution, at the pessimistic rate with every
+    invocation retried 4 times. The largest upload (500 MB) took 92 events, 812 with ten dry
+    runs; a 50 GB restore 4,576, and a fifth dry run of it passed 25,000."""
+    assert import_before(UPLOADS["500 MB"], dry_runs=0) == 92
+    assert import_before(UPLOADS["500 MB"], dry_runs=10) == 812
+    assert import_before(UPLOADS["50 GB"], dry_runs=0) == 4_576
+    assert (import_before(UPLOADS["50 GB"], dry_runs=4) == 22_800 < EVENTS_LIMIT
+            < import_before(UPLOADS["50 GB"], dry_runs=5))
+    assert import_before(UPLOADS["5 TB"], dry_runs=0) > 10 * EVENTS_LIMIT
+
+
+@pytest.mark.parametrize("dry_runs", [0, 5, 50, MAX_DRY_RUNS])
+@pytest.mark.parametrize("upload", sorted(UPLOADS))
+def test_no_import_execution_reaches_a_limit(upload: str, dry_runs: int) -> None:
+    parent = Execution(events=import_parent(dry_runs), payload=import_payload())
+    child, children, bound = import_passes(UPLOADS[upload])
+    assert parent.within_limits, parent
+    assert Execution(events=child, payload=import_payload()).within_limits, child
+    # the parent grows with the decisions only, and a child never beyond its bound
+    assert import_parent(dry_runs) == import_parent(0) + dry_runs * (
+        import_parent(1) - import_parent(0))
+    assert child <= import_passes(10**18)[0]
+    assert children == ceil(_invocations(UPLOADS[upload]) / bound)
+
+
+def test_the_import_numbers() -> None:
+    """The numbers docs/imports.md quotes."""
+    assert import_parent(0) == 150
+    assert import_parent(1) - import_parent(0) == 73  # a dry run, at its worst
+    assert import_parent(MAX_DRY_RUNS) == 7_450
+    assert [import_passes(UPLOADS[u])[:2] for u in ("500 MB", "50 GB", "5 TB")] == [
+        (81, 1), (4_565, 1), (19_024, 24)]
+    assert import_payload() == 67_463  # two causes of 32 KiB
+
+
+def test_dry_runs_are_bounded_where_the_parent_would_reach_the_limit() -> None:
+    """Without MAX_DRY_RUNS, the parent would pass 25,000 events after this many dry runs."""
+    per_dry_run = import_parent(1) - import_parent(0)
+    reaches = (EVENTS_LIMIT - import_parent(0)) // per_dry_run + 1
+    assert import_parent(reaches) > EVENTS_LIMIT >= import_parent(reaches - 1)
+    assert reaches > 2 * MAX_DRY_RUNS  # a wide margin
     step_size = len(json.dumps(ImportStep(job_id=JOB_ID, next="execute", after=SESSION_ID,
                                           done=10**9).wire()))
-    assert step_size < 500  # the state is one small cursor, whatever the size
+    assert step_size < 500  # the state between tasks is one small cursor, whatever the size

@@ -29,6 +29,8 @@ from dataport.jobs import passwords, rate_limit
 from dataport.jobs.store import JobStore, new_job_id, utcnow
 from dataport.models.imports import (
     CLEANUP_FAILED,
+    DRY_RUN_LIMIT,
+    MAX_DRY_RUNS,
     ActionPage,
     ConflictPage,
     ImportCreate,
@@ -182,11 +184,16 @@ def execute(user_id: str, job_id: str, decision: ImportDecision) -> Job:
     if decision.field_mapping is not None and report.format is not SourceFormat.CSV:
         raise InvalidRequest("fieldMapping applies to CSV uploads only.",
                              details={"field": "fieldMapping"})
+    if decision.dry_run and state.dry_runs >= MAX_DRY_RUNS:
+        raise Conflict(f"This import has run its {MAX_DRY_RUNS} dry runs; execute it (dryRun "
+                       "false) or start a new import to try more.",
+                       details={"code": DRY_RUN_LIMIT, "limit": MAX_DRY_RUNS})
     revalidate = decision.field_mapping is not None
     phase = "validating" if revalidate else "dry_run" if decision.dry_run else "importing"
     store = JobStore()
     token = state.task_token  # the transition below is conditional: this is still the live one
-    store.decide(job_id, decision, Progress(phase=phase))
+    store.decide(job_id, decision, Progress(phase=phase),
+                 dry_runs=state.dry_runs + 1 if decision.dry_run else None)
     step = ImportStep(job_id=job_id, next="validate" if revalidate else "execute",
                       dry_run=decision.dry_run)
     try:

@@ -320,12 +320,15 @@ class JobStore:
             "task_token": _storable(ImportState, "task_token", task_token),
             "progress": _storable(Job, "progress", Progress(phase="awaiting_decision"))})
 
-    def decide(self, job_id: str, decision: ImportDecision, progress: Progress) -> Job:
-        """awaiting_decision -> running with the user's decision; the task token, answered
-        next, is forgotten."""
-        return self._change(job_id, Change.DECIDE, removes=("task_token",), sets={
-            "decision": _storable(ImportState, "decision", decision),
-            "progress": _storable(Job, "progress", progress)})
+    def decide(self, job_id: str, decision: ImportDecision, progress: Progress, *,
+               dry_runs: int | None = None) -> Job:
+        """awaiting_decision -> running with the user's decision (and the count of dry runs
+        decided, with it); the task token, answered next, is forgotten."""
+        sets = {"decision": _storable(ImportState, "decision", decision),
+                "progress": _storable(Job, "progress", progress)}
+        if dry_runs is not None:
+            sets["dry_runs"] = _storable(ImportState, "dry_runs", dry_runs)
+        return self._change(job_id, Change.DECIDE, removes=("task_token",), sets=sets)
 
     def succeed_export(self, job_id: str, *, package: PackageInfo, counts: Counts,
                        progress: Progress) -> Job:

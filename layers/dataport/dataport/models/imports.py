@@ -161,6 +161,13 @@ class ValidationReport(ApiModel):
 #: the error of an import whose clean-up could not finish: a rollback repairs it
 CLEANUP_FAILED = "cleanup_failed"
 
+#: dry runs one import may run: each adds one decision's events to the import execution's history
+#: (its passes run in child executions), so a bound keeps it far below Step Functions' 25,000
+#: (tests/workflows/test_limits.py); the execution itself is never refused
+MAX_DRY_RUNS = 100
+#: the error code of a dry run asked for beyond MAX_DRY_RUNS
+DRY_RUN_LIMIT = "dry_run_limit"
+
 
 class Strategy(StrEnum):
     """What happens to an incoming session the user already has (new ones are always inserted).

@@ -59,6 +59,9 @@ class ImportingState(ApiModel):
     dry_run: ImportOutcome | None = None
     outcome: ImportOutcome | None = None
     task_token: str | None = None
+    dry_runs: int = Field(default=0, ge=0, description=(
+        "dry runs decided so far (bounded: MAX_DRY_RUNS, so that the workflow's history, which "
+        "grows by one decision's events per dry run, stays within Step Functions' limit)"))
 
 
 class ImportState(ImportingState):

@@ -79,6 +79,9 @@ class ImportStep(ApiModel):
                                                         "by the page loop")
     done: int = Field(default=0, description="sessions done so far (progress)")
     started_at: AwareDatetime | None = None
+    invocations: int = Field(default=0, ge=0, description=(
+        "page-loop invocations in this execution of the import pass machine: it hands over "
+        "to a fresh one at its bound (import-pass.asl.json), which starts again at 0"))
 
 
 class DecisionWait(ApiModel):

@@ -14,7 +14,8 @@ await     keeps the task token the decision will answer (POST /execute sends it 
           SendTaskSuccess, DELETE with SendTaskFailure) and shows awaiting_decision.
 execute   one invocation of the execution, a dry run or the real run (imports.executor): new
           sessions straight from the pinned upload, then the staged ones, until done or the
-          time budget runs low.
+          time budget runs low. Execute and rollback loop in child executions of the import
+          pass machine (import-pass.asl.json), which count `invocations` to hand over.
 finalize  the outcome and its per-session listing. A dry run goes back to awaiting the decision;
           the execution ends the job succeeded.
 rollback  one invocation: what the import wrote is deleted, the journal's pre-images restored,
@@ -80,7 +81,7 @@ from dataport.models.imports import (
 from dataport.models.jobs import Job, JobError, JobKind, JobStatus, Progress, UploadPin
 from dataport.models.records import ImportRecord
 from dataport.models.restores import BACKUP_FILENAME, RestoreMode
-from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep
+from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep, TaskError
 from dataport.observability import logger
 from dataport.progress.publisher import publish_progress, publish_terminal
 from dataport.progress.throttle import Cadence
@@ -498,7 +499,8 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
                                             total=total))
     return step.model_copy(update={"next": "finalize" if finished else "execute", "after": last,
                                    "done": step.done + processed, "started_at": started,
-                                   "dry_run": decision.dry_run})
+                                   "dry_run": decision.dry_run,
+                                   "invocations": step.invocations + 1})
 
 
 def finalize(step: ImportStep) -> ImportStep:
@@ -601,7 +603,8 @@ def rollback(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
             _report(store, job, Progress(phase="rolling_back",
                                                     current=keys.index(key) + 1,
                                                     total=len(keys)))
-            return step.model_copy(update={"after": after})
+            return step.model_copy(update={"after": after,
+                                           "invocations": step.invocations + 1})
     delete_empty_projects(db, job.job_id, UserData(db, job.owner_of_data).scope.user_id)
     Staging(db, job.job_id).drop()  # left behind when a clean-up could not finish
     _delete_upload(job.job_id)
@@ -619,6 +622,7 @@ def cleanup(task: ImportFailedInput) -> JobError:
     """Leave every session whole and nothing of the job's behind but what it completed."""
     store = JobStore()
     job = store.require(task.job_id)
+    task = task.model_copy(update={"error": pass_error(task.error)})
     if task.cleanup_failed:
         _fail(store, job, JobError(code=CLEANUP_FAILED, message=(
             "The import failed and its clean-up could not finish, so some sessions may be "
@@ -650,6 +654,25 @@ def cleanup(task: ImportFailedInput) -> JobError:
                          hint="Try again later.")
     _fail(store, job, error, outcome=outcome)
     return error
+
+
+def pass_error(error: TaskError) -> TaskError:
+    """The error of a failed import pass (import-pass.asl.json), not the task's wrapping: RunPass
+    fails with States.TaskFailed whose cause is the pass execution's DescribeExecution answer,
+    holding the error and cause its task failed with (a hand-over re-raises its fresh
+    execution's, so one level is all there is). Any other error is returned as it is."""
+    if error.Error != "States.TaskFailed" or not error.Cause:
+        return error
+    try:
+        execution = json.loads(error.Cause)
+    except ValueError:
+        return error
+    if not isinstance(execution, dict) or "ExecutionArn" not in execution:
+        return error  # a task's own States.TaskFailed
+    if execution.get("Status") == "TIMED_OUT":
+        return TaskError(Error="States.Timeout", Cause=execution.get("Cause"))
+    return TaskError(Error=str(execution.get("Error") or error.Error),
+                     Cause=execution.get("Cause"))
 
 
 def _fail(store: JobStore, job: Job, error: JobError,

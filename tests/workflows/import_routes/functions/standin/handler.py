@@ -10,9 +10,19 @@ import boto3
 from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep
 
 
+class StandInFailure(Exception):
+    """What a task of a job whose id starts with FAILS raises (tests of the failure paths)."""
+
+
+FAILS = "fails-"
+
+
 def step(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Validate, stage, execute, finalize, rollback: an ImportStep in, the next one out."""
-    return ImportStep.model_validate(event).model_copy(update={"next": "end"}).wire()
+    current = ImportStep.model_validate(event)
+    if current.job_id.startswith(FAILS):
+        raise StandInFailure(f"{current.next} failed (stand-in)")
+    return current.model_copy(update={"next": "end"}).wire()
 
 
 def await_decision(event: dict[str, Any], context: Any) -> dict[str, Any]:
