@@ -418,15 +418,8 @@ def test_a_backup_made_by_post_backups_is_restored_exactly(
         db: Database[Document], owner: Restorer) -> None:
     """The backups pipeline's own backup (POST /backups), restored into the emptied account."""
     expected = content(db, OWNER)
-    answer = owner.api.request("POST", "/backups", json={"name": "before the restore"})
-    assert answer.status_code == 202, answer.text
-    backup_id = answer.json()["backupId"]
-    deadline = time.monotonic() + 90
-    while (made := owner.api.request("GET", f"/backups/{backup_id}").json())["status"] in (
-            "pending", "running"):
-        assert time.monotonic() < deadline, made
-        time.sleep(0.1)
-    assert made["status"] == "completed", made
+    made = made_backup(owner.api, {"name": "before the restore"})
+    backup_id = made["backupId"]
     forget(db, list(expected))
 
     job = owner.run(backupId=backup_id, mode="full", conflicts="overwrite")
@@ -463,3 +456,55 @@ def test_a_restore_is_watchable_live_over_the_websocket(
     assert all(event.kind == "restore" for event in events)
     assert [event.type for event in events].count("job.succeeded") == 1
     assert events[-1].type == "job.succeeded"
+
+
+def made_backup(api: Api, body: dict[str, Any]) -> dict[str, Any]:
+    """A backup made by POST /backups, completed."""
+    answer = api.request("POST", "/backups", json=body)
+    assert answer.status_code == 202, answer.text
+    backup_id = answer.json()["backupId"]
+    deadline = time.monotonic() + 90
+    made: dict[str, Any] = api.request("GET", f"/backups/{backup_id}").json()
+    while made["status"] in ("pending", "running"):
+        assert time.monotonic() < deadline, made
+        time.sleep(0.1)
+        made = api.request("GET", f"/backups/{backup_id}").json()
+    assert made["status"] == "completed", made
+    return made
+
+
+def test_an_encrypted_backup_is_restored_with_its_password_and_only_with_it(
+        db: Database[Document], owner: Restorer) -> None:
+    password = "Tr0ub4dor&3-backup"
+    expected = content(db, OWNER)
+    made = made_backup(owner.api, {"name": "sealed", "password": password})
+    forget(db, list(expected))
+
+    refused = owner.run(backupId=made["backupId"], mode="merge")
+    assert refused["status"] == "failed", refused
+    assert [e["code"] for e in refused["report"]["errors"]] == ["zip_encrypted"]
+    wrong = owner.run(backupId=made["backupId"], mode="merge", password="not-the-password")
+    assert wrong["status"] == "failed", wrong
+    assert wrong["report"]["errors"][0]["code"] == "wrong_password"
+    assert sessions_of(db, OWNER) == {}  # nothing written by either
+
+    job = owner.run(backupId=made["backupId"], mode="merge", password=password)
+    assert job["status"] == "succeeded", job
+    assert "password" not in job["request"]
+    assert content(db, OWNER) == expected
+
+
+def test_the_same_idempotency_key_gives_the_same_restore_and_counts_once(
+        db: Database[Document], owner: Restorer) -> None:
+    backup_id = store_backup(of_user(db, ObjectId(OWNER)), OWNER)
+    key = {"Idempotency-Key": "restore-once"}
+    body = {"backupId": backup_id, "dryRun": True}
+    first = owner.api.request("POST", "/restores", json=body, headers=key)
+    again = owner.api.request("POST", "/restores", json=body, headers=key)
+    assert first.status_code == again.status_code == 202, (first.text, again.text)
+    assert first.json()["jobId"] == again.json()["jobId"]
+    assert first.headers["X-RateLimit-Remaining"] == "4"
+    assert "X-RateLimit-Remaining" not in again.headers  # the replay counted nothing
+    other = owner.api.request("POST", "/restores", json={**body, "mode": "full"}, headers=key)
+    assert other.status_code == 422  # the same key with another request
+    assert len(owner.api.request("GET", "/restores").json()["restores"]) == 1
