@@ -472,3 +472,55 @@ def test_preview_says_what_is_inside_and_what_a_restore_would_do(api: Api,
     assert restore["onlyInTarget"] == 1
     assert restore["samples"]["onlyInTarget"] == [added["sessionId"]]
     assert intruder.request("GET", f"/backups/{made['backupId']}/preview").status_code == 404
+
+
+def test_deleting_a_backup_being_made_cancels_it_and_leaves_nothing(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    slow, writing = slow_writer(0.3)
+    monkeypatch.setitem(api.stack.handler_overrides, EXPORT_WORKER, export_worker(slow))
+    monkeypatch.setenv("PAGE_SIZE", "1")
+    get_settings.cache_clear()
+    try:
+        backup_id = start(api, {"name": "changed my mind"})["backupId"]
+        assert writing.wait(20)
+        answer = api.request("DELETE", f"/backups/{backup_id}")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "failed"
+        assert answer.json()["error"]["code"] == "cancelled"
+        api.stack.wait_until_quiet()  # a worker still running must not write after the cancel
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert bucket_leftovers(api.stack, backup_id) == {"objects": [], "uploads": []}
+    assert wait(api, backup_id)["status"] == "failed"
+    assert api.request("GET", f"/backups/{backup_id}").json()["error"]["code"] == "cancelled"
+
+
+def test_the_same_idempotency_key_returns_the_same_backup(api: Api) -> None:
+    key = {"Idempotency-Key": "nightly-2026-12-05"}
+    first = api.request("POST", "/backups", json={"name": "nightly"}, headers=key)
+    again = api.request("POST", "/backups", json={"name": "nightly"}, headers=key)
+    assert first.status_code == again.status_code == 202, again.text
+    assert first.json()["backupId"] == again.json()["backupId"]
+    assert "X-RateLimit-Remaining" not in again.headers  # a replay counts nothing
+    other = api.request("POST", "/backups", json={"name": "another"}, headers=key)
+    assert other.status_code == 422, other.text
+    assert wait(api, first.json()["backupId"])["status"] == "completed"
+    assert len(api.request("GET", "/backups").json()["backups"]) == 1
+
+
+def test_an_instance_increment_follows_an_instance_base(api: Api, admin: Api) -> None:
+    base = backup(admin, {"name": "instance base", "scope": "instance"})
+    refused = admin.request("POST", "/backups", json={
+        "name": "wrong scope", "type": "incremental", "parentId": base["backupId"]})
+    assert refused.status_code == 400, refused.text  # an increment keeps its chain's scope
+    assert api.request("POST", "/backups", json={
+        "name": "not mine", "type": "incremental", "parentId": base["backupId"],
+        "scope": "instance"}).status_code == 403
+    increment = backup(admin, {"name": "instance increment", "type": "incremental",
+                               "scope": "instance", "parentId": base["backupId"]})
+    stored = Stored(download(admin, increment["backupId"]))
+    assert stored.manifest["scope"] == "instance"
+    assert stored.documents("sessions") == []  # nothing changed since the base
+    assert stored.documents("deletions") == []
+    assert len(stored.documents("projects")) == len(Source(admin.stack, None).projects)

@@ -20,19 +20,22 @@ anything else is "not found", never "forbidden" (which would say it exists).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from dataport import aws
-from dataport.errors import Conflict, InvalidRequest, NotFound
-from dataport.jobs.dynamo import from_item, is_conditional_failure, to_item, to_value
+from dataport.errors import Conflict, NotFound
+from dataport.jobs.dynamo import (
+    decode_page_token,
+    encode_page_token,
+    from_item,
+    is_conditional_failure,
+    plain,
+    to_item,
+)
 from dataport.models.backups import (
     BackupCounts,
     BackupRecord,
@@ -102,11 +105,11 @@ class BackupCatalog:
             "KeyConditionExpression": "list_key = :key", "ScanIndexForward": False,
             "ExpressionAttributeValues": to_item({":key": key})}
         if next_token:
-            query["ExclusiveStartKey"] = _decode_token(next_token, key)
+            query["ExclusiveStartKey"] = decode_page_token(next_token, "list_key", key)
         answer = self.db.query(**query)
         records = [_record(from_item(item)) for item in answer.get("Items", [])]
         last = answer.get("LastEvaluatedKey")
-        return records, (_encode_token(last) if last else None)
+        return records, (encode_page_token(last) if last else None)
 
     def children(self, backup_id: str) -> list[BackupRecord]:
         """The increments that name this backup as their parent, oldest first (a backup has
@@ -252,31 +255,6 @@ def _row(record: BackupRecord) -> dict[str, Any]:
 
 
 def _record(row: Mapping[str, Any]) -> BackupRecord:
-    fields = {name: _plain(value) for name, value in row.items()
+    fields = {name: plain(value) for name, value in row.items()
               if name in BackupRecord.model_fields}
     return BackupRecord.model_validate(fields)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else value
-    return value
-
-
-def _encode_token(last_key: Mapping[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(last_key, sort_keys=True).encode()).decode()
-
-
-def _decode_token(token: str, key: str) -> dict[str, Any]:
-    try:
-        last = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if not isinstance(last, dict) or last.get("list_key") != to_value(key):
-            raise ValueError("not this listing")
-    except (ValueError, binascii.Error) as error:
-        raise InvalidRequest("The nextToken is not valid; start again without it.",
-                             details={"field": "nextToken"}) from error
-    return last

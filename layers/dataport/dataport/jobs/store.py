@@ -16,14 +16,11 @@ TTL'd items up to two days late.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import time
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from enum import StrEnum
 from functools import cache
 from typing import Any
@@ -32,9 +29,16 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, TypeAdapter
 
 from dataport import aws
-from dataport.errors import Conflict, InvalidRequest, JobCancelled, NotFound, TransientError
+from dataport.errors import Conflict, JobCancelled, NotFound, TransientError
 from dataport.jobs import keys
-from dataport.jobs.dynamo import from_item, is_conditional_failure, to_item, to_value
+from dataport.jobs.dynamo import (
+    decode_page_token,
+    encode_page_token,
+    from_item,
+    is_conditional_failure,
+    plain,
+    to_item,
+)
 from dataport.models.backups import BackupCounts, BackupRequest
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate, ImportDecision, ImportOutcome, ValidationReport
@@ -231,7 +235,7 @@ class JobStore:
             "Limit": limit,
         }
         if next_token:
-            query["ExclusiveStartKey"] = _decode_token(next_token, pk)
+            query["ExclusiveStartKey"] = decode_page_token(next_token, "gsi1pk", pk)
         jobs: list[Job] = []
         # A filter applies after Limit, so keep reading until the page is full or ends.
         while True:
@@ -242,7 +246,7 @@ class JobStore:
                 break
             query["ExclusiveStartKey"] = last
             query["Limit"] = limit - len(jobs)
-        return jobs, (_encode_token(last) if last else None)
+        return jobs, (encode_page_token(last) if last else None)
 
     # ------------------------------------------------------------------ named state changes
     # One method per change, each a conditional UpdateItem whose allowed "from" statuses are
@@ -540,7 +544,7 @@ class JobStore:
         size = 0
         chunk_seq = first_seq
         for seq, staged in enumerate(files, start=first_seq):
-            record = staged.model_dump_json()
+            record = staged.model_dump_json(exclude_none=True)  # absent fields read as None
             if chunk and size + len(record) > FILE_RECORDS_BYTES:
                 items.append(_file_records(pk, shard, chunk_seq, chunk, expires_at))
                 chunk, size, chunk_seq = [], 0, seq
@@ -679,7 +683,7 @@ def _job_from(item: Mapping[str, Any]) -> Job:
     """A job from its row: the common fields, and the kind's state gathered from its own
     attributes (attributes no model names are ignored, so no stray attribute makes a row
     unreadable)."""
-    data = _plain(item)
+    data = plain(item)
     kind = JobKind(data["kind"])
     model = STATE_MODELS[kind]
     state = {name: data[name] for name in model.model_fields
@@ -688,29 +692,3 @@ def _job_from(item: Mapping[str, Any]) -> Job:
     state["request"] = json.loads(data.get("request") or "{}")
     common = {name: value for name, value in data.items() if name in _COMMON}
     return Job.model_validate({**common, "state": state})
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal; our counters are integers."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else value
-    return value
-
-
-def _encode_token(last_key: Mapping[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(last_key, sort_keys=True).encode()).decode()
-
-
-def _decode_token(token: str, owner_pk: str) -> dict[str, Any]:
-    try:
-        key = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if not isinstance(key, dict) or key.get("gsi1pk") != to_value(owner_pk):
-            raise ValueError("not this caller's listing")
-    except (ValueError, binascii.Error) as error:
-        raise InvalidRequest("The nextToken is not valid; start again without it.",
-                             details={"field": "nextToken"}) from error
-    return key
