@@ -74,6 +74,12 @@ def without(doc: Document, *fields: str) -> Document:
     return {k: v for k, v in doc.items() if k not in fields}
 
 
+def one(db: Database[Document], collection: str, query: Document) -> Document:
+    found = db[collection].find_one(query)
+    assert found is not None, (collection, query)
+    return found
+
+
 def forget(db: Database[Document], session_ids: list[str]) -> None:
     """The sessions and their messages deleted (data lost since the backup)."""
     for name in db.list_collection_names():
@@ -140,6 +146,11 @@ def test_every_mode_with_every_conflict_choice(
     changes = diverge(db, changed)
     forget(db, [lost])
     added = add_session(db, other)
+    # in a project made after the backup too
+    project = {**one(db, PROJECTS, {"user_id": ObjectId(OWNER)}), "_id": ObjectId(),
+               "path": "/work/made-after-the-backup", "name": "made-after-the-backup"}
+    db[PROJECTS].insert_one(project)
+    db[SESSIONS].update_one({"sessionId": added}, {"$set": {"projectId": project["_id"]}})
     before = snapshot(db)
     target_before = content(db, OWNER)
 
@@ -157,12 +168,15 @@ def test_every_mode_with_every_conflict_choice(
     after = content(db, OWNER)
 
     assert after[lost] == at_backup[lost]  # every mode brings the lost session back
-    if mode == "full":
+    if mode == "full":  # what the backup lacks is gone: the session and its project
         assert added not in after
         assert outcome["sessions"]["removed"] == 1
+        assert outcome["projectsRemoved"] == 1
+        assert db[PROJECTS].find_one({"_id": project["_id"]}) is None
     else:
         assert after[added] == target_before[added]
         assert outcome["sessions"]["removed"] == 0
+        assert outcome["projectsRemoved"] == 0
     untouched = set(at_backup) - {changed, lost}
     if mode != "selective":
         for sid in untouched:  # identical on both sides: left as they are

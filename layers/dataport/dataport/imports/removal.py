@@ -14,6 +14,8 @@ them, writing nothing.
 Which sessions stay: every session the backup holds, under the id it has in the target (the
 staged index's sessionIds, and the stored ids its results name: copies, renamed copies). The
 target's sessions are read a page at a time (sessionId order, through the user's projects).
+Then the target's projects the backup lacks (by path) and that hold no session any more are
+removed the same way (one journal entry with their pre-images, then deleted).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from dataport.source.mongo import Document, one_of
 from dataport.source.staging import DONE, PENDING, WRITING, Staging
 from dataport.source.writes import restore
 
-#: the staging kind of a removal's entries (`<job>:r:<sessionId>`)
-REMOVED = "r"
+#: the staging kinds of a removal's entries (`<job>:r:<sessionId>`, `<job>:rp:<project id>`)
+REMOVED, REMOVED_PROJECT = "r", "rp"
 
 
 class Removal:
@@ -44,12 +46,14 @@ class Removal:
         self.run_id, self.dry_run, self.strategy = run_id, dry_run, strategy
         self.batch = batch
         self.batches = 0
+        self._removed: set[str] = set()  # a dry run's sessions it would remove
 
     def run(self, keep_going: Callable[[], bool]) -> bool:
         """Remove (or, dry, list) what the backup lacks; False when `keep_going` said stop
         (the next invocation goes on: what is removed is gone, what is left is found again)."""
         if self.dry_run:
             self.staging.collection.delete_many({"g": self._keys()})
+            self.staging.collection.delete_many({"g": _kind(self.staging, REMOVED_PROJECT)})
         kept = self._kept()
         paths = {doc["_id"]: doc.get("path") for doc in
                  self.db[PROJECTS].find({"_id": {"$in": list(self.user.scope.project_ids)}},
@@ -65,7 +69,32 @@ class Removal:
                 if not keep_going():
                     return False
         self._remove(page, paths)
+        self._remove_projects()
         return True
+
+    def _remove_projects(self) -> None:
+        """The target's projects the backup lacks (by path) and that hold no session now: the
+        pre-images journalled, then deleted (a rollback puts them back)."""
+        kept = set(self.staging.projects())
+        # a dry run removed nothing: what it would remove does not count
+        left = {"sessionId": {"$nin": sorted(self._removed)}} if self.dry_run else {}
+        lacking = [doc for doc in self.db[PROJECTS].find({"user_id": self.user.scope.user_id})
+                   if doc.get("path") not in kept
+                   and self.db[SESSIONS].count_documents({"projectId": doc["_id"], **left},
+                                                         limit=1) == 0]
+        if not lacking:
+            return
+        field = "dry" if self.dry_run else "res"
+        if not self.dry_run:
+            self.batches += 1
+            key = storage.journal_key(self.staging.job_id, f"{self.run_id}-removal",
+                                      self.batches)
+            storage.write_journal(self.bucket, key, [], ((PROJECTS, doc) for doc in lacking))
+            self.db[PROJECTS].delete_many({"_id": {"$in": [doc["_id"] for doc in lacking]}})
+        for doc in lacking:
+            self.staging.collection.update_one(
+                {"g": self.staging.key(REMOVED_PROJECT, str(doc["_id"])), "n": 0},
+                {"$set": {field: {"path": doc.get("path")}, "st": DONE}}, upsert=True)
 
     def _kept(self) -> set[str]:
         kept: set[str] = set()
@@ -97,6 +126,7 @@ class Removal:
             for sid, s in zip(ids, sessions, strict=True)}
         if self.dry_run:
             self._record(results, "dry", DONE)
+            self._removed.update(ids)
             return
         self.batches += 1
         key = storage.journal_key(self.staging.job_id, f"{self.run_id}-removal", self.batches)
@@ -147,6 +177,16 @@ def removed(staging: Staging, *, dry_run: bool) -> Iterator[dict[str, Any]]:
     for entry in staging.collection.find({"g": keys}, sort=[("g", 1)]):
         if entry.get(name) and entry.get("st") == DONE:
             yield entry[name]
+
+
+def removed_projects(staging: Staging, *, dry_run: bool) -> int:
+    """How many projects a removal pass removed (or, dry, would remove)."""
+    return staging.collection.count_documents({"g": _kind(staging, REMOVED_PROJECT),
+                                               "dry" if dry_run else "res": {"$exists": True}})
+
+
+def _kind(staging: Staging, kind: str) -> dict[str, str]:
+    return {"$gte": staging.key(kind), "$lt": f"{staging.job_id}:{kind};"}
 
 
 def recover(db: Database[Document], bucket: PackagesBucket, staging: Staging) -> int:

@@ -276,13 +276,16 @@ class ImportOutcome(ApiModel):
     sessions: SessionCounts = SessionCounts()
     messages: MessageCounts = MessageCounts()
     projects_created: int = 0
+    projects_removed: int = Field(default=0, description="a full restore: projects of the "
+                                  "target the backup lacks, left empty, removed")
     started_at: AwareDatetime
     finished_at: AwareDatetime
 
     @property
     def wrote(self) -> bool:
         return not self.dry_run and (self.sessions.inserted + self.sessions.replaced
-                                     + self.sessions.merged + self.sessions.removed) > 0
+                                     + self.sessions.merged + self.sessions.removed
+                                     + self.projects_removed) > 0
 
 
 class CopiedMessage(ApiModel):

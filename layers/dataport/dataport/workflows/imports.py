@@ -60,7 +60,7 @@ from dataport.imports.limits import ImportLimits
 from dataport.imports.plan import SessionPlan
 from dataport.imports.readers.backup import BackupSource, Selection
 from dataport.imports.readers.base import ImportSource
-from dataport.imports.removal import Removal, removed
+from dataport.imports.removal import Removal, removed, removed_projects
 from dataport.imports.removal import recover as recover_removals
 from dataport.imports.validate import RecordSink, recheck
 from dataport.imports.validate import validate as validate_upload
@@ -571,7 +571,9 @@ def _outcome(job: Job, staging: Staging, decision: ImportDecision,
                                        UserData(staging.db, job.owner_of_data).scope.user_id))
     return ImportOutcome(dry_run=decision.dry_run, strategy=decision.strategy,
                          sessions=SessionCounts(**sessions), messages=messages,
-                         projects_created=created, started_at=started, finished_at=utcnow())
+                         projects_created=created,
+                         projects_removed=removed_projects(staging, dry_run=decision.dry_run),
+                         started_at=started, finished_at=utcnow())
 
 
 _COUNTED = {SessionAction.INSERT: "inserted", SessionAction.REPLACE: "replaced",

@@ -18,7 +18,8 @@ bomb is refused, not inflated).
 Order (readers/base.py). Every record the import pipeline takes names its session and its
 project before it: the projects of the chain are held (few: a user has tens, an instance
 thousands), and each session is preceded by its project when that changes; all sessions come
-first, then all messages, so the source is not grouped by session (staged in full, as a CSV
+first (then, unless a selection limits the restore, the projects no session named), then all
+messages, so the source is not grouped by session (staged in full, as a CSV
 is). Of the chain, the newest link holding a session wins, and a session (or project) deleted
 by an increment is not taken from the links before it: the result is the source as it was at
 the newest link's watermark. The sessions chosen are remembered by id (one set entry each) so
@@ -96,8 +97,12 @@ class Selection:
     projects: frozenset[str] = frozenset()
     sessions: frozenset[str] = frozenset()
 
+    @property
+    def everything(self) -> bool:
+        return not self.projects and not self.sessions
+
     def takes(self, session: Mapping[str, Any], project: Mapping[str, Any] | None) -> bool:
-        if not self.projects and not self.sessions:
+        if self.everything:
             return True
         if str(session.get("sessionId")) in self.sessions:
             return True
@@ -145,6 +150,7 @@ class BackupSource(ImportSource):
         chosen: dict[str, int] = {}  # sessionId -> the link its version comes from
         gone: set[str] = set()
         last_project: object = None
+        yielded: set[object] = set()  # projects given before a session
         for link in reversed(links):  # the newest version of a session wins
             for doc, where in self._documents(link, "sessions", reporter):
                 session_id = str(doc.get("sessionId"))
@@ -161,9 +167,15 @@ class BackupSource(ImportSource):
                     continue
                 if project["_id"] != last_project:
                     last_project = project["_id"]
+                    yielded.add(project["_id"])
                     yield ImportRecord(RecordKind.PROJECT, dict(project), where)
                 yield ImportRecord(RecordKind.SESSION, doc, where)
             gone |= link.deleted_sessions
+        if self.selection.everything:  # projects without sessions too (a full restore keeps them)
+            for project in projects.values():
+                if project["_id"] not in yielded:
+                    yield ImportRecord(RecordKind.PROJECT, dict(project),
+                                       Location(MANIFEST_NAME))
         for link in reversed(links):
             for doc, where in self._documents(link, "messages", reporter):
                 if chosen.get(str(doc.get("sessionId"))) == link.number:
