@@ -40,7 +40,12 @@ from dataport.errors import (
     TransientError,
 )
 from dataport.jobs import passwords, rate_limit
-from dataport.jobs.restore_uploads import RestoreUpload, RestoreUploads, new_expiry
+from dataport.jobs.restore_uploads import (
+    UPLOAD_DAYS,
+    RestoreUpload,
+    RestoreUploads,
+    new_expiry,
+)
 from dataport.jobs.store import JobStore, new_job_id, utcnow
 from dataport.models.backups import BackupRecord, BackupScope, BackupStatus
 from dataport.models.imports import ActionPage, ImportCreate
@@ -255,7 +260,7 @@ def create_upload(user_id: str, request: RestoreUploadCreate) -> RestoreUploadCr
         created_at=now, expires_at=new_expiry(now)))
     return RestoreUploadCreated(upload_id=upload_id, part_size=part_size,
                                 parts=math.ceil(request.size / part_size),
-                                expires_at=now + timedelta(seconds=settings.upload_url_ttl_seconds))
+                                expires_at=now + timedelta(days=UPLOAD_DAYS))
 
 
 def part_urls(user_id: str, upload_id: str, numbers: list[int]) -> PartUrls:

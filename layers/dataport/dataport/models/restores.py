@@ -178,7 +178,8 @@ class RestoreUploadCreated(ApiModel):
     upload_id: str
     part_size: int = Field(description="bytes of every part but the last")
     parts: int = Field(description="how many parts to upload")
-    expires_at: AwareDatetime = Field(description="when the part URLs asked for now expire")
+    expires_at: AwareDatetime = Field(description="when the upload is forgotten: complete "
+                                                  "and restore it before")
 
 
 class PartUrl(ApiModel):
