@@ -3,6 +3,7 @@ HTTP answers here and nowhere else: {"error": {"code", "message", "details"}}.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -54,7 +55,14 @@ from dataport.models.restores import (
     RestoreUploadView,
     RestoreView,
 )
+from dataport.models.schedules import (
+    ScheduleCreate,
+    ScheduleList,
+    SchedulePatch,
+    ScheduleView,
+)
 from dataport.observability import logger, tracer
+from dataport.scheduling import routes as schedules
 from dataport.settings import get_settings
 
 get_settings()  # at cold start: a missing variable fails here, named, not mid-request
@@ -106,7 +114,7 @@ def delete_export(jobId: JobId) -> ExportView:
 @app.get("/exports/<jobId>/download", summary="302 to a short-lived presigned download URL",
          responses={302: {"description": "Redirect to the package"}})
 def download_export(jobId: JobId) -> Response[None]:
-    location = exports.download_location(_user_id(), jobId)
+    location = exports.download_location(_user_id(), jobId, _request_time())
     return Response(status_code=302, headers={"Location": location, "Cache-Control": "no-store"})
 
 
@@ -352,6 +360,53 @@ def revoke_api_key(
         keyId: Annotated[str, Path(pattern="^[0-9a-f]{16}$", description="Key id")],
 ) -> ApiKeyView:
     return api_keys.revoke(_principal(), keyId)
+
+
+ScheduleId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Schedule id")]
+
+
+@app.post("/backup-schedules", summary="Schedule backups (cron in a time zone, or a rate), "
+          "with a retention policy", responses={201: {"description": "Created"}})
+def create_backup_schedule(request: Annotated[ScheduleCreate, Body()]) -> Response[ScheduleView]:
+    view = schedules.create(_principal(), request, _request_time())
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=view,
+                    headers={"Location": view.links.self_})
+
+
+@app.get("/backup-schedules", summary="Your backup schedules, newest first, with their next "
+         "run and last runs")
+def list_backup_schedules(
+    limit: Annotated[int, Query(ge=1, le=50)] = 20,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
+) -> ScheduleList:
+    views, token = schedules.list_schedules(_principal(), limit, next_token, _request_time())
+    return ScheduleList(schedules=views, next_token=token)
+
+
+@app.get("/backup-schedules/<scheduleId>", summary="One backup schedule: next run, last runs "
+         "and their outcome")
+def get_backup_schedule(scheduleId: ScheduleId) -> ScheduleView:
+    return schedules.get(_principal(), scheduleId, _request_time())
+
+
+@app.patch("/backup-schedules/<scheduleId>", summary="Change a schedule; `paused` pauses and "
+           "resumes it")
+def patch_backup_schedule(scheduleId: ScheduleId,
+                          change: Annotated[SchedulePatch, Body()]) -> ScheduleView:
+    return schedules.patch(_principal(), scheduleId, change, _request_time())
+
+
+@app.delete("/backup-schedules/<scheduleId>", summary="Delete a schedule (its backups stay, "
+            "with their retention)", responses={204: {"description": "Deleted"}})
+def delete_backup_schedule(scheduleId: ScheduleId) -> Response[None]:
+    schedules.delete(_principal(), scheduleId)
+    return Response(status_code=204)
+
+
+def _request_time() -> datetime:
+    """When API Gateway received the request: the time a schedule's next run counts from."""
+    epoch_ms = app.current_event.request_context.request_time_epoch
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC) if epoch_ms else datetime.now(UTC)
 
 
 def _rate_headers(rate: RateLimitState | None) -> dict[str, str]:

@@ -42,6 +42,7 @@ from moto.stepfunctions.parser.utils import TMP_THREADS
 from statelint.linter import Linter
 
 from infrastructure.local import mongo_server, sfn_fidelity
+from infrastructure.local.clock import LocalClock
 from infrastructure.local.lambda_runtime import Call, CallDetail, LambdaRuntime
 from infrastructure.local.rest_gateway import RestGateway
 from infrastructure.local.template import (
@@ -147,6 +148,7 @@ class LocalStack:
         self._mongo: mongo_server.MongoServer | None = None
         self._template: Template | None = None
         self._runtime: LambdaRuntime | None = None
+        self._clock: LocalClock | None = None
         self._gateways: dict[str, RestGateway] = {}
         self._websockets: dict[str, WebSocketGateway] = {}
         self._secret_values: dict[str, str] = {}
@@ -198,6 +200,8 @@ class LocalStack:
                     sys.path.insert(0, str(layer))
         self._runtime.install()
         self._cleanup.callback(self._runtime.uninstall)
+        self._clock = LocalClock(self._template.functions(), self._runtime.invoke, self.region,
+                                 self._template.account_id, self.stack_name)
         self._cleanup.enter_context(mock.patch.object(Execution, "stop", _stop_execution))
         self._cleanup.enter_context(sfn_fidelity.patches())  # Distributed Map failures
         if self.fast_retries:
@@ -206,7 +210,8 @@ class LocalStack:
             self._cleanup.enter_context(mock.patch.object(retrier_decl, "time", no_sleep))
         for index, (logical_id, api) in enumerate(self._template.rest_apis().items()):
             gateway = RestGateway(api, self._runtime, self.region, self._template.account_id,
-                                  port=self._rest_port if index == 0 else 0)
+                                  port=self._rest_port if index == 0 else 0,
+                                  clock=self._clock.now)
             gateway.start()
             self._gateways[logical_id] = gateway
         self._start_websockets()
@@ -253,7 +258,7 @@ class LocalStack:
         self._exported.clear()
         self._clients.clear()
         self._forget_cached_clients()
-        self._template = self._runtime = None
+        self._template = self._runtime = self._clock = None
 
     def reset(self) -> None:
         """Back to a freshly provisioned stack: running executions stopped, tables and bucket
@@ -268,6 +273,7 @@ class LocalStack:
             self._teardown()
             self._provision()
         self.runtime.reset()
+        self.clock.release()
         self.forget_authorizer_answers()
         for websocket in self._websockets.values():
             websocket.reset()
@@ -595,6 +601,14 @@ class LocalStack:
         if self._template is None:
             raise LocalStackError("The stack is not running: use `with LocalStack() as stack:`")
         return self._template
+
+    @property
+    def clock(self) -> LocalClock:
+        """The time the template's Schedule rules fire at and requests are stamped with;
+        `set` and `advance` it (infrastructure/local/clock.py). reset() releases it."""
+        if self._clock is None:
+            raise LocalStackError("The stack is not running")
+        return self._clock
 
     @property
     def runtime(self) -> LambdaRuntime:

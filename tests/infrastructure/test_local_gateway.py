@@ -253,7 +253,10 @@ def test_the_real_api_answers_with_the_templates_gateway_responses() -> None:
         ("POST", "/restores"), ("GET", "/restores"), ("GET", "/restores/{jobId}"),
         ("GET", "/restores/{jobId}/actions"), ("POST", "/restores/{jobId}/rollback"),
         ("POST", "/restores/uploads"), ("GET", "/restores/uploads/{uploadId}/parts"),
-        ("POST", "/restores/uploads/{uploadId}/complete")}
+        ("POST", "/restores/uploads/{uploadId}/complete"),
+        ("POST", "/backup-schedules"), ("GET", "/backup-schedules"),
+        ("GET", "/backup-schedules/{scheduleId}"), ("PATCH", "/backup-schedules/{scheduleId}"),
+        ("DELETE", "/backup-schedules/{scheduleId}")}
     gateway = RestGateway(api, LambdaRuntime(template.functions()), template.region,
                           template.account_id)
     response = gateway.handle("GET", "/v1/exports/abc", [("Host", "x")], b"")

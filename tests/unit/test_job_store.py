@@ -485,10 +485,58 @@ def test_many_file_records_go_in_batches_and_unprocessed_items_are_sent_again(
     assert sizes[1] == 1  # the unprocessed one, again
     assert list(job_store.files(job.job_id)) == files
 
-    # a retried invocation from seq 30 writes fewer files: the rest are forgotten first
-    job_store.forget_files_from(job.job_id, 2, 30)
-    job_store.put_files(job.job_id, 2, 30, files[30:40], expires_at=job.expires_at)
-    assert list(job_store.files(job.job_id)) == files[:40]
+
+
+def _packaged(job_store: JobStore, job_id: str) -> list[StagedFile]:
+    _, _, files = job_store.for_packaging(job_id)
+    return list(files())
+
+
+def test_records_a_failed_attempt_left_are_not_packaged(
+        job_store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retried invocation rewrites its records from the same seq without deleting what the
+    failed attempt wrote: the finalizer keeps each shard's chain up to the seq its row ends
+    with, whatever the failed attempt's items were."""
+    job = job_store.create(USER, ExportState(request=ExportRequest()))
+    monkeypatch.setattr(store_module, "FILE_RECORDS_BYTES", 1000)  # ~3 records an item
+    files = [_staged(n) for n in range(100)]
+    retried = [_staged(1000 + n) for n in range(14)]
+
+    def invocation(first: int, staged: list[StagedFile]) -> None:
+        job_store.put_files(job.job_id, 2, first, staged, expires_at=job.expires_at,
+                            shard_states={2: {"sessions": 1, "messages": 1, "bytes": 1,
+                                              "seq": first + len(staged)}})
+
+    invocation(0, files[:30])  # the first invocation: seq 0-29
+    # an attempt of the second wrote 70 files (items of 3: 30, 33, ... 96), then failed; its
+    # retry writes 14 different ones, in items of 3 as well (30, 33, ..., 42)
+    job_store.put_files(job.job_id, 2, 30, files[30:], expires_at=job.expires_at)
+    invocation(30, retried)
+    assert len(list(job_store.files(job.job_id))) > 44  # the failed attempt's are still there
+    assert _packaged(job_store, job.job_id) == files[:30] + retried
+
+    # records with the ends of their chain missing are refused, not packaged short
+    job_store.put_shard(job.job_id, 2, {"sessions": 1, "messages": 1, "bytes": 1, "seq": 200},
+                        expires_at=job.expires_at)
+    with pytest.raises(RuntimeError, match="file records of shard 2"):
+        _packaged(job_store, job.job_id)
+
+
+def test_the_finalizer_reads_job_shards_and_records_in_one_query(job_store: JobStore) -> None:
+    job = job_store.create(USER, ExportState(request=ExportRequest()))
+    for shard in (0, 1):
+        files = [_staged(shard * 10 + n) for n in range(600)]
+        job_store.put_files(job.job_id, shard, 0, files, expires_at=job.expires_at,
+                            shard_states={shard: {"sessions": 1, "messages": 2, "bytes": 3,
+                                                  "seq": 600}})
+    seen = _operations(job_store)
+    read, shards, files_in_order = job_store.for_packaging(job.job_id)
+    first, second = list(files_in_order()), list(files_in_order())  # two passes
+    assert seen == ["Query"]
+    assert read == job_store.require(job.job_id)
+    assert [s["seq"] for s in shards] == [600, 600]
+    assert first == second == [_staged(n) for n in range(600)] + [
+        _staged(10 + n) for n in range(600)]
 
 
 def test_file_records_of_one_an_item_still_read(job_store: JobStore) -> None:

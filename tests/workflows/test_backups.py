@@ -353,6 +353,18 @@ def test_an_encrypted_backup_needs_its_password(api: Api) -> None:
                         json={"password": password})
     assert right.status_code == 200, right.text
     assert right.json()["ok"] is True
+    # an increment reads its chain with the chain's password, and is sealed with it too
+    for body in ({"name": "no password"}, {"name": "wrong", "password": "not the password"}):
+        refused = api.request("POST", "/backups", json={
+            **body, "type": "incremental", "parentId": made["backupId"]})
+        assert refused.status_code == 400, refused.text
+    increment = backup(api, {"name": "sealed increment", "type": "incremental",
+                             "parentId": made["backupId"], "password": password})
+    assert increment["encrypted"] is True
+    preview = api.request("GET", f"/backups/{increment['backupId']}/preview",
+                          headers={"X-Backup-Password": password})
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["restore"]["onlyInTarget"] == 0  # the chain holds everything
 
 
 def test_a_fault_mid_backup_leaves_it_failed_with_nothing_behind(
@@ -524,3 +536,36 @@ def test_an_instance_increment_follows_an_instance_base(api: Api, admin: Api) ->
     assert stored.documents("sessions") == []  # nothing changed since the base
     assert stored.documents("deletions") == []
     assert len(stored.documents("projects")) == len(Source(admin.stack, None).projects)
+
+
+def test_selective_by_sessions_and_dates_and_an_instance_selection(api: Api,
+                                                                   admin: Api) -> None:
+    source = Source(api.stack, api.user_id)
+    chosen = sorted(source.sessions)[:2]
+    by_ids = backup(api, {"name": "two sessions", "type": "selective",
+                          "filters": {"sessionIds": [*chosen, "not-a-session-of-mine"]}})
+    assert {s["sessionId"] for s in Stored(download(api, by_ids["backupId"])).documents(
+        "sessions")} == set(chosen)
+
+    ordered = sorted(source.sessions.values(), key=lambda s: s["startedAt"])
+    middle = ordered[len(ordered) // 2]
+    start_at, end_at = middle["startedAt"], middle["endedAt"]
+    by_dates = backup(api, {"name": "one week", "type": "selective", "filters": {"dateRange": {
+        "start": start_at.replace(tzinfo=UTC).isoformat(),
+        "end": end_at.replace(tzinfo=UTC).isoformat()}}})
+    active = {s["sessionId"] for s in source.sessions.values()
+              if s["startedAt"] <= end_at and s["endedAt"] >= start_at}
+    assert middle["sessionId"] in active
+    assert {s["sessionId"] for s in Stored(download(api, by_dates["backupId"])).documents(
+        "sessions")} == active
+
+    everyone = Source(admin.stack, None)
+    projects = sorted(everyone.projects)[::2]  # every other project, across users
+    selected = backup(admin, {"name": "some projects", "scope": "instance", "type": "selective",
+                              "filters": {"projectIds": [str(p) for p in projects]}})
+    stored = Stored(download(admin, selected["backupId"]))
+    assert {p["_id"] for p in stored.documents("projects")} == set(projects)
+    assert {s["sessionId"] for s in stored.documents("sessions")} == {
+        sid for sid, s in everyone.sessions.items() if s["projectId"] in set(projects)}
+    owners = {everyone.projects[p]["user_id"] for p in projects}
+    assert len(owners) > 1  # the selection spans users

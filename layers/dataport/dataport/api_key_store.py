@@ -24,6 +24,8 @@ from dataport.jobs.dynamo import from_item, is_conditional_failure, to_item
 from dataport.settings import get_settings
 
 BY_USER_INDEX = "by-user"
+#: BatchGetItem reads at most 100 keys a request
+BATCH_GET_LIMIT = 100
 
 
 class ApiKeyRecord(BaseModel):
@@ -72,8 +74,28 @@ class ApiKeyStore:
             TableName=self.table, IndexName=BY_USER_INDEX,
             KeyConditionExpression="user_id = :me",
             ExpressionAttributeValues=to_item({":me": user_id}))
-        keys = [_record(from_item(item)) for page in pages for item in page["Items"]]
+        rows = [from_item(item) for page in pages for item in page["Items"]]
+        roles = self._roles([row["key_hash"] for row in rows])
+        keys = [_record({**row, "role": roles.get(row["key_hash"])}) for row in rows]
         return sorted(keys, key=lambda k: k.created_at, reverse=True)
+
+    def _roles(self, key_hashes: list[str]) -> dict[str, Any]:
+        """Each key's role, from the table itself: the by-user index does not project it (an
+        index's projection cannot change in place once deployed)."""
+        roles: dict[str, Any] = {}
+        for start in range(0, len(key_hashes), BATCH_GET_LIMIT):
+            pending: Any = {self.table: {
+                "Keys": [to_item({"key_hash": h})
+                         for h in key_hashes[start:start + BATCH_GET_LIMIT]],
+                "ProjectionExpression": "key_hash, #role",
+                "ExpressionAttributeNames": {"#role": "role"}}}
+            while pending:
+                answer = self.db.batch_get_item(RequestItems=pending)
+                for item in answer.get("Responses", {}).get(self.table, []):
+                    row = from_item(item)
+                    roles[row["key_hash"]] = row.get("role")
+                pending = answer.get("UnprocessedKeys") or None
+        return roles
 
     def find(self, user_id: str, key_id: str) -> ApiKeyRecord | None:
         """One of the user's keys by its public id."""

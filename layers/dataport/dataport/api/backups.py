@@ -96,6 +96,17 @@ def _usable_parent(principal: Principal, request: BackupRequest) -> BackupRecord
         raise InvalidRequest("An increment of an encrypted backup needs that backup's password "
                              "(and an unencrypted chain takes none).",
                              details={"parentId": parent.backup_id})
+    if request.password is not None and parent.object_key is not None:
+        # the increment reads its chain with this password: refuse a wrong one now, not as a
+        # failed job later (the central directory and the manifest: a few ranged reads)
+        try:
+            with (packages_bucket().open_read(parent.object_key) as stream,
+                  BackupContainer(stream, request.password.get_secret_value()) as backup):
+                _ = backup.manifest
+        except PasswordRequired as error:
+            raise InvalidRequest("The password does not open the backup this increment "
+                                 "follows: an increment uses its chain's password.",
+                                 details={"field": "password"}) from error
     return parent
 
 

@@ -28,6 +28,7 @@ from dataport.jobs.rate_limit import RateLimitState
 from dataport.models.backups import BackupRequest
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate
+from dataport.models.jobs import Job
 from dataport.models.restores import RestoreRequest
 
 #: the requests that start a job
@@ -58,6 +59,9 @@ class Started(BaseModel):
 
     job_id: str = Field(alias="jobId")
     rate: RateLimitState | None = None
+    #: the job as the start recorded it (None on a replay, which reads it): what the answer
+    #: shows, without reading back a row the workflow may already have moved on
+    job: Job | None = None
 
     @model_serializer
     def stored(self) -> dict[str, Any]:

@@ -194,6 +194,19 @@ class BackupCatalog:
             "expires_at": expires_at.astimezone(UTC).isoformat(),
             "expires_epoch": int(expires_at.timestamp())})
 
+    def set_schedule(self, backup_id: str, schedule_id: str) -> None:
+        """Record the schedule whose run made this backup (once: a later call changes nothing)."""
+        try:
+            self.db.update_item(
+                TableName=self.table, Key=to_item({"backup_id": backup_id}),
+                UpdateExpression="SET schedule_id = :schedule",
+                ConditionExpression="attribute_exists(backup_id) AND "
+                                    "attribute_not_exists(schedule_id)",
+                ExpressionAttributeValues=to_item({":schedule": schedule_id}))
+        except ClientError as error:
+            if not is_conditional_failure(error):
+                raise
+
     def _change(self, backup_id: str, froms: Collection[BackupStatus],
                 to: BackupStatus | None, *, sets: Mapping[str, Any] | None = None,
                 removes: Collection[str] = ()) -> BackupRecord:

@@ -48,12 +48,14 @@ class ExportState(ApiModel):
 class ImportingState(ApiModel):
     """What a job run by the import pipeline keeps (an import, and a restore: an import whose
     source is a backup): the request (without the password), the upload as the validation
-    pinned it, the validation report, the decision, what the dry run and the execution did,
-    and the Step Functions task token the workflow waits on while awaiting_decision.
-    Internal: views pick what to show."""
+    pinned it (and the records it checked), the validation report, the decision, what the dry
+    run and the execution did, and the Step Functions task token the workflow waits on while
+    awaiting_decision. Internal: views pick what to show."""
 
     request: ImportCreate
     upload_pin: UploadPin | None = None
+    #: the records validation checked, kept for the execution (imports.checked)
+    checked_pin: UploadPin | None = None
     report: ValidationReport | None = None
     decision: ImportDecision | None = None
     dry_run: ImportOutcome | None = None

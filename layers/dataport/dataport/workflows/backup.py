@@ -58,7 +58,7 @@ from dataport.packaging import locations
 from dataport.packaging.cleanup import discard_job_objects
 from dataport.packaging.package import assemble_zip
 from dataport.progress.publisher import publish_progress, publish_terminal
-from dataport.progress.throttle import Cadence
+from dataport.progress.throttle import Cadence, now_ms
 from dataport.settings import get_settings
 from dataport.source.mongo import get_database
 from dataport.source.reader import projects_in_scope, session_keys
@@ -163,8 +163,11 @@ def opener_of(bucket: PackagesBucket, record: BackupRecord) -> Callable[[], IO[b
     return open_backup
 
 
-def finalize(job: Job, store: JobStore, password: SecretStr | None) -> Job:
-    """Assemble the backup, hash it, complete its catalog record and the job."""
+def finalize(job: Job, store: JobStore, password: SecretStr | None,
+             files_in_order: Callable[[], Iterator[StagedFile]]) -> Job:
+    """Assemble the backup, hash it, complete its catalog record and the job. `files_in_order`
+    is the finalizer's read of the staged files (`JobStore.for_packaging`: a failed attempt's
+    leftovers already skipped)."""
     require_running(job)
     state = job.backup_state
     settings = get_settings()
@@ -184,7 +187,7 @@ def finalize(job: Job, store: JobStore, password: SecretStr | None) -> Job:
     built: list[BackupManifest] = []
 
     def files() -> Iterator[StagedFile]:
-        for staged in store.files(job.job_id):
+        for staged in files_in_order():
             if cadence.due():
                 publish_progress(job, packaging)
             yield staged
@@ -226,8 +229,8 @@ def finalize(job: Job, store: JobStore, password: SecretStr | None) -> Job:
     done = store.succeed_backup(
         job.job_id, object_key=key, size=result.bytes, counts=full.counts,
         progress=Progress(phase="done", current=full.counts.sessions,
-                          total=full.counts.sessions, bytes=result.bytes))
-    publish_terminal(done)
+                          total=full.counts.sessions, bytes=result.bytes), claim_at_ms=now_ms())
+    publish_terminal(done, claimed=True)
     logger.info("backup completed", extra={"job_id": job.job_id, "bytes": result.bytes,
                                            "members": result.files})
     return done
