@@ -55,8 +55,12 @@ texts = st.text() | st.sampled_from(["", "\u2028\n\"\\", "日本語 🙏", "\x00
 scalars = (st.none() | st.booleans() | ints | longs | floats | texts | object_ids | decimals
            | moments | st.binary(max_size=16)  # subtype 0: the driver yields bytes
            | st.builds(Binary, st.binary(max_size=16), st.sampled_from([4, 128])))
+# Keys that start with `$` are left out: a nested object whose keys are exactly an Extended
+# JSON type wrapper's (`{"$date": 1}`, `{"$regex": "a"}`) reads back as that type, a limit
+# docs/backups.md ("What a line cannot carry") states.
+field_names = st.text(max_size=6).filter(lambda key: not key.startswith("$"))
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=25)
+                      | st.dictionaries(field_names, inner, max_size=4), max_leaves=25)
 documents = st.fixed_dictionaries({"_id": object_ids, "sessionId": st.uuids().map(str)},
                                   optional={"timestamp": moments, "costUsd": decimals,
                                             "messageCount": ints, "totalTokens": longs,
