@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -97,8 +98,9 @@ Without --wait/--no-wait it waits when the terminal is interactive."""
 @click.option("--password-prompt", is_flag=True, help="Encrypt the package (AES-256); asks "
               "for the password, never stored.")
 @click.option("--wait/--no-wait", default=None, help="Follow, download and verify.")
-@click.option("-o", "--output", "target", type=click.Path(path_type=Path),
-              help="File or directory for the package (default: here).")
+@click.option("-o", "--output", "target", type=click.Path(),
+              help="File, or directory (existing, or ending in /), for the package (default: "
+              "here).")
 @click.option("--idempotency-key", help="The same key returns the same job (24 h).")
 @click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
 @json_option
@@ -106,7 +108,7 @@ def export(export_format: str, projects: tuple[str, ...], sessions: tuple[str, .
            since: str | None, until: str | None, models: tuple[str, ...],
            message_types: tuple[str, ...], min_cost: float | None, max_cost: float | None,
            sidechains: bool, split_mb: int | None, compression: int | None,
-           password_prompt: bool, wait: bool | None, target: Path | None,
+           password_prompt: bool, wait: bool | None, target: str | None,
            idempotency_key: str | None, timeout: float | None) -> None:
     st = state()
     out = st.output
@@ -164,12 +166,12 @@ def _end_of_job(st: State, final: Json, job_id: str, noun: str) -> None:
                                     f"{error.get('message', 'no reason given')}")
 
 
-def _fetch(st: State, job_id: str, target: Path | None, password: str | None) -> Json:
+def _fetch(st: State, job_id: str, target: str | None, password: str | None) -> Json:
     """Download (byte bar) and verify; what was fetched, for --json."""
     job = st.api.call("GET", f"/exports/{job_id}")
     filename = (job.get("package") or {}).get("filename") or f"dataport-{job_id}.zip"
-    path = target or Path.cwd()
-    if path.is_dir() or (target is not None and str(target).endswith("/")):
+    path = Path(target or ".")
+    if path.is_dir() or target is None or target.endswith(("/", os.sep)):
         path.mkdir(parents=True, exist_ok=True)
         path = path / filename
     with st.output.byte_bar("download") as bar:
@@ -254,10 +256,11 @@ def cancel_export(job_id: str) -> None:
 @exports.command("download", help="Download a finished export and verify it.\n\n\b\nExample:\n"
                  "  dataport exports download 409c27ff10664c019ef7902b122771e7 -o ~/exports/")
 @click.argument("job_id", callback=lambda _c, _p, v: job_id_arg(v))
-@click.option("-o", "--output", "target", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "target", type=click.Path(),
+              help="File, or directory (existing, or ending in /).")
 @click.option("--password-prompt", is_flag=True, help="The package's password, to verify it.")
 @json_option
-def download_export(job_id: str, target: Path | None, password_prompt: bool) -> None:
+def download_export(job_id: str, target: str | None, password_prompt: bool) -> None:
     st = state()
     password = click.prompt("Package password", hide_input=True, err=True) \
         if password_prompt else None

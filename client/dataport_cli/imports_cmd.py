@@ -224,9 +224,12 @@ def show_import(job_id: str) -> None:
 def execute_import(job_id: str, strategy: str, dry_run: bool, yes: bool,
                    timeout: float | None) -> None:
     st = state()
-    if not dry_run and not yes and not click.confirm(
-            f"Import {job_id} with strategy {strategy!r}?", default=False):
-        raise CliError(ExitCode.USAGE, "Not executed.")
+    if not dry_run and not yes:
+        if st.output.json or not sys.stdin.isatty():
+            raise CliError(ExitCode.USAGE, "Not executed: pass --yes to execute without a "
+                                           "question.")
+        if not click.confirm(f"Import {job_id} with strategy {strategy!r}?", default=False):
+            raise CliError(ExitCode.USAGE, "Not executed.")
     _execute(st, job_id, strategy=strategy, dry_run=dry_run, timeout=timeout, extra={})
 
 

@@ -53,16 +53,19 @@ cli.add_command(keys)
              "you can read).\n\n\b\nExamples:\n  dataport login --api-url https://abc.execute-api."
              "eu-west-1.amazonaws.com/v1 \\\n      --ws-url wss://def.execute-api.eu-west-1."
              "amazonaws.com/v1\n  echo \"$KEY\" | dataport login --api-url URL --token-stdin")
+@click.option("--api-url", help="The REST API (else the global --api-url or DATAPORT_API_URL).")
+@click.option("--ws-url", help="The WebSocket API, for live progress.")
 @click.option("--token-stdin", is_flag=True, help="Read the credential from stdin.")
 @json_option
-def login(token_stdin: bool) -> None:
+def login(api_url: str | None, ws_url: str | None, token_stdin: bool) -> None:
     st = state()
     token = st.settings.token
     if token_stdin:
         token = sys.stdin.readline().strip()
     elif not token:
         token = click.prompt("Token or API key", hide_input=True, err=True).strip()
-    settings = Settings(api_url=st.settings.api_url, ws_url=st.settings.ws_url, token=token)
+    settings = Settings(api_url=api_url or st.settings.api_url,
+                        ws_url=ws_url or st.settings.ws_url, token=token)
     st.settings = settings
     st.api.call("GET", "/exports", params={"limit": 1})  # a refused credential: exit 3, no file
     path = save(settings)
