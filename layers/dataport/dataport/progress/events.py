@@ -48,7 +48,7 @@ TERMINAL_EVENTS = {JobStatus.SUCCEEDED: EventType.SUCCEEDED, JobStatus.FAILED: E
 
 class EventProgress(ApiModel):
     """`Progress` as sent: percentage is a plain field here, so a client can parse it back.
-    `eta_seconds` (etaSeconds) is left out until there is a rate to project (eta_seconds)."""
+    etaSeconds: the seconds left at the pace so far; absent until some work is done."""
 
     phase: str
     current: int
