@@ -41,5 +41,6 @@ def dataport(env: dict[str, str], *args: str, stdin: str | None = None,
                           capture_output=True, timeout=timeout, input=stdin, check=False)
     token = env.get("DATAPORT_TOKEN")
     if token:
-        assert token not in done.stdout and token not in done.stderr, "the credential leaked"
+        assert token not in done.stdout, "the credential leaked"
+        assert token not in done.stderr, "the credential leaked"
     return Run(done.returncode, done.stdout, done.stderr)

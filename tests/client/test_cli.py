@@ -7,10 +7,12 @@ from __future__ import annotations
 import re
 import stat
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bson import ObjectId
 
 from dataport.jobs import rate_limit
 from dataport.models.jobs import JobKind
@@ -18,12 +20,10 @@ from dataport.packaging.verify import verify_package
 from dataport.settings import get_settings
 from dataport.source.collections import SESSIONS
 from dataport.source.mongo import connect
-from dataport.workflows.export import write_session
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.client.cli_runner import cli_env, dataport
 from tests.client.conftest import DB_NAME
-from tests.e2e.api_client import Api
 from tests.fixtures.faults import EXPORT_WORKER, export_worker
 
 #: a user with no data in the seeded database
@@ -42,8 +42,10 @@ def test_export_waits_downloads_and_verifies_the_package(
     assert answer["status"] == "succeeded"
     package = answer["package"]
     path = Path(package["path"])
-    assert path.parent == target and path.name.startswith(f"dataport-{export_format}-")
-    assert package["ok"] is True and package["problems"] == []
+    assert path.parent == target
+    assert path.name.startswith(f"dataport-{export_format}-")
+    assert package["ok"] is True
+    assert package["problems"] == []
     assert package["bytes"] == path.stat().st_size
     # the service's own verifier agrees with the client's
     assert verify_package(path).ok
@@ -70,7 +72,8 @@ def test_export_without_wait_prints_the_job_and_watch_follows_it(
     listed = dataport(env, "--json", "exports", "list")
     assert [job["jobId"] for job in listed.json()["exports"]] == [job_id]
     human = dataport(env, "exports", "list")
-    assert job_id in human.out and "succeeded" in human.out
+    assert job_id in human.out
+    assert "succeeded" in human.out
     cancelled = dataport(env, "--json", "exports", "cancel", job_id)  # finished: deleted
     assert cancelled.json()["status"] == "deleted"
 
@@ -156,7 +159,8 @@ def test_a_failed_job_exits_1_with_its_reason(
     answer = run.json()
     assert answer["status"] == "failed"
     assert answer["error"]["code"] == "internal_error"
-    assert "failed" in run.err and answer["jobId"] in run.err
+    assert "failed" in run.err
+    assert answer["jobId"] in run.err
     assert "disk on fire" not in run.out + run.err
 
 
@@ -221,8 +225,6 @@ def test_verify_finds_a_tampered_package(env: dict[str, str], tmp_path: Path) ->
     path = Path(exported.json()["package"]["path"])
     good = dataport(env, "--json", "verify", str(path))
     assert (good.code, good.json()["ok"]) == (0, True)
-    import zipfile  # noqa: PLC0415
-
     tampered = tmp_path / "tampered.zip"
     with zipfile.ZipFile(path) as source, zipfile.ZipFile(tampered, "w") as copy:
         for item in source.infolist():
@@ -281,16 +283,10 @@ def test_login_stores_the_credential_0600_and_never_prints_it(
 def _stored_sessions(stack: LocalStack) -> int:
     db = connect(stack.mongo_uri, DB_NAME)
     try:
-        projects = [p["_id"] for p in db["projects"].find({"user_id": _object_id(NEWCOMER)})]
+        projects = [p["_id"] for p in db["projects"].find({"user_id": ObjectId(NEWCOMER)})]
         return db[SESSIONS].count_documents({"projectId": {"$in": projects}})
     finally:
         db.client.close()
 
 
-def _object_id(value: str) -> Any:
-    from bson import ObjectId  # noqa: PLC0415
 
-    return ObjectId(value)
-
-
-_ = (Api, write_session)

@@ -22,12 +22,12 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 STARTED = re.compile(r"Started export ([0-9a-f]{32})")
 
 
-def spawn(env: dict[str, str], *args: str) -> pexpect.spawn:
+def spawn(env: dict[str, str], *args: str) -> pexpect.spawn[str]:
     return pexpect.spawn(sys.executable, ["-m", "dataport_cli", *args], env=env,
                          encoding="utf-8", dimensions=(40, 160), timeout=120)
 
 
-def screen(child: pexpect.spawn) -> str:
+def screen(child: pexpect.spawn[str]) -> str:
     """Everything the terminal received, without colours and cursor moves."""
     return ANSI.sub("", child.before or "")
 
@@ -52,7 +52,7 @@ def test_the_interactive_export_draws_its_bar_to_100_percent(
 @pytest.fixture
 def slow(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """An export that takes a few seconds (half a second a session), so Ctrl-C lands mid-way."""
-    writer, writing = slow_writer(0.5)
+    writer, _writing = slow_writer(0.5)
     monkeypatch.setitem(stack.handler_overrides, EXPORT_WORKER, export_worker(writer))
     monkeypatch.setenv("PAGE_SIZE", "2")
     get_settings.cache_clear()
@@ -71,6 +71,7 @@ def test_ctrl_c_while_waiting_asks_to_cancel_or_leave(
     env = cli_env(stack, stack.token_for(seed.DEMO_USER_ID), tmp_path)
     child = spawn(env, "export", "--format", "json", "--wait", "-o", f"{tmp_path}/")
     child.expect(STARTED)
+    assert isinstance(child.match, re.Match)
     job_id = child.match.group(1)
     child.expect("exporting")  # the bar is live and the export mid-way
     child.sendintr()
