@@ -195,8 +195,9 @@ def verified(st: State, path: Path, password: str | None) -> Json:
         raise CliError(ExitCode.FAILED, f"{path} does not match its manifest:\n  "
                        + "\n  ".join(result.problems))
     counts = summary["counts"]
-    st.output.say(f"[green]Verified[/] {path} ({size(summary['bytes'])}): {summary['files']} "
-                  f"files match their SHA-256; {counts.get('sessions', '?')} sessions, "
+    files = f"{summary['files']} file{'' if summary['files'] == 1 else 's'}"
+    st.output.say(f"[green]Verified[/] {path} ({size(summary['bytes'])}): {files} "
+                  f"matching the manifest's SHA-256; {counts.get('sessions', '?')} sessions, "
                   f"{counts.get('messages', '?')} messages")
     return summary
 

@@ -91,18 +91,19 @@ def test_a_progress_event_on_the_wire() -> None:
     assert len(frame) < 512
 
 
-@pytest.mark.parametrize(("current", "total", "eta"), [
-    (0, 7, None),   # nothing done yet: no pace to project, the field is left out
-    (0, 0, None),   # nothing counted (planning)
-    (1, 4, 181),    # 60.25 s for one of four: three more at that pace
-    (6, 4, 0),      # done (or more than planned): nothing left
+@pytest.mark.parametrize(("phase", "current", "total", "eta"), [
+    ("exporting", 0, 7, None),  # nothing done yet: no pace to project, the field is left out
+    ("exporting", 0, 0, None),  # nothing counted
+    ("planning", 1, 4, None),   # sessions looked at, not work done
+    ("exporting", 1, 4, 181),   # 60.25 s for one of four: three more at that pace
+    ("exporting", 6, 4, 0),     # done (or more than planned): nothing left
 ])
 def test_eta_is_the_pace_so_far_projected_over_the_work_left(
-        current: int, total: int, eta: int | None) -> None:
-    wire = _wire(progress_event(_job(), Progress(phase="exporting", current=current,
+        phase: str, current: int, total: int, eta: int | None) -> None:
+    wire = _wire(progress_event(_job(), Progress(phase=phase, current=current,
                                                  total=total), seq=2, at=AT))
     assert wire["progress"].get("etaSeconds") == eta
-    snapshot = _wire(snapshot_event(_job(progress=Progress(phase="exporting", current=current,
+    snapshot = _wire(snapshot_event(_job(progress=Progress(phase=phase, current=current,
                                                            total=total)), AT))
     assert snapshot["progress"].get("etaSeconds") == eta
     ended = _wire(snapshot_event(_job(JobStatus.SUCCEEDED), AT))

@@ -63,11 +63,16 @@ class EventProgress(ApiModel):
                    percentage=progress.percentage, bytes=progress.bytes, eta_seconds=eta)
 
 
+#: phases whose counts say nothing of how fast the job's work goes
+_NO_PACE = frozenset({"queued", "planning"})
+
+
 def eta_seconds(job: Job, progress: Progress, at: datetime) -> int | None:
     """Seconds left if the job keeps the pace it has had since it was created: elapsed time x
     work left / work done. None before any work is done (no pace yet) or when nothing is
-    counted; 0 once current reaches total. From the event's own fields, so no extra reads."""
-    if progress.total <= 0 or progress.current <= 0:
+    counted, or while planning (its count is sessions looked at, not work done); 0 once
+    current reaches total. From the event's own fields, so no extra reads."""
+    if progress.total <= 0 or progress.current <= 0 or progress.phase in _NO_PACE:
         return None
     left = max(0, progress.total - progress.current)
     elapsed = max(0.0, (at - job.created_at).total_seconds())
