@@ -5,9 +5,6 @@ of the protocol is docs/progress.md; this is its machine-readable half."""
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -26,6 +23,7 @@ from dataport.progress.events import (
     SucceededEvent,
     UnsubscribedEvent,
 )
+from infrastructure.generated import write_or_check
 from infrastructure.openapi import LOCAL_WS_URL
 
 HEADER = ("# Generated from the code by `make asyncapi` (infrastructure/asyncapi.py); `make lint` "
@@ -123,20 +121,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--write", type=Path)
-    group.add_argument("--check", type=Path)
-    args = parser.parse_args(argv)
-    text = render()
-    if args.write:
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(text, encoding="utf-8")
-        return 0
-    if not args.check.exists() or args.check.read_text(encoding="utf-8") != text:
-        print(f"{args.check} is out of date: run `make asyncapi` and commit it.", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(argv, __doc__, render, "asyncapi")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,9 @@ check that the committed one still matches: `python -m infrastructure.openapi --
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.models import (
 
 import dataport
 from dataport.models.api import ErrorBody
+from infrastructure.generated import write_or_check
 from infrastructure.local.template import Template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,21 +96,12 @@ def _with_error_answers(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def render() -> str:
+    return json.dumps(document(), indent=2, sort_keys=True) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--write", type=Path)
-    group.add_argument("--check", type=Path)
-    args = parser.parse_args(argv)
-    text = json.dumps(document(), indent=2, sort_keys=True) + "\n"
-    if args.write:
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(text, encoding="utf-8")
-        return 0
-    if args.check.read_text(encoding="utf-8") != text:
-        print(f"{args.check} is out of date: run `make openapi` and commit it.", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(argv, __doc__, render, "openapi")
 
 
 if __name__ == "__main__":

@@ -6,16 +6,14 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.table import Column, Table
 
-from dataport_cli import interrupt
 from dataport_cli.api import Json
 from dataport_cli.context import State, json_option, state
 from dataport_cli.exit_codes import CliError, ExitCode
-from dataport_cli.follow import follow, open_socket
+from dataport_cli.live import follow_live
 from dataport_cli.ui import kv_table, size
 from dataport_cli.verify import PasswordRequired, verify_package
 
@@ -123,37 +121,23 @@ def export(export_format: str, projects: tuple[str, ...], sessions: tuple[str, .
     out.say(f"Estimate: {counts['projects']} projects, {counts['sessions']} sessions, "
             f"{counts['messages']} messages -> about {size(estimate['packageBytes'])} of "
             f"{export_format}, about {estimate['durationSeconds']} s")
-    socket = open_socket(st.settings.ws_url, st.token)  # before the start: no event missed
-    try:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        started = st.api.call("POST", "/exports", json=body, headers=headers)
-        job_id = started["jobId"]
-        result: Json = {"jobId": job_id, "estimate": estimate}
-        if wait is None:
-            wait = sys.stdout.isatty() and not out.json
-        if not wait:
-            out.say(f"Started export {job_id}. Follow it with `dataport watch {job_id}`, "
-                    f"fetch it with `dataport exports download {job_id}`.")
-            out.document({**result, "status": started["status"]})
-            return
-        out.say(f"Started export {job_id}")
-        final = _wait(st, socket, job_id, timeout)
-    finally:
-        if socket is not None:
-            socket.close()
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+    started = st.api.call("POST", "/exports", json=body, headers=headers)
+    job_id = started["jobId"]
+    result: Json = {"jobId": job_id, "estimate": estimate}
+    if wait is None:
+        wait = sys.stdout.isatty() and not out.json
+    if not wait:
+        out.say(f"Started export {job_id}. Follow it with `dataport watch {job_id}`, "
+                f"fetch it with `dataport exports download {job_id}`.")
+        out.document({**result, "status": started["status"]})
+        return
+    out.say(f"Started export {job_id}")
+    final = follow_live(st, job_id, f"/exports/{job_id}", label="export", noun="export",
+                        timeout=timeout)
     _end_of_job(st, final, job_id, "export")
     result.update(_fetch(st, job_id, target, password))
     out.document({**result, "status": "succeeded"})
-
-
-def _wait(st: State, socket: Any, job_id: str, timeout: float | None) -> Json:
-    try:
-        with st.output.job_bar("export") as bar:
-            return follow(st.api, socket, job_id, f"/exports/{job_id}", until=set(),
-                          on_update=bar.update,
-                          timeout=timeout)
-    except KeyboardInterrupt:
-        interrupt.ask(st, "export", f"/exports/{job_id}", job_id)
 
 
 def _end_of_job(st: State, final: Json, job_id: str, noun: str) -> None:

@@ -9,12 +9,11 @@ from typing import Any
 import click
 from rich.table import Column, Table
 
-from dataport_cli import interrupt
 from dataport_cli.api import Json
 from dataport_cli.context import State, json_option, state
 from dataport_cli.exit_codes import CliError, ExitCode
 from dataport_cli.exports_cmd import job_id_arg
-from dataport_cli.follow import follow, open_socket
+from dataport_cli.live import follow_live
 from dataport_cli.ui import kv_table
 
 STRATEGIES = ["skip", "replace", "merge"]
@@ -106,16 +105,8 @@ def _execute(st: State, job_id: str, *, strategy: str, dry_run: bool, timeout: f
 
 
 def _follow(st: State, job_id: str, until: set[str], label: str, timeout: float | None) -> Json:
-    socket = open_socket(st.settings.ws_url, st.token)
-    try:
-        with st.output.job_bar(label) as bar:
-            follow(st.api, socket, job_id, f"/imports/{job_id}", until=until, on_update=bar.update,
-                   timeout=timeout)
-    except KeyboardInterrupt:
-        interrupt.ask(st, "import", f"/imports/{job_id}", job_id)
-    finally:
-        if socket is not None:
-            socket.close()
+    follow_live(st, job_id, f"/imports/{job_id}", label=label, noun="import",
+                until=frozenset(until), timeout=timeout)
     view: Json = st.api.call("GET", f"/imports/{job_id}")  # an event holds no report
     return view
 
@@ -241,17 +232,8 @@ def execute_import(job_id: str, strategy: str, dry_run: bool, yes: bool,
 def rollback_import(job_id: str, timeout: float | None) -> None:
     st = state()
     st.api.call("POST", f"/imports/{job_id}/rollback")
-    socket = open_socket(st.settings.ws_url, st.token)
-    try:
-        with st.output.job_bar("rollback") as bar:
-            last = follow(st.api, socket, job_id, f"/imports/{job_id}", until=set(),
-                          on_update=bar.update,
-                          timeout=timeout, ends=frozenset({"rolled_back", "failed"}))
-    except KeyboardInterrupt:
-        interrupt.ask(st, "rollback", f"/imports/{job_id}", job_id)
-    finally:
-        if socket is not None:
-            socket.close()
+    last = follow_live(st, job_id, f"/imports/{job_id}", label="rollback", noun="rollback",
+                       ends=frozenset({"rolled_back", "failed"}), timeout=timeout)
     st.output.document({"jobId": job_id, "status": last["status"], "error": last.get("error")})
     if last["status"] != "rolled_back":
         raise CliError(ExitCode.FAILED, f"Rollback of {job_id} {last['status']}: "

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 
-from dataport_cli import __version__, interrupt
+from dataport_cli import __version__
 from dataport_cli.config import Settings, config_path, resolve, save
 from dataport_cli.context import State, json_option, state
 from dataport_cli.exit_codes import HELP, CliError, ExitCode
 from dataport_cli.exports_cmd import export, exports, job_id_arg, verified
-from dataport_cli.follow import follow, open_socket
 from dataport_cli.imports_cmd import import_file, imports
 from dataport_cli.keys_cmd import keys
+from dataport_cli.live import follow_live
 from dataport_cli.ui import Output
 
 GROUP_HELP = f"""Export, import, watch and verify your ClaudeLens data with dataport.
@@ -82,16 +82,8 @@ def login(api_url: str | None, ws_url: str | None, token_stdin: bool) -> None:
 def watch(job_id: str, timeout: float | None) -> None:
     st = state()
     path = _job_path(st, job_id)
-    socket = open_socket(st.settings.ws_url, st.token)
-    try:
-        with st.output.job_bar(path.split("/")[1].rstrip("s")) as bar:
-            last = follow(st.api, socket, job_id, path, until=set(), on_update=bar.update,
-                          timeout=timeout)
-    except KeyboardInterrupt:
-        interrupt.ask(st, "job", path, job_id)
-    finally:
-        if socket is not None:
-            socket.close()
+    last = follow_live(st, job_id, path, label=path.split("/")[1].rstrip("s"), noun="job",
+                       timeout=timeout)
     job = st.api.call("GET", path)
     st.output.document(job)
     status = last.get("status")
