@@ -11,10 +11,11 @@ SYSTEM_TOOLS := unzip:unzip pdfinfo:poppler-utils pdftotext:poppler-utils pdftop
 .PHONY: help setup system test demo local lint bench openapi asyncapi clean
 
 help:
-	@echo "make demo [FORMAT=json|jsonl|csv|markdown]  run an export end to end on the local stack"
+	@echo "make demo [FORMAT=json|jsonl|csv|markdown]  an export and an import end to end on the local stack, with the dataport CLI"
 	@echo "make test                                   set up and run the test suite"
 	@echo "make local                                  serve the local stack (REST, WebSocket, S3) for curl"
 	@echo "make lint                                   ruff, mypy, cfn-lint, sam validate, statelint, openapi, asyncapi"
+	@echo "make openapi | make asyncapi                regenerate docs/openapi.json | docs/asyncapi.yaml"
 	@echo "make bench [BENCH_ARGS=--profile]           dataport vs raw pipelines: ratios, overhead, memory, shards"
 
 $(BIN)/.installed: requirements-dev.txt layers/dataport/requirements.txt client/pyproject.toml
