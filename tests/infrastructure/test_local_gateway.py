@@ -240,7 +240,8 @@ def test_the_real_api_answers_with_the_templates_gateway_responses() -> None:
     template = Template()
     api = template.rest_apis()["RestApi"]
     assert {(r.event.method, r.event.path) for r in api.routes} == {
-        ("POST", "/exports"), ("GET", "/exports"), ("GET", "/exports/{jobId}"),
+        ("POST", "/exports"), ("POST", "/exports/estimate"), ("GET", "/exports"),
+        ("GET", "/exports/{jobId}"),
         ("DELETE", "/exports/{jobId}"), ("GET", "/exports/{jobId}/download"),
         ("POST", "/imports"), ("GET", "/imports"), ("GET", "/imports/{jobId}"),
         ("DELETE", "/imports/{jobId}"), ("POST", "/imports/{jobId}/validate"),
