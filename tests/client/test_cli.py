@@ -290,3 +290,12 @@ def _stored_sessions(stack: LocalStack) -> int:
 
 
 
+
+
+def test_without_a_websocket_url_progress_comes_from_the_rest_api(
+        env: dict[str, str], tmp_path: Path) -> None:
+    run = dataport({**env, "DATAPORT_WS_URL": ""}, "export", "--format", "jsonl", "--wait",
+                   "-o", f"{tmp_path}/")
+    assert run.code == 0, run.err
+    assert re.search(r"export\s+done\s+━+\s+100%", run.out), run.out  # the bar's last state
+    assert "Verified" in run.out
