@@ -21,7 +21,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -184,6 +184,8 @@ class RestGateway:
     region: str
     account_id: str
     port: int = 0
+    #: the time requests are stamped with (requestTimeEpoch): the stack's clock
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     _cache: dict[tuple[str, tuple[str, ...]], _Decision] = field(default_factory=dict)
@@ -295,7 +297,7 @@ class RestGateway:
             query_multi.setdefault(name, []).append(value)
         content_type = self._header(headers, "content-type") or ""
         binary = self._is_binary(content_type)
-        now = datetime.now(UTC)
+        now = self.clock()
         return {
             "resource": match.route.event.path,
             "path": path,

@@ -782,7 +782,7 @@ def test_a_file_posted_through_the_form_after_validation_is_never_staged_or_impo
     assert sorted(m["content"] for m in landed.values()) == [f"message {n}" for n in range(1, 4)]
     assert (done["report"]["size"], done["report"]["sha256"]) == (
         len(clean), hashlib.sha256(clean).hexdigest())
-    assert {"upload", "validated"}.isdisjoint(job_objects(fresh_stack, job_id))
+    assert {"upload", "validated", "checked"}.isdisjoint(job_objects(fresh_stack, job_id))
     assert_calls_allowed(fresh_stack)
 
 
@@ -818,7 +818,7 @@ def test_a_revalidation_reads_the_pinned_upload_not_a_later_post(
     assert sorted(m["content"] for m in landed.values()) == [f"final {i}" for i in range(4)]
     assert (done["report"]["size"], done["report"]["sha256"]) == (
         len(clean), hashlib.sha256(clean).hexdigest())
-    assert {"upload", "validated"}.isdisjoint(job_objects(fresh_stack, job_id))
+    assert {"upload", "validated", "checked"}.isdisjoint(job_objects(fresh_stack, job_id))
 
 
 def test_the_report_has_the_size_and_sha256_of_the_upload(
@@ -831,7 +831,7 @@ def test_the_report_has_the_size_and_sha256_of_the_upload(
     assert (job["report"]["size"], job["report"]["sha256"]) == (
         len(package), hashlib.sha256(package).hexdigest())
     # pinned: the form's key is empty from validation on
-    assert job_objects(fresh_stack, job["jobId"]) == ["conflicts.jsonl", "validated"]
+    assert job_objects(fresh_stack, job["jobId"]) == ["checked", "conflicts.jsonl", "validated"]
     assert newcomer.api.request("DELETE", f"/imports/{job['jobId']}").status_code == 200
     refused = attack()
     failed = newcomer.validated(refused, "conversations-0001.json")
@@ -844,7 +844,8 @@ def test_the_report_has_the_size_and_sha256_of_the_upload(
     machine = fresh_stack.state_machines["ImportStateMachine"]
     fresh_stack.wait_for_execution(
         f"{machine.replace(':stateMachine:', ':execution:')}:{job['jobId']}")
-    assert {"upload", "validated"}.isdisjoint(job_objects(fresh_stack, job["jobId"]))  # cancelled
+    assert {"upload", "validated", "checked"}.isdisjoint(  # cancelled
+        job_objects(fresh_stack, job["jobId"]))
 
 
 def test_staging_refuses_a_record_that_fails_the_validators_checks(

@@ -1,6 +1,6 @@
 """How often an import reads its upload: validation stages it in the same pass (a clean
-upload), so a package is parsed twice in all (validate, and the execution's stream of new
-sessions), and an upload with errors leaves nothing staged."""
+upload) and keeps the records it checked for the execution (imports.checked), so a package is
+parsed once in all; an upload with errors leaves nothing staged and nothing kept."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import bson
 import pytest
 from pymongo.database import Database
 
 from dataport.imports import validate as validation
+from dataport.imports.checked import CheckedWriter
 from dataport.source.mongo import Document
 from dataport.source.staging import STAGING
 from dataport.workflows import imports as import_tasks
@@ -68,21 +70,49 @@ def _transcript(session_id: str, uuids: list[str], start: datetime) -> bytes:
         for i, uid in enumerate(uuids)).encode()
 
 
-def test_a_package_is_parsed_twice_validation_staging_it(
-        db: Database[Document], package: bytes, newcomer: Importer,
+def test_a_package_is_parsed_once_validation_staging_it_and_keeping_its_records(
+        db: Database[Document], package: bytes, newcomer: Importer, fresh_stack: LocalStack,
         opened: list[str]) -> None:
     job = newcomer.validated(package)
     assert job["status"] == "awaiting_decision", job
     assert opened == ["validate"]  # staged (and compared) without reading it again
     assert job["report"]["conflicts"]["newSessions"] == job["report"]["counts"]["sessions"]
+    assert "checked" in objects(fresh_stack, job["jobId"])
+    done = newcomer.decide(job["jobId"], strategy="merge")
+    assert done["status"] == "succeeded", done
+    assert opened == ["validate"]  # the execution read the records validation checked
+    assert done["outcome"]["messages"]["inserted"] == job["report"]["counts"]["messages"]
+    assert {"validated", "checked"}.isdisjoint(objects(fresh_stack, job["jobId"]))  # gone
+
+
+def test_without_the_checked_records_the_execution_reads_the_upload_again(
+        db: Database[Document], package: bytes, newcomer: Importer, fresh_stack: LocalStack,
+        opened: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record BSON cannot hold (or a job validated before the object existed): no object is
+    kept and the execution parses the pinned upload again, as before."""
+
+    def refuse(self: CheckedWriter, record: Any) -> None:
+        raise bson.errors.InvalidDocument("not for BSON")
+
+    monkeypatch.setattr(CheckedWriter, "add", refuse)
+    job = newcomer.validated(package)
+    assert job["status"] == "awaiting_decision", job
+    assert "checked" not in objects(fresh_stack, job["jobId"])
     done = newcomer.decide(job["jobId"], strategy="merge")
     assert done["status"] == "succeeded", done
     assert opened == ["validate", "stage or execute"]
     assert done["outcome"]["messages"]["inserted"] == job["report"]["counts"]["messages"]
 
 
+def objects(stack: LocalStack, job_id: str) -> list[str]:
+    found = stack.client("s3").list_objects_v2(Bucket=stack.bucket,
+                                               Prefix=f"imports/{job_id}/").get("Contents", [])
+    return sorted(item["Key"].removeprefix(f"imports/{job_id}/") for item in found)
+
+
 def test_an_upload_with_an_error_late_in_it_leaves_nothing_staged(
-        db: Database[Document], newcomer: Importer, opened: list[str]) -> None:
+        db: Database[Document], newcomer: Importer, fresh_stack: LocalStack,
+        opened: list[str]) -> None:
     start = datetime(2025, 8, 2, 4, 52, tzinfo=UTC)
     first = [str(uuid.uuid4()) for _ in range(1500)]  # more than a batch: staged before
     upload = (_transcript(str(uuid.uuid4()), first, start)
@@ -92,6 +122,7 @@ def test_an_upload_with_an_error_late_in_it_leaves_nothing_staged(
     assert job["report"]["errors"][0]["code"] == "duplicate_uuid"
     assert opened == ["validate"]
     assert db[STAGING].count_documents({"g": {"$regex": f"^{job['jobId']}:"}}) == 0
+    assert objects(fresh_stack, job["jobId"]) == []  # no checked records kept either
 
 
 def test_an_upload_not_grouped_by_session_is_staged_in_full_by_stage(

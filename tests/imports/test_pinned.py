@@ -15,6 +15,7 @@ import pytest
 from dataport.bucket import PackagesBucket
 from dataport.errors import Conflict, RecordRefused, UploadChanged
 from dataport.imports import storage
+from dataport.imports import validate as validation
 from dataport.imports.digest import UploadDigest
 from dataport.imports.validate import recheck, validate
 from dataport.models.jobs import UploadPin
@@ -123,3 +124,29 @@ def test_recheck_refuses_the_first_record_validation_would_refuse(name: str, cod
     assert isinstance(issue, dict)
     assert issue["code"] == code
     assert len(passed) < len(records)  # nothing from the refused record on
+
+
+def test_recheck_leaves_out_the_checks_that_can_only_warn(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A contentHash that is not the message's own is a warning: recheck, which stops at
+    errors only, does not compute it (validation does, and reports it)."""
+    records, _ = read(LINES, f"{SID}.jsonl")
+    wrong = [record if record.kind.value != "message" else type(record)(
+        record.kind, {**record.doc, "contentHash": "0" * 64}, record.location)
+        for record in records]
+    report = validate(lambda: io.BytesIO(LINES), f"{SID}.jsonl")
+    assert report.ok
+    hashed: list[object] = []
+
+    def counted(doc: object) -> str:
+        hashed.append(doc)
+        return ""
+
+    monkeypatch.setattr(validation, "hash_of", counted)
+    assert list(recheck(wrong)) == wrong
+    assert hashed == []
+    collector = validation.Collector()
+    checker = validation.Checker(collector)
+    for record in wrong:
+        checker.check(record)
+    assert collector.warnings_total == len(hashed) > 0

@@ -18,6 +18,7 @@ from dataport.jobs import keys
 from dataport.jobs import store as store_module
 from dataport.jobs.dynamo import from_item, to_item
 from dataport.jobs.store import TARGETS, TRANSITIONS, Change, JobStore, utcnow
+from dataport.models.backups import BackupCounts, BackupRequest
 from dataport.models.exports import (
     CostRange,
     EncryptionOptions,
@@ -62,6 +63,8 @@ OUTCOME = ImportOutcome(dry_run=False, strategy=Strategy.MERGE,
                         sessions=SessionCounts(inserted=2, merged=1),
                         messages=MessageCounts(inserted=40, updated=3), projects_created=1,
                         started_at=NOW, finished_at=NOW + timedelta(minutes=1))
+BACKUP_REQUEST = BackupRequest(name="nightly")
+BACKUP_COUNTS = BackupCounts(projects=1, sessions=2, messages=3)
 PACKAGE = PackageInfo(key="packages/x/x.zip", filename="x.zip", bytes=10, files=1,
                       expires_at=NOW + timedelta(days=7))
 
@@ -71,7 +74,7 @@ def _state(kind: JobKind) -> ExportState | ImportState | BackupState | RestoreSt
         return ExportState(request=ExportRequest())
     if kind is JobKind.IMPORT:
         return ImportState(request=ImportCreate(filename="a.jsonl"))
-    return BackupState() if kind is JobKind.BACKUP else RestoreState()
+    return BackupState(request=BACKUP_REQUEST) if kind is JobKind.BACKUP else RestoreState()
 
 
 def _job(store: JobStore, kind: JobKind, status: JobStatus = JobStatus.QUEUED) -> Job:
@@ -98,13 +101,18 @@ CALLS: dict[Change, Callable[[JobStore, Job], Job | None]] = {
     Change.START: lambda s, j: s.start(j.job_id),
     Change.PROGRESS: lambda s, j: s.set_progress(j.job_id, Progress(phase="moving", total=9)),
     Change.UPDATE: lambda s, j: s.update_export(j.job_id, counts=Counts(projects=3))
-    if j.kind is JobKind.EXPORT else s.update_import(j.job_id, report=ValidationReport()),
+    if j.kind is JobKind.EXPORT else s.update_backup(j.job_id, watermark=NOW,
+                                                     counts=BACKUP_COUNTS)
+    if j.kind is JobKind.BACKUP else s.update_import(j.job_id, report=ValidationReport()),
     Change.AWAIT_DECISION: lambda s, j: s.await_decision(j.job_id, "token-1"),
     Change.DECIDE: lambda s, j: s.decide(j.job_id, ImportDecision(strategy=Strategy.MERGE),
                                          Progress(phase="importing")),
     Change.SUCCEED: lambda s, j: s.succeed_export(
         j.job_id, package=PACKAGE, counts=Counts(files=1), progress=Progress(phase="done"))
-    if j.kind is JobKind.EXPORT else s.succeed_import(j.job_id, outcome=OUTCOME,
+    if j.kind is JobKind.EXPORT else s.succeed_backup(
+        j.job_id, object_key="backups/x/x.zip", size=10, counts=BACKUP_COUNTS,
+        progress=Progress(phase="done"))
+    if j.kind is JobKind.BACKUP else s.succeed_import(j.job_id, outcome=OUTCOME,
                                                       progress=Progress(phase="done")),
     Change.FAIL: lambda s, j: s.fail(j.job_id, JobError(code="timeout", message="Too long.")),
     Change.CANCEL: lambda s, j: s.cancel(j.job_id),
@@ -171,6 +179,9 @@ def _check_written(change: Change, kind: JobKind, before: Job, job: Job) -> None
     if change is Change.UPDATE:
         if kind is JobKind.EXPORT:
             assert job.export_state.counts == Counts(projects=3)
+        elif kind is JobKind.BACKUP:
+            assert job.backup_state.watermark == NOW
+            assert job.backup_state.counts == BACKUP_COUNTS
         else:
             assert job.import_state.report == ValidationReport()
     elif change is Change.AWAIT_DECISION:
@@ -185,6 +196,10 @@ def _check_written(change: Change, kind: JobKind, before: Job, job: Job) -> None
         if kind is JobKind.EXPORT:
             assert (job.export_state.package, job.export_state.counts) == (PACKAGE,
                                                                            Counts(files=1))
+        elif kind is JobKind.BACKUP:
+            state = job.backup_state
+            assert (state.object_key, state.bytes, state.counts) == (
+                "backups/x/x.zip", 10, BACKUP_COUNTS)
         else:
             assert job.import_state.outcome == OUTCOME
             assert job.finished_at == OUTCOME.finished_at
@@ -307,7 +322,8 @@ def test_a_job_holds_only_the_state_of_its_kind() -> None:
             created_at=NOW, updated_at=NOW, expires_at=1,
             state=ImportState(request=ImportCreate(filename="a.csv")))
     job = Job(job_id="x", kind=JobKind.BACKUP, user_id=USER, status=JobStatus.QUEUED,
-              created_at=NOW, updated_at=NOW, expires_at=1, state=BackupState())
+              created_at=NOW, updated_at=NOW, expires_at=1,
+              state=BackupState(request=BACKUP_REQUEST))
     with pytest.raises(TypeError, match="not an export"):
         _ = job.export_state
     with pytest.raises(TypeError, match="not an import"):
@@ -468,10 +484,58 @@ def test_many_file_records_go_in_batches_and_unprocessed_items_are_sent_again(
     assert sizes[1] == 1  # the unprocessed one, again
     assert list(job_store.files(job.job_id)) == files
 
-    # a retried invocation from seq 30 writes fewer files: the rest are forgotten first
-    job_store.forget_files_from(job.job_id, 2, 30)
-    job_store.put_files(job.job_id, 2, 30, files[30:40], expires_at=job.expires_at)
-    assert list(job_store.files(job.job_id)) == files[:40]
+
+
+def _packaged(job_store: JobStore, job_id: str) -> list[StagedFile]:
+    _, _, files = job_store.for_packaging(job_id)
+    return list(files())
+
+
+def test_records_a_failed_attempt_left_are_not_packaged(
+        job_store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retried invocation rewrites its records from the same seq without deleting what the
+    failed attempt wrote: the finalizer keeps each shard's chain up to the seq its row ends
+    with, whatever the failed attempt's items were."""
+    job = job_store.create(USER, ExportState(request=ExportRequest()))
+    monkeypatch.setattr(store_module, "FILE_RECORDS_BYTES", 1000)  # ~3 records an item
+    files = [_staged(n) for n in range(100)]
+    retried = [_staged(1000 + n) for n in range(14)]
+
+    def invocation(first: int, staged: list[StagedFile]) -> None:
+        job_store.put_files(job.job_id, 2, first, staged, expires_at=job.expires_at,
+                            shard_states={2: {"sessions": 1, "messages": 1, "bytes": 1,
+                                              "seq": first + len(staged)}})
+
+    invocation(0, files[:30])  # the first invocation: seq 0-29
+    # an attempt of the second wrote 70 files (items of 3: 30, 33, ... 96), then failed; its
+    # retry writes 14 different ones, in items of 3 as well (30, 33, ..., 42)
+    job_store.put_files(job.job_id, 2, 30, files[30:], expires_at=job.expires_at)
+    invocation(30, retried)
+    assert len(list(job_store.files(job.job_id))) > 44  # the failed attempt's are still there
+    assert _packaged(job_store, job.job_id) == files[:30] + retried
+
+    # records with the ends of their chain missing are refused, not packaged short
+    job_store.put_shard(job.job_id, 2, {"sessions": 1, "messages": 1, "bytes": 1, "seq": 200},
+                        expires_at=job.expires_at)
+    with pytest.raises(RuntimeError, match="file records of shard 2"):
+        _packaged(job_store, job.job_id)
+
+
+def test_the_finalizer_reads_job_shards_and_records_in_one_query(job_store: JobStore) -> None:
+    job = job_store.create(USER, ExportState(request=ExportRequest()))
+    for shard in (0, 1):
+        files = [_staged(shard * 10 + n) for n in range(600)]
+        job_store.put_files(job.job_id, shard, 0, files, expires_at=job.expires_at,
+                            shard_states={shard: {"sessions": 1, "messages": 2, "bytes": 3,
+                                                  "seq": 600}})
+    seen = _operations(job_store)
+    read, shards, files_in_order = job_store.for_packaging(job.job_id)
+    first, second = list(files_in_order()), list(files_in_order())  # two passes
+    assert seen == ["Query"]
+    assert read == job_store.require(job.job_id)
+    assert [s["seq"] for s in shards] == [600, 600]
+    assert first == second == [_staged(n) for n in range(600)] + [
+        _staged(10 + n) for n in range(600)]
 
 
 def test_file_records_of_one_an_item_still_read(job_store: JobStore) -> None:

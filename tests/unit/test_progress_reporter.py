@@ -60,6 +60,8 @@ def _reporter(store: JobStore, clock: Clock, **counts: int) -> tuple[ShardReport
 def test_the_loop_pays_nothing_until_a_flush_is_due(connections: FakeConnections) -> None:
     store, clock = JobStore(), Clock()
     reporter, written = _reporter(store, clock)
+    # another shard, whose worker reads this shard's row
+    store.put_shard(reporter.job.job_id, 2, {"sessions": 0, "messages": 0, "bytes": 0})
     calls = _calls()
     for done in range(1, 200):
         written[0] += 100
@@ -71,7 +73,7 @@ def test_the_loop_pays_nothing_until_a_flush_is_due(connections: FakeConnections
     clock.now += FLUSH_INTERVAL_MS / 2000  # the first flush comes half an interval in
     reporter.heartbeat()
     assert reporter.flushes == 1
-    # shard row (no read first), one query for the job and its shards, one write for the
+    # one query for the job and its shards, the shard row (no read first), one write for the
     # progress that is also the throttle's claim, then the subscribers
     assert calls == Counter({"PutItem": 1, "Query": 2, "UpdateItem": 1}), calls
     (frame,) = connections.frames["a="]
@@ -80,7 +82,7 @@ def test_the_loop_pays_nothing_until_a_flush_is_due(connections: FakeConnections
                                  "percentage": 90.0, "bytes": 19_900}
     job = store.require(reporter.job.job_id)
     assert (job.progress.current, job.progress.bytes) == (9, 19_900)
-    (shard,) = store.shards(job.job_id)
+    shard, _ = store.shards(job.job_id)
     assert (shard["sessions"], shard["messages"], shard["bytes"]) == (9, 199, 19_900)
 
     # at most once a second after that, however often the loop calls
@@ -109,7 +111,16 @@ def test_the_last_report_is_always_written_with_the_shards_totals(
     reporter, written = _reporter(store, clock, sessions=3, messages=30, bytes=1000)
     written[0] = 500
     store.put_shard(reporter.job.job_id, 2, {"sessions": 4, "messages": 40, "bytes": 4000})
-    job = reporter.close(sessions=5, messages=50, bytes_total=1500)  # not due: written anyway
+    job_id = reporter.job.job_id
+    stored: list[dict[str, Any]] = []
+
+    def put(state: Any) -> None:
+        stored.append(dict(state))
+        store.put_shard(job_id, 1, state)
+
+    job = reporter.close(sessions=5, messages=50, bytes_total=1500,  # not due: written anyway
+                         seq=12, store=put)
+    assert stored == [{"sessions": 5, "messages": 50, "bytes": 1500, "seq": 12}]
     assert reporter.flushes == 1
     shards = {int(s["sk"].split("#")[1]): s for s in store.shards(job.job_id)}
     assert (shards[1]["sessions"], shards[1]["bytes"]) == (5, 1500)
@@ -127,7 +138,41 @@ def test_a_flush_right_after_an_event_records_without_trying_to_claim(
     reporter.flush()
     assert len(connections.frames["a="]) == 1
     calls = _calls()
-    reporter.close(sessions=2, messages=20, bytes_total=99)
+    job_id, expires_at = reporter.job.job_id, reporter.job.expires_at
+    reporter.close(sessions=2, messages=20, bytes_total=99, seq=3,
+                   store=lambda state: store.put_shard(job_id, 1, state, expires_at=expires_at))
     assert calls == Counter({"PutItem": 1, "Query": 1, "UpdateItem": 1}), calls
     assert len(connections.frames["a="]) == 1
     assert store.require(reporter.job.job_id).progress.current == 2
+
+
+def test_a_cancel_seen_by_the_last_report_stores_nothing(connections: FakeConnections) -> None:
+    """close reads the job before `store` runs: a cancelled job's invocation writes no shard
+    row and no file records, and sends no event."""
+    store, clock = JobStore(), Clock()
+    reporter, _ = _reporter(store, clock)
+    store.cancel(reporter.job.job_id)
+    stored: list[Any] = []
+    with pytest.raises(JobCancelled):
+        reporter.close(sessions=2, messages=20, bytes_total=99, seq=3, store=stored.append)
+    assert stored == []
+    assert store.shards(reporter.job.job_id) == []
+    assert "a=" not in connections.frames
+
+
+def test_a_one_shard_jobs_flush_leaves_the_shard_row_to_the_last_report(
+        connections: FakeConnections) -> None:
+    """No other worker sums this shard's row (the plan's shard 0 has no worker): the flush
+    reads and publishes, and the row is written once, by `close`, with the file records."""
+    store, clock = JobStore(), Clock()
+    reporter, written = _reporter(store, clock)
+    job_id = reporter.job.job_id
+    store.put_shard(job_id, 0, {"sessions": 0, "messages": 0, "bytes": 0, "seq": 1})
+    calls = _calls()
+    written[0] = 700
+    reporter.session_written(sessions=4, messages=40)
+    clock.now += FLUSH_INTERVAL_MS / 1000
+    reporter.heartbeat()
+    assert calls == Counter({"Query": 2, "UpdateItem": 1}), calls
+    assert connections.frames["a="][-1]["progress"]["current"] == 4
+    assert [s["sk"] for s in store.shards(job_id)] == ["SHARD#00000"]

@@ -4,11 +4,13 @@ package is downloaded and checked against the database, read independently with 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import subprocess
 import time
 import zipfile
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -21,9 +23,12 @@ from bson.decimal128 import Decimal128
 from dataport.errors import DatabaseRefused
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
 from dataport.packaging.verify import verify_package
+from dataport.progress.reporter import ShardReporter
+from dataport.progress.throttle import Cadence
 from dataport.settings import get_settings
 from dataport.source.collections import message_collections
 from dataport.source.mongo import connect
+from dataport.workflows import export as export_tasks
 from dataport.workflows.export import write_session
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
@@ -367,3 +372,59 @@ def test_cancelling_a_sharded_export_stops_every_shard(
     assert items["total"] >= 2
     assert items["succeeded"] < items["total"]
     assert bucket_leftovers(api.stack, job_id) == {"objects": [], "uploads": []}
+
+
+class _Unhurried(Cadence):
+    """The plan's and finalizer's cadence, never due after its first try: the events that only
+    a slow plan or assembly sends stay out of the count below."""
+
+    def __init__(self, interval_ms: int = 3_600_000) -> None:
+        super().__init__(interval_ms)
+
+
+def _dynamodb_calls(stack: LocalStack) -> dict[str, Counter[str]]:
+    """DynamoDB operations per export task, as the local runtime recorded them (botocore's
+    `_make_api_call` on the real clients, against moto)."""
+    calls: dict[str, Counter[str]] = defaultdict(Counter)
+    for call in stack.runtime.calls:
+        if call.service == "dynamodb" and call.logical_id.startswith("Export"):
+            calls[call.logical_id][call.operation] += 1
+    return calls
+
+
+def test_the_control_plane_is_a_few_calls_per_invocation_whatever_the_size(
+        api: Api, owned: Owned, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB calls per task of a one-shard export, for one project's sessions and for all
+    of them: the same few calls each time, none per session, message or file (jsonl: a file
+    per session). With the once-a-second flushes and the slow-phase events out of the way
+    (they depend on time, not on data):
+
+    plan      take the job (UpdateItem), the projects file's records and the shard rows
+              (BatchWriteItem), counts + `exporting` + the event's seq (UpdateItem), its
+              subscribers (Query)
+    worker    the job (GetItem), job + shards = the cancel check (Query), file records +
+              shard row (BatchWriteItem), progress + claim (UpdateItem), subscribers when the
+              claim was granted (Query)
+    finalize  job, shards and file records (Query), succeeded + the terminal seq
+              (UpdateItem), subscribers (Query)"""
+    monkeypatch.setattr(export_tasks, "ShardReporter",
+                        functools.partial(ShardReporter, interval_ms=3_600_000))
+    monkeypatch.setattr(export_tasks, "Cadence", _Unhurried)
+    project = str(owned.projects[0]["_id"])
+    counted: list[dict[str, Counter[str]]] = []
+    for filters in ({"projectIds": [project]}, {}):
+        api.stack.runtime.reset()
+        api.export(tmp_path, {"format": "jsonl", "filters": filters})
+        counted.append(_dynamodb_calls(api.stack))
+    small, large = counted
+    worker = "ExportWorkerFunction"
+    assert small["ExportPlanFunction"] == large["ExportPlanFunction"] == Counter(
+        {"UpdateItem": 2, "BatchWriteItem": 1, "Query": 1})
+    assert small["ExportFinalizeFunction"] == large["ExportFinalizeFunction"] == Counter(
+        {"Query": 2, "UpdateItem": 1})
+    base = Counter({"GetItem": 1, "Query": 1, "BatchWriteItem": 1, "UpdateItem": 1})
+    for calls in (small[worker], large[worker]):
+        # the subscribers' Query only when the worker's event was not throttled
+        assert calls in (base, base + Counter({"Query": 1})), calls
+    assert len(owned.sessions) > 2 * len({s["sessionId"] for s in owned.sessions.values()
+                                          if str(s["projectId"]) == project})

@@ -51,7 +51,7 @@ def start_export(user_id: str, request: ExportRequest, idempotency_key: str | No
     command = StartCommand[ExportRequest](user_id=user_id, idempotency_key=idempotency_key,
                                           request=request)
     started = start_once(_start, command, lambda_context)
-    return JobStore().get(started.job_id, user_id), started.rate
+    return started.job or JobStore().get(started.job_id, user_id), started.rate
 
 
 def _start(*, command: StartCommand[ExportRequest]) -> Started:
@@ -76,7 +76,7 @@ def _start(*, command: StartCommand[ExportRequest]) -> Started:
     if execution_arn is not None:  # None: started already (a new job id: never)
         store.record_execution(job.job_id, execution_arn)
     logger.info("export started", extra={"job_id": job.job_id})
-    return Started(job_id=job.job_id, rate=rate)
+    return Started(job_id=job.job_id, rate=rate, job=job)
 
 
 def get_export(user_id: str, job_id: str) -> Job:
@@ -104,8 +104,10 @@ def cancel_or_delete(user_id: str, job_id: str) -> Job:
     return store.delete(job_id)
 
 
-def download_location(user_id: str, job_id: str) -> str:
-    """A presigned GET valid for minutes. The URL is a credential: never log it."""
+def download_location(user_id: str, job_id: str, now: datetime | None = None) -> str:
+    """A presigned GET valid for minutes, while the package is kept (PackageRetentionDays
+    after the export finished; `now`: the request's time). The URL is a credential: never log
+    it."""
     job = _export(JobStore().get(job_id, user_id))
     if job.status is JobStatus.DELETED:
         raise Gone("This export was deleted; start a new export to download your data.")
@@ -113,7 +115,7 @@ def download_location(user_id: str, job_id: str) -> str:
     if job.status is not JobStatus.SUCCEEDED or package is None:
         raise NotFound(f"Export {job_id} has no package to download yet (status: "
                        f"{job.status.value}).", details={"status": job.status.value})
-    if package.expires_at <= datetime.now(UTC):
+    if package.expires_at <= (now or datetime.now(UTC)):
         raise Gone("This export's package has expired; start a new export to download it.")
     return presigned_download(packages_bucket(), package).url
 

@@ -25,11 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from dataport.jobs.idempotency import persistence_layer
 from dataport.jobs.rate_limit import RateLimitState
+from dataport.models.backups import BackupRequest
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate
+from dataport.models.jobs import Job
 
 #: the requests that start a job
-RequestT = TypeVar("RequestT", ExportRequest, ImportCreate)
+RequestT = TypeVar("RequestT", ExportRequest, ImportCreate, BackupRequest)
 
 
 class StartCommand(BaseModel, Generic[RequestT]):
@@ -56,6 +58,9 @@ class Started(BaseModel):
 
     job_id: str = Field(alias="jobId")
     rate: RateLimitState | None = None
+    #: the job as the start recorded it (None on a replay, which reads it): what the answer
+    #: shows, without reading back a row the workflow may already have moved on
+    job: Job | None = None
 
     @model_serializer
     def stored(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import smart_open
 from botocore.exceptions import ClientError
@@ -66,8 +66,10 @@ class PackagesBucket:
         """Idempotent: a missing object is deleted already."""
         self._s3.delete_object(Bucket=self.name, Key=key)
 
-    def put(self, key: str, body: bytes, options: Mapping[str, Any]) -> None:
-        self._s3.put_object(Bucket=self.name, Key=key, Body=body, **options)
+    def put(self, key: str, body: bytes | bytearray, options: Mapping[str, Any]) -> None:
+        # botocore takes a bytearray Body as it is (its blob type is any bytes-like); the stubs
+        # only name bytes, and a copy to please them would double a large body in memory
+        self._s3.put_object(Bucket=self.name, Key=key, Body=cast(bytes, body), **options)
 
     def read_range(self, key: str, start: int, stop: int) -> bytes:
         """Bytes [start, stop) of the object."""
@@ -110,11 +112,10 @@ class PackagesBucket:
                                             transport_params={"client": self._s3})
         return stream
 
-    def open_write(self, key: str) -> IO[bytes]:
-        """A streamed write (smart_open multipart): memory stays at one part."""
-        stream: IO[bytes] = smart_open.open(self._uri(key), "wb", transport_params={
-            "client": self._s3, "min_part_size": STREAM_PART_SIZE})
-        return stream
+    def open_write(self, key: str, part_size: int = STREAM_PART_SIZE) -> ObjectWriter:
+        """A streamed write: one PutObject when it fits in one part, else a multipart upload
+        (memory stays at one part)."""
+        return ObjectWriter(self, key, part_size)
 
     def multipart_writer(self, key: str, part_size: int) -> MultipartWriter:
         """What smart_open.open(..., "wb") builds, with its type (and so `terminate()`, which
@@ -148,6 +149,17 @@ class PackagesBucket:
         self._s3.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
 
     # ------------------------------------------------------------------ prefixes
+
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete these objects (at most 1,000) in one DeleteObjects; idempotent: a missing
+        object is deleted already."""
+        if not keys:
+            return
+        result = self._s3.delete_objects(Bucket=self.name, Delete={
+            "Objects": [{"Key": key} for key in keys], "Quiet": True})
+        if errors := result.get("Errors"):
+            raise TransientError(f"could not delete {len(errors)} objects",
+                                 details={"first": errors[0].get("Message", "")})
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under `prefix` (one DeleteObjects per listed page of <= 1000
@@ -203,6 +215,12 @@ class PackagesBucket:
         head = self._s3.head_object(Bucket=self.name, Key=target, IfMatch=etag)
         return UploadPin(key=target, etag=etag, bytes=head["ContentLength"])
 
+    def pin_written(self, key: str) -> UploadPin:
+        """Pin an object this deployment just wrote (at a key no upload form can write): its
+        ETag and size, for reads with If-Match."""
+        head = self._s3.head_object(Bucket=self.name, Key=key)
+        return UploadPin(key=key, etag=head["ETag"], bytes=head["ContentLength"])
+
     def open_pinned(self, pin: UploadPin,
                     on_read: Callable[[int, memoryview], None] | None = None) -> IO[bytes]:
         """A seekable stream over a pinned object; every GET it makes requires the pinned ETag
@@ -239,6 +257,64 @@ class PackagesBucket:
 
     def _uri(self, key: str) -> str:
         return f"s3://{self.name}/{key}"
+
+
+class ObjectWriter:
+    """A streamed write of one object. It stays in memory while it fits in one part, so a
+    small object is one PutObject when it is closed (a multipart upload would be three calls);
+    past one part it becomes a smart-open multipart upload, memory staying at one part.
+    Leaving its `with` by an exception, or `terminate()`, aborts it: nothing is left."""
+
+    def __init__(self, bucket: PackagesBucket, key: str, part_size: int) -> None:
+        self.key = key
+        self._bucket = bucket
+        self._part_size = part_size
+        self._buffer = bytearray()
+        self._upload: MultipartWriter | None = None
+        self.closed = False
+
+    def write(self, data: bytes | bytearray) -> int:
+        if self._upload is not None:
+            self._upload.write(data)
+        else:
+            self._buffer += data
+            if len(self._buffer) > self._part_size:
+                self._upload = self._bucket.multipart_writer(self.key, self._part_size)
+                self._upload.write(self._buffer)
+                self._buffer = bytearray()
+        return len(data)
+
+    def flush(self) -> None:
+        """(Parts go out as they fill; what is left goes with `close`.)"""
+
+    def close(self) -> None:
+        """Store the object (an empty one too)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._upload is not None:
+            self._upload.close()
+        else:
+            self._bucket.put(self.key, bytes(self._buffer), {})
+        self._buffer = bytearray()
+
+    def terminate(self) -> None:
+        """Abort: the multipart upload if one was started; nothing else was written."""
+        if self.closed:
+            return
+        self.closed = True
+        self._buffer = bytearray()
+        if self._upload is not None:
+            self._upload.terminate()
+
+    def __enter__(self) -> ObjectWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.terminate()
 
 
 def packages_bucket() -> PackagesBucket:

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from bson import ObjectId
@@ -45,7 +47,7 @@ from dataport.models.imports import (
 )
 from dataport.models.records import ImportRecord, RecordKind
 from dataport.source.collections import SESSIONS
-from dataport.source.conflicts import Identity, StoredSession, UserData
+from dataport.source.conflicts import LOOKUP_BATCH, Identity, StoredSession, UserData
 from dataport.source.identity import SessionIds
 from dataport.source.mongo import Document
 from dataport.source.staging import DONE, LIGHT, PENDING, WRITING, NotGrouped, Staging
@@ -61,6 +63,63 @@ class _Session:
     entry: ObjectId  # its staging index entry
     journalled: bool = False  # its stored document is in an earlier batch's journal
     complete: bool = False  # all its messages are planned: its document goes out with the batch
+
+
+@dataclass
+class _Journal:
+    """A batch's journal entry: its sessions the user has, and which pre-images to save."""
+
+    key: str
+    sessions: list[dict[str, Any]]
+    preimage_ids: dict[str, list[ObjectId]]
+    sessions_before: list[tuple[str, Document]]  # stored session documents, first batch only
+
+
+@dataclass
+class _Write:
+    """A batch's writes, decided (Executor._prepared) and waiting for the writes thread."""
+
+    journal: _Journal | None
+    writing: list[tuple[ObjectId, dict[str, Any]]]
+    ops: dict[str, list[WriteOp]]
+    documents: list[WriteOp]
+
+
+class _Writes:
+    """Batches written in order, one at a time, in a thread of their own: while one batch waits
+    on MongoDB (and S3, for a journal), the next is read, checked and planned. At most one
+    batch is in flight (memory: two batches), `submit` and `wait` raise what a write raised,
+    and `close` leaves no write running (a Lambda must not return, or fail, with one: the next
+    task would undo what it still writes)."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+
+    def submit(self, write: Callable[[], None]) -> None:
+        self.wait()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writes")
+        self._pending = self._pool.submit(write)
+
+    def wait(self) -> None:
+        """Until the batch in flight is written; raises what its write raised."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def settle(self) -> None:
+        """Until the batch in flight has ended, whatever it raised (another error is being
+        reported)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            wait([pending])
+
+    def close(self) -> None:
+        self.settle()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 @dataclass
@@ -90,13 +149,25 @@ class Executor:
         self.upload_projects = staging.projects()
         self.batches = 0
         self._batch = _Batch()
+        self._writer = _Writes()
 
     def run(self, keep_going: Callable[[], bool], after: str | None,
             upload: Callable[[], Iterator[ImportRecord]] | None = None
             ) -> tuple[str | None, bool]:
         """Sessions after `after` until all are done (True) or `keep_going` says stop between
         two sessions (False); returns the last session done and whether all are. `upload`
-        reads the upload again (the light sessions' messages)."""
+        reads the upload again (the light sessions' messages). Every batch is written when it
+        returns or raises (no write left running: see _Writes)."""
+        try:
+            return self._run(keep_going, after, upload)
+        except BaseException:
+            self._writer.settle()  # the first error is the one to report
+            raise
+        finally:
+            self._writer.close()
+
+    def _run(self, keep_going: Callable[[], bool], after: str | None,
+             upload: Callable[[], Iterator[ImportRecord]] | None) -> tuple[str | None, bool]:
         if not self.dry_run:
             self.target.ensure_indexes()
         if not self._stream(keep_going, upload, after):
@@ -109,8 +180,10 @@ class Executor:
             last = entry["s"]
             if not keep_going():
                 self.flush()
+                self._writer.wait()
                 return last, False
         self.flush()
+        self._writer.wait()
         return last, True
 
     def _with_stored(self, entries: Iterable[Document], chunk: int = 200
@@ -173,8 +246,10 @@ class Executor:
                              arrival=ahead.take(session_id))
                 if not keep_going():
                     self.flush()
+                    self._writer.wait()
                     return False
         self.flush()
+        self._writer.wait()  # the second pass leaves out what this one marked done
         if fresh or taken:  # the pinned upload is the staged one: this cannot be
             raise RuntimeError(f"sessions staged but not in the upload: {sorted(fresh)[:3]}")
         return True
@@ -284,59 +359,81 @@ class Executor:
     # ------------------------------------------------------------------------ one batch
 
     def flush(self) -> None:
+        """The open batch to the writes thread (_Writes); a large session continues in the
+        next batch."""
         batch, self._batch = self._batch, _Batch()
-        if not self.dry_run and batch.sessions:
-            self._write(batch)
+        write = self._prepared(batch) if not self.dry_run and batch.sessions else None
         field_name = "dry" if self.dry_run else "res"
-        self.staging.update_each(
-            (entry, {field_name: result.wire(), **({} if self.dry_run else {"st": DONE})})
-            for entry, result in batch.results)
-        for session in batch.sessions.values():  # a large session continues in the next batch
+        results = [(entry, {field_name: result.wire(), **({} if self.dry_run else {"st": DONE})})
+                   for entry, result in batch.results]
+        for session in batch.sessions.values():
             if not session.complete:
                 session.journalled = True
                 self._batch.sessions[session.plan.session_id] = session
+        self._writer.submit(partial(self._apply, write, results))
 
-    def _write(self, batch: _Batch) -> None:
+    def _prepared(self, batch: _Batch) -> _Write:
+        """Everything the batch's writes need, decided here (in the thread that plans) so that
+        the next batch can be planned while these are written."""
         sessions = list(batch.sessions.values())
         self.batches += 1
         # the journal holds what the writes change: sessions the user has (replace, merge);
         # new sessions' writes are undone by the job's tag alone
         stored = [s for s in sessions if s.plan.stored is not None]
+        journal: _Journal | None = None
         if stored or any(batch.preimage_ids.values()):
-            preimages = list(self.target.fetch(batch.preimage_ids))
-            preimages.extend((SESSIONS, s.plan.stored) for s in stored
-                             if s.plan.stored is not None and not s.journalled)
-            key = storage.journal_key(self.job_id, self.run_id, self.batches)
-            storage.write_journal(self.bucket, key, [
-                {"s": s.plan.stored_id, "i": s.plan.session_id, "a": s.plan.mode.value}
-                for s in stored], preimages)
-        self.staging.update_each((s.entry, {"st": WRITING, "jr": self.run_id,
-                                            "ss": s.plan.stored_id})
-                                 for s in sessions if not s.journalled)
-        self.target.bulk_write(batch.ops)
+            journal = _Journal(
+                key=storage.journal_key(self.job_id, self.run_id, self.batches),
+                sessions=[{"s": s.plan.stored_id, "i": s.plan.session_id,
+                           "a": s.plan.mode.value} for s in stored],
+                preimage_ids=batch.preimage_ids,
+                sessions_before=[(SESSIONS, s.plan.stored) for s in stored
+                                 if s.plan.stored is not None and not s.journalled])
         documents: list[WriteOp] = []
-        for session in sessions:
-            if not session.complete:
-                continue
+        complete = [session for session in sessions if session.complete]
+        self._create_projects(complete)
+        for session in complete:
             doc = session.plan.session_document(project_id=self._project_for(session),
                                                 job_id=self.job_id, now=self.now)
             documents.append(InsertOne(doc) if session.plan.stored is None
                              else ReplaceOne({"_id": doc["_id"]}, doc))
-        self.target.bulk_write({SESSIONS: documents})
+        return _Write(journal=journal,
+                      writing=[(s.entry, {"st": WRITING, "jr": self.run_id,
+                                          "ss": s.plan.stored_id})
+                               for s in sessions if not s.journalled],
+                      ops=batch.ops, documents=documents)
+
+    def _apply(self, write: _Write | None,
+               results: list[tuple[ObjectId, dict[str, Any]]]) -> None:
+        """One batch's writes, in the order source.writes explains: journal, sessions marked
+        writing, messages, the documents of the sessions complete, their results (done)."""
+        if write is not None:
+            if write.journal is not None:
+                journal = write.journal
+                preimages = list(self.target.fetch(journal.preimage_ids))
+                preimages.extend(journal.sessions_before)
+                storage.write_journal(self.bucket, journal.key, journal.sessions, preimages)
+            self.staging.update_each(write.writing)
+            self.target.bulk_write(write.ops)
+            self.target.bulk_write({SESSIONS: write.documents})
+        self.staging.update_each(results)
 
     def _project_for(self, session: _Session) -> ObjectId:
         """Merge keeps the stored session's project; insert and replace use the upload's,
-        matched by path among the user's projects and created when missing."""
+        matched by path among the user's projects (created by _create_projects)."""
         plan = session.plan
         if plan.stored is not None and plan.mode is SessionAction.MERGE:
             return ObjectId(plan.stored["projectId"])
-        project = self.projects.get(session.project_path)
-        if project is None:
-            project = self.target.create_project(
-                ObjectId(self.user_id), session.project_path,
-                self.upload_projects.get(session.project_path, {}), self.job_id, self.now)
-            self.projects[session.project_path] = project
-        return ObjectId(project)
+        return ObjectId(self.projects[session.project_path])
+
+    def _create_projects(self, sessions: list[_Session]) -> None:
+        """The projects these sessions go to that the user lacks, created in one write."""
+        missing = {s.project_path: self.upload_projects.get(s.project_path, {})
+                   for s in sessions if s.project_path not in self.projects
+                   and not (s.plan.stored is not None and s.plan.mode is SessionAction.MERGE)}
+        if missing:
+            self.projects.update(self.target.create_projects(
+                ObjectId(self.user_id), missing, self.job_id, self.now))
 
 
 class IncomingSession:
@@ -386,13 +483,19 @@ def arriving(staging: Staging, user: UserData,
     def uuids_of(items: Iterable[tuple[Document, StoredSession]]
                  ) -> Iterator[tuple[tuple[Document, list[str] | None], StoredSession,
                                      list[str] | None]]:
-        for entry, stored in items:
-            if wanted is not None and not wanted(entry, stored):
-                yield (entry, None), stored, None
-                continue
-            uuids = list(staging.message_uuids(stored.session_id,
-                                               light=bool(entry.get(LIGHT))))
-            yield (entry, uuids), stored, uuids
+        for group in _by_messages(items, LOOKUP_BATCH):
+            needed = [wanted is None or wanted(entry, stored) for entry, stored in group]
+            # light sessions' uuids: one query for the group, not one per session
+            light = staging.light_uuids([stored.session_id for (entry, stored), need
+                                         in zip(group, needed, strict=True)
+                                         if need and entry.get(LIGHT)])
+            for (entry, stored), need in zip(group, needed, strict=True):
+                if not need:
+                    yield (entry, None), stored, None
+                    continue
+                uuids = (light[stored.session_id] if entry.get(LIGHT)
+                         else list(staging.message_uuids(stored.session_id)))
+                yield (entry, uuids), stored, uuids
 
     for (entry, uuids), stored, identity in user.identify_each(uuids_of(sessions)):
         if uuids is None or identity is None:
@@ -401,6 +504,22 @@ def arriving(staging: Staging, user: UserData,
         yield entry, stored, IncomingSession(staging, user, stored,
                                              light=bool(entry.get(LIGHT)),
                                              identity=(identity, uuids))
+
+
+def _by_messages(items: Iterable[tuple[Document, StoredSession]], messages: int
+                 ) -> Iterator[list[tuple[Document, StoredSession]]]:
+    """Consecutive index entries in groups holding about `messages` messages (their counts,
+    `m`): what one look-up of held uuids takes (memory: one group's uuids)."""
+    group: list[tuple[Document, StoredSession]] = []
+    count = 0
+    for item in items:
+        group.append(item)
+        count += int(item[0].get("m", 0))
+        if count >= messages:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group
 
 
 class _Ahead:

@@ -4,6 +4,9 @@ expires them with the job's history):
     upload                     the file, as the presigned POST put it (deleted once pinned)
     validated                  the upload pinned by the validation: a server-side copy at a key
                                no upload form can write, read only with If-Match on its ETag
+    checked                    the records validation checked (deflated BSON, imports.checked),
+                               which the execution reads instead of parsing the upload again;
+                               pinned the same way
     journal/<run>/<nnnnn>.jsonl.gz
                                one per write batch, written before the batch: its sessions, then
                                the pre-image of every stored document it changes or deletes
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -27,6 +31,7 @@ from typing import IO, Any
 from bson import json_util
 
 from dataport.bucket import InvalidRange, ObjectMissing, PackagesBucket
+from dataport.bucket.s3 import ObjectWriter
 from dataport.errors import Conflict, InvalidRequest
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS, canonical_json
 from dataport.models.jobs import UploadPin
@@ -45,6 +50,10 @@ def upload_key(job_id: str) -> str:
 
 def validated_key(job_id: str) -> str:
     return f"{prefix(job_id)}validated"
+
+
+def checked_key(job_id: str) -> str:
+    return f"{prefix(job_id)}checked"
 
 
 def journal_prefix(job_id: str) -> str:
@@ -85,10 +94,10 @@ def open_pinned(bucket: PackagesBucket, pin: UploadPin,
 
 
 def delete_upload(bucket: PackagesBucket, job_id: str) -> None:
-    """The upload and its pinned copy (idempotent: either may be missing). A file POSTed
-    through the form after the pin lands at `upload` again: never read, deleted here."""
-    for key in (upload_key(job_id), validated_key(job_id)):
-        bucket.delete(key)
+    """The upload, its pinned copy and the records validation checked (idempotent: any may be
+    missing). A file POSTed through the form after the pin lands at `upload` again: never
+    read, deleted here."""
+    bucket.delete_keys([upload_key(job_id), validated_key(job_id), checked_key(job_id)])
 
 
 # ------------------------------------------------------------------------------ the journal
@@ -99,7 +108,8 @@ def write_journal(bucket: PackagesBucket, key: str, sessions: list[dict[str, Any
     """One batch's entry (streamed and gzipped: a batch of large documents stays small in
     memory). Returns the number of pre-images saved."""
     saved = 0
-    with bucket.open_write(key) as out:
+    with bucket.open_write(key) as raw, gzip.GzipFile(fileobj=raw, mode="wb",
+                                                      compresslevel=6) as out:
         out.write(json.dumps({"sessions": sessions}).encode() + b"\n")
         for collection, doc in preimages:
             out.write(canonical_json({"c": collection, "d": doc}) + b"\n")
@@ -131,7 +141,7 @@ def journal_keys(bucket: PackagesBucket, job_id: str, run: str | None = None) ->
 
 
 @contextmanager
-def listing_writer(bucket: PackagesBucket, job_id: str, name: str) -> Iterator[IO[bytes]]:
+def listing_writer(bucket: PackagesBucket, job_id: str, name: str) -> Iterator[ObjectWriter]:
     with bucket.open_write(listing_key(job_id, name)) as out:
         yield out
 

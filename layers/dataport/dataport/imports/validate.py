@@ -369,10 +369,12 @@ def record_problems(record: ImportRecord) -> list[Issue]:
 
 
 class Checker:
-    """The per-record checks and what the report counts, for one pass."""
+    """The per-record checks and what the report counts, for one pass. `warnings=False` leaves
+    out the checks that can only warn (a pass that refuses errors only: recheck)."""
 
-    def __init__(self, collector: Collector) -> None:
+    def __init__(self, collector: Collector, *, warnings: bool = True) -> None:
         self.collector = collector
+        self.warnings = warnings
         self.counts = dict.fromkeys(RecordKind, 0)
         self.projects: set[object] = set()
         self.sessions = SeenSet()
@@ -420,7 +422,8 @@ class Checker:
                          "not hold", field="sessionId")
         if ok:
             _widen(self.message_range, doc.get("timestamp"))
-            if (isinstance(doc.get("contentHash"), str) and derived_ref(uuid) is None
+            if (self.warnings and isinstance(doc.get("contentHash"), str)
+                    and derived_ref(uuid) is None
                     and doc["contentHash"] != hash_of(doc)):
                 self._report(record, IssueCode.CONTENT_HASH_MISMATCH,
                              "contentHash is not the SHA-256 of {uuid, type, timestamp, "
@@ -539,7 +542,7 @@ def recheck(records: Iterable[ImportRecord]) -> Iterator[ImportRecord]:
     (staging): defence in depth behind the pinned upload, and cheap. The first error raises
     RecordRefused and nothing after it is yielded."""
     collector = Collector()
-    checker = Checker(collector)
+    checker = Checker(collector, warnings=False)  # a warning does not stop a record
     try:
         for record in records:
             checker.check(record)

@@ -30,8 +30,13 @@ def shard_sk(shard: int) -> str:
     return f"{SHARD_PREFIX}{shard:05d}"
 
 
+FILE_PREFIX = "FILE#"
+#: the export's shard 0 holds what the plan writes (projects), so it comes first in the package
+PLAN_SHARD = 0
+
+
 def file_sk(shard: int, seq: int) -> str:
-    return f"FILE#{shard:05d}#{seq:06d}"
+    return f"{FILE_PREFIX}{shard:05d}#{seq:06d}"
 
 
 def rate_pk(user_id: str, kind: str) -> str:

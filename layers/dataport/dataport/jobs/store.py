@@ -16,14 +16,11 @@ TTL'd items up to two days late.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from enum import StrEnum
 from functools import cache
 from typing import Any
@@ -32,9 +29,17 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, TypeAdapter
 
 from dataport import aws
-from dataport.errors import Conflict, InvalidRequest, JobCancelled, NotFound, TransientError
+from dataport.errors import Conflict, JobCancelled, NotFound, TransientError
 from dataport.jobs import keys
-from dataport.jobs.dynamo import from_item, is_conditional_failure, to_item, to_value
+from dataport.jobs.dynamo import (
+    decode_page_token,
+    encode_page_token,
+    from_item,
+    is_conditional_failure,
+    plain,
+    to_item,
+)
+from dataport.models.backups import BackupCounts, BackupRequest
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate, ImportDecision, ImportOutcome, ValidationReport
 from dataport.models.jobs import (
@@ -117,13 +122,16 @@ TRANSITIONS: Mapping[JobKind, Mapping[Change, frozenset[JobStatus]]] = {
         Change.BEGIN_ROLLBACK: FINISHED,
         Change.ROLL_BACK: _RUNNING,
     },
-    # backups and restores: filled in by the backups issue, with their results
+    # a backup runs through the export pipeline; its lasting record is the catalog's
     JobKind.BACKUP: {
         Change.START: frozenset({JobStatus.QUEUED}),
         Change.PROGRESS: _RUNNING,
+        Change.UPDATE: _RUNNING,
+        Change.SUCCEED: _RUNNING,
         Change.FAIL: ACTIVE_STATUSES,
         Change.CANCEL: ACTIVE_STATUSES,
     },
+    # restores: filled in by the restores branch
     JobKind.RESTORE: {
         Change.START: frozenset({JobStatus.QUEUED}),
         Change.PROGRESS: _RUNNING,
@@ -228,7 +236,7 @@ class JobStore:
             "Limit": limit,
         }
         if next_token:
-            query["ExclusiveStartKey"] = _decode_token(next_token, pk)
+            query["ExclusiveStartKey"] = decode_page_token(next_token, "gsi1pk", pk)
         jobs: list[Job] = []
         # A filter applies after Limit, so keep reading until the page is full or ends.
         while True:
@@ -239,7 +247,7 @@ class JobStore:
                 break
             query["ExclusiveStartKey"] = last
             query["Limit"] = limit - len(jobs)
-        return jobs, (_encode_token(last) if last else None)
+        return jobs, (encode_page_token(last) if last else None)
 
     # ------------------------------------------------------------------ named state changes
     # One method per change, each a conditional UpdateItem whose allowed "from" statuses are
@@ -249,6 +257,21 @@ class JobStore:
     def start(self, job_id: str) -> Job:
         """queued -> running: the workflow's first task took the job."""
         return self._change(job_id, Change.START)
+
+    def take(self, job_id: str, progress: Progress | None = None) -> Job:
+        """The job for the workflow's first task: started (queued -> running, with `progress`
+        when given) when it was queued, else as it is (a retried task finds it running
+        already; the caller checks it is). One write in the usual case, instead of a read and
+        then the write."""
+        sets = None if progress is None else {"progress": _storable(Job, "progress", progress)}
+        attributes = self._update(job_id, Change.START, kinds=None, sets=sets, removes=(),
+                                  answer=True)
+        if attributes is None:
+            return self.require(job_id)
+        job = _job_from(attributes)
+        if job.expires_at <= int(utcnow().timestamp()):
+            raise NotFound(f"Job {job_id} does not exist or has expired.")
+        return job
 
     def record_execution(self, job_id: str, execution_arn: str) -> Job:
         """Remember the job's workflow execution. Unconditional on status: the workflow may
@@ -270,24 +293,54 @@ class JobStore:
                      sets={"progress": _storable(Job, "progress", progress)})
 
     def update_export(self, job_id: str, *, counts: Counts,
-                      progress: Progress | None = None) -> Job:
+                      progress: Progress | None = None, claim_at_ms: int | None = None) -> Job:
         """A running export's counts (the plan's projects), and its progress when given (the
-        same write)."""
+        same write). With `claim_at_ms`, the same write also claims the next event seq (the
+        returned job's `progress_seq`, see `claim_progress`): the caller knows no event went
+        out in the last 500 ms, so the throttle's condition is not needed."""
         sets = {"counts": _storable(ExportState, "counts", counts)}
         if progress is not None:
             sets["progress"] = _storable(Job, "progress", progress)
-        return self._change(job_id, Change.UPDATE, kinds={JobKind.EXPORT}, sets=sets)
+        return self._change(job_id, Change.UPDATE, kinds={JobKind.EXPORT}, sets=sets,
+                            claim_at_ms=claim_at_ms)
+
+    def update_backup(self, job_id: str, *, watermark: datetime | None = None,
+                      parent_watermark: datetime | None = None,
+                      counts: BackupCounts | None = None,
+                      progress: Progress | None = None, claim_at_ms: int | None = None) -> Job:
+        """What a running backup's plan learns: the snapshot's watermark (and its parent's),
+        the counts, and its progress when given (the same write; `claim_at_ms` as in
+        `update_export`)."""
+        sets = _state_sets(BackupState, {"watermark": watermark,
+                                         "parent_watermark": parent_watermark,
+                                         "counts": counts})
+        if progress is not None:
+            sets["progress"] = _storable(Job, "progress", progress)
+        return self._change(job_id, Change.UPDATE, kinds={JobKind.BACKUP}, sets=sets,
+                            claim_at_ms=claim_at_ms)
+
+    def succeed_backup(self, job_id: str, *, object_key: str, size: int, counts: BackupCounts,
+                       progress: Progress, claim_at_ms: int | None = None) -> Job:
+        """running -> succeeded with the stored object (`claim_at_ms` as in `succeed_export`)."""
+        return self._change(job_id, Change.SUCCEED, kinds={JobKind.BACKUP}, sets={
+            **_state_sets(BackupState, {"object_key": object_key, "bytes": size,
+                                        "counts": counts}),
+            "progress": _storable(Job, "progress", progress),
+            "finished_at": _storable(Job, "finished_at", utcnow())}, claim_at_ms=claim_at_ms)
 
     def update_import(self, job_id: str, *, upload_pin: UploadPin | None = None,
                       report: ValidationReport | None = None,
+                      checked_pin: UploadPin | None = None, forget_checked: bool = False,
                       dry_run: ImportOutcome | None = None,
                       outcome: ImportOutcome | None = None) -> Job:
-        """What a running import's tasks learn: the pinned upload, the report, the dry run's
-        or the execution's outcome (None: unchanged)."""
-        given = {"upload_pin": upload_pin, "report": report, "dry_run": dry_run,
-                 "outcome": outcome}
+        """What a running import's tasks learn: the pinned upload, the report, the records
+        validation checked (`forget_checked`: there are none, whatever an earlier validation
+        kept), the dry run's or the execution's outcome (None: unchanged)."""
+        given = {"upload_pin": upload_pin, "report": report, "checked_pin": checked_pin,
+                 "dry_run": dry_run, "outcome": outcome}
         return self._change(job_id, Change.UPDATE, kinds={JobKind.IMPORT},
-                            sets=_state_sets(ImportState, given))
+                            sets=_state_sets(ImportState, given),
+                            removes=("checked_pin",) if forget_checked else ())
 
     def await_decision(self, job_id: str, task_token: str) -> Job:
         """running -> awaiting_decision, keeping the task token the decision will answer."""
@@ -306,13 +359,14 @@ class JobStore:
         return self._change(job_id, Change.DECIDE, removes=("task_token",), sets=sets)
 
     def succeed_export(self, job_id: str, *, package: PackageInfo, counts: Counts,
-                       progress: Progress) -> Job:
-        """running -> succeeded with the package."""
+                       progress: Progress, claim_at_ms: int | None = None) -> Job:
+        """running -> succeeded with the package. With `claim_at_ms`, the same write claims the
+        terminal event's seq (the returned job's `progress_seq`; see `claim_terminal`)."""
         return self._change(job_id, Change.SUCCEED, kinds={JobKind.EXPORT}, sets={
             "package": _storable(ExportState, "package", package),
             "counts": _storable(ExportState, "counts", counts),
             "progress": _storable(Job, "progress", progress),
-            "finished_at": _storable(Job, "finished_at", utcnow())})
+            "finished_at": _storable(Job, "finished_at", utcnow())}, claim_at_ms=claim_at_ms)
 
     def succeed_import(self, job_id: str, *, outcome: ImportOutcome, progress: Progress) -> Job:
         """running -> succeeded with what the execution did (it finished when the outcome
@@ -407,19 +461,23 @@ class JobStore:
         return int(answer["Attributes"]["progress_seq"]["N"])
 
     def _change(self, job_id: str, change: Change, *, kinds: Collection[JobKind] | None = None,
-                sets: Mapping[str, Any] | None = None, removes: Iterable[str] = ()) -> Job:
+                sets: Mapping[str, Any] | None = None, removes: Iterable[str] = (),
+                claim_at_ms: int | None = None) -> Job:
         attributes = self._update(job_id, change, kinds=kinds, sets=sets, removes=removes,
-                                  answer=True)
+                                  answer=True, claim_at_ms=claim_at_ms)
         if attributes is None:
             raise _refused(self.find(job_id), job_id, change)
         return _job_from(attributes)
 
     def _update(self, job_id: str, change: Change, *, kinds: Collection[JobKind] | None,
                 sets: Mapping[str, Any] | None, removes: Iterable[str],
-                answer: bool) -> dict[str, Any] | None:
+                answer: bool, claim_at_ms: int | None = None) -> dict[str, Any] | None:
         """The one conditional UpdateItem behind every named change (None: refused). `sets` and
         `removes` name attributes the methods above chose, and `sets` holds values `_storable`
-        validated. A job that ends forgets its sealed password, whichever change ends it."""
+        validated. A job that ends forgets its sealed password, whichever change ends it. With
+        `claim_at_ms`, the change also takes the next event seq, as the throttle's claims do
+        (`progress_sent_at`, `progress_seq`): the event and the change it announces are one
+        write."""
         to = TARGETS[change]
         names = {"#status": "status", "#kind": "kind"}
         values: dict[str, Any] = {":now": utcnow().isoformat()}
@@ -436,6 +494,11 @@ class JobStore:
             assignments.append(f"#s{i} = :s{i}")
         for i, name in enumerate(removed):
             names[f"#r{i}"] = name
+        added = ""
+        if claim_at_ms is not None:
+            values[":sent"], values[":one"] = claim_at_ms, 1
+            assignments.append("progress_sent_at = :sent")
+            added = " ADD progress_seq :one"
         allowed = []
         for k, (kind, table) in enumerate(TRANSITIONS.items()):
             if change not in table or (kinds is not None and kind not in kinds):
@@ -454,7 +517,7 @@ class JobStore:
                 Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
                 UpdateExpression="SET " + ", ".join(assignments)
                 + (" REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
-                   if removed else ""),
+                   if removed else "") + added,
                 ConditionExpression=f"attribute_exists(pk) AND ({condition})",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
@@ -480,42 +543,39 @@ class JobStore:
         """The job row and its shard rows in one strongly consistent Query (they sort next
         to each other: `JOB` < `SHARD#...`, file records before both). None for a job that is
         missing or expired."""
-        job: Job | None = None
-        shards: list[dict[str, Any]] = []
         paginator = self.db.get_paginator("query")
-        for page in paginator.paginate(
-            TableName=self.table, ConsistentRead=True,
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :job AND :last",
-            ExpressionAttributeValues=to_item({
-                ":pk": keys.job_pk(job_id), ":job": keys.JOB_SK,
-                ":last": keys.SHARD_PREFIX + "\uffff"}),
-        ):
-            for raw in page.get("Items", []):
-                item = from_item(raw)
-                if item["sk"] == keys.JOB_SK:
-                    found = _job_from(item)
-                    job = None if found.expires_at <= int(utcnow().timestamp()) else found
-                elif str(item["sk"]).startswith(keys.SHARD_PREFIX):
-                    shards.append(item)
-        return job, shards
+        return _job_and_shards(
+            from_item(raw)
+            for page in paginator.paginate(
+                TableName=self.table, ConsistentRead=True,
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :job AND :last",
+                ExpressionAttributeValues=to_item({
+                    ":pk": keys.job_pk(job_id), ":job": keys.JOB_SK,
+                    ":last": keys.SHARD_PREFIX + "\uffff"}))
+            for raw in page.get("Items", []))
 
     def put_files(self, job_id: str, shard: int, first_seq: int,
-                  files: Iterable[StagedFile], *, expires_at: int | None = None) -> None:
+                  files: Iterable[StagedFile], *, expires_at: int | None = None,
+                  shard_states: Mapping[int, Mapping[str, Any]] | None = None) -> None:
         """Record an invocation's files: their records go as a list into as few items as fit
         (FILE_RECORDS_BYTES each; 600 files are about 200 KB, one item), keyed by the shard and
         the seq of each item's first file, so a retried invocation overwrites them
-        (`forget_files_from` drops what it does not). One PutItem, or BatchWriteItem 25 items a
-        request with unprocessed items sent again. `expires_at`: the job's, when the caller
-        holds the job already (else one read to learn it)."""
+        (`for_packaging` skips what it does not). `shard_states`: shard rows (as
+        `put_shard` writes them) to write in the same request, such as the plan's shards. One
+        PutItem, or BatchWriteItem 25 items a request with unprocessed items sent again.
+        `expires_at`: the job's, when the caller holds the job already (else one read to learn
+        it)."""
         if expires_at is None:
             expires_at = self.require(job_id).expires_at
         pk = keys.job_pk(job_id)
-        items: list[dict[str, Any]] = []
+        items: list[dict[str, Any]] = [
+            to_item({**state, "pk": pk, "sk": keys.shard_sk(number), "expires_at": expires_at})
+            for number, state in (shard_states or {}).items()]
         chunk: list[str] = []
         size = 0
         chunk_seq = first_seq
         for seq, staged in enumerate(files, start=first_seq):
-            record = staged.model_dump_json()
+            record = staged.model_dump_json(exclude_none=True)  # absent fields read as None
             if chunk and size + len(record) > FILE_RECORDS_BYTES:
                 items.append(_file_records(pk, shard, chunk_seq, chunk, expires_at))
                 chunk, size, chunk_seq = [], 0, seq
@@ -546,24 +606,46 @@ class JobStore:
     def files(self, job_id: str) -> Iterator[StagedFile]:
         """Staged files in package order (shard, then sequence), streamed page by page."""
         for item in self._children(job_id, "FILE#"):
-            if "files" in item:
-                yield from _STAGED_FILES.validate_json(item["files"])
-            else:  # one record an item, as workers before issue 10 wrote them
-                yield StagedFile.model_validate_json(item["file"])
+            yield from _staged_files(item)
 
-    def forget_files_from(self, job_id: str, shard: int, seq: int) -> None:
-        """Drop file records a failed attempt left at or after `seq` (its retry rewrites them)."""
-        paginator = self.db.get_paginator("query")
-        for page in paginator.paginate(
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
-            ExpressionAttributeValues=to_item({
-                ":pk": keys.job_pk(job_id), ":lo": keys.file_sk(shard, seq),
-                ":hi": keys.file_sk(shard, 999_999)}),
-            ProjectionExpression="pk, sk",
-        ):
-            for item in page.get("Items", []):
-                self.db.delete_item(TableName=self.table, Key=item)
+    def for_packaging(self, job_id: str) -> tuple[Job | None, list[dict[str, Any]],
+                                                  Callable[[], Iterator[StagedFile]]]:
+        """What the finalizer reads: the job (None when missing or expired), its shard rows,
+        and its staged files in package order, a callable it may read more than once (it names
+        members in two passes). The job's items are one partition (`FILE#...` < `JOB` <
+        `SHARD#...`): when they fit in one Query page (1 MB: a few thousand files' records),
+        that one Query is all, and every pass reads the kept page; beyond, the job and shards
+        come from the pages and each pass streams the records again.
+
+        Records a failed attempt left behind are skipped (`_chained`): each shard's records
+        must run from seq 0 without a gap to the `seq` its row ends with, which the same
+        request as an invocation's records writes; so no invocation has to delete stale
+        records before it writes."""
+        pages = self.db.get_paginator("query").paginate(
+            TableName=self.table, ConsistentRead=True, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=to_item({":pk": keys.job_pk(job_id)}))
+        kept: list[dict[str, Any]] | None = []
+        others: list[dict[str, Any]] = []
+        for number, page in enumerate(pages):
+            if page.get("LastEvaluatedKey") or number:
+                kept = None  # more than one page: the records are streamed by each pass
+            for raw in page.get("Items", []):
+                item = from_item(raw)
+                if str(item["sk"]).startswith(keys.FILE_PREFIX):
+                    if kept is not None:
+                        kept.append(item)
+                else:
+                    others.append(item)
+        job, shards = _job_and_shards(others)
+        ends = {int(str(s["sk"])[len(keys.SHARD_PREFIX):]): int(s["seq"])
+                for s in shards if "seq" in s}
+        records = kept
+
+        def files() -> Iterator[StagedFile]:
+            items = records if records is not None else self._children(job_id,
+                                                                       keys.FILE_PREFIX)
+            yield from _chained(items, ends)
+        return job, shards, files
 
     def _put_child(self, job_id: str, sk: str, values: Mapping[str, Any], *,
                    expires_at: int | None = None) -> None:
@@ -583,6 +665,56 @@ class JobStore:
                 yield from_item(item)
 
 _STAGED_FILES: TypeAdapter[list[StagedFile]] = TypeAdapter(list[StagedFile])
+
+
+def _job_and_shards(items: Iterable[dict[str, Any]]) -> tuple[Job | None,
+                                                              list[dict[str, Any]]]:
+    """The job row (None when expired) and the shard rows among a job's items."""
+    job: Job | None = None
+    shards: list[dict[str, Any]] = []
+    for item in items:
+        if item["sk"] == keys.JOB_SK:
+            found = _job_from(item)
+            job = None if found.expires_at <= int(utcnow().timestamp()) else found
+        elif str(item["sk"]).startswith(keys.SHARD_PREFIX):
+            shards.append(item)
+    return job, shards
+
+
+def _chained(items: Iterable[Mapping[str, Any]], ends: Mapping[int, int],
+             ) -> Iterator[StagedFile]:
+    """The staged files of file-record items in key order (shard, first seq), keeping each
+    shard's chain: seq 0, then each item starting where the one before ended, up to the seq
+    the shard's row ends with (`ends`, when known). An item starting before that point holds
+    records an earlier attempt of an invocation wrote and its retry rewrote differently; one
+    starting at or after the shard's end, records of an attempt whose retry wrote fewer: both
+    are skipped. A gap means records are missing: RuntimeError (the package would lack
+    files)."""
+    reached: dict[int, int] = {}  # per shard: the seq its records have reached
+    for item in items:
+        _, shard_text, first_text = str(item["sk"]).split("#")
+        shard, first = int(shard_text), int(first_text)
+        expected = reached.setdefault(shard, 0)
+        end = ends.get(shard)
+        if first < expected or (end is not None and first >= end):
+            continue
+        if first > expected:
+            raise RuntimeError(f"file records of shard {shard} are missing from seq "
+                               f"{expected} to {first}")
+        files = _staged_files(item)
+        reached[shard] = first + len(files)
+        yield from files
+    for shard, end in ends.items():
+        if reached.get(shard, 0) != end:
+            raise RuntimeError(f"file records of shard {shard} reach seq "
+                               f"{reached.get(shard, 0)}, its row says {end}")
+
+
+def _staged_files(item: Mapping[str, Any]) -> list[StagedFile]:
+    if "files" in item:
+        return _STAGED_FILES.validate_json(item["files"])
+    # one record an item, as workers before issue 10 wrote them
+    return [StagedFile.model_validate_json(item["file"])]
 
 
 def _file_records(pk: str, shard: int, seq: int, records: list[str],
@@ -638,7 +770,8 @@ def _state_attributes(state: AnyState) -> dict[str, Any]:
     """A kind's state as row attributes: one per field (the names rows have always had), the
     request as a JSON string without the password."""
     request = state.request
-    stored = request.stored() if isinstance(request, ExportRequest | ImportCreate) else request
+    stored = (request.stored() if isinstance(request, ExportRequest | ImportCreate | BackupRequest)
+              else request)
     model = type(state)
     return {"request": json.dumps(stored), **_state_sets(model, {
         name: getattr(state, name) for name in model.model_fields
@@ -653,7 +786,7 @@ def _job_from(item: Mapping[str, Any]) -> Job:
     """A job from its row: the common fields, and the kind's state gathered from its own
     attributes (attributes no model names are ignored, so no stray attribute makes a row
     unreadable)."""
-    data = _plain(item)
+    data = plain(item)
     kind = JobKind(data["kind"])
     model = STATE_MODELS[kind]
     state = {name: data[name] for name in model.model_fields
@@ -662,29 +795,3 @@ def _job_from(item: Mapping[str, Any]) -> Job:
     state["request"] = json.loads(data.get("request") or "{}")
     common = {name: value for name, value in data.items() if name in _COMMON}
     return Job.model_validate({**common, "state": state})
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal; our counters are integers."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else value
-    return value
-
-
-def _encode_token(last_key: Mapping[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(last_key, sort_keys=True).encode()).decode()
-
-
-def _decode_token(token: str, owner_pk: str) -> dict[str, Any]:
-    try:
-        key = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if not isinstance(key, dict) or key.get("gsi1pk") != to_value(owner_pk):
-            raise ValueError("not this caller's listing")
-    except (ValueError, binascii.Error) as error:
-        raise InvalidRequest("The nextToken is not valid; start again without it.",
-                             details={"field": "nextToken"}) from error
-    return key

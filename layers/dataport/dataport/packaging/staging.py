@@ -93,6 +93,8 @@ def run_transforms(transforms: list[Transform], data: bytes, *, final: bool = Fa
 #: what a file that is not at the staged object's end holds in memory before it appends a
 #: segment of its own (csv writes sessions and messages side by side)
 SEGMENT_SIZE = 1024 * 1024
+#: what a staged file gathers from its writer before checksumming and compressing it
+WRITE_BUFFER_SIZE = 64 * 1024
 
 
 class StagedObject:
@@ -139,8 +141,8 @@ class StagedObject:
             raise ValueError(f"staged object {self.key} was aborted")
         if self._upload is not None:
             self._upload.close()
-        elif self.size:
-            self._bucket.put(self.key, bytes(self._buffer), {})
+        elif self.size:  # the buffer itself: a copy would double the invocation's peak
+            self._bucket.put(self.key, self._buffer, {})
         self._buffer = bytearray()
         self.completed = True
 
@@ -175,8 +177,10 @@ class StagedFileWriter:
         self._compressed_size = 0
         self._records = 0
         self._notes: list[str] = []
+        self._content: tuple[int, str] | None = None
         self._segments: list[list[int]] = []  # [offset, length]
         self._pending = bytearray()
+        self._unhashed = bytearray()  # written, not yet checksummed nor compressed
         self._staged: StagedFile | None = None
         self._aborted = False
 
@@ -188,10 +192,19 @@ class StagedFileWriter:
     def write(self, data: bytes) -> None:
         if self._staged is not None or self._aborted:
             raise ValueError(f"write to a closed staged file: {self.path}")
-        self._crc32 = zlib.crc32(data, self._crc32)
-        self._sha256.update(data)
         self._size += len(data)
-        self._emit(run_transforms(self._transforms, data))
+        # Writers hand over a record at a time (a message: a few hundred bytes); checksums
+        # and compression run on WRITE_BUFFER_SIZE at once, not on ten thousand small calls.
+        self._unhashed += data
+        if len(self._unhashed) >= WRITE_BUFFER_SIZE:
+            self._process()
+
+    def _process(self) -> None:
+        if self._unhashed:
+            data, self._unhashed = bytes(self._unhashed), bytearray()
+            self._crc32 = zlib.crc32(data, self._crc32)
+            self._sha256.update(data)
+            self._emit(run_transforms(self._transforms, data))
 
     def add_records(self, count: int = 1) -> None:
         self._records += count
@@ -199,11 +212,15 @@ class StagedFileWriter:
     def add_note(self, note: str) -> None:
         self._notes.append(note)
 
+    def set_content(self, size: int, sha256: str) -> None:
+        self._content = (size, sha256)
+
     def close(self) -> StagedFile:
         """Flush its bytes into the staged object; closing again returns the same record."""
         if self._staged is None:
             if self._aborted:
                 raise ValueError(f"staged file was aborted: {self.path}")
+            self._process()
             self._emit(run_transforms(self._transforms, b"", final=True))
             self._append_pending()
             if self._object.tail is self:
@@ -217,6 +234,8 @@ class StagedFileWriter:
                 segments=segments if len(segments) > 1 else None,
                 sha256=self._sha256.hexdigest(), records=self._records,
                 notes=list(self._notes),
+                content_size=self._content[0] if self._content else None,
+                content_sha256=self._content[1] if self._content else None,
             )
         return self._staged
 
@@ -225,6 +244,7 @@ class StagedFileWriter:
         if self._staged is None:
             self._aborted = True
             self._pending = bytearray()
+            self._unhashed = bytearray()
             if self._object.tail is self:
                 self._object.tail = None
 

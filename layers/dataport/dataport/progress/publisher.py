@@ -59,16 +59,32 @@ def publish_progress(job: Job, progress: Progress, *, record: bool = False) -> b
     return True
 
 
-def publish_terminal(job: Job) -> None:
+def publish_claimed(job: Job) -> None:
+    """Send `job.progress` as the event whose seq the write that returned `job` claimed
+    (`JobStore.update_export(claim_at_ms=...)`): no claim of its own."""
+    try:
+        at = job.progress_sent_at or throttle.now_ms()
+        _fan_out(job.job_id, encode(progress_event(job, job.progress, job.progress_seq,
+                                                   _datetime(at))))
+    except Exception:  # progress is a courtesy: it never fails the job
+        logger.warning("progress event not published", exc_info=True,
+                       extra={"job_id": job.job_id})
+
+
+def publish_terminal(job: Job, *, claimed: bool = False) -> None:
     """Send the one event that ends `job` (succeeded, failed, cancelled, rolled back) to every
-    subscriber."""
+    subscriber. `claimed`: the write that ended the job also took the event's seq
+    (`JobStore.succeed_export(claim_at_ms=...)`), so `job` holds it and no claim is made."""
     if job.status not in TERMINAL_EVENTS:
         logger.error("no terminal event for a job that has not ended",
                      extra={"job_id": job.job_id, "status": job.status.value})
         return
     try:
-        at = throttle.now_ms()
-        seq = throttle.claim_terminal(job.job_id, at)
+        if claimed and job.progress_sent_at is not None:
+            seq, at = job.progress_seq, job.progress_sent_at
+        else:
+            at = throttle.now_ms()
+            seq = throttle.claim_terminal(job.job_id, at)
         event = terminal_event(job, seq, _datetime(at), _download(job))
         _fan_out(job.job_id, encode(event))
     except Exception:  # the job has ended either way; a reconnecting client gets a snapshot

@@ -5,11 +5,13 @@ those calls only keep counts and read a monotonic clock. Half a second into the 
 at most once a second (FLUSH_INTERVAL_MS), and once more at the end (`close`), the reporter
 flushes, which is the only time the loop touches the control plane:
 
-1. the shard's counts into its row (PutItem: SET, so a retried invocation never double counts;
-   the job's `expires_at` comes from the job the invocation read at its start, no read first);
-2. the job row and every shard row in one consistent Query: the job's status is the cancel check
+1. the job row and every shard row in one consistent Query: the job's status is the cancel check
    (JobCancelled when the job is no longer running: the loop stops within about a second), the
-   shard rows sum to the job's progress;
+   other shards' rows and this invocation's own counts sum to the job's progress;
+2. the shard's counts into its row (PutItem: SET, so a retried invocation never double counts;
+   the job's `expires_at` comes from the job the invocation read at its start, no read first),
+   when other shards' workers read it (a one-shard job's row is written by the closing report
+   alone, in the same request as the invocation's file records);
 3. that progress to the row and, when the job-wide throttle (throttle.py: at most two events a
    second per job) grants it, out to the subscribers, in one conditional write
    (`publish_progress(record=True)`); when the row just read says the last event is less than
@@ -23,9 +25,11 @@ it writes sessions.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from dataport.errors import JobCancelled
+from dataport.jobs.keys import PLAN_SHARD, shard_sk
 from dataport.jobs.store import JobStore, require_running
 from dataport.models.jobs import Job, Progress
 from dataport.progress.publisher import publish_progress
@@ -75,30 +79,42 @@ class ShardReporter:
         if self._clock() >= self._due:
             self.flush()
 
-    def close(self, *, sessions: int, messages: int, bytes_total: int) -> Job:
+    def close(self, *, sessions: int, messages: int, bytes_total: int, seq: int,
+              store: Callable[[Mapping[str, Any]], None]) -> Job:
         """The invocation's last report, always written: the counts the shard ends this
-        invocation with (finalize sums them). JobCancelled if the job stopped running."""
+        invocation with (finalize sums them). The job is read first (JobCancelled if it stopped
+        running: nothing is stored), then `store(shard_state)` writes the shard's row, with
+        whatever the caller stores in the same request (the invocation's file records), then
+        the progress goes out: three calls, where a flush and a separate write took four.
+        The row ends with `seq`, the shard's next file number: the finalizer keeps the shard's
+        file records up to it (JobStore.for_packaging)."""
         self._sessions = sessions
         self._messages = messages
-        return self.flush(bytes_total=bytes_total)
+        return self._report(bytes_total, lambda state: store({**state, "seq": seq}))
 
-    def flush(self, *, bytes_total: int | None = None) -> Job:
-        """Write the counts, read the job, publish (see the module's docstring)."""
+    def flush(self) -> Job:
+        """Read the job, write the counts, publish (see the module's docstring)."""
+        return self._report(self._bytes_before + self._bytes_written(), None)
+
+    def _report(self, written: int, store: Callable[[Mapping[str, Any]], None] | None) -> Job:
         self._due = self._clock() + self._interval
         self.flushes += 1
         job_id = self._job.job_id
-        written = (self._bytes_before + self._bytes_written() if bytes_total is None
-                   else bytes_total)
-        self._store.put_shard(job_id, self._shard, {
-            "sessions": self._sessions, "messages": self._messages, "bytes": written},
-            expires_at=self._job.expires_at)
         job, shards = self._store.job_and_shards(job_id)
         if job is None:
             raise JobCancelled(f"Job {job_id} no longer exists; stopping.")
         require_running(job)
         self._job = job
+        state = {"sessions": self._sessions, "messages": self._messages, "bytes": written}
+        others = [s for s in shards if s["sk"] != shard_sk(self._shard)]
+        if store is not None:
+            store(state)
+        elif any(s["sk"] != shard_sk(PLAN_SHARD) for s in others):
+            # other workers sum this row into the progress they send; with no other shard,
+            # nobody reads it before the closing report writes it
+            self._store.put_shard(job_id, self._shard, state, expires_at=self._job.expires_at)
         progress: Progress = job.progress.model_copy(update={
-            "current": sum(int(s["sessions"]) for s in shards),
-            "bytes": sum(int(s["bytes"]) for s in shards)})
+            "current": self._sessions + sum(int(s["sessions"]) for s in others),
+            "bytes": written + sum(int(s["bytes"]) for s in others)})
         publish_progress(job, progress, record=True)
         return job

@@ -24,6 +24,7 @@ from pymongo.cursor import Cursor
 from dataport.models.exports import ExportFilters
 from dataport.source.collections import message_collections, month_of
 from dataport.source.mongo import Document
+from dataport.source.read_ahead import ReadAhead
 from dataport.source.scope import OwnerScope
 
 SESSION_ORDER = [("sessionId", ASCENDING)]
@@ -37,6 +38,11 @@ TIME_ORDER = [("sessionId", ASCENDING), ("timestamp", ASCENDING)]
 
 #: the smallest batch a shard's cursor asks for when the batch is shared among collections
 MIN_CURSOR_BATCH = 64
+#: the merged stream is read ahead in a thread (while the writer encodes, the next batches are
+#: on their way from MongoDB): this many messages a hand-over, at most PREFETCH_DEPTH
+#: hand-overs waiting
+PREFETCH_CHUNK = 128
+PREFETCH_DEPTH = 4
 
 _NO_TIME = datetime.min.replace(tzinfo=UTC)
 
@@ -154,7 +160,12 @@ def _open_messages(scope: OwnerScope, sessions: Iterable[Mapping[str, Any]],
     streams: list[Cursor[Document]] = [
         cursors.enter_context(scope.db[name].find(query, sort=TIME_ORDER, batch_size=batch_size))
         for name in names]
-    return _Stream(_in_message_order(heapq.merge(*streams, key=_time_key)))
+    merged = _in_message_order(heapq.merge(*streams, key=_time_key))
+    if not streams:
+        return _Stream(merged)
+    # stopped (and its thread joined) before the cursors it reads are closed: LIFO
+    ahead = cursors.enter_context(ReadAhead(merged, chunk=PREFETCH_CHUNK, depth=PREFETCH_DEPTH))
+    return _Stream(iter(ahead))
 
 
 def _pairs(stream: _Stream, sessions: Iterable[Document],

@@ -53,7 +53,7 @@ from pymongo.database import Database
 
 from dataport.errors import InvalidRequest
 from dataport.models.records import ImportRecord, RecordKind
-from dataport.source.mongo import Document
+from dataport.source.mongo import Document, one_of
 
 STAGING = "dataport_import_staging"
 
@@ -186,6 +186,18 @@ class Staging:
                                   batch_size=batch_size) as cursor:
             for doc in cursor:
                 yield str(doc["u"])
+
+    def light_uuids(self, session_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The message uuids of light sessions, each in upload order, in one query (their
+        uuid documents under one `$in` on the index, the range around it for nx-27017)."""
+        if not session_ids:
+            return {}
+        keys = {self.key(UUIDS, session_id): session_id for session_id in session_ids}
+        found: dict[str, list[str]] = {session_id: [] for session_id in session_ids}
+        for chunk in self.collection.find({"g": one_of(keys)}, {"_id": 0, "g": 1, "us": 1},
+                                          sort=[("g", 1), ("n", 1)]):
+            found[keys[chunk["g"]]].extend(str(value) for value in chunk["us"])
+        return found
 
     def stage_messages(self, session_id: str, docs: Iterable[tuple[int, Document]],
                        batch_size: int = 1000) -> None:

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from bson import ObjectId
-from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne
+from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
@@ -94,18 +94,22 @@ class Target:
                 for doc in self.db[name].find({"_id": {"$in": wanted}}):
                     yield name, doc
 
-    def create_project(self, user_id: ObjectId, path: str, upload: Document, job_id: str,
-                       now: datetime) -> ObjectId:
-        """A project for `path` in the user's account: the upload's fields, our ids."""
-        fields = {k: v for k, v in upload.items()
-                  if k not in {"_id", "user_id", "stats", IMPORT_TAG}}
-        project: Document = {
-            **fields, "_id": ObjectId(), "user_id": user_id, "path": path,
-            "name": fields.get("name") or path.rstrip("/").rsplit("/", 1)[-1] or path,
-            "createdAt": fields.get("createdAt") or now, "updatedAt": now,
-            "stats": {"message_count": 0, "session_count": 0}, IMPORT_TAG: job_id}
-        self.db[PROJECTS].insert_one(project)
-        return ObjectId(project["_id"])
+    def create_projects(self, user_id: ObjectId, uploads: dict[str, Document], job_id: str,
+                        now: datetime) -> dict[str, ObjectId]:
+        """A project per path in the user's account (the upload's fields, our ids), in one
+        write; their ids by path."""
+        projects: list[Document] = []
+        for path, upload in uploads.items():
+            fields = {k: v for k, v in upload.items()
+                      if k not in {"_id", "user_id", "stats", IMPORT_TAG}}
+            projects.append({
+                **fields, "_id": ObjectId(), "user_id": user_id, "path": path,
+                "name": fields.get("name") or path.rstrip("/").rsplit("/", 1)[-1] or path,
+                "createdAt": fields.get("createdAt") or now, "updatedAt": now,
+                "stats": {"message_count": 0, "session_count": 0}, IMPORT_TAG: job_id})
+        if projects:
+            self.db[PROJECTS].insert_many(projects, ordered=False)
+        return {project["path"]: ObjectId(project["_id"]) for project in projects}
 
 
 def write_failure(collection: str, error: BulkWriteError) -> DataportError:
@@ -178,12 +182,18 @@ def delete_empty_projects(db: Database[Document], job_id: str, user_id: ObjectId
 
 def refresh_project_stats(db: Database[Document], job_id: str, user_id: ObjectId) -> None:
     """Stats of the projects the job created, from their sessions (ClaudeLens' own projects
-    are left alone: their stats are ClaudeLens' business and are recomputed by readers)."""
-    for project in created_projects(db, job_id, user_id):
-        sessions = messages = 0
-        for session in db[SESSIONS].find({"projectId": project["_id"]}, {"messageCount": 1}):
-            sessions += 1
-            count = session.get("messageCount")
-            messages += count if isinstance(count, int) else 0
-        db[PROJECTS].update_one({"_id": project["_id"]}, {"$set": {
-            "stats": {"message_count": messages, "session_count": sessions}}})
+    are left alone: their stats are ClaudeLens' business and are recomputed by readers): one
+    read of their sessions, one write of their stats (a user has few projects)."""
+    stats = {project["_id"]: [0, 0] for project in created_projects(db, job_id, user_id)}
+    if not stats:
+        return
+    for session in db[SESSIONS].find({"projectId": {"$in": list(stats)}},
+                                     {"projectId": 1, "messageCount": 1}):
+        counts = stats[session["projectId"]]
+        counts[0] += 1
+        count = session.get("messageCount")
+        counts[1] += count if isinstance(count, int) else 0
+    db[PROJECTS].bulk_write([
+        UpdateOne({"_id": project}, {"$set": {"stats": {"message_count": messages,
+                                                        "session_count": sessions}}})
+        for project, (sessions, messages) in stats.items()], ordered=False)

@@ -1,5 +1,9 @@
 """The logic behind each task of the export workflow (infrastructure/statemachines/export.asl.json).
 
+Backups run through the same tasks: a backup job reads its own scope and writes with the backup
+writer; workflows/backup.py holds what differs (the watermark, deletions, the backup manifest
+and catalog record) and is asked where the job's kind matters.
+
 plan      the owner's scope: projects file, shard boundaries over sessionIds, totals
 run_shard one invocation of a shard's page loop: pages of sessions -> format writer -> staged
           files, until the shard ends or the time budget runs low; returns the cursor
@@ -27,14 +31,17 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from dataport.backups.writer import BackupWriter
 from dataport.bucket import PackagesBucket, packages_bucket
 from dataport.errors import JobCancelled, NotFound
 from dataport.formats.base import ExportContext, ExportWriter
 from dataport.formats.registry import writer_for
 from dataport.jobs import passwords
+from dataport.jobs.keys import PLAN_SHARD
 from dataport.jobs.store import JobStore, require_running, utcnow
-from dataport.models.exports import ExportFilters, ExportFormat, ExportRequest
-from dataport.models.jobs import Counts, Job, JobStatus, PackageInfo, Progress
+from dataport.models.backups import BackupCounts
+from dataport.models.exports import ExportFilters, ExportFormat
+from dataport.models.jobs import Counts, Job, JobKind, PackageInfo, Progress
 from dataport.models.staged import StagedFile
 from dataport.models.tasks import ExportPlan, JobRef, ShardCursor, ShardList, ShardRef
 from dataport.observability import logger
@@ -44,9 +51,9 @@ from dataport.packaging.manifest import ManifestHeader, Owner
 from dataport.packaging.package import assemble_package
 from dataport.packaging.shardlist import read_shard, write_shard_list
 from dataport.packaging.staging import StagingSink
-from dataport.progress.publisher import publish_progress, publish_terminal
+from dataport.progress.publisher import publish_claimed, publish_progress, publish_terminal
 from dataport.progress.reporter import ShardReporter
-from dataport.progress.throttle import Cadence
+from dataport.progress.throttle import MIN_INTERVAL_MS, Cadence, now_ms
 from dataport.settings import get_settings
 from dataport.source.mongo import get_database
 from dataport.source.reader import (
@@ -57,38 +64,41 @@ from dataport.source.reader import (
     work_in_scope,
 )
 from dataport.source.scope import OwnerScope
+from dataport.workflows import backup
 from dataport.workflows.shards import ShardSizing, cut
 
-#: shard 0 holds what the plan writes (projects), so it comes first in the package
-PLAN_SHARD = 0
 MIB = 1024 * 1024
 
 
 def plan(ref: JobRef) -> ExportPlan:
     store = JobStore()
-    job = store.require(ref.job_id)
-    request = job.export_state.request
-    if job.status is JobStatus.QUEUED:
-        job = store.start(job.job_id)
+    job = store.take(ref.job_id, Progress(phase="planning"))
     require_running(job)
-    scope = OwnerScope(get_database(), job.user_id)
+    if job.kind is JobKind.BACKUP:
+        job = backup.begin(job, store)
+    scope, filters = _source(job)
     settings = get_settings()
+    # Events: a plan that takes half a second or more sends `planning` events (with the count
+    # done) at most twice a second; every plan ends with one `exporting` event, claimed in the
+    # write that records the phase. A short plan sends only that one.
     cadence = Cadence()
-    total, messages = work_in_scope(scope, request.filters)
-    _publish(job, Progress(phase="planning", total=total))
-    cadence.due()  # the next planning event, if any, half a second from this one
+    cadence.due()
+    published_at: int | None = None
+    total, messages = work_in_scope(scope, filters)
 
-    projects = list(projects_in_scope(scope, request.filters))
-    store.forget_files_from(job.job_id, PLAN_SHARD, 0)
-    sink = _sink(packages_bucket(), job, request, PLAN_SHARD, 0)
+    projects = list(projects_in_scope(scope, filters))
+    sink = _sink(packages_bucket(), job, PLAN_SHARD, 0)
+    deletions = 0
     try:
-        writer = _writer(job, request, sink)
+        writer = _writer(job, sink, PLAN_SHARD, 0)
         writer.write_projects(projects)
+        if isinstance(writer, BackupWriter):  # an increment's deletions
+            deletions = backup.write_plan_members(job, writer, _password(job))
         writer.close()
     except BaseException:
         sink.discard()
         raise
-    store.put_files(job.job_id, PLAN_SHARD, 0, sink.complete(), expires_at=job.expires_at)
+    staged = sink.complete()
 
     sizing = ShardSizing(target=settings.shard_target_sessions,
                          limit=settings.shard_max_sessions,
@@ -98,9 +108,11 @@ def plan(ref: JobRef) -> ExportPlan:
     work = total * sizing.messages_per_session + messages
 
     def keyed() -> Iterator[tuple[str, int]]:
-        for done, pair in enumerate(_session_weights(scope, request.filters), start=1):
+        nonlocal published_at
+        for done, pair in enumerate(_session_weights(scope, filters), start=1):
             if cadence.due():
                 _publish(job, Progress(phase="planning", current=done, total=total))
+                published_at = now_ms()
             yield pair
 
     shards = [ShardCursor(job_id=job.job_id, shard=number, after=bounds.after, upto=bounds.upto)
@@ -109,14 +121,28 @@ def plan(ref: JobRef) -> ExportPlan:
     bucket = packages_bucket()
     listed = ShardList(bucket=bucket.name, prefix=locations.shard_list_prefix(job.job_id))
     write_shard_list(bucket, listed.prefix, shards)
-    for shard in shards:
-        store.put_shard(job.job_id, shard.shard, _shard_state(shard), expires_at=job.expires_at)
-    exporting = Progress(phase="exporting", total=total)
-    job = store.update_export(job.job_id, counts=Counts(projects=len(projects)),
-                              progress=exporting)
-    publish_progress(job, exporting)  # recorded already: the claim alone
-    logger.info("export planned", extra={"job_id": job.job_id, "shards": len(shards),
-                                         "sessions": total, "messages": messages})
+    # the projects file's records and every shard's row: one request
+    store.put_files(job.job_id, PLAN_SHARD, 0, staged, expires_at=job.expires_at,
+                    shard_states={PLAN_SHARD: {"sessions": 0, "messages": 0, "bytes": 0,
+                                               "seq": len(staged)}}
+                    | {shard.shard: _shard_state(shard) for shard in shards})
+    exporting = Progress(phase="exporting" if job.kind is JobKind.EXPORT else "backing_up",
+                         total=total)
+    at = now_ms()
+    # the throttle's rule, kept by the one process publishing for the job at this point
+    claim = published_at is None or at - published_at >= MIN_INTERVAL_MS
+    if job.kind is JobKind.BACKUP:
+        job = store.update_backup(job.job_id, counts=BackupCounts(projects=len(projects),
+                                                                  deletions=deletions),
+                                  progress=exporting, claim_at_ms=at if claim else None)
+    else:
+        job = store.update_export(job.job_id, counts=Counts(projects=len(projects)),
+                                  progress=exporting, claim_at_ms=at if claim else None)
+    if claim:
+        publish_claimed(job)
+    logger.info("export planned", extra={"job_id": job.job_id, "kind": job.kind.value,
+                                         "shards": len(shards), "sessions": total,
+                                         "messages": messages})
     return ExportPlan(job_id=job.job_id, shard_list=listed, shards=len(shards),
                       concurrency=sizing.concurrency)
 
@@ -177,26 +203,24 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
     store = JobStore()
     job = store.require(cursor.job_id)
     require_running(job)
-    request = job.export_state.request
     settings = get_settings()
-    scope = OwnerScope(get_database(), job.user_id)
-    projects = {p["_id"]: p for p in projects_in_scope(scope, request.filters)}
+    scope, filters = _source(job)
+    projects = {p["_id"]: p for p in projects_in_scope(scope, filters)}
 
     # A retried invocation starts from the same cursor and rewrites the same file numbers (and
-    # the same staged object); records an earlier attempt left beyond them must not survive
-    # into the package.
-    store.forget_files_from(job.job_id, cursor.shard, cursor.seq)
-    sink = _sink(packages_bucket(), job, request, cursor.shard, cursor.seq)
+    # the same staged object); records an earlier attempt left beyond them are skipped by the
+    # finalizer, which keeps each shard's records up to the seq its row ends with.
+    sink = _sink(packages_bucket(), job, cursor.shard, cursor.seq)
     reporter = ShardReporter(store, job, cursor.shard, sessions=cursor.sessions,
                              messages=cursor.messages, bytes_before=cursor.bytes,
                              bytes_written=lambda: sink.bytes_written)
     state = cursor.model_copy()
     try:
-        writer = _writer(job, request, sink)
+        writer = _writer(job, sink, cursor.shard, cursor.seq)
         finished = True
-        with ShardMessages(scope, request.filters, after=cursor.after, upto=cursor.upto,
+        with ShardMessages(scope, filters, after=cursor.after, upto=cursor.upto,
                            batch_size=settings.message_batch_size) as shard_messages:
-            for page in iter_session_pages(scope, request.filters, after=cursor.after,
+            for page in iter_session_pages(scope, filters, after=cursor.after,
                                            upto=cursor.upto, page_size=settings.page_size):
                 for session, messages in shard_messages.pairs(page):
                     state = write(writer, projects, session, messages, state,
@@ -209,12 +233,15 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
         state = state.model_copy(update={
             "seq": sink.next_seq, "done": finished,
             "bytes": cursor.bytes + sink.bytes_written})
+
+        def stored(shard_state: Mapping[str, Any]) -> None:
+            """The staged object completed, its file records and the shard's row: one write."""
+            store.put_files(job.job_id, cursor.shard, cursor.seq, sink.complete(),
+                            expires_at=job.expires_at, shard_states={cursor.shard: shard_state})
+
         # the last report doubles as the last cancel check before anything is stored
         reporter.close(sessions=state.sessions, messages=state.messages,
-                       bytes_total=state.bytes)
-        staged = sink.complete()
-        store.put_files(job.job_id, cursor.shard, cursor.seq, staged,
-                        expires_at=job.expires_at)
+                       bytes_total=state.bytes, seq=state.seq, store=stored)
     except BaseException:
         sink.discard()
         raise
@@ -223,11 +250,14 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
 
 def finalize(ref: JobRef) -> JobRef:
     store = JobStore()
-    found, shards = store.job_and_shards(ref.job_id)
+    found, shards, files_in_order = store.for_packaging(ref.job_id)
     if found is None:
         raise NotFound(f"Job {ref.job_id} does not exist or has expired.")
     job = found
     require_running(job)
+    if job.kind is JobKind.BACKUP:
+        backup.finalize(job, store, _password(job), files_in_order)
+        return ref
     request = job.export_state.request
     settings = get_settings()
     planned = job.export_state.counts
@@ -237,15 +267,18 @@ def finalize(ref: JobRef) -> JobRef:
     now = utcnow()
     filename = _filename(request.format, job.job_id, now)
     key = locations.package_key(job.job_id, filename)
+    # A package assembled within half a second goes straight to the terminal event (a
+    # `packaging` event would come a moment before it and tell the client nothing); a longer
+    # assembly announces the phase half a second in, then at most twice a second.
     packaging = job.progress.model_copy(update={"phase": "packaging"})
-    _publish(job, packaging)
     cadence = Cadence()
+    cadence.due()
 
     def files() -> Iterator[StagedFile]:
         """The staged files, with a heartbeat while S3 copies them into the package."""
-        for staged in store.files(job.job_id):
+        for staged in files_in_order():
             if cadence.due():
-                publish_progress(job, packaging)
+                _publish(job, packaging)
             yield staged
 
     header = ManifestHeader(job_id=job.job_id, owner=Owner(user_id=job.user_id), created_at=now,
@@ -265,19 +298,28 @@ def finalize(ref: JobRef) -> JobRef:
     done = store.succeed_export(
         job.job_id, package=package, counts=counts.model_copy(update={"files": result.files}),
         progress=Progress(phase="done", current=counts.sessions, total=counts.sessions,
-                          bytes=result.bytes))
-    publish_terminal(done)
+                          bytes=result.bytes), claim_at_ms=now_ms())
+    publish_terminal(done, claimed=True)
     logger.info("export succeeded", extra={"job_id": job.job_id, "bytes": result.bytes,
                                            "files": result.files})
     return ref
 
 
 
-def _sink(bucket: PackagesBucket, job: Job, request: ExportRequest, shard: int,
-          seq: int) -> StagingSink:
+def _source(job: Job) -> tuple[OwnerScope, ExportFilters]:
+    """Where the job reads, and the reader's filters: an export's owner and filters; a
+    backup's own scope (its selection inside, messages never filtered)."""
+    if job.kind is JobKind.BACKUP:
+        return backup.scope_of(job), backup.NO_FILTERS
+    return OwnerScope(get_database(), job.user_id), job.export_state.request.filters
+
+
+def _sink(bucket: PackagesBucket, job: Job, shard: int, seq: int) -> StagingSink:
     settings = get_settings()
+    level = (backup.STORED if job.kind is JobKind.BACKUP
+             else job.export_state.request.options.compression.level)
     return StagingSink(bucket, locations.shard_prefix(job.job_id, shard), start_seq=seq,
-                       level=request.options.compression.level, password=_password(job),
+                       level=level, password=_password(job),
                        part_size=settings.upload_part_size_mb * MIB)
 
 
@@ -291,7 +333,11 @@ def _password(job: Job) -> SecretStr | None:
     return passwords.unseal(job.sealed_password, job.job_id)
 
 
-def _writer(job: Job, request: ExportRequest, sink: StagingSink) -> ExportWriter:
+def _writer(job: Job, sink: StagingSink, shard: int, seq: int) -> ExportWriter:
+    """The export's format writer, or for a backup the backup writer."""
+    if job.kind is JobKind.BACKUP:
+        return backup.writer_for(job, sink, shard=shard, seq=seq)
+    request = job.export_state.request
     context = ExportContext(job_id=job.job_id, owner_id=job.user_id, created_at=job.created_at,
                             format=request.format.value,
                             filters=request.filters.model_dump(mode="json", by_alias=True,

@@ -4,8 +4,9 @@ validate  the upload is pinned (a copy no upload form can write, read only with 
           its ETag), then streamed through the readers into a report (format, version, counts,
           dates, size and SHA-256, errors, warnings) and, in the same pass, each checked record
           into staging (source.staging: sessions the user lacks only by their uuids, where the
-          reader keeps sessions together). One with errors ends the job here (failed, report
-          kept, staging dropped), nothing written.
+          reader keeps sessions together), and the checked records into one object for the
+          execution (imports.checked: the upload is parsed once). One with errors ends the job
+          here (failed, report kept, staging dropped, nothing kept), nothing written.
 stage     the staged upload compared with what the user has: the conflict summary joins the
           report, the conflicts go to a listing (its own invocation). An upload validation
           could not stage (not grouped by session) is read again here (the pinned copy, each
@@ -13,7 +14,8 @@ stage     the staged upload compared with what the user has: the conflict summar
 await     keeps the task token the decision will answer (POST /execute sends it with
           SendTaskSuccess, DELETE with SendTaskFailure) and shows awaiting_decision.
 execute   one invocation of the execution, a dry run or the real run (imports.executor): new
-          sessions straight from the pinned upload, then the staged ones, until done or the
+          sessions straight from the records validation checked (else the pinned upload), then
+          the staged ones, until done or the
           time budget runs low. Execute and rollback loop in child executions of the import
           pass machine (import-pass.asl.json), which count `invocations` to hand over.
 finalize  the outcome and its per-session listing. A dry run goes back to awaiting the decision;
@@ -41,9 +43,10 @@ from functools import partial
 from itertools import islice
 from typing import IO, TypeVar
 
+from bson.errors import InvalidDocument, InvalidStringData
 from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
 
-from dataport.bucket import packages_bucket
+from dataport.bucket import PackagesBucket, packages_bucket
 from dataport.errors import (
     Conflict,
     DatabaseRefused,
@@ -53,6 +56,7 @@ from dataport.errors import (
     UploadChanged,
 )
 from dataport.imports import storage
+from dataport.imports.checked import CheckedWriter, read_checked
 from dataport.imports.detect import open_import
 from dataport.imports.digest import UploadDigest
 from dataport.imports.executor import Executor, arriving, recover, summarise
@@ -145,22 +149,26 @@ def validate(step: ImportStep) -> ImportStep:
     if job.status is JobStatus.QUEUED:
         job = store.start(job.job_id)
     require_running(job)
-    _report(store, job, Progress(phase="validating"))
+    _report(job, Progress(phase="validating"))
     pin = _pin(store, job)
     digest = UploadDigest()
     staging = Staging(get_database(), job.job_id)
-    with database_errors():
-        staging.drop()  # a retry, or validated again with another field mapping: from nothing
-        staging.ensure_indexes()
-        stager = _Stager(staging, UserData(staging.db, job.user_id),
-                         lambda: require_running(store.require(job.job_id)))
-        report = validate_upload(opener(pin, digest), job.import_state.request.filename,
-                                 _options(job), limits(), password=_password(job),
-                                 sink=stager.open)
-    size, sha256 = digest.finish(opener(pin))
-    if size != pin.bytes:  # If-Match makes this impossible; an import must not rely on it
-        raise UploadChanged(f"The validated upload has {size} bytes, its pin {pin.bytes}.")
-    report = report.model_copy(update={"size": size, "sha256": sha256})
+    stager = _Stager(staging, UserData(staging.db, job.user_id),
+                     lambda: require_running(store.require(job.job_id)), packages_bucket())
+    try:
+        with database_errors():
+            staging.drop()  # a retry, or validated again with another field mapping: anew
+            staging.ensure_indexes()
+            report = validate_upload(opener(pin, digest), job.import_state.request.filename,
+                                     _options(job), limits(), password=_password(job),
+                                     sink=stager.open)
+        size, sha256 = digest.finish(opener(pin))
+        if size != pin.bytes:  # If-Match makes this impossible; an import must not rely on it
+            raise UploadChanged(f"The validated upload has {size} bytes, its pin {pin.bytes}.")
+        report = report.model_copy(update={"size": size, "sha256": sha256})
+        checked = stager.complete_checked() if report.ok else None
+    finally:
+        stager.abort_checked()  # no multipart upload left open, whatever happened
     if not report.ok:
         # nothing of it left once the job shows failed
         with database_errors():
@@ -174,7 +182,8 @@ def validate(step: ImportStep) -> ImportStep:
         publish_terminal(failed)
         logger.info("import refused", extra={"job_id": job.job_id, "errors": report.errors_total})
         return step.model_copy(update={"next": "invalid"})
-    store.update_import(job.job_id, report=report)
+    store.update_import(job.job_id, report=report, checked_pin=checked,
+                        forget_checked=checked is None)
     with database_errors():
         stager.finish()
     return step.model_copy(update={"next": "stage"})
@@ -186,15 +195,22 @@ class _Stager:
     Stage uses (light where the reader keeps sessions together, see source.staging). When the
     upload turns out not to be grouped by session, staging stops and Stage stages it in full (a
     pass of its own, as before); a record staging refuses is raised once the report is kept.
-    `still_running` raises when the job was cancelled (looked at as often as Stage looked)."""
+    `still_running` raises when the job was cancelled (looked at as often as Stage looked).
+
+    Where sessions may be staged light, the same records go to the checked-records object
+    (imports.checked), from which the execution inserts the light sessions' messages instead
+    of parsing the upload again; it is given up (the execution then reads the upload) when
+    staging stops or a record cannot be encoded."""
 
     def __init__(self, staging: Staging, user: UserData,
-                 still_running: Callable[[], None]) -> None:
+                 still_running: Callable[[], None], bucket: PackagesBucket) -> None:
         self.staging = staging
         self.user = user
         self.still_running = still_running
+        self.bucket = bucket
         self.pulse = Cadence()
         self.writer: StagingWriter | None = None
+        self.checked: CheckedWriter | None = None
         self.refused: InvalidRequest | None = None
         self.ungrouped: str | None = None
 
@@ -204,6 +220,8 @@ class _Stager:
                     if stored.document is not None}
 
         self.writer = self.staging.writer(classify=held if source.session_grouped else None)
+        if source.session_grouped:
+            self.checked = CheckedWriter(self.bucket, self.staging.job_id)
         return self.add
 
     def add(self, record: ImportRecord) -> None:
@@ -217,6 +235,29 @@ class _Stager:
             self.writer, self.ungrouped = None, str(where)
         except InvalidRequest as refused:
             self.writer, self.refused = None, refused
+        if self.writer is None:
+            self.abort_checked()
+        elif self.checked is not None:
+            try:
+                self.checked.add(record)
+            except (InvalidDocument, InvalidStringData, OverflowError, ValueError,
+                    TypeError) as error:  # not for BSON: the execution reads the upload
+                logger.info("records kept in the upload only", extra={
+                    "job_id": self.staging.job_id, "reason": type(error).__name__})
+                self.abort_checked()
+
+    def complete_checked(self) -> UploadPin | None:
+        """The checked-records object stored and pinned, if the pass kept one."""
+        if self.checked is None or self.writer is None:
+            return None
+        pin = self.checked.complete()
+        self.checked = None
+        return pin
+
+    def abort_checked(self) -> None:
+        if self.checked is not None:
+            self.checked.abort()
+            self.checked = None
 
     def finish(self) -> None:
         """After a clean report: the index and the mark that staging is complete, or what is
@@ -273,7 +314,7 @@ def _stage(store: JobStore, job: Job, staging: Staging, report: ValidationReport
     """The upload into staging (sessions the user lacks light, where the reader keeps each
     session's records together: see source.staging), then compared."""
     staging.drop()  # a retry, or validated again with another field mapping: from nothing
-    _report(store, job, Progress(phase="staging", total=report.counts.messages))
+    _report(job, Progress(phase="staging", total=report.counts.messages))
     staging.ensure_indexes()
     source = open_import(opener(_pinned(job)), job.import_state.request.filename,
                          _options(job), limits(), password=_password(job))
@@ -415,7 +456,7 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
     total = report.counts.sessions if report else 0
     if step.after is None and decision.dry_run:
         staging.reset_results("dry")
-    _report(store, job, Progress(phase=phase, current=step.done, total=total))
+    _report(job, Progress(phase=phase, current=step.done, total=total))
     if not decision.dry_run:
         undone = _mongo(lambda: recover(db, bucket, staging))
         if undone:
@@ -437,20 +478,23 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
             current = store.require(job.job_id)
             if current.status is not JobStatus.RUNNING:
                 return False  # cancelled: stop at a session boundary; the next task ends it
-            _report(store, job, Progress(phase=phase, current=step.done + processed,
-                                                    total=total))
+            _report(current, Progress(phase=phase, current=step.done + processed,
+                                      total=total))
         return True
 
     def upload() -> Iterator[ImportRecord]:
-        """The pinned upload again, each record checked as staging checked it (an encrypted
-        one's password unsealed only when it is read)."""
+        """The records validation checked (imports.checked), or, where it kept none, the
+        pinned upload again (an encrypted one's password unsealed only when it is read); each
+        record checked again as staging checked it."""
+        checked = job.import_state.checked_pin
+        if checked is not None:
+            return recheck(read_checked(storage.open_pinned(bucket, checked)))
         source = open_import(opener(_pinned(job)), job.import_state.request.filename,
                              _options(job), limits(), password=_password(job))
         return recheck(source.records())
 
     last, finished = _mongo(lambda: executor.run(keep_going, step.after, upload))
-    _report(store, job, Progress(phase=phase, current=step.done + processed,
-                                            total=total))
+    _report(job, Progress(phase=phase, current=step.done + processed, total=total))
     return step.model_copy(update={"next": "finalize" if finished else "execute", "after": last,
                                    "done": step.done + processed, "started_at": started,
                                    "dry_run": decision.dry_run,
@@ -541,9 +585,8 @@ def rollback(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
         _mongo(partial(restore, db, preimages))
         after = key
         if remaining_ms() < settings.worker_reserve_ms and key != pending[-1]:
-            _report(store, job, Progress(phase="rolling_back",
-                                                    current=keys.index(key) + 1,
-                                                    total=len(keys)))
+            _report(job, Progress(phase="rolling_back", current=keys.index(key) + 1,
+                                  total=len(keys)))
             return step.model_copy(update={"after": after,
                                            "invocations": step.invocations + 1})
     delete_empty_projects(db, job.job_id, UserData(db, job.user_id).scope.user_id)
@@ -636,13 +679,13 @@ def _check(store: JobStore, job_id: str, progress: Progress) -> None:
     """Stop a long phase when the job was cancelled; report progress otherwise."""
     job = store.require(job_id)
     require_running(job)
-    _report(store, job, progress)
+    _report(job, progress)
 
 
-def _report(store: JobStore, job: Job, progress: Progress) -> None:
-    """Progress into the job row, and out to subscribers (throttled by the row)."""
-    store.set_progress(job.job_id, progress)
-    publish_progress(job, progress)
+def _report(job: Job, progress: Progress) -> None:
+    """Progress into the job row, and out to subscribers (throttled by the row): one write
+    when the event may go out (the throttle's claim records it), as the export's reporter."""
+    publish_progress(job, progress, record=True)
 
 
 def _delete_upload(job_id: str) -> None:

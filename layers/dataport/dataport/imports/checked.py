@@ -1,0 +1,130 @@
+"""The records validation checked, kept for the execution: parse the upload once.
+
+Validation parses the upload (the readers' JSON/CSV parsing and building is the import's
+largest own cost) and, while it stages, writes every record that passed its checks to one
+object, `imports/<jobId>/checked`: the records as BSON documents (`{"k": kind, "d": document,
+"f": file, "l": line, "p": path}`, encoded with the MongoDB client's own codec options, so
+what comes back is what a write and a read of MongoDB give), deflated (zlib level 1: ~5x
+smaller, ~180 MB/s). Only dataport's tasks write that key (no upload form names it); its ETag,
+taken once it is complete, is kept in the job row (`ImportState.checked_pin`) and every GET of
+it requires that ETag (If-Match), as the pinned upload's do. The execution streams the new
+sessions' messages from it instead of parsing the upload again, and still passes each record
+through the validator's checks (`imports.validate.recheck`).
+
+Memory: one part (`STREAM_PART_SIZE`) while writing (the object stays in memory while it fits
+in one part: one PutObject; past that a multipart upload, aborted by `abort`), one read buffer
+of compressed bytes and the documents it holds while reading.
+
+A record BSON cannot encode (it could not be written to MongoDB either) leaves the object
+unwritten: the execution then reads the pinned upload again, as before this object existed.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from datetime import UTC
+from typing import IO, TYPE_CHECKING, Any
+
+import bson
+from bson.binary import UuidRepresentation
+from bson.codec_options import CodecOptions
+
+from dataport.bucket.s3 import STREAM_PART_SIZE
+from dataport.errors import UploadChanged
+from dataport.imports.storage import checked_key
+from dataport.models.jobs import UploadPin
+from dataport.models.records import ImportRecord, Location, RecordKind
+
+if TYPE_CHECKING:
+    from dataport.bucket import PackagesBucket
+
+#: the codec of the MongoDB client (source.mongo.client_for): aware UTC dates, standard UUIDs
+CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
+    tz_aware=True, tzinfo=UTC, uuid_representation=UuidRepresentation.STANDARD)
+#: compressed bytes read per GET-buffer refill
+READ_SIZE = 256 * 1024
+#: encoded bytes gathered before they go through the compressor
+_CHUNK = 64 * 1024
+
+
+class CheckedWriter:
+    """Appends records to the job's checked-records object; `complete` stores it and pins it,
+    `abort` leaves nothing behind."""
+
+    def __init__(self, bucket: PackagesBucket, job_id: str,
+                 part_size: int = STREAM_PART_SIZE) -> None:
+        self.key = checked_key(job_id)
+        self._bucket = bucket
+        self._out = bucket.open_write(self.key, part_size)
+        self._deflate = zlib.compressobj(1)
+        self._encoded = bytearray()
+        self.records = 0
+
+    def add(self, record: ImportRecord) -> None:
+        """Raises bson's InvalidDocument (or another encoding error) for a record BSON cannot
+        hold; the caller then aborts."""
+        entry: dict[str, Any] = {"k": record.kind.value, "d": record.doc,
+                                 "f": record.location.file}
+        if record.location.line is not None:
+            entry["l"] = record.location.line
+        if record.location.path is not None:
+            entry["p"] = record.location.path
+        self._encoded += bson.encode(entry, codec_options=CODEC)
+        self.records += 1
+        if len(self._encoded) >= _CHUNK:
+            self._out.write(self._deflate.compress(self._encoded))
+            self._encoded = bytearray()
+
+    def complete(self) -> UploadPin:
+        """Store the object; its pin (ETag and size) for every later read."""
+        self._out.write(self._deflate.compress(self._encoded) + self._deflate.flush())
+        self._encoded = bytearray()
+        self._out.close()
+        return self._bucket.pin_written(self.key)
+
+    def abort(self) -> None:
+        """Abort the multipart upload if one was started (nothing else was written)."""
+        self._encoded = bytearray()
+        self._out.terminate()
+
+
+def read_checked(stream: IO[bytes]) -> Iterator[ImportRecord]:
+    """The records of a checked-records object (a pinned stream: storage.open_pinned), in the
+    order validation wrote them. A truncated or altered object raises UploadChanged (If-Match
+    makes that impossible; the import must not rely on it)."""
+    inflate = zlib.decompressobj()
+    pending = bytearray()
+    with stream:
+        while True:
+            chunk = stream.read(READ_SIZE)
+            try:
+                pending += inflate.decompress(chunk) if chunk else inflate.flush()
+            except zlib.error as error:
+                raise _damaged(str(error)) from error
+            end = _whole_documents(pending)
+            if end:
+                for entry in bson.decode_all(bytes(pending[:end]), CODEC):
+                    yield ImportRecord(RecordKind(entry["k"]), entry["d"],
+                                       Location(entry["f"], entry.get("l"), entry.get("p")))
+                del pending[:end]
+            if not chunk:
+                break
+    if pending or not inflate.eof or inflate.unused_data:
+        raise _damaged("it ends inside a record")
+
+
+def _whole_documents(data: bytearray) -> int:
+    """How many leading bytes of `data` are whole BSON documents."""
+    position, size = 0, len(data)
+    while position + 4 <= size:
+        length = int.from_bytes(data[position:position + 4], "little")
+        if length < 5 or position + length > size:
+            break
+        position += length
+    return position
+
+
+def _damaged(why: str) -> UploadChanged:
+    return UploadChanged(f"The records validation checked cannot be read back ({why}); "
+                         "nothing of them was imported.")

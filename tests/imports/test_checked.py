@@ -1,0 +1,162 @@
+"""The records validation checked, kept for the execution (imports.checked): what goes in comes
+back, kind, location and document, type for type (as a write and a read of MongoDB give: an int
+may come back as Int64); a large object streams as a multipart upload that an abort leaves
+nothing of; every read requires the pinned ETag, and a cut object is refused.
+
+S3 is moto in-process (If-Match answered as S3 does)."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import bson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dataport.bucket import PackagesBucket
+from dataport.errors import UploadChanged
+from dataport.imports import storage
+from dataport.imports.checked import CODEC, CheckedWriter, read_checked
+from dataport.imports.validate import recheck
+from dataport.models.records import ImportRecord, Location, RecordKind
+from tests.benchmarks.import_bench import write_input
+from tests.imports.support import read
+from tests.imports.test_roundtrip import bson_values, keys
+from tests.unit.format_sink import assert_same
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+JOB = "job-checked"
+MIB = 2**20
+
+locations = st.builds(Location, st.text(max_size=20), st.none() | st.integers(1, 10**9),
+                      st.none() | st.text(max_size=40))
+records = st.builds(ImportRecord, st.sampled_from(list(RecordKind)),
+                    st.dictionaries(keys, bson_values, max_size=6), locations)
+
+
+def written(bucket: PackagesBucket, items: list[ImportRecord], part_size: int = 5 * MIB
+            ) -> list[ImportRecord]:
+    writer = CheckedWriter(bucket, JOB, part_size=part_size)
+    for record in items:
+        writer.add(record)
+    pin = writer.complete()
+    assert pin.key == storage.checked_key(JOB) == f"imports/{JOB}/checked"
+    return list(read_checked(storage.open_pinned(bucket, pin)))
+
+
+def assert_same_records(actual: list[ImportRecord], expected: list[ImportRecord]) -> None:
+    assert len(actual) == len(expected)
+    for got, record in zip(actual, expected, strict=True):
+        assert (got.kind, got.location) == (record.kind, record.location)
+        assert_same(got.doc, record.doc)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(items=st.lists(records, max_size=12))
+def test_what_goes_in_comes_back_type_for_type(bucket: PackagesBucket,
+                                               items: list[ImportRecord]) -> None:
+    assert_same_records(written(bucket, items), items)
+
+
+def test_the_readers_records_come_back_and_pass_the_checks_again(
+        bucket: PackagesBucket, tmp_path: Path) -> None:
+    upload = tmp_path / "conversations-0001.json"
+    write_input(upload, 300_000)
+    items, issues = read(upload.read_bytes(), upload.name)
+    assert issues == []
+    assert len(items) > 100
+    back = written(bucket, items)
+    assert_same_records(back, items)
+    assert list(recheck(back)) == back
+
+
+def test_a_large_object_streams_in_parts_and_an_abort_leaves_nothing(
+        s3_client: S3Client, packages_bucket: str, bucket: PackagesBucket) -> None:
+    noise = [ImportRecord(RecordKind.MESSAGE, {"uuid": str(i), "blob": os.urandom(MIB)},
+                          Location("big.json", path=f"$.m[{i}]")) for i in range(12)]
+    writer = CheckedWriter(bucket, JOB, part_size=5 * MIB)
+    for record in noise:
+        writer.add(record)
+    uploads = s3_client.list_multipart_uploads(Bucket=packages_bucket).get("Uploads", [])
+    assert [u["Key"] for u in uploads] == [storage.checked_key(JOB)]  # past one part: streamed
+    writer.abort()
+    assert s3_client.list_multipart_uploads(Bucket=packages_bucket).get("Uploads", []) == []
+    assert not bucket.exists(storage.checked_key(JOB))
+    assert_same_records(written(bucket, noise), noise)
+
+
+def test_a_changed_or_cut_object_is_not_read(s3_client: S3Client, packages_bucket: str,
+                                             bucket: PackagesBucket) -> None:
+    item = ImportRecord(RecordKind.SESSION, {"sessionId": "s1"}, Location("a.json"))
+    writer = CheckedWriter(bucket, JOB)
+    writer.add(item)
+    pin = writer.complete()
+    body = s3_client.get_object(Bucket=packages_bucket, Key=pin.key)["Body"].read()
+    other = zlib.compress(bson.encode({"k": "session", "d": {"sessionId": "evil"}, "f": "a"},
+                                      codec_options=CODEC))
+    s3_client.put_object(Bucket=packages_bucket, Key=pin.key, Body=other)
+    with pytest.raises(UploadChanged):
+        list(read_checked(storage.open_pinned(bucket, pin)))
+    s3_client.put_object(Bucket=packages_bucket, Key=pin.key, Body=body[:-3])
+    with pytest.raises(UploadChanged, match="cannot be read back"):
+        list(read_checked(storage.open_pinned(bucket, bucket.pin_written(pin.key))))
+
+
+@pytest.mark.parametrize("value", ["\ud800", 2**70, object()])
+def test_a_record_bson_cannot_hold_is_refused_when_added(bucket: PackagesBucket,
+                                                          value: Any) -> None:
+    """(It could not be written to MongoDB either; validation then keeps no object and the
+    execution reads the upload.)"""
+    writer = CheckedWriter(bucket, JOB)
+    with pytest.raises((ValueError, OverflowError, bson.errors.InvalidDocument)):
+        writer.add(ImportRecord(RecordKind.MESSAGE, {"x": value}, Location("a.json")))
+    writer.abort()
+
+
+# --- the bucket's streamed writes (listings, journal entries, the checked records) ----------
+
+def test_a_small_write_is_one_put_and_a_large_one_streams_in_parts(
+        s3_client: S3Client, packages_bucket: str, bucket: PackagesBucket) -> None:
+    calls: list[str] = []
+    s3_client.meta.events.register("before-call.s3.*",
+                                   lambda model, **_: calls.append(model.name))
+    with bucket.open_write("imports/j/small.jsonl") as out:
+        out.write(b'{"a": 1}\n')
+        out.write(b'{"b": 2}\n')
+    assert calls == ["PutObject"]
+    assert bucket.read_range("imports/j/small.jsonl", 0, 18) == b'{"a": 1}\n{"b": 2}\n'
+    big = os.urandom(6 * MIB)
+    with bucket.open_write("imports/j/big", part_size=5 * MIB) as out:
+        out.write(big[:3 * MIB])
+        out.write(big[3 * MIB:])
+    assert "UploadPart" in calls
+    assert "CompleteMultipartUpload" in calls
+    assert s3_client.get_object(Bucket=packages_bucket, Key="imports/j/big")["Body"].read() == big
+    def failing() -> None:
+        with bucket.open_write("imports/j/gone", 5 * MIB) as out:
+            out.write(big)  # past one part: a multipart upload is open
+            raise RuntimeError("the writer failed")
+
+    with pytest.raises(RuntimeError):
+        failing()
+    assert not bucket.exists("imports/j/gone")
+    assert s3_client.list_multipart_uploads(Bucket=packages_bucket).get("Uploads", []) == []
+
+
+def test_a_journal_entry_reads_back(bucket: PackagesBucket) -> None:
+    key = storage.journal_key(JOB, "run", 1)
+    docs = [("messages_2025_06", {"_id": i, "at": bson.Int64(i), "n": [i] * 3})
+            for i in range(200)]
+    assert storage.write_journal(bucket, key, [{"s": "s1", "i": "s1", "a": "merge"}],
+                                 docs) == 200
+    sessions, back = storage.read_journal(bucket, key)
+    assert sessions == [{"s": "s1", "i": "s1", "a": "merge"}]
+    assert list(back) == docs
+    assert bucket.read_range(key, 0, 2) == b"\x1f\x8b"  # gzipped, as its name says
