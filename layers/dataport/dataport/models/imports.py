@@ -77,6 +77,7 @@ class IssueCode(StrEnum):
     SESSION_PROJECT_CONFLICT = "session_project_conflict"
     CONTENT_HASH_MISMATCH = "content_hash_mismatch"
     PROJECT_PATH_GUESSED = "project_path_guessed"
+    PRICE_UNKNOWN = "price_unknown"  # a reply without cost whose model has no known price
     SKIPPED_RECORDS = "skipped_records"
     INTERNAL_ERROR = "internal_error"
 
