@@ -8,19 +8,21 @@ export SAM_CLI_TELEMETRY := 0
 # Debian packages the tests call: command -> package
 SYSTEM_TOOLS := unzip:unzip pdfinfo:poppler-utils pdftotext:poppler-utils pdftoppm:poppler-utils 7z:p7zip-full
 
-.PHONY: help setup system test demo local lint bench openapi clean
+.PHONY: help setup system test demo local lint bench openapi asyncapi clean
 
 help:
-	@echo "make demo [FORMAT=json|jsonl|csv|markdown]  run an export end to end on the local stack"
+	@echo "make demo [FORMAT=json|jsonl|csv|markdown]  an export and an import end to end on the local stack, with the dataport CLI"
 	@echo "make test                                   set up and run the test suite"
 	@echo "make local                                  serve the local stack (REST, WebSocket, S3) for curl"
-	@echo "make lint                                   ruff, mypy, cfn-lint, sam validate, statelint, openapi"
+	@echo "make lint                                   ruff, mypy, cfn-lint, sam validate, statelint, openapi, asyncapi"
+	@echo "make openapi | make asyncapi                regenerate docs/openapi.json | docs/asyncapi.yaml"
 	@echo "make bench [BENCH_ARGS=--profile]           dataport vs raw pipelines: ratios, overhead, memory, shards"
 
-$(BIN)/.installed: requirements-dev.txt layers/dataport/requirements.txt
+$(BIN)/.installed: requirements-dev.txt layers/dataport/requirements.txt client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -e client
 	touch $@
 
 $(TOOLS)/.installed: requirements-tools.txt
@@ -64,13 +66,17 @@ bench: setup
 openapi: setup
 	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.openapi --write docs/openapi.json
 
+asyncapi: setup
+	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.asyncapi --write docs/asyncapi.yaml
+
 lint: setup $(TOOLS)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy layers/dataport/dataport functions infrastructure tests
+	$(BIN)/mypy layers/dataport/dataport functions infrastructure tests client
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/statelint infrastructure/statemachines/*.asl.json
 	$(TOOLS)/bin/sam validate --lint --template template.yaml --region us-east-1
 	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.openapi --check docs/openapi.json
+	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.asyncapi --check docs/asyncapi.yaml
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam out tests/output .pytest_cache .mypy_cache .ruff_cache

@@ -3,18 +3,22 @@ check that the committed one still matches: `python -m infrastructure.openapi --
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
+from aws_lambda_powertools.event_handler.openapi.models import (
+    APIKey,
+    APIKeyIn,
+    Server,
+    ServerVariable,
+)
 
 import dataport
 from dataport.models.api import ErrorBody
+from infrastructure.generated import write_or_check
 from infrastructure.local.template import Template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,12 +39,34 @@ def document() -> dict[str, Any]:
         title="dataport", version=dataport.__version__,
         description="Export your ClaudeLens conversations. Every route needs "
                     "`Authorization: Bearer <jwt>` or `Authorization: ApiKey <key>`.",
-        servers=[Server(url="/v1")],
+        servers=servers(),
         security_schemes={"dataport": APIKey(name="Authorization", in_=APIKeyIn.header)},
         security=[{"dataport": []}],
     )
     parsed: dict[str, Any] = json.loads(schema)
     return _with_error_answers(parsed)
+
+
+#: the local stack's fixed ports (infrastructure/local/__main__.py: LOCAL_REST_PORT, LOCAL_WS_PORT)
+LOCAL_REST_URL = "http://127.0.0.1:3000/v1"
+LOCAL_WS_URL = "ws://127.0.0.1:3001/v1"
+
+
+def servers() -> list[Server]:
+    """Absolute URLs a client can call: the local stack (`make local`), and a deployed stack's
+    `RestApiUrl` output as a template (API Gateway's id and the region fill it in)."""
+    return [
+        Server(url=LOCAL_REST_URL, description="The local stack (`make local`)"),
+        Server(url="https://{restApiId}.execute-api.{region}.amazonaws.com/{stage}",
+               description="A deployed stack: its `RestApiUrl` output",
+               variables={
+                   "restApiId": ServerVariable(default="abc123defg",
+                                               description="the RestApi's id"),
+                   "region": ServerVariable(default="eu-west-1",
+                                            description="the stack's region"),
+                   "stage": ServerVariable(default="v1", enum=["v1"],
+                                           description="the API's stage")}),
+    ]
 
 
 #: answers every authorized route can give besides its own
@@ -70,21 +96,12 @@ def _with_error_answers(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def render() -> str:
+    return json.dumps(document(), indent=2, sort_keys=True) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--write", type=Path)
-    group.add_argument("--check", type=Path)
-    args = parser.parse_args(argv)
-    text = json.dumps(document(), indent=2, sort_keys=True) + "\n"
-    if args.write:
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(text, encoding="utf-8")
-        return 0
-    if args.check.read_text(encoding="utf-8") != text:
-        print(f"{args.check} is out of date: run `make openapi` and commit it.", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(argv, __doc__, render, "openapi")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from dataport.api.body import parse_json_body
 from dataport.auth import Principal, principal_from_request_context
 from dataport.errors import DataportError, RateLimited, TransientError
 from dataport.jobs.rate_limit import RateLimitState
-from dataport.models.api import ExportAccepted, ExportList, ExportView
+from dataport.models.api import ExportAccepted, ExportEstimate, ExportList, ExportView
 from dataport.models.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyView
 from dataport.models.backup_views import (
     BackupAccepted,
@@ -90,6 +90,12 @@ def create_export(
     body = ExportAccepted.of(job)
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body,
                     headers={**_rate_headers(rate), "Location": body.links.self_})
+
+
+@app.post("/exports/estimate", summary="What an export of this body would hold, weigh and take, "
+          "from counts only (nothing is started)")
+def estimate_export(request: Annotated[ExportRequest, Body()]) -> ExportEstimate:
+    return exports.estimate_export(_user_id(), request)
 
 
 @app.get("/exports", summary="Your export history (30 days), newest first")

@@ -55,7 +55,15 @@ Demo user {user_id}, token valid for 12 hours:
   export AUTH={auth}
   export TOKEN={token}
 
-Start an export, follow it, download it (-L follows the 302 to the presigned local S3 URL):
+With the dataport command-line client (client/; `make` installs it into .venv):
+
+  export DATAPORT_API_URL={api} DATAPORT_WS_URL={stack.ws_url}
+  export DATAPORT_TOKEN={token}
+  .venv/bin/dataport export --format markdown -o out/
+  .venv/bin/dataport exports list
+
+Or with curl: start an export, follow it, download it (-L follows the 302 to the presigned
+local S3 URL):
 
   curl -s -X POST "$API/exports" -H "$AUTH" -H 'Content-Type: application/json' \\
        -d '{{"format": "json"}}'

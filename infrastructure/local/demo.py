@@ -1,10 +1,11 @@
-"""`make demo [FORMAT=...]`: the main job end to end, over HTTP, on the local stack.
+"""`make demo [FORMAT=...]`: the main job end to end, over HTTP, on the local stack, driven by the
+`dataport` command-line client (client/) as a person would drive it.
 
-Seeds a realistic ClaudeLens database, asks the REST API for an export as the demo user, follows
-its progress live over the WebSocket API (a progress bar fed by job.progress events), downloads
-the package through the presigned link into out/, verifies every file against the manifest's
-SHA-256 and prints what arrived. Then it imports the package into another user's empty account
-(demo_import): upload, validation report, merge, and both accounts' totals.
+Seeds a realistic ClaudeLens database, then runs `dataport export --format FORMAT --wait` as the
+demo user: the estimate, the live progress bar fed by the WebSocket API, the download bar, the
+manifest check. Then it lists what arrived, and imports the package into another user's empty
+account with `dataport import` (demo_import): upload bar, validation report, merge, and both
+accounts' totals.
 """
 
 from __future__ import annotations
@@ -14,57 +15,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import requests
 
 from dataport.packaging.verify import verify_package
-from dataport.progress.events import EventProgress, JobEvent
 from dataport.source.mongo import connect
 from infrastructure.local import seed
+from infrastructure.local.cli import dataport
 from infrastructure.local.demo_import import round_trip
-from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bar(event: JobEvent, width: int = 30) -> str:
-    progress: EventProgress = event.progress
-    filled = int(width * progress.percentage / 100)
-    return (f"[{'#' * filled}{'.' * (width - filled)}] {progress.percentage:5.1f}% "
-            f"{progress.phase:<10} {progress.current}/{progress.total} sessions  "
-            f"{event.type} #{event.seq}")
-
-
-def _watch(socket: ProgressSocket, job_id: str, timeout: float) -> None:
-    """Draw the bar from the job's events until its end (the protocol: docs/progress.md)."""
-    socket.subscribe(job_id)
-    try:
-        for event in socket.follow(job_id, timeout):
-            print(f"\r  {_bar(event):<100}", end="", flush=True)
-    except TimeoutError:
-        raise SystemExit(f"\nexport {job_id} did not finish within {timeout:.0f} s") from None
-    finally:
-        print()
-
-
-def _download(api: str, headers: dict[str, str], job_id: str, out: Path) -> Path:
-    answer = requests.get(f"{api}/exports/{job_id}/download", headers=headers,
-                          allow_redirects=False, timeout=10)
-    if answer.status_code != 302:
-        raise SystemExit(f"download answered {answer.status_code}: {answer.text}")
-    # The Location is a presigned URL (a credential): used, never printed.
-    with requests.get(answer.headers["Location"], stream=True, timeout=60) as package:
-        package.raise_for_status()
-        disposition = package.headers.get("Content-Disposition", "")
-        name = disposition.split("filename=")[-1].strip('"') or f"{job_id}.zip"
-        out.mkdir(parents=True, exist_ok=True)
-        target = out / name
-        with target.open("wb") as file:
-            for chunk in package.iter_content(1024 * 1024):
-                file.write(chunk)
-    return target
 
 
 def run(export_format: str, out: Path, sessions_per_project: int) -> int:
@@ -76,29 +35,21 @@ def run(export_format: str, out: Path, sessions_per_project: int) -> int:
         summary = seed.seed(db, sessions_per_project=sessions_per_project)
         db.client.close()
         print(f"Seeded {summary.sessions} sessions and {summary.messages} messages for "
-              f"{len(summary.users)} users")
-        api, headers = stack.rest_url, stack.auth_headers(seed.DEMO_USER_ID)
-
+              f"{len(summary.users)} users\n")
+        out.mkdir(parents=True, exist_ok=True)
+        before = set(out.glob("*.zip"))
         started = time.monotonic()
-        with ProgressSocket(stack.ws_url, stack.token_for(seed.DEMO_USER_ID)) as socket:
-            answer = requests.post(f"{api}/exports", headers=headers, timeout=10,
-                                   json={"format": export_format})
-            if answer.status_code != 202:
-                print(f"POST /exports answered {answer.status_code}: {answer.text}",
-                      file=sys.stderr)
-                return 1
-            job_id = answer.json()["jobId"]
-            print(f"POST /exports -> 202, job {job_id} ({export_format}); live progress from "
-                  f"{stack.ws_url}")
-            _watch(socket, job_id, timeout=300)
-        job: dict[str, Any] = requests.get(f"{api}/exports/{job_id}", headers=headers,
-                                           timeout=10).json()
-        if job["status"] != "succeeded":
-            print(f"export {job['status']}: {job.get('error')}", file=sys.stderr)
+        code = dataport(stack, seed.DEMO_USER_ID, "export", "--format", export_format,
+                        "--wait", "-o", f"{out}/")
+        if code != 0:
+            print(f"dataport export ended with exit code {code}", file=sys.stderr)
             return 1
-        path = _download(api, headers, job_id, out)
-        elapsed = time.monotonic() - started
-        verified = _show_package(path, elapsed)
+        arrived = sorted(set(out.glob("*.zip")) - before, key=lambda p: p.stat().st_mtime)
+        if not arrived:
+            print("dataport export left no package in out/", file=sys.stderr)
+            return 1
+        path = arrived[-1]
+        verified = _show_package(path, time.monotonic() - started)
         imported = verified and round_trip(stack, path, export_format,
                                            os.environ["MONGODB_DATABASE"])
     return 0 if imported else 1

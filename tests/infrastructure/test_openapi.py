@@ -21,3 +21,11 @@ def test_every_route_is_documented_with_its_error_answers() -> None:
     create = spec["paths"]["/exports"]["post"]
     assert "202" in create["responses"]
     assert spec["components"]["securitySchemes"]["dataport"]["name"] == "Authorization"
+
+
+def test_servers_are_absolute_the_local_stack_and_a_deployed_template() -> None:
+    local, deployed = document()["servers"]
+    assert local["url"] == "http://127.0.0.1:3000/v1"
+    assert deployed["url"].startswith("https://{restApiId}.execute-api.{region}.")
+    assert set(deployed["variables"]) == {"restApiId", "region", "stage"}
+    assert "/exports/estimate" in document()["paths"]

@@ -84,12 +84,32 @@ def test_a_progress_event_on_the_wire() -> None:
     assert json.loads(frame) == {
         "v": 1, "type": "job.progress", "jobId": JOB_ID, "kind": "export", "seq": 6,
         "status": "running",
+        # etaSeconds: created 60.25 s before, 3 of 7 done -> 60.25 x 4 / 3 = 80 s left
         "progress": {"phase": "exporting", "current": 3, "total": 7, "percentage": 42.9,
-                     "bytes": 99},
+                     "bytes": 99, "etaSeconds": 80},
         "at": "2025-06-02T08:00:00.250Z",  # milliseconds, UTC, as the throttle counts
     }
     assert list(json.loads(frame))[:2] == ["v", "type"]  # what a client reads first
     assert len(frame) < 512
+
+
+@pytest.mark.parametrize(("phase", "current", "total", "eta"), [
+    ("exporting", 0, 7, None),  # nothing done yet: no pace to project, the field is left out
+    ("exporting", 0, 0, None),  # nothing counted
+    ("planning", 1, 4, None),   # sessions looked at, not work done
+    ("exporting", 1, 4, 181),   # 60.25 s for one of four: three more at that pace
+    ("exporting", 6, 4, 0),     # done (or more than planned): nothing left
+])
+def test_eta_is_the_pace_so_far_projected_over_the_work_left(
+        phase: str, current: int, total: int, eta: int | None) -> None:
+    wire = _wire(progress_event(_job(), Progress(phase=phase, current=current,
+                                                 total=total), seq=2, at=AT))
+    assert wire["progress"].get("etaSeconds") == eta
+    snapshot = _wire(snapshot_event(_job(progress=Progress(phase=phase, current=current,
+                                                           total=total)), AT))
+    assert snapshot["progress"].get("etaSeconds") == eta
+    ended = _wire(snapshot_event(_job(JobStatus.SUCCEEDED), AT))
+    assert "etaSeconds" not in ended["progress"]
 
 
 @pytest.mark.parametrize("event", [

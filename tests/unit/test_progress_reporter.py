@@ -77,6 +77,7 @@ def test_the_loop_pays_nothing_until_a_flush_is_due(connections: FakeConnections
     # progress that is also the throttle's claim, then the subscribers
     assert calls == Counter({"PutItem": 1, "Query": 2, "UpdateItem": 1}), calls
     (frame,) = connections.frames["a="]
+    assert frame["progress"].pop("etaSeconds") >= 0  # the pace since the job was created
     assert frame["progress"] == {"phase": "exporting", "current": 9, "total": 10,
                                  "percentage": 90.0, "bytes": 19_900}
     job = store.require(reporter.job.job_id)

@@ -1,4 +1,5 @@
-"""The logic behind the /exports routes: start, list, show, cancel or delete, download."""
+"""The logic behind the /exports routes: estimate, start, list, show, cancel or delete,
+download."""
 
 from __future__ import annotations
 
@@ -12,14 +13,34 @@ from dataport.engine import Machine, WorkflowUnavailable, workflow_engine
 from dataport.errors import Gone, NotFound, TransientError
 from dataport.jobs import passwords, rate_limit
 from dataport.jobs.store import JobStore, new_job_id
-from dataport.models.exports import ExportRequest
+from dataport.models.api import EstimateCounts, ExportEstimate
+from dataport.models.exports import ExportFormat, ExportRequest
 from dataport.models.jobs import ACTIVE_STATUSES, ExportState, Job, JobError, JobKind, JobStatus
 from dataport.models.tasks import JobRef
 from dataport.observability import logger
+from dataport.packaging import estimate
 from dataport.packaging.cleanup import discard_job_objects
 from dataport.packaging.download import presigned_download
 from dataport.progress.publisher import publish_terminal
 from dataport.settings import get_settings
+from dataport.source.mongo import get_database
+from dataport.source.reader import count_projects, work_in_scope
+from dataport.source.scope import OwnerScope
+
+
+def estimate_export(user_id: str, request: ExportRequest) -> ExportEstimate:
+    """Counts of the selection (two counting queries, no document read) and what the package
+    would weigh and take (packaging.estimate). Starts nothing, counts against no limit."""
+    scope = OwnerScope(get_database(), user_id)
+    sessions, messages = work_in_scope(scope, request.filters)
+    by_format = {fmt.value: estimate.package_bytes(fmt, messages)
+                 for fmt in ExportFormat}
+    return ExportEstimate(
+        format=request.format.value,
+        counts=EstimateCounts(projects=count_projects(scope, request.filters),
+                              sessions=sessions, messages=messages),
+        package_bytes=by_format[request.format.value], package_bytes_by_format=by_format,
+        duration_seconds=estimate.duration_seconds(request.format, messages))
 
 
 def start_export(user_id: str, request: ExportRequest, idempotency_key: str | None,

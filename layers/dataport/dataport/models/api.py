@@ -66,6 +66,25 @@ class ExportAccepted(ApiModel):
         return cls(job_id=job.job_id, status=job.status, links=links_for(job.job_id))
 
 
+class EstimateCounts(ApiModel):
+    projects: int
+    sessions: int
+    messages: int = Field(description="the sessions' messageCount sum: with message-level "
+                          "filters, an upper bound")
+
+
+class ExportEstimate(ApiModel):
+    """What `POST /exports` with the same body would produce, from counts alone (no data read;
+    the model: docs/exports.md, "Estimates")."""
+
+    format: str
+    counts: EstimateCounts
+    package_bytes: int = Field(description="the zip for the requested format")
+    package_bytes_by_format: dict[str, int] = Field(description="the same selection in every "
+                                                    "format")
+    duration_seconds: int
+
+
 class ExportList(ApiModel):
     exports: list[ExportView]
     next_token: str | None = None

@@ -47,18 +47,36 @@ TERMINAL_EVENTS = {JobStatus.SUCCEEDED: EventType.SUCCEEDED, JobStatus.FAILED: E
 
 
 class EventProgress(ApiModel):
-    """`Progress` as sent: percentage is a plain field here, so a client can parse it back."""
+    """`Progress` as sent: percentage is a plain field here, so a client can parse it back.
+    etaSeconds: the seconds left at the pace so far; absent until some work is done."""
 
     phase: str
     current: int
     total: int
     percentage: float
     bytes: int
+    eta_seconds: int | None = Field(default=None, ge=0)
 
     @classmethod
-    def of(cls, progress: Progress) -> EventProgress:
+    def of(cls, progress: Progress, eta: int | None = None) -> EventProgress:
         return cls(phase=progress.phase, current=progress.current, total=progress.total,
-                   percentage=progress.percentage, bytes=progress.bytes)
+                   percentage=progress.percentage, bytes=progress.bytes, eta_seconds=eta)
+
+
+#: phases whose counts say nothing of how fast the job's work goes
+_NO_PACE = frozenset({"queued", "planning"})
+
+
+def eta_seconds(job: Job, progress: Progress, at: datetime) -> int | None:
+    """Seconds left if the job keeps the pace it has had since it was created: elapsed time x
+    work left / work done. None before any work is done (no pace yet) or when nothing is
+    counted, or while planning (its count is sessions looked at, not work done); 0 once
+    current reaches total. From the event's own fields, so no extra reads."""
+    if progress.total <= 0 or progress.current <= 0 or progress.phase in _NO_PACE:
+        return None
+    left = max(0, progress.total - progress.current)
+    elapsed = max(0.0, (at - job.created_at).total_seconds())
+    return round(elapsed * left / progress.current)
 
 
 class DownloadLink(ApiModel):
@@ -159,15 +177,17 @@ def download_link(job: Job, download: Download) -> DownloadLink | None:
 
 
 def snapshot_event(job: Job, at: datetime, download: Download | None = None) -> SnapshotEvent:
+    eta = eta_seconds(job, job.progress, at) if job.status is JobStatus.RUNNING else None
     return SnapshotEvent(job_id=job.job_id, kind=job.kind, seq=job.progress_seq, status=job.status,
-                         progress=EventProgress.of(job.progress), at=at,
+                         progress=EventProgress.of(job.progress, eta), at=at,
                          download=download_link(job, download) if download else None,
                          error=job.error if job.status in TERMINAL_EVENTS else None)
 
 
 def progress_event(job: Job, progress: Progress, seq: int, at: datetime) -> ProgressEvent:
     return ProgressEvent(job_id=job.job_id, kind=job.kind, seq=seq, status=JobStatus.RUNNING,
-                         progress=EventProgress.of(progress), at=at)
+                         progress=EventProgress.of(progress, eta_seconds(job, progress, at)),
+                         at=at)
 
 
 def terminal_event(job: Job, seq: int, at: datetime, download: Download | None = None,

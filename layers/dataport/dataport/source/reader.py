@@ -299,3 +299,21 @@ def count_sessions(scope: OwnerScope, filters: ExportFilters, after: str | None 
 def projects_in_scope(scope: OwnerScope, filters: ExportFilters) -> list[Document]:
     """The user's projects the filters keep (a user has few; sorted by id)."""
     return list(scope.projects.find(scope.projects_query(filters), sort=[("_id", ASCENDING)]))
+
+
+def count_projects(scope: OwnerScope, filters: ExportFilters) -> int:
+    """The user's projects the filters keep, counted by the server."""
+    return scope.projects.count_documents(scope.projects_query(filters))
+
+
+def work_in_scope(scope: OwnerScope, filters: ExportFilters) -> tuple[int, int]:
+    """Sessions in scope and the sum of their messageCount: counts only, summed by the server
+    (with message-level filters this overestimates the messages: an estimate is all shard
+    sizing and `POST /exports/estimate` need)."""
+    rows = list(scope.sessions.aggregate([
+        {"$match": scope.sessions_query(filters)},
+        {"$group": {"_id": None, "sessions": {"$sum": 1},
+                    "messages": {"$sum": "$messageCount"}}}]))
+    if not rows:
+        return 0, 0
+    return int(rows[0].get("sessions") or 0), int(rows[0].get("messages") or 0)

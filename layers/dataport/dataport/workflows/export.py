@@ -63,6 +63,7 @@ from dataport.source.reader import (
     ShardMessages,
     iter_session_pages,
     projects_in_scope,
+    work_in_scope,
 )
 from dataport.source.scope import OwnerScope
 from dataport.workflows import backup
@@ -85,7 +86,7 @@ def plan(ref: JobRef) -> ExportPlan:
     cadence = Cadence()
     cadence.due()
     published_at: int | None = None
-    total, messages = _work_in_scope(scope, filters)
+    total, messages = work_in_scope(scope, filters)
 
     projects = list(projects_in_scope(scope, filters))
     sink = _sink(packages_bucket(), job, PLAN_SHARD, 0)
@@ -146,19 +147,6 @@ def plan(ref: JobRef) -> ExportPlan:
                                          "messages": messages})
     return ExportPlan(job_id=job.job_id, shard_list=listed, shards=len(shards),
                       concurrency=sizing.concurrency)
-
-
-def _work_in_scope(scope: OwnerScope, filters: ExportFilters) -> tuple[int, int]:
-    """Sessions in scope and the sum of their messageCount: counts only, summed by the server
-    (with message-level filters this overestimates the messages: an estimate is all shard
-    sizing needs)."""
-    rows = list(scope.sessions.aggregate([
-        {"$match": scope.sessions_query(filters)},
-        {"$group": {"_id": None, "sessions": {"$sum": 1},
-                    "messages": {"$sum": "$messageCount"}}}]))
-    if not rows:
-        return 0, 0
-    return int(rows[0].get("sessions") or 0), int(rows[0].get("messages") or 0)
 
 
 def _session_weights(scope: OwnerScope, filters: ExportFilters) -> Iterator[tuple[str, int]]:

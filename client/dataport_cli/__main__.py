@@ -1,0 +1,3 @@
+from dataport_cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,25 @@
+"""Following a job on the terminal: the socket, the live bar, and Ctrl-C's question."""
+
+from __future__ import annotations
+
+from dataport_cli import interrupt
+from dataport_cli.api import Json
+from dataport_cli.context import State
+from dataport_cli.follow import TERMINAL, follow, open_socket
+
+
+def follow_live(st: State, job_id: str, path: str, *, label: str, noun: str,
+                until: frozenset[str] = frozenset(), ends: frozenset[str] = TERMINAL,
+                timeout: float | None = None) -> Json:
+    """The job's last event (or view) once its status is in `until` or `ends`; Ctrl-C asks
+    whether to cancel it or leave it running (interrupt.ask)."""
+    socket = open_socket(st.settings.ws_url, st.token)
+    try:
+        with st.output.job_bar(label) as bar:
+            return follow(st.api, socket, job_id, path, until=set(until), on_update=bar.update,
+                          timeout=timeout, ends=ends)
+    except KeyboardInterrupt:
+        interrupt.ask(st, noun, path, job_id)
+    finally:
+        if socket is not None:
+            socket.close()
