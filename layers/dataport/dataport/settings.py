@@ -1,9 +1,13 @@
-"""The one settings model: every name, limit and endpoint comes from the environment.
+"""The settings models: every name, limit and endpoint comes from the environment.
 
-Every table, bucket, ARN and URI is required (template.yaml's Globals give them to every
-function; tests and the local stack set them from the template too): no default may point at a
-real resource. Each handler loads the settings at cold start, so a missing variable fails there,
-once, with one message naming every missing variable. Only tunables have defaults.
+Every table, bucket, ARN and secret name is required (template.yaml's Globals give them to
+every function; tests and the local stack set them from the template too): no default may point
+at a real resource. Each handler loads the settings at cold start, so a missing variable fails
+there, once, with one message naming every missing variable. Only tunables have defaults.
+
+MongoDB is apart (`MongoSettings`): only the functions that reach the database get its variables
+(their own Environment in the template), and the URI itself never sits in an environment: the
+variable names the Secrets Manager secret that holds it (source.mongo reads it at run time).
 """
 
 from __future__ import annotations
@@ -37,9 +41,6 @@ class Settings(BaseSettings):
     # https://<api>.execute-api.<region>.amazonaws.com/<stage> of the WebSocket API (template);
     # AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI overrides it (the local stack), see aws.py.
     websocket_callback_url: Resource
-
-    mongodb_uri: Resource
-    mongodb_database: Resource
 
     # Name of the SSM SecureString (or Secrets Manager secret) holding the JWT signing secret.
     jwt_secret_parameter: Resource
@@ -81,15 +82,36 @@ class Settings(BaseSettings):
     import_batch_ops: int = Field(default=1000, ge=1, le=1000)
 
 
+class MongoSettings(BaseSettings):
+    """What a function that reaches MongoDB needs besides `Settings` (template: set on those
+    functions only, with the right to read the secret)."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # Secrets Manager secret (name or ARN) whose SecretString is the ClaudeLens MongoDB URI.
+    mongodb_uri_secret: Resource
+    mongodb_database: Resource
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        raise MissingSettings(_explain(error)) from None
+        raise MissingSettings(_explain(error, "template.yaml sets them on every function")) \
+            from None
 
 
-def _explain(error: ValidationError) -> str:
+@lru_cache(maxsize=1)
+def get_mongo_settings() -> MongoSettings:
+    try:
+        return MongoSettings()
+    except ValidationError as error:
+        raise MissingSettings(_explain(
+            error, "template.yaml sets them on the functions that reach MongoDB")) from None
+
+
+def _explain(error: ValidationError, where: str) -> str:
     """One line naming every variable at fault (pydantic's own text names fields, one per
     paragraph, and never says they are environment variables)."""
     missing, invalid = [], []
@@ -105,5 +127,4 @@ def _explain(error: ValidationError) -> str:
         parts.append("missing environment variables: " + ", ".join(missing))
     if invalid:
         parts.append("invalid environment variables: " + ", ".join(invalid))
-    return "dataport cannot start, " + "; ".join(parts) + \
-        " (template.yaml sets them on every function)"
+    return "dataport cannot start, " + "; ".join(parts) + f" ({where})"

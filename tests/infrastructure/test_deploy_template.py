@@ -1,0 +1,77 @@
+"""What template.yaml promises an operator who deploys next to ClaudeLens: the MongoDB URI only
+where it is needed (read at run time), sign-in with the tokens users already have, and a private
+network for the functions that reach MongoDB (docs/deploy.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infrastructure.local.template import Template
+
+ROOT = Path(__file__).resolve().parents[2]
+MONGO_SECRET_ARN = ("arn:aws:secretsmanager:us-east-1:123456789012:secret:"
+                    "dataport/dev/mongodb-uri-??????")
+
+
+def _reaches_mongodb(code_dir: Path) -> bool:
+    """What the code says: a handler that reaches MongoDB loads the MongoDB settings and
+    renews refused credentials (functions/<name>/handler.py)."""
+    source = (code_dir / "handler.py").read_text()
+    return "get_mongo_settings()" in source and "@renews_credentials" in source
+
+
+def _reads_mongo_secret(statements: tuple[Any, ...]) -> bool:
+    return any("secretsmanager:GetSecretValue" in s["Action"]
+               and "mongodb-uri" in str(s["Resource"]) for s in statements)
+
+
+@pytest.fixture(scope="module")
+def public() -> Template:
+    return Template(ROOT / "template.yaml")
+
+
+def test_some_functions_reach_mongodb_and_some_do_not(public: Template) -> None:
+    reach = {lid for lid, f in public.functions().items() if _reaches_mongodb(f.code_dir)}
+    assert {"ExportPlanFunction", "ExportWorkerFunction", "ImportExecuteFunction"} <= reach
+    assert not reach & {"ApiFunction", "AuthorizerFunction", "ExportFinalizeFunction",
+                        "WsConnectFunction", "JobFailedFunction"}
+
+
+@pytest.mark.parametrize("logical_id", sorted(Template(ROOT / "template.yaml").functions()))
+def test_only_functions_that_reach_mongodb_get_its_secret(public: Template,
+                                                          logical_id: str) -> None:
+    function = public.functions()[logical_id]
+    needs = _reaches_mongodb(function.code_dir)
+    assert ("MONGODB_URI_SECRET" in function.environment) is needs
+    assert ("MONGODB_DATABASE" in function.environment) is needs
+    assert _reads_mongo_secret(function.policy_statements) is needs
+    assert "MONGODB_URI" not in function.environment  # never the URI itself
+    if needs:
+        assert function.environment["MONGODB_URI_SECRET"] == "dataport/dev/mongodb-uri"
+        resources = [s["Resource"] for s in function.policy_statements
+                     if "secretsmanager:GetSecretValue" in s["Action"]
+                     and "mongodb-uri" in str(s["Resource"])]
+        assert resources == [MONGO_SECRET_ARN]  # that secret only, no wildcard beyond its suffix
+
+
+def test_no_global_variable_mentions_mongodb(public: Template) -> None:
+    variables = public.raw["Globals"]["Function"]["Environment"]["Variables"]
+    assert not [name for name in variables if "MONGO" in name]
+    assert "resolve:secretsmanager" not in (ROOT / "template.yaml").read_text()
+
+
+def test_each_environment_names_its_own_mongodb_secret() -> None:
+    import tomllib  # noqa: PLC0415
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    names = {}
+    for env in ("default", "prod"):
+        overrides = config[env]["deploy"]["parameters"]["parameter_overrides"]
+        values = dict(item.split("=", 1) for item in overrides.split())
+        names[env] = values["MongoDbUriSecretName"]
+    assert names == {"default": "dataport/dev/mongodb-uri", "prod": "dataport/prod/mongodb-uri"}
+    rule = Template(ROOT / "template.yaml").raw["Rules"]["ProdHasItsOwnMongoDbSecret"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
