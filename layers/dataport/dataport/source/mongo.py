@@ -145,9 +145,10 @@ def renews_credentials(task: Callable[P, R]) -> Callable[P, R]:
 
 
 def reset() -> None:
-    """Close and forget the cached client (tests that point MONGODB_URI_SECRET elsewhere call
-    this; settings are cached separately by `get_mongo_settings`)."""
+    """Close and forget the cached client and MongoDB settings (tests that point the functions
+    at another database or secret call this, as a cold start would)."""
     global _client, _client_uri  # noqa: PLW0603
+    get_mongo_settings.cache_clear()
     with _lock:
         if _client is not None:
             _client.close()
