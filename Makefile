@@ -8,7 +8,7 @@ export SAM_CLI_TELEMETRY := 0
 # Debian packages the tests call: command -> package
 SYSTEM_TOOLS := unzip:unzip pdfinfo:poppler-utils pdftotext:poppler-utils pdftoppm:poppler-utils 7z:p7zip-full
 
-.PHONY: help setup system test demo local lint bench openapi clean
+.PHONY: help setup system test demo local lint bench openapi token api-key clean
 
 help:
 	@echo "make demo [FORMAT=json|jsonl|csv|markdown]  run an export end to end on the local stack"
@@ -16,6 +16,8 @@ help:
 	@echo "make local                                  serve the local stack (REST, WebSocket, S3) for curl"
 	@echo "make lint                                   ruff, mypy, cfn-lint, sam validate, statelint, openapi"
 	@echo "make bench [BENCH_ARGS=--profile]           dataport vs raw pipelines: ratios, overhead, memory, shards"
+	@echo "make token USER_ID=<24 hex> [STACK=dataport-dev]           a bearer token, signed with the deployed stack's secret"
+	@echo "make api-key USER_ID=<24 hex> NAME=<what for> [STACK=...]  an API key written into the deployed stack's table"
 
 $(BIN)/.installed: requirements-dev.txt layers/dataport/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +73,18 @@ lint: setup $(TOOLS)/.installed
 	$(BIN)/statelint infrastructure/statemachines/*.asl.json
 	$(TOOLS)/bin/sam validate --lint --template template.yaml --region us-east-1
 	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.openapi --check docs/openapi.json
+
+# A first credential for a deployed stack, with your AWS credentials (docs/deploy.md, "Sign-in")
+STACK ?= dataport-dev
+USER_ID ?=
+NAME ?= operator
+token: setup
+	@test -n "$(USER_ID)" || { echo "USER_ID=<24-hex ClaudeLens user id> is required" >&2; exit 2; }
+	@PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.signin token --stack $(STACK) --user-id $(USER_ID)
+
+api-key: setup
+	@test -n "$(USER_ID)" || { echo "USER_ID=<24-hex ClaudeLens user id> is required" >&2; exit 2; }
+	@PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.signin api-key --stack $(STACK) --user-id $(USER_ID) --name "$(NAME)"
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam out tests/output .pytest_cache .mypy_cache .ruff_cache

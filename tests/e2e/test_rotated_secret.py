@@ -60,13 +60,13 @@ def database(fresh_stack: LocalStack, tmp_path: Path,
         secrets.put_secret_value(SecretId=secret, SecretString=database.uri)
         monkeypatch.setenv("MONGODB_DATABASE", DB_NAME)
         mongo.reset()  # a cold start: the URI is read from the secret on first use
-        parameters.clear_caches()
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
         yield database
     finally:
         secrets.put_secret_value(SecretId=secret, SecretString=fresh_stack.mongo_uri)
         monkeypatch.undo()
         mongo.reset()
-        parameters.clear_caches()
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
         database.server.stop()
 
 

@@ -75,3 +75,54 @@ def test_each_environment_names_its_own_mongodb_secret() -> None:
     assert names == {"default": "dataport/dev/mongodb-uri", "prod": "dataport/prod/mongodb-uri"}
     rule = Template(ROOT / "template.yaml").raw["Rules"]["ProdHasItsOwnMongoDbSecret"]
     assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
+
+
+# ------------------------------------------------------------------ sign-in
+
+CLAUDELENS_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:claudelens/jwt-AbCdEf"
+
+
+def _jwt_secret_statements(template: Template) -> list[Any]:
+    authorizer = template.functions()["AuthorizerFunction"]
+    return [s["Resource"] for s in authorizer.policy_statements
+            if "secretsmanager:GetSecretValue" in s["Action"]]
+
+
+def test_the_stack_generates_a_signing_secret_unless_given_claudelens_one(
+        public: Template) -> None:
+    own = public.secrets()
+    assert "JwtSecret" in own
+    assert _jwt_secret_statements(public) == [public.ref("JwtSecret")]
+
+    theirs = Template(ROOT / "template.yaml", parameters={"JwtSecretArn": CLAUDELENS_SECRET})
+    assert "JwtSecret" not in theirs.secrets()  # nothing generated, nothing to leak
+    assert _jwt_secret_statements(theirs) == [CLAUDELENS_SECRET]  # that secret only
+    for function in theirs.functions().values():
+        assert function.environment["JWT_SECRET_PARAMETER"] == CLAUDELENS_SECRET
+
+
+def test_only_the_authorizer_reads_the_signing_secret_and_the_oidc_settings(
+        public: Template) -> None:
+    for logical_id, function in public.functions().items():
+        reads = [s for s in function.policy_statements
+                 if "secretsmanager:GetSecretValue" in s["Action"]
+                 and "JwtSecret" in str(s["Resource"])]
+        assert bool(reads) is (logical_id == "AuthorizerFunction")
+        assert ("OIDC_ISSUER" in function.environment) is (logical_id == "AuthorizerFunction")
+
+
+def test_oidc_parameters_reach_the_authorizer() -> None:
+    template = Template(ROOT / "template.yaml", parameters={
+        "OidcIssuer": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Pool",
+        "OidcAudience": "client-id", "UserIdClaim": "custom:claudelens_user_id"})
+    environment = template.functions()["AuthorizerFunction"].environment
+    assert environment["OIDC_ISSUER"] == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Pool"
+    assert environment["OIDC_AUDIENCE"] == "client-id"
+    assert environment["USER_ID_CLAIM"] == "custom:claudelens_user_id"
+
+
+def test_outputs_name_what_a_client_and_an_operator_need(public: Template) -> None:
+    outputs = public.raw["Outputs"]
+    assert {"RestApiUrl", "WebSocketUrl", "JwtSecretArn", "ApiKeysTableName",
+            "MongoDbUriSecretName", "UserIdClaim"} <= set(outputs)
+    assert public.resolve(outputs["JwtSecretArn"]["Value"]) == public.ref("JwtSecret")

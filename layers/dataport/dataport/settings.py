@@ -45,6 +45,16 @@ class Settings(BaseSettings):
     # Name of the SSM SecureString (or Secrets Manager secret) holding the JWT signing secret.
     jwt_secret_parameter: Resource
     jwt_secret_source: str = Field(default="ssm", pattern="^(ssm|secretsmanager)$")
+    # Sign-in with the tokens ClaudeLens users already have (docs/deploy.md, "Sign-in"), set on
+    # the authorizer only: the claim that carries the ClaudeLens user id, and optionally an OIDC
+    # issuer whose RS256 tokens (keys from its JWKS, cached) are accepted for `oidc_audience`.
+    user_id_claim: str = Field(default="sub", min_length=1)
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""  # empty: <issuer>/.well-known/jwks.json (Cognito's, Auth0's...)
+    # Least seconds between two JWKS fetches an unknown `kid` may cause (a rotated key is found
+    # at once; a flood of invented kids cannot make us hammer the issuer).
+    oidc_jwks_refresh_seconds: int = Field(default=30, ge=0)
     # The REST authorizer's result cache (template: AuthorizerCacheSeconds = ReauthorizeEvery):
     # the authorizer refuses credentials that expire sooner, so no cached answer outlives one.
     authorizer_cache_seconds: int = Field(default=0, ge=0, le=3600)
