@@ -126,3 +126,68 @@ def test_outputs_name_what_a_client_and_an_operator_need(public: Template) -> No
     assert {"RestApiUrl", "WebSocketUrl", "JwtSecretArn", "ApiKeysTableName",
             "MongoDbUriSecretName", "UserIdClaim"} <= set(outputs)
     assert public.resolve(outputs["JwtSecretArn"]["Value"]) == public.ref("JwtSecret")
+
+
+# ------------------------------------------------------------------ private MongoDB
+
+PRIVATE = {"SubnetIds": "subnet-0a,subnet-0b", "SecurityGroupIds": "sg-0fn,sg-0extra",
+           "VpcId": "vpc-0d", "RouteTableIds": "rtb-0a,rtb-0b"}
+ENDPOINTS = {"S3GatewayEndpoint": ("s3", "Gateway"),
+             "DynamoDbGatewayEndpoint": ("dynamodb", "Gateway"),
+             "StepFunctionsEndpoint": ("states", "Interface"),
+             "KmsEndpoint": ("kms", "Interface"),
+             "SecretsManagerEndpoint": ("secretsmanager", "Interface")}
+
+
+def _vpc_configs(template: Template) -> dict[str, Any]:
+    return {lid: template.properties(lid).get("VpcConfig")
+            for lid in template.functions()}
+
+
+def test_a_public_database_deploy_has_no_network_settings(public: Template) -> None:
+    assert not [lid for lid, config in _vpc_configs(public).items() if config is not None]
+    assert not public.resources("AWS::EC2::VPCEndpoint", "AWS::EC2::SecurityGroup")
+
+
+def test_with_subnets_the_functions_that_reach_mongodb_run_in_the_vpc() -> None:
+    private = Template(ROOT / "template.yaml", parameters=PRIVATE)
+    for logical_id, config in _vpc_configs(private).items():
+        if _reaches_mongodb(private.functions()[logical_id].code_dir):
+            assert config == {"SubnetIds": ["subnet-0a", "subnet-0b"],
+                              "SecurityGroupIds": ["sg-0fn", "sg-0extra"]}, logical_id
+        else:  # the API, the authorizer, the WebSocket routes... stay out (no ENI cold starts)
+            assert config is None, logical_id
+
+
+def test_with_subnets_the_template_provides_the_endpoints_the_functions_need() -> None:
+    private = Template(ROOT / "template.yaml", parameters=PRIVATE)
+    assert set(private.resources("AWS::EC2::VPCEndpoint")) == set(ENDPOINTS)
+    for logical_id, (service, kind) in ENDPOINTS.items():
+        props = private.properties(logical_id)
+        assert props["ServiceName"] == f"com.amazonaws.us-east-1.{service}"
+        assert props["VpcEndpointType"] == kind
+        assert props["VpcId"] == "vpc-0d"
+        if kind == "Gateway":
+            assert props["RouteTableIds"] == ["rtb-0a", "rtb-0b"]
+        else:  # reachable under the service's own name, from the functions' subnets
+            assert props["PrivateDnsEnabled"] is True
+            assert props["SubnetIds"] == ["subnet-0a", "subnet-0b"]
+            assert props["SecurityGroupIds"] == [private.ref("EndpointSecurityGroup")]
+    ingress = private.properties("EndpointSecurityGroup")["SecurityGroupIngress"]
+    assert ingress == [{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
+                        "SourceSecurityGroupId": "sg-0fn"}]
+
+
+def test_a_vpc_with_its_own_endpoints_or_nat_gets_none_from_the_stack() -> None:
+    private = Template(ROOT / "template.yaml",
+                       parameters={**PRIVATE, "CreateVpcEndpoints": "false"})
+    assert not private.resources("AWS::EC2::VPCEndpoint", "AWS::EC2::SecurityGroup")
+    assert _vpc_configs(private)["ExportWorkerFunction"] is not None
+
+
+def test_rules_refuse_a_half_given_private_network(public: Template) -> None:
+    rules = public.raw["Rules"]
+    assert "SecurityGroupIds" in str(rules["PrivateNetworkIsComplete"]["Assertions"])
+    described = str(rules["VpcEndpointsHaveTheirVpc"]["Assertions"])
+    assert "VpcId" in described
+    assert "RouteTableIds" in described
