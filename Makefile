@@ -8,7 +8,7 @@ export SAM_CLI_TELEMETRY := 0
 # Debian packages the tests call: command -> package
 SYSTEM_TOOLS := unzip:unzip pdfinfo:poppler-utils pdftotext:poppler-utils pdftoppm:poppler-utils 7z:p7zip-full
 
-.PHONY: help setup system test demo local lint bench openapi asyncapi clean
+.PHONY: help setup system test demo local lint bench openapi asyncapi token api-key clean
 
 help:
 	@echo "make demo [FORMAT=json|jsonl|csv|markdown]  an export and an import end to end on the local stack, with the dataport CLI"
@@ -17,6 +17,8 @@ help:
 	@echo "make lint                                   ruff, mypy, cfn-lint, sam validate, statelint, openapi, asyncapi"
 	@echo "make openapi | make asyncapi                regenerate docs/openapi.json | docs/asyncapi.yaml"
 	@echo "make bench [BENCH_ARGS=--profile]           dataport vs raw pipelines: ratios, overhead, memory, shards"
+	@echo "make token USER_ID=<24 hex> [STACK=dataport-dev] [ADMIN=1]  a bearer token, signed with the deployed stack's secret"
+	@echo "make api-key USER_ID=<24 hex> NAME=<what for> [STACK=...]  an API key written into the deployed stack's table"
 
 $(BIN)/.installed: requirements-dev.txt layers/dataport/requirements.txt client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,6 +79,18 @@ lint: setup $(TOOLS)/.installed
 	$(TOOLS)/bin/sam validate --lint --template template.yaml --region us-east-1
 	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.openapi --check docs/openapi.json
 	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.asyncapi --check docs/asyncapi.yaml
+
+# A first credential for a deployed stack, with your AWS credentials (docs/deploy.md, "Sign-in")
+STACK ?= dataport-dev
+USER_ID ?=
+NAME ?= operator
+token: setup
+	@test -n "$(USER_ID)" || { echo "USER_ID=<24-hex ClaudeLens user id> is required" >&2; exit 2; }
+	@PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.signin token --stack $(STACK) --user-id $(USER_ID) $(if $(ADMIN),--admin)
+
+api-key: setup
+	@test -n "$(USER_ID)" || { echo "USER_ID=<24-hex ClaudeLens user id> is required" >&2; exit 2; }
+	@PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.signin api-key --stack $(STACK) --user-id $(USER_ID) --name "$(NAME)" $(if $(ADMIN),--admin)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam out tests/output .pytest_cache .mypy_cache .ruff_cache

@@ -63,9 +63,11 @@ from dataport.models.schedules import (
 )
 from dataport.observability import logger, tracer
 from dataport.scheduling import routes as schedules
-from dataport.settings import get_settings
+from dataport.settings import get_mongo_settings, get_settings
+from dataport.source.mongo import renews_credentials
 
 get_settings()  # at cold start: a missing variable fails here, named, not mid-request
+get_mongo_settings()  # estimates and backup previews count in MongoDB (URI from its secret)
 
 app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body)
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Job id")]
@@ -480,5 +482,6 @@ def unexpected(_: Exception) -> Response[dict[str, Any]]:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
+@renews_credentials  # a rotated password: read the secret again
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

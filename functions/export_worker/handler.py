@@ -9,13 +9,16 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dataport.observability import logger
-from dataport.settings import get_settings
+from dataport.settings import get_mongo_settings, get_settings
+from dataport.source.mongo import renews_credentials
 from dataport.workflows import export
 
 get_settings()  # at cold start: a missing variable fails here, named, not mid-request
+get_mongo_settings()  # this function reaches MongoDB (the URI is read from its secret)
 
 
 @logger.inject_lambda_context
+@renews_credentials  # a rotated password: read the secret again, retry
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return export.run_shard(export.shard_cursor(event),
                             context.get_remaining_time_in_millis).wire()

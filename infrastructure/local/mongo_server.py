@@ -121,12 +121,14 @@ def _wait_until_ready(server: MongoServer, timeout: float) -> None:
 
 
 def start(data_dir: Path | None = None, *, port: int | None = None,
-          timeout: float = 15.0) -> MongoServer:
+          timeout: float = 15.0, password_file: Path | None = None) -> MongoServer:
     """Start nx-27017 on 127.0.0.1 and return once pymongo can ping it.
 
     `data_dir` keeps the databases (e.g. `.local-stack/mongo` for `make local`); without it a
     temporary directory is used and removed by `stop()`. Losing a free-port race to another
-    process is retried on a fresh port."""
+    process is retried on a fresh port. `password_file`: the server checks the password of a
+    client that authenticates (user `PLAIN_USER`, mechanism PLAIN, see `plain_uri`) against the
+    file's content, so tests can rotate a password; it does not refuse anonymous clients."""
     owns = data_dir is None
     workdir = Path(tempfile.mkdtemp(prefix="nx-27017-")) if data_dir is None else data_dir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -137,6 +139,8 @@ def start(data_dir: Path | None = None, *, port: int | None = None,
                    "--data-dir", str(workdir / "data"),
                    "--pid-file", str(workdir / "nx-27017.pid"),
                    "--log-file", str(workdir / "nx-27017.log")]
+        if password_file is not None:
+            command += [_PASSWORD_OPTION, str(password_file)]
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         last = attempt == attempts
@@ -152,6 +156,18 @@ def start(data_dir: Path | None = None, *, port: int | None = None,
         server.owns_workdir = owns
         return server
     raise MongoServerError("unreachable: the last attempt returns or raises")
+
+
+#: the one user the embedded server knows when it checks passwords
+PLAIN_USER = "dataport"
+_PASSWORD_OPTION = "--dataport-password-file"  # noqa: S105 (an option name)
+
+
+def plain_uri(port: int, password: str, host: str = HOST) -> str:
+    """A URI that authenticates to a password-checking embedded server (SASL PLAIN, which
+    pymongo speaks and which needs no SCRAM on the server side)."""
+    return (f"mongodb://{PLAIN_USER}:{password}@{host}:{port}/"
+            "?authMechanism=PLAIN&authSource=$external&directConnection=true")
 
 
 @contextmanager
@@ -344,10 +360,39 @@ def _exit_with_parent(poll_seconds: float = 0.5) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def _check_passwords(password_file: Path) -> None:
+    """Answer `saslStart` (PLAIN) by comparing the password with the file's content; everything
+    else goes to nx-27017 as before. A wrong password gets MongoDB's own refusal (code 18)."""
+    handler = importlib.import_module("nx_27017.handler")
+    original = handler.NeoSQLiteHandler.handle_command
+
+    def handle_command(self: Any, msg: dict[str, Any]) -> Any:
+        body = next((doc for kind, doc in msg.get("sections", []) if kind == "body"), None)
+        if not (isinstance(body, dict) and "saslStart" in body):
+            return original(self, msg)
+        # PLAIN's message: authzid NUL user NUL password (RFC 4616)
+        _authzid, _, credentials = bytes(body.get("payload", b"")).partition(b"\0")
+        user, _, password = credentials.partition(b"\0")
+        expected = password_file.read_text().strip().encode()
+        if body.get("mechanism") == "PLAIN" and user == PLAIN_USER.encode() \
+                and password == expected:
+            return msg["request_id"], {"ok": 1.0, "conversationId": 1, "done": True,
+                                       "payload": b""}
+        return msg["request_id"], {"ok": 0.0, "errmsg": "Authentication failed.", "code": 18,
+                                   "codeName": "AuthenticationFailed"}
+
+    handler.NeoSQLiteHandler.handle_command = handle_command
+
+
 def serve(argv: list[str]) -> None:
-    """Run nx-27017 in this process, patched; `argv` are nx-27017's own options."""
+    """Run nx-27017 in this process, patched; `argv` are nx-27017's own options (and ours,
+    `--dataport-password-file FILE`, taken out first)."""
     _exit_with_parent()
     _patch()
+    if _PASSWORD_OPTION in argv:
+        index = argv.index(_PASSWORD_OPTION)
+        _check_passwords(Path(argv[index + 1]))
+        argv = argv[:index] + argv[index + 2:]
     main = importlib.import_module("nx_27017.nx_27017").main
     sys.argv = ["nx-27017", *argv]
     main()

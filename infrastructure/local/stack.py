@@ -325,6 +325,7 @@ class LocalStack:
             sys.modules["dataport.aws"].reset_clients()
         if "dataport.settings" in sys.modules:
             sys.modules["dataport.settings"].get_settings.cache_clear()
+            sys.modules["dataport.settings"].get_mongo_settings.cache_clear()
         if "aws_lambda_powertools.utilities.parameters" in sys.modules:
             sys.modules["aws_lambda_powertools.utilities.parameters"].clear_caches()
 

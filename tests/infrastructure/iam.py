@@ -9,6 +9,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urlparse
 
+import boto3
 import pytest
 
 from infrastructure.local.lambda_runtime import CallDetail
@@ -70,13 +71,21 @@ def required(detail: CallDetail) -> Iterator[tuple[str, str]]:
                f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{_websocket_stage(detail)}/POST/"
                f"@connections/{params['ConnectionId']}")
     elif service == "secretsmanager":
-        yield f"secretsmanager:{operation}", params["SecretId"]
+        yield f"secretsmanager:{operation}", _secret_arn(params["SecretId"])
     elif service == "kms":
         key = params["KeyId"]  # dataport always names the key, also to Decrypt
         yield f"kms:{operation}", (key if key.startswith("arn:")
                                    else f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key}")
     else:
         pytest.fail(f"no IAM mapping for {service}:{operation}; add one to this test")
+
+
+def _secret_arn(secret_id: str) -> str:
+    """A secret named by name (the MongoDB URI's) as IAM sees it: its ARN, with the random
+    suffix Secrets Manager appends (the local stack's Secrets Manager knows it)."""
+    if secret_id.startswith("arn:"):
+        return secret_id
+    return str(boto3.client("secretsmanager").describe_secret(SecretId=secret_id)["ARN"])
 
 
 def _websocket_stage(_: CallDetail) -> str:

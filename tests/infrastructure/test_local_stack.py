@@ -76,7 +76,9 @@ def test_the_password_key_is_created_with_its_policy(local_stack: LocalStack) ->
 def test_functions_environment_is_the_processes(local_stack: LocalStack) -> None:
     assert os.environ["JOBS_TABLE"] == local_stack.tables["JobsTable"]
     assert os.environ["PACKAGES_BUCKET"] == local_stack.bucket
-    assert os.environ["MONGODB_URI"] == local_stack.mongo_uri  # {{resolve:secretsmanager:...}}
+    assert "MONGODB_URI" not in os.environ  # a credential: read from its secret at run time
+    assert local_stack.client("secretsmanager").get_secret_value(
+        SecretId=os.environ["MONGODB_URI_SECRET"])["SecretString"] == local_stack.mongo_uri
     assert os.environ["EXPORT_STATE_MACHINE_ARN"] == local_stack.state_machines[
         "ExportStateMachine"]
     assert os.environ["AWS_ENDPOINT_URL"] == local_stack.aws_endpoint

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dataport.settings import MissingSettings, get_settings
+from dataport.settings import MissingSettings, get_mongo_settings, get_settings
 from tests.fixtures.environment import template, template_environment
 from tests.handlers import load_handler, module_name
 
@@ -18,12 +18,14 @@ def _settings_read_again() -> Iterator[None]:
     """No test leaves settings cached from the environment it broke."""
     yield
     get_settings.cache_clear()
+    get_mongo_settings.cache_clear()
 
 
 def _cold_start(function_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Import the function's handler afresh, as a new Lambda container does."""
     monkeypatch.delitem(sys.modules, module_name(function_dir), raising=False)
     get_settings.cache_clear()
+    get_mongo_settings.cache_clear()
     load_handler(function_dir, fresh=True)
 
 
@@ -46,13 +48,13 @@ def test_the_api_names_a_missing_state_machine(monkeypatch: pytest.MonkeyPatch) 
 
 def test_an_unusable_tunable_is_named_with_the_missing_ones(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MONGODB_URI")
+    monkeypatch.delenv("COPY_ID_SECRET")
     monkeypatch.setenv("UPLOAD_PART_SIZE_MB", "64")
     get_settings.cache_clear()
     with pytest.raises(MissingSettings) as refused:
         get_settings()
     message = str(refused.value)
-    assert "missing environment variables: MONGODB_URI;" in message
+    assert "missing environment variables: COPY_ID_SECRET;" in message
     assert "invalid environment variables: UPLOAD_PART_SIZE_MB (Input should be less than or " \
            "equal to 16)" in message
 
@@ -66,3 +68,21 @@ def test_each_function_starts_with_what_the_template_gives_it(
     for name, value in function.environment.items():
         monkeypatch.setenv(name, value)
     _cold_start(function.code_dir.name, monkeypatch)
+
+
+def test_a_function_that_reaches_mongodb_names_its_missing_secret(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MONGODB_URI_SECRET")
+    with pytest.raises(MissingSettings) as refused:
+        _cold_start("export_plan", monkeypatch)
+    assert str(refused.value) == (
+        "dataport cannot start, missing environment variables: MONGODB_URI_SECRET "
+        "(template.yaml sets them on the functions that reach MongoDB)")
+
+
+def test_a_function_that_never_reaches_mongodb_starts_without_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MONGODB_URI_SECRET", "MONGODB_DATABASE"):
+        monkeypatch.delenv(name)
+    _cold_start("api", monkeypatch)
+    _cold_start("export_finalize", monkeypatch)

@@ -3,10 +3,13 @@ WebSocket `$connect` route.
 
 Two credentials are accepted:
 
-- **JWT** (`Authorization: Bearer <jwt>`): HS256 only, signed with a secret kept in SSM
-  Parameter Store (SecureString) or Secrets Manager, whose *name* is in settings. `exp` is
-  required, `iat` / `nbf` are checked when present, `sub` is the ClaudeLens user id (a 24-hex
-  ObjectId string).
+- **JWT** (`Authorization: Bearer <jwt>`): HS256, signed with a secret kept in SSM Parameter
+  Store (SecureString) or Secrets Manager, whose *name* is in settings (ClaudeLens's own secret,
+  or the stack's); or RS256 from an OIDC issuer (settings `oidc_issuer`, `oidc_audience`), its
+  keys from the issuer's JWKS (cached; an unknown `kid` refetches the set at most once, and not
+  again within `oidc_jwks_refresh_seconds`). `exp` is required, `iat` / `nbf` are checked when
+  present, and the claim named by `user_id_claim` (`sub` by default) is the ClaudeLens user id
+  (a 24-hex ObjectId string).
 - **API key** (`Authorization: ApiKey <key>`): a random secret; only its SHA-256 hex digest is
   stored, as the partition key `key_hash` of the API keys table, so a leaked table reveals no
   usable key and lookups by hash do not leak timing about the key itself.
@@ -37,8 +40,9 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Literal
 
 import jwt
@@ -59,6 +63,7 @@ __all__ = [
     "authenticate_credential",
     "authenticate_header",
     "create_api_key",
+    "forget_signing_keys",
     "hash_api_key",
     "issue_api_key",
     "issue_token",
@@ -72,6 +77,8 @@ ROLES: tuple[Role, ...] = ("user", "admin")
 ADMIN_SCOPE = "dataport:admin"
 
 JWT_ALGORITHM = "HS256"
+#: what an OIDC issuer signs with (its public keys come from its JWKS)
+OIDC_ALGORITHM = "RS256"
 #: Clock skew tolerated on exp / nbf / iat, between ClaudeLens, us and the client.
 JWT_LEEWAY_SECONDS = 30
 #: How long a fetched signing secret is reused: a rotation takes effect within this time.
@@ -201,7 +208,8 @@ def _signing_secret() -> str:
 
 
 def _authenticate_jwt(token: str, min_remaining_seconds: float = 0) -> Principal:
-    """Verify signature (HS256 only), expiry and subject of a bearer token."""
+    """Verify signature (HS256 with the secret, or RS256 with the OIDC issuer's key), expiry and
+    the user id claim of a bearer token."""
     if len(token) > MAX_CREDENTIAL_LENGTH:
         raise Unauthorized("Token is too long")
     if not _JWT_SHAPE.fullmatch(token):
@@ -210,22 +218,43 @@ def _authenticate_jwt(token: str, min_remaining_seconds: float = 0) -> Principal
         header = jwt.get_unverified_header(token)
     except jwt.DecodeError:
         raise Unauthorized("Token is not a well-formed JWT") from None
+    settings = get_settings()
+    claim = settings.user_id_claim
     # Checked before any key is touched: refuses alg "none" and algorithm-confusion tokens.
-    if header.get("alg") != JWT_ALGORITHM:
-        raise Unauthorized(f"Token algorithm is not allowed (only {JWT_ALGORITHM})")
+    if header.get("alg") == JWT_ALGORITHM:
+        claims = _verified(token, _signing_secret, JWT_ALGORITHM, claim)
+    elif header.get("alg") == OIDC_ALGORITHM and settings.oidc_issuer:
+        claims = _verified(token, lambda: _oidc_key(header.get("kid")), OIDC_ALGORITHM, claim,
+                           issuer=settings.oidc_issuer, audience=settings.oidc_audience or None)
+    else:
+        allowed = JWT_ALGORITHM + (f" or {OIDC_ALGORITHM}" if settings.oidc_issuer else "")
+        raise Unauthorized(f"Token algorithm is not allowed (only {allowed})")
+    if min_remaining_seconds > 0 and float(claims["exp"]) - time.time() < min_remaining_seconds:
+        raise Unauthorized(f"Token expires within {min_remaining_seconds:g} s: refresh it first")
+    return Principal(user_id=_user_id(claims.get(claim), "Token subject"), method="jwt",
+                     role=_role_from_scope(claims.get("scope")))
 
+
+def _verified(token: str, key: Callable[[], Any], algorithm: str, claim: str, *,
+              issuer: str | None = None, audience: str | None = None) -> dict[str, Any]:
+    """The token's claims once signature, times, issuer and audience hold; `key` is called for
+    the key only when the token is otherwise decodable."""
+    required = ["exp", claim] + (["iss"] if issuer else []) + (["aud"] if audience else [])
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            _signing_secret(),
-            algorithms=[JWT_ALGORITHM],
+            key(),
+            algorithms=[algorithm],
+            issuer=issuer,
+            audience=audience,
             leeway=JWT_LEEWAY_SECONDS,
             options={
-                "require": ["exp", "sub"],
+                "require": required,
                 "verify_signature": True,
                 "verify_exp": True,
                 "verify_iat": True,
                 "verify_nbf": True,
+                "verify_aud": audience is not None,
             },
         )
     except jwt.ExpiredSignatureError:
@@ -237,17 +266,46 @@ def _authenticate_jwt(token: str, min_remaining_seconds: float = 0) -> Principal
     except jwt.MissingRequiredClaimError as exc:
         raise Unauthorized(f"Token is missing the '{exc.claim}' claim") from None
     except jwt.InvalidAlgorithmError:
-        raise Unauthorized(f"Token algorithm is not allowed (only {JWT_ALGORITHM})") from None
+        raise Unauthorized(f"Token algorithm is not allowed (only {algorithm})") from None
+    except jwt.InvalidIssuerError:
+        raise Unauthorized("Token was issued by another issuer") from None
+    except jwt.InvalidAudienceError:
+        raise Unauthorized("Token is meant for another audience") from None
     except jwt.DecodeError:  # after InvalidSignatureError, which subclasses it
         raise Unauthorized("Token is not a well-formed JWT") from None
     except jwt.InvalidTokenError as exc:
-        # Remaining cases (bad iat, non-string sub, unexpected audience...): the library's
-        # message names the claim at fault and never contains the token.
+        # Remaining cases (bad iat, non-string sub...): the library's message names the claim
+        # at fault and never contains the token.
         raise Unauthorized(f"Token is invalid: {exc}") from None
-    if min_remaining_seconds > 0 and float(claims["exp"]) - time.time() < min_remaining_seconds:
-        raise Unauthorized(f"Token expires within {min_remaining_seconds:g} s: refresh it first")
-    return Principal(user_id=_user_id(claims.get("sub"), "Token subject"), method="jwt",
-                     role=_role_from_scope(claims.get("scope")))
+    return claims
+
+
+def _oidc_key(kid: object) -> Any:
+    """The issuer's public key for `kid`: from the cached key set, else one refetch (not
+    within `oidc_jwks_refresh_seconds` of the last one)."""
+    if not isinstance(kid, str) or not kid:
+        raise Unauthorized("Token names no signing key (kid)")
+    try:
+        return _jwks_client().get_signing_key(kid).key
+    except jwt.PyJWKClientConnectionError:
+        # the issuer is unreachable: a server fault, never the caller's (not a 401)
+        raise RuntimeError("The OIDC issuer's key set could not be fetched") from None
+    except jwt.PyJWKClientError:
+        raise Unauthorized("Token is signed with a key the issuer does not publish") from None
+
+
+@cache
+def _jwks_client() -> jwt.PyJWKClient:
+    """One client per process: it caches the key set (PyJWT), which survives warm starts."""
+    settings = get_settings()
+    url = settings.oidc_jwks_url or settings.oidc_issuer.rstrip("/") + "/.well-known/jwks.json"
+    return jwt.PyJWKClient(url, cache_keys=True, lifespan=SECRET_MAX_AGE_SECONDS, timeout=5,
+                           cooldown_duration=settings.oidc_jwks_refresh_seconds)
+
+
+def forget_signing_keys() -> None:
+    """Forget the OIDC key set client (tests and the local stack change issuers)."""
+    _jwks_client.cache_clear()
 
 
 def _role_from_scope(scope: object) -> Role:
@@ -319,10 +377,12 @@ def create_api_key(user_id: str, name: str, *, expires_at: int | None = None,
 
 
 def issue_api_key(user_id: str, name: str, *, expires_at: int | None = None,
-                  role: Role = "user") -> tuple[str, ApiKeyRecord]:
+                  role: Role = "user",
+                  store: ApiKeyStore | None = None) -> tuple[str, ApiKeyRecord]:
     """Create a key for `user_id`: the key (the only time it exists) and its stored record.
 
-    `expires_at` is epoch seconds (optional). The write refuses to overwrite an existing hash.
+    `expires_at` is epoch seconds (optional); `store` is the settings' table unless given (an
+    operator's tool names a deployed stack's). The write refuses to overwrite an existing hash.
     Who may give a key the `admin` role is the caller's decision (api/api_keys.py).
     """
     if not _OBJECT_ID.fullmatch(user_id):
@@ -334,5 +394,5 @@ def issue_api_key(user_id: str, name: str, *, expires_at: int | None = None,
     record = ApiKeyRecord(
         key_hash=key_hash, key_id=api_key_id(key_hash), user_id=user_id.lower(), name=name,
         created_at=datetime.now(UTC).replace(microsecond=0), expires_at=expires_at, role=role)
-    ApiKeyStore().add(record)
+    (store or ApiKeyStore()).add(record)
     return key, record

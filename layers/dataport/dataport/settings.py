@@ -1,9 +1,13 @@
-"""The one settings model: every name, limit and endpoint comes from the environment.
+"""The settings models: every name, limit and endpoint comes from the environment.
 
-Every table, bucket, ARN and URI is required (template.yaml's Globals give them to every
-function; tests and the local stack set them from the template too): no default may point at a
-real resource. Each handler loads the settings at cold start, so a missing variable fails there,
-once, with one message naming every missing variable. Only tunables have defaults.
+Every table, bucket, ARN and secret name is required (template.yaml's Globals give them to
+every function; tests and the local stack set them from the template too): no default may point
+at a real resource. Each handler loads the settings at cold start, so a missing variable fails
+there, once, with one message naming every missing variable. Only tunables have defaults.
+
+MongoDB is apart (`MongoSettings`): only the functions that reach the database get its variables
+(their own Environment in the template), and the URI itself never sits in an environment: the
+variable names the Secrets Manager secret that holds it (source.mongo reads it at run time).
 """
 
 from __future__ import annotations
@@ -41,12 +45,19 @@ class Settings(BaseSettings):
     # AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI overrides it (the local stack), see aws.py.
     websocket_callback_url: Resource
 
-    mongodb_uri: Resource
-    mongodb_database: Resource
-
     # Name of the SSM SecureString (or Secrets Manager secret) holding the JWT signing secret.
     jwt_secret_parameter: Resource
     jwt_secret_source: str = Field(default="ssm", pattern="^(ssm|secretsmanager)$")
+    # Sign-in with the tokens ClaudeLens users already have (docs/deploy.md, "Sign-in"), set on
+    # the authorizer only: the claim that carries the ClaudeLens user id, and optionally an OIDC
+    # issuer whose RS256 tokens (keys from its JWKS, cached) are accepted for `oidc_audience`.
+    user_id_claim: str = Field(default="sub", min_length=1)
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""  # empty: <issuer>/.well-known/jwks.json (Cognito's, Auth0's...)
+    # Least seconds between two JWKS fetches an unknown `kid` may cause (a rotated key is found
+    # at once; a flood of invented kids cannot make us hammer the issuer).
+    oidc_jwks_refresh_seconds: int = Field(default=30, ge=0)
     # The REST authorizer's result cache (template: AuthorizerCacheSeconds = ReauthorizeEvery):
     # the authorizer refuses credentials that expire sooner, so no cached answer outlives one.
     authorizer_cache_seconds: int = Field(default=0, ge=0, le=3600)
@@ -106,15 +117,36 @@ class Settings(BaseSettings):
     schedule_run_retention_days: int = Field(default=90, ge=1)
 
 
+class MongoSettings(BaseSettings):
+    """What a function that reaches MongoDB needs besides `Settings` (template: set on those
+    functions only, with the right to read the secret)."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # Secrets Manager secret (name or ARN) whose SecretString is the ClaudeLens MongoDB URI.
+    mongodb_uri_secret: Resource
+    mongodb_database: Resource
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        raise MissingSettings(_explain(error)) from None
+        raise MissingSettings(_explain(error, "template.yaml sets them on every function")) \
+            from None
 
 
-def _explain(error: ValidationError) -> str:
+@lru_cache(maxsize=1)
+def get_mongo_settings() -> MongoSettings:
+    try:
+        return MongoSettings()
+    except ValidationError as error:
+        raise MissingSettings(_explain(
+            error, "template.yaml sets them on the functions that reach MongoDB")) from None
+
+
+def _explain(error: ValidationError, where: str) -> str:
     """One line naming every variable at fault (pydantic's own text names fields, one per
     paragraph, and never says they are environment variables)."""
     missing, invalid = [], []
@@ -130,5 +162,4 @@ def _explain(error: ValidationError) -> str:
         parts.append("missing environment variables: " + ", ".join(missing))
     if invalid:
         parts.append("invalid environment variables: " + ", ".join(invalid))
-    return "dataport cannot start, " + "; ".join(parts) + \
-        " (template.yaml sets them on every function)"
+    return "dataport cannot start, " + "; ".join(parts) + f" ({where})"
