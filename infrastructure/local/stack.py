@@ -309,6 +309,8 @@ class LocalStack:
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+            # a bucket cannot be a host name under 127.0.0.1 (AWS: virtual-hosted, the default)
+            "S3_ADDRESSING_STYLE": "path",
         }.items():
             self._environ.set(name, value)
         self._forget_cached_clients()

@@ -246,3 +246,23 @@ def test_the_state_machine_arns_every_function_gets_name_the_machines() -> None:
             machines["ExportStateMachine"].arn
         assert function.environment["IMPORT_STATE_MACHINE_ARN"] == \
             machines["ImportStateMachine"].arn
+
+
+#: what holds users' data or credentials: deleting the stack or replacing one of these must not
+#: take it along (copies' ids, job history, API keys, the signing secret, sealed passwords)
+RETAINED_TYPES = ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SecretsManager::Secret",
+                  "AWS::KMS::Key")
+
+
+@pytest.mark.parametrize("name", sorted(n for n, r in RESOURCES.items()
+                                        if r["Type"] in RETAINED_TYPES))
+def test_data_and_credentials_survive_stack_deletion_and_replacement(name: str) -> None:
+    resource = RESOURCES[name]
+    assert resource.get("DeletionPolicy") == "Retain", name
+    assert resource.get("UpdateReplacePolicy") == "Retain", name
+
+
+def test_the_retained_resources_include_every_table_the_secret_and_the_key() -> None:
+    retained = {n for n, r in RESOURCES.items() if r["Type"] in RETAINED_TYPES}
+    assert {"JobsTable", "ApiKeysTable", "IdempotencyTable", "ConnectionsTable",
+            "PackagesBucket", "JwtSecret", "CopyIdSecret", "PasswordKey"} <= retained

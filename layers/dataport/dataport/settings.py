@@ -9,7 +9,7 @@ once, with one message naming every missing variable. Only tunables have default
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # https://<api>.execute-api.<region>.amazonaws.com/<stage> of the WebSocket API (template);
     # AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI overrides it (the local stack), see aws.py.
     websocket_callback_url: Resource
+
+    # How S3 URLs name the bucket, presigned ones too: "virtual" (bucket.s3.<region>...) on
+    # AWS; "path" where the endpoint is an IP address (the local stack on 127.0.0.1).
+    s3_addressing_style: Literal["virtual", "path"] = "virtual"
 
     mongodb_uri: Resource
     mongodb_database: Resource
