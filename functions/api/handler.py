@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dataport.api import api_keys, exports, imports
 from dataport.api.body import parse_json_body
+from dataport.api.cors import cors_config
 from dataport.auth import Principal, principal_from_request_context
 from dataport.errors import DataportError, RateLimited, TransientError
 from dataport.jobs.rate_limit import RateLimitState
@@ -36,9 +37,10 @@ from dataport.models.imports import (
 from dataport.observability import logger, tracer
 from dataport.settings import get_settings
 
-get_settings()  # at cold start: a missing variable fails here, named, not mid-request
+settings = get_settings()  # at cold start: a missing variable fails here, named, not mid-request
 
-app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body,
+                             cors=cors_config(settings.allowed_origins))
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Job id")]
 
 

@@ -584,6 +584,10 @@ class LocalStack:
         if "VersioningConfiguration" in props:
             s3.put_bucket_versioning(Bucket=bucket.name,
                                      VersioningConfiguration=props["VersioningConfiguration"])
+        cors = (props.get("CorsConfiguration") or {}).get("CorsRules")
+        if cors:  # moto answers preflights and adds the headers by these rules, as S3 does
+            s3.put_bucket_cors(Bucket=bucket.name, CORSConfiguration={
+                "CORSRules": [_cors_rule(rule) for rule in cors]})
         rules = (props.get("LifecycleConfiguration") or {}).get("Rules")
         if rules:
             s3.put_bucket_lifecycle_configuration(
@@ -759,6 +763,18 @@ def _ensure_port_free(port: int) -> None:
         except OSError as exc:
             raise LocalStackError(f"Port {port} on {HOST} is taken ({exc.strerror}): pick "
                                   "another one (make local: LOCAL_AWS_PORT=...)") from None
+
+
+#: CloudFormation's CorsRule property names -> the S3 API's
+_CORS_RULE_NAMES = {"Id": "ID", "AllowedHeaders": "AllowedHeaders",
+                    "AllowedMethods": "AllowedMethods", "AllowedOrigins": "AllowedOrigins",
+                    "ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}
+
+
+def _cors_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A CloudFormation CORS rule in S3 API shape."""
+    return {_CORS_RULE_NAMES[name]: (int(value) if name == "MaxAge" else value)
+            for name, value in rule.items()}
 
 
 def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:

@@ -266,3 +266,42 @@ def test_the_retained_resources_include_every_table_the_secret_and_the_key() -> 
     retained = {n for n, r in RESOURCES.items() if r["Type"] in RETAINED_TYPES}
     assert {"JobsTable", "ApiKeysTable", "IdempotencyTable", "ConnectionsTable",
             "PackagesBucket", "JwtSecret", "CopyIdSecret", "PasswordKey"} <= retained
+
+
+def _cors_origin_header(value: Any) -> None:
+    """The origin header of an answer API Gateway makes itself: any origin when some are allowed
+    (bearer tokens, no cookies: it grants nothing), none otherwise."""
+    assert value == {"Fn::If": ["HasAllowedOrigins", "'*'", "''"]}
+
+
+def test_cors_is_off_unless_origins_are_given() -> None:
+    parameter = TEMPLATE["Parameters"]["AllowedOrigins"]
+    assert parameter["Type"] == "CommaDelimitedList"
+    assert parameter["Default"] == ""
+    assert TEMPLATE["Conditions"]["HasAllowedOrigins"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "AllowedOrigins"}]}, ""]}]}
+
+
+def test_rest_preflights_skip_the_authorizer_and_errors_carry_the_origin_header() -> None:
+    api = RESOURCES["RestApi"]["Properties"]
+    _cors_origin_header(api["Cors"]["AllowOrigin"])
+    assert {"Authorization", "Content-Type", "Idempotency-Key"} <= set(
+        api["Cors"]["AllowHeaders"].strip("'").split(","))
+    assert api["Auth"]["AddDefaultAuthorizerToCorsPreflight"] is False
+    responses = api["GatewayResponses"]
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "UNAUTHORIZED", "ACCESS_DENIED"} <= set(responses)
+    for response in responses.values():  # each named response replaces DEFAULT_4XX's headers
+        _cors_origin_header(response["ResponseParameters"]["Headers"][
+            "Access-Control-Allow-Origin"])
+    api_function = RESOURCES["ApiFunction"]["Properties"]
+    assert api_function["Environment"]["Variables"]["ALLOWED_ORIGINS"] == {
+        "Fn::Join": [",", {"Ref": "AllowedOrigins"}]}
+
+
+def test_the_bucket_lets_the_allowed_origins_upload_and_download() -> None:
+    cors = RESOURCES["PackagesBucket"]["Properties"]["CorsConfiguration"]["Fn::If"]
+    assert cors[0] == "HasAllowedOrigins"
+    assert cors[2] == {"Ref": "AWS::NoValue"}
+    (rule,) = cors[1]["CorsRules"]
+    assert rule["AllowedOrigins"] == {"Ref": "AllowedOrigins"}
+    assert {"GET", "POST", "PUT"} <= set(rule["AllowedMethods"])

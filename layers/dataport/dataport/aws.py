@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -42,7 +42,7 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
 
 
 @cache
-def _s3_config(addressing_style: str) -> Config:
+def _s3_config(addressing_style: Literal["virtual", "path"]) -> Config:
     return _CONFIG.merge(Config(s3={"addressing_style": addressing_style}))
 
 

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # the template's CopyIdSecret. Only the import tasks that derive copies may read it.
     copy_id_secret: Resource
 
+    # Web origins whose pages may read the REST answers (comma-separated; template:
+    # AllowedOrigins, on the API function only). Empty: no CORS header at all.
+    allowed_origins: str = ""
+
     export_rate_limit: int = 10
     rate_limit_window_seconds: int = 3600
     job_retention_days: int = 30
