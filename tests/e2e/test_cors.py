@@ -2,7 +2,8 @@
 preflights answered by the gateway without the authorizer, route answers and gateway errors
 readable by that origin only, and an import uploaded straight to S3 with the presigned POST
 (moto's S3 applies the bucket's CORS rules as S3 does). The stack is a second one, deployed
-with AllowedOrigins set; the session's stack (no origins) shows the default: no CORS."""
+with AllowedOrigins set; test_cors_default.py shows the default deploy (no CORS) on the
+session's stack (not here: while this module's stack runs, the process environment is its)."""
 
 from __future__ import annotations
 
@@ -105,17 +106,3 @@ def test_a_browser_uploads_an_import_straight_to_the_bucket(stack: LocalStack) -
     assert upload.headers["Access-Control-Allow-Origin"] == ORIGIN
     key = form["fields"]["key"]
     assert stack.client("s3").head_object(Bucket=stack.bucket, Key=key)["ContentLength"] == 22
-
-
-def test_without_allowed_origins_nothing_is_shared(fresh_stack: LocalStack) -> None:
-    """The default deploy: the preflight names no origin, answers carry no CORS header and the
-    bucket has no CORS rule."""
-    preflight = _preflight(f"{fresh_stack.rest_url}/exports", "POST")
-    assert preflight.headers.get("Access-Control-Allow-Origin", "") == ""
-    answer = requests.get(f"{fresh_stack.rest_url}/exports",
-                          headers={**fresh_stack.auth_headers(USER), "Origin": ORIGIN}, timeout=30)
-    assert answer.status_code == 200
-    assert "Access-Control-Allow-Origin" not in answer.headers
-    s3 = fresh_stack.client("s3")
-    with pytest.raises(s3.exceptions.ClientError, match="NoSuchCORSConfiguration"):
-        s3.get_bucket_cors(Bucket=fresh_stack.bucket)
