@@ -34,7 +34,7 @@ from dataport.models.imports import (
     ImportList,
     ImportView,
 )
-from dataport.observability import logger, tracer
+from dataport.observability import MetricName, emit, logger, metrics, tracer
 from dataport.settings import get_settings
 
 settings = get_settings()  # at cold start: a missing variable fails here, named, not mid-request
@@ -215,6 +215,7 @@ def invalid_request(error: RequestValidationError) -> Response[dict[str, Any]]:
 
 @app.exception_handler(RateLimited)
 def rate_limited(error: RateLimited) -> Response[dict[str, Any]]:
+    emit(MetricName.RATE_LIMITED_REQUESTS)
     headers = {"Retry-After": str(error.retry_after), "X-RateLimit-Limit": str(error.limit),
                "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(error.reset_at)}
     return _error(429, error.code, error.message, error.details, headers)
@@ -250,6 +251,7 @@ def unexpected(_: Exception) -> Response[dict[str, Any]]:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # answers may hold credentials
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
