@@ -69,6 +69,7 @@ _NAME_PROPERTIES = {
     "AWS::IAM::Role": "RoleName",
     "AWS::Serverless::LayerVersion": "LayerName",
     "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::SQS::Queue": "QueueName",
 }
 # SAM's implicit REST API, created when an Api event names no RestApiId.
 IMPLICIT_REST_API = "ServerlessRestApi"
@@ -477,10 +478,15 @@ class Template:
             # As CloudFormation's GetAtt gives it (with ":*"). Log groups, like the access log
             # settings that name them, are only read here: nothing local writes CloudWatch Logs.
             "AWS::Logs::LogGroup": lambda: self.arn("logs", f"log-group:{name}:*"),
+            # named only (the functions' OnFailure destination): nothing is invoked
+            # asynchronously on the local stack, so the queue is not created
+            "AWS::SQS::Queue": lambda: self.arn("sqs", name),
         }
         if attribute == "Arn" and rtype in arns:
             return arns[rtype]()
         if attribute == "Name" and rtype in _STATE_MACHINE_TYPES:
+            return name
+        if attribute == "QueueName" and rtype == "AWS::SQS::Queue":
             return name
         if attribute == "StreamArn" and rtype == "AWS::DynamoDB::Table":
             return f"{arns[rtype]()}/stream/local"
