@@ -24,15 +24,14 @@ NAMESPACE = "${MetricsNamespace}"
 
 #: the AWS metrics an alarm may watch: namespace -> metric -> (dimension -> resource type)
 AWS_METRICS: dict[str, dict[str, dict[str, str | None]]] = {
-    "AWS/States": dict.fromkeys(
-        ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsStarted"),
-        {"StateMachineArn": "AWS::Serverless::StateMachine"}),
-    "AWS/Lambda": dict.fromkeys(("Errors", "Throttles"),
-                                {"FunctionName": "AWS::Serverless::Function"}),
-    "AWS/ApiGateway": dict.fromkeys(("5XXError", "4XXError", "Latency"),
-                                    {"ApiName": None, "Stage": None}),
-    "AWS/DynamoDB": dict.fromkeys(("ReadThrottleEvents", "WriteThrottleEvents"),
-                                  {"TableName": "AWS::DynamoDB::Table"}),
+    "AWS/States": {m: {"StateMachineArn": "AWS::Serverless::StateMachine"}
+                   for m in ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsStarted")},
+    "AWS/Lambda": {m: {"FunctionName": "AWS::Serverless::Function"}
+                   for m in ("Errors", "Throttles")},
+    "AWS/ApiGateway": {m: {"ApiName": None, "Stage": None}
+                       for m in ("5XXError", "4XXError", "Latency")},
+    "AWS/DynamoDB": {m: {"TableName": "AWS::DynamoDB::Table"}
+                     for m in ("ReadThrottleEvents", "WriteThrottleEvents")},
     "AWS/SQS": {"ApproximateNumberOfMessagesVisible": {"QueueName": "AWS::SQS::Queue"}},
 }
 
@@ -83,7 +82,8 @@ def test_only_the_observability_module_emits_metrics() -> None:
         if path.name == "observability.py":
             continue
         text = path.read_text()
-        assert "add_metric(" not in text and "single_metric(" not in text, path
+        assert "add_metric(" not in text, path
+        assert "single_metric(" not in text, path
 
 
 def test_every_metric_the_code_emits_is_on_the_dashboard() -> None:
@@ -105,7 +105,8 @@ def _alarm_metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
     if "Metrics" in props:
         stats = [m["MetricStat"]["Metric"] for m in props["Metrics"] if "MetricStat" in m]
         expressions = [m for m in props["Metrics"] if "Expression" in m]
-        assert len(expressions) == 1 and expressions[0]["ReturnData"] is True
+        assert len(expressions) == 1
+        assert expressions[0]["ReturnData"] is True
         ids = {m["Id"] for m in props["Metrics"] if "MetricStat" in m}
         assert set(re.findall(r"\w+", expressions[0]["Expression"])) == ids  # sums them all
         return stats
