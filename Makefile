@@ -8,7 +8,7 @@ export SAM_CLI_TELEMETRY := 0
 # Debian packages the tests call: command -> package
 SYSTEM_TOOLS := unzip:unzip pdfinfo:poppler-utils pdftotext:poppler-utils pdftoppm:poppler-utils 7z:p7zip-full
 
-.PHONY: help setup system test demo local lint bench openapi clean
+.PHONY: help setup system test demo local lint bench openapi clean invoke package
 
 help:
 	@echo "make demo [FORMAT=json|jsonl|csv|markdown]  run an export end to end on the local stack"
@@ -16,6 +16,8 @@ help:
 	@echo "make local                                  serve the local stack (REST, WebSocket, S3) for curl"
 	@echo "make lint                                   ruff, mypy, cfn-lint, sam validate, statelint, openapi"
 	@echo "make bench [BENCH_ARGS=--profile]           dataport vs raw pipelines: ratios, overhead, memory, shards"
+	@echo "make invoke FN=<Function> EVENT=events/<file>.json  one function, one sample event, local stack"
+	@echo "make package                                sam build (no container); size and import checks"
 
 $(BIN)/.installed: requirements-dev.txt layers/dataport/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +62,19 @@ bench: setup
 	if [ -n "$(BENCH_ALL)" ]; then \
 	  PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.export_bench && \
 	  PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.import_bench; fi
+
+# invoke: what `sam local invoke FN -e EVENT` does, without Docker (infrastructure/local/invoke.py)
+FN    ?= ApiFunction
+EVENT ?= events/api.json
+invoke: setup
+	$(BIN)/python -m infrastructure.local.invoke $(FN) $(EVENT)
+
+# package: sam build without containers (pip needs the runtime's python3.11: .venv's is first on
+# PATH), then every function + layer under 250 MB unzipped and every handler importing from the
+# build output alone. Not part of `make test`: the build installs the layer from PyPI (minutes).
+package: setup $(TOOLS)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(TOOLS)/bin/sam build --template template.yaml
+	$(BIN)/python -m infrastructure.package_check
 
 openapi: setup
 	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.openapi --write docs/openapi.json
