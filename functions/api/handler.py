@@ -3,6 +3,7 @@ HTTP answers here and nowhere else: {"error": {"code", "message", "details"}}.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -14,8 +15,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import SecretStr
 
-from dataport.api import api_keys, exports, imports
+from dataport.api import api_keys, backups, exports, imports
 from dataport.api.body import parse_json_body
 from dataport.api.cors import cors_config
 from dataport.auth import Principal, principal_from_request_context
@@ -23,6 +25,16 @@ from dataport.errors import DataportError, RateLimited, TransientError
 from dataport.jobs.rate_limit import RateLimitState
 from dataport.models.api import ExportAccepted, ExportList, ExportView
 from dataport.models.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyView
+from dataport.models.backup_views import (
+    BackupAccepted,
+    BackupLinks,
+    BackupList,
+    BackupPreview,
+    BackupView,
+    VerifyReport,
+    VerifyRequest,
+)
+from dataport.models.backups import BackupRequest
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import (
     ActionPage,
@@ -34,7 +46,14 @@ from dataport.models.imports import (
     ImportList,
     ImportView,
 )
+from dataport.models.schedules import (
+    ScheduleCreate,
+    ScheduleList,
+    SchedulePatch,
+    ScheduleView,
+)
 from dataport.observability import MetricName, emit, logger, metrics, tracer
+from dataport.scheduling import routes as schedules
 from dataport.settings import get_settings
 
 settings = get_settings()  # at cold start: a missing variable fails here, named, not mid-request
@@ -42,6 +61,7 @@ settings = get_settings()  # at cold start: a missing variable fails here, named
 app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body,
                              cors=cors_config(settings.allowed_origins))
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Job id")]
+BackupId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Backup id")]
 
 
 def _principal() -> Principal:
@@ -85,8 +105,76 @@ def delete_export(jobId: JobId) -> ExportView:
 @app.get("/exports/<jobId>/download", summary="302 to a short-lived presigned download URL",
          responses={302: {"description": "Redirect to the package"}})
 def download_export(jobId: JobId) -> Response[None]:
-    location = exports.download_location(_user_id(), jobId)
+    location = exports.download_location(_user_id(), jobId, _request_time())
     return Response(status_code=302, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+@app.post("/backups", summary="Start a backup (full, selective or incremental; user or instance)",
+          responses={202: {"description": "Accepted"}})
+def create_backup(
+    request: Annotated[BackupRequest, Body()],
+    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=128)] = None,
+) -> Response[BackupAccepted]:
+    record, rate = backups.start_backup(_principal(), request, idempotency_key,
+                                        app.lambda_context)
+    body = BackupAccepted(backup_id=record.backup_id, job_id=record.backup_id,
+                          status=record.status, links=BackupLinks.of(record.backup_id))
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body,
+                    headers={**_rate_headers(rate), "Location": body.links.self_})
+
+
+@app.get("/backups", summary="Your backups (or, for administrators, the instance's), newest "
+                             "first")
+def list_backups(
+    scope: Annotated[str, Query(pattern="^(user|instance)$")] = "user",
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
+) -> BackupList:
+    records, token = backups.list_backups(_principal(), instance=scope == "instance",
+                                          limit=limit, next_token=next_token)
+    return BackupList(backups=[BackupView.of(record) for record in records], next_token=token)
+
+
+@app.get("/backups/<backupId>", summary="A backup: status, progress, sizes, counts, checksum")
+def get_backup(backupId: BackupId) -> BackupView:
+    record, progress = backups.get_backup(_principal(), backupId)
+    return BackupView.of(record, progress)
+
+
+@app.delete("/backups/<backupId>",
+            summary="Cancel a backup being made, or delete one (not a base increments need)",
+            responses={204: {"description": "Deleted"}})
+def delete_backup(backupId: BackupId) -> Response[BackupView | None]:
+    cancelled = backups.delete_backup(_principal(), backupId)
+    if cancelled is None:
+        return Response(status_code=204)
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON,
+                    body=BackupView.of(cancelled))
+
+
+@app.get("/backups/<backupId>/download", summary="302 to a short-lived presigned download URL",
+         responses={302: {"description": "Redirect to the backup"}})
+def download_backup(backupId: BackupId) -> Response[None]:
+    location = backups.download_location(_principal(), backupId)
+    return Response(status_code=302, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+@app.post("/backups/<backupId>/verify",
+          summary="Re-read the stored backup: every member's checksums and the whole object's")
+def verify_backup(backupId: BackupId,
+                  request: Annotated[VerifyRequest | None, Body()] = None) -> VerifyReport:
+    return backups.verify(_principal(), backupId, request.password if request else None)
+
+
+@app.get("/backups/<backupId>/preview",
+         summary="What a backup holds per project, and what a restore would do to its target")
+def preview_backup(
+    backupId: BackupId,
+    password: Annotated[str | None, Header(alias="x-backup-password", min_length=8,
+                                           max_length=256)] = None,
+) -> BackupPreview:
+    return backups.preview(_principal(), backupId,
+                           SecretStr(password) if password is not None else None)
 
 
 @app.post("/imports", summary="Start an import: a job and a presigned form to upload the file to",
@@ -184,6 +272,53 @@ def revoke_api_key(
         keyId: Annotated[str, Path(pattern="^[0-9a-f]{16}$", description="Key id")],
 ) -> ApiKeyView:
     return api_keys.revoke(_principal(), keyId)
+
+
+ScheduleId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Schedule id")]
+
+
+@app.post("/backup-schedules", summary="Schedule backups (cron in a time zone, or a rate), "
+          "with a retention policy", responses={201: {"description": "Created"}})
+def create_backup_schedule(request: Annotated[ScheduleCreate, Body()]) -> Response[ScheduleView]:
+    view = schedules.create(_principal(), request, _request_time())
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=view,
+                    headers={"Location": view.links.self_})
+
+
+@app.get("/backup-schedules", summary="Your backup schedules, newest first, with their next "
+         "run and last runs")
+def list_backup_schedules(
+    limit: Annotated[int, Query(ge=1, le=50)] = 20,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
+) -> ScheduleList:
+    views, token = schedules.list_schedules(_principal(), limit, next_token, _request_time())
+    return ScheduleList(schedules=views, next_token=token)
+
+
+@app.get("/backup-schedules/<scheduleId>", summary="One backup schedule: next run, last runs "
+         "and their outcome")
+def get_backup_schedule(scheduleId: ScheduleId) -> ScheduleView:
+    return schedules.get(_principal(), scheduleId, _request_time())
+
+
+@app.patch("/backup-schedules/<scheduleId>", summary="Change a schedule; `paused` pauses and "
+           "resumes it")
+def patch_backup_schedule(scheduleId: ScheduleId,
+                          change: Annotated[SchedulePatch, Body()]) -> ScheduleView:
+    return schedules.patch(_principal(), scheduleId, change, _request_time())
+
+
+@app.delete("/backup-schedules/<scheduleId>", summary="Delete a schedule (its backups stay, "
+            "with their retention)", responses={204: {"description": "Deleted"}})
+def delete_backup_schedule(scheduleId: ScheduleId) -> Response[None]:
+    schedules.delete(_principal(), scheduleId)
+    return Response(status_code=204)
+
+
+def _request_time() -> datetime:
+    """When API Gateway received the request: the time a schedule's next run counts from."""
+    epoch_ms = app.current_event.request_context.request_time_epoch
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC) if epoch_ms else datetime.now(UTC)
 
 
 def _rate_headers(rate: RateLimitState | None) -> dict[str, str]:

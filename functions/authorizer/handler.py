@@ -73,7 +73,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         raise Exception("Unauthorized") from None  # the exact text API Gateway maps to 401
 
     logger.info("Request allowed", extra={"user_id": principal.user_id, "method": principal.method,
-                                          "websocket": websocket})
+                                          "role": principal.role, "websocket": websocket})
     if websocket:
         return _connect_policy(principal, str(event["methodArn"]))
     arn = APIGatewayAuthorizerRequestEvent(event).parsed_arn
@@ -91,7 +91,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def _context(principal: Principal) -> dict[str, str]:
-    return {"userId": principal.user_id, "authMethod": principal.method}
+    return {"userId": principal.user_id, "authMethod": principal.method, "role": principal.role}
 
 
 def _connect_policy(principal: Principal, method_arn: str) -> dict[str, Any]:

@@ -94,7 +94,11 @@ def main() -> None:
     with stack:
         user_id = _seed(stack)
         print(_instructions(stack, user_id), flush=True)
+        # the template's EventBridge rules (schedule dispatcher, retention sweep), in real time
+        rules = threading.Thread(target=stack.clock.follow, args=(stop,), daemon=True)
+        rules.start()
         stop.wait()
+        rules.join(timeout=5)
         print("Stopping...", flush=True)
 
 

@@ -23,7 +23,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -188,6 +188,8 @@ class RestGateway:
     region: str
     account_id: str
     port: int = 0
+    #: the time requests are stamped with (requestTimeEpoch): the stack's clock
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     _cache: dict[tuple[str, tuple[str, ...]], _Decision] = field(default_factory=dict)
@@ -336,7 +338,7 @@ class RestGateway:
             query_multi.setdefault(name, []).append(value)
         content_type = self._header(headers, "content-type") or ""
         binary = self._is_binary(content_type)
-        now = datetime.now(UTC)
+        now = self.clock()
         return {
             "resource": match.route.event.path,
             "path": path,

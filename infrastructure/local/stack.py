@@ -42,6 +42,7 @@ from moto.stepfunctions.parser.utils import TMP_THREADS
 from statelint.linter import Linter
 
 from infrastructure.local import mongo_server, sfn_fidelity
+from infrastructure.local.clock import LocalClock
 from infrastructure.local.lambda_runtime import Call, CallDetail, LambdaRuntime
 from infrastructure.local.rest_gateway import RestGateway
 from infrastructure.local.template import (
@@ -147,6 +148,7 @@ class LocalStack:
         self._mongo: mongo_server.MongoServer | None = None
         self._template: Template | None = None
         self._runtime: LambdaRuntime | None = None
+        self._clock: LocalClock | None = None
         self._gateways: dict[str, RestGateway] = {}
         self._websockets: dict[str, WebSocketGateway] = {}
         self._secret_values: dict[str, str] = {}
@@ -198,6 +200,8 @@ class LocalStack:
                     sys.path.insert(0, str(layer))
         self._runtime.install()
         self._cleanup.callback(self._runtime.uninstall)
+        self._clock = LocalClock(self._template.functions(), self._runtime.invoke, self.region,
+                                 self._template.account_id, self.stack_name)
         self._cleanup.enter_context(mock.patch.object(Execution, "stop", _stop_execution))
         self._cleanup.enter_context(sfn_fidelity.patches())  # Distributed Map failures
         if self.fast_retries:
@@ -206,7 +210,8 @@ class LocalStack:
             self._cleanup.enter_context(mock.patch.object(retrier_decl, "time", no_sleep))
         for index, (logical_id, api) in enumerate(self._template.rest_apis().items()):
             gateway = RestGateway(api, self._runtime, self.region, self._template.account_id,
-                                  port=self._rest_port if index == 0 else 0)
+                                  port=self._rest_port if index == 0 else 0,
+                                  clock=self._clock.now)
             gateway.start()
             self._gateways[logical_id] = gateway
         self._start_websockets()
@@ -253,7 +258,7 @@ class LocalStack:
         self._exported.clear()
         self._clients.clear()
         self._forget_cached_clients()
-        self._template = self._runtime = None
+        self._template = self._runtime = self._clock = None
 
     def reset(self) -> None:
         """Back to a freshly provisioned stack: running executions stopped, tables and bucket
@@ -268,6 +273,7 @@ class LocalStack:
             self._teardown()
             self._provision()
         self.runtime.reset()
+        self.clock.release()
         self.forget_authorizer_answers()
         for websocket in self._websockets.values():
             websocket.reset()
@@ -603,6 +609,14 @@ class LocalStack:
         return self._template
 
     @property
+    def clock(self) -> LocalClock:
+        """The time the template's Schedule rules fire at and requests are stamped with;
+        `set` and `advance` it (infrastructure/local/clock.py). reset() releases it."""
+        if self._clock is None:
+            raise LocalStackError("The stack is not running")
+        return self._clock
+
+    @property
     def runtime(self) -> LambdaRuntime:
         if self._runtime is None:
             raise LocalStackError("The stack is not running")
@@ -675,14 +689,15 @@ class LocalStack:
         """The local HS256 signing secret (the value of the template's JwtSecret)."""
         return self._secret_values["JwtSecret"]
 
-    def token_for(self, user_id: str, ttl_seconds: int = 3600) -> str:
-        """A bearer token for `user_id` (a 24-hex ObjectId), as ClaudeLens would issue it."""
+    def token_for(self, user_id: str, ttl_seconds: int = 3600, *, admin: bool = False) -> str:
+        """A bearer token for `user_id` (a 24-hex ObjectId), as ClaudeLens would issue it;
+        `admin` gives it the administrator scope."""
         from dataport.auth import issue_token  # noqa: PLC0415 (the layer joins sys.path at start)
 
-        return issue_token(user_id, self.jwt_secret, ttl_seconds)
+        return issue_token(user_id, self.jwt_secret, ttl_seconds, admin=admin)
 
-    def auth_headers(self, user_id: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token_for(user_id)}"}
+    def auth_headers(self, user_id: str, *, admin: bool = False) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token_for(user_id, admin=admin)}"}
 
     def client(self, service: str) -> Any:
         """A boto3 client on the local endpoint, made once per stack (creating one costs ~0.1 s).

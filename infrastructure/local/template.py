@@ -82,6 +82,10 @@ _LAMBDA_URI = re.compile(r":apigateway:[^:]*:lambda:path/2015-03-31/functions/(.
 _ROUTE_SELECTION = re.compile(r"^\$request\.body\.([A-Za-z0-9_.]+)$")
 
 
+_RATE = re.compile(r"rate\((?P<value>[1-9][0-9]*) (?P<unit>minutes?|hours?|days?)\)")
+_RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
 class TemplateError(ValueError):
     """The template uses something the local stack cannot resolve (it would not guess)."""
 
@@ -108,6 +112,15 @@ class ApiEvent:
 
 
 @dataclass(frozen=True)
+class ScheduleEvent:
+    """One `Type: Schedule` event of a function: an EventBridge rule `rate(<n> <unit>)`."""
+
+    name: str
+    every_s: int  # the rate in seconds
+    enabled: bool
+
+
+@dataclass(frozen=True)
 class Function:
     logical_id: str
     name: str
@@ -121,6 +134,7 @@ class Function:
     layer_dirs: tuple[Path, ...]  # what Lambda puts on sys.path from /opt/python
     policy_statements: tuple[Mapping[str, Any], ...]  # inline `Policies` statements, resolved
     api_events: tuple[ApiEvent, ...]
+    schedule_events: tuple[ScheduleEvent, ...] = ()
 
     @property
     def module_path(self) -> Path:
@@ -636,6 +650,7 @@ class Template:
             layer_dirs=tuple(self._layer_dir(layer) for layer in raw.get("Layers") or []),
             policy_statements=tuple(statements),
             api_events=tuple(self._api_events(logical_id, raw)),
+            schedule_events=tuple(self._schedule_events(logical_id, raw)),
         )
 
     def _layer_dir(self, layer: Any) -> Path:
@@ -666,6 +681,22 @@ class Template:
                 method=str(self.resolve(props["Method"])).upper(),
                 authorizer=auth.get("Authorizer"),
             )
+
+    def _schedule_events(self, logical_id: str, raw: Mapping[str, Any],
+                         ) -> Iterator[ScheduleEvent]:
+        for name, event in (raw.get("Events") or {}).items():
+            if event.get("Type") != "Schedule":
+                continue
+            props = self.resolve(event.get("Properties") or {})
+            expression = str(props.get("Schedule", ""))
+            rate = _RATE.fullmatch(expression)
+            if rate is None:
+                raise TemplateError(f"{logical_id}.{name}: only rate(<n> <unit>) schedules run "
+                                    f"locally, not {expression!r}")
+            unit = rate["unit"].rstrip("s")
+            yield ScheduleEvent(name=name, every_s=int(rate["value"]) * _RATE_UNITS[unit],
+                                enabled=props.get("Enabled", True) is not False
+                                and props.get("State", "ENABLED") == "ENABLED")
 
     @cached_property
     def _uses_implicit_api(self) -> bool:

@@ -29,16 +29,21 @@ LAYERS: dict[str, int] = {
     "dataport.api": LOGIC,
     "dataport.workflows": LOGIC,
     "dataport.auth": LOGIC,  # the authorizer's and the REST API's principal
+    "dataport.scheduling": LOGIC,  # schedule routes, the dispatcher's tick, the retention sweep
     "dataport.formats": DOMAIN,
     "dataport.imports": DOMAIN,
     "dataport.packaging": DOMAIN,
     "dataport.progress": DOMAIN,
+    "dataport.schedules": DOMAIN,  # when schedules fire, what a tick decides, what expires
+    "dataport.backups": DOMAIN,  # the backup format, writer and container reader
     "dataport.progress.connections": ADAPTERS,  # the connection store (DynamoDB, @connections)
     "dataport.source": ADAPTERS,
     "dataport.jobs": ADAPTERS,  # job store, rate limits, idempotency records, sealed passwords
     "dataport.bucket": ADAPTERS,
     "dataport.engine": ADAPTERS,
     "dataport.api_key_store": ADAPTERS,
+    "dataport.schedule_store": ADAPTERS,
+    "dataport.backups.catalog": ADAPTERS,  # the backups' catalog records (DynamoDB)
     "dataport.aws": CLIENTS,
     "dataport.models": BASE,
     "dataport.settings": BASE,

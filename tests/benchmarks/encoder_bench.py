@@ -60,6 +60,9 @@ class _NullFile:
     def add_note(self, note: str) -> None:
         pass
 
+    def set_content(self, size: int, sha256: str) -> None:
+        pass
+
 
 class NullSink:
     def __init__(self) -> None:

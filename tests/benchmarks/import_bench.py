@@ -68,6 +68,9 @@ class _LocalFile:
     def add_note(self, note: str) -> None:
         """Notes are for manifests; a single document has none."""
 
+    def set_content(self, size: int, sha256: str) -> None:
+        pass
+
 
 @dataclass
 class _OneFileSink:

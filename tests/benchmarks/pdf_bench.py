@@ -64,6 +64,9 @@ class CountingFile:
     def add_note(self, note: str) -> None:
         self.notes.append(note)
 
+    def set_content(self, size: int, sha256: str) -> None:
+        pass
+
 
 @dataclass
 class DiscardingSink:

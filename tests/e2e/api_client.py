@@ -44,10 +44,11 @@ def table_text(stack: LocalStack, logical_id: str) -> str:
 class Api:
     stack: LocalStack
     user_id: str
+    admin: bool = False
 
     @property
     def headers(self) -> dict[str, str]:
-        return self.stack.auth_headers(self.user_id)
+        return self.stack.auth_headers(self.user_id, admin=self.admin)
 
     def url(self, path: str) -> str:
         return f"{self.stack.rest_url}{path}"

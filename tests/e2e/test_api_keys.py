@@ -91,3 +91,19 @@ def test_bad_requests_and_the_limit_of_active_keys(api: Api) -> None:
     assert api.request("POST", "/api-keys", json={"name": "in its place"}).status_code == 201
     names = [k["name"] for k in api.request("GET", "/api-keys").json()["apiKeys"]]
     assert len(names) == MAX_ACTIVE_KEYS + 1
+
+
+def test_only_an_administrator_makes_an_admin_key(api: Api) -> None:
+    refused = api.request("POST", "/api-keys", json={"name": "ops", "role": "admin"})
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "forbidden"
+    assert api.request("GET", "/api-keys").json()["apiKeys"] == []  # nothing half made
+
+    admin = Api(api.stack, api.user_id, admin=True)
+    made = admin.request("POST", "/api-keys", json={"name": "ops", "role": "admin"})
+    assert made.status_code == 201, made.text
+    assert made.json()["role"] == "admin"
+    plain = admin.request("POST", "/api-keys", json={"name": "laptop"})
+    assert plain.json()["role"] == "user"
+    roles = {k["name"]: k["role"] for k in api.request("GET", "/api-keys").json()["apiKeys"]}
+    assert roles == {"ops": "admin", "laptop": "user"}

@@ -54,6 +54,14 @@ def _failure_explained(out: dict[str, Any]) -> None:
     assert "SourceUnavailable" in out["result"]["message"]
 
 
+def _keys(*names: str) -> Check:
+    def check(out: dict[str, Any]) -> None:
+        assert "result" in out, out
+        assert set(names) <= set(out["result"]), out
+
+    return check
+
+
 #: event file name -> what its function answers
 EXPECTED: dict[str, Check] = {
     "api.json": _ok(200),
@@ -71,6 +79,8 @@ EXPECTED: dict[str, Check] = {
     "import_validate.stage.json": _job_not_found,
     "import_await.json": _error("JobCancelled"),  # nothing waits for a job that is not there
     "job_failed.json": _failure_explained,
+    "schedule_dispatcher.json": _keys("due", "claimed", "outcomes"),  # nothing due, nothing run
+    "retention_sweep.json": _keys("expired", "kept_for_chains"),
 }
 
 

@@ -33,6 +33,14 @@ def required(detail: CallDetail) -> Iterator[tuple[str, str]]:
     if service == "dynamodb" and operation in ("BatchWriteItem", "BatchGetItem"):
         for name in params["RequestItems"]:
             yield f"dynamodb:{operation}", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+    elif service == "dynamodb" and operation == "TransactWriteItems":
+        # IAM checks each item's own action on its table (there is no TransactWriteItems action)
+        actions = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                   "ConditionCheck": "ConditionCheckItem"}
+        for item in params["TransactItems"]:
+            ((kind, request),) = item.items()
+            yield (f"dynamodb:{actions[kind]}",
+                   f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{request['TableName']}")
     elif service == "dynamodb":
         table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{params['TableName']}"
         if "IndexName" in params:

@@ -240,16 +240,22 @@ def test_the_real_api_answers_with_the_templates_gateway_responses() -> None:
     template = Template()
     api = template.rest_apis()["RestApi"]
     assert {(r.event.method, r.event.path) for r in api.routes} == {
+        ("POST", "/backups"), ("GET", "/backups"), ("GET", "/backups/{backupId}"),
+        ("DELETE", "/backups/{backupId}"), ("GET", "/backups/{backupId}/download"),
+        ("POST", "/backups/{backupId}/verify"), ("GET", "/backups/{backupId}/preview"),
         ("POST", "/exports"), ("GET", "/exports"), ("GET", "/exports/{jobId}"),
         ("DELETE", "/exports/{jobId}"), ("GET", "/exports/{jobId}/download"),
         ("POST", "/imports"), ("GET", "/imports"), ("GET", "/imports/{jobId}"),
         ("DELETE", "/imports/{jobId}"), ("POST", "/imports/{jobId}/validate"),
         ("GET", "/imports/{jobId}/conflicts"), ("POST", "/imports/{jobId}/execute"),
         ("GET", "/imports/{jobId}/actions"), ("POST", "/imports/{jobId}/rollback"),
-        ("POST", "/api-keys"), ("GET", "/api-keys"), ("DELETE", "/api-keys/{keyId}")}
+        ("POST", "/api-keys"), ("GET", "/api-keys"), ("DELETE", "/api-keys/{keyId}"),
+        ("POST", "/backup-schedules"), ("GET", "/backup-schedules"),
+        ("GET", "/backup-schedules/{scheduleId}"), ("PATCH", "/backup-schedules/{scheduleId}"),
+        ("DELETE", "/backup-schedules/{scheduleId}")}
     gateway = RestGateway(api, LambdaRuntime(template.functions()), template.region,
                           template.account_id)
     response = gateway.handle("GET", "/v1/exports/abc", [("Host", "x")], b"")
     assert response.status == 401
     assert json.loads(response.body)["error"]["code"] == "unauthorized"
-    assert gateway.handle("GET", "/v1/backups", [], b"").status == 403
+    assert gateway.handle("GET", "/v1/no-such-route", [], b"").status == 403

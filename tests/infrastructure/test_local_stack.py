@@ -55,7 +55,7 @@ def test_the_bucket_is_private_encrypted_and_expires_packages(local_stack: Local
         "PublicAccessBlockConfiguration"].values())
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
     assert rules["expire-packages"]["Filter"] == {"Prefix": "packages/"}
-    assert rules["expire-packages"]["Expiration"] == {"Days": 7}  # PackageRetentionDays
+    assert rules["expire-packages"]["Expiration"] == {"Days": 30}  # PackageRetentionDays
     assert rules["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"] == {
         "DaysAfterInitiation": 1}
 
@@ -167,7 +167,7 @@ def test_retry_by_error_name_then_success(flow: LocalStack) -> None:
     assert result["status"] == "SUCCEEDED", result
     assert json.loads(result["output"])["attempts"] == 3
     # The Retry's 5 s + 10 s waits are skipped (fast_retries), checked without a clock.
-    assert retrier_decl.time.sleep is not time.sleep
+    assert retrier_decl.time.sleep is not time.sleep  # type: ignore[attr-defined]
     assert flow.client("dynamodb").get_item(TableName=flow.tables["ItemsTable"],
                                             Key={"pk": {"S": run_id}})["Item"]
 

@@ -187,3 +187,15 @@ def test_every_function_traces_and_names_the_metrics_namespace() -> None:
         text = path.read_text()
         assert "@tracer.capture_lambda_handler(capture_response=False)" in text, path
         assert "@metrics.log_metrics" in text, path
+
+
+@pytest.mark.parametrize("name", sorted(_of_type("AWS::CloudWatch::Alarm")))
+def test_metric_math_alarms_stay_within_cloudwatchs_ten_queries(name: str) -> None:
+    assert len(RESOURCES[name]["Properties"].get("Metrics", [])) <= 10
+
+
+def test_every_table_is_watched_for_throttles() -> None:
+    watched = {m["Dimensions"][0]["Value"]["Ref"]
+               for alarm in _of_type("AWS::CloudWatch::Alarm").values()
+               for m in _alarm_metrics(alarm) if m["Namespace"] == "AWS/DynamoDB"}
+    assert watched == set(_of_type("AWS::DynamoDB::Table"))

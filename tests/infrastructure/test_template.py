@@ -264,7 +264,8 @@ def test_data_and_credentials_survive_stack_deletion_and_replacement(name: str) 
 
 def test_the_retained_resources_include_every_table_the_secret_and_the_key() -> None:
     retained = {n for n, r in RESOURCES.items() if r["Type"] in RETAINED_TYPES}
-    assert {"JobsTable", "ApiKeysTable", "IdempotencyTable", "ConnectionsTable",
+    assert {"JobsTable", "ApiKeysTable", "IdempotencyTable", "ConnectionsTable", "BackupsTable",
+            "SchedulesTable",
             "PackagesBucket", "JwtSecret", "CopyIdSecret", "PasswordKey"} <= retained
 
 

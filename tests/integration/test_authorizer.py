@@ -141,7 +141,7 @@ def _denied(handler: ModuleType, event: dict[str, Any]) -> None:
     assert str(info.value) == "Unauthorized"
 
 
-def _assert_allowed(result: dict[str, Any], method: str) -> None:
+def _assert_allowed(result: dict[str, Any], method: str, role: str = "user") -> None:
     assert result == {
         "principalId": USER,
         "policyDocument": {
@@ -150,7 +150,7 @@ def _assert_allowed(result: dict[str, Any], method: str) -> None:
                 {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [STAGE_WILDCARD]}
             ],
         },
-        "context": {"userId": USER, "authMethod": method},
+        "context": {"userId": USER, "authMethod": method, "role": role},
     }
 
 
@@ -392,3 +392,17 @@ def test_context_round_trips_through_api_gateway(handler: ModuleType) -> None:
     principal = principal_from_request_context({"authorizer": authorizer})
 
     assert principal == Principal(user_id=USER, method="jwt")
+
+
+@pytest.mark.usefixtures("aws")
+def test_the_role_travels_from_credential_to_the_api_function(handler: ModuleType) -> None:
+    """An admin JWT and an admin API key reach the API function as administrators."""
+    admin_jwt = _invoke(handler, _event({"Authorization": _bearer(scope="dataport:admin")}))
+    _assert_allowed(admin_jwt, "jwt", "admin")
+    admin_key = create_api_key(USER, "ops", role="admin")
+    _assert_allowed(_invoke(handler, _event({"Authorization": f"ApiKey {admin_key}"})),
+                    "api_key", "admin")
+    _assert_allowed(_invoke(handler, _event({"Authorization": _bearer(scope="openid")})), "jwt")
+
+    authorizer = {k: str(v) for k, v in admin_jwt["context"].items()}
+    assert principal_from_request_context({"authorizer": authorizer}).is_admin

@@ -29,6 +29,7 @@ class MemoryFile:
     records: int = 0
     notes: list[str] = field(default_factory=list)
     closed: bool = False
+    content: tuple[int, str] | None = None
 
     @property
     def bytes_written(self) -> int:
@@ -45,6 +46,9 @@ class MemoryFile:
 
     def add_note(self, note: str) -> None:
         self.notes.append(note)
+
+    def set_content(self, size: int, sha256: str) -> None:
+        self.content = (size, sha256)
 
     @property
     def text(self) -> str:

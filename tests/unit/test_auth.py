@@ -436,3 +436,78 @@ def test_principal_model_refuses_bad_values() -> None:
         Principal(user_id="alice", method="jwt")
     with pytest.raises(ValueError, match="method"):
         Principal(user_id=USER, method="cookie")
+
+
+# --- role --------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize(("scope", "role"), [
+    (None, "user"),
+    ("", "user"),
+    ("openid profile", "user"),
+    ("dataport:administrator", "user"),  # a word, not a prefix
+    ("dataport:admin", "admin"),
+    ("openid dataport:admin email", "admin"),
+])
+def test_a_jwt_scope_naming_dataport_admin_makes_an_administrator(scope: str | None,
+                                                                  role: str) -> None:
+    claims = _claims() if scope is None else _claims(scope=scope)
+    principal = authenticate_header(f"Bearer {_token(claims)}")
+    assert principal.role == role
+    assert principal.is_admin is (role == "admin")
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_scope_claim_that_is_not_a_string_is_refused() -> None:
+    _refused(f"Bearer {_token(_claims(scope=['dataport:admin']))}", "scope")
+
+
+@pytest.mark.usefixtures("aws")
+def test_issue_token_can_make_an_administrators_token() -> None:
+    assert authenticate_header(f"Bearer {issue_token(USER, SECRET, admin=True)}").is_admin
+    assert not authenticate_header(f"Bearer {issue_token(USER, SECRET)}").is_admin
+    claims = jwt.decode(issue_token(USER, SECRET, admin=True), SECRET, algorithms=["HS256"])
+    assert claims["scope"] == "dataport:admin"
+
+
+@pytest.mark.usefixtures("aws")
+def test_an_api_key_authenticates_with_the_role_it_was_made_with() -> None:
+    admin_key = create_api_key(USER, "ops", role="admin")
+    user_key = create_api_key(USER, "laptop")
+    assert authenticate_header(f"ApiKey {admin_key}") == Principal(
+        user_id=USER, method="api_key", role="admin")
+    assert authenticate_credential(user_key).role == "user"
+    assert _key_item(admin_key)["role"]["S"] == "admin"
+
+
+@pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize("stored", [{"S": "Admin"}, {"S": "root"}, {"BOOL": True}, None])
+def test_a_stored_role_other_than_a_clean_admin_reads_as_user(stored: dict[str, Any] | None
+                                                              ) -> None:
+    key = create_api_key(USER, "ops", role="admin")
+    item = _key_item(key)
+    if stored is None:
+        del item["role"]
+    else:
+        item["role"] = stored
+    boto3.client("dynamodb").put_item(TableName=TABLE, Item=item)
+    assert authenticate_credential(key).role == "user"
+
+
+@pytest.mark.parametrize(("context_role", "role"), [(None, "user"), ("user", "user"),
+                                                    ("admin", "admin")])
+def test_the_role_is_read_from_the_authorizer_context(context_role: str | None,
+                                                      role: str) -> None:
+    context = {"userId": USER, "authMethod": "jwt"}
+    if context_role is not None:
+        context["role"] = context_role
+    principal = principal_from_request_context({"authorizer": context})
+    assert principal.role == role
+
+
+@pytest.mark.parametrize("forged", ["root", "Admin", "admin ", "superuser"])
+def test_a_forged_role_in_the_authorizer_context_is_refused(forged: str) -> None:
+    with pytest.raises(Unauthorized):
+        principal_from_request_context(
+            {"authorizer": {"userId": USER, "authMethod": "jwt", "role": forged}})

@@ -18,6 +18,7 @@ from dataport.jobs import keys
 from dataport.jobs import store as store_module
 from dataport.jobs.dynamo import from_item, to_item
 from dataport.jobs.store import TARGETS, TRANSITIONS, Change, JobStore, utcnow
+from dataport.models.backups import BackupCounts, BackupRequest
 from dataport.models.exports import (
     CostRange,
     EncryptionOptions,
@@ -62,6 +63,8 @@ OUTCOME = ImportOutcome(dry_run=False, strategy=Strategy.MERGE,
                         sessions=SessionCounts(inserted=2, merged=1),
                         messages=MessageCounts(inserted=40, updated=3), projects_created=1,
                         started_at=NOW, finished_at=NOW + timedelta(minutes=1))
+BACKUP_REQUEST = BackupRequest(name="nightly")
+BACKUP_COUNTS = BackupCounts(projects=1, sessions=2, messages=3)
 PACKAGE = PackageInfo(key="packages/x/x.zip", filename="x.zip", bytes=10, files=1,
                       expires_at=NOW + timedelta(days=7))
 
@@ -71,7 +74,7 @@ def _state(kind: JobKind) -> ExportState | ImportState | BackupState | RestoreSt
         return ExportState(request=ExportRequest())
     if kind is JobKind.IMPORT:
         return ImportState(request=ImportCreate(filename="a.jsonl"))
-    return BackupState() if kind is JobKind.BACKUP else RestoreState()
+    return BackupState(request=BACKUP_REQUEST) if kind is JobKind.BACKUP else RestoreState()
 
 
 def _job(store: JobStore, kind: JobKind, status: JobStatus = JobStatus.QUEUED) -> Job:
@@ -98,13 +101,18 @@ CALLS: dict[Change, Callable[[JobStore, Job], Job | None]] = {
     Change.START: lambda s, j: s.start(j.job_id),
     Change.PROGRESS: lambda s, j: s.set_progress(j.job_id, Progress(phase="moving", total=9)),
     Change.UPDATE: lambda s, j: s.update_export(j.job_id, counts=Counts(projects=3))
-    if j.kind is JobKind.EXPORT else s.update_import(j.job_id, report=ValidationReport()),
+    if j.kind is JobKind.EXPORT else s.update_backup(j.job_id, watermark=NOW,
+                                                     counts=BACKUP_COUNTS)
+    if j.kind is JobKind.BACKUP else s.update_import(j.job_id, report=ValidationReport()),
     Change.AWAIT_DECISION: lambda s, j: s.await_decision(j.job_id, "token-1"),
     Change.DECIDE: lambda s, j: s.decide(j.job_id, ImportDecision(strategy=Strategy.MERGE),
                                          Progress(phase="importing")),
     Change.SUCCEED: lambda s, j: s.succeed_export(
         j.job_id, package=PACKAGE, counts=Counts(files=1), progress=Progress(phase="done"))
-    if j.kind is JobKind.EXPORT else s.succeed_import(j.job_id, outcome=OUTCOME,
+    if j.kind is JobKind.EXPORT else s.succeed_backup(
+        j.job_id, object_key="backups/x/x.zip", size=10, counts=BACKUP_COUNTS,
+        progress=Progress(phase="done"))
+    if j.kind is JobKind.BACKUP else s.succeed_import(j.job_id, outcome=OUTCOME,
                                                       progress=Progress(phase="done")),
     Change.FAIL: lambda s, j: s.fail(j.job_id, JobError(code="timeout", message="Too long.")),
     Change.CANCEL: lambda s, j: s.cancel(j.job_id),
@@ -171,6 +179,9 @@ def _check_written(change: Change, kind: JobKind, before: Job, job: Job) -> None
     if change is Change.UPDATE:
         if kind is JobKind.EXPORT:
             assert job.export_state.counts == Counts(projects=3)
+        elif kind is JobKind.BACKUP:
+            assert job.backup_state.watermark == NOW
+            assert job.backup_state.counts == BACKUP_COUNTS
         else:
             assert job.import_state.report == ValidationReport()
     elif change is Change.AWAIT_DECISION:
@@ -185,6 +196,10 @@ def _check_written(change: Change, kind: JobKind, before: Job, job: Job) -> None
         if kind is JobKind.EXPORT:
             assert (job.export_state.package, job.export_state.counts) == (PACKAGE,
                                                                            Counts(files=1))
+        elif kind is JobKind.BACKUP:
+            state = job.backup_state
+            assert (state.object_key, state.bytes, state.counts) == (
+                "backups/x/x.zip", 10, BACKUP_COUNTS)
         else:
             assert job.import_state.outcome == OUTCOME
             assert job.finished_at == OUTCOME.finished_at
@@ -307,7 +322,8 @@ def test_a_job_holds_only_the_state_of_its_kind() -> None:
             created_at=NOW, updated_at=NOW, expires_at=1,
             state=ImportState(request=ImportCreate(filename="a.csv")))
     job = Job(job_id="x", kind=JobKind.BACKUP, user_id=USER, status=JobStatus.QUEUED,
-              created_at=NOW, updated_at=NOW, expires_at=1, state=BackupState())
+              created_at=NOW, updated_at=NOW, expires_at=1,
+              state=BackupState(request=BACKUP_REQUEST))
     with pytest.raises(TypeError, match="not an export"):
         _ = job.export_state
     with pytest.raises(TypeError, match="not an import"):

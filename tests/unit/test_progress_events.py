@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from dataport.models.backups import BackupRequest
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate
 from dataport.models.jobs import (
@@ -52,7 +53,8 @@ def _job(status: JobStatus = JobStatus.RUNNING, package: PackageInfo | None = No
     now = datetime(2025, 6, 2, 7, 59, tzinfo=UTC)
     state = {JobKind.EXPORT: ExportState(request=ExportRequest(), package=package),
              JobKind.IMPORT: ImportState(request=ImportCreate(filename="a.json")),
-             JobKind.BACKUP: BackupState(), JobKind.RESTORE: RestoreState()}[kind]
+             JobKind.BACKUP: BackupState(request=BackupRequest(name="nightly")),
+             JobKind.RESTORE: RestoreState()}[kind]
     values: dict[str, Any] = {
         "job_id": JOB_ID, "kind": kind, "user_id": "66ad9b005f2b4a0012c0aaaa",
         "status": status, "created_at": now, "updated_at": now,

@@ -16,6 +16,12 @@ decides by shape: three dot-separated base64url segments is a JWT (an API key, b
 `secrets.token_urlsafe` output behind the `dpk_` prefix, never contains a dot); any other string
 of base64url characters is looked up as an API key.
 
+**Role.** Every principal is a `user` or an `admin` (an administrator of the ClaudeLens instance,
+who may take and restore instance-wide backups). A JWT carries it in its OAuth-style `scope`
+claim (space-separated; `dataport:admin` among them makes an admin); an API key carries the role
+it was made with, and only an administrator may make an admin key. The authorizer passes the role
+in its context; a context without one reads as `user`, one with any other value is refused.
+
 `authenticate_header` can also demand that the credential stay valid for a while longer
 (`min_remaining_seconds`): the REST authorizer asks for its cache time, because API Gateway
 reuses an answer that long without asking again, and a cached "allow" must not outlive the
@@ -44,9 +50,11 @@ from dataport.errors import Unauthorized
 from dataport.settings import get_settings
 
 __all__ = [
+    "ADMIN_SCOPE",
     "API_KEY_PREFIX",
     "JWT_ALGORITHM",
     "Principal",
+    "Role",
     "api_key_id",
     "authenticate_credential",
     "authenticate_header",
@@ -58,6 +66,10 @@ __all__ = [
 ]
 
 AuthMethod = Literal["jwt", "api_key"]
+Role = Literal["user", "admin"]
+ROLES: tuple[Role, ...] = ("user", "admin")
+#: The OAuth scope (in the JWT's space-separated `scope` claim) that makes an administrator.
+ADMIN_SCOPE = "dataport:admin"
 
 JWT_ALGORITHM = "HS256"
 #: Clock skew tolerated on exp / nbf / iat, between ClaudeLens, us and the client.
@@ -79,12 +91,17 @@ _API_KEY_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,256}")
 
 
 class Principal(BaseModel):
-    """The authenticated caller: the ClaudeLens user id every query is scoped to."""
+    """The authenticated caller: the ClaudeLens user id every query is scoped to, and a role."""
 
     model_config = ConfigDict(frozen=True)
 
     user_id: str = Field(pattern=f"^{_OBJECT_ID.pattern}$")
     method: AuthMethod
+    role: Role = "user"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
 def _user_id(value: object, what: str) -> str:
@@ -148,8 +165,12 @@ def principal_from_request_context(event_request_context: Mapping[str, Any]) -> 
         raise Unauthorized("Request was not authorized")
     user_id = authorizer.get("userId") or authorizer.get("principalId")
     method = authorizer.get("authMethod")
+    # Older cached authorizer answers carry no role: they are users. Any other value is refused
+    # by the model (never read as "some role"), so a forged context cannot widen access.
+    role = authorizer.get("role") or "user"
     try:
-        return Principal(user_id=_user_id(user_id, "Authorizer principal"), method=method)
+        return Principal(user_id=_user_id(user_id, "Authorizer principal"), method=method,
+                         role=role)
     except ValidationError:
         raise Unauthorized("Request carries no valid authorizer context") from None
 
@@ -225,11 +246,23 @@ def _authenticate_jwt(token: str, min_remaining_seconds: float = 0) -> Principal
         raise Unauthorized(f"Token is invalid: {exc}") from None
     if min_remaining_seconds > 0 and float(claims["exp"]) - time.time() < min_remaining_seconds:
         raise Unauthorized(f"Token expires within {min_remaining_seconds:g} s: refresh it first")
-    return Principal(user_id=_user_id(claims.get("sub"), "Token subject"), method="jwt")
+    return Principal(user_id=_user_id(claims.get("sub"), "Token subject"), method="jwt",
+                     role=_role_from_scope(claims.get("scope")))
 
 
-def issue_token(user_id: str, secret: str, ttl_seconds: int = 3600) -> str:
-    """Sign an HS256 token for `user_id` (the local stack and tests stand in for ClaudeLens)."""
+def _role_from_scope(scope: object) -> Role:
+    """`admin` when the OAuth `scope` claim (a space-separated string) names ADMIN_SCOPE."""
+    if scope is None:
+        return "user"
+    if not isinstance(scope, str):
+        raise Unauthorized("Token 'scope' claim must be a space-separated string")
+    return "admin" if ADMIN_SCOPE in scope.split() else "user"
+
+
+def issue_token(user_id: str, secret: str, ttl_seconds: int = 3600, *,
+                admin: bool = False) -> str:
+    """Sign an HS256 token for `user_id` (the local stack and tests stand in for ClaudeLens);
+    `admin` adds the ADMIN_SCOPE scope."""
     if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
         raise ValueError(f"secret must be at least {MIN_SECRET_BYTES} bytes for HS256")
     if ttl_seconds <= 0:
@@ -237,7 +270,10 @@ def issue_token(user_id: str, secret: str, ttl_seconds: int = 3600) -> str:
     if not _OBJECT_ID.fullmatch(user_id):
         raise ValueError("user_id must be a 24-hex ObjectId string")
     now = int(time.time())
-    claims = {"sub": user_id.lower(), "iat": now, "nbf": now, "exp": now + ttl_seconds}
+    claims: dict[str, Any] = {"sub": user_id.lower(), "iat": now, "nbf": now,
+                              "exp": now + ttl_seconds}
+    if admin:
+        claims["scope"] = ADMIN_SCOPE
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
 
 
@@ -272,19 +308,22 @@ def _authenticate_api_key(key: str, min_remaining_seconds: float = 0) -> Princip
         raise Unauthorized("API key has expired")
     if record.expires_at is not None and record.expires_at - now < min_remaining_seconds:
         raise Unauthorized(f"API key expires within {min_remaining_seconds:g} s")
-    return Principal(user_id=_user_id(record.user_id, "API key owner"), method="api_key")
+    return Principal(user_id=_user_id(record.user_id, "API key owner"), method="api_key",
+                     role=record.role)
 
 
-def create_api_key(user_id: str, name: str, *, expires_at: int | None = None) -> str:
+def create_api_key(user_id: str, name: str, *, expires_at: int | None = None,
+                   role: Role = "user") -> str:
     """Create a key for `user_id` and return it: the only time the key itself exists."""
-    return issue_api_key(user_id, name, expires_at=expires_at)[0]
+    return issue_api_key(user_id, name, expires_at=expires_at, role=role)[0]
 
 
-def issue_api_key(user_id: str, name: str, *,
-                  expires_at: int | None = None) -> tuple[str, ApiKeyRecord]:
+def issue_api_key(user_id: str, name: str, *, expires_at: int | None = None,
+                  role: Role = "user") -> tuple[str, ApiKeyRecord]:
     """Create a key for `user_id`: the key (the only time it exists) and its stored record.
 
     `expires_at` is epoch seconds (optional). The write refuses to overwrite an existing hash.
+    Who may give a key the `admin` role is the caller's decision (api/api_keys.py).
     """
     if not _OBJECT_ID.fullmatch(user_id):
         raise ValueError("user_id must be a 24-hex ObjectId string")
@@ -294,6 +333,6 @@ def issue_api_key(user_id: str, name: str, *,
     key_hash = hash_api_key(key)
     record = ApiKeyRecord(
         key_hash=key_hash, key_id=api_key_id(key_hash), user_id=user_id.lower(), name=name,
-        created_at=datetime.now(UTC).replace(microsecond=0), expires_at=expires_at)
+        created_at=datetime.now(UTC).replace(microsecond=0), expires_at=expires_at, role=role)
     ApiKeyStore().add(record)
     return key, record

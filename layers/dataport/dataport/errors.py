@@ -126,3 +126,16 @@ class RecordRefused(InvalidRequest):
     (staging checks again: what was validated must be what is written)."""
 
     code = "record_refused"
+
+
+class BackupHasDependents(Conflict):
+    """A backup an unexpired increment depends on cannot be deleted or expire before it."""
+
+    code = "backup_has_dependents"
+
+
+class BackupNotUsable(Conflict):
+    """A backup that is not completed (pending, running, failed, corrupted, expired) cannot be
+    downloaded, verified, followed by an increment or previewed."""
+
+    code = "backup_not_usable"

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     idempotency_table: Resource
     api_keys_table: Resource
     connections_table: Resource
+    schedules_table: Resource
+    # The backup catalog (dataport.backups.catalog): records outlive job rows.
+    backups_table: Resource
     packages_bucket: Resource
     # The KMS key that seals export passwords between the API and the export tasks.
     password_key_arn: Resource
@@ -62,7 +65,9 @@ class Settings(BaseSettings):
     export_rate_limit: int = 10
     rate_limit_window_seconds: int = 3600
     job_retention_days: int = 30
-    package_retention_days: int = 7
+    # An export package stays downloadable from the history this long (the S3 lifecycle rule
+    # on packages/ uses the same template parameter, PackageRetentionDays).
+    package_retention_days: int = Field(default=30, ge=1)
     download_url_ttl_seconds: int = Field(default=900, le=900)
 
     # Worker paging: sessions per page and the time kept in reserve before a Lambda's deadline.
@@ -87,6 +92,19 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=500 * 1000 * 1000, gt=0)
     upload_url_ttl_seconds: int = Field(default=900, ge=60, le=3600)
     import_batch_ops: int = Field(default=1000, ge=1, le=1000)
+
+    # Backups (docs/backups.md): per user per hour, and for instance-wide backups (per
+    # administrator per hour); how long a backup made by hand is kept; the default zstd level.
+    backup_rate_limit: int = Field(default=10, ge=1)
+    instance_backup_rate_limit: int = Field(default=2, ge=1)
+    backup_retention_days: int = Field(default=30, ge=1, le=3650)
+    backup_zstd_level: int = Field(default=3, ge=1, le=22)
+
+    # Backup schedules (docs/backups.md, "Schedules and retention"): the due index spreads the
+    # schedules over schedule_due_shards partitions (raise it, never lower it: rows move to
+    # their new shard only when next written); runs are listed for schedule_run_retention_days.
+    schedule_due_shards: int = Field(default=8, ge=1, le=256)
+    schedule_run_retention_days: int = Field(default=90, ge=1)
 
 
 @lru_cache(maxsize=1)

@@ -83,8 +83,10 @@ def cancel_or_delete(user_id: str, job_id: str) -> Job:
     return store.delete(job_id)
 
 
-def download_location(user_id: str, job_id: str) -> str:
-    """A presigned GET valid for minutes. The URL is a credential: never log it."""
+def download_location(user_id: str, job_id: str, now: datetime | None = None) -> str:
+    """A presigned GET valid for minutes, while the package is kept (PackageRetentionDays
+    after the export finished; `now`: the request's time). The URL is a credential: never log
+    it."""
     job = _export(JobStore().get(job_id, user_id))
     if job.status is JobStatus.DELETED:
         raise Gone("This export was deleted; start a new export to download your data.")
@@ -92,7 +94,7 @@ def download_location(user_id: str, job_id: str) -> str:
     if job.status is not JobStatus.SUCCEEDED or package is None:
         raise NotFound(f"Export {job_id} has no package to download yet (status: "
                        f"{job.status.value}).", details={"status": job.status.value})
-    if package.expires_at <= datetime.now(UTC):
+    if package.expires_at <= (now or datetime.now(UTC)):
         raise Gone("This export's package has expired; start a new export to download it.")
     return presigned_download(packages_bucket(), package).url
 

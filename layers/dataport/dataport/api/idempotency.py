@@ -25,12 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from dataport.jobs.idempotency import persistence_layer
 from dataport.jobs.rate_limit import RateLimitState
+from dataport.models.backups import BackupRequest
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate
 from dataport.models.jobs import Job
 
 #: the requests that start a job
-RequestT = TypeVar("RequestT", ExportRequest, ImportCreate)
+RequestT = TypeVar("RequestT", ExportRequest, ImportCreate, BackupRequest)
 
 
 class StartCommand(BaseModel, Generic[RequestT]):

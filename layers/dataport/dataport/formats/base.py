@@ -40,6 +40,10 @@ class OutputFile(Protocol):
     def add_note(self, note: str) -> None:
         """A remark for this file's manifest entry (e.g. a record larger than the split size)."""
 
+    def set_content(self, size: int, sha256: str) -> None:
+        """For a file whose bytes encode other content (a backup member is a zstd frame of
+        lines): the size and SHA-256 of that content, for the manifest."""
+
 
 class FileSink(Protocol):
     def open(self, path: str, numbering: Numbering = Numbering.WHEN_SPLIT) -> OutputFile: ...

@@ -33,6 +33,12 @@ def succeeded(job: Job) -> None:
                  + messages.inserted + messages.updated)
         if imported.upload_pin is not None:
             emit(MetricName.IMPORTED_BYTES, imported.upload_pin.bytes)
+    elif job.kind is JobKind.BACKUP:
+        backup = job.backup_state
+        if backup.counts is not None:
+            emit(MetricName.BACKED_UP_RECORDS, backup.counts.sessions + backup.counts.messages)
+        if backup.bytes is not None:
+            emit(MetricName.BACKED_UP_BYTES, backup.bytes)
 
 
 def failed(job: Job) -> None:

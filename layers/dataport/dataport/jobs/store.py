@@ -16,14 +16,11 @@ TTL'd items up to two days late.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from enum import StrEnum
 from functools import cache
 from typing import Any
@@ -32,10 +29,18 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, TypeAdapter
 
 from dataport import aws
-from dataport.errors import Conflict, InvalidRequest, JobCancelled, NotFound, TransientError
+from dataport.errors import Conflict, JobCancelled, NotFound, TransientError
 from dataport.jobs import keys
 from dataport.jobs import metrics as job_metrics
-from dataport.jobs.dynamo import from_item, is_conditional_failure, to_item, to_value
+from dataport.jobs.dynamo import (
+    decode_page_token,
+    encode_page_token,
+    from_item,
+    is_conditional_failure,
+    plain,
+    to_item,
+)
+from dataport.models.backups import BackupCounts, BackupRequest
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate, ImportDecision, ImportOutcome, ValidationReport
 from dataport.models.jobs import (
@@ -118,13 +123,16 @@ TRANSITIONS: Mapping[JobKind, Mapping[Change, frozenset[JobStatus]]] = {
         Change.BEGIN_ROLLBACK: FINISHED,
         Change.ROLL_BACK: _RUNNING,
     },
-    # backups and restores: filled in by the backups issue, with their results
+    # a backup runs through the export pipeline; its lasting record is the catalog's
     JobKind.BACKUP: {
         Change.START: frozenset({JobStatus.QUEUED}),
         Change.PROGRESS: _RUNNING,
+        Change.UPDATE: _RUNNING,
+        Change.SUCCEED: _RUNNING,
         Change.FAIL: ACTIVE_STATUSES,
         Change.CANCEL: ACTIVE_STATUSES,
     },
+    # restores: filled in by the restores branch
     JobKind.RESTORE: {
         Change.START: frozenset({JobStatus.QUEUED}),
         Change.PROGRESS: _RUNNING,
@@ -229,7 +237,7 @@ class JobStore:
             "Limit": limit,
         }
         if next_token:
-            query["ExclusiveStartKey"] = _decode_token(next_token, pk)
+            query["ExclusiveStartKey"] = decode_page_token(next_token, "gsi1pk", pk)
         jobs: list[Job] = []
         # A filter applies after Limit, so keep reading until the page is full or ends.
         while True:
@@ -240,7 +248,7 @@ class JobStore:
                 break
             query["ExclusiveStartKey"] = last
             query["Limit"] = limit - len(jobs)
-        return jobs, (_encode_token(last) if last else None)
+        return jobs, (encode_page_token(last) if last else None)
 
     # ------------------------------------------------------------------ named state changes
     # One method per change, each a conditional UpdateItem whose allowed "from" statuses are
@@ -299,6 +307,32 @@ class JobStore:
             sets["progress"] = _storable(Job, "progress", progress)
         return self._change(job_id, Change.UPDATE, kinds={JobKind.EXPORT}, sets=sets,
                             claim_at_ms=claim_at_ms)
+
+    def update_backup(self, job_id: str, *, watermark: datetime | None = None,
+                      parent_watermark: datetime | None = None,
+                      counts: BackupCounts | None = None,
+                      progress: Progress | None = None, claim_at_ms: int | None = None) -> Job:
+        """What a running backup's plan learns: the snapshot's watermark (and its parent's),
+        the counts, and its progress when given (the same write; `claim_at_ms` as in
+        `update_export`)."""
+        sets = _state_sets(BackupState, {"watermark": watermark,
+                                         "parent_watermark": parent_watermark,
+                                         "counts": counts})
+        if progress is not None:
+            sets["progress"] = _storable(Job, "progress", progress)
+        return self._change(job_id, Change.UPDATE, kinds={JobKind.BACKUP}, sets=sets,
+                            claim_at_ms=claim_at_ms)
+
+    def succeed_backup(self, job_id: str, *, object_key: str, size: int, counts: BackupCounts,
+                       progress: Progress, claim_at_ms: int | None = None) -> Job:
+        """running -> succeeded with the stored object (`claim_at_ms` as in `succeed_export`)."""
+        job = self._change(job_id, Change.SUCCEED, kinds={JobKind.BACKUP}, sets={
+            **_state_sets(BackupState, {"object_key": object_key, "bytes": size,
+                                        "counts": counts}),
+            "progress": _storable(Job, "progress", progress),
+            "finished_at": _storable(Job, "finished_at", utcnow())}, claim_at_ms=claim_at_ms)
+        job_metrics.succeeded(job)
+        return job
 
     def update_import(self, job_id: str, *, upload_pin: UploadPin | None = None,
                       report: ValidationReport | None = None,
@@ -542,7 +576,7 @@ class JobStore:
         """Record an invocation's files: their records go as a list into as few items as fit
         (FILE_RECORDS_BYTES each; 600 files are about 200 KB, one item), keyed by the shard and
         the seq of each item's first file, so a retried invocation overwrites them
-        (`forget_files_from` drops what it does not). `shard_states`: shard rows (as
+        (`for_packaging` skips what it does not). `shard_states`: shard rows (as
         `put_shard` writes them) to write in the same request, such as the plan's shards. One
         PutItem, or BatchWriteItem 25 items a request with unprocessed items sent again.
         `expires_at`: the job's, when the caller holds the job already (else one read to learn
@@ -557,7 +591,7 @@ class JobStore:
         size = 0
         chunk_seq = first_seq
         for seq, staged in enumerate(files, start=first_seq):
-            record = staged.model_dump_json()
+            record = staged.model_dump_json(exclude_none=True)  # absent fields read as None
             if chunk and size + len(record) > FILE_RECORDS_BYTES:
                 items.append(_file_records(pk, shard, chunk_seq, chunk, expires_at))
                 chunk, size, chunk_seq = [], 0, seq
@@ -752,7 +786,8 @@ def _state_attributes(state: AnyState) -> dict[str, Any]:
     """A kind's state as row attributes: one per field (the names rows have always had), the
     request as a JSON string without the password."""
     request = state.request
-    stored = request.stored() if isinstance(request, ExportRequest | ImportCreate) else request
+    stored = (request.stored() if isinstance(request, ExportRequest | ImportCreate | BackupRequest)
+              else request)
     model = type(state)
     return {"request": json.dumps(stored), **_state_sets(model, {
         name: getattr(state, name) for name in model.model_fields
@@ -767,7 +802,7 @@ def _job_from(item: Mapping[str, Any]) -> Job:
     """A job from its row: the common fields, and the kind's state gathered from its own
     attributes (attributes no model names are ignored, so no stray attribute makes a row
     unreadable)."""
-    data = _plain(item)
+    data = plain(item)
     kind = JobKind(data["kind"])
     model = STATE_MODELS[kind]
     state = {name: data[name] for name in model.model_fields
@@ -776,29 +811,3 @@ def _job_from(item: Mapping[str, Any]) -> Job:
     state["request"] = json.loads(data.get("request") or "{}")
     common = {name: value for name, value in data.items() if name in _COMMON}
     return Job.model_validate({**common, "state": state})
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal; our counters are integers."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else value
-    return value
-
-
-def _encode_token(last_key: Mapping[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(last_key, sort_keys=True).encode()).decode()
-
-
-def _decode_token(token: str, owner_pk: str) -> dict[str, Any]:
-    try:
-        key = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if not isinstance(key, dict) or key.get("gsi1pk") != to_value(owner_pk):
-            raise ValueError("not this caller's listing")
-    except (ValueError, binascii.Error) as error:
-        raise InvalidRequest("The nextToken is not valid; start again without it.",
-                             details={"field": "nextToken"}) from error
-    return key

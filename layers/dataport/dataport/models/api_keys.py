@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AwareDatetime, Field
 
 from dataport.models.common import ApiModel
@@ -13,6 +15,10 @@ class ApiKeyCreate(ApiModel):
     expires_in_days: int | None = Field(default=None, ge=1, le=365,
                                         description="the key stops working after this many days; "
                                                     "without it, when it is revoked")
+    role: Literal["user", "admin"] = Field(
+        default="user", description="`admin` makes a key that acts as an administrator "
+                                    "(instance backups and restores); only an administrator "
+                                    "may make one")
 
 
 class ApiKeyView(ApiModel):
@@ -22,6 +28,7 @@ class ApiKeyView(ApiModel):
     expires_at: AwareDatetime | None = None
     revoked: bool = False
     revoked_at: AwareDatetime | None = None
+    role: Literal["user", "admin"] = "user"
 
 
 class ApiKeyCreated(ApiKeyView):

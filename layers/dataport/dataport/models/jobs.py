@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AwareDatetime, Field, model_validator
 
+from dataport.models.backups import BackupCounts, BackupFilters, BackupRequest
 from dataport.models.common import ApiModel
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate, ImportDecision, ImportOutcome, ValidationReport
@@ -65,11 +66,21 @@ class ImportState(ApiModel):
 
 
 class BackupState(ApiModel):
-    """A backup. A placeholder until the backups issue gives it its request and result: only
-    the request as sent is kept."""
+    """A backup (dataport.workflows.backup), produced by the export pipeline: the request as
+    stored (without the password, which travels sealed as an export's does), the snapshot's
+    watermark and its parent's (increments), the counts the plan and finalize record, and the
+    stored object once it completed. The backup's lasting record is its catalog entry
+    (dataport.backups.catalog), under the same id."""
 
     kind: Literal[JobKind.BACKUP] = JobKind.BACKUP
-    request: dict[str, Any] = Field(default_factory=dict)
+    request: BackupRequest
+    filters: BackupFilters | None = Field(default=None, description="the selection in force: "
+                                          "the request's, or for an increment its chain's")
+    watermark: AwareDatetime | None = None
+    parent_watermark: AwareDatetime | None = None
+    counts: BackupCounts | None = None
+    object_key: str | None = None
+    bytes: int | None = None
 
 
 class RestoreState(ApiModel):
@@ -117,6 +128,13 @@ class Job(ApiModel):
         """The export's state; an error for a job of another kind (a caller's mistake)."""
         if not isinstance(self.state, ExportState):
             raise TypeError(f"Job {self.job_id} is a {self.kind.value} job, not an export.")
+        return self.state
+
+    @property
+    def backup_state(self) -> BackupState:
+        """The backup's state; an error for a job of another kind (a caller's mistake)."""
+        if not isinstance(self.state, BackupState):
+            raise TypeError(f"Job {self.job_id} is a {self.kind.value} job, not a backup.")
         return self.state
 
     @property

@@ -38,6 +38,11 @@ class StagedFile(ApiModel):
     sha256: str = Field(pattern="^[0-9a-f]{64}$")
     records: int = Field(default=0, ge=0)
     notes: list[str] = Field(default_factory=list)
+    content_size: int | None = Field(
+        default=None, ge=0, description="a file whose bytes encode other content (a backup "
+        "member's zstd frame): the size of that content (its lines)")
+    content_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$",
+                                       description="and its SHA-256")
 
     def byte_ranges(self) -> list[tuple[int, int]]:
         """(offset, length) of the member's data in the staged object, in order."""

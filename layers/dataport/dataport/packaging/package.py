@@ -13,6 +13,7 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -91,20 +92,53 @@ def member_names(files: Callable[[], Iterable[StagedFile]]) -> Iterator[tuple[st
         raise RuntimeError("files() returned fewer files on its second pass than on its first")
 
 
+#: builds manifest.json's bytes from the members assembled so far: (final name, file) each
+ManifestBuilder = Callable[[list[tuple[str, StagedFile]]], bytes]
+
+
+class ZipResult(ApiModel):
+    key: str
+    bytes: int
+    files: int
+
+
 def assemble_package(bucket: PackagesBucket, key: str,
                      files: Callable[[], Iterable[StagedFile]], header: ManifestHeader, *,
                      part_size: int, level: int, password: SecretStr | None = None,
                      content_disposition: str | None = None,
                      metadata: Mapping[str, str] | None = None,
                      force_zip64: bool = False) -> PackageResult:
-    """Write the package to `key`. `level` and `password` are the export's: the
-    manifest member is compressed and encrypted with them here (the data files were by the
-    workers), so with a password every member of the package is encrypted.
+    """Write the export package to `key` (see `assemble_zip`), with the export manifest."""
+    built: list[Manifest] = []
+
+    def manifest(members: list[tuple[str, StagedFile]]) -> bytes:
+        entries = [ManifestFile(path=name, bytes=staged.size,
+                                compressed_bytes=staged.compressed_size, records=staged.records,
+                                sha256=staged.sha256, notes=staged.notes)
+                   for name, staged in members]
+        built.append(Manifest.build(header, entries, level=level))
+        return built[-1].to_json()
+
+    result = assemble_zip(bucket, key, files, manifest, modified=header.created_at,
+                          part_size=part_size, level=level, password=password,
+                          content_disposition=content_disposition, metadata=metadata,
+                          force_zip64=force_zip64)
+    return PackageResult(key=key, bytes=result.bytes, files=result.files, manifest=built[-1])
+
+
+def assemble_zip(bucket: PackagesBucket, key: str, files: Callable[[], Iterable[StagedFile]],
+                 manifest: ManifestBuilder, *, modified: datetime, part_size: int, level: int,
+                 password: SecretStr | None = None, content_disposition: str | None = None,
+                 metadata: Mapping[str, str] | None = None,
+                 force_zip64: bool = False) -> ZipResult:
+    """Write the zip to `key`: every staged file as a member (copied, never recompressed),
+    then manifest.json built by `manifest` from the members. `level` and `password` are the
+    job's: the manifest member is compressed and encrypted with them here (the data files were
+    by the workers), so with a password every member is encrypted.
     On any error the upload is aborted and no object is left; the staged objects stay, for
     the caller to delete (`cleanup.discard_job_objects`) once the job is settled."""
-    modified = header.created_at
     central = bytearray()
-    entries: list[ManifestFile] = []
+    members: list[tuple[str, StagedFile]] = []
     with MultipartAssembler(bucket, key, part_size=part_size, content_type=ZIP_CONTENT_TYPE,
                             content_disposition=content_disposition, metadata=metadata) as out:
 
@@ -119,12 +153,9 @@ def assemble_package(bucket: PackagesBucket, key: str,
             add_member(staged_entry(staged, name, modified, out.position))
             for offset, length in staged.byte_ranges():
                 out.add_object_range(staged.staging_key, offset, length)
-            entries.append(ManifestFile(
-                path=name, bytes=staged.size, compressed_bytes=staged.compressed_size,
-                records=staged.records, sha256=staged.sha256, notes=staged.notes))
+            members.append((name, staged))
 
-        full = Manifest.build(header, entries, level=level)
-        data = full.to_json()
+        data = manifest(members)
         member = run_transforms(transforms(level, password), data, final=True)
         add_member(member_entry(MANIFEST_NAME, method=zip_method(level), crc32=zlib.crc32(data),
                                 size=len(data), compressed_size=len(member), modified=modified,
@@ -133,8 +164,7 @@ def assemble_package(bucket: PackagesBucket, key: str,
 
         cd_offset = out.position
         out.add_bytes(bytes(central))
-        out.add_bytes(end_of_central_directory(len(entries) + 1, cd_offset, len(central),
+        out.add_bytes(end_of_central_directory(len(members) + 1, cd_offset, len(central),
                                                force_zip64=force_zip64))
         size = out.complete()
-    return PackageResult(key=key, bytes=size, files=len(entries), manifest=full)
-
+    return ZipResult(key=key, bytes=size, files=len(members))

@@ -177,6 +177,7 @@ class StagedFileWriter:
         self._compressed_size = 0
         self._records = 0
         self._notes: list[str] = []
+        self._content: tuple[int, str] | None = None
         self._segments: list[list[int]] = []  # [offset, length]
         self._pending = bytearray()
         self._unhashed = bytearray()  # written, not yet checksummed nor compressed
@@ -211,6 +212,9 @@ class StagedFileWriter:
     def add_note(self, note: str) -> None:
         self._notes.append(note)
 
+    def set_content(self, size: int, sha256: str) -> None:
+        self._content = (size, sha256)
+
     def close(self) -> StagedFile:
         """Flush its bytes into the staged object; closing again returns the same record."""
         if self._staged is None:
@@ -230,6 +234,8 @@ class StagedFileWriter:
                 segments=segments if len(segments) > 1 else None,
                 sha256=self._sha256.hexdigest(), records=self._records,
                 notes=list(self._notes),
+                content_size=self._content[0] if self._content else None,
+                content_sha256=self._content[1] if self._content else None,
             )
         return self._staged
 

@@ -1,5 +1,9 @@
 """The logic behind each task of the export workflow (infrastructure/statemachines/export.asl.json).
 
+Backups run through the same tasks: a backup job reads its own scope and writes with the backup
+writer; workflows/backup.py holds what differs (the watermark, deletions, the backup manifest
+and catalog record) and is asked where the job's kind matters.
+
 plan      the owner's scope: projects file, shard boundaries over sessionIds, totals
 run_shard one invocation of a shard's page loop: pages of sessions -> format writer -> staged
           files, until the shard ends or the time budget runs low; returns the cursor
@@ -27,6 +31,7 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from dataport.backups.writer import BackupWriter
 from dataport.bucket import PackagesBucket, packages_bucket
 from dataport.errors import JobCancelled, NotFound
 from dataport.formats.base import ExportContext, ExportWriter
@@ -34,8 +39,9 @@ from dataport.formats.registry import writer_for
 from dataport.jobs import passwords
 from dataport.jobs.keys import PLAN_SHARD
 from dataport.jobs.store import JobStore, require_running, utcnow
-from dataport.models.exports import ExportFilters, ExportFormat, ExportRequest
-from dataport.models.jobs import Counts, Job, PackageInfo, Progress
+from dataport.models.backups import BackupCounts
+from dataport.models.exports import ExportFilters, ExportFormat
+from dataport.models.jobs import Counts, Job, JobKind, PackageInfo, Progress
 from dataport.models.staged import StagedFile
 from dataport.models.tasks import ExportPlan, JobRef, ShardCursor, ShardList, ShardRef
 from dataport.observability import logger
@@ -57,6 +63,7 @@ from dataport.source.reader import (
     projects_in_scope,
 )
 from dataport.source.scope import OwnerScope
+from dataport.workflows import backup
 from dataport.workflows.shards import ShardSizing, cut
 
 MIB = 1024 * 1024
@@ -66,8 +73,9 @@ def plan(ref: JobRef) -> ExportPlan:
     store = JobStore()
     job = store.take(ref.job_id, Progress(phase="planning"))
     require_running(job)
-    request = job.export_state.request
-    scope = OwnerScope(get_database(), job.user_id)
+    if job.kind is JobKind.BACKUP:
+        job = backup.begin(job, store)
+    scope, filters = _source(job)
     settings = get_settings()
     # Events: a plan that takes half a second or more sends `planning` events (with the count
     # done) at most twice a second; every plan ends with one `exporting` event, claimed in the
@@ -75,13 +83,16 @@ def plan(ref: JobRef) -> ExportPlan:
     cadence = Cadence()
     cadence.due()
     published_at: int | None = None
-    total, messages = _work_in_scope(scope, request.filters)
+    total, messages = _work_in_scope(scope, filters)
 
-    projects = list(projects_in_scope(scope, request.filters))
-    sink = _sink(packages_bucket(), job, request, PLAN_SHARD, 0)
+    projects = list(projects_in_scope(scope, filters))
+    sink = _sink(packages_bucket(), job, PLAN_SHARD, 0)
+    deletions = 0
     try:
-        writer = _writer(job, request, sink)
+        writer = _writer(job, sink, PLAN_SHARD, 0)
         writer.write_projects(projects)
+        if isinstance(writer, BackupWriter):  # an increment's deletions
+            deletions = backup.write_plan_members(job, writer, _password(job))
         writer.close()
     except BaseException:
         sink.discard()
@@ -97,7 +108,7 @@ def plan(ref: JobRef) -> ExportPlan:
 
     def keyed() -> Iterator[tuple[str, int]]:
         nonlocal published_at
-        for done, pair in enumerate(_session_weights(scope, request.filters), start=1):
+        for done, pair in enumerate(_session_weights(scope, filters), start=1):
             if cadence.due():
                 _publish(job, Progress(phase="planning", current=done, total=total))
                 published_at = now_ms()
@@ -114,16 +125,23 @@ def plan(ref: JobRef) -> ExportPlan:
                     shard_states={PLAN_SHARD: {"sessions": 0, "messages": 0, "bytes": 0,
                                                "seq": len(staged)}}
                     | {shard.shard: _shard_state(shard) for shard in shards})
-    exporting = Progress(phase="exporting", total=total)
+    exporting = Progress(phase="exporting" if job.kind is JobKind.EXPORT else "backing_up",
+                         total=total)
     at = now_ms()
     # the throttle's rule, kept by the one process publishing for the job at this point
     claim = published_at is None or at - published_at >= MIN_INTERVAL_MS
-    job = store.update_export(job.job_id, counts=Counts(projects=len(projects)),
-                              progress=exporting, claim_at_ms=at if claim else None)
+    if job.kind is JobKind.BACKUP:
+        job = store.update_backup(job.job_id, counts=BackupCounts(projects=len(projects),
+                                                                  deletions=deletions),
+                                  progress=exporting, claim_at_ms=at if claim else None)
+    else:
+        job = store.update_export(job.job_id, counts=Counts(projects=len(projects)),
+                                  progress=exporting, claim_at_ms=at if claim else None)
     if claim:
         publish_claimed(job)
-    logger.info("export planned", extra={"job_id": job.job_id, "shards": len(shards),
-                                         "sessions": total, "messages": messages})
+    logger.info("export planned", extra={"job_id": job.job_id, "kind": job.kind.value,
+                                         "shards": len(shards), "sessions": total,
+                                         "messages": messages})
     return ExportPlan(job_id=job.job_id, shard_list=listed, shards=len(shards),
                       concurrency=sizing.concurrency)
 
@@ -197,25 +215,24 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
     store = JobStore()
     job = store.require(cursor.job_id)
     require_running(job)
-    request = job.export_state.request
     settings = get_settings()
-    scope = OwnerScope(get_database(), job.user_id)
-    projects = {p["_id"]: p for p in projects_in_scope(scope, request.filters)}
+    scope, filters = _source(job)
+    projects = {p["_id"]: p for p in projects_in_scope(scope, filters)}
 
     # A retried invocation starts from the same cursor and rewrites the same file numbers (and
     # the same staged object); records an earlier attempt left beyond them are skipped by the
     # finalizer, which keeps each shard's records up to the seq its row ends with.
-    sink = _sink(packages_bucket(), job, request, cursor.shard, cursor.seq)
+    sink = _sink(packages_bucket(), job, cursor.shard, cursor.seq)
     reporter = ShardReporter(store, job, cursor.shard, sessions=cursor.sessions,
                              messages=cursor.messages, bytes_before=cursor.bytes,
                              bytes_written=lambda: sink.bytes_written)
     state = cursor.model_copy()
     try:
-        writer = _writer(job, request, sink)
+        writer = _writer(job, sink, cursor.shard, cursor.seq)
         finished = True
-        with ShardMessages(scope, request.filters, after=cursor.after, upto=cursor.upto,
+        with ShardMessages(scope, filters, after=cursor.after, upto=cursor.upto,
                            batch_size=settings.message_batch_size) as shard_messages:
-            for page in iter_session_pages(scope, request.filters, after=cursor.after,
+            for page in iter_session_pages(scope, filters, after=cursor.after,
                                            upto=cursor.upto, page_size=settings.page_size):
                 for session, messages in shard_messages.pairs(page):
                     state = write(writer, projects, session, messages, state,
@@ -250,6 +267,9 @@ def finalize(ref: JobRef) -> JobRef:
         raise NotFound(f"Job {ref.job_id} does not exist or has expired.")
     job = found
     require_running(job)
+    if job.kind is JobKind.BACKUP:
+        backup.finalize(job, store, _password(job), files_in_order)
+        return ref
     request = job.export_state.request
     settings = get_settings()
     planned = job.export_state.counts
@@ -298,11 +318,20 @@ def finalize(ref: JobRef) -> JobRef:
 
 
 
-def _sink(bucket: PackagesBucket, job: Job, request: ExportRequest, shard: int,
-          seq: int) -> StagingSink:
+def _source(job: Job) -> tuple[OwnerScope, ExportFilters]:
+    """Where the job reads, and the reader's filters: an export's owner and filters; a
+    backup's own scope (its selection inside, messages never filtered)."""
+    if job.kind is JobKind.BACKUP:
+        return backup.scope_of(job), backup.NO_FILTERS
+    return OwnerScope(get_database(), job.user_id), job.export_state.request.filters
+
+
+def _sink(bucket: PackagesBucket, job: Job, shard: int, seq: int) -> StagingSink:
     settings = get_settings()
+    level = (backup.STORED if job.kind is JobKind.BACKUP
+             else job.export_state.request.options.compression.level)
     return StagingSink(bucket, locations.shard_prefix(job.job_id, shard), start_seq=seq,
-                       level=request.options.compression.level, password=_password(job),
+                       level=level, password=_password(job),
                        part_size=settings.upload_part_size_mb * MIB)
 
 
@@ -316,7 +345,11 @@ def _password(job: Job) -> SecretStr | None:
     return passwords.unseal(job.sealed_password, job.job_id)
 
 
-def _writer(job: Job, request: ExportRequest, sink: StagingSink) -> ExportWriter:
+def _writer(job: Job, sink: StagingSink, shard: int, seq: int) -> ExportWriter:
+    """The export's format writer, or for a backup the backup writer."""
+    if job.kind is JobKind.BACKUP:
+        return backup.writer_for(job, sink, shard=shard, seq=seq)
+    request = job.export_state.request
     context = ExportContext(job_id=job.job_id, owner_id=job.user_id, created_at=job.created_at,
                             format=request.format.value,
                             filters=request.filters.model_dump(mode="json", by_alias=True,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from dataport.bucket import packages_bucket
+from dataport.backups.catalog import BackupCatalog
+from dataport.bucket import PackagesBucket, packages_bucket
 from dataport.errors import (
     Conflict,
     DatabaseRefused,
@@ -18,9 +19,11 @@ from dataport.errors import (
     WriteRejected,
 )
 from dataport.jobs.store import JobStore
-from dataport.models.jobs import JobError
+from dataport.models.backups import BackupStatus
+from dataport.models.jobs import JobError, JobKind
 from dataport.models.tasks import FailedTaskInput
 from dataport.observability import logger
+from dataport.packaging import locations
 from dataport.packaging.cleanup import discard_job_objects
 from dataport.progress.publisher import publish_terminal
 
@@ -33,16 +36,39 @@ _READABLE = {error.__name__: error.code for error in (
 def mark_failed(task: FailedTaskInput) -> JobError:
     """Abort uploads, delete staged objects and any package, record a readable reason and tell
     the subscribers (job.failed). A job that was cancelled meanwhile stays cancelled."""
-    discard_job_objects(packages_bucket(), task.job_id, include_package=True)
-    error = describe(task.error.Error, task.error.Cause, task.job_id)
+    bucket = packages_bucket()
+    discard_job_objects(bucket, task.job_id, include_package=True)
+    store = JobStore()
+    job = store.find(task.job_id)
+    backup = job is not None and job.kind is JobKind.BACKUP
+    error = describe(task.error.Error, task.error.Cause, task.job_id,
+                     what="backup" if backup else "export")
+    if backup:
+        _fail_backup(bucket, task.job_id, error)
     try:
-        failed = JobStore().fail(task.job_id, error)
+        failed = store.fail(task.job_id, error)
     except Conflict:  # whoever ended it told the subscribers
         logger.info("job already ended; left as it is", extra={"job_id": task.job_id})
     else:
         publish_terminal(failed)
     logger.warning("job failed", extra={"job_id": task.job_id, "error_code": error.code})
     return error
+
+
+def _fail_backup(bucket: PackagesBucket, backup_id: str, error: JobError) -> None:
+    """The catalog record failed and the backup's object (a finalize that failed after
+    assembling it) deleted, unless the backup completed before the failure: then it stays."""
+    catalog = BackupCatalog()
+    try:
+        catalog.mark_failed(backup_id, error)
+    except Conflict:
+        record = catalog.find(backup_id)
+        if record is not None and record.status is BackupStatus.COMPLETED:
+            logger.info("backup completed before the failure; kept", extra={"job_id": backup_id})
+            return
+    prefix = locations.backup_prefix(backup_id)
+    bucket.abort_uploads(prefix)
+    bucket.delete_prefix(prefix)
 
 
 def describe(name: str, cause: str | None, job_id: str, what: str = "export",

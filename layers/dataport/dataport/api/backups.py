@@ -1,0 +1,330 @@
+"""The logic behind the /backups routes: start, list, show, delete (or cancel), download,
+verify and preview. A backup is a job of kind `backup` run by the export workflow
+(workflows/backup.py) and a record in the catalog (backups/catalog.py) under the same id.
+
+Who sees what: a user their own user-scope backups; an administrator (Principal.is_admin) also
+the instance backups. Asking for an instance backup without the role is 403 when starting one
+and 404 for an existing one (its existence is not disclosed); another user's backup is 404.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import SecretStr
+
+from dataport.api.idempotency import StartCommand, Started, start_once
+from dataport.auth import Principal
+from dataport.backups.catalog import BackupCatalog
+from dataport.backups.format import BackupContainer, FormatError, PasswordRequired
+from dataport.backups.preview import preview as preview_backup
+from dataport.backups.verify import Verification, verify_backup
+from dataport.bucket import packages_bucket
+from dataport.engine import Machine, WorkflowUnavailable, workflow_engine
+from dataport.errors import (
+    BackupHasDependents,
+    BackupNotUsable,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    TransientError,
+)
+from dataport.jobs import passwords, rate_limit
+from dataport.jobs.store import JobStore, new_job_id, utcnow
+from dataport.models.backup_views import (
+    BackupPreview,
+    ProjectPreview,
+    RestorePreview,
+    VerifyReport,
+)
+from dataport.models.backups import (
+    BackupFilters,
+    BackupRecord,
+    BackupRequest,
+    BackupScope,
+    BackupStatus,
+)
+from dataport.models.jobs import ACTIVE_STATUSES, BackupState, Job, JobError, Progress
+from dataport.models.tasks import JobRef
+from dataport.observability import logger
+from dataport.packaging import locations
+from dataport.packaging.cleanup import discard_job_objects
+from dataport.progress.publisher import publish_terminal
+from dataport.settings import get_settings
+from dataport.source.mongo import get_database
+from dataport.source.scope import BackupSelection, InstanceScope, OwnerScope
+from dataport.workflows.backup import chain_of, expires_at, opener_of
+
+#: the rate-limit counters: instance backups count on their own (InstanceBackupRateLimit)
+USER_KIND, INSTANCE_KIND = "backup", "instance backup"
+
+CANCELLED = JobError(code="cancelled", message="Cancelled at your request.")
+
+
+def start_backup(principal: Principal, request: BackupRequest, idempotency_key: str | None,
+                 lambda_context: Any = None
+                 ) -> tuple[BackupRecord, rate_limit.RateLimitState | None]:
+    """Check the role and the parent, count against the rate limit, record the job and the
+    catalog entry and start the export workflow. The same Idempotency-Key returns the same
+    backup without counting again."""
+    if request.scope is BackupScope.INSTANCE and not principal.is_admin:
+        raise Forbidden("Instance backups (every user's data) need an administrator; back up "
+                        "your own data with scope \"user\".")
+    if request.parent_id is not None:
+        _usable_parent(principal, request)
+    command = StartCommand[BackupRequest](user_id=principal.user_id,
+                                          idempotency_key=idempotency_key, request=request)
+    started = start_once(_start, command, lambda_context)
+    return BackupCatalog().get(started.job_id, principal.user_id,
+                               admin=principal.is_admin), started.rate
+
+
+def _usable_parent(principal: Principal, request: BackupRequest) -> BackupRecord:
+    assert request.parent_id is not None
+    parent = BackupCatalog().get(request.parent_id, principal.user_id, admin=principal.is_admin)
+    if parent.status is not BackupStatus.COMPLETED:
+        raise BackupNotUsable(f"Backup {parent.backup_id} is {parent.status.value}: an increment "
+                              "can only follow a completed backup.",
+                              details={"parentId": parent.backup_id,
+                                       "status": parent.status.value})
+    if parent.scope is not request.scope:
+        raise InvalidRequest(f"Backup {parent.backup_id} is a {parent.scope.value} backup: an "
+                             "increment keeps its chain's scope.",
+                             details={"parentId": parent.backup_id})
+    if parent.encrypted != (request.password is not None):
+        raise InvalidRequest("An increment of an encrypted backup needs that backup's password "
+                             "(and an unencrypted chain takes none).",
+                             details={"parentId": parent.backup_id})
+    if request.password is not None and parent.object_key is not None:
+        # the increment reads its chain with this password: refuse a wrong one now, not as a
+        # failed job later (the central directory and the manifest: a few ranged reads)
+        try:
+            with (packages_bucket().open_read(parent.object_key) as stream,
+                  BackupContainer(stream, request.password.get_secret_value()) as backup):
+                _ = backup.manifest
+        except PasswordRequired as error:
+            raise InvalidRequest("The password does not open the backup this increment "
+                                 "follows: an increment uses its chain's password.",
+                                 details={"field": "password"}) from error
+    return parent
+
+
+def _start(*, command: StartCommand[BackupRequest]) -> Started:
+    user_id, request = command.user_id, command.request
+    settings = get_settings()
+    instance = request.scope is BackupScope.INSTANCE
+    rate = rate_limit.consume(user_id, INSTANCE_KIND if instance else USER_KIND,
+                              settings.instance_backup_rate_limit if instance
+                              else settings.backup_rate_limit)
+    catalog = BackupCatalog()
+    parent = catalog.find(request.parent_id) if request.parent_id else None
+    filters = request.filters
+    if parent is not None and parent.filters:  # an increment follows its chain's selection
+        filters = BackupFilters.model_validate(parent.filters)
+    store = JobStore()
+    password = request.password
+    job_id = new_job_id()
+    job = store.create(user_id, BackupState(
+        request=request, filters=filters,
+        parent_watermark=parent.watermark if parent else None), job_id=job_id,
+        sealed_password=passwords.seal(password, job_id) if password else None)
+    now = utcnow()
+    record = catalog.create_pending(BackupRecord(
+        backup_id=job.job_id, owner_id=user_id, scope=request.scope, type=request.type,
+        name=request.name.strip(), description=request.description, status=BackupStatus.PENDING,
+        created_at=now, updated_at=now, expires_at=expires_at(request.retention_days, now),
+        parent_id=request.parent_id,
+        filters=filters.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if filters else None,
+        encrypted=password is not None,
+        compression_level=request.compression_level or settings.backup_zstd_level))
+    try:
+        execution_arn = workflow_engine().start(Machine.EXPORT, job.job_id,
+                                                JobRef(job_id=job.job_id))
+    except WorkflowUnavailable as error:
+        logger.exception("could not start the backup workflow", extra={"job_id": job.job_id})
+        failure = JobError(code="start_failed", message="The backup could not be started. "
+                                                        "Try again.")
+        store.fail(job.job_id, failure)
+        catalog.mark_failed(record.backup_id, failure)
+        rate_limit.refund(rate)
+        raise TransientError("The backup could not be started; try again in a moment.",
+                             details={"backupId": job.job_id}) from error
+    if execution_arn is not None:
+        store.record_execution(job.job_id, execution_arn)
+    logger.info("backup started", extra={"job_id": job.job_id, "scope": request.scope.value,
+                                         "type": request.type.value})
+    return Started(job_id=job.job_id, rate=rate)
+
+
+def get_backup(principal: Principal, backup_id: str) -> tuple[BackupRecord, Progress | None]:
+    """The backup, and its job's progress while it is made."""
+    record = _visible(principal, backup_id)
+    return record, _progress(record)
+
+
+def list_backups(principal: Principal, *, instance: bool, limit: int,
+                 next_token: str | None) -> tuple[list[BackupRecord], str | None]:
+    """The caller's backups, newest first; `instance`: the instance backups (administrators)."""
+    if instance and not principal.is_admin:
+        raise Forbidden("Instance backups are listed for administrators only.")
+    return BackupCatalog().listing(principal.user_id, instance=instance, limit=limit,
+                                   next_token=next_token)
+
+
+def delete_backup(principal: Principal, backup_id: str) -> BackupRecord | None:
+    """A backup being made is cancelled (its record ends failed, nothing is left behind); a
+    finished one is deleted, object and record, unless an unexpired increment depends on it
+    (409 backup_has_dependents). Returns the cancelled record, None when deleted."""
+    catalog = BackupCatalog()
+    record = _visible(principal, backup_id)
+    if record.status in (BackupStatus.PENDING, BackupStatus.RUNNING):
+        return _cancel(record)
+    dependents = catalog.dependents(backup_id)
+    if dependents:
+        names = ", ".join(f"{d.name!r} ({d.backup_id})" for d in dependents[:5])
+        raise BackupHasDependents(
+            f"Backup {record.name!r} is the base of {len(dependents)} increment(s) that still "
+            f"need it: {names}. Delete those increments first, or let them expire.",
+            details={"dependents": [d.backup_id for d in dependents]})
+    bucket = packages_bucket()
+    prefix = locations.backup_prefix(backup_id)
+    bucket.abort_uploads(prefix)
+    bucket.delete_prefix(prefix)
+    catalog.delete(backup_id)
+    logger.info("backup deleted", extra={"job_id": backup_id})
+    return None
+
+
+def download_location(principal: Principal, backup_id: str) -> str:
+    """A presigned GET valid for minutes. The URL is a credential: never log it."""
+    record = _usable(_visible(principal, backup_id))
+    key, filename = record.object_key, record.filename or f"backup-{backup_id}.zip"
+    assert key is not None  # a completed backup has its object
+    return packages_bucket().presigned_get(
+        key, ttl_seconds=get_settings().download_url_ttl_seconds, filename=filename,
+        content_type="application/zip")
+
+
+def verify(principal: Principal, backup_id: str, password: SecretStr | None) -> VerifyReport:
+    """Re-read the stored object: its SHA-256, every member's checksums and lines. Damage marks
+    the backup corrupted and names the member; an intact one records when it was verified."""
+    catalog = BackupCatalog()
+    record = _visible(principal, backup_id)
+    if record.status not in (BackupStatus.COMPLETED, BackupStatus.CORRUPTED):
+        raise BackupNotUsable(f"Backup {backup_id} is {record.status.value}: only a completed "
+                              "backup can be verified.", details={"status": record.status.value})
+    if record.encrypted and password is None:
+        raise InvalidRequest("This backup is encrypted: send its password to verify its "
+                             "members.", details={"field": "password"})
+    key = record.object_key
+    assert key is not None
+    bucket = packages_bucket()
+    try:
+        result = verify_backup(lambda: bucket.open_read(key), record.sha256,
+                               password.get_secret_value() if password else None)
+    except PasswordRequired as error:
+        raise InvalidRequest(str(error), details={"field": "password"}) from error
+    if result.ok:
+        record = catalog.mark_verified(backup_id) if record.status is BackupStatus.COMPLETED \
+            else record
+    else:
+        record = catalog.mark_corrupted(backup_id, member=result.member, error=JobError(
+            code="backup_corrupted", message=_damage(result)))
+        logger.warning("backup corrupted", extra={"job_id": backup_id, "member": result.member})
+    return VerifyReport(backup_id=backup_id, status=record.status, ok=result.ok,
+                        sha256=result.sha256, members=result.members, records=result.records,
+                        member=result.member, problem=result.problem,
+                        verified_at=record.verified_at)
+
+
+def preview(principal: Principal, backup_id: str, password: SecretStr | None) -> BackupPreview:
+    """What the backup holds per project, and what a restore would do to its target now."""
+    record = _usable(_visible(principal, backup_id))
+    if record.encrypted and password is None:
+        raise InvalidRequest("This backup is encrypted: send its password (X-Backup-Password) "
+                             "to preview it.", details={"field": "X-Backup-Password"})
+    bucket = packages_bucket()
+    secret = password.get_secret_value() if password else None
+    db = get_database()
+    instance = record.scope is BackupScope.INSTANCE
+    target = (InstanceScope(db, BackupSelection()) if instance
+              else OwnerScope(db, record.owner_id))
+    chain = None
+    if record.parent_id is not None:
+        chain = [*(opener_of(bucket, r) for r in chain_of(BackupCatalog(), backup_id)),
+                 opener_of(bucket, record)]
+    key = record.object_key
+    assert key is not None  # a usable backup has its object
+    try:
+        with bucket.open_read(key) as stream, BackupContainer(stream, secret) as backup:
+            projects, outcome = preview_backup(backup, target, chain, secret)
+    except PasswordRequired as error:
+        raise InvalidRequest(str(error), details={"field": "X-Backup-Password"}) from error
+    except FormatError as error:
+        raise BackupNotUsable(f"Backup {backup_id} cannot be read: {error}. Verify it.",
+                              details={"status": record.status.value}) from error
+    return BackupPreview(
+        backup_id=backup_id, type=record.type, scope=record.scope, counts=record.counts,
+        projects=[ProjectPreview(project_id=p.project_id, name=p.name, path=p.path,
+                                 sessions=p.sessions, messages=p.messages,
+                                 first_activity=p.first, last_activity=p.last)
+                  for p in projects],
+        restore=RestorePreview(target="instance" if instance else "self", new=outcome.new,
+                               changed=outcome.changed, identical=outcome.identical,
+                               only_in_target=outcome.only_in_target,
+                               samples=outcome.samples))
+
+
+def _damage(result: Verification) -> str:
+    where = f"member {result.member}" if result.member else "the stored object"
+    return f"Verification found {where} damaged: {result.problem}"
+
+
+def _visible(principal: Principal, backup_id: str) -> BackupRecord:
+    return BackupCatalog().get(backup_id, principal.user_id, admin=principal.is_admin)
+
+
+def _usable(record: BackupRecord) -> BackupRecord:
+    if record.status is not BackupStatus.COMPLETED or record.object_key is None:
+        raise BackupNotUsable(f"Backup {record.backup_id} is {record.status.value}; only a "
+                              "completed backup can be used.",
+                              details={"status": record.status.value})
+    return record
+
+
+def _progress(record: BackupRecord) -> Progress | None:
+    if record.status not in (BackupStatus.PENDING, BackupStatus.RUNNING):
+        return None
+    job = JobStore().find(record.backup_id)
+    return job.progress if job is not None else None
+
+
+def _cancel(record: BackupRecord) -> BackupRecord:
+    """Stop the job's workflow, leave nothing behind, end the record failed (cancelled)."""
+    store = JobStore()
+    job = store.find(record.backup_id)
+    if job is not None and job.status in ACTIVE_STATUSES:
+        try:
+            job = store.cancel(record.backup_id)
+        except Conflict:  # it ended meanwhile: whatever ended it settled the record
+            return BackupCatalog().find(record.backup_id) or record
+        publish_terminal(job)
+        _stop_execution(job)
+    bucket = packages_bucket()
+    discard_job_objects(bucket, record.backup_id, include_package=False)
+    prefix = locations.backup_prefix(record.backup_id)
+    bucket.abort_uploads(prefix)
+    bucket.delete_prefix(prefix)
+    try:
+        return BackupCatalog().mark_failed(record.backup_id, CANCELLED)
+    except Conflict:
+        return BackupCatalog().find(record.backup_id) or record
+
+
+def _stop_execution(job: Job) -> None:
+    if job.execution_arn:
+        workflow_engine().stop(job.execution_arn, "JobCancelled",
+                               json.dumps({"jobId": job.job_id}))
+

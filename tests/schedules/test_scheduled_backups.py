@@ -1,0 +1,121 @@
+"""Schedules end to end: the dispatcher's rule, fired by the local stack's clock, starts real
+backups (POST /backups' own start, the export ASL, the catalog) as the schedule's owner; an
+incremental schedule builds its chains; the retention sweep then expires the older chain whole
+and its objects with it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dataport.workflows.export import write_session
+from infrastructure.local import seed
+from infrastructure.local.stack import LocalStack
+from tests.e2e.api_client import Api, seeded_database
+from tests.fixtures.faults import EXPORT_WORKER, export_worker
+from tests.infrastructure.iam import assert_calls_allowed
+from tests.schedules.support import create, show
+
+DB_NAME = "dataport_scheduled_backups"
+
+
+@pytest.fixture(scope="module")
+def dataset(local_stack: LocalStack) -> Iterator[seed.SeedSummary]:
+    with pytest.MonkeyPatch.context() as patch, seeded_database(
+            patch, local_stack, DB_NAME, sessions_per_project=2) as summary:
+        yield summary
+
+
+@pytest.fixture
+def api(fresh_stack: LocalStack, dataset: seed.SeedSummary) -> Api:
+    return Api(fresh_stack, seed.DEMO_USER_ID)
+
+
+def _backup(api: Api, backup_id: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = api.request("GET", f"/backups/{backup_id}")
+        assert answer.status_code == 200, answer.text
+        backup: dict[str, Any] = answer.json()
+        if backup["status"] not in {"pending", "running"}:
+            return backup
+        assert time.monotonic() < deadline, backup
+        time.sleep(0.2)
+
+
+def _next_run(api: Api, schedule_id: str) -> dict[str, Any]:
+    """Advance the clock an hour (the rule ticks every 30 minutes on the way), then the run
+    that fired, once its backup has ended."""
+    fired = api.stack.clock.advance(timedelta(hours=1), tick=timedelta(minutes=30))
+    assert [f.error for f in fired if f.error] == []
+    run: dict[str, Any] = show(api, schedule_id)["lastRuns"][0]
+    assert run["backupId"], run
+    _backup(api, run["backupId"])
+    return dict(show(api, schedule_id)["lastRuns"][0])
+
+
+def test_an_incremental_schedule_takes_real_backups_and_retention_keeps_the_newest_chain(
+        api: Api) -> None:
+    api.stack.clock.set(datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
+    schedule_id = create(api, name="hourly", schedule={"expression": "rate(1 hour)"},
+                         type="incremental", fullEvery=2,
+                         retention={"keepLast": 1})["scheduleId"]
+
+    runs = [_next_run(api, schedule_id) for _ in range(3)]
+    assert [r["outcome"] for r in runs] == ["completed"] * 3
+    assert [(r["backupType"], r.get("parentId")) for r in runs] == [
+        ("full", None), ("incremental", runs[0]["backupId"]), ("full", None)]
+    backups = [_backup(api, r["backupId"]) for r in runs]
+    assert {b["scheduleId"] for b in backups} == {schedule_id}
+    assert [b["type"] for b in backups] == ["full", "incremental", "full"]
+    assert backups[1]["parentId"] == backups[0]["backupId"]
+    assert all(b["name"].startswith("hourly ") for b in backups)
+    assert backups[0]["counts"]["sessions"] > 0
+
+    # keepLast 1: the newest (a full backup) stays; the first chain goes whole
+    swept = api.stack.clock.fire("RetentionSweepFunction")
+    assert swept.error is None
+    assert swept.result["expired"] == 2
+    statuses = [_backup(api, b["backupId"])["status"] for b in backups]
+    assert statuses == ["expired", "expired", "completed"]
+    assert api.request("GET", f"/backups/{backups[2]['backupId']}/download").status_code == 302
+    assert_calls_allowed(api.stack)
+
+
+def test_a_run_is_skipped_while_the_backup_of_the_previous_one_still_runs(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+
+    def held(*args: Any, **kwargs: Any) -> Any:  # the real writer, once the test lets it
+        assert release.wait(60)
+        return write_session(*args, **kwargs)
+
+    monkeypatch.setitem(api.stack.handler_overrides, EXPORT_WORKER, export_worker(held))
+    api.stack.clock.set(datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
+    schedule_id = create(api, name="hourly", schedule={"expression": "rate(1 hour)"})[
+        "scheduleId"]
+    clock = api.stack.clock
+    try:
+        assert not [f for f in clock.advance(timedelta(hours=1), tick=timedelta(minutes=30))
+                    if f.error]
+        first = show(api, schedule_id)["lastRuns"][0]
+        assert first["outcome"] == "running"
+        assert not [f for f in clock.advance(timedelta(hours=1), tick=timedelta(minutes=30))
+                    if f.error]
+        skipped = show(api, schedule_id)["lastRuns"][0]
+        assert (skipped["outcome"], skipped["reason"]) == ("skipped", "previous_run_active")
+        assert skipped["backupId"] == first["backupId"]
+    finally:
+        release.set()
+    assert _backup(api, first["backupId"])["status"] == "completed"
+    third = _next_run(api, schedule_id)
+    assert third["outcome"] == "completed"
+    assert third["backupId"] != first["backupId"]
+    listed = api.request("GET", "/backups", params={"limit": 10}).json()["backups"]
+    assert sorted(b["backupId"] for b in listed) == sorted([first["backupId"],
+                                                            third["backupId"]])

@@ -1,0 +1,210 @@
+"""dataport.backups.format: lines, zstd members and the container round-trip every document
+the data model stores, byte for byte, and every damage is found and named."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pyzipper
+import zstandard
+from bson import ObjectId
+from bson.binary import Binary
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dataport.backups.format import (
+    DELETIONS_MEMBER,
+    MANIFEST_NAME,
+    BackupContainer,
+    BackupManifest,
+    Compression,
+    FormatError,
+    MemberEntry,
+    MemberReader,
+    MemberWriter,
+    PasswordRequired,
+    collection_of,
+    decode_line,
+    encode_line,
+    member_path,
+)
+from dataport.formats.extjson import json_util_canonical
+from tests.unit.format_sink import messages, project_doc, session_doc
+
+SETTINGS = settings(max_examples=150, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+# --- what the collections store (DATA-MODEL.md): the types a pymongo cursor yields ------------
+
+object_ids = st.binary(min_size=12, max_size=12).map(ObjectId)
+moments = st.integers(-50 * 365 * 86_400_000, 200 * 365 * 86_400_000).map(
+    lambda ms: datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms))
+decimals = st.decimals(min_value=-10_000, max_value=10_000, places=7).map(Decimal128)
+ints = st.integers(-(2**31), 2**31 - 1)
+longs = st.integers(-(2**63), 2**63 - 1).map(Int64)
+floats = st.floats(allow_nan=False) | st.sampled_from([math.inf, -math.inf, -0.0])
+texts = st.text() | st.sampled_from(["", "\u2028\n\"\\", "日本語 🙏", "\x00\x1f"])
+scalars = (st.none() | st.booleans() | ints | longs | floats | texts | object_ids | decimals
+           | moments | st.binary(max_size=16)  # subtype 0: the driver yields bytes
+           | st.builds(Binary, st.binary(max_size=16), st.sampled_from([4, 128])))
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                      | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=25)
+documents = st.fixed_dictionaries({"_id": object_ids, "sessionId": st.uuids().map(str)},
+                                  optional={"timestamp": moments, "costUsd": decimals,
+                                            "messageCount": ints, "totalTokens": longs,
+                                            "messageData": values, "toolUseResult": values})
+
+
+def _write(docs: list[dict[str, Any]], level: int = 3) -> tuple[bytes, MemberWriter]:
+    out = io.BytesIO()
+    writer = MemberWriter(out.write, level=level)
+    for doc in docs:
+        writer.write(doc)
+    writer.close()
+    return out.getvalue(), writer
+
+
+def _entry(path: str, data: bytes, writer: MemberWriter) -> MemberEntry:
+    stats = writer.close()
+    return MemberEntry(path=path, collection="messages", **stats.model_dump())
+
+
+@SETTINGS
+@given(documents)
+def test_a_line_is_canonical_extended_json_and_reads_back_as_the_same_document(
+        document: dict[str, Any]) -> None:
+    line = encode_line(document)
+    assert line == json_util_canonical(document) + b"\n"
+    back = decode_line(line)
+    assert back == document
+    assert list(back) == list(document)  # field order kept
+    assert encode_line(back) == line  # types kept: the same bytes again
+
+
+@SETTINGS
+@given(st.lists(documents, max_size=20), st.sampled_from([1, 3, 19]))
+def test_a_member_round_trips_and_describes_itself(docs: list[dict[str, Any]],
+                                                   level: int) -> None:
+    data, writer = _write(docs, level)
+    stats = writer.close()
+    lines = b"".join(encode_line(doc) for doc in docs)
+    assert stats.records == len(docs)
+    assert stats.bytes == len(lines)
+    assert stats.sha256 == hashlib.sha256(lines).hexdigest()
+    assert stats.compressed_bytes == len(data)
+    assert stats.compressed_sha256 == hashlib.sha256(data).hexdigest()
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(data) == lines  # one frame
+    assert zstandard.get_frame_parameters(data).has_checksum
+
+    reader = MemberReader(io.BytesIO(data), _entry("messages/00001-00000.jsonl.zst", data,
+                                                    writer))
+    assert list(reader.documents()) == docs
+    assert reader.check() == stats
+
+
+def test_the_sample_documents_of_every_collection_round_trip() -> None:
+    docs = [project_doc(), session_doc(), *messages()]
+    data, _ = _write(docs)
+    back = list(MemberReader(io.BytesIO(data)).documents())
+    assert back == docs
+    assert [encode_line(d) for d in back] == [encode_line(d) for d in docs]
+
+
+def test_a_member_that_is_not_what_its_entry_says_is_named() -> None:
+    docs = [session_doc(), session_doc(sessionId="other")]
+    data, writer = _write(docs)
+    entry = _entry("sessions/00001-00002.jsonl.zst", data, writer)
+
+    flipped = bytearray(data)
+    flipped[len(flipped) // 2] ^= 0x01
+    def read_and_check() -> None:
+        reader = MemberReader(io.BytesIO(bytes(flipped)), entry)
+        list(reader.lines())
+        reader.check()
+
+    with pytest.raises(FormatError, match=re.escape(entry.path)):
+        read_and_check()
+
+    other, _ = _write(docs[:1])
+    reader = MemberReader(io.BytesIO(other), entry)
+    list(reader.lines())
+    with pytest.raises(FormatError, match="stored bytes do not match"):
+        reader.check()
+
+    with pytest.raises(FormatError, match="not a valid zstd frame"):
+        list(MemberReader(io.BytesIO(b"not zstd at all"), entry).lines())
+
+
+def test_member_names() -> None:
+    assert member_path("messages", 3, 12) == "messages/00003-00012.jsonl.zst"
+    assert member_path("deletions", 0, 0) == DELETIONS_MEMBER
+    assert collection_of("projects/00000-00000.jsonl.zst") == "projects"
+    assert collection_of(member_path("sessions", 1, 2)) == "sessions"
+    assert collection_of(DELETIONS_MEMBER) == "deletions"
+    for other in (MANIFEST_NAME, "messages/1-2.jsonl.zst", "../messages/00001-00002.jsonl.zst",
+                  "users/00001-00002.jsonl.zst"):
+        assert collection_of(other) is None
+    with pytest.raises(ValueError, match="negative"):
+        member_path("messages", -1, 0)
+
+
+def _manifest(members: list[MemberEntry]) -> BackupManifest:
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    return BackupManifest(backup_id="b1", name="nightly", scope="user", owner_id="u" * 24,
+                          type="full", watermark=now, created_at=now,
+                          compression=Compression(level=3), members=members)
+
+
+def _zip(members: dict[str, bytes], password: str | None = None) -> bytes:
+    out = io.BytesIO()
+    with pyzipper.AESZipFile(out, "w", compression=pyzipper.ZIP_STORED,
+                             encryption=pyzipper.WZ_AES if password else None) as archive:
+        if password:
+            archive.setpassword(password.encode())
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("password", [None, "correct horse"])
+def test_a_stored_backup_is_read_member_by_member(password: str | None) -> None:
+    docs = messages()
+    data, writer = _write(docs)
+    entry = _entry("messages/00001-00000.jsonl.zst", data, writer)
+    manifest = _manifest([entry])
+    stored = _zip({entry.path: data, MANIFEST_NAME: manifest.to_json()}, password)
+
+    with BackupContainer(io.BytesIO(stored), password) as backup:
+        assert backup.manifest == manifest
+        reader = backup.member(backup.manifest.members[0])
+        assert list(reader.documents()) == docs
+        assert reader.check().records == len(docs)
+
+    if password:
+        with pytest.raises(PasswordRequired, match="give its password"):
+            _ = BackupContainer(io.BytesIO(stored)).manifest
+        with pytest.raises(PasswordRequired, match="does not open"):
+            _ = BackupContainer(io.BytesIO(stored), "wrong password").manifest
+
+
+def test_what_is_not_a_backup_is_refused() -> None:
+    with pytest.raises(FormatError, match="not a backup"):
+        BackupContainer(io.BytesIO(b"plain text"))
+    with pytest.raises(FormatError, match="no manifest"):
+        _ = BackupContainer(io.BytesIO(_zip({"a.txt": b"x"}))).manifest
+    newer = _manifest([]).model_copy(update={"format_version": 2}).to_json()
+    with pytest.raises(FormatError, match="newer"):
+        _ = BackupContainer(io.BytesIO(_zip({MANIFEST_NAME: newer}))).manifest
+    entry = MemberEntry(path="messages/00001-00000.jsonl.zst", collection="messages", records=0,
+                        bytes=0, compressed_bytes=0, sha256="0" * 64, compressed_sha256="0" * 64)
+    with (BackupContainer(io.BytesIO(_zip({MANIFEST_NAME: _manifest([entry]).to_json()})))
+          as backup, pytest.raises(FormatError, match="not in the backup")):
+        backup.member(entry)
