@@ -2,6 +2,12 @@
 and peak memory (the number that sizes the export worker's Lambda).
 
     .venv/bin/python -m tests.benchmarks.pdf_bench [--pages 2000] [--max-pages 500]
+                                                   [--content mixed|rtl|code]
+
+`--content`: `mixed` (default) is English prose with samples of other scripts, Python fences
+and Bash calls; `rtl` makes half the prose Arabic or Hebrew (shaped by HarfBuzz); `code` makes
+every reply carry fences in several languages and a Write and a Read of source files (all of
+it highlighted by Pygments).
 
 The sink counts the bytes and throws them away, so what is measured is the writer: fpdf2's
 layout, font subsetting and compression, and the bound its volumes keep on memory.
@@ -39,6 +45,16 @@ WORDS = ("the", "config", "loader", "reads", "every", "environment", "variable",
          "still", "override", "values", "through", "fixtures")
 SAMPLES = ("Ελληνικά κείμενα", "Кириллица и код", "日本語のテキスト", "中文文本示例", "한국어 문장",
            "✓ done", "deploy 🚀")
+ARABIC_WORDS = ("يقرأ", "المحمل", "كل", "متغيرات", "البيئة", "مرة", "واحدة", "ويحفظها", "حتى",
+                "تبقى", "المعالجات", "سريعة", "والاختبارات", "يمكنها")
+HEBREW_WORDS = ("הטוען", "קורא", "כל", "משתני", "הסביבה", "פעם", "אחת", "ושומר", "אותם", "כדי",
+                "שהמטפלים", "יישארו", "מהירים", "והבדיקות")
+FENCES = {
+    "typescript": "export function add(a: number, b: number): number {\n  return a + b;\n}",
+    "rust": "fn main() {\n    let v: Vec<u32> = (1..10).collect();\n    println!(\"{v:?}\");\n}",
+    "sql": "SELECT id, name FROM users WHERE active = 1 ORDER BY name;",
+    "bash": "for f in *.py; do\n  ruff check \"$f\" && echo ok\ndone",
+}
 CODE = '''def load(path: str) -> dict[str, str]:
     """Read KEY=VALUE lines, skipping comments."""
     values = {}
@@ -81,15 +97,18 @@ class DiscardingSink:
         del file
 
 
-def prose(rng: random.Random, words: int) -> str:
-    text = " ".join(rng.choice(WORDS) for _ in range(words))
+def prose(rng: random.Random, words: int, content: str = "mixed") -> str:
+    vocabulary: tuple[str, ...] = WORDS
+    if content == "rtl" and rng.random() < 0.5:
+        vocabulary = ARABIC_WORDS if rng.random() < 0.5 else HEBREW_WORDS
+    text = " ".join(rng.choice(vocabulary) for _ in range(words))
     if rng.random() < 0.3:
         text += f" ({rng.choice(SAMPLES)})"
     return text[0].upper() + text[1:] + "."
 
 
 def session_messages(rng: random.Random, session_id: str, start: datetime,
-                     count: int) -> list[dict[str, Any]]:
+                     count: int, content: str = "mixed") -> list[dict[str, Any]]:
     """A Claude Code session: prompts, replies with code, tool calls and their results."""
     docs: list[dict[str, Any]] = []
     for i in range(count):
@@ -98,16 +117,28 @@ def session_messages(rng: random.Random, session_id: str, start: datetime,
         base = {"_id": ObjectId(), "uuid": uuid, "sessionId": session_id, "timestamp": when,
                 "isSidechain": False, "userType": "external"}
         if i % 3 == 0:
-            text = prose(rng, rng.randint(15, 60))
+            text = prose(rng, rng.randint(15, 60), content)
             docs.append(base | {"type": "user", "content": text,
                                 "messageData": {"role": "user", "content": text}})
             continue
-        text = "\n\n".join(prose(rng, rng.randint(20, 70)) for _ in range(rng.randint(1, 3)))
-        if rng.random() < 0.4:
+        text = "\n\n".join(prose(rng, rng.randint(20, 70), content)
+                             for _ in range(rng.randint(1, 3)))
+        if content == "code":
+            language = rng.choice(list(FENCES))
+            text += f"\n\n```python\n{CODE}\n```\n\n```{language}\n{FENCES[language]}\n```"
+        elif rng.random() < 0.4:
             text += f"\n\n```python\n{CODE}\n```"
-        call = {"type": "tool_use", "id": f"toolu_{uuid}", "name": "Bash",
-                "input": {"command": "pytest -q tests/unit", "description": "run the tests"}}
-        blocks: list[dict[str, Any]] = [{"type": "thinking", "thinking": prose(rng, 40)},
+        call: dict[str, Any] = {
+            "type": "tool_use", "id": f"toolu_{uuid}", "name": "Bash",
+            "input": {"command": "pytest -q tests/unit", "description": "run the tests"}}
+        if content == "code" and i % 3 == 1:
+            call = {"type": "tool_use", "id": f"toolu_{uuid}", "name": "Write",
+                    "input": {"file_path": f"src/loader_{i}.py", "content": CODE}}
+        elif content == "code":
+            call = {"type": "tool_use", "id": f"toolu_{uuid}", "name": "Read",
+                    "input": {"file_path": f"src/loader_{i}.py"}}
+        blocks: list[dict[str, Any]] = [{"type": "thinking", "thinking": prose(rng, 40,
+                                                                               content)},
                                         {"type": "text", "text": text}, call]
         docs.append(base | {
             "type": "assistant", "content": text, "model": "claude-opus-4-1-20250805",
@@ -118,13 +149,17 @@ def session_messages(rng: random.Random, session_id: str, start: datetime,
                             "content": blocks}})
         output = "\n".join(f"tests/unit/test_{n:03d}.py ....{'.' * rng.randint(0, 30)}"
                            for n in range(rng.randint(3, 25)))
+        if call["name"] == "Read":
+            output = "\n".join(f"{n:>6}→{line}" for n, line in enumerate(CODE.split("\n"), 1))
+        elif call["name"] == "Write":
+            output = "File created successfully at: " + call["input"]["file_path"]
         result = {"type": "tool_result", "tool_use_id": call["id"], "content": output}
         docs.append(base | {"uuid": f"{uuid}_result_0", "type": "tool_result",
                             "isSidechain": True, "content": output, "messageData": result})
     return docs
 
 
-def run(pages: int, max_pages: int, seed: int) -> None:
+def run(pages: int, max_pages: int, seed: int, content: str = "mixed") -> None:
     rng = random.Random(seed)
     sink = DiscardingSink()
     writer = PdfWriter(sink, context=CONTEXT, split_bytes=100 * MIB, max_pages=max_pages)
@@ -135,7 +170,8 @@ def run(pages: int, max_pages: int, seed: int) -> None:
     start = datetime(2025, 7, 1, tzinfo=UTC)
     while writer.pages < pages:
         session_id = f"{sessions:08x}-0000-4000-8000-000000000000"
-        docs = session_messages(rng, session_id, start + timedelta(hours=sessions), 40)
+        docs = session_messages(rng, session_id, start + timedelta(hours=sessions), 40,
+                                content)
         session = {"sessionId": session_id, "projectId": project["_id"],
                    "summary": prose(rng, 8)[:-1], "startedAt": docs[0]["timestamp"],
                    "endedAt": docs[-1]["timestamp"], "messageCount": len(docs),
@@ -152,7 +188,8 @@ def run(pages: int, max_pages: int, seed: int) -> None:
     cpu = time.process_time() - cpu_started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     written = sum(f.bytes_written for f in sink.files)
-    print(f"sessions {sessions:,}  messages {messages:,}  volumes {len(sink.files)} "
+    print(f"content {content}  sessions {sessions:,}  messages {messages:,}  "
+          f"volumes {len(sink.files)} "
           f"(max {max_pages} pages each)")
     print(f"pages {writer.pages:,}  pdf bytes {written / MIB:.1f} MiB  time {elapsed:.1f} s "
           f"(cpu {cpu:.1f} s)  {writer.pages / elapsed:.0f} pages/s ({writer.pages / cpu:.0f} "
@@ -165,8 +202,9 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=2000)
     parser.add_argument("--max-pages", type=int, default=500)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--content", choices=("mixed", "rtl", "code"), default="mixed")
     args = parser.parse_args()
-    run(args.pages, args.max_pages, args.seed)
+    run(args.pages, args.max_pages, args.seed, args.content)
 
 
 if __name__ == "__main__":

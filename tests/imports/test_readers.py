@@ -263,15 +263,20 @@ def test_a_claude_projects_tree() -> None:
     ]
     sessions = {s["sessionId"]: s for s in kinds(records, RecordKind.SESSION)}
     main = sessions[SID]
-    # msg_A is counted once (its last line's usage), msg_B once; derived documents count
+    # msg_A is counted once (its last line's usage and reported cost), msg_B once (its cost
+    # computed: 10 input and 20 output tokens of Opus 4.1 at $15 and $75 a million); derived
+    # documents count
     assert main == {
         "sessionId": SID,
         "startedAt": datetime(2025, 8, 2, 4, 52, 1, tzinfo=UTC),
         "endedAt": datetime(2025, 8, 2, 4, 52, 6, tzinfo=UTC),
-        "messageCount": 8, "totalCost": Decimal128(repr(COST)),
+        "messageCount": 8,
+        "totalCost": Decimal128(Decimal(repr(COST)) + Decimal("0.00015") + Decimal("0.0015")),
         "inputTokens": 4 + 1520 + 13912 + 10, "outputTokens": 96 + 20,
         "totalTokens": 4 + 1520 + 13912 + 10 + 96 + 20, "toolsUsed": 1,
         "summary": "Audit docker-compose env vars 🐳",
+        # every summary line of its file, verbatim, for the jsonl export to write back
+        "claudeCode": {"summaries": session_lines()[:2]},
     }
     assert sessions[AGENT_SID]["messageCount"] == 2
     assert "summary" not in sessions[AGENT_SID]

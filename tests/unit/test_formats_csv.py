@@ -72,7 +72,9 @@ def test_message_rows_carry_usage_exact_costs_tools_and_content() -> None:
         "timestamp": "2025-08-02T04:52:12.880Z", "type": "assistant", "isSidechain": "false",
         "model": "claude-opus-4-1-20250805", "inputTokens": "4", "outputTokens": "96",
         "cacheCreationInputTokens": "1520", "cacheReadInputTokens": "13912",
-        "costUsd": "0.056628", "toolName": "Read", "content": ""}
+        "costUsd": "0.056628", "toolName": "Read", "content": "",
+        # a reported cost, and a message ClaudeLens ingested (no Claude Code line kept)
+        "costComputedBy": "", "isMeta": "", "isCompactSummary": "", "agentId": ""}
     assert reply["content"] == docs[1]["content"]  # newlines and backticks survive quoting
     assert found["7a0d2b64-3f59-4b3e-9d2a-4c1d6e8f9a0b"]["costUsd"] == "0.0000001"
     assert found["99cc3e0e-59e5-4d6b-b0ba-6f2a3f874bca_tool_0"]["toolName"] == "Read"
@@ -142,3 +144,12 @@ def test_an_oversized_row_gets_a_file_of_its_own_with_a_note() -> None:
     assert big[0].notes
     assert big[0].records == 1
     assert rows(big[0])[0]["uuid"] == docs[4]["uuid"]
+
+
+def test_claude_codes_flags_and_computed_costs_have_columns() -> None:
+    flagged = {**messages()[1], "costComputedBy": "genai-prices 0.2.5",
+               "claudeCode": {"keys": [], "fields": {"isMeta": True, "isCompactSummary": False,
+                                                     "agentId": "a2898e3"}}}
+    (row,) = rows(export([flagged]).at("messages.csv")[0])
+    assert (row["costComputedBy"], row["isMeta"], row["isCompactSummary"], row["agentId"]) == (
+        "genai-prices 0.2.5", "true", "false", "a2898e3")

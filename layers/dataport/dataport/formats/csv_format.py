@@ -3,7 +3,9 @@
 RFC 4180 through the csv module (quoted where needed, CRLF row ends), UTF-8 with a BOM at the
 start of every file and the header row in every file, so each part opens on its own in Excel.
 Decimals (totalCost, costUsd) are exact positional decimal strings (`0.0000001`, never `1E-7`),
-times ISO 8601 UTC with milliseconds, booleans `true`/`false`, absent values empty.
+times ISO 8601 UTC with milliseconds, booleans `true`/`false`, absent values empty. Messages
+carry `costComputedBy` (a cost dataport computed, docs/imports.md) and Claude Code's flags
+`isMeta`, `isCompactSummary`, `agentId` from the line they were imported from.
 
 Formula injection: a text cell taken from the data (content, summary, names, paths, ids, model,
 tool names) that starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`,
@@ -34,17 +36,22 @@ from dataport.formats.common import (
     usage_of,
 )
 from dataport.formats.rolling import RollingFile
-from dataport.models.documents import RawDocument
+from dataport.models.documents import COST_COMPUTED_BY, RawDocument, agent_id, transcript_field
 
 SESSION_COLUMNS: Final = (
     "sessionId", "projectName", "projectPath", "summary", "startedAt", "endedAt",
     "messageCount", "inputTokens", "outputTokens", "totalTokens", "toolsUsed", "totalCost",
 )
-MESSAGE_COLUMNS: Final = (
+#: the message columns before issue 12 (still read back as ours)
+MESSAGE_COLUMNS_V1: Final = (
     "sessionId", "uuid", "parentUuid", "timestamp", "type", "isSidechain", "model",
     "inputTokens", "outputTokens", "cacheCreationInputTokens", "cacheReadInputTokens",
     "costUsd", "toolName", "content",
 )
+#: costComputedBy: what computed costUsd (empty: the source reported it); isMeta,
+#: isCompactSummary, agentId: Claude Code's flags (docs/imports.md), empty when the line had none
+MESSAGE_COLUMNS: Final = (*MESSAGE_COLUMNS_V1, "costComputedBy", "isMeta", "isCompactSummary",
+                          "agentId")
 BOM: Final = "\ufeff".encode()
 FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 
@@ -139,6 +146,10 @@ class CsvWriter(ExportWriter):
             decimal_text(message.get("costUsd")),
             text_cell(", ".join(self._tools.names_in(blocks))),
             text_cell(message.get("content")),
+            text_cell(message.get(COST_COMPUTED_BY)),
+            bool_cell(transcript_field(message, "isMeta")),
+            bool_cell(transcript_field(message, "isCompactSummary")),
+            text_cell(agent_id(message)),
         ])
         self._messages.write(lambda: row, label=f"the row of message {message.get('uuid')}")
 

@@ -5,11 +5,22 @@
 `/Users/alex/github/claudelens` -> `-Users-alex-github-claudelens`. One line per record, in
 Claude Code's shape: parentUuid, isSidechain, userType, cwd, sessionId, version, gitBranch, type,
 message (the stored messageData), [requestId], uuid, timestamp (ISO, milliseconds, `Z`),
-[costUSD, durationMs, toolUseResult]. Money is a JSON number with exactly the stored digits.
+[costUSD, durationMs, toolUseResult]. Money is a JSON number with exactly the stored digits; a
+cost dataport computed (`costComputedBy`) is not written, since `costUSD` is what Claude Code
+reported (an import computes it again, the same way).
 
-When the session has a summary, every file of it starts with `{"type": "summary", "summary",
-"leafUuid": null}`: the leaf is the session's last message, unknown when a streamed file starts,
-so it stays null; the summary line is not counted as a record. A session split at the split
+A message imported from a transcript line (it has `claudeCode`, docs/imports.md) is written
+back as that line: its keys exactly, in their order (`claudeCode.keys`), each from its message
+field or verbatim from `claudeCode.fields`; a cost dataport computed (`costComputedBy`) is not
+Claude Code's and is not written. A line of a sub-agent file (`claudeCode.file`,
+`subagents/agent-<id>.jsonl`) goes to `projects/<project dir>/<sessionId>/<that file>`, as
+Claude Code 2.x lays them out; every other line to the session's own file.
+
+A session imported with its summary lines (`claudeCode.summaries`) starts its file with them,
+verbatim. Otherwise, when the session has a summary, every file of it starts with
+`{"type": "summary", "summary", "leafUuid": null}`: the leaf is the session's last message,
+unknown when a streamed file starts, so it stays null; summary lines are not counted as
+records. A session split at the split
 size (or continued by the next worker) is numbered by the packager (`<sessionId>-0001.jsonl`);
 the `sessionId` inside the lines is what ties the parts together. A session without messages
 writes no file.
@@ -59,11 +70,14 @@ from dataport.formats.common import (
 )
 from dataport.formats.rolling import RollingFile
 from dataport.models.documents import (
+    COST_COMPUTED_BY,
     DerivedRef,
     RawDocument,
     as_decimal,
+    claude_code,
     derived_ref,
     strip_derived,
+    transcript_file,
 )
 
 LOOK_BEHIND = timedelta(seconds=5)
@@ -72,6 +86,8 @@ LOOK_BEHIND_RECORDS = 64
 WRITTEN_MEMORY = 1024
 
 _CLAUDE_TYPE = {"tool_use": "assistant", "tool_result": "user"}
+#: a sub-agent file beside its session's file rather than in the session's folder
+_UP = ".."
 
 
 def project_dir(path: str) -> str:
@@ -88,6 +104,8 @@ class _Pending:
     keys: set[str] = field(default_factory=set)
     #: rebuilt from derived documents; the message itself has not been seen
     stand_in: bool = False
+    #: the sub-agent file of the line, relative to the session's folder ("" for the main file)
+    file: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,7 +121,11 @@ class JsonlWriter(ExportWriter):
 
     def __init__(self, sink: FileSink, *, context: ExportContext, split_bytes: int) -> None:
         super().__init__(sink, context=context, split_bytes=split_bytes)
-        self._file: RollingFile | None = None
+        #: the session's open files: "" its main file, else a sub-agent file's relative path
+        self._files: dict[str, RollingFile] = {}
+        self._folder = ""
+        self._name = ""
+        self._header = b""
         self._project: RawDocument = {}
         self._session: RawDocument = {}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
@@ -116,12 +138,9 @@ class JsonlWriter(ExportWriter):
         folder = project_dir(str(project.get("path") or project.get("name") or "unknown"))
         name = safe_segment(str(session.get("sessionId") or session.get("_id")),
                             fallback="session")
-        summary = session.get("summary")
-        header = b""
-        if isinstance(summary, str) and summary:
-            header = plain_json({"type": "summary", "summary": summary, "leafUuid": None}) + b"\n"
-        self._file = RollingFile(self.sink, f"projects/{folder}/{name}.jsonl",
-                                 split_bytes=self.split_bytes, header=lambda: header)
+        self._folder, self._name = folder, name
+        self._header = _summary_header(session)
+        self._files = {}
 
     def write_message(self, message: RawDocument) -> None:
         ref = derived_ref(message.get("uuid"))
@@ -133,9 +152,9 @@ class JsonlWriter(ExportWriter):
 
     def end_session(self) -> None:
         self._flush(until=None, everything=True)
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        for file in self._files.values():
+            file.close()
+        self._files = {}
 
     def close(self) -> None:
         self.end_session()
@@ -144,18 +163,23 @@ class JsonlWriter(ExportWriter):
 
     def _add(self, message: RawDocument) -> None:
         kind = str(message.get("type") or "user")
-        entry = _Pending(
-            self._record(message, uuid=str(message.get("uuid")),
-                         kind=_CLAUDE_TYPE.get(kind, kind),
-                         body=self._message_body(message, kind),
-                         parent=strip_derived(message.get("parentUuid")),
-                         sidechain=bool(message.get("isSidechain", False))),
-            as_utc(message.get("timestamp")))
+        body = self._message_body(message, kind)
+        line = claude_code(message)
+        keys = line.get("keys")
+        if isinstance(keys, list) and kind in ("user", "assistant"):
+            record = line_of(message, keys, line.get("fields"), body)
+        else:
+            record = self._record(message, uuid=str(message.get("uuid")),
+                                  kind=_CLAUDE_TYPE.get(kind, kind), body=body,
+                                  parent=strip_derived(message.get("parentUuid")),
+                                  sidechain=bool(message.get("isSidechain", False)))
+        entry = _Pending(record, as_utc(message.get("timestamp")),
+                         file=_safe_file(transcript_file(message)))
         for block in content_blocks(message):
             key = block_key(block)
             if key:
                 entry.keys.add(key)
-        uuid = entry.record["uuid"]
+        uuid = str(entry.record.get("uuid", message.get("uuid")))
         earlier = self._pending.get(uuid)
         if earlier is not None and earlier.stand_in:
             for block in _blocks(earlier.record):
@@ -206,7 +230,7 @@ class JsonlWriter(ExportWriter):
         if uuid is None:
             return False
         if uuid in self._pending:
-            return bool(self._pending[uuid].record["isSidechain"])
+            return bool(self._pending[uuid].record.get("isSidechain"))
         written = self._written.get(uuid)
         return written.sidechain if written is not None else False
 
@@ -221,11 +245,29 @@ class JsonlWriter(ExportWriter):
             self._emit(oldest)
 
     def _emit(self, entry: _Pending) -> None:
-        assert self._file is not None, "write_message outside a session"
+        assert self._name, "write_message outside a session"
         line = plain_json(entry.record) + b"\n"
-        uuid = str(entry.record["uuid"])
-        self._file.write(lambda: line, label=f"line {uuid}")
-        self._written.put(uuid, _Written(frozenset(entry.keys), bool(entry.record["isSidechain"])))
+        uuid = str(entry.record.get("uuid"))
+        self._file_for(entry.file).write(lambda: line, label=f"line {uuid}")
+        self._written.put(uuid, _Written(frozenset(entry.keys),
+                                         bool(entry.record.get("isSidechain"))))
+
+    def _file_for(self, relative: str) -> RollingFile:
+        """The session's main file (""), or one of its sub-agent files, opened on first use."""
+        file = self._files.get(relative)
+        if file is None:
+            if relative.startswith(f"{_UP}/"):
+                path = f"projects/{self._folder}/{relative.removeprefix(f'{_UP}/')}"
+                file = RollingFile(self.sink, path, split_bytes=self.split_bytes)
+            elif relative:
+                path = f"projects/{self._folder}/{self._name}/{relative}"
+                file = RollingFile(self.sink, path, split_bytes=self.split_bytes)
+            else:
+                header = self._header
+                file = RollingFile(self.sink, f"projects/{self._folder}/{self._name}.jsonl",
+                                   split_bytes=self.split_bytes, header=lambda: header)
+            self._files[relative] = file
+        return file
 
     # --- building lines -----------------------------------------------------------------------
 
@@ -246,7 +288,9 @@ class JsonlWriter(ExportWriter):
             record["requestId"] = message["requestId"]
         record["uuid"] = uuid
         record["timestamp"] = iso_ms(message.get("timestamp"))
-        if message.get("costUsd") is not None:
+        if message.get("costUsd") is not None and COST_COMPUTED_BY not in message:
+            # a computed cost is not Claude Code's `costUSD` (a reported one): an import
+            # computes it again, with its marker
             cost = message["costUsd"]
             # plain_json writes a Decimal128 as its exact digits (without a decimal.Decimal)
             record["costUSD"] = cost if type(cost) is Decimal128 else as_decimal(cost)
@@ -276,6 +320,62 @@ class JsonlWriter(ExportWriter):
         if data is not None and is_block(data):
             return data
         return {"type": "text", "text": str(message.get("content") or "")}
+
+
+def line_of(message: RawDocument, keys: list[Any], fields: object,
+            body: Mapping[str, Any]) -> dict[str, Any]:
+    """The transcript line a message was imported from: exactly its keys, in order, each
+    verbatim from `claudeCode.fields` or from the message's own field (the inverse of
+    readers/claude_transcript.py, `line_keys`)."""
+    verbatim = fields if isinstance(fields, Mapping) else {}
+    record: dict[str, Any] = {}
+    for key in keys:
+        if not isinstance(key, str):
+            continue
+        if key in verbatim:
+            record[key] = verbatim[key]
+        elif key == "message":
+            record[key] = dict(body)
+        elif key == "timestamp":
+            record[key] = iso_ms(message.get("timestamp"))
+        elif key == "parentUuid":
+            record[key] = strip_derived(message.get("parentUuid"))
+        elif key == "isSidechain":
+            record[key] = bool(message.get("isSidechain", False))
+        elif key == "costUSD":
+            if message.get("costUsd") is not None and COST_COMPUTED_BY not in message:
+                cost = message["costUsd"]
+                record[key] = cost if type(cost) is Decimal128 else as_decimal(cost)
+        elif key in message:
+            record[key] = message[key]
+    return record
+
+
+def _safe_file(relative: str | None) -> str:
+    """A sub-agent file's path kept inside the session's folder (or, `../<name>`, beside the
+    session's file in the project folder): each segment made safe, a `.jsonl` name; "" (the
+    main file) when nothing usable is left."""
+    if not relative:
+        return ""
+    up = relative.startswith(f"{_UP}/")
+    segments = [safe_segment(part, fallback="_")
+                for part in relative.removeprefix(f"{_UP}/").split("/")
+                if part not in ("", ".", _UP)]
+    if not segments or not segments[-1].endswith(".jsonl") or (up and len(segments) != 1):
+        return ""
+    return (f"{_UP}/" if up else "") + "/".join(segments)
+
+
+def _summary_header(session: RawDocument) -> bytes:
+    """What every part of a session's main file starts with: its summary lines as imported,
+    else one line of its summary, else nothing."""
+    lines = claude_code(session).get("summaries")
+    if isinstance(lines, list) and lines:
+        return b"".join(plain_json(line) + b"\n" for line in lines if isinstance(line, Mapping))
+    summary = session.get("summary")
+    if isinstance(summary, str) and summary:
+        return plain_json({"type": "summary", "summary": summary, "leafUuid": None}) + b"\n"
+    return b""
 
 
 def _blocks(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:

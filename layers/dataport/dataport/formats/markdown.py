@@ -4,9 +4,12 @@
 only when split). The summary is the H1 title ("Session <id>" without one), then a metadata
 list (project, path, session, started/ended, messages, tokens, tools, cost), then one section per
 message: its role from `type` (never from userType), time and model, thinking folded in
-`<details>`, text kept as Markdown, tool calls and results as fenced blocks. Sidechain messages
-are marked in their heading and with a note; derived tool documents are not sidechains to a
-reader, so they are not marked.
+`<details>`, text kept as Markdown, tool calls and results as fenced blocks, images as a
+placeholder with their media type and size (never their base64). Lines Claude Code wrote into
+the user's turn are not the user's (`common.message_role`): the compaction summary is a
+"Conversation summary" section quoted under a note, `isMeta` lines a "Context" section folded
+in a labelled `<details>`. Sidechain messages are marked in their heading and with a note;
+derived tool documents are not sidechains to a reader, so they are not marked.
 
 The models a session used are only known once its messages have been read, and a document is
 streamed, so they close each file (`**Models:**`) rather than open it. A tool call or result
@@ -30,6 +33,9 @@ from dataport.formats.common import (
     content_blocks,
     count_text,
     decimal_text,
+    image_placeholder,
+    is_base64_document,
+    message_role,
     message_thinking,
     model_of,
     plain_content,
@@ -41,7 +47,11 @@ from dataport.formats.rolling import RollingFile
 from dataport.models.documents import RawDocument, derived_ref
 
 ROLES = {"user": "User", "assistant": "Assistant", "tool_use": "Tool call",
-         "tool_result": "Tool result"}
+         "tool_result": "Tool result", "summary": "Conversation summary", "context": "Context"}
+#: what a reader is told about lines the person did not type (see `common.message_role`)
+SUMMARY_NOTE = ("Written by Claude Code when it compacted the conversation: a summary of the "
+                "earlier messages, not typed by the user.")
+CONTEXT_NOTE = "Added by Claude Code (a command expansion, a caveat), not typed by the user"
 SHOWN_BLOCKS_MEMORY = 4096
 
 _BACKTICKS = re.compile(r"`+")
@@ -49,6 +59,7 @@ _FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _INLINE_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 _NOT_WORD = re.compile(r"[\W_]+")
 _CLOSING_DETAILS = re.compile(r"</details", re.IGNORECASE)
+_PARAGRAPHS = "\n\n"
 
 
 # --- Markdown text helpers ----------------------------------------------------------------------
@@ -210,7 +221,7 @@ class MarkdownWriter(ExportWriter):
 
     def _section(self, message: RawDocument) -> str | None:
         """The Markdown of one message, None when all it holds has been shown already."""
-        kind = str(message.get("type") or "message")
+        kind = message_role(message)
         derived = derived_ref(message.get("uuid")) is not None
         sidechain = bool(message.get("isSidechain")) and not derived
         heading = f"### {ROLES.get(kind, escape_inline(kind.title()))} · " \
@@ -228,11 +239,17 @@ class MarkdownWriter(ExportWriter):
         thinking = message_thinking(message, blocks)
         if thinking:
             parts.append(_details("Thinking", thinking))
+        body: list[str] = []
         if blocks:
-            parts.extend(self._block(block) for block in blocks if block.get("type") != "thinking")
+            body.extend(self._block(block) for block in blocks if block.get("type") != "thinking")
         else:
-            parts.append(balance_fences(plain_content(message)))
-        parts = [part for part in parts if part]
+            body.append(balance_fences(plain_content(message)))
+        body = [part for part in body if part]
+        if body and kind == "summary":
+            body = [f"> *{SUMMARY_NOTE}*\n>\n{_quoted(_PARAGRAPHS.join(body))}"]
+        elif body and kind == "context":
+            body = [_details(CONTEXT_NOTE, _PARAGRAPHS.join(body))]
+        parts = [part for part in (*parts, *body) if part]
         if not parts and derived:
             return None
         return "\n" + "\n\n".join([heading, *parts]) + "\n"
@@ -262,10 +279,17 @@ class MarkdownWriter(ExportWriter):
                 label += f" · {inline_code(str(block['tool_use_id']))}"
             if block.get("is_error"):
                 label += " · **error**"
-            return f"{label}\n\n{fenced(text_of(block.get('content')))}"
-        if kind == "image":
-            return "*[image]*"
+            content = text_of(block.get("content"), image=image_placeholder)
+            return f"{label}\n\n{fenced(content)}"
+        if kind == "image" or is_base64_document(block):
+            return f"*{escape_inline(image_placeholder(block))}*"
         return fenced(plain_json(block, indent=True).decode("utf-8"), "json")
+
+
+def _quoted(text: str) -> str:
+    """Markdown as a block quote: every line behind `> ` (fences balanced first, so none can
+    run out of the quote)."""
+    return "\n".join(f"> {line}" if line else ">" for line in balance_fences(text).split("\n"))
 
 
 def _details(summary: str, text: str) -> str:

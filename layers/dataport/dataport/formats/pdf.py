@@ -10,9 +10,13 @@ Each volume is a complete PDF (fpdf2) of A4 pages:
 - one section per session, starting on a new page: the summary as its title, then project,
   path, session id, model (of its first reply: up to `HEADING_LOOKAHEAD` messages are read
   ahead), dates, messages, tokens, tools and cost; then its messages: a role
-  label (user / assistant / tool call / tool result) with time and model, prose in DejaVu Sans,
-  code fences, tool calls and tool results in monospace blocks, thinking set apart in italics.
-  Every body page has a running header (session title, project) and a page number.
+  label (user / assistant / tool call / tool result, and conversation summary / context for the
+  lines Claude Code wrote itself, `common.message_role`) with time and model, prose in DejaVu
+  Sans, code fences, tool calls and tool results in monospace blocks (highlighted by Pygments
+  when the fence's language or the tool's file extension is known, `formats.highlight`),
+  thinking set apart in italics, images drawn (PNG, JPEG, GIF, WebP) with a labelled
+  placeholder as their caption or in their place. Every body page has a running header
+  (session title, project) and a page number.
 
 Front matter (title page and contents) is numbered i, ii, ... and the body 1, 2, ... (as PDF
 page labels too), so the contents, the printed numbers and the viewer's page box agree however
@@ -23,8 +27,14 @@ Oblique and Sans Mono; a CJK subset of WenQuanYi Micro Hei and an emoji subset o
 fallbacks, loaded into a volume only when its text needs them. A character none of them can
 draw (a control character, an emoji newer than Unicode 9, a rare script) is shown as U+FFFD and
 counted in a manifest note; invisible format characters the fonts lack are dropped. No text can
-make the export fail. Hebrew and Arabic are drawn in logical order, unshaped (fpdf2's bidi and
-shaping need uharfbuzz, which the layer does not ship).
+make the export fail. Lines with right-to-left text (Hebrew, Arabic...) are shaped by HarfBuzz
+and put in visual order by fpdf2 (`set_text_shaping`, around those lines only: it costs), and a
+paragraph whose base direction is right to left is set flush right.
+
+Images: one decoded at a time (at most `common.MAX_IMAGE_BYTES` of data, `MAX_IMAGE_PIXELS`
+pixels), scaled down to what the page shows before fpdf2 keeps it; the volume keeps what it
+embedded until it is rendered, so that counts towards its size estimate. Anything Pillow or
+fpdf2 cannot read leaves the placeholder, never a failed export.
 
 Volumes and memory: fpdf2 builds a document in memory and renders it to bytes only in
 `output()`, so a volume is closed and written to its file when its body reaches `max_pages`
@@ -44,6 +54,7 @@ again (and the other way round); records are message documents, shown or not.
 
 from __future__ import annotations
 
+import io
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping
@@ -52,18 +63,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 from fpdf import FPDF
 from fpdf.enums import Align, PageMode, XPos, YPos
+from fpdf.errors import FPDFException
 from fpdf.fonts import TTFFont
 from fpdf.outline import OutlineSection
+from PIL import Image
+from pygments.lexer import Lexer
 
 import dataport
 from dataport.formats.base import ExportContext, ExportWriter, FileSink, Numbering
 from dataport.formats.common import (
+    MAX_IMAGE_BYTES,
     BoundedMemo,
     ToolNames,
     as_utc,
@@ -71,6 +87,10 @@ from dataport.formats.common import (
     content_blocks,
     count_text,
     decimal_text,
+    image_placeholder,
+    image_ref,
+    is_base64_document,
+    message_role,
     message_thinking,
     model_of,
     plain_content,
@@ -78,7 +98,19 @@ from dataport.formats.common import (
     text_of,
     usage_of,
 )
-from dataport.formats.markdown import ROLES, SHOWN_BLOCKS_MEMORY, readable_time
+from dataport.formats.highlight import (
+    Line,
+    lexer_for_language,
+    lexer_for_path,
+    numbered_lines,
+    tool_input_lines,
+)
+from dataport.formats.markdown import (
+    CONTEXT_NOTE,
+    ROLES,
+    SHOWN_BLOCKS_MEMORY,
+    readable_time,
+)
 from dataport.models.documents import RawDocument, as_decimal, derived_ref
 
 FONT_DIR: Final = Path(__file__).resolve().parent.parent / "fonts"
@@ -102,6 +134,16 @@ MAX_CODE_LINES: Final = 400
 HEADING_LOOKAHEAD: Final = 8
 WRITE_CHUNK: Final = 1 << 20
 REPLACEMENT: Final = "\ufffd"
+#: images drawn in the PDF: the types fpdf2 embeds (through Pillow) and the most pixels decoded
+#: for one (the largest data read is `common.MAX_IMAGE_BYTES`)
+EMBEDDED_IMAGE_TYPES: Final = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF",
+                               "image/webp": "WEBP"}
+MAX_IMAGE_PIXELS: Final = 40_000_000
+#: an image keeps at most this many pixels per point it is drawn at (fpdf2's own ratio for
+#: oversized images): a retina screenshot drawn at the page's width keeps ~1,000 pixels
+IMAGE_PIXELS_PER_POINT: Final = 2
+#: what an image of a given pixel width is drawn at before it is scaled to the page (96 dpi)
+MM_PER_PIXEL: Final = 25.4 / 96
 
 
 @dataclass(frozen=True)
@@ -214,6 +256,33 @@ def _base_glyphs() -> frozenset[str]:
                                      if f.family in BASE_FAMILIES))
 
 
+#: scripts written right to left (Hebrew, Arabic, Syriac, Thaana, NKo, Samaritan, Mandaic and
+#: their presentation forms): a line holding them is shaped by HarfBuzz and put in visual order
+#: by fpdf2's bidi algorithm; other lines are spared the cost
+_RTL: Final = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
+
+
+def right_to_left(paragraph: str) -> bool:
+    """True when a paragraph's first strongly directional character is right to left: its base
+    direction under the Unicode bidi algorithm, so it is set flush right."""
+    if _RTL.search(paragraph) is None:
+        return False
+    for char in paragraph:
+        direction = unicodedata.bidirectional(char)
+        if direction in ("R", "AL"):
+            return True
+        if direction == "L":
+            return False
+    return False
+
+
+@cache
+def shaping_available() -> bool:
+    """fpdf2 shapes text through uharfbuzz (a layer dependency); without it text is drawn
+    unshaped, in logical order, rather than failing."""
+    return find_spec("uharfbuzz") is not None
+
+
 def shorten(text: str, max_chars: int, max_lines: int | None = None) -> tuple[str, bool]:
     """At most `max_chars` characters (and `max_lines` lines), with a visible note of the rest."""
     cut = len(text) > max_chars
@@ -258,12 +327,16 @@ def split_fences(text: str) -> Iterator[tuple[str, str, str]]:
 
 @dataclass(frozen=True)
 class Part:
-    """One thing a message shows: kind is text, thinking, call, result or note."""
+    """One thing a message shows: kind is text, thinking, call, result, note, image, or summary
+    and context (lines Claude Code wrote, see `common.message_role`). `lexer` highlights a call's
+    code or a file read; `image` is the image block an image part draws."""
 
     kind: str
     text: str
     label: str = ""
     error: bool = False
+    lexer: Lexer | None = None
+    image: Mapping[str, Any] | None = None
 
 
 def tool_input_text(value: object) -> str:
@@ -304,14 +377,21 @@ PANEL: Final[Colour] = (247, 245, 242)
 WHITE: Final[Colour] = (255, 255, 255)
 ROLE_COLOURS: Final[dict[str, Colour]] = {
     "user": (37, 99, 235), "assistant": ACCENT, "tool_use": (71, 85, 105),
-    "tool_result": (15, 118, 110)}
+    "tool_result": (15, 118, 110), "summary": (124, 58, 237), "context": (120, 113, 108)}
 BLOCKS: Final[dict[str, tuple[Colour, Colour, Colour]]] = {  # background, bar, ink
     "code": ((244, 245, 247), (156, 163, 175), INK),
     "call": ((241, 245, 249), (100, 116, 139), INK),
     "result": ((240, 249, 247), (20, 184, 166), INK),
     "error": ((254, 242, 242), (220, 38, 38), (127, 29, 29)),
     "thinking": ((246, 244, 252), (139, 123, 196), (76, 66, 120)),
+    "summary": ((245, 243, 255), (124, 58, 237), INK),
+    "context": ((250, 250, 249), (168, 162, 158), (87, 83, 78)),
 }
+#: blocks of prose rather than monospace: (emphasis, size, line height)
+PROSE_BLOCKS: Final[dict[str, tuple[str, float, float]]] = {
+    "thinking": ("I", 8.6, 4.4), "summary": ("", 8.8, 4.5), "context": ("", 8.0, 4.1)}
+SUMMARY_LABEL: Final = "Summary · written by Claude Code when it compacted the conversation, " \
+                       "not typed by the user"
 MARGIN: Final = 18.0
 BODY_TOP: Final = 20.0
 TEXT_SIZE: Final = 9.5
@@ -391,6 +471,7 @@ class _Volume(FPDF):
         self.fresh = True  # the first body page has no header yet and nothing on it
         self.content_bytes = 0  # raw content of the pages before the current one
         self.body_total = 0
+        self.image_bytes = 0  # embedded image streams: held until the volume is rendered
         self.loaded: set[str] = set()
         self._units: dict[tuple[str, str], float] = {}
         self.alias_nb_pages("")  # so that "{nb}" in a message stays "{nb}"
@@ -437,7 +518,7 @@ class _Volume(FPDF):
             if isinstance(font, TTFFont):
                 fonts += FONT_OVERHEAD + len(font.subset) * (
                     _glyph_bytes(face.file) * GLYPH_FACTOR + GLYPH_EXTRA)
-        return int(content + fonts)
+        return int(content + fonts) + self.image_bytes
 
     # --- text ---------------------------------------------------------------------------------
 
@@ -451,6 +532,21 @@ class _Volume(FPDF):
 
     @contextmanager
     def fallbacks(self, text: str) -> Iterator[None]:
+        """Fallback fonts around text the current font cannot draw, and text shaping around
+        right-to-left text (see `_RTL`)."""
+        if _RTL.search(text) is None or not shaping_available():
+            with self._fallback_fonts(text):
+                yield
+            return
+        self.set_text_shaping(True)
+        try:
+            with self._fallback_fonts(text):
+                yield
+        finally:
+            self.set_text_shaping(False)
+
+    @contextmanager
+    def _fallback_fonts(self, text: str) -> Iterator[None]:
         """Fallback fonts only around text the current font cannot draw: with fallbacks set,
         fpdf2 walks text character by character, which plain text is spared."""
         if set(text) - self._own_glyphs() <= {"\n"}:
@@ -600,13 +696,90 @@ class _Volume(FPDF):
     def paragraphs(self, text: str, h: float, *, fill: bool = False,
                    border: str | Literal[0, 1] = 0) -> None:
         """Clean text with line breaks, wrapped from the current x to the right margin, one
-        cell per line (so a block's background and bar continue across page breaks)."""
+        cell per line (so a block's background and bar continue across page breaks). A prose
+        paragraph whose base direction is right to left is set flush right. Its lines are
+        broken in logical order (as the bidi algorithm wants) by unshaped widths, which joined
+        Arabic forms only make narrower."""
         x = self.x
-        for line in self.wrap(text, self.w - self.r_margin - x):
-            with self.fallbacks(line):
-                self.cell(0, h, line, border=border, fill=fill, new_x=XPos.LEFT,
-                          new_y=YPos.NEXT)
-            self.x = x
+        width = self.w - self.r_margin - x
+        prose = self.font_family != "mono"
+        for paragraph in text.split("\n") if _RTL.search(text) else (text,):
+            align = Align.R if prose and right_to_left(paragraph) else Align.L
+            for line in self.wrap(paragraph, width):
+                with self.fallbacks(line):
+                    self.cell(0, h, line, border=border, fill=fill, align=align,
+                              new_x=XPos.LEFT, new_y=YPos.NEXT)
+                self.x = x
+
+    def code_lines(self, lines: list[Line], h: float, *, fill: bool, border: str) -> None:
+        """Highlighted clean monospace text, wrapped like `paragraphs`: each line's cell (its
+        background and bar) first, then its runs in their colours. A line with right-to-left
+        text is drawn whole in one colour, shaped (runs would break its visual order)."""
+        x = self.x
+        width = self.w - self.r_margin - x
+        for runs in lines:
+            plain = "".join(text for _, text in runs)
+            if _RTL.search(plain):
+                self.set_text_color(*runs[0][0])
+                self.paragraphs(plain, h, fill=fill, border=border)
+                continue
+            start = 0
+            for piece in self.wrap(plain, width):
+                begin = max(start, plain.find(piece, start)) if piece else start
+                start = begin + len(piece)
+                self.cell(0, h, "", border=border, fill=fill, new_x=XPos.LEFT, new_y=YPos.TOP)
+                left, baseline = self.x + self.c_margin, self.y + 0.5 * h + 0.3 * self.font_size
+                with self.fallbacks(piece):
+                    for colour, text in _slice_runs(runs, begin, start):
+                        if not text.isspace():  # indentation is only room: nothing to draw
+                            self.set_text_color(*colour)
+                            self.text(left, baseline, text)
+                        left += self.measure(text)
+                self.y += h
+                self.x = x
+
+    def picture(self, data: bytes, media_type: str) -> str | None:
+        """Draws an image at its own size (96 dpi) up to the page's width and a page's height,
+        kept at `IMAGE_PIXELS_PER_POINT` at most; None when it was drawn, else why not. One
+        image is decoded at a time; what fpdf2 keeps is counted in the volume's size."""
+        expected = EMBEDDED_IMAGE_TYPES.get(media_type)
+        if expected is None:
+            return "not drawn: the PDF embeds PNG, JPEG, GIF and WebP"
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                if image.format != expected:
+                    return f"not drawn: the data is not a {expected} image"
+                if image.width * image.height > MAX_IMAGE_PIXELS:
+                    return f"not drawn: more than {MAX_IMAGE_PIXELS:,} pixels"
+                w = min(self.epw, image.width * MM_PER_PIXEL)
+                h = w * image.height / image.width
+                room = self.page_break_trigger - BODY_TOP - 12
+                if h > room:
+                    w, h = w * room / h, room
+                limit = (max(1, round(w * self.k * IMAGE_PIXELS_PER_POINT)),
+                         max(1, round(h * self.k * IMAGE_PIXELS_PER_POINT)))
+                source: Image.Image | io.BytesIO
+                if image.format == "JPEG" and image.width <= limit[0]:
+                    source = io.BytesIO(data)  # embedded as it is: fpdf2 copies JPEG bytes
+                else:
+                    if image.format == "JPEG":
+                        image.draft("RGB", limit)  # decode at a fraction of the size
+                    image.load()
+                    if image.width > limit[0] or image.height > limit[1]:
+                        image.thumbnail(limit)
+                    source = image
+                if self.get_y() + h > self.page_break_trigger:
+                    self.add_page()
+                info = self.image(source, x=self.l_margin, w=w, h=h)
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
+                FPDFException) as error:  # what Pillow and fpdf2 raise on data they cannot read
+            return f"not drawn: the data cannot be read as an image ({type(error).__name__})"
+        if info.get("usages") == 1:  # the same image again is not embedded again
+            for key in ("data", "smask"):
+                stream = info.get(key)
+                if isinstance(stream, bytes | bytearray):
+                    self.image_bytes += len(stream)
+        return None
 
     # --- page furniture -----------------------------------------------------------------------
 
@@ -759,6 +932,18 @@ class _Volume(FPDF):
         details = [entry.detail, f"{entry.messages:,} messages", ", ".join(entry.models)]
         self.text_cell(" · ".join(d for d in details if d), 4, link=entry.link)
         self.set_xy(MARGIN, y + 12.5)
+
+
+def _slice_runs(runs: Line, begin: int, end: int) -> Iterator[tuple[Colour, str]]:
+    """The parts of a line's runs between two character offsets."""
+    offset = 0
+    for colour, text in runs:
+        stop = offset + len(text)
+        if stop > begin and offset < end:
+            yield colour, text[max(0, begin - offset):end - offset]
+        offset = stop
+        if offset >= end:
+            return
 
 
 def _content_length(pdf: FPDF, page: int) -> int:
@@ -988,7 +1173,12 @@ class PdfWriter(ExportWriter):
         parts = self._parts(message, volume.totals)
         if not parts:
             return  # all it holds was shown with its message
-        self._message_heading(volume, message, parts)
+        role = message_role(message)
+        if role in {"summary", "context"}:  # Claude Code's lines, never the person's words
+            label = SUMMARY_LABEL if role == "summary" else CONTEXT_NOTE
+            parts = [Part(role, p.text, label if i == 0 else "") if p.kind == "text" else p
+                     for i, p in enumerate(parts)]
+        self._message_heading(volume, message, role, parts)
         for part in parts:
             self._part(volume, part)
         volume.ln(3)
@@ -1010,43 +1200,49 @@ class PdfWriter(ExportWriter):
                 if key in self._shown:
                     continue
                 self._shown.put(key, True)
-            part = self._block(block, totals)
-            if part is not None:
-                parts.append(part)
+            parts.extend(self._block(block, totals))
         return parts
 
-    def _block(self, block: Mapping[str, Any], totals: _Totals) -> Part | None:
+    def _block(self, block: Mapping[str, Any], totals: _Totals) -> list[Part]:
         kind = block.get("type")
         if kind == "text":
             text = str(block.get("text") or "")
-            return Part("text", totals.shorten(text, MAX_TEXT_CHARS)) if text.strip() else None
+            return [Part("text", totals.shorten(text, MAX_TEXT_CHARS))] if text.strip() else []
         if kind == "thinking":
-            return None  # shown once, by message_thinking
+            return []  # shown once, by message_thinking
         if kind == "redacted_thinking":
-            return Part("note", "[redacted thinking]")
+            return [Part("note", "[redacted thinking]")]
         if kind == "image":
-            return Part("note", "[image]")
+            return [Part("image", "", image=block)]
+        if is_base64_document(block):
+            return [Part("note", image_placeholder(block))]
+        path = self._tools.path_for(block)
+        lexer = lexer_for_path(path) if path else None
         if kind == "tool_use":
             text = tool_input_text(block.get("input", {}))
-            return Part("call", totals.shorten(text, MAX_CODE_CHARS, MAX_CODE_LINES),
-                        f"▸ {block.get('name') or 'tool'}")
+            return [Part("call", totals.shorten(text, MAX_CODE_CHARS, MAX_CODE_LINES),
+                         f"▸ {block.get('name') or 'tool'}", lexer=lexer)]
         if kind == "tool_result":
-            text = text_of(block.get("content")) or "(no output)"
+            content = block.get("content")
+            text = text_of(content, image=image_placeholder) or "(no output)"
             tool = self._tools.name_for(block)
             error = bool(block.get("is_error"))
             label = "◂ result" + (f" of {tool}" if tool else "") + (" · error" if error else "")
-            return Part("result", totals.shorten(text, MAX_CODE_CHARS, MAX_CODE_LINES), label,
-                        error)
+            images = [Part("image", "", image=item) for item in content
+                      if isinstance(item, Mapping) and item.get("type") == "image"] \
+                if isinstance(content, list) else []
+            return [Part("result", totals.shorten(text, MAX_CODE_CHARS, MAX_CODE_LINES), label,
+                         error, lexer=None if error else lexer), *images]
         text = plain_json(block, indent=True).decode("utf-8")
-        return Part("call", totals.shorten(text, MAX_CODE_CHARS, MAX_CODE_LINES),
-                    str(kind or "block"))
+        return [Part("call", totals.shorten(text, MAX_CODE_CHARS, MAX_CODE_LINES),
+                     str(kind or "block"))]
 
     @staticmethod
-    def _message_heading(volume: _Volume, message: RawDocument, parts: list[Part]) -> None:
+    def _message_heading(volume: _Volume, message: RawDocument, kind: str,
+                         parts: list[Part]) -> None:
         """A role label in the role's colour, the time, and the model of an assistant reply."""
         if volume.get_y() > volume.page_break_trigger - 16:
             volume.add_page()
-        kind = str(message.get("type") or "message")
         if kind == "user" and all(p.kind == "result" for p in parts):
             kind = "tool_result"
         label = ROLES.get(kind, kind.replace("_", " ").title()).upper()
@@ -1071,21 +1267,50 @@ class PdfWriter(ExportWriter):
         if part.kind == "text":
             for kind, info, text in split_fences(part.text):
                 if kind == "code":
-                    self._block_set_apart(volume, "code", text, info)
+                    self._block_set_apart(volume, "code", text, info,
+                                          lexer_for_language(info) if info else None)
                 else:
                     volume.use()
                     volume.paragraphs(volume.clean(text.strip("\n")), 4.9)
                     volume.ln(1.5)
         elif part.kind == "note":
             volume.use(emphasis="I", size=8.5, colour=MUTED)
-            volume.paragraphs(part.text, 4.5)
+            volume.paragraphs(volume.clean(part.text), 4.5)
             volume.ln(1.5)
+        elif part.kind == "image" and part.image is not None:
+            self._image(volume, part.image)
+        elif part.kind in {"summary", "context"}:
+            # Claude Code's own text: its tinted blocks, with its code fences as code
+            label = part.label
+            for kind, info, text in split_fences(part.text):
+                if kind == "code":
+                    self._block_set_apart(volume, "code", text, label or info,
+                                          lexer_for_language(info) if info else None)
+                else:
+                    self._block_set_apart(volume, part.kind, text, label)
+                label = ""
         else:
             kind = "error" if part.error else part.kind
-            self._block_set_apart(volume, kind, part.text, part.label)
+            self._block_set_apart(volume, kind, part.text, part.label, part.lexer)
 
     @staticmethod
-    def _block_set_apart(volume: _Volume, kind: str, text: str, label: str) -> None:
+    def _image(volume: _Volume, block: Mapping[str, Any]) -> None:
+        """The image itself when fpdf2 can embed it, then its label (type, size, and why it
+        is not drawn when it is not): a placeholder, never the base64 text."""
+        ref = image_ref(block, decode_up_to=MAX_IMAGE_BYTES)
+        problem = volume.picture(ref.data, ref.media_type) if ref.data is not None else None
+        if ref.data is not None and problem is None:
+            volume.ln(1)
+        elif ref.data is None and ref.problem is None:
+            problem = f"not drawn: larger than the {MAX_IMAGE_BYTES:,}-byte limit"
+        label = ref.label() + (f" · {problem}" if problem else "")
+        volume.use(emphasis="I", size=7.5, colour=MUTED)
+        volume.paragraphs(volume.clean(f"[{label}]"), 4.2)
+        volume.ln(1.5)
+
+    @staticmethod
+    def _block_set_apart(volume: _Volume, kind: str, text: str, label: str,
+                         lexer: Lexer | None = None) -> None:
         """A tinted block with a coloured bar on its left and its label above: monospace for
         code, tool calls and results; italic prose for thinking. Page breaks split it cleanly
         because every line is its own filled cell."""
@@ -1101,9 +1326,18 @@ class PdfWriter(ExportWriter):
         volume.set_line_width(0.9)
         margin, volume.c_margin = volume.c_margin, 3
         volume.cell(0, 1.8, "", border="L", fill=True, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        if kind == "thinking":
-            volume.use(emphasis="I", size=8.6, colour=ink)
-            volume.paragraphs(volume.clean(text.strip("\n")), 4.4, fill=True, border="L")
+        if kind in PROSE_BLOCKS:
+            emphasis, size, height = PROSE_BLOCKS[kind]
+            volume.use(emphasis=emphasis, size=size, colour=ink)
+            volume.paragraphs(volume.clean(text.strip("\n")), height, fill=True, border="L")
+        elif lexer is not None:
+            volume.use(family="mono", size=CODE_SIZE, colour=ink)
+            clean = volume.clean(text.strip("\n")) or " "
+            if kind == "call":
+                lines = tool_input_lines(clean, lexer, ink)
+            else:
+                lines = numbered_lines(clean, lexer, ink, MUTED)
+            volume.code_lines(lines, 3.7, fill=True, border="L")
         else:
             volume.use(family="mono", size=CODE_SIZE, colour=ink)
             volume.paragraphs(volume.clean(text.strip("\n")) or " ", 3.7, fill=True, border="L")

@@ -8,6 +8,10 @@ from dataport.models.job_common import JobKind
 from dataport.models.jobs import Job
 from dataport.observability import LIFECYCLE, MetricName, emit, emit_failure
 
+#: what the import pipeline wrote, per kind: (records, bytes read)
+_WRITTEN = {JobKind.IMPORT: (MetricName.IMPORTED_RECORDS, MetricName.IMPORTED_BYTES),
+            JobKind.RESTORE: (MetricName.RESTORED_RECORDS, MetricName.RESTORED_BYTES)}
+
 
 def started(job: Job) -> None:
     emit(LIFECYCLE[job.kind][0])
@@ -24,15 +28,15 @@ def succeeded(job: Job) -> None:
             emit(MetricName.EXPORTED_RECORDS, state.counts.sessions + state.counts.messages)
         if state.package is not None:
             emit(MetricName.PACKAGE_SIZE, state.package.bytes)
-    elif job.kind is JobKind.IMPORT:
+    elif job.kind in _WRITTEN:  # imports and restores: the import pipeline's outcome
+        records, size = _WRITTEN[job.kind]
         imported = job.import_state
         if imported.outcome is not None:
             sessions, messages = imported.outcome.sessions, imported.outcome.messages
-            emit(MetricName.IMPORTED_RECORDS,
-                 sessions.inserted + sessions.replaced + sessions.merged
+            emit(records, sessions.inserted + sessions.replaced + sessions.merged
                  + messages.inserted + messages.updated)
         if imported.upload_pin is not None:
-            emit(MetricName.IMPORTED_BYTES, imported.upload_pin.bytes)
+            emit(size, imported.upload_pin.bytes)
     elif job.kind is JobKind.BACKUP:
         backup = job.backup_state
         if backup.counts is not None:

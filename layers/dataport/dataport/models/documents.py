@@ -63,3 +63,47 @@ def strip_derived(uuid: object) -> str | None:
         return None
     ref = derived_ref(uuid)
     return ref.origin if ref else uuid
+
+
+# --- Claude Code's own line keys (docs/imports.md, "where every part of a line is stored") -----
+
+#: message field holding what a Claude Code transcript line had beyond the data model
+CLAUDE_CODE = "claudeCode"
+#: message field naming the price source of a cost dataport computed (absent: reported)
+COST_COMPUTED_BY = "costComputedBy"
+
+
+def claude_code(message: RawDocument) -> Mapping[str, Any]:
+    """The `claudeCode` object of a message ({} when it came from elsewhere)."""
+    value = message.get(CLAUDE_CODE)
+    return value if isinstance(value, Mapping) else {}
+
+
+def transcript_field(message: RawDocument, name: str) -> Any:
+    """A key of the message's Claude Code line that the data model has no field for (None when
+    the line had none)."""
+    fields = claude_code(message).get("fields")
+    return fields.get(name) if isinstance(fields, Mapping) else None
+
+
+def is_meta(message: RawDocument) -> bool:
+    """Text Claude Code put in the user's turn itself (a command's expansion, a reminder)."""
+    return transcript_field(message, "isMeta") is True
+
+
+def is_compact_summary(message: RawDocument) -> bool:
+    """The summary Claude Code wrote when it compacted the conversation."""
+    return transcript_field(message, "isCompactSummary") is True
+
+
+def agent_id(message: RawDocument) -> str | None:
+    """The sub-agent a line belongs to (Claude Code 2.x), None for the main conversation."""
+    value = transcript_field(message, "agentId")
+    return value if isinstance(value, str) and value else None
+
+
+def transcript_file(message: RawDocument) -> str | None:
+    """Where a sub-agent line's file lies relative to its session's folder
+    (`subagents/agent-<id>.jsonl`); None for the session's main file."""
+    value = claude_code(message).get("file")
+    return value if isinstance(value, str) and value else None

@@ -95,6 +95,11 @@ class ExportOptions(ApiModel):
     split_size_mb: int = Field(default=100, ge=1, le=500)
     compression: CompressionOptions = CompressionOptions()
     encryption: EncryptionOptions | None = None
+    compute_costs: bool = Field(
+        default=True,
+        description="an assistant message stored without a cost gets one computed from its "
+                    "model and usage (genai-prices, named in the manifest's priceSource) and is "
+                    "marked costComputedBy; false exports stored costs only")
 
 
 class ExportRequest(ApiModel):

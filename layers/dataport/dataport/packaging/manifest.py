@@ -67,6 +67,10 @@ class ManifestHeader(_ManifestModel):
     counts: Counts = Counts()
     encryption: Literal["winzip-aes-256"] | None = Field(
         default=None, description="every member (this manifest too) is WinZip AES-256 (AE-2)")
+    price_source: str | None = Field(
+        default=None, description="what priced the messages stored without a cost (their "
+                                  "costComputedBy), e.g. `genai-prices 0.2.5`; absent when the "
+                                  "export computed none")
 
     @field_validator("created_at")
     @classmethod

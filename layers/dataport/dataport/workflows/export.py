@@ -35,6 +35,7 @@ from dataport.backups.writer import BackupWriter
 from dataport.bucket import PackagesBucket, packages_bucket
 from dataport.errors import JobCancelled, NotFound
 from dataport.formats.base import ExportContext, ExportWriter
+from dataport.formats.costs import priced
 from dataport.formats.registry import writer_for
 from dataport.jobs import passwords
 from dataport.jobs.keys import PLAN_SHARD
@@ -51,6 +52,7 @@ from dataport.packaging.manifest import ManifestHeader, Owner
 from dataport.packaging.package import assemble_package
 from dataport.packaging.shardlist import read_shard, write_shard_list
 from dataport.packaging.staging import StagingSink
+from dataport.pricing import PRICE_SOURCE
 from dataport.progress.publisher import publish_claimed, publish_progress, publish_terminal
 from dataport.progress.reporter import ShardReporter
 from dataport.progress.throttle import MIN_INTERVAL_MS, Cadence, now_ms
@@ -218,6 +220,9 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
     settings = get_settings()
     scope, filters = _source(job)
     projects = {p["_id"]: p for p in projects_in_scope(scope, filters)}
+    # a backup keeps documents exactly as stored: costs are priced for exports only
+    compute_costs = (job.kind is JobKind.EXPORT
+                     and job.export_state.request.options.compute_costs)
 
     # A retried invocation starts from the same cursor and rewrites the same file numbers (and
     # the same staged object); records an earlier attempt left beyond them are skipped by the
@@ -235,7 +240,8 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
             for page in iter_session_pages(scope, filters, after=cursor.after,
                                            upto=cursor.upto, page_size=settings.page_size):
                 for session, messages in shard_messages.pairs(page):
-                    state = write(writer, projects, session, messages, state,
+                    state = write(writer, projects, session,
+                                  priced(messages) if compute_costs else messages, state,
                                   heartbeat=reporter.heartbeat)
                     reporter.session_written(sessions=state.sessions, messages=state.messages)
                 if remaining_ms() < settings.worker_reserve_ms:
@@ -298,7 +304,8 @@ def finalize(ref: JobRef) -> JobRef:
                             filters=request.filters.model_dump(mode="json", by_alias=True,
                                                                exclude_none=True),
                             counts=counts,
-                            encryption="winzip-aes-256" if job.encrypted else None)
+                            encryption="winzip-aes-256" if job.encrypted else None,
+                            price_source=PRICE_SOURCE if request.options.compute_costs else None)
     bucket = packages_bucket()
     result = assemble_package(bucket, key, files=files, header=header,
                               part_size=settings.upload_part_size_mb * MIB,

@@ -16,10 +16,19 @@ way ClaudeLens ingest does (DATA-MODEL.md):
   `<name>: <input as JSON>`); each `tool_result` block i of a user line -> `<uuid>_result_<i>`
   (type tool_result, parent = the user message, content = the result's text). Derived documents
   carry the line's time and userType/cwd/version/gitBranch, and no contentHash.
+- every key of the line is kept (docs/imports.md, "where every part of a line is stored"):
+  `claudeCode.keys` lists the line's keys in order, `claudeCode.fields` holds verbatim those
+  DATA-MODEL.md has no field for (`isMeta`, `agentId`, `slug`, ..., keys of later versions) and
+  any whose stored form would not give the same value back; a line of a sub-agent file
+  (`<sessionId>/subagents/agent-<id>.jsonl`) records it in `claudeCode.file`.
+- an assistant line without `costUSD` gets `costUsd` computed from its model and usage
+  (dataport.pricing) and `costComputedBy`; a model without a price leaves it out, reported as a
+  `price_unknown` warning.
 - `summary` lines give the session its summary (the last one of a file, for the session the file
-  is named after); every other type (`file-history-snapshot`, `system`, anything new) is
-  tolerated and counted in `ImportSource.skipped`, not imported. Fields of a line that
-  DATA-MODEL.md has no place for are not kept.
+  is named after) and are kept verbatim in the session's `claudeCode.summaries` (a file of
+  summary lines only has no session to keep them: they count as skipped); every other
+  type (`progress`, `file-history-snapshot`, `queue-operation`, `system`, anything new) is
+  tolerated and counted in `ImportSource.skipped`, not imported (docs/imports.md says why).
 - a streamed reply (several lines with one `message.id`) stays one document per line (each line
   has its own uuid); the session counts its usage and cost once.
 
@@ -40,11 +49,14 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from pathlib import PurePosixPath
 from typing import Any
 
-from dataport.formats.common import text_of
+from bson.decimal128 import Decimal128
+
+from dataport.formats.common import iso_ms, text_of
 from dataport.formats.jsonl import project_dir
 from dataport.imports.limits import (
     DuplicateKey,
@@ -61,12 +73,19 @@ from dataport.imports.readers.base import ImportSource, Reporter
 from dataport.imports.readers.package import Checksums, ignored, is_noise, read_manifest
 from dataport.imports.readers.typed import SessionTotals, coerce, finish_message
 from dataport.imports.zipsafe import GuardedMember, SafeZip, ZipMember
+from dataport.models.documents import CLAUDE_CODE, COST_COMPUTED_BY, strip_derived
 from dataport.models.imports import IssueCode, SourceFormat
 from dataport.models.records import ImportRecord, Location, RecordKind
 from dataport.packaging.manifest import MANIFEST_NAME
+from dataport.pricing import PRICE_SOURCE, PriceUnknown, reply_cost
 
 MESSAGE_LINES = ("user", "assistant")
 META = ("userType", "cwd", "version", "gitBranch")
+#: line keys stored in a message field of their own; every other key is kept in claudeCode.fields
+MAPPED_KEYS = frozenset({"uuid", "sessionId", "type", "timestamp", "parentUuid", "isSidechain",
+                         *META, "requestId", "durationMs", "toolUseResult", "message", "costUSD"})
+#: the folder of a session's sub-agent files, next to its main file
+SUBAGENTS = "subagents"
 _PART = re.compile(r"(?P<stem>.+)-\d{4}")
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
 #: distinct cwds remembered per folder to find the project path
@@ -113,11 +132,14 @@ def read_line(data: bytes, *, file: str, line: int, limits: ImportLimits,
                              f"line {line} is a JSON {type(value).__name__}, not an object",
                              file=file, line=line))
         return None
+    order = list(value) if "costUSD" in value else None
     money = value.pop("costUSD", _MISSING)  # the one number that must stay exact
     problem = scan(value, limits, decimals_to_float=True)
     if problem is None and money is not _MISSING:
         problem = scan(money, limits)
         value["costUSD"] = money
+        if order is not None:  # back in its place: the line's key order is kept (claudeCode)
+            value = {name: value[name] for name in order}
     if problem is not None:
         code, message, path = problem
         reporter.error(issue(code, f"line {line}: {message} (at {short_path(path)})", path=path,
@@ -150,11 +172,70 @@ def _tool_use_text(block: Mapping[str, Any]) -> str:
     return f"{block.get('name')}: {arguments}"
 
 
-def message_documents(record: Mapping[str, Any], *, hashed: bool = True,
-                      ) -> list[tuple[dict[str, Any], str | None]]:
+def _reproduced(name: str, value: Any, doc: Mapping[str, Any]) -> bool:
+    """True when the jsonl export gives back exactly `value` for the mapped line key `name`
+    from the stored message `doc` (formats/jsonl.py, `line_of`)."""
+    if name == "message":
+        return value is doc.get("messageData")
+    if name == "timestamp":
+        return isinstance(value, str) and iso_ms(doc.get("timestamp")) == value
+    if name == "costUSD":
+        stored = doc.get("costUsd")
+        return (isinstance(value, Decimal | int) and not isinstance(value, bool)
+                and isinstance(stored, Decimal128) and stored.to_decimal() == value)
+    if name == "parentUuid":
+        return value is None or (isinstance(value, str) and strip_derived(value) == value)
+    if name == "isSidechain":
+        return isinstance(value, bool)
+    return value is not None and doc.get(name) is value
+
+
+def line_keys(record: Mapping[str, Any], doc: Mapping[str, Any],
+              file: str | None = None) -> dict[str, Any]:
+    """`claudeCode` of a message: the line's keys in order, verbatim every value the stored
+    fields would not give back, and the sub-agent file the line came from."""
+    fields = {name: value for name, value in record.items()
+              if name not in MAPPED_KEYS or not _reproduced(name, value, doc)}
+    kept: dict[str, Any] = {"keys": list(record), "fields": fields}
+    if file:
+        kept["file"] = file
+    return kept
+
+
+def _price(doc: dict[str, Any], body: Mapping[str, Any]) -> None:
+    """costUsd computed from the reply's model and usage; left out when it cannot be priced
+    (`_lines` reports that)."""
+    moment = doc.get("timestamp")
+    try:
+        cost = reply_cost(body, moment if isinstance(moment, datetime) else None)
+    except PriceUnknown:
+        return
+    if cost is not None:
+        doc["costUsd"] = Decimal128(cost)
+        doc[COST_COMPUTED_BY] = PRICE_SOURCE
+
+
+def unpriced(doc: Mapping[str, Any], record: Mapping[str, Any]) -> str | None:
+    """Why an assistant line is left without a cost (None when it has one or needs none)."""
+    if doc.get("type") != "assistant" or "costUsd" in doc or "costUSD" in record:
+        return None
+    body = record.get("message")
+    if not isinstance(body, Mapping):
+        return None
+    try:
+        reply_cost(body, None)
+    except PriceUnknown as exc:
+        return str(exc)
+    return None
+
+
+def message_documents(record: Mapping[str, Any], *, hashed: bool = True, priced: bool = True,
+                      file: str | None = None) -> list[tuple[dict[str, Any], str | None]]:
     """The documents of one user/assistant line (see the module docstring), typed, each with
     the JSON path of the content block a derived document comes from (None for the message).
-    `hashed=False` leaves contentHash out (the session totals pass does not need it)."""
+    `hashed=False` leaves contentHash out (the session totals pass does not need it);
+    `priced=False` computes no cost. `file`: where a sub-agent line's file lies relative to
+    its session's folder."""
     kind = str(record.get("type"))
     body = record.get("message")
     doc: dict[str, Any] = {}
@@ -191,6 +272,9 @@ def message_documents(record: Mapping[str, Any], *, hashed: bool = True,
     if record.get("toolUseResult") is not None:
         doc["toolUseResult"] = record["toolUseResult"]
     coerce(RecordKind.MESSAGE, doc)
+    doc[CLAUDE_CODE] = line_keys(record, doc, file)
+    if priced and kind == "assistant" and "costUSD" not in record and isinstance(body, Mapping):
+        _price(doc, body)
     if hashed:
         finish_message(doc)
     docs: list[tuple[dict[str, Any], str | None]] = [(doc, None)]
@@ -214,6 +298,26 @@ def message_documents(record: Mapping[str, Any], *, hashed: bool = True,
         }
         docs.append((derived, f"$.message.content[{position}]"))
     return docs
+
+
+def subagent_file(name: str, record: Mapping[str, Any]) -> str | None:
+    """Where a sub-agent line's file lies relative to its session's folder, None for a
+    session's main file: `subagents/<file>` for `<project>/<sessionId>/subagents/<file>`
+    (Claude Code 2.1), `../agent-<id>.jsonl` for an agent file beside the session files
+    (Claude Code 2.0). A part the packager numbered (`agent-<id>-0001.jsonl`) is named after
+    its file again."""
+    path = PurePosixPath(name)
+    if len(path.parts) >= 3 and path.parent.name == SUBAGENTS:
+        where = SUBAGENTS
+    elif len(path.parts) >= 2 and path.name.startswith("agent-"):
+        where = ".."
+    else:
+        return None
+    part = _PART.fullmatch(path.stem)
+    agent = record.get("agentId")
+    if part is not None and (not isinstance(agent, str) or part["stem"] == f"agent-{agent}"):
+        return f"{where}/{part['stem']}{path.suffix}"
+    return f"{where}/{path.name}"
 
 
 def project_folder(name: str) -> str:
@@ -363,7 +467,16 @@ class ClaudeTranscriptSource(ImportSource):
                     yield _Line(number, record, [], summary if isinstance(summary, str) else None)
                 elif kind in MESSAGE_LINES:
                     if isinstance(record.get("message"), Mapping):
-                        yield _Line(number, record, message_documents(record, hashed=hashed))
+                        docs = message_documents(record, hashed=hashed,
+                                                 file=subagent_file(name, record))
+                        why = unpriced(docs[0][0], record)
+                        if why is not None:
+                            reporter.warning(issue(
+                                IssueCode.PRICE_UNKNOWN,
+                                f"line {number}: {why}; its cost is left empty",
+                                file=name, line=number, field="message.model",
+                                severity="warning"))
+                        yield _Line(number, record, docs)
                     else:
                         reporter.error(issue(
                             IssueCode.MISSING_FIELD if record.get("message") is None
@@ -386,9 +499,11 @@ class ClaudeTranscriptSource(ImportSource):
         for member in plan.files:
             file_sessions: list[str] = []
             summary: str | None = None
+            summary_lines: list[dict[str, Any]] = []
             for line in self._lines(archive, member, quiet, hashed=False):
                 if not line.docs:
                     summary = line.summary or summary
+                    summary_lines.append(line.record)
                     continue
                 cwd = line.record.get("cwd")
                 if (isinstance(cwd, str) and cwd and cwd not in totals.cwds
@@ -405,12 +520,15 @@ class ClaudeTranscriptSource(ImportSource):
                     if session_id not in file_sessions:
                         file_sessions.append(session_id)
                     totals.sessions[session_id].add(doc)
-            if summary and file_sessions:
-                stem = PurePosixPath(member.name if member else self.filename).stem
+            name = member.name if member else self.filename
+            if summary_lines and file_sessions and subagent_file(name, {}) is None:
+                stem = PurePosixPath(name).stem
                 part = _PART.fullmatch(stem)
                 named = next((s for s in (stem, part["stem"] if part else None)
                               if s in file_sessions), None)
-                totals.sessions[named or file_sessions[0]].summary = summary
+                session = totals.sessions[named or file_sessions[0]]
+                session.summary = summary or session.summary
+                session.summary_lines = summary_lines
         return totals
 
     def _folder(self, archive: SafeZip | None, plan: FolderPlan, reporter: Reporter,
@@ -426,9 +544,12 @@ class ClaudeTranscriptSource(ImportSource):
         started: set[str] = set()
         for member in plan.files:
             name = member.name if member else self.filename
+            summaries, messages = 0, 0
             for line in self._lines(archive, member, reporter, checksums):
                 if not line.docs:
+                    summaries += 1
                     continue
+                messages += 1
                 session_id = line.docs[0][0].get("sessionId")
                 if isinstance(session_id, str) and session_id not in started:
                     started.add(session_id)
@@ -438,6 +559,10 @@ class ClaudeTranscriptSource(ImportSource):
                                            Location(name, line.number))
                 for doc, path in line.docs:
                     yield ImportRecord(RecordKind.MESSAGE, doc, Location(name, line.number, path))
+            if summaries and not messages:
+                # a file of summary lines only (Claude Code 1.0 left many): no session to keep
+                # them on, so they are counted as skipped, like the types never imported
+                reporter.skipped["summary"] += summaries
 
     def _project(self, folder: str, totals: _FolderTotals, reporter: Reporter,
                  ) -> dict[str, Any]:

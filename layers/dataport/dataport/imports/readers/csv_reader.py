@@ -12,8 +12,10 @@ What a row becomes:
   then a SESSION {sessionId, startedAt, endedAt, messageCount, totalCost, inputTokens,
   outputTokens, totalTokens, toolsUsed, summary};
 - messages: a MESSAGE {uuid, sessionId, type, timestamp, parentUuid, isSidechain, content,
-  model, usage (the four token columns), costUsd, contentHash (computed)}. CSV cannot carry
-  messageData or Claude Code's metadata; toolName is derived from messageData and not kept.
+  model, usage (the four token columns), costUsd and costComputedBy, Claude Code's flags isMeta,
+  isCompactSummary, agentId (in claudeCode.fields, where a transcript import keeps them),
+  contentHash (computed)}. CSV cannot carry messageData or the rest of Claude Code's line;
+  toolName is derived from messageData and not kept.
 Empty cells are absent fields; a cell that is not what its column holds (a date that does not
 parse, a cost that is not a number) is passed on as text for validation to report exactly.
 
@@ -30,24 +32,33 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from dataport.formats.csv_format import FORMULA_STARTS, MESSAGE_COLUMNS, SESSION_COLUMNS
+from dataport.formats.csv_format import (
+    FORMULA_STARTS,
+    MESSAGE_COLUMNS,
+    MESSAGE_COLUMNS_V1,
+    SESSION_COLUMNS,
+)
 from dataport.imports.limits import BadInput, Readable, issue, iter_lines, string_problem
 from dataport.imports.readers.base import ImportSource, Reporter
 from dataport.imports.readers.claude_transcript import project_name
 from dataport.imports.readers.package import Checksums, ignored, read_manifest
 from dataport.imports.readers.typed import SessionTotals, finish_message, parse_date, parse_decimal
 from dataport.imports.zipsafe import GuardedMember, SafeZip, ZipMember
+from dataport.models.documents import CLAUDE_CODE, COST_COMPUTED_BY
 from dataport.models.imports import IssueCode, SourceFormat
 from dataport.models.records import ImportRecord, Location, RecordKind
 from dataport.packaging.manifest import MANIFEST_NAME
 
 TEXT_COLUMNS: Final = frozenset({"sessionId", "projectName", "projectPath", "summary", "uuid",
-                                 "parentUuid", "type", "model", "toolName", "content"})
+                                 "parentUuid", "type", "model", "toolName", "content",
+                                 "costComputedBy", "agentId"})
 DATE_COLUMNS: Final = frozenset({"startedAt", "endedAt", "timestamp"})
 INT_COLUMNS: Final = frozenset({"messageCount", "inputTokens", "outputTokens", "totalTokens",
                                 "toolsUsed", "cacheCreationInputTokens", "cacheReadInputTokens"})
 DECIMAL_COLUMNS: Final = frozenset({"totalCost", "costUsd"})
-BOOL_COLUMNS: Final = frozenset({"isSidechain"})
+BOOL_COLUMNS: Final = frozenset({"isSidechain", "isMeta", "isCompactSummary"})
+#: Claude Code's flags, kept where a transcript import keeps them (claudeCode.fields)
+FLAG_COLUMNS: Final = ("isMeta", "isCompactSummary", "agentId")
 KNOWN_COLUMNS: Final = frozenset(SESSION_COLUMNS) | frozenset(MESSAGE_COLUMNS)
 REQUIRED: Final = {RecordKind.SESSION: ("sessionId",),
                    RecordKind.MESSAGE: ("uuid", "sessionId", "type", "timestamp")}
@@ -139,7 +150,7 @@ def understand_header(header: list[str], *, name: str,
         raise BadInput.of(IssueCode.MISSING_COLUMN,
                           f"{name} has no {', '.join(lacking)} column, which "
                           f"{kind.value}s need", file=name, line=1, field=lacking[0])
-    ours = tuple(header) in {SESSION_COLUMNS, MESSAGE_COLUMNS}
+    ours = tuple(header) in {SESSION_COLUMNS, MESSAGE_COLUMNS, MESSAGE_COLUMNS_V1}
     return Table(name, kind, columns, len(header), dataport=ours and not mapping)
 
 
@@ -238,6 +249,11 @@ class CsvSource(ImportSource):
             doc["usage"] = usage
         if "costUsd" in row:
             doc["costUsd"] = row["costUsd"]
+            if "costComputedBy" in row:
+                doc[COST_COMPUTED_BY] = row["costComputedBy"]
+        flags = {name: row[name] for name in FLAG_COLUMNS if name in row}
+        if flags:
+            doc[CLAUDE_CODE] = {"fields": flags}
         return finish_message(doc)
 
     # --- reading a table ----------------------------------------------------------------------

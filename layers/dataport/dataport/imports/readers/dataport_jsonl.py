@@ -11,8 +11,9 @@ What the Claude-native format cannot carry, and an import therefore cannot give 
 comes from the summary line); the project's `_id`, `user_id`, `description`, times and stats
 (unless the package has projects.json); `content`, `thinking`, `usage`, `model` and
 `contentHash` of messages are recomputed from messageData the ClaudeLens way; fields a message
-has beyond Claude Code's own; the distinction between int and Int64. Derived tool documents are
-rebuilt from the blocks of their message.
+has outside the data model and its Claude Code line (`claudeCode`); a cost dataport computed
+(computed again, the same way); the distinction between int and Int64. Derived tool documents
+are rebuilt from the blocks of their message.
 """
 
 from __future__ import annotations

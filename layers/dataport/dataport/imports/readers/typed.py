@@ -21,7 +21,7 @@ from bson import ObjectId
 from bson.decimal128 import Decimal128
 
 from dataport.formats.common import BoundedMemo
-from dataport.models.documents import derived_ref
+from dataport.models.documents import CLAUDE_CODE, derived_ref
 from dataport.models.imports import IssueCode
 from dataport.models.records import RecordKind
 from dataport.source.content_hash import hash_of
@@ -154,6 +154,8 @@ class SessionTotals:
         self.output_tokens = 0
         self.tools = 0
         self.summary: str | None = None
+        #: a transcript's summary lines, verbatim (kept in the session's claudeCode.summaries)
+        self.summary_lines: list[dict[str, Any]] = []
         self._responses: BoundedMemo[str, tuple[Decimal, int, int]] = BoundedMemo(RECENT_RESPONSES)
 
     def add(self, doc: Mapping[str, Any]) -> None:
@@ -205,4 +207,6 @@ class SessionTotals:
         })
         if self.summary:
             doc["summary"] = self.summary
+        if self.summary_lines:
+            doc[CLAUDE_CODE] = {"summaries": self.summary_lines}
         return doc

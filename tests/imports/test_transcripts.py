@@ -1,0 +1,225 @@
+"""Real Claude Code transcripts (tests/imports/transcripts) through the reader and the jsonl
+writer: what is stored, every key of every kept line back in its file, and the export read back
+to the same documents. tests/e2e/test_transcript_fidelity.py runs the same through the local
+stack."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from bson.decimal128 import Decimal128
+
+from dataport.formats.base import ExportWriter
+from dataport.formats.csv_format import CsvWriter
+from dataport.formats.jsonl import JsonlWriter
+from dataport.imports.readers.claude_transcript import MAPPED_KEYS
+from dataport.models.documents import (
+    COST_COMPUTED_BY,
+    agent_id,
+    is_compact_summary,
+    is_meta,
+    transcript_file,
+)
+from dataport.models.records import ImportRecord, RecordKind
+from dataport.pricing import PRICE_SOURCE
+from tests.imports.fidelity import (
+    FIXTURES,
+    ROOT,
+    compare,
+    fixture_lines,
+    package_lines,
+    upload,
+)
+from tests.imports.support import kinds, package, read, source_of, zip_bytes
+from tests.unit.format_sink import CONTEXT, MemorySink, write_session
+
+#: the sessions of each fixture and the cost computed for each (genai-prices 0.2.5): see the
+#: README of the fixtures; the figures are checked by hand in test_pricing.py's way
+SESSIONS = {
+    "claude-code-log-2.0.46-sidechain": {"88a8d761-7b9a-4bf1-a8ca-c1febe6bf358"},
+    "claude-code-log-2.1.0-compact": {"s1"},
+    "claude-code-log-2.1.173-subagents": {"55550000-0000-4000-8000-000000000001"},
+    "claude-code-viewer-1.0.98": {"fe5e1c67-53e7-4862-81ae-d0e013e3270b"},
+    "claude-code-viewer-2.0.28-agent-file": {"5c0375b4-57a5-4f26-b12d-d022ee4e51b7"},
+}
+
+
+def export_of(records: list[ImportRecord], split: int = 10**7) -> bytes:
+    """The records written as the jsonl export writes them."""
+    sink = MemorySink()
+    export_sessions(JsonlWriter(sink, context=CONTEXT, split_bytes=split), records)
+    return package(sink, "jsonl")
+
+
+def export_sessions(writer: ExportWriter, records: list[ImportRecord]) -> None:
+    """Per session, messages in (timestamp, uuid) order, as the export reads them from
+    MongoDB."""
+    project: dict[str, Any] = {}
+    sessions: list[tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]] = []
+    for record in records:
+        if record.kind is RecordKind.PROJECT:
+            project = record.doc
+        elif record.kind is RecordKind.SESSION:
+            sessions.append((project, record.doc, []))
+        else:
+            sessions[-1][2].append(record.doc)
+    for owner, session, docs in sessions:
+        docs.sort(key=lambda d: (d["timestamp"], d["uuid"]))
+        write_session(writer, owner, session, docs)
+    writer.close()
+
+
+def test_the_fixtures_are_what_the_readme_says() -> None:
+    assert set(FIXTURES) == set(SESSIONS)
+    readme = (ROOT / "README.md").read_text()
+    for fixture in FIXTURES:
+        assert fixture in readme, f"{fixture} has no origin and licence in the README"
+
+
+@pytest.mark.parametrize("fixture", FIXTURES)
+def test_every_key_of_every_kept_line_comes_back_in_its_file(fixture: str) -> None:
+    records, issues = read(upload([fixture]), "claude.zip")
+    assert [i for i in issues if i.severity == "error"] == []
+    assert {s["sessionId"] for s in kinds(records, RecordKind.SESSION)} == SESSIONS[fixture]
+    exported = package_lines(export_of(records))
+    fidelity = compare(fixture_lines(fixture), exported)
+    assert fidelity.problems == []
+    assert fidelity.lines[fixture] == fidelity.found[fixture] > 0
+    assert fidelity.share() == 1.0
+    # nothing but the fixture's own files: sub-agent files where they were, no file merged
+    assert set(exported) == {line.path for line in fixture_lines(fixture)
+                             if line.record.get("type") in {"user", "assistant"}}
+
+    # the export, imported again, gives exactly the documents the first import stored
+    again, issues = read(export_of(records), "export.zip")
+    assert [i for i in issues if i.severity == "error"] == []
+    # (in the export's order, which is the messages' time order, not always the file's)
+    assert by_uuid(kinds(again, RecordKind.MESSAGE)) == by_uuid(kinds(records, RecordKind.MESSAGE))
+    assert kinds(again, RecordKind.SESSION) == kinds(records, RecordKind.SESSION)
+
+
+def by_uuid(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["uuid"]: d for d in docs}
+
+
+def test_what_is_stored_of_claude_codes_own_keys() -> None:
+    records, _ = read(upload(FIXTURES), "claude.zip")
+    messages = {m["uuid"]: m for m in kinds(records, RecordKind.MESSAGE)}
+    lines = {line.record["uuid"]: line for fixture in FIXTURES
+             for line in fixture_lines(fixture) if "message" in line.record}
+    for uuid, line in lines.items():
+        stored = messages[uuid]["claudeCode"]
+        assert stored["keys"] == list(line.record)
+        # every key without a field of its own is kept verbatim; mapped ones are not repeated
+        assert {k for k in line.record if k not in MAPPED_KEYS} <= set(stored["fields"])
+        for key, value in stored["fields"].items():
+            assert line.record[key] == value
+    # the flags the markdown and PDF show, read through the accessors
+    assert is_meta(messages["5a3fdd4a-ac04-44ec-8323-407fdb4c7c06"])
+    assert not is_meta(messages["62e0bdc0-a1e4-4d5c-8509-3b9d0d57cc67"])
+    assert messages["83a7cabd-3642-45d6-ba73-9b9f843b9ab1"]["claudeCode"]["fields"]["isMeta"] \
+        is None  # a null is kept as a null
+    assert is_compact_summary(messages["cs"])
+    assert not is_compact_summary(messages["p1u"])
+    assert agent_id(messages["showcol1-a1"]) == "showcol1"
+    assert agent_id(messages["4899826e-499f-4f24-ae6e-f2ac31cddfd4"]) == "e1c84ba5"
+    # sub-agent files: 2.1's folder, 2.0's file beside the session; 2.0.46 kept them inline
+    assert transcript_file(messages["showcol2-u1"]) == "subagents/agent-showcol2.jsonl"
+    assert transcript_file(messages["agent-uuid-1"]) == "../agent-test-hash-123.jsonl"
+    assert transcript_file(messages["b674eedd-0d9d-49e7-8116-1f092cd750ed"]) is None
+    assert messages["b674eedd-0d9d-49e7-8116-1f092cd750ed"]["isSidechain"] is True
+    # the summary line of the 1.0.98 session, verbatim, with its leaf
+    sessions = {s["sessionId"]: s for s in kinds(records, RecordKind.SESSION)}
+    assert sessions["fe5e1c67-53e7-4862-81ae-d0e013e3270b"]["claudeCode"]["summaries"] == [
+        fixture_lines("claude-code-viewer-1.0.98")[0].record]
+
+
+def test_costs_of_the_fixture_sessions() -> None:
+    """No fixture line reports a cost: every assistant message is priced from its usage, and
+    each session's total is the sum of its replies (a streamed reply once)."""
+    records, issues = read(upload(FIXTURES), "claude.zip")
+    assert [i for i in issues if i.code == "price_unknown"] == []
+    for message in kinds(records, RecordKind.MESSAGE):
+        if message["type"] == "assistant":
+            assert message[COST_COMPUTED_BY] == PRICE_SOURCE
+            assert isinstance(message["costUsd"], Decimal128)
+        else:
+            assert "costUsd" not in message
+            assert COST_COMPUTED_BY not in message
+    totals = {s["sessionId"]: s["totalCost"].to_decimal()
+              for s in kinds(records, RecordKind.SESSION)}
+    # 2.0.46, Sonnet 4.5 ($3 in, $3.75 cache write, $0.30 cache read, $15 out a million):
+    # msg_01H4 3 in + 141,272 written + 365 out; msg_017z (two lines, once) 3 + 19,830 + 183;
+    # msg_011b 3 in + 2,952 written + 141,272 read + 190 out
+    by_hand = (Decimal(3 * 3 + 141272 * Decimal("3.75") + 365 * 15)
+               + Decimal(3 * 3 + 19830 * Decimal("3.75") + 183 * 15)
+               + Decimal(3 * 3 + 2952 * Decimal("3.75") + 141272 * Decimal("0.3") + 190 * 15)
+               ) / 10**6
+    assert totals["88a8d761-7b9a-4bf1-a8ca-c1febe6bf358"] == by_hand == Decimal("0.6686811")
+    # 2.1.0 compact: five Sonnet 4 replies of 10 in + 5 out
+    assert totals["s1"] == 5 * (10 * 3 + 5 * 15) / Decimal(10**6)
+    # 2.1.173: eight Haiku 4.5 replies ($1 in, $5 out) of 120 in + 40 out (main and sub-agents)
+    assert totals["55550000-0000-4000-8000-000000000001"] == 8 * (120 + 40 * 5) / Decimal(10**6)
+    assert totals["5c0375b4-57a5-4f26-b12d-d022ee4e51b7"] == (100 * 3 + 10 * 15) / Decimal(10**6)
+    # 1.0.98, Sonnet 4 ($3 in, $3.75 written, $0.30 read, $15 out): msg_0175 (three lines, its
+    # last) 3 in + 1,331 written + 14,874 read + 172 out; msg_01US (two) 7 + 235 + 16,205 + 1
+    assert totals["fe5e1c67-53e7-4862-81ae-d0e013e3270b"] == (
+        Decimal(3 * 3 + 1331 * Decimal("3.75") + 14874 * Decimal("0.3") + 172 * 15)
+        + Decimal(7 * 3 + 235 * Decimal("3.75") + 16205 * Decimal("0.3") + 1 * 15)
+    ) / 10**6 == Decimal("0.0178212")
+
+
+def test_the_csv_export_keeps_the_flags_and_where_a_cost_came_from() -> None:
+    records, _ = read(upload(FIXTURES), "claude.zip")
+    sink = MemorySink()
+    writer = CsvWriter(sink, context=CONTEXT, split_bytes=10**7)
+    export_sessions(writer, records)
+    again = by_uuid(kinds(read(package(sink, "csv"), "export.zip")[0], RecordKind.MESSAGE))
+    assert is_meta(again["5a3fdd4a-ac04-44ec-8323-407fdb4c7c06"])
+    assert is_compact_summary(again["cs"])
+    assert agent_id(again["showcol2-a2"]) == "showcol2"
+    assert again["showcol2-a2"][COST_COMPUTED_BY] == PRICE_SOURCE
+    assert again["showcol2-u1"].get(COST_COMPUTED_BY) is None
+
+
+def test_a_reported_cost_keeps_its_place_and_its_digits() -> None:
+    """Claude Code 1.0's lines carry `costUSD` among their keys; it comes back where it was,
+    with exactly its digits, and no cost is computed for it."""
+    line = ('{"parentUuid":null,"isSidechain":false,"userType":"external","cwd":"/w",'
+            '"sessionId":"5e55b000-0000-4000-8000-000000000001","version":"1.0.43",'
+            '"message":{"id":"msg_1","type":"message","role":"assistant",'
+            '"model":"claude-opus-4-20250514","content":[{"type":"text","text":"ok"}],'
+            '"usage":{"input_tokens":4,"output_tokens":7}},"costUSD":0.00062925,'
+            '"durationMs":2111,"type":"assistant","uuid":"c-1",'
+            '"timestamp":"2025-07-01T10:00:00.000Z"}\n')
+    records, _ = read(line.encode(), "5e55b000-0000-4000-8000-000000000001.jsonl")
+    (message,) = kinds(records, RecordKind.MESSAGE)
+    assert COST_COMPUTED_BY not in message
+    assert message["claudeCode"]["keys"].index("costUSD") == 7  # after message, as written
+    (back,) = next(iter(package_lines(export_of(records)).values()))
+    assert list(back) == message["claudeCode"]["keys"]
+    text = export_of(records)
+    assert b'"costUSD":0.00062925,' in zipfile_text(text)
+
+
+def zipfile_text(package_bytes: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(package_bytes)) as archive:
+        return b"".join(archive.read(n) for n in archive.namelist() if n.endswith(".jsonl"))
+
+
+def test_a_file_of_summary_lines_only_is_counted_as_skipped() -> None:
+    only = b'{"type":"summary","summary":"Old work","leafUuid":"x-1"}\n' * 2
+    data = zip_bytes([("claude/projects/-path-to-Demo/0badc0de-0000-4000-8000-000000000000.jsonl",
+                       only),
+                      *[(f"claude/projects/{line.path.removeprefix('projects/')}",
+                         (ROOT / "claude-code-viewer-1.0.98" / line.path.removeprefix(
+                             "projects/")).read_bytes())
+                        for line in fixture_lines("claude-code-viewer-1.0.98")[:1]]])
+    source = source_of(data, "claude.zip")
+    records = list(source.records())
+    assert source.skipped == {"summary": 2}
+    assert len(kinds(records, RecordKind.SESSION)) == 1
