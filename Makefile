@@ -8,7 +8,7 @@ export SAM_CLI_TELEMETRY := 0
 # Debian packages the tests call: command -> package
 SYSTEM_TOOLS := unzip:unzip pdfinfo:poppler-utils pdftotext:poppler-utils pdftoppm:poppler-utils 7z:p7zip-full
 
-.PHONY: help setup system test demo local lint bench openapi asyncapi token api-key clean
+.PHONY: help setup system test demo local lint bench openapi asyncapi token api-key clean invoke package
 
 help:
 	@echo "make demo [FORMAT=json|jsonl|csv|markdown]  an export and an import end to end on the local stack, with the dataport CLI"
@@ -19,6 +19,8 @@ help:
 	@echo "make bench [BENCH_ARGS=--profile]           dataport vs raw pipelines: ratios, overhead, memory, shards"
 	@echo "make token USER_ID=<24 hex> [STACK=dataport-dev] [ADMIN=1]  a bearer token, signed with the deployed stack's secret"
 	@echo "make api-key USER_ID=<24 hex> NAME=<what for> [STACK=...]  an API key written into the deployed stack's table"
+	@echo "make invoke FN=<Function> EVENT=events/<file>.json  one function, one sample event, local stack"
+	@echo "make package                                sam build (no container); size and import checks"
 
 $(BIN)/.installed: requirements-dev.txt layers/dataport/requirements.txt client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +66,19 @@ bench: setup
 	if [ -n "$(BENCH_ALL)" ]; then \
 	  PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.export_bench && \
 	  PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.import_bench; fi
+
+# invoke: what `sam local invoke FN -e EVENT` does, without Docker (infrastructure/local/invoke.py)
+FN    ?= ApiFunction
+EVENT ?= events/api.json
+invoke: setup
+	$(BIN)/python -m infrastructure.local.invoke $(FN) $(EVENT)
+
+# package: sam build without containers (pip needs the runtime's python3.11: .venv's is first on
+# PATH), then every function + layer under 250 MB unzipped and every handler importing from the
+# build output alone. Not part of `make test`: the build installs the layer from PyPI (minutes).
+package: setup $(TOOLS)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(TOOLS)/bin/sam build --template template.yaml
+	$(BIN)/python -m infrastructure.package_check
 
 openapi: setup
 	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.openapi --write docs/openapi.json

@@ -1,7 +1,7 @@
 """A first credential for a deployed stack, made with the operator's own AWS credentials.
 
-    python -m infrastructure.signin token   --stack dataport-dev --user-id <24 hex> [--ttl 3600] [--admin]
-    python -m infrastructure.signin api-key --stack dataport-dev --user-id <24 hex> --name ops [--admin]
+    python -m infrastructure.signin token   --stack dataport-dev --user-id <24 hex> [--admin]
+    python -m infrastructure.signin api-key --stack dataport-dev --user-id <24 hex> --name ops
 
 `--admin` makes an administrator's credential (the token's `scope` names `dataport:admin`; the
 key has the admin role): the first administrator, who may then make others' admin keys.

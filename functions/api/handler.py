@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from dataport.api import api_keys, backups, exports, imports, restores
 from dataport.api.body import parse_json_body
+from dataport.api.cors import cors_config
 from dataport.auth import Principal, principal_from_request_context
 from dataport.errors import DataportError, RateLimited, TransientError
 from dataport.jobs.rate_limit import RateLimitState
@@ -61,15 +62,16 @@ from dataport.models.schedules import (
     SchedulePatch,
     ScheduleView,
 )
-from dataport.observability import logger, tracer
+from dataport.observability import MetricName, emit, logger, metrics, tracer
 from dataport.scheduling import routes as schedules
 from dataport.settings import get_mongo_settings, get_settings
 from dataport.source.mongo import renews_credentials
 
-get_settings()  # at cold start: a missing variable fails here, named, not mid-request
+settings = get_settings()  # at cold start: a missing variable fails here, named, not mid-request
 get_mongo_settings()  # estimates and backup previews count in MongoDB (URI from its secret)
 
-app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body,
+                             cors=cors_config(settings.allowed_origins))
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Job id")]
 UploadId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Restore upload id")]
 BackupId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Backup id")]
@@ -446,6 +448,7 @@ def invalid_request(error: RequestValidationError) -> Response[dict[str, Any]]:
 
 @app.exception_handler(RateLimited)
 def rate_limited(error: RateLimited) -> Response[dict[str, Any]]:
+    emit(MetricName.RATE_LIMITED_REQUESTS)
     headers = {"Retry-After": str(error.retry_after), "X-RateLimit-Limit": str(error.limit),
                "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(error.reset_at)}
     return _error(429, error.code, error.message, error.details, headers)
@@ -481,6 +484,8 @@ def unexpected(_: Exception) -> Response[dict[str, Any]]:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler(capture_response=False)  # answers may hold credentials
+@metrics.log_metrics
 @tracer.capture_lambda_handler
 @renews_credentials  # a rotated password: read the secret again
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

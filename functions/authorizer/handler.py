@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dataport.auth import Principal, authenticate_credential, authenticate_header
 from dataport.errors import Unauthorized
-from dataport.observability import logger
+from dataport.observability import logger, metrics, tracer
 from dataport.settings import get_settings
 
 get_settings()  # at cold start: a missing variable fails here, named, not mid-request
@@ -55,6 +55,8 @@ def authorization_header(event: Mapping[str, Any]) -> str | None:
 
 
 @logger.inject_lambda_context(log_event=False)  # the event carries the credential: never log it
+@tracer.capture_lambda_handler(capture_response=False)  # answers may hold credentials
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Allow the caller, or raise "Unauthorized" (API Gateway answers 401)."""
     websocket = str(event.get("methodArn", "")).endswith(WEBSOCKET_CONNECT)

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dataport.models.tasks import ImportStep
-from dataport.observability import logger
+from dataport.observability import logger, metrics, tracer
 from dataport.settings import get_mongo_settings, get_settings
 from dataport.source.mongo import renews_credentials
 from dataport.workflows import imports
@@ -17,6 +17,8 @@ get_mongo_settings()  # this function reaches MongoDB (the URI is read from its 
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)  # answers may hold credentials
+@metrics.log_metrics
 @renews_credentials  # a rotated password: read the secret again, retry
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = ImportStep.model_validate(event)

@@ -8,7 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dataport.observability import logger
+from dataport.observability import logger, metrics, tracer
 from dataport.scheduling.dispatcher import event_time
 from dataport.scheduling.retention import sweep
 from dataport.settings import get_settings
@@ -17,5 +17,7 @@ get_settings()  # at cold start: a missing variable fails here, named, not mid-r
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)  # answers may hold credentials
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return asdict(sweep(event_time(event)))

@@ -13,13 +13,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from dataport.api import websocket
 from dataport.auth import principal_from_request_context
 from dataport.errors import Unauthorized
-from dataport.observability import logger
+from dataport.observability import logger, metrics, tracer
 from dataport.settings import get_settings
 
 get_settings()  # at cold start: a missing variable fails here, named, not mid-request
 
 
 @logger.inject_lambda_context(log_event=False)  # the query string holds the token: never log it
+@tracer.capture_lambda_handler(capture_response=False)  # answers may hold credentials
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = APIGatewayWebSocketEvent(event).request_context
     try:

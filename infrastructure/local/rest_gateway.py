@@ -5,7 +5,9 @@ events of the template's functions (stage prefix, `{param}` and `{proxy+}` templ
 specific resource first), run the REQUEST authorizer as API Gateway does (identity sources
 missing -> 401 without calling it; `Exception("Unauthorized")` -> 401; a policy that does not
 allow the method ARN -> ACCESS_DENIED; results cached per identity for ReauthorizeEvery), answer
-gateway errors with the template's GatewayResponses, and return the handler's proxy response
+gateway errors with the template's GatewayResponses, answer CORS preflights (OPTIONS) as the
+mock method SAM adds for the Api's `Cors` does (no authorizer, no function), and return the
+handler's proxy response
 as API Gateway would: headers and multiValueHeaders merged, base64 bodies decoded only when the
 first Accept type is one of the API's BinaryMediaTypes (otherwise AWS returns the base64 text,
 and so does this), 502 for a failed or malformed answer, 504 past the 29 s integration timeout.
@@ -38,6 +40,8 @@ LOG = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 INTEGRATION_TIMEOUT_S = 29
+#: what SAM lists for an ANY method in a preflight's Access-Control-Allow-Methods
+_ALL_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 
 
@@ -238,6 +242,10 @@ class RestGateway:
         path = raw_path[len(stage_prefix):] or "/"
         if len(body) > MAX_REQUEST_BYTES:
             return self._gateway_response(REQUEST_TOO_LARGE, request_id, "")
+        if method.upper() == "OPTIONS" and self.api.cors is not None:
+            preflight = self._preflight(path, request_id)
+            if preflight is not None:
+                return preflight
         match = self._route(method.upper(), path)
         if match is None:
             return self._gateway_response(MISSING_AUTHENTICATION_TOKEN, request_id, "")
@@ -278,6 +286,39 @@ class RestGateway:
             if best is None or key < best[0]:
                 best = (key, _Match(route, found[1]))
         return best[1] if best else None
+
+    def _preflight(self, path: str, request_id: str) -> HttpResponse | None:
+        """The answer of the OPTIONS mock SAM adds to every resource of an Api with `Cors`: its
+        static headers, whatever the request says (API Gateway does not look at it). None when
+        no resource matches or the resource has an OPTIONS route of its own."""
+        cors = self.api.cors
+        assert cors is not None
+        resources: dict[str, tuple[tuple[int, ...], set[str]]] = {}
+        for route in self.api.routes:
+            found = _match_resource(route.event.path, path)
+            if found is not None:
+                resources.setdefault(route.event.path, (found[0], set()))[1].add(
+                    route.event.method)
+        if not resources:
+            return None
+        _, methods = min(resources.values(), key=lambda entry: entry[0])
+        if "OPTIONS" in methods:
+            return None
+        if cors.authorized:  # the default authorizer on the preflight: browsers send no token
+            return self._gateway_response(UNAUTHORIZED, request_id, "Unauthorized")
+        allowed = cors.allow_methods or ",".join(
+            sorted(set(_ALL_METHODS) if "ANY" in methods else {*methods, "OPTIONS"}))
+        headers = [("Content-Type", "application/json"),
+                   ("Access-Control-Allow-Origin", cors.allow_origin),
+                   ("Access-Control-Allow-Methods", allowed)]
+        if cors.allow_headers is not None:
+            headers.append(("Access-Control-Allow-Headers", cors.allow_headers))
+        if cors.max_age is not None:
+            headers.append(("Access-Control-Max-Age", cors.max_age))
+        if cors.allow_credentials:
+            headers.append(("Access-Control-Allow-Credentials", "true"))
+        headers.append(("x-amzn-RequestId", request_id))
+        return HttpResponse(200, headers, b"")
 
     def _proxy_event(self, match: _Match, request: _Request) -> dict[str, Any]:
         method, path, headers, body = request.method, request.path, request.headers, request.body

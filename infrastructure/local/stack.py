@@ -315,6 +315,8 @@ class LocalStack:
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+            # a bucket cannot be a host name under 127.0.0.1 (AWS: virtual-hosted, the default)
+            "S3_ADDRESSING_STYLE": "path",
         }.items():
             self._environ.set(name, value)
         self._forget_cached_clients()
@@ -589,6 +591,10 @@ class LocalStack:
         if "VersioningConfiguration" in props:
             s3.put_bucket_versioning(Bucket=bucket.name,
                                      VersioningConfiguration=props["VersioningConfiguration"])
+        cors = (props.get("CorsConfiguration") or {}).get("CorsRules")
+        if cors:  # moto answers preflights and adds the headers by these rules, as S3 does
+            s3.put_bucket_cors(Bucket=bucket.name, CORSConfiguration={
+                "CORSRules": [_cors_rule(rule) for rule in cors]})
         rules = (props.get("LifecycleConfiguration") or {}).get("Rules")
         if rules:
             s3.put_bucket_lifecycle_configuration(
@@ -773,6 +779,18 @@ def _ensure_port_free(port: int) -> None:
         except OSError as exc:
             raise LocalStackError(f"Port {port} on {HOST} is taken ({exc.strerror}): pick "
                                   "another one (make local: LOCAL_AWS_PORT=...)") from None
+
+
+#: CloudFormation's CorsRule property names -> the S3 API's
+_CORS_RULE_NAMES = {"Id": "ID", "AllowedHeaders": "AllowedHeaders",
+                    "AllowedMethods": "AllowedMethods", "AllowedOrigins": "AllowedOrigins",
+                    "ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}
+
+
+def _cors_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A CloudFormation CORS rule in S3 API shape."""
+    return {_CORS_RULE_NAMES[name]: (int(value) if name == "MaxAge" else value)
+            for name, value in rule.items()}
 
 
 def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ __all__ = [
     "ApiEvent",
     "Authorizer",
     "Bucket",
+    "Cors",
     "Function",
     "GatewayResponse",
     "KmsKey",
@@ -68,6 +69,7 @@ _NAME_PROPERTIES = {
     "AWS::IAM::Role": "RoleName",
     "AWS::Serverless::LayerVersion": "LayerName",
     "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::SQS::Queue": "QueueName",
 }
 # SAM's implicit REST API, created when an Api event names no RestApiId.
 IMPLICIT_REST_API = "ServerlessRestApi"
@@ -206,6 +208,19 @@ class GatewayResponse:
 
 
 @dataclass(frozen=True)
+class Cors:
+    """An Api's `Cors`: what API Gateway's OPTIONS method (a mock SAM adds to every path) answers,
+    without the authorizer unless AddDefaultAuthorizerToCorsPreflight says otherwise."""
+
+    allow_origin: str
+    allow_headers: str | None
+    allow_methods: str | None  # None: the path's own methods and OPTIONS
+    max_age: str | None
+    allow_credentials: bool
+    authorized: bool  # AddDefaultAuthorizerToCorsPreflight
+
+
+@dataclass(frozen=True)
 class Route:
     function: str  # logical id
     event: ApiEvent
@@ -221,6 +236,7 @@ class RestApi:
     gateway_responses: Mapping[str, GatewayResponse]
     binary_media_types: tuple[str, ...]
     routes: tuple[Route, ...] = field(default=())
+    cors: Cors | None = None
 
     def authorizer_for(self, event: ApiEvent) -> Authorizer | None:
         name = event.authorizer or self.default_authorizer
@@ -476,10 +492,15 @@ class Template:
             # As CloudFormation's GetAtt gives it (with ":*"). Log groups, like the access log
             # settings that name them, are only read here: nothing local writes CloudWatch Logs.
             "AWS::Logs::LogGroup": lambda: self.arn("logs", f"log-group:{name}:*"),
+            # named only (the functions' OnFailure destination): nothing is invoked
+            # asynchronously on the local stack, so the queue is not created
+            "AWS::SQS::Queue": lambda: self.arn("sqs", name),
         }
         if attribute == "Arn" and rtype in arns:
             return arns[rtype]()
         if attribute == "Name" and rtype in _STATE_MACHINE_TYPES:
+            return name
+        if attribute == "QueueName" and rtype == "AWS::SQS::Queue":
             return name
         if attribute == "StreamArn" and rtype == "AWS::DynamoDB::Table":
             return f"{arns[rtype]()}/stream/local"
@@ -857,4 +878,26 @@ class Template:
             binary_media_types=tuple(str(t).replace("~1", "/")
                                      for t in props.get("BinaryMediaTypes") or []),
             routes=routes,
+            cors=self._cors(props.get("Cors"), auth),
         )
+
+    @staticmethod
+    def _cors(spec: Any, auth: Mapping[str, Any]) -> Cors | None:
+        """SAM's Cors: a string is the AllowOrigin; values are quoted header values ("'*'")."""
+        if not spec:
+            return None
+        if isinstance(spec, str):
+            spec = {"AllowOrigin": spec}
+        spec = {"AllowOrigin": "'*'", **spec}  # SAM's default origin
+
+        def unquoted(name: str) -> str | None:
+            value = spec.get(name)
+            return None if value is None else _as_str(value).strip("'")
+
+        return Cors(allow_origin=unquoted("AllowOrigin") or "",
+                    allow_headers=unquoted("AllowHeaders"),
+                    allow_methods=unquoted("AllowMethods"),
+                    max_age=unquoted("MaxAge"),
+                    allow_credentials=bool(spec.get("AllowCredentials", False)),
+                    authorized=bool(auth.get("AddDefaultAuthorizerToCorsPreflight", True))
+                    and bool(auth.get("DefaultAuthorizer")))

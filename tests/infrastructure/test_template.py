@@ -246,3 +246,63 @@ def test_the_state_machine_arns_every_function_gets_name_the_machines() -> None:
             machines["ExportStateMachine"].arn
         assert function.environment["IMPORT_STATE_MACHINE_ARN"] == \
             machines["ImportStateMachine"].arn
+
+
+#: what holds users' data or credentials: deleting the stack or replacing one of these must not
+#: take it along (copies' ids, job history, API keys, the signing secret, sealed passwords)
+RETAINED_TYPES = ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SecretsManager::Secret",
+                  "AWS::KMS::Key")
+
+
+@pytest.mark.parametrize("name", sorted(n for n, r in RESOURCES.items()
+                                        if r["Type"] in RETAINED_TYPES))
+def test_data_and_credentials_survive_stack_deletion_and_replacement(name: str) -> None:
+    resource = RESOURCES[name]
+    assert resource.get("DeletionPolicy") == "Retain", name
+    assert resource.get("UpdateReplacePolicy") == "Retain", name
+
+
+def test_the_retained_resources_include_every_table_the_secret_and_the_key() -> None:
+    retained = {n for n, r in RESOURCES.items() if r["Type"] in RETAINED_TYPES}
+    assert {"JobsTable", "ApiKeysTable", "IdempotencyTable", "ConnectionsTable", "BackupsTable",
+            "SchedulesTable",
+            "PackagesBucket", "JwtSecret", "CopyIdSecret", "PasswordKey"} <= retained
+
+
+def _cors_origin_header(value: Any) -> None:
+    """The origin header of an answer API Gateway makes itself: any origin when some are allowed
+    (bearer tokens, no cookies: it grants nothing), none otherwise."""
+    assert value == {"Fn::If": ["HasAllowedOrigins", "'*'", "''"]}
+
+
+def test_cors_is_off_unless_origins_are_given() -> None:
+    parameter = TEMPLATE["Parameters"]["AllowedOrigins"]
+    assert parameter["Type"] == "CommaDelimitedList"
+    assert parameter["Default"] == ""
+    assert TEMPLATE["Conditions"]["HasAllowedOrigins"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "AllowedOrigins"}]}, ""]}]}
+
+
+def test_rest_preflights_skip_the_authorizer_and_errors_carry_the_origin_header() -> None:
+    api = RESOURCES["RestApi"]["Properties"]
+    _cors_origin_header(api["Cors"]["AllowOrigin"])
+    assert {"Authorization", "Content-Type", "Idempotency-Key"} <= set(
+        api["Cors"]["AllowHeaders"].strip("'").split(","))
+    assert api["Auth"]["AddDefaultAuthorizerToCorsPreflight"] is False
+    responses = api["GatewayResponses"]
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "UNAUTHORIZED", "ACCESS_DENIED"} <= set(responses)
+    for response in responses.values():  # each named response replaces DEFAULT_4XX's headers
+        _cors_origin_header(response["ResponseParameters"]["Headers"][
+            "Access-Control-Allow-Origin"])
+    api_function = RESOURCES["ApiFunction"]["Properties"]
+    assert api_function["Environment"]["Variables"]["ALLOWED_ORIGINS"] == {
+        "Fn::Join": [",", {"Ref": "AllowedOrigins"}]}
+
+
+def test_the_bucket_lets_the_allowed_origins_upload_and_download() -> None:
+    cors = RESOURCES["PackagesBucket"]["Properties"]["CorsConfiguration"]["Fn::If"]
+    assert cors[0] == "HasAllowedOrigins"
+    assert cors[2] == {"Ref": "AWS::NoValue"}
+    (rule,) = cors[1]["CorsRules"]
+    assert rule["AllowedOrigins"] == {"Ref": "AllowedOrigins"}
+    assert {"GET", "POST", "PUT"} <= set(rule["AllowedMethods"])

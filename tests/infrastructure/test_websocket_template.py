@@ -1,9 +1,12 @@
 """What template.yaml promises for live progress: the WebSocket API's routes and authorizer, a
-deployment that waits for every route, one stage name everywhere, TTL'd connections, and
+stage deployed again whenever a route changes, one stage name everywhere, TTL'd connections, and
 @connections rights for the functions that post (scoped to the stage, with pruning rights)."""
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -96,11 +99,58 @@ def test_every_route_reaches_a_function_that_api_gateway_may_invoke() -> None:
                and "/authorizers/" in _sub(p["Properties"]["SourceArn"]) for p in permissions)
 
 
-def test_the_deployment_waits_for_every_route() -> None:
-    (deployment,) = _of_type("AWS::ApiGatewayV2::Deployment").values()
-    assert set(deployment["DependsOn"]) == set(_of_type("AWS::ApiGatewayV2::Route"))
-    (stage,) = _of_type("AWS::ApiGatewayV2::Stage").values()
-    assert _ref(stage["Properties"]["DeploymentId"]) in _of_type("AWS::ApiGatewayV2::Deployment")
+def _unpublished_route_changes(resources: dict[str, Any]) -> list[str]:
+    """Stages that would keep serving old routes after a route changes: neither AutoDeploy nor
+    a deployment whose logical id (so whose identity) is made from the routes' definitions."""
+    routes = {n: r for n, r in resources.items() if r["Type"] == "AWS::ApiGatewayV2::Route"}
+    faults = []
+    for name, stage in resources.items():
+        if stage["Type"] != "AWS::ApiGatewayV2::Stage":
+            continue
+        props = stage["Properties"]
+        if props.get("AutoDeploy") is True and "DeploymentId" not in props:
+            if not set(routes) <= set(_as_list(stage.get("DependsOn", []))):
+                faults.append(f"{name}: the first deployment may miss a route")
+            continue
+        deployment = _ref(props.get("DeploymentId", {"Ref": ""}))
+        if deployment not in resources or _routes_digest(routes) not in deployment:
+            faults.append(f"{name}: deployment {deployment or '-'} does not follow the routes")
+    return faults
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _routes_digest(routes: dict[str, Any]) -> str:
+    text = json.dumps({n: r["Properties"] for n, r in sorted(routes.items())}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def test_the_websocket_stage_is_deployed_again_when_a_route_changes() -> None:
+    assert _of_type("AWS::ApiGatewayV2::Stage")
+    assert _unpublished_route_changes(dict(RESOURCES)) == []
+
+
+def test_the_check_catches_a_deployment_made_once() -> None:
+    """The layout this template had before AutoDeploy (a Deployment resource of fixed identity):
+    a changed route would never be published. The check must refuse it."""
+    resources = copy.deepcopy(dict(RESOURCES))
+    (stage,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
+    del stage["Properties"]["AutoDeploy"]
+    stage["Properties"]["DeploymentId"] = {"Ref": "WebSocketDeployment"}
+    resources["WebSocketDeployment"] = {"Type": "AWS::ApiGatewayV2::Deployment",
+                                        "Properties": {"ApiId": {"Ref": "WebSocketApi"}}}
+    assert _unpublished_route_changes(resources)
+    # a deployment named after its routes passes, until a route changes under it
+    routes = {n: r for n, r in resources.items() if r["Type"] == "AWS::ApiGatewayV2::Route"}
+    named = f"WebSocketDeployment{_routes_digest(routes)}"
+    resources[named] = resources.pop("WebSocketDeployment")
+    stage["Properties"]["DeploymentId"] = {"Ref": named}
+    assert _unpublished_route_changes(resources) == []
+    resources["SubscribeRoute"]["Properties"]["RouteKey"] = "follow"
+    assert _unpublished_route_changes(resources)
 
 
 def test_the_stage_name_is_the_same_everywhere() -> None:

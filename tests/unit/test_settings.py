@@ -84,5 +84,5 @@ def test_a_function_that_never_reaches_mongodb_starts_without_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("MONGODB_URI_SECRET", "MONGODB_DATABASE"):
         monkeypatch.delenv(name)
-    _cold_start("api", monkeypatch)
+    _cold_start("authorizer", monkeypatch)
     _cold_start("export_finalize", monkeypatch)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -22,11 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_stepfunctions import SFNClient
 
-_CONFIG = Config(
-    signature_version="s3v4",
-    retries={"mode": "standard", "max_attempts": 5},
-    s3={"addressing_style": "path"},
-)
+_CONFIG = Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 5})
 #: Posting to a WebSocket must never hold a job up: short timeouts, one retry (a 410 Gone is
 #: final and never retried; throttling and 5xx are).
 _CONNECTIONS_CONFIG = Config(connect_timeout=1, read_timeout=2,
@@ -45,8 +41,17 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
     return _client(service, endpoint_url, _CONFIG)
 
 
+@cache
+def _s3_config(addressing_style: Literal["virtual", "path"]) -> Config:
+    return _CONFIG.merge(Config(s3={"addressing_style": addressing_style}))
+
+
 def s3() -> S3Client:
-    return client("s3")  # type: ignore[no-any-return]
+    """S3 with the settings' addressing style: virtual-hosted on AWS (path-style URLs are being
+    retired), path-style for an endpoint on an IP address, where a bucket cannot be a host name
+    (the local stack's 127.0.0.1)."""
+    config = _s3_config(get_settings().s3_addressing_style)
+    return _client("s3", None, config)  # type: ignore[no-any-return]
 
 
 def dynamodb() -> DynamoDBClient:
@@ -77,3 +82,4 @@ def connections_api() -> ApiGatewayManagementApiClient:
 def reset_clients() -> None:
     """Forget cached clients (the local stack changes endpoints between test sessions)."""
     _client.cache_clear()
+    _s3_config.cache_clear()

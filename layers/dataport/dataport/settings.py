@@ -13,7 +13,7 @@ variable names the Secrets Manager secret that holds it (source.mongo reads it a
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI overrides it (the local stack), see aws.py.
     websocket_callback_url: Resource
 
+    # How S3 URLs name the bucket, presigned ones too: "virtual" (bucket.s3.<region>...) on
+    # AWS; "path" where the endpoint is an IP address (the local stack on 127.0.0.1).
+    s3_addressing_style: Literal["virtual", "path"] = "virtual"
+
     # Name of the SSM SecureString (or Secrets Manager secret) holding the JWT signing secret.
     jwt_secret_parameter: Resource
     jwt_secret_source: str = Field(default="ssm", pattern="^(ssm|secretsmanager)$")
@@ -64,6 +68,10 @@ class Settings(BaseSettings):
     # Secrets Manager secret (name or ARN) keying the ids of imported copies (source.identity);
     # the template's CopyIdSecret. Only the import tasks that derive copies may read it.
     copy_id_secret: Resource
+
+    # Web origins whose pages may read the REST answers (comma-separated; template:
+    # AllowedOrigins, on the API function only). Empty: no CORS header at all.
+    allowed_origins: str = ""
 
     export_rate_limit: int = 10
     rate_limit_window_seconds: int = 3600

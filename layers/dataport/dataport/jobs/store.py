@@ -31,6 +31,7 @@ from pydantic import BaseModel, TypeAdapter
 from dataport import aws
 from dataport.errors import Conflict, JobCancelled, NotFound, TransientError
 from dataport.jobs import keys
+from dataport.jobs import metrics as job_metrics
 from dataport.jobs.dynamo import (
     decode_page_token,
     encode_page_token,
@@ -255,7 +256,9 @@ class JobStore:
 
     def start(self, job_id: str) -> Job:
         """queued -> running: the workflow's first task took the job."""
-        return self._change(job_id, Change.START)
+        job = self._change(job_id, Change.START)
+        job_metrics.started(job)
+        return job
 
     def take(self, job_id: str, progress: Progress | None = None) -> Job:
         """The job for the workflow's first task: started (queued -> running, with `progress`
@@ -268,6 +271,7 @@ class JobStore:
         if attributes is None:
             return self.require(job_id)
         job = _job_from(attributes)
+        job_metrics.started(job)
         if job.expires_at <= int(utcnow().timestamp()):
             raise NotFound(f"Job {job_id} does not exist or has expired.")
         return job
@@ -321,11 +325,13 @@ class JobStore:
     def succeed_backup(self, job_id: str, *, object_key: str, size: int, counts: BackupCounts,
                        progress: Progress, claim_at_ms: int | None = None) -> Job:
         """running -> succeeded with the stored object (`claim_at_ms` as in `succeed_export`)."""
-        return self._change(job_id, Change.SUCCEED, kinds={JobKind.BACKUP}, sets={
+        job = self._change(job_id, Change.SUCCEED, kinds={JobKind.BACKUP}, sets={
             **_state_sets(BackupState, {"object_key": object_key, "bytes": size,
                                         "counts": counts}),
             "progress": _storable(Job, "progress", progress),
             "finished_at": _storable(Job, "finished_at", utcnow())}, claim_at_ms=claim_at_ms)
+        job_metrics.succeeded(job)
+        return job
 
     def update_import(self, job_id: str, *, upload_pin: UploadPin | None = None,
                       report: ValidationReport | None = None,
@@ -361,38 +367,48 @@ class JobStore:
                        progress: Progress, claim_at_ms: int | None = None) -> Job:
         """running -> succeeded with the package. With `claim_at_ms`, the same write claims the
         terminal event's seq (the returned job's `progress_seq`; see `claim_terminal`)."""
-        return self._change(job_id, Change.SUCCEED, kinds={JobKind.EXPORT}, sets={
+        job = self._change(job_id, Change.SUCCEED, kinds={JobKind.EXPORT}, sets={
             "package": _storable(ExportState, "package", package),
             "counts": _storable(ExportState, "counts", counts),
             "progress": _storable(Job, "progress", progress),
             "finished_at": _storable(Job, "finished_at", utcnow())}, claim_at_ms=claim_at_ms)
+        job_metrics.succeeded(job)
+        return job
 
     def succeed_import(self, job_id: str, *, outcome: ImportOutcome, progress: Progress) -> Job:
         """running -> succeeded with what the execution did (it finished when the outcome
         says)."""
-        return self._change(job_id, Change.SUCCEED, kinds=IMPORTING_KINDS, sets={
+        job = self._change(job_id, Change.SUCCEED, kinds=IMPORTING_KINDS, sets={
             "outcome": _storable(ImportState, "outcome", outcome),
             "progress": _storable(Job, "progress", progress),
             "finished_at": _storable(Job, "finished_at", outcome.finished_at)})
+        job_metrics.succeeded(job)
+        return job
 
     def fail(self, job_id: str, error: JobError, *, progress: Progress | None = None) -> Job:
         """An active job ends failed with a readable error."""
-        return self._change(job_id, Change.FAIL, sets=_failed(error, progress))
+        job = self._change(job_id, Change.FAIL, sets=_failed(error, progress))
+        job_metrics.failed(job)
+        return job
 
     def fail_import(self, job_id: str, error: JobError, *, progress: Progress | None = None,
                     report: ValidationReport | None = None,
                     outcome: ImportOutcome | None = None) -> Job:
         """An active import ends failed with its error and what it found (the report of a
         refused upload) or did (the sessions a failed execution completed)."""
-        return self._change(job_id, Change.FAIL, kinds=IMPORTING_KINDS, sets={
+        job = self._change(job_id, Change.FAIL, kinds=IMPORTING_KINDS, sets={
             **_failed(error, progress),
             **_state_sets(ImportState, {"report": report, "outcome": outcome})})
+        job_metrics.failed(job)
+        return job
 
     def cancel(self, job_id: str, reason: JobError | None = None) -> Job:
         """An active job ends cancelled (at the user's request unless `reason` says)."""
-        return self._change(job_id, Change.CANCEL, sets={
+        job = self._change(job_id, Change.CANCEL, sets={
             "error": _storable(Job, "error", reason or CANCELLED),
             "finished_at": _storable(Job, "finished_at", utcnow())})
+        job_metrics.cancelled(job)
+        return job
 
     def record_cancelled_outcome(self, job_id: str, outcome: ImportOutcome) -> Job:
         """A cancelled import stays cancelled, with what it completed before it stopped."""

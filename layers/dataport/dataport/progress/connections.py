@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dataport import aws
 from dataport.jobs import keys
 from dataport.jobs.dynamo import from_item, to_item
-from dataport.observability import logger
+from dataport.observability import MetricName, emit, logger
 from dataport.settings import get_settings
 
 #: API Gateway's limit on a WebSocket connection's life
@@ -57,6 +57,7 @@ def post(connection_id: str, frame: bytes) -> Delivery:
     except ClientError as error:
         if (error.response.get("Error", {}).get("Code") == "GoneException"
                 or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 410):
+            emit(MetricName.CONNECTIONS_PRUNED)  # its caller forgets the connection
             return Delivery.GONE
         logger.warning("post to connection failed", extra={
             "connection_id": connection_id,
@@ -66,6 +67,7 @@ def post(connection_id: str, frame: bytes) -> Delivery:
         logger.warning("post to connection failed", extra={
             "connection_id": connection_id, "error": type(error).__name__})
         return Delivery.FAILED
+    emit(MetricName.PROGRESS_EVENTS_SENT)
     return Delivery.SENT
 
 
