@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import SecretStr
 
-from dataport.api import api_keys, backups, exports, imports
+from dataport.api import api_keys, backups, exports, imports, restores
 from dataport.api.body import parse_json_body
 from dataport.auth import Principal, principal_from_request_context
 from dataport.errors import DataportError, RateLimited, TransientError
@@ -45,6 +45,16 @@ from dataport.models.imports import (
     ImportList,
     ImportView,
 )
+from dataport.models.restores import (
+    PartUrls,
+    RestoreList,
+    RestoreRequest,
+    RestoreUploadComplete,
+    RestoreUploadCreate,
+    RestoreUploadCreated,
+    RestoreUploadView,
+    RestoreView,
+)
 from dataport.models.schedules import (
     ScheduleCreate,
     ScheduleList,
@@ -59,6 +69,7 @@ get_settings()  # at cold start: a missing variable fails here, named, not mid-r
 
 app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body)
 JobId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Job id")]
+UploadId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Restore upload id")]
 BackupId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="Backup id")]
 
 
@@ -250,6 +261,85 @@ def import_actions(
           responses={202: {"description": "Accepted: the job ends rolled_back"}})
 def rollback_import(jobId: JobId) -> Response[ImportView]:
     return _accepted(imports.view(imports.rollback(_user_id(), jobId)))
+
+
+@app.post("/restores", summary="Restore a backup (yours, or an uploaded file) into your account",
+          responses={202: {"description": "Accepted: the restore runs; GET it for the report "
+                                          "and the outcome"}})
+def create_restore(
+    request: Annotated[RestoreRequest, Body()],
+    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=128)] = None,
+) -> Response[RestoreView]:
+    job, rate = restores.create_restore(_principal(), request, idempotency_key,
+                                        app.lambda_context)
+    body = restores.view(job)
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body,
+                    headers={**_rate_headers(rate), "Location": body.links.self_})
+
+
+@app.get("/restores", summary="Your restore history (30 days), newest first")
+def list_restores(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
+) -> RestoreList:
+    jobs, token = restores.list_restores(_user_id(), limit, next_token)
+    return RestoreList(restores=[restores.view(job) for job in jobs], next_token=token)
+
+
+@app.get("/restores/<jobId>", summary="Status, report, dry run and outcome of a restore")
+def get_restore(jobId: JobId) -> RestoreView:
+    return restores.view(restores.get_restore(_user_id(), jobId))
+
+
+@app.get("/restores/<jobId>/actions",
+         summary="Per session: what the dry run would do, or what the restore did")
+def restore_actions(
+    jobId: JobId,
+    dry_run: Annotated[bool, Query(alias="dryRun")] = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=64)] = None,
+) -> ActionPage:
+    return restores.actions(_user_id(), jobId, dry_run, limit, next_token)
+
+
+@app.post("/restores/<jobId>/rollback",
+          summary="Put the target back as it was before this restore (newest writes first)",
+          responses={202: {"description": "Accepted: the job ends rolled_back"}})
+def rollback_restore(jobId: JobId) -> Response[RestoreView]:
+    view = restores.view(restores.rollback(_user_id(), jobId))
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=view,
+                    headers={"Location": view.links.self_})
+
+
+@app.post("/restores/uploads",
+          summary="Upload a backup file to restore: a presigned multipart upload (50 GB+)",
+          responses={201: {"description": "Created: ask for part URLs, PUT the parts, then "
+                                          "complete"}})
+def create_restore_upload(
+        request: Annotated[RestoreUploadCreate, Body()]) -> Response[RestoreUploadCreated]:
+    created = restores.create_upload(_user_id(), request)
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=created,
+                    headers={"Cache-Control": "no-store"})
+
+
+@app.get("/restores/uploads/<uploadId>/parts",
+         summary="Presigned PUT URLs for parts of a restore upload (at most 100 a call)")
+def restore_upload_parts(
+    uploadId: UploadId,
+    numbers: Annotated[str, Query(pattern=r"^\d{1,5}(,\d{1,5}){0,99}$",
+                                  description="comma-separated part numbers")],
+) -> Response[PartUrls]:
+    urls = restores.part_urls(_user_id(), uploadId, [int(n) for n in numbers.split(",")])
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=urls,
+                    headers={"Cache-Control": "no-store"})
+
+
+@app.post("/restores/uploads/<uploadId>/complete",
+          summary="Every part is uploaded: assemble the file (then POST /restores with it)")
+def complete_restore_upload(
+        uploadId: UploadId,
+        request: Annotated[RestoreUploadComplete, Body()]) -> RestoreUploadView:
+    return restores.complete_upload(_user_id(), uploadId, request)
 
 
 @app.post("/api-keys", summary="Make an API key for scripts (shown once; needs a sign-in token)",

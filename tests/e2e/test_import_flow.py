@@ -283,7 +283,7 @@ def test_skip_merge_and_replace_per_session(db: Database[Document], package: byt
     assert without(outcome, "dryRun", "startedAt", "finishedAt") == without(
         dry, "dryRun", "startedAt", "finishedAt")
     assert outcome["sessions"] == {"inserted": 0, "replaced": 1, "merged": 1, "skipped": 1,
-                                   "unchanged": len(exported) - 3, "copies": 0}
+                                   "unchanged": len(exported) - 3, "removed": 0, "copies": 0}
     actions = {a["sessionId"]: a for a in owner.pages(f"/imports/{job['jobId']}/actions",
                                                       "actions")}
     assert actions[replaced]["messages"]["deleted"] == 1
@@ -1194,7 +1194,7 @@ def test_a_mixed_upload_inserts_the_new_sessions_and_merges_the_others(
     assert owner.pages(f"/imports/{job['jobId']}/actions", "actions") == planned
     assert done["outcome"]["sessions"] == {"inserted": 2, "replaced": 1, "merged": 1,
                                            "skipped": 0, "unchanged": len(exported) - 4,
-                                           "copies": 0}
+                                           "removed": 0, "copies": 0}
 
     for session_id in (gone_one, gone_two, replaced):  # exactly the upload's again
         now = messages_of(db, session_id)

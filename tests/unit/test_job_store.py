@@ -55,6 +55,7 @@ from dataport.models.jobs import (
     UploadPin,
 )
 from dataport.models.staged import StagedFile
+from tests.restores.states import restore_state
 
 USER = "66ad9b005f2b4a0012c0aaaa"
 TABLE = "test-jobs"  # tests.fixtures.aws.job_store
@@ -74,7 +75,7 @@ def _state(kind: JobKind) -> ExportState | ImportState | BackupState | RestoreSt
         return ExportState(request=ExportRequest())
     if kind is JobKind.IMPORT:
         return ImportState(request=ImportCreate(filename="a.jsonl"))
-    return BackupState(request=BACKUP_REQUEST) if kind is JobKind.BACKUP else RestoreState()
+    return BackupState(request=BACKUP_REQUEST) if kind is JobKind.BACKUP else restore_state()
 
 
 def _job(store: JobStore, kind: JobKind, status: JobStatus = JobStatus.QUEUED) -> Job:

@@ -23,7 +23,6 @@ from dataport.models.jobs import (
     JobStatus,
     PackageInfo,
     Progress,
-    RestoreState,
 )
 from dataport.packaging.download import Download
 from dataport.progress.events import (
@@ -41,6 +40,7 @@ from dataport.progress.events import (
     snapshot_event,
     terminal_event,
 )
+from tests.restores.states import restore_state
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 AT = datetime(2025, 6, 2, 8, 0, 0, 250_000, tzinfo=UTC)
@@ -54,7 +54,7 @@ def _job(status: JobStatus = JobStatus.RUNNING, package: PackageInfo | None = No
     state = {JobKind.EXPORT: ExportState(request=ExportRequest(), package=package),
              JobKind.IMPORT: ImportState(request=ImportCreate(filename="a.json")),
              JobKind.BACKUP: BackupState(request=BackupRequest(name="nightly")),
-             JobKind.RESTORE: RestoreState()}[kind]
+             JobKind.RESTORE: restore_state()}[kind]
     values: dict[str, Any] = {
         "job_id": JOB_ID, "kind": kind, "user_id": "66ad9b005f2b4a0012c0aaaa",
         "status": status, "created_at": now, "updated_at": now,

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     upload_url_ttl_seconds: int = Field(default=900, ge=60, le=3600)
     import_batch_ops: int = Field(default=1000, ge=1, le=1000)
 
+    # Restores (docs/backups.md): 5 per user per hour; a backup file from elsewhere comes in a
+    # presigned multipart upload of at most max_restore_upload_bytes (S3: 10,000 parts of at
+    # most 5 GiB), parts of restore_part_size_mb (grown when the file needs more parts).
+    restore_rate_limit: int = 5
+    max_restore_upload_bytes: int = Field(default=100 * 1000**3, gt=0)
+    restore_part_size_mb: int = Field(default=64, ge=5, le=5120)
+
     # Backups (docs/backups.md): per user per hour, and for instance-wide backups (per
     # administrator per hour); how long a backup made by hand is kept; the default zstd level.
     backup_rate_limit: int = Field(default=10, ge=1)

@@ -29,9 +29,10 @@ from dataport.models.backups import BackupRequest
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate
 from dataport.models.jobs import Job
+from dataport.models.restores import RestoreRequest
 
 #: the requests that start a job
-RequestT = TypeVar("RequestT", ExportRequest, ImportCreate, BackupRequest)
+RequestT = TypeVar("RequestT", ExportRequest, ImportCreate, BackupRequest, RestoreRequest)
 
 
 class StartCommand(BaseModel, Generic[RequestT]):

@@ -153,7 +153,13 @@ def conflicts(user_id: str, job_id: str, limit: int, token: str | None) -> Confl
 
 def actions(user_id: str, job_id: str, dry_run: bool, limit: int,
             token: str | None) -> ActionPage:
-    job = get_import(user_id, job_id)
+    return job_actions(get_import(user_id, job_id), dry_run, limit, token)
+
+
+def job_actions(job: Job, dry_run: bool, limit: int, token: str | None) -> ActionPage:
+    """Per session, what the dry run would do or the execution did (an import's or a
+    restore's listing)."""
+    job_id = job.job_id
     state = job.import_state
     if (state.dry_run if dry_run else state.outcome) is None:
         what = "dry run" if dry_run else "execution"
@@ -234,17 +240,22 @@ def cancel(user_id: str, job_id: str) -> Job:
 def rollback(user_id: str, job_id: str) -> Job:
     """Undo an import that wrote something, newest first: a newer import of yours that also
     wrote must be rolled back before (its pre-images were taken after this one's writes)."""
+    return start_rollback(user_id, get_import(user_id, job_id))
+
+
+def start_rollback(user_id: str, job: Job) -> Job:
+    """Roll back an import or a restore (the caller's, found already)."""
     store = JobStore()
-    job = get_import(user_id, job_id)
+    job_id = job.job_id
     outcome = job.import_state.outcome
     repair = job.error is not None and job.error.code == CLEANUP_FAILED
     if job.status not in ENDED or not (repair or (outcome is not None and outcome.wrote)):
-        raise Conflict(f"Import {job_id} ({job.status.value}) wrote nothing that could be rolled "
-                       "back.", details={"status": job.status.value})
+        raise Conflict(f"{job.kind.value.capitalize()} {job_id} ({job.status.value}) wrote "
+                       "nothing that could be rolled back.", details={"status": job.status.value})
     newer = _newer_writes(user_id, job)
     if newer:
-        raise Conflict(f"Roll back your newer import {newer} first: it changed your data after "
-                       "this one.", details={"jobId": newer})
+        raise Conflict(f"Roll back your newer {newer.kind.value} {newer.job_id} first: it "
+                       "changed your data after this one.", details={"jobId": newer.job_id})
     # a failed rollback ends the job failed (rollback_failed) with its outcome: it may be
     # started again, rolling back is idempotent
     job = store.begin_rollback(job_id, Progress(phase=ROLLING_BACK))
@@ -262,19 +273,29 @@ def rollback(user_id: str, job_id: str) -> Job:
     return job
 
 
-def _newer_writes(user_id: str, job: Job) -> str | None:
-    """A newer import of the user's whose writes are still in place."""
+def _newer_writes(user_id: str, job: Job) -> Job | None:
+    """A newer import or restore of the user's whose writes are still in place."""
+    for kind in (JobKind.IMPORT, JobKind.RESTORE):
+        newer = _newer_of(user_id, job, kind)
+        if newer is not None:
+            return newer
+    return None
+
+
+def _newer_of(user_id: str, job: Job, kind: JobKind) -> Job | None:
     token: str | None = None
     while True:
-        jobs, token = JobStore().history(user_id, JobKind.IMPORT, limit=50, next_token=token)
+        jobs, token = JobStore().history(user_id, kind, limit=50, next_token=token)
         for other in jobs:
-            if other.job_id == job.job_id or other.created_at <= job.created_at:
+            if other.job_id == job.job_id:
+                continue
+            if other.created_at <= job.created_at:
                 return None
             if other.status is JobStatus.ROLLED_BACK:
                 continue
             written = other.import_state.outcome
             if (written is not None and written.wrote) or other.progress.phase == "importing":
-                return other.job_id
+                return other
         if token is None:
             return None
 

@@ -215,6 +215,17 @@ class PackagesBucket:
         head = self._s3.head_object(Bucket=self.name, Key=target, IfMatch=etag)
         return UploadPin(key=target, etag=etag, bytes=head["ContentLength"])
 
+    def pin_in_place(self, key: str) -> UploadPin:
+        """Pin an object where it is (a backup, a restore's completed upload: written by
+        dataport or assembled by S3 from parts, never by a form); ObjectMissing when there is
+        none."""
+        try:
+            return self.pin_written(key)
+        except ClientError as error:
+            if _code(error) in {"NoSuchKey", "404"}:
+                raise ObjectMissing(f"Nothing at {key}.") from error
+            raise
+
     def pin_written(self, key: str) -> UploadPin:
         """Pin an object this deployment just wrote (at a key no upload form can write): its
         ETag and size, for reads with If-Match."""
@@ -243,6 +254,14 @@ class PackagesBucket:
             Bucket=self.name, Key=key, Conditions=[["content-length-range", 1, max_bytes]],
             ExpiresIn=ttl_seconds)
         return post["url"], post["fields"]
+
+    def presigned_part(self, key: str, upload_id: str, number: int, *,
+                       ttl_seconds: int) -> str:
+        """A PUT of part `number` of a multipart upload of `key`."""
+        url: str = self._s3.generate_presigned_url(
+            "upload_part", Params={"Bucket": self.name, "Key": key, "UploadId": upload_id,
+                                   "PartNumber": number}, ExpiresIn=ttl_seconds)
+        return url
 
     def presigned_get(self, key: str, *, ttl_seconds: int, filename: str,
                       content_type: str) -> str:

@@ -28,6 +28,7 @@ from dataport.imports.limits import (
     check_upload_size,
     stream_size,
 )
+from dataport.imports.readers.backup import BackupSource, is_backup
 from dataport.imports.readers.base import ImportSource, IssueCallback, Opener, Reporter
 from dataport.imports.readers.claude_transcript import ClaudeTranscriptSource
 from dataport.imports.readers.csv_reader import CsvSource, understand_header
@@ -169,6 +170,9 @@ def _zip_source(opener: Opener, filename: str, options: ImportOptions,
     stream = opener()
     try:
         with SafeZip(stream, file=filename, limits=limits, password=password) as archive:
+            if is_backup(archive):  # a backup restores as any other upload imports
+                return BackupSource(opener, filename, options=options, limits=limits,
+                                    password=password)
             manifest = read_manifest(archive)
             names = [m.name for m in archive.members if not is_noise(m.name)]
     finally:

@@ -149,6 +149,7 @@ class Executor:
         self.upload_projects = staging.projects()
         self.batches = 0
         self._batch = _Batch()
+        self._renamed: set[str] = set()  # strategy rename: sessions going to their copy
         self._writer = _Writes()
 
     def run(self, keep_going: Callable[[], bool], after: str | None,
@@ -202,7 +203,30 @@ class Executor:
             return
         stored = self.user.sessions([entry["s"] for entry in entries])
         for entry in entries:
-            yield entry, stored[entry["s"]]
+            yield entry, self._renaming(entry, stored[entry["s"]])
+
+    def _renaming(self, entry: Document, stored: StoredSession) -> StoredSession:
+        """Strategy rename: a session the user has that the upload changes goes to its
+        renamed copy (UserData.renamed); an identical one stays where it is (unchanged)."""
+        session_id = entry["s"]
+        if (stored.document is None or stored.copy
+                or self.decision.strategy_for(session_id) is not Strategy.RENAME):
+            return stored
+        plan = SessionPlan(session_id=session_id, stored_id=stored.stored_id,
+                           strategy=Strategy.REPLACE,
+                           incoming=self.staging.session_document(session_id),
+                           stored=stored.document,
+                           stored_messages=self.user.messages(stored.stored_id),
+                           incoming_count=int(entry.get("m", 0)))
+        for doc in IncomingSession(self.staging, self.user, stored).messages():
+            for _ in plan.feed(doc):
+                pass
+        for _ in plan.finish():
+            pass
+        if plan.action is SessionAction.UNCHANGED:
+            return stored
+        self._renamed.add(session_id)
+        return self.user.renamed(stored)
 
     def _reads(self, entry: Document, stored: StoredSession) -> bool:
         """Whether `process` reads the session's messages (and so needs their identity)."""
@@ -266,7 +290,7 @@ class Executor:
         session_id, path = entry["s"], entry["p"]
         strategy = self.decision.strategy_for(session_id)
         if stored is None:
-            stored = self.user.session(session_id)
+            stored = self._renaming(entry, self.user.session(session_id))
         light = bool(entry.get(LIGHT))
         if light and stored.document is not None:
             # the user's by now: the next try stages its messages in full first
@@ -275,8 +299,12 @@ class Executor:
             return self._counted(entry, stored, strategy, arrival)
         if incoming is None:
             incoming = self.staging.session_document(session_id)
+        if session_id in self._renamed:
+            incoming = restored_copy(incoming)
         plan = SessionPlan(
-            session_id=session_id, stored_id=stored.stored_id, strategy=strategy,
+            session_id=session_id, stored_id=stored.stored_id,
+            # a renamed copy becomes the upload's session, as replace makes it
+            strategy=Strategy.REPLACE if strategy is Strategy.RENAME else strategy,
             incoming=incoming, stored=stored.document,
             stored_messages=(self.user.messages(stored.stored_id)
                              if stored.document is not None and strategy is not Strategy.SKIP
@@ -434,6 +462,14 @@ class Executor:
         if missing:
             self.projects.update(self.target.create_projects(
                 ObjectId(self.user_id), missing, self.job_id, self.now))
+
+
+def restored_copy(session: Document) -> Document:
+    """The session as its renamed copy stores it: the summary says what it is."""
+    summary = session.get("summary")
+    marked = f"{summary} (restored copy)" if isinstance(summary, str) and summary else (
+        "Restored copy")
+    return {**session, "summary": marked}
 
 
 class IncomingSession:

@@ -5,6 +5,7 @@
   JOB#<id>   / SHARD#<nnnnn>             one shard's progress (workers SET it: retries stay exact)
   JOB#<id>   / FILE#<nnnnn>#<nnnnnn>     one staged package file, in package order
   RATE#<user>#<kind> / WINDOW#<start>    fixed-window rate-limit counter
+  UPLOAD#<id> / RESTORE-UPLOAD           a backup file uploaded for a restore (multipart)
 """
 
 from __future__ import annotations
@@ -45,3 +46,10 @@ def rate_pk(user_id: str, kind: str) -> str:
 
 def rate_sk(window_start: int) -> str:
     return f"WINDOW#{window_start}"
+
+
+RESTORE_UPLOAD_SK = "RESTORE-UPLOAD"
+
+
+def upload_pk(upload_id: str) -> str:
+    return f"UPLOAD#{upload_id}"

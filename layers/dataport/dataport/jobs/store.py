@@ -94,8 +94,24 @@ TARGETS: Mapping[Change, JobStatus | None] = {
     Change.ROLL_BACK: JobStatus.ROLLED_BACK}
 
 _RUNNING = frozenset({JobStatus.RUNNING})
+#: the kinds the import pipeline runs (their states share ImportingState's fields)
+IMPORTING_KINDS = frozenset({JobKind.IMPORT, JobKind.RESTORE})
 #: ended with something to show: an export's package can be deleted, an import rolled back
 FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+_IMPORTING: Mapping[Change, frozenset[JobStatus]] = {
+    Change.START: frozenset({JobStatus.QUEUED}),
+    Change.PROGRESS: _RUNNING,
+    Change.UPDATE: _RUNNING,
+    Change.AWAIT_DECISION: _RUNNING,
+    Change.DECIDE: frozenset({JobStatus.AWAITING_DECISION}),
+    Change.SUCCEED: _RUNNING,
+    Change.FAIL: ACTIVE_STATUSES,
+    Change.CANCEL: ACTIVE_STATUSES,
+    Change.RECORD_CANCELLED: frozenset({JobStatus.CANCELLED}),
+    Change.BEGIN_ROLLBACK: FINISHED,
+    Change.ROLL_BACK: _RUNNING,
+}
 
 #: per kind, each change a job of that kind may make and the statuses it may make it from
 #: (a change a kind lacks is refused whatever the status)
@@ -109,32 +125,15 @@ TRANSITIONS: Mapping[JobKind, Mapping[Change, frozenset[JobStatus]]] = {
         Change.CANCEL: ACTIVE_STATUSES,
         Change.DELETE: FINISHED,
     },
-    JobKind.IMPORT: {
-        Change.START: frozenset({JobStatus.QUEUED}),
-        Change.PROGRESS: _RUNNING,
-        Change.UPDATE: _RUNNING,
-        Change.AWAIT_DECISION: _RUNNING,
-        Change.DECIDE: frozenset({JobStatus.AWAITING_DECISION}),
-        Change.SUCCEED: _RUNNING,
-        Change.FAIL: ACTIVE_STATUSES,
-        Change.CANCEL: ACTIVE_STATUSES,
-        Change.RECORD_CANCELLED: frozenset({JobStatus.CANCELLED}),
-        Change.BEGIN_ROLLBACK: FINISHED,
-        Change.ROLL_BACK: _RUNNING,
-    },
+    JobKind.IMPORT: _IMPORTING,
+    # a restore is an import whose source is a backup: the same lifecycle
+    JobKind.RESTORE: _IMPORTING,
     # a backup runs through the export pipeline; its lasting record is the catalog's
     JobKind.BACKUP: {
         Change.START: frozenset({JobStatus.QUEUED}),
         Change.PROGRESS: _RUNNING,
         Change.UPDATE: _RUNNING,
         Change.SUCCEED: _RUNNING,
-        Change.FAIL: ACTIVE_STATUSES,
-        Change.CANCEL: ACTIVE_STATUSES,
-    },
-    # restores: filled in by the restores branch
-    JobKind.RESTORE: {
-        Change.START: frozenset({JobStatus.QUEUED}),
-        Change.PROGRESS: _RUNNING,
         Change.FAIL: ACTIVE_STATUSES,
         Change.CANCEL: ACTIVE_STATUSES,
     },
@@ -338,7 +337,7 @@ class JobStore:
         kept), the dry run's or the execution's outcome (None: unchanged)."""
         given = {"upload_pin": upload_pin, "report": report, "checked_pin": checked_pin,
                  "dry_run": dry_run, "outcome": outcome}
-        return self._change(job_id, Change.UPDATE, kinds={JobKind.IMPORT},
+        return self._change(job_id, Change.UPDATE, kinds=IMPORTING_KINDS,
                             sets=_state_sets(ImportState, given),
                             removes=("checked_pin",) if forget_checked else ())
 
@@ -371,7 +370,7 @@ class JobStore:
     def succeed_import(self, job_id: str, *, outcome: ImportOutcome, progress: Progress) -> Job:
         """running -> succeeded with what the execution did (it finished when the outcome
         says)."""
-        return self._change(job_id, Change.SUCCEED, kinds={JobKind.IMPORT}, sets={
+        return self._change(job_id, Change.SUCCEED, kinds=IMPORTING_KINDS, sets={
             "outcome": _storable(ImportState, "outcome", outcome),
             "progress": _storable(Job, "progress", progress),
             "finished_at": _storable(Job, "finished_at", outcome.finished_at)})
@@ -385,7 +384,7 @@ class JobStore:
                     outcome: ImportOutcome | None = None) -> Job:
         """An active import ends failed with its error and what it found (the report of a
         refused upload) or did (the sessions a failed execution completed)."""
-        return self._change(job_id, Change.FAIL, kinds={JobKind.IMPORT}, sets={
+        return self._change(job_id, Change.FAIL, kinds=IMPORTING_KINDS, sets={
             **_failed(error, progress),
             **_state_sets(ImportState, {"report": report, "outcome": outcome})})
 

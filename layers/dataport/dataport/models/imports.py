@@ -22,6 +22,7 @@ class SourceFormat(StrEnum):
     DATAPORT_JSONL = "dataport-jsonl"  # a dataport jsonl package (Claude-native transcripts)
     CLAUDE_TRANSCRIPT = "claude-transcript"  # one ~/.claude/projects/.../<id>.jsonl or a zip tree
     CSV = "csv"  # sessions.csv / messages.csv, ours or another tool's with a field mapping
+    DATAPORT_BACKUP = "dataport-backup"  # a backup (docs/backups.md): what a restore reads
 
 
 class IssueCode(StrEnum):
@@ -174,11 +175,15 @@ class Strategy(StrEnum):
 
     skip: the existing session is left untouched. replace: the existing session and its messages
     are replaced by the incoming ones. merge: union of messages by uuid; a message on both sides
-    with a different contentHash takes the incoming version; session stats recomputed."""
+    with a different contentHash takes the incoming version; session stats recomputed.
+    rename: keep both: an incoming session that differs from the user's is written as a copy
+    under a new, stable id (derived as copies' ids are, source.identity), its summary saying it
+    is a restored copy; an identical one is left as it is."""
 
     SKIP = "skip"
     REPLACE = "replace"
     MERGE = "merge"
+    RENAME = "rename"
 
 
 class ImportCreate(ApiModel):
@@ -235,6 +240,7 @@ class SessionAction(StrEnum):
     MERGE = "merge"
     SKIP = "skip"  # the user has it; strategy skip left it untouched
     UNCHANGED = "unchanged"  # the user has it and the strategy finds nothing to change
+    REMOVE = "remove"  # a full restore: the target has it, the backup does not
 
 
 class MessageCounts(ApiModel):
@@ -257,6 +263,8 @@ class SessionCounts(ApiModel):
     merged: int = 0
     skipped: int = 0
     unchanged: int = 0
+    removed: int = Field(default=0, description="a full restore: sessions of the target the "
+                                                "backup lacks, removed (pre-images journalled)")
     copies: int = Field(default=0, description="of those, written under ids derived from yours "
                                                "because another account holds the original ids")
 
@@ -269,13 +277,16 @@ class ImportOutcome(ApiModel):
     sessions: SessionCounts = SessionCounts()
     messages: MessageCounts = MessageCounts()
     projects_created: int = 0
+    projects_removed: int = Field(default=0, description="a full restore: projects of the "
+                                  "target the backup lacks, left empty, removed")
     started_at: AwareDatetime
     finished_at: AwareDatetime
 
     @property
     def wrote(self) -> bool:
         return not self.dry_run and (self.sessions.inserted + self.sessions.replaced
-                                     + self.sessions.merged) > 0
+                                     + self.sessions.merged + self.sessions.removed
+                                     + self.projects_removed) > 0
 
 
 class CopiedMessage(ApiModel):

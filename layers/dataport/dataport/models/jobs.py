@@ -10,7 +10,7 @@ reads).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import AwareDatetime, Field, model_validator
 
@@ -28,10 +28,11 @@ from dataport.models.job_common import (
     Progress,
     UploadPin,
 )
+from dataport.models.restores import RestoreRequest, RestoreSource
 
-__all__ = ["ACTIVE_STATUSES", "BackupState", "Counts", "ExportState", "ImportState", "Job",
-           "JobError", "JobKind", "JobState", "JobStatus", "PackageInfo", "Progress",
-           "RestoreState", "UploadPin"]
+__all__ = ["ACTIVE_STATUSES", "BackupState", "Counts", "ExportState", "ImportState",
+           "ImportingState", "Job", "JobError", "JobKind", "JobState", "JobStatus",
+           "PackageInfo", "Progress", "RestoreState", "UploadPin"]
 
 
 class ExportState(ApiModel):
@@ -44,13 +45,13 @@ class ExportState(ApiModel):
     package: PackageInfo | None = None
 
 
-class ImportState(ApiModel):
-    """An import (dataport.workflows.imports): the request (without the password), the upload
-    as the validation pinned it (and the records it checked), the validation report, the
-    decision, what the dry run and the execution did, and the Step Functions task token the
-    workflow waits on while awaiting_decision. Internal: views pick what to show."""
+class ImportingState(ApiModel):
+    """What a job run by the import pipeline keeps (an import, and a restore: an import whose
+    source is a backup): the request (without the password), the upload as the validation
+    pinned it (and the records it checked), the validation report, the decision, what the dry
+    run and the execution did, and the Step Functions task token the workflow waits on while
+    awaiting_decision. Internal: views pick what to show."""
 
-    kind: Literal[JobKind.IMPORT] = JobKind.IMPORT
     request: ImportCreate
     upload_pin: UploadPin | None = None
     #: the records validation checked, kept for the execution (imports.checked)
@@ -63,6 +64,12 @@ class ImportState(ApiModel):
     dry_runs: int = Field(default=0, ge=0, description=(
         "dry runs decided so far (bounded: MAX_DRY_RUNS, so that the workflow's history, which "
         "grows by one decision's events per dry run, stays within Step Functions' limit)"))
+
+
+class ImportState(ImportingState):
+    """An import (dataport.workflows.imports)."""
+
+    kind: Literal[JobKind.IMPORT] = JobKind.IMPORT
 
 
 class BackupState(ApiModel):
@@ -83,12 +90,17 @@ class BackupState(ApiModel):
     bytes: int | None = None
 
 
-class RestoreState(ApiModel):
-    """A restore. A placeholder until the backups issue gives it its request and result: only
-    the request as sent is kept."""
+class RestoreState(ImportingState):
+    """A restore: an import whose source is a backup (dataport.workflows.imports runs it).
+    `request` is the import's view of it (a backup zip), `restore` the restore's request as
+    sent (without the password), `source` the backup chain it reads, each object pinned by its
+    ETag, `target_user_id` whose data it writes (the caller's, or for an administrator another
+    user's). The decision is made up front, from the request."""
 
     kind: Literal[JobKind.RESTORE] = JobKind.RESTORE
-    request: dict[str, Any] = Field(default_factory=dict)
+    restore: RestoreRequest
+    source: RestoreSource
+    target_user_id: str
 
 
 JobState = Annotated[ExportState | ImportState | BackupState | RestoreState,
@@ -138,8 +150,22 @@ class Job(ApiModel):
         return self.state
 
     @property
-    def import_state(self) -> ImportState:
-        """The import's state; an error for a job of another kind (a caller's mistake)."""
-        if not isinstance(self.state, ImportState):
+    def import_state(self) -> ImportingState:
+        """The state of a job the import pipeline runs (an import or a restore); an error for a
+        job of another kind (a caller's mistake)."""
+        if not isinstance(self.state, ImportingState):
             raise TypeError(f"Job {self.job_id} is a {self.kind.value} job, not an import.")
         return self.state
+
+    @property
+    def restore_state(self) -> RestoreState:
+        """The restore's state; an error for a job of another kind (a caller's mistake)."""
+        if not isinstance(self.state, RestoreState):
+            raise TypeError(f"Job {self.job_id} is a {self.kind.value} job, not a restore.")
+        return self.state
+
+    @property
+    def owner_of_data(self) -> str:
+        """Whose ClaudeLens data the job reads and writes: a restore's target, else the job's
+        owner."""
+        return self.state.target_user_id if isinstance(self.state, RestoreState) else self.user_id

@@ -140,6 +140,16 @@ class UserData:
                 found[session_id] = StoredSession(session_id, copy_of, True, copy)
         return found
 
+    def renamed(self, stored: StoredSession) -> StoredSession:
+        """Where a session the user has goes when it is kept twice (strategy rename): a copy
+        under the id derived from the user's and its own (stable: a second restore finds the
+        same copy), with its messages' uuids derived too."""
+        copy_of = copy_id(self.key, self.user_id, stored.session_id)
+        doc = self.db[SESSIONS].find_one({"sessionId": copy_of})
+        if doc is not None and doc["projectId"] not in set(self.scope.project_ids):
+            raise IdTaken.of(stored.session_id, copy_of)
+        return StoredSession(stored.session_id, copy_of, True, doc)
+
     def identify(self, stored: StoredSession, uuids: Iterable[str]) -> tuple[SessionIds, int]:
         """How the session's messages (`uuids`: all of them, as the upload names them) are
         stored, and how many get a derived uuid. A uuid is foreign when a message outside the

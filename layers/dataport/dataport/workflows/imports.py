@@ -62,7 +62,10 @@ from dataport.imports.digest import UploadDigest
 from dataport.imports.executor import Executor, arriving, recover, summarise
 from dataport.imports.limits import ImportLimits
 from dataport.imports.plan import SessionPlan
+from dataport.imports.readers.backup import BackupSource, Selection
 from dataport.imports.readers.base import ImportSource
+from dataport.imports.removal import Removal, removed, removed_projects
+from dataport.imports.removal import recover as recover_removals
 from dataport.imports.validate import RecordSink, recheck
 from dataport.imports.validate import validate as validate_upload
 from dataport.jobs import passwords
@@ -79,8 +82,9 @@ from dataport.models.imports import (
     Strategy,
     ValidationReport,
 )
-from dataport.models.jobs import Job, JobError, JobStatus, Progress, UploadPin
+from dataport.models.jobs import Job, JobError, JobKind, JobStatus, Progress, UploadPin
 from dataport.models.records import ImportRecord
+from dataport.models.restores import BACKUP_FILENAME, RestoreMode
 from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep, TaskError
 from dataport.observability import logger
 from dataport.progress.publisher import publish_progress, publish_terminal
@@ -96,6 +100,7 @@ from dataport.source.writes import (
     refresh_project_stats,
     restore,
 )
+from dataport.workflows import restore_checks
 from dataport.workflows.failure import describe
 
 T = TypeVar("T")
@@ -103,8 +108,35 @@ T = TypeVar("T")
 #: how often (seconds) long loops look at the job row (a cancel) and report progress
 
 
-def limits() -> ImportLimits:
-    return ImportLimits(max_upload_bytes=get_settings().max_upload_bytes)
+def limits(job: Job | None = None) -> ImportLimits:
+    settings = get_settings()
+    if job is not None and job.kind is JobKind.RESTORE:
+        # a backup's members are STORED (already zstd): the zip inflates nothing, and the
+        # reader holds each member's decompression to what its manifest declares
+        largest = settings.max_restore_upload_bytes
+        return ImportLimits(max_upload_bytes=largest, max_total_uncompressed_bytes=largest,
+                            max_zip_entries=1_000_000)
+    return ImportLimits(max_upload_bytes=settings.max_upload_bytes)
+
+
+def _source(job: Job, digest: UploadDigest | None = None, *, verify: bool = False,
+            pin: UploadPin | None = None) -> ImportSource:
+    """The job's upload as import records: an import's through detection (open_import), a
+    restore's as its backup chain (each parent object pinned as the restored one is;
+    `verify`: every member checked before the first record, the validation pass). `pin`: the
+    upload as just pinned (the job read before has none yet)."""
+    pin = pin or _pinned(job)
+    if job.kind is not JobKind.RESTORE:
+        return open_import(opener(pin, digest), job.import_state.request.filename,
+                           _options(job), limits(job), password=_password(job))
+    state = job.restore_state
+    selections = state.restore.selections
+    return BackupSource(opener(pin, digest), BACKUP_FILENAME, options=ImportOptions(),
+                        limits=limits(job), password=_password(job),
+                        chain=[opener(link.pin) for link in state.source.links[:-1]],
+                        selection=Selection(frozenset(selections.projects),
+                                            frozenset(selections.sessions)),
+                        verify=verify)
 
 
 def opener(pin: UploadPin, digest: UploadDigest | None = None) -> Callable[[], IO[bytes]]:
@@ -153,19 +185,24 @@ def validate(step: ImportStep) -> ImportStep:
     pin = _pin(store, job)
     digest = UploadDigest()
     staging = Staging(get_database(), job.job_id)
-    stager = _Stager(staging, UserData(staging.db, job.user_id),
+    stager = _Stager(staging, UserData(staging.db, job.owner_of_data),
                      lambda: require_running(store.require(job.job_id)), packages_bucket())
     try:
         with database_errors():
             staging.drop()  # a retry, or validated again with another field mapping: anew
             staging.ensure_indexes()
-            report = validate_upload(opener(pin, digest), job.import_state.request.filename,
-                                     _options(job), limits(), password=_password(job),
+            # an upload is detected inside the validation (what it cannot be is in the report)
+            upload = (_source(job, digest, verify=True, pin=pin)
+                      if job.kind is JobKind.RESTORE else opener(pin, digest))
+            report = validate_upload(upload, job.import_state.request.filename,
+                                     _options(job), limits(job), password=_password(job),
                                      sink=stager.open)
         size, sha256 = digest.finish(opener(pin))
         if size != pin.bytes:  # If-Match makes this impossible; an import must not rely on it
             raise UploadChanged(f"The validated upload has {size} bytes, its pin {pin.bytes}.")
         report = report.model_copy(update={"size": size, "sha256": sha256})
+        if job.kind is JobKind.RESTORE:
+            report = restore_checks.whole_objects(job, report, sha256)
         checked = stager.complete_checked() if report.ok else None
     finally:
         stager.abort_checked()  # no multipart upload left open, whatever happened
@@ -176,9 +213,10 @@ def validate(step: ImportStep) -> ImportStep:
         _delete_upload(job.job_id)
         failed = store.fail_import(
             job.job_id, report=report, progress=Progress(phase="done"),
-            error=JobError(code="invalid_upload", message=(
-                f"The upload has {report.errors_total} error(s) and was not imported; the "
-                "report lists them.")))
+            error=restore_checks.refusal(job, report) or JobError(
+                code="invalid_upload", message=(
+                    f"The upload has {report.errors_total} error(s) and was not imported; the "
+                    "report lists them.")))
         publish_terminal(failed)
         logger.info("import refused", extra={"job_id": job.job_id, "errors": report.errors_total})
         return step.model_copy(update={"next": "invalid"})
@@ -316,9 +354,8 @@ def _stage(store: JobStore, job: Job, staging: Staging, report: ValidationReport
     staging.drop()  # a retry, or validated again with another field mapping: from nothing
     _report(job, Progress(phase="staging", total=report.counts.messages))
     staging.ensure_indexes()
-    source = open_import(opener(_pinned(job)), job.import_state.request.filename,
-                         _options(job), limits(), password=_password(job))
-    user = UserData(staging.db, job.user_id)
+    source = _source(job)
+    user = UserData(staging.db, job.owner_of_data)
 
     def held(session_ids: Sequence[str]) -> set[str]:
         return {sid for sid, stored in user.sessions(session_ids).items()
@@ -347,6 +384,11 @@ def _options(job: Job) -> ImportOptions:
     return options
 
 
+def _removes(job: Job) -> bool:
+    """A full restore removes what the backup lacks (imports.removal)."""
+    return job.kind is JobKind.RESTORE and job.restore_state.restore.mode is RestoreMode.FULL
+
+
 def _decided(job: Job) -> ImportDecision:
     decision = job.import_state.decision
     if decision is None:
@@ -369,7 +411,7 @@ def _password(job: Job) -> bytes | None:
 def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> ConflictSummary:
     """Every staged session against the user's: the summary, and a listing of the ones the
     user has (how they differ, what to do)."""
-    user = UserData(staging.db, job.user_id)
+    user = UserData(staging.db, job.owner_of_data)
     new = changed = identical = copies = copied_messages = 0
     pulse = Cadence()
     pulse.due()  # the first report after an interval: a short comparison needs none (the
@@ -458,12 +500,13 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
         staging.reset_results("dry")
     _report(job, Progress(phase=phase, current=step.done, total=total))
     if not decision.dry_run:
-        undone = _mongo(lambda: recover(db, bucket, staging))
+        undone = _mongo(lambda: recover(db, bucket, staging)
+                        + recover_removals(db, bucket, staging))
         if undone:
             logger.warning("undid half-written sessions", extra={"job_id": job.job_id,
                                                                 "sessions": undone})
     executor = Executor(db=db, bucket=bucket, job_id=job.job_id,
-                        user_id=job.user_id, decision=decision, staging=staging,
+                        user_id=job.owner_of_data, decision=decision, staging=staging,
                         run_id=f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
                         batch_ops=settings.import_batch_ops, now=started)
     processed = 0
@@ -489,11 +532,15 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
         checked = job.import_state.checked_pin
         if checked is not None:
             return recheck(read_checked(storage.open_pinned(bucket, checked)))
-        source = open_import(opener(_pinned(job)), job.import_state.request.filename,
-                             _options(job), limits(), password=_password(job))
-        return recheck(source.records())
+        return recheck(_source(job).records())
 
     last, finished = _mongo(lambda: executor.run(keep_going, step.after, upload))
+    if finished and _removes(job):
+        removal = Removal(db=db, bucket=bucket, staging=staging,
+                          user=UserData(db, job.owner_of_data), run_id=executor.run_id,
+                          dry_run=decision.dry_run, strategy=decision.strategy,
+                          batch=min(settings.import_batch_ops, 200))
+        finished = _mongo(lambda: removal.run(keep_going))
     _report(job, Progress(phase=phase, current=step.done + processed, total=total))
     return step.model_copy(update={"next": "finalize" if finished else "execute", "after": last,
                                    "done": step.done + processed, "started_at": started,
@@ -513,12 +560,21 @@ def finalize(step: ImportStep) -> ImportStep:
         outcome = recorded
     else:
         outcome = _outcome(job, staging, decision, step.started_at or utcnow())
+    if decision.dry_run and job.kind is JobKind.RESTORE:
+        # a restore's dry run is the whole job: it ends with what the restore would do
+        store.update_import(job.job_id, dry_run=outcome)
+        staging.drop()
+        finished = store.succeed_import(job.job_id, outcome=outcome, progress=Progress(
+            phase="done", current=step.done, total=step.done))
+        publish_terminal(finished)
+        logger.info("restore dry run done", extra={"job_id": job.job_id})
+        return ImportStep(job_id=job.job_id, next="end")
     if decision.dry_run:
         store.update_import(job.job_id, dry_run=outcome)
         logger.info("dry run done", extra={"job_id": job.job_id})
         return ImportStep(job_id=job.job_id, next="decide")
     store.update_import(job.job_id, outcome=outcome)
-    user_id = UserData(db, job.user_id).scope.user_id
+    user_id = UserData(db, job.owner_of_data).scope.user_id
     refresh_project_stats(db, job.job_id, user_id)
     staging.drop()
     _delete_upload(job.job_id)
@@ -546,22 +602,28 @@ def _outcome(job: Job, staging: Staging, decision: ImportDecision,
                 sessions["copies"] += 1
             messages = messages.plus(MessageCounts.model_validate(result.get("messages", {})))
             out.write(json.dumps(result, ensure_ascii=False).encode() + b"\n")
+        for result in removed(staging, dry_run=decision.dry_run):  # a full restore's
+            sessions["removed"] += 1
+            messages = messages.plus(MessageCounts.model_validate(result.get("messages", {})))
+            out.write(json.dumps(result, ensure_ascii=False).encode() + b"\n")
     if decision.dry_run:
-        existing = set(UserData(staging.db, job.user_id).projects_by_path())
+        existing = set(UserData(staging.db, job.owner_of_data).projects_by_path())
         planned = {entry["p"] for entry, result in summarise(staging, dry_run=True)
                    if result["action"] in ("insert", "replace")}
         created = len(planned - existing)
     else:
         created = len(created_projects(staging.db, job.job_id,
-                                       UserData(staging.db, job.user_id).scope.user_id))
+                                       UserData(staging.db, job.owner_of_data).scope.user_id))
     return ImportOutcome(dry_run=decision.dry_run, strategy=decision.strategy,
                          sessions=SessionCounts(**sessions), messages=messages,
-                         projects_created=created, started_at=started, finished_at=utcnow())
+                         projects_created=created,
+                         projects_removed=removed_projects(staging, dry_run=decision.dry_run),
+                         started_at=started, finished_at=utcnow())
 
 
 _COUNTED = {SessionAction.INSERT: "inserted", SessionAction.REPLACE: "replaced",
             SessionAction.MERGE: "merged", SessionAction.SKIP: "skipped",
-            SessionAction.UNCHANGED: "unchanged"}
+            SessionAction.UNCHANGED: "unchanged", SessionAction.REMOVE: "removed"}
 
 
 # ---------------------------------------------------------------------------- rollback
@@ -589,7 +651,7 @@ def rollback(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
                                   total=len(keys)))
             return step.model_copy(update={"after": after,
                                            "invocations": step.invocations + 1})
-    delete_empty_projects(db, job.job_id, UserData(db, job.user_id).scope.user_id)
+    delete_empty_projects(db, job.job_id, UserData(db, job.owner_of_data).scope.user_id)
     Staging(db, job.job_id).drop()  # left behind when a clean-up could not finish
     _delete_upload(job.job_id)
     rolled_back = store.roll_back(
@@ -622,13 +684,14 @@ def cleanup(task: ImportFailedInput) -> JobError:
     db = get_database()
     staging = Staging(db, job.job_id)
     recover(db, packages_bucket(), staging)
+    recover_removals(db, packages_bucket(), staging)
     decision = _decision(job)
     outcome = None
     if decision is not None and not decision.dry_run and staging.has_results():
         outcome = _outcome(job, staging, decision, job.updated_at)  # what it did complete
     staging.drop()
     _delete_upload(job.job_id)
-    delete_empty_projects(db, job.job_id, UserData(db, job.user_id).scope.user_id)
+    delete_empty_projects(db, job.job_id, UserData(db, job.owner_of_data).scope.user_id)
     if task.error.Error == "States.Timeout" and job.status is JobStatus.AWAITING_DECISION:
         error = JobError(code="decision_timeout", message="No decision came within the time "
                          "the import waits for one; upload the file again to import it.")

@@ -1,0 +1,376 @@
+"""dataport backups (docs/backups.md, the backup format) as an import source: what a restore
+reads, through the import pipeline like any upload.
+
+A backup is a zip of STORED members, each one zstd frame of canonical Extended JSON lines
+(`projects/`, `sessions/`, `messages/<part>.jsonl.zst`; an increment adds `deletions.jsonl.zst`)
+and `manifest.json` last, which lists every member with its line count, bytes, the SHA-256 of
+its lines and of its stored bytes. A restore of an increment reads its chain (base, then each
+increment): the source is given every link's opener, oldest first.
+
+Checks. Every member listed is read to its end and checked against the manifest (stored bytes'
+SHA-256 as the zip gives them, decompressed size and lines' SHA-256, line count), a member the
+manifest does not list and one it lists that the zip lacks are errors: the validation pass reads
+every member of every link, so a backup with one byte changed anywhere fails validation, before
+anything is written (the pipeline writes only after a clean report). Decompression is streamed
+(a chunk at a time, never a member whole) and stops at the size the manifest declares (a zstd
+bomb is refused, not inflated).
+
+Order (readers/base.py). Every record the import pipeline takes names its session and its
+project before it: the projects of the chain are held (few: a user has tens, an instance
+thousands), and each session is preceded by its project when that changes; all sessions come
+first (then, unless a selection limits the restore, the projects no session named), then all
+messages, so the source is not grouped by session (staged in full, as a CSV
+is). Of the chain, the newest link holding a session wins, and a session (or project) deleted
+by an increment is not taken from the links before it: the result is the source as it was at
+the newest link's watermark. The sessions chosen are remembered by id (one set entry each) so
+their messages are taken from the link that won.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, cast
+
+import zstandard
+from bson import ObjectId, json_util
+from pydantic import ValidationError
+
+from dataport.backups.format import (
+    DELETIONS_MEMBER,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    BackupManifest,
+    FormatError,
+    MemberEntry,
+)
+from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
+from dataport.imports.limits import BadInput, ImportLimits, issue, iter_lines
+from dataport.imports.readers.base import ImportSource, Opener, Reporter
+from dataport.imports.zipsafe import GuardedMember, SafeZip, ZipMember
+from dataport.models.imports import ImportOptions, IssueCode, SourceFormat
+from dataport.models.records import ImportRecord, Location, RecordKind
+
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+_CHUNK = 1024 * 1024
+
+
+def is_backup(archive: SafeZip) -> bool:
+    """Whether a zip is a dataport backup: its manifest says so (read only when present)."""
+    member = next((m for m in archive.members if m.name == MANIFEST_NAME), None)
+    if member is None:
+        return False
+    try:
+        head = json.loads(archive.read_small(member, MAX_MANIFEST_BYTES))
+    except (ValueError, BadInput):
+        return False
+    return isinstance(head, dict) and head.get("format") == FORMAT
+
+
+def read_manifest(archive: SafeZip, file: str) -> BackupManifest:
+    member = next((m for m in archive.members if m.name == MANIFEST_NAME), None)
+    if member is None:
+        raise BadInput.of(IssueCode.MANIFEST_INVALID, f"{file} has no manifest.json: it is not "
+                          "a dataport backup", file=file)
+    try:
+        manifest = BackupManifest.from_json(archive.read_small(member, MAX_MANIFEST_BYTES))
+    except FormatError as exc:
+        raise BadInput.of(IssueCode.UNSUPPORTED_VERSION, f"{file}: {exc}", file=MANIFEST_NAME,
+                          field="formatVersion") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise BadInput.of(IssueCode.MANIFEST_INVALID, f"{file}: manifest.json is not a backup "
+                          f"manifest: {where}: {first['msg']}", file=MANIFEST_NAME,
+                          field=where or None) from None
+    return manifest
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A selective restore's choice: sessions of these projects (path or id), these sessions.
+    Empty: everything."""
+
+    projects: frozenset[str] = frozenset()
+    sessions: frozenset[str] = frozenset()
+
+    @property
+    def everything(self) -> bool:
+        return not self.projects and not self.sessions
+
+    def takes(self, session: Mapping[str, Any], project: Mapping[str, Any] | None) -> bool:
+        if self.everything:
+            return True
+        if str(session.get("sessionId")) in self.sessions:
+            return True
+        return project is not None and (str(project.get("path")) in self.projects
+                                        or str(project.get("_id")) in self.projects)
+
+
+@dataclass
+class _Link:
+    """One backup of the chain, opened."""
+
+    number: int  # 0: the base
+    opener: Opener
+    name: str
+    manifest: BackupManifest | None = None
+    deleted_sessions: set[str] = field(default_factory=set)
+    deleted_projects: set[ObjectId] = field(default_factory=set)
+
+
+class BackupSource(ImportSource):
+    """A backup chain (oldest first; a full backup is a chain of one) as import records."""
+
+    format = SourceFormat.DATAPORT_BACKUP
+    session_grouped = False  # sessions first, then messages: staged in full
+
+    def __init__(self, opener: Opener, filename: str, *, options: ImportOptions,
+                 limits: ImportLimits, password: bytes | None = None,
+                 chain: Sequence[Opener] = (), selection: Selection = Selection(),
+                 verify: bool = True, version: str | None = None, zipped: bool = True) -> None:
+        super().__init__(opener, filename, options=options, limits=limits, zipped=zipped,
+                         version=version or str(FORMAT_VERSION), password=password)
+        #: the links before the restored backup (its parents), oldest first
+        self.chain = list(chain)
+        self.selection = selection
+        #: read every member ahead to check it (the validation pass); later passes read a
+        #: pinned copy of what was checked, and check each member as it streams by
+        self.verify = verify
+
+    def _records(self, reporter: Reporter) -> Iterator[ImportRecord]:
+        links = [_Link(i, opener, self._name(i, len(self.chain)))
+                 for i, opener in enumerate([*self.chain, self.opener])]
+        for link in links:
+            self._check(link, reporter)
+        projects = self._projects(links, reporter)
+        chosen: dict[str, int] = {}  # sessionId -> the link its version comes from
+        gone: set[str] = set()
+        last_project: object = None
+        yielded: set[object] = set()  # projects given before a session
+        for link in reversed(links):  # the newest version of a session wins
+            for doc, where in self._documents(link, "sessions", reporter):
+                session_id = str(doc.get("sessionId"))
+                if session_id in chosen or session_id in gone:
+                    continue
+                project = projects.get(doc.get("projectId"))
+                if not self.selection.takes(doc, project):
+                    continue
+                chosen[session_id] = link.number
+                if project is None:
+                    reporter.error(issue(IssueCode.MISSING_FIELD, f"session {session_id} names "
+                                         f"project {doc.get('projectId')}, which the backup "
+                                         "does not hold", file=where.file, line=where.line))
+                    continue
+                if project["_id"] != last_project:
+                    last_project = project["_id"]
+                    yielded.add(project["_id"])
+                    yield ImportRecord(RecordKind.PROJECT, dict(project), where)
+                yield ImportRecord(RecordKind.SESSION, doc, where)
+            gone |= link.deleted_sessions
+        if self.selection.everything:  # projects without sessions too (a full restore keeps them)
+            for project in projects.values():
+                if project["_id"] not in yielded:
+                    yield ImportRecord(RecordKind.PROJECT, dict(project),
+                                       Location(MANIFEST_NAME))
+        for link in reversed(links):
+            for doc, where in self._documents(link, "messages", reporter):
+                if chosen.get(str(doc.get("sessionId"))) == link.number:
+                    yield ImportRecord(RecordKind.MESSAGE, doc, where)
+
+    def _name(self, number: int, parents: int) -> str:
+        return self.filename if number == parents else f"{self.filename} (chain link {number})"
+
+    # ------------------------------------------------------------------------ the container
+
+    def _check(self, link: _Link, reporter: Reporter) -> None:
+        """The manifest, the members against it, every member's checksums (a full read of
+        each: see the module docstring), and the deletions of an increment."""
+        with self._archive(link) as archive:
+            link.manifest = read_manifest(archive, link.name)
+            present = {m.name: m for m in archive.members}
+            listed = {m.path for m in link.manifest.members}
+            for name in present:
+                if name != MANIFEST_NAME and name not in listed:
+                    reporter.error(issue(IssueCode.CHECKSUM_MISMATCH, f"{link.name}: {name} is "
+                                         "not listed in manifest.json: the backup was changed",
+                                         file=name))
+            for entry in link.manifest.members:
+                if not self.verify and entry.path != DELETIONS_MEMBER:
+                    continue
+                member = present.get(entry.path)
+                if member is None:
+                    reporter.error(issue(IssueCode.CHECKSUM_MISMATCH, f"{link.name}: "
+                                         f"{entry.path} is listed in manifest.json but not in "
+                                         "the backup", file=entry.path))
+                    continue
+                for line, doc in self._lines(archive, member, entry, link, reporter):
+                    if entry.path == DELETIONS_MEMBER:
+                        self._deletion(link, doc, entry.path, line, reporter)
+
+    def _deletion(self, link: _Link, doc: dict[str, Any], file: str, line: int,
+                  reporter: Reporter) -> None:
+        collection = doc.get("collection")
+        if collection == "sessions" and isinstance(doc.get("sessionId"), str):
+            link.deleted_sessions.add(doc["sessionId"])
+        elif collection == "projects" and isinstance(doc.get("_id"), ObjectId):
+            link.deleted_projects.add(doc["_id"])
+        else:
+            reporter.error(issue(IssueCode.INVALID_RECORD, "a deletion names neither a session "
+                                 "(sessionId) nor a project (_id)", file=file, line=line))
+
+    def _projects(self, links: list[_Link], reporter: Reporter) -> dict[object, dict[str, Any]]:
+        """The chain's projects by _id as of the newest link (held: a user has few)."""
+        found: dict[object, dict[str, Any]] = {}
+        gone: set[ObjectId] = set()
+        for link in reversed(links):
+            for doc, _ in self._documents(link, "projects", reporter):
+                if doc.get("_id") not in found and doc.get("_id") not in gone:
+                    found[doc.get("_id")] = doc
+            gone |= link.deleted_projects
+        return found
+
+    def _documents(self, link: _Link, collection: str, reporter: Reporter
+                   ) -> Iterator[tuple[dict[str, Any], Location]]:
+        """A link's documents of one collection, member by member, in the manifest's order."""
+        assert link.manifest is not None  # _check read it
+        entries = [m for m in link.manifest.members if m.collection == collection
+                   and m.path != DELETIONS_MEMBER]
+        if not entries:
+            return
+        with self._archive(link) as archive:
+            present = {m.name: m for m in archive.members}
+            for entry in entries:
+                member = present.get(entry.path)
+                if member is None:
+                    continue  # reported by _check
+                for line, doc in self._lines(archive, member, entry, link, reporter):
+                    yield doc, Location(entry.path, line)
+
+    def _archive(self, link: _Link) -> _OpenArchive:
+        return _OpenArchive(link.opener, link.name, self.limits, self.password)
+
+    def _lines(self, archive: SafeZip, member: ZipMember, entry: MemberEntry, link: _Link,
+               reporter: Reporter) -> Iterator[tuple[int, dict[str, Any]]]:
+        """A member's documents, decompressed as they stream; its checksums checked at its end
+        (a mismatch is an error of the report: nothing is written after one)."""
+        with archive.open(member) as stored:
+            lines = _Inflated(stored, entry.bytes)
+            count = 0
+            try:
+                for number, raw in iter_lines(lines, self.limits.max_line_bytes):
+                    if raw is None:
+                        reporter.error(issue(IssueCode.LINE_TOO_LONG, f"a line of {entry.path} "
+                                             f"is longer than {self.limits.max_line_bytes} "
+                                             "bytes", file=entry.path, line=number))
+                        continue
+                    if not raw.strip():
+                        continue
+                    count += 1
+                    doc = _document(raw, entry.path, number, reporter)
+                    if doc is not None:
+                        yield number, doc
+                _drain(stored)
+                problem = lines.problem or _mismatch(entry, stored, lines, count)
+            except BadInput as damaged:  # the zip's own CRC found it first
+                if damaged.issue.code != IssueCode.INVALID_ZIP:
+                    raise
+                problem = f"its stored bytes are damaged ({damaged.issue.message})"
+        if problem:
+            reporter.error(issue(IssueCode.CHECKSUM_MISMATCH, f"{link.name}: {entry.path}: "
+                                 f"{problem}; the backup was changed or damaged after it was "
+                                 "made, and nothing of it is restored", file=entry.path))
+
+
+class _OpenArchive:
+    """A link's zip, opened for one read (the context manager SafeZip wants a stream for)."""
+
+    def __init__(self, opener: Opener, name: str, limits: ImportLimits,
+                 password: bytes | None) -> None:
+        self._opener, self._name, self._limits, self._password = opener, name, limits, password
+        self._stream: IO[bytes] | None = None
+        self._zip: SafeZip | None = None
+
+    def __enter__(self) -> SafeZip:
+        self._stream = self._opener()
+        try:
+            self._zip = SafeZip(self._stream, file=self._name, limits=self._limits,
+                                password=self._password)
+        except BaseException:
+            self._stream.close()
+            raise
+        return self._zip
+
+    def __exit__(self, *exc: object) -> None:
+        if self._zip is not None:
+            self._zip.close()
+        if self._stream is not None:
+            self._stream.close()
+
+
+class _Inflated:
+    """A member's zstd frame decompressed a chunk at a time, with the SHA-256 and size of what
+    came out; reading stops (with a problem) past `declared` bytes: no zstd bomb inflates."""
+
+    def __init__(self, stored: GuardedMember, declared: int) -> None:
+        self._reader = zstandard.ZstdDecompressor().stream_reader(cast(IO[bytes], stored),
+                                                                  read_size=_CHUNK)
+        self._declared = declared
+        self.size = 0
+        self.digest = hashlib.sha256()
+        self.problem: str | None = None
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self.problem:
+            return b""
+        try:
+            data = self._reader.read(_CHUNK if size < 0 else size)
+        except zstandard.ZstdError as exc:
+            self.problem = f"it does not decompress ({exc})"
+            return b""
+        self.size += len(data)
+        if self.size > self._declared:
+            self.problem = (f"it decompresses to more than the {self._declared} bytes "
+                            "manifest.json declares")
+            return b""
+        self.digest.update(data)
+        return data
+
+
+def _drain(stored: GuardedMember) -> None:
+    """Read a member to its end (zstd may stop at the frame's end): its stored bytes' SHA-256
+    covers all of them."""
+    while stored.read(_CHUNK):
+        pass
+
+
+def _mismatch(entry: MemberEntry, stored: GuardedMember, lines: _Inflated,
+              count: int) -> str | None:
+    if stored.inflated != entry.compressed_bytes or stored.sha256 != entry.compressed_sha256:
+        return "its stored bytes are not the ones manifest.json lists (size or SHA-256)"
+    if lines.size != entry.bytes or lines.digest.hexdigest() != entry.sha256:
+        return "its decompressed lines are not the ones manifest.json lists (size or SHA-256)"
+    if count != entry.records:
+        return f"it holds {count} records, manifest.json says {entry.records}"
+    return None
+
+
+def _document(raw: bytes, file: str, line: int, reporter: Reporter) -> dict[str, Any] | None:
+    try:
+        doc = json_util.loads(raw, json_options=EXTENDED_JSON_READ_OPTIONS)
+    except (ValueError, TypeError, RecursionError) as exc:
+        reporter.error(issue(IssueCode.INVALID_EXTENDED_JSON, f"a line is not canonical "
+                             f"Extended JSON ({str(exc)[:200]})", file=file, line=line))
+        return None
+    if not isinstance(doc, dict):
+        reporter.error(issue(IssueCode.INVALID_RECORD, "a line is not a JSON object",
+                             file=file, line=line))
+        return None
+    return doc
+
+
+#: chain links for `BackupSource`: openers of the parents, oldest first
+ChainOpeners = Sequence[Callable[[], IO[bytes]]]

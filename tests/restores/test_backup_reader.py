@@ -1,0 +1,152 @@
+"""The backup reader (imports/readers/backup.py) on backups written to the format contract:
+types exact, a chain restored as of its newest link (deletions applied), selections, and a
+damaged member refused before a single record of the backup could be written."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+
+from dataport.imports.detect import open_import
+from dataport.imports.limits import DEFAULT_LIMITS, BadInput, ImportLimits
+from dataport.imports.readers.backup import BackupSource, Selection
+from dataport.imports.readers.base import Opener
+from dataport.imports.validate import validate
+from dataport.models.imports import ImportOptions, IssueCode, SourceFormat
+from dataport.models.records import RecordKind
+from tests.restores.backups import Backup, flip_byte
+
+OWNER = ObjectId("66ad9b005f2b4a0012c0aaaa")
+PROJECT = {"_id": ObjectId("66ad9c1e5f2b4a0012c0ffee"), "user_id": OWNER, "name": "lens",
+           "path": "/work/lens", "createdAt": datetime(2025, 8, 1, tzinfo=UTC)}
+
+
+def session(n: int, summary: str = "first") -> dict[str, Any]:
+    return {"_id": ObjectId(f"66ad9c1e5f2b4a0012c1{n:04d}"),
+            "sessionId": f"00000000-0000-4000-8000-{n:012d}", "projectId": PROJECT["_id"],
+            "summary": summary, "messageCount": Int64(2),
+            "totalCost": Decimal128("0.0030"), "startedAt": datetime(2025, 8, 2, tzinfo=UTC)}
+
+
+def message(n: int, m: int, text: str = "hello") -> dict[str, Any]:
+    return {"_id": ObjectId(f"66ad9c1f5f2b4a00{n:04d}{m:04d}"),
+            "uuid": f"00000000-0000-4000-9{n:03d}-{m:012d}",
+            "sessionId": f"00000000-0000-4000-8000-{n:012d}", "type": "user",
+            "timestamp": datetime(2025, 8, 2, 4, 52, m, 123000, tzinfo=UTC),
+            "content": text, "costUsd": Decimal128("0.0015"), "tokens": Int64(2**40)}
+
+
+def opener(data: bytes) -> Opener:
+    return lambda: io.BytesIO(data)
+
+
+def source(data: bytes, *parents: bytes, **kwargs: Any) -> BackupSource:
+    return BackupSource(opener(data), "backup.zip", options=ImportOptions(),
+                        limits=open_limits(), chain=[opener(p) for p in parents], **kwargs)
+
+
+def open_limits() -> ImportLimits:
+    return DEFAULT_LIMITS
+
+
+def base() -> Backup:
+    return Backup(projects=[PROJECT], sessions=[session(1), session(2), session(3)],
+                  messages=[message(n, m) for n in (1, 2, 3) for m in (1, 2)])
+
+
+def test_a_full_backup_reads_back_every_document_exactly() -> None:
+    backup = base()
+    records = list(source(backup.container()).records())
+    kinds = [r.kind for r in records]
+    assert kinds[:2] == [RecordKind.PROJECT, RecordKind.SESSION]
+    assert kinds.index(RecordKind.MESSAGE) > max(i for i, k in enumerate(kinds)
+                                                 if k is RecordKind.SESSION)
+    docs: dict[RecordKind, list[dict[str, Any]]] = {kind: [] for kind in RecordKind}
+    for record in records:
+        docs[record.kind].append(record.doc)
+    assert docs[RecordKind.PROJECT] == [PROJECT]
+    assert sorted(docs[RecordKind.SESSION], key=lambda d: d["sessionId"]) == backup.sessions
+    assert sorted(docs[RecordKind.MESSAGE], key=lambda d: d["uuid"]) == sorted(
+        backup.messages, key=lambda d: d["uuid"])
+    first = next(d for d in docs[RecordKind.MESSAGE] if d["uuid"] == backup.messages[0]["uuid"])
+    assert type(first["_id"]) is ObjectId
+    assert type(first["costUsd"]) is Decimal128
+    assert type(first["tokens"]) is Int64
+    assert first["timestamp"].tzinfo is not None
+    assert list(first) == list(backup.messages[0])  # field order kept
+
+
+def test_detection_takes_a_backup_zip_as_a_backup() -> None:
+    data = base().container()
+    found = open_import(lambda: io.BytesIO(data), "backup.zip")
+    assert isinstance(found, BackupSource)
+    assert found.format is SourceFormat.DATAPORT_BACKUP
+
+
+def test_a_chain_restores_the_newest_version_and_applies_deletions() -> None:
+    first = base()
+    increment = Backup(projects=[PROJECT], sessions=[session(1, "edited"), session(4)],
+                       messages=[message(1, 1, "edited"), message(1, 2), message(1, 3),
+                                 message(4, 1)],
+                       deleted_sessions=[session(2)["sessionId"]], parent_id=first.backup_id)
+    records = list(source(increment.container(), first.container()).records())
+    sessions = {r.doc["sessionId"]: r.doc for r in records if r.kind is RecordKind.SESSION}
+    assert sorted(sessions) == sorted(session(n)["sessionId"] for n in (1, 3, 4))
+    assert sessions[session(1)["sessionId"]]["summary"] == "edited"
+    messages = {r.doc["uuid"]: r.doc for r in records if r.kind is RecordKind.MESSAGE}
+    expected = [message(1, 1, "edited"), message(1, 2), message(1, 3), message(3, 1),
+                message(3, 2), message(4, 1)]
+    assert messages == {m["uuid"]: m for m in expected}
+
+
+def test_a_later_increment_can_bring_a_deleted_session_back() -> None:
+    first = base()
+    second = Backup(projects=[PROJECT], deleted_sessions=[session(3)["sessionId"]],
+                    parent_id=first.backup_id)
+    third = Backup(projects=[PROJECT], sessions=[session(3, "again")],
+                   messages=[message(3, 9)], parent_id=second.backup_id)
+    records = list(source(third.container(), first.container(), second.container()).records())
+    sessions = {r.doc["sessionId"]: r.doc for r in records if r.kind is RecordKind.SESSION}
+    assert sessions[session(3)["sessionId"]]["summary"] == "again"
+    assert [r.doc["uuid"] for r in records if r.kind is RecordKind.MESSAGE
+            and r.doc["sessionId"] == session(3)["sessionId"]] == [message(3, 9)["uuid"]]
+
+
+def test_a_selection_takes_only_its_sessions() -> None:
+    wanted = session(2)["sessionId"]
+    records = list(source(base().container(),
+                          selection=Selection(sessions=frozenset({wanted}))).records())
+    assert {r.doc["sessionId"] for r in records if r.kind is not RecordKind.PROJECT} == {wanted}
+    by_project = list(source(base().container(),
+                             selection=Selection(projects=frozenset({"/work/lens"}))).records())
+    assert len([r for r in by_project if r.kind is RecordKind.SESSION]) == 3
+
+
+@pytest.mark.parametrize("member", ["sessions/00001-00000.jsonl.zst",
+                                    "messages/00001-00001.jsonl.zst"])
+def test_a_flipped_byte_is_refused_before_any_record(member: str) -> None:
+    damaged = flip_byte(base().container(), member)
+    records = source(damaged).records()
+    with pytest.raises(BadInput) as refused:
+        next(records)  # the checks read every member before the first record
+    assert refused.value.issue.code == IssueCode.CHECKSUM_MISMATCH
+    assert member in refused.value.issue.message
+    report = validate(source(damaged), "backup.zip")
+    assert not report.ok
+    assert report.errors[0].code == IssueCode.CHECKSUM_MISMATCH
+
+
+def test_a_member_the_manifest_does_not_list_is_refused() -> None:
+    data = io.BytesIO(base().container())
+    with zipfile.ZipFile(data, "a") as archive:
+        archive.writestr("sessions/00009-00000.jsonl.zst", b"x")
+    with pytest.raises(BadInput) as refused:
+        list(source(data.getvalue()).records())
+    assert refused.value.issue.code == IssueCode.CHECKSUM_MISMATCH
