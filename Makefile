@@ -8,10 +8,11 @@ export SAM_CLI_TELEMETRY := 0
 # Debian packages the tests call: command -> package
 SYSTEM_TOOLS := unzip:unzip pdfinfo:poppler-utils pdftotext:poppler-utils pdftoppm:poppler-utils 7z:p7zip-full
 
-.PHONY: help setup system test demo local lint bench openapi clean
+.PHONY: help setup system test demo demo-backup local lint bench openapi clean
 
 help:
 	@echo "make demo [FORMAT=json|jsonl|csv|markdown]  run an export end to end on the local stack"
+	@echo "make demo-backup                            a backup chain, verified, restored, rolled back"
 	@echo "make test                                   set up and run the test suite"
 	@echo "make local                                  serve the local stack (REST, WebSocket, S3) for curl"
 	@echo "make lint                                   ruff, mypy, cfn-lint, sam validate, statelint, openapi"
@@ -45,6 +46,9 @@ test: setup
 
 demo: setup
 	$(BIN)/python -m infrastructure.local.demo --format $(FORMAT)
+
+demo-backup: setup
+	$(BIN)/python -m infrastructure.local.demo_backup
 
 local: setup
 	$(BIN)/python -m infrastructure.local
