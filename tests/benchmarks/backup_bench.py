@@ -271,6 +271,7 @@ class SizeResult:
     restored_messages: int
     backup_worker_peak_mib: float
     restore_task_peaks_mib: dict[str, float] = field(default_factory=dict)
+    restore_task_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def backup_ratio(self) -> float:
@@ -325,13 +326,16 @@ def measure(stack: LocalStack, megabytes: float) -> SizeResult:
               f"{sizes['uncompressed'] / MB / restore_s:6.2f} MB/s  task peaks "
               f"{', '.join(f'{t} {p:.0f} MiB' for t, p in peaks.items())}  -> "
               f"{raw_restore_s / restore_s:.2f} of raw")
+        print("  restore tasks (each in its own process, start included): " + ", ".join(
+            f"{t} {s:.1f} s" for t, s in memory.seconds.items()))
         return SizeResult(
             mb=megabytes, sessions=data["sessions"], messages=data["messages"],
             json_bytes=int(sizes["uncompressed"]), raw_backup_s=raw_s, backup_s=backup_s,
             raw_stored=raw_stored, stored=int(sizes["stored"]), raw_restore_s=raw_restore_s,
             restore_s=restore_s, restored_messages=restored,
             backup_worker_peak_mib=round(max(probe.peaks) / MIB, 1),
-            restore_task_peaks_mib=peaks)
+            restore_task_peaks_mib=peaks,
+            restore_task_seconds={t: round(s, 1) for t, s in memory.seconds.items()})
     finally:
         for name in (source, raw_target, target):
             db.client.drop_database(name)
