@@ -319,19 +319,9 @@ def test_a_fault_mid_restore_leaves_every_session_whole_and_the_rollback_exact(
 
 def failing_batch(n: int, *, keep: int) -> Any:
     """A Target.bulk_write whose n-th batch writes its first `keep` operations per collection,
-    then fails as a dropped connection does."""
-    original = Target.bulk_write
-    calls = 0
-
-    def failing(self: Target, ops: dict[str, Any]) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == n:
-            original(self, {name: writes[:keep] for name, writes in ops.items()})
-            raise RuntimeError("the connection dropped mid-batch")
-        original(self, ops)
-
-    return failing
+    then fails as a dropped connection does (the import tests' own)."""
+    from tests.e2e.test_import_flow import DROPPED, _failing_batch  # noqa: PLC0415
+    return _failing_batch(n, keep=keep, error=DROPPED)
 
 
 # ---------------------------------------------------------------------------- who may restore
