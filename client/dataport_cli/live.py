@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataport_cli import interrupt
 from dataport_cli.api import Json
 from dataport_cli.context import State
+from dataport_cli.exit_codes import CliError, ExitCode
 from dataport_cli.follow import TERMINAL, follow, open_socket
 
 
@@ -23,3 +24,17 @@ def follow_live(st: State, job_id: str, path: str, *, label: str, noun: str,
     finally:
         if socket is not None:
             socket.close()
+
+
+def roll_back(st: State, kind: str, job_id: str, timeout: float | None) -> None:
+    """`dataport imports|restores rollback ID`: start it, follow it, say how it ended."""
+    path = f"/{kind}s/{job_id}"
+    st.api.call("POST", f"{path}/rollback")
+    last = follow_live(st, job_id, path, label="rollback", noun="rollback",
+                       ends=frozenset({"rolled_back", "failed"}), timeout=timeout)
+    st.output.document({"jobId": job_id, "status": last["status"], "error": last.get("error")})
+    if last["status"] != "rolled_back":
+        raise CliError(ExitCode.FAILED, f"Rollback of {job_id} {last['status']}: "
+                       f"{(last.get('error') or {}).get('message', '')}")
+    st.output.say(f"{kind.capitalize()} {job_id} rolled back: your data is as it was before "
+                  "it.")
