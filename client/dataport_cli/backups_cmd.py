@@ -11,7 +11,7 @@ from rich.table import Column, Table
 from dataport_cli.api import Json
 from dataport_cli.context import State, confirm_or_stop, json_option, state
 from dataport_cli.exit_codes import CliError, ExitCode
-from dataport_cli.exports_cmd import date_bound, job_id_arg, target_path
+from dataport_cli.exports_cmd import date_bound, id_param, target_path
 from dataport_cli.follow import TERMINAL
 from dataport_cli.imports_cmd import show_outcome
 from dataport_cli.live import follow_live, roll_back
@@ -21,10 +21,6 @@ from dataport_cli.ui import kv_table, size
 BACKUP_ENDS = TERMINAL | {"completed", "corrupted", "expired"}
 MODES = ["full", "selective", "merge"]
 CONFLICTS = ["skip", "overwrite", "rename", "merge"]
-
-
-def _id(_c: click.Context, _p: click.Parameter, value: str) -> str:
-    return job_id_arg(value)
 
 
 def _password(prompt: bool, confirm: bool = False) -> str | None:
@@ -148,7 +144,7 @@ def list_backups(scope: str, limit: int) -> None:
 
 @backups.command("show", help="One backup: status, sizes, counts, checksum.\n\n\b\nExample:\n"
                  "  dataport backups show 409c27ff10664c019ef7902b122771e7")
-@click.argument("backup_id", callback=_id)
+@click.argument("backup_id", callback=id_param)
 @json_option
 def show_backup(backup_id: str) -> None:
     st = state()
@@ -174,7 +170,7 @@ def _show(st: State, backup: Json) -> None:
 @backups.command("verify", help="Re-read a backup on the server: its checksum and every "
                  "member.\n\n\b\nExamples:\n  dataport backups verify <backupId>\n"
                  "  dataport backups verify <backupId> --password-prompt   # encrypted")
-@click.argument("backup_id", callback=_id)
+@click.argument("backup_id", callback=id_param)
 @click.option("--password-prompt", is_flag=True, help="An encrypted backup's password.")
 @json_option
 def verify_backup(backup_id: str, password_prompt: bool) -> None:
@@ -194,7 +190,7 @@ def verify_backup(backup_id: str, password_prompt: bool) -> None:
 @backups.command("download", help="Download a completed backup (its SHA-256 checked against "
                  "the catalog's).\n\n\b\nExample:\n  dataport backups download <backupId> -o "
                  "~/backups/")
-@click.argument("backup_id", callback=_id)
+@click.argument("backup_id", callback=id_param)
 @click.option("-o", "--output", "target", type=click.Path(),
               help="File, or directory (existing, or ending in /).")
 @json_option
@@ -217,7 +213,7 @@ def download_backup(backup_id: str, target: str | None) -> None:
 
 @backups.command("delete", help="Delete a backup, or cancel one being made.\n\n\b\nExample:\n"
                  "  dataport backups delete <backupId>")
-@click.argument("backup_id", callback=_id)
+@click.argument("backup_id", callback=id_param)
 @json_option
 def delete_backup(backup_id: str) -> None:
     st = state()
@@ -239,7 +235,7 @@ Examples:
 
 
 @backups.command("restore", help=RESTORE_HELP)
-@click.argument("backup_id", callback=_id)
+@click.argument("backup_id", callback=id_param)
 @click.option("--mode", type=click.Choice(MODES), default="merge", show_default=True,
               help="full also removes what the backup lacks.")
 @click.option("--conflicts", type=click.Choice(CONFLICTS), default="overwrite",
@@ -319,7 +315,7 @@ def list_restores(limit: int) -> None:
 
 @restores.command("show", help="One restore: status, chain, what it did.\n\n\b\nExample:\n"
                   "  dataport restores show <restoreId>")
-@click.argument("job_id", callback=_id)
+@click.argument("job_id", callback=id_param)
 @json_option
 def show_restore(job_id: str) -> None:
     st = state()
@@ -340,7 +336,7 @@ def show_restore(job_id: str) -> None:
 
 @restores.command("rollback", help="Undo a restore: your data as it was before it.\n\n\b\n"
                   "Example:\n  dataport restores rollback <restoreId>")
-@click.argument("job_id", callback=_id)
+@click.argument("job_id", callback=id_param)
 @click.option("--timeout", type=float)
 @json_option
 def rollback_restore(job_id: str, timeout: float | None) -> None:

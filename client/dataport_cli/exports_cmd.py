@@ -27,6 +27,11 @@ def job_id_arg(value: str) -> str:
     return value
 
 
+def id_param(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """click callback of every ID argument (jobs, backups, restores, schedules)."""
+    return job_id_arg(value)
+
+
 def date_bound(value: str | None, end: bool) -> str | None:
     if value is None:
         return None

@@ -10,13 +10,8 @@ from dataport_cli.api import Json
 from dataport_cli.backups_cmd import backup_filters
 from dataport_cli.context import State, json_option, state
 from dataport_cli.exit_codes import CliError, ExitCode
-from dataport_cli.exports_cmd import job_id_arg
+from dataport_cli.exports_cmd import id_param
 from dataport_cli.ui import kv_table
-
-
-def _id(_c: click.Context, _p: click.Parameter, value: str) -> str:
-    return job_id_arg(value)
-
 
 CREATE_HELP = """Schedule backups: a cron expression read in a time zone, or a rate; runs are at
 least an hour apart. Keeps the newest --keep-last and/or those younger than --keep-days.
@@ -97,7 +92,7 @@ def list_schedules(limit: int) -> None:
 
 @schedules.command("show", help="One schedule and its last runs.\n\n\b\nExample:\n"
                    "  dataport schedules show <scheduleId>")
-@click.argument("schedule_id", callback=_id)
+@click.argument("schedule_id", callback=id_param)
 @json_option
 def show_schedule(schedule_id: str) -> None:
     st = state()
@@ -116,7 +111,7 @@ def _pause(schedule_id: str, paused: bool) -> None:
 
 @schedules.command("pause", help="No runs until resumed.\n\n\b\nExample:\n"
                    "  dataport schedules pause <scheduleId>")
-@click.argument("schedule_id", callback=_id)
+@click.argument("schedule_id", callback=id_param)
 @json_option
 def pause_schedule(schedule_id: str) -> None:
     _pause(schedule_id, True)
@@ -125,7 +120,7 @@ def pause_schedule(schedule_id: str) -> None:
 @schedules.command("resume", help="Runs again from the next slot after now (runs missed "
                    "while paused are not made up).\n\n\b\nExample:\n"
                    "  dataport schedules resume <scheduleId>")
-@click.argument("schedule_id", callback=_id)
+@click.argument("schedule_id", callback=id_param)
 @json_option
 def resume_schedule(schedule_id: str) -> None:
     _pause(schedule_id, False)
@@ -133,7 +128,7 @@ def resume_schedule(schedule_id: str) -> None:
 
 @schedules.command("delete", help="Remove a schedule (not its backups).\n\n\b\nExample:\n"
                    "  dataport schedules delete <scheduleId>")
-@click.argument("schedule_id", callback=_id)
+@click.argument("schedule_id", callback=id_param)
 @json_option
 def delete_schedule(schedule_id: str) -> None:
     st = state()
