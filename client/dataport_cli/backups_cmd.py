@@ -270,7 +270,7 @@ def restore_backup(backup_id: str, mode: str, conflicts: str, projects: tuple[st
         st.output.document({"jobId": job_id, "status": "pending"})
         return
     follow_live(st, job_id, f"/restores/{job_id}", label="dry run" if dry_run else "restore",
-                noun="restore", timeout=timeout)
+                noun="restore", timeout=timeout, cancellable=False)  # no DELETE /restores
     job = st.api.call("GET", f"/restores/{job_id}")  # an event holds no outcome
     st.output.document(job)
     end_of_restore(job)

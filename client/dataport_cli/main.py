@@ -89,7 +89,8 @@ def watch(job_id: str, timeout: float | None) -> None:
     st = state()
     path = _job_path(st, job_id)
     last = follow_live(st, job_id, path, label=path.split("/")[1].rstrip("s"), noun="job",
-                       ends=BACKUP_ENDS, timeout=timeout)
+                       ends=BACKUP_ENDS, timeout=timeout,
+                       cancellable=not path.startswith("/restores/"))
     job = st.api.call("GET", path)
     st.output.document(job)
     status = last.get("status")
