@@ -47,28 +47,30 @@ class Api:
             raise _error(answer)
         return answer
 
-    def download_url(self, job_id: str) -> str:
-        """The package's presigned link (a credential: never printed)."""
-        answer = self._send("GET", f"/exports/{job_id}/download")
+    def download_url(self, route: str) -> str:
+        """The presigned link a download route (/exports/ID/download) redirects to (a
+        credential: never printed)."""
+        answer = self._send("GET", route)
         return answer.headers["Location"]
 
-    def download(self, job_id: str, target: Path, on_bytes: Callable[[int, int | None], None],
-                 ) -> Path:
-        """Stream the package to `target` (a .part file renamed at the end: no half file left
-        under the real name)."""
-        url = self.download_url(job_id)
+    def download(self, route: str, target: Path, on_bytes: Callable[[int, int | None], None],
+                 *, again: str, on_chunk: Callable[[bytes], object] | None = None) -> Path:
+        """Stream what `route` redirects to into `target` (a .part file renamed at the end: no
+        half file left under the real name); `again` is the command that retries."""
+        url = self.download_url(route)
         partial = target.with_name(target.name + ".part")
         try:
             with requests.get(url, stream=True, timeout=TIMEOUT) as answer:
                 if answer.status_code >= 400:
                     raise CliError(ExitCode.FAILED, f"The download answered "
-                                                    f"{answer.status_code}; try `dataport exports "
-                                                    f"download {job_id}` again.")
+                                                    f"{answer.status_code}; try `{again}` again.")
                 size = answer.headers.get("Content-Length")
                 total = int(size) if size and size.isdigit() else None
                 with partial.open("wb") as file:
                     for chunk in answer.iter_content(256 * 1024):
                         file.write(chunk)
+                        if on_chunk is not None:
+                            on_chunk(chunk)
                         on_bytes(len(chunk), total)
             partial.replace(target)
         except requests.RequestException as error:

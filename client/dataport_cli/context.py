@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -11,6 +12,7 @@ import click
 
 from dataport_cli.api import Api
 from dataport_cli.config import Settings
+from dataport_cli.exit_codes import CliError, ExitCode
 from dataport_cli.ui import Output
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,6 +37,16 @@ def state() -> State:
     if found is None:  # pragma: no cover - the group always sets it
         raise RuntimeError("no dataport context")
     return found
+
+
+def confirm_or_stop(st: State, question: str) -> None:
+    """Ask before a write that needs a yes; without a terminal to ask on (or in --json mode)
+    nothing is done and the command exits 2 naming --yes."""
+    if st.output.json or not sys.stdin.isatty():
+        raise CliError(ExitCode.USAGE, "Not executed: pass --yes to go ahead without a "
+                                       "question.")
+    if not click.confirm(question, default=False, err=True):
+        raise CliError(ExitCode.USAGE, "Not executed.")
 
 
 def _json_flag(ctx: click.Context, _: click.Parameter, value: bool) -> None:

@@ -15,7 +15,8 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C while waiting, the job left running
 
 
-HELP = """Exit codes: 0 done; 1 the job failed or was cancelled, or a package did not verify;
+HELP = """Exit codes: 0 done; 1 the job failed or was cancelled, or a package or backup did not
+verify;
 2 usage error; 3 authentication error; 4 not found; 5 rate limited (the time to retry is on
 stderr); 130 interrupted with the job left running."""
 

@@ -27,7 +27,12 @@ def job_id_arg(value: str) -> str:
     return value
 
 
-def _date(value: str | None, end: bool) -> str | None:
+def id_param(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """click callback of every ID argument (jobs, backups, restores, schedules)."""
+    return job_id_arg(value)
+
+
+def date_bound(value: str | None, end: bool) -> str | None:
     if value is None:
         return None
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):  # a day: from its start, or to its end
@@ -50,8 +55,8 @@ def request_body(*, export_format: str, projects: tuple[str, ...], sessions: tup
     if message_types:
         filters["messageTypes"] = list(message_types)
     if since or until:
-        filters["dateRange"] = {k: v for k, v in {"start": _date(since, False),
-                                                  "end": _date(until, True)}.items() if v}
+        filters["dateRange"] = {k: v for k, v in {"start": date_bound(since, False),
+                                                  "end": date_bound(until, True)}.items() if v}
     if min_cost is not None or max_cost is not None:
         filters["costRange"] = {k: v for k, v in {"min": min_cost, "max": max_cost}.items()
                                 if v is not None}
@@ -126,7 +131,7 @@ def export(export_format: str, projects: tuple[str, ...], sessions: tuple[str, .
     job_id = started["jobId"]
     result: Json = {"jobId": job_id, "estimate": estimate}
     if wait is None:
-        wait = sys.stdout.isatty() and not out.json
+        wait = out.interactive
     if not wait:
         out.say(f"Started export {job_id}. Follow it with `dataport watch {job_id}`, "
                 f"fetch it with `dataport exports download {job_id}`.")
@@ -135,12 +140,12 @@ def export(export_format: str, projects: tuple[str, ...], sessions: tuple[str, .
     out.say(f"Started export {job_id}")
     final = follow_live(st, job_id, f"/exports/{job_id}", label="export", noun="export",
                         timeout=timeout)
-    _end_of_job(st, final, job_id, "export")
+    end_of_job(st, final, job_id, "export")
     result.update(_fetch(st, job_id, target, password))
     out.document({**result, "status": "succeeded"})
 
 
-def _end_of_job(st: State, final: Json, job_id: str, noun: str) -> None:
+def end_of_job(st: State, final: Json, job_id: str, noun: str) -> None:
     status = final.get("status")
     if status == "succeeded":
         return
@@ -154,15 +159,22 @@ def _fetch(st: State, job_id: str, target: str | None, password: str | None) -> 
     """Download (byte bar) and verify; what was fetched, for --json."""
     job = st.api.call("GET", f"/exports/{job_id}")
     filename = (job.get("package") or {}).get("filename") or f"dataport-{job_id}.zip"
+    path = target_path(target, filename)
+    with st.output.byte_bar("download") as bar:
+        st.api.download(f"/exports/{job_id}/download", path, bar.advance,
+                        again=f"dataport exports download {job_id}")
+    if password is None and job.get("encrypted") and sys.stdin.isatty() and not st.output.json:
+        password = click.prompt("Package password (to verify it)", hide_input=True, err=True)
+    return {"package": verified(st, path, password)}
+
+
+def target_path(target: str | None, filename: str) -> Path:
+    """-o as given: a file, or a directory (existing, or ending in /) to put `filename` in."""
     path = Path(target or ".")
     if path.is_dir() or target is None or target.endswith(("/", os.sep)):
         path.mkdir(parents=True, exist_ok=True)
         path = path / filename
-    with st.output.byte_bar("download") as bar:
-        st.api.download(job_id, path, bar.advance)
-    if password is None and job.get("encrypted") and sys.stdin.isatty() and not st.output.json:
-        password = click.prompt("Package password (to verify it)", hide_input=True, err=True)
-    return {"package": verified(st, path, password)}
+    return path
 
 
 def verified(st: State, path: Path, password: str | None) -> Json:

@@ -10,10 +10,10 @@ import click
 from rich.table import Column, Table
 
 from dataport_cli.api import Json
-from dataport_cli.context import State, json_option, state
+from dataport_cli.context import State, confirm_or_stop, json_option, state
 from dataport_cli.exit_codes import CliError, ExitCode
 from dataport_cli.exports_cmd import job_id_arg
-from dataport_cli.live import follow_live
+from dataport_cli.live import follow_live, roll_back
 from dataport_cli.ui import kv_table
 
 STRATEGIES = ["skip", "replace", "merge"]
@@ -90,7 +90,7 @@ def _execute(st: State, job_id: str, *, strategy: str, dry_run: bool, timeout: f
                   "dry run" if dry_run else "import", timeout)
     if dry_run and job["status"] == "awaiting_decision":
         job = st.api.call("GET", f"/imports/{job_id}")
-        _show_outcome(st, job.get("dryRun") or {}, "Dry run (nothing written)")
+        show_outcome(st, job.get("dryRun") or {}, "Dry run (nothing written)")
         st.output.say(f"Execute it: `dataport imports execute {job_id} --strategy {strategy}`")
         st.output.document({"jobId": job_id, "status": job["status"],
                             "dryRun": job.get("dryRun"), **extra})
@@ -98,7 +98,7 @@ def _execute(st: State, job_id: str, *, strategy: str, dry_run: bool, timeout: f
     if job["status"] != "succeeded":
         _fail(st, job, extra)
     job = st.api.call("GET", f"/imports/{job_id}")
-    _show_outcome(st, job.get("outcome") or {}, "Imported")
+    show_outcome(st, job.get("outcome") or {}, "Imported")
     st.output.say(f"Undo it with `dataport imports rollback {job_id}`")
     st.output.document({"jobId": job_id, "status": job["status"], "outcome": job.get("outcome"),
                         **extra})
@@ -157,7 +157,7 @@ def _show_report(st: State, report: Json, conflicts: list[Json]) -> None:
         st.output.table(table)
 
 
-def _show_outcome(st: State, outcome: Json, title: str) -> None:
+def show_outcome(st: State, outcome: Json, title: str) -> None:
     sessions: dict[str, Any] = outcome.get("sessions") or {}
     messages: dict[str, Any] = outcome.get("messages") or {}
     table = Table("", *sessions.keys(), title=f"{title} ({outcome.get('strategy', '?')})",
@@ -201,7 +201,7 @@ def show_import(job_id: str) -> None:
     if job.get("report"):
         _show_report(st, job["report"], [])
     if job.get("outcome"):
-        _show_outcome(st, job["outcome"], "Imported")
+        show_outcome(st, job["outcome"], "Imported")
 
 
 @imports.command("execute", help="Decide an import waiting for a decision (after a dry run, "
@@ -216,11 +216,7 @@ def execute_import(job_id: str, strategy: str, dry_run: bool, yes: bool,
                    timeout: float | None) -> None:
     st = state()
     if not dry_run and not yes:
-        if st.output.json or not sys.stdin.isatty():
-            raise CliError(ExitCode.USAGE, "Not executed: pass --yes to execute without a "
-                                           "question.")
-        if not click.confirm(f"Import {job_id} with strategy {strategy!r}?", default=False):
-            raise CliError(ExitCode.USAGE, "Not executed.")
+        confirm_or_stop(st, f"Import {job_id} with strategy {strategy!r}?")
     _execute(st, job_id, strategy=strategy, dry_run=dry_run, timeout=timeout, extra={})
 
 
@@ -230,15 +226,7 @@ def execute_import(job_id: str, strategy: str, dry_run: bool, yes: bool,
 @click.option("--timeout", type=float)
 @json_option
 def rollback_import(job_id: str, timeout: float | None) -> None:
-    st = state()
-    st.api.call("POST", f"/imports/{job_id}/rollback")
-    last = follow_live(st, job_id, f"/imports/{job_id}", label="rollback", noun="rollback",
-                       ends=frozenset({"rolled_back", "failed"}), timeout=timeout)
-    st.output.document({"jobId": job_id, "status": last["status"], "error": last.get("error")})
-    if last["status"] != "rolled_back":
-        raise CliError(ExitCode.FAILED, f"Rollback of {job_id} {last['status']}: "
-                       f"{(last.get('error') or {}).get('message', '')}")
-    st.output.say(f"Import {job_id} rolled back: your data is as it was before it.")
+    roll_back(state(), "import", job_id, timeout)
 
 
 @imports.command("cancel", help="Cancel an import that has not finished.")

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from dataport_cli import __version__
+from dataport_cli.backups_cmd import BACKUP_ENDS, backups, restores
 from dataport_cli.config import Settings, config_path, resolve, save
 from dataport_cli.context import State, json_option, state
 from dataport_cli.exit_codes import HELP, CliError, ExitCode
@@ -16,9 +17,11 @@ from dataport_cli.exports_cmd import export, exports, job_id_arg, verified
 from dataport_cli.imports_cmd import import_file, imports
 from dataport_cli.keys_cmd import keys
 from dataport_cli.live import follow_live
+from dataport_cli.schedules_cmd import schedules
 from dataport_cli.ui import Output
 
-GROUP_HELP = f"""Export, import, watch and verify your ClaudeLens data with dataport.
+GROUP_HELP = f"""Export, import, back up, restore, watch and verify your ClaudeLens data with
+dataport.
 
 \b
 The API and the credential come from flags, else DATAPORT_API_URL, DATAPORT_WS_URL and
@@ -47,6 +50,9 @@ cli.add_command(exports)
 cli.add_command(import_file)
 cli.add_command(imports)
 cli.add_command(keys)
+cli.add_command(backups)
+cli.add_command(restores)
+cli.add_command(schedules)
 
 
 @cli.command(help="Store the API URLs and your credential for the next commands (a file only "
@@ -83,11 +89,12 @@ def watch(job_id: str, timeout: float | None) -> None:
     st = state()
     path = _job_path(st, job_id)
     last = follow_live(st, job_id, path, label=path.split("/")[1].rstrip("s"), noun="job",
-                       timeout=timeout)
+                       ends=BACKUP_ENDS, timeout=timeout,
+                       cancellable=not path.startswith("/restores/"))
     job = st.api.call("GET", path)
     st.output.document(job)
     status = last.get("status")
-    if status not in ("succeeded", "rolled_back"):
+    if status not in ("succeeded", "rolled_back", "completed"):
         message = ((last.get("error") or job.get("error") or {}).get("message")
                    or "no reason given")
         raise CliError(ExitCode.FAILED, f"Job {job_id} {status}: {message}")
@@ -96,7 +103,7 @@ def watch(job_id: str, timeout: float | None) -> None:
 
 def _job_path(st: State, job_id: str) -> str:
     """Which kind of job this is: the REST view that answers."""
-    for kind in ("exports", "imports"):
+    for kind in ("exports", "imports", "restores", "backups"):
         try:
             st.api.call("GET", f"/{kind}/{job_id}")
         except CliError as error:

@@ -5,6 +5,7 @@ is written."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,11 @@ class Output:
     json: bool
     out: Console = field(default_factory=Console)
     err: Console = field(default_factory=lambda: Console(stderr=True))
+
+    @property
+    def interactive(self) -> bool:
+        """A person at a terminal (then commands wait and draw bars by default)."""
+        return sys.stdout.isatty() and not self.json
 
     def say(self, *lines: Any) -> None:
         """Words for a person (nothing in --json mode)."""
