@@ -5,6 +5,12 @@ S3 call, streaming through smart_open included, is made by `PackagesBucket`. `pa
 builds it from settings.
 """
 
-from dataport.bucket.s3 import InvalidRange, ObjectMissing, PackagesBucket, packages_bucket
+from dataport.bucket.s3 import (
+    InvalidRange,
+    ObjectMissing,
+    ObjectWriter,
+    PackagesBucket,
+    packages_bucket,
+)
 
-__all__ = ["InvalidRange", "ObjectMissing", "PackagesBucket", "packages_bucket"]
+__all__ = ["InvalidRange", "ObjectMissing", "ObjectWriter", "PackagesBucket", "packages_bucket"]

@@ -314,7 +314,8 @@ class ObjectWriter:
         if self._upload is not None:
             self._upload.close()
         else:
-            self._bucket.put(self.key, bytes(self._buffer), {})
+            # the buffer itself: a copy would double the writer's peak memory
+            self._bucket.put(self.key, self._buffer, {})
         self._buffer = bytearray()
 
     def terminate(self) -> None:

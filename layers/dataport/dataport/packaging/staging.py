@@ -25,9 +25,7 @@ from dataport.packaging.encryption import WinZipAes
 from dataport.packaging.zipformat import DEFLATED, STORED, ZipEntry, encrypted
 
 if TYPE_CHECKING:
-    from smart_open.s3 import MultipartWriter
-
-    from dataport.bucket import PackagesBucket
+    from dataport.bucket import ObjectWriter, PackagesBucket
 
 
 def staged_entry(staged: StagedFile, name: str, modified: datetime, offset: int) -> ZipEntry:
@@ -107,8 +105,9 @@ class StagedObject:
         self.key = key
         self._bucket = bucket
         self._part_size = part_size
-        self._buffer = bytearray()
-        self._upload: MultipartWriter | None = None
+        # the bucket's buffer-or-multipart writer, opened by the first byte: an invocation that
+        # wrote nothing stores nothing (no file reads from it)
+        self._writer: ObjectWriter | None = None
         self.size = 0
         #: the file whose bytes end the object: it appends without buffering
         self.tail: StagedFileWriter | None = None
@@ -121,14 +120,9 @@ class StagedObject:
             raise ValueError(f"staged object {self.key} is already "
                              f"{'complete' if self.completed else 'aborted'}")
         offset = self.size
-        if self._upload is not None:
-            self._upload.write(data)
-        else:
-            self._buffer += data
-            if len(self._buffer) > self._part_size:
-                self._upload = self._bucket.multipart_writer(self.key, self._part_size)
-                self._upload.write(self._buffer)
-                self._buffer = bytearray()
+        if self._writer is None:
+            self._writer = self._bucket.open_write(self.key, self._part_size)
+        self._writer.write(data)
         self.size += len(data)
         self.tail = writer
         return offset
@@ -139,11 +133,8 @@ class StagedObject:
             return
         if self.aborted:
             raise ValueError(f"staged object {self.key} was aborted")
-        if self._upload is not None:
-            self._upload.close()
-        elif self.size:  # the buffer itself: a copy would double the invocation's peak
-            self._bucket.put(self.key, self._buffer, {})
-        self._buffer = bytearray()
+        if self._writer is not None:
+            self._writer.close()
         self.completed = True
 
     def abort(self) -> None:
@@ -151,9 +142,8 @@ class StagedObject:
         if self.completed or self.aborted:
             return
         self.aborted = True
-        self._buffer = bytearray()
-        if self._upload is not None:
-            self._upload.terminate()
+        if self._writer is not None:
+            self._writer.terminate()
 
 
 class StagedFileWriter:
