@@ -121,6 +121,17 @@ def seeded_database(monkeypatch: pytest.MonkeyPatch, stack: LocalStack, name: st
         reset()
 
 
+def seeded_dataset(name: str, **options: Any) -> Any:
+    """A module's `dataset` fixture: the functions pointed at the seeded database `name` for
+    the module's tests (`dataset = seeded_dataset(DB_NAME, sessions_per_project=2)`)."""
+    @pytest.fixture(scope="module")
+    def dataset(local_stack: LocalStack) -> Iterator[seed.SeedSummary]:
+        with pytest.MonkeyPatch.context() as patch, seeded_database(
+                patch, local_stack, name, **options) as summary:
+            yield summary
+    return dataset
+
+
 @contextmanager
 def seeded_db(monkeypatch: pytest.MonkeyPatch, stack: LocalStack, prefix: str,
               **options: Any) -> Iterator[Database[Document]]:

@@ -3,8 +3,6 @@ format and a duration; nothing started, nothing counted against the rate limit."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from bson import ObjectId
 
@@ -14,16 +12,12 @@ from dataport.source.collections import PROJECTS
 from dataport.source.mongo import connect
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, seeded_database
+from tests.e2e.api_client import Api, seeded_dataset
 
 DB_NAME = "dataport_estimate_tests"
 
 
-@pytest.fixture(scope="module")
-def dataset(local_stack: LocalStack) -> Iterator[seed.SeedSummary]:
-    with pytest.MonkeyPatch.context() as patch, seeded_database(
-            patch, local_stack, DB_NAME, sessions_per_project=2) as summary:
-        yield summary
+dataset = seeded_dataset(DB_NAME, sessions_per_project=2)
 
 
 @pytest.fixture

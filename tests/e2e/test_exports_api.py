@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,16 +20,12 @@ from dataport.jobs.store import JobStore
 from dataport.settings import get_settings
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, seeded_database
+from tests.e2e.api_client import Api, seeded_dataset
 
 DB_NAME = "dataport_api_tests"
 
 
-@pytest.fixture(scope="module")
-def dataset(local_stack: LocalStack) -> Iterator[seed.SeedSummary]:
-    with pytest.MonkeyPatch.context() as patch, seeded_database(
-            patch, local_stack, DB_NAME, sessions_per_project=2) as summary:
-        yield summary
+dataset = seeded_dataset(DB_NAME, sessions_per_project=2)
 
 
 @pytest.fixture

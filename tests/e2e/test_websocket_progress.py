@@ -36,18 +36,15 @@ from dataport.workflows.export import SessionWriter, write_session
 from infrastructure.local import seed
 from infrastructure.local.progress_client import ProgressSocket, is_end
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, seeded_database
+from tests.e2e.api_client import Api, seeded_dataset
 from tests.fixtures.faults import EXPORT_WORKER, export_worker
 
 DB_NAME = "dataport_websocket_tests"
 TERMINAL = (SucceededEvent, FailedEvent, CancelledEvent)
 
 
-@pytest.fixture(scope="module")
-def dataset(local_stack: LocalStack) -> Iterator[seed.SeedSummary]:
-    with pytest.MonkeyPatch.context() as patch, seeded_database(
-            patch, local_stack, DB_NAME, sessions_per_project=4) as summary:
-        yield summary  # the demo user: 12 sessions, 334 messages
+# the demo user: 12 sessions, 334 messages
+dataset = seeded_dataset(DB_NAME, sessions_per_project=4)
 
 
 @pytest.fixture

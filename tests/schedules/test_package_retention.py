@@ -4,26 +4,19 @@ lifecycle rule agree; the download route answers by the request's time (the stac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-
-import pytest
 
 from dataport.settings import get_settings
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, job_row, seeded_database
+from tests.e2e.api_client import Api, job_row, seeded_dataset
 from tests.fixtures.environment import template
 from tests.schedules.support import utc
 
 DB_NAME = "dataport_package_retention"
 
 
-@pytest.fixture(scope="module")
-def dataset(local_stack: LocalStack) -> Iterator[seed.SeedSummary]:
-    with pytest.MonkeyPatch.context() as patch, seeded_database(
-            patch, local_stack, DB_NAME, sessions_per_project=1) as summary:
-        yield summary
+dataset = seeded_dataset(DB_NAME, sessions_per_project=1)
 
 
 def test_the_template_promises_thirty_days_and_the_history_holds_them() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 from dataport.workflows.export import write_session
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, seeded_database
+from tests.e2e.api_client import Api, seeded_dataset
 from tests.fixtures.faults import EXPORT_WORKER, export_worker
 from tests.infrastructure.iam import assert_calls_allowed
 from tests.schedules.support import create, show
@@ -24,11 +23,7 @@ from tests.schedules.support import create, show
 DB_NAME = "dataport_scheduled_backups"
 
 
-@pytest.fixture(scope="module")
-def dataset(local_stack: LocalStack) -> Iterator[seed.SeedSummary]:
-    with pytest.MonkeyPatch.context() as patch, seeded_database(
-            patch, local_stack, DB_NAME, sessions_per_project=2) as summary:
-        yield summary
+dataset = seeded_dataset(DB_NAME, sessions_per_project=2)
 
 
 @pytest.fixture

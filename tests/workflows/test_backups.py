@@ -8,7 +8,6 @@ import hashlib
 import io
 import time
 import zipfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +27,7 @@ from dataport.workflows.export import write_session
 from infrastructure.local import seed
 from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, bucket_leftovers, seeded_database
+from tests.e2e.api_client import Api, bucket_leftovers, seeded_dataset
 from tests.fixtures.faults import EXPORT_WORKER, export_worker, slow_writer
 from tests.infrastructure.iam import assert_calls_allowed
 
@@ -36,11 +35,7 @@ DB_NAME = "dataport_backup_tests"
 TERMINAL = {"completed", "failed", "corrupted", "expired"}
 
 
-@pytest.fixture(scope="module")
-def dataset(local_stack: LocalStack) -> Iterator[seed.SeedSummary]:
-    with pytest.MonkeyPatch.context() as patch, seeded_database(
-            patch, local_stack, DB_NAME, sessions_per_project=3) as summary:
-        yield summary
+dataset = seeded_dataset(DB_NAME, sessions_per_project=3)
 
 
 @pytest.fixture

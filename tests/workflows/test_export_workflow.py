@@ -11,7 +11,6 @@ import subprocess
 import time
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from dataport.workflows import export as export_tasks
 from dataport.workflows.export import write_session
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, bucket_leftovers, seeded_database
+from tests.e2e.api_client import Api, bucket_leftovers, seeded_dataset
 from tests.fixtures.faults import EXPORT_WORKER, export_worker, slow_writer
 
 DB_NAME = "dataport_workflow_tests"
@@ -52,11 +51,7 @@ class Owned:
         db.client.close()
 
 
-@pytest.fixture(scope="module")
-def dataset(local_stack: LocalStack) -> Iterator[seed.SeedSummary]:
-    with pytest.MonkeyPatch.context() as patch, seeded_database(
-            patch, local_stack, DB_NAME, sessions_per_project=4) as summary:
-        yield summary
+dataset = seeded_dataset(DB_NAME, sessions_per_project=4)
 
 
 @pytest.fixture
