@@ -24,7 +24,7 @@ from tests.imports.support import zip_bytes
 
 ROOT = Path(__file__).parent / "transcripts"
 FIXTURES = sorted(p.name for p in ROOT.iterdir() if p.is_dir())
-KEPT = frozenset({"user", "assistant", "summary"})
+KEPT = frozenset({"user", "assistant", "system", "summary"})
 
 
 @dataclass(frozen=True)

@@ -207,6 +207,7 @@ def session_lines() -> list[dict[str, Any]]:
              toolUseResult={"type": "text", "file": {"numLines": 2}}),
         {"type": "system", "subtype": "compact_boundary", "content": "Conversation compacted",
          "uuid": "sys-1", "timestamp": "2025-08-02T04:52:05.000Z", "sessionId": SID},
+        {"type": "system", "subtype": "api_error", "level": "error", "sessionId": SID},
         {"type": "queue-operation", "operation": "enqueue", "sessionId": SID},
         line("assistant", "a-4", "u-2", 6, assistant(
             "msg_B", [{"type": "text", "text": "POSTGRES_URL is unused."}],
@@ -253,6 +254,7 @@ def test_a_claude_projects_tree() -> None:
     assert source.version == "1.0.83"
     assert {i.code for i in issues} == {"ignored_entry", "project_path_guessed"}
     assert [i.file for i in issues if i.code == "ignored_entry"] == ["README.txt"]
+    # a system line is stored (sys-1); one that names no uuid cannot be, and is counted
     assert source.skipped == {"file-history-snapshot": 1, "system": 1, "queue-operation": 1}
     check_order(records)
 
@@ -265,12 +267,12 @@ def test_a_claude_projects_tree() -> None:
     main = sessions[SID]
     # msg_A is counted once (its last line's usage and reported cost), msg_B once (its cost
     # computed: 10 input and 20 output tokens of Opus 4.1 at $15 and $75 a million); derived
-    # documents count
+    # documents and the system line count
     assert main == {
         "sessionId": SID,
         "startedAt": datetime(2025, 8, 2, 4, 52, 1, tzinfo=UTC),
         "endedAt": datetime(2025, 8, 2, 4, 52, 6, tzinfo=UTC),
-        "messageCount": 8,
+        "messageCount": 9,
         "totalCost": Decimal128(Decimal(repr(COST)) + Decimal("0.00015") + Decimal("0.0015")),
         "inputTokens": 4 + 1520 + 13912 + 10, "outputTokens": 96 + 20,
         "totalTokens": 4 + 1520 + 13912 + 10 + 96 + 20, "toolsUsed": 1,
@@ -283,7 +285,8 @@ def test_a_claude_projects_tree() -> None:
 
     found = {m["uuid"]: m for m in kinds(records, RecordKind.MESSAGE)}
     assert [u for u in found if not u.startswith("n")] == [
-        "u-1", "a-1", "a-2", "a-3", "a-3_tool_0", "u-2", "u-2_result_0", "a-4", "g-1", "g-2"]
+        "u-1", "a-1", "a-2", "a-3", "a-3_tool_0", "u-2", "u-2_result_0", "sys-1", "a-4", "g-1",
+        "g-2"]
     user = found["u-1"]
     assert user["content"] == "Which env vars are unused?"
     assert user["timestamp"] == datetime(2025, 8, 2, 4, 52, 1, tzinfo=UTC)
@@ -317,6 +320,12 @@ def test_a_claude_projects_tree() -> None:
     assert "contentHash" not in found["u-2_result_0"]
     assert found["a-4"]["durationMs"] == 5120
     assert found["g-1"]["isSidechain"] is True
+    system = found["sys-1"]
+    assert (system["type"], system["content"], system["parentUuid"]) == (
+        "system", "Conversation compacted", None)
+    assert system["claudeCode"]["fields"] == {"subtype": "compact_boundary"}
+    assert system["contentHash"] == content_hash("sys-1", "system", system["timestamp"],
+                                                 "Conversation compacted")
     locations = {r.doc["uuid"]: r.location for r in records if r.kind is RecordKind.MESSAGE}
     assert str(locations["a-3_tool_0"]) == (
         f"claude/projects/-Users-alex-github-claudelens/{SID}.jsonl:7 $.message.content[0]")
@@ -324,7 +333,7 @@ def test_a_claude_projects_tree() -> None:
     report = validate(source)
     assert report.ok, report.errors
     assert (report.counts.projects, report.counts.sessions, report.counts.messages,
-            report.counts.unknown_records) == (2, 3, 12, 3)
+            report.counts.unknown_records) == (2, 3, 13, 3)
     assert report.date_range.start == datetime(2025, 8, 2, 4, 52, 1, tzinfo=UTC)
     assert report.date_range.end == datetime(2025, 8, 2, 4, 52, 8, tzinfo=UTC)
     assert IssueCode.SKIPPED_RECORDS.value in {w.code for w in report.warnings}
@@ -350,7 +359,7 @@ def test_a_transcript_line_that_is_broken_is_skipped_and_reported() -> None:
     records, issues = read(data, f"{SID}.jsonl")
     assert [(i.code, i.line, i.field) for i in issues] == [
         ("invalid_json", 5, None), ("missing_field", 8, "message")]
-    assert len(kinds(records, RecordKind.MESSAGE)) == 8
+    assert len(kinds(records, RecordKind.MESSAGE)) == 9  # sys-1 included
 
 
 def test_project_folders_and_paths() -> None:

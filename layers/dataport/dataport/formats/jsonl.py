@@ -47,6 +47,7 @@ block ids of lines already written, whatever the size of the session.
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,10 +83,15 @@ from dataport.models.documents import (
 
 LOOK_BEHIND = timedelta(seconds=5)
 LOOK_BEHIND_RECORDS = 64
+#: lines held for their turn in their file's source order, at most (beyond the window's)
+ORDER_RECORDS = 64
 #: lines already written whose block ids are remembered (to drop late duplicates)
 WRITTEN_MEMORY = 1024
 
 _CLAUDE_TYPE = {"tool_use": "assistant", "tool_result": "user"}
+_SYSTEM = "system"
+#: message types written back as the very line they were imported from (claudeCode.keys)
+_LINE_TYPES = ("user", "assistant", _SYSTEM)
 #: a sub-agent file beside its session's file rather than in the session's folder
 _UP = ".."
 
@@ -106,6 +112,17 @@ class _Pending:
     stand_in: bool = False
     #: the sub-agent file of the line, relative to the session's folder ("" for the main file)
     file: str = ""
+    #: the line's place among the stored lines of its source file (claudeCode.order)
+    order: int | None = None
+
+
+@dataclass
+class _FileOrder:
+    """Lines of one file held until the lines before them (by claudeCode.order) are written."""
+
+    #: the order of the next line to write
+    expected: int = 0
+    held: list[tuple[int, int, _Pending]] = field(default_factory=list)  # a heap
 
 
 @dataclass(frozen=True)
@@ -130,10 +147,15 @@ class JsonlWriter(ExportWriter):
         self._session: RawDocument = {}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._written: BoundedMemo[str, _Written] = BoundedMemo(WRITTEN_MEMORY)
+        #: lines out of the window waiting for their turn in their file, by file and by uuid
+        self._orders: dict[str, _FileOrder] = {}
+        self._held: dict[str, _Pending] = {}
+        self._arrivals = 0
 
     def begin_session(self, project: RawDocument, session: RawDocument) -> None:
         self._project, self._session = project, session
         self._pending.clear()
+        self._orders, self._held = {}, {}
         self._written = BoundedMemo(WRITTEN_MEMORY)
         folder = project_dir(str(project.get("path") or project.get("name") or "unknown"))
         name = safe_segment(str(session.get("sessionId") or session.get("_id")),
@@ -166,15 +188,20 @@ class JsonlWriter(ExportWriter):
         body = self._message_body(message, kind)
         line = claude_code(message)
         keys = line.get("keys")
-        if isinstance(keys, list) and kind in ("user", "assistant"):
+        if isinstance(keys, list) and kind in _LINE_TYPES:
             record = line_of(message, keys, line.get("fields"), body)
+        elif kind == _SYSTEM:
+            record = self._system_record(message)
         else:
             record = self._record(message, uuid=str(message.get("uuid")),
                                   kind=_CLAUDE_TYPE.get(kind, kind), body=body,
                                   parent=strip_derived(message.get("parentUuid")),
                                   sidechain=bool(message.get("isSidechain", False)))
+        order = line.get("order")
         entry = _Pending(record, as_utc(message.get("timestamp")),
-                         file=_safe_file(transcript_file(message)))
+                         file=_safe_file(transcript_file(message)),
+                         order=order if isinstance(order, int) and not isinstance(order, bool)
+                         and isinstance(keys, list) else None)
         for block in content_blocks(message):
             key = block_key(block)
             if key:
@@ -196,7 +223,7 @@ class JsonlWriter(ExportWriter):
     def _fold(self, message: RawDocument, ref: DerivedRef) -> None:
         block = self._block(message)
         key = block_key(block)
-        target = self._pending.get(ref.origin)
+        target = self._pending.get(ref.origin) or self._held.get(ref.origin)
         if target is not None:
             if key is None or key not in target.keys:
                 _add_block(target, block)
@@ -229,8 +256,9 @@ class JsonlWriter(ExportWriter):
         its parent's, when that is still known."""
         if uuid is None:
             return False
-        if uuid in self._pending:
-            return bool(self._pending[uuid].record.get("isSidechain"))
+        waiting = self._pending.get(uuid) or self._held.get(uuid)
+        if waiting is not None:
+            return bool(waiting.record.get("isSidechain"))
         written = self._written.get(uuid)
         return written.sidechain if written is not None else False
 
@@ -240,9 +268,44 @@ class JsonlWriter(ExportWriter):
             stale = (until is not None and oldest.timestamp is not None
                      and oldest.timestamp < until - LOOK_BEHIND)
             if not (everything or stale or len(self._pending) > LOOK_BEHIND_RECORDS):
-                return
+                break
             self._pending.popitem(last=False)
-            self._emit(oldest)
+            self._in_turn(oldest)
+        self._release(everything=everything)
+
+    # --- each file's lines in their source order ------------------------------------------------
+
+    def _in_turn(self, entry: _Pending) -> None:
+        """A line out of the window: written now, or (a line that knows its place in its
+        source file) held until the lines before it are written."""
+        if entry.order is None:
+            self._emit(entry)
+            return
+        order = self._orders.setdefault(entry.file, _FileOrder())
+        self._arrivals += 1
+        heapq.heappush(order.held, (entry.order, self._arrivals, entry))
+        self._held[str(entry.record.get("uuid"))] = entry
+
+    def _release(self, *, everything: bool) -> None:
+        """Every held line whose turn has come; past ORDER_RECORDS held (a line that never
+        comes: a message deleted, filtered out, or stored by another session), the earliest
+        held line of the fullest file is written anyway. At the session's end, all of them."""
+        for order in self._orders.values():
+            self._drain(order)
+        while self._held and (everything or len(self._held) > ORDER_RECORDS):
+            fullest = max(self._orders.values(), key=lambda order: len(order.held))
+            self._write_held(fullest)
+            self._drain(fullest)
+
+    def _drain(self, order: _FileOrder) -> None:
+        while order.held and order.held[0][0] <= order.expected:
+            self._write_held(order)
+
+    def _write_held(self, order: _FileOrder) -> None:
+        position, _, entry = heapq.heappop(order.held)
+        self._held.pop(str(entry.record.get("uuid")), None)
+        order.expected = max(order.expected, position + 1)
+        self._emit(entry)
 
     def _emit(self, entry: _Pending) -> None:
         assert self._name, "write_message outside a session"
@@ -297,6 +360,24 @@ class JsonlWriter(ExportWriter):
         for name in ("durationMs", "toolUseResult"):
             if message.get(name) is not None:
                 record[name] = message[name]
+        return record
+
+    def _system_record(self, message: RawDocument) -> dict[str, Any]:
+        """A system message stored without its line (ClaudeLens' own, a CSV's): a status line
+        in Claude Code's usual keys."""
+        record: dict[str, Any] = {
+            "parentUuid": strip_derived(message.get("parentUuid")),
+            "isSidechain": bool(message.get("isSidechain", False)),
+            "userType": message.get("userType") or "external",
+            "cwd": message.get("cwd") or self._project.get("path"),
+            "sessionId": message.get("sessionId") or self._session.get("sessionId"),
+            "version": message.get("version"),
+            "gitBranch": message.get("gitBranch"),
+            "type": _SYSTEM,
+            "content": str(message.get("content") or ""),
+            "uuid": str(message.get("uuid")),
+            "timestamp": iso_ms(message.get("timestamp")),
+        }
         return record
 
     @staticmethod

@@ -17,7 +17,9 @@ from bson.decimal128 import Decimal128
 
 RawDocument = Mapping[str, Any]
 
-MESSAGE_TYPES = ("user", "assistant", "tool_use", "tool_result")
+#: `system`: a Claude Code status line (compaction boundary, hook summary, API error) kept from a
+#: transcript, as ClaudeLens' own ingest keeps it (docs/imports.md)
+MESSAGE_TYPES = ("user", "assistant", "tool_use", "tool_result", "system")
 
 
 def as_decimal(value: object) -> Decimal | None:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -80,10 +81,16 @@ from dataport.packaging.manifest import MANIFEST_NAME
 from dataport.pricing import PRICE_SOURCE, PriceUnknown, reply_cost
 
 MESSAGE_LINES = ("user", "assistant")
+#: Claude Code's status notes (compaction boundaries, hook summaries, API errors, local command
+#: output): stored as messages of type `system`, so every parentUuid that names one is kept
+SYSTEM_LINE = "system"
+#: what a system line needs to be stored (one without them is counted as skipped)
+SYSTEM_IDS = ("uuid", "sessionId", "timestamp")
 META = ("userType", "cwd", "version", "gitBranch")
 #: line keys stored in a message field of their own; every other key is kept in claudeCode.fields
 MAPPED_KEYS = frozenset({"uuid", "sessionId", "type", "timestamp", "parentUuid", "isSidechain",
-                         *META, "requestId", "durationMs", "toolUseResult", "message", "costUSD"})
+                         *META, "requestId", "durationMs", "toolUseResult", "message", "costUSD",
+                         "content"})
 #: the folder of a session's sub-agent files, next to its main file
 SUBAGENTS = "subagents"
 _PART = re.compile(r"(?P<stem>.+)-\d{4}")
@@ -191,15 +198,43 @@ def _reproduced(name: str, value: Any, doc: Mapping[str, Any]) -> bool:
 
 
 def line_keys(record: Mapping[str, Any], doc: Mapping[str, Any],
-              file: str | None = None) -> dict[str, Any]:
+              file: str | None = None, order: int | None = None) -> dict[str, Any]:
     """`claudeCode` of a message: the line's keys in order, verbatim every value the stored
-    fields would not give back, and the sub-agent file the line came from."""
+    fields would not give back, the sub-agent file the line came from, and the line's place
+    among the stored lines of its file (`order`, from 0)."""
     fields = {name: value for name, value in record.items()
               if name not in MAPPED_KEYS or not _reproduced(name, value, doc)}
     kept: dict[str, Any] = {"keys": list(record), "fields": fields}
     if file:
         kept["file"] = file
+    if order is not None:
+        kept["order"] = order
     return kept
+
+
+def storable_system_line(record: Mapping[str, Any]) -> bool:
+    """A system line can be a message: it names itself, its session and its time (strings)."""
+    return all(isinstance(record.get(name), str) and record[name] for name in SYSTEM_IDS)
+
+
+def system_document(record: Mapping[str, Any], *, hashed: bool = True, file: str | None = None,
+                    order: int | None = None) -> dict[str, Any]:
+    """The message of a `system` line: its ids, time, thread and Claude Code's metadata as a
+    user line's are, its `content` (the note's text) as the display text; everything else
+    (subtype, level, compactMetadata, logicalParentUuid, ...) verbatim in claudeCode.fields."""
+    doc: dict[str, Any] = {name: record[name] for name in ("uuid", "sessionId")}
+    doc["type"] = record["type"]  # the line's own value, so claudeCode need not repeat it
+    doc["timestamp"] = record["timestamp"]
+    doc["parentUuid"] = record.get("parentUuid")
+    doc["isSidechain"] = record.get("isSidechain", False)
+    doc.update({name: record[name] for name in META if record.get(name) is not None})
+    if isinstance(record.get("content"), str):
+        doc["content"] = record["content"]
+    coerce(RecordKind.MESSAGE, doc)
+    doc[CLAUDE_CODE] = line_keys(record, doc, file, order)
+    if hashed:
+        finish_message(doc)
+    return doc
 
 
 def _price(doc: dict[str, Any], body: Mapping[str, Any]) -> None:
@@ -230,12 +265,13 @@ def unpriced(doc: Mapping[str, Any], record: Mapping[str, Any]) -> str | None:
 
 
 def message_documents(record: Mapping[str, Any], *, hashed: bool = True, priced: bool = True,
-                      file: str | None = None) -> list[tuple[dict[str, Any], str | None]]:
+                      file: str | None = None, order: int | None = None,
+                      ) -> list[tuple[dict[str, Any], str | None]]:
     """The documents of one user/assistant line (see the module docstring), typed, each with
     the JSON path of the content block a derived document comes from (None for the message).
     `hashed=False` leaves contentHash out (the session totals pass does not need it);
     `priced=False` computes no cost. `file`: where a sub-agent line's file lies relative to
-    its session's folder."""
+    its session's folder; `order`: the line's place among the stored lines of its file."""
     kind = str(record.get("type"))
     body = record.get("message")
     doc: dict[str, Any] = {}
@@ -272,7 +308,7 @@ def message_documents(record: Mapping[str, Any], *, hashed: bool = True, priced:
     if record.get("toolUseResult") is not None:
         doc["toolUseResult"] = record["toolUseResult"]
     coerce(RecordKind.MESSAGE, doc)
-    doc[CLAUDE_CODE] = line_keys(record, doc, file)
+    doc[CLAUDE_CODE] = line_keys(record, doc, file, order)
     if priced and kind == "assistant" and "costUSD" not in record and isinstance(body, Mapping):
         _price(doc, body)
     if hashed:
@@ -318,6 +354,14 @@ def subagent_file(name: str, record: Mapping[str, Any]) -> str | None:
     if part is not None and (not isinstance(agent, str) or part["stem"] == f"agent-{agent}"):
         return f"{where}/{part['stem']}{path.suffix}"
     return f"{where}/{path.name}"
+
+
+def unnumbered(name: str) -> str:
+    """A file's name without the part number the packager gives a split file
+    (`<sessionId>-0001.jsonl` is the first part of `<sessionId>.jsonl`)."""
+    path = PurePosixPath(name)
+    part = _PART.fullmatch(path.stem)
+    return str(path.with_name(f"{part['stem']}{path.suffix}")) if part else name
 
 
 def project_folder(name: str) -> str:
@@ -445,10 +489,14 @@ class ClaudeTranscriptSource(ImportSource):
                 yield reader
 
     def _lines(self, archive: SafeZip | None, member: ZipMember | None, reporter: Reporter,
-               checksums: Checksums | None = None, *, hashed: bool = True) -> Iterator[_Line]:
+               checksums: Checksums | None = None, *, hashed: bool = True,
+               orders: Counter[str] | None = None) -> Iterator[_Line]:
         """The summary and message lines of a file, mapped; everything else reported or
-        counted as skipped."""
+        counted as skipped. `orders` numbers the stored lines of each file (its parts, when the
+        packager numbered them, continue one another)."""
         name = member.name if member else self.filename
+        numbered = orders if orders is not None else Counter[str]()
+        logical = unnumbered(name)
         with self._open(archive, member) as stream:
             for number, data in iter_lines(stream, self.limits.max_line_bytes):
                 if data is None:
@@ -468,7 +516,9 @@ class ClaudeTranscriptSource(ImportSource):
                 elif kind in MESSAGE_LINES:
                     if isinstance(record.get("message"), Mapping):
                         docs = message_documents(record, hashed=hashed,
-                                                 file=subagent_file(name, record))
+                                                 file=subagent_file(name, record),
+                                                 order=numbered[logical])
+                        numbered[logical] += 1
                         why = unpriced(docs[0][0], record)
                         if why is not None:
                             reporter.warning(issue(
@@ -483,6 +533,12 @@ class ClaudeTranscriptSource(ImportSource):
                             else IssueCode.WRONG_TYPE,
                             f"line {number}: a {kind} line needs its Claude message object",
                             file=name, line=number, field="message"))
+                elif kind == SYSTEM_LINE and storable_system_line(record):
+                    doc = system_document(record, hashed=hashed,
+                                          file=subagent_file(name, record),
+                                          order=numbered[logical])
+                    numbered[logical] += 1
+                    yield _Line(number, record, [(doc, None)])
                 elif isinstance(kind, str):
                     reporter.skipped[kind] += 1
                 else:
@@ -542,10 +598,11 @@ class ClaudeTranscriptSource(ImportSource):
             yield ImportRecord(RecordKind.PROJECT, self._project(plan.folder, totals, reporter),
                                Location(where))
         started: set[str] = set()
+        orders: Counter[str] = Counter()
         for member in plan.files:
             name = member.name if member else self.filename
             summaries, messages = 0, 0
-            for line in self._lines(archive, member, reporter, checksums):
+            for line in self._lines(archive, member, reporter, checksums, orders=orders):
                 if not line.docs:
                     summaries += 1
                     continue
