@@ -1,7 +1,7 @@
 """The real Claude Code transcripts (tests/imports/transcripts) read by the import and written as
-markdown and PDF: the compaction summary (2.1.0) and the `isMeta` command expansion (1.0.98)
-are shown as Claude Code's, labelled, never under the user's heading; every other user line is
-the user's. tests/unit/test_formats_rendering.py covers the same on small hand-made cases, with
+markdown and PDF: the compaction summary (2.1.0), the `isMeta` command expansion (1.0.98) and
+the `system` compaction boundary (2.1.0) are shown as Claude Code's, labelled, never under the
+user's heading; every other user line is the user's. tests/unit/test_formats_rendering.py covers the same on small hand-made cases, with
 images, right-to-left text and code."""
 
 from __future__ import annotations
@@ -69,6 +69,11 @@ def test_markdown_of_real_transcripts_labels_claude_codes_lines(fixture: str) ->
     for message in metas:
         (body,) = [b for h, b in shown if h == "Context" and first_words(message) in b]
         assert body.startswith(f"<details><summary>{CONTEXT_NOTE}</summary>")
+    for message in (m for m in messages if m["type"] == "system"):
+        (body,) = [b for h, b in shown if h == "Context" and first_words(message) in b]
+        subtype = message["claudeCode"]["fields"]["subtype"].replace("_", " ")
+        assert body.startswith(f"<details><summary>Claude Code status note ({subtype}), not "
+                               "part of the conversation</summary>")
     users = [m for m in messages if m["type"] == "user" and derived_ref(m["uuid"]) is None
              and m not in summaries + metas and first_words(m)]
     for message in users:  # the person's own lines stay theirs
@@ -99,3 +104,7 @@ def test_pdf_of_real_transcripts_labels_claude_codes_lines(fixture: str) -> None
         assert holding == [label], (words, holding)
         (body,) = [b for name, b in sections if words in b]
         assert "not typed by the user" in body
+    for message in (m for m in messages if m["type"] == "system"):
+        (body,) = [b for name, b in sections if name == "CONTEXT"
+                   and first_words(message) in b]
+        assert "Claude Code status note" in body

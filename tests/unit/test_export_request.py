@@ -45,7 +45,7 @@ def test_camel_case_filters_parse_with_exact_decimals() -> None:
     ({"options": {"splitSizeMb": 501}}, "options.splitSizeMb", "less_than_equal"),
     ({"options": {"compression": {"level": 10}}}, "options.compression.level", "less_than_equal"),
     ({"filters": {"projectIds": ["not-an-id"]}}, "filters.projectIds.0", "value_error"),
-    ({"filters": {"messageTypes": ["system"]}}, "filters.messageTypes.0", "value_error"),
+    ({"filters": {"messageTypes": ["human"]}}, "filters.messageTypes.0", "value_error"),
     ({"filters": {"dateRange": {"start": "2025-09-01T00:00:00Z", "end": "2025-08-01T00:00:00Z"}}},
      "filters.dateRange", "value_error"),
     ({"filters": {"dateRange": {"start": "2025-09-01T00:00:00"}}}, "filters.dateRange.start",

@@ -31,6 +31,7 @@ from dataport.formats.common import (
     as_utc,
     block_key,
     content_blocks,
+    context_note,
     count_text,
     decimal_text,
     image_placeholder,
@@ -248,7 +249,7 @@ class MarkdownWriter(ExportWriter):
         if body and kind == "summary":
             body = [f"> *{SUMMARY_NOTE}*\n>\n{_quoted(_PARAGRAPHS.join(body))}"]
         elif body and kind == "context":
-            body = [_details(CONTEXT_NOTE, _PARAGRAPHS.join(body))]
+            body = [_details(context_note(message, CONTEXT_NOTE), _PARAGRAPHS.join(body))]
         parts = [part for part in (*parts, *body) if part]
         if not parts and derived:
             return None

@@ -85,6 +85,7 @@ from dataport.formats.common import (
     as_utc,
     block_key,
     content_blocks,
+    context_note,
     count_text,
     decimal_text,
     image_placeholder,
@@ -1175,7 +1176,7 @@ class PdfWriter(ExportWriter):
             return  # all it holds was shown with its message
         role = message_role(message)
         if role in {"summary", "context"}:  # Claude Code's lines, never the person's words
-            label = SUMMARY_LABEL if role == "summary" else CONTEXT_NOTE
+            label = SUMMARY_LABEL if role == "summary" else context_note(message, CONTEXT_NOTE)
             parts = [Part(role, p.text, label if i == 0 else "") if p.kind == "text" else p
                      for i, p in enumerate(parts)]
         self._message_heading(volume, message, role, parts)
