@@ -46,9 +46,9 @@ def test_real_transcripts_come_back_line_for_line_through_the_stack(
     report = job["report"]
     assert report["format"] == "claude-transcript"
     assert report["errorsTotal"] == 0
-    # the compaction boundary is the one line of a type not imported (docs/imports.md)
-    assert report["counts"]["unknownRecords"] == 1
-    assert [w for w in report["warnings"] if w["code"] == "skipped_records"]
+    # every line of the fixtures is kept: the compaction boundary (system) too
+    assert report["counts"]["unknownRecords"] == 0
+    assert not [w for w in report["warnings"] if w["code"] == "skipped_records"]
 
     # what is stored: every line's keys, Claude Code's flags, the sub-agent files, the costs
     stored = {}
@@ -79,7 +79,11 @@ def test_real_transcripts_come_back_line_for_line_through_the_stack(
     fidelity = compare(originals, lines)
     assert fidelity.problems == []
     assert fidelity.share() == 1.0
-    assert {line.path for line in originals if line.record.get("type") != "system"} <= set(lines)
+    assert {line.path for line in originals} <= set(lines)
+    for path, exported_lines in lines.items():  # each file's lines in their order
+        assert [line.get("uuid") for line in exported_lines if line.get("type") != "summary"] == [
+            line.record["uuid"] for line in originals
+            if line.path == path and line.record.get("type") != "summary"]
     with zipfile.ZipFile(exported) as archive:
         assert b'"priceSource": "' + PRICE_SOURCE.encode() in archive.read("manifest.json")
 
@@ -127,3 +131,30 @@ def test_an_export_computes_the_costs_ClaudeLens_stored_without(
     assert "priceSource" not in manifest
     assert b"costComputedBy" not in data
     assert b'"costUsd"' not in data
+
+
+def test_merge_brings_claude_codes_lines_to_a_session_imported_before_they_were_kept(
+        db: Database[Document], fresh_stack: LocalStack) -> None:
+    user = Importer(Api(fresh_stack, EMPTY_USER))
+    fixture = upload(["claude-code-log-2.1.0-compact"])
+    assert user.run(fixture, "claude.zip", strategy="merge")["status"] == "succeeded"
+    stored = messages_of(db, "s1")
+    for name in db.list_collection_names():  # as an import before claudeCode stored them
+        if name.startswith("messages"):
+            db[name].update_many({"sessionId": "s1"}, {"$unset": {
+                CLAUDE_CODE: "", "costUsd": "", COST_COMPUTED_BY: ""}})
+    assert all(CLAUDE_CODE not in m for m in messages_of(db, "s1").values())
+
+    job = user.run(fixture, "claude.zip", strategy="merge")
+    assert job["status"] == "succeeded", job
+    assert job["outcome"]["sessions"]["merged"] == 1
+    again = messages_of(db, "s1")
+    assert set(again) == set(stored)  # not one message more
+    for uuid, message in again.items():
+        assert {k: v for k, v in message.items() if k not in ("_id", "importJobId")} == {
+            k: v for k, v in stored[uuid].items() if k not in ("_id", "importJobId")}
+    (session,) = db[SESSIONS].find({"sessionId": "s1"})
+    assert session["totalCost"].to_decimal() == 5 * (10 * 3 + 5 * 15) / Decimal(10**6)
+    # and a third time, nothing is left to bring
+    third = user.run(fixture, "claude.zip", strategy="merge")
+    assert third["outcome"]["sessions"]["unchanged"] == 1

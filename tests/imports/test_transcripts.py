@@ -19,6 +19,7 @@ from dataport.formats.jsonl import JsonlWriter
 from dataport.imports.readers.claude_transcript import MAPPED_KEYS
 from dataport.models.documents import (
     COST_COMPUTED_BY,
+    TRANSCRIPT_UUID_KEYS,
     agent_id,
     is_compact_summary,
     is_meta,
@@ -26,6 +27,7 @@ from dataport.models.documents import (
 )
 from dataport.models.records import ImportRecord, RecordKind
 from dataport.pricing import PRICE_SOURCE
+from dataport.source.identity import SessionIds, copy_id
 from tests.imports.fidelity import (
     FIXTURES,
     ROOT,
@@ -228,3 +230,46 @@ def test_a_file_of_summary_lines_only_is_counted_as_skipped() -> None:
     records = list(source.records())
     assert source.skipped == {"summary": 2}
     assert len(kinds(records, RecordKind.SESSION)) == 1
+
+
+def test_an_exported_copy_is_a_consistent_transcript() -> None:
+    """Every fixture stored as another account's copy (derived session id and uuids, as a
+    rename or a second account's import stores it) and exported: every id a line names is
+    the copy's (sessionId, parentUuid, logicalParentUuid, a summary's leafUuid), none of the
+    original's is left."""
+    key, owner = b"a deployment's copy-id secret, 64 characters long, never rotated", "0" * 24
+    records, _ = read(upload(FIXTURES), "claude.zip")
+    originals: set[str] = set()
+    copied_records = []
+    ids: SessionIds | None = None
+    for record in records:
+        doc = record.doc
+        if record.kind is RecordKind.SESSION:
+            ids = SessionIds(key, owner, copy_id(key, owner, doc["sessionId"]), True,
+                             frozenset())
+            originals.add(doc["sessionId"])
+            doc = {**ids.session(doc), "sessionId": ids.stored_session_id}
+        elif record.kind is RecordKind.MESSAGE:
+            assert ids is not None
+            originals.add(doc["uuid"])
+            doc = ids.message(doc)
+        copied_records.append(ImportRecord(record.kind, doc, record.location))
+    exported = package_lines(export_of(copied_records))
+    written = {line["uuid"] for lines in exported.values() for line in lines if "uuid" in line}
+    # lines the fixtures' authors trimmed away are named by none of the fixture's lines' copies
+    trimmed = {copy_id(key, owner, line.record[name]) for fixture in FIXTURES
+               for line in fixture_lines(fixture) for name in TRANSCRIPT_UUID_KEYS[1:]
+               if isinstance(line.record.get(name), str) and line.record[name] not in originals}
+    assert len(trimmed) == 3
+    named = 0
+    for lines in exported.values():
+        for line in lines:
+            assert line.get("sessionId", "") not in originals
+            for key_name in TRANSCRIPT_UUID_KEYS:
+                value = line.get(key_name)
+                if isinstance(value, str):
+                    assert value not in originals, (key_name, value)
+                    if key_name != "uuid":
+                        named += 1
+                        assert value in written or value in trimmed, (key_name, value)
+    assert named >= 40  # parents, the compaction's logical parent, the summary's leaf

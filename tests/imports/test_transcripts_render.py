@@ -1,8 +1,8 @@
 """The real Claude Code transcripts (tests/imports/transcripts) read by the import and written as
 markdown and PDF: the compaction summary (2.1.0), the `isMeta` command expansion (1.0.98) and
 the `system` compaction boundary (2.1.0) are shown as Claude Code's, labelled, never under the
-user's heading; every other user line is the user's. tests/unit/test_formats_rendering.py covers the same on small hand-made cases, with
-images, right-to-left text and code."""
+user's heading; every other user line is the user's. tests/unit/test_formats_rendering.py
+covers the same on small hand-made cases, with images, right-to-left text and code."""
 
 from __future__ import annotations
 

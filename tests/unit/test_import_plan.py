@@ -239,3 +239,68 @@ def test_a_foreign_uuid_is_renamed_with_its_tool_documents_and_references_to_it(
     copy = SessionIds(KEY, OWNER, "s2", True, frozenset({copy_id(KEY, OWNER, "a")}))
     assert copy.uuid("a") == copy_id(KEY, OWNER, copy_id(KEY, OWNER, "a"))
     assert copy.uuid("b") == copy_id(KEY, OWNER, "b")
+
+
+def test_ids_claude_codes_line_names_follow_a_copy() -> None:
+    """What the line kept in claudeCode names (the message a tool result answers, the parent
+    across a compaction, a summary's leaf) is the copy's, as uuid and parentUuid are."""
+    line = {"keys": ["uuid", "sourceToolAssistantUUID", "logicalParentUuid", "agentId"],
+            "fields": {"sourceToolAssistantUUID": "a", "logicalParentUuid": "p",
+                       "agentId": "e1c84ba5", "slug": "a"},
+            "order": 3}
+    original = {**message("b", "hi"), "parentUuid": "a", "claudeCode": line}
+    ids = SessionIds(KEY, OWNER, "stored-session", True, frozenset())
+    copied = ids.message(original)
+    assert copied["claudeCode"] == {**line, "fields": {
+        "sourceToolAssistantUUID": copy_id(KEY, OWNER, "a"),
+        "logicalParentUuid": copy_id(KEY, OWNER, "p"),
+        "agentId": "e1c84ba5", "slug": "a"}}  # not ids of messages: as they were
+    assert original["claudeCode"]["fields"]["sourceToolAssistantUUID"] == "a"
+    # a sessionId kept verbatim (one the stored field could not give back) is the copy's too
+    odd = {**original, "claudeCode": {**line, "fields": {"sessionId": "s1"}}}
+    assert ids.message(odd)["claudeCode"]["fields"] == {"sessionId": "stored-session"}
+    # a foreign message named only by a kept key: the key follows its rename, nothing else
+    foreign = SessionIds(KEY, OWNER, "s1", False, frozenset({"a"}))
+    plain = {**message("c"), "claudeCode": {**line, "fields": {"sourceToolAssistantUUID": "a"}}}
+    renamed = foreign.message(plain)
+    assert renamed["uuid"] == "c"
+    assert renamed["claudeCode"]["fields"] == {"sourceToolAssistantUUID": copy_id(KEY, OWNER,
+                                                                                  "a")}
+    untouched = {**message("c"), "claudeCode": {**line, "fields": {"agentId": "a"}}}
+    assert foreign.message(untouched) is untouched
+    # the session's kept summary lines name their leaf
+    session = {"sessionId": "s1", "summary": "x", "claudeCode": {"summaries": [
+        {"type": "summary", "summary": "x", "leafUuid": "a"}]}}
+    assert ids.session(session)["claudeCode"]["summaries"] == [
+        {"type": "summary", "summary": "x", "leafUuid": copy_id(KEY, OWNER, "a")}]
+    assert SessionIds(KEY, OWNER, "s1", False, frozenset()).session(session) is session
+
+
+def test_merge_brings_claude_codes_line_to_a_message_imported_before_it_was_kept() -> None:
+    """The same transcript imported again: the messages are the same (contentHash), but the
+    ones stored by an earlier dataport lack claudeCode and the computed cost; merge takes the
+    upload's version of those, once, and adds no message."""
+    line = {"keys": ["type", "uuid", "isMeta"], "fields": {"isMeta": True}, "order": 0}
+    old_a, old_b = A, {k: v for k, v in B.items() if k != "costUsd"}
+    new_a = {**A, "claudeCode": line}
+    new_b = {**B, "claudeCode": {**line, "order": 1}, "costComputedBy": "genai-prices 0.2.5"}
+    plan, ops = plan_of(Strategy.MERGE, [new_a, new_b], stored(old_a, old_b),
+                        stored_session=STORED_SESSION)
+    assert [(op.kind, op.doc["uuid"]) for op in ops] == [("update", "a"), ("update", "b")]
+    assert plan.counts().inserted == 0
+    assert plan.action is SessionAction.MERGE
+    assert plan.session_document(project_id=PROJECT, job_id="j", now=NOW)["totalCost"] == \
+        Decimal128("0.25")  # the computed cost counts now
+    # the same upload again: nothing left to bring
+    again, ops = plan_of(Strategy.MERGE, [new_a, new_b], stored(new_a, new_b),
+                         stored_session=STORED_SESSION)
+    assert ops == []
+    assert again.action is SessionAction.UNCHANGED
+    # an upload without the line (a JSON package of ClaudeLens' own data) takes nothing away
+    bare, ops = plan_of(Strategy.MERGE, [old_a], stored(new_a), stored_session=STORED_SESSION)
+    assert ops == []
+    assert bare.action is SessionAction.UNCHANGED
+    # a line that differs (its place in the file, a newer price source) is the upload's too
+    moved = {**new_a, "claudeCode": {**line, "order": 5}}
+    _, ops = plan_of(Strategy.MERGE, [moved], stored(new_a), stored_session=STORED_SESSION)
+    assert [op.kind for op in ops] == ["update"]

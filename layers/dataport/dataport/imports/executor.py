@@ -218,7 +218,9 @@ class Executor:
                            stored=stored.document,
                            stored_messages=self.user.messages(stored.stored_id),
                            incoming_count=int(entry.get("m", 0)))
-        for doc in IncomingSession(self.staging, self.user, stored).messages():
+        arrival = IncomingSession(self.staging, self.user, stored)
+        plan.incoming = arrival.ids.session(plan.incoming)
+        for doc in arrival.messages():
             for _ in plan.feed(doc):
                 pass
         for _ in plan.finish():
@@ -317,6 +319,7 @@ class Executor:
         if plan.reads_messages:
             if arrival is None:
                 arrival = IncomingSession(self.staging, self.user, stored, light=light)
+            plan.incoming = arrival.ids.session(plan.incoming)  # Claude Code's ids follow a copy
             plan.copied = arrival.copied
             for doc in arrival.messages(messages):
                 for op in plan.feed(doc):

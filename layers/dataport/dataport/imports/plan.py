@@ -8,8 +8,10 @@ few fields the session stats need) and yields the operations to apply:
 - insert: a session the user does not have; all its messages are inserted.
 - skip: the user has the session and the strategy is skip: nothing is read or written.
 - merge: union by uuid; a message on both sides with a different contentHash takes the incoming
-  version; the stored session keeps its project and _id, takes the upload's descriptive fields
-  (summary...) and gets stats recomputed from the union.
+  version, and so does one whose Claude Code line (claudeCode, a computed cost) the incoming
+  side carries otherwise (a message imported before those were kept); the stored session
+  keeps its project and _id, takes the upload's descriptive fields (summary...) and gets
+  stats recomputed from the union.
 - replace: the stored session becomes the incoming one (its _id is kept, its project is the
   upload's); stored messages the upload lacks are deleted.
 A session for which merge or replace finds nothing to change is `unchanged` and not written at
@@ -30,6 +32,7 @@ from bson import ObjectId
 from bson.decimal128 import Decimal128
 
 from dataport.imports.readers.typed import SessionTotals
+from dataport.models.documents import transcript_digest
 from dataport.models.imports import (
     MessageCounts,
     MessageDiff,
@@ -98,7 +101,7 @@ class SessionPlan:
         if stored is None:
             self.inserted += 1
             yield Op("insert", doc, None)
-        elif effective_hash(doc) != stored.content_hash:
+        elif effective_hash(doc) != stored.content_hash or _brings_line(doc, stored):
             self.updated += 1
             yield Op("update", doc, stored)
         else:
@@ -193,6 +196,14 @@ class SessionPlan:
             status="identical" if identical else "changed", messages=diff,
             existing=_side(self.stored_totals), incoming=_side(self.incoming_totals),
             suggested_action=suggestion, reason=reason)
+
+
+def _brings_line(doc: Document, stored: StoredMessage) -> bool:
+    """The upload's message carries Claude Code's line (claudeCode, a computed cost) other than
+    the stored one: a message imported before those were kept gets them. An upload without the
+    line (a JSON package of what ClaudeLens ingested) never takes it away."""
+    incoming = transcript_digest(doc)
+    return incoming is not None and incoming != stored.transcript
 
 
 def _stats_of(*parts: SessionTotals) -> Document:

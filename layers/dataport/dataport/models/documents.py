@@ -7,6 +7,8 @@ names that shape; the friendly formats read the fields they show through the acc
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -75,6 +77,14 @@ CLAUDE_CODE = "claudeCode"
 COST_COMPUTED_BY = "costComputedBy"
 
 
+#: keys of a Claude Code line (kept in claudeCode.fields, or a summary line's) that name a message
+#: of the session: a copy's derived ids replace them as they replace uuid and parentUuid
+TRANSCRIPT_UUID_KEYS = ("uuid", "parentUuid", "logicalParentUuid", "sourceToolAssistantUUID",
+                        "leafUuid")
+#: keys of a Claude Code line that name the session
+TRANSCRIPT_SESSION_KEYS = ("sessionId",)
+
+
 def claude_code(message: RawDocument) -> Mapping[str, Any]:
     """The `claudeCode` object of a message ({} when it came from elsewhere)."""
     value = message.get(CLAUDE_CODE)
@@ -109,3 +119,18 @@ def transcript_file(message: RawDocument) -> str | None:
     (`subagents/agent-<id>.jsonl`); None for the session's main file."""
     value = claude_code(message).get("file")
     return value if isinstance(value, str) and value else None
+
+
+def transcript_digest(message: RawDocument) -> str | None:
+    """What a message keeps of its Claude Code line beyond the content hash (claudeCode, and a
+    cost computed from its usage with the price source's name), as a digest: how a merge
+    tells that the upload brings a line's keys (or its computed cost) a stored message lacks.
+    None for a message with no claudeCode."""
+    kept = message.get(CLAUDE_CODE)
+    if not isinstance(kept, Mapping):
+        return None
+    cost = message.get("costUsd")
+    shown = {"claudeCode": kept, "costUsd": None if cost is None else str(cost),
+             COST_COMPUTED_BY: message.get(COST_COMPUTED_BY)}
+    text = json.dumps(shown, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

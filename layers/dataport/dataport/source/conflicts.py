@@ -19,6 +19,7 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from dataport.errors import IdTaken
+from dataport.models.documents import CLAUDE_CODE, COST_COMPUTED_BY, transcript_digest
 from dataport.source.collections import PROJECTS, SESSIONS, message_collections
 from dataport.source.content_hash import hash_of
 from dataport.source.identity import SessionIds, copy_id, copy_key, origins
@@ -30,9 +31,10 @@ T = TypeVar("T")
 #: uuids per look-up of taken ones (one $in on the uuid index per message collection)
 LOOKUP_BATCH = 1000
 #: the stored fields the planner (imports.plan) reads (stats need type, time, cost, usage, the
-#: response id)
+#: response id; a merge compares Claude Code's line: claudeCode and where a cost came from)
 MESSAGE_PROJECTION = {"uuid": 1, "contentHash": 1, "type": 1, "timestamp": 1, "content": 1,
-                      "costUsd": 1, "usage": 1, "messageData": 1}
+                      "costUsd": 1, "usage": 1, "messageData": 1, CLAUDE_CODE: 1,
+                      COST_COMPUTED_BY: 1}
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class StoredMessage:
     collection: str
     content_hash: str | None
     stats: Document  # type, timestamp, costUsd, usage, messageData.id: what SessionTotals reads
+    #: its Claude Code line's keys and computed cost, digested (documents.transcript_digest)
+    transcript: str | None = None
 
     @classmethod
     def of(cls, doc: Mapping[str, Any], collection: str) -> StoredMessage:
@@ -49,7 +53,7 @@ class StoredMessage:
         stats = {key: doc[key] for key in ("type", "timestamp", "costUsd", "usage") if key in doc}
         if response is not None:
             stats["messageData"] = {"id": response}
-        return cls(doc["_id"], collection, effective_hash(doc), stats)
+        return cls(doc["_id"], collection, effective_hash(doc), stats, transcript_digest(doc))
 
 
 def effective_hash(doc: Mapping[str, Any]) -> str | None:

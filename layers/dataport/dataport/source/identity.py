@@ -22,13 +22,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from dataport import aws
-from dataport.models.documents import derived_ref, strip_derived
+from dataport.models.documents import (
+    CLAUDE_CODE,
+    TRANSCRIPT_SESSION_KEYS,
+    TRANSCRIPT_UUID_KEYS,
+    claude_code,
+    derived_ref,
+    strip_derived,
+)
 from dataport.settings import get_settings
 from dataport.source.content_hash import hash_of
 
@@ -98,11 +105,16 @@ class SessionIds:
         return self.uuid(value) != value
 
     def message(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """The message as it is stored: ids derived where needed, contentHash recomputed."""
-        if not self.copy and not self.renames(str(doc["uuid"])) and not (
+        """The message as it is stored: ids derived where needed (those Claude Code's line
+        names in claudeCode.fields too), contentHash recomputed."""
+        kept = claude_code(doc)
+        fields = self._line(kept.get("fields"))
+        if not self.copy and fields is None and not self.renames(str(doc["uuid"])) and not (
                 isinstance(doc.get("parentUuid"), str) and self.renames(doc["parentUuid"])):
             return doc
         copied = dict(doc)
+        if fields is not None:
+            copied[CLAUDE_CODE] = {**kept, "fields": fields}
         copied["sessionId"] = self.stored_session_id
         copied["uuid"] = self.uuid(str(doc["uuid"]))
         if isinstance(doc.get("parentUuid"), str):
@@ -112,6 +124,37 @@ class SessionIds:
             if digest is not None:
                 copied["contentHash"] = digest
         return copied
+
+
+    def session(self, doc: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The session document as it is stored: the ids its kept summary lines name
+        (`leafUuid`) derived as the messages' are."""
+        kept = claude_code(doc)
+        summaries = kept.get("summaries")
+        if not isinstance(summaries, list):
+            return doc
+        lines = [self._line(line) for line in summaries]
+        if all(line is None for line in lines):
+            return doc
+        rewritten = [new if new is not None else old for new, old in zip(lines, summaries,
+                                                                         strict=True)]
+        return {**doc, CLAUDE_CODE: {**kept, "summaries": rewritten}}
+
+    def _line(self, line: object) -> dict[str, Any] | None:
+        """Claude Code's keys of a line (claudeCode.fields, a summary line) with the ids they
+        name as they are stored; None when none changes."""
+        if not isinstance(line, Mapping):
+            return None
+        changes: dict[str, Any] = {}
+        for key in TRANSCRIPT_UUID_KEYS:
+            value = line.get(key)
+            if isinstance(value, str) and value and self.renames(value):
+                changes[key] = self.uuid(value)
+        for key in TRANSCRIPT_SESSION_KEYS:
+            value = line.get(key)
+            if self.copy and isinstance(value, str) and value != self.stored_session_id:
+                changes[key] = self.stored_session_id
+        return {**line, **changes} if changes else None
 
 
 def origins(uuids: Iterable[str]) -> set[str]:

@@ -427,7 +427,8 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
             else:
                 plan = SessionPlan(session_id=stored.session_id, stored_id=stored.stored_id,
                                    strategy=Strategy.MERGE,
-                                   incoming=staging.session_document(stored.session_id),
+                                   incoming=incoming.ids.session(
+                                       staging.session_document(stored.session_id)),
                                    stored=stored.document,
                                    stored_messages=user.messages(stored.stored_id),
                                    incoming_count=int(entry.get("m", 0)))
