@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -273,3 +274,29 @@ def test_an_exported_copy_is_a_consistent_transcript() -> None:
                         named += 1
                         assert value in written or value in trimmed, (key_name, value)
     assert named >= 40  # parents, the compaction's logical parent, the summary's leaf
+
+
+def test_a_system_message_claudelens_stored_itself_goes_out_and_comes_back() -> None:
+    """A `system` message without its line (ClaudeLens' own ingest keeps them, and a CSV may
+    carry one): written in Claude Code's usual keys, read back as the same message."""
+    session_id = "5e55b000-0000-4000-8000-000000000002"
+    records, _ = read(('{"type":"user","uuid":"u-1","parentUuid":null,"isSidechain":false,'
+                       '"userType":"external","cwd":"/w","sessionId":"' + session_id + '",'
+                       '"version":"2.1.0","timestamp":"2025-07-01T10:00:00.000Z",'
+                       '"message":{"role":"user","content":"hi"}}\n').encode(),
+                      f"{session_id}.jsonl")
+    (user,) = kinds(records, RecordKind.MESSAGE)
+    native = {"uuid": "sys-9", "sessionId": session_id, "type": "system",
+              "timestamp": user["timestamp"] + timedelta(seconds=1), "parentUuid": "u-1", "isSidechain": False,
+              "content": "Conversation compacted", "cwd": "/w"}
+    records.append(ImportRecord(RecordKind.MESSAGE, native, records[-1].location))
+    (lines,) = package_lines(export_of(records)).values()
+    assert lines[-1] == {"parentUuid": "u-1", "isSidechain": False, "userType": "external",
+                         "cwd": "/w", "sessionId": session_id, "version": None,
+                         "gitBranch": None, "type": "system",
+                         "content": "Conversation compacted", "uuid": "sys-9",
+                         "timestamp": "2025-07-01T10:00:01.000Z"}
+    again, issues = read(export_of(records), "export.zip")
+    assert [i for i in issues if i.severity == "error"] == []
+    back = by_uuid(kinds(again, RecordKind.MESSAGE))["sys-9"]
+    assert {k: back[k] for k in native} == native

@@ -14,7 +14,17 @@ back as that line: its keys exactly, in their order (`claudeCode.keys`), each fr
 field or verbatim from `claudeCode.fields`; a cost dataport computed (`costComputedBy`) is not
 Claude Code's and is not written. A line of a sub-agent file (`claudeCode.file`,
 `subagents/agent-<id>.jsonl`) goes to `projects/<project dir>/<sessionId>/<that file>`, as
-Claude Code 2.x lays them out; every other line to the session's own file.
+Claude Code 2.x lays them out; every other line to the session's own file. A `system` message
+(Claude Code's status line) is its line again the same way; one stored without its line is
+written in Claude Code's usual keys with its `content`.
+
+Each file's lines are written in the order they had in the file they were imported from
+(`claudeCode.order`), not in the time order the export reads them in: a line out of the
+look-behind window waits in a heap of its file until the lines before it are written, at most
+ORDER_RECORDS lines (a predecessor that never comes, deleted or filtered out, holds the others
+only that long; the earliest held line is then written and the file goes on from there). Lines
+without a place (ClaudeLens' own messages, stand-ins rebuilt from derived documents) are written
+as they leave the window.
 
 A session imported with its summary lines (`claudeCode.summaries`) starts its file with them,
 verbatim. Otherwise, when the session has a summary, every file of it starts with
@@ -41,8 +51,9 @@ become lines of their own when their block can be folded back:
 Folding needs to see a derived document next to its message, not the whole session: records wait
 in a look-behind window and are written once the stream has moved on by `LOOK_BEHIND` (derived
 documents carry their message's own timestamp, so in timestamp order they arrive within it) or
-when more than `LOOK_BEHIND_RECORDS` wait. Memory is that window plus a bounded memo of the
-block ids of lines already written, whatever the size of the session.
+when more than `LOOK_BEHIND_RECORDS` wait. Memory is that window, the ORDER_RECORDS lines held
+for their turn, and a bounded memo of the block ids of lines already written, whatever the size
+of the session.
 """
 
 from __future__ import annotations
@@ -285,6 +296,7 @@ class JsonlWriter(ExportWriter):
         self._arrivals += 1
         heapq.heappush(order.held, (entry.order, self._arrivals, entry))
         self._held[str(entry.record.get("uuid"))] = entry
+        self._drain(order)  # its turn may have come: written before any later line
 
     def _release(self, *, everything: bool) -> None:
         """Every held line whose turn has come; past ORDER_RECORDS held (a line that never
@@ -334,9 +346,10 @@ class JsonlWriter(ExportWriter):
 
     # --- building lines -----------------------------------------------------------------------
 
-    def _record(self, message: RawDocument, *, uuid: str, kind: str, body: Mapping[str, Any],
-                parent: str | None, sidechain: bool) -> dict[str, Any]:
-        record: dict[str, Any] = {
+    def _envelope(self, message: RawDocument, *, kind: str, parent: str | None,
+                  sidechain: bool) -> dict[str, Any]:
+        """The keys every line of Claude Code's starts with, in its order."""
+        return {
             "parentUuid": parent,
             "isSidechain": sidechain,
             "userType": message.get("userType") or "external",
@@ -345,8 +358,12 @@ class JsonlWriter(ExportWriter):
             "version": message.get("version"),
             "gitBranch": message.get("gitBranch"),
             "type": kind,
-            "message": dict(body),
         }
+
+    def _record(self, message: RawDocument, *, uuid: str, kind: str, body: Mapping[str, Any],
+                parent: str | None, sidechain: bool) -> dict[str, Any]:
+        record = self._envelope(message, kind=kind, parent=parent, sidechain=sidechain)
+        record["message"] = dict(body)
         if message.get("requestId") is not None:
             record["requestId"] = message["requestId"]
         record["uuid"] = uuid
@@ -365,19 +382,12 @@ class JsonlWriter(ExportWriter):
     def _system_record(self, message: RawDocument) -> dict[str, Any]:
         """A system message stored without its line (ClaudeLens' own, a CSV's): a status line
         in Claude Code's usual keys."""
-        record: dict[str, Any] = {
-            "parentUuid": strip_derived(message.get("parentUuid")),
-            "isSidechain": bool(message.get("isSidechain", False)),
-            "userType": message.get("userType") or "external",
-            "cwd": message.get("cwd") or self._project.get("path"),
-            "sessionId": message.get("sessionId") or self._session.get("sessionId"),
-            "version": message.get("version"),
-            "gitBranch": message.get("gitBranch"),
-            "type": _SYSTEM,
-            "content": str(message.get("content") or ""),
-            "uuid": str(message.get("uuid")),
-            "timestamp": iso_ms(message.get("timestamp")),
-        }
+        record = self._envelope(message, kind=_SYSTEM,
+                                parent=strip_derived(message.get("parentUuid")),
+                                sidechain=bool(message.get("isSidechain", False)))
+        record["content"] = str(message.get("content") or "")
+        record["uuid"] = str(message.get("uuid"))
+        record["timestamp"] = iso_ms(message.get("timestamp"))
         return record
 
     @staticmethod

@@ -20,15 +20,22 @@ way ClaudeLens ingest does (DATA-MODEL.md):
   `claudeCode.keys` lists the line's keys in order, `claudeCode.fields` holds verbatim those
   DATA-MODEL.md has no field for (`isMeta`, `agentId`, `slug`, ..., keys of later versions) and
   any whose stored form would not give the same value back; a line of a sub-agent file
-  (`<sessionId>/subagents/agent-<id>.jsonl`) records it in `claudeCode.file`.
+  (`<sessionId>/subagents/agent-<id>.jsonl`) records it in `claudeCode.file`, and every stored
+  line its place among the stored lines of its file in `claudeCode.order` (the parts of a
+  split file counting on), for the jsonl export to write the file in that order.
+- `system` line (Claude Code's status notes: compaction boundaries, hook summaries, API errors)
+  -> one message of type `system`: ids, time, thread and metadata as a user line's, its
+  `content` as the display text, everything else in claudeCode.fields; kept so the parentUuid
+  that names it (the compaction summary's) is not left dangling. One without a uuid, sessionId
+  or timestamp is counted as skipped.
 - an assistant line without `costUSD` gets `costUsd` computed from its model and usage
   (dataport.pricing) and `costComputedBy`; a model without a price leaves it out, reported as a
   `price_unknown` warning.
 - `summary` lines give the session its summary (the last one of a file, for the session the file
   is named after) and are kept verbatim in the session's `claudeCode.summaries` (a file of
   summary lines only has no session to keep them: they count as skipped); every other
-  type (`progress`, `file-history-snapshot`, `queue-operation`, `system`, anything new) is
-  tolerated and counted in `ImportSource.skipped`, not imported (docs/imports.md says why).
+  type (`progress`, `file-history-snapshot`, `queue-operation`, anything new) is tolerated and
+  counted in `ImportSource.skipped`, not imported (docs/imports.md says why).
 - a streamed reply (several lines with one `message.id`) stays one document per line (each line
   has its own uuid); the session counts its usage and cost once.
 
