@@ -287,8 +287,8 @@ def test_a_system_message_claudelens_stored_itself_goes_out_and_comes_back() -> 
                       f"{session_id}.jsonl")
     (user,) = kinds(records, RecordKind.MESSAGE)
     native = {"uuid": "sys-9", "sessionId": session_id, "type": "system",
-              "timestamp": user["timestamp"] + timedelta(seconds=1), "parentUuid": "u-1", "isSidechain": False,
-              "content": "Conversation compacted", "cwd": "/w"}
+              "timestamp": user["timestamp"] + timedelta(seconds=1), "parentUuid": "u-1",
+              "isSidechain": False, "content": "Conversation compacted", "cwd": "/w"}
     records.append(ImportRecord(RecordKind.MESSAGE, native, records[-1].location))
     (lines,) = package_lines(export_of(records)).values()
     assert lines[-1] == {"parentUuid": "u-1", "isSidechain": False, "userType": "external",
