@@ -300,3 +300,18 @@ def test_a_system_message_claudelens_stored_itself_goes_out_and_comes_back() -> 
     assert [i for i in issues if i.severity == "error"] == []
     back = by_uuid(kinds(again, RecordKind.MESSAGE))["sys-9"]
     assert {k: back[k] for k in native} == native
+
+
+def test_the_parts_of_a_split_file_continue_one_anothers_order() -> None:
+    """The export splits a large file into numbered parts; imported again, the parts' lines
+    keep the places the first import gave them, so the next export orders them the same."""
+    records, _ = read(upload(["claude-code-log-2.1.0-compact"]), "claude.zip")
+    split = export_of(records, split=1500)
+    parts = [name for name in package_lines(split) if "/s1-" in name]
+    assert len(parts) > 2  # the session's file in several parts
+    again, issues = read(split, "export.zip")
+    assert [i for i in issues if i.severity == "error"] == []
+    first = {m["uuid"]: m["claudeCode"]["order"] for m in kinds(records, RecordKind.MESSAGE)}
+    assert {m["uuid"]: m["claudeCode"]["order"]
+            for m in kinds(again, RecordKind.MESSAGE)} == first
+    assert sorted(first.values()) == list(range(12))
