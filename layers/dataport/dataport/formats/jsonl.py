@@ -282,7 +282,8 @@ class JsonlWriter(ExportWriter):
                 break
             self._pending.popitem(last=False)
             self._in_turn(oldest)
-        self._release(everything=everything)
+        if self._held:
+            self._release(everything=everything)
 
     # --- each file's lines in their source order ------------------------------------------------
 
@@ -299,11 +300,10 @@ class JsonlWriter(ExportWriter):
         self._drain(order)  # its turn may have come: written before any later line
 
     def _release(self, *, everything: bool) -> None:
-        """Every held line whose turn has come; past ORDER_RECORDS held (a line that never
-        comes: a message deleted, filtered out, or stored by another session), the earliest
-        held line of the fullest file is written anyway. At the session's end, all of them."""
-        for order in self._orders.values():
-            self._drain(order)
+        """Past ORDER_RECORDS held (a line that never comes: a message deleted, filtered out,
+        or stored by another session), the earliest held line of the fullest file is written
+        anyway, and the lines after it whose turn has come. At the session's end, all of them.
+        (A line whose turn has come is written as it arrives: `_in_turn`.)"""
         while self._held and (everything or len(self._held) > ORDER_RECORDS):
             fullest = max(self._orders.values(), key=lambda order: len(order.held))
             self._write_held(fullest)
