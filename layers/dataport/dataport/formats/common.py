@@ -29,6 +29,7 @@ from dataport.formats.extjson import (
     finite_decimal128_text,
 )
 from dataport.models.documents import (
+    SYSTEM_TYPE,
     RawDocument,
     as_decimal,
     is_compact_summary,
@@ -318,8 +319,6 @@ def count_text(value: object) -> str:
 
 # --- what a message is to a reader: the person's words, or lines Claude Code added -------------
 
-#: the type of Claude Code's status lines (compaction boundaries, hook summaries, API errors)
-SYSTEM: Final = "system"
 #: how the automatic compaction summary starts (Claude Code 1.0.x and 2.x); recognised only for
 #: data stored before `isCompactSummary` was kept
 COMPACTION_OPENING: Final = "This session is being continued from a previous conversation"
@@ -334,7 +333,7 @@ def message_role(message: RawDocument) -> str:
     by Claude Code's fixed opening words. Only user and system lines are ever summaries or
     context: a reply is the model's own words."""
     kind = str(message.get("type") or "message")
-    if kind == SYSTEM:
+    if kind == SYSTEM_TYPE:
         return "context"
     if kind != "user":
         return kind
@@ -353,7 +352,7 @@ def message_role(message: RawDocument) -> str:
 def context_note(message: RawDocument, added: str) -> str:
     """What a reader is told about a context message: `added` for a line Claude Code put in the
     user's turn, the kind of note for one of its status lines (`system`, by its subtype)."""
-    if message.get("type") != SYSTEM:
+    if message.get("type") != SYSTEM_TYPE:
         return added
     subtype = transcript_field(message, "subtype")
     kind = f" ({subtype.replace('_', ' ')})" if isinstance(subtype, str) and subtype else ""

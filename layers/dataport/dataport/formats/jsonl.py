@@ -83,6 +83,7 @@ from dataport.formats.common import (
 from dataport.formats.rolling import RollingFile
 from dataport.models.documents import (
     COST_COMPUTED_BY,
+    SYSTEM_TYPE,
     DerivedRef,
     RawDocument,
     as_decimal,
@@ -100,9 +101,8 @@ ORDER_RECORDS = 64
 WRITTEN_MEMORY = 1024
 
 _CLAUDE_TYPE = {"tool_use": "assistant", "tool_result": "user"}
-_SYSTEM = "system"
 #: message types written back as the very line they were imported from (claudeCode.keys)
-_LINE_TYPES = ("user", "assistant", _SYSTEM)
+_LINE_TYPES = ("user", "assistant", SYSTEM_TYPE)
 #: a sub-agent file beside its session's file rather than in the session's folder
 _UP = ".."
 
@@ -201,7 +201,7 @@ class JsonlWriter(ExportWriter):
         keys = line.get("keys")
         if isinstance(keys, list) and kind in _LINE_TYPES:
             record = line_of(message, keys, line.get("fields"), body)
-        elif kind == _SYSTEM:
+        elif kind == SYSTEM_TYPE:
             record = self._system_record(message)
         else:
             record = self._record(message, uuid=str(message.get("uuid")),
@@ -382,7 +382,7 @@ class JsonlWriter(ExportWriter):
     def _system_record(self, message: RawDocument) -> dict[str, Any]:
         """A system message stored without its line (ClaudeLens' own, a CSV's): a status line
         in Claude Code's usual keys."""
-        record = self._envelope(message, kind=_SYSTEM,
+        record = self._envelope(message, kind=SYSTEM_TYPE,
                                 parent=strip_derived(message.get("parentUuid")),
                                 sidechain=bool(message.get("isSidechain", False)))
         record["content"] = str(message.get("content") or "")

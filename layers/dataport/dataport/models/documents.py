@@ -19,9 +19,10 @@ from bson.decimal128 import Decimal128
 
 RawDocument = Mapping[str, Any]
 
-#: `system`: a Claude Code status line (compaction boundary, hook summary, API error) kept from a
+#: a Claude Code status line (compaction boundary, hook summary, API error) kept from a
 #: transcript, as ClaudeLens' own ingest keeps it (docs/imports.md)
-MESSAGE_TYPES = ("user", "assistant", "tool_use", "tool_result", "system")
+SYSTEM_TYPE = "system"
+MESSAGE_TYPES = ("user", "assistant", "tool_use", "tool_result", SYSTEM_TYPE)
 
 
 def as_decimal(value: object) -> Decimal | None:

@@ -81,16 +81,13 @@ from dataport.imports.readers.base import ImportSource, Reporter
 from dataport.imports.readers.package import Checksums, ignored, is_noise, read_manifest
 from dataport.imports.readers.typed import SessionTotals, coerce, finish_message
 from dataport.imports.zipsafe import GuardedMember, SafeZip, ZipMember
-from dataport.models.documents import CLAUDE_CODE, COST_COMPUTED_BY, strip_derived
+from dataport.models.documents import CLAUDE_CODE, COST_COMPUTED_BY, SYSTEM_TYPE, strip_derived
 from dataport.models.imports import IssueCode, SourceFormat
 from dataport.models.records import ImportRecord, Location, RecordKind
 from dataport.packaging.manifest import MANIFEST_NAME
 from dataport.pricing import PRICE_SOURCE, PriceUnknown, reply_cost
 
 MESSAGE_LINES = ("user", "assistant")
-#: Claude Code's status notes (compaction boundaries, hook summaries, API errors, local command
-#: output): stored as messages of type `system`, so every parentUuid that names one is kept
-SYSTEM_LINE = "system"
 #: what a system line needs to be stored (one without them is counted as skipped)
 SYSTEM_IDS = ("uuid", "sessionId", "timestamp")
 META = ("userType", "cwd", "version", "gitBranch")
@@ -540,7 +537,7 @@ class ClaudeTranscriptSource(ImportSource):
                             else IssueCode.WRONG_TYPE,
                             f"line {number}: a {kind} line needs its Claude message object",
                             file=name, line=number, field="message"))
-                elif kind == SYSTEM_LINE and storable_system_line(record):
+                elif kind == SYSTEM_TYPE and storable_system_line(record):
                     doc = system_document(record, hashed=hashed,
                                           file=subagent_file(name, record),
                                           order=numbered[logical])
