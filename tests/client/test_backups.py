@@ -153,6 +153,19 @@ def test_schedules_create_pause_resume_delete(env: dict[str, str]) -> None:
     assert dataport(env, "--json", "schedules", "list").json()["schedules"] == []
 
 
+def test_schedules_create_with_a_password_prompt_makes_an_encrypted_schedule(
+        env: dict[str, str]) -> None:
+    made = dataport(env, "--json", "schedules", "create", "--name", "sealed", "--rate",
+                    "1 day", "--keep-days", "7", "--password-prompt",
+                    stdin="sched-pass-word\nsched-pass-word\n")
+    assert made.code == 0, made.err
+    assert made.json()["encrypted"] is True
+    assert "sched-pass-word" not in made.out + made.err
+    human = dataport(env, "schedules", "show", made.json()["scheduleId"])
+    assert "encrypted" in human.out
+    assert "True" in human.out
+
+
 def test_exit_codes_of_backups_restores_and_schedules(env: dict[str, str]) -> None:
     for args in (("backups", "show", MISSING), ("backups", "verify", MISSING),
                  ("backups", "download", MISSING), ("backups", "delete", MISSING),

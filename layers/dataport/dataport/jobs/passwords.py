@@ -1,4 +1,5 @@
-"""An export's password on its way from the API to the tasks that encrypt the package.
+"""An export's password on its way from the API to the tasks that encrypt the package, and a
+backup schedule's password kept for its runs.
 
 The API seals it with KMS under the encryption context {"jobId": <job>} and the job row holds
 only that ciphertext, until the job ends (JobStore._update forgets it). Each task that
@@ -27,6 +28,20 @@ def seal(password: SecretStr, job_id: str) -> str:
 def unseal(sealed: str, job_id: str) -> SecretStr:
     plain = aws.kms().decrypt(KeyId=_key(), CiphertextBlob=base64.b64decode(sealed),
                               EncryptionContext={"jobId": job_id})["Plaintext"]
+    return SecretStr(plain.decode())
+
+
+def seal_for_schedule(password: SecretStr, schedule_id: str) -> str:
+    """A backup schedule's password as its record keeps it: KMS ciphertext under the context
+    {"scheduleId": <schedule>} (a ciphertext copied to another schedule does not open)."""
+    blob = aws.kms().encrypt(KeyId=_key(), Plaintext=password.get_secret_value().encode(),
+                             EncryptionContext={"scheduleId": schedule_id})["CiphertextBlob"]
+    return base64.b64encode(blob).decode()
+
+
+def unseal_for_schedule(sealed: str, schedule_id: str) -> SecretStr:
+    plain = aws.kms().decrypt(KeyId=_key(), CiphertextBlob=base64.b64decode(sealed),
+                              EncryptionContext={"scheduleId": schedule_id})["Plaintext"]
     return SecretStr(plain.decode())
 
 
