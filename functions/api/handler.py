@@ -31,6 +31,7 @@ from dataport.models.backup_views import (
     BackupList,
     BackupPreview,
     BackupView,
+    VerifyAccepted,
     VerifyReport,
     VerifyRequest,
 )
@@ -179,10 +180,24 @@ def download_backup(backupId: BackupId) -> Response[None]:
 
 
 @app.post("/backups/<backupId>/verify",
-          summary="Re-read the stored backup: every member's checksums and the whole object's")
+          summary="Re-read the stored backup: every member's checksums and the whole object's",
+          responses={200: {"description": "Verified now (a backup up to VerifySyncMaxBytes)",
+                           "content": {"application/json": {"schema": {
+                               "$ref": "#/components/schemas/VerifyReport"}}}},
+                     202: {"description": "Accepted: verified by a job (a larger backup, or "
+                                          "background); follow jobId, or the backup's "
+                                          "verification",
+                           "content": {"application/json": {"schema": {
+                               "$ref": "#/components/schemas/VerifyAccepted"}}}}})
 def verify_backup(backupId: BackupId,
-                  request: Annotated[VerifyRequest | None, Body()] = None) -> VerifyReport:
-    return backups.verify(_principal(), backupId, request.password if request else None)
+                  request: Annotated[VerifyRequest | None, Body()] = None,
+                  ) -> Response[VerifyReport | VerifyAccepted]:
+    answer = backups.verify(_principal(), backupId, request.password if request else None,
+                            background=request.background if request else False)
+    if isinstance(answer, VerifyAccepted):
+        return Response(status_code=202, content_type=content_types.APPLICATION_JSON,
+                        body=answer, headers={"Location": answer.links.self_})
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=answer)
 
 
 @app.get("/backups/<backupId>/preview",

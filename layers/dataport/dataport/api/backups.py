@@ -33,9 +33,11 @@ from dataport.errors import (
 from dataport.jobs import passwords, rate_limit
 from dataport.jobs.store import JobStore, new_job_id, utcnow
 from dataport.models.backup_views import (
+    BackupLinks,
     BackupPreview,
     ProjectPreview,
     RestorePreview,
+    VerifyAccepted,
     VerifyReport,
 )
 from dataport.models.backups import (
@@ -45,7 +47,15 @@ from dataport.models.backups import (
     BackupScope,
     BackupStatus,
 )
-from dataport.models.jobs import ACTIVE_STATUSES, BackupState, Job, JobError, Progress
+from dataport.models.jobs import (
+    ACTIVE_STATUSES,
+    BackupState,
+    Job,
+    JobError,
+    Progress,
+    VerifyJobRequest,
+    VerifyState,
+)
 from dataport.models.tasks import JobRef
 from dataport.observability import logger
 from dataport.packaging import locations
@@ -207,9 +217,14 @@ def download_location(principal: Principal, backup_id: str) -> str:
         content_type="application/zip")
 
 
-def verify(principal: Principal, backup_id: str, password: SecretStr | None) -> VerifyReport:
+def verify(principal: Principal, backup_id: str, password: SecretStr | None, *,
+           background: bool = False) -> VerifyReport | VerifyAccepted:
     """Re-read the stored object: its SHA-256, every member's checksums and lines. Damage marks
-    the backup corrupted and names the member; an intact one records when it was verified."""
+    the backup corrupted and names the member; an intact one records when it was verified.
+
+    A backup up to `verify_sync_max_bytes` is checked here and now (the report); a larger one,
+    or any with `background`, is checked by a verification job (VerifyAccepted: 202), which
+    records the same result when it ends. A verification already running is answered again."""
     catalog = BackupCatalog()
     record = _visible(principal, backup_id)
     if record.status not in (BackupStatus.COMPLETED, BackupStatus.CORRUPTED):
@@ -221,9 +236,12 @@ def verify(principal: Principal, backup_id: str, password: SecretStr | None) -> 
     key = record.object_key
     assert key is not None
     bucket = packages_bucket()
+    secret = password.get_secret_value() if password else None
+    stored = record.sizes.stored if record.sizes else 0
+    if background or stored > get_settings().verify_sync_max_bytes:
+        return _verify_in_background(principal, record, password)
     try:
-        result = verify_backup(lambda: bucket.open_read(key), record.sha256,
-                               password.get_secret_value() if password else None)
+        result = verify_backup(lambda: bucket.open_read(key), record.sha256, secret)
     except PasswordRequired as error:
         raise InvalidRequest(str(error), details={"field": "password"}) from error
     if result.ok:
@@ -237,6 +255,52 @@ def verify(principal: Principal, backup_id: str, password: SecretStr | None) -> 
                         sha256=result.sha256, members=result.members, records=result.records,
                         member=result.member, problem=result.problem,
                         verified_at=record.verified_at)
+
+
+def _verify_in_background(principal: Principal, record: BackupRecord,
+                          password: SecretStr | None) -> VerifyAccepted:
+    """A verification job (workflows/verify.py) for the backup, or the one already running.
+    The password is checked against the manifest first (a wrong one is a 400 now, not a failed
+    job later) and travels sealed in the job row."""
+    running = record.verification
+    if running is not None and running.status == "running":
+        return VerifyAccepted(backup_id=record.backup_id, job_id=running.job_id,
+                              verification=running, links=BackupLinks.of(record.backup_id))
+    key = record.object_key
+    assert key is not None
+    secret = password.get_secret_value() if password else None
+    try:
+        with packages_bucket().open_read(key) as stream, \
+                BackupContainer(stream, secret) as backup:
+            _ = backup.manifest
+    except PasswordRequired as error:
+        raise InvalidRequest(str(error), details={"field": "password"}) from error
+    except FormatError:
+        pass  # damage: the job finds it, names it and marks the backup
+    store = JobStore()
+    job_id = new_job_id()
+    store.create(principal.user_id, VerifyState(request=VerifyJobRequest(
+        backup_id=record.backup_id), stored_bytes=record.sizes.stored if record.sizes else 0),
+        job_id=job_id, sealed_password=passwords.seal(password, job_id) if password else None)
+    catalog = BackupCatalog()
+    started = catalog.start_verification(record.backup_id, job_id)
+    try:
+        arn = workflow_engine().start(Machine.VERIFY, job_id, JobRef(job_id=job_id))
+    except WorkflowUnavailable as error:
+        failure = JobError(code="start_failed", message="The verification could not be "
+                                                        "started. Try again.")
+        store.fail(job_id, failure)
+        catalog.end_verification(record.backup_id, job_id, error=failure)
+        raise TransientError("The verification could not be started; try again in a moment.",
+                             details={"backupId": record.backup_id}) from error
+    if arn is not None:
+        store.record_execution(job_id, arn)
+    logger.info("verification started", extra={"job_id": job_id,
+                                               "backup_id": record.backup_id})
+    assert started.verification is not None
+    return VerifyAccepted(backup_id=record.backup_id, job_id=job_id,
+                          verification=started.verification,
+                          links=BackupLinks.of(record.backup_id))
 
 
 def preview(principal: Principal, backup_id: str, password: SecretStr | None) -> BackupPreview:

@@ -13,6 +13,7 @@ from dataport.models.backups import (
     BackupSizes,
     BackupStatus,
     BackupType,
+    Verification,
 )
 from dataport.models.common import ApiModel, SecretLength
 from dataport.models.job_common import JobError, Progress
@@ -54,6 +55,8 @@ class BackupView(ApiModel):
     sha256: str | None = Field(default=None, description="SHA-256 of the whole stored object")
     verified_at: AwareDatetime | None = None
     corrupted_member: str | None = None
+    verification: Verification | None = Field(
+        default=None, description="the latest verification run as a job, and its result")
     error: JobError | None = None
     progress: Progress | None = Field(default=None, description="while pending or running")
     links: BackupLinks
@@ -92,6 +95,19 @@ class VerifyReport(ApiModel):
 class VerifyRequest(ApiModel):
     password: Annotated[SecretStr, SecretLength(8, 256)] | None = Field(
         default=None, description="of an encrypted backup (its members cannot be read without)")
+    background: bool = Field(default=False, description="run it as a job whatever the size "
+                             "(202); a backup larger than VerifySyncMaxBytes always is")
+
+
+class VerifyAccepted(ApiModel):
+    """202: the verification runs as a job. Follow it on the WebSocket (`jobId`, kind
+    `verify`) or poll the backup (`verification`); its end marks the backup as a synchronous
+    verify does (verifiedAt, or corrupted naming the member)."""
+
+    backup_id: str
+    job_id: str
+    verification: Verification
+    links: BackupLinks
 
 
 class ProjectPreview(ApiModel):
