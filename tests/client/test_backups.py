@@ -78,6 +78,15 @@ def test_backup_lifecycle_create_verify_download_restore_rollback(
     assert verified.code == 0, verified.err
     assert verified.json()["ok"] is True
     assert verified.json()["sha256"] == shown["sha256"]
+    # a verification job (a large backup, or --background): waited for, the same report
+    in_job = dataport(env, "--json", "backups", "verify", backup_id, "--background")
+    assert in_job.code == 0, in_job.err
+    assert (in_job.json()["ok"], in_job.json()["sha256"]) == (True, shown["sha256"])
+    assert in_job.json()["members"] == verified.json()["members"]
+    assert in_job.json()["jobId"]
+    left = dataport(env, "--json", "backups", "verify", backup_id, "--background", "--no-wait")
+    assert left.code == 0, left.err
+    assert left.json()["verification"]["status"] == "running"
 
     target = tmp_path / "backups"
     fetched = dataport(env, "--json", "backups", "download", backup_id, "-o", f"{target}/")
