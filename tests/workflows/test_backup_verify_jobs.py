@@ -182,3 +182,38 @@ def test_another_user_can_neither_verify_nor_see_nor_follow_it(api: Api, intrude
     assert isinstance(refused, ErrorEvent)
     assert (refused.code, refused.job_id) == ("not_found", accepted["jobId"])
     assert verification(api, made["backupId"])["verification"]["ok"] is True
+
+
+def test_a_large_backups_preview_is_a_job_whose_answer_equals_the_synchronous_one(
+        api: Api, intruder: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = backup(api, {"name": "previewed"})
+    path = f"/backups/{made['backupId']}/preview"
+    now = api.request("GET", path)
+    assert now.status_code == 200, now.text
+    monkeypatch.setenv("VERIFY_SYNC_MAX_BYTES", "0")
+    get_settings.cache_clear()
+    try:
+        with ProgressSocket(api.stack.ws_url, api.stack.token_for(api.user_id)) as socket:
+            answer = api.request("GET", path)
+            assert answer.status_code == 202, answer.text
+            accepted = answer.json()
+            socket.subscribe(accepted["jobId"])
+            events = list(socket.follow(accepted["jobId"], timeout=90))
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert isinstance(events[-1], SucceededEvent)
+    assert {event.kind.value for event in events} == {"verify"}
+    result = accepted["links"]["result"]
+    assert result == f"{path}/{accepted['jobId']}"
+    done = api.request("GET", result)
+    assert done.status_code == 200, done.text
+    assert done.json() == now.json()
+    assert done.json()["projectsTotal"] == len(done.json()["projects"]) > 0
+    # another user's view of it, and a job that is no preview of this backup: 404
+    assert intruder.request("GET", result).status_code == 404
+    other = backup(api, {"name": "another"})
+    assert api.request("GET", f"/backups/{other['backupId']}/preview/{accepted['jobId']}"
+                       ).status_code == 404
+    # a preview job leaves the backup's record as it was
+    assert api.request("GET", f"/backups/{made['backupId']}").json().get("verification") is None

@@ -40,6 +40,7 @@ from dataport.jobs.dynamo import (
     plain,
     to_item,
 )
+from dataport.models.backup_views import BackupPreview
 from dataport.models.backups import BackupCounts, BackupRequest
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate, ImportDecision, ImportOutcome, ValidationReport
@@ -360,6 +361,15 @@ class JobStore:
         """running -> succeeded: the verification ran to its end (`ok` says what it found)."""
         job = self._change(job_id, Change.SUCCEED, kinds={JobKind.VERIFY}, sets={
             **_state_sets(VerifyState, {"ok": ok, "member": member, "problem": problem}),
+            "progress": _storable(Job, "progress", progress),
+            "finished_at": _storable(Job, "finished_at", utcnow())})
+        job_metrics.succeeded(job)
+        return job
+
+    def succeed_preview(self, job_id: str, *, preview: BackupPreview, progress: Progress) -> Job:
+        """running -> succeeded with a preview job's answer (kept in the row, bounded)."""
+        job = self._change(job_id, Change.SUCCEED, kinds={JobKind.VERIFY}, sets={
+            **_state_sets(VerifyState, {"preview": preview}),
             "progress": _storable(Job, "progress", progress),
             "finished_at": _storable(Job, "finished_at", utcnow())})
         job_metrics.succeeded(job)

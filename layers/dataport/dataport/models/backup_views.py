@@ -16,7 +16,7 @@ from dataport.models.backups import (
     Verification,
 )
 from dataport.models.common import ApiModel, SecretLength
-from dataport.models.job_common import JobError, Progress
+from dataport.models.job_common import JobError, JobStatus, Progress
 
 
 class BackupLinks(ApiModel):
@@ -110,6 +110,25 @@ class VerifyAccepted(ApiModel):
     links: BackupLinks
 
 
+#: projects a preview lists (the counts are complete): keeps a preview job's answer in its row
+MAX_PREVIEW_PROJECTS = 1000
+
+
+class PreviewLinks(ApiModel):
+    result: str = Field(description="GET it: the preview once the job succeeded (202 before)")
+
+
+class PreviewAccepted(ApiModel):
+    """202: the preview is computed by a job (a backup larger than VerifySyncMaxBytes, or
+    `background`). GET `links.result` until it answers 200 with the preview."""
+
+    backup_id: str
+    job_id: str = Field(description="subscribe to it on the WebSocket (kind `verify`)")
+    status: JobStatus
+    progress: Progress | None = None
+    links: PreviewLinks
+
+
 class ProjectPreview(ApiModel):
     project_id: str
     name: str | None = None
@@ -138,5 +157,6 @@ class BackupPreview(ApiModel):
     type: BackupType
     scope: BackupScope
     counts: BackupCounts | None = None
-    projects: list[ProjectPreview]
+    projects: list[ProjectPreview] = Field(description="by name; the first 1,000")
+    projects_total: int = Field(default=0, description="projects in the backup")
     restore: RestorePreview

@@ -14,6 +14,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AwareDatetime, Field, model_validator
 
+from dataport.models.backup_views import BackupPreview
 from dataport.models.backups import BackupCounts, BackupFilters, BackupRequest
 from dataport.models.common import ApiModel
 from dataport.models.exports import ExportRequest
@@ -108,6 +109,8 @@ class VerifyJobRequest(ApiModel):
     """What a verification job was asked for (the password travels sealed in the row)."""
 
     backup_id: str
+    #: verify: the checks of backups/verify.py; preview: backups/preview.py's answer
+    check: Literal["verify", "preview"] = "verify"
 
     def stored(self) -> dict[str, str]:
         return self.model_dump(mode="json", by_alias=True)
@@ -129,6 +132,8 @@ class VerifyState(ApiModel):
     ok: bool | None = None
     member: str | None = None
     problem: str | None = None
+    #: a preview job's answer (bounded: MAX_PREVIEW_PROJECTS projects listed)
+    preview: BackupPreview | None = None
 
 
 JobState = Annotated[ExportState | ImportState | BackupState | RestoreState | VerifyState,

@@ -26,18 +26,28 @@ import time
 from typing import Any, Protocol
 
 from dataport.backups.catalog import BackupCatalog
-from dataport.backups.format import PasswordRequired
+from dataport.backups.format import BackupContainer, FormatError, PasswordRequired
+from dataport.backups.preview import preview as preview_backup
 from dataport.backups.verify import CHUNK, MemberPass, Verification, check_members, verdict
 from dataport.bucket import packages_bucket
-from dataport.errors import InvalidRequest
+from dataport.errors import BackupNotUsable, InvalidRequest
 from dataport.jobs import passwords
 from dataport.jobs.store import JobStore, require_running
-from dataport.models.backups import BackupRecord, BackupStatus
+from dataport.models.backup_views import (
+    MAX_PREVIEW_PROJECTS,
+    BackupPreview,
+    ProjectPreview,
+    RestorePreview,
+)
+from dataport.models.backups import BackupRecord, BackupScope, BackupStatus
 from dataport.models.jobs import Job, JobError, Progress
 from dataport.models.tasks import JobRef
 from dataport.observability import logger
 from dataport.progress.publisher import publish_progress, publish_terminal
 from dataport.settings import get_settings
+from dataport.source.mongo import get_database
+from dataport.source.scope import BackupSelection, InstanceScope, OwnerScope
+from dataport.workflows.backup import chain_of, opener_of
 
 #: seconds between two progress events of one invocation
 PROGRESS_EVERY = 1.0
@@ -45,6 +55,15 @@ PROGRESS_EVERY = 1.0
 
 class LambdaContext(Protocol):
     def get_remaining_time_in_millis(self) -> int: ...
+
+
+def first(ref: JobRef) -> dict[str, Any]:
+    """The state machine's first task: a preview job's one task, or a verification's
+    whole-object pass (`done` says whether the member passes follow)."""
+    job = JobStore().require(ref.job_id)
+    if job.verify_state.request.check == "preview":
+        return preview(ref)
+    return whole_object(ref)
 
 
 def whole_object(ref: JobRef) -> dict[str, Any]:
@@ -105,6 +124,60 @@ def members(ref: JobRef, context: LambdaContext) -> dict[str, Any]:
     assert state.sha256 is not None  # whole_object ran first
     result = verdict(state.sha256, record.sha256, progress)
     _record_verdict(store, job, record, result, total=progress.total or 0)
+    return {"jobId": ref.job_id, "done": True}
+
+
+def compute_preview(record: BackupRecord, secret: str | None) -> BackupPreview:
+    """The preview of a usable backup (the API's synchronous answer, and the preview job's)."""
+    backup_id = record.backup_id
+    bucket = packages_bucket()
+    db = get_database()
+    instance = record.scope is BackupScope.INSTANCE
+    target = (InstanceScope(db, BackupSelection()) if instance
+              else OwnerScope(db, record.owner_id))
+    chain = None
+    if record.parent_id is not None:
+        chain = [*(opener_of(bucket, r) for r in chain_of(BackupCatalog(), backup_id)),
+                 opener_of(bucket, record)]
+    key = record.object_key
+    assert key is not None  # a usable backup has its object
+    try:
+        with bucket.open_read(key) as stream, BackupContainer(stream, secret) as backup:
+            projects, outcome = preview_backup(backup, target, chain, secret)
+    except PasswordRequired as error:
+        raise InvalidRequest(str(error), details={"field": "X-Backup-Password"}) from error
+    except FormatError as error:
+        raise BackupNotUsable(f"Backup {backup_id} cannot be read: {error}. Verify it.",
+                              details={"status": record.status.value}) from error
+    return BackupPreview(
+        backup_id=backup_id, type=record.type, scope=record.scope, counts=record.counts,
+        projects=[ProjectPreview(project_id=p.project_id, name=p.name, path=p.path,
+                                 sessions=p.sessions, messages=p.messages,
+                                 first_activity=p.first, last_activity=p.last)
+                  for p in projects[:MAX_PREVIEW_PROJECTS]],
+        projects_total=len(projects),
+        restore=RestorePreview(target="instance" if instance else "self", new=outcome.new,
+                               changed=outcome.changed, identical=outcome.identical,
+                               only_in_target=outcome.only_in_target,
+                               samples=outcome.samples))
+
+
+def preview(ref: JobRef) -> dict[str, Any]:
+    """A preview job's one task: take the job, compute the preview (one invocation: it reads
+    the projects and sessions members only, and compares sessions with the target in batches),
+    keep it in the job row and end the job."""
+    store = JobStore()
+    job = store.take(ref.job_id, Progress(phase="previewing"))
+    require_running(job)
+    record = _record(job)
+    if record.status is not BackupStatus.COMPLETED:
+        raise InvalidRequest(f"Backup {record.backup_id} is {record.status.value} now; only a "
+                             "completed backup can be previewed.")
+    secret = (passwords.unseal(job.sealed_password, job.job_id).get_secret_value()
+              if job.sealed_password else None)
+    answer = compute_preview(record, secret)
+    done = store.succeed_preview(ref.job_id, preview=answer, progress=Progress(phase="done"))
+    publish_terminal(done)
     return {"jobId": ref.job_id, "done": True}
 
 
