@@ -217,3 +217,4 @@ def test_a_large_backups_preview_is_a_job_whose_answer_equals_the_synchronous_on
                        ).status_code == 404
     # a preview job leaves the backup's record as it was
     assert api.request("GET", f"/backups/{made['backupId']}").json().get("verification") is None
+    assert_calls_allowed(api.stack)  # the preview task reaches MongoDB through its secret

@@ -20,28 +20,32 @@ from dataport.settings import get_settings
 
 def seal(password: SecretStr, job_id: str) -> str:
     """KMS ciphertext of the password, base64 (a string the job row can hold)."""
-    blob = aws.kms().encrypt(KeyId=_key(), Plaintext=password.get_secret_value().encode(),
-                             EncryptionContext={"jobId": job_id})["CiphertextBlob"]
-    return base64.b64encode(blob).decode()
+    return _seal(password, {"jobId": job_id})
 
 
 def unseal(sealed: str, job_id: str) -> SecretStr:
-    plain = aws.kms().decrypt(KeyId=_key(), CiphertextBlob=base64.b64decode(sealed),
-                              EncryptionContext={"jobId": job_id})["Plaintext"]
-    return SecretStr(plain.decode())
+    return _unseal(sealed, {"jobId": job_id})
 
 
 def seal_for_schedule(password: SecretStr, schedule_id: str) -> str:
     """A backup schedule's password as its record keeps it: KMS ciphertext under the context
     {"scheduleId": <schedule>} (a ciphertext copied to another schedule does not open)."""
-    blob = aws.kms().encrypt(KeyId=_key(), Plaintext=password.get_secret_value().encode(),
-                             EncryptionContext={"scheduleId": schedule_id})["CiphertextBlob"]
-    return base64.b64encode(blob).decode()
+    return _seal(password, {"scheduleId": schedule_id})
 
 
 def unseal_for_schedule(sealed: str, schedule_id: str) -> SecretStr:
+    return _unseal(sealed, {"scheduleId": schedule_id})
+
+
+def _seal(password: SecretStr, context: dict[str, str]) -> str:
+    blob = aws.kms().encrypt(KeyId=_key(), Plaintext=password.get_secret_value().encode(),
+                             EncryptionContext=context)["CiphertextBlob"]
+    return base64.b64encode(blob).decode()
+
+
+def _unseal(sealed: str, context: dict[str, str]) -> SecretStr:
     plain = aws.kms().decrypt(KeyId=_key(), CiphertextBlob=base64.b64decode(sealed),
-                              EncryptionContext={"scheduleId": schedule_id})["Plaintext"]
+                              EncryptionContext=context)["Plaintext"]
     return SecretStr(plain.decode())
 
 
