@@ -265,7 +265,7 @@ def _verify_in_background(principal: Principal, record: BackupRecord,
     The password is checked against the manifest first (a wrong one is a 400 now, not a failed
     job later) and travels sealed in the job row."""
     running = record.verification
-    if running is not None and running.status == "running":
+    if running is not None and running.status == "running" and _still_active(running.job_id):
         return VerifyAccepted(backup_id=record.backup_id, job_id=running.job_id,
                               verification=running, links=BackupLinks.of(record.backup_id))
     key = record.object_key
@@ -286,6 +286,13 @@ def _verify_in_background(principal: Principal, record: BackupRecord,
     return VerifyAccepted(backup_id=record.backup_id, job_id=job_id,
                           verification=started.verification,
                           links=BackupLinks.of(record.backup_id))
+
+
+def _still_active(job_id: str) -> bool:
+    """Whether a verification the record says is running still has a live job (a job whose
+    end was never written to the record must not block the next verification)."""
+    job = JobStore().find(job_id)
+    return job is not None and job.status in ACTIVE_STATUSES
 
 
 def _start_check(principal: Principal, record: BackupRecord, password: SecretStr | None,
