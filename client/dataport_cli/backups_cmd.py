@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import click
 from rich.table import Column, Table
@@ -12,7 +13,7 @@ from dataport_cli.api import Json
 from dataport_cli.context import State, confirm_or_stop, json_option, state
 from dataport_cli.exit_codes import CliError, ExitCode
 from dataport_cli.exports_cmd import date_bound, id_param, target_path
-from dataport_cli.follow import TERMINAL
+from dataport_cli.follow import TERMINAL, follow, open_socket
 from dataport_cli.imports_cmd import show_outcome
 from dataport_cli.live import follow_live, roll_back
 from dataport_cli.ui import kv_table, size
@@ -168,16 +169,34 @@ def _show(st: State, backup: Json) -> None:
 
 
 @backups.command("verify", help="Re-read a backup on the server: its checksum and every "
-                 "member.\n\n\b\nExamples:\n  dataport backups verify <backupId>\n"
-                 "  dataport backups verify <backupId> --password-prompt   # encrypted")
+                 "member. A large backup (or --background) is verified by a job: the command "
+                 "waits for it (--no-wait: says its job and returns).\n\n\b\nExamples:\n"
+                 "  dataport backups verify <backupId>\n"
+                 "  dataport backups verify <backupId> --password-prompt   # encrypted\n"
+                 "  dataport backups verify <backupId> --background --no-wait")
 @click.argument("backup_id", callback=id_param)
 @click.option("--password-prompt", is_flag=True, help="An encrypted backup's password.")
+@click.option("--background", is_flag=True, help="Run it as a job whatever the size.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for a verification job to end.")
+@click.option("--timeout", type=float, help="Seconds to wait for a verification job.")
 @json_option
-def verify_backup(backup_id: str, password_prompt: bool) -> None:
+def verify_backup(backup_id: str, password_prompt: bool, background: bool, wait: bool,
+                  timeout: float | None) -> None:
     st = state()
     password = _password(password_prompt)
-    report = st.api.call("POST", f"/backups/{backup_id}/verify",
-                         json={"password": password} if password else None)
+    body: Json = {"background": True} if background else {}
+    if password:
+        body["password"] = password
+    report = st.api.call("POST", f"/backups/{backup_id}/verify", json=body or None)
+    if "verification" in report:  # 202: a job verifies it
+        job_id = report["jobId"]
+        if not wait:
+            st.output.document(report)
+            st.output.say(f"Verifying backup {backup_id} in the background (job {job_id}); "
+                          f"follow it: dataport watch {job_id}")
+            return
+        report = _verification_of(st, backup_id, job_id, timeout)
     st.output.document(report)
     if not report["ok"]:
         raise CliError(ExitCode.FAILED, f"Backup {backup_id} is damaged: "
@@ -185,6 +204,39 @@ def verify_backup(backup_id: str, password_prompt: bool) -> None:
                                         f"{report.get('problem')}")
     st.output.say(f"Backup {backup_id} verified: {report['members']} members, "
                   f"{report['records']} records, sha256 {report['sha256']}")
+
+
+def _verification_of(st: State, backup_id: str, job_id: str, timeout: float | None) -> Json:
+    """Wait for the verification job (its live bar over the WebSocket, else the backup's
+    `verification` polled), then its result in the synchronous report's shape."""
+    socket = open_socket(st.settings.ws_url, st.token)
+    if socket is not None:  # live progress; without it, the record alone is polled below
+        try:
+            with st.output.job_bar("verify") as bar:
+                # the REST view (the backup) never ends the job's events: its own events do
+                follow(st.api, socket, job_id, f"/backups/{backup_id}", until=set(),
+                       on_update=bar.update, timeout=timeout or 3600,
+                       ends=frozenset({"succeeded", "failed", "cancelled"}))
+        finally:
+            socket.close()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:  # the record is written before the job's end: normally one read
+        backup = st.api.call("GET", f"/backups/{backup_id}")
+        result: Json = backup.get("verification") or {}
+        if result.get("jobId") == job_id and result.get("status") != "running":
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            raise CliError(ExitCode.FAILED, f"The verification {job_id} did not end in time; it "
+                                            f"goes on: dataport backups show {backup_id}")
+        time.sleep(1)
+    if result["status"] == "failed":
+        raise CliError(ExitCode.FAILED, f"The verification of {backup_id} failed: "
+                       f"{(result.get('error') or {}).get('message', 'no reason given')}")
+    return {"backupId": backup_id, "jobId": job_id, "status": backup["status"],
+            "ok": result["ok"], "sha256": result.get("sha256"),
+            "members": result.get("members", 0), "records": result.get("records", 0),
+            "member": result.get("member"), "problem": result.get("problem"),
+            "verifiedAt": backup.get("verifiedAt")}
 
 
 @backups.command("download", help="Download a completed backup (its SHA-256 checked against "

@@ -48,11 +48,14 @@ def schedules() -> None:
 @click.option("--keep-days", type=click.IntRange(1, 3650), help="Keep those younger than N "
               "days.")
 @click.option("--paused", is_flag=True, help="Create it paused.")
+@click.option("--password-prompt", is_flag=True, help="Encrypt every run's backup; asks for the "
+              "password (kept sealed by the service for the runs, never shown again).")
 @json_option
 def create_schedule(name: str, description: str | None, cron: str | None, rate: str | None,
                     timezone: str, backup_type: str, full_every: int | None, scope: str,
                     projects: tuple[str, ...], sessions: tuple[str, ...],
-                    keep_last: int | None, keep_days: int | None, paused: bool) -> None:
+                    keep_last: int | None, keep_days: int | None, paused: bool,
+                    password_prompt: bool) -> None:
     st = state()
     if (cron is None) == (rate is None):
         raise CliError(ExitCode.USAGE, "Give exactly one of --cron and --rate.")
@@ -66,6 +69,9 @@ def create_schedule(name: str, description: str | None, cron: str | None, rate: 
                                                   "keepDays": keep_days}.items()
                                 if v is not None}}
     optional = {"description": description, "fullEvery": full_every,
+                "password": click.prompt("Backup password", hide_input=True,
+                                         confirmation_prompt=True, err=True)
+                if password_prompt else None,
                 "filters": backup_filters(projects=projects, sessions=sessions, since=None,
                                           until=None, min_messages=None, max_messages=None)}
     body.update({k: v for k, v in optional.items() if v is not None})
@@ -148,7 +154,8 @@ def _show(st: State, schedule: Json) -> None:
         ("name", schedule["name"]), ("when", _when(schedule)), ("type", schedule["type"]),
         ("full every", schedule.get("fullEvery") or "-"), ("scope", schedule["scope"]),
         ("keeps", ", ".join(f"{k} {v}" for k, v in retention.items() if v) or "-"),
-        ("paused", schedule["paused"]), ("next run", schedule.get("nextRunAt") or "-")]))
+        ("paused", schedule["paused"]), ("encrypted", schedule.get("encrypted", False)),
+        ("next run", schedule.get("nextRunAt") or "-")]))
     runs = schedule.get("lastRuns") or []
     if runs:
         table = Table("due", "outcome", "backup", title="Last runs", title_justify="left")

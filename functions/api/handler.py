@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
@@ -31,6 +32,8 @@ from dataport.models.backup_views import (
     BackupList,
     BackupPreview,
     BackupView,
+    PreviewAccepted,
+    VerifyAccepted,
     VerifyReport,
     VerifyRequest,
 )
@@ -179,21 +182,64 @@ def download_backup(backupId: BackupId) -> Response[None]:
 
 
 @app.post("/backups/<backupId>/verify",
-          summary="Re-read the stored backup: every member's checksums and the whole object's")
+          summary="Re-read the stored backup: every member's checksums and the whole object's",
+          responses={200: {"description": "Verified now (a backup up to VerifySyncMaxBytes)",
+                           "content": {"application/json": {"schema": {
+                               "$ref": "#/components/schemas/VerifyReport"}}}},
+                     202: {"description": "Accepted: verified by a job (a larger backup, or "
+                                          "background); follow jobId, or the backup's "
+                                          "verification",
+                           "content": {"application/json": {"schema": {
+                               "$ref": "#/components/schemas/VerifyAccepted"}}}}})
 def verify_backup(backupId: BackupId,
-                  request: Annotated[VerifyRequest | None, Body()] = None) -> VerifyReport:
-    return backups.verify(_principal(), backupId, request.password if request else None)
+                  request: Annotated[VerifyRequest | None, Body()] = None,
+                  ) -> Response[VerifyReport | VerifyAccepted]:
+    answer = backups.verify(_principal(), backupId, request.password if request else None,
+                            background=request.background if request else False)
+    if isinstance(answer, VerifyAccepted):
+        return Response(status_code=202, content_type=content_types.APPLICATION_JSON,
+                        body=answer, headers={"Location": answer.links.self_})
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=answer)
+
+
+_PREVIEW_RESPONSES: dict[int, OpenAPIResponse] = {
+    200: {"description": "The preview (computed now: a backup up to VerifySyncMaxBytes)",
+          "content": {"application/json": {"schema": {
+              "$ref": "#/components/schemas/BackupPreview"}}}},
+    202: {"description": "Accepted: a job computes it (a larger backup, or background=true); "
+                         "GET links.result until it answers 200",
+          "content": {"application/json": {"schema": {
+              "$ref": "#/components/schemas/PreviewAccepted"}}}}}
 
 
 @app.get("/backups/<backupId>/preview",
-         summary="What a backup holds per project, and what a restore would do to its target")
+         summary="What a backup holds per project, and what a restore would do to its target",
+         responses=_PREVIEW_RESPONSES)
 def preview_backup(
     backupId: BackupId,
     password: Annotated[str | None, Header(alias="x-backup-password", min_length=8,
                                            max_length=256)] = None,
-) -> BackupPreview:
-    return backups.preview(_principal(), backupId,
-                           SecretStr(password) if password is not None else None)
+    background: Annotated[bool, Query(description="compute it in a job whatever the "
+                                                  "size (202)")] = False,
+) -> Response[BackupPreview | PreviewAccepted]:
+    return _preview_answer(backups.preview(
+        _principal(), backupId, SecretStr(password) if password is not None else None,
+        background=background))
+
+
+@app.get("/backups/<backupId>/preview/<jobId>",
+         summary="A preview job's answer: 200 once it succeeded, 202 while it runs",
+         responses=_PREVIEW_RESPONSES)
+def preview_result(backupId: BackupId, jobId: JobId) -> Response[BackupPreview | PreviewAccepted]:
+    return _preview_answer(backups.preview_result(_principal(), backupId, jobId))
+
+
+def _preview_answer(answer: BackupPreview | PreviewAccepted
+                    ) -> Response[BackupPreview | PreviewAccepted]:
+    if isinstance(answer, PreviewAccepted):
+        return Response(status_code=202, content_type=content_types.APPLICATION_JSON,
+                        body=answer, headers={"Location": answer.links.result})
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=answer)
 
 
 @app.post("/imports", summary="Start an import: a job and a presigned form to upload the file to",

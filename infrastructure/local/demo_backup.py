@@ -153,11 +153,8 @@ def change(db: Database[Document], round_name: str) -> str:
     """Sessions added, edited and deleted, as a user's activity would. Says what changed."""
     ids = sorted(sessions_of(db))
     edited, deleted, model = ids[0], ids[1], ids[2]
-    # replace_one, not $set: the local MongoDB server stores a datetime given to $set as a
-    # string (a fidelity gap of infrastructure/local/mongo_server.py), which no window matches
-    session = sessions_of(db)[edited]
-    session.update({"summary": f"renamed in {round_name}", "updatedAt": datetime.now(UTC)})
-    db[SESSIONS].replace_one({"_id": session["_id"]}, session)
+    db[SESSIONS].update_one({"_id": sessions_of(db)[edited]["_id"]}, {"$set": {
+        "summary": f"renamed in {round_name}", "updatedAt": datetime.now(UTC)}})
     _delete(db, [deleted])
     added = [_add_copy(db, model, f"new in {round_name} #{n}") for n in (1, 2)]
     return f"edited {edited[:8]}, deleted {deleted[:8]}, added {', '.join(a[:8] for a in added)}"

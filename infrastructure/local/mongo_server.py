@@ -5,12 +5,13 @@ behind the MongoDB wire protocol) and talk to it with the real pymongo driver. E
 its own port, `--data-dir` (databases are only isolated with one), pid file and log file: the
 defaults live in /tmp and a second server refuses to start while the first one's pid file exists.
 
-nx-27017 0.8.1 gets two things wrong that ClaudeLens data depends on (measured; see `_patch`):
-it cannot store Decimal128 at all ("Object of type Decimal128 is not JSON serializable"), and a
+nx-27017 0.8.1 gets three things wrong that ClaudeLens data depends on (measured; see `_patch`):
+it cannot store Decimal128 at all ("Object of type Decimal128 is not JSON serializable"), a
 filter on an ObjectId-valued field other than `_id` (`projectId`, `user_id`) silently matches
-nothing. So the server runs from this file (`python mongo_server.py serve ...`), which patches the
-server process and then hands over to nx-27017's own `main()`. Nothing changes what a client
-sends: code tested here runs unchanged against a real MongoDB.
+nothing, and a datetime written by an update (`$set`, `$max`, findAndModify...) is stored as
+text, which no date range matches. So the server runs from this file (`python mongo_server.py
+serve ...`), which patches the server process and then hands over to nx-27017's own `main()`.
+Nothing changes what a client sends: code tested here runs unchanged against a real MongoDB.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -217,13 +219,44 @@ def _counts_only(stage: object) -> bool:
 
 def _needs_python_tier(sections: list[tuple[str, Any]]) -> bool:
     """Aggregations that group by a field or accumulate values (the SQL tier groups by an
-    ObjectId's JSON text and sums decimals to 0.0), and any command whose filter compares with
-    an ObjectId or a decimal."""
+    ObjectId's JSON text and sums decimals to 0.0), any command whose filter compares with
+    an ObjectId or a decimal, and any update that writes a date (below)."""
     for kind, doc in sections:
         if kind == "body" and "aggregate" in doc and not all(
                 _counts_only(stage) for stage in doc.get("pipeline") or ()):
             return True
-    return any(_has_typed_value(f) for f in _filters_of(sections))
+    return any(_has_typed_value(f) for f in _filters_of(sections)) \
+        or any(_has_date(u) for u in _updates_of(sections))
+
+
+def _has_date(value: object) -> bool:
+    """Whether an update writes a datetime: the SQL tier binds one to SQLite as its `str()`
+    ("2026-01-02 03:04:05+00:00"), so `$set`, `$max`, `$min`... stored a string where MongoDB
+    stores a date; the Python tier stores it as nx-27017 stores an inserted one."""
+    if isinstance(value, datetime):
+        return True
+    if isinstance(value, dict):
+        return any(_has_date(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_date(item) for item in value)
+    return False
+
+
+def _updates_of(sections: list[tuple[str, Any]]) -> Iterator[object]:
+    """The update documents of an `update` command's statements (`u`, in its body or its
+    document sequence) and of a `findAndModify` (`update`)."""
+    for _kind, doc in sections:
+        statements = doc if isinstance(doc, list) else [doc]
+        for statement in statements:
+            if not isinstance(statement, dict):
+                continue
+            if "findAndModify" in statement or "findandmodify" in statement:
+                yield statement.get("update")
+            if "u" in statement:
+                yield statement["u"]
+            for item in statement.get("updates") or ():
+                if isinstance(item, dict) and "u" in item:
+                    yield item["u"]
 
 
 def _filters_of(sections: list[tuple[str, Any]]) -> Iterator[object]:
@@ -280,6 +313,7 @@ def _patch() -> None:
        compares typed values correctly) instead of the SQL translation. Per request, through a
        thread-local flag: requests run in worker threads. The Python tier scans the
        collection, so such queries cost O(collection) here; on MongoDB they use the indexes.
+    3. Updates that write a datetime run on the Python tier too (the SQL tier binds it as text).
        Still wrong, and not worth patching: sorting by a decimal field (compared as text).
     """
     json_helpers = importlib.import_module("neosqlite.collection.json_helpers")

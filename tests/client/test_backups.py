@@ -78,6 +78,15 @@ def test_backup_lifecycle_create_verify_download_restore_rollback(
     assert verified.code == 0, verified.err
     assert verified.json()["ok"] is True
     assert verified.json()["sha256"] == shown["sha256"]
+    # a verification job (a large backup, or --background): waited for, the same report
+    in_job = dataport(env, "--json", "backups", "verify", backup_id, "--background")
+    assert in_job.code == 0, in_job.err
+    assert (in_job.json()["ok"], in_job.json()["sha256"]) == (True, shown["sha256"])
+    assert in_job.json()["members"] == verified.json()["members"]
+    assert in_job.json()["jobId"]
+    left = dataport(env, "--json", "backups", "verify", backup_id, "--background", "--no-wait")
+    assert left.code == 0, left.err
+    assert left.json()["verification"]["status"] == "running"
 
     target = tmp_path / "backups"
     fetched = dataport(env, "--json", "backups", "download", backup_id, "-o", f"{target}/")
@@ -151,6 +160,19 @@ def test_schedules_create_pause_resume_delete(env: dict[str, str]) -> None:
     assert (gone.code, gone.json()["status"]) == (0, "deleted")
     assert dataport(env, "schedules", "show", schedule_id).code == 4
     assert dataport(env, "--json", "schedules", "list").json()["schedules"] == []
+
+
+def test_schedules_create_with_a_password_prompt_makes_an_encrypted_schedule(
+        env: dict[str, str]) -> None:
+    made = dataport(env, "--json", "schedules", "create", "--name", "sealed", "--rate",
+                    "1 day", "--keep-days", "7", "--password-prompt",
+                    stdin="sched-pass-word\nsched-pass-word\n")
+    assert made.code == 0, made.err
+    assert made.json()["encrypted"] is True
+    assert "sched-pass-word" not in made.out + made.err
+    human = dataport(env, "schedules", "show", made.json()["scheduleId"])
+    assert "encrypted" in human.out
+    assert "True" in human.out
 
 
 def test_exit_codes_of_backups_restores_and_schedules(env: dict[str, str]) -> None:

@@ -75,7 +75,8 @@ EXPECTED: dict[str, Check] = {
     "ws_disconnect.json": _ok(200),
     **{f"{task}.json": _job_not_found for task in (
         "export_plan", "export_worker", "export_finalize", "import_validate",
-        "import_execute", "import_finalize", "import_rollback", "import_failed")},
+        "import_execute", "import_finalize", "import_rollback", "import_failed",
+        "backup_verify")},
     "import_validate.stage.json": _job_not_found,
     "import_await.json": _error("JobCancelled"),  # nothing waits for a job that is not there
     "job_failed.json": _failure_explained,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 from bson.decimal128 import Decimal128
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient, ReturnDocument, UpdateOne, monitoring
 from pymongo.database import Database
 
 from dataport.errors import InvalidRequest
@@ -430,6 +430,37 @@ def test_a_session_larger_than_a_batch_streams(mongo_uri: str, mongo_db: Databas
     assert sorted(c["find"] for c in finds) == ["messages_2025_07", "messages_2025_08"]
     assert all(c["batchSize"] == 5 for c in finds + commands.named("getMore"))
     assert len(commands.named("getMore")) >= 40 // 5 - 2
+
+
+def test_a_date_written_by_an_update_is_stored_as_a_date(mongo_db: Database[Document]) -> None:
+    """$set, $max, $push, findAndModify and bulk updates store a datetime as a date (the embedded
+    server's SQL tier once stored it as text, which no date range matched)."""
+    written = datetime(2026, 3, 29, 1, 30, 15, 250000, tzinfo=UTC)
+    sessions = mongo_db.sessions
+    sessions.insert_many([{"sessionId": f"s{n}", "summary": "s", "marks": [],
+                           "updatedAt": written - timedelta(days=9)} for n in range(5)])
+    sessions.update_one({"sessionId": "s0"},
+                        {"$set": {"summary": "renamed", "updatedAt": written}})
+    sessions.update_many({"sessionId": "s1"},
+                         {"$set": {"updatedAt": written, "nested.at": written}})
+    sessions.bulk_write([UpdateOne({"sessionId": "s2"}, {"$max": {"updatedAt": written}})])
+    sessions.find_one_and_update({"sessionId": "s3"}, {"$set": {"updatedAt": written},
+                                                       "$push": {"marks": written}},
+                                 return_document=ReturnDocument.AFTER)
+    sessions.update_one({"sessionId": "s9"}, {"$set": {"updatedAt": written}}, upsert=True)
+
+    stored = {doc["sessionId"]: doc for doc in sessions.find()}
+    for name in ("s0", "s1", "s2", "s3", "s9"):
+        value = stored[name]["updatedAt"]
+        assert isinstance(value, datetime), (name, value)
+        assert value.replace(tzinfo=UTC) == written
+    assert stored["s0"]["summary"] == "renamed"
+    assert isinstance(stored["s1"]["nested"]["at"], datetime)
+    assert [mark.replace(tzinfo=UTC) for mark in stored["s3"]["marks"]] == [written]
+    window = {"updatedAt": {"$gt": written - timedelta(seconds=1), "$lte": written}}
+    assert sorted(doc["sessionId"] for doc in sessions.find(window)) == \
+        ["s0", "s1", "s2", "s3", "s9"]
+    assert stored["s4"]["updatedAt"].replace(tzinfo=UTC) == written - timedelta(days=9)
 
 
 def test_sessions_without_messages(mongo_db: Database[Document]) -> None:

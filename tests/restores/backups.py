@@ -17,6 +17,7 @@ from typing import Any
 from pymongo.database import Database
 
 from dataport.backups.format import (
+    FORMAT_VERSION,
     BackupBytes,
     BackupManifest,
     Collection,
@@ -25,6 +26,7 @@ from dataport.backups.format import (
     MemberWriter,
     member_path,
 )
+from dataport.formats.extjson import json_util_canonical
 from dataport.models.backups import BackupCounts
 from dataport.source.collections import PROJECTS, SESSIONS, is_message_collection
 from dataport.source.mongo import Document
@@ -44,6 +46,8 @@ class Backup:
     backup_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     parent_id: str | None = None
     owner_id: str | None = None
+    #: the format version written: 1 writes lines as dataport 1 did (no `$` key escaped)
+    format_version: int = FORMAT_VERSION
 
     def container(self, *, per_member: int = 3) -> bytes:
         """The backup as its stored object (members of at most `per_member` documents, so a
@@ -68,7 +72,10 @@ class Backup:
                 stored = bytearray()
                 writer = MemberWriter(stored.extend)
                 for doc in docs:
-                    writer.write(doc)
+                    if self.format_version == 1:
+                        writer.write_line(json_util_canonical(doc) + b"\n")
+                    else:
+                        writer.write(doc)
                 stats = writer.close()
                 archive.writestr(zipfile.ZipInfo(path, ZIP_TIME), bytes(stored))
                 listed.append(MemberEntry(path=path, collection=collection,
@@ -78,6 +85,7 @@ class Backup:
                 owner_id=self.owner_id, type="incremental" if self.parent_id else "full",
                 parent_id=self.parent_id, watermark=datetime.now(UTC),
                 created_at=datetime.now(UTC), compression=Compression(level=3),
+                format_version=self.format_version,
                 counts=BackupCounts(projects=len(self.projects), sessions=len(self.sessions),
                                     messages=len(self.messages), deletions=len(deletions)),
                 bytes=BackupBytes(uncompressed=sum(m.bytes for m in listed),

@@ -83,6 +83,26 @@ def test_a_full_backup_reads_back_every_document_exactly() -> None:
     assert list(first) == list(backup.messages[0])  # field order kept
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_objects_with_dollar_keys_restore_as_objects_from_version_2(version: int) -> None:
+    """Format 2 escapes keys that start with `$`: a tool result holding a MongoDB query
+    (`{"$date": 1}`) restores as that object. Format 1 backups still restore, with its limit:
+    such an object read back as a type."""
+    query = {"updatedAt": {"$date": 1700000000000}, "$schema": "s", "$$kept": 1}
+    rows = [{"$oid": "x"}] if version == 2 else []  # version 1 refuses this line
+    tool = {**message(1, 1), "toolUseResult": {"query": query, "rows": rows}}
+    backup = Backup(projects=[PROJECT], sessions=[session(1)], messages=[tool],
+                    format_version=version)
+    records = list(source(backup.container()).records())
+    [restored] = [r.doc for r in records if r.kind is RecordKind.MESSAGE]
+    if version == 2:
+        assert restored == tool
+    else:
+        assert restored["toolUseResult"]["query"]["updatedAt"] == datetime.fromtimestamp(
+            1700000000, UTC)
+        assert restored["toolUseResult"]["query"]["$schema"] == "s"
+
+
 def test_detection_takes_a_backup_zip_as_a_backup() -> None:
     data = base().container()
     found = open_import(lambda: io.BytesIO(data), "backup.zip")

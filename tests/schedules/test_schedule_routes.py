@@ -66,6 +66,8 @@ def test_an_unusable_schedule_is_refused_with_what_to_write(api: Api, body: dict
     {"name": "semi;colon"},
     {"scope": "everyone"},
     {"unknown": 1},
+    {"password": "short"},
+    {"password": 12345678},
 ])
 def test_a_malformed_request_is_400_naming_the_field(api: Api, body: dict[str, object]) -> None:
     answer = api.request("POST", "/backup-schedules", json={

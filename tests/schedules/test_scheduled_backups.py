@@ -5,17 +5,24 @@ and its objects with it."""
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
+import requests
 
+from dataport.backups.format import BackupContainer, PasswordRequired
+from dataport.settings import get_settings
 from dataport.workflows.export import write_session
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_dataset
+from tests.e2e.restore_client import Restorer
 from tests.fixtures.faults import EXPORT_WORKER, export_worker
 from tests.infrastructure.iam import assert_calls_allowed
 from tests.schedules.support import create, show
@@ -114,3 +121,57 @@ def test_a_run_is_skipped_while_the_backup_of_the_previous_one_still_runs(
     listed = api.request("GET", "/backups", params={"limit": 10}).json()["backups"]
     assert sorted(b["backupId"] for b in listed) == sorted([first["backupId"],
                                                             third["backupId"]])
+
+
+def test_an_encrypted_schedule_makes_encrypted_backups_that_restore_with_its_password(
+        api: Api, capfd: pytest.CaptureFixture[str]) -> None:
+    password = "sch3dule-Secret-pw"
+    api.stack.clock.set(datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
+    created = create(api, name="sealed nightly", schedule={"expression": "rate(1 hour)"},
+                     type="incremental", fullEvery=3, password=password)
+    schedule_id = created["scheduleId"]
+    assert created["encrypted"] is True
+    assert "password" not in created
+
+    runs = [_next_run(api, schedule_id) for _ in range(2)]  # a full backup, an increment
+    assert [r["outcome"] for r in runs] == ["completed"] * 2, runs
+    assert runs[1]["parentId"] == runs[0]["backupId"]
+    for run in runs:
+        with BackupContainer(_stored(api, run["backupId"])) as backup, \
+                pytest.raises(PasswordRequired):
+            _ = backup.manifest
+        with BackupContainer(_stored(api, run["backupId"]), password) as backup:
+            assert backup.manifest.encryption == "aes-256"
+
+    # the chain restores with the password, and only with it
+    restorer = Restorer(api)
+    refused = restorer.run(backupId=runs[1]["backupId"], mode="merge", dryRun=True)
+    assert refused["status"] == "failed", refused
+    restored = restorer.run(backupId=runs[1]["backupId"], mode="merge", dryRun=True,
+                            password=password)
+    assert restored["status"] == "succeeded", restored
+    assert restored["report"]["counts"]["sessions"] > 0
+
+    # never shown, never stored or logged in the clear
+    answers = [api.request("GET", f"/backup-schedules/{schedule_id}").text,
+               api.request("GET", "/backup-schedules").text]
+    rows = boto3.resource("dynamodb").Table(get_settings().schedules_table).scan()["Items"]
+    assert password not in "".join(answers) + repr(rows) + "".join(capfd.readouterr())
+    assert json.loads(answers[0])["encrypted"] is True
+
+    # null removes it: the next run begins a new, plain chain
+    patched = api.request("PATCH", f"/backup-schedules/{schedule_id}", json={"password": None})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["encrypted"] is False
+    plain = _next_run(api, schedule_id)
+    assert (plain["outcome"], plain["backupType"]) == ("completed", "full")
+    with BackupContainer(_stored(api, plain["backupId"])) as backup:
+        assert backup.manifest.encryption is None
+    assert_calls_allowed(api.stack)
+
+
+def _stored(api: Api, backup_id: str) -> io.BytesIO:
+    """The backup's stored object, fetched through its download link."""
+    answer = api.request("GET", f"/backups/{backup_id}/download")
+    assert answer.status_code == 302, answer.text
+    return io.BytesIO(requests.get(answer.headers["Location"], timeout=30).content)

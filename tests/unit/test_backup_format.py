@@ -17,11 +17,14 @@ from bson import ObjectId
 from bson.binary import Binary
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
+from bson.regex import Regex
+from bson.son import SON
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataport.backups.format import (
     DELETIONS_MEMBER,
+    FORMAT_VERSION,
     MANIFEST_NAME,
     BackupContainer,
     BackupManifest,
@@ -34,9 +37,10 @@ from dataport.backups.format import (
     collection_of,
     decode_line,
     encode_line,
+    loads_line,
     member_path,
 )
-from dataport.formats.extjson import json_util_canonical
+from dataport.formats.extjson import escape_dollar_keys, json_util_canonical
 from tests.unit.format_sink import messages, project_doc, session_doc
 
 SETTINGS = settings(max_examples=150, deadline=None,
@@ -55,11 +59,29 @@ texts = st.text() | st.sampled_from(["", "\u2028\n\"\\", "日本語 🙏", "\x00
 scalars = (st.none() | st.booleans() | ints | longs | floats | texts | object_ids | decimals
            | moments | st.binary(max_size=16)  # subtype 0: the driver yields bytes
            | st.builds(Binary, st.binary(max_size=16), st.sampled_from([4, 128])))
-# Keys that start with `$` are left out: a nested object whose keys are exactly an Extended
-# JSON type wrapper's (`{"$date": 1}`, `{"$regex": "a"}`) reads back as that type, a limit
-# docs/backups.md ("What a line cannot carry") states.
-field_names = st.text(max_size=6).filter(lambda key: not key.startswith("$"))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+# Keys that start with `$` included: the ones of every type wrapper json_util reads, escaped ones
+# (`$$date`), and any other; format version 2 escapes them (docs/backups.md).
+WRAPPER_KEYS = ["$oid", "$date", "$numberLong", "$numberInt", "$numberDouble", "$numberDecimal",
+                "$regex", "$options", "$regularExpression", "$binary", "$type", "$uuid",
+                "$code", "$scope", "$ref", "$id", "$db", "$timestamp", "$minKey", "$maxKey",
+                "$symbol", "$dbPointer", "$undefined"]
+field_names = (st.text(max_size=6) | st.sampled_from(WRAPPER_KEYS)
+               | st.sampled_from(WRAPPER_KEYS).map(lambda key: "$" + key)
+               | st.text(max_size=4).map(lambda key: "$" + key))
+#: objects shaped exactly like a wrapper, with the values a wrapper holds or others
+wrapper_shaped = st.one_of(
+    st.builds(lambda v: {"$date": v}, st.integers() | st.text(max_size=8)),
+    st.builds(lambda v: {"$regex": v}, st.text(max_size=4)),
+    st.builds(lambda v, o: {"$regex": v, "$options": o}, st.text(max_size=4),
+              st.sampled_from(["", "i", "mx"])),
+    st.builds(lambda v: {"$oid": v}, st.text(max_size=24) | object_ids.map(str)),
+    st.builds(lambda v: {"$numberLong": v}, st.text(max_size=4) | ints.map(str)),
+    st.builds(lambda v: {"$numberDecimal": v}, st.sampled_from(["1.5", "x", "NaN"])),
+    st.builds(lambda r, i: {"$ref": r, "$id": i}, st.text(max_size=4), ints),
+    st.builds(lambda b: {"$binary": {"base64": b, "subType": "00"}}, st.sampled_from(["", "AA=="])),
+    st.just({"$minKey": 1}), st.just({"$maxKey": 1}), st.just({"$undefined": True}),
+    st.just({"$timestamp": {"t": 1, "i": 2}}))
+values = st.recursive(scalars | wrapper_shaped, lambda inner: st.lists(inner, max_size=4)
                       | st.dictionaries(field_names, inner, max_size=4), max_leaves=25)
 documents = st.fixed_dictionaries({"_id": object_ids, "sessionId": st.uuids().map(str)},
                                   optional={"timestamp": moments, "costUsd": decimals,
@@ -86,11 +108,70 @@ def _entry(path: str, data: bytes, writer: MemberWriter) -> MemberEntry:
 def test_a_line_is_canonical_extended_json_and_reads_back_as_the_same_document(
         document: dict[str, Any]) -> None:
     line = encode_line(document)
-    assert line == json_util_canonical(document) + b"\n"
+    assert line == json_util_canonical(escape_dollar_keys(document)) + b"\n"
     back = decode_line(line)
     assert back == document
     assert list(back) == list(document)  # field order kept
     assert encode_line(back) == line  # types kept: the same bytes again
+
+
+@SETTINGS
+@given(st.dictionaries(field_names, values, max_size=6))
+def test_any_document_with_dollar_keys_at_any_depth_reads_back_as_itself(
+        document: dict[str, Any]) -> None:
+    line = encode_line(document)
+    back = decode_line(line)
+    assert back == document
+    assert _types(back) == _types(document)  # a dict stays a dict, never a wrapper's type
+    assert encode_line(back) == line
+
+
+def _types(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _types(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_types(item) for item in value]
+    # an int past int32 is written as $numberLong and read as Int64 (what the driver yields)
+    return "int" if isinstance(value, int) and not isinstance(value, bool) else type(value).__name__
+
+
+@pytest.mark.parametrize(("shaped", "version_1_reads_it"), [
+    ({"$date": 1}, False), ({"$regex": "a"}, False), ({"$numberLong": "x"}, False),
+    ({"$oid": "66ad9c1e5f2b4a0012c0ffee"}, False), ({"$numberLong": "5"}, False),
+    ({"$ref": "users", "$id": 1}, False), ({"$minKey": 1}, False),
+    ({"$$date": 1}, True), ({"$": 0}, True), ({"$schema": "x"}, True)])
+def test_a_wrapper_shaped_object_of_the_data_stays_an_object(shaped: dict[str, Any],
+                                                             version_1_reads_it: bool) -> None:
+    document = {"_id": ObjectId(), "toolUseResult": {"query": shaped, "list": [shaped]}}
+    line = encode_line(document)
+    assert decode_line(line) == document
+    # what format version 1 wrote: the same object read back as a type (or refused)
+    old = json_util_canonical(document) + b"\n"
+    try:
+        read = decode_line(old, 1) == document
+    except (ValueError, TypeError, KeyError):
+        read = False
+    assert read is version_1_reads_it
+
+
+def test_a_document_json_util_writes_is_escaped_the_same_way() -> None:
+    """A type the fast encoder leaves to bson.json_util (a Regex): the escape still applies."""
+    document = {"_id": ObjectId(), "pattern": Regex("^a", "i"), "q": {"$regex": "^a"},
+                "son": SON([("$date", 1)])}
+    line = encode_line(document)
+    assert b'"$$regex"' in line
+    assert b'"$regularExpression"' in line
+    assert decode_line(line) == {**document, "son": {"$date": 1}}
+
+
+def test_version_1_lines_read_as_version_1_wrote_them() -> None:
+    document = {"_id": ObjectId(), "at": datetime(2025, 8, 2, tzinfo=UTC), "$schema": "x",
+                "nested": {"$$x": 1, "$ref": "alone"}}
+    old = json_util_canonical(document) + b"\n"
+    assert decode_line(old, 1) == document
+    assert decode_line(encode_line(document)) == document
+    assert b'"$$schema"' in encode_line(document)
+    assert loads_line(b'[{"$$x": 1}, {"$numberLong": "7"}]') == [{"$x": 1}, Int64(7)]
 
 
 @SETTINGS
@@ -204,7 +285,7 @@ def test_what_is_not_a_backup_is_refused() -> None:
         BackupContainer(io.BytesIO(b"plain text"))
     with pytest.raises(FormatError, match="no manifest"):
         _ = BackupContainer(io.BytesIO(_zip({"a.txt": b"x"}))).manifest
-    newer = _manifest([]).model_copy(update={"format_version": 2}).to_json()
+    newer = _manifest([]).model_copy(update={"format_version": FORMAT_VERSION + 1}).to_json()
     with pytest.raises(FormatError, match="newer"):
         _ = BackupContainer(io.BytesIO(_zip({MANIFEST_NAME: newer}))).manifest
     entry = MemberEntry(path="messages/00001-00000.jsonl.zst", collection="messages", records=0,

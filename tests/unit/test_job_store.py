@@ -53,6 +53,8 @@ from dataport.models.jobs import (
     Progress,
     RestoreState,
     UploadPin,
+    VerifyJobRequest,
+    VerifyState,
 )
 from dataport.models.staged import StagedFile
 from tests.restores.states import restore_state
@@ -70,7 +72,10 @@ PACKAGE = PackageInfo(key="packages/x/x.zip", filename="x.zip", bytes=10, files=
                       expires_at=NOW + timedelta(days=7))
 
 
-def _state(kind: JobKind) -> ExportState | ImportState | BackupState | RestoreState:
+def _state(kind: JobKind
+           ) -> ExportState | ImportState | BackupState | RestoreState | VerifyState:
+    if kind is JobKind.VERIFY:
+        return VerifyState(request=VerifyJobRequest(backup_id="b" * 32))
     if kind is JobKind.EXPORT:
         return ExportState(request=ExportRequest())
     if kind is JobKind.IMPORT:
@@ -102,7 +107,9 @@ CALLS: dict[Change, Callable[[JobStore, Job], Job | None]] = {
     Change.START: lambda s, j: s.start(j.job_id),
     Change.PROGRESS: lambda s, j: s.set_progress(j.job_id, Progress(phase="moving", total=9)),
     Change.UPDATE: lambda s, j: s.update_export(j.job_id, counts=Counts(projects=3))
-    if j.kind is JobKind.EXPORT else s.update_backup(j.job_id, watermark=NOW,
+    if j.kind is JobKind.EXPORT else s.update_verify(j.job_id, next_member=4, members=4,
+                                                     records=40, sha256="ab")
+    if j.kind is JobKind.VERIFY else s.update_backup(j.job_id, watermark=NOW,
                                                      counts=BACKUP_COUNTS)
     if j.kind is JobKind.BACKUP else s.update_import(j.job_id, report=ValidationReport()),
     Change.AWAIT_DECISION: lambda s, j: s.await_decision(j.job_id, "token-1"),
@@ -110,7 +117,10 @@ CALLS: dict[Change, Callable[[JobStore, Job], Job | None]] = {
                                          Progress(phase="importing")),
     Change.SUCCEED: lambda s, j: s.succeed_export(
         j.job_id, package=PACKAGE, counts=Counts(files=1), progress=Progress(phase="done"))
-    if j.kind is JobKind.EXPORT else s.succeed_backup(
+    if j.kind is JobKind.EXPORT else s.succeed_verify(
+        j.job_id, ok=False, member="messages/00000-00001.jsonl.zst", problem="flipped",
+        progress=Progress(phase="done"))
+    if j.kind is JobKind.VERIFY else s.succeed_backup(
         j.job_id, object_key="backups/x/x.zip", size=10, counts=BACKUP_COUNTS,
         progress=Progress(phase="done"))
     if j.kind is JobKind.BACKUP else s.succeed_import(j.job_id, outcome=OUTCOME,
@@ -183,6 +193,10 @@ def _check_written(change: Change, kind: JobKind, before: Job, job: Job) -> None
         elif kind is JobKind.BACKUP:
             assert job.backup_state.watermark == NOW
             assert job.backup_state.counts == BACKUP_COUNTS
+        elif kind is JobKind.VERIFY:
+            verify = job.verify_state
+            assert (verify.next_member, verify.members, verify.records, verify.sha256) == (
+                4, 4, 40, "ab")
         else:
             assert job.import_state.report == ValidationReport()
     elif change is Change.AWAIT_DECISION:
@@ -201,6 +215,10 @@ def _check_written(change: Change, kind: JobKind, before: Job, job: Job) -> None
             state = job.backup_state
             assert (state.object_key, state.bytes, state.counts) == (
                 "backups/x/x.zip", 10, BACKUP_COUNTS)
+        elif kind is JobKind.VERIFY:
+            verify = job.verify_state
+            assert (verify.ok, verify.member, verify.problem) == (
+                False, "messages/00000-00001.jsonl.zst", "flipped")
         else:
             assert job.import_state.outcome == OUTCOME
             assert job.finished_at == OUTCOME.finished_at

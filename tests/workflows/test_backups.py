@@ -157,7 +157,7 @@ def test_a_full_user_backup_holds_exactly_the_users_data_and_verifies(
     stored = Stored(data)
     assert_holds_exactly(stored, Source(api.stack, api.user_id))
     manifest = stored.manifest
-    assert (manifest["format"], manifest["formatVersion"]) == ("dataport-backup", 1)
+    assert (manifest["format"], manifest["formatVersion"]) == ("dataport-backup", 2)
     assert (manifest["scope"], manifest["type"], manifest["ownerId"]) == (
         "user", "full", api.user_id)
     assert manifest["compression"] == {"algorithm": "zstd", "level": 3}

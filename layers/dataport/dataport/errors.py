@@ -134,6 +134,12 @@ class BackupHasDependents(Conflict):
     code = "backup_has_dependents"
 
 
+class PreviewFailed(Conflict):
+    """A preview job that failed (or was cancelled): its reason, and ask for a new one."""
+
+    code = "preview_failed"
+
+
 class BackupNotUsable(Conflict):
     """A backup that is not completed (pending, running, failed, corrupted, expired) cannot be
     downloaded, verified, followed by an increment or previewed."""

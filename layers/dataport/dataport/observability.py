@@ -59,6 +59,11 @@ class MetricName(StrEnum):
     RESTORE_DURATION = "RestoreDuration"
     RESTORED_RECORDS = "RestoredRecords"
     RESTORED_BYTES = "RestoredBytes"
+    VERIFICATIONS_STARTED = "VerificationsStarted"
+    VERIFICATIONS_SUCCEEDED = "VerificationsSucceeded"  # ran to the end, damage found or not
+    VERIFICATIONS_FAILED = "VerificationsFailed"
+    VERIFICATIONS_CANCELLED = "VerificationsCancelled"
+    VERIFICATION_DURATION = "VerificationDuration"
     RATE_LIMITED_REQUESTS = "RateLimitedRequests"
     PROGRESS_EVENTS_SENT = "ProgressEventsSent"
     CONNECTIONS_PRUNED = "ConnectionsPruned"  # gone (410) when an event was posted
@@ -73,7 +78,8 @@ _UNITS = {MetricName.PACKAGE_SIZE: MetricUnit.Bytes, MetricName.IMPORTED_BYTES: 
           MetricName.EXPORT_DURATION: MetricUnit.Seconds,
           MetricName.IMPORT_DURATION: MetricUnit.Seconds,
           MetricName.BACKUP_DURATION: MetricUnit.Seconds,
-          MetricName.RESTORE_DURATION: MetricUnit.Seconds}
+          MetricName.RESTORE_DURATION: MetricUnit.Seconds,
+          MetricName.VERIFICATION_DURATION: MetricUnit.Seconds}
 
 #: a job's lifecycle metrics per kind: started, succeeded, failed, cancelled, duration
 LIFECYCLE: dict[JobKind, tuple[MetricName, MetricName, MetricName, MetricName, MetricName]] = {
@@ -89,6 +95,9 @@ LIFECYCLE: dict[JobKind, tuple[MetricName, MetricName, MetricName, MetricName, M
     JobKind.RESTORE: (MetricName.RESTORES_STARTED, MetricName.RESTORES_SUCCEEDED,
                       MetricName.RESTORES_FAILED, MetricName.RESTORES_CANCELLED,
                       MetricName.RESTORE_DURATION),
+    JobKind.VERIFY: (MetricName.VERIFICATIONS_STARTED, MetricName.VERIFICATIONS_SUCCEEDED,
+                     MetricName.VERIFICATIONS_FAILED, MetricName.VERIFICATIONS_CANCELLED,
+                     MetricName.VERIFICATION_DURATION),
 }
 
 

@@ -169,10 +169,11 @@ class ScheduleStore:
                      active_backup_type: str | None, chain_head_id: str | None,
                      chain_runs: int) -> None:
         """What the next run needs to know: the backup in flight (overlap) and the chain being
-        built. A schedule deleted meanwhile stays deleted."""
+        built (a new chain asked for is begun: `new_chain` goes). A schedule deleted meanwhile
+        stays deleted."""
         names = {"#active": "active_backup_id", "#kind": "active_backup_type",
-                 "#head": "chain_head_id"}
-        sets, removes = ["chain_runs = :runs", "version = version + :one"], []
+                 "#head": "chain_head_id", "#new": "new_chain"}
+        sets, removes = ["chain_runs = :runs", "version = version + :one"], ["#new"]
         values: dict[str, object] = {
             ":runs": chain_runs, ":one": 1}
         for name, value in (("#active", active_backup_id), ("#kind", active_backup_type),

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     password_key_arn: Resource
     export_state_machine_arn: Resource
     import_state_machine_arn: Resource
+    verify_state_machine_arn: Resource
     # https://<api>.execute-api.<region>.amazonaws.com/<stage> of the WebSocket API (template);
     # AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI overrides it (the local stack), see aws.py.
     websocket_callback_url: Resource
@@ -81,6 +82,9 @@ class Settings(BaseSettings):
     package_retention_days: int = Field(default=30, ge=1)
     download_url_ttl_seconds: int = Field(default=900, le=900)
 
+    # POST /backups/{id}/verify answers at once up to this stored size (the API function has
+    # 30 s: a few hundred MB at S3 speeds, both passes); a larger backup is verified by a job.
+    verify_sync_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     # Worker paging: sessions per page and the time kept in reserve before a Lambda's deadline.
     page_size: int = 100
     message_batch_size: int = 500

@@ -10,7 +10,7 @@ and 404 for an existing one (its existence is not disclosed); another user's bac
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr
 
@@ -18,7 +18,6 @@ from dataport.api.idempotency import StartCommand, Started, start_once
 from dataport.auth import Principal
 from dataport.backups.catalog import BackupCatalog
 from dataport.backups.format import BackupContainer, FormatError, PasswordRequired
-from dataport.backups.preview import preview as preview_backup
 from dataport.backups.verify import Verification, verify_backup
 from dataport.bucket import packages_bucket
 from dataport.engine import Machine, WorkflowUnavailable, workflow_engine
@@ -28,14 +27,18 @@ from dataport.errors import (
     Conflict,
     Forbidden,
     InvalidRequest,
+    NotFound,
+    PreviewFailed,
     TransientError,
 )
 from dataport.jobs import passwords, rate_limit
 from dataport.jobs.store import JobStore, new_job_id, utcnow
 from dataport.models.backup_views import (
+    BackupLinks,
     BackupPreview,
-    ProjectPreview,
-    RestorePreview,
+    PreviewAccepted,
+    PreviewLinks,
+    VerifyAccepted,
     VerifyReport,
 )
 from dataport.models.backups import (
@@ -45,16 +48,25 @@ from dataport.models.backups import (
     BackupScope,
     BackupStatus,
 )
-from dataport.models.jobs import ACTIVE_STATUSES, BackupState, Job, JobError, Progress
+from dataport.models.jobs import (
+    ACTIVE_STATUSES,
+    BackupState,
+    Job,
+    JobError,
+    JobKind,
+    JobStatus,
+    Progress,
+    VerifyJobRequest,
+    VerifyState,
+)
 from dataport.models.tasks import JobRef
 from dataport.observability import logger
 from dataport.packaging import locations
 from dataport.packaging.cleanup import discard_job_objects
 from dataport.progress.publisher import publish_terminal
 from dataport.settings import get_settings
-from dataport.source.mongo import get_database
-from dataport.source.scope import BackupSelection, InstanceScope, OwnerScope
-from dataport.workflows.backup import chain_of, expires_at, opener_of
+from dataport.workflows.backup import expires_at
+from dataport.workflows.verify import compute_preview
 
 #: the rate-limit counters: instance backups count on their own (InstanceBackupRateLimit)
 USER_KIND, INSTANCE_KIND = "backup", "instance backup"
@@ -207,9 +219,14 @@ def download_location(principal: Principal, backup_id: str) -> str:
         content_type="application/zip")
 
 
-def verify(principal: Principal, backup_id: str, password: SecretStr | None) -> VerifyReport:
+def verify(principal: Principal, backup_id: str, password: SecretStr | None, *,
+           background: bool = False) -> VerifyReport | VerifyAccepted:
     """Re-read the stored object: its SHA-256, every member's checksums and lines. Damage marks
-    the backup corrupted and names the member; an intact one records when it was verified."""
+    the backup corrupted and names the member; an intact one records when it was verified.
+
+    A backup up to `verify_sync_max_bytes` is checked here and now (the report); a larger one,
+    or any with `background`, is checked by a verification job (VerifyAccepted: 202), which
+    records the same result when it ends. A verification already running is answered again."""
     catalog = BackupCatalog()
     record = _visible(principal, backup_id)
     if record.status not in (BackupStatus.COMPLETED, BackupStatus.CORRUPTED):
@@ -221,9 +238,12 @@ def verify(principal: Principal, backup_id: str, password: SecretStr | None) -> 
     key = record.object_key
     assert key is not None
     bucket = packages_bucket()
+    secret = password.get_secret_value() if password else None
+    stored = record.sizes.stored if record.sizes else 0
+    if background or stored > get_settings().verify_sync_max_bytes:
+        return _verify_in_background(principal, record, password)
     try:
-        result = verify_backup(lambda: bucket.open_read(key), record.sha256,
-                               password.get_secret_value() if password else None)
+        result = verify_backup(lambda: bucket.open_read(key), record.sha256, secret)
     except PasswordRequired as error:
         raise InvalidRequest(str(error), details={"field": "password"}) from error
     if result.ok:
@@ -239,42 +259,120 @@ def verify(principal: Principal, backup_id: str, password: SecretStr | None) -> 
                         verified_at=record.verified_at)
 
 
-def preview(principal: Principal, backup_id: str, password: SecretStr | None) -> BackupPreview:
-    """What the backup holds per project, and what a restore would do to its target now."""
+def _verify_in_background(principal: Principal, record: BackupRecord,
+                          password: SecretStr | None) -> VerifyAccepted:
+    """A verification job (workflows/verify.py) for the backup, or the one already running.
+    The password is checked against the manifest first (a wrong one is a 400 now, not a failed
+    job later) and travels sealed in the job row."""
+    running = record.verification
+    if running is not None and running.status == "running" and _still_active(running.job_id):
+        return VerifyAccepted(backup_id=record.backup_id, job_id=running.job_id,
+                              verification=running, links=BackupLinks.of(record.backup_id))
+    key = record.object_key
+    assert key is not None
+    secret = password.get_secret_value() if password else None
+    try:
+        with packages_bucket().open_read(key) as stream, \
+                BackupContainer(stream, secret) as backup:
+            _ = backup.manifest
+    except PasswordRequired as error:
+        raise InvalidRequest(str(error), details={"field": "password"}) from error
+    except FormatError:
+        pass  # damage: the job finds it, names it and marks the backup
+    job_id = _start_check(principal, record, password, "verify")
+    started = BackupCatalog().find(record.backup_id)
+    assert started is not None
+    assert started.verification is not None
+    return VerifyAccepted(backup_id=record.backup_id, job_id=job_id,
+                          verification=started.verification,
+                          links=BackupLinks.of(record.backup_id))
+
+
+def _still_active(job_id: str) -> bool:
+    """Whether a verification the record says is running still has a live job (a job whose
+    end was never written to the record must not block the next verification)."""
+    job = JobStore().find(job_id)
+    return job is not None and job.status in ACTIVE_STATUSES
+
+
+def _start_check(principal: Principal, record: BackupRecord, password: SecretStr | None,
+                 check: Literal["verify", "preview"]) -> str:
+    """The job of a verification or a preview, its execution started; its id."""
+    store = JobStore()
+    job_id = new_job_id()
+    store.create(principal.user_id, VerifyState(request=VerifyJobRequest(
+        backup_id=record.backup_id, check=check),
+        stored_bytes=record.sizes.stored if record.sizes else 0),
+        job_id=job_id, sealed_password=passwords.seal(password, job_id) if password else None)
+    catalog = BackupCatalog()
+    if check == "verify":
+        catalog.start_verification(record.backup_id, job_id)
+    try:
+        arn = workflow_engine().start(Machine.VERIFY, job_id, JobRef(job_id=job_id))
+    except WorkflowUnavailable as error:
+        failure = JobError(code="start_failed", message=f"The {check} could not be started. "
+                                                        "Try again.")
+        store.fail(job_id, failure)
+        if check == "verify":
+            catalog.end_verification(record.backup_id, job_id, error=failure)
+        raise TransientError(f"The {check} could not be started; try again in a moment.",
+                             details={"backupId": record.backup_id}) from error
+    if arn is not None:
+        store.record_execution(job_id, arn)
+    logger.info(f"{check} started", extra={"job_id": job_id, "backup_id": record.backup_id})
+    return job_id
+
+
+def preview(principal: Principal, backup_id: str, password: SecretStr | None, *,
+            background: bool = False) -> BackupPreview | PreviewAccepted:
+    """What the backup holds per project, and what a restore would do to its target now.
+
+    Up to `verify_sync_max_bytes` stored, computed here and now; a larger backup (or
+    `background`) is previewed by a job (PreviewAccepted: 202), whose result is then read at
+    `GET /backups/{id}/preview/{jobId}` (`preview_result`)."""
     record = _usable(_visible(principal, backup_id))
     if record.encrypted and password is None:
         raise InvalidRequest("This backup is encrypted: send its password (X-Backup-Password) "
                              "to preview it.", details={"field": "X-Backup-Password"})
-    bucket = packages_bucket()
-    secret = password.get_secret_value() if password else None
-    db = get_database()
-    instance = record.scope is BackupScope.INSTANCE
-    target = (InstanceScope(db, BackupSelection()) if instance
-              else OwnerScope(db, record.owner_id))
-    chain = None
-    if record.parent_id is not None:
-        chain = [*(opener_of(bucket, r) for r in chain_of(BackupCatalog(), backup_id)),
-                 opener_of(bucket, record)]
-    key = record.object_key
-    assert key is not None  # a usable backup has its object
-    try:
-        with bucket.open_read(key) as stream, BackupContainer(stream, secret) as backup:
-            projects, outcome = preview_backup(backup, target, chain, secret)
-    except PasswordRequired as error:
-        raise InvalidRequest(str(error), details={"field": "X-Backup-Password"}) from error
-    except FormatError as error:
-        raise BackupNotUsable(f"Backup {backup_id} cannot be read: {error}. Verify it.",
-                              details={"status": record.status.value}) from error
-    return BackupPreview(
-        backup_id=backup_id, type=record.type, scope=record.scope, counts=record.counts,
-        projects=[ProjectPreview(project_id=p.project_id, name=p.name, path=p.path,
-                                 sessions=p.sessions, messages=p.messages,
-                                 first_activity=p.first, last_activity=p.last)
-                  for p in projects],
-        restore=RestorePreview(target="instance" if instance else "self", new=outcome.new,
-                               changed=outcome.changed, identical=outcome.identical,
-                               only_in_target=outcome.only_in_target,
-                               samples=outcome.samples))
+    stored = record.sizes.stored if record.sizes else 0
+    if background or stored > get_settings().verify_sync_max_bytes:
+        return _preview_in_background(principal, record, password)
+    return compute_preview(record, password.get_secret_value() if password else None)
+
+
+def _preview_in_background(principal: Principal, record: BackupRecord,
+                           password: SecretStr | None) -> PreviewAccepted:
+    """A preview job (workflows/verify.py, check `preview`): the caller's own job row, its
+    result kept there (bounded: MAX_PREVIEW_PROJECTS projects listed) for the job's days."""
+    job_id = _start_check(principal, record, password, "preview")
+    return PreviewAccepted(backup_id=record.backup_id, job_id=job_id, status=JobStatus.QUEUED,
+                           links=PreviewLinks(result=preview_path(record.backup_id, job_id)))
+
+
+def preview_path(backup_id: str, job_id: str) -> str:
+    return f"/backups/{backup_id}/preview/{job_id}"
+
+
+def preview_result(principal: Principal, backup_id: str, job_id: str
+                   ) -> BackupPreview | PreviewAccepted:
+    """A preview job's result once it succeeded, how it stands while it runs (202), its
+    error when it failed. Another user's job, or one of another backup, is 404."""
+    _visible(principal, backup_id)
+    job = JobStore().find(job_id)
+    if job is None or job.user_id != principal.user_id or job.kind is not JobKind.VERIFY \
+            or job.verify_state.request.backup_id != backup_id \
+            or job.verify_state.request.check != "preview":
+        raise NotFound(f"No preview {job_id} of backup {backup_id} was found for this account.")
+    state = job.verify_state
+    if job.status is JobStatus.SUCCEEDED and state.preview is not None:
+        return state.preview
+    if job.status in ACTIVE_STATUSES:
+        return PreviewAccepted(backup_id=backup_id, job_id=job_id, status=job.status,
+                               progress=job.progress,
+                               links=PreviewLinks(result=preview_path(backup_id, job_id)))
+    error = job.error or JobError(code="internal_error", message="The preview did not finish.")
+    raise PreviewFailed(f"The preview {job_id} {job.status.value}: {error.message}",
+                        details={"status": job.status.value, "code": error.code})
 
 
 def _damage(result: Verification) -> str:

@@ -42,6 +42,7 @@ from dataport.models.backups import (
     BackupScope,
     BackupSizes,
     BackupStatus,
+    Verification,
 )
 from dataport.models.job_common import JobError
 from dataport.settings import get_settings
@@ -52,6 +53,7 @@ STATUS_INDEX = "by-status"
 INSTANCE_LIST = "INSTANCE"
 
 _ENDED_BADLY = frozenset({BackupStatus.COMPLETED, BackupStatus.CORRUPTED, BackupStatus.FAILED})
+_VERIFIABLE = frozenset({BackupStatus.COMPLETED, BackupStatus.CORRUPTED})
 
 
 def list_key(scope: BackupScope, owner_id: str) -> str:
@@ -179,6 +181,33 @@ class BackupCatalog:
                             BackupStatus.CORRUPTED, sets={
                                 "corrupted_member": member, "error": error.model_dump(mode="json"),
                                 "verified_at": _now().isoformat()})
+
+    def start_verification(self, backup_id: str, job_id: str) -> BackupRecord:
+        """A verification job began (completed or corrupted backups only)."""
+        verification = Verification(job_id=job_id, status="running", started_at=_now())
+        return self._change(backup_id, _VERIFIABLE, None, sets={
+            "verification": verification.model_dump(mode="json", exclude_none=True)})
+
+    def end_verification(self, backup_id: str, job_id: str, *, ok: bool | None = None,
+                         sha256: str | None = None, members: int = 0, records: int = 0,
+                         member: str | None = None, problem: str | None = None,
+                         error: JobError | None = None) -> BackupRecord | None:
+        """The verification job `job_id` ended: `completed` with what it found, or `failed`
+        with `error`. Nothing changes when another verification began since (or the record
+        is gone: None)."""
+        record = self.find(backup_id)
+        if record is None or record.verification is None \
+                or record.verification.job_id != job_id:
+            return record
+        ended = record.verification.model_copy(update={
+            "status": "failed" if error is not None else "completed", "ended_at": _now(),
+            "ok": ok, "sha256": sha256, "members": members, "records": records,
+            "member": member, "problem": problem, "error": error})
+        try:
+            return self._change(backup_id, set(BackupStatus), None, sets={
+                "verification": ended.model_dump(mode="json", exclude_none=True)})
+        except Conflict:
+            return self.find(backup_id)
 
     def mark_expired(self, backup_id: str) -> BackupRecord:
         """Retention ended and the object is deleted (the record stays, as history)."""

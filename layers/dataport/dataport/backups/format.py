@@ -26,6 +26,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import io
+import json
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -39,12 +40,13 @@ from pydantic import AwareDatetime, ConfigDict, Field, field_validator
 
 from dataport import GENERATOR
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
-from dataport.formats.extjson import canonical_json_bytes
+from dataport.formats.extjson import escaped_json_bytes
 from dataport.models.backups import BackupCounts
 from dataport.models.common import ApiModel
 
 FORMAT: Final = "dataport-backup"
-FORMAT_VERSION: Final = 1
+#: 2: user keys that start with `$` carry one more (`escaped_json_bytes`); 1: written as they are
+FORMAT_VERSION: Final = 2
 MANIFEST_NAME: Final = "manifest.json"
 DELETIONS_MEMBER: Final = "deletions.jsonl.zst"
 MEMBER_SUFFIX: Final = ".jsonl.zst"
@@ -165,16 +167,37 @@ class BackupManifest(_ManifestModel):
 
 
 def encode_line(document: object) -> bytes:
-    """One document as its line: canonical Extended JSON and a newline."""
-    return canonical_json_bytes(document) + b"\n"
+    """One document as its line (format version 2): canonical Extended JSON, every key of the
+    data that starts with `$` written with one more `$`, and a newline."""
+    return escaped_json_bytes(document) + b"\n"
 
 
-def decode_line(line: bytes) -> dict[str, Any]:
-    """A line back into the document it was written from (BSON types, field order kept)."""
-    document = json_util.loads(line, json_options=EXTENDED_JSON_READ_OPTIONS)
+def decode_line(line: bytes, version: int = FORMAT_VERSION) -> dict[str, Any]:
+    """A line back into the document it was written from (BSON types, field order kept), as
+    format `version` wrote it. ValueError (or TypeError, RecursionError) for a line that is not
+    Extended JSON, FormatError for one that is not an object."""
+    document = loads_line(line, version)
     if not isinstance(document, dict):
         raise FormatError("a backup line holds a JSON object")
     return document
+
+
+def loads_line(line: bytes | str, version: int = FORMAT_VERSION) -> Any:
+    """Any JSON value of a line, as format `version` wrote it (see `decode_line`).
+
+    Version 2: every key of the data that starts with `$` was written with one more, so an
+    object with a key of a single `$` is one of the type wrappers the writer wrote, and an
+    object with a `$$` key is data: its keys lose their first `$` and it is not read as a type.
+    A line without `"$$` holds no escaped key at all and is read as version 1 reads it."""
+    if version < 2 or (b'"$$' not in line if isinstance(line, bytes) else '"$$' not in line):
+        return json_util.loads(line, json_options=EXTENDED_JSON_READ_OPTIONS)
+    return json.loads(line, object_hook=_unescaping_hook)
+
+
+def _unescaping_hook(obj: dict[str, Any]) -> Any:
+    if any(key[:2] == "$$" for key in obj):
+        return {key[1:] if key[:1] == "$" else key: value for key, value in obj.items()}
+    return json_util.object_hook(obj, EXTENDED_JSON_READ_OPTIONS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,8 +285,10 @@ class MemberReader:
     both SHA-256s and the record count against its manifest entry once read to the end
     (`check` raises FormatError naming the member; zstd checks its own content checksum)."""
 
-    def __init__(self, stream: IO[bytes], entry: MemberEntry | None = None) -> None:
+    def __init__(self, stream: IO[bytes], entry: MemberEntry | None = None, *,
+                 version: int = FORMAT_VERSION) -> None:
         self.entry = entry
+        self.version = version
         self._packed = _HashingReader(stream)
         self._plain = hashlib.sha256()
         self.records = 0
@@ -290,7 +315,7 @@ class MemberReader:
 
     def documents(self) -> Iterator[dict[str, Any]]:
         for line in self.lines():
-            yield decode_line(line)
+            yield decode_line(line, self.version)
 
     def stats(self) -> MemberStats:
         return MemberStats(records=self.records, bytes=self.bytes,
@@ -387,4 +412,5 @@ class BackupContainer:
             raise PasswordRequired("the password does not open this backup") from error
 
     def member(self, entry: MemberEntry) -> MemberReader:
-        return MemberReader(self.open_member(entry.path), entry)
+        return MemberReader(self.open_member(entry.path), entry,
+                            version=self.manifest.format_version)

@@ -72,6 +72,32 @@ def canonical_json_bytes(document: object) -> bytes:
         return json_util_canonical(document)
 
 
+def escaped_json_bytes(document: object) -> bytes:
+    """`canonical_json_bytes` of the document with every key that starts with `$` written with
+    one more `$` (`{"$date": 1}` -> `{"$$date": {"$numberInt": "1"}}`): the backup format's
+    version 2 escape (docs/backups.md, "Keys that start with $"), so no object of the data can
+    read back as a type wrapper. The wrappers this writes keep their single `$`."""
+    try:
+        value = document if type(document) in _PLAIN else _ESCAPED[type(document)](document)
+        return orjson.dumps(value)
+    except Exception:  # the reference decides, on the escaped document
+        return json_util_canonical(escape_dollar_keys(document))
+
+
+def escape_dollar_keys(value: Any) -> Any:
+    """The value with `$` prepended to every mapping key that starts with `$`, at any depth
+    (mappings become dicts in the same order; other values are kept as they are)."""
+    if isinstance(value, dict):
+        return {_escaped_key(key): escape_dollar_keys(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [escape_dollar_keys(item) for item in value]
+    return value
+
+
+def _escaped_key(key: Any) -> Any:
+    return "$" + key if type(key) is str and key[:1] == "$" else key
+
+
 def decimal128_parts(value: Decimal128) -> tuple[bool, str, int] | None:
     """(negative, coefficient digits, exponent) of a finite Decimal128 read straight from its 16
     bytes (no decimal.Decimal built: 8x faster than `to_decimal()`); None for the specials
@@ -210,6 +236,25 @@ def _list(values: list[Any] | tuple[Any, ...]) -> list[Any]:
             for value in values]
 
 
+def _other_escaped(value: object) -> object:
+    if isinstance(value, dict):
+        return _dict_escaped(value)
+    raise Inexact(type(value).__name__)
+
+
+def _dict_escaped(document: dict[Any, Any]) -> dict[Any, Any]:
+    plain, convert, other = _PLAIN, _ESCAPED, _other_escaped
+    return {(key if key[:1] != "$" else "$" + key):
+            value if type(value) in plain else convert.get(type(value), other)(value)
+            for key, value in document.items()}
+
+
+def _list_escaped(values: list[Any] | tuple[Any, ...]) -> list[Any]:
+    plain, convert, other = _PLAIN, _ESCAPED, _other_escaped
+    return [value if type(value) in plain else convert.get(type(value), other)(value)
+            for value in values]
+
+
 _CONVERT: Final[dict[type, Callable[[Any], Any]]] = {
     dict: _dict,
     list: _list,
@@ -226,3 +271,7 @@ _CONVERT: Final[dict[type, Callable[[Any], Any]]] = {
     MinKey: _min_key,
     MaxKey: _max_key,
 }
+
+#: the same conversions, escaping `$` keys on the way (`escaped_json_bytes`)
+_ESCAPED: Final[dict[type, Callable[[Any], Any]]] = {
+    **_CONVERT, dict: _dict_escaped, list: _list_escaped, tuple: _list_escaped}

@@ -40,6 +40,7 @@ from dataport.jobs.dynamo import (
     plain,
     to_item,
 )
+from dataport.models.backup_views import BackupPreview
 from dataport.models.backups import BackupCounts, BackupRequest
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate, ImportDecision, ImportOutcome, ValidationReport
@@ -57,15 +58,17 @@ from dataport.models.jobs import (
     Progress,
     RestoreState,
     UploadPin,
+    VerifyJobRequest,
+    VerifyState,
 )
 from dataport.models.staged import StagedFile
 from dataport.settings import get_settings
 
-AnyState = ExportState | ImportState | BackupState | RestoreState
+AnyState = ExportState | ImportState | BackupState | RestoreState | VerifyState
 
 STATE_MODELS: Mapping[JobKind, type[AnyState]] = {
     JobKind.EXPORT: ExportState, JobKind.IMPORT: ImportState,
-    JobKind.BACKUP: BackupState, JobKind.RESTORE: RestoreState}
+    JobKind.BACKUP: BackupState, JobKind.RESTORE: RestoreState, JobKind.VERIFY: VerifyState}
 
 
 class Change(StrEnum):
@@ -137,6 +140,14 @@ TRANSITIONS: Mapping[JobKind, Mapping[Change, frozenset[JobStatus]]] = {
         Change.SUCCEED: _RUNNING,
         Change.FAIL: ACTIVE_STATUSES,
         Change.CANCEL: ACTIVE_STATUSES,
+    },
+    # a backup's verification run as a job; its result also goes to the backup's record
+    JobKind.VERIFY: {
+        Change.START: frozenset({JobStatus.QUEUED}),
+        Change.PROGRESS: _RUNNING,
+        Change.UPDATE: _RUNNING,
+        Change.SUCCEED: _RUNNING,
+        Change.FAIL: ACTIVE_STATUSES,
     },
 }
 
@@ -330,6 +341,37 @@ class JobStore:
                                         "counts": counts}),
             "progress": _storable(Job, "progress", progress),
             "finished_at": _storable(Job, "finished_at", utcnow())}, claim_at_ms=claim_at_ms)
+        job_metrics.succeeded(job)
+        return job
+
+    def update_verify(self, job_id: str, *, stored_bytes: int | None = None,
+                      sha256: str | None = None, next_member: int | None = None,
+                      total_members: int | None = None, members: int | None = None,
+                      records: int | None = None, progress: Progress | None = None) -> Job:
+        """How far a running verification got (one write per pass of its task)."""
+        sets = _state_sets(VerifyState, {
+            "stored_bytes": stored_bytes, "sha256": sha256, "next_member": next_member,
+            "total_members": total_members, "members": members, "records": records})
+        if progress is not None:
+            sets["progress"] = _storable(Job, "progress", progress)
+        return self._change(job_id, Change.UPDATE, kinds={JobKind.VERIFY}, sets=sets)
+
+    def succeed_verify(self, job_id: str, *, ok: bool, member: str | None,
+                       problem: str | None, progress: Progress) -> Job:
+        """running -> succeeded: the verification ran to its end (`ok` says what it found)."""
+        job = self._change(job_id, Change.SUCCEED, kinds={JobKind.VERIFY}, sets={
+            **_state_sets(VerifyState, {"ok": ok, "member": member, "problem": problem}),
+            "progress": _storable(Job, "progress", progress),
+            "finished_at": _storable(Job, "finished_at", utcnow())})
+        job_metrics.succeeded(job)
+        return job
+
+    def succeed_preview(self, job_id: str, *, preview: BackupPreview, progress: Progress) -> Job:
+        """running -> succeeded with a preview job's answer (kept in the row, bounded)."""
+        job = self._change(job_id, Change.SUCCEED, kinds={JobKind.VERIFY}, sets={
+            **_state_sets(VerifyState, {"preview": preview}),
+            "progress": _storable(Job, "progress", progress),
+            "finished_at": _storable(Job, "finished_at", utcnow())})
         job_metrics.succeeded(job)
         return job
 
@@ -785,8 +827,8 @@ def _state_attributes(state: AnyState) -> dict[str, Any]:
     """A kind's state as row attributes: one per field (the names rows have always had), the
     request as a JSON string without the password."""
     request = state.request
-    stored = (request.stored() if isinstance(request, ExportRequest | ImportCreate | BackupRequest)
-              else request)
+    stored = (request.stored() if isinstance(
+        request, ExportRequest | ImportCreate | BackupRequest | VerifyJobRequest) else request)
     model = type(state)
     return {"request": json.dumps(stored), **_state_sets(model, {
         name: getattr(state, name) for name in model.model_fields

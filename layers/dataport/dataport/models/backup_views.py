@@ -13,9 +13,10 @@ from dataport.models.backups import (
     BackupSizes,
     BackupStatus,
     BackupType,
+    Verification,
 )
 from dataport.models.common import ApiModel, SecretLength
-from dataport.models.job_common import JobError, Progress
+from dataport.models.job_common import JobError, JobStatus, Progress
 
 
 class BackupLinks(ApiModel):
@@ -54,6 +55,8 @@ class BackupView(ApiModel):
     sha256: str | None = Field(default=None, description="SHA-256 of the whole stored object")
     verified_at: AwareDatetime | None = None
     corrupted_member: str | None = None
+    verification: Verification | None = Field(
+        default=None, description="the latest verification run as a job, and its result")
     error: JobError | None = None
     progress: Progress | None = Field(default=None, description="while pending or running")
     links: BackupLinks
@@ -92,6 +95,38 @@ class VerifyReport(ApiModel):
 class VerifyRequest(ApiModel):
     password: Annotated[SecretStr, SecretLength(8, 256)] | None = Field(
         default=None, description="of an encrypted backup (its members cannot be read without)")
+    background: bool = Field(default=False, description="run it as a job whatever the size "
+                             "(202); a backup larger than VerifySyncMaxBytes always is")
+
+
+class VerifyAccepted(ApiModel):
+    """202: the verification runs as a job. Follow it on the WebSocket (`jobId`, kind
+    `verify`) or poll the backup (`verification`); its end marks the backup as a synchronous
+    verify does (verifiedAt, or corrupted naming the member)."""
+
+    backup_id: str
+    job_id: str
+    verification: Verification
+    links: BackupLinks
+
+
+#: projects a preview lists (the counts are complete): keeps a preview job's answer in its row
+MAX_PREVIEW_PROJECTS = 1000
+
+
+class PreviewLinks(ApiModel):
+    result: str = Field(description="GET it: the preview once the job succeeded (202 before)")
+
+
+class PreviewAccepted(ApiModel):
+    """202: the preview is computed by a job (a backup larger than VerifySyncMaxBytes, or
+    `background`). GET `links.result` until it answers 200 with the preview."""
+
+    backup_id: str
+    job_id: str = Field(description="subscribe to it on the WebSocket (kind `verify`)")
+    status: JobStatus
+    progress: Progress | None = None
+    links: PreviewLinks
 
 
 class ProjectPreview(ApiModel):
@@ -122,5 +157,6 @@ class BackupPreview(ApiModel):
     type: BackupType
     scope: BackupScope
     counts: BackupCounts | None = None
-    projects: list[ProjectPreview]
+    projects: list[ProjectPreview] = Field(description="by name; the first 1,000")
+    projects_total: int = Field(default=0, description="projects in the backup")
     restore: RestorePreview

@@ -9,7 +9,7 @@ level and an optional password (sealed in the job row as exports seal theirs, ne
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AwareDatetime, ConfigDict, Field, SecretStr, model_validator
 
@@ -119,6 +119,25 @@ class BackupSizes(ApiModel):
     compressed: int = Field(ge=0, description="the members' zstd frames")
 
 
+class Verification(ApiModel):
+    """The latest verification run as a job (POST /backups/{id}/verify on a large backup, or
+    with `background`), as the backup's record keeps it: running, then its result."""
+
+    job_id: str = Field(description="the verify job: subscribe to it on the WebSocket")
+    status: Literal["running", "completed", "failed"] = Field(
+        description="completed: it ran to the end (ok says what it found); failed: it could not "
+                    "finish (error), the backup's status is left as it was")
+    started_at: AwareDatetime
+    ended_at: AwareDatetime | None = None
+    ok: bool | None = None
+    members: int = Field(default=0, description="members read and checked")
+    records: int = 0
+    sha256: str | None = Field(default=None, description="of the whole object, as read")
+    member: str | None = Field(default=None, description="the damaged member")
+    problem: str | None = None
+    error: JobError | None = None
+
+
 class BackupRecord(ApiModel):
     """One backup in the catalog (dataport.backups.catalog). Its id is the id of the job that
     made it; the record outlives the job row (retention is days to months)."""
@@ -149,3 +168,4 @@ class BackupRecord(ApiModel):
     error: JobError | None = None
     corrupted_member: str | None = None
     verified_at: AwareDatetime | None = None
+    verification: Verification | None = None

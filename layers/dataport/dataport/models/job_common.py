@@ -15,6 +15,7 @@ class JobKind(StrEnum):
     IMPORT = "import"
     BACKUP = "backup"
     RESTORE = "restore"
+    VERIFY = "verify"
 
 
 class JobStatus(StrEnum):

@@ -14,6 +14,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AwareDatetime, Field, model_validator
 
+from dataport.models.backup_views import BackupPreview
 from dataport.models.backups import BackupCounts, BackupFilters, BackupRequest
 from dataport.models.common import ApiModel
 from dataport.models.exports import ExportRequest
@@ -32,7 +33,8 @@ from dataport.models.restores import RestoreRequest, RestoreSource
 
 __all__ = ["ACTIVE_STATUSES", "BackupState", "Counts", "ExportState", "ImportState",
            "ImportingState", "Job", "JobError", "JobKind", "JobState", "JobStatus",
-           "PackageInfo", "Progress", "RestoreState", "UploadPin"]
+           "PackageInfo", "Progress", "RestoreState", "UploadPin", "VerifyJobRequest",
+           "VerifyState"]
 
 
 class ExportState(ApiModel):
@@ -103,7 +105,38 @@ class RestoreState(ImportingState):
     target_user_id: str
 
 
-JobState = Annotated[ExportState | ImportState | BackupState | RestoreState,
+class VerifyJobRequest(ApiModel):
+    """What a verification job was asked for (the password travels sealed in the row)."""
+
+    backup_id: str
+    #: verify: the checks of backups/verify.py; preview: backups/preview.py's answer
+    check: Literal["verify", "preview"] = "verify"
+
+    def stored(self) -> dict[str, str]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class VerifyState(ApiModel):
+    """A backup's verification run as a job (dataport.workflows.verify): the backup, how far the
+    member pass got (`next_member`, an index into the manifest's members), what was checked,
+    and the result. An encrypted backup's password travels sealed in the row, as an export's."""
+
+    kind: Literal[JobKind.VERIFY] = JobKind.VERIFY
+    request: VerifyJobRequest
+    stored_bytes: int = 0
+    next_member: int = Field(default=0, ge=0)
+    total_members: int | None = None
+    members: int = 0
+    records: int = 0
+    sha256: str | None = Field(default=None, description="of the whole object, once read")
+    ok: bool | None = None
+    member: str | None = None
+    problem: str | None = None
+    #: a preview job's answer (bounded: MAX_PREVIEW_PROJECTS projects listed)
+    preview: BackupPreview | None = None
+
+
+JobState = Annotated[ExportState | ImportState | BackupState | RestoreState | VerifyState,
                      Field(discriminator="kind")]
 
 
@@ -147,6 +180,13 @@ class Job(ApiModel):
         """The backup's state; an error for a job of another kind (a caller's mistake)."""
         if not isinstance(self.state, BackupState):
             raise TypeError(f"Job {self.job_id} is a {self.kind.value} job, not a backup.")
+        return self.state
+
+    @property
+    def verify_state(self) -> VerifyState:
+        """The verification's state; an error for a job of another kind (a caller's mistake)."""
+        if not isinstance(self.state, VerifyState):
+            raise TypeError(f"Job {self.job_id} is a {self.kind.value} job, not a verification.")
         return self.state
 
     @property

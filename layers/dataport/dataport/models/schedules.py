@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from dataport.models.backups import BackupFilters
-from dataport.models.common import ApiModel
+from dataport.models.common import ApiModel, SecretLength
 
 #: the same names backups take: letters, digits, spaces, `-` and `_`
 NAME_PATTERN = r"^[A-Za-z0-9 _-]{3,100}$"
@@ -63,6 +63,9 @@ class ScheduleCreate(ApiModel):
                                           "schedule's increments follow their chain's base")
     retention: Retention
     paused: bool = False
+    password: Annotated[SecretStr, SecretLength(8, 256)] | None = Field(
+        default=None, description="every run's backup is WinZip AES-256 encrypted with it; kept "
+                                  "sealed with KMS for the runs, never shown or logged")
 
     @model_validator(mode="after")
     def _chain_length(self) -> Self:
@@ -85,6 +88,9 @@ class SchedulePatch(ApiModel):
     filters: BackupFilters | None = None
     retention: Retention | None = None
     paused: bool | None = None
+    password: Annotated[SecretStr, SecretLength(8, 256)] | None = Field(
+        default=None, description="a new password for the runs to come (null: no encryption "
+                                  "from now on); the next run begins a new chain")
 
     @model_validator(mode="after")
     def _something(self) -> Self:
@@ -146,6 +152,10 @@ class ScheduleRecord(BaseModel):
     active_backup_type: BackupType | None = None
     chain_head_id: str | None = None
     chain_runs: int = 0
+    #: the next run begins a new chain whatever the last one made (its password or type changed)
+    new_chain: bool = False
+    #: the runs' backup password, KMS ciphertext under {"scheduleId": ...} (schedules.passwords)
+    sealed_password: str | None = Field(default=None, repr=False)
 
     @property
     def retention(self) -> Retention:
@@ -181,6 +191,8 @@ class ScheduleView(ApiModel):
     filters: BackupFilters | None = None
     retention: Retention
     paused: bool
+    encrypted: bool = Field(default=False, description="runs make encrypted backups (the "
+                                                        "password itself is never shown)")
     next_run_at: AwareDatetime | None = Field(default=None, description="UTC; none while paused")
     created_at: AwareDatetime
     updated_at: AwareDatetime

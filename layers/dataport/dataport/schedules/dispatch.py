@@ -58,6 +58,8 @@ class ScheduledBackup:
     keep_days: int | None
     #: stable per run: a retried start of the same run starts nothing new
     run_key: str
+    #: the schedule's password, still sealed (only the launcher opens it)
+    sealed_password: str | None = field(default=None, repr=False)
 
 
 class BackupLauncher(Protocol):
@@ -163,6 +165,8 @@ class Dispatcher:
             if state is BackupState.COMPLETED:  # it joins (or begins) the chain
                 head = record.active_backup_id
                 chain_runs = 1 if record.active_backup_type == "full" else chain_runs + 1
+        if record.new_chain:  # the password or type changed since: the chain ends here
+            head, chain_runs = None, 0
         if record.scope == "instance" and not self.roles.holds_admin(record.owner_id, self.now):
             self._remember(record, None, None, head, chain_runs)
             return claimed.model_copy(update={"status": RunStatus.REFUSED,
@@ -178,7 +182,8 @@ class Dispatcher:
             name=f"{record.name} {local:%Y-%m-%d %H%M}"[:100],
             description=record.description, filters=record.filters,
             schedule_id=record.schedule_id, keep_days=record.keep_days,
-            run_key=f"{record.schedule_id}:{claimed.due_at:%Y%m%dT%H%M}")
+            run_key=f"{record.schedule_id}:{claimed.due_at:%Y%m%dT%H%M}",
+            sealed_password=record.sealed_password)
         try:
             backup_id = self.launcher.start(backup)
         except DataportError as error:

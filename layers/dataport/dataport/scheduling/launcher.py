@@ -20,6 +20,7 @@ from dataport.api_key_store import ApiKeyStore
 from dataport.auth import Principal
 from dataport.backups.catalog import BackupCatalog
 from dataport.errors import InvalidRequest
+from dataport.jobs.passwords import unseal_for_schedule
 from dataport.models.backups import (
     BackupFilters,
     BackupRequest,
@@ -73,7 +74,9 @@ class BackupsLauncher:
                 scope=BackupScope(backup.scope), type=kind, parent_id=backup.parent_id,
                 filters=(BackupFilters.model_validate(backup.filters)
                          if kind is BackupType.SELECTIVE else None),
-                retention_days=backup.keep_days)
+                retention_days=backup.keep_days,
+                password=(None if backup.sealed_password is None else unseal_for_schedule(
+                    backup.sealed_password, backup.schedule_id)))
         except ValidationError as error:
             raise InvalidRequest(f"The schedule cannot make a valid backup request: {error}"
                                  ) from None

@@ -15,6 +15,7 @@ from typing import Any
 
 from dataport.auth import Principal
 from dataport.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from dataport.jobs.passwords import seal_for_schedule
 from dataport.models.backups import BackupFilters
 from dataport.models.schedules import (
     RunRecord,
@@ -61,7 +62,10 @@ def create(principal: Principal, request: ScheduleCreate, now: datetime, *,
         scope=request.scope, filters=_stored(request.filters),
         keep_last=request.retention.keep_last, keep_days=request.retention.keep_days,
         paused=request.paused, created_at=now, updated_at=now, anchor=now)
-    record = record.model_copy(update={"next_run_at": _next_run(record, now)})
+    record = record.model_copy(update={
+        "next_run_at": _next_run(record, now),
+        "sealed_password": (None if request.password is None
+                            else seal_for_schedule(request.password, record.schedule_id))})
     store.create(record)
     return _view(record, [], None)
 
@@ -87,7 +91,7 @@ def patch(principal: Principal, schedule_id: str, change: SchedulePatch, now: da
     meanwhile). A new expression, time zone or resume counts the next run from now."""
     store = ScheduleStore()
     sent = change.model_fields_set
-    for name in sent - {"description", "filters", "full_every"}:
+    for name in sent - {"description", "filters", "full_every", "password"}:
         if getattr(change, name) is None:
             raise InvalidRequest(f"{name} cannot be null; leave it out to keep it.",
                                  details={"field": name})
@@ -97,6 +101,11 @@ def patch(principal: Principal, schedule_id: str, change: SchedulePatch, now: da
         if record.scope == "instance":
             _check_scope(principal, record.scope, now, roles)
         updated = _changed(record, change, sent, now)
+        if "password" in sent:  # a chain is read with one password: a new one begins a chain
+            updated = updated.model_copy(update={
+                "sealed_password": (None if change.password is None else seal_for_schedule(
+                    change.password, schedule_id)),
+                "chain_head_id": None, "chain_runs": 0, "new_chain": True})
         try:
             written = store.replace(updated)
         except ScheduleChanged:
@@ -145,7 +154,8 @@ def _changed(record: ScheduleRecord, change: SchedulePatch, sent: set[str],
                                  details={"field": "fullEvery"})
         updated = updated.model_copy(update={"full_every": None})
     if updated.type != record.type:  # a new kind of chain begins with a full backup
-        updated = updated.model_copy(update={"chain_head_id": None, "chain_runs": 0})
+        updated = updated.model_copy(update={"chain_head_id": None, "chain_runs": 0,
+                                             "new_chain": True})
     resumed = record.paused and not updated.paused
     if change.schedule is not None or resumed or updated.paused:
         # runs missed while paused are not made up: the next one is the first after now
@@ -197,8 +207,9 @@ def _view(record: ScheduleRecord, runs: list[RunRecord],
         type=record.type, full_every=record.full_every, scope=record.scope,
         filters=BackupFilters.model_validate(record.filters) if record.filters else None,
         retention=record.retention, paused=record.paused,
-        next_run_at=record.next_run_at, created_at=record.created_at,
-        updated_at=record.updated_at, last_runs=[_run_view(r, launcher) for r in runs],
+        encrypted=record.sealed_password is not None, next_run_at=record.next_run_at,
+        created_at=record.created_at, updated_at=record.updated_at,
+        last_runs=[_run_view(r, launcher) for r in runs],
         links=ScheduleLinks(self_=f"/backup-schedules/{record.schedule_id}"))
 
 

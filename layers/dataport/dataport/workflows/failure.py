@@ -26,6 +26,7 @@ from dataport.observability import logger
 from dataport.packaging import locations
 from dataport.packaging.cleanup import discard_job_objects
 from dataport.progress.publisher import publish_terminal
+from dataport.workflows.verify import fail_verification
 
 #: errors whose own message is written for the user (dataport.errors classes), by name: code
 _READABLE = {error.__name__: error.code for error in (
@@ -41,10 +42,15 @@ def mark_failed(task: FailedTaskInput) -> JobError:
     store = JobStore()
     job = store.find(task.job_id)
     backup = job is not None and job.kind is JobKind.BACKUP
+    verification = job is not None and job.kind is JobKind.VERIFY
     error = describe(task.error.Error, task.error.Cause, task.job_id,
-                     what="backup" if backup else "export")
+                     what="backup" if backup else "verification" if verification else "export",
+                     hint="Try again later." if verification
+                     else "Try a smaller selection (filters) or try again later.")
     if backup:
         _fail_backup(bucket, task.job_id, error)
+    if verification and job is not None:
+        fail_verification(job, error)
     try:
         failed = store.fail(task.job_id, error)
     except Conflict:  # whoever ended it told the subscribers

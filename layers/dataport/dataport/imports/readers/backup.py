@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
 import zstandard
-from bson import ObjectId, json_util
+from bson import ObjectId
+from bson.errors import BSONError
 from pydantic import ValidationError
 
 from dataport.backups.format import (
@@ -46,8 +47,8 @@ from dataport.backups.format import (
     BackupManifest,
     FormatError,
     MemberEntry,
+    loads_line,
 )
-from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
 from dataport.imports.limits import BadInput, ImportLimits, issue, iter_lines
 from dataport.imports.readers.base import ImportSource, Opener, Reporter
 from dataport.imports.zipsafe import GuardedMember, SafeZip, ZipMember
@@ -270,7 +271,8 @@ class BackupSource(ImportSource):
                     if not raw.strip():
                         continue
                     count += 1
-                    doc = _document(raw, entry.path, number, reporter)
+                    doc = _document(raw, entry.path, number, reporter,
+                                    link.manifest.format_version if link.manifest else 1)
                     if doc is not None:
                         yield number, doc
                 _drain(stored)
@@ -358,10 +360,11 @@ def _mismatch(entry: MemberEntry, stored: GuardedMember, lines: _Inflated,
     return None
 
 
-def _document(raw: bytes, file: str, line: int, reporter: Reporter) -> dict[str, Any] | None:
+def _document(raw: bytes, file: str, line: int, reporter: Reporter,
+              version: int) -> dict[str, Any] | None:
     try:
-        doc = json_util.loads(raw, json_options=EXTENDED_JSON_READ_OPTIONS)
-    except (ValueError, TypeError, RecursionError) as exc:
+        doc = loads_line(raw, version)  # the format version's escape undone
+    except (ValueError, TypeError, RecursionError, BSONError) as exc:
         reporter.error(issue(IssueCode.INVALID_EXTENDED_JSON, f"a line is not canonical "
                              f"Extended JSON ({str(exc)[:200]})", file=file, line=line))
         return None

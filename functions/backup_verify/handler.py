@@ -1,0 +1,30 @@
+"""Verification task: one step of a backup's verification or preview job (the verify state
+machine)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from dataport.models.tasks import JobRef
+from dataport.observability import logger, metrics, tracer
+from dataport.settings import get_mongo_settings, get_settings
+from dataport.source.mongo import renews_credentials
+from dataport.workflows import verify
+
+get_settings()  # at cold start: a missing variable fails here, named, not mid-request
+get_mongo_settings()  # a preview reaches MongoDB (the URI is read from its secret)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+@renews_credentials  # a rotated password: read the secret again, retry
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """`step`: `whole` (a preview, or the object's SHA-256), `members` (until the budget runs
+    low)."""
+    ref = JobRef.model_validate({"jobId": event["jobId"]})
+    if event.get("step") == "whole":
+        return verify.first(ref)
+    return verify.members(ref, context)

@@ -1,0 +1,236 @@
+"""A backup's verification as a job, on the local stack: POST /backups/{id}/verify answers 202
+for a backup larger than VerifySyncMaxBytes (or with `background`), the real verify ASL runs
+the whole-object pass and the member passes (several, when the time budget is short), progress
+reaches the WebSocket with kind `verify`, and the verdict lands on the backup: intact
+(`verifiedAt`), or `corrupted` naming the member. A failing task ends the job failed and the
+backup's verification says so, its status unchanged. Another user sees none of it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dataport.progress.events import (
+    ErrorEvent,
+    FailedEvent,
+    JobEvent,
+    ProgressEvent,
+    SnapshotEvent,
+    SucceededEvent,
+)
+from dataport.settings import get_settings
+from infrastructure.local import seed
+from infrastructure.local.progress_client import ProgressSocket
+from infrastructure.local.stack import LocalStack
+from tests.e2e.api_client import Api, seeded_dataset
+from tests.infrastructure.iam import assert_calls_allowed
+from tests.workflows.test_backups import Stored, _flip_member_byte, _object_key, backup, download
+
+DB_NAME = "dataport_verify_job_tests"
+VERIFIER = "BackupVerifyFunction"
+
+dataset = seeded_dataset(DB_NAME, sessions_per_project=3)
+
+
+@pytest.fixture
+def api(fresh_stack: LocalStack, dataset: seed.SeedSummary) -> Api:
+    return Api(fresh_stack, seed.DEMO_USER_ID)
+
+
+@pytest.fixture
+def intruder(api: Api, dataset: seed.SeedSummary) -> Api:
+    return Api(api.stack, next(u.user_id for u in dataset.users if u.user_id != api.user_id))
+
+
+@pytest.fixture
+def short_passes(api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each member pass stops after one member (its budget is all reserve): the state machine
+    loops Members until the last one."""
+    monkeypatch.setenv("WORKER_RESERVE_MS", "60000")
+    api.stack.set_function_timeout(VERIFIER, 60_000)
+    get_settings.cache_clear()
+    yield
+    api.stack.set_function_timeout(VERIFIER, None)
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def verify_in_background(api: Api, backup_id: str, **body: Any) -> dict[str, Any]:
+    answer = api.request("POST", f"/backups/{backup_id}/verify",
+                         json={"background": True, **body})
+    assert answer.status_code == 202, answer.text
+    accepted: dict[str, Any] = answer.json()
+    assert accepted["verification"]["status"] == "running"
+    assert answer.headers["Location"] == f"/backups/{backup_id}"
+    return accepted
+
+
+def ended(events: list[JobEvent], kind: type[SucceededEvent | FailedEvent],
+          status: str) -> bool:
+    """The job's last event is its end (or, when it ended before the subscription, the
+    snapshot that says so)."""
+    last = events[-1]
+    return isinstance(last, kind) or (isinstance(last, SnapshotEvent)
+                                      and last.status.value == status)
+
+
+def verification(api: Api, backup_id: str, timeout: float = 90) -> dict[str, Any]:
+    """The backup once its verification job ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown: dict[str, Any] = api.request("GET", f"/backups/{backup_id}").json()
+        if shown["verification"]["status"] != "running":
+            return shown
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+
+
+@pytest.mark.usefixtures("short_passes")
+def test_a_verification_job_checks_every_member_in_passes_and_reports_over_the_websocket(
+        api: Api) -> None:
+    made = backup(api, {"name": "checked later"})
+    stored = Stored(download(api, made["backupId"]))
+    with ProgressSocket(api.stack.ws_url, api.stack.token_for(api.user_id)) as socket:
+        accepted = verify_in_background(api, made["backupId"])
+        socket.subscribe(accepted["jobId"])
+        events = list(socket.follow(accepted["jobId"], timeout=90))
+    shown = verification(api, made["backupId"])
+    result = shown["verification"]
+    assert (shown["status"], result["status"], result["ok"]) == ("completed", "completed", True)
+    assert result["members"] == len(stored.manifest["members"]) > 2
+    assert result["records"] == sum(e["records"] for e in stored.manifest["members"])
+    assert result["sha256"] == made["sha256"]
+    assert shown["verifiedAt"] is not None
+    assert {event.kind.value for event in events} == {"verify"}
+    assert ended(events, SucceededEvent, "succeeded")
+    assert all(e.progress.phase in {"hashing", "verifying"} for e in events
+               if isinstance(e, ProgressEvent))
+    # one invocation per member (the budget), each recorded how far it got
+    members_calls = [d for d in api.stack.call_details
+                     if d.call.logical_id == VERIFIER and d.call.service == "s3"]
+    assert len(members_calls) > len(stored.manifest["members"])
+    assert_calls_allowed(api.stack)
+
+
+def test_a_flipped_byte_is_found_by_the_job_named_and_marks_the_backup_corrupted(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = backup(api, {"name": "damaged later"})
+    stored = Stored(download(api, made["backupId"]))
+    member = next(e["path"] for e in stored.manifest["members"]
+                  if e["collection"] == "sessions")
+    _flip_member_byte(api.stack, _object_key(api.stack, made["backupId"]), member)
+    monkeypatch.setenv("VERIFY_SYNC_MAX_BYTES", "0")  # no `background`: the size decides
+    get_settings.cache_clear()
+    try:
+        answer = api.request("POST", f"/backups/{made['backupId']}/verify")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert answer.status_code == 202, answer.text
+    shown = verification(api, made["backupId"])
+    assert shown["status"] == "corrupted"
+    assert shown["corruptedMember"] == member
+    assert member in shown["error"]["message"]
+    result = shown["verification"]
+    assert (result["status"], result["ok"], result["member"]) == ("completed", False, member)
+    assert member in result["problem"]
+    assert api.request("GET", f"/backups/{made['backupId']}/download").status_code == 409
+
+
+def test_a_failing_task_ends_the_job_failed_and_leaves_the_backup_as_it_was(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = backup(api, {"name": "verified by a broken task"})
+
+    def broken(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if event.get("step") == "members":
+            raise RuntimeError("the disk is on fire")
+        from functions.backup_verify.handler import lambda_handler  # noqa: PLC0415
+        result: dict[str, Any] = lambda_handler(event, context)
+        return result
+
+    monkeypatch.setitem(api.stack.handler_overrides, VERIFIER, broken)
+    with ProgressSocket(api.stack.ws_url, api.stack.token_for(api.user_id)) as socket:
+        accepted = verify_in_background(api, made["backupId"])
+        socket.subscribe(accepted["jobId"])
+        events = list(socket.follow(accepted["jobId"], timeout=90))
+    shown = verification(api, made["backupId"])
+    assert shown["status"] == "completed"  # not corrupted: nothing was found damaged
+    assert shown.get("verifiedAt") is None
+    result = shown["verification"]
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "internal_error"
+    assert ended(events, FailedEvent, "failed")
+    # a new verification can be asked for at once (the failed one is not "running")
+    monkeypatch.undo()
+    again = verify_in_background(api, made["backupId"])
+    assert again["jobId"] != accepted["jobId"]
+    assert verification(api, made["backupId"])["verification"]["ok"] is True
+
+
+def test_an_encrypted_backup_is_verified_by_a_job_with_its_password(api: Api) -> None:
+    password = "verify-me-Later-9"
+    made = backup(api, {"name": "sealed", "password": password})
+    missing = api.request("POST", f"/backups/{made['backupId']}/verify",
+                          json={"background": True})
+    assert missing.status_code == 400, missing.text
+    wrong = api.request("POST", f"/backups/{made['backupId']}/verify",
+                        json={"background": True, "password": "not-the-password"})
+    assert wrong.status_code == 400, wrong.text
+    assert wrong.json()["error"]["details"]["field"] == "password"
+    verify_in_background(api, made["backupId"], password=password)
+    result = verification(api, made["backupId"])["verification"]
+    assert (result["status"], result["ok"]) == ("completed", True)
+
+
+def test_another_user_can_neither_verify_nor_see_nor_follow_it(api: Api, intruder: Api) -> None:
+    made = backup(api, {"name": "mine alone"})
+    answer = intruder.request("POST", f"/backups/{made['backupId']}/verify",
+                              json={"background": True})
+    assert answer.status_code == 404, answer.text
+    accepted = verify_in_background(api, made["backupId"])
+    assert intruder.request("GET", f"/backups/{made['backupId']}").status_code == 404
+    with ProgressSocket(api.stack.ws_url, api.stack.token_for(intruder.user_id)) as socket:
+        socket.subscribe(accepted["jobId"])
+        refused = socket.receive()
+    assert isinstance(refused, ErrorEvent)
+    assert (refused.code, refused.job_id) == ("not_found", accepted["jobId"])
+    assert verification(api, made["backupId"])["verification"]["ok"] is True
+
+
+def test_a_large_backups_preview_is_a_job_whose_answer_equals_the_synchronous_one(
+        api: Api, intruder: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = backup(api, {"name": "previewed"})
+    path = f"/backups/{made['backupId']}/preview"
+    now = api.request("GET", path)
+    assert now.status_code == 200, now.text
+    monkeypatch.setenv("VERIFY_SYNC_MAX_BYTES", "0")
+    get_settings.cache_clear()
+    try:
+        with ProgressSocket(api.stack.ws_url, api.stack.token_for(api.user_id)) as socket:
+            answer = api.request("GET", path)
+            assert answer.status_code == 202, answer.text
+            accepted = answer.json()
+            socket.subscribe(accepted["jobId"])
+            events = list(socket.follow(accepted["jobId"], timeout=90))
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert ended(events, SucceededEvent, "succeeded")
+    assert {event.kind.value for event in events} == {"verify"}
+    result = accepted["links"]["result"]
+    assert result == f"{path}/{accepted['jobId']}"
+    done = api.request("GET", result)
+    assert done.status_code == 200, done.text
+    assert done.json() == now.json()
+    assert done.json()["projectsTotal"] == len(done.json()["projects"]) > 0
+    # another user's view of it, and a job that is no preview of this backup: 404
+    assert intruder.request("GET", result).status_code == 404
+    other = backup(api, {"name": "another"})
+    assert api.request("GET", f"/backups/{other['backupId']}/preview/{accepted['jobId']}"
+                       ).status_code == 404
+    # a preview job leaves the backup's record as it was
+    assert api.request("GET", f"/backups/{made['backupId']}").json().get("verification") is None
+    assert_calls_allowed(api.stack)  # the preview task reaches MongoDB through its secret
