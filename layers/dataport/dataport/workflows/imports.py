@@ -87,8 +87,8 @@ from dataport.models.records import ImportRecord
 from dataport.models.restores import BACKUP_FILENAME, RestoreMode
 from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep, TaskError
 from dataport.observability import logger
-from dataport.progress.publisher import publish_progress, publish_terminal
-from dataport.progress.throttle import Cadence
+from dataport.progress.publisher import publish_claimed, publish_progress, publish_terminal
+from dataport.progress.throttle import Cadence, now_ms
 from dataport.settings import get_settings
 from dataport.source.conflicts import StoredSession, UserData
 from dataport.source.mongo import Document, get_database
@@ -177,11 +177,15 @@ def _pinned(job: Job) -> UploadPin:
 def validate(step: ImportStep) -> ImportStep:
     """The report, and the upload staged in the same pass (see _Stager)."""
     store = JobStore()
-    job = store.require(step.job_id)
-    if job.status is JobStatus.QUEUED:
-        job = store.start(job.job_id)
+    validating, at = Progress(phase="validating"), now_ms()
+    # started with its first event in one write (a retry, or validated again with another
+    # field mapping, finds it running: then the event is claimed as any other)
+    job = store.take(step.job_id, validating, claim_at_ms=at)
     require_running(job)
-    _report(job, Progress(phase="validating"))
+    if job.progress_sent_at == at and job.progress == validating:
+        publish_claimed(job)
+    else:
+        _report(job, validating)
     pin = _pin(store, job)
     digest = UploadDigest()
     staging = Staging(get_database(), job.job_id)
@@ -220,11 +224,38 @@ def validate(step: ImportStep) -> ImportStep:
         publish_terminal(failed)
         logger.info("import refused", extra={"job_id": job.job_id, "errors": report.errors_total})
         return step.model_copy(update={"next": "invalid"})
+    if stager.writer is not None and stager.refused is None:
+        with database_errors():
+            sessions = stager.finish()
+            summary = _compare_new(store, job, staging, sessions, stager.writer)
+        if summary is not None:  # compared here: no Stage invocation, the report written once
+            report = report.model_copy(update={"conflicts": summary})
+            store.update_import(job.job_id, report=report, checked_pin=checked,
+                                forget_checked=checked is None)
+            logger.info("import validated", extra={"job_id": job.job_id, "sessions": sessions})
+            return _compared(job, step)
+        store.update_import(job.job_id, report=report, checked_pin=checked,
+                            forget_checked=checked is None)
+        return step.model_copy(update={"next": "stage"})
     store.update_import(job.job_id, report=report, checked_pin=checked,
                         forget_checked=checked is None)
     with database_errors():
         stager.finish()
     return step.model_copy(update={"next": "stage"})
+
+
+def _compare_new(store: JobStore, job: Job, staging: Staging, sessions: int,
+                 writer: StagingWriter) -> ConflictSummary | None:
+    """The comparison, in validation's invocation, when every session was staged light (new to
+    the user: the common first import), where it only counts uuids held elsewhere; None
+    otherwise (sessions the user has are compared message by message in Stage's own
+    invocation), or when one of them is the user's by now (Stage stages it again in full)."""
+    if not writer.all_light:
+        return None
+    try:
+        return _compare(store, job, staging, sessions)
+    except NotGrouped:
+        return None
 
 
 class _Stager:
@@ -247,6 +278,7 @@ class _Stager:
         self.still_running = still_running
         self.bucket = bucket
         self.pulse = Cadence()
+        self.pulse.due()  # the first look after an interval: the task has just read the job
         self.writer: StagingWriter | None = None
         self.checked: CheckedWriter | None = None
         self.refused: InvalidRequest | None = None
@@ -297,9 +329,9 @@ class _Stager:
             self.checked.abort()
             self.checked = None
 
-    def finish(self) -> None:
-        """After a clean report: the index and the mark that staging is complete, or what is
-        left for Stage to do."""
+    def finish(self) -> int:
+        """After a clean report: the index and the mark that staging is complete (the number
+        of sessions staged), or what is left for Stage to do (0)."""
         if self.refused is not None:
             self.staging.drop()
             raise self.refused
@@ -308,8 +340,10 @@ class _Stager:
             self.staging.mark_staged(None)
             logger.info("upload not grouped by session: staged in full by Stage",
                         extra={"job_id": self.staging.job_id, "session": self.ungrouped})
-            return
-        self.staging.mark_staged(self.writer.close())
+            return 0
+        sessions = self.writer.close()
+        self.staging.mark_staged(sessions)
+        return sessions
 
 
 def stage(step: ImportStep) -> ImportStep:
@@ -340,8 +374,14 @@ def stage(step: ImportStep) -> ImportStep:
             sessions, summary = _stage(store, job, staging, report, light=False)
     store.update_import(job.job_id, report=report.model_copy(update={"conflicts": summary}))
     logger.info("import validated", extra={"job_id": job.job_id, "sessions": sessions})
+    return _compared(job, step)
+
+
+def _compared(job: Job, step: ImportStep) -> ImportStep:
+    """After the comparison: the decision, or the execution when the job has one already (a
+    restore's, or POST /execute's that asked for another field mapping)."""
     decision = _decision(job)
-    if decision is not None:  # POST /execute asked for another field mapping: go on with it
+    if decision is not None:
         return step.model_copy(update={"next": "execute", "dry_run": decision.dry_run,
                                        "after": None, "done": 0})
     return step.model_copy(update={"next": "decide"})
@@ -511,6 +551,7 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
                         batch_ops=settings.import_batch_ops, now=started)
     processed = 0
     pulse = Cadence()
+    pulse.due()  # the first look after an interval: the job was just read and reported
 
     def keep_going() -> bool:
         nonlocal processed
@@ -541,7 +582,8 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
                           dry_run=decision.dry_run, strategy=decision.strategy,
                           batch=min(settings.import_batch_ops, 200))
         finished = _mongo(lambda: removal.run(keep_going))
-    _report(job, Progress(phase=phase, current=step.done + processed, total=total))
+    if not finished:  # a finished pass's progress is Finalize's to write
+        _report(job, Progress(phase=phase, current=step.done + processed, total=total))
     return step.model_copy(update={"next": "finalize" if finished else "execute", "after": last,
                                    "done": step.done + processed, "started_at": started,
                                    "dry_run": decision.dry_run,
@@ -565,8 +607,8 @@ def finalize(step: ImportStep) -> ImportStep:
         store.update_import(job.job_id, dry_run=outcome)
         staging.drop()
         finished = store.succeed_import(job.job_id, outcome=outcome, progress=Progress(
-            phase="done", current=step.done, total=step.done))
-        publish_terminal(finished)
+            phase="done", current=step.done, total=step.done), claim_at_ms=now_ms())
+        publish_terminal(finished, claimed=True)
         logger.info("restore dry run done", extra={"job_id": job.job_id})
         return ImportStep(job_id=job.job_id, next="end")
     if decision.dry_run:
@@ -580,8 +622,9 @@ def finalize(step: ImportStep) -> ImportStep:
     _delete_upload(job.job_id)
     finished = store.succeed_import(
         job.job_id, outcome=outcome,
-        progress=Progress(phase="done", current=step.done, total=step.done))
-    publish_terminal(finished)
+        progress=Progress(phase="done", current=step.done, total=step.done),
+        claim_at_ms=now_ms())
+    publish_terminal(finished, claimed=True)
     logger.info("import succeeded", extra={"job_id": job.job_id,
                                            "messages": outcome.messages.inserted})
     return ImportStep(job_id=job.job_id, next="end")
