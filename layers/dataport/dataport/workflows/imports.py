@@ -8,7 +8,9 @@ validate  the upload is pinned (a copy no upload form can write, read only with 
           execution (imports.checked: the upload is parsed once). One with errors ends the job
           here (failed, report kept, staging dropped, nothing kept), nothing written.
 stage     the staged upload compared with what the user has: the conflict summary joins the
-          report, the conflicts go to a listing (its own invocation). An upload validation
+          report, the conflicts go to a listing (its own invocation; when every session was
+          staged light, new to the user, validate compares in its own invocation instead and
+          answers `decide` or `execute` itself). An upload validation
           could not stage (not grouped by session) is read again here (the pinned copy, each
           record checked again as validation checked it) and staged in full.
 await     keeps the task token the decision will answer (POST /execute sends it with
@@ -16,8 +18,9 @@ await     keeps the task token the decision will answer (POST /execute sends it 
 execute   one invocation of the execution, a dry run or the real run (imports.executor): new
           sessions straight from the records validation checked (else the pinned upload), then
           the staged ones, until done or the
-          time budget runs low. Execute and rollback loop in child executions of the import
-          pass machine (import-pass.asl.json), which count `invocations` to hand over.
+          time budget runs low. A pass's first invocation runs in the import execution
+          (ExecuteInline, RollbackInline); the rest, if any, loops in child executions of the
+          import pass machine (import-pass.asl.json), which count `invocations` to hand over.
 finalize  the outcome and its per-session listing. A dry run goes back to awaiting the decision;
           the execution ends the job succeeded.
 rollback  one invocation: what the import wrote is deleted, the journal's pre-images restored,
