@@ -31,8 +31,8 @@ class _Unhurried(Cadence):
     """The tasks' cadence, never due after its first try: the once-a-second looks at the job
     (a cancel) and progress reports depend on time, not on the data, and stay out of the count."""
 
-    def __init__(self, interval_ms: int = 3_600_000) -> None:
-        super().__init__(interval_ms)
+    def __init__(self, interval_ms: int = 0) -> None:
+        super().__init__(3_600_000)
 
 
 def _dynamodb_calls(stack: LocalStack) -> dict[str, Counter[str]]:

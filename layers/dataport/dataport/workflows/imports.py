@@ -108,7 +108,10 @@ from dataport.workflows.failure import describe
 
 T = TypeVar("T")
 
-#: how often (seconds) long loops look at the job row (a cancel) and report progress
+#: how often (ms) long loops look at the job row (a cancel) and report progress: once a
+#: second (the export's reporter's cadence) keeps a long task at ~3 DynamoDB calls a second,
+#: and the protocol's event at least every 2 s (progress.throttle.MAX_INTERVAL_MS)
+PULSE_MS = 1_000
 
 
 def limits(job: Job | None = None) -> ImportLimits:
@@ -280,7 +283,7 @@ class _Stager:
         self.user = user
         self.still_running = still_running
         self.bucket = bucket
-        self.pulse = Cadence()
+        self.pulse = Cadence(PULSE_MS)
         self.pulse.due()  # the first look after an interval: the task has just read the job
         self.writer: StagingWriter | None = None
         self.checked: CheckedWriter | None = None
@@ -406,7 +409,7 @@ def _stage(store: JobStore, job: Job, staging: Staging, report: ValidationReport
 
     grouped = light and source.session_grouped
     writer = staging.writer(classify=held if grouped else None)
-    pulse = Cadence()
+    pulse = Cadence(PULSE_MS)
     # the validator's checks again: nothing reaches staging unchecked
     for record in recheck(source.records()):
         writer.add(record)
@@ -456,7 +459,7 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
     user has (how they differ, what to do)."""
     user = UserData(staging.db, job.owner_of_data)
     new = changed = identical = copies = copied_messages = 0
-    pulse = Cadence()
+    pulse = Cadence(PULSE_MS)
     pulse.due()  # the first report after an interval: a short comparison needs none (the
     # execution's first report, right after a quick decision, is not throttled by it)
     with storage.listing_writer(packages_bucket(), job.job_id, storage.CONFLICTS) as out:
@@ -553,7 +556,7 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
                         run_id=f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
                         batch_ops=settings.import_batch_ops, now=started)
     processed = 0
-    pulse = Cadence()
+    pulse = Cadence(PULSE_MS)
     pulse.due()  # the first look after an interval: the job was just read and reported
 
     def keep_going() -> bool:
