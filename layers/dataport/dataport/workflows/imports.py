@@ -230,24 +230,23 @@ def validate(step: ImportStep) -> ImportStep:
         publish_terminal(failed)
         logger.info("import refused", extra={"job_id": job.job_id, "errors": report.errors_total})
         return step.model_copy(update={"next": "invalid"})
-    if stager.writer is not None and stager.refused is None:
-        with database_errors():
-            sessions = stager.finish()
-            summary = _compare_new(store, job, staging, sessions, stager.writer)
-        if summary is not None:  # compared here: no Stage invocation, the report written once
-            report = report.model_copy(update={"conflicts": summary})
-            store.update_import(job.job_id, report=report, checked_pin=checked,
-                                forget_checked=checked is None)
-            logger.info("import validated", extra={"job_id": job.job_id, "sessions": sessions})
-            return _compared(job, step)
+    if stager.writer is None or stager.refused is not None:  # Stage stages it in full
         store.update_import(job.job_id, report=report, checked_pin=checked,
                             forget_checked=checked is None)
+        with database_errors():
+            stager.finish()  # raises a record staging refused, once the report is kept
         return step.model_copy(update={"next": "stage"})
+    with database_errors():
+        sessions = stager.finish()
+        summary = _compare_new(store, job, staging, sessions, stager.writer)
+    if summary is not None:  # compared here: no Stage invocation, the report written once
+        report = report.model_copy(update={"conflicts": summary})
     store.update_import(job.job_id, report=report, checked_pin=checked,
                         forget_checked=checked is None)
-    with database_errors():
-        stager.finish()
-    return step.model_copy(update={"next": "stage"})
+    if summary is None:
+        return step.model_copy(update={"next": "stage"})
+    logger.info("import validated", extra={"job_id": job.job_id, "sessions": sessions})
+    return _compared(job, step)
 
 
 def _compare_new(store: JobStore, job: Job, staging: Staging, sessions: int,
