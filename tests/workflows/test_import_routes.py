@@ -39,11 +39,17 @@ def routes() -> Iterator[LocalStack]:
 
 def _run(stack: LocalStack, state: dict[str, Any]) -> tuple[list[str], str]:
     """The states the execution entered, in order, and how it ended."""
+    arn = _finished(stack, state)
+    return _entered(stack, arn), stack.wait_for_execution(arn)["status"]
+
+
+def _finished(stack: LocalStack, state: dict[str, Any]) -> str:
+    """An import execution of `state`, once it has ended."""
     sfn = stack.client("stepfunctions")
     arn = sfn.start_execution(stateMachineArn=stack.state_machines["ImportStateMachine"],
                               name=uuid.uuid4().hex, input=json.dumps(state))["executionArn"]
-    status = stack.wait_for_execution(arn)["status"]
-    return _entered(stack, arn), status
+    stack.wait_for_execution(arn)
+    return str(arn)
 
 
 def _entered(stack: LocalStack, arn: str) -> list[str]:
@@ -83,15 +89,63 @@ def test_a_step_no_model_allows_fails_the_job_properly(routes: LocalStack) -> No
     assert status == "FAILED"
 
 
+def _cleanup_input(stack: LocalStack, arn: str) -> dict[str, Any]:
+    return dict(next(json.loads(event["stateEnteredEventDetails"]["input"])
+                     for event in stack.execution_history(arn)
+                     if event["type"] == "TaskStateEntered"
+                     and event["stateEnteredEventDetails"]["name"] == "Cleanup"))
+
+
+@pytest.mark.parametrize(("step", "inline"), [("execute", "ExecuteInline"),
+                                              ("rollback", "RollbackInline")])
+def test_a_pass_one_invocation_finishes_starts_no_child_execution(
+        routes: LocalStack, step: str, inline: str) -> None:
+    job_id = uuid.uuid4().hex
+    mode = "rollback" if step == "rollback" else "import"
+    entered, status = _run(routes, ImportStep(job_id=job_id, mode=mode, next=step).wire())
+    assert (entered, status) == (["Route", inline, "PassGoesOn?", "Route", "Done"], "SUCCEEDED")
+    assert _passes(routes, job_id) == []
+
+
+@pytest.mark.parametrize(("step", "inline", "task"), [("execute", "ExecuteInline", "Execute"),
+                                                      ("rollback", "RollbackInline", "Rollback")])
+def test_a_pass_its_first_invocation_does_not_finish_goes_on_in_one_child(
+        routes: LocalStack, step: str, inline: str, task: str) -> None:
+    """Never a second inline invocation: the rest of the pass is the child's, with the cursor
+    the first invocation handed on (the import execution's history is bounded per pass)."""
+    job_id = f"continues-{uuid.uuid4().hex}"
+    mode = "rollback" if step == "rollback" else "import"
+    entered, status = _run(routes, ImportStep(job_id=job_id, mode=mode, next=step).wire())
+    assert (entered, status) == (["Route", inline, "PassGoesOn?", "RunPass", "Route", "Done"],
+                                 "SUCCEEDED")
+    (child,) = _passes(routes, job_id)
+    assert _entered(routes, child["executionArn"]) == ["Next?", task, "Next?", "PassDone"]
+    handed = json.loads(child["input"])
+    assert (handed["next"], handed["after"], handed["invocations"]) == (step, "first", 1)
+
+
+def test_a_failed_inline_invocation_reaches_cleanup_as_its_own_error(routes: LocalStack) -> None:
+    job_id = f"fails-{uuid.uuid4().hex}"
+    arn = _finished(routes, ImportStep(job_id=job_id, next="execute").wire())
+    assert routes.wait_for_execution(arn)["status"] == "FAILED"
+    assert _entered(routes, arn) == ["Route", "ExecuteInline", "Cleanup", "ImportFailed"]
+    assert _passes(routes, job_id) == []
+    caught = TaskError.model_validate(_cleanup_input(routes, arn)["error"])
+    assert caught.Error == "StandInFailure"
+    assert pass_error(caught) == caught  # nothing to unwrap
+
+
 def test_a_pass_hands_over_to_a_fresh_execution_at_its_bound(routes: LocalStack) -> None:
     """Continue as new: a pass whose execution ran BOUND invocations starts a fresh one, which
     starts counting again; the import execution sees one pass."""
-    job_id = uuid.uuid4().hex
+    job_id = f"continues-{uuid.uuid4().hex}"
     state = ImportStep(job_id=job_id, next="execute", invocations=BOUND).wire()
     entered, status = _run(routes, state)
-    assert (entered, status) == (["Route", "RunPass", "Route", "Done"], "SUCCEEDED")
+    assert (entered, status) == (["Route", "ExecuteInline", "PassGoesOn?", "RunPass", "Route",
+                                  "Done"], "SUCCEEDED")
     first, fresh = _passes(routes, job_id)
     assert _entered(routes, first["executionArn"]) == ["Next?", "Fresh", "HandOver"]
+    assert json.loads(first["input"])["invocations"] == BOUND + 1  # with the inline one
     assert json.loads(fresh["input"])["invocations"] == 0
     assert _entered(routes, fresh["executionArn"]) == ["Next?", "Execute", "Next?", "PassDone"]
     assert json.loads(first["output"]) == json.loads(fresh["output"])
@@ -102,24 +156,17 @@ def test_a_failure_in_a_handed_over_pass_reaches_cleanup_as_its_own_error(
         routes: LocalStack) -> None:
     """However many hand-overs lie between, Cleanup gets the task's own error (not one
     States.TaskFailed wrapping another per execution)."""
-    job_id = f"fails-{uuid.uuid4().hex}"
-    sfn = routes.client("stepfunctions")
-    arn = sfn.start_execution(
-        stateMachineArn=routes.state_machines["ImportStateMachine"], name=uuid.uuid4().hex,
-        input=json.dumps(ImportStep(job_id=job_id, next="execute", invocations=BOUND).wire())
-    )["executionArn"]
+    job_id = f"continues-fails-{uuid.uuid4().hex}"
+    arn = _finished(routes, ImportStep(job_id=job_id, next="execute", invocations=BOUND).wire())
     assert routes.wait_for_execution(arn)["status"] == "FAILED"
-    assert _entered(routes, arn) == ["Route", "RunPass", "Cleanup", "ImportFailed"]
+    assert _entered(routes, arn) == ["Route", "ExecuteInline", "PassGoesOn?", "RunPass",
+                                     "Cleanup", "ImportFailed"]
     first, fresh = _passes(routes, job_id)
     for execution in (fresh, first):
         assert execution["status"] == "FAILED"
         assert execution["error"] == "StandInFailure"
         assert json.loads(execution["cause"])["errorMessage"] == "execute failed (stand-in)"
-    cleanup = next(json.loads(event["stateEnteredEventDetails"]["input"])
-                   for event in routes.execution_history(arn)
-                   if event["type"] == "TaskStateEntered"
-                   and event["stateEnteredEventDetails"]["name"] == "Cleanup")
-    caught = TaskError.model_validate(cleanup["error"])
+    caught = TaskError.model_validate(_cleanup_input(routes, arn)["error"])
     assert caught.Error == "States.TaskFailed"  # what a .sync:2 task's Catch gets
     own = pass_error(caught)
     assert own.Error == "StandInFailure"

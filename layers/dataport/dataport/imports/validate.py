@@ -197,8 +197,16 @@ def check_date(value: Any) -> tuple[IssueCode, str] | None:
     return IssueCode.WRONG_TYPE, f"must be a date, not {_type_name(value)}"
 
 
+#: the BID encoding's sign bit, and its special values' combination bits (11110 infinity,
+#: 11111 NaN), in the high 64 bits of a Decimal128
+_SIGN, _SPECIAL = 1 << 63, 0x1E
+
+
 def check_money(value: Any) -> tuple[IssueCode, str] | None:
     if isinstance(value, Decimal128):
+        high = int.from_bytes(value.bid[8:], "little")
+        if not high & _SIGN and (high >> 58) & 0x1F < _SPECIAL:
+            return None  # finite, not negative: read off the bits (to_decimal costs 10x more)
         number = value.to_decimal()
         if not number.is_finite():
             return IssueCode.INVALID_NUMBER, f"{number} is not a finite amount"

@@ -271,14 +271,16 @@ class JobStore:
         job_metrics.started(job)
         return job
 
-    def take(self, job_id: str, progress: Progress | None = None) -> Job:
+    def take(self, job_id: str, progress: Progress | None = None, *,
+             claim_at_ms: int | None = None) -> Job:
         """The job for the workflow's first task: started (queued -> running, with `progress`
         when given) when it was queued, else as it is (a retried task finds it running
         already; the caller checks it is). One write in the usual case, instead of a read and
-        then the write."""
+        then the write. With `claim_at_ms`, starting it also claims the event announcing
+        `progress` (the job's `progress_sent_at` is then `claim_at_ms`; see `claim_terminal`)."""
         sets = None if progress is None else {"progress": _storable(Job, "progress", progress)}
         attributes = self._update(job_id, Change.START, kinds=None, sets=sets, removes=(),
-                                  answer=True)
+                                  answer=True, claim_at_ms=claim_at_ms)
         if attributes is None:
             return self.require(job_id)
         job = _job_from(attributes)
@@ -417,13 +419,16 @@ class JobStore:
         job_metrics.succeeded(job)
         return job
 
-    def succeed_import(self, job_id: str, *, outcome: ImportOutcome, progress: Progress) -> Job:
+    def succeed_import(self, job_id: str, *, outcome: ImportOutcome, progress: Progress,
+                       claim_at_ms: int | None = None) -> Job:
         """running -> succeeded with what the execution did (it finished when the outcome
-        says)."""
+        says). With `claim_at_ms`, the same write claims the terminal event's seq, as
+        `succeed_export` does."""
         job = self._change(job_id, Change.SUCCEED, kinds=IMPORTING_KINDS, sets={
             "outcome": _storable(ImportState, "outcome", outcome),
             "progress": _storable(Job, "progress", progress),
-            "finished_at": _storable(Job, "finished_at", outcome.finished_at)})
+            "finished_at": _storable(Job, "finished_at", outcome.finished_at)},
+            claim_at_ms=claim_at_ms)
         job_metrics.succeeded(job)
         return job
 

@@ -292,6 +292,12 @@ class StagingWriter:
         if len(self._pending) >= self.batch_size:
             self._flush()
 
+    @property
+    def all_light(self) -> bool:
+        """Every session was staged light (new to the user when its batch was written): after
+        `close()`, whether the comparison has nothing to compare but uuids."""
+        return all(self._light.get(session_id, False) for session_id in self._sessions)
+
     def close(self) -> int:
         """Write what is pending and the session index; the number of sessions."""
         self._flush()

@@ -8,7 +8,9 @@ validate  the upload is pinned (a copy no upload form can write, read only with 
           execution (imports.checked: the upload is parsed once). One with errors ends the job
           here (failed, report kept, staging dropped, nothing kept), nothing written.
 stage     the staged upload compared with what the user has: the conflict summary joins the
-          report, the conflicts go to a listing (its own invocation). An upload validation
+          report, the conflicts go to a listing (its own invocation; when every session was
+          staged light, new to the user, validate compares in its own invocation instead and
+          answers `decide` or `execute` itself). An upload validation
           could not stage (not grouped by session) is read again here (the pinned copy, each
           record checked again as validation checked it) and staged in full.
 await     keeps the task token the decision will answer (POST /execute sends it with
@@ -16,8 +18,9 @@ await     keeps the task token the decision will answer (POST /execute sends it 
 execute   one invocation of the execution, a dry run or the real run (imports.executor): new
           sessions straight from the records validation checked (else the pinned upload), then
           the staged ones, until done or the
-          time budget runs low. Execute and rollback loop in child executions of the import
-          pass machine (import-pass.asl.json), which count `invocations` to hand over.
+          time budget runs low. A pass's first invocation runs in the import execution
+          (ExecuteInline, RollbackInline); the rest, if any, loops in child executions of the
+          import pass machine (import-pass.asl.json), which count `invocations` to hand over.
 finalize  the outcome and its per-session listing. A dry run goes back to awaiting the decision;
           the execution ends the job succeeded.
 rollback  one invocation: what the import wrote is deleted, the journal's pre-images restored,
@@ -87,8 +90,8 @@ from dataport.models.records import ImportRecord
 from dataport.models.restores import BACKUP_FILENAME, RestoreMode
 from dataport.models.tasks import DecisionWait, ImportFailedInput, ImportStep, TaskError
 from dataport.observability import logger
-from dataport.progress.publisher import publish_progress, publish_terminal
-from dataport.progress.throttle import Cadence
+from dataport.progress.publisher import publish_claimed, publish_progress, publish_terminal
+from dataport.progress.throttle import Cadence, now_ms
 from dataport.settings import get_settings
 from dataport.source.conflicts import StoredSession, UserData
 from dataport.source.mongo import Document, get_database
@@ -105,7 +108,10 @@ from dataport.workflows.failure import describe
 
 T = TypeVar("T")
 
-#: how often (seconds) long loops look at the job row (a cancel) and report progress
+#: how often (ms) long loops look at the job row (a cancel) and report progress: once a
+#: second (the export's reporter's cadence) keeps a long task at ~3 DynamoDB calls a second,
+#: and the protocol's event at least every 2 s (progress.throttle.MAX_INTERVAL_MS)
+PULSE_MS = 1_000
 
 
 def limits(job: Job | None = None) -> ImportLimits:
@@ -177,11 +183,15 @@ def _pinned(job: Job) -> UploadPin:
 def validate(step: ImportStep) -> ImportStep:
     """The report, and the upload staged in the same pass (see _Stager)."""
     store = JobStore()
-    job = store.require(step.job_id)
-    if job.status is JobStatus.QUEUED:
-        job = store.start(job.job_id)
+    validating, at = Progress(phase="validating"), now_ms()
+    # started with its first event in one write (a retry, or validated again with another
+    # field mapping, finds it running: then the event is claimed as any other)
+    job = store.take(step.job_id, validating, claim_at_ms=at)
     require_running(job)
-    _report(job, Progress(phase="validating"))
+    if job.progress_sent_at == at and job.progress == validating:
+        publish_claimed(job)
+    else:
+        _report(job, validating)
     pin = _pin(store, job)
     digest = UploadDigest()
     staging = Staging(get_database(), job.job_id)
@@ -220,11 +230,37 @@ def validate(step: ImportStep) -> ImportStep:
         publish_terminal(failed)
         logger.info("import refused", extra={"job_id": job.job_id, "errors": report.errors_total})
         return step.model_copy(update={"next": "invalid"})
+    if stager.writer is None or stager.refused is not None:  # Stage stages it in full
+        store.update_import(job.job_id, report=report, checked_pin=checked,
+                            forget_checked=checked is None)
+        with database_errors():
+            stager.finish()  # raises a record staging refused, once the report is kept
+        return step.model_copy(update={"next": "stage"})
+    with database_errors():
+        sessions = stager.finish()
+        summary = _compare_new(store, job, staging, sessions, stager.writer)
+    if summary is not None:  # compared here: no Stage invocation, the report written once
+        report = report.model_copy(update={"conflicts": summary})
     store.update_import(job.job_id, report=report, checked_pin=checked,
                         forget_checked=checked is None)
-    with database_errors():
-        stager.finish()
-    return step.model_copy(update={"next": "stage"})
+    if summary is None:
+        return step.model_copy(update={"next": "stage"})
+    logger.info("import validated", extra={"job_id": job.job_id, "sessions": sessions})
+    return _compared(job, step)
+
+
+def _compare_new(store: JobStore, job: Job, staging: Staging, sessions: int,
+                 writer: StagingWriter) -> ConflictSummary | None:
+    """The comparison, in validation's invocation, when every session was staged light (new to
+    the user: the common first import), where it only counts uuids held elsewhere; None
+    otherwise (sessions the user has are compared message by message in Stage's own
+    invocation), or when one of them is the user's by now (Stage stages it again in full)."""
+    if not writer.all_light:
+        return None
+    try:
+        return _compare(store, job, staging, sessions)
+    except NotGrouped:
+        return None
 
 
 class _Stager:
@@ -246,7 +282,8 @@ class _Stager:
         self.user = user
         self.still_running = still_running
         self.bucket = bucket
-        self.pulse = Cadence()
+        self.pulse = Cadence(PULSE_MS)
+        self.pulse.due()  # the first look after an interval: the task has just read the job
         self.writer: StagingWriter | None = None
         self.checked: CheckedWriter | None = None
         self.refused: InvalidRequest | None = None
@@ -297,9 +334,9 @@ class _Stager:
             self.checked.abort()
             self.checked = None
 
-    def finish(self) -> None:
-        """After a clean report: the index and the mark that staging is complete, or what is
-        left for Stage to do."""
+    def finish(self) -> int:
+        """After a clean report: the index and the mark that staging is complete (the number
+        of sessions staged), or what is left for Stage to do (0)."""
         if self.refused is not None:
             self.staging.drop()
             raise self.refused
@@ -308,8 +345,10 @@ class _Stager:
             self.staging.mark_staged(None)
             logger.info("upload not grouped by session: staged in full by Stage",
                         extra={"job_id": self.staging.job_id, "session": self.ungrouped})
-            return
-        self.staging.mark_staged(self.writer.close())
+            return 0
+        sessions = self.writer.close()
+        self.staging.mark_staged(sessions)
+        return sessions
 
 
 def stage(step: ImportStep) -> ImportStep:
@@ -340,8 +379,14 @@ def stage(step: ImportStep) -> ImportStep:
             sessions, summary = _stage(store, job, staging, report, light=False)
     store.update_import(job.job_id, report=report.model_copy(update={"conflicts": summary}))
     logger.info("import validated", extra={"job_id": job.job_id, "sessions": sessions})
+    return _compared(job, step)
+
+
+def _compared(job: Job, step: ImportStep) -> ImportStep:
+    """After the comparison: the decision, or the execution when the job has one already (a
+    restore's, or POST /execute's that asked for another field mapping)."""
     decision = _decision(job)
-    if decision is not None:  # POST /execute asked for another field mapping: go on with it
+    if decision is not None:
         return step.model_copy(update={"next": "execute", "dry_run": decision.dry_run,
                                        "after": None, "done": 0})
     return step.model_copy(update={"next": "decide"})
@@ -363,7 +408,7 @@ def _stage(store: JobStore, job: Job, staging: Staging, report: ValidationReport
 
     grouped = light and source.session_grouped
     writer = staging.writer(classify=held if grouped else None)
-    pulse = Cadence()
+    pulse = Cadence(PULSE_MS)
     # the validator's checks again: nothing reaches staging unchecked
     for record in recheck(source.records()):
         writer.add(record)
@@ -413,7 +458,7 @@ def _compare(store: JobStore, job: Job, staging: Staging, total: int) -> Conflic
     user has (how they differ, what to do)."""
     user = UserData(staging.db, job.owner_of_data)
     new = changed = identical = copies = copied_messages = 0
-    pulse = Cadence()
+    pulse = Cadence(PULSE_MS)
     pulse.due()  # the first report after an interval: a short comparison needs none (the
     # execution's first report, right after a quick decision, is not throttled by it)
     with storage.listing_writer(packages_bucket(), job.job_id, storage.CONFLICTS) as out:
@@ -511,7 +556,8 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
                         run_id=f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
                         batch_ops=settings.import_batch_ops, now=started)
     processed = 0
-    pulse = Cadence()
+    pulse = Cadence(PULSE_MS)
+    pulse.due()  # the first look after an interval: the job was just read and reported
 
     def keep_going() -> bool:
         nonlocal processed
@@ -542,7 +588,8 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
                           dry_run=decision.dry_run, strategy=decision.strategy,
                           batch=min(settings.import_batch_ops, 200))
         finished = _mongo(lambda: removal.run(keep_going))
-    _report(job, Progress(phase=phase, current=step.done + processed, total=total))
+    if not finished:  # a finished pass's progress is Finalize's to write
+        _report(job, Progress(phase=phase, current=step.done + processed, total=total))
     return step.model_copy(update={"next": "finalize" if finished else "execute", "after": last,
                                    "done": step.done + processed, "started_at": started,
                                    "dry_run": decision.dry_run,
@@ -566,8 +613,8 @@ def finalize(step: ImportStep) -> ImportStep:
         store.update_import(job.job_id, dry_run=outcome)
         staging.drop()
         finished = store.succeed_import(job.job_id, outcome=outcome, progress=Progress(
-            phase="done", current=step.done, total=step.done))
-        publish_terminal(finished)
+            phase="done", current=step.done, total=step.done), claim_at_ms=now_ms())
+        publish_terminal(finished, claimed=True)
         logger.info("restore dry run done", extra={"job_id": job.job_id})
         return ImportStep(job_id=job.job_id, next="end")
     if decision.dry_run:
@@ -581,8 +628,9 @@ def finalize(step: ImportStep) -> ImportStep:
     _delete_upload(job.job_id)
     finished = store.succeed_import(
         job.job_id, outcome=outcome,
-        progress=Progress(phase="done", current=step.done, total=step.done))
-    publish_terminal(finished)
+        progress=Progress(phase="done", current=step.done, total=step.done),
+        claim_at_ms=now_ms())
+    publish_terminal(finished, claimed=True)
     logger.info("import succeeded", extra={"job_id": job.job_id,
                                            "messages": outcome.messages.inserted})
     return ImportStep(job_id=job.job_id, next="end")

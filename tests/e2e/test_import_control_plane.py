@@ -1,0 +1,108 @@
+"""DynamoDB calls per import task, counted as the local runtime records them (botocore's
+`_make_api_call` on the real clients, against moto): a few per invocation, the same for an
+upload of one project's sessions and of all of them, none per session or message."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pymongo.database import Database
+
+from dataport.progress.throttle import Cadence
+from dataport.source.collections import PROJECTS
+from dataport.source.mongo import Document
+from dataport.workflows import imports as import_tasks
+from infrastructure.local import seed
+from infrastructure.local.stack import LocalStack
+from tests.e2e.api_client import Api, seeded_db
+from tests.e2e.import_client import EMPTY_USER, Importer
+
+
+@pytest.fixture
+def db(fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database[Document]]:
+    with seeded_db(monkeypatch, fresh_stack, "dataport_import", sessions_per_project=4) as database:
+        yield database
+
+
+class _Unhurried(Cadence):
+    """The tasks' cadence, never due after its first try: the once-a-second looks at the job
+    (a cancel) and progress reports depend on time, not on the data, and stay out of the count."""
+
+    def __init__(self, interval_ms: int = 0) -> None:
+        super().__init__(3_600_000)
+
+
+def _dynamodb_calls(stack: LocalStack) -> dict[str, Counter[str]]:
+    calls: dict[str, Counter[str]] = defaultdict(Counter)
+    for call in stack.runtime.calls:
+        if call.service == "dynamodb" and call.logical_id.startswith("Import"):
+            calls[call.logical_id.removeprefix("Import").removesuffix("Function")][
+                call.operation] += 1
+    return calls
+
+
+def _states_entered(stack: LocalStack, job_id: str) -> list[str]:
+    sfn = stack.client("stepfunctions")
+    (execution,) = [e for e in sfn.list_executions(
+        stateMachineArn=stack.state_machines["ImportStateMachine"])["executions"]
+        if e["name"] == job_id]
+    return [event["stateEnteredEventDetails"]["name"]
+            for event in stack.execution_history(execution["executionArn"])
+            if event["type"].endswith("StateEntered")]
+
+
+def test_an_import_of_new_sessions_makes_a_few_control_plane_calls_whatever_its_size(
+        db: Database[Document], fresh_stack: LocalStack, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Into an account with no data (every session new: validation compares too, no Stage
+    invocation), with the time-driven looks out of the way:
+
+    validate  start + the `validating` event's seq (UpdateItem), its subscribers (Query), the
+              upload's pin (UpdateItem), the report with its comparison (UpdateItem)
+    await     awaiting_decision + the task token (UpdateItem)
+    execute   the job (GetItem), progress + the `importing` event's claim (UpdateItem), its
+              subscribers when the claim was granted (Query)
+    finalize  the job (GetItem), the outcome before staging is dropped (UpdateItem), succeeded
+              + the terminal event's seq (UpdateItem), its subscribers (Query)"""
+    monkeypatch.setattr(import_tasks, "Cadence", _Unhurried)
+    owner = Api(fresh_stack, seed.DEMO_USER_ID)
+    newcomer = Importer(Api(fresh_stack, EMPTY_USER))
+    owned = [str(p["_id"]) for p in db[PROJECTS].find() if str(p["user_id"]) == seed.DEMO_USER_ID]
+    assert len(owned) > 2
+    counted, sizes = [], []
+    for filters in ({"projectIds": owned[:1]}, {}):
+        package = owner.export(tmp_path, {"format": "json", "filters": filters}).read_bytes()
+        fresh_stack.runtime.reset()
+        job = newcomer.validated(package)
+        assert job["status"] == "awaiting_decision", job
+        assert job["report"]["conflicts"]["newSessions"] == job["report"]["counts"]["sessions"]
+        done = newcomer.decide(job["jobId"], strategy="merge")
+        assert done["status"] == "succeeded", done
+        counted.append(_dynamodb_calls(fresh_stack))
+        entered = _states_entered(fresh_stack, job["jobId"])
+        assert "Stage" not in entered  # compared by validation
+        assert "RunPass" not in entered  # the pass fit its first invocation
+        assert entered.count("ExecuteInline") == 1
+        sizes.append(done["outcome"]["sessions"]["inserted"])
+        if not filters:
+            break
+        # rolled back: the next upload's sessions are new to the account again
+        assert newcomer.api.request("POST", f"/imports/{job['jobId']}/rollback").status_code == 202
+        assert newcomer.wait(job["jobId"], {"rolled_back", "failed"})["status"] == "rolled_back"
+    # sessions the account has are compared message by message in Stage's own invocation
+    again = newcomer.validated(package)
+    assert again["report"]["conflicts"]["newSessions"] == 0, again
+    assert again["report"]["conflicts"]["identicalSessions"] == sizes[1]
+    assert "Stage" in _states_entered(fresh_stack, again["jobId"])
+    small, large = counted
+    assert sizes[1] > 2 * sizes[0]
+    for calls in (small, large):
+        assert calls["Validate"] == Counter({"UpdateItem": 3, "Query": 1})
+        assert calls["Await"] == Counter({"UpdateItem": 1})
+        assert calls["Execute"] in (Counter({"GetItem": 1, "UpdateItem": 1}),
+                                    Counter({"GetItem": 1, "UpdateItem": 1, "Query": 1}))
+        assert calls["Finalize"] == Counter({"GetItem": 1, "UpdateItem": 2, "Query": 1})
+        assert sum(sum(c.values()) for c in calls.values()) <= 12
