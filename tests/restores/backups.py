@@ -12,7 +12,7 @@ import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pymongo.database import Database
 
@@ -44,6 +44,7 @@ class Backup:
     backup_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     parent_id: str | None = None
     owner_id: str | None = None
+    scope: Literal["user", "instance"] = "user"
 
     def container(self, *, per_member: int = 3) -> bytes:
         """The backup as its stored object (members of at most `per_member` documents, so a
@@ -74,7 +75,7 @@ class Backup:
                 listed.append(MemberEntry(path=path, collection=collection,
                                           **stats.model_dump()))
             manifest = BackupManifest(
-                backup_id=self.backup_id, name="test backup", scope="user",
+                backup_id=self.backup_id, name="test backup", scope=self.scope,
                 owner_id=self.owner_id, type="incremental" if self.parent_id else "full",
                 parent_id=self.parent_id, watermark=datetime.now(UTC),
                 created_at=datetime.now(UTC), compression=Compression(level=3),
@@ -99,6 +100,18 @@ def of_user(db: Database[Document], user_id: Any, **fields: Any) -> Backup:
             messages.extend(db[name].find({"sessionId": {"$in": ids}}, sort=[("uuid", 1)]))
     return Backup(projects=projects, sessions=sessions, messages=messages,
                   owner_id=str(user_id), **fields)
+
+
+def of_instance(db: Database[Document], **fields: Any) -> Backup:
+    """Every user's data, as an instance backup holds it."""
+    projects = list(db[PROJECTS].find({}, sort=[("_id", 1)]))
+    sessions = list(db[SESSIONS].find({}, sort=[("sessionId", 1)]))
+    messages: list[Document] = []
+    for name in sorted(db.list_collection_names()):
+        if is_message_collection(name):
+            messages.extend(db[name].find({}, sort=[("uuid", 1)]))
+    return Backup(projects=projects, sessions=sessions, messages=messages, scope="instance",
+                  **fields)
 
 
 def flip_byte(data: bytes, inside: str) -> bytes:

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     password_key_arn: Resource
     export_state_machine_arn: Resource
     import_state_machine_arn: Resource
+    restore_state_machine_arn: Resource
     # https://<api>.execute-api.<region>.amazonaws.com/<stage> of the WebSocket API (template);
     # AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI overrides it (the local stack), see aws.py.
     websocket_callback_url: Resource

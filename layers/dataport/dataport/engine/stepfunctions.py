@@ -27,6 +27,7 @@ class Machine(StrEnum):
 
     EXPORT = "export"
     IMPORT = "import"
+    RESTORE = "restore"  # instance restores: one import per user (restore.asl.json)
 
 
 class WorkflowUnavailable(TransientError):
@@ -105,7 +106,8 @@ def workflow_engine() -> WorkflowEngine:
     settings = get_settings()
     return StepFunctionsEngine(aws.stepfunctions(), {
         Machine.EXPORT: settings.export_state_machine_arn,
-        Machine.IMPORT: settings.import_state_machine_arn})
+        Machine.IMPORT: settings.import_state_machine_arn,
+        Machine.RESTORE: settings.restore_state_machine_arn})
 
 
 def _code(error: ClientError) -> str | None:

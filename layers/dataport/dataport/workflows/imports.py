@@ -43,6 +43,7 @@ from functools import partial
 from itertools import islice
 from typing import IO, TypeVar
 
+from bson import ObjectId
 from bson.errors import InvalidDocument, InvalidStringData
 from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
 
@@ -66,7 +67,7 @@ from dataport.imports.readers.backup import BackupSource, Selection
 from dataport.imports.readers.base import ImportSource
 from dataport.imports.removal import Removal, removed, removed_projects
 from dataport.imports.removal import recover as recover_removals
-from dataport.imports.validate import RecordSink, recheck
+from dataport.imports.validate import SPILL_AFTER, RecordSink, recheck
 from dataport.imports.validate import validate as validate_upload
 from dataport.jobs import passwords
 from dataport.jobs.store import JobStore, require_running, utcnow
@@ -136,7 +137,13 @@ def _source(job: Job, digest: UploadDigest | None = None, *, verify: bool = Fals
                         chain=[opener(link.pin) for link in state.source.links[:-1]],
                         selection=Selection(frozenset(selections.projects),
                                             frozenset(selections.sessions)),
-                        verify=verify)
+                        verify=verify, owner=_shard_owner(job))
+
+
+def _shard_owner(job: Job) -> ObjectId | None:
+    """An instance restore's shard restores what its target user owns in the backup."""
+    state = job.restore_state
+    return ObjectId(state.target_user_id) if state.parent_id is not None else None
 
 
 def opener(pin: UploadPin, digest: UploadDigest | None = None) -> Callable[[], IO[bytes]]:
@@ -196,7 +203,7 @@ def validate(step: ImportStep) -> ImportStep:
                       if job.kind is JobKind.RESTORE else opener(pin, digest))
             report = validate_upload(upload, job.import_state.request.filename,
                                      _options(job), limits(job), password=_password(job),
-                                     sink=stager.open)
+                                     sink=stager.open, spill_after=_spill_after(job))
         size, sha256 = digest.finish(opener(pin))
         if size != pin.bytes:  # If-Match makes this impossible; an import must not rely on it
             raise UploadChanged(f"The validated upload has {size} bytes, its pin {pin.bytes}.")
@@ -384,9 +391,28 @@ def _options(job: Job) -> ImportOptions:
     return options
 
 
+#: a restore's validation keeps this many keys (uuids, parent links, sessions) in memory
+#: before it moves them to disk: a backup has no size limit, so its memory must stay flat
+RESTORE_SPILL_AFTER = 20_000
+
+
+def _spill_after(job: Job) -> int:
+    return RESTORE_SPILL_AFTER if job.kind is JobKind.RESTORE else SPILL_AFTER
+
+
 def _removes(job: Job) -> bool:
     """A full restore removes what the backup lacks (imports.removal)."""
     return job.kind is JobKind.RESTORE and job.restore_state.restore.mode is RestoreMode.FULL
+
+
+def decided(job: Job) -> ImportDecision:
+    """The job's decision (a restore's is made with the request)."""
+    return _decided(job)
+
+
+def password_of(job: Job) -> bytes | None:
+    """The job's upload's password, unsealed for this invocation only (see _password)."""
+    return _password(job)
 
 
 def _decided(job: Job) -> ImportDecision:

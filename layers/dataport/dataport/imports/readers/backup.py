@@ -49,7 +49,7 @@ from dataport.backups.format import (
 )
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
 from dataport.imports.limits import BadInput, ImportLimits, issue, iter_lines
-from dataport.imports.readers.base import ImportSource, Opener, Reporter
+from dataport.imports.readers.base import ImportSource, IssueCallback, Opener, Reporter
 from dataport.imports.zipsafe import GuardedMember, SafeZip, ZipMember
 from dataport.models.imports import ImportOptions, IssueCode, SourceFormat
 from dataport.models.records import ImportRecord, Location, RecordKind
@@ -131,7 +131,8 @@ class BackupSource(ImportSource):
     def __init__(self, opener: Opener, filename: str, *, options: ImportOptions,
                  limits: ImportLimits, password: bytes | None = None,
                  chain: Sequence[Opener] = (), selection: Selection = Selection(),
-                 verify: bool = True, version: str | None = None, zipped: bool = True) -> None:
+                 verify: bool = True, version: str | None = None, zipped: bool = True,
+                 owner: ObjectId | None = None) -> None:
         super().__init__(opener, filename, options=options, limits=limits, zipped=zipped,
                          version=version or str(FORMAT_VERSION), password=password)
         #: the links before the restored backup (its parents), oldest first
@@ -140,13 +141,33 @@ class BackupSource(ImportSource):
         #: read every member ahead to check it (the validation pass); later passes read a
         #: pinned copy of what was checked, and check each member as it streams by
         self.verify = verify
+        #: an instance restore's shard: only what this user owns (projects whose user_id it
+        #: is, their sessions and messages); a session of no project the backup holds has no
+        #: owner and is left out
+        self.owner = owner
+
+    def owners(self, on_issue: IssueCallback | None = None) -> set[ObjectId]:
+        """Who owns the chain's projects as of its newest link (an instance restore's shards):
+        reads the manifests, the deletions and the projects members (each checked)."""
+        reporter = Reporter(on_issue)
+        links = self._links()
+        for link in links:
+            self._check(link, reporter, members=False)
+        return {doc["user_id"] for doc in self._projects(links, reporter).values()
+                if isinstance(doc.get("user_id"), ObjectId)}
+
+    def _links(self) -> list[_Link]:
+        return [_Link(i, opener, self._name(i, len(self.chain)))
+                for i, opener in enumerate([*self.chain, self.opener])]
 
     def _records(self, reporter: Reporter) -> Iterator[ImportRecord]:
-        links = [_Link(i, opener, self._name(i, len(self.chain)))
-                 for i, opener in enumerate([*self.chain, self.opener])]
+        links = self._links()
         for link in links:
             self._check(link, reporter)
         projects = self._projects(links, reporter)
+        if self.owner is not None:
+            projects = {key: doc for key, doc in projects.items()
+                        if doc.get("user_id") == self.owner}
         chosen: dict[str, int] = {}  # sessionId -> the link its version comes from
         gone: set[str] = set()
         last_project: object = None
@@ -159,6 +180,8 @@ class BackupSource(ImportSource):
                 project = projects.get(doc.get("projectId"))
                 if not self.selection.takes(doc, project):
                     continue
+                if project is None and self.owner is not None:
+                    continue  # another user's (or nobody's): not this shard's
                 chosen[session_id] = link.number
                 if project is None:
                     reporter.error(issue(IssueCode.MISSING_FIELD, f"session {session_id} names "
@@ -186,9 +209,10 @@ class BackupSource(ImportSource):
 
     # ------------------------------------------------------------------------ the container
 
-    def _check(self, link: _Link, reporter: Reporter) -> None:
+    def _check(self, link: _Link, reporter: Reporter, *, members: bool = True) -> None:
         """The manifest, the members against it, every member's checksums (a full read of
-        each: see the module docstring), and the deletions of an increment."""
+        each: see the module docstring), and the deletions of an increment. `members=False`:
+        the manifest and the deletions only."""
         with self._archive(link) as archive:
             link.manifest = read_manifest(archive, link.name)
             present = {m.name: m for m in archive.members}
@@ -199,7 +223,7 @@ class BackupSource(ImportSource):
                                          "not listed in manifest.json: the backup was changed",
                                          file=name))
             for entry in link.manifest.members:
-                if not self.verify and entry.path != DELETIONS_MEMBER:
+                if not (self.verify and members) and entry.path != DELETIONS_MEMBER:
                     continue
                 member = present.get(entry.path)
                 if member is None:
