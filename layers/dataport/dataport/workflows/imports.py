@@ -120,12 +120,12 @@ def limits(job: Job | None = None) -> ImportLimits:
     return ImportLimits(max_upload_bytes=settings.max_upload_bytes)
 
 
-def _source(job: Job, digest: UploadDigest | None = None, *, verify: bool = False,
+def _source(job: Job, digest: UploadDigest | None = None, *,
             pin: UploadPin | None = None) -> ImportSource:
     """The job's upload as import records: an import's through detection (open_import), a
-    restore's as its backup chain (each parent object pinned as the restored one is;
-    `verify`: every member checked before the first record, the validation pass). `pin`: the
-    upload as just pinned (the job read before has none yet)."""
+    restore's as its backup chain (each parent object pinned as the restored one is; every
+    member checked as it streams by). `pin`: the upload as just pinned (the job read before
+    has none yet)."""
     pin = pin or _pinned(job)
     if job.kind is not JobKind.RESTORE:
         return open_import(opener(pin, digest), job.import_state.request.filename,
@@ -137,7 +137,7 @@ def _source(job: Job, digest: UploadDigest | None = None, *, verify: bool = Fals
                         chain=[opener(link.pin) for link in state.source.links[:-1]],
                         selection=Selection(frozenset(selections.projects),
                                             frozenset(selections.sessions)),
-                        verify=verify, owner=_shard_owner(job))
+                        owner=_shard_owner(job))
 
 
 def _shard_owner(job: Job) -> ObjectId | None:
@@ -199,7 +199,7 @@ def validate(step: ImportStep) -> ImportStep:
             staging.drop()  # a retry, or validated again with another field mapping: anew
             staging.ensure_indexes()
             # an upload is detected inside the validation (what it cannot be is in the report)
-            upload = (_source(job, digest, verify=True, pin=pin)
+            upload = (_source(job, digest, pin=pin)
                       if job.kind is JobKind.RESTORE else opener(pin, digest))
             report = validate_upload(upload, job.import_state.request.filename,
                                      _options(job), limits(job), password=_password(job),
