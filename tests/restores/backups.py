@@ -88,30 +88,36 @@ class Backup:
         return out.getvalue()
 
 
-def of_user(db: Database[Document], user_id: Any, **fields: Any) -> Backup:
-    """Everything a user owns, as a full backup holds it (documents exactly as stored)."""
+def of_user(db: Database[Document], user_id: Any, *, grouped: bool = True,
+            **fields: Any) -> Backup:
+    """Everything a user owns, as a full backup holds it (documents exactly as stored).
+    `grouped`: messages in the order of their sessions, as the export worker writes them;
+    else by uuid (a backup written by other means: the import stages it in full)."""
     projects = list(db[PROJECTS].find({"user_id": user_id}, sort=[("_id", 1)]))
     sessions = list(db[SESSIONS].find({"projectId": {"$in": [p["_id"] for p in projects]}},
                                       sort=[("sessionId", 1)]))
+    return Backup(projects=projects, sessions=sessions,
+                  messages=_messages(db, sessions, grouped), owner_id=str(user_id), **fields)
+
+
+def _messages(db: Database[Document], sessions: list[Document], grouped: bool
+              ) -> list[Document]:
     ids = [s["sessionId"] for s in sessions]
     messages: list[Document] = []
     for name in sorted(db.list_collection_names()):
         if is_message_collection(name):
             messages.extend(db[name].find({"sessionId": {"$in": ids}}, sort=[("uuid", 1)]))
-    return Backup(projects=projects, sessions=sessions, messages=messages,
-                  owner_id=str(user_id), **fields)
+    if grouped:  # stable: by uuid within each session
+        messages.sort(key=lambda doc: str(doc["sessionId"]))
+    return messages
 
 
 def of_instance(db: Database[Document], **fields: Any) -> Backup:
     """Every user's data, as an instance backup holds it."""
     projects = list(db[PROJECTS].find({}, sort=[("_id", 1)]))
     sessions = list(db[SESSIONS].find({}, sort=[("sessionId", 1)]))
-    messages: list[Document] = []
-    for name in sorted(db.list_collection_names()):
-        if is_message_collection(name):
-            messages.extend(db[name].find({}, sort=[("uuid", 1)]))
-    return Backup(projects=projects, sessions=sessions, messages=messages, scope="instance",
-                  **fields)
+    return Backup(projects=projects, sessions=sessions,
+                  messages=_messages(db, sessions, grouped=True), scope="instance", **fields)
 
 
 def flip_byte(data: bytes, inside: str) -> bytes:
