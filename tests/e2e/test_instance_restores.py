@@ -62,8 +62,8 @@ def test_an_instance_backup_restored_in_full_gives_every_user_their_data_and_rol
     added = add_session(db, sorted(at_backup[ADMIN])[0])  # made after the backup: removed
     before = snapshot(db)
 
-    body = {"backupId": backup_id, "target": "instance", "mode": "full",
-            "conflicts": "overwrite"}
+    body: dict[str, Any] = {"backupId": backup_id, "target": "instance", "mode": "full",
+                            "conflicts": "overwrite"}
     dry = admin.run(**body, dryRun=True)
     assert dry["status"] == "succeeded", dry
     assert snapshot(db) == before  # a dry run writes nothing
@@ -126,7 +126,8 @@ def test_a_damaged_instance_backup_writes_nothing_for_any_user(
     assert shard["error"]["code"] == "backup_corrupted"
     assert "messages/00001-00001.jsonl.zst" in shard["error"]["message"]
     record = BackupCatalog().find(backup_id)
-    assert record is not None and record.status is BackupStatus.CORRUPTED
+    assert record is not None
+    assert record.status is BackupStatus.CORRUPTED
 
 
 def test_a_user_backup_restored_into_the_instance_goes_back_to_its_owner(
