@@ -541,12 +541,14 @@ def validate(source: ImportSource | Opener, filename: str | None = None,
     return _report(collector, source, checker, skipped)
 
 
-def recheck(records: Iterable[ImportRecord]) -> Iterator[ImportRecord]:
+def recheck(records: Iterable[ImportRecord], *,
+            spill_after: int = SPILL_AFTER) -> Iterator[ImportRecord]:
     """The records again through validation's checks, where they are about to be written
     (staging): defence in depth behind the pinned upload, and cheap. The first error raises
-    RecordRefused and nothing after it is yielded."""
+    RecordRefused and nothing after it is yielded. `spill_after` as for `validate`."""
     collector = Collector()
-    checker = Checker(collector, warnings=False)  # a warning does not stop a record
+    # a warning does not stop a record
+    checker = Checker(collector, warnings=False, spill_after=spill_after)
     try:
         for record in records:
             checker.check(record)

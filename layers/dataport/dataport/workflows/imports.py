@@ -372,7 +372,7 @@ def _stage(store: JobStore, job: Job, staging: Staging, report: ValidationReport
     writer = staging.writer(classify=held if grouped else None)
     pulse = Cadence()
     # the validator's checks again: nothing reaches staging unchecked
-    for record in recheck(source.records()):
+    for record in recheck(source.records(), spill_after=_spill_after(job)):
         writer.add(record)
         if pulse.due():
             _check(store, job.job_id, Progress(phase="staging", current=writer.messages,
@@ -555,10 +555,11 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
         """The records validation checked (imports.checked), or, where it kept none, the
         pinned upload again (an encrypted one's password unsealed only when it is read); each
         record checked again as staging checked it."""
-        checked = job.import_state.checked_pin
+        checked, spill = job.import_state.checked_pin, _spill_after(job)
         if checked is not None:
-            return recheck(read_checked(storage.open_pinned(bucket, checked)))
-        return recheck(_source(job).records())
+            return recheck(read_checked(storage.open_pinned(bucket, checked)),
+                           spill_after=spill)
+        return recheck(_source(job).records(), spill_after=spill)
 
     last, finished = _mongo(lambda: executor.run(keep_going, step.after, upload))
     if finished and _removes(job):
