@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from bson.decimal128 import Decimal128
 from pymongo.database import Database
 
 from dataport.backups.catalog import BackupCatalog
@@ -128,6 +129,37 @@ def test_a_damaged_instance_backup_writes_nothing_for_any_user(
     record = BackupCatalog().find(backup_id)
     assert record is not None
     assert record.status is BackupStatus.CORRUPTED
+
+
+def test_a_user_whose_data_fails_its_checks_leaves_the_others_restored_and_undoable(
+        db: Database[Document], admin: Restorer) -> None:
+    users = users_of(db)
+    broken, *fine = [user for user in users if user != ADMIN]
+    backup = of_instance(db)
+    theirs = set(sessions_of(db, broken))
+    bad = next(m for m in backup.messages if m["sessionId"] in theirs)
+    bad["costUsd"] = Decimal128("-1")  # refused by the import's checks: that shard only
+    backup_id = store_backup(backup, ADMIN)
+    at_backup = everyone(db)
+    lost = {user: sorted(at_backup[user])[0] for user in users}
+    forget(db, list(lost.values()))
+    before = snapshot(db)
+
+    job = admin.run(backupId=backup_id, target="instance", mode="merge", timeout=180)
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "shards_failed"
+    assert broken in job["error"]["message"]
+    shards = {admin.job(shard)["targetUserId"]: admin.job(shard) for shard in job["shards"]}
+    assert shards[broken]["status"] == "failed"
+    assert shards[broken]["error"]["code"] == "invalid_upload"
+    assert lost[broken] not in sessions_of(db, broken)  # nothing of the refused user written
+    for user in [ADMIN, *fine]:  # the others were restored
+        assert shards[user]["status"] == "succeeded"
+        assert content(db, user)[lost[user]] == at_backup[user][lost[user]]
+    assert job["outcome"]["sessions"]["inserted"] == len(users) - 1
+
+    assert admin.rollback(job["jobId"], timeout=180)["status"] == "rolled_back"
+    assert snapshot(db) == before  # what the other shards wrote is undone
 
 
 def test_a_user_backup_restored_into_the_instance_goes_back_to_its_owner(
