@@ -68,6 +68,8 @@ MAX_CONCURRENT_SHARDS = 10
 ROLLING_BACK = "rolling_back"
 #: the import pipeline's statuses a shard ends in, rolled back or not
 _ENDED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+#: what an instance restore's finalize ends it in
+_FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.ROLLED_BACK)
 
 
 def shards_prefix(job_id: str) -> str:
@@ -90,9 +92,7 @@ def child_id(job_id: str, user_id: str) -> str:
 
 def plan(task: RestoreShardsTask) -> RestoreShardsTask:
     store = JobStore()
-    job = store.require(task.job_id)
-    if job.status is JobStatus.QUEUED:
-        job = store.start(job.job_id)
+    job = store.take(task.job_id)  # started, or as it is (a retried plan)
     require_running(job)
     publish_progress(job, Progress(phase="planning"), record=True)
     problems: list[Issue] = []
@@ -187,6 +187,8 @@ def begin_rollback(task: RestoreShardsTask) -> ImportStep:
 def finalize(task: RestoreShardsTask) -> RestoreShardsTask:
     store = JobStore()
     job = store.require(task.job_id)
+    if job.status in _FINAL:
+        return task  # a retried finalize whose first attempt ended the job
     require_running(job)
     shards = [store.require(shard_id) for shard_id in shard_ids(job.job_id)]
     if task.mode == "rollback":
