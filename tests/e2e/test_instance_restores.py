@@ -200,3 +200,18 @@ def test_instance_restores_need_an_administrator(
 
 def without(doc: dict[str, Any], *fields: str) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in fields}
+
+
+def test_instance_restores_have_their_own_hourly_limit(
+        db: Database[Document], admin: Restorer) -> None:
+    backup_id = store_backup(of_instance(db), ADMIN)
+    for _ in range(2):  # InstanceRestoreRateLimit's default
+        answer = admin.start(backupId=backup_id, target="instance", dryRun=True)
+        assert answer.status_code == 202, answer.text
+    answer = admin.start(backupId=backup_id, target="instance", dryRun=True)
+    assert answer.status_code == 429, answer.text
+    assert int(answer.headers["Retry-After"]) > 0
+    other = next(user for user in users_of(db) if user != ADMIN)
+    user_backup = store_backup(of_user(db, ObjectId(other)), other)
+    answer = admin.start(backupId=user_backup, target=other, dryRun=True)
+    assert answer.status_code == 202, answer.text  # a restore into one user counts apart

@@ -76,6 +76,8 @@ from dataport.workflows import restore_shards
 MAX_CHAIN = 1000
 #: part URLs one call hands out
 MAX_PART_URLS = 100
+#: the rate-limit counter of instance restores
+INSTANCE_KIND = "instance restore"
 
 
 def create_restore(principal: Principal, request: RestoreRequest,
@@ -128,7 +130,11 @@ def _create(*, command: StartCommand[RestoreRequest]) -> Started:
     user_id, request = command.user_id, command.request
     target = user_id if request.target == "self" else request.target
     source = _source(user_id, request)
-    rate = rate_limit.consume(user_id, JobKind.RESTORE, get_settings().restore_rate_limit)
+    settings = get_settings()
+    if target == INSTANCE_TARGET:  # counted on their own (InstanceRestoreRateLimit)
+        rate = rate_limit.consume(user_id, INSTANCE_KIND, settings.instance_restore_rate_limit)
+    else:
+        rate = rate_limit.consume(user_id, JobKind.RESTORE, settings.restore_rate_limit)
     job_id = new_job_id()
     password = request.password
     state = RestoreState(request=ImportCreate(filename=BACKUP_FILENAME),
