@@ -283,6 +283,7 @@ Examples:
   dataport backups restore <backupId> --dry-run
   dataport backups restore <backupId> --mode merge --conflicts overwrite --yes
   dataport backups restore <backupId> --mode selective --project /home/me/app --yes
+  dataport backups restore <instanceBackupId> --target instance --mode full   # admins
   dataport restores rollback <restoreId>            # undo it"""
 
 
@@ -294,6 +295,9 @@ Examples:
               show_default=True, help="For sessions you already have.")
 @click.option("--project", "projects", multiple=True, help="Selective: a project path or id.")
 @click.option("--session", "sessions", multiple=True, help="Selective: a session id.")
+@click.option("--target", default="self", show_default=True,
+              help="Administrators: another user's id, or instance (an instance backup: "
+                   "every user's data under its owner).")
 @click.option("--dry-run", is_flag=True, help="Say what would happen; write nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before writing.")
 @click.option("--password-prompt", is_flag=True, help="An encrypted backup's password.")
@@ -302,14 +306,17 @@ Examples:
 @click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
 @json_option
 def restore_backup(backup_id: str, mode: str, conflicts: str, projects: tuple[str, ...],
-                   sessions: tuple[str, ...], dry_run: bool, yes: bool, password_prompt: bool,
-                   wait: bool, idempotency_key: str | None, timeout: float | None) -> None:
+                   sessions: tuple[str, ...], target: str, dry_run: bool, yes: bool,
+                   password_prompt: bool, wait: bool, idempotency_key: str | None,
+                   timeout: float | None) -> None:
     st = state()
+    into = "your account" if target == "self" else (
+        "the instance" if target == "instance" else f"account {target}")
     if not dry_run and not yes:
         confirm_or_stop(st, f"Restore backup {backup_id} ({mode}, conflicts: {conflicts}) "
-                            "into your account?")
+                            f"into {into}?")
     body: Json = {"backupId": backup_id, "mode": mode, "conflicts": conflicts,
-                  "dryRun": dry_run}
+                  "dryRun": dry_run, "target": target}
     if projects or sessions:
         body["selections"] = {"projects": list(projects), "sessions": list(sessions)}
     password = _password(password_prompt)

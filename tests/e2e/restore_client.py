@@ -39,7 +39,7 @@ def store_backup(backup: Backup, owner_id: str, *, data: bytes | None = None,
     catalog = BackupCatalog()
     now = datetime.now(UTC)
     catalog.create_pending(BackupRecord(
-        backup_id=backup.backup_id, owner_id=owner_id, scope=BackupScope.USER,
+        backup_id=backup.backup_id, owner_id=owner_id, scope=BackupScope(backup.scope),
         type=BackupType.INCREMENTAL if backup.parent_id else BackupType.FULL,
         name="a test backup", status=BackupStatus.PENDING, created_at=now, updated_at=now,
         parent_id=backup.parent_id))
@@ -76,15 +76,15 @@ class Restorer:
                 pytest.fail(f"restore {job_id} still {job['status']} after {timeout} s: {job}")
             time.sleep(0.05)
 
-    def run(self, **body: Any) -> dict[str, Any]:
+    def run(self, *, timeout: float = 90, **body: Any) -> dict[str, Any]:
         answer = self.start(**body)
         assert answer.status_code == 202, answer.text
-        return self.wait(answer.json()["jobId"])
+        return self.wait(answer.json()["jobId"], timeout=timeout)
 
-    def rollback(self, job_id: str) -> dict[str, Any]:
+    def rollback(self, job_id: str, *, timeout: float = 90) -> dict[str, Any]:
         answer = self.api.request("POST", f"/restores/{job_id}/rollback")
         assert answer.status_code == 202, answer.text
-        return self.wait(job_id, {"rolled_back", "failed"})
+        return self.wait(job_id, {"rolled_back", "failed"}, timeout=timeout)
 
     def actions(self, job_id: str, **params: Any) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []

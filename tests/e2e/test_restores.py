@@ -88,10 +88,15 @@ def forget(db: Database[Document], session_ids: list[str]) -> None:
     db[SESSIONS].delete_many({"sessionId": {"$in": session_ids}})
 
 
+@pytest.mark.parametrize("grouped", [True, False], ids=["sessions-with-messages",
+                                                       "messages-apart"])
 def test_a_full_backup_restored_by_id_gives_every_lost_session_back_exactly(
-        db: Database[Document], owner: Restorer, fresh_stack: LocalStack) -> None:
+        db: Database[Document], owner: Restorer, fresh_stack: LocalStack, grouped: bool) -> None:
+    """Both orders a backup's messages may have: the export worker's (each session's
+    messages in the sessions' order: staged light, messages written once) and any other
+    (staged in full)."""
     expected = content(db, OWNER)
-    backup_id = store_backup(of_user(db, ObjectId(OWNER)), OWNER)
+    backup_id = store_backup(of_user(db, ObjectId(OWNER), grouped=grouped), OWNER)
     forget(db, list(expected))
     assert sessions_of(db, OWNER) == {}
 

@@ -78,6 +78,8 @@ EXPECTED: dict[str, Check] = {
         "import_execute", "import_finalize", "import_rollback", "import_failed",
         "backup_verify")},
     "import_validate.stage.json": _job_not_found,
+    "restore_shards.json": _job_not_found,
+    "restore_shards.finalize.json": _job_not_found,
     "import_await.json": _error("JobCancelled"),  # nothing waits for a job that is not there
     "job_failed.json": _failure_explained,
     "schedule_dispatcher.json": _keys("due", "claimed", "outcomes"),  # nothing due, nothing run

@@ -166,7 +166,7 @@ def test_every_workflow_is_watched_for_failed_and_timed_out_executions() -> None
     watched = {(m["MetricName"], m["Dimensions"][0]["Value"]["Ref"])
                for alarm in _of_type("AWS::CloudWatch::Alarm").values()
                for m in _alarm_metrics(alarm) if m["Namespace"] == "AWS/States"}
-    for machine in ("ExportStateMachine", "ImportStateMachine"):
+    for machine in ("ExportStateMachine", "ImportStateMachine", "RestoreStateMachine"):
         assert {("ExecutionsFailed", machine), ("ExecutionsTimedOut", machine)} <= watched
 
 

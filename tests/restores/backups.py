@@ -12,7 +12,7 @@ import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pymongo.database import Database
 
@@ -48,6 +48,7 @@ class Backup:
     owner_id: str | None = None
     #: the format version written: 1 writes lines as dataport 1 did (no `$` key escaped)
     format_version: int = FORMAT_VERSION
+    scope: Literal["user", "instance"] = "user"
 
     def container(self, *, per_member: int = 3) -> bytes:
         """The backup as its stored object (members of at most `per_member` documents, so a
@@ -81,7 +82,7 @@ class Backup:
                 listed.append(MemberEntry(path=path, collection=collection,
                                           **stats.model_dump()))
             manifest = BackupManifest(
-                backup_id=self.backup_id, name="test backup", scope="user",
+                backup_id=self.backup_id, name="test backup", scope=self.scope,
                 owner_id=self.owner_id, type="incremental" if self.parent_id else "full",
                 parent_id=self.parent_id, watermark=datetime.now(UTC),
                 created_at=datetime.now(UTC), compression=Compression(level=3),
@@ -95,18 +96,36 @@ class Backup:
         return out.getvalue()
 
 
-def of_user(db: Database[Document], user_id: Any, **fields: Any) -> Backup:
-    """Everything a user owns, as a full backup holds it (documents exactly as stored)."""
+def of_user(db: Database[Document], user_id: Any, *, grouped: bool = True,
+            **fields: Any) -> Backup:
+    """Everything a user owns, as a full backup holds it (documents exactly as stored).
+    `grouped`: messages in the order of their sessions, as the export worker writes them;
+    else by uuid (a backup written by other means: the import stages it in full)."""
     projects = list(db[PROJECTS].find({"user_id": user_id}, sort=[("_id", 1)]))
     sessions = list(db[SESSIONS].find({"projectId": {"$in": [p["_id"] for p in projects]}},
                                       sort=[("sessionId", 1)]))
+    return Backup(projects=projects, sessions=sessions,
+                  messages=_messages(db, sessions, grouped), owner_id=str(user_id), **fields)
+
+
+def _messages(db: Database[Document], sessions: list[Document], grouped: bool
+              ) -> list[Document]:
     ids = [s["sessionId"] for s in sessions]
     messages: list[Document] = []
     for name in sorted(db.list_collection_names()):
         if is_message_collection(name):
             messages.extend(db[name].find({"sessionId": {"$in": ids}}, sort=[("uuid", 1)]))
-    return Backup(projects=projects, sessions=sessions, messages=messages,
-                  owner_id=str(user_id), **fields)
+    if grouped:  # stable: by uuid within each session
+        messages.sort(key=lambda doc: str(doc["sessionId"]))
+    return messages
+
+
+def of_instance(db: Database[Document], **fields: Any) -> Backup:
+    """Every user's data, as an instance backup holds it."""
+    projects = list(db[PROJECTS].find({}, sort=[("_id", 1)]))
+    sessions = list(db[SESSIONS].find({}, sort=[("sessionId", 1)]))
+    return Backup(projects=projects, sessions=sessions,
+                  messages=_messages(db, sessions, grouped=True), scope="instance", **fields)
 
 
 def flip_byte(data: bytes, inside: str) -> bytes:

@@ -66,8 +66,6 @@ def test_a_full_backup_reads_back_every_document_exactly() -> None:
     records = list(source(backup.container()).records())
     kinds = [r.kind for r in records]
     assert kinds[:2] == [RecordKind.PROJECT, RecordKind.SESSION]
-    assert kinds.index(RecordKind.MESSAGE) > max(i for i, k in enumerate(kinds)
-                                                 if k is RecordKind.SESSION)
     docs: dict[RecordKind, list[dict[str, Any]]] = {kind: [] for kind in RecordKind}
     for record in records:
         docs[record.kind].append(record.doc)
@@ -151,16 +149,77 @@ def test_a_selection_takes_only_its_sessions() -> None:
 
 @pytest.mark.parametrize("member", ["sessions/00001-00000.jsonl.zst",
                                     "messages/00001-00001.jsonl.zst"])
-def test_a_flipped_byte_is_refused_before_any_record(member: str) -> None:
+def test_a_flipped_byte_is_refused_by_the_one_validation_pass(member: str) -> None:
     damaged = flip_byte(base().container(), member)
-    records = source(damaged).records()
-    with pytest.raises(BadInput) as refused:
-        next(records)  # the checks read every member before the first record
+    with pytest.raises(BadInput) as refused:  # a strict pass stops at the damaged member
+        list(source(damaged).records())
     assert refused.value.issue.code == IssueCode.CHECKSUM_MISMATCH
     assert member in refused.value.issue.message
-    report = validate(source(damaged), "backup.zip")
-    assert not report.ok
+    sunk: list[RecordKind] = []
+    report = validate(source(damaged), "backup.zip",
+                      sink=lambda _: lambda record: sunk.append(record.kind))
+    assert not report.ok  # nothing is written after a report with errors
     assert report.errors[0].code == IssueCode.CHECKSUM_MISMATCH
+    assert member in report.errors[0].message
+    assert sunk.count(RecordKind.MESSAGE) < len(base().messages)  # the sink stopped
+
+
+def grouped() -> Backup:
+    """A backup in the order the export worker writes one: each session's messages in the
+    order of the sessions (base()'s order)."""
+    return base()
+
+
+def test_one_backup_streams_each_session_with_its_messages() -> None:
+    found = source(grouped().container())
+    assert found.session_grouped
+    order = [(r.kind, r.doc.get("sessionId")) for r in found.records()
+             if r.kind is not RecordKind.PROJECT]
+    expected = []
+    for n in (1, 2, 3):
+        sid = session(n)["sessionId"]
+        expected += [(RecordKind.SESSION, sid), (RecordKind.MESSAGE, sid),
+                     (RecordKind.MESSAGE, sid)]
+    assert order == expected
+
+
+def test_messages_out_of_the_sessions_order_all_come_after_their_sessions() -> None:
+    backup = base()
+    backup.messages = [message(n, m) for n in (3, 1, 2) for m in (1, 2)]
+    records = list(source(backup.container()).records())
+    seen: set[str] = set()
+    for record in records:
+        if record.kind is RecordKind.SESSION:
+            seen.add(record.doc["sessionId"])
+        elif record.kind is RecordKind.MESSAGE:
+            assert record.doc["sessionId"] in seen  # never before its session
+    assert sorted(r.doc["uuid"] for r in records if r.kind is RecordKind.MESSAGE) == sorted(
+        m["uuid"] for m in backup.messages)
+
+
+def test_a_chain_is_not_grouped() -> None:
+    first = base()
+    increment = Backup(projects=[PROJECT], sessions=[session(4)], messages=[message(4, 1)],
+                       parent_id=first.backup_id)
+    assert not source(increment.container(), first.container()).session_grouped
+
+
+def test_a_shard_reads_only_what_its_owner_owns() -> None:
+    other = ObjectId("66ad9b005f2b4a0012c0bbbb")
+    theirs = {**PROJECT, "_id": ObjectId("66ad9c1e5f2b4a0012c0beef"), "user_id": other,
+              "path": "/work/theirs"}
+    backup = grouped()
+    backup.projects = [PROJECT, theirs]
+    backup.sessions[1] = {**backup.sessions[1], "projectId": theirs["_id"]}
+    data = backup.container()
+    assert source(data).owners() == {OWNER, other}
+    mine = list(source(data, owner=OWNER).records())
+    assert {r.doc["sessionId"] for r in mine if r.kind is not RecordKind.PROJECT} == {
+        session(n)["sessionId"] for n in (1, 3)}
+    assert [r.doc["path"] for r in mine if r.kind is RecordKind.PROJECT] == ["/work/lens"]
+    their_records = list(source(data, owner=other).records())
+    assert {r.doc["sessionId"] for r in their_records if r.kind is not RecordKind.PROJECT} == {
+        session(2)["sessionId"]}
 
 
 def test_a_member_the_manifest_does_not_list_is_refused() -> None:

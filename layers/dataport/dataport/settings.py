@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     export_state_machine_arn: Resource
     import_state_machine_arn: Resource
     verify_state_machine_arn: Resource
+    restore_state_machine_arn: Resource
     # https://<api>.execute-api.<region>.amazonaws.com/<stage> of the WebSocket API (template);
     # AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI overrides it (the local stack), see aws.py.
     websocket_callback_url: Resource
@@ -112,6 +113,8 @@ class Settings(BaseSettings):
     # presigned multipart upload of at most max_restore_upload_bytes (S3: 10,000 parts of at
     # most 5 GiB), parts of restore_part_size_mb (grown when the file needs more parts).
     restore_rate_limit: int = 5
+    #: instance restores (target: instance) per administrator per hour, counted on their own
+    instance_restore_rate_limit: int = Field(default=2, ge=1)
     max_restore_upload_bytes: int = Field(default=100 * 1000**3, gt=0)
     restore_part_size_mb: int = Field(default=64, ge=5, le=5120)
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel
+
 from dataport.api.idempotency import StartCommand, Started, start_once
 from dataport.bucket import packages_bucket
 from dataport.engine import Machine, TaskGone, WorkflowUnavailable, workflow_engine
@@ -243,8 +245,10 @@ def rollback(user_id: str, job_id: str) -> Job:
     return start_rollback(user_id, get_import(user_id, job_id))
 
 
-def start_rollback(user_id: str, job: Job) -> Job:
-    """Roll back an import or a restore (the caller's, found already)."""
+def start_rollback(user_id: str, job: Job, *, machine: Machine = Machine.IMPORT,
+                   step: BaseModel | None = None) -> Job:
+    """Roll back an import or a restore (the caller's, found already); `machine` and `step`:
+    an instance restore's rollback (each of its shards, by the restore machine)."""
     store = JobStore()
     job_id = job.job_id
     outcome = job.import_state.outcome
@@ -259,9 +263,9 @@ def start_rollback(user_id: str, job: Job) -> Job:
     # a failed rollback ends the job failed (rollback_failed) with its outcome: it may be
     # started again, rolling back is idempotent
     job = store.begin_rollback(job_id, Progress(phase=ROLLING_BACK))
-    step = ImportStep(job_id=job_id, mode="rollback", next="rollback")
+    step = step or ImportStep(job_id=job_id, mode="rollback", next="rollback")
     try:
-        workflow_engine().start(Machine.IMPORT, f"{job_id}-rollback-{int(utcnow().timestamp())}",
+        workflow_engine().start(machine, f"{job_id}-rollback-{int(utcnow().timestamp())}",
                                 step)
     except WorkflowUnavailable as error:
         logger.exception("could not start the rollback", extra={"job_id": job_id})
@@ -291,13 +295,22 @@ def _newer_of(user_id: str, job: Job, kind: JobKind) -> Job | None:
                 continue
             if other.created_at <= job.created_at:
                 return None
-            if other.status is JobStatus.ROLLED_BACK:
+            if other.status is JobStatus.ROLLED_BACK or _same_restore(job, other):
                 continue
             written = other.import_state.outcome
             if (written is not None and written.wrote) or other.progress.phase == "importing":
                 return other
         if token is None:
             return None
+
+
+def _same_restore(job: Job, other: Job) -> bool:
+    """Shards of one instance restore (each another user's) or the restore and its shards:
+    their writes never touch each other's, and they are rolled back together."""
+    if job.kind is not JobKind.RESTORE or other.kind is not JobKind.RESTORE:
+        return False
+    mine, theirs = job.restore_state.parent_id, other.restore_state.parent_id
+    return theirs == job.job_id or (mine is not None and mine in (theirs, other.job_id))
 
 
 def view(job: Job) -> ImportView:

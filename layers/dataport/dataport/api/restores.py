@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pydantic import BaseModel
 
 from dataport.api import imports
 from dataport.api.idempotency import StartCommand, Started, start_once
@@ -36,7 +37,6 @@ from dataport.errors import (
     Gone,
     InvalidRequest,
     NotFound,
-    NotSupported,
     TransientError,
 )
 from dataport.jobs import passwords, rate_limit
@@ -52,6 +52,7 @@ from dataport.models.imports import ActionPage, ImportCreate
 from dataport.models.jobs import Job, JobError, JobKind, RestoreState
 from dataport.models.restores import (
     BACKUP_FILENAME,
+    INSTANCE_TARGET,
     MAX_PARTS,
     MIN_PART_BYTES,
     BackupLink,
@@ -66,14 +67,17 @@ from dataport.models.restores import (
     RestoreUploadView,
     RestoreView,
 )
-from dataport.models.tasks import ImportStep
+from dataport.models.tasks import ImportStep, RestoreShardsTask
 from dataport.observability import logger
 from dataport.settings import get_settings
+from dataport.workflows import restore_shards
 
 #: a chain longer than this is refused (the job row holds it)
 MAX_CHAIN = 1000
 #: part URLs one call hands out
 MAX_PART_URLS = 100
+#: the rate-limit counter of instance restores
+INSTANCE_KIND = "instance restore"
 
 
 def create_restore(principal: Principal, request: RestoreRequest,
@@ -81,12 +85,16 @@ def create_restore(principal: Principal, request: RestoreRequest,
                    ) -> tuple[Job, rate_limit.RateLimitState | None]:
     """Check who may read the source and write the target, then (once per Idempotency-Key)
     count against the rate limit, record the job and start it."""
-    target_user_id(principal, request)
+    target = target_user_id(principal, request)
     if request.backup_id is not None:
         record = _readable(principal, request.backup_id)
-        if record.scope is BackupScope.INSTANCE:
-            raise NotSupported("Restoring an instance backup is not available yet; restore a "
-                               "user backup.", details={"field": "backupId"})
+        if record.scope is BackupScope.INSTANCE and target != INSTANCE_TARGET:
+            raise InvalidRequest("An instance backup restores into the instance (every user's "
+                                 "data under its owner): give target \"instance\".",
+                                 details={"field": "target"})
+        if record.scope is BackupScope.USER and target == INSTANCE_TARGET:
+            # a user's backup into the instance goes back to the user who owns it
+            request = request.model_copy(update={"target": record.owner_id})
     else:
         assert request.upload_id is not None  # the model requires one of them
         RestoreUploads().get(request.upload_id, principal.user_id)  # the caller's, or 404
@@ -115,18 +123,18 @@ def target_user_id(principal: Principal, request: RestoreRequest) -> str:
     if not principal.is_admin:
         raise Forbidden("Only an administrator may restore into another account or the "
                         "instance.", details={"field": "target"})
-    if request.target == "instance":
-        raise NotSupported("Restoring into the whole instance is not available yet; restore "
-                           "into one account (target: a user id).",
-                           details={"field": "target"})
-    return request.target
+    return request.target  # a user's id, or the instance (INSTANCE_TARGET)
 
 
 def _create(*, command: StartCommand[RestoreRequest]) -> Started:
     user_id, request = command.user_id, command.request
     target = user_id if request.target == "self" else request.target
     source = _source(user_id, request)
-    rate = rate_limit.consume(user_id, JobKind.RESTORE, get_settings().restore_rate_limit)
+    settings = get_settings()
+    if target == INSTANCE_TARGET:  # counted on their own (InstanceRestoreRateLimit)
+        rate = rate_limit.consume(user_id, INSTANCE_KIND, settings.instance_restore_rate_limit)
+    else:
+        rate = rate_limit.consume(user_id, JobKind.RESTORE, settings.restore_rate_limit)
     job_id = new_job_id()
     password = request.password
     state = RestoreState(request=ImportCreate(filename=BACKUP_FILENAME),
@@ -136,9 +144,12 @@ def _create(*, command: StartCommand[RestoreRequest]) -> Started:
     store = JobStore()
     store.create(user_id, state, job_id=job_id,
                  sealed_password=passwords.seal(password, job_id) if password else None)
-    step = ImportStep(job_id=job_id, next="validate", dry_run=request.dry_run)
+    step: BaseModel = ImportStep(job_id=job_id, next="validate", dry_run=request.dry_run)
+    machine = Machine.IMPORT
+    if state.sharded:  # one restore per user of the backup (workflows.restore_shards)
+        step, machine = RestoreShardsTask(action="plan", job_id=job_id), Machine.RESTORE
     try:
-        execution_arn = workflow_engine().start(Machine.IMPORT, job_id, step)
+        execution_arn = workflow_engine().start(machine, job_id, step)
     except WorkflowUnavailable as error:
         logger.exception("could not start the restore", extra={"job_id": job_id})
         store.fail(job_id, JobError(code="unavailable", message=(
@@ -221,8 +232,13 @@ def actions(user_id: str, job_id: str, dry_run: bool, limit: int,
 
 
 def rollback(user_id: str, job_id: str) -> Job:
-    """Put the target back as it was before the restore (newest writes first)."""
-    return imports.start_rollback(user_id, get_restore(user_id, job_id))
+    """Put the target back as it was before the restore (newest writes first); an instance
+    restore rolls back each of its shards."""
+    job = get_restore(user_id, job_id)
+    if not job.restore_state.sharded:
+        return imports.start_rollback(user_id, job)
+    return imports.start_rollback(user_id, job, machine=Machine.RESTORE, step=RestoreShardsTask(
+        action="plan_rollback", job_id=job_id, mode="rollback"))
 
 
 def view(job: Job) -> RestoreView:
@@ -230,7 +246,8 @@ def view(job: Job) -> RestoreView:
     return RestoreView(
         job_id=job.job_id, status=job.status, created_at=job.created_at,
         updated_at=job.updated_at, finished_at=job.finished_at, request=state.restore.stored(),
-        target_user_id=state.target_user_id,
+        target_user_id=state.target_user_id, parent_id=state.parent_id,
+        shards=restore_shards.shard_ids(job.job_id) if state.sharded else None,
         chain=[link.backup_id for link in state.source.links], progress=job.progress,
         report=state.report, dry_run=state.dry_run, outcome=state.outcome, error=job.error,
         links=RestoreLinks.of(job.job_id))

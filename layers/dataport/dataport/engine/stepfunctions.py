@@ -28,6 +28,7 @@ class Machine(StrEnum):
     EXPORT = "export"
     IMPORT = "import"
     VERIFY = "verify"
+    RESTORE = "restore"  # instance restores: one import per user (restore.asl.json)
 
 
 class WorkflowUnavailable(TransientError):
@@ -107,7 +108,8 @@ def workflow_engine() -> WorkflowEngine:
     return StepFunctionsEngine(aws.stepfunctions(), {
         Machine.EXPORT: settings.export_state_machine_arn,
         Machine.IMPORT: settings.import_state_machine_arn,
-        Machine.VERIFY: settings.verify_state_machine_arn})
+        Machine.VERIFY: settings.verify_state_machine_arn,
+        Machine.RESTORE: settings.restore_state_machine_arn})
 
 
 def _code(error: ClientError) -> str | None:

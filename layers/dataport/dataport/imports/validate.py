@@ -380,14 +380,15 @@ class Checker:
     """The per-record checks and what the report counts, for one pass. `warnings=False` leaves
     out the checks that can only warn (a pass that refuses errors only: recheck)."""
 
-    def __init__(self, collector: Collector, *, warnings: bool = True) -> None:
+    def __init__(self, collector: Collector, *, warnings: bool = True,
+                 spill_after: int = SPILL_AFTER) -> None:
         self.collector = collector
         self.warnings = warnings
         self.counts = dict.fromkeys(RecordKind, 0)
         self.projects: set[object] = set()
-        self.sessions = SeenSet()
-        self.uuids = SeenSet()
-        self.parents = ParentForest()
+        self.sessions = SeenSet(spill_after)
+        self.uuids = SeenSet(spill_after)
+        self.parents = ParentForest(spill_after)
         self.project_key = b""
         #: [start, end] of message times, and of session times (used when there is no message)
         self.message_range: list[datetime] = []
@@ -496,11 +497,14 @@ class _SinkFailed(Exception):
 def validate(source: ImportSource | Opener, filename: str | None = None,
              options: ImportOptions | None = None, limits: ImportLimits | None = None, *,
              password: bytes | None = None,
-             sink: Callable[[ImportSource], RecordSink] | None = None) -> ValidationReport:
+             sink: Callable[[ImportSource], RecordSink] | None = None,
+             spill_after: int = SPILL_AFTER) -> ValidationReport:
     """One streaming pass over an upload (an ImportSource, or an opener and its filename; the
     password opens an encrypted zip) into a report. Never raises on bad input. `sink` gets
     each record once it has passed the checks, as long as no error has been found (a report
-    with errors means the records sunk so far must be forgotten); what it raises propagates."""
+    with errors means the records sunk so far must be forgotten); what it raises propagates.
+    `spill_after`: keys the cross-record checks hold in memory before they move to disk (a
+    restore, whose backups have no size limit, holds few: its memory stays flat)."""
     collector = Collector()
     if not isinstance(source, ImportSource):
         try:
@@ -514,7 +518,7 @@ def validate(source: ImportSource | Opener, filename: str | None = None,
         except Exception as exc:
             collector.add(_internal(exc, filename))
             return _report(collector, None)
-    checker = Checker(collector)
+    checker = Checker(collector, spill_after=spill_after)
     into = sink(source) if sink is not None else None
     try:
         for record in source.records(on_issue=collector.add):
@@ -545,12 +549,14 @@ def validate(source: ImportSource | Opener, filename: str | None = None,
     return _report(collector, source, checker, skipped)
 
 
-def recheck(records: Iterable[ImportRecord]) -> Iterator[ImportRecord]:
+def recheck(records: Iterable[ImportRecord], *,
+            spill_after: int = SPILL_AFTER) -> Iterator[ImportRecord]:
     """The records again through validation's checks, where they are about to be written
     (staging): defence in depth behind the pinned upload, and cheap. The first error raises
-    RecordRefused and nothing after it is yielded."""
+    RecordRefused and nothing after it is yielded. `spill_after` as for `validate`."""
     collector = Collector()
-    checker = Checker(collector, warnings=False)  # a warning does not stop a record
+    # a warning does not stop a record
+    checker = Checker(collector, warnings=False, spill_after=spill_after)
     try:
         for record in records:
             checker.check(record)

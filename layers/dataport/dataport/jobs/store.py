@@ -391,6 +391,11 @@ class JobStore:
                             sets=_state_sets(ImportState, given),
                             removes=("checked_pin",) if forget_checked else ())
 
+    def update_restore(self, job_id: str, *, shards: int) -> Job:
+        """An instance restore's plan: how many shards (one restore per user) it made."""
+        return self._change(job_id, Change.UPDATE, kinds={JobKind.RESTORE},
+                            sets=_state_sets(RestoreState, {"shards": shards}))
+
     def await_decision(self, job_id: str, task_token: str) -> Job:
         """running -> awaiting_decision, keeping the task token the decision will answer."""
         return self._change(job_id, Change.AWAIT_DECISION, sets={

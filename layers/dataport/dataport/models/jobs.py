@@ -29,7 +29,7 @@ from dataport.models.job_common import (
     Progress,
     UploadPin,
 )
-from dataport.models.restores import RestoreRequest, RestoreSource
+from dataport.models.restores import INSTANCE_TARGET, RestoreRequest, RestoreSource
 
 __all__ = ["ACTIVE_STATUSES", "BackupState", "Counts", "ExportState", "ImportState",
            "ImportingState", "Job", "JobError", "JobKind", "JobState", "JobStatus",
@@ -102,7 +102,19 @@ class RestoreState(ImportingState):
     kind: Literal[JobKind.RESTORE] = JobKind.RESTORE
     restore: RestoreRequest
     source: RestoreSource
-    target_user_id: str
+    target_user_id: str = Field(description=(
+        "a user id, or `instance`: an instance restore, which runs one restore per user of "
+        "the backup (its shards, workflows.restore_shards) and writes nothing itself"))
+    #: an instance restore's shard: the instance restore it belongs to (it restores the part
+    #: of the backup its target user owns)
+    parent_id: str | None = None
+    #: an instance restore: how many shards (users) its plan made
+    shards: int | None = None
+
+    @property
+    def sharded(self) -> bool:
+        """An instance restore (the shards write; it only plans and sums them up)."""
+        return self.target_user_id == INSTANCE_TARGET
 
 
 class VerifyJobRequest(ApiModel):

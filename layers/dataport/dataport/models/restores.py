@@ -23,6 +23,8 @@ BACKUP_FILENAME = "backup.zip"
 ID_PATTERN = r"^[0-9a-f]{32}$"
 #: a ClaudeLens user id (ObjectId)
 USER_ID_PATTERN = r"^[0-9a-f]{24}$"
+#: the target of an instance restore (every user's data, each under its owner)
+INSTANCE_TARGET = "instance"
 
 
 class RestoreMode(StrEnum):
@@ -78,7 +80,9 @@ class RestoreRequest(ApiModel):
         description="for sessions the target has: skip, overwrite, rename (keep both) or merge")
     selections: RestoreSelections = RestoreSelections()
     target: Literal["self", "instance"] | Annotated[str, Field(pattern=USER_ID_PATTERN)] = Field(
-        default="self", description="self; administrators: another user's id")
+        default="self", description="self; administrators: another user's id, or `instance` "
+                                    "(an instance backup: every user's data under its owner, "
+                                    "one shard per user; a user backup: into its owner)")
     dry_run: bool = Field(default=False, description="report what the restore would do, "
                                                      "writing nothing")
     password: Annotated[SecretStr, SecretLength(1, 256)] | None = Field(
@@ -145,7 +149,12 @@ class RestoreView(ApiModel):
     updated_at: AwareDatetime
     finished_at: AwareDatetime | None = None
     request: dict[str, Any] = Field(description="as sent, without the password")
-    target_user_id: str
+    target_user_id: str = Field(description="whose data it writes; `instance` for an "
+                                            "instance restore")
+    parent_id: str | None = Field(default=None, description=(
+        "an instance restore's shard: the instance restore it is part of"))
+    shards: list[str] | None = Field(default=None, description=(
+        "an instance restore: its shards, one restore per user (GET /restores/{id} each)"))
     chain: list[str] = Field(description="the backups read, oldest first")
     progress: Progress
     report: ValidationReport | None = None

@@ -95,3 +95,17 @@ class ImportFailedInput(FailedTaskInput):
     mode: Literal["import", "rollback"] = "import"
     cleanup_failed: bool = Field(default=False, description="the clean-up failed too: only "
                                                             "end the job")
+
+
+class RestoreShardsTask(ApiModel):
+    """A task of an instance restore (restore.asl.json, dataport.workflows.restore_shards):
+    `action` is what the task does; the plan answers with the shard list the Map reads (one
+    object per shard, its key ending with the shard's job id) and `mode` (restore, or
+    rollback) for the Map's items."""
+
+    action: Literal["plan", "plan_rollback", "begin_rollback", "finalize", "failed"]
+    job_id: str
+    mode: Literal["restore", "rollback"] = "restore"
+    shard_list: ShardList | None = None
+    concurrency: int = Field(default=1, ge=1)
+    error: TaskError | None = None

@@ -46,6 +46,7 @@ from functools import partial
 from itertools import islice
 from typing import IO, TypeVar
 
+from bson import ObjectId
 from bson.errors import InvalidDocument, InvalidStringData
 from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
 
@@ -69,7 +70,7 @@ from dataport.imports.readers.backup import BackupSource, Selection
 from dataport.imports.readers.base import ImportSource
 from dataport.imports.removal import Removal, removed, removed_projects
 from dataport.imports.removal import recover as recover_removals
-from dataport.imports.validate import RecordSink, recheck
+from dataport.imports.validate import SPILL_AFTER, RecordSink, recheck
 from dataport.imports.validate import validate as validate_upload
 from dataport.jobs import passwords
 from dataport.jobs.store import JobStore, require_running, utcnow
@@ -125,12 +126,12 @@ def limits(job: Job | None = None) -> ImportLimits:
     return ImportLimits(max_upload_bytes=settings.max_upload_bytes)
 
 
-def _source(job: Job, digest: UploadDigest | None = None, *, verify: bool = False,
+def _source(job: Job, digest: UploadDigest | None = None, *,
             pin: UploadPin | None = None) -> ImportSource:
     """The job's upload as import records: an import's through detection (open_import), a
-    restore's as its backup chain (each parent object pinned as the restored one is;
-    `verify`: every member checked before the first record, the validation pass). `pin`: the
-    upload as just pinned (the job read before has none yet)."""
+    restore's as its backup chain (each parent object pinned as the restored one is; every
+    member checked as it streams by). `pin`: the upload as just pinned (the job read before
+    has none yet)."""
     pin = pin or _pinned(job)
     if job.kind is not JobKind.RESTORE:
         return open_import(opener(pin, digest), job.import_state.request.filename,
@@ -142,7 +143,13 @@ def _source(job: Job, digest: UploadDigest | None = None, *, verify: bool = Fals
                         chain=[opener(link.pin) for link in state.source.links[:-1]],
                         selection=Selection(frozenset(selections.projects),
                                             frozenset(selections.sessions)),
-                        verify=verify)
+                        owner=_shard_owner(job))
+
+
+def _shard_owner(job: Job) -> ObjectId | None:
+    """An instance restore's shard restores what its target user owns in the backup."""
+    state = job.restore_state
+    return ObjectId(state.target_user_id) if state.parent_id is not None else None
 
 
 def opener(pin: UploadPin, digest: UploadDigest | None = None) -> Callable[[], IO[bytes]]:
@@ -202,11 +209,11 @@ def validate(step: ImportStep) -> ImportStep:
             staging.drop()  # a retry, or validated again with another field mapping: anew
             staging.ensure_indexes()
             # an upload is detected inside the validation (what it cannot be is in the report)
-            upload = (_source(job, digest, verify=True, pin=pin)
+            upload = (_source(job, digest, pin=pin)
                       if job.kind is JobKind.RESTORE else opener(pin, digest))
             report = validate_upload(upload, job.import_state.request.filename,
                                      _options(job), limits(job), password=_password(job),
-                                     sink=stager.open)
+                                     sink=stager.open, spill_after=_spill_after(job))
         size, sha256 = digest.finish(opener(pin))
         if size != pin.bytes:  # If-Match makes this impossible; an import must not rely on it
             raise UploadChanged(f"The validated upload has {size} bytes, its pin {pin.bytes}.")
@@ -410,7 +417,7 @@ def _stage(store: JobStore, job: Job, staging: Staging, report: ValidationReport
     writer = staging.writer(classify=held if grouped else None)
     pulse = Cadence(PULSE_MS)
     # the validator's checks again: nothing reaches staging unchecked
-    for record in recheck(source.records()):
+    for record in recheck(source.records(), spill_after=_spill_after(job)):
         writer.add(record)
         if pulse.due():
             _check(store, job.job_id, Progress(phase="staging", current=writer.messages,
@@ -429,9 +436,28 @@ def _options(job: Job) -> ImportOptions:
     return options
 
 
+#: a restore's validation keeps this many keys (uuids, parent links, sessions) in memory
+#: before it moves them to disk: a backup has no size limit, so its memory must stay flat
+RESTORE_SPILL_AFTER = 20_000
+
+
+def _spill_after(job: Job) -> int:
+    return RESTORE_SPILL_AFTER if job.kind is JobKind.RESTORE else SPILL_AFTER
+
+
 def _removes(job: Job) -> bool:
     """A full restore removes what the backup lacks (imports.removal)."""
     return job.kind is JobKind.RESTORE and job.restore_state.restore.mode is RestoreMode.FULL
+
+
+def decided(job: Job) -> ImportDecision:
+    """The job's decision (a restore's is made with the request)."""
+    return _decided(job)
+
+
+def password_of(job: Job) -> bytes | None:
+    """The job's upload's password, unsealed for this invocation only (see _password)."""
+    return _password(job)
 
 
 def _decided(job: Job) -> ImportDecision:
@@ -576,10 +602,11 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
         """The records validation checked (imports.checked), or, where it kept none, the
         pinned upload again (an encrypted one's password unsealed only when it is read); each
         record checked again as staging checked it."""
-        checked = job.import_state.checked_pin
+        checked, spill = job.import_state.checked_pin, _spill_after(job)
         if checked is not None:
-            return recheck(read_checked(storage.open_pinned(bucket, checked)))
-        return recheck(_source(job).records())
+            return recheck(read_checked(storage.open_pinned(bucket, checked)),
+                           spill_after=spill)
+        return recheck(_source(job).records(), spill_after=spill)
 
     last, finished = _mongo(lambda: executor.run(keep_going, step.after, upload))
     if finished and _removes(job):

@@ -50,7 +50,7 @@ from dataport.backups.format import (
     loads_line,
 )
 from dataport.imports.limits import BadInput, ImportLimits, issue, iter_lines
-from dataport.imports.readers.base import ImportSource, Opener, Reporter
+from dataport.imports.readers.base import ImportSource, IssueCallback, Opener, Reporter
 from dataport.imports.zipsafe import GuardedMember, SafeZip, ZipMember
 from dataport.models.imports import ImportOptions, IssueCode, SourceFormat
 from dataport.models.records import ImportRecord, Location, RecordKind
@@ -127,60 +127,84 @@ class BackupSource(ImportSource):
     """A backup chain (oldest first; a full backup is a chain of one) as import records."""
 
     format = SourceFormat.DATAPORT_BACKUP
-    session_grouped = False  # sessions first, then messages: staged in full
 
     def __init__(self, opener: Opener, filename: str, *, options: ImportOptions,
                  limits: ImportLimits, password: bytes | None = None,
                  chain: Sequence[Opener] = (), selection: Selection = Selection(),
-                 verify: bool = True, version: str | None = None, zipped: bool = True) -> None:
+                 version: str | None = None, zipped: bool = True,
+                 owner: ObjectId | None = None) -> None:
         super().__init__(opener, filename, options=options, limits=limits, zipped=zipped,
                          version=version or str(FORMAT_VERSION), password=password)
         #: the links before the restored backup (its parents), oldest first
         self.chain = list(chain)
         self.selection = selection
-        #: read every member ahead to check it (the validation pass); later passes read a
-        #: pinned copy of what was checked, and check each member as it streams by
-        self.verify = verify
+        #: one backup streams each session with its messages (the import stages it light and
+        #: writes its messages once); a chain gives all sessions, then all messages (staged
+        #: in full: the newest link of each session is known only once all are read)
+        self.session_grouped = not self.chain
+        #: an instance restore's shard: only what this user owns (projects whose user_id it
+        #: is, their sessions and messages); a session of no project the backup holds has no
+        #: owner and is left out
+        self.owner = owner
+
+    def owners(self, on_issue: IssueCallback | None = None) -> set[ObjectId]:
+        """Who owns the chain's projects as of its newest link (an instance restore's shards):
+        reads the manifests, the deletions and the projects members (each checked)."""
+        reporter = Reporter(on_issue)
+        links = self._links()
+        for link in links:
+            self._check(link, reporter)
+        return {doc["user_id"] for doc in self._projects(links, reporter).values()
+                if isinstance(doc.get("user_id"), ObjectId)}
+
+    def _links(self) -> list[_Link]:
+        return [_Link(i, opener, self._name(i, len(self.chain)))
+                for i, opener in enumerate([*self.chain, self.opener])]
 
     def _records(self, reporter: Reporter) -> Iterator[ImportRecord]:
-        links = [_Link(i, opener, self._name(i, len(self.chain)))
-                 for i, opener in enumerate([*self.chain, self.opener])]
+        links = self._links()
         for link in links:
             self._check(link, reporter)
         projects = self._projects(links, reporter)
-        chosen: dict[str, int] = {}  # sessionId -> the link its version comes from
-        gone: set[str] = set()
-        last_project: object = None
-        yielded: set[object] = set()  # projects given before a session
+        if self.owner is not None:
+            projects = {key: doc for key, doc in projects.items()
+                        if doc.get("user_id") == self.owner}
+        walk = _Walk(projects, self.selection, self.owner is not None, reporter)
+        if len(links) == 1:
+            yield from self._grouped(links[0], walk, reporter)
+            return
         for link in reversed(links):  # the newest version of a session wins
             for doc, where in self._documents(link, "sessions", reporter):
-                session_id = str(doc.get("sessionId"))
-                if session_id in chosen or session_id in gone:
-                    continue
-                project = projects.get(doc.get("projectId"))
-                if not self.selection.takes(doc, project):
-                    continue
-                chosen[session_id] = link.number
-                if project is None:
-                    reporter.error(issue(IssueCode.MISSING_FIELD, f"session {session_id} names "
-                                         f"project {doc.get('projectId')}, which the backup "
-                                         "does not hold", file=where.file, line=where.line))
-                    continue
-                if project["_id"] != last_project:
-                    last_project = project["_id"]
-                    yielded.add(project["_id"])
-                    yield ImportRecord(RecordKind.PROJECT, dict(project), where)
-                yield ImportRecord(RecordKind.SESSION, doc, where)
-            gone |= link.deleted_sessions
-        if self.selection.everything:  # projects without sessions too (a full restore keeps them)
-            for project in projects.values():
-                if project["_id"] not in yielded:
-                    yield ImportRecord(RecordKind.PROJECT, dict(project),
-                                       Location(MANIFEST_NAME))
+                yield from walk.session(doc, where, link)
+            walk.gone |= link.deleted_sessions
+        yield from walk.projects_left()
         for link in reversed(links):
             for doc, where in self._documents(link, "messages", reporter):
-                if chosen.get(str(doc.get("sessionId"))) == link.number:
+                if walk.chosen.get(str(doc.get("sessionId"))) == link.number:
                     yield ImportRecord(RecordKind.MESSAGE, doc, where)
+
+    def _grouped(self, link: _Link, walk: _Walk, reporter: Reporter
+                 ) -> Iterator[ImportRecord]:
+        """One backup, each session followed by its messages: a backup's `messages/` members
+        hold the messages in the order of the sessions in its `sessions/` members (the export
+        worker writes a session, then its messages), so the two streams are walked side by
+        side. Messages that do not follow their session's place (a backup made by other means)
+        come at the end: the source is then not grouped, and the import stages it in full."""
+        messages = self._documents(link, "messages", reporter)
+        head = next(messages, None)
+        for doc, where in self._documents(link, "sessions", reporter):
+            taken = walk.session(doc, where, link)
+            yield from taken
+            session_id = str(doc.get("sessionId"))
+            while head is not None and str(head[0].get("sessionId")) == session_id:
+                if taken:
+                    yield ImportRecord(RecordKind.MESSAGE, head[0], head[1])
+                head = next(messages, None)
+        yield from walk.projects_left()
+        while head is not None:
+            if walk.chosen.get(str(head[0].get("sessionId"))) == link.number:
+                yield ImportRecord(RecordKind.MESSAGE, head[0], head[1])
+            head = next(messages, None)
 
     def _name(self, number: int, parents: int) -> str:
         return self.filename if number == parents else f"{self.filename} (chain link {number})"
@@ -188,8 +212,9 @@ class BackupSource(ImportSource):
     # ------------------------------------------------------------------------ the container
 
     def _check(self, link: _Link, reporter: Reporter) -> None:
-        """The manifest, the members against it, every member's checksums (a full read of
-        each: see the module docstring), and the deletions of an increment."""
+        """The manifest, the members against it (none missing, none unlisted) and the
+        deletions of an increment. The members' contents are checked as they stream by
+        (`_lines`, at each member's end), so the validation pass reads the backup once."""
         with self._archive(link) as archive:
             link.manifest = read_manifest(archive, link.name)
             present = {m.name: m for m in archive.members}
@@ -200,16 +225,13 @@ class BackupSource(ImportSource):
                                          "not listed in manifest.json: the backup was changed",
                                          file=name))
             for entry in link.manifest.members:
-                if not self.verify and entry.path != DELETIONS_MEMBER:
-                    continue
                 member = present.get(entry.path)
                 if member is None:
                     reporter.error(issue(IssueCode.CHECKSUM_MISMATCH, f"{link.name}: "
                                          f"{entry.path} is listed in manifest.json but not in "
                                          "the backup", file=entry.path))
-                    continue
-                for line, doc in self._lines(archive, member, entry, link, reporter):
-                    if entry.path == DELETIONS_MEMBER:
+                elif entry.path == DELETIONS_MEMBER:
+                    for line, doc in self._lines(archive, member, entry, link, reporter):
                         self._deletion(link, doc, entry.path, line, reporter)
 
     def _deletion(self, link: _Link, doc: dict[str, Any], file: str, line: int,
@@ -285,6 +307,58 @@ class BackupSource(ImportSource):
             reporter.error(issue(IssueCode.CHECKSUM_MISMATCH, f"{link.name}: {entry.path}: "
                                  f"{problem}; the backup was changed or damaged after it was "
                                  "made, and nothing of it is restored", file=entry.path))
+
+
+class _Walk:
+    """Which sessions a restore takes, as the sessions stream by (newest link first): the
+    selection, the shard's owner, the chain's deletions; each taken session preceded by its
+    project when that changes. `chosen` remembers the link each session's version comes from
+    (its messages are taken from that link only)."""
+
+    def __init__(self, projects: dict[object, dict[str, Any]], selection: Selection,
+                 owned: bool, reporter: Reporter) -> None:
+        self.projects = projects
+        self.selection = selection
+        self.owned = owned
+        self.reporter = reporter
+        self.chosen: dict[str, int] = {}
+        self.gone: set[str] = set()
+        self._last_project: object = None
+        self._yielded: set[object] = set()
+
+    def session(self, doc: dict[str, Any], where: Location, link: _Link
+                ) -> list[ImportRecord]:
+        """The records a session gives (its project first when that changes), or none."""
+        session_id = str(doc.get("sessionId"))
+        if session_id in self.chosen or session_id in self.gone:
+            return []
+        project = self.projects.get(doc.get("projectId"))
+        if not self.selection.takes(doc, project):
+            return []
+        if project is None and self.owned:
+            return []  # another user's (or nobody's): not this shard's
+        self.chosen[session_id] = link.number
+        if project is None:
+            self.reporter.error(issue(IssueCode.MISSING_FIELD, f"session {session_id} names "
+                                      f"project {doc.get('projectId')}, which the backup does "
+                                      "not hold", file=where.file, line=where.line))
+            return []
+        records = []
+        if project["_id"] != self._last_project:
+            self._last_project = project["_id"]
+            self._yielded.add(project["_id"])
+            records.append(ImportRecord(RecordKind.PROJECT, dict(project), where))
+        records.append(ImportRecord(RecordKind.SESSION, doc, where))
+        return records
+
+    def projects_left(self) -> Iterator[ImportRecord]:
+        """Projects without sessions (a full restore keeps them), unless a selection limits
+        the restore."""
+        if not self.selection.everything:
+            return
+        for project in self.projects.values():
+            if project["_id"] not in self._yielded:
+                yield ImportRecord(RecordKind.PROJECT, dict(project), Location(MANIFEST_NAME))
 
 
 class _OpenArchive:
