@@ -54,7 +54,7 @@ PREFETCH_DEPTH = 4
 #: the index) would leave the worker idle until the whole shard was read, while a window's
 #: query runs while the previous window is written.
 WINDOW_FIRST_MESSAGES = 256
-WINDOW_MESSAGES = 4096
+WINDOW_MESSAGES = 8192
 #: at most this many sessions in one window's `$in`
 WINDOW_MAX_SESSIONS = 1000
 
