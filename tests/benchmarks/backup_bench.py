@@ -1,6 +1,7 @@
 """Backups and restores against the raw pipelines, same data, same run (`make bench-backup`).
 
     .venv/bin/python -m tests.benchmarks.backup_bench [--mb 100] [--mb 25 ...] [--json out.json]
+        [--only backup|restore|backup,restore] [--repeat N] [--profile [--profile-top N]]
 
 For each `--mb` size (megabytes of canonical Extended JSON; the issue's size is 1 GB, too long
 for the shared 2-core machine, so the default is 100 MB), one user's data set is generated into
@@ -22,7 +23,12 @@ memory    every export worker invocation (worker_probe.py) and every import task
           size: it must stay flat between sizes (a page of records and one upload part).
 
 Both dataport runs use one shard (as ratios.py does: the raw pipelines are one stream each). The
-load average is printed: on a shared machine compare ratios, not seconds.
+load average is printed: on a shared machine compare ratios, not seconds. `--repeat N` takes N
+backup pairs (raw, then dataport a moment later) per size and reports the median pair (the
+restore, when asked for, runs once, from the last pair's backups); `--only backup` skips the
+restores; `--profile` runs one more dataport backup per size with its worker under cProfile
+(worker_probe.py's WORKER_PROFILE; the stats go to tests/output/bench/) and prints the top
+entries.
 """
 
 from __future__ import annotations

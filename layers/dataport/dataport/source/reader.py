@@ -352,6 +352,12 @@ class ShardMessages:
         self._cursors.close()
         self._stream = None
 
+    def open(self) -> None:
+        """Read the shard's keys and start reading its first window now (else the first
+        `pairs` does): a caller with other reads to wait for overlaps them."""
+        if self._stream is None:
+            self._open()
+
     def _open(self) -> _Stream:
         projection = {"sessionId": 1, "projectId": 1, "messageCount": 1, "_id": 0}
         query = self.scope.sessions_query(self.filters, after=self.after, upto=self.upto)
