@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -95,7 +95,8 @@ def _in_message_order(docs: Iterator[Document]) -> Iterator[Document]:
 
 
 def iter_session_pages(scope: OwnerScope, filters: ExportFilters, after: str | None = None,
-                       upto: str | None = None, page_size: int = 100) -> Iterator[list[Document]]:
+                       upto: str | None = None,
+                       page_size: int = 100) -> Generator[list[Document], None, None]:
     """Sessions in scope with `after < sessionId <= upto`, in sessionId order, `page_size` at a
     time. One cursor serves all pages (getMore per page) rather than one query per page: the
     keyset bounds make every page resumable, and the server evaluates the filter once."""
