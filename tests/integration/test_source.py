@@ -618,7 +618,7 @@ def test_shard_messages_of_keyset_ranges_partition_the_data(seeded_db: SeededDb,
         DEMO_USER_ID, ExportFilters())
 
 
-def test_shard_messages_query_each_collection_once_per_window_not_per_page(
+def test_shard_messages_open_one_cursor_per_collection_for_all_pages(
         mongo_uri: str, seeded_db: SeededDb, data: Dataset) -> None:
     commands = _Commands()
     client: MongoClient[Document] = MongoClient(mongo_uri, tz_aware=True,
@@ -626,8 +626,7 @@ def test_shard_messages_query_each_collection_once_per_window_not_per_page(
     try:
         scope = OwnerScope(client[seeded_db.db.name], DEMO_USER_ID)
         pages = list(reader.iter_session_pages(scope, ExportFilters(), page_size=3))
-        with reader.ShardMessages(scope, ExportFilters(), batch_size=8, window_messages=200,
-                                  first_window_messages=20) as shard:
+        with reader.ShardMessages(scope, ExportFilters(), batch_size=8) as shard:
             read = [(session, list(messages)) for page in pages
                     for session, messages in shard.pairs(page)]
     finally:
@@ -636,50 +635,15 @@ def test_shard_messages_query_each_collection_once_per_window_not_per_page(
     assert len(pages) > 3
     assert ids_of(read) == data.expected(DEMO_USER_ID, ExportFilters())
     finds = [c for c in commands.named("find") if c["find"].startswith("messages")]
-    collections = message_collections(seeded_db.db)
-    # every window queries every collection once; the windows partition the shard's sessions
-    windows: dict[tuple[str, ...], list[str]] = defaultdict(list)
-    for find in finds:
-        windows[tuple(find["filter"]["sessionId"]["$in"])].append(find["find"])
-    assert all(sorted(names) == collections for names in windows.values())
-    in_order = sorted(windows)
-    assert [key for window in in_order for key in window] == sorted(
-        session["sessionId"] for session, _ in read)
-    assert 1 < len(windows) < len(read)  # not per session, nor per page
-    sizes = [sum(len(messages) for session, messages in read if session["sessionId"] in window)
-             for window in in_order]
-    assert sizes[0] < max(sizes)  # small first (the first message comes soon), then larger
+    assert sorted(c["find"] for c in finds) == message_collections(seeded_db.db)
     assert all(c["sort"] == {"sessionId": 1, "timestamp": 1} for c in finds)
     assert all(c["batchSize"] == 8 for c in finds)
+    getmores = [c for c in commands.named("getMore") if c["collection"].startswith("messages")]
+    assert len(getmores) >= sum(len(m) for _, m in read) // 8 - len(finds)
     # the keys of the shard's sessions, read once, projection only
     [keys] = [c for c in commands.named("find") if c["find"] == "sessions"
-              and c.get("projection") == {"sessionId": 1, "projectId": 1, "messageCount": 1,
-                                          "_id": 0}]
+              and c.get("projection") == {"sessionId": 1, "projectId": 1, "_id": 0}]
     assert keys["filter"]["projectId"] == {"$in": sorted(data.project_ids(DEMO_USER_ID))}
-
-
-def test_windows_grow_from_the_first_to_the_largest() -> None:
-    sessions = [{"sessionId": f"s{i:03d}", "messageCount": 10} for i in range(40)]
-    sessions[20]["messageCount"] = 500  # larger than a window: ends the window it is in
-    del sessions[30]["messageCount"]  # counted as one message
-
-    cut = list(reader.windows(sessions, first=20, most=80, max_sessions=6))
-
-    assert [s for window in cut for s in window] == sessions
-    assert [len(window) for window in cut] == [2, 4, 6, 6, 3, 6, 6, 6, 1]
-    with pytest.raises(ValueError, match="at least 1"):
-        next(reader.windows(sessions, first=0))
-
-
-def test_shard_messages_close_while_the_next_window_opens(seeded_db: SeededDb) -> None:
-    scope = OwnerScope(seeded_db.db, DEMO_USER_ID)
-    page = next(reader.iter_session_pages(scope, ExportFilters(), page_size=2))
-    with reader.ShardMessages(scope, ExportFilters(), batch_size=4, window_messages=5,
-                              first_window_messages=5) as shard:
-        for _, messages in shard.pairs(page):
-            next(messages, None)
-            break
-    assert shard._stream is None  # closed: threads joined, cursors closed, nothing raised
 
 
 def test_a_new_invocation_resumes_after_the_last_session(seeded_db: SeededDb,
@@ -776,8 +740,7 @@ def test_shard_cursors_share_the_batch(mongo_uri: str, seeded_db: SeededDb) -> N
     try:
         scope = OwnerScope(client[seeded_db.db.name], DEMO_USER_ID)
         page = next(reader.iter_session_pages(scope, ExportFilters(), page_size=3))
-        with reader.ShardMessages(scope, ExportFilters(), batch_size=100 * collections,
-                                  window_messages=10**6, first_window_messages=10**6) as shard:
+        with reader.ShardMessages(scope, ExportFilters(), batch_size=100 * collections) as shard:
             for _, messages in shard.pairs(page):
                 list(messages)
     finally:

@@ -5,18 +5,14 @@ driver cursors `batch_size` at a time, never a whole session. Sessions are order
 `sessionId` (their identity, unique), so a worker that stops after a page resumes with
 `after=<last sessionId of that page>` and a shard is the keyset range (`after`, `upto`].
 
-A worker reads a shard's messages with `ShardMessages`: per message collection one cursor over
-a window of the shard's sessions (a few thousand messages' worth, not one query per page),
-merged; the next window's cursors open in a helper thread while this one is read.
+A worker reads a shard's messages with `ShardMessages`: one cursor per message collection for
+the whole invocation (not one per collection per page), over the shard's sessions, merged.
 """
 
 from __future__ import annotations
 
-import contextlib
 import heapq
-import itertools
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from types import TracebackType
@@ -47,16 +43,6 @@ MIN_CURSOR_BATCH = 64
 #: hand-overs waiting
 PREFETCH_CHUNK = 128
 PREFETCH_DEPTH = 4
-#: a shard's messages are queried a window of sessions at a time (by their messageCount): the
-#: first window small, so the first message comes soon, then doubling up to WINDOW_MESSAGES.
-#: Why windows rather than one cursor per collection for the whole shard: a server that
-#: materialises a query's result before the first batch (nx-27017 does; MongoDB streams from
-#: the index) would leave the worker idle until the whole shard was read, while a window's
-#: query runs while the previous window is written.
-WINDOW_FIRST_MESSAGES = 256
-WINDOW_MESSAGES = 8192
-#: at most this many sessions in one window's `$in`
-WINDOW_MAX_SESSIONS = 1000
 
 _NO_TIME = datetime.min.replace(tzinfo=UTC)
 
@@ -95,8 +81,7 @@ def _in_message_order(docs: Iterator[Document]) -> Iterator[Document]:
 
 
 def iter_session_pages(scope: OwnerScope, filters: ExportFilters, after: str | None = None,
-                       upto: str | None = None,
-                       page_size: int = 100) -> Generator[list[Document], None, None]:
+                       upto: str | None = None, page_size: int = 100) -> Iterator[list[Document]]:
     """Sessions in scope with `after < sessionId <= upto`, in sessionId order, `page_size` at a
     time. One cursor serves all pages (getMore per page) rather than one query per page: the
     keyset bounds make every page resumable, and the server evaluates the filter once."""
@@ -160,114 +145,27 @@ class _Stream:
             self.advance()
 
 
-def _collection_names(scope: OwnerScope, filters: ExportFilters) -> list[str]:
-    """The message collections the dateRange can touch."""
-    return [name for name in message_collections(scope.db) if _month_overlaps(name, filters)]
-
-
-def _cursor_batch(batch_size: int, collections: int) -> int:
-    """Each cursor's share of `batch_size` (at least MIN_CURSOR_BATCH, or batch_size if
-    smaller): a deployment with years of monthly collections must not hold a full batch of
-    each."""
-    if not collections:
-        return batch_size
-    return max(min(batch_size, MIN_CURSOR_BATCH), -(-batch_size // collections))
-
-
 def _open_messages(scope: OwnerScope, sessions: Iterable[Mapping[str, Any]],
-                   filters: ExportFilters, batch_size: int, cursors: ExitStack) -> _Stream:
+                   filters: ExportFilters, batch_size: int, cursors: ExitStack, *,
+                   shared_batch: bool = False) -> _Stream:
     """One cursor per message collection (those the dateRange can touch) over the messages of
     `sessions` (checked to be the owner's by the scope), merged into one stream in
-    MESSAGE_ORDER, read ahead in a thread. The cursors close with `cursors`."""
+    MESSAGE_ORDER. The cursors close with `cursors`. With `shared_batch`, `batch_size` is what
+    all the cursors together hold (each at least MIN_CURSOR_BATCH, or batch_size if smaller):
+    a deployment with years of monthly collections must not hold a full batch of each."""
     query = scope.messages_query(sessions, filters)
+    names = [name for name in message_collections(scope.db) if _month_overlaps(name, filters)]
+    if shared_batch and names:
+        batch_size = max(min(batch_size, MIN_CURSOR_BATCH), -(-batch_size // len(names)))
     streams: list[Cursor[Document]] = [
         cursors.enter_context(scope.db[name].find(query, sort=TIME_ORDER, batch_size=batch_size))
-        for name in _collection_names(scope, filters)]
+        for name in names]
     merged = _in_message_order(heapq.merge(*streams, key=_time_key))
     if not streams:
         return _Stream(merged)
     # stopped (and its thread joined) before the cursors it reads are closed: LIFO
     ahead = cursors.enter_context(ReadAhead(merged, chunk=PREFETCH_CHUNK, depth=PREFETCH_DEPTH))
     return _Stream(iter(ahead))
-
-
-def windows(sessions: Sequence[Mapping[str, Any]], *, first: int = WINDOW_FIRST_MESSAGES,
-            most: int = WINDOW_MESSAGES,
-            max_sessions: int = WINDOW_MAX_SESSIONS) -> Iterator[Sequence[Mapping[str, Any]]]:
-    """`sessions` (in sessionId order) cut into consecutive windows by their messageCount: the
-    first of about `first` messages, each next one twice the last, up to `most`, and at most
-    `max_sessions` sessions; a window ends with the session that reaches its size (the cursors
-    stream: a large session costs no memory, only a longer window)."""
-    if first < 1 or most < 1 or max_sessions < 1:
-        raise ValueError("window sizes must be at least 1")
-    target, start, weight = min(first, most), 0, 0
-    for index, session in enumerate(sessions):
-        count = session.get("messageCount")
-        weight += count if isinstance(count, int) and count > 0 else 1
-        if weight >= target or index + 1 - start >= max_sessions:
-            yield sessions[start:index + 1]
-            start, weight, target = index + 1, 0, min(target * 2, most)
-    if start < len(sessions):
-        yield sessions[start:]
-
-
-class _WindowedMessages:
-    """A shard's messages in MESSAGE_ORDER, window by window (`windows`): per window one
-    cursor per message collection, merged. While a window is read, the next one's cursors are
-    opened in a helper thread (the find sent and its first batch back), so the server runs
-    the next window's query while this one's messages are written. At most two windows' cursors
-    are open, each holding one batch. Iterate from one thread; `close()` closes every cursor."""
-
-    def __init__(self, scope: OwnerScope, filters: ExportFilters,
-                 windows: Sequence[Sequence[Mapping[str, Any]]], batch_size: int) -> None:
-        self._scope = scope
-        self._filters = filters
-        self._windows = windows
-        self._names = _collection_names(scope, filters)
-        self._batch_size = _cursor_batch(batch_size, len(self._names))
-        self._opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="window-opener")
-        self._next: Future[list[Iterator[Document]]] | None = None
-        self._open: list[Cursor[Document]] = []
-        self._closed = False
-
-    def _open_window(self, sessions: Sequence[Mapping[str, Any]]) -> list[Iterator[Document]]:
-        """The window's cursors, each with its first document read (the query has run)."""
-        query = self._scope.messages_query(sessions, self._filters)
-        streams: list[Iterator[Document]] = []
-        for name in self._names:
-            if self._closed:
-                break
-            cursor = self._scope.db[name].find(query, sort=TIME_ORDER,
-                                               batch_size=self._batch_size)
-            self._open.append(cursor)
-            streams.append(itertools.chain(list(itertools.islice(cursor, 1)), cursor))
-        return streams
-
-    def _prefetch(self, index: int) -> None:
-        self._next = (self._opener.submit(self._open_window, self._windows[index])
-                      if index < len(self._windows) and not self._closed else None)
-
-    def __iter__(self) -> Iterator[Document]:
-        self._prefetch(0)
-        for index in range(len(self._windows)):
-            pending, self._next = self._next, None
-            if pending is None:
-                return
-            streams = pending.result()
-            current = list(self._open)
-            self._prefetch(index + 1)
-            yield from _in_message_order(heapq.merge(*streams, key=_time_key))
-            for cursor in current:
-                cursor.close()
-                self._open.remove(cursor)
-
-    def close(self) -> None:
-        """Stop opening windows, wait for an opening in flight, close every cursor."""
-        self._closed = True
-        self._opener.shutdown(wait=True, cancel_futures=True)
-        for cursor in self._open:
-            cursor.close()
-        self._open.clear()
 
 
 def _pairs(stream: _Stream, sessions: Iterable[Document],
@@ -327,16 +225,12 @@ class ShardMessages:
     SHARD_MAX_SESSIONS short strings), whatever the size of the shard."""
 
     def __init__(self, scope: OwnerScope, filters: ExportFilters, *, after: str | None = None,
-                 upto: str | None = None, batch_size: int = 500,
-                 window_messages: int = WINDOW_MESSAGES,
-                 first_window_messages: int = WINDOW_FIRST_MESSAGES) -> None:
+                 upto: str | None = None, batch_size: int = 500) -> None:
         self.scope = scope
         self.filters = filters
         self.after = after
         self.upto = upto
         self.batch_size = batch_size
-        self.window_messages = window_messages
-        self.first_window_messages = first_window_messages
         self._cursors = ExitStack()
         self._stream: _Stream | None = None
         self._keys: frozenset[str] = frozenset()
@@ -353,28 +247,16 @@ class ShardMessages:
         self._cursors.close()
         self._stream = None
 
-    def open(self) -> None:
-        """Read the shard's keys and start reading its first window now (else the first
-        `pairs` does): a caller with other reads to wait for overlaps them."""
-        if self._stream is None:
-            self._open()
-
     def _open(self) -> _Stream:
-        projection = {"sessionId": 1, "projectId": 1, "messageCount": 1, "_id": 0}
+        projection = {"sessionId": 1, "projectId": 1, "_id": 0}
         query = self.scope.sessions_query(self.filters, after=self.after, upto=self.upto)
         with self.scope.sessions.find(query, projection, sort=SESSION_ORDER,
                                       batch_size=5000) as cursor:
             sessions = list(cursor)
         self._keys = frozenset(session["sessionId"] for session in sessions)
         if sessions:
-            cut = list(windows(sessions, first=self.first_window_messages,
-                               most=self.window_messages))
-            messages = self._cursors.enter_context(contextlib.closing(
-                _WindowedMessages(self.scope, self.filters, cut, self.batch_size)))
-            # stopped (and its thread joined) before the windows' cursors close: LIFO
-            ahead = self._cursors.enter_context(
-                ReadAhead(iter(messages), chunk=PREFETCH_CHUNK, depth=PREFETCH_DEPTH))
-            stream = _Stream(iter(ahead))
+            stream = _open_messages(self.scope, sessions, self.filters, self.batch_size,
+                                    self._cursors, shared_batch=True)
         else:
             stream = _Stream(iter(()))
         self._stream = stream

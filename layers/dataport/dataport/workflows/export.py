@@ -25,7 +25,6 @@ the bytes, the finalizer only writes headers, the manifest and the central direc
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -59,7 +58,6 @@ from dataport.progress.reporter import ShardReporter
 from dataport.progress.throttle import MIN_INTERVAL_MS, Cadence, now_ms
 from dataport.settings import get_settings
 from dataport.source.mongo import get_database
-from dataport.source.read_ahead import ReadAhead
 from dataport.source.reader import (
     SESSION_ORDER,
     ShardMessages,
@@ -72,8 +70,6 @@ from dataport.workflows import backup
 from dataport.workflows.shards import ShardSizing, cut
 
 MIB = 1024 * 1024
-#: session pages read ahead of the one being written
-PAGES_AHEAD = 2
 
 
 def plan(ref: JobRef) -> ExportPlan:
@@ -227,17 +223,10 @@ def run_shard(cursor: ShardCursor, remaining_ms: Callable[[], int],
     try:
         writer = _writer(job, sink, cursor.shard, cursor.seq)
         finished = True
-        # The session pages are read ahead too (the next page on its way while this one is
-        # written) and the shard's message windows start at once: the sessions query and the
-        # first window's run on the server side by side, not one after the other.
-        pages = iter_session_pages(scope, filters, after=cursor.after, upto=cursor.upto,
-                                   page_size=settings.page_size)
         with ShardMessages(scope, filters, after=cursor.after, upto=cursor.upto,
-                           batch_size=settings.message_batch_size) as shard_messages, \
-                contextlib.closing(pages), \
-                ReadAhead(pages, chunk=1, depth=PAGES_AHEAD) as pages_ahead:
-            shard_messages.open()
-            for page in pages_ahead:
+                           batch_size=settings.message_batch_size) as shard_messages:
+            for page in iter_session_pages(scope, filters, after=cursor.after,
+                                           upto=cursor.upto, page_size=settings.page_size):
                 for session, messages in shard_messages.pairs(page):
                     state = write(writer, projects, session,
                                   priced(messages) if compute_costs else messages, state,
