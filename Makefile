@@ -17,7 +17,7 @@ help:
 	@echo "make local                                  serve the local stack (REST, WebSocket, S3) for curl"
 	@echo "make lint                                   ruff, mypy, cfn-lint, sam validate, statelint, openapi, asyncapi"
 	@echo "make openapi | make asyncapi                regenerate docs/openapi.json | docs/asyncapi.yaml"
-	@echo "make bench-backup [BACKUP_MB=100]           backups and restores vs raw pipelines (MB/s, ratio, memory)"
+	@echo "make bench-backup [BACKUP_MB=100] [BACKUP_ARGS=...]  backups and restores vs raw pipelines (MB/s, ratio, memory)"
 	@echo "make bench [BENCH_ARGS=--profile]           dataport vs raw pipelines: ratios, overhead, memory, shards"
 	@echo "make token USER_ID=<24 hex> [STACK=dataport-dev] [ADMIN=1]  a bearer token, signed with the deployed stack's secret"
 	@echo "make api-key USER_ID=<24 hex> NAME=<what for> [STACK=...]  an API key written into the deployed stack's table"
@@ -73,10 +73,12 @@ bench: setup
 	  PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.import_bench; fi
 
 # bench-backup: backups and restores against the raw pipelines (tests/benchmarks/backup_bench.py);
-# BACKUP_MB is the data set's size in MB of Extended JSON (the issue's 1 GB: BACKUP_MB=1000).
+# BACKUP_MB is the data set's size in MB of Extended JSON (the issue's 1 GB: BACKUP_MB=1000);
+# BACKUP_ARGS goes to backup_bench.py (--only backup --repeat 3 --profile --json FILE).
 BACKUP_MB ?= 100
+BACKUP_ARGS ?=
 bench-backup: setup
-	PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.backup_bench --mb $(BACKUP_MB)
+	PYTHONPATH=layers/dataport $(BIN)/python -m tests.benchmarks.backup_bench --mb $(BACKUP_MB) $(BACKUP_ARGS)
 
 openapi: setup
 	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.openapi --write docs/openapi.json

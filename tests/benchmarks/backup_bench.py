@@ -1,6 +1,7 @@
 """Backups and restores against the raw pipelines, same data, same run (`make bench-backup`).
 
     .venv/bin/python -m tests.benchmarks.backup_bench [--mb 100] [--mb 25 ...] [--json out.json]
+        [--only backup|restore|backup,restore] [--repeat N] [--profile [--profile-top N]]
 
 For each `--mb` size (megabytes of canonical Extended JSON; the issue's size is 1 GB, too long
 for the shared 2-core machine, so the default is 100 MB), one user's data set is generated into
@@ -22,7 +23,12 @@ memory    every export worker invocation (worker_probe.py) and every import task
           size: it must stay flat between sizes (a page of records and one upload part).
 
 Both dataport runs use one shard (as ratios.py does: the raw pipelines are one stream each). The
-load average is printed: on a shared machine compare ratios, not seconds.
+load average is printed: on a shared machine compare ratios, not seconds. `--repeat N` takes N
+backup pairs (raw, then dataport a moment later) per size and reports the median pair (the
+restore, when asked for, runs once, from the last pair's backups); `--only backup` skips the
+restores; `--profile` runs one more dataport backup per size with its worker under cProfile
+(worker_probe.py's WORKER_PROFILE; the stats go to tests/output/bench/) and prints the top
+entries.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import io
 import json
 import logging
 import os
+import pstats
 import time
 import uuid
 from collections import defaultdict
@@ -66,12 +73,15 @@ from infrastructure.local.stack import LocalStack
 from tests.benchmarks.import_bench import TaskMemory
 from tests.benchmarks.ratios import (
     MIB,
+    OUTPUT,
     RAW_BATCH,
     RAW_PAGE,
     RAW_PART_SIZE,
+    Meter,
     _load,
     _set_shards,
     _use_database,
+    stats_top,
     workers_in_processes,
 )
 
@@ -81,6 +91,8 @@ PROJECT_COUNT = 10
 ZSTD_LEVEL = 3  # dataport's BackupZstdLevel default
 BACKUP_GOAL, RESTORE_GOAL = 0.8, 0.7
 INSERT_BATCH = 2000
+PARTS = ("backup", "restore")
+PROFILES = OUTPUT
 
 
 # ---------------------------------------------------------------------------- the data set
@@ -262,16 +274,19 @@ class SizeResult:
     sessions: int
     messages: int
     json_bytes: int
-    raw_backup_s: float
+    raw_backup_s: float  # of the median pair
     backup_s: float
     raw_stored: int
     stored: int
-    raw_restore_s: float
-    restore_s: float
-    restored_messages: int
     backup_worker_peak_mib: float
+    backup_worker_s: float  # run_shard's own seconds (the worker process's start excluded)
+    backup_ratios: list[float] = field(default_factory=list)  # every pair's
+    raw_restore_s: float = 0.0  # restore figures: 0 when the restore was not measured
+    restore_s: float = 0.0
+    restored_messages: int = 0
     restore_task_peaks_mib: dict[str, float] = field(default_factory=dict)
     restore_task_seconds: dict[str, float] = field(default_factory=dict)
+    profile: list[str] = field(default_factory=list)
 
     @property
     def backup_ratio(self) -> float:
@@ -279,14 +294,71 @@ class SizeResult:
 
     @property
     def restore_ratio(self) -> float:
-        return self.raw_restore_s / self.restore_s
+        return self.raw_restore_s / self.restore_s if self.restore_s else 0.0
 
 
 def _count_messages(db: Database[Document]) -> int:
     return sum(db[name].count_documents({}) for name in message_collections(db))
 
 
-def measure(stack: LocalStack, megabytes: float) -> SizeResult:
+@dataclass
+class _Pair:
+    raw_s: float
+    raw_json: int
+    raw_stored: int
+    key: str
+    backup_s: float
+    made: dict[str, Any]
+    peak: int
+    worker_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_s / self.backup_s
+
+
+def _backup_pair(stack: LocalStack, db: Database[Document], source: str,
+                 megabytes: float) -> _Pair:
+    """A raw backup, then a dataport backup a moment later (the same load, as far as it goes)."""
+    key = f"bench/raw-{uuid.uuid4().hex}.jsonl.zst"
+    raw_s, raw_json, raw_stored = raw_backup(stack, db, key)
+    print(f"  raw backup      {raw_s:7.1f} s  {raw_json / MB / raw_s:6.2f} MB/s  "
+          f"ratio {raw_json / raw_stored:.1f}; load {_load()}")
+    _use_database(source)
+    with Meter(stack) as meter, workers_in_processes() as probe:
+        started = time.perf_counter()
+        backup_s, made = dataport_backup(stack, f"bench {megabytes:g} MB")
+        tasks: dict[str, float] = defaultdict(float)
+        for span in meter.task_spans(started, time.perf_counter()):
+            tasks[span.logical_id.removesuffix("Function")] += span.ended - span.started
+    sizes = made["sizes"]
+    print(f"  dataport backup {backup_s:7.1f} s  {sizes['uncompressed'] / MB / backup_s:6.2f}"
+          f" MB/s  ratio {sizes['uncompressed'] / sizes['stored']:.1f}  worker peak "
+          f"{max(probe.peaks) / MIB:.0f} MiB, run_shard {sum(probe.seconds):.1f} s  -> "
+          f"{raw_s / backup_s:.2f} of raw")
+    print("    tasks (the worker's in a process of its own, start included): " + ", ".join(
+        f"{name} {seconds:.1f} s" for name, seconds in tasks.items())
+          + f"; outside tasks {backup_s - sum(tasks.values()):.1f} s")
+    return _Pair(raw_s, raw_json, raw_stored, key, backup_s, made, max(probe.peaks),
+                 sum(probe.seconds))
+
+
+def _profile_backup(stack: LocalStack, source: str, megabytes: float, top: int) -> list[str]:
+    """One more dataport backup with its worker under cProfile (worker_probe WORKER_PROFILE)."""
+    path = PROFILES / f"backup-worker-{megabytes:g}mb.prof"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _use_database(source)
+    os.environ["WORKER_PROFILE"] = str(path)
+    try:
+        with workers_in_processes():
+            dataport_backup(stack, f"bench {megabytes:g} MB profiled")
+    finally:
+        del os.environ["WORKER_PROFILE"]
+    return stats_top(pstats.Stats(str(path)), top)
+
+
+def measure(stack: LocalStack, megabytes: float, *, parts: tuple[str, ...] = PARTS,
+            repeat: int = 1, profile_top: int = 0) -> SizeResult:
     source, raw_target, target = (f"bench_backup_{kind}" for kind in ("source", "raw", "restore"))
     db = connect(stack.mongo_uri, source)
     try:
@@ -297,45 +369,27 @@ def measure(stack: LocalStack, megabytes: float) -> SizeResult:
         print(f"\n{megabytes:g} MB: {data['sessions']:,} sessions, {data['messages']:,} "
               f"messages, {data['bytes'] / MB:.1f} MB of Extended JSON (generated in "
               f"{time.monotonic() - started:.0f} s); load {_load()}")
-        key = f"bench/raw-{uuid.uuid4().hex}.jsonl.zst"
-        raw_s, raw_json, raw_stored = raw_backup(stack, db, key)
-        print(f"  raw backup      {raw_s:7.1f} s  {raw_json / MB / raw_s:6.2f} MB/s  "
-              f"ratio {raw_json / raw_stored:.1f}")
-        _use_database(source)
-        with workers_in_processes() as probe:
-            backup_s, made = dataport_backup(stack, f"bench {megabytes:g} MB")
-        sizes = made["sizes"]
-        print(f"  dataport backup {backup_s:7.1f} s  {sizes['uncompressed'] / MB / backup_s:6.2f}"
-              f" MB/s  ratio {sizes['uncompressed'] / sizes['stored']:.1f}  worker peak "
-              f"{max(probe.peaks) / MIB:.0f} MiB  -> {raw_s / backup_s:.2f} of raw")
-        raw_db = connect(stack.mongo_uri, raw_target)
-        raw_restore_s, raw_messages = raw_restore(stack, key, raw_db)
-        assert _count_messages(raw_db) == raw_messages == data["messages"], "raw restore lost"
-        raw_db.client.drop_database(raw_target)
-        stack.client("s3").delete_object(Bucket=stack.bucket, Key=key)
-        print(f"  raw restore     {raw_restore_s:7.1f} s  "
-              f"{raw_json / MB / raw_restore_s:6.2f} MB/s")
-        _use_database(target)
-        with TaskMemory() as memory:
-            restore_s, _ = dataport_restore(stack, made["backupId"])
-        restored = _count_messages(db.client[target])
-        if restored != data["messages"]:
-            raise SystemExit(f"the restore wrote {restored} of {data['messages']} messages")
-        peaks = {task: round(peak / MIB, 1) for task, peak in memory.peaks.items()}
-        print(f"  dataport restore {restore_s:6.1f} s  "
-              f"{sizes['uncompressed'] / MB / restore_s:6.2f} MB/s  task peaks "
-              f"{', '.join(f'{t} {p:.0f} MiB' for t, p in peaks.items())}  -> "
-              f"{raw_restore_s / restore_s:.2f} of raw")
-        print("  restore tasks (each in its own process, start included): " + ", ".join(
-            f"{t} {s:.1f} s" for t, s in memory.seconds.items()))
-        return SizeResult(
+        pairs: list[_Pair] = []
+        for _ in range(repeat if "backup" in parts else 1):
+            pairs.append(_backup_pair(stack, db, source, megabytes))
+            if len(pairs) < repeat:
+                stack.client("s3").delete_object(Bucket=stack.bucket, Key=pairs[-1].key)
+        median = sorted(pairs, key=lambda pair: pair.ratio)[len(pairs) // 2]
+        made, sizes = median.made, median.made["sizes"]
+        result = SizeResult(
             mb=megabytes, sessions=data["sessions"], messages=data["messages"],
-            json_bytes=int(sizes["uncompressed"]), raw_backup_s=raw_s, backup_s=backup_s,
-            raw_stored=raw_stored, stored=int(sizes["stored"]), raw_restore_s=raw_restore_s,
-            restore_s=restore_s, restored_messages=restored,
-            backup_worker_peak_mib=round(max(probe.peaks) / MIB, 1),
-            restore_task_peaks_mib=peaks,
-            restore_task_seconds={t: round(s, 1) for t, s in memory.seconds.items()})
+            json_bytes=int(sizes["uncompressed"]), raw_backup_s=median.raw_s,
+            backup_s=median.backup_s, raw_stored=median.raw_stored, stored=int(sizes["stored"]),
+            backup_worker_peak_mib=round(max(pair.peak for pair in pairs) / MIB, 1),
+            backup_worker_s=round(median.worker_s, 2),
+            backup_ratios=[round(pair.ratio, 3) for pair in pairs])
+        if profile_top:
+            result.profile = _profile_backup(stack, source, megabytes, profile_top)
+        key = pairs[-1].key
+        if "restore" in parts:
+            _restore(stack, db, result, key, made["backupId"], raw_target, target)
+        stack.client("s3").delete_object(Bucket=stack.bucket, Key=key)
+        return result
     finally:
         for name in (source, raw_target, target):
             db.client.drop_database(name)
@@ -343,30 +397,77 @@ def measure(stack: LocalStack, megabytes: float) -> SizeResult:
         _use_database(os.environ.get("BENCH_DEFAULT_DATABASE", "dataport"))
 
 
+def _restore(stack: LocalStack, db: Database[Document], result: SizeResult, key: str,
+             backup_id: str, raw_target: str, target: str) -> None:
+    """The raw restore of the raw backup's object, then dataport's restore of its backup."""
+    raw_db = connect(stack.mongo_uri, raw_target)
+    raw_restore_s, raw_messages = raw_restore(stack, key, raw_db)
+    assert _count_messages(raw_db) == raw_messages == result.messages, "raw restore lost"
+    raw_db.client.drop_database(raw_target)
+    mb = result.json_bytes / MB
+    print(f"  raw restore     {raw_restore_s:7.1f} s  {mb / raw_restore_s:6.2f} MB/s")
+    _use_database(target)
+    with TaskMemory() as memory:
+        restore_s, _ = dataport_restore(stack, backup_id)
+    restored = _count_messages(db.client[target])
+    if restored != result.messages:
+        raise SystemExit(f"the restore wrote {restored} of {result.messages} messages")
+    peaks = {task: round(peak / MIB, 1) for task, peak in memory.peaks.items()}
+    print(f"  dataport restore {restore_s:6.1f} s  {mb / restore_s:6.2f} MB/s  task peaks "
+          f"{', '.join(f'{t} {p:.0f} MiB' for t, p in peaks.items())}  -> "
+          f"{raw_restore_s / restore_s:.2f} of raw")
+    print("  restore tasks (each in its own process, start included): " + ", ".join(
+        f"{t} {s:.1f} s" for t, s in memory.seconds.items()))
+    result.raw_restore_s, result.restore_s, result.restored_messages = (
+        raw_restore_s, restore_s, restored)
+    result.restore_task_peaks_mib = peaks
+    result.restore_task_seconds = {t: round(s, 1) for t, s in memory.seconds.items()}
+
+
 def render(results: list[SizeResult]) -> str:
-    lines = ["", "| size | backup MB/s (raw) | backup / raw | zstd ratio (raw) | restore MB/s "
-             "(raw) | restore / raw | backup worker peak | restore task peaks |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["", "| size | backup MB/s (raw) | backup / raw (pairs) | zstd ratio (raw) | backup "
+             "worker (run_shard) | restore MB/s (raw) | restore / raw | backup worker peak | "
+             "restore task peaks |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         mb = r.json_bytes / MB
+        restore = (f"| {mb / r.restore_s:.2f} ({mb / r.raw_restore_s:.2f}) "
+                   f"| {r.restore_ratio:.2f} "
+                   f"{'PASS' if r.restore_ratio >= RESTORE_GOAL else 'MISS'} "
+                   if r.restore_s else "| not measured | ")
         lines.append(
             f"| {mb:.0f} MB, {r.sessions:,} sessions, {r.messages:,} messages "
             f"| {mb / r.backup_s:.2f} ({r.json_bytes / MB / r.raw_backup_s:.2f}) "
             f"| {r.backup_ratio:.2f} {'PASS' if r.backup_ratio >= BACKUP_GOAL else 'MISS'} "
+            f"({', '.join(f'{x:.2f}' for x in r.backup_ratios)}) "
             f"| {r.json_bytes / r.stored:.1f} ({r.json_bytes / r.raw_stored:.1f}) "
-            f"| {mb / r.restore_s:.2f} ({mb / r.raw_restore_s:.2f}) "
-            f"| {r.restore_ratio:.2f} {'PASS' if r.restore_ratio >= RESTORE_GOAL else 'MISS'} "
+            f"| {r.backup_worker_s:.1f} s, {mb / r.backup_worker_s:.2f} MB/s "
+            f"{restore}"
             f"| {r.backup_worker_peak_mib:.0f} MiB "
-            f"| {', '.join(f'{t} {p:.0f}' for t, p in r.restore_task_peaks_mib.items())} MiB |")
+            f"| {', '.join(f'{t} {p:.0f}' for t, p in r.restore_task_peaks_mib.items()) or '-'}"
+            f" MiB |")
     if len(results) > 1:
         small, large = results[0], results[-1]
         growth = large.backup_worker_peak_mib / small.backup_worker_peak_mib - 1
         task_growth = {t: large.restore_task_peaks_mib.get(t, 0) / p - 1
                        for t, p in small.restore_task_peaks_mib.items() if p}
         lines.append(f"\nmemory from {small.json_bytes / MB:.0f} to {large.json_bytes / MB:.0f} "
-                     f"MB: backup worker {growth:+.1%}; restore tasks " + ", ".join(
-                         f"{t} {g:+.1%}" for t, g in task_growth.items()))
+                     f"MB: backup worker {growth:+.1%}; restore tasks " + (", ".join(
+                         f"{t} {g:+.1%}" for t, g in task_growth.items()) or "not measured"))
+    for r in results:
+        if r.profile:
+            lines.append(f"\nprofile, backup worker ({r.json_bytes / MB:.0f} MB), top entries by "
+                         "own time:")
+            lines.extend(f"  {line}" for line in r.profile)
     return "\n".join(lines)
+
+
+def _parts(value: str) -> tuple[str, ...]:
+    parts = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = set(parts) - set(PARTS)
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"parts are {', '.join(PARTS)}")
+    return parts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,6 +475,14 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, action="append",
                         help="data set size in MB of Extended JSON (repeatable; default 100)")
+    parser.add_argument("--only", type=_parts, default=PARTS,
+                        help="comma-separated parts to run, of backup,restore (default both; "
+                             "the restore needs a backup, so it always runs one)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="backup pairs (raw, dataport) per size; the median is reported")
+    parser.add_argument("--profile", action="store_true",
+                        help="then one more backup per size with its worker under cProfile")
+    parser.add_argument("--profile-top", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     sizes = sorted(args.mb or [100.0])
@@ -381,12 +490,14 @@ def main(argv: list[str] | None = None) -> int:
     # every backup and restore of the run is the same user's: lift the hourly limits
     os.environ["BACKUP_RATE_LIMIT"] = os.environ["RESTORE_RATE_LIMIT"] = str(10**6)
     results: list[SizeResult] = []
+    print(f"load average at the start: {_load()}")
     with LocalStack() as stack:
         logger.setLevel(logging.WARNING)  # the handlers' INFO lines, one per request, go
         os.environ["BENCH_DEFAULT_DATABASE"] = os.environ["MONGODB_DATABASE"]
         _set_shards(1)
         for megabytes in sizes:
-            results.append(measure(stack, megabytes))
+            results.append(measure(stack, megabytes, parts=args.only, repeat=max(1, args.repeat),
+                                   profile_top=args.profile_top if args.profile else 0))
     table = render(results)
     print(f"{table}\nload average after the run: {_load()}")
     if args.json:

@@ -297,16 +297,21 @@ class Profiles:
             stats.add(run)
         path.parent.mkdir(parents=True, exist_ok=True)
         stats.dump_stats(path)
-        stats.sort_stats("tottime")
-        table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-        total = sum(entry[2] for entry in table.values())
-        lines = [_entry(table, function, total)
-                 for function in stats.fcn_list[:count]]  # type: ignore[attr-defined]
-        ours = sorted((f for f in table if "/dataport/dataport/" in f[0]),
-                      key=lambda f: table[f][3], reverse=True)
-        lines.append("dataport's own functions by cumulative time:")
-        lines.extend(_entry(table, function, total) for function in ours[:count])
-        return lines
+        return stats_top(stats, count)
+
+
+def stats_top(stats: pstats.Stats, count: int) -> list[str]:
+    """The top `count` entries by own time, then dataport's own functions by cumulative time."""
+    stats.sort_stats("tottime")
+    table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in table.values())
+    lines = [_entry(table, function, total)
+             for function in stats.fcn_list[:count]]  # type: ignore[attr-defined]
+    ours = sorted((f for f in table if "/dataport/dataport/" in f[0]),
+                  key=lambda f: table[f][3], reverse=True)
+    lines.append("dataport's own functions by cumulative time:")
+    lines.extend(_entry(table, function, total) for function in ours[:count])
+    return lines
 
 
 def _entry(table: dict[Any, Any], function: tuple[str, int, str], total: float) -> str:

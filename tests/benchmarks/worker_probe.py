@@ -4,12 +4,15 @@ Lambda would see it: `python -m tests.benchmarks.worker_probe < cursor.json`.
 The environment (endpoints, table names, MONGODB_URI...) is inherited from the benchmark, which
 runs the local stack; the answer on stdout is {"cursor": ..., "baseline_rss": ..., "peak_rss": ...,
 "seconds": ...}: RSS in bytes (baseline: after imports, before any work), seconds of run_shard
-itself (without the process's start and imports).
+itself (without the process's start and imports). With WORKER_PROFILE=<file>, run_shard runs under
+cProfile (its main thread) and the stats are written there (the peak then includes the profiler).
 """
 
 from __future__ import annotations
 
+import cProfile
 import json
+import os
 import sys
 import time
 
@@ -34,9 +37,19 @@ def _rss() -> int:
 def main() -> int:
     cursor = ShardCursor.model_validate_json(sys.stdin.read())
     baseline = _rss()
+    profile_to = os.environ.get("WORKER_PROFILE")
+    profile = cProfile.Profile() if profile_to else None
     started = time.perf_counter()
-    result = export.run_shard(cursor, lambda: BUDGET_MS)
+    if profile is not None:
+        profile.enable()
+    try:
+        result = export.run_shard(cursor, lambda: BUDGET_MS)
+    finally:
+        if profile is not None:
+            profile.disable()
     seconds = time.perf_counter() - started
+    if profile is not None and profile_to:
+        profile.dump_stats(profile_to)
     print(json.dumps({"cursor": result.wire(), "baseline_rss": baseline, "peak_rss": _rss(),
                       "seconds": seconds}))
     return 0

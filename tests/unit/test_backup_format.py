@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataport.backups.format import (
+    BLOCK_SIZE,
     DELETIONS_MEMBER,
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -190,6 +191,28 @@ def test_a_member_round_trips_and_describes_itself(docs: list[dict[str, Any]],
     assert zstandard.get_frame_parameters(data).has_checksum
 
     reader = MemberReader(io.BytesIO(data), _entry("messages/00001-00000.jsonl.zst", data,
+                                                    writer))
+    assert list(reader.documents()) == docs
+    assert reader.check() == stats
+
+
+def test_a_member_of_many_blocks_hashes_and_compresses_every_line_once() -> None:
+    docs = [session_doc(sessionId=f"s{i:05d}", summary="x" * (i % 700)) for i in range(1500)]
+    lines = b"".join(encode_line(doc) for doc in docs)
+    assert len(lines) > 3 * BLOCK_SIZE  # several blocks, the last one partly filled
+    pieces: list[bytes] = []
+    writer = MemberWriter(pieces.append)
+    for doc in docs:
+        writer.write(doc)
+    assert pieces  # blocks went out before the member closed
+    assert writer.bytes == len(lines)
+    stats = writer.close()
+    data = b"".join(pieces)
+
+    assert stats.sha256 == hashlib.sha256(lines).hexdigest()
+    assert stats.compressed_sha256 == hashlib.sha256(data).hexdigest()
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(data) == lines
+    reader = MemberReader(io.BytesIO(data), _entry("sessions/00001-00000.jsonl.zst", data,
                                                     writer))
     assert list(reader.documents()) == docs
     assert reader.check() == stats

@@ -176,3 +176,45 @@ def test_a_one_shard_jobs_flush_leaves_the_shard_row_to_the_last_report(
     assert calls == Counter({"Query": 2, "UpdateItem": 1}), calls
     assert connections.frames["a="][-1]["progress"]["current"] == 4
     assert [s["sk"] for s in store.shards(job_id)] == ["SHARD#00000"]
+
+
+def test_a_slow_control_plane_spaces_the_flushes_out(connections: FakeConnections,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    store, clock = JobStore(), Clock()
+    reporter, _ = _reporter(store, clock)
+    original = store.job_and_shards
+    flush_seconds = 0.01
+
+    def slow(job_id: str) -> Any:
+        clock.now += flush_seconds  # the flush's calls take this long
+        return original(job_id)
+
+    monkeypatch.setattr(store, "job_and_shards", slow)
+    clock.now += FLUSH_INTERVAL_MS / 2000
+    reporter.heartbeat()
+    assert reporter.flushes == 1
+    clock.now += FLUSH_INTERVAL_MS / 1000
+    reporter.heartbeat()  # a fast flush: the usual cadence
+    assert reporter.flushes == 2
+
+    flush_seconds = 0.15  # a loaded endpoint: the next one 9 x 0.15 s after this one ends
+    clock.now += FLUSH_INTERVAL_MS / 1000
+    reporter.heartbeat()
+    assert reporter.flushes == 3
+    clock.now += 1.3  # 1.3 s after it ended: a fast flush would have been due
+    reporter.heartbeat()
+    assert reporter.flushes == 3
+    clock.now += 0.1
+    reporter.heartbeat()
+    assert reporter.flushes == 4
+
+    flush_seconds = 0.5  # never more than two seconds between the starts of two flushes
+    clock.now += 1.4
+    reporter.heartbeat()
+    assert reporter.flushes == 5
+    clock.now += 1.45
+    reporter.heartbeat()
+    assert reporter.flushes == 5
+    clock.now += 0.1
+    reporter.heartbeat()
+    assert reporter.flushes == 6

@@ -19,7 +19,9 @@ flushes, which is the only time the loop touches the control plane:
 
 A worker that advances therefore reports about once a second, within the "at least one event every
 two seconds" of docs/progress.md, and writes at most three job-table items a second however fast
-it writes sessions.
+it writes sessions. When the control plane is slow (a flush of more than ~100 ms: a loaded
+endpoint), flushes space out so that they take about a tenth of the loop, never more than two
+seconds apart.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ from dataport.progress.publisher import publish_progress
 
 #: the most often one worker invocation writes progress (and checks for a cancel)
 FLUSH_INTERVAL_MS = 1000
+#: after a flush that took t seconds the next waits at least this many times t (flushes take at
+#: most about a tenth of the loop), and comes at most MAX_FLUSH_GAP_S after the last one began
+FLUSH_COST_FACTOR = 9
+MAX_FLUSH_GAP_S = 2.0
 
 
 class ShardReporter:
@@ -97,8 +103,25 @@ class ShardReporter:
         return self._report(self._bytes_before + self._bytes_written(), None)
 
     def _report(self, written: int, store: Callable[[Mapping[str, Any]], None] | None) -> Job:
-        self._due = self._clock() + self._interval
+        started = self._clock()
+        self._due = started + self._interval
         self.flushes += 1
+        try:
+            return self._flush_once(written, store)
+        finally:
+            self._slow_down(started)
+
+    def _slow_down(self, started: float) -> None:
+        """A slow control plane (a loaded DynamoDB endpoint: a flush of 250 ms instead of 15)
+        must not take a quarter of the loop: the next flush waits FLUSH_COST_FACTOR times this
+        one's duration, but never so long that subscribers go MAX_FLUSH_GAP_S without one."""
+        ended = self._clock()
+        spent = ended - started
+        self._due = max(self._due, min(ended + FLUSH_COST_FACTOR * spent,
+                                       started + MAX_FLUSH_GAP_S))
+
+    def _flush_once(self, written: int,
+                    store: Callable[[Mapping[str, Any]], None] | None) -> Job:
         job_id = self._job.job_id
         job, shards = self._store.job_and_shards(job_id)
         if job is None:
