@@ -1,5 +1,6 @@
-"""Instance restore tasks (restore.asl.json): plan the shards (one restore per user), begin a
-shard's rollback, sum the shards up, or record a failure; `action` says which."""
+"""Instance restore tasks (restore.asl.json): plan the shards (one restore per user), count a
+shard that ended in the progress, begin a shard's rollback, sum the shards up, or record a
+failure; `action` says which."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataport.workflows import restore_shards
 get_settings()  # at cold start: a missing variable fails here, named, not mid-request
 
 _ACTIONS = {"plan": restore_shards.plan, "plan_rollback": restore_shards.plan_rollback,
+            "shard_ended": restore_shards.shard_ended,
             "finalize": restore_shards.finalize, "failed": restore_shards.failed}
 
 

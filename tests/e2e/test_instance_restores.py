@@ -16,14 +16,19 @@ from pymongo.database import Database
 
 from dataport.backups.catalog import BackupCatalog
 from dataport.models.backups import BackupStatus
+from dataport.models.jobs import JobStatus
+from dataport.progress.events import ProgressEvent, SnapshotEvent, SucceededEvent
+from dataport.progress.throttle import MIN_INTERVAL_MS
 from dataport.source.collections import PROJECTS
 from dataport.source.mongo import Document
 from infrastructure.local import seed
+from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_db
 from tests.e2e.import_client import snapshot
 from tests.e2e.restore_client import Restorer, store_backup
 from tests.e2e.test_restores import add_session, content, diverge, forget, sessions_of
+from tests.fixtures.faults import RESTORE_SHARDS, spaced_shard_counts
 from tests.restores.backups import flip_byte, of_instance, of_user
 
 ADMIN = seed.DEMO_USER_ID
@@ -92,6 +97,33 @@ def test_an_instance_backup_restored_in_full_gives_every_user_their_data_and_rol
     assert snapshot(db) == before  # every user back exactly as before the restore
     assert {admin.job(shard)["status"] for shard in job["shards"]} <= {"rolled_back",
                                                                       "succeeded"}
+
+
+def test_an_instance_restore_counts_its_shards_over_the_websocket_as_they_end(
+        db: Database[Document], admin: Restorer, monkeypatch: pytest.MonkeyPatch) -> None:
+    users = users_of(db)
+    backup_id = store_backup(of_instance(db), ADMIN)
+    stack = admin.api.stack
+    # the shards run in parallel and may end within the throttle's 500 ms: their counts are
+    # spaced apart so that each is heard (the counting itself is the template's)
+    monkeypatch.setitem(stack.handler_overrides, RESTORE_SHARDS,
+                        spaced_shard_counts(MIN_INTERVAL_MS / 1000 + 0.1))
+    answer = admin.start(backupId=backup_id, target="instance", mode="merge")
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["jobId"]
+    with ProgressSocket(stack.ws_url, stack.token_for(ADMIN)) as socket:
+        socket.subscribe(job_id)
+        events = list(socket.follow(job_id, timeout=180))
+
+    restoring = [e.progress for e in events if isinstance(e, (ProgressEvent, SnapshotEvent))
+                 and e.progress.phase == "restoring"]
+    assert {p.total for p in restoring} == {len(users)}, restoring
+    counted = [p.current for p in restoring if p.current > 0]
+    assert counted == list(range(1, len(users) + 1)), restoring  # one by one, up to them all
+    end = events[-1]
+    assert isinstance(end, SucceededEvent), end
+    assert (end.progress.current, end.progress.total) == (len(users), len(users))
+    assert admin.job(job_id)["status"] == JobStatus.SUCCEEDED.value
 
 
 def test_a_merge_restore_of_an_instance_backup_keeps_what_users_made_since(

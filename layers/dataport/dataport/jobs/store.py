@@ -396,6 +396,39 @@ class JobStore:
         return self._change(job_id, Change.UPDATE, kinds={JobKind.RESTORE},
                             sets=_state_sets(RestoreState, {"shards": shards}))
 
+    def count_shard(self, job_id: str, phase: str, *, claim_at_ms: int | None = None,
+                    min_interval_ms: int = 0) -> Job | None:
+        """One more of a running instance restore's shards ended: `progress.current` + 1,
+        never past `progress.total`, only while its progress is in `phase` (None: refused).
+        With `claim_at_ms`, the same write claims the next event seq as `claim_progress` does
+        (refused when an event went out less than `min_interval_ms` before), so the count an
+        event shows is the one its seq was claimed with: counts rise with seq."""
+        sets = "SET progress.#current = progress.#current + :one, updated_at = :updated"
+        values: dict[str, Any] = {":one": 1, ":updated": utcnow().isoformat(),
+                                  ":running": JobStatus.RUNNING.value,
+                                  ":kind": JobKind.RESTORE.value, ":phase": phase}
+        condition = ("#status = :running AND #kind = :kind AND progress.#phase = :phase"
+                     " AND progress.#current < progress.#total")
+        if claim_at_ms is not None:
+            sets += ", progress_sent_at = :now ADD progress_seq :one"
+            values |= {":now": claim_at_ms, ":cutoff": claim_at_ms - min_interval_ms}
+            condition += (" AND (attribute_not_exists(progress_sent_at)"
+                          " OR progress_sent_at <= :cutoff)")
+        try:
+            answer = self.db.update_item(
+                TableName=self.table,
+                Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
+                UpdateExpression=sets, ConditionExpression=condition,
+                ExpressionAttributeNames={"#status": "status", "#kind": "kind",
+                                          "#phase": "phase", "#current": "current",
+                                          "#total": "total"},
+                ExpressionAttributeValues=to_item(values), ReturnValues="ALL_NEW")
+        except ClientError as error:
+            if is_conditional_failure(error):
+                return None
+            raise
+        return _job_from(from_item(answer["Attributes"]))
+
     def await_decision(self, job_id: str, task_token: str) -> Job:
         """running -> awaiting_decision, keeping the task token the decision will answer."""
         return self._change(job_id, Change.AWAIT_DECISION, sets={

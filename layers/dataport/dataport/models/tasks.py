@@ -103,7 +103,8 @@ class RestoreShardsTask(ApiModel):
     object per shard, its key ending with the shard's job id) and `mode` (restore, or
     rollback) for the Map's items."""
 
-    action: Literal["plan", "plan_rollback", "begin_rollback", "finalize", "failed"]
+    action: Literal["plan", "plan_rollback", "shard_ended", "begin_rollback", "finalize",
+                    "failed"]
     job_id: str
     mode: Literal["restore", "rollback"] = "restore"
     shard_list: ShardList | None = None

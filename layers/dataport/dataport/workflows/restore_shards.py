@@ -18,6 +18,9 @@ plan           the parent job started; the owners of the backup's projects (the 
                makes none twice, each with the password sealed again for its own id); one
                object per shard under `restores/<id>/shards/<child id>` for the Map to list.
 plan_rollback  the same list, for a rollback (POST /restores/{id}/rollback).
+shard_ended    one shard's restore ended (whichever way): the instance restore's progress
+               counts it (`progress.current` of `progress.total` shards), and its subscribers
+               hear it at most twice a second.
 begin_rollback one shard's rollback begun (a shard that wrote nothing is left as it is): its
                import step, which the Map hands to the import machine.
 finalize       the shards' outcomes summed up: succeeded when every shard did (a dry run: what
@@ -58,7 +61,8 @@ from dataport.models.jobs import Job, JobError, JobStatus, Progress
 from dataport.models.restores import BACKUP_FILENAME
 from dataport.models.tasks import ImportStep, RestoreShardsTask, ShardList
 from dataport.observability import logger
-from dataport.progress.publisher import publish_progress, publish_terminal
+from dataport.progress import throttle
+from dataport.progress.publisher import publish_claimed, publish_progress, publish_terminal
 from dataport.workflows import imports, restore_checks
 from dataport.workflows.failure import describe
 
@@ -66,6 +70,8 @@ from dataport.workflows.failure import describe
 MAX_CONCURRENT_SHARDS = 10
 #: the progress phase of a job being rolled back (api.imports shows the same)
 ROLLING_BACK = "rolling_back"
+#: the progress phase of an instance restore while its shards run (`current` of `total` ended)
+RESTORING = "restoring"
 #: the import pipeline's statuses a shard ends in, rolled back or not
 _ENDED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 #: what an instance restore's finalize ends it in
@@ -106,7 +112,7 @@ def plan(task: RestoreShardsTask) -> RestoreShardsTask:
         shard = _shard(store, job, owner)
         bucket.put(prefix + shard, json.dumps({"userId": owner}).encode(), {})
     store.update_restore(job.job_id, shards=len(owners))
-    publish_progress(job, Progress(phase="restoring", current=0, total=len(owners)),
+    publish_progress(job, Progress(phase=RESTORING, current=0, total=len(owners)),
                      record=True)
     logger.info("instance restore planned", extra={"job_id": job.job_id,
                                                     "shards": len(owners)})
@@ -152,6 +158,23 @@ def _shard(store: JobStore, job: Job, owner: str) -> str:
     except Conflict:
         logger.info("shard exists (a retried plan)", extra={"job_id": shard_id})
     return shard_id
+
+
+def shard_ended(task: RestoreShardsTask) -> RestoreShardsTask:
+    """A shard ended (`task.job_id` is its instance restore): one conditional write counts it
+    in the parent's progress and, when no event went out in the last 500 ms, claims the event
+    that tells it (published with no write of its own); else a second write counts it alone,
+    and a later shard's event, or the end, tells it. Progress is a courtesy: nothing here fails
+    the shard, and Finalize counts the shards from their own jobs whatever this counted."""
+    store = JobStore()
+    counted = store.count_shard(task.job_id, RESTORING, claim_at_ms=throttle.now_ms(),
+                                min_interval_ms=throttle.MIN_INTERVAL_MS)
+    if counted is not None:
+        publish_claimed(counted)
+    elif store.count_shard(task.job_id, RESTORING) is None:
+        logger.info("shard not counted (the restore is not restoring)",
+                    extra={"job_id": task.job_id})
+    return task
 
 
 def plan_rollback(task: RestoreShardsTask) -> RestoreShardsTask:
