@@ -32,8 +32,10 @@ way ClaudeLens ingest does (DATA-MODEL.md):
   (dataport.pricing) and `costComputedBy`; a model without a price leaves it out, reported as a
   `price_unknown` warning.
 - `summary` lines give the session its summary (the last one of a file, for the session the file
-  is named after) and are kept verbatim in the session's `claudeCode.summaries` (a file of
-  summary lines only has no session to keep them: they count as skipped); every other
+  is named after) and are kept verbatim in the session's `claudeCode.summaries`, with each
+  one's place (the number of stored lines of its file before it) in `claudeCode.summaryOrders`
+  when one was not at the top; the top ones a later part of a split file repeats are read once
+  (a file of summary lines only has no session to keep them: they count as skipped); every other
   type (`progress`, `file-history-snapshot`, `queue-operation`, anything new) is tolerated and
   counted in `ImportSource.skipped`, not imported (docs/imports.md says why).
 - a streamed reply (several lines with one `message.id`) stays one document per line (each line
