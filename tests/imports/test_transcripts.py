@@ -6,6 +6,7 @@ stack."""
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from datetime import timedelta
 from decimal import Decimal
@@ -315,3 +316,63 @@ def test_the_parts_of_a_split_file_continue_one_anothers_order() -> None:
     assert {m["uuid"]: m["claudeCode"]["order"]
             for m in kinds(again, RecordKind.MESSAGE)} == first
     assert sorted(first.values()) == list(range(12))
+
+
+#: a session whose file has summary lines at its top, between its lines and after its last
+SUMMARY_SID = "5a0e0000-0000-4000-8000-00000000beef"
+
+
+def summary_file() -> list[dict[str, Any]]:
+    def user(n: int) -> dict[str, Any]:
+        return {"parentUuid": f"su-{n - 1}" if n else None, "isSidechain": False,
+                "userType": "external", "cwd": "/w/demo", "sessionId": SUMMARY_SID,
+                "version": "1.0.98", "type": "user",
+                "message": {"role": "user", "content": f"step {n}"}, "uuid": f"su-{n}",
+                "timestamp": f"2025-08-02T04:52:{n:02d}.000Z"}
+
+    def summary(text: str, leaf: str) -> dict[str, Any]:
+        return {"type": "summary", "summary": text, "leafUuid": leaf}
+
+    return [summary("Top", "su-0"), user(0), user(1), summary("Middle 🐳", "su-1"),
+            summary("Middle again", "su-1"), user(2), user(3), summary("Last", "su-3")]
+
+
+def test_summary_lines_come_back_at_their_place_in_the_file() -> None:
+    lines = summary_file()
+    name = f"claude/projects/-w-demo/{SUMMARY_SID}.jsonl"
+    data = zip_bytes([(name, b"".join(json.dumps(line, ensure_ascii=False).encode() + b"\n"
+                                      for line in lines))])
+    records, issues = read(data, "claude.zip")
+    assert [i for i in issues if i.severity == "error"] == []
+    (session,) = kinds(records, RecordKind.SESSION)
+    # each summary's place: the number of stored lines before it (the top one at 0)
+    assert session["claudeCode"] == {"summaries": [lines[i] for i in (0, 3, 4, 7)],
+                                     "summaryOrders": [0, 2, 2, 4]}
+    assert session["summary"] == "Last"
+    path = f"projects/-w-demo/{SUMMARY_SID}.jsonl"
+    assert package_lines(export_of(records))[path] == lines
+    # split into parts, every part starts with the top summary; imported again, the parts
+    # give back each summary once, at its place
+    split = export_of(records, split=700)
+    parts = sorted(n for n in package_lines(split) if SUMMARY_SID in n)
+    assert len(parts) > 1
+    assert all(package_lines(split)[part][0] == lines[0] for part in parts)
+    again, issues = read(split, "export.zip")
+    assert [i for i in issues if i.severity == "error"] == []
+    (back,) = kinds(again, RecordKind.SESSION)
+    assert back["claudeCode"] == session["claudeCode"]
+    assert package_lines(export_of(again))[path] == lines
+
+
+def test_summary_lines_at_the_top_only_record_no_places() -> None:
+    """A file whose summaries all open it is stored as before places were kept (a session
+    imported then compares equal), and comes back the same."""
+    lines = [line for line in summary_file() if line.get("summary") != "Middle 🐳"
+             and line.get("summary") != "Middle again" and line.get("summary") != "Last"]
+    lines.insert(1, {**lines[0], "summary": "Top two"})
+    name = f"claude/projects/-w-demo/{SUMMARY_SID}.jsonl"
+    data = zip_bytes([(name, b"".join(json.dumps(line).encode() + b"\n" for line in lines))])
+    records, _ = read(data, "claude.zip")
+    (session,) = kinds(records, RecordKind.SESSION)
+    assert session["claudeCode"] == {"summaries": lines[:2]}
+    assert package_lines(export_of(records))[f"projects/-w-demo/{SUMMARY_SID}.jsonl"] == lines

@@ -73,3 +73,40 @@ def test_messages_without_a_place_are_written_in_time_order_beside_them() -> Non
     plain = {**line_message(99, 25), "uuid": "plain", "claudeCode": None}
     uuids = exported_uuids([*docs, plain])
     assert uuids == ["u-00000", "u-00001", "u-00002", "plain", "u-00003", "u-00004"]
+
+
+def summary_session(orders: list[int] | None) -> dict[str, Any]:
+    lines = [{"type": "summary", "summary": f"s{i}", "leafUuid": None} for i in range(3)]
+    kept: dict[str, Any] = {"summaries": lines}
+    if orders is not None:
+        kept["summaryOrders"] = orders
+    return session_doc(claudeCode=kept)
+
+
+def exported_lines(session: dict[str, Any], docs: list[dict[str, Any]]) -> list[str]:
+    """The session's file as uuids, a summary line as its text."""
+    sink = MemorySink()
+    writer = JsonlWriter(sink, context=CONTEXT, split_bytes=10**8)
+    writer.begin_session(project_doc(), session)
+    for doc in sorted(docs, key=lambda d: (d["timestamp"], d["uuid"])):
+        writer.write_message(doc)
+    writer.end_session()
+    (file,) = sink.files
+    return [line.get("uuid") or line["summary"]
+            for line in map(json.loads, file.text.splitlines())]
+
+
+def test_summary_lines_are_written_when_their_turn_comes() -> None:
+    # out of time order too: a summary waits for the line it preceded, not for a timestamp
+    docs = [line_message(order, (order // 20) * 60 + (19 - order % 20) * 2)
+            for order in range(200)]
+    written = exported_lines(summary_session([0, 150, 200]), docs)
+    assert written == ["s0", *(f"u-{o:05d}" for o in range(150)), "s1",
+                       *(f"u-{o:05d}" for o in range(150, 200)), "s2"]
+
+
+def test_summary_lines_without_a_place_open_the_file() -> None:
+    """A session imported before summary places were kept."""
+    docs = [line_message(order, order) for order in range(3)]
+    assert exported_lines(summary_session(None), docs) == [
+        "s0", "s1", "s2", "u-00000", "u-00001", "u-00002"]

@@ -26,14 +26,17 @@ only that long; the earliest held line is then written and the file goes on from
 without a place (ClaudeLens' own messages, stand-ins rebuilt from derived documents) are written
 as they leave the window.
 
-A session imported with its summary lines (`claudeCode.summaries`) starts its file with them,
-verbatim. Otherwise, when the session has a summary, every file of it starts with
-`{"type": "summary", "summary", "leafUuid": null}`: the leaf is the session's last message,
-unknown when a streamed file starts, so it stays null; summary lines are not counted as
-records. A session split at the split
-size (or continued by the next worker) is numbered by the packager (`<sessionId>-0001.jsonl`);
-the `sessionId` inside the lines is what ties the parts together. A session without messages
-writes no file.
+A session imported with its summary lines (`claudeCode.summaries`) gives them back verbatim, each
+at its place in the main file: before the line whose order `claudeCode.summaryOrders` names (the
+number of stored lines before it), after the file's last line when none comes, at the top when
+it has no place (0, or a session imported before places were kept). They come with the session,
+so holding them costs nothing more; every part of a split file starts with the top ones (an
+import drops those copies). Otherwise, when the session has a summary, every file of it starts
+with `{"type": "summary", "summary", "leafUuid": null}`: the leaf is the session's last
+message, unknown when a streamed file starts, so it stays null; summary lines are not counted
+as records. A session split at the split size (or continued by the next worker) is numbered by
+the packager (`<sessionId>-0001.jsonl`); the `sessionId` inside the lines is what ties the
+parts together. A session without messages writes no file.
 
 Derived tool documents (`<uuid>_tool_<i>`, `<uuid>_result_<i>`) are ClaudeLens' own and never
 become lines of their own when their block can be folded back:
@@ -162,6 +165,8 @@ class JsonlWriter(ExportWriter):
         self._orders: dict[str, _FileOrder] = {}
         self._held: dict[str, _Pending] = {}
         self._arrivals = 0
+        #: the session's summary lines below the top of its main file: (place, line), in order
+        self._summaries: list[tuple[int, bytes]] = []
 
     def begin_session(self, project: RawDocument, session: RawDocument) -> None:
         self._project, self._session = project, session
@@ -172,7 +177,7 @@ class JsonlWriter(ExportWriter):
         name = safe_segment(str(session.get("sessionId") or session.get("_id")),
                             fallback="session")
         self._folder, self._name = folder, name
-        self._header = _summary_header(session)
+        self._header, self._summaries = _summary_lines(session)
         self._files = {}
 
     def write_message(self, message: RawDocument) -> None:
@@ -185,6 +190,8 @@ class JsonlWriter(ExportWriter):
 
     def end_session(self) -> None:
         self._flush(until=None, everything=True)
+        if self._files:  # summary lines after the main file's last line
+            self._summaries_before(None)
         for file in self._files.values():
             file.close()
         self._files = {}
@@ -321,11 +328,22 @@ class JsonlWriter(ExportWriter):
 
     def _emit(self, entry: _Pending) -> None:
         assert self._name, "write_message outside a session"
+        if entry.order is not None and not entry.file:
+            self._summaries_before(entry.order)
         line = plain_json(entry.record) + b"\n"
         uuid = str(entry.record.get("uuid"))
         self._file_for(entry.file).write(lambda: line, label=f"line {uuid}")
         self._written.put(uuid, _Written(frozenset(entry.keys),
                                          bool(entry.record.get("isSidechain"))))
+
+    def _summaries_before(self, order: int | None) -> None:
+        """Write the summary lines whose place is at or before main-file line `order` (all of
+        them with None)."""
+        while self._summaries and (order is None or self._summaries[0][0] <= order):
+            self._write_summary(self._summaries.pop(0)[1])
+
+    def _write_summary(self, line: bytes) -> None:
+        self._file_for("").write(lambda: line, records=0, label="a summary line")
 
     def _file_for(self, relative: str) -> RollingFile:
         """The session's main file (""), or one of its sub-agent files, opened on first use."""
@@ -457,16 +475,31 @@ def _safe_file(relative: str | None) -> str:
     return (f"{_UP}/" if up else "") + "/".join(segments)
 
 
-def _summary_header(session: RawDocument) -> bytes:
-    """What every part of a session's main file starts with: its summary lines as imported,
-    else one line of its summary, else nothing."""
-    lines = claude_code(session).get("summaries")
+def _summary_lines(session: RawDocument) -> tuple[bytes, list[tuple[int, bytes]]]:
+    """What every part of a session's main file starts with (its summary lines as imported that
+    were at the top of their file, else one line of its summary, else nothing), and its summary
+    lines further down, by place (`claudeCode.summaryOrders`), in their order."""
+    kept = claude_code(session)
+    lines = kept.get("summaries")
     if isinstance(lines, list) and lines:
-        return b"".join(plain_json(line) + b"\n" for line in lines if isinstance(line, Mapping))
+        places = kept.get("summaryOrders")
+        places = places if isinstance(places, list) and len(places) == len(lines) else []
+        top, later = b"", []
+        for index, line in enumerate(lines):
+            if not isinstance(line, Mapping):
+                continue
+            place = places[index] if places else 0
+            data = plain_json(line) + b"\n"
+            if isinstance(place, int) and not isinstance(place, bool) and place > 0:
+                later.append((place, data))
+            else:
+                top += data
+        later.sort(key=lambda item: item[0])  # stable: lines of one place keep their order
+        return top, later
     summary = session.get("summary")
     if isinstance(summary, str) and summary:
-        return plain_json({"type": "summary", "summary": summary, "leafUuid": None}) + b"\n"
-    return b""
+        return plain_json({"type": "summary", "summary": summary, "leafUuid": None}) + b"\n", []
+    return b"", []
 
 
 def _blocks(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:

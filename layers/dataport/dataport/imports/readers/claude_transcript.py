@@ -32,8 +32,10 @@ way ClaudeLens ingest does (DATA-MODEL.md):
   (dataport.pricing) and `costComputedBy`; a model without a price leaves it out, reported as a
   `price_unknown` warning.
 - `summary` lines give the session its summary (the last one of a file, for the session the file
-  is named after) and are kept verbatim in the session's `claudeCode.summaries` (a file of
-  summary lines only has no session to keep them: they count as skipped); every other
+  is named after) and are kept verbatim in the session's `claudeCode.summaries`, with each
+  one's place (the number of stored lines of its file before it) in `claudeCode.summaryOrders`
+  when one was not at the top; the top ones a later part of a split file repeats are read once
+  (a file of summary lines only has no session to keep them: they count as skipped); every other
   type (`progress`, `file-history-snapshot`, `queue-operation`, anything new) is tolerated and
   counted in `ImportSource.skipped`, not imported (docs/imports.md says why).
 - a streamed reply (several lines with one `message.id`) stays one document per line (each line
@@ -427,6 +429,8 @@ class _Line:
     #: the documents of a message line with the JSON path of the block each derived one came from
     docs: list[tuple[dict[str, Any], str | None]]
     summary: str | None = None
+    #: a summary line's place: the number of stored lines of its file before it
+    order: int = 0
 
 
 @dataclass
@@ -516,7 +520,8 @@ class ClaudeTranscriptSource(ImportSource):
                 kind = record.get("type")
                 if kind == "summary":
                     summary = record.get("summary")
-                    yield _Line(number, record, [], summary if isinstance(summary, str) else None)
+                    yield _Line(number, record, [], summary if isinstance(summary, str) else None,
+                                order=numbered[logical])
                 elif kind in MESSAGE_LINES:
                     if isinstance(record.get("message"), Mapping):
                         docs = message_documents(record, hashed=hashed,
@@ -556,14 +561,26 @@ class ClaudeTranscriptSource(ImportSource):
         """First pass over a folder: every session's totals, the cwds, the Claude version."""
         totals = _FolderTotals()
         quiet = Reporter.quiet()
+        orders: Counter[str] = Counter()  # numbered as the second pass numbers them
+        #: a file's summary lines at its top, which every part of a split file repeats
+        heads: dict[str, list[dict[str, Any]]] = {}
         for member in plan.files:
+            name = member.name if member else self.filename
+            logical = unnumbered(name)
+            continued = logical in heads
+            repeated = list(heads.get(logical, []))
             file_sessions: list[str] = []
             summary: str | None = None
             summary_lines: list[dict[str, Any]] = []
-            for line in self._lines(archive, member, quiet, hashed=False):
+            summary_orders: list[int] = []
+            for line in self._lines(archive, member, quiet, hashed=False, orders=orders):
                 if not line.docs:
+                    if not file_sessions and repeated and line.record == repeated[0]:
+                        repeated.pop(0)  # a later part's copy of the file's top lines
+                        continue
                     summary = line.summary or summary
                     summary_lines.append(line.record)
+                    summary_orders.append(line.order)
                     continue
                 cwd = line.record.get("cwd")
                 if (isinstance(cwd, str) and cwd and cwd not in totals.cwds
@@ -580,7 +597,9 @@ class ClaudeTranscriptSource(ImportSource):
                     if session_id not in file_sessions:
                         file_sessions.append(session_id)
                     totals.sessions[session_id].add(doc)
-            name = member.name if member else self.filename
+            if not continued:
+                heads[logical] = [record for record, order in zip(summary_lines, summary_orders,
+                                                                  strict=True) if order == 0]
             if summary_lines and file_sessions and subagent_file(name, {}) is None:
                 stem = PurePosixPath(name).stem
                 part = _PART.fullmatch(stem)
@@ -588,7 +607,10 @@ class ClaudeTranscriptSource(ImportSource):
                               if s in file_sessions), None)
                 session = totals.sessions[named or file_sessions[0]]
                 session.summary = summary or session.summary
-                session.summary_lines = summary_lines
+                if not continued:  # a later part of a split file adds to the first one's
+                    session.summary_lines, session.summary_orders = [], []
+                session.summary_lines += summary_lines
+                session.summary_orders += summary_orders
         return totals
 
     def _folder(self, archive: SafeZip | None, plan: FolderPlan, reporter: Reporter,

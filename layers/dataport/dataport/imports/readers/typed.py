@@ -156,6 +156,8 @@ class SessionTotals:
         self.summary: str | None = None
         #: a transcript's summary lines, verbatim (kept in the session's claudeCode.summaries)
         self.summary_lines: list[dict[str, Any]] = []
+        #: each summary line's place: the number of stored lines of its file before it
+        self.summary_orders: list[int] = []
         self._responses: BoundedMemo[str, tuple[Decimal, int, int]] = BoundedMemo(RECENT_RESPONSES)
 
     def add(self, doc: Mapping[str, Any]) -> None:
@@ -209,4 +211,6 @@ class SessionTotals:
             doc["summary"] = self.summary
         if self.summary_lines:
             doc[CLAUDE_CODE] = {"summaries": self.summary_lines}
+            if any(self.summary_orders):  # recorded only when one was not at the top
+                doc[CLAUDE_CODE]["summaryOrders"] = self.summary_orders
         return doc
