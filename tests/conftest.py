@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.mongo",
     "tests.fixtures.stack",
+    "tests.e2e.api_client",  # intruder
 ]

@@ -132,6 +132,13 @@ def seeded_dataset(name: str, **options: Any) -> Any:
     return dataset
 
 
+@pytest.fixture
+def intruder(api: Api, dataset: seed.SeedSummary) -> Api:
+    """Another seeded user, for isolation tests: `api` and `dataset` are the requesting
+    module's own fixtures (this one is shared through tests/conftest.py)."""
+    return Api(api.stack, next(u.user_id for u in dataset.users if u.user_id != api.user_id))
+
+
 @contextmanager
 def seeded_db(monkeypatch: pytest.MonkeyPatch, stack: LocalStack, prefix: str,
               **options: Any) -> Iterator[Database[Document]]:

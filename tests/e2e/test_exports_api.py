@@ -33,10 +33,6 @@ def api(fresh_stack: LocalStack, dataset: seed.SeedSummary) -> Api:
     return Api(fresh_stack, seed.DEMO_USER_ID)
 
 
-@pytest.fixture
-def intruder(api: Api, dataset: seed.SeedSummary) -> Api:
-    return Api(api.stack, next(u.user_id for u in dataset.users if u.user_id != api.user_id))
-
 
 def _history(api: Api) -> list[dict[str, object]]:
     answer = api.request("GET", "/exports", params={"limit": 100})

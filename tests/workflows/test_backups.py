@@ -48,10 +48,6 @@ def admin(api: Api) -> Api:
     return Api(api.stack, api.user_id, admin=True)
 
 
-@pytest.fixture
-def intruder(api: Api, dataset: seed.SeedSummary) -> Api:
-    return Api(api.stack, next(u.user_id for u in dataset.users if u.user_id != api.user_id))
-
 
 def _db(stack: LocalStack) -> Any:
     return connect(stack.mongo_uri, DB_NAME)
