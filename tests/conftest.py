@@ -5,5 +5,5 @@ pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.mongo",
     "tests.fixtures.stack",
-    "tests.e2e.api_client",  # intruder
+    "tests.e2e.api_client",  # api, intruder
 ]

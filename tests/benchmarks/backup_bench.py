@@ -81,6 +81,7 @@ from tests.benchmarks.ratios import (
     _load,
     _set_shards,
     _use_database,
+    parts_of,
     stats_top,
     workers_in_processes,
 )
@@ -462,20 +463,12 @@ def render(results: list[SizeResult]) -> str:
     return "\n".join(lines)
 
 
-def _parts(value: str) -> tuple[str, ...]:
-    parts = tuple(part.strip() for part in value.split(",") if part.strip())
-    unknown = set(parts) - set(PARTS)
-    if unknown or not parts:
-        raise argparse.ArgumentTypeError(f"parts are {', '.join(PARTS)}")
-    return parts
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, action="append",
                         help="data set size in MB of Extended JSON (repeatable; default 100)")
-    parser.add_argument("--only", type=_parts, default=PARTS,
+    parser.add_argument("--only", type=parts_of(PARTS), default=PARTS,
                         help="comma-separated parts to run, of backup,restore (default both; "
                              "the restore needs a backup, so it always runs one)")
     parser.add_argument("--repeat", type=int, default=1,

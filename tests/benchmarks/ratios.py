@@ -835,12 +835,14 @@ def render(report: Report) -> str:
 PARTS = ("exports", "workers", "import")
 
 
-def _parts(value: str) -> tuple[str, ...]:
-    parts = tuple(part.strip() for part in value.split(",") if part.strip())
-    unknown = set(parts) - set(PARTS)
-    if unknown or not parts:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(PARTS)}")
-    return parts
+def parts_of(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    """An `--only` argument's type: comma-separated names, each one of `choices`."""
+    def parse(value: str) -> tuple[str, ...]:
+        parts = tuple(part.strip() for part in value.split(",") if part.strip())
+        if not parts or set(parts) - set(choices):
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}")
+        return parts
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -854,7 +856,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="then profile the workers (one more export per format, one import)")
     parser.add_argument("--profile-top", type=int, default=5)
-    parser.add_argument("--only", type=_parts, default=PARTS,
+    parser.add_argument("--only", type=parts_of(PARTS), default=PARTS,
                         help="comma-separated parts to run, of " + ",".join(PARTS)
                         + " (default: all; --profile profiles the exports, and the import "
                         "when it is one of them)")

@@ -132,10 +132,16 @@ def seeded_dataset(name: str, **options: Any) -> Any:
     return dataset
 
 
+# Shared through tests/conftest.py; `dataset` is the requesting module's own (seeded_dataset).
+@pytest.fixture
+def api(fresh_stack: LocalStack, dataset: seed.SeedSummary) -> Api:
+    """The demo user's client, over the module's seeded data."""
+    return Api(fresh_stack, seed.DEMO_USER_ID)
+
+
 @pytest.fixture
 def intruder(api: Api, dataset: seed.SeedSummary) -> Api:
-    """Another seeded user, for isolation tests: `api` and `dataset` are the requesting
-    module's own fixtures (this one is shared through tests/conftest.py)."""
+    """Another seeded user, for isolation tests."""
     return Api(api.stack, next(u.user_id for u in dataset.users if u.user_id != api.user_id))
 
 

@@ -3,7 +3,6 @@ format and a duration; nothing started, nothing counted against the rate limit."
 
 from __future__ import annotations
 
-import pytest
 from bson import ObjectId
 
 from dataport.models.exports import ExportFormat
@@ -11,7 +10,6 @@ from dataport.packaging import estimate
 from dataport.source.collections import PROJECTS
 from dataport.source.mongo import connect
 from infrastructure.local import seed
-from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_dataset
 
 DB_NAME = "dataport_estimate_tests"
@@ -19,10 +17,6 @@ DB_NAME = "dataport_estimate_tests"
 
 dataset = seeded_dataset(DB_NAME, sessions_per_project=2)
 
-
-@pytest.fixture
-def api(fresh_stack: LocalStack, dataset: seed.SeedSummary) -> Api:
-    return Api(fresh_stack, seed.DEMO_USER_ID)
 
 
 def test_the_estimate_counts_what_the_export_then_holds(api: Api) -> None:

@@ -18,7 +18,6 @@ from dataport.jobs import keys
 from dataport.jobs.dynamo import to_item
 from dataport.jobs.store import JobStore
 from dataport.settings import get_settings
-from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_dataset
 
@@ -27,10 +26,6 @@ DB_NAME = "dataport_api_tests"
 
 dataset = seeded_dataset(DB_NAME, sessions_per_project=2)
 
-
-@pytest.fixture
-def api(fresh_stack: LocalStack, dataset: seed.SeedSummary) -> Api:
-    return Api(fresh_stack, seed.DEMO_USER_ID)
 
 
 

@@ -47,10 +47,6 @@ TERMINAL = (SucceededEvent, FailedEvent, CancelledEvent)
 dataset = seeded_dataset(DB_NAME, sessions_per_project=4)
 
 
-@pytest.fixture
-def api(fresh_stack: LocalStack, dataset: seed.SeedSummary) -> Api:
-    return Api(fresh_stack, seed.DEMO_USER_ID)
-
 
 @pytest.fixture
 def other_user(dataset: seed.SeedSummary) -> str:

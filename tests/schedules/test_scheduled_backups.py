@@ -19,8 +19,6 @@ import requests
 from dataport.backups.format import BackupContainer, PasswordRequired
 from dataport.settings import get_settings
 from dataport.workflows.export import write_session
-from infrastructure.local import seed
-from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_dataset
 from tests.e2e.restore_client import Restorer
 from tests.fixtures.faults import EXPORT_WORKER, export_worker
@@ -32,10 +30,6 @@ DB_NAME = "dataport_scheduled_backups"
 
 dataset = seeded_dataset(DB_NAME, sessions_per_project=2)
 
-
-@pytest.fixture
-def api(fresh_stack: LocalStack, dataset: seed.SeedSummary) -> Api:
-    return Api(fresh_stack, seed.DEMO_USER_ID)
 
 
 def _backup(api: Api, backup_id: str, timeout: float = 90) -> dict[str, Any]:

@@ -22,9 +22,7 @@ from dataport.progress.events import (
     SucceededEvent,
 )
 from dataport.settings import get_settings
-from infrastructure.local import seed
 from infrastructure.local.progress_client import ProgressSocket
-from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_dataset
 from tests.infrastructure.iam import assert_calls_allowed
 from tests.workflows.test_backups import Stored, _flip_member_byte, _object_key, backup, download
@@ -34,10 +32,6 @@ VERIFIER = "BackupVerifyFunction"
 
 dataset = seeded_dataset(DB_NAME, sessions_per_project=3)
 
-
-@pytest.fixture
-def api(fresh_stack: LocalStack, dataset: seed.SeedSummary) -> Api:
-    return Api(fresh_stack, seed.DEMO_USER_ID)
 
 
 

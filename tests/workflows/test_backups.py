@@ -24,7 +24,6 @@ from dataport.settings import get_settings
 from dataport.source.collections import message_collections
 from dataport.source.mongo import connect
 from dataport.workflows.export import write_session
-from infrastructure.local import seed
 from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, bucket_leftovers, seeded_dataset
@@ -37,10 +36,6 @@ TERMINAL = {"completed", "failed", "corrupted", "expired"}
 
 dataset = seeded_dataset(DB_NAME, sessions_per_project=3)
 
-
-@pytest.fixture
-def api(fresh_stack: LocalStack, dataset: seed.SeedSummary) -> Api:
-    return Api(fresh_stack, seed.DEMO_USER_ID)
 
 
 @pytest.fixture

@@ -67,10 +67,6 @@ def _inflate_messages(stack: LocalStack, user_id: str) -> None:
         db.client.close()
 
 
-@pytest.fixture
-def api(fresh_stack: LocalStack, dataset: seed.SeedSummary) -> Api:
-    return Api(fresh_stack, seed.DEMO_USER_ID)
-
 
 def _7z(*args: str) -> subprocess.CompletedProcess[str]:
     """7-Zip with no terminal: asked for a password it has none (stdin is empty)."""

@@ -54,10 +54,6 @@ class Owned:
 dataset = seeded_dataset(DB_NAME, sessions_per_project=4)
 
 
-@pytest.fixture
-def api(fresh_stack: LocalStack, dataset: seed.SeedSummary) -> Api:
-    return Api(fresh_stack, seed.DEMO_USER_ID)
-
 
 @pytest.fixture
 def owned(api: Api) -> Owned:
