@@ -47,6 +47,32 @@ def fixture_lines(fixture: str) -> list[Line]:
     return lines
 
 
+def threaded(lines: list[Line]) -> set[str]:
+    """The uuids of lines of types never imported (progress, ...) that a line of a kept type
+    names as its parent (parentUuid, logicalParentUuid), directly or through other such lines:
+    the import keeps them so the thread does not break (docs/imports.md). Worked out here
+    from the whole fixture, independently of the reader's bounded memory."""
+    others = {line.record["uuid"]: line.record for line in lines
+              if line.record.get("type") not in KEPT and isinstance(line.record.get("uuid"), str)}
+    found: set[str] = set()
+    for line in lines:
+        if line.record.get("type") not in KEPT:
+            continue
+        for name in ("parentUuid", "logicalParentUuid"):
+            link = line.record.get(name)
+            while isinstance(link, str) and link in others and link not in found:
+                found.add(link)
+                link = others[link].get("parentUuid")
+    return found
+
+
+def kept(lines: list[Line]) -> list[Line]:
+    """The lines an import stores (kept types, and the lines their thread runs through)."""
+    through = threaded(lines)
+    return [line for line in lines
+            if line.record.get("type") in KEPT or line.record.get("uuid") in through]
+
+
 def upload(fixtures: list[str]) -> bytes:
     """The fixtures as one zipped `~/.claude/projects` tree."""
     entries = []
@@ -98,10 +124,8 @@ def compare(originals: list[Line], exported: dict[str, list[dict[str, Any]]]) ->
                  for path, lines in exported.items()}
     summary_seen: Counter[str] = Counter()
     order: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for line in originals:
+    for line in kept(originals):
         record = line.record
-        if record.get("type") not in KEPT:
-            continue
         result.lines[line.fixture] += 1
         result.keys[line.fixture] += len(record)
         if record.get("type") == "summary":

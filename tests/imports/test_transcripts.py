@@ -35,6 +35,7 @@ from tests.imports.fidelity import (
     ROOT,
     compare,
     fixture_lines,
+    kept,
     package_lines,
     upload,
 )
@@ -49,6 +50,7 @@ SESSIONS = {
     "claude-code-log-2.1.173-subagents": {"55550000-0000-4000-8000-000000000001"},
     "claude-code-viewer-1.0.98": {"fe5e1c67-53e7-4862-81ae-d0e013e3270b"},
     "claude-code-viewer-2.0.28-agent-file": {"5c0375b4-57a5-4f26-b12d-d022ee4e51b7"},
+    "session-share-2.1.14-thinking": {"4b2030ed-5563-49ea-b703-6a002f2d3cc8"},
 }
 
 
@@ -95,14 +97,21 @@ def test_every_key_of_every_kept_line_comes_back_in_its_file(fixture: str) -> No
     assert fidelity.lines[fixture] == fidelity.found[fixture] > 0
     assert fidelity.share() == 1.0
     # nothing but the fixture's own files: sub-agent files where they were, no file merged
-    assert set(exported) == {line.path for line in fixture_lines(fixture)
-                             if line.record.get("type") in {"user", "assistant", "system"}}
+    stored = [line for line in kept(fixture_lines(fixture))
+              if line.record.get("type") != "summary"]
+    assert set(exported) == {line.path for line in stored}
     # each file's lines in the order Claude Code wrote them, not in time order (1.0.98 has
     # lines of one millisecond, 2.0.46 a sub-agent line written before an earlier one)
     for path, lines in exported.items():
         assert [line.get("uuid") for line in lines if line.get("type") != "summary"] == [
-            line.record["uuid"] for line in fixture_lines(fixture)
-            if line.path == path and line.record.get("type") != "summary"]
+            line.record["uuid"] for line in stored if line.path == path]
+        # the thread is unbroken: a parent missing from the exported file was missing from the
+        # original too (the fixtures' authors trimmed some), never a line the import skipped
+        written = {line.get("uuid") for line in lines}
+        everything = {line.record.get("uuid") for line in fixture_lines(fixture)
+                      if line.path == path}
+        assert {line.get("parentUuid") for line in lines} - written - {None} <= \
+            {line.record.get("parentUuid") for line in stored if line.path == path} - everything
 
     # the export, imported again, gives exactly the documents the first import stored
     again, issues = read(export_of(records), "export.zip")
@@ -260,7 +269,7 @@ def test_an_exported_copy_is_a_consistent_transcript() -> None:
     written = {line["uuid"] for lines in exported.values() for line in lines if "uuid" in line}
     # lines the fixtures' authors trimmed away are named by none of the fixture's lines' copies
     trimmed = {copy_id(key, owner, line.record[name]) for fixture in FIXTURES
-               for line in fixture_lines(fixture) for name in TRANSCRIPT_UUID_KEYS[1:]
+               for line in kept(fixture_lines(fixture)) for name in TRANSCRIPT_UUID_KEYS[1:]
                if isinstance(line.record.get(name), str) and line.record[name] not in originals}
     assert len(trimmed) == 3
     named = 0

@@ -30,6 +30,7 @@ EXPECTED = {
     "claude-code-log-2.1.173-subagents": (0, 0),
     "claude-code-viewer-1.0.98": (0, 1),
     "claude-code-viewer-2.0.28-agent-file": (0, 0),
+    "session-share-2.1.14-thinking": (0, 0),
 }
 _PDF_LABEL = re.compile(r"^(USER|ASSISTANT|CONTEXT|CONVERSATION SUMMARY|TOOL RESULT|TOOL CALL) "
                         r"\d{4}-\d\d-\d\d ", re.MULTILINE)
@@ -69,9 +70,19 @@ def test_markdown_of_real_transcripts_labels_claude_codes_lines(fixture: str) ->
     for message in metas:
         (body,) = [b for h, b in shown if h == "Context" and first_words(message) in b]
         assert body.startswith(f"<details><summary>{CONTEXT_NOTE}</summary>")
+    contexts = [b for h, b in shown if h == "Context"]
     for message in (m for m in messages if m["type"] == "system"):
-        (body,) = [b for h, b in shown if h == "Context" and first_words(message) in b]
-        subtype = message["claudeCode"]["fields"]["subtype"].replace("_", " ")
+        fields = message["claudeCode"]["fields"]
+        if not first_words(message):  # a status line without text (turn duration): a heading
+            continue
+        (body,) = [b for b in contexts if first_words(message) in b]
+        if "type" in fields:  # a progress line kept for the thread, labelled as what it was
+            what = fields["data"]["type"].replace("_", " ")
+            assert body.startswith(f"<details><summary>Claude Code {fields['type']} line "
+                                   f"({what}), kept because the conversation's thread runs "
+                                   "through it, not part of the conversation</summary>")
+            continue
+        subtype = fields["subtype"].replace("_", " ")
         assert body.startswith(f"<details><summary>Claude Code status note ({subtype}), not "
                                "part of the conversation</summary>")
     users = [m for m in messages if m["type"] == "user" and derived_ref(m["uuid"]) is None
@@ -82,7 +93,8 @@ def test_markdown_of_real_transcripts_labels_claude_codes_lines(fixture: str) ->
 
 
 @pytest.mark.parametrize("fixture", ["claude-code-log-2.1.0-compact",
-                                     "claude-code-viewer-1.0.98"])
+                                     "claude-code-viewer-1.0.98",
+                                     "session-share-2.1.14-thinking"])
 def test_pdf_of_real_transcripts_labels_claude_codes_lines(fixture: str) -> None:
     records, messages = stored(fixture)
     sink = MemorySink()
@@ -96,7 +108,7 @@ def test_pdf_of_real_transcripts_labels_claude_codes_lines(fixture: str) -> None
                 for i, m in enumerate(starts)]
     flagged = [m for m in messages if m["type"] == "user"
                and (is_compact_summary(m) or is_meta(m))]
-    assert flagged
+    assert flagged or fixture == "session-share-2.1.14-thinking"
     for message in flagged:
         words = first_words(message)[:40]
         label = "CONVERSATION SUMMARY" if is_compact_summary(message) else "CONTEXT"
@@ -104,7 +116,8 @@ def test_pdf_of_real_transcripts_labels_claude_codes_lines(fixture: str) -> None
         assert holding == [label], (words, holding)
         (body,) = [b for name, b in sections if words in b]
         assert "not typed by the user" in body
-    for message in (m for m in messages if m["type"] == "system"):
+    for message in (m for m in messages if m["type"] == "system" and first_words(m)):
         (body,) = [b for name, b in sections if name == "CONTEXT"
                    and first_words(message) in b]
-        assert "Claude Code status note" in body
+        kept_line = "type" in message["claudeCode"]["fields"]
+        assert ("Claude Code progress line" if kept_line else "Claude Code status note") in body

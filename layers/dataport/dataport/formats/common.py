@@ -354,6 +354,14 @@ def context_note(message: RawDocument, added: str) -> str:
     user's turn, the kind of note for one of its status lines (`system`, by its subtype)."""
     if message.get("type") != SYSTEM_TYPE:
         return added
+    line_type = transcript_field(message, "type")
+    if isinstance(line_type, str) and line_type != SYSTEM_TYPE:
+        # a line of a type the import skips, kept because the thread runs through it
+        data = transcript_field(message, "data")
+        what = data.get("type") if isinstance(data, Mapping) else None
+        kind = f" ({what.replace('_', ' ')})" if isinstance(what, str) and what else ""
+        return (f"Claude Code {line_type.replace('_', ' ')} line{kind}, kept because the "
+                f"conversation's thread runs through it, not part of the conversation")
     subtype = transcript_field(message, "subtype")
     kind = f" ({subtype.replace('_', ' ')})" if isinstance(subtype, str) and subtype else ""
     return f"Claude Code status note{kind}, not part of the conversation"

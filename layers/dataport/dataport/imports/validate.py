@@ -539,9 +539,12 @@ def validate(source: ImportSource | Opener, filename: str | None = None,
     skipped = sum(source.skipped.values())
     if skipped:
         kinds = ", ".join(f"{count} {kind}" for kind, count in source.skipped.most_common())
+        kept = ", ".join(f"{count} {kind}" for kind, count in source.kept.most_common())
         collector.add(issue(IssueCode.SKIPPED_RECORDS,
                             f"{skipped} records of types dataport does not import were skipped "
-                            f"({kinds})", file=source.filename, severity="warning"))
+                            f"({kinds})" + (f"; kept as messages because a message's thread "
+                                            f"runs through them: {kept}" if kept else ""),
+                            file=source.filename, severity="warning"))
     if not any(checker.counts.values()) and collector.errors_total == 0:
         collector.add(issue(IssueCode.NO_RECORDS,
                             f"{source.filename} holds no project, session or message to import",

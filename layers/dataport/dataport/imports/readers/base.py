@@ -44,6 +44,9 @@ class Reporter:
         self._quiet = quiet
         #: record types tolerated but not imported (summary lines are used, not counted)
         self.skipped: Counter[str] = Counter()
+        #: records of those types imported all the same, by type (a transcript's progress
+        #: lines a message names as its parent, kept for the thread)
+        self.kept: Counter[str] = Counter()
 
     @classmethod
     def quiet(cls) -> Reporter:
@@ -83,10 +86,13 @@ class ImportSource(abc.ABC):
         self.password = password  # an encrypted zip's
         #: tolerated, not imported, by record type, for the last pass
         self.skipped: Counter[str] = Counter()
+        #: of those types, imported all the same (Reporter.kept), for the last pass
+        self.kept: Counter[str] = Counter()
 
     def records(self, on_issue: IssueCallback | None = None) -> Iterator[ImportRecord]:
         reporter = Reporter(on_issue)
         self.skipped = reporter.skipped
+        self.kept = reporter.kept
         try:
             yield from self._records(reporter)
         except BadInput as exc:

@@ -37,7 +37,13 @@ way ClaudeLens ingest does (DATA-MODEL.md):
   when one was not at the top; the top ones a later part of a split file repeats are read once
   (a file of summary lines only has no session to keep them: they count as skipped); every other
   type (`progress`, `file-history-snapshot`, `queue-operation`, anything new) is tolerated and
-  counted in `ImportSource.skipped`, not imported (docs/imports.md says why).
+  counted in `ImportSource.skipped`, not imported (docs/imports.md says why), except the lines a
+  stored line's thread runs through: a line of a skipped type whose uuid a stored line names as
+  its `parentUuid` (or `logicalParentUuid`), directly or through other such lines (Claude Code
+  2.1 chains hook progress into the thread), is kept as a `system` message whose line keeps its
+  own type (`claudeCode.fields.type`), so the jsonl export gives back an unbroken chain; it is
+  counted in `ImportSource.kept`, not in `skipped`. The folder's first pass learns which (a
+  bounded memory of the last `REMEMBERED_SKIPPED` skipped lines: uuid, parent, session, time).
 - a streamed reply (several lines with one `message.id`) stays one document per line (each line
   has its own uuid); the session counts its usage and cost once.
 
@@ -55,7 +61,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -99,6 +105,12 @@ MAPPED_KEYS = frozenset({"uuid", "sessionId", "type", "timestamp", "parentUuid",
                          "content"})
 #: the folder of a session's sub-agent files, next to its main file
 SUBAGENTS = "subagents"
+#: the keys by which a line names the line before it in its thread (Claude Code's resume walks
+#: parentUuid from the leaf; logicalParentUuid bridges a compaction)
+THREAD_KEYS = ("parentUuid", "logicalParentUuid")
+#: skipped lines remembered per folder by the first pass (uuid, parent, session, time: ~200
+#: bytes each), for a later stored line to name; an older one it names stays skipped
+REMEMBERED_SKIPPED = 16_384
 _PART = re.compile(r"(?P<stem>.+)-\d{4}")
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
 #: distinct cwds remembered per folder to find the project path
@@ -227,20 +239,37 @@ def system_document(record: Mapping[str, Any], *, hashed: bool = True, file: str
                     order: int | None = None) -> dict[str, Any]:
     """The message of a `system` line: its ids, time, thread and Claude Code's metadata as a
     user line's are, its `content` (the note's text) as the display text; everything else
-    (subtype, level, compactMetadata, logicalParentUuid, ...) verbatim in claudeCode.fields."""
+    (subtype, level, compactMetadata, logicalParentUuid, ...) verbatim in claudeCode.fields.
+    A line of a skipped type kept for the thread (a `progress` line a message names as its
+    parent) is stored the same way as a `system` message; its own `type` is then kept in
+    claudeCode.fields (the stored one would not give it back) and its display text says what
+    it was (`thread_line_text`)."""
     doc: dict[str, Any] = {name: record[name] for name in ("uuid", "sessionId")}
-    doc["type"] = record["type"]  # the line's own value, so claudeCode need not repeat it
+    # a system line's own value, so claudeCode need not repeat it; another type is kept there
+    doc["type"] = record["type"] if record["type"] == SYSTEM_TYPE else SYSTEM_TYPE
     doc["timestamp"] = record["timestamp"]
     doc["parentUuid"] = record.get("parentUuid")
     doc["isSidechain"] = record.get("isSidechain", False)
     doc.update({name: record[name] for name in META if record.get(name) is not None})
     if isinstance(record.get("content"), str):
         doc["content"] = record["content"]
+    elif record.get("type") != SYSTEM_TYPE:
+        doc["content"] = thread_line_text(record)
     coerce(RecordKind.MESSAGE, doc)
     doc[CLAUDE_CODE] = line_keys(record, doc, file, order)
     if hashed:
         finish_message(doc)
     return doc
+
+
+def thread_line_text(record: Mapping[str, Any]) -> str:
+    """The display text of a skipped-type line kept for the thread: its type and what its
+    `data` says it is (`progress · hook_progress · SessionStart:startup`)."""
+    data = record.get("data")
+    parts = [str(record.get("type"))]
+    if isinstance(data, Mapping):
+        parts += [str(data[name]) for name in ("type", "hookName") if isinstance(data.get(name), str)]
+    return " · ".join(parts)
 
 
 def _price(doc: dict[str, Any], body: Mapping[str, Any]) -> None:
@@ -440,6 +469,56 @@ class _FolderTotals:
     version: str | None = None
 
 
+@dataclass(frozen=True)
+class _Skipped:
+    """What the first pass remembers of a skipped line: its thread, and enough to count it in
+    its session's totals should a stored line name it."""
+
+    parent: str | None
+    session_id: object
+    timestamp: object
+    file: str
+    number: int
+
+
+@dataclass
+class _Threads:
+    """The skipped lines a folder's stored lines run their thread through. The first pass
+    remembers the last REMEMBERED_SKIPPED skipped lines (`skipped`) and, when a stored line
+    names one (THREAD_KEYS), marks it and the skipped lines it names in turn as `needed`; the
+    second pass keeps the needed ones that can be messages (`storable_system_line`)."""
+
+    recent: OrderedDict[str, _Skipped] = field(default_factory=OrderedDict)
+    needed: set[str] = field(default_factory=set)
+    #: needed lines found since the last `drain`, for the first pass's totals and places
+    found: list[_Skipped] = field(default_factory=list)
+
+    def skipped(self, record: Mapping[str, Any], file: str, number: int) -> None:
+        uuid = record.get("uuid")
+        if not isinstance(uuid, str) or not uuid or uuid in self.needed:
+            return
+        parent = record.get("parentUuid")
+        self.recent[uuid] = _Skipped(parent if isinstance(parent, str) else None,
+                                     record.get("sessionId"), record.get("timestamp"), file,
+                                     number)
+        self.recent.move_to_end(uuid)
+        if len(self.recent) > REMEMBERED_SKIPPED:
+            self.recent.popitem(last=False)
+
+    def stored(self, record: Mapping[str, Any]) -> None:
+        for name in THREAD_KEYS:
+            link = record.get(name)
+            while isinstance(link, str) and link not in self.needed and link in self.recent:
+                self.needed.add(link)
+                line = self.recent.pop(link)
+                self.found.append(line)
+                link = line.parent
+
+    def drain(self) -> list[_Skipped]:
+        found, self.found = self.found, []
+        return found
+
+
 class ClaudeTranscriptSource(ImportSource):
     """A Claude Code transcript file or a zipped tree of them (see the module docstring)."""
 
@@ -498,10 +577,13 @@ class ClaudeTranscriptSource(ImportSource):
 
     def _lines(self, archive: SafeZip | None, member: ZipMember | None, reporter: Reporter,
                checksums: Checksums | None = None, *, hashed: bool = True,
-               orders: Counter[str] | None = None) -> Iterator[_Line]:
+               orders: Counter[str] | None = None, threads: _Threads | None = None,
+               learn: bool = False) -> Iterator[_Line]:
         """The summary and message lines of a file, mapped; everything else reported or
         counted as skipped. `orders` numbers the stored lines of each file (its parts, when the
-        packager numbered them, continue one another)."""
+        packager numbered them, continue one another). `threads`: with `learn` (the first
+        pass), the skipped lines are remembered and the ones stored lines name are marked;
+        without, the marked ones are kept as messages."""
         name = member.name if member else self.filename
         numbered = orders if orders is not None else Counter[str]()
         logical = unnumbered(name)
@@ -528,6 +610,8 @@ class ClaudeTranscriptSource(ImportSource):
                                                  file=subagent_file(name, record),
                                                  order=numbered[logical])
                         numbered[logical] += 1
+                        if learn and threads is not None:
+                            threads.stored(record)
                         why = unpriced(docs[0][0], record)
                         if why is not None:
                             reporter.warning(issue(
@@ -542,13 +626,20 @@ class ClaudeTranscriptSource(ImportSource):
                             else IssueCode.WRONG_TYPE,
                             f"line {number}: a {kind} line needs its Claude message object",
                             file=name, line=number, field="message"))
-                elif kind == SYSTEM_TYPE and storable_system_line(record):
+                elif ((kind == SYSTEM_TYPE or self._needed(threads, learn, record))
+                      and storable_system_line(record)):
                     doc = system_document(record, hashed=hashed,
                                           file=subagent_file(name, record),
                                           order=numbered[logical])
                     numbered[logical] += 1
+                    if learn and threads is not None:
+                        threads.stored(record)
+                    if kind != SYSTEM_TYPE:
+                        reporter.kept[str(kind)] += 1
                     yield _Line(number, record, [(doc, None)])
                 elif isinstance(kind, str):
+                    if learn and threads is not None:
+                        threads.skipped(record, name, number)
                     reporter.skipped[kind] += 1
                 else:
                     reporter.error(issue(IssueCode.MISSING_FIELD,
@@ -557,7 +648,15 @@ class ClaudeTranscriptSource(ImportSource):
             if checksums is not None and isinstance(stream, GuardedMember):
                 checksums.check(stream, reporter)
 
-    def _totals(self, archive: SafeZip | None, plan: FolderPlan) -> _FolderTotals:
+    @staticmethod
+    def _needed(threads: _Threads | None, learn: bool, record: Mapping[str, Any]) -> bool:
+        """A skipped-type line the second pass keeps: the first marked it as needed."""
+        uuid = record.get("uuid")
+        return (not learn and threads is not None and record.get("type") != "summary"
+                and isinstance(uuid, str) and uuid in threads.needed)
+
+    def _totals(self, archive: SafeZip | None, plan: FolderPlan,
+                threads: _Threads) -> _FolderTotals:
         """First pass over a folder: every session's totals, the cwds, the Claude version."""
         totals = _FolderTotals()
         quiet = Reporter.quiet()
@@ -573,7 +672,12 @@ class ClaudeTranscriptSource(ImportSource):
             summary: str | None = None
             summary_lines: list[dict[str, Any]] = []
             summary_orders: list[int] = []
-            for line in self._lines(archive, member, quiet, hashed=False, orders=orders):
+            summary_numbers: list[int] = []
+            for line in self._lines(archive, member, quiet, hashed=False, orders=orders,
+                                    threads=threads, learn=True):
+                for needed in threads.drain():
+                    self._count_needed(needed, totals, orders, name, summary_orders,
+                                       summary_numbers)
                 if not line.docs:
                     if not file_sessions and repeated and line.record == repeated[0]:
                         repeated.pop(0)  # a later part's copy of the file's top lines
@@ -581,6 +685,7 @@ class ClaudeTranscriptSource(ImportSource):
                     summary = line.summary or summary
                     summary_lines.append(line.record)
                     summary_orders.append(line.order)
+                    summary_numbers.append(line.number)
                     continue
                 cwd = line.record.get("cwd")
                 if (isinstance(cwd, str) and cwd and cwd not in totals.cwds
@@ -613,9 +718,29 @@ class ClaudeTranscriptSource(ImportSource):
                 session.summary_orders += summary_orders
         return totals
 
+    @staticmethod
+    def _count_needed(needed: _Skipped, totals: _FolderTotals, orders: Counter[str], name: str,
+                      summary_orders: list[int], summary_numbers: list[int]) -> None:
+        """A skipped line the first pass found a stored line naming, once it has gone by: the
+        second pass stores it, so it counts in its session's totals and takes a place in its
+        file (the places of the summary lines read since it move one on)."""
+        doc = {"sessionId": needed.session_id, "type": SYSTEM_TYPE,
+               "timestamp": needed.timestamp, "uuid": "-"}
+        if not storable_system_line(doc):
+            return
+        coerce(RecordKind.MESSAGE, doc)
+        session_id = str(doc["sessionId"])
+        totals.sessions.setdefault(session_id, SessionTotals(session_id)).add(doc)
+        orders[unnumbered(needed.file)] += 1
+        if needed.file == name:
+            for index, number in enumerate(summary_numbers):
+                if number > needed.number:
+                    summary_orders[index] += 1
+
     def _folder(self, archive: SafeZip | None, plan: FolderPlan, reporter: Reporter,
                 checksums: Checksums | None = None) -> Iterator[ImportRecord]:
-        totals = self._totals(archive, plan)
+        threads = _Threads()
+        totals = self._totals(archive, plan, threads)
         if (self.version is None and totals.version is not None
                 and self.format is SourceFormat.CLAUDE_TRANSCRIPT):
             self.version = totals.version
@@ -628,7 +753,8 @@ class ClaudeTranscriptSource(ImportSource):
         for member in plan.files:
             name = member.name if member else self.filename
             summaries, messages = 0, 0
-            for line in self._lines(archive, member, reporter, checksums, orders=orders):
+            for line in self._lines(archive, member, reporter, checksums, orders=orders,
+                                    threads=threads):
                 if not line.docs:
                     summaries += 1
                     continue
