@@ -149,6 +149,19 @@ def test_what_is_stored_of_claude_codes_own_keys() -> None:
     assert transcript_file(messages["showcol2-u1"]) == "subagents/agent-showcol2.jsonl"
     assert transcript_file(messages["agent-uuid-1"]) == "../agent-test-hash-123.jsonl"
     assert transcript_file(messages["b674eedd-0d9d-49e7-8116-1f092cd750ed"]) is None
+    assert transcript_file(messages["c4f5cf99-9122-458c-a67c-e97604b9d5ca"]) == \
+        "subagents/agent-a2018e5.jsonl"
+    # thinking with its signature (2.1.14), kept in messageData and read into `thinking`
+    thinker = messages["bf3730c2-9db2-4668-af8c-af279e1884f5"]
+    (block,) = thinker["messageData"]["content"]
+    assert block["signature"].startswith("EvYCCkYICxgCKkDf")
+    assert len(block["signature"]) == 508
+    assert thinker["thinking"] == block["thinking"]
+    # the SessionStart hook's progress line the first prompt names, kept for the thread
+    hook = messages["8b2ea12b-9afc-4adf-bf9c-0180ec7c18aa"]
+    assert hook["type"] == "system"
+    assert hook["claudeCode"]["fields"]["type"] == "progress"
+    assert messages["38047312-d15b-4fac-b57c-436d8b3a0ab6"]["parentUuid"] == hook["uuid"]
     assert messages["b674eedd-0d9d-49e7-8116-1f092cd750ed"]["isSidechain"] is True
     # the summary line of the 1.0.98 session, verbatim, with its leaf
     sessions = {s["sessionId"]: s for s in kinds(records, RecordKind.SESSION)}
@@ -189,6 +202,16 @@ def test_costs_of_the_fixture_sessions() -> None:
         Decimal(3 * 3 + 1331 * Decimal("3.75") + 14874 * Decimal("0.3") + 172 * 15)
         + Decimal(7 * 3 + 235 * Decimal("3.75") + 16205 * Decimal("0.3") + 1 * 15)
     ) / 10**6 == Decimal("0.0178212")
+    # 2.1.14, Opus 4.5 ($5 in, $6.25 written for 5 minutes, $0.50 read, $25 out): msg_01N1
+    # (thinking, then the Task call: two lines, once) 10 in + 5,694 written + 13,539 read + 3
+    # out; msg_01Tb (two lines) 8 + 988 + 19,233 + 1; the sub-agent's msg_01Ew 3 + 11,560 + 0
+    # + 1 and msg_012z 1 + 1,115 + 11,560 + 7; the kept progress line costs nothing
+    assert totals["4b2030ed-5563-49ea-b703-6a002f2d3cc8"] == (
+        Decimal(10 * 5 + 5694 * Decimal("6.25") + 13539 * Decimal("0.5") + 3 * 25)
+        + Decimal(8 * 5 + 988 * Decimal("6.25") + 19233 * Decimal("0.5") + 1 * 25)
+        + Decimal(3 * 5 + 11560 * Decimal("6.25") + 1 * 25)
+        + Decimal(1 * 5 + 1115 * Decimal("6.25") + 11560 * Decimal("0.5") + 7 * 25)
+    ) / 10**6 == Decimal("0.14355725")
 
 
 def test_the_csv_export_keeps_the_flags_and_where_a_cost_came_from() -> None:

@@ -268,7 +268,8 @@ def thread_line_text(record: Mapping[str, Any]) -> str:
     data = record.get("data")
     parts = [str(record.get("type"))]
     if isinstance(data, Mapping):
-        parts += [str(data[name]) for name in ("type", "hookName") if isinstance(data.get(name), str)]
+        parts += [str(data[name]) for name in ("type", "hookName")
+                  if isinstance(data.get(name), str)]
     return " · ".join(parts)
 
 
@@ -676,8 +677,9 @@ class ClaudeTranscriptSource(ImportSource):
             for line in self._lines(archive, member, quiet, hashed=False, orders=orders,
                                     threads=threads, learn=True):
                 for needed in threads.drain():
-                    self._count_needed(needed, totals, orders, name, summary_orders,
-                                       summary_numbers)
+                    self._count_needed(needed, totals, orders, name=name,
+                                       summary_orders=summary_orders,
+                                       summary_numbers=summary_numbers)
                 if not line.docs:
                     if not file_sessions and repeated and line.record == repeated[0]:
                         repeated.pop(0)  # a later part's copy of the file's top lines
@@ -719,8 +721,8 @@ class ClaudeTranscriptSource(ImportSource):
         return totals
 
     @staticmethod
-    def _count_needed(needed: _Skipped, totals: _FolderTotals, orders: Counter[str], name: str,
-                      summary_orders: list[int], summary_numbers: list[int]) -> None:
+    def _count_needed(needed: _Skipped, totals: _FolderTotals, orders: Counter[str], *,
+                      name: str, summary_orders: list[int], summary_numbers: list[int]) -> None:
         """A skipped line the first pass found a stored line naming, once it has gone by: the
         second pass stores it, so it counts in its session's totals and takes a place in its
         file (the places of the summary lines read since it move one on)."""
