@@ -108,8 +108,8 @@ SUBAGENTS = "subagents"
 #: the keys by which a line names the line before it in its thread (Claude Code's resume walks
 #: parentUuid from the leaf; logicalParentUuid bridges a compaction)
 THREAD_KEYS = ("parentUuid", "logicalParentUuid")
-#: skipped lines remembered per folder by the first pass (uuid, parent, session, time: ~200
-#: bytes each), for a later stored line to name; an older one it names stays skipped
+#: skipped lines remembered per folder by the first pass (uuid, parent, session, time: about
+#: 550 bytes each, 9 MB in all), for a later stored line to name; an older one stays skipped
 REMEMBERED_SKIPPED = 16_384
 _PART = re.compile(r"(?P<stem>.+)-\d{4}")
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
@@ -470,7 +470,7 @@ class _FolderTotals:
     version: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Skipped:
     """What the first pass remembers of a skipped line: its thread, and enough to count it in
     its session's totals should a stored line name it."""
