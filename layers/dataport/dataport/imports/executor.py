@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from itertools import chain, islice
 from typing import Any
 
 from bson import ObjectId
@@ -256,29 +257,65 @@ class Executor:
             return True
         if upload is None:
             raise RuntimeError("light sessions to import, and no upload to read them from")
-        stream = _SessionStream(upload())
-        # their identities decided ahead, in the order the upload holds them (look-ups shared)
-        ahead = _Ahead(arriving(self.staging, self.user,
-                                sorted(fresh.values(), key=lambda pair: pair[0].get("o", 0))))
-        for session_id, fields, messages in stream.sessions():
-            if session_id in taken:
-                self.staging.stage_messages(session_id, messages)
-                self.staging.unset_light(session_id)
-                taken.discard(session_id)
-            elif session_id in fresh:
-                entry, stored = fresh.pop(session_id)
-                self.process(entry, stored, incoming=fields,
-                             messages=(doc for _, doc in messages),
-                             arrival=ahead.take(session_id))
-                if not keep_going():
-                    self.flush()
-                    self._writer.wait()
-                    return False
+        for entry, stored, fields, messages, arrival in self._arrivals(
+                _SessionStream(upload()), fresh, taken):
+            self.process(entry, stored, incoming=fields, messages=messages, arrival=arrival)
+            if not keep_going():
+                self.flush()
+                self._writer.wait()
+                return False
         self.flush()
         self._writer.wait()  # the second pass leaves out what this one marked done
         if fresh or taken:  # the pinned upload is the staged one: this cannot be
             raise RuntimeError(f"sessions staged but not in the upload: {sorted(fresh)[:3]}")
         return True
+
+    def _arrivals(self, stream: _SessionStream, fresh: dict[str, tuple[Document, StoredSession]],
+                  taken: set[str]) -> Iterator[tuple[Document, StoredSession, Document,
+                                                     Iterable[Document], IncomingSession]]:
+        """The upload's fresh sessions (popped from `fresh`) in the order it holds them, each
+        with its fields, its messages and its identity, decided from its own records: whole
+        sessions are read ahead until they hold LOOKUP_BATCH messages and their uuids looked
+        up together (UserData.identify_each), so nothing is read back from staging; a session
+        longer than that is decided alone, its uuids read from staging (one indexed query).
+        Memory: LOOKUP_BATCH messages read ahead. Sessions of `taken` are staged in full as
+        they go by (popped too)."""
+        ahead: list[tuple[Document, StoredSession, Document, list[Document]]] = []
+        count = 0
+        for session_id, fields, numbered in stream.sessions():
+            if session_id in taken:
+                self.staging.stage_messages(session_id, numbered)
+                self.staging.unset_light(session_id)
+                taken.discard(session_id)
+                continue
+            if session_id not in fresh:
+                continue  # done by an earlier invocation
+            entry, stored = fresh.pop(session_id)
+            messages = (doc for _, doc in numbered)
+            first = list(islice(messages, LOOKUP_BATCH + 1))
+            if count + len(first) > LOOKUP_BATCH:
+                yield from self._decided(ahead)
+                ahead, count = [], 0
+            if len(first) > LOOKUP_BATCH:  # too long to hold: its uuids from staging
+                yield (entry, stored, fields, chain(first, messages),
+                       IncomingSession(self.staging, self.user, stored, light=True))
+                continue
+            ahead.append((entry, stored, fields, first))  # read whole: its fields complete
+            count += len(first)
+        yield from self._decided(ahead)
+
+    def _decided(self, sessions: list[tuple[Document, StoredSession, Document, list[Document]]]
+                 ) -> Iterator[tuple[Document, StoredSession, Document, Iterable[Document],
+                                     IncomingSession]]:
+        """Sessions read ahead with their identities, their uuids looked up together."""
+        named = (((entry, fields, messages, uuids), stored, uuids)
+                 for entry, stored, fields, messages in sessions
+                 for uuids in ([str(doc["uuid"]) for doc in messages],))
+        for (entry, fields, messages, uuids), stored, identity in self.user.identify_each(named):
+            assert identity is not None
+            yield (entry, stored, fields, messages,
+                   IncomingSession(self.staging, self.user, stored, light=True,
+                                   identity=(identity, uuids)))
 
     # ------------------------------------------------------------------------ one session
 
@@ -559,24 +596,6 @@ def _by_messages(items: Iterable[tuple[Document, StoredSession]], messages: int
             group, count = [], 0
     if group:
         yield group
-
-
-class _Ahead:
-    """`arriving` sessions taken one by one in the order they were given: the session asked
-    for, or None when it is not the next one (the caller then decides its identity alone)."""
-
-    def __init__(self, sessions: Iterator[tuple[Document, StoredSession,
-                                                IncomingSession | None]]) -> None:
-        self._sessions = sessions
-        self._next: tuple[Document, StoredSession, IncomingSession | None] | None = None
-
-    def take(self, session_id: str) -> IncomingSession | None:
-        if self._next is None:
-            self._next = next(self._sessions, None)
-        if self._next is None or self._next[0]["s"] != session_id:
-            return None
-        found, self._next = self._next[2], None
-        return found
 
 
 class _SessionStream:
