@@ -15,6 +15,14 @@ Memory: one part (`STREAM_PART_SIZE`) while writing (the object stays in memory 
 in one part: one PutObject; past that a multipart upload, aborted by `abort`), one read buffer
 of compressed bytes and the documents it holds while reading.
 
+A message is kept in two parts, `{"k": "message", "h": header, "b": body}`: the header holds
+the few fields the execution reads before it writes a message (HEADER_FIELDS: its ids, type,
+time and what the session's totals count, plus `_id` and the import tag when the upload has
+them) and the body is the BSON of the rest, as bytes. Reading decodes the header alone (an
+`Encoded` message); a message whose ids the execution keeps is inserted as its body with a new
+`_id` and the job's tag put in front (`Encoded.stored`), never decoded or encoded again; one
+whose ids it derives (a copy, a uuid held elsewhere) is decoded whole (`Encoded.full`).
+
 A record BSON cannot encode (it could not be written to MongoDB either) leaves the object
 unwritten: the execution then reads the pinned upload again, as before this object existed.
 """
@@ -27,14 +35,17 @@ from datetime import UTC
 from typing import IO, TYPE_CHECKING, Any
 
 import bson
+from bson import ObjectId
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 
 from dataport.bucket.s3 import STREAM_PART_SIZE
 from dataport.errors import UploadChanged
 from dataport.imports.storage import checked_key
 from dataport.models.jobs import UploadPin
 from dataport.models.records import ImportRecord, Location, RecordKind
+from dataport.source.writes import IMPORT_TAG
 
 if TYPE_CHECKING:
     from dataport.bucket import PackagesBucket
@@ -44,8 +55,61 @@ CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
     tz_aware=True, tzinfo=UTC, uuid_representation=UuidRepresentation.STANDARD)
 #: compressed bytes read per GET-buffer refill
 READ_SIZE = 256 * 1024
+_RAW = CODEC.with_options(document_class=RawBSONDocument)
 #: encoded bytes gathered before they go through the compressor
 _CHUNK = 64 * 1024
+#: a message's fields in its header: what the execution reads of a message it inserts (the
+#: identity look-up, imports.plan and readers.typed.SessionTotals), messageData by its id alone
+HEADER_FIELDS = ("uuid", "sessionId", "type", "timestamp", "parentUuid", "costUsd", "usage")
+#: fields every write sets itself, kept in the header so that the body never holds them
+_SET_BY_WRITES = ("_id", IMPORT_TAG)
+
+
+class Encoded(dict[str, Any]):
+    """A message as the checked records hold it: its header's fields (what the planner reads)
+    and `body`, the BSON of the rest, left encoded."""
+
+    body: bytes
+
+    @classmethod
+    def of(cls, header: dict[str, Any], body: bytes) -> Encoded:
+        message = cls(header)
+        message.body = body
+        return message
+
+    def full(self) -> dict[str, Any]:
+        """The whole message, decoded (as it was added; `_id` and the tag moved to its ends)."""
+        doc = {key: self[key] for key in ("_id",) if key in self}
+        doc.update(bson.decode(self.body, CODEC))
+        if IMPORT_TAG in self:
+            doc[IMPORT_TAG] = self[IMPORT_TAG]
+        return doc
+
+    def stored(self, document_id: ObjectId, job_id: str) -> RawBSONDocument:
+        """The message as an import inserts it, unchanged but for its `_id` and tag: the body's
+        bytes behind those two fields (one BSON document; nothing decoded or encoded again)."""
+        front = bson.encode({"_id": document_id, IMPORT_TAG: job_id})
+        size = len(front) + len(self.body) - 5
+        return RawBSONDocument(size.to_bytes(4, "little") + front[4:-1] + self.body[4:],
+                               _RAW)
+
+
+def decoded(doc: dict[str, Any]) -> dict[str, Any]:
+    """A message whole, whether the checked records left it encoded or not."""
+    return doc.full() if isinstance(doc, Encoded) else doc
+
+
+def _encoded_message(doc: dict[str, Any]) -> tuple[dict[str, Any], bson.Binary]:
+    """A message's header and body (see the module docstring)."""
+    header = {key: doc[key] for key in HEADER_FIELDS if key in doc}
+    for key in _SET_BY_WRITES:
+        if key in doc:
+            header[key] = doc[key]
+    data = doc.get("messageData")
+    if isinstance(data, dict) and "id" in data:
+        header["messageData"] = {"id": data["id"]}
+    body = {key: value for key, value in doc.items() if key not in _SET_BY_WRITES}
+    return header, bson.Binary(bson.encode(body, codec_options=CODEC))
 
 
 class CheckedWriter:
@@ -64,8 +128,12 @@ class CheckedWriter:
     def add(self, record: ImportRecord) -> None:
         """Raises bson's InvalidDocument (or another encoding error) for a record BSON cannot
         hold; the caller then aborts."""
-        entry: dict[str, Any] = {"k": record.kind.value, "d": record.doc,
-                                 "f": record.location.file}
+        entry: dict[str, Any] = {"k": record.kind.value}
+        if record.kind is RecordKind.MESSAGE:
+            entry["h"], entry["b"] = _encoded_message(record.doc)
+        else:
+            entry["d"] = record.doc
+        entry["f"] = record.location.file
         if record.location.line is not None:
             entry["l"] = record.location.line
         if record.location.path is not None:
@@ -105,7 +173,8 @@ def read_checked(stream: IO[bytes]) -> Iterator[ImportRecord]:
             end = _whole_documents(pending)
             if end:
                 for entry in bson.decode_all(bytes(pending[:end]), CODEC):
-                    yield ImportRecord(RecordKind(entry["k"]), entry["d"],
+                    doc = entry["d"] if "d" in entry else Encoded.of(entry["h"], entry["b"])
+                    yield ImportRecord(RecordKind(entry["k"]), doc,
                                        Location(entry["f"], entry.get("l"), entry.get("p")))
                 del pending[:end]
             if not chunk:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from itertools import chain, islice
-from typing import Any
+from typing import Any, cast
 
 from bson import ObjectId
 from pymongo import DeleteOne, InsertOne, ReplaceOne
@@ -36,6 +36,7 @@ from pymongo.database import Database
 from dataport.bucket import PackagesBucket
 from dataport.errors import TransientError
 from dataport.imports import storage
+from dataport.imports.checked import Encoded, decoded
 from dataport.imports.plan import Op, SessionPlan
 from dataport.models.imports import (
     MAX_LISTED_COPIES,
@@ -284,7 +285,8 @@ class Executor:
         count = 0
         for session_id, fields, numbered in stream.sessions():
             if session_id in taken:
-                self.staging.stage_messages(session_id, numbered)
+                self.staging.stage_messages(session_id, ((number, decoded(doc))
+                                                         for number, doc in numbered))
                 self.staging.unset_light(session_id)
                 taken.discard(session_id)
                 continue
@@ -415,7 +417,13 @@ class Executor:
             assert stored is not None
             return [(stored.collection, DeleteOne({"_id": stored.id}))]
         assert op.doc is not None
-        doc = {**op.doc, "_id": stored.id if stored else ObjectId(), IMPORT_TAG: self.job_id}
+        if isinstance(op.doc, Encoded) and stored is None:  # inserted as the upload has it
+            # pymongo sends a RawBSONDocument's bytes as they are, whatever the collection's
+            # document type says
+            raw = cast(Document, op.doc.stored(ObjectId(), self.job_id))
+            return [(self.target.collection_for(op.doc["timestamp"]), InsertOne(raw))]
+        doc = {**decoded(op.doc), "_id": stored.id if stored else ObjectId(),
+               IMPORT_TAG: self.job_id}
         target = self.target.collection_for(doc["timestamp"])
         if stored is None:
             return [(target, InsertOne(doc))]
@@ -543,9 +551,12 @@ class IncomingSession:
     def messages(self, docs: Iterable[Document] | None = None) -> Iterator[Document]:
         """`docs` (the upload's, streamed), or the staged ones, as they are stored."""
         source = self.staging.messages(self.stored.session_id) if docs is None else docs
+        if not self.ids.copy and not self.ids.foreign:  # no id to derive: stored as they come
+            yield from source
+            return
         message = self.ids.message
         for doc in source:
-            yield message(doc)
+            yield message(decoded(doc))
 
 
 def arriving(staging: Staging, user: UserData,
