@@ -24,7 +24,14 @@ from hypothesis import strategies as st
 from dataport.bucket import PackagesBucket
 from dataport.errors import UploadChanged
 from dataport.imports import storage
-from dataport.imports.checked import CODEC, CheckedWriter, Encoded, decoded, read_checked
+from dataport.imports.checked import (
+    CODEC,
+    CheckedWriter,
+    Encoded,
+    decoded,
+    read_checked,
+    tagged,
+)
 from dataport.imports.validate import recheck
 from dataport.models.records import ImportRecord, Location, RecordKind
 from dataport.source.writes import IMPORT_TAG
@@ -106,7 +113,7 @@ def test_a_message_whose_ids_are_kept_is_inserted_as_its_bytes_behind_a_new_id_a
     [back] = written(bucket, [ImportRecord(RecordKind.MESSAGE, doc, Location("a.json"))])
     assert isinstance(back.doc, Encoded)
     new_id = ObjectId()
-    stored = back.doc.stored(new_id, "this-job")
+    stored = back.doc.stored(new_id, tagged("this-job"))
     assert isinstance(stored, RawBSONDocument)
     body = {key: value for key, value in doc.items() if key not in ("_id", IMPORT_TAG)}
     assert stored.raw.endswith(bson.encode(body, codec_options=CODEC)[4:])  # not re-encoded

@@ -8,8 +8,9 @@ what comes back is what a write and a read of MongoDB give), deflated (zlib leve
 smaller, ~180 MB/s). Only dataport's tasks write that key (no upload form names it); its ETag,
 taken once it is complete, is kept in the job row (`ImportState.checked_pin`) and every GET of
 it requires that ETag (If-Match), as the pinned upload's do. The execution streams the new
-sessions' messages from it instead of parsing the upload again, and still passes each record
-through the validator's checks (`imports.validate.recheck`).
+sessions' messages from it instead of parsing the upload again, and does not check them again
+(`imports.validate.recheck`): the pin proves they are the bytes validation wrote after its
+checks (docs/imports.md).
 
 Memory: one part (`STREAM_PART_SIZE`) while writing (the object stays in memory while it fits
 in one part: one PutObject; past that a multipart upload, aborted by `abort`), one read buffer
@@ -56,6 +57,8 @@ CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
 #: compressed bytes read per GET-buffer refill
 READ_SIZE = 256 * 1024
 _RAW = CODEC.with_options(document_class=RawBSONDocument)
+#: record kinds by value (a dict look-up: the Enum call costs more than decoding a header)
+_KINDS = {kind.value: kind for kind in RecordKind}
 #: encoded bytes gathered before they go through the compressor
 _CHUNK = 64 * 1024
 #: a message's fields in its header: what the execution reads of a message it inserts (the
@@ -85,13 +88,21 @@ class Encoded(dict[str, Any]):
             doc[IMPORT_TAG] = self[IMPORT_TAG]
         return doc
 
-    def stored(self, document_id: ObjectId, job_id: str) -> RawBSONDocument:
-        """The message as an import inserts it, unchanged but for its `_id` and tag: the body's
-        bytes behind those two fields (one BSON document; nothing decoded or encoded again)."""
-        front = bson.encode({"_id": document_id, IMPORT_TAG: job_id})
-        size = len(front) + len(self.body) - 5
-        return RawBSONDocument(size.to_bytes(4, "little") + front[4:-1] + self.body[4:],
-                               _RAW)
+    def stored(self, document_id: ObjectId, tag: bytes) -> RawBSONDocument:
+        """The message as an import inserts it, unchanged but for its `_id` and tag (`tagged`):
+        the body's bytes behind those two fields (nothing decoded or encoded again)."""
+        size = len(_ID) + 12 + len(tag) + len(self.body)
+        return RawBSONDocument(b"".join((size.to_bytes(4, "little"), _ID, document_id.binary,
+                                         tag, self.body[4:])), _RAW)
+
+
+def tagged(job_id: str) -> bytes:
+    """The BSON element of the import tag, for `Encoded.stored` (encoded once per job)."""
+    return bson.encode({IMPORT_TAG: job_id})[4:-1]
+
+
+#: the head of an ObjectId element named _id (type 0x07, the name, its 12 bytes follow)
+_ID = b"\x07_id\x00"
 
 
 def decoded(doc: dict[str, Any]) -> dict[str, Any]:
@@ -174,7 +185,7 @@ def read_checked(stream: IO[bytes]) -> Iterator[ImportRecord]:
             if end:
                 for entry in bson.decode_all(bytes(pending[:end]), CODEC):
                     doc = entry["d"] if "d" in entry else Encoded.of(entry["h"], entry["b"])
-                    yield ImportRecord(RecordKind(entry["k"]), doc,
+                    yield ImportRecord(_KINDS[entry["k"]], doc,
                                        Location(entry["f"], entry.get("l"), entry.get("p")))
                 del pending[:end]
             if not chunk:

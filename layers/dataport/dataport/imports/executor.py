@@ -4,9 +4,11 @@ One `Executor` is one Lambda invocation's worth of work, in two passes:
 
 1. Sessions staged light (new to the user when they were staged, see source.staging) are looked
    up again (one `$in` per 1,000): those the user has by now get their messages staged in full
-   for the second pass; the others are inserted straight from the upload, read again through
-   the pinned copy and the validator's checks, in the order it holds them: each message is
-   written once, in unordered batches of at most `import_batch_ops` documents. Nothing stored
+   for the second pass; the others are inserted straight from the records validation checked
+   (imports.checked; or the upload parsed and checked again where it kept none), in the order
+   they come, their identities decided from those records (`_arrivals`): each message is
+   written once, as the checked bytes where its ids are kept, in unordered batches of at most
+   `import_batch_ops` documents. Nothing stored
    changes, so no journal: a session is marked `writing` in staging before its first message
    is written and `done` after its session document, and `recover` deletes (by the job's tag)
    whatever an interrupted invocation left `writing`.
@@ -36,7 +38,7 @@ from pymongo.database import Database
 from dataport.bucket import PackagesBucket
 from dataport.errors import TransientError
 from dataport.imports import storage
-from dataport.imports.checked import Encoded, decoded
+from dataport.imports.checked import Encoded, decoded, tagged
 from dataport.imports.plan import Op, SessionPlan
 from dataport.models.imports import (
     MAX_LISTED_COPIES,
@@ -153,6 +155,7 @@ class Executor:
         self._batch = _Batch()
         self._renamed: set[str] = set()  # strategy rename: sessions going to their copy
         self._writer = _Writes()
+        self._tag = tagged(job_id)  # what Encoded.stored puts behind a message's new _id
 
     def run(self, keep_going: Callable[[], bool], after: str | None,
             upload: Callable[[], Iterator[ImportRecord]] | None = None
@@ -420,7 +423,7 @@ class Executor:
         if isinstance(op.doc, Encoded) and stored is None:  # inserted as the upload has it
             # pymongo sends a RawBSONDocument's bytes as they are, whatever the collection's
             # document type says
-            raw = cast(Document, op.doc.stored(ObjectId(), self.job_id))
+            raw = cast(Document, op.doc.stored(ObjectId(), self._tag))
             return [(self.target.collection_for(op.doc["timestamp"]), InsertOne(raw))]
         doc = {**decoded(op.doc), "_id": stored.id if stored else ObjectId(),
                IMPORT_TAG: self.job_id}
