@@ -1201,8 +1201,8 @@ def test_the_fast_path_decides_held_uuids_from_the_stream_for_short_and_long_ses
         expected = {uid if victim is None or uid != victim["uuid"]
                     else copy_id(key, SQUATTER, uid): parent
                     for uid, parent, _, _ in lines[session]}
-        renamed = {uid: (copy_id(key, SQUATTER, parent)
-                         if victim is not None and parent == victim["uuid"] else parent)
+        renamed = {uid: (copy_id(key, SQUATTER, parent) if victim is not None
+                         and parent is not None and parent == victim["uuid"] else parent)
                    for uid, parent in expected.items()}
         assert {uid: doc.get("parentUuid") for uid, doc in stored.items()} == renamed
     for victim in victims:
