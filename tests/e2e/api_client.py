@@ -9,15 +9,18 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 
 from dataport.jobs import keys
 from dataport.settings import get_settings
+from dataport.source import mongo
 from dataport.source.mongo import Document, connect, reset
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
@@ -119,6 +122,19 @@ def seeded_database(monkeypatch: pytest.MonkeyPatch, stack: LocalStack, name: st
         monkeypatch.undo()
         get_settings.cache_clear()
         reset()
+
+
+def listen_to_mongodb(monkeypatch: pytest.MonkeyPatch,
+                      listener: monitoring.CommandListener) -> None:
+    """Every command the functions' MongoDB client sends from now on goes to `listener` (a new
+    client, as after a cold start; the caller's monkeypatch undo and `reset` forget it)."""
+
+    def client_for(uri: str) -> MongoClient[Document]:
+        return MongoClient(uri, tz_aware=True, tzinfo=UTC, uuidRepresentation="standard",
+                           appname="dataport", event_listeners=[listener])
+
+    monkeypatch.setattr(mongo, "client_for", client_for)
+    reset()
 
 
 def seeded_dataset(name: str, **options: Any) -> Any:

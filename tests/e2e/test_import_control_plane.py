@@ -9,15 +9,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pymongo import monitoring
 from pymongo.database import Database
 
 from dataport.progress.throttle import Cadence
-from dataport.source.collections import PROJECTS
+from dataport.settings import get_settings
+from dataport.source.collections import (
+    PROJECTS,
+    SESSIONS,
+    is_message_collection,
+    message_collections,
+)
 from dataport.source.mongo import Document
+from dataport.source.staging import STAGING
 from dataport.workflows import imports as import_tasks
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, seeded_db
+from tests.benchmarks.import_bench import write_input
+from tests.e2e.api_client import Api, listen_to_mongodb, seeded_db
 from tests.e2e.import_client import EMPTY_USER, Importer
 
 
@@ -106,3 +115,65 @@ def test_an_import_of_new_sessions_makes_a_few_control_plane_calls_whatever_its_
                                     Counter({"GetItem": 1, "UpdateItem": 1, "Query": 1}))
         assert calls["Finalize"] == Counter({"GetItem": 1, "UpdateItem": 2, "Query": 1})
         assert sum(sum(c.values()) for c in calls.values()) <= 12
+
+
+class _Commands(monitoring.CommandListener):
+    """MongoDB commands the functions send, by (command, collection kind)."""
+
+    def __init__(self) -> None:
+        self.sent: Counter[tuple[str, str]] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        self.sent[event.command_name, _kind(target if isinstance(target, str) else "")] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def _kind(collection: str) -> str:
+    if collection == STAGING:
+        return "staging"
+    if collection in (SESSIONS, PROJECTS):
+        return collection
+    return "messages" if is_message_collection(collection) else collection or "-"
+
+
+def test_the_execution_of_new_sessions_sends_mongodb_a_few_commands_per_batch(
+        db: Database[Document], fresh_stack: LocalStack, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What Execute and Finalize send MongoDB for an upload of sessions new to the account
+    (a command listener on the functions' client; the time-driven looks out of the way), per
+    batch of `import_batch_ops` messages: one insert of its messages, one of its sessions, the
+    `writing` and `done` marks of its sessions (one update each), and the held-uuid look-up
+    (one find per message collection); nothing per session or per message, and no staged
+    uuid read back (the identities are decided from the streamed records)."""
+    monkeypatch.setattr(import_tasks, "Cadence", _Unhurried)
+    listener = _Commands()
+    listen_to_mongodb(monkeypatch, listener)
+    upload = tmp_path / "sessions.json"
+    sessions, messages = write_input(upload, 1_500_000)
+    newcomer = Importer(Api(fresh_stack, EMPTY_USER))
+    job = newcomer.validated(upload.read_bytes(), "sessions.json")
+    assert job["status"] == "awaiting_decision", job
+    listener.sent.clear()
+    done = newcomer.decide(job["jobId"], strategy="merge")
+    assert done["status"] == "succeeded", done
+    assert done["outcome"]["messages"]["inserted"] == messages
+    sent = +listener.sent
+    batches = -(-messages // get_settings().import_batch_ops)
+    collections = len(message_collections(db))  # the seeded months and the upload's
+    assert sessions > 2 * batches
+    assert batches >= 2
+    assert sent["insert", "messages"] == batches  # the upload's messages are in one month
+    assert sent["insert", SESSIONS] == batches
+    assert sent["update", "staging"] == 2 * batches
+    assert sent["find", "messages"] == collections * batches
+    assert sent["find", "staging"] <= 7  # index entries, projects, recover, the outcome
+    # the rest is per invocation: indexes, layouts, projects, the outcome, staging dropped
+    assert sum(sent.values()) - 5 * batches - collections * batches <= 30, sorted(sent.items())
+
+

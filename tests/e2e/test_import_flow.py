@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 from bson.decimal128 import Decimal128
-from pymongo import MongoClient, monitoring
+from pymongo import monitoring
 from pymongo.database import Database
 
 from dataport.api import imports as import_api
@@ -33,6 +33,7 @@ from dataport.progress.throttle import MIN_INTERVAL_MS, now_ms
 from dataport.settings import get_settings
 from dataport.source import mongo
 from dataport.source.collections import PROJECTS, SESSIONS, is_message_collection
+from dataport.source.conflicts import LOOKUP_BATCH
 from dataport.source.content_hash import content_hash
 from dataport.source.identity import copy_id, copy_key
 from dataport.source.mongo import Document, connect
@@ -42,7 +43,14 @@ from dataport.workflows import imports as import_tasks
 from infrastructure.local import seed
 from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, job_row, seeded_database, seeded_db, table_text
+from tests.e2e.api_client import (
+    Api,
+    job_row,
+    listen_to_mongodb,
+    seeded_database,
+    seeded_db,
+    table_text,
+)
 from tests.e2e.import_client import (
     EMPTY_USER,
     ENDED,
@@ -1131,13 +1139,7 @@ class _Commands(monitoring.CommandListener):
 def commands(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Commands]:
     """Every command the tasks' MongoDB client sends from now on."""
     listener = _Commands()
-
-    def client_for(uri: str) -> MongoClient[Document]:
-        return MongoClient(uri, tz_aware=True, tzinfo=UTC, uuidRepresentation="standard",
-                           appname="dataport", event_listeners=[listener])
-
-    monkeypatch.setattr(mongo, "client_for", client_for)
-    mongo.reset()
+    listen_to_mongodb(monkeypatch, listener)
     yield listener
     mongo.reset()
 
@@ -1163,6 +1165,50 @@ def test_the_fast_path_writes_each_message_once(
     assert not [doc for doc in staged if ":m:" in str(doc.get("g"))]  # no message staged
     assert len(staged) < total / 4
     assert journal_of(fresh_stack, job["jobId"]) == []
+
+
+def test_the_fast_path_decides_held_uuids_from_the_stream_for_short_and_long_sessions(
+        db: Database[Document], fresh_stack: LocalStack) -> None:
+    """The execution decides a new session's identity from the records it streams (short
+    sessions read ahead together) or, for a session longer than a look-up batch, from its
+    staged uuids: either way a uuid another account holds gets its derived id, and the
+    replies to it follow."""
+    squatter = Importer(Api(fresh_stack, SQUATTER))
+    victims = sorted((m for s in owned_sessions(db, seed.DEMO_USER_ID)[:2]
+                      for m in messages_of(db, s["sessionId"]).values()),
+                     key=lambda m: m["uuid"])[:2]
+    at = datetime(2025, 8, 2, 4, 52, tzinfo=UTC)
+    sessions = [str(uuid.uuid4()) for _ in range(3)]
+    lines: dict[str, list[tuple[str, str | None, datetime, str]]] = {}
+    for session, size, held in zip(sessions, (3, LOOKUP_BATCH + 500, 4),
+                                   (victims[0]["uuid"], victims[1]["uuid"], None), strict=True):
+        ids = [str(uuid.uuid4()) for _ in range(size)]
+        if held is not None:
+            ids[size // 2] = held
+        lines[session] = [(uid, ids[i - 1] if i else None, at + timedelta(seconds=i), f"l{i}")
+                          for i, uid in enumerate(ids)]
+    upload = b"".join(transcript(session, lines[session]) for session in sessions)
+    before = snapshot(db)
+
+    done = squatter.run(upload, "three.jsonl", strategy="merge")
+    assert done["status"] == "succeeded", done
+    assert done["outcome"]["sessions"]["inserted"] == 3
+    assert done["outcome"]["messages"]["inserted"] == sum(len(v) for v in lines.values())
+    assert done["outcome"]["messages"]["copied"] == 2
+    key = copy_key()
+    for session, victim in zip(sessions, (*victims, None), strict=True):
+        stored = messages_of(db, session)
+        expected = {uid if victim is None or uid != victim["uuid"]
+                    else copy_id(key, SQUATTER, uid): parent
+                    for uid, parent, _, _ in lines[session]}
+        renamed = {uid: (copy_id(key, SQUATTER, parent) if victim is not None
+                         and parent is not None and parent == victim["uuid"] else parent)
+                   for uid, parent in expected.items()}
+        assert {uid: doc.get("parentUuid") for uid, doc in stored.items()} == renamed
+    for victim in victims:
+        assert holders(db, victim["uuid"]) == [victim]  # the victims' own, unchanged
+    for name, docs in snapshot(db).items():
+        assert [d for d in docs if IMPORT_TAG not in d] == before.get(name, [])
 
 
 def test_a_mixed_upload_inserts_the_new_sessions_and_merges_the_others(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,14 +17,14 @@ import pytest
 from pymongo.database import Database
 
 from dataport.imports import validate as validation
-from dataport.imports.checked import CheckedWriter
+from dataport.imports.checked import CODEC, CheckedWriter
 from dataport.source.mongo import Document
 from dataport.source.staging import STAGING
 from dataport.workflows import imports as import_tasks
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_db
-from tests.e2e.import_client import EMPTY_USER, Importer
+from tests.e2e.import_client import EMPTY_USER, Importer, snapshot
 
 
 @pytest.fixture
@@ -102,6 +103,27 @@ def test_without_the_checked_records_the_execution_reads_the_upload_again(
     assert done["status"] == "succeeded", done
     assert opened == ["validate", "stage or execute"]
     assert done["outcome"]["messages"]["inserted"] == job["report"]["counts"]["messages"]
+
+
+def test_checked_records_changed_after_validation_are_refused_and_nothing_is_written(
+        db: Database[Document], package: bytes, newcomer: Importer,
+        fresh_stack: LocalStack) -> None:
+    """The execution does not check the checked records again: their pin (If-Match on every
+    GET) is what proves they are the bytes validation checked. Records put in their place
+    (here a message that fails the checks) are never read: the job fails with upload_changed
+    and writes nothing."""
+    before = snapshot(db)
+    job = newcomer.validated(package)
+    assert job["status"] == "awaiting_decision", job
+    s3 = fresh_stack.client("s3")
+    key = f"imports/{job['jobId']}/checked"
+    evil = {"k": "message", "f": "x.json", "d": {"uuid": "u", "sessionId": "s", "type": "evil"}}
+    s3.put_object(Bucket=fresh_stack.bucket, Key=key,
+                  Body=zlib.compress(bson.encode(evil, codec_options=CODEC)))
+    done = newcomer.decide(job["jobId"], strategy="merge")
+    assert done["status"] == "failed", done
+    assert done["error"]["code"] == "upload_changed", done["error"]
+    assert snapshot(db) == before
 
 
 def objects(stack: LocalStack, job_id: str) -> list[str]:

@@ -9,20 +9,32 @@ from __future__ import annotations
 
 import os
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import bson
 import pytest
+from bson import ObjectId
+from bson.decimal128 import Decimal128
+from bson.raw_bson import RawBSONDocument
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataport.bucket import PackagesBucket
 from dataport.errors import UploadChanged
 from dataport.imports import storage
-from dataport.imports.checked import CODEC, CheckedWriter, read_checked
+from dataport.imports.checked import (
+    CODEC,
+    CheckedWriter,
+    Encoded,
+    decoded,
+    read_checked,
+    tagged,
+)
 from dataport.imports.validate import recheck
 from dataport.models.records import ImportRecord, Location, RecordKind
+from dataport.source.writes import IMPORT_TAG
 from tests.benchmarks.import_bench import write_input
 from tests.imports.support import read
 from tests.imports.test_roundtrip import bson_values, keys
@@ -51,10 +63,24 @@ def written(bucket: PackagesBucket, items: list[ImportRecord], part_size: int = 
 
 
 def assert_same_records(actual: list[ImportRecord], expected: list[ImportRecord]) -> None:
+    """Messages come back encoded, their headers what their documents hold; whole, the same
+    fields in the same order (but for `_id` and the import tag, which every write sets)."""
     assert len(actual) == len(expected)
     for got, record in zip(actual, expected, strict=True):
         assert (got.kind, got.location) == (record.kind, record.location)
-        assert_same(got.doc, record.doc)
+        assert isinstance(got.doc, Encoded) is (record.kind is RecordKind.MESSAGE)
+        whole = decoded(got.doc)
+        assert_same(whole, record.doc, ordered=False)
+        assert _in_order(whole) == _in_order(record.doc)
+        if isinstance(got.doc, Encoded):
+            header = {key: value for key, value in got.doc.items() if key != "messageData"}
+            assert_same(header, {key: whole[key] for key in header})
+            if "messageData" in got.doc:
+                assert got.doc["messageData"] == {"id": whole["messageData"]["id"]}
+
+
+def _in_order(doc: dict[str, Any]) -> list[str]:
+    return [key for key in doc if key not in ("_id", IMPORT_TAG)]
 
 
 @settings(max_examples=40, deadline=None,
@@ -74,7 +100,24 @@ def test_the_readers_records_come_back_and_pass_the_checks_again(
     assert len(items) > 100
     back = written(bucket, items)
     assert_same_records(back, items)
-    assert list(recheck(back)) == back
+    whole = [ImportRecord(r.kind, decoded(r.doc), r.location) for r in back]
+    assert list(recheck(whole)) == whole
+
+
+def test_a_message_whose_ids_are_kept_is_inserted_as_its_bytes_behind_a_new_id_and_tag(
+        bucket: PackagesBucket) -> None:
+    doc = {"_id": ObjectId(), "uuid": "u1", "sessionId": "s1", "type": "assistant",
+           "timestamp": datetime(2025, 6, 2, 8, tzinfo=UTC), IMPORT_TAG: "an-earlier-job",
+           "messageData": {"id": "msg_1", "content": [{"type": "text", "text": "hi"}]},
+           "costUsd": Decimal128("0.5"), "usage": {"input_tokens": bson.Int64(3)}}
+    [back] = written(bucket, [ImportRecord(RecordKind.MESSAGE, doc, Location("a.json"))])
+    assert isinstance(back.doc, Encoded)
+    new_id = ObjectId()
+    stored = back.doc.stored(new_id, tagged("this-job"))
+    assert isinstance(stored, RawBSONDocument)
+    body = {key: value for key, value in doc.items() if key not in ("_id", IMPORT_TAG)}
+    assert bytes(stored.raw).endswith(bson.encode(body, codec_options=CODEC)[4:])  # as written
+    assert_same(bson.decode(stored.raw, CODEC), {"_id": new_id, IMPORT_TAG: "this-job", **body})
 
 
 def test_a_large_object_streams_in_parts_and_an_abort_leaves_nothing(

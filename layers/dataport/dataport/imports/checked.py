@@ -8,12 +8,21 @@ what comes back is what a write and a read of MongoDB give), deflated (zlib leve
 smaller, ~180 MB/s). Only dataport's tasks write that key (no upload form names it); its ETag,
 taken once it is complete, is kept in the job row (`ImportState.checked_pin`) and every GET of
 it requires that ETag (If-Match), as the pinned upload's do. The execution streams the new
-sessions' messages from it instead of parsing the upload again, and still passes each record
-through the validator's checks (`imports.validate.recheck`).
+sessions' messages from it instead of parsing the upload again, and does not check them again
+(`imports.validate.recheck`): the pin proves they are the bytes validation wrote after its
+checks (docs/imports.md).
 
 Memory: one part (`STREAM_PART_SIZE`) while writing (the object stays in memory while it fits
 in one part: one PutObject; past that a multipart upload, aborted by `abort`), one read buffer
 of compressed bytes and the documents it holds while reading.
+
+A message is kept in two parts, `{"k": "message", "h": header, "b": body}`: the header holds
+the few fields the execution reads before it writes a message (HEADER_FIELDS: its ids, type,
+time and what the session's totals count, plus `_id` and the import tag when the upload has
+them) and the body is the BSON of the rest, as bytes. Reading decodes the header alone (an
+`Encoded` message); a message whose ids the execution keeps is inserted as its body with a new
+`_id` and the job's tag put in front (`Encoded.stored`), never decoded or encoded again; one
+whose ids it derives (a copy, a uuid held elsewhere) is decoded whole (`Encoded.full`).
 
 A record BSON cannot encode (it could not be written to MongoDB either) leaves the object
 unwritten: the execution then reads the pinned upload again, as before this object existed.
@@ -27,14 +36,17 @@ from datetime import UTC
 from typing import IO, TYPE_CHECKING, Any
 
 import bson
+from bson import ObjectId
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 
 from dataport.bucket.s3 import STREAM_PART_SIZE
 from dataport.errors import UploadChanged
 from dataport.imports.storage import checked_key
 from dataport.models.jobs import UploadPin
 from dataport.models.records import ImportRecord, Location, RecordKind
+from dataport.source.writes import IMPORT_TAG
 
 if TYPE_CHECKING:
     from dataport.bucket import PackagesBucket
@@ -44,8 +56,71 @@ CODEC: CodecOptions[dict[str, Any]] = CodecOptions(
     tz_aware=True, tzinfo=UTC, uuid_representation=UuidRepresentation.STANDARD)
 #: compressed bytes read per GET-buffer refill
 READ_SIZE = 256 * 1024
+_RAW = CODEC.with_options(document_class=RawBSONDocument)
+#: record kinds by value (a dict look-up: the Enum call costs more than decoding a header)
+_KINDS = {kind.value: kind for kind in RecordKind}
 #: encoded bytes gathered before they go through the compressor
 _CHUNK = 64 * 1024
+#: a message's fields in its header: what the execution reads of a message it inserts (the
+#: identity look-up, imports.plan and readers.typed.SessionTotals), messageData by its id alone
+HEADER_FIELDS = ("uuid", "sessionId", "type", "timestamp", "parentUuid", "costUsd", "usage")
+#: fields every write sets itself, kept in the header so that the body never holds them
+_SET_BY_WRITES = ("_id", IMPORT_TAG)
+
+
+class Encoded(dict[str, Any]):
+    """A message as the checked records hold it: its header's fields (what the planner reads)
+    and `body`, the BSON of the rest, left encoded."""
+
+    body: bytes
+
+    @classmethod
+    def of(cls, header: dict[str, Any], body: bytes) -> Encoded:
+        message = cls(header)
+        message.body = body
+        return message
+
+    def full(self) -> dict[str, Any]:
+        """The whole message, decoded (as it was added; `_id` and the tag moved to its ends)."""
+        doc = {key: self[key] for key in ("_id",) if key in self}
+        doc.update(bson.decode(self.body, CODEC))
+        if IMPORT_TAG in self:
+            doc[IMPORT_TAG] = self[IMPORT_TAG]
+        return doc
+
+    def stored(self, document_id: ObjectId, tag: bytes) -> RawBSONDocument:
+        """The message as an import inserts it, unchanged but for its `_id` and tag (`tagged`):
+        the body's bytes behind those two fields (nothing decoded or encoded again)."""
+        size = len(_ID) + 12 + len(tag) + len(self.body)
+        return RawBSONDocument(b"".join((size.to_bytes(4, "little"), _ID, document_id.binary,
+                                         tag, self.body[4:])), _RAW)
+
+
+def tagged(job_id: str) -> bytes:
+    """The BSON element of the import tag, for `Encoded.stored` (encoded once per job)."""
+    return bson.encode({IMPORT_TAG: job_id})[4:-1]
+
+
+#: the head of an ObjectId element named _id (type 0x07, the name, its 12 bytes follow)
+_ID = b"\x07_id\x00"
+
+
+def decoded(doc: dict[str, Any]) -> dict[str, Any]:
+    """A message whole, whether the checked records left it encoded or not."""
+    return doc.full() if isinstance(doc, Encoded) else doc
+
+
+def _encoded_message(doc: dict[str, Any]) -> tuple[dict[str, Any], bson.Binary]:
+    """A message's header and body (see the module docstring)."""
+    header = {key: doc[key] for key in HEADER_FIELDS if key in doc}
+    for key in _SET_BY_WRITES:
+        if key in doc:
+            header[key] = doc[key]
+    data = doc.get("messageData")
+    if isinstance(data, dict) and "id" in data:
+        header["messageData"] = {"id": data["id"]}
+    body = {key: value for key, value in doc.items() if key not in _SET_BY_WRITES}
+    return header, bson.Binary(bson.encode(body, codec_options=CODEC))
 
 
 class CheckedWriter:
@@ -64,8 +139,12 @@ class CheckedWriter:
     def add(self, record: ImportRecord) -> None:
         """Raises bson's InvalidDocument (or another encoding error) for a record BSON cannot
         hold; the caller then aborts."""
-        entry: dict[str, Any] = {"k": record.kind.value, "d": record.doc,
-                                 "f": record.location.file}
+        entry: dict[str, Any] = {"k": record.kind.value}
+        if record.kind is RecordKind.MESSAGE:
+            entry["h"], entry["b"] = _encoded_message(record.doc)
+        else:
+            entry["d"] = record.doc
+        entry["f"] = record.location.file
         if record.location.line is not None:
             entry["l"] = record.location.line
         if record.location.path is not None:
@@ -105,7 +184,8 @@ def read_checked(stream: IO[bytes]) -> Iterator[ImportRecord]:
             end = _whole_documents(pending)
             if end:
                 for entry in bson.decode_all(bytes(pending[:end]), CODEC):
-                    yield ImportRecord(RecordKind(entry["k"]), entry["d"],
+                    doc = entry["d"] if "d" in entry else Encoded.of(entry["h"], entry["b"])
+                    yield ImportRecord(_KINDS[entry["k"]], doc,
                                        Location(entry["f"], entry.get("l"), entry.get("p")))
                 del pending[:end]
             if not chunk:

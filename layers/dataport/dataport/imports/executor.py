@@ -4,9 +4,11 @@ One `Executor` is one Lambda invocation's worth of work, in two passes:
 
 1. Sessions staged light (new to the user when they were staged, see source.staging) are looked
    up again (one `$in` per 1,000): those the user has by now get their messages staged in full
-   for the second pass; the others are inserted straight from the upload, read again through
-   the pinned copy and the validator's checks, in the order it holds them: each message is
-   written once, in unordered batches of at most `import_batch_ops` documents. Nothing stored
+   for the second pass; the others are inserted straight from the records validation checked
+   (imports.checked; or the upload parsed and checked again where it kept none), in the order
+   they come, their identities decided from those records (`_arrivals`): each message is
+   written once, as the checked bytes where its ids are kept, in unordered batches of at most
+   `import_batch_ops` documents. Nothing stored
    changes, so no journal: a session is marked `writing` in staging before its first message
    is written and `done` after its session document, and `recover` deletes (by the job's tag)
    whatever an interrupted invocation left `writing`.
@@ -26,7 +28,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any
+from itertools import chain, islice
+from typing import Any, cast
 
 from bson import ObjectId
 from pymongo import DeleteOne, InsertOne, ReplaceOne
@@ -35,6 +38,7 @@ from pymongo.database import Database
 from dataport.bucket import PackagesBucket
 from dataport.errors import TransientError
 from dataport.imports import storage
+from dataport.imports.checked import Encoded, decoded, tagged
 from dataport.imports.plan import Op, SessionPlan
 from dataport.models.imports import (
     MAX_LISTED_COPIES,
@@ -151,6 +155,7 @@ class Executor:
         self._batch = _Batch()
         self._renamed: set[str] = set()  # strategy rename: sessions going to their copy
         self._writer = _Writes()
+        self._tag = tagged(job_id)  # what Encoded.stored puts behind a message's new _id
 
     def run(self, keep_going: Callable[[], bool], after: str | None,
             upload: Callable[[], Iterator[ImportRecord]] | None = None
@@ -256,29 +261,66 @@ class Executor:
             return True
         if upload is None:
             raise RuntimeError("light sessions to import, and no upload to read them from")
-        stream = _SessionStream(upload())
-        # their identities decided ahead, in the order the upload holds them (look-ups shared)
-        ahead = _Ahead(arriving(self.staging, self.user,
-                                sorted(fresh.values(), key=lambda pair: pair[0].get("o", 0))))
-        for session_id, fields, messages in stream.sessions():
-            if session_id in taken:
-                self.staging.stage_messages(session_id, messages)
-                self.staging.unset_light(session_id)
-                taken.discard(session_id)
-            elif session_id in fresh:
-                entry, stored = fresh.pop(session_id)
-                self.process(entry, stored, incoming=fields,
-                             messages=(doc for _, doc in messages),
-                             arrival=ahead.take(session_id))
-                if not keep_going():
-                    self.flush()
-                    self._writer.wait()
-                    return False
+        for entry, stored, fields, messages, arrival in self._arrivals(
+                _SessionStream(upload()), fresh, taken):
+            self.process(entry, stored, incoming=fields, messages=messages, arrival=arrival)
+            if not keep_going():
+                self.flush()
+                self._writer.wait()
+                return False
         self.flush()
         self._writer.wait()  # the second pass leaves out what this one marked done
         if fresh or taken:  # the pinned upload is the staged one: this cannot be
             raise RuntimeError(f"sessions staged but not in the upload: {sorted(fresh)[:3]}")
         return True
+
+    def _arrivals(self, stream: _SessionStream, fresh: dict[str, tuple[Document, StoredSession]],
+                  taken: set[str]) -> Iterator[tuple[Document, StoredSession, Document,
+                                                     Iterable[Document], IncomingSession]]:
+        """The upload's fresh sessions (popped from `fresh`) in the order it holds them, each
+        with its fields, its messages and its identity, decided from its own records: whole
+        sessions are read ahead until they hold LOOKUP_BATCH messages and their uuids looked
+        up together (UserData.identify_each), so nothing is read back from staging; a session
+        longer than that is decided alone, its uuids read from staging (one indexed query).
+        Memory: LOOKUP_BATCH messages read ahead. Sessions of `taken` are staged in full as
+        they go by (popped too)."""
+        ahead: list[tuple[Document, StoredSession, Document, list[Document]]] = []
+        count = 0
+        for session_id, fields, numbered in stream.sessions():
+            if session_id in taken:
+                self.staging.stage_messages(session_id, ((number, decoded(doc))
+                                                         for number, doc in numbered))
+                self.staging.unset_light(session_id)
+                taken.discard(session_id)
+                continue
+            if session_id not in fresh:
+                continue  # done by an earlier invocation
+            entry, stored = fresh.pop(session_id)
+            messages = (doc for _, doc in numbered)
+            first = list(islice(messages, LOOKUP_BATCH + 1))
+            if count + len(first) > LOOKUP_BATCH:
+                yield from self._decided(ahead)
+                ahead, count = [], 0
+            if len(first) > LOOKUP_BATCH:  # too long to hold: its uuids from staging
+                yield (entry, stored, fields, chain(first, messages),
+                       IncomingSession(self.staging, self.user, stored, light=True))
+                continue
+            ahead.append((entry, stored, fields, first))  # read whole: its fields complete
+            count += len(first)
+        yield from self._decided(ahead)
+
+    def _decided(self, sessions: list[tuple[Document, StoredSession, Document, list[Document]]]
+                 ) -> Iterator[tuple[Document, StoredSession, Document, Iterable[Document],
+                                     IncomingSession]]:
+        """Sessions read ahead with their identities, their uuids looked up together."""
+        named = (((entry, fields, messages, uuids), stored, uuids)
+                 for entry, stored, fields, messages in sessions
+                 for uuids in ([str(doc["uuid"]) for doc in messages],))
+        for (entry, fields, messages, uuids), stored, identity in self.user.identify_each(named):
+            assert identity is not None
+            yield (entry, stored, fields, messages,
+                   IncomingSession(self.staging, self.user, stored, light=True,
+                                   identity=(identity, uuids)))
 
     # ------------------------------------------------------------------------ one session
 
@@ -378,7 +420,13 @@ class Executor:
             assert stored is not None
             return [(stored.collection, DeleteOne({"_id": stored.id}))]
         assert op.doc is not None
-        doc = {**op.doc, "_id": stored.id if stored else ObjectId(), IMPORT_TAG: self.job_id}
+        if isinstance(op.doc, Encoded) and stored is None:  # inserted as the upload has it
+            # pymongo sends a RawBSONDocument's bytes as they are, whatever the collection's
+            # document type says
+            raw = cast(Document, op.doc.stored(ObjectId(), self._tag))
+            return [(self.target.collection_for(op.doc["timestamp"]), InsertOne(raw))]
+        doc = {**decoded(op.doc), "_id": stored.id if stored else ObjectId(),
+               IMPORT_TAG: self.job_id}
         target = self.target.collection_for(doc["timestamp"])
         if stored is None:
             return [(target, InsertOne(doc))]
@@ -506,9 +554,12 @@ class IncomingSession:
     def messages(self, docs: Iterable[Document] | None = None) -> Iterator[Document]:
         """`docs` (the upload's, streamed), or the staged ones, as they are stored."""
         source = self.staging.messages(self.stored.session_id) if docs is None else docs
+        if not self.ids.copy and not self.ids.foreign:  # no id to derive: stored as they come
+            yield from source
+            return
         message = self.ids.message
         for doc in source:
-            yield message(doc)
+            yield message(decoded(doc))
 
 
 def arriving(staging: Staging, user: UserData,
@@ -559,24 +610,6 @@ def _by_messages(items: Iterable[tuple[Document, StoredSession]], messages: int
             group, count = [], 0
     if group:
         yield group
-
-
-class _Ahead:
-    """`arriving` sessions taken one by one in the order they were given: the session asked
-    for, or None when it is not the next one (the caller then decides its identity alone)."""
-
-    def __init__(self, sessions: Iterator[tuple[Document, StoredSession,
-                                                IncomingSession | None]]) -> None:
-        self._sessions = sessions
-        self._next: tuple[Document, StoredSession, IncomingSession | None] | None = None
-
-    def take(self, session_id: str) -> IncomingSession | None:
-        if self._next is None:
-            self._next = next(self._sessions, None)
-        if self._next is None or self._next[0]["s"] != session_id:
-            return None
-        found, self._next = self._next[2], None
-        return found
 
 
 class _SessionStream:

@@ -600,13 +600,14 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
 
     def upload() -> Iterator[ImportRecord]:
         """The records validation checked (imports.checked), or, where it kept none, the
-        pinned upload again (an encrypted one's password unsealed only when it is read); each
-        record checked again as staging checked it."""
-        checked, spill = job.import_state.checked_pin, _spill_after(job)
+        pinned upload again (an encrypted one's password unsealed only when it is read). The
+        checked records are the bytes validation wrote after its checks, pinned by their ETag
+        (If-Match on every GET): they are not checked again. Records parsed again from the
+        upload pass the checks again, as staging's do."""
+        checked = job.import_state.checked_pin
         if checked is not None:
-            return recheck(read_checked(storage.open_pinned(bucket, checked)),
-                           spill_after=spill)
-        return recheck(_source(job).records(), spill_after=spill)
+            return read_checked(storage.open_pinned(bucket, checked))
+        return recheck(_source(job).records(), spill_after=_spill_after(job))
 
     last, finished = _mongo(lambda: executor.run(keep_going, step.after, upload))
     if finished and _removes(job):
