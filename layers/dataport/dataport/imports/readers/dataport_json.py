@@ -203,7 +203,10 @@ def skip(first: Event, events: Iterator[Event]) -> None:
 
 
 def _classify(exc: Exception) -> tuple[IssueCode, str]:
-    text = str(exc)
+    # yajl says what is wrong on the first line, then shows the bytes around it (as bytes when
+    # they are not UTF-8): only the first line is the message, whatever the neighbours are
+    text = exc.args[0] if exc.args else ""
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(exc)
     if isinstance(exc, UnicodeDecodeError) or "UTF8" in text or "UTF-8" in text:
         return IssueCode.INVALID_UTF8, "the file is not valid UTF-8"
     if "premature EOF" in text:

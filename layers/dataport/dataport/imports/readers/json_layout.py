@@ -120,7 +120,8 @@ def _clean_bson(item: Any, depth: int, max_depth: int) -> Any:
                 convert = SIMPLE_WRAPPERS.get(key)
                 if convert is not None:
                     return convert(child)
-            elif key == "$date" and (date := extended_date(child)) is not None:
+            elif (key == "$date" and depth < max_depth  # its {"$numberLong"} is one deeper
+                  and (date := extended_date(child)) is not None):
                 return date
     dollar = False
     for key, child in item.items():
