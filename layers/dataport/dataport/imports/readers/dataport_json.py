@@ -6,7 +6,9 @@ The files are streamed with ijson's basic events; only one record (a message, a 
 fields, a project) is ever built, with the nesting, string and integer limits checked as its
 events arrive, then turned into BSON types by bson.json_util's own object hook (canonical
 Extended JSON, as formats/common.canonical_json wrote it). Plain JSON numbers, which a person
-editing a file may write, become floats, except money fields, which stay exact.
+editing a file may write, become floats, except money fields, which stay exact. Messages in the
+writer's own layout are parsed by orjson instead (readers/json_layout.py: same records, same
+problems); ijson then sees a placeholder for each.
 
 A session continued in the next file (or the next part of a file) is yielded again in every
 entry with its messages after it (see readers/base.py for the order every reader keeps); the

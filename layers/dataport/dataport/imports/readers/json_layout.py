@@ -96,22 +96,21 @@ class Unclean(Exception):
     """A value the fast path leaves to the event path (which says what is wrong with it)."""
 
 
-def _scalar_unclean(kind: type, value: Any) -> bool:
-    """A float (the event path keeps money exact) or an integer BSON cannot hold."""
-    return kind is float or (kind is int and not INT64_MIN <= value <= INT64_MAX)
-
-
 def _clean_bson(item: Any, depth: int, max_depth: int) -> Any:
-    """`extended` of a container orjson parsed, converted in place, raising Unclean for what
-    the event path would report (see the module docstring). Same results as `extended`."""
+    """`extended` of a container orjson parsed (at `depth`, the record being 1), converted in
+    place, raising Unclean for what the event path would report (see the module docstring): a
+    float (the event path keeps money exact), an integer BSON cannot hold, nesting past the
+    limit. Same results as `extended`."""
     if depth > max_depth:
         raise Unclean
     if type(item) is list:
         for index, child in enumerate(item):
             kind = type(child)
+            if kind is str:
+                continue
             if kind is dict or kind is list:
                 item[index] = _clean_bson(child, depth + 1, max_depth)
-            elif _scalar_unclean(kind, child):
+            elif kind is float or (kind is int and not INT64_MIN <= child <= INT64_MAX):
                 raise Unclean
         return item
     if len(item) == 1:
@@ -123,18 +122,27 @@ def _clean_bson(item: Any, depth: int, max_depth: int) -> Any:
             elif (key == "$date" and depth < max_depth  # its {"$numberLong"} is one deeper
                   and (date := extended_date(child)) is not None):
                 return date
-    dollar = False
-    for key, child in item.items():
-        kind = type(child)
-        if kind is dict or kind is list:
-            item[key] = _clean_bson(child, depth + 1, max_depth)
-        elif _scalar_unclean(kind, child):
-            raise Unclean
-        if key[:1] == "$":
-            dollar = True
-    if dollar:
+    if _clean_fields(item, depth, max_depth):
         return json_util.object_pairs_hook(list(item.items()), EXTENDED_JSON_READ_OPTIONS)
     return item
+
+
+def _clean_fields(item: dict[str, Any], depth: int, max_depth: int) -> bool:
+    """The fields of an object at `depth` converted in place (see `_clean_bson`); whether a
+    key starts with `$` (then json_util reads the object). Strings, the common case, pass
+    first."""
+    dollar = False
+    for key, child in item.items():
+        if key[:1] == "$":
+            dollar = True
+        kind = type(child)
+        if kind is str:
+            continue
+        if kind is dict or kind is list:
+            item[key] = _clean_bson(child, depth + 1, max_depth)
+        elif kind is float or (kind is int and not INT64_MIN <= child <= INT64_MAX):
+            raise Unclean
+    return dollar
 
 
 def clean_record(line: bytes, limits: ImportLimits) -> dict[str, Any] | None:
@@ -146,15 +154,7 @@ def clean_record(line: bytes, limits: ImportLimits) -> dict[str, Any] | None:
         doc = orjson.loads(line)
         if type(doc) is not dict or orjson.dumps(doc) != line:
             return None
-        max_depth = limits.max_nesting_depth
-        if max_depth < 1:
-            return None
-        for key, child in doc.items():
-            kind = type(child)
-            if kind is dict or kind is list:
-                doc[key] = _clean_bson(child, 2, max_depth)
-            elif _scalar_unclean(kind, child):
-                return None
+        _clean_fields(doc, 1, limits.max_nesting_depth)
     except Exception:  # anything orjson or a conversion refuses: the event path reports it
         return None
     return doc
