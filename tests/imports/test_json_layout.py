@@ -225,6 +225,7 @@ def test_a_line_longer_than_the_limit_is_passed_on_not_held() -> None:
     assert_same_reading(data)
 
 
+@SETTINGS
 @given(values)
 def test_clean_records_convert_as_extended_does(value: Any) -> None:
     line = canonical_json({"v": value})
