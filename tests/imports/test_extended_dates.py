@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
-from dataport.imports.readers.dataport_json import extended
+from dataport.imports.readers.json_layout import extended
 
 
 def _both(wrapper: Any) -> tuple[Any, Any]:

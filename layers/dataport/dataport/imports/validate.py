@@ -231,15 +231,25 @@ def check_object_id(value: Any) -> tuple[IssueCode, str] | None:
         IssueCode.WRONG_TYPE, f"must be an ObjectId, not {_type_name(value)}")
 
 
-def _of_type(*types: type, nullable: bool = False) -> Check:
-    names = " or ".join(t.__name__ for t in types) + (" or null" if nullable else "")
+class _OfType:
+    """The check that a value is of one of `types` (a bool is not an int), or null."""
 
-    def check(value: Any) -> tuple[IssueCode, str] | None:
-        if (value is None and nullable) or (isinstance(value, types) and not (
-                isinstance(value, bool) and bool not in types)):
+    def __init__(self, *types: type, nullable: bool = False) -> None:
+        self.types = types
+        self.nullable = nullable
+        self.names = " or ".join(t.__name__ for t in types) + (" or null" if nullable else "")
+        #: the exact types that pass (record_problems' fast path)
+        self.plain_types = frozenset(types) | ({type(None)} if nullable else set())
+
+    def __call__(self, value: Any) -> tuple[IssueCode, str] | None:
+        if (value is None and self.nullable) or (isinstance(value, self.types) and not (
+                isinstance(value, bool) and bool not in self.types)):
             return None
-        return IssueCode.WRONG_TYPE, f"must be {names}, not {_type_name(value)}"
-    return check
+        return IssueCode.WRONG_TYPE, f"must be {self.names}, not {_type_name(value)}"
+
+
+def _of_type(*types: type, nullable: bool = False) -> Check:
+    return _OfType(*types, nullable=nullable)
 
 
 def _id(pattern: re.Pattern[str], what: str) -> Check:
@@ -346,13 +356,46 @@ def located(record: ImportRecord, code: IssueCode, message: str, *, field: str |
                  field=field, severity=severity)
 
 
+#: per kind: the check of each field, the fields a record must have, and the exact types that
+#: pass a field's `_of_type` check (anything else is asked of the check itself)
+_CHECKS = {kind: {name: check for name, _, check in fields} for kind, fields in FIELDS.items()}
+_REQUIRED = {kind: frozenset(name for name, required, _ in fields if required)
+             for kind, fields in FIELDS.items()}
+_PLAIN_TYPES = {kind: {name: check.plain_types for name, _, check in fields
+                       if isinstance(check, _OfType)} for kind, fields in FIELDS.items()}
+
+
+def _clean(kind: RecordKind, doc: Mapping[str, Any]) -> bool:
+    """True when `record_problems` finds nothing in the record's fields and field names: one
+    pass over the fields it has (the common case; any doubt and the full check decides)."""
+    checks, plain = _CHECKS[kind], _PLAIN_TYPES[kind]
+    for name, value in doc.items():
+        types = plain.get(name)
+        if types is not None:
+            if type(value) in types:
+                continue
+            return False
+        check = checks.get(name)
+        if check is not None:
+            if check(value) is not None:
+                return False
+        elif name[:1] == "$" or "." in name:
+            return False
+    return doc.keys() >= _REQUIRED[kind]
+
+
 def record_problems(record: ImportRecord) -> list[Issue]:
     """Every error one record has on its own, located: its fields (FIELDS), its field names, the
     shape of a message's Claude message. This is the whole per-record check: validation reports
     it, and a later pass over the upload (staging) can call it again on each record it reads.
-    Checks across records (duplicates, orphans, parent cycles) are Checker's."""
-    problems: list[Issue] = []
+    Checks across records (duplicates, orphans, parent cycles) are Checker's. (On every
+    record's path, twice: a clean record is recognised in one pass over its fields.)"""
     doc = record.doc
+    if _clean(record.kind, doc) and (
+            record.kind is not RecordKind.MESSAGE or doc.get("type") not in CLAUDE_MESSAGE_TYPES
+            or check_claude_message(doc.get("messageData")) is None):
+        return []
+    problems: list[Issue] = []
     for name, required, check in FIELDS[record.kind]:
         if name not in doc:
             if required:

@@ -6,7 +6,9 @@ The files are streamed with ijson's basic events; only one record (a message, a 
 fields, a project) is ever built, with the nesting, string and integer limits checked as its
 events arrive, then turned into BSON types by bson.json_util's own object hook (canonical
 Extended JSON, as formats/common.canonical_json wrote it). Plain JSON numbers, which a person
-editing a file may write, become floats, except money fields, which stay exact.
+editing a file may write, become floats, except money fields, which stay exact. Messages in the
+writer's own layout are parsed by orjson instead (readers/json_layout.py: same records, same
+problems); ijson then sees a placeholder for each.
 
 A session continued in the next file (or the next part of a file) is yielded again in every
 entry with its messages after it (see readers/base.py for the order every reader keeps); the
@@ -17,18 +19,14 @@ writer does, because its messages are yielded while they stream.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Generator, Iterator
+from collections import deque
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import ijson
-from bson import ObjectId, json_util
-from bson.decimal128 import Decimal128
-from bson.int64 import Int64
 
-from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
 from dataport.formats.json_format import CONVERSATIONS_FORMAT, FORMAT_VERSION, PROJECTS_FORMAT
 from dataport.imports.limits import (
     INT64_MAX,
@@ -44,6 +42,7 @@ from dataport.imports.limits import (
     string_problem,
 )
 from dataport.imports.readers.base import ImportSource, Reporter
+from dataport.imports.readers.json_layout import LayoutStream, extended
 from dataport.imports.readers.package import Checksums, ignored, read_manifest
 from dataport.imports.readers.typed import MONEY_KEYS, coerce, finish_message
 from dataport.imports.zipsafe import SafeZip
@@ -54,6 +53,9 @@ from dataport.packaging.manifest import MANIFEST_NAME
 CONVERSATIONS_FILE = re.compile(r"(?:.*/)?conversations(?:-\d+)?\.json")
 PROJECTS_FILE = re.compile(r"(?:.*/)?projects(?:-\d+)?\.json")
 LIST_KEYS = {CONVERSATIONS_FORMAT: "sessions", PROJECTS_FORMAT: "projects"}
+
+#: parse the writer's own layout with orjson (readers/json_layout.py); off: events only
+FAST_LAYOUT = True
 
 Event = tuple[str, Any]
 _CONTAINERS = frozenset({"start_map", "start_array"})
@@ -202,54 +204,11 @@ def skip(first: Event, events: Iterator[Event]) -> None:
                 return
 
 
-#: the wrappers canonical_json writes for every message, converted without json_util's
-#: dispatch (same results: tests/imports/test_roundtrip compares with json_util.loads)
-_SIMPLE_WRAPPERS: dict[str, Callable[[str], Any]] = {
-    "$oid": ObjectId, "$numberDecimal": Decimal128, "$numberInt": int,
-    "$numberLong": lambda text: Int64(int(text)), "$numberDouble": float,
-}
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLIS = re.compile(r"-?[0-9]{1,19}")
-
-
-def _date(item: Any) -> datetime | None:
-    """`{"$numberLong": "<ms>"}`, the date canonical_json writes, as json_util reads it (aware,
-    UTC) without its per-value dispatch (the import profile's top own time); None for any other
-    form, which json_util then reads."""
-    if type(item) is dict and len(item) == 1:
-        text = item.get("$numberLong")
-        if type(text) is str and _MILLIS.fullmatch(text):
-            try:
-                return _EPOCH + timedelta(milliseconds=int(text))
-            except OverflowError:  # beyond datetime's years: json_util says what it does
-                return None
-    return None
-
-
-def extended(value: Any) -> Any:
-    """Canonical Extended JSON to BSON types, bottom-up, exactly as `json_util.loads` does."""
-    kind = type(value)
-    if kind is dict:
-        if len(value) == 1:
-            key, item = next(iter(value.items()))
-            convert = _SIMPLE_WRAPPERS.get(key)
-            if convert is not None and type(item) is str:
-                return convert(item)
-            if key == "$date" and (date := _date(item)) is not None:
-                return date
-        pairs = [(key, extended(item)) for key, item in value.items()]
-        if any(key.startswith("$") for key, _ in pairs):
-            return json_util.object_pairs_hook(pairs, EXTENDED_JSON_READ_OPTIONS)
-        return dict(pairs)
-    if kind is list:
-        return [extended(item) for item in value]
-    return value
-
-
 def _classify(exc: Exception) -> tuple[IssueCode, str]:
-    text = str(exc)
+    # yajl says what is wrong on the first line, then shows the bytes around it (as bytes when
+    # they are not UTF-8): only the first line is the message, whatever the neighbours are
+    text = exc.args[0] if exc.args else ""
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(exc)
     if isinstance(exc, UnicodeDecodeError) or "UTF8" in text or "UTF-8" in text:
         return IssueCode.INVALID_UTF8, "the file is not valid UTF-8"
     if "premature EOF" in text:
@@ -283,10 +242,17 @@ class DocumentReader:
         self.expect = expect
         self.path = "$"
         self.header: dict[str, Any] = {}
+        #: the fast path's messages (readers/json_layout.py), met as `placeholder` strings
+        self.parsed: deque[dict[str, Any]] = deque()
+        self.placeholder: str | None = None
 
     def records(self) -> Iterator[ImportRecord]:
+        stream = self.stream
+        if FAST_LAYOUT:
+            stream = layout = LayoutStream(self.stream, self.limits)
+            self.parsed, self.placeholder = layout.parsed, layout.placeholder
         try:
-            events: Iterator[Event] = iter(ijson.basic_parse(self.stream, use_float=False))
+            events: Iterator[Event] = iter(ijson.basic_parse(stream, use_float=False))
             yield from self._document(events)
             for _ in events:  # the rest of the file (yajl reports anything after the document)
                 pass
@@ -434,7 +400,7 @@ class DocumentReader:
                     self._error(IssueCode.DUPLICATE_KEY, f"{self.path}: the key {key[:60]!r} "
                                 "appears more than once in the session entry", field=key)
                     usable = False
-                    skip(value_event, events)
+                    self._skip(value_event, events)
                     continue
                 seen.add(key)
                 if key == "messages" and value_event[0] == "start_array":
@@ -462,6 +428,23 @@ class DocumentReader:
                     fields[key] = value
             if not emitted:
                 yield from self._entry(fields, project, base, usable)
+
+    def _skip(self, first: Event, events: Iterator[Event]) -> None:
+        """`skip`, dropping the fast path's messages of what is skipped (a placeholder is only
+        ever an element of a messages list: one level down)."""
+        if first[0] != "start_array" or self.placeholder is None:
+            skip(first, events)
+            return
+        depth = 1
+        for event in events:
+            if event[0] in _CONTAINERS:
+                depth += 1
+            elif event[0] in _ENDS:
+                depth -= 1
+                if depth == 0:
+                    return
+            elif depth == 1 and event[1] == self.placeholder and event[0] == "string":
+                self.parsed.popleft()
 
     def _entry(self, fields: dict[str, Any], project: Any, base: str,
                usable: bool) -> Generator[ImportRecord, None, bool]:
@@ -496,6 +479,13 @@ class DocumentReader:
                 return
             index += 1
             self.path = f"{base}.messages[{index}]"
+            if event[1] == self.placeholder and event[0] == "string":
+                parsed = self.parsed.popleft()  # clean: already parsed and converted
+                if usable:
+                    yield ImportRecord(RecordKind.MESSAGE,
+                                       finish_message(coerce(RecordKind.MESSAGE, parsed)),
+                                       Location(self.file, path=self.path))
+                continue
             raw, problem = build(event, events, self.limits, money=MONEY_KEYS)
             if problem:
                 self._problem(problem, self.path)

@@ -1,0 +1,281 @@
+"""The fast path of the dataport JSON reader: the writer's own layout, parsed a line at a time.
+
+formats/json_format.py writes one record per line: the envelope (`{..."sessions":[`), a session
+entry's head (`{<session>,"project":{...},"messages":[`), each message (`<message>,`), then
+`]},` / `]}` to close an entry and the document. Building a message from ijson's events costs
+a Python step per event (the import's largest own cost, issue 10); orjson parses the same line
+in C, ten times faster.
+
+`LayoutStream` sits between the upload and ijson. It follows that layout line by line and hands
+every *clean* message line to orjson; ijson gets a placeholder string in its place, and the
+reader takes the parsed message from `parsed` when it meets the placeholder. Everything else
+passes through to ijson unchanged, so the event path (readers/dataport_json.py) still parses
+the document's structure and every line that is not clean, with its own limits, errors and
+paths. Results and reported problems are the same either way (tests/imports/test_json_layout.py
+proves it over generated documents).
+
+A message line is clean when the event path could not object to it: orjson parses it to an
+object, writes it back byte for byte (so no key is duplicated and nothing is written in any
+other way), no string can be over the limit (the line is not longer than a string may be), no
+key holds a NUL, no number is a float or outside int64, it nests no deeper than the limit and
+its Extended JSON converts without an error. A placeholder is only ever put where a value is
+due (the line before was the head of a session entry or a message ending with `,`, each proven
+by orjson), and the placeholder holds a random nonce, so no file can forge one. From the first
+line that does not fit the layout (a hand-edited file, other whitespace, a line longer than
+`max_line_bytes`, which is passed through without being held) to the end of the document,
+everything goes through ijson.
+
+Memory: the reader holds one line (at most `max_line_bytes`) and the messages parsed from one
+read of ijson's (64 KiB of upload) ahead of the reader.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+import orjson
+from bson import ObjectId, json_util
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+
+from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
+from dataport.imports.limits import INT64_MAX, INT64_MIN, ImportLimits, Readable
+
+#: the wrappers canonical_json writes for every message, converted without json_util's
+#: dispatch (same results: tests/imports/test_roundtrip compares with json_util.loads)
+SIMPLE_WRAPPERS: dict[str, Callable[[str], Any]] = {
+    "$oid": ObjectId, "$numberDecimal": Decimal128, "$numberInt": int,
+    "$numberLong": lambda text: Int64(int(text)), "$numberDouble": float,
+}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLIS = re.compile(r"-?[0-9]{1,19}")
+
+
+def extended_date(item: Any) -> datetime | None:
+    """`{"$numberLong": "<ms>"}`, the date canonical_json writes, as json_util reads it (aware,
+    UTC) without its per-value dispatch (the import profile's top own time); None for any other
+    form, which json_util then reads."""
+    if type(item) is dict and len(item) == 1:
+        text = item.get("$numberLong")
+        if type(text) is str and _MILLIS.fullmatch(text):
+            try:
+                return _EPOCH + timedelta(milliseconds=int(text))
+            except OverflowError:  # beyond datetime's years: json_util says what it does
+                return None
+    return None
+
+
+def extended(value: Any) -> Any:
+    """Canonical Extended JSON to BSON types, bottom-up, exactly as `json_util.loads` does."""
+    kind = type(value)
+    if kind is dict:
+        if len(value) == 1:
+            key, item = next(iter(value.items()))
+            convert = SIMPLE_WRAPPERS.get(key)
+            if convert is not None and type(item) is str:
+                return convert(item)
+            if key == "$date" and (date := extended_date(item)) is not None:
+                return date
+        pairs = [(key, extended(item)) for key, item in value.items()]
+        if any(key.startswith("$") for key, _ in pairs):
+            return json_util.object_pairs_hook(pairs, EXTENDED_JSON_READ_OPTIONS)
+        return dict(pairs)
+    if kind is list:
+        return [extended(item) for item in value]
+    return value
+
+
+class Unclean(Exception):
+    """A value the fast path leaves to the event path (which says what is wrong with it)."""
+
+
+def _clean_bson(item: Any, depth: int, max_depth: int) -> Any:
+    """`extended` of a container orjson parsed (at `depth`, the record being 1), converted in
+    place, raising Unclean for what the event path would report (see the module docstring): a
+    float (the event path keeps money exact), an integer BSON cannot hold, nesting past the
+    limit. Same results as `extended`."""
+    if depth > max_depth:
+        raise Unclean
+    if type(item) is list:
+        for index, child in enumerate(item):
+            kind = type(child)
+            if kind is str:
+                continue
+            if kind is dict or kind is list:
+                item[index] = _clean_bson(child, depth + 1, max_depth)
+            elif kind is float or (kind is int and not INT64_MIN <= child <= INT64_MAX):
+                raise Unclean
+        return item
+    if len(item) == 1:
+        for key, child in item.items():
+            if type(child) is str:
+                convert = SIMPLE_WRAPPERS.get(key)
+                if convert is not None:
+                    return convert(child)
+            elif (key == "$date" and depth < max_depth  # its {"$numberLong"} is one deeper
+                  and (date := extended_date(child)) is not None):
+                return date
+    if _clean_fields(item, depth, max_depth):
+        return json_util.object_pairs_hook(list(item.items()), EXTENDED_JSON_READ_OPTIONS)
+    return item
+
+
+def _clean_fields(item: dict[str, Any], depth: int, max_depth: int) -> bool:
+    """The fields of an object at `depth` converted in place (see `_clean_bson`); whether a
+    key starts with `$` (then json_util reads the object). Strings, the common case, pass
+    first."""
+    dollar = False
+    for key, child in item.items():
+        if key[:1] == "$":
+            dollar = True
+        kind = type(child)
+        if kind is str:
+            continue
+        if kind is dict or kind is list:
+            item[key] = _clean_bson(child, depth + 1, max_depth)
+        elif kind is float or (kind is int and not INT64_MIN <= child <= INT64_MAX):
+            raise Unclean
+    return dollar
+
+
+def clean_record(line: bytes, limits: ImportLimits) -> dict[str, Any] | None:
+    """The record a clean line holds, each top-level field converted as `extended` converts it
+    (the record itself is not a wrapper); None when the line is not clean."""
+    if len(line) > limits.max_string_bytes or b"\\u0000" in line:
+        return None
+    try:
+        doc = orjson.loads(line)
+        if type(doc) is not dict or orjson.dumps(doc) != line:
+            return None
+        _clean_fields(doc, 1, limits.max_nesting_depth)
+    except Exception:  # anything orjson or a conversion refuses: the event path reports it
+        return None
+    return doc
+
+
+class _State(Enum):
+    START = "start"  # the envelope comes first
+    LIST_OPEN = "list_open"  # after `"sessions":[`: an entry or the list's end
+    LIST_NEXT = "list_next"  # after `,`: an entry
+    LIST_AFTER = "list_after"  # after an entry: the list's end
+    MESSAGES_OPEN = "messages_open"  # after `"messages":[`: a message or the entry's end
+    MESSAGES_NEXT = "messages_next"  # after `,`: a message
+    MESSAGES_AFTER = "messages_after"  # after a message: the entry's end
+    OFF = "off"  # not (or no longer) the layout: everything passes through
+
+
+#: entry ends: `]}` or `]},`, from the messages list to where the sessions list goes on
+_ENTRY_ENDS = {b"]}": _State.LIST_AFTER, b"]},": _State.LIST_NEXT}
+_OPEN_STATES = {_State.LIST_OPEN, _State.LIST_NEXT}
+_MESSAGE_STATES = {_State.MESSAGES_OPEN, _State.MESSAGES_NEXT}
+
+
+def _opens(line: bytes, key: str) -> bool:
+    """The line is an object that writes its keys once, canonically, and ends by opening the
+    array of `key`, its last key (the writer's envelope and session heads)."""
+    if not line.endswith(b"["):
+        return False
+    try:
+        doc = orjson.loads(line + b"]}")
+        return (type(doc) is dict and next(reversed(doc), None) == key and doc[key] == []
+                and orjson.dumps(doc) == line + b"]}")
+    except Exception:  # not JSON once closed: not the layout
+        return False
+
+
+def _is_value(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+class LayoutStream:
+    """A readable stream over a conversations document for ijson (see the module docstring):
+    clean message lines become `placeholder`, their records queue in `parsed`."""
+
+    def __init__(self, stream: Readable, limits: ImportLimits) -> None:
+        self._stream = stream
+        self._limits = limits
+        self.placeholder = f"dataport-parsed-{secrets.token_hex(16)}"
+        self._quoted = orjson.dumps(self.placeholder)
+        self.parsed: deque[dict[str, Any]] = deque()
+        self._state = _State.START
+        self._partial = bytearray()  # the line read so far
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size == 0:
+            return b""
+        out = bytearray()
+        while not out:
+            chunk = self._stream.read(size if size > 0 else 64 * 1024)
+            if not chunk:
+                out += self._partial  # a last line without its newline: as it is
+                self._partial.clear()
+                return bytes(out)
+            self._feed(chunk, out)
+        return bytes(out)
+
+    def _feed(self, chunk: bytes, out: bytearray) -> None:
+        start = 0
+        while self._state is not _State.OFF:
+            end = chunk.find(b"\n", start)
+            if end < 0:
+                self._partial += chunk[start:]
+                if len(self._partial) > self._limits.max_line_bytes:
+                    # not held: this line, and the document after it, are the event path's
+                    self._state = _State.OFF
+                    out += self._partial
+                    self._partial.clear()
+                return
+            self._partial += chunk[start:end]
+            out += self._line(bytes(self._partial))
+            out += b"\n"
+            self._partial.clear()
+            start = end + 1
+        out += chunk[start:]  # not the layout (any more): everything as it comes
+
+    def _line(self, line: bytes) -> bytes:
+        """What ijson gets for one line, and the state after it."""
+        state = self._state
+        if state in _MESSAGE_STATES or state is _State.MESSAGES_AFTER:
+            end = _ENTRY_ENDS.get(line)
+            if end is not None and state is not _State.MESSAGES_NEXT:
+                self._state = end
+                return line
+            if state is not _State.MESSAGES_AFTER and line:
+                comma = line.endswith(b",")
+                body = line[:-1] if comma else line
+                doc = clean_record(body, self._limits)
+                if doc is not None or _is_value(body):
+                    self._state = _State.MESSAGES_NEXT if comma else _State.MESSAGES_AFTER
+                    if doc is None:
+                        return line
+                    self.parsed.append(doc)
+                    return self._quoted + b"," if comma else self._quoted
+        elif state in _OPEN_STATES:
+            if line == b"]}" and state is _State.LIST_OPEN:
+                self._state = _State.OFF  # the document's end: nothing after it is ours
+                return line
+            if _opens(line, "messages"):
+                self._state = _State.MESSAGES_OPEN
+                return line
+            comma = line.endswith(b",")
+            if line and _is_value(line[:-1] if comma else line):  # an entry on one line
+                self._state = _State.LIST_NEXT if comma else _State.LIST_AFTER
+                return line
+        elif state is _State.LIST_AFTER:
+            pass  # `]}`, the document's end, or anything else: all passed through from here
+        elif state is _State.START and _opens(line, "sessions"):
+            self._state = _State.LIST_OPEN
+            return line
+        self._state = _State.OFF
+        return line
