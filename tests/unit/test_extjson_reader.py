@@ -96,6 +96,8 @@ def test_the_documents_of_every_collection_read_the_same() -> None:
     b'{"a": {"$date": {"$numberLong": 5}}}',
     b'{"a": {"$date": "2025-08-02T04:52:01.123Z"}}',
     b'{"a": {"$date": {"$numberLong": "99999999999999999"}}}',  # past year 9999
+    b'{"a": {"$date": {"$numberLong": "-1"}}}',  # a millisecond before 1970
+    b'{"a": {"$date": {"$numberLong": "-62135596800001"}}}',  # before year 1
     b'{"a": {"$numberDecimal": "1E+6145"}}',
     b'{"a": [{"$oid": "66ad9c1e5f2b4a0012c0ffee"}, [{"$numberInt": "7"}]]}',
     b'[1, {"$numberDouble": "-0.0"}]',

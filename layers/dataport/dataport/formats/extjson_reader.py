@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from bson import ObjectId, json_util
-from bson.codec_options import CodecOptions
+from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.datetime_ms import _millis_to_datetime
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
@@ -42,6 +43,10 @@ _OPTIONS = EXTENDED_JSON_READ_OPTIONS
 #: json_util's parser for each wrapper key (`$oid`, `$date`, `$numberLong`...)
 _PARSERS: dict[str, Callable[[Any, Any], Any]] = dict(json_util._PARSERS)
 _CODEC: CodecOptions[Any] = _OPTIONS  # JSONOptions are CodecOptions (json_util passes them so)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: the read options make aware datetimes in UTC (what `_date` computes directly)
+_PLAIN_UTC = (_OPTIONS.datetime_conversion == DatetimeConversion.DATETIME
+              and _OPTIONS.tz_aware and _OPTIONS.tzinfo is UTC)
 
 
 def loads(line: bytes | str, *, unescape: bool = False) -> Any:
@@ -51,7 +56,7 @@ def loads(line: bytes | str, *, unescape: bool = False) -> Any:
     try:
         value = orjson.loads(line)
         if type(value) is dict:
-            return _wrapped(value, unescape)
+            return _wrapped(value, unescape) if len(value) == 1 else _typed(value, unescape)
         if type(value) is list:
             return _typed(value, unescape)
         if type(value) is float:
@@ -80,12 +85,25 @@ def _unescaping_hook(obj: dict[str, Any]) -> Any:
     return json_util.object_hook(obj, _OPTIONS)
 
 
+def _date(millis: int) -> Any:
+    """What `_millis_to_datetime(millis, options)` gives for the read options (aware, in UTC,
+    plain datetimes), without its per-call option checks; an out-of-range date through it for
+    its own error."""
+    if not _PLAIN_UTC:
+        return _millis_to_datetime(millis, _CODEC)
+    try:
+        return _EPOCH + timedelta(milliseconds=millis)
+    except ArithmeticError:
+        return _millis_to_datetime(millis, _CODEC)
+
+
 def _typed(value: Any, unescape: bool) -> Any:
     if type(value) is list:
         for index, item in enumerate(value):
             kind = type(item)
             if kind is dict:
-                value[index] = _wrapped(item, unescape)
+                value[index] = (_wrapped(item, unescape) if len(item) == 1
+                                else _typed(item, unescape))
             elif kind is list:
                 value[index] = _typed(item, unescape)
             elif kind is float:
@@ -94,8 +112,9 @@ def _typed(value: Any, unescape: bool) -> Any:
     wrapper = False
     for key, item in value.items():
         kind = type(item)
-        if kind is dict:
-            value[key] = _wrapped(item, unescape)  # same keys: safe while iterating
+        if kind is dict:  # same keys: safe while iterating
+            value[key] = (_wrapped(item, unescape) if len(item) == 1
+                          else _typed(item, unescape))
         elif kind is list:
             value[key] = _typed(item, unescape)
         elif kind is float:
@@ -112,25 +131,24 @@ def _typed(value: Any, unescape: bool) -> Any:
 
 
 def _wrapped(value: dict[str, Any], unescape: bool) -> Any:
-    """An object, with the wrappers a canonical writer writes most (an ObjectId, a date, the
-    numbers) converted without a call of their own; the same checks as their json_util parsers
-    (one key, a string inside), anything else through the general walk."""
-    if len(value) == 1:
-        for key, inner in value.items():
-            if type(inner) is str:
-                if key == "$oid":
-                    return ObjectId(inner)
-                if key == "$numberLong":
-                    return Int64(inner)
-                if key == "$numberInt":
-                    return int(inner)
-                if key == "$numberDouble":
-                    return float(inner)
-                if key == "$numberDecimal":
-                    return Decimal128(inner)
-            elif key == "$date" and type(inner) is dict and len(inner) == 1:
-                millis = inner.get("$numberLong")
-                if type(millis) is str:
-                    # json_util: the inner Int64(millis), then _millis_to_datetime(int(it))
-                    return _millis_to_datetime(int(millis), _CODEC)
+    """An object of one key: the wrappers a canonical writer writes most (an ObjectId, a date,
+    the numbers) converted at once, with the same checks as their json_util parsers (one key,
+    a string inside); anything else through the general walk."""
+    ((key, inner),) = value.items()
+    if type(inner) is str:
+        if key == "$oid":
+            return ObjectId(inner)
+        if key == "$numberLong":
+            return Int64(inner)
+        if key == "$numberInt":
+            return int(inner)
+        if key == "$numberDouble":
+            return float(inner)
+        if key == "$numberDecimal":
+            return Decimal128(inner)
+    elif key == "$date" and type(inner) is dict and len(inner) == 1:
+        millis = inner.get("$numberLong")
+        if type(millis) is str:
+            # json_util: the inner Int64(millis), then _millis_to_datetime(int(it))
+            return _date(int(millis))
     return _typed(value, unescape)

@@ -127,8 +127,8 @@ class Verification(ApiModel):
     status: Literal["running", "completed", "failed", "cancelled"] = Field(
         description="completed: it ran to the end (ok says what it found); failed: it could not "
                     "finish (error); cancelled: stopped at the caller's request (DELETE "
-                    "/backups/{id}/verify). The backup's status is left as it was unless it "
-                    "completed")
+                    "/backups/{id}/verify). Only a verification that completed changes the "
+                    "backup's status (corrupted, when it found damage)")
     started_at: AwareDatetime
     ended_at: AwareDatetime | None = None
     ok: bool | None = None
