@@ -288,6 +288,7 @@ class SizeResult:
     restored_messages: int = 0
     restore_task_peaks_mib: dict[str, float] = field(default_factory=dict)
     restore_task_seconds: dict[str, float] = field(default_factory=dict)
+    restore_task_cpu_seconds: dict[str, float] = field(default_factory=dict)
     profile: list[str] = field(default_factory=list)
     restore_profiles: dict[str, list[str]] = field(default_factory=dict)
 
@@ -423,11 +424,13 @@ def _restore(stack: LocalStack, db: Database[Document], result: SizeResult, key:
           f"{', '.join(f'{t} {p:.0f} MiB' for t, p in peaks.items())}  -> "
           f"{raw_restore_s / restore_s:.2f} of raw")
     print("  restore tasks (each in its own process, start included): " + ", ".join(
-        f"{t} {s:.1f} s" for t, s in memory.seconds.items()))
+        f"{t} {s:.1f} s" for t, s in memory.seconds.items()) + "; their own CPU time: " + ", ".join(
+        f"{t} {s:.1f} s" for t, s in memory.cpu_seconds.items()))
     result.raw_restore_s, result.restore_s, result.restored_messages = (
         raw_restore_s, restore_s, restored)
     result.restore_task_peaks_mib = peaks
     result.restore_task_seconds = {t: round(s, 1) for t, s in memory.seconds.items()}
+    result.restore_task_cpu_seconds = {t: round(s, 2) for t, s in memory.cpu_seconds.items()}
 
 
 def _profile_restore(stack: LocalStack, backup_id: str, target: str, megabytes: float,

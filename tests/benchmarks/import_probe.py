@@ -3,8 +3,10 @@ would see it: `python -m tests.benchmarks.import_probe <task> < step.json`, wher
 validate, stage, execute or finalize.
 
 The environment (endpoints, table names, MONGODB_URI...) is inherited from the benchmark, which
-runs the local stack; stdout ends with {"step": ..., "baseline_rss": ..., "peak_rss": ...}
-in bytes (baseline: after imports, before any work). With IMPORT_PROFILE=<directory>, the task
+runs the local stack; stdout ends with {"step": ..., "baseline_rss": ..., "peak_rss": ...,
+"cpu_seconds": ...}: RSS in bytes (baseline: after imports, before any work), and the CPU time
+(user + system) of the task itself (imports excluded): on a loaded machine, where wall seconds
+say little, what the task cost. With IMPORT_PROFILE=<directory>, the task
 runs under cProfile and its stats are written to <directory>/<task>.prof (added to, when the task
 runs more than once: one file holds every invocation of a task).
 """
@@ -16,6 +18,7 @@ import json
 import os
 import pstats
 import sys
+import time
 from pathlib import Path
 
 import infrastructure.local  # noqa: F401 (puts the layer on sys.path, as Lambda's /opt/python)
@@ -28,6 +31,7 @@ def main() -> int:
     task = sys.argv[1]
     step = ImportStep.model_validate_json(sys.stdin.read())
     baseline = _rss()
+    cpu_started = time.process_time()
     profile_to = os.environ.get("IMPORT_PROFILE")
     profile = cProfile.Profile() if profile_to else None
     if profile is not None:
@@ -39,7 +43,9 @@ def main() -> int:
             profile.disable()
     if profile is not None and profile_to:
         _dump(profile, Path(profile_to) / f"{task}.prof")
-    print(json.dumps({"step": result.wire(), "baseline_rss": baseline, "peak_rss": _rss()}))
+    cpu = time.process_time() - cpu_started
+    print(json.dumps({"step": result.wire(), "baseline_rss": baseline, "peak_rss": _rss(),
+                      "cpu_seconds": cpu}))
     return 0
 
 
