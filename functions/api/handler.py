@@ -202,6 +202,12 @@ def verify_backup(backupId: BackupId,
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=answer)
 
 
+@app.delete("/backups/<backupId>/verify",
+            summary="Cancel the backup's running verification job (its status stays as it was)")
+def cancel_backup_verification(backupId: BackupId) -> BackupView:
+    return BackupView.of(backups.cancel_verification(_principal(), backupId))
+
+
 _PREVIEW_RESPONSES: dict[int, OpenAPIResponse] = {
     200: {"description": "The preview (computed now: a backup up to VerifySyncMaxBytes)",
           "content": {"application/json": {"schema": {
@@ -232,6 +238,11 @@ def preview_backup(
          responses=_PREVIEW_RESPONSES)
 def preview_result(backupId: BackupId, jobId: JobId) -> Response[BackupPreview | PreviewAccepted]:
     return _preview_answer(backups.preview_result(_principal(), backupId, jobId))
+
+
+@app.delete("/backups/<backupId>/preview/<jobId>", summary="Cancel a running preview job")
+def cancel_preview(backupId: BackupId, jobId: JobId) -> PreviewAccepted:
+    return backups.cancel_preview(_principal(), backupId, jobId)
 
 
 def _preview_answer(answer: BackupPreview | PreviewAccepted

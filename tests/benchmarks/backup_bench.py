@@ -27,8 +27,9 @@ load average is printed: on a shared machine compare ratios, not seconds. `--rep
 backup pairs (raw, then dataport a moment later) per size and reports the median pair (the
 restore, when asked for, runs once, from the last pair's backups); `--only backup` skips the
 restores; `--profile` runs one more dataport backup per size with its worker under cProfile
-(worker_probe.py's WORKER_PROFILE; the stats go to tests/output/bench/) and prints the top
-entries.
+(worker_probe.py's WORKER_PROFILE; the stats go to tests/output/bench/) and, when the restore is
+measured, one more dataport restore with its tasks under cProfile (import_probe.py's
+IMPORT_PROFILE: one file per task), and prints the top entries of each.
 """
 
 from __future__ import annotations
@@ -287,7 +288,9 @@ class SizeResult:
     restored_messages: int = 0
     restore_task_peaks_mib: dict[str, float] = field(default_factory=dict)
     restore_task_seconds: dict[str, float] = field(default_factory=dict)
+    restore_task_cpu_seconds: dict[str, float] = field(default_factory=dict)
     profile: list[str] = field(default_factory=list)
+    restore_profiles: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def backup_ratio(self) -> float:
@@ -384,11 +387,14 @@ def measure(stack: LocalStack, megabytes: float, *, parts: tuple[str, ...] = PAR
             backup_worker_peak_mib=round(max(pair.peak for pair in pairs) / MIB, 1),
             backup_worker_s=round(median.worker_s, 2),
             backup_ratios=[round(pair.ratio, 3) for pair in pairs])
-        if profile_top:
+        if profile_top and "backup" in parts:
             result.profile = _profile_backup(stack, source, megabytes, profile_top)
         key = pairs[-1].key
         if "restore" in parts:
             _restore(stack, db, result, key, made["backupId"], raw_target, target)
+            if profile_top:
+                result.restore_profiles = _profile_restore(stack, made["backupId"], target,
+                                                           megabytes, profile_top)
         stack.client("s3").delete_object(Bucket=stack.bucket, Key=key)
         return result
     finally:
@@ -418,11 +424,35 @@ def _restore(stack: LocalStack, db: Database[Document], result: SizeResult, key:
           f"{', '.join(f'{t} {p:.0f} MiB' for t, p in peaks.items())}  -> "
           f"{raw_restore_s / restore_s:.2f} of raw")
     print("  restore tasks (each in its own process, start included): " + ", ".join(
-        f"{t} {s:.1f} s" for t, s in memory.seconds.items()))
+        f"{t} {s:.1f} s" for t, s in memory.seconds.items()) + "; their own CPU time: " + ", ".join(
+        f"{t} {s:.1f} s" for t, s in memory.cpu_seconds.items()))
     result.raw_restore_s, result.restore_s, result.restored_messages = (
         raw_restore_s, restore_s, restored)
     result.restore_task_peaks_mib = peaks
     result.restore_task_seconds = {t: round(s, 1) for t, s in memory.seconds.items()}
+    result.restore_task_cpu_seconds = {t: round(s, 2) for t, s in memory.cpu_seconds.items()}
+
+
+def _profile_restore(stack: LocalStack, backup_id: str, target: str, megabytes: float,
+                     top: int) -> dict[str, list[str]]:
+    """One more dataport restore (into the emptied target) with each task under cProfile
+    (import_probe IMPORT_PROFILE): the top entries per task."""
+    folder = PROFILES / f"restore-{megabytes:g}mb"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.prof"):
+        old.unlink()
+    client = connect(stack.mongo_uri, target).client
+    client.drop_database(target)
+    _use_database(target)
+    os.environ["IMPORT_PROFILE"] = str(folder)
+    try:
+        with TaskMemory():
+            dataport_restore(stack, backup_id)
+    finally:
+        del os.environ["IMPORT_PROFILE"]
+        client.close()
+    return {path.stem: stats_top(pstats.Stats(str(path)), top)
+            for path in sorted(folder.glob("*.prof"))}
 
 
 def render(results: list[SizeResult]) -> str:
@@ -460,6 +490,10 @@ def render(results: list[SizeResult]) -> str:
             lines.append(f"\nprofile, backup worker ({r.json_bytes / MB:.0f} MB), top entries by "
                          "own time:")
             lines.extend(f"  {line}" for line in r.profile)
+        for task, entries in r.restore_profiles.items():
+            lines.append(f"\nprofile, restore task {task} ({r.json_bytes / MB:.0f} MB), top "
+                         "entries by own time:")
+            lines.extend(f"  {line}" for line in entries)
     return "\n".join(lines)
 
 
@@ -474,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1,
                         help="backup pairs (raw, dataport) per size; the median is reported")
     parser.add_argument("--profile", action="store_true",
-                        help="then one more backup per size with its worker under cProfile")
+                        help="then one more backup per size with its worker under cProfile, and "
+                        "one more restore with its tasks under cProfile")
     parser.add_argument("--profile-top", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)

@@ -137,6 +137,7 @@ class TaskMemory:
     peaks: dict[str, int] = field(default_factory=dict)
     baseline: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     _originals: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
     def __enter__(self) -> TaskMemory:
@@ -164,6 +165,7 @@ class TaskMemory:
             key = f"{task} (dry run)" if dry else task
             self.peaks[key] = max(self.peaks.get(key, 0), probe["peak_rss"])
             self.seconds[key] = self.seconds.get(key, 0.0) + time.monotonic() - started
+            self.cpu_seconds[key] = self.cpu_seconds.get(key, 0.0) + probe["cpu_seconds"]
             self.baseline = max(self.baseline, probe["baseline_rss"])
             return ImportStep.model_validate(probe["step"])
 

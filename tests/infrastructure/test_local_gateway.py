@@ -242,8 +242,9 @@ def test_the_real_api_answers_with_the_templates_gateway_responses() -> None:
     assert {(r.event.method, r.event.path) for r in api.routes} == {
         ("POST", "/backups"), ("GET", "/backups"), ("GET", "/backups/{backupId}"),
         ("DELETE", "/backups/{backupId}"), ("GET", "/backups/{backupId}/download"),
-        ("POST", "/backups/{backupId}/verify"), ("GET", "/backups/{backupId}/preview"),
-        ("GET", "/backups/{backupId}/preview/{jobId}"),
+        ("POST", "/backups/{backupId}/verify"), ("DELETE", "/backups/{backupId}/verify"),
+        ("GET", "/backups/{backupId}/preview"), ("GET", "/backups/{backupId}/preview/{jobId}"),
+        ("DELETE", "/backups/{backupId}/preview/{jobId}"),
         ("POST", "/exports"), ("POST", "/exports/estimate"), ("GET", "/exports"),
         ("GET", "/exports/{jobId}"),
         ("DELETE", "/exports/{jobId}"), ("GET", "/exports/{jobId}/download"),

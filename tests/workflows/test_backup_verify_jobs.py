@@ -3,17 +3,26 @@ for a backup larger than VerifySyncMaxBytes (or with `background`), the real ver
 the whole-object pass and the member passes (several, when the time budget is short), progress
 reaches the WebSocket with kind `verify`, and the verdict lands on the backup: intact
 (`verifiedAt`), or `corrupted` naming the member. A failing task ends the job failed and the
-backup's verification says so, its status unchanged. Another user sees none of it."""
+backup's verification says so, its status unchanged. Another user sees none of it. A running
+verification or preview job can be cancelled (between chunks or lines): it ends `cancelled`,
+records nothing, and the backup's status stays."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from dataport.api import backups as api_backups
+from dataport.backups import preview as backup_preview
+from dataport.backups import verify as backup_verify
+from dataport.engine import WorkflowUnavailable
 from dataport.progress.events import (
+    CancelledEvent,
     ErrorEvent,
     FailedEvent,
     JobEvent,
@@ -22,6 +31,7 @@ from dataport.progress.events import (
     SucceededEvent,
 )
 from dataport.settings import get_settings
+from dataport.workflows import verify as verify_workflow
 from infrastructure.local.progress_client import ProgressSocket
 from tests.e2e.api_client import Api, seeded_dataset
 from tests.infrastructure.iam import assert_calls_allowed
@@ -58,7 +68,7 @@ def verify_in_background(api: Api, backup_id: str, **body: Any) -> dict[str, Any
     return accepted
 
 
-def ended(events: list[JobEvent], kind: type[SucceededEvent | FailedEvent],
+def ended(events: list[JobEvent], kind: type[SucceededEvent | FailedEvent | CancelledEvent],
           status: str) -> bool:
     """The job's last event is its end (or, when it ended before the subscription, the
     snapshot that says so)."""
@@ -224,3 +234,161 @@ def test_a_large_backups_preview_is_a_job_whose_answer_equals_the_synchronous_on
     # a preview job leaves the backup's record as it was
     assert api.request("GET", f"/backups/{made['backupId']}").json().get("verification") is None
     assert_calls_allowed(api.stack)  # the preview task reaches MongoDB through its secret
+
+
+# ------------------------------------------------------------------------------ cancelling
+
+
+@pytest.fixture
+def every_beat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tasks' watch reads the job at every beat (not once a second), and a member pass
+    beats at every line: a cancel is seen at the first line after it."""
+    monkeypatch.setattr(verify_workflow, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr(backup_verify, "LINES_PER_BEAT", 1)
+    monkeypatch.setattr(backup_preview, "BATCH", 1)
+
+
+class Gate:
+    """Holds a running task at its first beat (`reached`) until the test `release`s it, so the
+    test cancels while the task is mid-pass."""
+
+    def __init__(self) -> None:
+        self.reached, self.released = threading.Event(), threading.Event()
+
+    def wrap(self, beat: Callable[[], None]) -> Callable[[], None]:
+        def held() -> None:
+            if not self.reached.is_set():
+                self.reached.set()
+                assert self.released.wait(60)
+            beat()
+        return held
+
+
+def results_of(api: Api, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What each invocation of the verify function answered (the state machine's input)."""
+    answers: list[dict[str, Any]] = []
+
+    def recorded(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        from functions.backup_verify.handler import lambda_handler  # noqa: PLC0415
+        result: dict[str, Any] = lambda_handler(event, context)
+        answers.append({"step": event.get("step"), **result})
+        return result
+
+    monkeypatch.setitem(api.stack.handler_overrides, VERIFIER, recorded)
+    return answers
+
+
+def verify_execution(api: Api, job_id: str) -> dict[str, Any]:
+    machine = api.stack.state_machines["VerifyStateMachine"]
+    arn = machine.replace(":stateMachine:", ":execution:") + f":{job_id}"
+    return dict(api.stack.client("stepfunctions").describe_execution(executionArn=arn))
+
+
+@pytest.mark.usefixtures("every_beat")
+def test_a_verification_cancelled_mid_member_ends_cancelled_and_leaves_the_backup_as_it_was(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = backup(api, {"name": "cancelled check"})
+    gate, original = Gate(), backup_verify.check_members
+
+    def gated(stream: Any, password: Any, progress: Any, keep_going: Callable[[], bool],
+              reading: Callable[[], None]) -> Any:
+        return original(stream, password, progress, keep_going, gate.wrap(reading))
+
+    monkeypatch.setattr(verify_workflow, "check_members", gated)
+    answers = results_of(api, monkeypatch)
+    with ProgressSocket(api.stack.ws_url, api.stack.token_for(api.user_id)) as socket:
+        accepted = verify_in_background(api, made["backupId"])
+        socket.subscribe(accepted["jobId"])
+        assert gate.reached.wait(60)  # the member pass is inside a member
+        answer = api.request("DELETE", f"/backups/{made['backupId']}/verify")
+        gate.released.set()
+        events = list(socket.follow(accepted["jobId"], timeout=60))
+    assert answer.status_code == 200, answer.text
+    shown = answer.json()
+    assert (shown["status"], shown["verification"]["status"]) == ("completed", "cancelled")
+    assert shown["verification"]["error"]["code"] == "cancelled"
+    assert isinstance(events[-1], CancelledEvent) or ended(events, CancelledEvent, "cancelled")
+    api.stack.wait_until_quiet()
+    # the task saw the cancel at its next line and recorded nothing: no verdict, no verifiedAt
+    assert answers[-1] == {"step": "members", "jobId": accepted["jobId"], "done": True,
+                           "cancelled": True}
+    after = api.request("GET", f"/backups/{made['backupId']}").json()
+    assert (after["status"], after["verification"]["status"]) == ("completed", "cancelled")
+    assert after.get("verifiedAt") is None
+    assert after["verification"].get("ok") is None
+    assert verify_execution(api, accepted["jobId"])["status"] == "ABORTED"
+    again = api.request("DELETE", f"/backups/{made['backupId']}/verify")
+    assert again.status_code == 409, again.text
+    # a new verification runs at once, to the end
+    monkeypatch.undo()
+    verify_in_background(api, made["backupId"])
+    assert verification(api, made["backupId"])["verification"]["ok"] is True
+    assert_calls_allowed(api.stack)
+
+
+@pytest.mark.usefixtures("every_beat")
+def test_a_task_sees_the_cancel_itself_when_the_execution_could_not_be_stopped(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = backup(api, {"name": "cancelled while hashing"})
+    gate = Gate()
+    original = verify_workflow._Watch.tick
+
+    def held(self: Any, **progress: Any) -> None:
+        gate.wrap(lambda: original(self, **progress))()
+
+    def unavailable(job: Any) -> None:
+        raise WorkflowUnavailable("Step Functions did not answer")
+
+    monkeypatch.setattr(verify_workflow._Watch, "tick", held)
+    monkeypatch.setattr(api_backups, "_stop_execution", unavailable)
+    accepted = verify_in_background(api, made["backupId"])
+    assert gate.reached.wait(60)  # the whole-object pass, between two chunks
+    answer = api.request("DELETE", f"/backups/{made['backupId']}/verify")
+    gate.released.set()
+    assert answer.status_code == 200, answer.text
+    api.stack.wait_until_quiet()
+    # the state machine's check: the task answered `cancelled`, the execution ended there
+    execution = verify_execution(api, accepted["jobId"])
+    assert execution["status"] == "SUCCEEDED"
+    assert json.loads(execution["output"]) == {"jobId": accepted["jobId"], "done": True,
+                                               "cancelled": True}
+    after = api.request("GET", f"/backups/{made['backupId']}").json()
+    assert (after["status"], after["verification"]["status"]) == ("completed", "cancelled")
+    assert after["verification"].get("sha256") is None  # the hash was never recorded
+
+
+@pytest.mark.usefixtures("every_beat")
+def test_a_preview_job_can_be_cancelled_by_its_owner_only(
+        api: Api, intruder: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = backup(api, {"name": "preview cancelled"})
+    gate, original = Gate(), verify_workflow.compute_preview
+
+    def gated(record: Any, secret: Any, beat: Callable[[], None]) -> Any:
+        return original(record, secret, gate.wrap(beat))
+
+    monkeypatch.setattr(verify_workflow, "compute_preview", gated)
+    monkeypatch.setenv("VERIFY_SYNC_MAX_BYTES", "0")
+    get_settings.cache_clear()
+    path = f"/backups/{made['backupId']}/preview"
+    try:
+        with ProgressSocket(api.stack.ws_url, api.stack.token_for(api.user_id)) as socket:
+            accepted = api.request("GET", path).json()
+            socket.subscribe(accepted["jobId"])
+            assert gate.reached.wait(60)  # comparing sessions with the target
+            job_path = f"{path}/{accepted['jobId']}"
+            assert intruder.request("DELETE", job_path).status_code == 404
+            answer = api.request("DELETE", job_path)
+            gate.released.set()
+            events = list(socket.follow(accepted["jobId"], timeout=60))
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "cancelled"
+    assert ended(events, CancelledEvent, "cancelled")
+    api.stack.wait_until_quiet()
+    result = api.request("GET", job_path)
+    assert result.status_code == 409, result.text
+    assert result.json()["error"]["details"]["status"] == "cancelled"
+    assert api.request("DELETE", job_path).status_code == 409
+    assert api.request("GET", f"/backups/{made['backupId']}").json().get("verification") is None

@@ -259,6 +259,56 @@ def verify(principal: Principal, backup_id: str, password: SecretStr | None, *,
                         verified_at=record.verified_at)
 
 
+def cancel_verification(principal: Principal, backup_id: str) -> BackupRecord:
+    """Stop the backup's running verification job: the job ends `cancelled` (its subscribers
+    told at once), its execution is stopped (a task already running stops at its next check,
+    within about a second), the record's `verification` ends `cancelled`; the backup's status
+    is left as it was. 409 when no verification job is running."""
+    record = _visible(principal, backup_id)
+    running = record.verification
+    if running is None or running.status != "running":
+        raise Conflict(f"Backup {backup_id} has no verification running; there is nothing to "
+                       "cancel.", details={"verification": running.status if running else None})
+    job = JobStore().find(running.job_id)
+    if job is not None and job.status in ACTIVE_STATUSES:
+        _cancel_check(job)
+    # a job whose end never reached the record (or that ended meanwhile) is ended here too:
+    # only a verification still marked running changes
+    return BackupCatalog().end_verification(backup_id, running.job_id, error=CANCELLED,
+                                            cancelled=True) or record
+
+
+def cancel_preview(principal: Principal, backup_id: str, job_id: str) -> PreviewAccepted:
+    """Stop a preview job (`cancelled`, its subscribers told at once, its execution stopped);
+    409 when it already ended. Another user's job, or one of another backup, is 404."""
+    job = _preview_job(principal, backup_id, job_id)
+    if job.status not in ACTIVE_STATUSES:
+        raise Conflict(f"The preview {job_id} is {job.status.value}; there is nothing to "
+                       "cancel.", details={"status": job.status.value})
+    job = _cancel_check(job)
+    return PreviewAccepted(backup_id=backup_id, job_id=job_id, status=job.status,
+                           progress=job.progress,
+                           links=PreviewLinks(result=preview_path(backup_id, job_id)))
+
+
+def _cancel_check(job: Job) -> Job:
+    """A verify job (a verification or a preview) cancelled: the row first (the tasks' check
+    reads it), the terminal event, then the execution stopped. A job that ended meanwhile is
+    left as it ended."""
+    try:
+        cancelled = JobStore().cancel(job.job_id)
+    except Conflict:
+        return JobStore().require(job.job_id)
+    publish_terminal(cancelled)
+    try:
+        _stop_execution(cancelled)
+    except WorkflowUnavailable:  # the tasks see the cancel themselves at their next check
+        logger.warning("verify execution not stopped", extra={"job_id": job.job_id})
+    logger.info("check cancelled", extra={"job_id": job.job_id,
+                                          "check": job.verify_state.request.check})
+    return cancelled
+
+
 def _verify_in_background(principal: Principal, record: BackupRecord,
                           password: SecretStr | None) -> VerifyAccepted:
     """A verification job (workflows/verify.py) for the backup, or the one already running.
@@ -357,12 +407,7 @@ def preview_result(principal: Principal, backup_id: str, job_id: str
                    ) -> BackupPreview | PreviewAccepted:
     """A preview job's result once it succeeded, how it stands while it runs (202), its
     error when it failed. Another user's job, or one of another backup, is 404."""
-    _visible(principal, backup_id)
-    job = JobStore().find(job_id)
-    if job is None or job.user_id != principal.user_id or job.kind is not JobKind.VERIFY \
-            or job.verify_state.request.backup_id != backup_id \
-            or job.verify_state.request.check != "preview":
-        raise NotFound(f"No preview {job_id} of backup {backup_id} was found for this account.")
+    job = _preview_job(principal, backup_id, job_id)
     state = job.verify_state
     if job.status is JobStatus.SUCCEEDED and state.preview is not None:
         return state.preview
@@ -373,6 +418,16 @@ def preview_result(principal: Principal, backup_id: str, job_id: str
     error = job.error or JobError(code="internal_error", message="The preview did not finish.")
     raise PreviewFailed(f"The preview {job_id} {job.status.value}: {error.message}",
                         details={"status": job.status.value, "code": error.code})
+
+
+def _preview_job(principal: Principal, backup_id: str, job_id: str) -> Job:
+    _visible(principal, backup_id)
+    job = JobStore().find(job_id)
+    if job is None or job.user_id != principal.user_id or job.kind is not JobKind.VERIFY \
+            or job.verify_state.request.backup_id != backup_id \
+            or job.verify_state.request.check != "preview":
+        raise NotFound(f"No preview {job_id} of backup {backup_id} was found for this account.")
+    return job
 
 
 def _damage(result: Verification) -> str:

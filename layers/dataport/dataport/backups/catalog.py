@@ -191,16 +191,20 @@ class BackupCatalog:
     def end_verification(self, backup_id: str, job_id: str, *, ok: bool | None = None,
                          sha256: str | None = None, members: int = 0, records: int = 0,
                          member: str | None = None, problem: str | None = None,
-                         error: JobError | None = None) -> BackupRecord | None:
-        """The verification job `job_id` ended: `completed` with what it found, or `failed`
-        with `error`. Nothing changes when another verification began since (or the record
-        is gone: None)."""
+                         error: JobError | None = None,
+                         cancelled: bool = False) -> BackupRecord | None:
+        """The verification job `job_id` ended: `completed` with what it found, `failed` with
+        `error`, or `cancelled` (with `error` saying so). Nothing changes when another
+        verification began since, when this one already ended (a task that stops after a
+        cancel does not turn it into a failure), or when the record is gone (None)."""
         record = self.find(backup_id)
         if record is None or record.verification is None \
-                or record.verification.job_id != job_id:
+                or record.verification.job_id != job_id \
+                or record.verification.status != "running":
             return record
+        status = "cancelled" if cancelled else "failed" if error is not None else "completed"
         ended = record.verification.model_copy(update={
-            "status": "failed" if error is not None else "completed", "ended_at": _now(),
+            "status": status, "ended_at": _now(),
             "ok": ok, "sha256": sha256, "members": members, "records": records,
             "member": member, "problem": problem, "error": error})
         try:

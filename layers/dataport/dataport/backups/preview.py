@@ -15,7 +15,7 @@ database for an instance backup, read through the same scopes every query uses):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -68,11 +68,12 @@ class Outcome:
 
 
 def preview(backup: BackupContainer, target: OwnerScope,
-            chain: Iterable[OpenBackup] | None = None, password: str | None = None
-            ) -> tuple[list[ProjectSummary], Outcome]:
+            chain: Iterable[OpenBackup] | None = None, password: str | None = None,
+            beat: Callable[[], None] = lambda: None) -> tuple[list[ProjectSummary], Outcome]:
     """The backup's projects and what a restore would do to `target` (see the module's
     docstring). `chain`: for an increment, its whole chain (base first, itself last), whose end
-    state a full restore makes the target equal to."""
+    state a full restore makes the target equal to. `beat()` is called between batches of
+    sessions (a job's cancel check: what it raises goes through)."""
     manifest = backup.manifest
     projects: dict[str, ProjectSummary] = {}
     for entry in manifest.data_members("projects"):
@@ -89,13 +90,17 @@ def preview(backup: BackupContainer, target: OwnerScope,
         projects.setdefault(key, ProjectSummary(key)).add(session)
         batch.append(session)
         if len(batch) >= BATCH:
+            beat()
             _compare(batch, target, outcome)
             batch = []
     if batch:
         _compare(batch, target, outcome)
     held = (chain_sessions(chain, password) if chain is not None
             else (str(s["sessionId"]) for s in _sessions(backup)))
-    for session_id in session_deletions(session_keys(target, ExportFilters()), held):
+    for number, session_id in enumerate(
+            session_deletions(session_keys(target, ExportFilters()), held), 1):
+        if number % BATCH == 0:
+            beat()
         outcome.only_in_target += 1
         outcome.note("onlyInTarget", session_id)
     return sorted(projects.values(), key=lambda p: (p.name or "", p.project_id)), outcome

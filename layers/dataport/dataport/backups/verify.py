@@ -22,8 +22,11 @@ from dataport.backups.format import (
     FormatError,
     PasswordRequired,
 )
+from dataport.errors import JobCancelled
 
 CHUNK = 8 * 1024 * 1024
+#: lines of a member between two calls of check_members' `reading` (a few MB of lines)
+LINES_PER_BEAT = 4096
 
 
 @dataclass(frozen=True)
@@ -66,10 +69,13 @@ class MemberPass:
 
 
 def check_members(stream: IO[bytes], password: str | None, progress: MemberPass,
-                  keep_going: Callable[[], bool] = lambda: True) -> MemberPass:
+                  keep_going: Callable[[], bool] = lambda: True,
+                  reading: Callable[[], None] = lambda: None) -> MemberPass:
     """Check the members from `progress.next_member` on, one at a time, until the last (then
     `done`), the first damage (`problem`, `member`; `done`) or `keep_going()` says stop between
-    two members. PasswordRequired for a missing or wrong password (the caller's mistake)."""
+    two members. `reading()` is called every LINES_PER_BEAT lines within a member; the
+    JobCancelled it may raise goes through (a job cancelled mid-member stops there, nothing
+    recorded). PasswordRequired for a missing or wrong password (the caller's mistake)."""
     try:
         with BackupContainer(stream, password) as backup:
             manifest = backup.manifest
@@ -81,9 +87,12 @@ def check_members(stream: IO[bytes], password: str | None, progress: MemberPass,
                     return progress
                 reader = backup.member(entry)
                 try:
-                    for _ in reader.lines():
-                        pass
+                    for number, _ in enumerate(reader.lines(), 1):
+                        if number % LINES_PER_BEAT == 0:
+                            reading()
                     reader.check()
+                except JobCancelled:
+                    raise
                 except FormatError as error:
                     return _damage_found(progress, entry.path, str(error))
                 except Exception as error:  # pyzipper: a bad HMAC or CRC-32, a short read
@@ -92,7 +101,7 @@ def check_members(stream: IO[bytes], password: str | None, progress: MemberPass,
                 progress.members += 1
                 progress.records += entry.records
                 progress.checked.append(entry.path)
-    except PasswordRequired:
+    except (PasswordRequired, JobCancelled):
         raise
     except FormatError as error:
         return _damage_found(progress, None, str(error))

@@ -53,6 +53,11 @@ from dataport.models.records import ImportRecord, RecordKind
 from dataport.source.content_hash import hash_of
 
 SPILL_AFTER = 500_000
+#: a spilled SeenSet: its Bloom filter (8 MiB: one false "maybe" in ~90,000 at a million keys,
+#: one in ~25 at ten million, each then one query), and how many new keys go to SQLite at once
+SPILLED_FILTER_BYTES = 8 * 1024 * 1024
+SPILL_BATCH = 4096
+_FILTER_MASK = SPILLED_FILTER_BYTES * 8 - 1  # 26 bits: SeenSet._mark's slices
 #: dates a record may carry (see the module docstring)
 EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
 FUTURE_TOLERANCE = timedelta(days=1)
@@ -68,12 +73,20 @@ def digest(key: str) -> bytes:
 
 class SeenSet:
     """Which keys were seen, in bounded memory (see the module docstring). `add` says whether a
-    key is new; `get`/`put` keep a small value (a project digest) per key."""
+    key is new; `get`/`put` keep a small value (a project digest) per key.
+
+    Past `spill_after` keys they live in SQLite, reached as little as a per-key answer allows:
+    a Bloom filter of every key stored (SPILLED_FILTER_BYTES, fixed: memory stays flat) says
+    "never seen" without a query for nearly every new key, and new keys wait in a small
+    buffer (SPILL_BATCH) that goes to SQLite in one executemany. A restore spills early (its
+    backups have no size limit), so this is where its cross-record checks spend their time."""
 
     def __init__(self, spill_after: int = SPILL_AFTER) -> None:
         self.spill_after = spill_after
         self._memory: dict[bytes, bytes] = {}
         self._db: sqlite3.Connection | None = None
+        self._pending: dict[bytes, bytes] = {}  # spilled, not yet written
+        self._filter = bytearray()
 
     def get(self, key: str) -> bytes | None:
         return self.get_digest(digest(key))
@@ -81,6 +94,9 @@ class SeenSet:
     def get_digest(self, k: bytes) -> bytes | None:
         if self._db is None:
             return self._memory.get(k)
+        value = self._pending.get(k)
+        if value is not None or not self._maybe(k):
+            return value
         row = self._db.execute("SELECT v FROM seen WHERE k = ?", (k,)).fetchone()
         return None if row is None else bytes(row[0])
 
@@ -91,7 +107,7 @@ class SeenSet:
             if len(self._memory) > self.spill_after:
                 self._spill()
             return
-        self._db.execute("INSERT OR REPLACE INTO seen VALUES (?, ?)", (k, value))
+        self._hold(k, value)
 
     def add(self, key: str, value: bytes = b"") -> bool:
         k = digest(key)
@@ -102,20 +118,67 @@ class SeenSet:
             if len(self._memory) > self.spill_after:
                 self._spill()
             return True
-        cursor = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (k, value))
-        return cursor.rowcount == 1
+        if k in self._pending or (self._maybe(k) and self._db.execute(
+                "SELECT 1 FROM seen WHERE k = ?", (k,)).fetchone() is not None):
+            return False
+        self._hold(k, value)
+        return True
 
     def _spill(self) -> None:
         self._db = sqlite3.connect("")  # a private temporary database file, gone on close
+        # private and thrown away: no journal, no fsync (a crash loses nothing that matters)
+        self._db.execute("PRAGMA journal_mode = OFF")
+        self._db.execute("PRAGMA synchronous = OFF")
         self._db.execute("CREATE TABLE seen (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID")
         self._db.executemany("INSERT INTO seen VALUES (?, ?)", self._memory.items())
+        self._filter = bytearray(SPILLED_FILTER_BYTES)
+        for k in self._memory:
+            self._mark(k)
         self._memory = {}
+
+    def _hold(self, k: bytes, value: bytes) -> None:
+        self._pending[k] = value
+        self._mark(k)
+        if len(self._pending) >= SPILL_BATCH:
+            assert self._db is not None
+            self._db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?)",
+                                 self._pending.items())
+            self._pending = {}
+
+    # The keys are BLAKE2b digests (uniform): four 26-bit slices of one are its four places in
+    # the filter (written out: this runs for every key, and a loop costs twice as much).
+    def _mark(self, k: bytes) -> None:
+        bits, spots = int.from_bytes(k, "little"), self._filter
+        spot = bits & _FILTER_MASK
+        spots[spot >> 3] |= 1 << (spot & 7)
+        spot = (bits >> 26) & _FILTER_MASK
+        spots[spot >> 3] |= 1 << (spot & 7)
+        spot = (bits >> 52) & _FILTER_MASK
+        spots[spot >> 3] |= 1 << (spot & 7)
+        spot = (bits >> 78) & _FILTER_MASK
+        spots[spot >> 3] |= 1 << (spot & 7)
+
+    def _maybe(self, k: bytes) -> bool:
+        bits, spots = int.from_bytes(k, "little"), self._filter
+        spot = bits & _FILTER_MASK
+        if not spots[spot >> 3] & (1 << (spot & 7)):
+            return False
+        spot = (bits >> 26) & _FILTER_MASK
+        if not spots[spot >> 3] & (1 << (spot & 7)):
+            return False
+        spot = (bits >> 52) & _FILTER_MASK
+        if not spots[spot >> 3] & (1 << (spot & 7)):
+            return False
+        spot = (bits >> 78) & _FILTER_MASK
+        return bool(spots[spot >> 3] & (1 << (spot & 7)))
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
         self._memory = {}
+        self._pending = {}
+        self._filter = bytearray()
 
 
 class ParentForest:

@@ -148,6 +148,7 @@ TRANSITIONS: Mapping[JobKind, Mapping[Change, frozenset[JobStatus]]] = {
         Change.UPDATE: _RUNNING,
         Change.SUCCEED: _RUNNING,
         Change.FAIL: ACTIVE_STATUSES,
+        Change.CANCEL: ACTIVE_STATUSES,
     },
 }
 

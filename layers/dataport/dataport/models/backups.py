@@ -124,9 +124,11 @@ class Verification(ApiModel):
     with `background`), as the backup's record keeps it: running, then its result."""
 
     job_id: str = Field(description="the verify job: subscribe to it on the WebSocket")
-    status: Literal["running", "completed", "failed"] = Field(
+    status: Literal["running", "completed", "failed", "cancelled"] = Field(
         description="completed: it ran to the end (ok says what it found); failed: it could not "
-                    "finish (error), the backup's status is left as it was")
+                    "finish (error); cancelled: stopped at the caller's request (DELETE "
+                    "/backups/{id}/verify). Only a verification that completed changes the "
+                    "backup's status (corrupted, when it found damage)")
     started_at: AwareDatetime
     ended_at: AwareDatetime | None = None
     ok: bool | None = None

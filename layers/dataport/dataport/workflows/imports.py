@@ -200,7 +200,7 @@ def validate(step: ImportStep) -> ImportStep:
     else:
         _report(job, validating)
     pin = _pin(store, job)
-    digest = UploadDigest()
+    digest = UploadDigest(fill=opener(pin), size=pin.bytes)
     staging = Staging(get_database(), job.job_id)
     stager = _Stager(staging, UserData(staging.db, job.owner_of_data),
                      lambda: require_running(store.require(job.job_id)), packages_bucket())

@@ -10,6 +10,11 @@ a zstd window, and no invocation needs the whole backup's time.
 - `members`: checks members from `next_member` on until the time budget runs low, records how
   far it got and returns `done: false`; the state machine calls it again (phase `verifying`:
   `current` members of `total`). So the member pass has no size bound.
+- a cancel (DELETE /backups/{id}/verify, DELETE /backups/{id}/preview/{jobId}: the job row
+  `cancelled`, the execution stopped) is seen by a running task at its next beat (`_Watch`: the
+  job row read once a second, with the progress), between two read chunks or a few thousand
+  lines: the task returns `cancelled: true` (the state machine ends at `Cancelled`), records
+  nothing, and the backup's status stays as it was.
 - at the end (damage found or the last member checked) the verdict is recorded where a
   synchronous verify records it (the catalog: `verifiedAt`, or `corrupted` naming the member),
   on the backup's `verification`, and the job succeeds. Any failure goes to the workflows'
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from dataport.backups.catalog import BackupCatalog
@@ -30,7 +36,7 @@ from dataport.backups.format import BackupContainer, FormatError, PasswordRequir
 from dataport.backups.preview import preview as preview_backup
 from dataport.backups.verify import CHUNK, MemberPass, Verification, check_members, verdict
 from dataport.bucket import packages_bucket
-from dataport.errors import BackupNotUsable, InvalidRequest
+from dataport.errors import BackupNotUsable, InvalidRequest, JobCancelled
 from dataport.jobs import passwords
 from dataport.jobs.store import JobStore, require_running
 from dataport.models.backup_views import (
@@ -40,7 +46,7 @@ from dataport.models.backup_views import (
     RestorePreview,
 )
 from dataport.models.backups import BackupRecord, BackupScope, BackupStatus
-from dataport.models.jobs import Job, JobError, Progress
+from dataport.models.jobs import Job, JobError, JobStatus, Progress
 from dataport.models.tasks import JobRef
 from dataport.observability import logger
 from dataport.progress.publisher import publish_progress, publish_terminal
@@ -59,11 +65,15 @@ class LambdaContext(Protocol):
 
 def first(ref: JobRef) -> dict[str, Any]:
     """The state machine's first task: a preview job's one task, or a verification's
-    whole-object pass (`done` says whether the member passes follow)."""
+    whole-object pass (`done` says whether the member passes follow; `cancelled` that the job
+    was cancelled under it)."""
     job = JobStore().require(ref.job_id)
-    if job.verify_state.request.check == "preview":
-        return preview(ref)
-    return whole_object(ref)
+    try:
+        if job.verify_state.request.check == "preview":
+            return preview(ref)
+        return whole_object(ref)
+    except JobCancelled:
+        return _stopped(ref)
 
 
 def whole_object(ref: JobRef) -> dict[str, Any]:
@@ -73,7 +83,7 @@ def whole_object(ref: JobRef) -> dict[str, Any]:
     require_running(job)
     record = _record(job)
     total = record.sizes.stored if record.sizes else 0
-    digest_of = _Progressing(job, "hashing", total)
+    digest_of = _Watch(job, "hashing", total)
     key = record.object_key
     assert key is not None  # the API checked the backup is usable
     digest, size = hashlib.sha256(), 0
@@ -89,7 +99,20 @@ def whole_object(ref: JobRef) -> dict[str, Any]:
 
 def members(ref: JobRef, context: LambdaContext) -> dict[str, Any]:
     """Check members from where the last invocation stopped until the budget runs low; at the
-    end, record the verdict. `done` tells the state machine whether to call again."""
+    end, record the verdict. `done` tells the state machine whether to call again, `cancelled`
+    that the job was cancelled (nothing recorded)."""
+    try:
+        return _members(ref, context)
+    except JobCancelled:
+        return _stopped(ref)
+
+
+def _stopped(ref: JobRef) -> dict[str, Any]:
+    logger.info("verify job cancelled; stopping", extra={"job_id": ref.job_id})
+    return {"jobId": ref.job_id, "done": True, "cancelled": True}
+
+
+def _members(ref: JobRef, context: LambdaContext) -> dict[str, Any]:
     store = JobStore()
     job = store.require(ref.job_id)
     require_running(job)
@@ -100,17 +123,20 @@ def members(ref: JobRef, context: LambdaContext) -> dict[str, Any]:
     password = (passwords.unseal(job.sealed_password, job.job_id).get_secret_value()
                 if job.sealed_password else None)
     reserve = get_settings().worker_reserve_ms
-    reporter = _Progressing(job, "verifying", state.total_members or 0)
+    watch = _Watch(job, "verifying", state.total_members or 0)
     progress = MemberPass(next_member=state.next_member, members=state.members,
                           records=state.records, total=state.total_members)
 
     def keep_going() -> bool:
-        reporter.tick(current=progress.members, total=progress.total or 0)
+        watch.tick(current=progress.members, total=progress.total or 0)
         return context.get_remaining_time_in_millis() > reserve
+
+    def reading() -> None:  # within a member: the cancel check (and progress), once a second
+        watch.tick(current=progress.members, total=progress.total or 0)
 
     try:
         with packages_bucket().open_read(key) as stream:
-            progress = check_members(stream, password, progress, keep_going)
+            progress = check_members(stream, password, progress, keep_going, reading)
     except PasswordRequired as error:  # the API opened the manifest with it: a changed object
         raise InvalidRequest(str(error), details={"field": "password"}) from error
     if not progress.done:
@@ -123,12 +149,15 @@ def members(ref: JobRef, context: LambdaContext) -> dict[str, Any]:
         return {"jobId": ref.job_id, "done": False}
     assert state.sha256 is not None  # whole_object ran first
     result = verdict(state.sha256, record.sha256, progress)
+    require_running(store.require(ref.job_id))  # cancelled during the last member: no verdict
     _record_verdict(store, job, record, result, total=progress.total or 0)
     return {"jobId": ref.job_id, "done": True}
 
 
-def compute_preview(record: BackupRecord, secret: str | None) -> BackupPreview:
-    """The preview of a usable backup (the API's synchronous answer, and the preview job's)."""
+def compute_preview(record: BackupRecord, secret: str | None,
+                    beat: Callable[[], None] = lambda: None) -> BackupPreview:
+    """The preview of a usable backup (the API's synchronous answer, and the preview job's;
+    `beat` is called between batches of sessions: the job's cancel check)."""
     backup_id = record.backup_id
     bucket = packages_bucket()
     db = get_database()
@@ -143,7 +172,7 @@ def compute_preview(record: BackupRecord, secret: str | None) -> BackupPreview:
     assert key is not None  # a usable backup has its object
     try:
         with bucket.open_read(key) as stream, BackupContainer(stream, secret) as backup:
-            projects, outcome = preview_backup(backup, target, chain, secret)
+            projects, outcome = preview_backup(backup, target, chain, secret, beat)
     except PasswordRequired as error:
         raise InvalidRequest(str(error), details={"field": "X-Backup-Password"}) from error
     except FormatError as error:
@@ -175,7 +204,8 @@ def preview(ref: JobRef) -> dict[str, Any]:
                              "completed backup can be previewed.")
     secret = (passwords.unseal(job.sealed_password, job.job_id).get_secret_value()
               if job.sealed_password else None)
-    answer = compute_preview(record, secret)
+    watch = _Watch(job, "previewing", 0)
+    answer = compute_preview(record, secret, watch.tick)
     done = store.succeed_preview(ref.job_id, preview=answer, progress=Progress(phase="done"))
     publish_terminal(done)
     return {"jobId": ref.job_id, "done": True}
@@ -222,18 +252,28 @@ def _record(job: Job) -> BackupRecord:
     return record
 
 
-class _Progressing:
-    """Sends a progress event at most once a second (the publisher's own throttle is a write)."""
+class _Watch:
+    """Once a second at most: the cancel check (the job row read: JobCancelled once it is no
+    longer running) and a progress event (the publisher's own throttle is a write). Two
+    control-plane calls a second, whatever the chunks and lines between."""
 
     def __init__(self, job: Job, phase: str, total: int) -> None:
         self.job, self.phase, self.total = job, phase, total
         self.last = time.monotonic()
+        self._store = JobStore()
 
     def tick(self, *, current: int = 0, total: int | None = None, bytes_read: int = 0) -> None:
         now = time.monotonic()
         if now - self.last < PROGRESS_EVERY:
             return
         self.last = now
+        job = self._store.find(self.job.job_id)
+        if job is None or job.status is not JobStatus.RUNNING:
+            raise JobCancelled(f"Job {self.job.job_id} is "
+                               f"{job.status.value if job else 'gone'}; stopping.")
+        self.job = job
+        if self.phase == "previewing":
+            return  # a preview reports its phase only
         if self.phase == "hashing":
             progress = Progress(phase=self.phase, current=bytes_read, total=self.total,
                                 bytes=bytes_read)
