@@ -15,6 +15,7 @@ from bson.decimal128 import Decimal128
 from pymongo.database import Database
 
 from dataport.backups.catalog import BackupCatalog
+from dataport.bucket import packages_bucket
 from dataport.models.backups import BackupStatus
 from dataport.models.jobs import JobStatus
 from dataport.progress.events import ProgressEvent, SnapshotEvent, SucceededEvent
@@ -153,11 +154,12 @@ def test_a_damaged_instance_backup_writes_nothing_for_any_user(
 
     job = admin.run(backupId=backup_id, target="instance", mode="full", timeout=180)
     assert job["status"] == "failed", job
-    assert job["error"]["code"] == "shards_failed"
+    # the plan reads the backup once, every member checked: refused before any shard starts
+    assert job["error"]["code"] == "backup_corrupted"
+    assert "messages/00001-00001.jsonl.zst" in job["error"]["message"]
+    assert job["shards"] == []
     assert snapshot(db) == before  # no user's data was touched
-    shard = admin.job(job["shards"][0])
-    assert shard["error"]["code"] == "backup_corrupted"
-    assert "messages/00001-00001.jsonl.zst" in shard["error"]["message"]
+    assert packages_bucket().keys(f"imports/{job['jobId']}/") == []  # no part left
     record = BackupCatalog().find(backup_id)
     assert record is not None
     assert record.status is BackupStatus.CORRUPTED
