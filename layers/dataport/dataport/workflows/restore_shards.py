@@ -175,8 +175,9 @@ def plan(task: RestoreShardsTask) -> RestoreShardsTask:
         counts[part.user_id] = counts.get(part.user_id, 0) + 1
     split = sorted(user for user, count in counts.items() if count > 1)
     decision = imports.decided(job)
-    if split and not decision.dry_run:
-        _create_projects(job, splitter, split)
+    if split:  # created now (a dry run: counted), once for all the user's shards
+        created = _create_projects(job, splitter, split, dry_run=decision.dry_run)
+        bucket.put(_created_key(job.job_id), json.dumps(created).encode(), {})
     if split and job.restore_state.restore.mode is RestoreMode.FULL:
         for user in split:
             bucket.put(kept_prefix(job.job_id) + user, _kept_lines(splitter, user), {})
@@ -256,18 +257,34 @@ def _owner_of(job: Job) -> Callable[[dict[str, Any]], str | None]:
     return owner
 
 
-def _create_projects(job: Job, splitter: Splitter, users: list[str]) -> None:
+def _create_projects(job: Job, splitter: Splitter, users: list[str], *,
+                     dry_run: bool) -> dict[str, int]:
     """The projects a split user's sessions need and the target lacks, created once (their
-    shards run in parallel and would each create them), tagged with the restore's id."""
+    shards run in parallel and would each create them), tagged with the restore's id; how
+    many per user (a dry run: would create)."""
     db = get_database()
     target = Target(db)
     now = utcnow()
+    created: dict[str, int] = {}
     for user in users:
         data = UserData(db, user)
         existing = data.projects_by_path()
         wanted = {str(doc["path"]): doc for doc in splitter.projects_with_sessions(user)
                   if isinstance(doc.get("path"), str) and doc["path"] not in existing}
-        target.create_projects(data.scope.user_id, wanted, job.job_id, now)
+        if not dry_run:
+            target.create_projects(data.scope.user_id, wanted, job.job_id, now)
+        created[user] = len(wanted)
+    return created
+
+
+def _created_key(job_id: str) -> str:
+    """How many projects the plan created for each split user (a dry run: would create)."""
+    return f"{storage.prefix(job_id)}created.json"
+
+
+def _created_counts(job_id: str) -> dict[str, int]:
+    with packages_bucket().lines_from(_created_key(job_id), 0) as lines:
+        return {} if lines is None else dict(json.loads(b"".join(lines)))
 
 
 def _kept_lines(splitter: Splitter, user: str) -> bytes:
@@ -522,9 +539,14 @@ def summed(job: Job, shards: list[Job],
         removed_total += outcome.projects_removed
         started = min(started, outcome.started_at)
     sessions["removed"] += removal[0]
-    if not decision.dry_run:  # a dry run's shards counted what they would create
-        created += sum(1 for _ in get_database()[PROJECTS].find({IMPORT_TAG: job.job_id},
-                                                                {"_id": 1}))
+    # a split user's projects are the plan's to create (its shards found them made; a dry
+    # run's shards would each count them)
+    split = _created_counts(job.job_id)
+    created -= sum(o.projects_created for s in shards
+                   if s.restore_state.target_user_id in split
+                   for o in _outcomes([s]))
+    created += sum(split.values()) if decision.dry_run else sum(
+        1 for _ in get_database()[PROJECTS].find({IMPORT_TAG: job.job_id}, {"_id": 1}))
     return ImportOutcome(dry_run=decision.dry_run, strategy=decision.strategy,
                          sessions=SessionCounts(**sessions), messages=messages.plus(removal[1]),
                          projects_created=created, projects_removed=removed_total + removal[2],
