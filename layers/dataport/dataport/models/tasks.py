@@ -110,6 +110,8 @@ class RestoreShardsTask(ApiModel):
     shard_list: ShardList | None = None
     concurrency: int = Field(default=1, ge=1)
     error: TaskError | None = None
+    #: `shard_ended`: the shard that ended (`job_id` is its restore)
+    shard_id: str | None = None
     #: `remove`: done (`finalize`) or not yet (`remove` again); `after` the users done so far
     next: Literal["remove", "finalize"] | None = None
     after: int = Field(default=0, ge=0)

@@ -103,7 +103,7 @@ from dataport.source.writes import (
     refresh_project_stats,
     restore,
 )
-from dataport.workflows import restore_checks
+from dataport.workflows import restore_checks, restore_progress
 from dataport.workflows.failure import describe
 
 T = TypeVar("T")
@@ -588,6 +588,7 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
                 return False  # cancelled: stop at a session boundary; the next task ends it
             _report(current, Progress(phase=phase, current=step.done + processed,
                                       total=total))
+            restore_progress.fold(store, current, staging)  # a shard's: into its restore's
         return True
 
     def upload() -> Iterator[ImportRecord]:

@@ -101,15 +101,15 @@ from dataport.source.writes import (
     refresh_project_stats,
     restore,
 )
-from dataport.workflows import imports, restore_checks
+from dataport.workflows import imports, restore_checks, restore_progress
 from dataport.workflows.failure import describe
 
 #: shards restored at once: each is an import execution with its own Lambdas
 MAX_CONCURRENT_SHARDS = 10
 #: the progress phase of a job being rolled back (api.imports shows the same)
 ROLLING_BACK = "rolling_back"
-#: the progress phase of a restore while its shards run (`current` of `total` ended)
-RESTORING = "restoring"
+#: the progress phase of a restore while its shards run (`current` of `total` records)
+RESTORING = restore_progress.RESTORING
 #: the import pipeline's statuses a shard ends in, rolled back or not
 _ENDED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 #: what a restore's finalize ends it in
@@ -184,11 +184,12 @@ def plan(task: RestoreShardsTask) -> RestoreShardsTask:
     prefix = shards_prefix(job.job_id)
     for part in parts:
         shard = _shard(store, job, part, split=counts[part.user_id] > 1)
-        bucket.put(prefix + shard, json.dumps({"userId": part.user_id,
-                                               "number": part.number}).encode(), {})
+        bucket.put(prefix + shard, json.dumps({"userId": part.user_id, "number": part.number,
+                                               "records": part.records}).encode(), {})
     store.update_restore(job.job_id, shards=len(parts))
-    publish_progress(job, Progress(phase=RESTORING, current=0, total=len(parts)),
-                     record=True)
+    # progress counts records: the shards fold theirs in as they go (restore_progress)
+    publish_progress(job, Progress(phase=RESTORING, current=0,
+                                   total=sum(part.records for part in parts)), record=True)
     logger.info("restore planned", extra={"job_id": job.job_id, "shards": len(parts),
                                           "split_users": len(split)})
     return task.model_copy(update={
@@ -331,20 +332,36 @@ def _shard(store: JobStore, job: Job, part: ShardPart, *, split: bool) -> str:
 
 
 def shard_ended(task: RestoreShardsTask) -> RestoreShardsTask:
-    """A shard ended (`task.job_id` is its restore): one conditional write counts it
-    in the parent's progress and, when no event went out in the last 500 ms, claims the event
-    that tells it (published with no write of its own); else a second write counts it alone,
-    and a later shard's event, or the end, tells it. Progress is a courtesy: nothing here fails
-    the shard, and Finalize counts the shards from their own jobs whatever this counted."""
+    """A shard ended, whichever way (`task.job_id` is its restore, `task.shard_id` the shard).
+    A restore: the shard's records counted whole in the restore's progress (what it folded in
+    as it went, and the rest); a rollback: one more shard rolled back. One conditional write
+    (two when the throttle refuses the event), and the event when it may go out. Progress is a
+    courtesy: nothing here fails the shard, and Finalize reads the shards' own jobs."""
     store = JobStore()
-    counted = store.count_shard(task.job_id, RESTORING, claim_at_ms=throttle.now_ms(),
+    if task.mode == "rollback":
+        counted = store.count_shard(task.job_id, ROLLING_BACK, claim_at_ms=throttle.now_ms(),
+                                    min_interval_ms=throttle.MIN_INTERVAL_MS)
+        if counted is not None:
+            publish_claimed(counted)
+        elif store.count_shard(task.job_id, ROLLING_BACK) is None:
+            logger.info("shard not counted (the restore is not rolling back)",
+                        extra={"job_id": task.job_id})
+        return task
+    if task.shard_id is None:
+        return task
+    folded = store.fold_records(task.job_id, task.shard_id,
+                                _shard_records(task.job_id, task.shard_id), RESTORING,
+                                claim_at_ms=throttle.now_ms(),
                                 min_interval_ms=throttle.MIN_INTERVAL_MS)
-    if counted is not None:
-        publish_claimed(counted)
-    elif store.count_shard(task.job_id, RESTORING) is None:
-        logger.info("shard not counted (the restore is not restoring)",
-                    extra={"job_id": task.job_id})
+    if folded is not None and folded[1]:
+        publish_claimed(folded[0])
     return task
+
+
+def _shard_records(job_id: str, shard_id: str) -> int:
+    """A shard's records (projects, sessions and messages of its part), as the plan wrote."""
+    with packages_bucket().lines_from(shards_prefix(job_id) + shard_id, 0) as lines:
+        return 0 if lines is None else int(json.loads(b"".join(lines)).get("records", 0))
 
 
 def plan_rollback(task: RestoreShardsTask) -> RestoreShardsTask:
@@ -354,6 +371,8 @@ def plan_rollback(task: RestoreShardsTask) -> RestoreShardsTask:
     require_running(job)
     bucket = packages_bucket()
     shards = len(shard_ids(job.job_id))
+    # counted as each shard's rollback ends (shard_ended)
+    publish_progress(job, Progress(phase=ROLLING_BACK, current=0, total=shards), record=True)
     return task.model_copy(update={
         "mode": "rollback",
         "shard_list": ShardList(bucket=bucket.name, prefix=shards_prefix(job.job_id)),
@@ -463,7 +482,9 @@ def finalize(task: RestoreShardsTask) -> RestoreShardsTask:
     _tidy(job)
     outcome = summed(job, shards, removal)
     failed = [s for s in shards if s.status is not JobStatus.SUCCEEDED]
-    done = Progress(phase="done", current=len(shards) - len(failed), total=len(shards))
+    records = job.progress.total if job.progress.phase == RESTORING else 0
+    done = Progress(phase="done", current=records if not failed else job.progress.current,
+                    total=records)
     if failed:
         names = ", ".join(_shard_name(s) for s in failed[:10])
         first = failed[0].error
