@@ -166,7 +166,8 @@ def test_a_shard_that_fails_leaves_the_others_restored_and_the_rollback_exact(
     assert job["error"]["code"] == "shards_failed"
     shards = [owner.job(shard) for shard in job["shards"]]
     failed = [s for s in shards if s["status"] == "failed"]
-    assert len(failed) == 1 and failed[0]["error"]["code"] == "invalid_upload", failed
+    assert len(failed) == 1, failed
+    assert failed[0]["error"]["code"] == "invalid_upload", failed
     assert failed[0]["jobId"] in job["error"]["message"]
     after = content(db, OWNER)
     assert broken not in after  # nothing of the refused shard written
