@@ -115,3 +115,7 @@ class RestoreShardsTask(ApiModel):
     #: `remove`: done (`finalize`) or not yet (`remove` again); `after` the users done so far
     next: Literal["remove", "finalize"] | None = None
     after: int = Field(default=0, ge=0)
+    #: `remove`: invocations of the pass in this execution, and whether it is a child one
+    #: (RemoveOn: the restore's own execution runs one, a child hands over after 1,000)
+    invocations: int = Field(default=0, ge=0)
+    child: bool = False

@@ -400,6 +400,7 @@ def remove(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreS
     """Mode full, every shard succeeded: each split user's removal pass (what the target has
     and the backup lacks: pre-images journalled, then removed), resumable user by user and
     batch by batch; `next` says whether it is done."""
+    task = task.model_copy(update={"invocations": task.invocations + 1})
     done = task.model_copy(update={"next": "finalize"})
     store = JobStore()
     job = store.require(task.job_id)
