@@ -188,3 +188,33 @@ def test_a_small_restore_stays_one_import_execution(
     assert job["status"] == "succeeded", job
     assert job.get("shards") is None
     assert one(db, PROJECTS, {"user_id": ObjectId(OWNER)})  # still the user's own
+
+
+def test_a_removal_longer_than_an_invocation_goes_on_in_a_child_execution(
+        db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch,
+        fresh_stack: LocalStack) -> None:
+    backup = of_user(db, ObjectId(OWNER))
+    at_backup = content(db, OWNER)
+    backup_id = store_backup(backup, OWNER)
+    made_since = [add_session(db, like) for like in sorted(at_backup)[:3]]
+    before = snapshot(db)
+    shard_size(monkeypatch, max(1, len(backup.messages) // 3))
+    # every invocation stops after one batch of one session: the pass needs several
+    monkeypatch.setenv("IMPORT_BATCH_OPS", "1")
+    monkeypatch.setenv("WORKER_RESERVE_MS", str(10**9))
+    get_settings.cache_clear()
+
+    job = owner.run(backupId=backup_id, mode="full", timeout=300)
+    assert job["status"] == "succeeded", job
+    assert content(db, OWNER) == at_backup  # what was made since is gone, the rest as it was
+    assert job["outcome"]["sessions"]["removed"] == len(made_since)
+    sfn = fresh_stack.client("stepfunctions")
+    machine = next(m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]
+                   if m["name"].startswith("dataport-restore-"))
+    children = [e for e in sfn.list_executions(stateMachineArn=machine)["executions"]
+                if e["name"].startswith(f"{job['jobId']}-remove-")]
+    assert len(children) == 1, children  # the rest of the pass, after the first invocation
+    assert children[0]["status"] == "SUCCEEDED"
+
+    assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
+    assert snapshot(db) == before  # the removed sessions are back, exactly
