@@ -112,7 +112,7 @@ class Splitter:
 
     def __init__(self, bucket: PackagesBucket, prefix: str, shard_messages: int, *,
                  owner_of: Callable[[dict[str, Any]], str | None],
-                 eager: bool, made_at: datetime) -> None:
+                 eager: bool, made_at: datetime, hot: int = HOT_SHARDS) -> None:
         self.bucket = bucket
         self.prefix = prefix
         self.shard_messages = max(1, shard_messages)
@@ -129,6 +129,7 @@ class Splitter:
         self._counts: dict[str, int] = {}  # shards per user so far
         self._session_shard: dict[str, _Shard] = {}
         self._hot: OrderedDict[int, _Shard] = OrderedDict()
+        self._hot_max = max(1, hot)
         self._shards: list[_Shard] = []
         self.parts: list[ShardPart] = []
         #: every user's sessionIds (the sessions the backup holds for them: a full restore in
@@ -223,9 +224,9 @@ class Splitter:
         shard.writers[collection][0].write(doc)
 
     def _warm(self, shard: _Shard) -> None:
-        """The shard among the hot ones; the coldest beyond HOT_SHARDS has its members ended."""
+        """The shard among the hot ones; the coldest beyond `hot` has its members ended."""
         self._hot[id(shard)] = shard
-        while len(self._hot) > HOT_SHARDS:
+        while len(self._hot) > self._hot_max:
             _, cold = self._hot.popitem(last=False)
             self._end_members(cold)
 
