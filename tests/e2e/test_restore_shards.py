@@ -16,11 +16,21 @@ from bson.decimal128 import Decimal128
 from pymongo.database import Database
 
 from dataport.jobs.store import JobStore
+from dataport.progress.events import (
+    ProgressEvent,
+    RolledBackEvent,
+    SnapshotEvent,
+    SucceededEvent,
+)
+from dataport.progress.throttle import MIN_INTERVAL_MS
 from dataport.settings import get_settings
 from dataport.source.collections import PROJECTS, SESSIONS
 from dataport.source.mongo import Document
+from dataport.source.staging import DONE, INDEX, Staging
 from dataport.source.writes import IMPORT_TAG
+from dataport.workflows.restore_progress import records_done
 from dataport.workflows.restore_shards import parts_prefix
+from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_db
 from tests.e2e.import_client import snapshot
@@ -34,6 +44,7 @@ from tests.e2e.test_restores import (
     one,
     sessions_of,
 )
+from tests.fixtures.faults import RESTORE_SHARDS, spaced_shard_counts
 from tests.restores.backups import Backup, of_user
 
 
@@ -218,3 +229,63 @@ def test_a_removal_longer_than_an_invocation_goes_on_in_a_child_execution(
 
     assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
     assert snapshot(db) == before  # the removed sessions are back, exactly
+
+
+def test_progress_counts_records_restored_and_a_rollback_its_shards_over_the_websocket(
+        db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch) -> None:
+    backup = of_user(db, ObjectId(OWNER))
+    at_backup = content(db, OWNER)
+    backup_id = store_backup(backup, OWNER)
+    forget(db, sorted(at_backup)[:4])
+    stack = owner.api.stack
+    shard_size(monkeypatch, max(1, len(backup.messages) // 3))
+    # the shards run in parallel and may end within the throttle's 500 ms: their counts are
+    # spaced apart so that each is heard (the counting itself is the template's)
+    monkeypatch.setitem(stack.handler_overrides, RESTORE_SHARDS,
+                        spaced_shard_counts(MIN_INTERVAL_MS / 1000 + 0.1))
+    answer = owner.start(backupId=backup_id, mode="merge")
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["jobId"]
+    with ProgressSocket(stack.ws_url, stack.token_for(OWNER)) as socket:
+        socket.subscribe(job_id)
+        events = list(socket.follow(job_id, timeout=180))
+    job = owner.job(job_id)
+    assert job["status"] == "succeeded", job
+    shards = [JobStore().require(shard) for shard in job["shards"]]
+    records = sum(s.import_state.report.counts.projects + s.import_state.report.counts.sessions
+                  + s.import_state.report.counts.messages
+                  for s in shards if s.import_state.report is not None)
+    assert records >= len(backup.sessions) + len(backup.messages)  # a project may be in two
+    restoring = [e.progress for e in events if isinstance(e, (ProgressEvent, SnapshotEvent))
+                 and e.progress.phase == "restoring"]
+    assert {p.total for p in restoring} == {records}, restoring  # records, not shards
+    counted = [p.current for p in restoring if p.current > 0]
+    assert counted == sorted(counted), restoring
+    assert len(counted) >= len(shards), restoring  # each shard's end heard at least
+    assert counted[-1] == records
+    assert isinstance(events[-1], SucceededEvent)
+
+    assert owner.api.request("POST", f"/restores/{job_id}/rollback").status_code == 202
+    with ProgressSocket(stack.ws_url, stack.token_for(OWNER)) as socket:
+        socket.subscribe(job_id)
+        events = list(socket.follow(job_id, timeout=180))
+    rolling = [e.progress for e in events if isinstance(e, (ProgressEvent, SnapshotEvent))
+               and e.progress.phase == "rolling_back" and e.progress.total > 0]
+    assert {p.total for p in rolling} == {len(shards)}, rolling  # its shards, as they end
+    assert [p.current for p in rolling if p.current > 0] == list(range(1, len(shards) + 1))
+    assert isinstance(events[-1], RolledBackEvent), events[-1]
+    assert content(db, OWNER) == {sid: v for sid, v in at_backup.items()
+                                  if sid not in sorted(at_backup)[:4]}
+
+
+def test_a_shards_count_is_its_finished_sessions_and_their_messages(
+        mongo_db: Database[Document]) -> None:
+    staging = Staging(mongo_db, "job")
+    done, writing = {"st": DONE}, {"st": "writing"}
+    entries = [("a", 3, done), ("b", 5, done), ("c", 7, writing), ("d", 11, {})]
+    staging.collection.insert_many([{"g": staging.key(INDEX, sid), "n": 0, "s": sid, "m": m,
+                                     **state} for sid, m, state in entries])
+    other = Staging(mongo_db, "other")  # another job's entries are not counted
+    other.collection.insert_one({"g": other.key(INDEX, "a"), "n": 0, "m": 100, **done})
+    assert records_done(staging) == 2 + 3 + 5
+    assert records_done(Staging(mongo_db, "nothing")) == 0
