@@ -544,6 +544,18 @@ def _roll_back_own(job: Job) -> None:
         delete_empty_projects(db, job.job_id, owner)
 
 
+def _drop_empty_projects(job_id: str) -> None:
+    """The projects the plan created that no shard wrote into (a failure after the plan):
+    removed, so a failed restore leaves none behind. The database may be why it failed: the
+    job ends failed all the same (POST the rollback, or restore again, to tidy them)."""
+    try:
+        db = get_database()
+        for owner in _created_for(job_id):
+            delete_empty_projects(db, job_id, owner)
+    except Exception:  # the job must end whatever this finds
+        logger.warning("projects the plan created were not checked", extra={"job_id": job_id})
+
+
 def summed(job: Job, shards: list[Job],
            removal: tuple[int, MessageCounts, int] = (0, MessageCounts(), 0)
            ) -> ImportOutcome:
@@ -617,9 +629,15 @@ def failed(task: RestoreShardsTask) -> RestoreShardsTask:
     if task.mode == "rollback":
         reason = JobError(code="rollback_failed", message=reason.message)
     shards = [store.require(shard_id) for shard_id in shard_ids(job.job_id)]
-    outcome = summed(job, shards) if job.import_state.decision is not None and shards else None
+    outcome = None
+    if job.import_state.decision is not None and shards:
+        try:
+            outcome = summed(job, shards)
+        except Exception:  # summed reads the database, which may be why this failed
+            logger.warning("outcome not summed", extra={"job_id": job.job_id})
     if task.mode != "rollback":
         packages_bucket().delete_prefix(parts_prefix(job.job_id))
+        _drop_empty_projects(job.job_id)
     try:
         ended = store.fail_import(job.job_id, reason, outcome=outcome)
     except Conflict:
