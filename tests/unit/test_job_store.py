@@ -580,3 +580,26 @@ def test_the_job_and_its_shards_are_one_query(job_store: JobStore) -> None:
     assert read == job_store.require(job.job_id)
     assert [s["sessions"] for s in shards] == [1, 2]
     assert job_store.job_and_shards("f" * 32) == (None, [])
+
+
+def test_shards_fold_their_records_into_the_restore_once_each(job_store: JobStore) -> None:
+    """What a shard restored so far goes into its restore's progress as what is new since its
+    last fold (the row keeps each shard's), whichever shard folds first; never past it again,
+    and only while the restore is restoring. The first fold of a second claims the event."""
+    job = job_store.create(USER, restore_state("instance"))
+    job_store.start(job.job_id)
+    job_store.set_progress(job.job_id, Progress(phase="restoring", total=100))
+    first = job_store.fold_records(job.job_id, "a", 10, "restoring", claim_at_ms=1000,
+                                   min_interval_ms=500)
+    assert first is not None
+    assert (first[0].progress.current, first[1], first[0].progress_seq) == (10, True, 1)
+    throttled = job_store.fold_records(job.job_id, "b", 5, "restoring", claim_at_ms=1200,
+                                       min_interval_ms=500)
+    assert throttled is not None
+    assert (throttled[0].progress.current, throttled[1]) == (15, False)  # counted, not told
+    assert job_store.fold_records(job.job_id, "a", 10, "restoring") is None  # nothing new
+    again = job_store.fold_records(job.job_id, "a", 25, "restoring")
+    assert again is not None
+    assert again[0].progress.current == 30  # a's 15 new ones
+    assert job_store.fold_records(job.job_id, "b", 9, "rolling_back") is None  # another phase
+    assert job_store.require(job.job_id).progress.current == 30

@@ -33,7 +33,14 @@ from typing import Any
 import pytest
 
 from dataport.models.imports import MAX_DRY_RUNS
-from dataport.models.tasks import ExportPlan, ImportStep, ShardCursor, ShardList
+from dataport.models.tasks import (
+    ExportPlan,
+    ImportStep,
+    RestoreShardsTask,
+    ShardCursor,
+    ShardList,
+    TaskError,
+)
 from dataport.workflows.shards import ShardSizing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -313,3 +320,85 @@ def test_dry_runs_are_bounded_where_the_parent_would_reach_the_limit() -> None:
     step_size = len(json.dumps(ImportStep(job_id=JOB_ID, next="execute", after=SESSION_ID,
                                           done=10**9).wire()))
     assert step_size < 500  # the state between tasks is one small cursor, whatever the size
+
+
+# ---------------------------------------------------------------------------- restores in shards
+
+
+def _restore_states() -> dict[str, Any]:
+    states = _asl("restore.asl.json")["States"]
+    assert isinstance(states, dict)
+    return states
+
+
+def restore_parent() -> int:
+    """The restore's own execution, whatever the backup's size: Route, Plan, the DISTRIBUTED
+    Map (its shards are child executions), one inline invocation of the removal pass, RemoveOn
+    (the rest of the pass, in a child), Finalize; every task retried at worst."""
+    states = _restore_states()
+    assert states["Shards"]["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert "ItemReader" in states["Shards"]
+    tasks = ["Plan", "Remove", "RemoveOn", "Finalize"]
+    choices = ["Route", "Planned?", "RemovesToo?", "Removed?", "HandedOver?"]
+    return (EXECUTION + sum(TASK + _retries(states[t]) * RETRY for t in tasks)
+            + len(choices) * CHOICE + DISTRIBUTED_MAP + SUCCEED)
+
+
+def removal_bound() -> int:
+    """The invocations of the removal pass a child execution runs before it hands over."""
+    removed = _restore_states()["Removed?"]["Choices"]
+    return int(next(c["NumericGreaterThanEquals"] for c in removed
+                    if "NumericGreaterThanEquals" in c))
+
+
+def removal_child(invocations: int) -> int:
+    """A child execution of the removal pass (RemoveOn): Route, its invocations (at most the
+    bound, then a hand-over to a fresh one)."""
+    states = _restore_states()
+    loop = min(invocations, removal_bound())
+    handed_over = TASK + _retries(states["RemoveOn"]) * RETRY + CHOICE
+    return (EXECUTION + CHOICE + loop_events(loop, _retries(states["Remove"]))
+            + (handed_over if invocations > loop else 0) + SUCCEED)
+
+
+def restore_item() -> int:
+    """One shard's item in the Map (its own child execution): the restore, or the rollback,
+    of the shard (an import execution of its own, analysed above), then its count."""
+    items = _restore_states()["Shards"]["ItemProcessor"]["States"]
+    restore = TASK + _retries(items["Restore"]) * RETRY
+    rollback = (2 * TASK + (_retries(items["BeginRollback"]) + _retries(items["RollbackShard"]))
+                * RETRY + CHOICE)
+    return (EXECUTION + CHOICE + max(restore, rollback)
+            + TASK + _retries(items["Count"]) * RETRY + PASS)
+
+
+def restore_payload() -> int:
+    """The largest state between the restore machine's tasks: the task with every field at
+    its widest and a caught error (a cause as long as Step Functions keeps)."""
+    task = RestoreShardsTask(
+        action="remove", job_id=JOB_ID, mode="rollback", concurrency=10**6,
+        shard_list=ShardList(bucket="b" * 63, prefix=f"restores/{JOB_ID}/shards/"),
+        error=TaskError(Error="x" * 256, Cause="x" * 32_768), shard_id=JOB_ID,
+        next="remove", after=10**9, invocations=10**6, child=True)
+    return _size(task)
+
+
+@pytest.mark.parametrize(("sessions", "messages"), SIZES)
+def test_no_restore_in_shards_reaches_a_limit(sessions: int, messages: int) -> None:
+    """A restore of any size, in shards of the default size, with a removal pass as long as
+    the whole backup (the target holding as much again that the backup lacks)."""
+    removal = ceil(messages / PER_INVOCATION)
+    assert Execution(events=restore_parent(), payload=restore_payload()).within_limits
+    assert Execution(events=removal_child(removal), payload=restore_payload()).within_limits
+    # however many shards (the Map lists its items from S3: no list in the state), each is
+    # an item of its own; each shard's import execution is the import's (analysed above)
+    assert Execution(events=restore_item(), payload=restore_payload()).within_limits
+
+
+def test_the_restore_in_shards_numbers() -> None:
+    """The numbers docs/backups.md quotes."""
+    assert restore_parent() == 76
+    assert removal_bound() == 1_000
+    assert removal_child(10**9) == 16_022
+    assert restore_item() == 50
+    assert restore_payload() < 34_000

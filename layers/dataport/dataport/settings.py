@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     instance_restore_rate_limit: int = Field(default=2, ge=1)
     max_restore_upload_bytes: int = Field(default=100 * 1000**3, gt=0)
     restore_part_size_mb: int = Field(default=64, ge=5, le=5120)
+    # A restore runs in shards of about this many messages (whole sessions) in parallel when
+    # one user's backup holds more (an instance restore always runs a shard per user at least;
+    # workflows.restore_shards, docs/backups.md "Restores in shards").
+    restore_shard_messages: int = Field(default=200_000, ge=1)
 
     # Backups (docs/backups.md): per user per hour, and for instance-wide backups (per
     # administrator per hour); how long a backup made by hand is kept; the default zstd level.

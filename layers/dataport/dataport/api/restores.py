@@ -129,7 +129,7 @@ def target_user_id(principal: Principal, request: RestoreRequest) -> str:
 def _create(*, command: StartCommand[RestoreRequest]) -> Started:
     user_id, request = command.user_id, command.request
     target = user_id if request.target == "self" else request.target
-    source = _source(user_id, request)
+    source, messages = _source(user_id, request)
     settings = get_settings()
     if target == INSTANCE_TARGET:  # counted on their own (InstanceRestoreRateLimit)
         rate = rate_limit.consume(user_id, INSTANCE_KIND, settings.instance_restore_rate_limit)
@@ -140,13 +140,15 @@ def _create(*, command: StartCommand[RestoreRequest]) -> Started:
     state = RestoreState(request=ImportCreate(filename=BACKUP_FILENAME),
                          restore=request.model_copy(update={"password": None}), source=source,
                          upload_pin=source.restored.pin, decision=request.decision(),
-                         target_user_id=target)
+                         target_user_id=target, in_shards=(
+                             target != INSTANCE_TARGET
+                             and restore_shards.runs_in_shards(messages)))
     store = JobStore()
     store.create(user_id, state, job_id=job_id,
                  sealed_password=passwords.seal(password, job_id) if password else None)
     step: BaseModel = ImportStep(job_id=job_id, next="validate", dry_run=request.dry_run)
     machine = Machine.IMPORT
-    if state.sharded:  # one restore per user of the backup (workflows.restore_shards)
+    if state.sharded:  # shards: per user, and by sessions (workflows.restore_shards)
         step, machine = RestoreShardsTask(action="plan", job_id=job_id), Machine.RESTORE
     try:
         execution_arn = workflow_engine().start(machine, job_id, step)
@@ -163,16 +165,19 @@ def _create(*, command: StartCommand[RestoreRequest]) -> Started:
     return Started(job_id=job_id, rate=rate)
 
 
-def _source(user_id: str, request: RestoreRequest) -> RestoreSource:
-    """The objects the restore reads, each pinned now: what is restored is what was chosen."""
+def _source(user_id: str, request: RestoreRequest) -> tuple[RestoreSource, int]:
+    """The objects the restore reads, each pinned now: what is restored is what was chosen;
+    and about how many messages they hold (the catalog's counts; an upload's by its size),
+    which decides whether one user's restore runs in shards."""
     bucket = packages_bucket()
     if request.upload_id is not None:
         upload = RestoreUploads().get(request.upload_id, user_id)
         if upload.status != "completed" or upload.pin is None:
             raise Conflict("The upload is not complete: POST .../complete with its parts "
                            "first.", details={"code": "upload_incomplete"})
-        return RestoreSource(links=[BackupLink(backup_id=upload.upload_id, pin=upload.pin)],
-                             from_upload=True)
+        return (RestoreSource(links=[BackupLink(backup_id=upload.upload_id, pin=upload.pin)],
+                              from_upload=True),
+                upload.pin.bytes // restore_shards.UPLOAD_BYTES_PER_MESSAGE)
     assert request.backup_id is not None
     catalog = BackupCatalog()
     chain: list[BackupRecord] = []
@@ -197,7 +202,7 @@ def _source(user_id: str, request: RestoreRequest) -> RestoreSource:
             raise Gone(f"The stored object of backup {record.backup_id} is gone.",
                        details={"backupId": record.backup_id}) from error
         links.append(BackupLink(backup_id=record.backup_id, pin=pin, sha256=record.sha256))
-    return RestoreSource(links=links)
+    return RestoreSource(links=links), sum(r.counts.messages for r in chain if r.counts)
 
 
 def _restorable(record: BackupRecord) -> None:
@@ -232,8 +237,8 @@ def actions(user_id: str, job_id: str, dry_run: bool, limit: int,
 
 
 def rollback(user_id: str, job_id: str) -> Job:
-    """Put the target back as it was before the restore (newest writes first); an instance
-    restore rolls back each of its shards."""
+    """Put the target back as it was before the restore (newest writes first); a restore in
+    shards rolls back each of its shards, then what it removed itself."""
     job = get_restore(user_id, job_id)
     if not job.restore_state.sharded:
         return imports.start_rollback(user_id, job)

@@ -41,10 +41,14 @@ REMOVED, REMOVED_PROJECT = "r", "rp"
 class Removal:
     def __init__(self, *, db: Database[Document], bucket: PackagesBucket, staging: Staging,
                  user: UserData, run_id: str, dry_run: bool, strategy: Strategy,
-                 batch: int = 200) -> None:
+                 batch: int = 200, kept: set[str] | None = None,
+                 kept_paths: set[str] | None = None) -> None:
         self.db, self.bucket, self.staging, self.user = db, bucket, staging, user
         self.run_id, self.dry_run, self.strategy = run_id, dry_run, strategy
         self.batch = batch
+        #: what stays when the backup's sessions are not in this job's staging (a restore run
+        #: in shards removes once, after its shards: workflows.restore_shards); else staging's
+        self.kept, self.kept_paths = kept, kept_paths
         self.batches = 0
         self._removed: set[str] = set()  # a dry run's sessions it would remove
 
@@ -54,7 +58,7 @@ class Removal:
         if self.dry_run:
             self.staging.collection.delete_many({"g": self._keys()})
             self.staging.collection.delete_many({"g": _kind(self.staging, REMOVED_PROJECT)})
-        kept = self._kept()
+        kept = self._kept() if self.kept is None else self.kept
         paths = {doc["_id"]: doc.get("path") for doc in
                  self.db[PROJECTS].find({"_id": {"$in": list(self.user.scope.project_ids)}},
                                         {"path": 1})}
@@ -75,7 +79,7 @@ class Removal:
     def _remove_projects(self) -> None:
         """The target's projects the backup lacks (by path) and that hold no session now: the
         pre-images journalled, then deleted (a rollback puts them back)."""
-        kept = set(self.staging.projects())
+        kept = set(self.staging.projects()) if self.kept_paths is None else self.kept_paths
         # a dry run removed nothing: what it would remove does not count
         left = {"sessionId": {"$nin": sorted(self._removed)}} if self.dry_run else {}
         lacking = [doc for doc in self.db[PROJECTS].find({"user_id": self.user.scope.user_id})

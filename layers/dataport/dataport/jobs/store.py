@@ -430,6 +430,66 @@ class JobStore:
             raise
         return _job_from(from_item(answer["Attributes"]))
 
+    def fold_records(self, job_id: str, shard_id: str, done: int, phase: str, *,
+                     claim_at_ms: int | None = None, min_interval_ms: int = 0
+                     ) -> tuple[Job, bool] | None:
+        """A shard of a running restore in shards has restored `done` records: the restore's
+        `progress.current` grows by what is new since the shard's last fold (the row's
+        `folded` map keeps each shard's), only while its progress is in `phase`. One read and
+        one conditional write; with `claim_at_ms`, the write claims the next event seq as
+        `count_shard` does (a refused claim folds without it). The restore as written and
+        whether the event was claimed; None: nothing new, or the restore is not in `phase`."""
+        key = to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK})
+        for _ in range(3):  # another shard's fold changed the map meanwhile: read it again
+            row = self.db.get_item(TableName=self.table, Key=key, ConsistentRead=True,
+                                   ProjectionExpression="folded").get("Item")
+            folded = from_item(row or {}).get("folded")
+            old = int(folded.get(shard_id, 0)) if isinstance(folded, dict) else 0
+            if done <= old:
+                return None
+            names = {"#status": "status", "#kind": "kind", "#phase": "phase",
+                     "#current": "current", "#s": shard_id}
+            values: dict[str, Any] = {":delta": done - old, ":updated": utcnow().isoformat(),
+                                      ":running": JobStatus.RUNNING.value,
+                                      ":kind": JobKind.RESTORE.value, ":phase": phase}
+            condition = "#status = :running AND #kind = :kind AND progress.#phase = :phase"
+            if not isinstance(folded, dict):  # the first fold makes the map
+                sets = "SET folded = :map"
+                condition += " AND attribute_not_exists(folded)"
+                values[":map"] = {shard_id: done}
+                del names["#s"]
+            else:
+                sets = "SET folded.#s = :done"
+                values[":done"] = done
+                if old:
+                    condition += " AND folded.#s = :old"
+                    values[":old"] = old
+                else:
+                    condition += " AND attribute_not_exists(folded.#s)"
+            sets += ", progress.#current = progress.#current + :delta, updated_at = :updated"
+            for claim in ((True, False) if claim_at_ms is not None else (False,)):
+                claimed, claim_values = sets, dict(values)
+                claim_condition = condition
+                if claim:
+                    assert claim_at_ms is not None
+                    claimed += ", progress_sent_at = :now ADD progress_seq :one"
+                    claim_values |= {":now": claim_at_ms, ":one": 1,
+                                     ":cutoff": claim_at_ms - min_interval_ms}
+                    claim_condition += (" AND (attribute_not_exists(progress_sent_at)"
+                                        " OR progress_sent_at <= :cutoff)")
+                try:
+                    answer = self.db.update_item(
+                        TableName=self.table, Key=key, UpdateExpression=claimed,
+                        ConditionExpression=claim_condition, ExpressionAttributeNames=names,
+                        ExpressionAttributeValues=to_item(claim_values),
+                        ReturnValues="ALL_NEW")
+                except ClientError as error:
+                    if not is_conditional_failure(error):
+                        raise
+                    continue
+                return _job_from(from_item(answer["Attributes"])), claim
+        return None
+
     def await_decision(self, job_id: str, task_token: str) -> Job:
         """running -> awaiting_decision, keeping the task token the decision will answer."""
         return self._change(job_id, Change.AWAIT_DECISION, sets={

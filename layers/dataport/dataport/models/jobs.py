@@ -108,13 +108,18 @@ class RestoreState(ImportingState):
     #: an instance restore's shard: the instance restore it belongs to (it restores the part
     #: of the backup its target user owns)
     parent_id: str | None = None
-    #: an instance restore: how many shards (users) its plan made
+    #: a restore run in shards: how many its plan made
     shards: int | None = None
+    #: a restore of one user large enough to run in shards (sessions cut by message count,
+    #: workflows.restore_shards); an instance restore always runs in shards
+    in_shards: bool = False
 
     @property
     def sharded(self) -> bool:
-        """An instance restore (the shards write; it only plans and sums them up)."""
-        return self.target_user_id == INSTANCE_TARGET
+        """A restore run in shards (an instance restore, or a large one of one user): the
+        shards write the sessions; it plans, sums them up (and in mode full, where a user's
+        sessions are in several shards, removes once what the backup lacks)."""
+        return self.target_user_id == INSTANCE_TARGET or self.in_shards
 
 
 class VerifyJobRequest(ApiModel):

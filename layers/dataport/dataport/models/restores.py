@@ -82,7 +82,7 @@ class RestoreRequest(ApiModel):
     target: Literal["self", "instance"] | Annotated[str, Field(pattern=USER_ID_PATTERN)] = Field(
         default="self", description="self; administrators: another user's id, or `instance` "
                                     "(an instance backup: every user's data under its owner, "
-                                    "one shard per user; a user backup: into its owner)")
+                                    "in shards of one user each; a user backup: into its owner)")
     dry_run: bool = Field(default=False, description="report what the restore would do, "
                                                      "writing nothing")
     password: Annotated[SecretStr, SecretLength(1, 256)] | None = Field(
@@ -152,9 +152,10 @@ class RestoreView(ApiModel):
     target_user_id: str = Field(description="whose data it writes; `instance` for an "
                                             "instance restore")
     parent_id: str | None = Field(default=None, description=(
-        "an instance restore's shard: the instance restore it is part of"))
+        "a shard of a restore in shards: the restore it is part of"))
     shards: list[str] | None = Field(default=None, description=(
-        "an instance restore: its shards, one restore per user (GET /restores/{id} each)"))
+        "a restore in shards (an instance restore, or a large one of one user): its shards, "
+        "each a restore of one user's part (GET /restores/{id} each)"))
     chain: list[str] = Field(description="the backups read, oldest first")
     progress: Progress
     report: ValidationReport | None = None

@@ -103,10 +103,19 @@ class RestoreShardsTask(ApiModel):
     object per shard, its key ending with the shard's job id) and `mode` (restore, or
     rollback) for the Map's items."""
 
-    action: Literal["plan", "plan_rollback", "shard_ended", "begin_rollback", "finalize",
-                    "failed"]
+    action: Literal["plan", "plan_rollback", "shard_ended", "begin_rollback", "remove",
+                    "finalize", "failed"]
     job_id: str
     mode: Literal["restore", "rollback"] = "restore"
     shard_list: ShardList | None = None
     concurrency: int = Field(default=1, ge=1)
     error: TaskError | None = None
+    #: `shard_ended`: the shard that ended (`job_id` is its restore)
+    shard_id: str | None = None
+    #: `remove`: done (`finalize`) or not yet (`remove` again); `after` the users done so far
+    next: Literal["remove", "finalize"] | None = None
+    after: int = Field(default=0, ge=0)
+    #: `remove`: invocations of the pass in this execution, and whether it is a child one
+    #: (RemoveOn: the restore's own execution runs one, a child hands over after 1,000)
+    invocations: int = Field(default=0, ge=0)
+    child: bool = False

@@ -46,7 +46,6 @@ from functools import partial
 from itertools import islice
 from typing import IO, TypeVar
 
-from bson import ObjectId
 from bson.errors import InvalidDocument, InvalidStringData
 from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
 
@@ -104,7 +103,7 @@ from dataport.source.writes import (
     refresh_project_stats,
     restore,
 )
-from dataport.workflows import restore_checks
+from dataport.workflows import restore_checks, restore_progress
 from dataport.workflows.failure import describe
 
 T = TypeVar("T")
@@ -142,14 +141,7 @@ def _source(job: Job, digest: UploadDigest | None = None, *,
                         limits=limits(job), password=_password(job),
                         chain=[opener(link.pin) for link in state.source.links[:-1]],
                         selection=Selection(frozenset(selections.projects),
-                                            frozenset(selections.sessions)),
-                        owner=_shard_owner(job))
-
-
-def _shard_owner(job: Job) -> ObjectId | None:
-    """An instance restore's shard restores what its target user owns in the backup."""
-    state = job.restore_state
-    return ObjectId(state.target_user_id) if state.parent_id is not None else None
+                                            frozenset(selections.sessions)))
 
 
 def opener(pin: UploadPin, digest: UploadDigest | None = None) -> Callable[[], IO[bytes]]:
@@ -596,6 +588,7 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
                 return False  # cancelled: stop at a session boundary; the next task ends it
             _report(current, Progress(phase=phase, current=step.done + processed,
                                       total=total))
+            restore_progress.fold(store, current, staging)  # a shard's: into its restore's
         return True
 
     def upload() -> Iterator[ImportRecord]:

@@ -1,31 +1,45 @@
-"""An instance restore: the tasks of infrastructure/statemachines/restore.asl.json.
+"""A restore in shards: the tasks of infrastructure/statemachines/restore.asl.json.
 
 A ClaudeLens database is per user all the way down (a project's `user_id` owns everything in
 it), and the import pipeline a restore runs through writes one user's data: copy ids, projects
 matched by path, the journal and the checks that nothing of another account is touched are
-per user. So an instance restore (an instance backup into `target: instance`, or an uploaded
-file) is cut into **shards, one per user the backup holds**: each is a restore job of its own
-(`RestoreState.parent_id` names the instance restore, its target is that user, and its source
-reads only what that user owns: `BackupSource(owner=)`), run by the import state machine as a
-child execution of a Distributed Map, at most `MAX_CONCURRENT_SHARDS` at a time. Every shard
-checks what it reads (each member's SHA-256, the zip's CRC, sizes and line counts, the whole
-object's SHA-256 against the catalog) before any of its records is written; a shard whose
-backup is damaged writes nothing. The instance restore's own job writes nothing: it plans, then
-sums its shards' outcomes up.
+per user. So a restore that runs in shards (an instance restore: an instance backup into
+`target: instance`, or an uploaded file; or one user's restore whose backup holds more than
+`restore_shard_messages` messages) is cut into **shards of one user each**: a user's whole
+data, or, when it holds more messages than that, several shards of whole sessions (cut by the
+sessions' `messageCount`). Each shard is a restore job of its own (`RestoreState.parent_id`
+names the restore, its target is the shard's user) run by the import state machine as a child
+execution of a Distributed Map, at most `MAX_CONCURRENT_SHARDS` at a time.
 
-plan           the parent job started; the owners of the backup's projects (the projects
-               members, checked); one child job per owner (a stable id, so a retried plan
-               makes none twice, each with the password sealed again for its own id); one
-               object per shard under `restores/<id>/shards/<child id>` for the Map to list.
+The plan reads the backup **once** (`imports.split`: the backup reader checks every member
+against the manifest as it streams by, and every stored object against its catalog SHA-256)
+and writes each shard's part as a small backup of its own under `imports/<id>/shards/`; a
+shard reads only its part, checking every member of it and its whole object's SHA-256 (the
+plan's) before anything of it is written. A damaged backup is refused by the plan: no shard
+starts, nothing is written.
+
+A user in several shards (`split`): their shards run in parallel, so what must happen once for
+the user happens in this machine, not in a shard. The projects their sessions need and the
+target lacks are created by the plan, once (tagged with the restore's id: its rollback removes
+them, its finalize refreshes their stats); in mode `full` the shards run as `merge` and the
+removal pass (what the target has and the backup lacks, pre-images journalled first) runs once
+after them (`remove`), reading which sessions and projects the backup holds from the list the
+plan stored; a rollback restores its journal once the shards are rolled back.
+
+plan           the job started; the backup split into shard objects (checked; a damaged or
+               empty backup ends the job failed here); split users' projects created, their
+               kept lists stored; one child job per shard (a stable id: a retried plan makes
+               none twice); one object per shard under `restores/<id>/shards/<child id>` for
+               the Map to list.
 plan_rollback  the same list, for a rollback (POST /restores/{id}/rollback).
-shard_ended    one shard's restore ended (whichever way): the instance restore's progress
-               counts it (`progress.current` of `progress.total` shards), and its subscribers
-               hear it at most twice a second.
-begin_rollback one shard's rollback begun (a shard that wrote nothing is left as it is): its
-               import step, which the Map hands to the import machine.
+shard_ended    one shard's restore ended (whichever way): the restore's progress counts it.
+begin_rollback one shard's rollback begun (a shard that wrote nothing is left as it is).
+remove         mode full, every shard succeeded: the removal pass of each split user, until
+               the time budget runs low (`next`: remove again, or finalize).
 finalize       the shards' outcomes summed up: succeeded when every shard did (a dry run: what
-               each would do), failed naming the users whose shard failed (the others stay
-               restored; a rollback undoes them); after a rollback, rolled_back.
+               each would do), failed naming the shards that failed (the others stay
+               restored; a rollback undoes them); after a rollback, the removal's journal
+               restored and the projects the plan created removed if empty, rolled_back.
 failed         the Catch: the job ends failed with a readable reason.
 
 Users the target has and the backup does not hold are left as they are (a full restore makes
@@ -37,15 +51,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from bson import ObjectId
 
-from dataport.bucket import packages_bucket
+from dataport.bucket import PackagesBucket, packages_bucket
 from dataport.errors import Conflict
+from dataport.imports import storage
+from dataport.imports.digest import UploadDigest
 from dataport.imports.limits import issue
-from dataport.imports.readers.backup import BackupSource
-from dataport.jobs import passwords
+from dataport.imports.readers.backup import BackupSource, Selection
+from dataport.imports.removal import Removal, removed, removed_projects
+from dataport.imports.removal import recover as recover_removals
+from dataport.imports.split import OutOfPlace, ShardPart, Splitter
 from dataport.jobs.store import JobStore, require_running, utcnow
 from dataport.models.imports import (
     CLEANUP_FAILED,
@@ -58,39 +78,81 @@ from dataport.models.imports import (
     ValidationReport,
 )
 from dataport.models.jobs import Job, JobError, JobStatus, Progress
-from dataport.models.restores import BACKUP_FILENAME
+from dataport.models.restores import (
+    BACKUP_FILENAME,
+    INSTANCE_TARGET,
+    BackupLink,
+    RestoreMode,
+    RestoreSource,
+)
 from dataport.models.tasks import ImportStep, RestoreShardsTask, ShardList
 from dataport.observability import logger
 from dataport.progress import throttle
 from dataport.progress.publisher import publish_claimed, publish_progress, publish_terminal
-from dataport.workflows import imports, restore_checks
+from dataport.settings import get_settings
+from dataport.source.collections import PROJECTS, SESSIONS
+from dataport.source.conflicts import UserData
+from dataport.source.mongo import get_database
+from dataport.source.staging import Staging
+from dataport.source.writes import (
+    IMPORT_TAG,
+    Target,
+    delete_empty_projects,
+    refresh_project_stats,
+    restore,
+)
+from dataport.workflows import imports, restore_checks, restore_progress
 from dataport.workflows.failure import describe
 
-#: shards (users) restored at once: each is an import execution with its own Lambdas
+#: shards restored at once: each is an import execution with its own Lambdas
 MAX_CONCURRENT_SHARDS = 10
 #: the progress phase of a job being rolled back (api.imports shows the same)
 ROLLING_BACK = "rolling_back"
-#: the progress phase of an instance restore while its shards run (`current` of `total` ended)
-RESTORING = "restoring"
+#: the progress phase of a restore while its shards run (`current` of `total` records)
+RESTORING = restore_progress.RESTORING
 #: the import pipeline's statuses a shard ends in, rolled back or not
 _ENDED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-#: what an instance restore's finalize ends it in
+#: what a restore's finalize ends it in
 _FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.ROLLED_BACK)
+#: an uploaded backup file's stored bytes per message, to size a restore before reading it
+#: (zstd level 3 on ClaudeLens messages: ~1 KB of Extended JSON each, ratio ~8.7)
+UPLOAD_BYTES_PER_MESSAGE = 120
 
 
 def shards_prefix(job_id: str) -> str:
     return f"restores/{job_id}/shards/"
 
 
+def parts_prefix(job_id: str) -> str:
+    """Where the plan puts the shards' parts of the backup (the import functions read there)."""
+    return f"{storage.prefix(job_id)}shards/"
+
+
+def kept_prefix(job_id: str) -> str:
+    """A split user's kept list: the sessions and project paths the backup holds for them."""
+    return f"{storage.prefix(job_id)}kept/"
+
+
+def removal_id(job_id: str, user_id: str) -> str:
+    """The staging and journal of a split user's removal pass (imports/<id>.<user>/...)."""
+    return f"{job_id}.{user_id}"
+
+
 def shard_ids(job_id: str) -> list[str]:
-    """The job ids of an instance restore's shards (the last part of each object's key)."""
+    """The job ids of a restore's shards (the last part of each object's key)."""
     prefix = shards_prefix(job_id)
     return [key[len(prefix):] for key in packages_bucket().keys(prefix)]
 
 
-def child_id(job_id: str, user_id: str) -> str:
-    """A shard's job id: the same for the same instance restore and user (a retried plan)."""
-    return hashlib.blake2b(f"{job_id}/{user_id}".encode(), digest_size=16).hexdigest()
+def child_id(job_id: str, shard: str) -> str:
+    """A shard's job id: the same for the same restore and shard (a retried plan)."""
+    return hashlib.blake2b(f"{job_id}/{shard}".encode(), digest_size=16).hexdigest()
+
+
+def runs_in_shards(messages: int) -> bool:
+    """Whether one user's restore of a backup of this many messages runs in shards (a small
+    one stays one import execution: no plan, no Map)."""
+    return messages > get_settings().restore_shard_messages
 
 
 # ---------------------------------------------------------------------------- plan
@@ -101,80 +163,205 @@ def plan(task: RestoreShardsTask) -> RestoreShardsTask:
     job = store.take(task.job_id)  # started, or as it is (a retried plan)
     require_running(job)
     publish_progress(job, Progress(phase="planning"), record=True)
-    problems: list[Issue] = []
-    owners = _owners(job, problems)
-    if problems or not owners:
-        _refuse(store, job, problems)
-        return task.model_copy(update={"shard_list": None})
     bucket = packages_bucket()
+    bucket.delete_prefix(parts_prefix(job.job_id))  # a retried plan: anew
+    parts, splitter, report = _split(job, bucket)
+    if not report.ok or not parts:
+        _refuse(store, job, report)
+        return task.model_copy(update={"shard_list": None})
+    assert splitter is not None
+    counts: dict[str, int] = {}
+    for part in parts:
+        counts[part.user_id] = counts.get(part.user_id, 0) + 1
+    split = sorted(user for user, count in counts.items() if count > 1)
+    decision = imports.decided(job)
+    if split:  # created now (a dry run: counted), once for all the user's shards
+        created = _create_projects(job, splitter, split, dry_run=decision.dry_run)
+        bucket.put(_created_key(job.job_id), json.dumps(created).encode(), {})
+    if split and job.restore_state.restore.mode is RestoreMode.FULL:
+        for user in split:
+            bucket.put(kept_prefix(job.job_id) + user, _kept_lines(splitter, user), {})
     prefix = shards_prefix(job.job_id)
-    for owner in sorted(str(user) for user in owners):
-        shard = _shard(store, job, owner)
-        bucket.put(prefix + shard, json.dumps({"userId": owner}).encode(), {})
-    store.update_restore(job.job_id, shards=len(owners))
-    publish_progress(job, Progress(phase=RESTORING, current=0, total=len(owners)),
-                     record=True)
-    logger.info("instance restore planned", extra={"job_id": job.job_id,
-                                                    "shards": len(owners)})
+    for part in parts:
+        shard = _shard(store, job, part, split=counts[part.user_id] > 1)
+        bucket.put(prefix + shard, json.dumps({"userId": part.user_id, "number": part.number,
+                                               "records": part.records}).encode(), {})
+    store.update_restore(job.job_id, shards=len(parts))
+    # progress counts records: the shards fold theirs in as they go (restore_progress)
+    publish_progress(job, Progress(phase=RESTORING, current=0,
+                                   total=sum(part.records for part in parts)), record=True)
+    logger.info("restore planned", extra={"job_id": job.job_id, "shards": len(parts),
+                                          "split_users": len(split)})
     return task.model_copy(update={
         "mode": "restore", "shard_list": ShardList(bucket=bucket.name, prefix=prefix),
-        "concurrency": min(len(owners), MAX_CONCURRENT_SHARDS)})
+        "concurrency": min(len(parts), MAX_CONCURRENT_SHARDS)})
 
 
-def _owners(job: Job, problems: list[Issue]) -> set[ObjectId]:
-    """The users whose projects the backup (its chain, as of its newest link) holds."""
+def _split(job: Job, bucket: PackagesBucket
+           ) -> tuple[list[ShardPart], Splitter | None, ValidationReport]:
+    """The backup read once into shard objects; every member checked as it streams by, then
+    every stored object's SHA-256 against its catalog record. A report with errors: nothing
+    kept."""
     state = job.restore_state
     pin = state.upload_pin or state.source.restored.pin
-    source = BackupSource(imports.opener(pin), BACKUP_FILENAME, options=ImportOptions(),
-                          limits=imports.limits(job), password=imports.password_of(job),
-                          chain=[imports.opener(link.pin) for link in state.source.links[:-1]])
-    return source.owners(problems.append)
+    settings = get_settings()
+    owner_of = _owner_of(job)
+    selections = state.restore.selections
+
+    def source(digest: UploadDigest) -> BackupSource:
+        return BackupSource(imports.opener(pin, digest), BACKUP_FILENAME,
+                            options=ImportOptions(), limits=imports.limits(job),
+                            password=imports.password_of(job),
+                            chain=[imports.opener(link.pin) for link in state.source.links[:-1]],
+                            selection=Selection(frozenset(selections.projects),
+                                                frozenset(selections.sessions)))
+
+    grouped = len(state.source.links) == 1
+    for eager in (True, False) if grouped else (False,):
+        splitter = Splitter(bucket, parts_prefix(job.job_id), settings.restore_shard_messages,
+                            owner_of=owner_of, eager=eager, made_at=job.created_at)
+        problems: list[Issue] = []
+        digest = UploadDigest()
+        try:
+            for record in source(digest).records(problems.append):
+                splitter.add(record)
+            errors = [p for p in problems if p.severity == "error"]
+            report = ValidationReport(errors=errors[:100], errors_total=len(errors))
+            if report.ok:
+                _, sha256 = digest.finish(imports.opener(pin))
+                report = restore_checks.whole_objects(job, report, sha256)
+            if not report.ok:
+                splitter.abort()
+                return [], None, report
+            return splitter.finish(), splitter, report
+        except OutOfPlace as where:  # messages away from their sessions: keep every shard
+            logger.info("backup not grouped by session: split again", extra={
+                "job_id": job.job_id, "session": str(where)})
+            splitter.abort()
+        except BaseException:
+            splitter.abort()
+            raise
+    raise AssertionError("the second split keeps every shard to the end")
 
 
-def _refuse(store: JobStore, job: Job, problems: list[Issue]) -> None:
+def _owner_of(job: Job) -> Callable[[dict[str, Any]], str | None]:
+    """Whose shard a project's sessions go to: an instance restore's, their owner's (a project
+    of no user is not restored); a restore into one user, that user's."""
+    target = job.restore_state.target_user_id
+    if target != INSTANCE_TARGET:
+        return lambda _project: target
+
+    def owner(project: dict[str, Any]) -> str | None:
+        user = project.get("user_id")
+        return str(user) if isinstance(user, ObjectId) else None
+
+    return owner
+
+
+def _create_projects(job: Job, splitter: Splitter, users: list[str], *,
+                     dry_run: bool) -> dict[str, int]:
+    """The projects a split user's sessions need and the target lacks, created once (their
+    shards run in parallel and would each create them), tagged with the restore's id; how
+    many per user (a dry run: would create)."""
+    db = get_database()
+    target = Target(db)
+    now = utcnow()
+    created: dict[str, int] = {}
+    for user in users:
+        data = UserData(db, user)
+        existing = data.projects_by_path()
+        wanted = {str(doc["path"]): doc for doc in splitter.projects_with_sessions(user)
+                  if isinstance(doc.get("path"), str) and doc["path"] not in existing}
+        if not dry_run:
+            target.create_projects(data.scope.user_id, wanted, job.job_id, now)
+        created[user] = len(wanted)
+    return created
+
+
+def _created_key(job_id: str) -> str:
+    """How many projects the plan created for each split user (a dry run: would create)."""
+    return f"{storage.prefix(job_id)}created.json"
+
+
+def _created_counts(job_id: str) -> dict[str, int]:
+    with packages_bucket().lines_from(_created_key(job_id), 0) as lines:
+        return {} if lines is None else dict(json.loads(b"".join(lines)))
+
+
+def _kept_lines(splitter: Splitter, user: str) -> bytes:
+    """What a split user's removal keeps: line 1 the backup's project paths (JSON), then one
+    sessionId a line."""
+    paths = json.dumps(sorted(splitter.project_paths.get(user, set())))
+    return "\n".join([paths, *splitter.session_ids.get(user, [])]).encode()
+
+
+def _refuse(store: JobStore, job: Job, report: ValidationReport) -> None:
     """The backup could not be planned (damaged, or no user's data): nothing was written."""
-    errors = [p for p in problems if p.severity == "error"] or [issue(
-        IssueCode.NO_RECORDS, "the backup holds no project of any user", file=BACKUP_FILENAME)]
-    report = ValidationReport(errors=errors[:100], errors_total=len(errors))
+    if report.ok:
+        report = ValidationReport(errors=[issue(
+            IssueCode.NO_RECORDS, "the backup holds no project of any user",
+            file=BACKUP_FILENAME)], errors_total=1)
     error = restore_checks.refusal(job, report) or JobError(
-        code="invalid_upload", message=f"The backup cannot be restored: {errors[0].message}. "
-        "Nothing was written.")
+        code="invalid_upload", message=f"The backup cannot be restored: "
+        f"{report.errors[0].message}. Nothing was written.")
     failed = store.fail_import(job.job_id, error, report=report,
                                progress=Progress(phase="done"))
     publish_terminal(failed)
-    logger.info("instance restore refused", extra={"job_id": job.job_id, "code": error.code})
+    logger.info("restore refused", extra={"job_id": job.job_id, "code": error.code})
 
 
-def _shard(store: JobStore, job: Job, owner: str) -> str:
-    """The shard of one user: a restore of what that user owns, into that user."""
-    shard_id = child_id(job.job_id, owner)
+def _shard(store: JobStore, job: Job, part: ShardPart, *, split: bool) -> str:
+    """One shard: a restore of its part of the backup (its own object, pinned, with the SHA-256
+    the plan wrote it with) into its user. A split user's shards of a full restore run as
+    `merge`: the removal runs once, after them."""
+    shard_id = child_id(job.job_id, f"{part.user_id}/{part.number}")
+    request = job.restore_state.restore
+    if split and request.mode is RestoreMode.FULL:
+        request = request.model_copy(update={"mode": RestoreMode.MERGE})
+    link = BackupLink(backup_id=shard_id, pin=part.pin, sha256=part.sha256)
     state = job.restore_state.model_copy(update={
-        "target_user_id": owner, "parent_id": job.job_id, "shards": None})
-    sealed = None
-    if job.sealed_password is not None:  # sealed for each job id (KMS encryption context)
-        sealed = passwords.seal(passwords.unseal(job.sealed_password, job.job_id), shard_id)
+        "target_user_id": part.user_id, "parent_id": job.job_id, "shards": None,
+        "in_shards": False, "restore": request, "upload_pin": part.pin,
+        # the part is no catalogued backup: damage found in it marks no record corrupted
+        "source": RestoreSource(links=[link], from_upload=True)})
     try:
-        store.create(job.user_id, state, job_id=shard_id, sealed_password=sealed)
+        store.create(job.user_id, state, job_id=shard_id)
     except Conflict:
         logger.info("shard exists (a retried plan)", extra={"job_id": shard_id})
     return shard_id
 
 
 def shard_ended(task: RestoreShardsTask) -> RestoreShardsTask:
-    """A shard ended (`task.job_id` is its instance restore): one conditional write counts it
-    in the parent's progress and, when no event went out in the last 500 ms, claims the event
-    that tells it (published with no write of its own); else a second write counts it alone,
-    and a later shard's event, or the end, tells it. Progress is a courtesy: nothing here fails
-    the shard, and Finalize counts the shards from their own jobs whatever this counted."""
+    """A shard ended, whichever way (`task.job_id` is its restore, `task.shard_id` the shard).
+    A restore: the shard's records counted whole in the restore's progress (what it folded in
+    as it went, and the rest); a rollback: one more shard rolled back. One conditional write
+    (two when the throttle refuses the event), and the event when it may go out. Progress is a
+    courtesy: nothing here fails the shard, and Finalize reads the shards' own jobs."""
     store = JobStore()
-    counted = store.count_shard(task.job_id, RESTORING, claim_at_ms=throttle.now_ms(),
+    if task.mode == "rollback":
+        counted = store.count_shard(task.job_id, ROLLING_BACK, claim_at_ms=throttle.now_ms(),
+                                    min_interval_ms=throttle.MIN_INTERVAL_MS)
+        if counted is not None:
+            publish_claimed(counted)
+        elif store.count_shard(task.job_id, ROLLING_BACK) is None:
+            logger.info("shard not counted (the restore is not rolling back)",
+                        extra={"job_id": task.job_id})
+        return task
+    if task.shard_id is None:
+        return task
+    folded = store.fold_records(task.job_id, task.shard_id,
+                                _shard_records(task.job_id, task.shard_id), RESTORING,
+                                claim_at_ms=throttle.now_ms(),
                                 min_interval_ms=throttle.MIN_INTERVAL_MS)
-    if counted is not None:
-        publish_claimed(counted)
-    elif store.count_shard(task.job_id, RESTORING) is None:
-        logger.info("shard not counted (the restore is not restoring)",
-                    extra={"job_id": task.job_id})
+    if folded is not None and folded[1]:
+        publish_claimed(folded[0])
     return task
+
+
+def _shard_records(job_id: str, shard_id: str) -> int:
+    """A shard's records (projects, sessions and messages of its part), as the plan wrote."""
+    with packages_bucket().lines_from(shards_prefix(job_id) + shard_id, 0) as lines:
+        return 0 if lines is None else int(json.loads(b"".join(lines)).get("records", 0))
 
 
 def plan_rollback(task: RestoreShardsTask) -> RestoreShardsTask:
@@ -184,6 +371,8 @@ def plan_rollback(task: RestoreShardsTask) -> RestoreShardsTask:
     require_running(job)
     bucket = packages_bucket()
     shards = len(shard_ids(job.job_id))
+    # counted as each shard's rollback ends (shard_ended)
+    publish_progress(job, Progress(phase=ROLLING_BACK, current=0, total=shards), record=True)
     return task.model_copy(update={
         "mode": "rollback",
         "shard_list": ShardList(bucket=bucket.name, prefix=shards_prefix(job.job_id)),
@@ -204,6 +393,78 @@ def begin_rollback(task: RestoreShardsTask) -> ImportStep:
     return step
 
 
+# ---------------------------------------------------------------------------- removal
+
+
+def remove(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreShardsTask:
+    """Mode full, every shard succeeded: each split user's removal pass (what the target has
+    and the backup lacks: pre-images journalled, then removed), resumable user by user and
+    batch by batch; `next` says whether it is done."""
+    task = task.model_copy(update={"invocations": task.invocations + 1})
+    done = task.model_copy(update={"next": "finalize"})
+    store = JobStore()
+    job = store.require(task.job_id)
+    require_running(job)
+    users = _split_users(job.job_id)
+    if not users:
+        return done
+    shards = [store.require(shard_id) for shard_id in shard_ids(job.job_id)]
+    if any(shard.status is not JobStatus.SUCCEEDED for shard in shards):
+        return done  # the restore fails: the target is left as the shards left it
+    settings = get_settings()
+    decision = imports.decided(job)
+    db, bucket = get_database(), packages_bucket()
+
+    def keep_going() -> bool:
+        return decision.dry_run or remaining_ms() > settings.worker_reserve_ms
+
+    for number, user in enumerate(users[task.after:], task.after):
+        staging = Staging(db, removal_id(job.job_id, user))
+        if not decision.dry_run:
+            recover_removals(db, bucket, staging)  # a batch an earlier invocation left
+        paths, kept = _kept(bucket, job.job_id, user)
+        # copies the shards wrote (another id than the backup's) stay too
+        mine = [s.job_id for s in shards if s.restore_state.target_user_id == user]
+        kept |= {str(doc["sessionId"]) for doc in db[SESSIONS].find(
+            {IMPORT_TAG: {"$in": mine}}, {"sessionId": 1})}
+        removal = Removal(db=db, bucket=bucket, staging=staging, user=UserData(db, user),
+                          run_id=f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+                          dry_run=decision.dry_run, strategy=decision.strategy,
+                          batch=min(settings.import_batch_ops, 200), kept=kept,
+                          kept_paths=paths)
+        with imports.database_errors():
+            finished = removal.run(keep_going)
+        if not finished:
+            return task.model_copy(update={"next": "remove", "after": number})
+    return done
+
+
+def _split_users(job_id: str) -> list[str]:
+    prefix = kept_prefix(job_id)
+    return [key[len(prefix):] for key in packages_bucket().keys(prefix)]
+
+
+def _kept(bucket: PackagesBucket, job_id: str, user: str) -> tuple[set[str], set[str]]:
+    with bucket.lines_from(kept_prefix(job_id) + user, 0) as lines:
+        if lines is None:
+            return set(), set()
+        first = next(lines, b"[]")
+        return set(json.loads(first)), {line.strip().decode() for line in lines if line.strip()}
+
+
+def _removed(job: Job, users: list[str], dry_run: bool) -> tuple[int, MessageCounts, int]:
+    """What the split users' removal passes removed (dry: would remove)."""
+    db = get_database()
+    sessions, messages, projects = 0, MessageCounts(), 0
+    for user in users:
+        staging = Staging(db, removal_id(job.job_id, user))
+        for result in removed(staging, dry_run=dry_run):
+            sessions += 1
+            messages = messages.plus(MessageCounts.model_validate(result.get("messages", {})))
+        projects += removed_projects(staging, dry_run=dry_run)
+    return sessions, messages, projects
+
+
 # ---------------------------------------------------------------------------- the end
 
 
@@ -215,49 +476,114 @@ def finalize(task: RestoreShardsTask) -> RestoreShardsTask:
     require_running(job)
     shards = [store.require(shard_id) for shard_id in shard_ids(job.job_id)]
     if task.mode == "rollback":
+        _roll_back_own(job)
         _rolled_back(store, job, shards)
         return task
-    outcome = summed(job, shards)
+    removal = _removed(job, _split_users(job.job_id), imports.decided(job).dry_run)
+    _tidy(job)
+    outcome = summed(job, shards, removal)
     failed = [s for s in shards if s.status is not JobStatus.SUCCEEDED]
-    done = Progress(phase="done", current=len(shards) - len(failed), total=len(shards))
+    records = job.progress.total if job.progress.phase == RESTORING else 0
+    done = Progress(phase="done", current=records if not failed else job.progress.current,
+                    total=records)
     if failed:
-        users = ", ".join(s.owner_of_data for s in failed[:10])
+        names = ", ".join(_shard_name(s) for s in failed[:10])
         first = failed[0].error
         ended = store.fail_import(job.job_id, JobError(code="shards_failed", message=(
-            f"The restore of {len(failed)} of {len(shards)} users failed ({users}"
+            f"{len(failed)} of {len(shards)} shards of the restore failed ({names}"
             f"{', ...' if len(failed) > 10 else ''}): "
-            f"{first.message if first else 'see their restores'}. The other users were "
+            f"{first.message if first else 'see their restores'}. The other shards were "
             f"restored; POST /restores/{job.job_id}/rollback undoes them all.")),
             outcome=outcome, progress=done)
-        logger.warning("instance restore failed", extra={"job_id": job.job_id,
-                                                         "failed": len(failed)})
+        logger.warning("restore in shards failed", extra={"job_id": job.job_id,
+                                                          "failed": len(failed)})
     else:
         if outcome.dry_run:
             store.update_import(job.job_id, dry_run=outcome)
         ended = store.succeed_import(job.job_id, outcome=outcome, progress=done)
-        logger.info("instance restore succeeded", extra={"job_id": job.job_id,
-                                                         "shards": len(shards)})
+        logger.info("restore in shards succeeded", extra={"job_id": job.job_id,
+                                                          "shards": len(shards)})
     publish_terminal(ended)
     return task
 
 
-def summed(job: Job, shards: list[Job]) -> ImportOutcome:
-    """What the shards did (a dry run: would do), added up."""
+def _shard_name(shard: Job) -> str:
+    """A failed shard as the parent's error names it: its user (and its job)."""
+    return f"user {shard.owner_of_data}: restore {shard.job_id}"
+
+
+def _tidy(job: Job) -> None:
+    """After the shards: the projects the plan created refreshed (or removed, left empty),
+    the removal's staging dropped, the parts of the backup deleted. The kept lists stay
+    (a rollback finds the removal's journal by them); the job's objects go with it."""
+    db, bucket = get_database(), packages_bucket()
+    for owner in _created_for(job.job_id):
+        refresh_project_stats(db, job.job_id, owner)
+        delete_empty_projects(db, job.job_id, owner)
+    for user in _split_users(job.job_id):
+        Staging(db, removal_id(job.job_id, user)).drop()
+    bucket.delete_prefix(parts_prefix(job.job_id))
+
+
+def _created_for(job_id: str) -> list[ObjectId]:
+    """The users the plan created projects for (tagged with the restore's id)."""
+    users = get_database()[PROJECTS].distinct("user_id", {IMPORT_TAG: job_id})
+    return sorted(user for user in users if isinstance(user, ObjectId))
+
+
+def _roll_back_own(job: Job) -> None:
+    """What the restore itself wrote, undone once its shards are rolled back: the removal
+    passes' pre-images put back, the projects its plan created removed when left empty."""
+    db, bucket = get_database(), packages_bucket()
+    for user in _split_users(job.job_id):
+        for key in storage.journal_keys(bucket, removal_id(job.job_id, user)):
+            _, preimages = storage.read_journal(bucket, key)
+            with imports.database_errors():
+                restore(db, preimages)
+    for owner in _created_for(job.job_id):
+        delete_empty_projects(db, job.job_id, owner)
+
+
+def _drop_empty_projects(job_id: str) -> None:
+    """The projects the plan created that no shard wrote into (a failure after the plan):
+    removed, so a failed restore leaves none behind. The database may be why it failed: the
+    job ends failed all the same (POST the rollback, or restore again, to tidy them)."""
+    try:
+        db = get_database()
+        for owner in _created_for(job_id):
+            delete_empty_projects(db, job_id, owner)
+    except Exception:  # the job must end whatever this finds
+        logger.warning("projects the plan created were not checked", extra={"job_id": job_id})
+
+
+def summed(job: Job, shards: list[Job],
+           removal: tuple[int, MessageCounts, int] = (0, MessageCounts(), 0)
+           ) -> ImportOutcome:
+    """What the shards (and the split users' removal) did (a dry run: would do), added up."""
     decision = imports.decided(job)
     sessions = dict.fromkeys(SessionCounts.model_fields, 0)
     messages = MessageCounts()
-    created = removed = 0
+    created = removed_total = 0
     started = job.created_at
     for outcome in _outcomes(shards):
         for name in sessions:
             sessions[name] += getattr(outcome.sessions, name)
         messages = messages.plus(outcome.messages)
         created += outcome.projects_created
-        removed += outcome.projects_removed
+        removed_total += outcome.projects_removed
         started = min(started, outcome.started_at)
+    sessions["removed"] += removal[0]
+    # a split user's projects are the plan's to create (its shards found them made; a dry
+    # run's shards would each count them)
+    split = _created_counts(job.job_id)
+    created -= sum(o.projects_created for s in shards
+                   if s.restore_state.target_user_id in split
+                   for o in _outcomes([s]))
+    created += sum(split.values()) if decision.dry_run else sum(
+        1 for _ in get_database()[PROJECTS].find({IMPORT_TAG: job.job_id}, {"_id": 1}))
     return ImportOutcome(dry_run=decision.dry_run, strategy=decision.strategy,
-                         sessions=SessionCounts(**sessions), messages=messages,
-                         projects_created=created, projects_removed=removed,
+                         sessions=SessionCounts(**sessions), messages=messages.plus(removal[1]),
+                         projects_created=created, projects_removed=removed_total + removal[2],
                          started_at=started, finished_at=utcnow())
 
 
@@ -274,14 +600,14 @@ def _rolled_back(store: JobStore, job: Job, shards: list[Job]) -> None:
     if left:
         names = ", ".join(s.job_id for s in left[:10])
         ended = store.fail(job.job_id, JobError(code="rollback_failed", message=(
-            f"The rollback of {len(left)} of {len(shards)} users did not finish ({names}); "
+            f"The rollback of {len(left)} of {len(shards)} shards did not finish ({names}); "
             "POST the rollback again (it is safe to repeat).")))
     else:
         ended = store.roll_back(job.job_id, Progress(phase="done", current=len(shards),
                                                      total=len(shards)))
     publish_terminal(ended)
-    logger.info("instance restore rolled back", extra={"job_id": job.job_id,
-                                                       "left": len(left)})
+    logger.info("restore in shards rolled back", extra={"job_id": job.job_id,
+                                                        "left": len(left)})
 
 
 def _wrote(shard: Job) -> bool:
@@ -303,11 +629,19 @@ def failed(task: RestoreShardsTask) -> RestoreShardsTask:
     if task.mode == "rollback":
         reason = JobError(code="rollback_failed", message=reason.message)
     shards = [store.require(shard_id) for shard_id in shard_ids(job.job_id)]
-    outcome = summed(job, shards) if job.import_state.decision is not None and shards else None
+    outcome = None
+    if job.import_state.decision is not None and shards:
+        try:
+            outcome = summed(job, shards)
+        except Exception:  # summed reads the database, which may be why this failed
+            logger.warning("outcome not summed", extra={"job_id": job.job_id})
+    if task.mode != "rollback":
+        packages_bucket().delete_prefix(parts_prefix(job.job_id))
+        _drop_empty_projects(job.job_id)
     try:
         ended = store.fail_import(job.job_id, reason, outcome=outcome)
     except Conflict:
-        logger.info("instance restore already ended", extra={"job_id": job.job_id})
+        logger.info("restore already ended", extra={"job_id": job.job_id})
         return task
     publish_terminal(ended)
     return task

@@ -1,0 +1,318 @@
+"""A restore's backup cut into shards, read once (workflows.restore_shards' plan).
+
+A restore that runs in shards (an instance restore: a shard per user; a large restore of one
+user: several shards of that user) reads its backup **once**, here: the backup reader
+(`BackupSource`, every member checked against the manifest as it streams by, the chain
+resolved, the selection applied) gives the records, and each goes to its shard's own small
+backup, a zip in the backup format (STORED members, each one zstd frame of canonical Extended
+JSON lines, `manifest.json` last with every member's counts and both SHA-256s). A shard's
+restore then reads only its own object, checks every member of it against that manifest and
+the whole object against the SHA-256 recorded here, as any restore does.
+
+Cutting. A shard belongs to one target user (`owner_of` a project: its `user_id` for an
+instance restore, the restore's target otherwise). Sessions go to the user's open shard until
+it holds `shard_messages` messages (counted from the sessions' `messageCount`, so a shard is
+sized before its messages arrive), then the next session opens the user's next shard: a shard
+is a set of whole sessions, a session is never cut. Messages follow their session's shard (one
+dict entry per session: the reader holds as much for a chain). A project goes to every shard
+that holds one of its sessions; a project without sessions to the user's shard open then.
+
+Memory: a shard being written keeps two member writers (sessions, messages) while it is hot;
+at most `HOT_SHARDS` are hot, the coldest one's members are ended (a zstd frame each, on
+/tmp) and begun again as new members when it is written to next (an instance backup's users
+interleave in sessionId order). Where the reader keeps each session with its messages (one
+backup, not a chain), a user's full shard is complete when their next one opens: it is
+assembled and uploaded then and its files removed, so /tmp holds the open shards only (a
+message that comes after its shard was stored raises `OutOfPlace`: the plan splits again,
+keeping every shard to the end).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any, cast
+
+from bson import ObjectId
+
+from dataport.backups.format import (
+    MANIFEST_NAME,
+    BackupBytes,
+    BackupManifest,
+    Collection,
+    Compression,
+    MemberEntry,
+    MemberWriter,
+    member_path,
+)
+from dataport.bucket import PackagesBucket
+from dataport.models.backups import BackupCounts
+from dataport.models.job_common import UploadPin
+from dataport.models.records import ImportRecord, RecordKind
+
+#: shards whose member writers stay open (each ~1.7 MB at zstd level 1: two writers)
+HOT_SHARDS = 8
+#: the shards' own members are short-lived: the fastest zstd level
+SHARD_ZSTD_LEVEL = 1
+_ZIP_TIME = (2026, 1, 1, 0, 0, 0)
+_COPY = 1024 * 1024
+#: past this a zip member needs ZIP64 (written without seeking, it must be said up front)
+_ZIP64_AFTER = 2**31 - 1
+
+
+class OutOfPlace(Exception):
+    """A message came after its session's shard was stored (a backup whose messages are not
+    in their sessions' order, made by other means): split it again with `eager=False`."""
+
+
+@dataclass(frozen=True)
+class ShardPart:
+    """One shard's object, as the plan made it."""
+
+    user_id: str
+    number: int  # the user's shards count from 0
+    pin: UploadPin
+    sha256: str
+    sessions: int
+    messages: int
+    records: int
+
+
+@dataclass
+class _Member:
+    collection: Collection
+    path: str  # on /tmp
+    stats: MemberEntry
+
+
+@dataclass
+class _Shard:
+    user_id: str
+    number: int
+    directory: str
+    projects: dict[object, None] = field(default_factory=dict)  # ids, in order
+    sessions: int = 0
+    messages: int = 0
+    planned: int = 0  # messages its sessions declare (the cut)
+    members: list[_Member] = field(default_factory=list)
+    writers: dict[str, tuple[MemberWriter, IO[bytes], str]] = field(default_factory=dict)
+    done: bool = False
+
+
+class Splitter:
+    """Records in, shard objects out (`finish`). `owner_of(project)` names the user a project's
+    sessions are restored into (None: not restored). `abort` leaves nothing behind."""
+
+    def __init__(self, bucket: PackagesBucket, prefix: str, shard_messages: int, *,
+                 owner_of: Callable[[dict[str, Any]], str | None],
+                 eager: bool, made_at: datetime, hot: int = HOT_SHARDS) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.shard_messages = max(1, shard_messages)
+        self.owner_of = owner_of
+        #: the shards' manifests' time: the restore's, so a retried plan writes the same bytes
+        #: (the same SHA-256 and ETag its shards were made with)
+        self.made_at = made_at
+        #: a user's full shard is complete when their next opens (sessions come with their
+        #: messages): assembled then, not at the end
+        self.eager = eager
+        self._tmp = tempfile.mkdtemp(prefix="dataport-split-")
+        self._projects: dict[object, dict[str, Any]] = {}
+        self._open: dict[str, _Shard] = {}  # per user
+        self._counts: dict[str, int] = {}  # shards per user so far
+        self._session_shard: dict[str, _Shard] = {}
+        self._hot: OrderedDict[int, _Shard] = OrderedDict()
+        self._hot_max = max(1, hot)
+        self._shards: list[_Shard] = []
+        self.parts: list[ShardPart] = []
+        #: every user's sessionIds (the sessions the backup holds for them: a full restore in
+        #: several shards keeps these; the plan stores them for split users)
+        self.session_ids: dict[str, list[str]] = {}
+        #: every user's project paths the backup holds (kept by a full restore's removal)
+        self.project_paths: dict[str, set[str]] = {}
+        self._used: dict[str, dict[object, None]] = {}  # per user: projects with sessions
+
+    def projects_with_sessions(self, user: str) -> list[dict[str, Any]]:
+        """The user's projects that some restored session of theirs is in (what a restore
+        creates when the target lacks it)."""
+        return [self._projects[pid] for pid in self._used.get(user, {}) if pid in self._projects]
+
+    # ------------------------------------------------------------------------ records
+
+    def add(self, record: ImportRecord) -> None:
+        doc = record.doc
+        if record.kind is RecordKind.PROJECT:
+            self._projects[doc.get("_id")] = doc
+            user = self.owner_of(doc)
+            if user is not None:
+                self.project_paths.setdefault(user, set()).add(str(doc.get("path")))
+                self._shard_of(user).projects.setdefault(doc.get("_id"))
+        elif record.kind is RecordKind.SESSION:
+            project = self._projects.get(doc.get("projectId"))
+            user = self.owner_of(project) if project is not None else None
+            if user is None:
+                return
+            shard = self._shard_of(user)
+            if shard.sessions and shard.planned >= self.shard_messages:
+                shard = self._next(user)
+            shard.projects.setdefault(doc.get("projectId"))
+            self._used.setdefault(user, {}).setdefault(doc.get("projectId"))
+            session_id = str(doc.get("sessionId"))
+            self._session_shard[session_id] = shard
+            self.session_ids.setdefault(user, []).append(session_id)
+            count = doc.get("messageCount")
+            shard.planned += (count if isinstance(count, int) else 0) + 1
+            shard.sessions += 1
+            self._write(shard, "sessions", doc)
+        elif record.kind is RecordKind.MESSAGE:
+            owner = self._session_shard.get(str(doc.get("sessionId")))
+            if owner is not None:
+                if owner.done:  # a message away from its session: begin again, not eager
+                    raise OutOfPlace(str(doc.get("sessionId")))
+                owner.messages += 1
+                self._write(owner, "messages", doc)
+
+    def finish(self) -> list[ShardPart]:
+        """Every shard still open assembled and stored; the parts, by user and number."""
+        for shard in self._shards:
+            if not shard.done:
+                self._store(shard)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        return sorted(self.parts, key=lambda p: (p.user_id, p.number))
+
+    def abort(self) -> None:
+        for shard in self._shards:
+            for writer, out, _ in shard.writers.values():
+                writer.close()
+                out.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self.bucket.delete_prefix(self.prefix)
+
+    # ------------------------------------------------------------------------ shards
+
+    def _shard_of(self, user: str) -> _Shard:
+        return self._open.get(user) or self._next(user)
+
+    def _next(self, user: str) -> _Shard:
+        previous = self._open.get(user)
+        if previous is not None and self.eager:
+            self._store(previous)  # complete: its sessions' messages came with them
+        number = self._counts.get(user, 0)
+        self._counts[user] = number + 1
+        directory = os.path.join(self._tmp, f"{len(self._shards):06d}")
+        os.mkdir(directory)
+        shard = _Shard(user_id=user, number=number, directory=directory)
+        self._open[user] = shard
+        self._shards.append(shard)
+        return shard
+
+    def _write(self, shard: _Shard, collection: Collection, doc: dict[str, Any]) -> None:
+        if collection not in shard.writers:
+            self._warm(shard)
+            path = os.path.join(shard.directory, f"{len(shard.members):06d}-{collection}")
+            out = open(path, "wb")  # noqa: SIM115 (closed with the member)
+            shard.writers[collection] = (MemberWriter(out.write, level=SHARD_ZSTD_LEVEL), out,
+                                         path)
+        self._hot.move_to_end(id(shard))
+        shard.writers[collection][0].write(doc)
+
+    def _warm(self, shard: _Shard) -> None:
+        """The shard among the hot ones; the coldest beyond `hot` has its members ended."""
+        self._hot[id(shard)] = shard
+        while len(self._hot) > self._hot_max:
+            _, cold = self._hot.popitem(last=False)
+            self._end_members(cold)
+
+    def _end_members(self, shard: _Shard) -> None:
+        # sessions before messages: the reader walks the two side by side in this order
+        for collection in ("sessions", "messages"):
+            opened = shard.writers.pop(collection, None)
+            if opened is None:
+                continue
+            writer, out, path = opened
+            stats = writer.close()
+            out.close()
+            seq = sum(1 for m in shard.members if m.collection == collection)
+            shard.members.append(_Member(collection, path, MemberEntry(
+                path=member_path(collection, 1, seq), collection=collection,
+                **stats.model_dump())))
+        self._hot.pop(id(shard), None)
+
+    def _store(self, shard: _Shard) -> None:
+        """The shard's zip: its projects, sessions and messages members, then its manifest,
+        streamed to S3 (hashed as it goes); its files removed."""
+        self._end_members(shard)
+        key = f"{self.prefix}{shard.user_id}-{shard.number:05d}.zip"
+        projects = [self._projects[pid] for pid in shard.projects if pid in self._projects]
+        with self.bucket.open_write(key) as stored:
+            hashed = _Hashing(stored)
+            with zipfile.ZipFile(cast(IO[bytes], hashed), "w",
+                                 compression=zipfile.ZIP_STORED) as archive:
+                entries = [_projects_member(archive, projects)] if projects else []
+                for member in shard.members:
+                    entries.append(member.stats)
+                    info = zipfile.ZipInfo(member.stats.path, _ZIP_TIME)
+                    size = os.path.getsize(member.path)
+                    with open(member.path, "rb") as source, archive.open(
+                            info, "w", force_zip64=size > _ZIP64_AFTER) as target:
+                        shutil.copyfileobj(source, target, _COPY)
+                    os.remove(member.path)
+                archive.writestr(zipfile.ZipInfo(MANIFEST_NAME, _ZIP_TIME),
+                                 _manifest(shard, entries, self.made_at).to_json())
+        shutil.rmtree(shard.directory, ignore_errors=True)
+        shard.done = True
+        if self._open.get(shard.user_id) is shard:
+            del self._open[shard.user_id]
+        self.parts.append(ShardPart(
+            user_id=shard.user_id, number=shard.number, pin=self.bucket.pin_written(key),
+            sha256=hashed.digest.hexdigest(), sessions=shard.sessions,
+            messages=shard.messages,
+            records=len(projects) + shard.sessions + shard.messages))
+
+
+def _projects_member(archive: zipfile.ZipFile, projects: list[dict[str, Any]]) -> MemberEntry:
+    packed = bytearray()
+    writer = MemberWriter(packed.extend, level=SHARD_ZSTD_LEVEL)
+    for project in projects:
+        writer.write(project)
+    stats = writer.close()
+    path = member_path("projects", 1, 0)
+    archive.writestr(zipfile.ZipInfo(path, _ZIP_TIME), bytes(packed))
+    return MemberEntry(path=path, collection="projects", **stats.model_dump())
+
+
+def _manifest(shard: _Shard, entries: list[MemberEntry], now: datetime) -> BackupManifest:
+    return BackupManifest(
+        backup_id=f"{shard.user_id}-{shard.number:05d}", name="restore shard", scope="user",
+        owner_id=shard.user_id if ObjectId.is_valid(shard.user_id) else None, type="full",
+        watermark=now, created_at=now, compression=Compression(level=SHARD_ZSTD_LEVEL),
+        counts=BackupCounts(projects=sum(e.records for e in entries
+                                         if e.collection == "projects"),
+                            sessions=shard.sessions, messages=shard.messages),
+        bytes=BackupBytes(uncompressed=sum(e.bytes for e in entries),
+                          compressed=sum(e.compressed_bytes for e in entries)),
+        members=entries)
+
+
+class _Hashing:
+    """A write-only stream (no tell: zipfile then writes data descriptors and never seeks)
+    that hashes what goes through."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self._inner.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._inner.flush()

@@ -1,0 +1,134 @@
+"""The plan's split of a backup (imports/split.py) on backups written to the format contract,
+into a real (moto) bucket: every shard's object is a backup the restore reader reads back
+whole and checked, holding exactly its user's sessions with their messages and the projects
+they are in; a user's data cut by message count at session boundaries; users interleaved
+beyond the hot writers' bound give shards of several members that still read back grouped."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from bson.int64 import Int64
+
+from dataport.backups.format import MANIFEST_NAME, BackupManifest
+from dataport.bucket import PackagesBucket
+from dataport.imports.limits import DEFAULT_LIMITS
+from dataport.imports.readers.backup import BackupSource
+from dataport.imports.split import OutOfPlace, ShardPart, Splitter
+from dataport.models.imports import ImportOptions, Issue
+from dataport.models.records import RecordKind
+from tests.restores.backups import Backup
+
+USERS = [ObjectId(f"66ad9b005f2b4a0012c0{n:04d}") for n in range(3)]
+MADE = datetime(2026, 12, 5, tzinfo=UTC)
+PREFIX = "imports/job/shards/"
+
+
+def project(user: int) -> dict[str, Any]:
+    return {"_id": ObjectId(f"66ad9c1e5f2b4a0012c0{user:04d}"), "user_id": USERS[user],
+            "name": f"p{user}", "path": f"/work/p{user}"}
+
+
+def session(n: int, user: int, messages: int) -> dict[str, Any]:
+    return {"sessionId": f"00000000-0000-4000-8000-{n:012d}",
+            "projectId": project(user)["_id"], "messageCount": Int64(messages)}
+
+
+def message(n: int, m: int) -> dict[str, Any]:
+    return {"uuid": f"{n:08d}-{m:04d}", "sessionId": f"00000000-0000-4000-8000-{n:012d}",
+            "type": "user", "content": f"message {m} of {n}"}
+
+
+def instance(sessions: int, messages: int) -> Backup:
+    """Users interleaved in sessionId order, as an instance backup holds them."""
+    docs = [session(n, n % len(USERS), messages) for n in range(sessions)]
+    return Backup(projects=[project(u) for u in range(len(USERS))], sessions=docs,
+                  messages=[message(n, m) for n in range(sessions) for m in range(messages)],
+                  scope="instance")
+
+
+def split(bucket: PackagesBucket, data: bytes, shard_messages: int, *, hot: int = 8,
+          eager: bool = True) -> list[ShardPart]:
+    problems: list[Issue] = []
+    source = BackupSource(lambda: io.BytesIO(data), "backup.zip", options=ImportOptions(),
+                          limits=DEFAULT_LIMITS)
+    splitter = Splitter(bucket, PREFIX, shard_messages, eager=eager, made_at=MADE, hot=hot,
+                        owner_of=lambda p: str(p["user_id"]))
+    try:
+        for record in source.records(problems.append):
+            splitter.add(record)
+    except BaseException:
+        splitter.abort()
+        raise
+    assert problems == []
+    return splitter.finish()
+
+
+def members(bucket: PackagesBucket, part: ShardPart, collection: str) -> int:
+    data = bucket.read_range(part.pin.key, 0, part.pin.bytes)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        manifest = BackupManifest.from_json(archive.read(MANIFEST_NAME))
+    return len(manifest.data_members(collection))  # type: ignore[arg-type]
+
+
+def read_back(bucket: PackagesBucket, part: ShardPart) -> list[tuple[RecordKind, Any]]:
+    """A shard's object through the restore reader, every member checked (strict: any
+    problem raises)."""
+    data = bucket.read_range(part.pin.key, 0, part.pin.bytes)
+    source = BackupSource(lambda: io.BytesIO(data), "backup.zip", options=ImportOptions(),
+                          limits=DEFAULT_LIMITS)
+    assert source.session_grouped
+    return [(r.kind, r.doc.get("sessionId") or r.doc.get("path"))
+            for r in source.records()]
+
+
+@pytest.mark.parametrize("hot", [1, 8])
+def test_every_user_is_cut_into_shards_of_whole_sessions_that_read_back_checked(
+        bucket: PackagesBucket, hot: int) -> None:
+    backup = instance(sessions=30, messages=4)
+    parts = split(bucket, backup.container(per_member=7), shard_messages=12, hot=hot)
+    # 10 sessions a user, 4 messages (5 with the session) each: a shard closes past 12
+    assert [(p.user_id, p.number, p.sessions) for p in parts] == [
+        (str(user), n, count) for user in USERS for n, count in enumerate([3, 3, 3, 1])]
+    assert bucket.keys(PREFIX) == sorted(p.pin.key for p in parts)
+    seen: list[str] = []
+    for part in parts:
+        records = read_back(bucket, part)
+        user = USERS.index(ObjectId(part.user_id))
+        sessions = [sid for kind, sid in records if kind is RecordKind.SESSION]
+        assert sessions == sorted(sessions)
+        for sid in sessions:
+            assert int(sid[-12:]) % len(USERS) == user  # only this user's
+            at = records.index((RecordKind.SESSION, sid))
+            assert records[at + 1:at + 5] == [(RecordKind.MESSAGE, sid)] * 4  # grouped
+        assert records[0] == (RecordKind.PROJECT, f"/work/p{user}")
+        assert part.records == len(records)
+        assert part.messages == 4 * len(sessions)
+        seen.extend(sessions)
+        # one hot shard at a time: users interleave, so a shard's members end and begin again
+        assert (members(bucket, part, "sessions") > 1) == (hot == 1 and part.sessions > 1)
+    assert sorted(seen) == sorted(s["sessionId"] for s in backup.sessions)  # each once
+
+
+def test_a_shard_is_the_same_bytes_when_split_again(bucket: PackagesBucket) -> None:
+    data = instance(sessions=9, messages=2).container()
+    first = split(bucket, data, shard_messages=6)
+    again = split(bucket, data, shard_messages=6)
+    assert [(p.pin.key, p.pin.etag, p.sha256) for p in first] == [
+        (p.pin.key, p.pin.etag, p.sha256) for p in again]  # a retried plan's shards match
+
+
+def test_messages_away_from_their_session_ask_for_a_split_to_the_end(
+        bucket: PackagesBucket) -> None:
+    backup = instance(sessions=12, messages=2)
+    backup.messages.sort(key=lambda m: m["uuid"][-4:])  # every session's first, then seconds
+    data = backup.container()
+    with pytest.raises(OutOfPlace):
+        split(bucket, data, shard_messages=3)
+    parts = split(bucket, data, shard_messages=3, eager=False)
+    assert sum(p.messages for p in parts) == len(backup.messages)
