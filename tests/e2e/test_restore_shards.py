@@ -45,6 +45,7 @@ from tests.e2e.test_restores import (
     sessions_of,
 )
 from tests.fixtures.faults import RESTORE_SHARDS, spaced_shard_counts
+from tests.infrastructure.iam import assert_calls_allowed
 from tests.restores.backups import Backup, of_user
 
 
@@ -156,6 +157,7 @@ def test_a_restore_in_several_shards_gives_what_one_shard_gives(
 
     assert owner.rollback(sharded["jobId"], timeout=180)["status"] == "rolled_back"
     assert snapshot(db) == before  # every shard and the removal undone, exactly
+    assert_calls_allowed(owner.api.stack)  # every call the functions made, by their policies
 
 
 def test_a_shard_that_fails_leaves_the_others_restored_and_the_rollback_exact(
@@ -229,6 +231,7 @@ def test_a_removal_longer_than_an_invocation_goes_on_in_a_child_execution(
 
     assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
     assert snapshot(db) == before  # the removed sessions are back, exactly
+    assert_calls_allowed(fresh_stack)
 
 
 def test_progress_counts_records_restored_and_a_rollback_its_shards_over_the_websocket(
