@@ -279,6 +279,7 @@ def test_progress_counts_records_restored_and_a_rollback_its_shards_over_the_web
     assert isinstance(events[-1], RolledBackEvent), events[-1]
     assert content(db, OWNER) == {sid: v for sid, v in at_backup.items()
                                   if sid not in sorted(at_backup)[:4]}
+    assert_calls_allowed(stack)  # the folds and counts, the events' posts among them
 
 
 def test_a_shards_count_is_its_finished_sessions_and_their_messages(
