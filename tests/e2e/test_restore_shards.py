@@ -41,6 +41,7 @@ from tests.e2e.test_restores import (
     content,
     diverge,
     forget,
+    made_backup,
     one,
     sessions_of,
 )
@@ -293,3 +294,28 @@ def test_a_shards_count_is_its_finished_sessions_and_their_messages(
     other.collection.insert_one({"g": other.key(INDEX, "a"), "n": 0, "m": 100, **done})
     assert records_done(staging) == 2 + 3 + 5
     assert records_done(Staging(mongo_db, "nothing")) == 0
+
+
+def test_an_encrypted_backup_in_shards_needs_its_password_and_its_parts_none(
+        db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch) -> None:
+    password = "Tr0ub4dor&3-backup"
+    expected = content(db, OWNER)
+    made = made_backup(owner.api, {"name": "sealed", "password": password})
+    forget(db, list(expected))
+    shard_size(monkeypatch, max(1, made["counts"]["messages"] // 3))
+
+    refused = owner.run(backupId=made["backupId"], mode="merge")
+    assert refused["status"] == "failed", refused
+    assert [e["code"] for e in refused["report"]["errors"]] == ["zip_encrypted"]
+    assert refused["shards"] == []  # refused by the plan: no shard made
+    wrong = owner.run(backupId=made["backupId"], mode="merge", password="not-the-password")
+    assert wrong["status"] == "failed", wrong
+    assert wrong["report"]["errors"][0]["code"] == "wrong_password"
+    assert sessions_of(db, OWNER) == {}  # nothing written by either
+
+    job = owner.run(backupId=made["backupId"], mode="merge", password=password, timeout=180)
+    assert job["status"] == "succeeded", job
+    assert len(job["shards"]) >= 2, job
+    assert content(db, OWNER) == expected
+    # the plan read the backup with the password; the shards read their parts without one
+    assert all(JobStore().require(shard).sealed_password is None for shard in job["shards"])
