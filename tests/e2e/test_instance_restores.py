@@ -30,6 +30,7 @@ from tests.e2e.import_client import snapshot
 from tests.e2e.restore_client import Restorer, store_backup
 from tests.e2e.test_restores import add_session, content, diverge, forget, sessions_of
 from tests.fixtures.faults import RESTORE_SHARDS, spaced_shard_counts
+from tests.infrastructure.iam import assert_calls_allowed
 from tests.restores.backups import flip_byte, of_instance, of_user
 
 ADMIN = seed.DEMO_USER_ID
@@ -98,6 +99,7 @@ def test_an_instance_backup_restored_in_full_gives_every_user_their_data_and_rol
     assert snapshot(db) == before  # every user back exactly as before the restore
     assert {admin.job(shard)["status"] for shard in job["shards"]} <= {"rolled_back",
                                                                       "succeeded"}
+    assert_calls_allowed(admin.api.stack)  # every call the functions made, by their policies
 
 
 def test_an_instance_restore_counts_its_records_over_the_websocket_as_shards_end(

@@ -41,10 +41,12 @@ from tests.e2e.test_restores import (
     content,
     diverge,
     forget,
+    made_backup,
     one,
     sessions_of,
 )
 from tests.fixtures.faults import RESTORE_SHARDS, spaced_shard_counts
+from tests.infrastructure.iam import assert_calls_allowed
 from tests.restores.backups import Backup, of_user
 
 
@@ -156,6 +158,7 @@ def test_a_restore_in_several_shards_gives_what_one_shard_gives(
 
     assert owner.rollback(sharded["jobId"], timeout=180)["status"] == "rolled_back"
     assert snapshot(db) == before  # every shard and the removal undone, exactly
+    assert_calls_allowed(owner.api.stack)  # every call the functions made, by their policies
 
 
 def test_a_shard_that_fails_leaves_the_others_restored_and_the_rollback_exact(
@@ -229,6 +232,7 @@ def test_a_removal_longer_than_an_invocation_goes_on_in_a_child_execution(
 
     assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
     assert snapshot(db) == before  # the removed sessions are back, exactly
+    assert_calls_allowed(fresh_stack)
 
 
 def test_progress_counts_records_restored_and_a_rollback_its_shards_over_the_websocket(
@@ -276,6 +280,7 @@ def test_progress_counts_records_restored_and_a_rollback_its_shards_over_the_web
     assert isinstance(events[-1], RolledBackEvent), events[-1]
     assert content(db, OWNER) == {sid: v for sid, v in at_backup.items()
                                   if sid not in sorted(at_backup)[:4]}
+    assert_calls_allowed(stack)  # the folds and counts, the events' posts among them
 
 
 def test_a_shards_count_is_its_finished_sessions_and_their_messages(
@@ -289,3 +294,28 @@ def test_a_shards_count_is_its_finished_sessions_and_their_messages(
     other.collection.insert_one({"g": other.key(INDEX, "a"), "n": 0, "m": 100, **done})
     assert records_done(staging) == 2 + 3 + 5
     assert records_done(Staging(mongo_db, "nothing")) == 0
+
+
+def test_an_encrypted_backup_in_shards_needs_its_password_and_its_parts_none(
+        db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch) -> None:
+    password = "Tr0ub4dor&3-backup"
+    expected = content(db, OWNER)
+    made = made_backup(owner.api, {"name": "sealed", "password": password})
+    forget(db, list(expected))
+    shard_size(monkeypatch, max(1, made["counts"]["messages"] // 3))
+
+    refused = owner.run(backupId=made["backupId"], mode="merge")
+    assert refused["status"] == "failed", refused
+    assert [e["code"] for e in refused["report"]["errors"]] == ["zip_encrypted"]
+    assert refused["shards"] == []  # refused by the plan: no shard made
+    wrong = owner.run(backupId=made["backupId"], mode="merge", password="not-the-password")
+    assert wrong["status"] == "failed", wrong
+    assert wrong["report"]["errors"][0]["code"] == "wrong_password"
+    assert sessions_of(db, OWNER) == {}  # nothing written by either
+
+    job = owner.run(backupId=made["backupId"], mode="merge", password=password, timeout=180)
+    assert job["status"] == "succeeded", job
+    assert len(job["shards"]) >= 2, job
+    assert content(db, OWNER) == expected
+    # the plan read the backup with the password; the shards read their parts without one
+    assert all(JobStore().require(shard).sealed_password is None for shard in job["shards"])
