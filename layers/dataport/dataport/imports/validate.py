@@ -419,30 +419,24 @@ def located(record: ImportRecord, code: IssueCode, message: str, *, field: str |
                  field=field, severity=severity)
 
 
-#: per kind: the check of each field, the fields a record must have, and the exact types that
-#: pass a field's `_of_type` check (anything else is asked of the check itself)
-_CHECKS = {kind: {name: check for name, _, check in fields} for kind, fields in FIELDS.items()}
+#: per kind: each field's check with the exact types that pass its `_of_type` check without a
+#: call (none for the other checks), and the fields a record must have
+_SPECS = {kind: {name: (check.plain_types if isinstance(check, _OfType) else frozenset(), check)
+                 for name, _, check in fields} for kind, fields in FIELDS.items()}
 _REQUIRED = {kind: frozenset(name for name, required, _ in fields if required)
              for kind, fields in FIELDS.items()}
-_PLAIN_TYPES = {kind: {name: check.plain_types for name, _, check in fields
-                       if isinstance(check, _OfType)} for kind, fields in FIELDS.items()}
 
 
 def _clean(kind: RecordKind, doc: Mapping[str, Any]) -> bool:
     """True when `record_problems` finds nothing in the record's fields and field names: one
     pass over the fields it has (the common case; any doubt and the full check decides)."""
-    checks, plain = _CHECKS[kind], _PLAIN_TYPES[kind]
+    specs = _SPECS[kind]
     for name, value in doc.items():
-        types = plain.get(name)
-        if types is not None:
-            if type(value) in types:
-                continue
-            return False
-        check = checks.get(name)
-        if check is not None:
-            if check(value) is not None:
+        spec = specs.get(name)
+        if spec is None:
+            if name[:1] == "$" or "." in name:
                 return False
-        elif name[:1] == "$" or "." in name:
+        elif type(value) not in spec[0] and spec[1](value) is not None:
             return False
     return doc.keys() >= _REQUIRED[kind]
 
