@@ -130,11 +130,15 @@ def _typed(value: Any, unescape: bool) -> Any:
     return _unescaping_hook(value) if unescape else json_util.object_hook(value, _OPTIONS)
 
 
-def _wrapped(value: dict[str, Any], unescape: bool) -> Any:
-    """An object of one key: the wrappers a canonical writer writes most (an ObjectId, a date,
-    the numbers) converted at once, with the same checks as their json_util parsers (one key,
-    a string inside); anything else through the general walk."""
-    ((key, inner),) = value.items()
+#: what `simple_wrapper` answers for an object it does not convert itself
+NOT_SIMPLE: Any = object()
+
+
+def simple_wrapper(key: str, inner: Any) -> Any:
+    """The value of the one-key object `{key: inner}` for the wrappers a canonical writer
+    writes most (an ObjectId, a date, the numbers), converted at once with the same checks and
+    errors as their json_util parsers (one key, a string inside); NOT_SIMPLE for any other
+    object. Shared with the JSON import's fast path (imports/readers/json_layout.py)."""
     if type(inner) is str:
         if key == "$oid":
             return ObjectId(inner)
@@ -151,4 +155,12 @@ def _wrapped(value: dict[str, Any], unescape: bool) -> Any:
         if type(millis) is str:
             # json_util: the inner Int64(millis), then _millis_to_datetime(int(it))
             return _date(int(millis))
-    return _typed(value, unescape)
+    return NOT_SIMPLE
+
+
+def _wrapped(value: dict[str, Any], unescape: bool) -> Any:
+    """An object of one key: a simple wrapper converted at once, anything else through the
+    general walk."""
+    ((key, inner),) = value.items()
+    converted = simple_wrapper(key, inner)
+    return _typed(value, unescape) if converted is NOT_SIMPLE else converted

@@ -31,45 +31,17 @@ read of ijson's (64 KiB of upload) ahead of the reader.
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections import deque
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
 import orjson
-from bson import ObjectId, json_util
-from bson.decimal128 import Decimal128
-from bson.int64 import Int64
+from bson import json_util
 
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
+from dataport.formats.extjson_reader import NOT_SIMPLE, simple_wrapper
 from dataport.imports.limits import INT64_MAX, INT64_MIN, ImportLimits, Readable
-
-#: the wrappers canonical_json writes for every message, converted without json_util's
-#: dispatch (same results: tests/imports/test_roundtrip compares with json_util.loads)
-SIMPLE_WRAPPERS: dict[str, Callable[[str], Any]] = {
-    "$oid": ObjectId, "$numberDecimal": Decimal128, "$numberInt": int,
-    "$numberLong": lambda text: Int64(int(text)), "$numberDouble": float,
-}
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLIS = re.compile(r"-?[0-9]{1,19}")
-
-
-def extended_date(item: Any) -> datetime | None:
-    """`{"$numberLong": "<ms>"}`, the date canonical_json writes, as json_util reads it (aware,
-    UTC) without its per-value dispatch (the import profile's top own time); None for any other
-    form, which json_util then reads."""
-    if type(item) is dict and len(item) == 1:
-        text = item.get("$numberLong")
-        if type(text) is str and _MILLIS.fullmatch(text):
-            try:
-                return _EPOCH + timedelta(milliseconds=int(text))
-            except OverflowError:  # beyond datetime's years: json_util says what it does
-                return None
-    return None
 
 
 def extended(value: Any) -> Any:
@@ -77,12 +49,10 @@ def extended(value: Any) -> Any:
     kind = type(value)
     if kind is dict:
         if len(value) == 1:
-            key, item = next(iter(value.items()))
-            convert = SIMPLE_WRAPPERS.get(key)
-            if convert is not None and type(item) is str:
-                return convert(item)
-            if key == "$date" and (date := extended_date(item)) is not None:
-                return date
+            ((key, item),) = value.items()
+            converted = simple_wrapper(key, item)
+            if converted is not NOT_SIMPLE:
+                return converted
         pairs = [(key, extended(item)) for key, item in value.items()]
         if any(key.startswith("$") for key, _ in pairs):
             return json_util.object_pairs_hook(pairs, EXTENDED_JSON_READ_OPTIONS)
@@ -114,14 +84,12 @@ def _clean_bson(item: Any, depth: int, max_depth: int) -> Any:
                 raise Unclean
         return item
     if len(item) == 1:
-        for key, child in item.items():
-            if type(child) is str:
-                convert = SIMPLE_WRAPPERS.get(key)
-                if convert is not None:
-                    return convert(child)
-            elif (key == "$date" and depth < max_depth  # its {"$numberLong"} is one deeper
-                  and (date := extended_date(child)) is not None):
-                return date
+        ((key, child),) = item.items()
+        # a `$date`'s {"$numberLong"} is one deeper: at the limit the walk below reports it
+        if type(child) is str or (key == "$date" and depth < max_depth):
+            converted = simple_wrapper(key, child)
+            if converted is not NOT_SIMPLE:
+                return converted
     if _clean_fields(item, depth, max_depth):
         return json_util.object_pairs_hook(list(item.items()), EXTENDED_JSON_READ_OPTIONS)
     return item
