@@ -17,7 +17,7 @@ from dataport.workflows import restore_shards
 get_settings()  # at cold start: a missing variable fails here, named, not mid-request
 get_mongo_settings()  # projects created once, the removal pass, finalize (the URI's secret)
 
-_ACTIONS = {"plan": restore_shards.plan, "plan_rollback": restore_shards.plan_rollback,
+_ACTIONS = {"plan_rollback": restore_shards.plan_rollback,
             "shard_ended": restore_shards.shard_ended,
             "finalize": restore_shards.finalize, "failed": restore_shards.failed}
 
@@ -30,6 +30,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     task = RestoreShardsTask.model_validate(event)
     if task.action == "begin_rollback":
         return restore_shards.begin_rollback(task).wire()
+    if task.action == "plan":
+        return restore_shards.plan(task, context.get_remaining_time_in_millis).wire()
     if task.action == "remove":
         return restore_shards.remove(task, context.get_remaining_time_in_millis).wire()
     return _ACTIONS[task.action](task).wire()

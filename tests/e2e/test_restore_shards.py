@@ -15,6 +15,7 @@ from bson import ObjectId
 from bson.decimal128 import Decimal128
 from pymongo.database import Database
 
+from dataport.bucket import packages_bucket
 from dataport.jobs.store import JobStore
 from dataport.progress.events import (
     ProgressEvent,
@@ -319,3 +320,23 @@ def test_an_encrypted_backup_in_shards_needs_its_password_and_its_parts_none(
     assert content(db, OWNER) == expected
     # the plan read the backup with the password; the shards read their parts without one
     assert all(JobStore().require(shard).sealed_password is None for shard in job["shards"])
+
+
+def test_a_split_past_the_plans_time_budget_stops_and_writes_nothing(
+        db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch) -> None:
+    backup = of_user(db, ObjectId(OWNER))
+    backup_id = store_backup(backup, OWNER)
+    forget(db, [sorted(sessions_of(db, OWNER))[0]])
+    before = snapshot(db)
+    shard_size(monkeypatch, max(1, len(backup.messages) // 3))
+    # the plan must keep more than its whole invocation: the split stops at its first record
+    monkeypatch.setenv("RESTORE_PLAN_RESERVE_MS", str(10**9))
+    get_settings.cache_clear()
+
+    job = owner.run(backupId=backup_id, mode="full")
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "backup_too_large"
+    assert "after reading 1 records" in job["error"]["message"]
+    assert job["shards"] == []  # no shard made
+    assert snapshot(db) == before  # nothing written, no project made
+    assert packages_bucket().keys(f"imports/{job['jobId']}/") == []  # no part left

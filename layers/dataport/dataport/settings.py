@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # one user's backup holds more (an instance restore always runs a shard per user at least;
     # workflows.restore_shards, docs/backups.md "Restores in shards").
     restore_shard_messages: int = Field(default=200_000, ge=1)
+    # What the plan of a restore in shards keeps of its invocation after the split: the
+    # whole objects' SHA-256 (a chain's parents read again), the projects, one job per shard.
+    # A split that reaches it stops, and the restore fails `backup_too_large`.
+    restore_plan_reserve_ms: int = Field(default=120_000, ge=0)
 
     # Backups (docs/backups.md): per user per hour, and for instance-wide backups (per
     # administrator per hour); how long a backup made by hand is kept; the default zstd level.

@@ -158,14 +158,18 @@ def runs_in_shards(messages: int) -> bool:
 # ---------------------------------------------------------------------------- plan
 
 
-def plan(task: RestoreShardsTask) -> RestoreShardsTask:
+def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreShardsTask:
     store = JobStore()
     job = store.take(task.job_id)  # started, or as it is (a retried plan)
     require_running(job)
     publish_progress(job, Progress(phase="planning"), record=True)
     bucket = packages_bucket()
     bucket.delete_prefix(parts_prefix(job.job_id))  # a retried plan: anew
-    parts, splitter, report = _split(job, bucket)
+    try:
+        parts, splitter, report = _split(job, bucket, remaining_ms)
+    except _OutOfTime as stopped:
+        _too_large(store, job, stopped.records)
+        return task.model_copy(update={"shard_list": None})
     if not report.ok or not parts:
         _refuse(store, job, report)
         return task.model_copy(update={"shard_list": None})
@@ -197,11 +201,21 @@ def plan(task: RestoreShardsTask) -> RestoreShardsTask:
         "concurrency": min(len(parts), MAX_CONCURRENT_SHARDS)})
 
 
-def _split(job: Job, bucket: PackagesBucket
+class _OutOfTime(Exception):
+    """The split reached the plan's time budget (it cannot hand over yet): stopped, aborted."""
+
+    def __init__(self, records: int) -> None:
+        super().__init__(records)
+        self.records = records
+
+
+def _split(job: Job, bucket: PackagesBucket, remaining_ms: Callable[[], int]
            ) -> tuple[list[ShardPart], Splitter | None, ValidationReport]:
     """The backup read once into shard objects; every member checked as it streams by, then
     every stored object's SHA-256 against its catalog record. A report with errors: nothing
-    kept."""
+    kept. Past the time budget (`restore_plan_reserve_ms` before the deadline: what the checks
+    of the whole objects and the shards' jobs need after it) `_OutOfTime`, nothing kept:
+    stopped by Lambda instead, the split would leave its files on the container's /tmp."""
     state = job.restore_state
     pin = state.upload_pin or state.source.restored.pin
     settings = get_settings()
@@ -223,8 +237,10 @@ def _split(job: Job, bucket: PackagesBucket
         problems: list[Issue] = []
         digest = UploadDigest()
         try:
-            for record in source(digest).records(problems.append):
+            for count, record in enumerate(source(digest).records(problems.append), 1):
                 splitter.add(record)
+                if remaining_ms() < settings.restore_plan_reserve_ms:  # a clock, no request
+                    raise _OutOfTime(count)
             errors = [p for p in problems if p.severity == "error"]
             report = ValidationReport(errors=errors[:100], errors_total=len(errors))
             if report.ok:
@@ -308,6 +324,19 @@ def _refuse(store: JobStore, job: Job, report: ValidationReport) -> None:
                                progress=Progress(phase="done"))
     publish_terminal(failed)
     logger.info("restore refused", extra={"job_id": job.job_id, "code": error.code})
+
+
+def _too_large(store: JobStore, job: Job, records: int) -> None:
+    """The split did not fit one invocation: the job ends failed, `backup_too_large`, nothing
+    written and no part left (docs/backups.md, "Not done yet (restores)")."""
+    failed = store.fail_import(job.job_id, JobError(code="backup_too_large", message=(
+        f"The backup is too large to be split into shards in one run of the plan (15 "
+        f"minutes); it was stopped after reading {records} records, and nothing was written. "
+        "Restore smaller backups (POST /backups with filters: a few projects each), one after the "
+        "other in mode merge.")), progress=Progress(phase="done"))
+    publish_terminal(failed)
+    logger.warning("restore refused: the split does not fit one invocation",
+                   extra={"job_id": job.job_id, "records": records})
 
 
 def _shard(store: JobStore, job: Job, part: ShardPart, *, split: bool) -> str:
