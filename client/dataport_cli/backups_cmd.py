@@ -173,17 +173,26 @@ def _show(st: State, backup: Json) -> None:
                  "waits for it (--no-wait: says its job and returns).\n\n\b\nExamples:\n"
                  "  dataport backups verify <backupId>\n"
                  "  dataport backups verify <backupId> --password-prompt   # encrypted\n"
-                 "  dataport backups verify <backupId> --background --no-wait")
+                 "  dataport backups verify <backupId> --background --no-wait\n"
+                 "  dataport backups verify <backupId> --cancel   # stop a running job")
 @click.argument("backup_id", callback=id_param)
+@click.option("--cancel", is_flag=True, help="Cancel the backup's running verification job "
+              "(the backup's status stays as it was).")
 @click.option("--password-prompt", is_flag=True, help="An encrypted backup's password.")
 @click.option("--background", is_flag=True, help="Run it as a job whatever the size.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait for a verification job to end.")
 @click.option("--timeout", type=float, help="Seconds to wait for a verification job.")
 @json_option
-def verify_backup(backup_id: str, password_prompt: bool, background: bool, wait: bool,
-                  timeout: float | None) -> None:
+def verify_backup(backup_id: str, cancel: bool, password_prompt: bool, background: bool,
+                  wait: bool, timeout: float | None) -> None:
     st = state()
+    if cancel:
+        backup = st.api.call("DELETE", f"/backups/{backup_id}/verify")
+        st.output.document(backup)
+        st.output.say(f"Verification of backup {backup_id} cancelled; the backup stays "
+                      f"{backup['status']}.")
+        return
     password = _password(password_prompt)
     body: Json = {"background": True} if background else {}
     if password:
@@ -229,6 +238,9 @@ def _verification_of(st: State, backup_id: str, job_id: str, timeout: float | No
             raise CliError(ExitCode.FAILED, f"The verification {job_id} did not end in time; it "
                                             f"goes on: dataport backups show {backup_id}")
         time.sleep(1)
+    if result["status"] == "cancelled":
+        raise CliError(ExitCode.FAILED, f"The verification of {backup_id} was cancelled; the "
+                                        f"backup stays {backup['status']}.")
     if result["status"] == "failed":
         raise CliError(ExitCode.FAILED, f"The verification of {backup_id} failed: "
                        f"{(result.get('error') or {}).get('message', 'no reason given')}")
