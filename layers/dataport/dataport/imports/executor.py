@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -34,6 +35,7 @@ from typing import Any, cast
 from bson import ObjectId
 from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from dataport.bucket import PackagesBucket
 from dataport.errors import TransientError
@@ -464,10 +466,8 @@ class Executor:
         """After an error (the writes thread idle): the results of the batches whose writes
         all ended are true, so they are marked (a failure here leaves them `writing`, for
         recover to undo: all or nothing either way)."""
-        try:
+        with suppress(PyMongoError):  # the first error is the one to report
             self._apply(None, [])
-        except Exception:  # noqa: BLE001 - the first error is the one to report
-            pass
 
     def _prepared(self, batch: _Batch) -> _Write:
         """Everything the batch's writes need, decided here (in the thread that plans) so that
