@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -34,6 +35,7 @@ from typing import Any, cast
 from bson import ObjectId
 from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from dataport.bucket import PackagesBucket
 from dataport.errors import TransientError
@@ -155,6 +157,9 @@ class Executor:
         self._batch = _Batch()
         self._renamed: set[str] = set()  # strategy rename: sessions going to their copy
         self._writer = _Writes()
+        # results of the last batch written, marked with the next (only the writes thread
+        # touches it, or the planning thread once that one is idle)
+        self._unmarked: list[tuple[ObjectId, dict[str, Any]]] = []
         self._tag = tagged(job_id)  # what Encoded.stored puts behind a message's new _id
 
     def run(self, keep_going: Callable[[], bool], after: str | None,
@@ -168,6 +173,7 @@ class Executor:
             return self._run(keep_going, after, upload)
         except BaseException:
             self._writer.settle()  # the first error is the one to report
+            self._mark_written()
             raise
         finally:
             self._writer.close()
@@ -186,10 +192,10 @@ class Executor:
             last = entry["s"]
             if not keep_going():
                 self.flush()
-                self._writer.wait()
+                self._written()
                 return last, False
         self.flush()
-        self._writer.wait()
+        self._written()
         return last, True
 
     def _with_stored(self, entries: Iterable[Document], chunk: int = 200
@@ -266,10 +272,10 @@ class Executor:
             self.process(entry, stored, incoming=fields, messages=messages, arrival=arrival)
             if not keep_going():
                 self.flush()
-                self._writer.wait()
+                self._written()
                 return False
         self.flush()
-        self._writer.wait()  # the second pass leaves out what this one marked done
+        self._written()  # the second pass leaves out what this one marked done
         if fresh or taken:  # the pinned upload is the staged one: this cannot be
             raise RuntimeError(f"sessions staged but not in the upload: {sorted(fresh)[:3]}")
         return True
@@ -451,6 +457,18 @@ class Executor:
                 self._batch.sessions[session.plan.session_id] = session
         self._writer.submit(partial(self._apply, write, results))
 
+    def _written(self) -> None:
+        """Until every batch handed to the writes thread is written, its results marked."""
+        self._writer.submit(partial(self._apply, None, []))
+        self._writer.wait()
+
+    def _mark_written(self) -> None:
+        """After an error (the writes thread idle): the results of the batches whose writes
+        all ended are true, so they are marked (a failure here leaves them `writing`, for
+        recover to undo: all or nothing either way)."""
+        with suppress(PyMongoError):  # the first error is the one to report
+            self._apply(None, [])
+
     def _prepared(self, batch: _Batch) -> _Write:
         """Everything the batch's writes need, decided here (in the thread that plans) so that
         the next batch can be planned while these are written."""
@@ -485,17 +503,23 @@ class Executor:
     def _apply(self, write: _Write | None,
                results: list[tuple[ObjectId, dict[str, Any]]]) -> None:
         """One batch's writes, in the order source.writes explains: journal, sessions marked
-        writing, messages, the documents of the sessions complete, their results (done)."""
+        writing, messages, the documents of the sessions complete, their results (done).
+        A batch's results are marked with the next batch's `writing` marks, in one command
+        (a batch ends every session it marks done, so nothing is lost: a session whose mark
+        a crash kept from being written is `writing` and undone, as if it were half-written);
+        `_written` marks the last ones."""
+        marks = self._unmarked
+        if write is not None and write.journal is not None:
+            journal = write.journal
+            preimages = list(self.target.fetch(journal.preimage_ids))
+            preimages.extend(journal.sessions_before)
+            storage.write_journal(self.bucket, journal.key, journal.sessions, preimages)
+        self.staging.update_each(chain(marks, write.writing if write is not None else ()))
+        self._unmarked = []
         if write is not None:
-            if write.journal is not None:
-                journal = write.journal
-                preimages = list(self.target.fetch(journal.preimage_ids))
-                preimages.extend(journal.sessions_before)
-                storage.write_journal(self.bucket, journal.key, journal.sessions, preimages)
-            self.staging.update_each(write.writing)
             self.target.bulk_write(write.ops)
             self.target.bulk_write({SESSIONS: write.documents})
-        self.staging.update_each(results)
+        self._unmarked = results
 
     def _project_for(self, session: _Session) -> ObjectId:
         """Merge keeps the stored session's project; insert and replace use the upload's,

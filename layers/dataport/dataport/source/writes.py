@@ -16,7 +16,7 @@ write-ahead journal (imports.executor applies it, batch by batch):
 3. messages go out (`bulk_write`, at most `import_batch_ops` operations each), then the
    documents of the sessions whose messages are all written: ClaudeLens lists sessions, so a
    new session only appears once its messages are there;
-4. the complete sessions are marked `done`.
+4. the complete sessions are marked `done` (with the next batch's step 2, in one command).
 After a crash, sessions still `writing` are undone (`undo_sessions`: what the job wrote for them
 is deleted, their pre-images put back) before anything else happens, by the retried task or the
 failure handler: every session is then as it was before the import, or completely imported.
