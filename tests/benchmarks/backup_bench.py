@@ -66,6 +66,7 @@ from dataport.source.collections import (
     Layout,
     collection_name_for,
     ensure_indexes,
+    ensure_message_indexes,
     message_collections,
 )
 from dataport.source.mongo import Document, connect
@@ -199,8 +200,9 @@ def raw_backup(stack: LocalStack, db: Database[Document], key: str) -> tuple[flo
 
 
 def raw_restore(stack: LocalStack, key: str, db: Database[Document]) -> tuple[float, int]:
-    """S3 -> zstd -> bson.json_util -> insert_many into `db` (empty, indexed). (seconds,
-    messages)."""
+    """S3 -> zstd -> bson.json_util -> insert_many into `db` (empty, indexed like ClaudeLens: a
+    message collection gets its indexes when first written, as the restore's do, the same rule
+    as ratios.raw_import). (seconds, messages)."""
     ensure_indexes(db)
     pending: dict[str, list[Document]] = defaultdict(list)
     messages = 0
@@ -213,6 +215,8 @@ def raw_restore(stack: LocalStack, key: str, db: Database[Document]) -> tuple[fl
             if "uuid" in doc:
                 collection = collection_name_for(Layout.MONTHLY, doc["timestamp"])
                 messages += 1
+                if collection not in pending:
+                    ensure_message_indexes(db[collection])
             else:
                 collection = SESSIONS if "sessionId" in doc else PROJECTS
             batch = pending[collection]
