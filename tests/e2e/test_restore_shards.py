@@ -16,6 +16,7 @@ from bson.decimal128 import Decimal128
 from pymongo.database import Database
 
 from dataport.bucket import packages_bucket
+from dataport.imports import storage
 from dataport.jobs.store import JobStore
 from dataport.progress.events import (
     ProgressEvent,
@@ -30,7 +31,6 @@ from dataport.source.mongo import Document
 from dataport.source.staging import DONE, INDEX, Staging
 from dataport.source.writes import IMPORT_TAG
 from dataport.workflows.restore_progress import records_done
-from dataport.workflows.restore_shards import parts_prefix
 from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_db
@@ -150,8 +150,9 @@ def test_a_restore_in_several_shards_gives_what_one_shard_gives(
     store = JobStore()
     parts = [store.require(shard).restore_state for shard in sharded["shards"]]
     assert {p.target_user_id for p in parts} == {OWNER}
-    assert all(p.upload_pin is not None
-               and p.upload_pin.key.startswith(parts_prefix(sharded["jobId"])) for p in parts)
+    parts_at = storage.shard_parts_prefix(sharded["jobId"])
+    assert all(p.upload_pin is not None and p.upload_pin.key.startswith(parts_at)
+               for p in parts)
     read = sum(p.report.counts.messages for p in parts if p.report is not None)
     wanted = {s["sessionId"] for s in backup.sessions} if mode != "selective" else set(
         body["selections"]["sessions"])

@@ -56,6 +56,18 @@ def checked_key(job_id: str) -> str:
     return f"{prefix(job_id)}checked"
 
 
+def shard_parts_prefix(job_id: str) -> str:
+    """Where a restore in shards' plan puts each shard's part of the backup (its shards'
+    import functions read there)."""
+    return f"{prefix(job_id)}shards/"
+
+
+def kept_prefix(job_id: str) -> str:
+    """A split user's kept list in a restore in shards: the sessions and project paths the
+    backup holds for them."""
+    return f"{prefix(job_id)}kept/"
+
+
 def journal_prefix(job_id: str) -> str:
     return f"{prefix(job_id)}journal/"
 

@@ -117,39 +117,28 @@ _IMPORTING: Mapping[Change, frozenset[JobStatus]] = {
     Change.ROLL_BACK: _RUNNING,
 }
 
+#: a job that runs once to its end (cancellable while active): a backup, a verification, and an
+#: export (which may also be deleted once finished)
+_RUN_ONCE: Mapping[Change, frozenset[JobStatus]] = {
+    Change.START: frozenset({JobStatus.QUEUED}),
+    Change.PROGRESS: _RUNNING,
+    Change.UPDATE: _RUNNING,
+    Change.SUCCEED: _RUNNING,
+    Change.FAIL: ACTIVE_STATUSES,
+    Change.CANCEL: ACTIVE_STATUSES,
+}
+
 #: per kind, each change a job of that kind may make and the statuses it may make it from
 #: (a change a kind lacks is refused whatever the status)
 TRANSITIONS: Mapping[JobKind, Mapping[Change, frozenset[JobStatus]]] = {
-    JobKind.EXPORT: {
-        Change.START: frozenset({JobStatus.QUEUED}),
-        Change.PROGRESS: _RUNNING,
-        Change.UPDATE: _RUNNING,
-        Change.SUCCEED: _RUNNING,
-        Change.FAIL: ACTIVE_STATUSES,
-        Change.CANCEL: ACTIVE_STATUSES,
-        Change.DELETE: FINISHED,
-    },
+    JobKind.EXPORT: {**_RUN_ONCE, Change.DELETE: FINISHED},
     JobKind.IMPORT: _IMPORTING,
     # a restore is an import whose source is a backup: the same lifecycle
     JobKind.RESTORE: _IMPORTING,
     # a backup runs through the export pipeline; its lasting record is the catalog's
-    JobKind.BACKUP: {
-        Change.START: frozenset({JobStatus.QUEUED}),
-        Change.PROGRESS: _RUNNING,
-        Change.UPDATE: _RUNNING,
-        Change.SUCCEED: _RUNNING,
-        Change.FAIL: ACTIVE_STATUSES,
-        Change.CANCEL: ACTIVE_STATUSES,
-    },
+    JobKind.BACKUP: _RUN_ONCE,
     # a backup's verification run as a job; its result also goes to the backup's record
-    JobKind.VERIFY: {
-        Change.START: frozenset({JobStatus.QUEUED}),
-        Change.PROGRESS: _RUNNING,
-        Change.UPDATE: _RUNNING,
-        Change.SUCCEED: _RUNNING,
-        Change.FAIL: ACTIVE_STATUSES,
-        Change.CANCEL: ACTIVE_STATUSES,
-    },
+    JobKind.VERIFY: _RUN_ONCE,
 }
 
 #: the file records one item holds at most (DynamoDB's item limit is 400 KB)

@@ -123,16 +123,6 @@ def shards_prefix(job_id: str) -> str:
     return f"restores/{job_id}/shards/"
 
 
-def parts_prefix(job_id: str) -> str:
-    """Where the plan puts the shards' parts of the backup (the import functions read there)."""
-    return f"{storage.prefix(job_id)}shards/"
-
-
-def kept_prefix(job_id: str) -> str:
-    """A split user's kept list: the sessions and project paths the backup holds for them."""
-    return f"{storage.prefix(job_id)}kept/"
-
-
 def removal_id(job_id: str, user_id: str) -> str:
     """The staging and journal of a split user's removal pass (imports/<id>.<user>/...)."""
     return f"{job_id}.{user_id}"
@@ -164,7 +154,7 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
     require_running(job)
     publish_progress(job, Progress(phase="planning"), record=True)
     bucket = packages_bucket()
-    bucket.delete_prefix(parts_prefix(job.job_id))  # a retried plan: anew
+    bucket.delete_prefix(storage.shard_parts_prefix(job.job_id))  # a retried plan: anew
     try:
         parts, splitter, report = _split(job, bucket, remaining_ms)
     except _OutOfTime as stopped:
@@ -184,7 +174,7 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
         bucket.put(_created_key(job.job_id), json.dumps(created).encode(), {})
     if split and job.restore_state.restore.mode is RestoreMode.FULL:
         for user in split:
-            bucket.put(kept_prefix(job.job_id) + user, _kept_lines(splitter, user), {})
+            bucket.put(storage.kept_prefix(job.job_id) + user, _kept_lines(splitter, user), {})
     prefix = shards_prefix(job.job_id)
     for part in parts:
         shard = _shard(store, job, part, split=counts[part.user_id] > 1)
@@ -232,8 +222,9 @@ def _split(job: Job, bucket: PackagesBucket, remaining_ms: Callable[[], int]
 
     grouped = len(state.source.links) == 1
     for eager in (True, False) if grouped else (False,):
-        splitter = Splitter(bucket, parts_prefix(job.job_id), settings.restore_shard_messages,
-                            owner_of=owner_of, eager=eager, made_at=job.created_at)
+        splitter = Splitter(bucket, storage.shard_parts_prefix(job.job_id),
+                            settings.restore_shard_messages, owner_of=owner_of, eager=eager,
+                            made_at=job.created_at)
         problems: list[Issue] = []
         digest = UploadDigest()
         try:
@@ -469,12 +460,12 @@ def remove(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreS
 
 
 def _split_users(job_id: str) -> list[str]:
-    prefix = kept_prefix(job_id)
+    prefix = storage.kept_prefix(job_id)
     return [key[len(prefix):] for key in packages_bucket().keys(prefix)]
 
 
 def _kept(bucket: PackagesBucket, job_id: str, user: str) -> tuple[set[str], set[str]]:
-    with bucket.lines_from(kept_prefix(job_id) + user, 0) as lines:
+    with bucket.lines_from(storage.kept_prefix(job_id) + user, 0) as lines:
         if lines is None:
             return set(), set()
         first = next(lines, b"[]")
@@ -551,7 +542,7 @@ def _tidy(job: Job) -> None:
         delete_empty_projects(db, job.job_id, owner)
     for user in _split_users(job.job_id):
         Staging(db, removal_id(job.job_id, user)).drop()
-    bucket.delete_prefix(parts_prefix(job.job_id))
+    bucket.delete_prefix(storage.shard_parts_prefix(job.job_id))
 
 
 def _created_for(job_id: str) -> list[ObjectId]:
@@ -665,7 +656,7 @@ def failed(task: RestoreShardsTask) -> RestoreShardsTask:
         except Exception:  # summed reads the database, which may be why this failed
             logger.warning("outcome not summed", extra={"job_id": job.job_id})
     if task.mode != "rollback":
-        packages_bucket().delete_prefix(parts_prefix(job.job_id))
+        packages_bucket().delete_prefix(storage.shard_parts_prefix(job.job_id))
         _drop_empty_projects(job.job_id)
     try:
         ended = store.fail_import(job.job_id, reason, outcome=outcome)
