@@ -43,6 +43,7 @@ from bson.raw_bson import RawBSONDocument
 
 from dataport.bucket.s3 import STREAM_PART_SIZE
 from dataport.errors import UploadChanged
+from dataport.imports.sealed import Sealer, SealingWriter, Sink
 from dataport.imports.storage import checked_key
 from dataport.models.jobs import UploadPin
 from dataport.models.records import ImportRecord, Location, RecordKind
@@ -128,10 +129,14 @@ class CheckedWriter:
     `abort` leaves nothing behind."""
 
     def __init__(self, bucket: PackagesBucket, job_id: str,
-                 part_size: int = STREAM_PART_SIZE) -> None:
+                 part_size: int = STREAM_PART_SIZE, sealer: Sealer | None = None) -> None:
+        """`sealer`: the object is sealed (a restore shard's records, sealed as its part)."""
         self.key = checked_key(job_id)
         self._bucket = bucket
-        self._out = bucket.open_write(self.key, part_size)
+        self._stored = bucket.open_write(self.key, part_size)
+        self._sealer = sealer
+        self._out: Sink = self._stored if sealer is None else sealer.writer(self._stored,
+                                                                             self.key)
         self._deflate = zlib.compressobj(1)
         self._encoded = bytearray()
         self.records = 0
@@ -159,13 +164,16 @@ class CheckedWriter:
         """Store the object; its pin (ETag and size) for every later read."""
         self._out.write(self._deflate.compress(self._encoded) + self._deflate.flush())
         self._encoded = bytearray()
-        self._out.close()
-        return self._bucket.pin_written(self.key)
+        if isinstance(self._out, SealingWriter):
+            self._out.finish()
+        self._stored.close()
+        pin = self._bucket.pin_written(self.key)
+        return pin if self._sealer is None else self._sealer.pinned(pin)
 
     def abort(self) -> None:
         """Abort the multipart upload if one was started (nothing else was written)."""
         self._encoded = bytearray()
-        self._out.terminate()
+        self._stored.terminate()
 
 
 def read_checked(stream: IO[bytes]) -> Iterator[ImportRecord]:

@@ -53,6 +53,7 @@ from dataport.backups.format import (
     member_path,
 )
 from dataport.bucket import PackagesBucket
+from dataport.imports.sealed import Sealer
 from dataport.models.backups import BackupCounts
 from dataport.models.job_common import UploadPin
 from dataport.models.records import ImportRecord, RecordKind
@@ -112,8 +113,11 @@ class Splitter:
 
     def __init__(self, bucket: PackagesBucket, prefix: str, shard_messages: int, *,
                  owner_of: Callable[[dict[str, Any]], str | None],
-                 eager: bool, made_at: datetime, hot: int = HOT_SHARDS) -> None:
+                 eager: bool, made_at: datetime, hot: int = HOT_SHARDS,
+                 sealer: Sealer | None = None) -> None:
         self.bucket = bucket
+        #: seals each part as it is stored (imports.sealed); its SHA-256 is the plaintext's
+        self.sealer = sealer
         self.prefix = prefix
         self.shard_messages = max(1, shard_messages)
         self.owner_of = owner_of
@@ -252,7 +256,8 @@ class Splitter:
         key = f"{self.prefix}{shard.user_id}-{shard.number:05d}.zip"
         projects = [self._projects[pid] for pid in shard.projects if pid in self._projects]
         with self.bucket.open_write(key) as stored:
-            hashed = _Hashing(stored)
+            sealed = self.sealer.writer(stored, key) if self.sealer is not None else None
+            hashed = _Hashing(sealed or stored)
             with zipfile.ZipFile(cast(IO[bytes], hashed), "w",
                                  compression=zipfile.ZIP_STORED) as archive:
                 entries = [_projects_member(archive, projects)] if projects else []
@@ -266,12 +271,16 @@ class Splitter:
                     os.remove(member.path)
                 archive.writestr(zipfile.ZipInfo(MANIFEST_NAME, _ZIP_TIME),
                                  _manifest(shard, entries, self.made_at).to_json())
+            if sealed is not None:
+                sealed.finish()
         shutil.rmtree(shard.directory, ignore_errors=True)
         shard.done = True
         if self._open.get(shard.user_id) is shard:
             del self._open[shard.user_id]
+        pin = self.bucket.pin_written(key)
         self.parts.append(ShardPart(
-            user_id=shard.user_id, number=shard.number, pin=self.bucket.pin_written(key),
+            user_id=shard.user_id, number=shard.number,
+            pin=self.sealer.pinned(pin) if self.sealer is not None else pin,
             sha256=hashed.digest.hexdigest(), sessions=shard.sessions,
             messages=shard.messages,
             records=len(projects) + shard.sessions + shard.messages))

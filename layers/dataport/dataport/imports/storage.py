@@ -6,11 +6,15 @@ expires them with the job's history):
                                no upload form can write, read only with If-Match on its ETag
     checked                    the records validation checked (deflated BSON, imports.checked),
                                which the execution reads instead of parsing the upload again;
-                               pinned the same way
+                               pinned the same way (a restore shard's: sealed, as its part)
     journal/<run>/<nnnnn>.jsonl.gz
                                one per write batch, written before the batch: its sessions, then
                                the pre-image of every stored document it changes or deletes
                                (canonical Extended JSON: every BSON type comes back exactly)
+    shards/<user>-<n>.zip, parts.key, kept/<user>, created.json
+                               a restore in shards: each shard's part of the backup (sealed,
+                               imports.sealed), the ciphertext of the data key that seals them,
+                               what a split user's removal keeps, the projects the plan made
     conflicts.jsonl            the sessions the user already has and how they differ (validation)
     dry-run.jsonl, result.jsonl
                                per-session outcome of the dry run and of the execution
@@ -60,6 +64,12 @@ def shard_parts_prefix(job_id: str) -> str:
     """Where a restore in shards' plan puts each shard's part of the backup (its shards'
     import functions read there)."""
     return f"{prefix(job_id)}shards/"
+
+
+def parts_data_key(job_id: str) -> str:
+    """Where a restore in shards keeps the KMS ciphertext of the data key that seals its
+    shards' parts (imports.sealed), beside them (a retried plan seals with the same key)."""
+    return f"{prefix(job_id)}parts.key"
 
 
 def kept_prefix(job_id: str) -> str:

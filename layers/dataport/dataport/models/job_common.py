@@ -70,10 +70,21 @@ class PackageInfo(ApiModel):
     expires_at: AwareDatetime
 
 
+class Sealing(ApiModel):
+    """A sealed object's key (imports.sealed): the KMS ciphertext of its restore's data key
+    (base64) and the restore it was made for (the key's encryption context)."""
+
+    data_key: str
+    restore_id: str
+
+
 class UploadPin(ApiModel):
     """An import's upload as validated: a copy at a key no upload form can write, and its ETag,
-    which every later read requires (S3 If-Match), so what is staged is what was validated."""
+    which every later read requires (S3 If-Match), so what is staged is what was validated.
+    `sealing`: the object is sealed (a restore shard's part, and what the shard checked);
+    `bytes` is then the sealed size."""
 
     key: str
     etag: str
     bytes: int
+    sealing: Sealing | None = None

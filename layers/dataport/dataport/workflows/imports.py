@@ -63,12 +63,13 @@ from dataport.imports.checked import CheckedWriter, read_checked
 from dataport.imports.detect import open_import
 from dataport.imports.digest import UploadDigest
 from dataport.imports.executor import Executor, arriving, recover, summarise
-from dataport.imports.limits import ImportLimits
+from dataport.imports.limits import BadInput, ImportLimits
 from dataport.imports.plan import SessionPlan
 from dataport.imports.readers.backup import BackupSource, Selection
 from dataport.imports.readers.base import ImportSource
 from dataport.imports.removal import Removal, removed, removed_projects
 from dataport.imports.removal import recover as recover_removals
+from dataport.imports.sealed import Sealer
 from dataport.imports.validate import SPILL_AFTER, RecordSink, recheck
 from dataport.imports.validate import validate as validate_upload
 from dataport.jobs import passwords
@@ -103,7 +104,7 @@ from dataport.source.writes import (
     refresh_project_stats,
     restore,
 )
-from dataport.workflows import restore_checks, restore_progress
+from dataport.workflows import restore_checks, restore_progress, sealing
 from dataport.workflows.failure import describe
 
 T = TypeVar("T")
@@ -146,12 +147,14 @@ def _source(job: Job, digest: UploadDigest | None = None, *,
 
 def opener(pin: UploadPin, digest: UploadDigest | None = None) -> Callable[[], IO[bytes]]:
     """A fresh seekable stream over the pinned upload per call (readers make several passes);
-    every read requires the pinned ETag. A digest sees every byte read."""
+    every read requires the pinned ETag. A digest sees every byte read. A sealed upload (a
+    restore shard's part) is read through its seal: the key asked of KMS once here."""
     bucket = packages_bucket()
     on_read = digest.feed if digest is not None else None
+    sealer = sealing.sealer_of(pin)
 
     def open_upload() -> IO[bytes]:
-        return storage.open_pinned(bucket, pin, on_read)
+        return sealing.open_pinned(bucket, pin, on_read, sealer)
 
     return open_upload
 
@@ -192,10 +195,11 @@ def validate(step: ImportStep) -> ImportStep:
     else:
         _report(job, validating)
     pin = _pin(store, job)
-    digest = UploadDigest(fill=opener(pin), size=pin.bytes)
+    digest = UploadDigest(fill=opener(pin), size=sealing.plain_bytes(pin))
     staging = Staging(get_database(), job.job_id)
     stager = _Stager(staging, UserData(staging.db, job.owner_of_data),
-                     lambda: require_running(store.require(job.job_id)), packages_bucket())
+                     lambda: require_running(store.require(job.job_id)), packages_bucket(),
+                     sealer=sealing.sealer_of(pin))
     try:
         with database_errors():
             staging.drop()  # a retry, or validated again with another field mapping: anew
@@ -206,12 +210,9 @@ def validate(step: ImportStep) -> ImportStep:
             report = validate_upload(upload, job.import_state.request.filename,
                                      _options(job), limits(job), password=_password(job),
                                      sink=stager.open, spill_after=_spill_after(job))
-        size, sha256 = digest.finish(opener(pin))
-        if size != pin.bytes:  # If-Match makes this impossible; an import must not rely on it
-            raise UploadChanged(f"The validated upload has {size} bytes, its pin {pin.bytes}.")
-        report = report.model_copy(update={"size": size, "sha256": sha256})
+        report = _digested(report, digest, pin)
         if job.kind is JobKind.RESTORE:
-            report = restore_checks.whole_objects(job, report, sha256)
+            report = restore_checks.whole_objects(job, report, report.sha256 or "")
         checked = stager.complete_checked() if report.ok else None
     finally:
         stager.abort_checked()  # no multipart upload left open, whatever happened
@@ -248,6 +249,22 @@ def validate(step: ImportStep) -> ImportStep:
     return _compared(job, step)
 
 
+def _digested(report: ValidationReport, digest: UploadDigest,
+              pin: UploadPin) -> ValidationReport:
+    """The report with the upload's size and SHA-256, its digest finished (what no reader
+    read, read now). A sealed chunk only this reads that fails authentication is an error."""
+    try:
+        size, sha256 = digest.finish(opener(pin))
+    except BadInput as damaged:
+        return report.model_copy(update={
+            "size": sealing.plain_bytes(pin), "sha256": "",
+            "errors": [*report.errors, damaged.issue], "errors_total": report.errors_total + 1})
+    if size != sealing.plain_bytes(pin):  # If-Match makes this impossible; an import must
+        # not rely on it
+        raise UploadChanged(f"The validated upload has {size} bytes, its pin {pin.bytes}.")
+    return report.model_copy(update={"size": size, "sha256": sha256})
+
+
 def _compare_new(store: JobStore, job: Job, staging: Staging, sessions: int,
                  writer: StagingWriter) -> ConflictSummary | None:
     """The comparison, in validation's invocation, when every session was staged light (new to
@@ -276,8 +293,10 @@ class _Stager:
     staging stops or a record cannot be encoded."""
 
     def __init__(self, staging: Staging, user: UserData,
-                 still_running: Callable[[], None], bucket: PackagesBucket) -> None:
+                 still_running: Callable[[], None], bucket: PackagesBucket, *,
+                 sealer: Sealer | None = None) -> None:
         self.staging = staging
+        self.sealer = sealer  # the upload is sealed: so are its checked records
         self.user = user
         self.still_running = still_running
         self.bucket = bucket
@@ -295,7 +314,7 @@ class _Stager:
 
         self.writer = self.staging.writer(classify=held if source.session_grouped else None)
         if source.session_grouped:
-            self.checked = CheckedWriter(self.bucket, self.staging.job_id)
+            self.checked = CheckedWriter(self.bucket, self.staging.job_id, sealer=self.sealer)
         return self.add
 
     def add(self, record: ImportRecord) -> None:
@@ -599,7 +618,7 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
         upload pass the checks again, as staging's do."""
         checked = job.import_state.checked_pin
         if checked is not None:
-            return read_checked(storage.open_pinned(bucket, checked))
+            return read_checked(sealing.open_pinned(bucket, checked))
         return recheck(_source(job).records(), spill_after=_spill_after(job))
 
     last, finished = _mongo(lambda: executor.run(keep_going, step.after, upload))

@@ -101,7 +101,7 @@ from dataport.source.writes import (
     refresh_project_stats,
     restore,
 )
-from dataport.workflows import imports, restore_checks, restore_progress
+from dataport.workflows import imports, restore_checks, restore_progress, sealing
 from dataport.workflows.failure import describe
 
 #: shards restored at once: each is an import execution with its own Lambdas
@@ -158,9 +158,11 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
     try:
         parts, splitter, report = _split(job, bucket, remaining_ms)
     except _OutOfTime as stopped:
+        sealing.drop_parts(bucket, job.job_id)
         _too_large(store, job, stopped.records)
         return task.model_copy(update={"shard_list": None})
     if not report.ok or not parts:
+        sealing.drop_parts(bucket, job.job_id)
         _refuse(store, job, report)
         return task.model_copy(update={"shard_list": None})
     assert splitter is not None
@@ -221,10 +223,12 @@ def _split(job: Job, bucket: PackagesBucket, remaining_ms: Callable[[], int]
                                                 frozenset(selections.sessions)))
 
     grouped = len(state.source.links) == 1
+    # the parts are sealed: an encrypted backup's data lies in clear nowhere (docs/backups.md)
+    sealer = sealing.parts_sealer(bucket, job.job_id)
     for eager in (True, False) if grouped else (False,):
         splitter = Splitter(bucket, storage.shard_parts_prefix(job.job_id),
                             settings.restore_shard_messages, owner_of=owner_of, eager=eager,
-                            made_at=job.created_at)
+                            made_at=job.created_at, sealer=sealer)
         problems: list[Issue] = []
         digest = UploadDigest()
         try:
@@ -435,8 +439,8 @@ def remove(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreS
     decision = imports.decided(job)
     db, bucket = get_database(), packages_bucket()
 
-    def keep_going() -> bool:
-        return decision.dry_run or remaining_ms() > settings.worker_reserve_ms
+    def keep_going() -> bool:  # a dry run too: it resumes after what it listed
+        return remaining_ms() > settings.worker_reserve_ms
 
     for number, user in enumerate(users[task.after:], task.after):
         staging = Staging(db, removal_id(job.job_id, user))
@@ -451,7 +455,7 @@ def remove(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreS
                           run_id=f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
                           dry_run=decision.dry_run, strategy=decision.strategy,
                           batch=min(settings.import_batch_ops, 200), kept=kept,
-                          kept_paths=paths)
+                          kept_paths=paths, resume=True)
         with imports.database_errors():
             finished = removal.run(keep_going)
         if not finished:
@@ -542,7 +546,7 @@ def _tidy(job: Job) -> None:
         delete_empty_projects(db, job.job_id, owner)
     for user in _split_users(job.job_id):
         Staging(db, removal_id(job.job_id, user)).drop()
-    bucket.delete_prefix(storage.shard_parts_prefix(job.job_id))
+    sealing.drop_parts(bucket, job.job_id)
 
 
 def _created_for(job_id: str) -> list[ObjectId]:
@@ -656,7 +660,7 @@ def failed(task: RestoreShardsTask) -> RestoreShardsTask:
         except Exception:  # summed reads the database, which may be why this failed
             logger.warning("outcome not summed", extra={"job_id": job.job_id})
     if task.mode != "rollback":
-        packages_bucket().delete_prefix(storage.shard_parts_prefix(job.job_id))
+        sealing.drop_parts(packages_bucket(), job.job_id)
         _drop_empty_projects(job.job_id)
     try:
         ended = store.fail_import(job.job_id, reason, outcome=outcome)

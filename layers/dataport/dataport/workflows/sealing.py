@@ -1,0 +1,66 @@
+"""The sealed objects of a restore in shards (imports.sealed), opened and made by its tasks.
+
+The plan seals each shard's part with the restore's data key (`parts_sealer`: made once per
+restore, its ciphertext kept at `imports/<id>/parts.key` so a retried plan seals with the
+same key and writes the same bytes); each part's pin says it is sealed (`UploadPin.sealing`),
+so the shard's tasks open it (`open_pinned`) and seal the records they check with the same key
+(`sealer_of`). The data key is asked of KMS once per object opened or written, in the
+invocation that needs it (jobs.data_keys), and kept nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import IO
+
+from dataport.bucket import PackagesBucket
+from dataport.imports import storage
+from dataport.imports.sealed import Sealer, plain_size
+from dataport.jobs.data_keys import new_data_key, open_data_key
+from dataport.models.job_common import Sealing, UploadPin
+
+
+def sealer_of(pin: UploadPin) -> Sealer | None:
+    """What opens a sealed pinned object (and seals what is derived from it); None for one
+    stored as it is."""
+    if pin.sealing is None:
+        return None
+    key = open_data_key(pin.sealing.data_key, pin.sealing.restore_id)
+    return Sealer(key, pin.sealing)
+
+
+def open_pinned(bucket: PackagesBucket, pin: UploadPin,
+                on_read: Callable[[int, memoryview], None] | None = None,
+                sealer: Sealer | None = None) -> IO[bytes]:
+    """storage.open_pinned, through the seal when the object is sealed: plaintext out, and
+    `on_read` fed the plaintext (the digest of the bytes the plan hashed)."""
+    if pin.sealing is None:
+        return storage.open_pinned(bucket, pin, on_read)
+    sealer = sealer or sealer_of(pin)
+    assert sealer is not None
+    return sealer.reader(storage.open_pinned(bucket, pin), pin.key, pin.bytes, on_read)
+
+
+def plain_bytes(pin: UploadPin) -> int:
+    """The pinned object's size as its readers see it (a sealed one's plaintext)."""
+    return pin.bytes if pin.sealing is None else plain_size(pin.bytes)
+
+
+def parts_sealer(bucket: PackagesBucket, restore_id: str) -> Sealer:
+    """The restore's sealer of its shards' parts: its data key made on the first plan, opened
+    again by a retried one."""
+    key = storage.parts_data_key(restore_id)
+    with bucket.lines_from(key, 0) as lines:
+        stored = None if lines is None else b"".join(lines).decode()
+    if stored:
+        return Sealer(open_data_key(stored, restore_id), Sealing(data_key=stored,
+                                                                 restore_id=restore_id))
+    plain, sealed = new_data_key(restore_id)
+    bucket.put(key, sealed.encode(), {})
+    return Sealer(plain, Sealing(data_key=sealed, restore_id=restore_id))
+
+
+def drop_parts(bucket: PackagesBucket, restore_id: str) -> None:
+    """The shards' parts and their data key's ciphertext, once no shard will read them."""
+    bucket.delete_prefix(storage.shard_parts_prefix(restore_id))
+    bucket.delete(storage.parts_data_key(restore_id))
