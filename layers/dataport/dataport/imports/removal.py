@@ -42,20 +42,31 @@ class Removal:
     def __init__(self, *, db: Database[Document], bucket: PackagesBucket, staging: Staging,
                  user: UserData, run_id: str, dry_run: bool, strategy: Strategy,
                  batch: int = 200, kept: set[str] | None = None,
-                 kept_paths: set[str] | None = None) -> None:
+                 kept_paths: set[str] | None = None, resume: bool = False) -> None:
         self.db, self.bucket, self.staging, self.user = db, bucket, staging, user
         self.run_id, self.dry_run, self.strategy = run_id, dry_run, strategy
         self.batch = batch
         #: what stays when the backup's sessions are not in this job's staging (a restore run
         #: in shards removes once, after its shards: workflows.restore_shards); else staging's
         self.kept, self.kept_paths = kept, kept_paths
+        #: a dry run goes on after the sessions its staging lists already, instead of starting
+        #: anew (a restore in shards' pass, handed over between invocations: its staging is
+        #: its own, so all it lists is this pass's)
+        self.resume = resume
         self.batches = 0
         self._removed: set[str] = set()  # a dry run's sessions it would remove
 
     def run(self, keep_going: Callable[[], bool]) -> bool:
         """Remove (or, dry, list) what the backup lacks; False when `keep_going` said stop
-        (the next invocation goes on: what is removed is gone, what is left is found again)."""
-        if self.dry_run:
+        (the next invocation goes on: what is removed is gone, what is left is found again; a
+        dry run with `resume` goes on after the last session it listed: sessionId order)."""
+        after = None
+        if self.dry_run and self.resume:
+            listed = [str(entry["s"]) for entry in self.staging.collection.find(
+                {"g": self._keys(), "dry": {"$exists": True}}, {"s": 1})]
+            self._removed.update(listed)
+            after = max(listed, default=None)
+        elif self.dry_run:
             self.staging.collection.delete_many({"g": self._keys()})
             self.staging.collection.delete_many({"g": _kind(self.staging, REMOVED_PROJECT)})
         kept = self._kept() if self.kept is None else self.kept
@@ -63,7 +74,7 @@ class Removal:
                  self.db[PROJECTS].find({"_id": {"$in": list(self.user.scope.project_ids)}},
                                         {"path": 1})}
         page: list[Document] = []
-        for session in self._target_sessions():
+        for session in self._target_sessions(after):
             if session["sessionId"] in kept:
                 continue
             page.append(session)
@@ -110,11 +121,14 @@ class Removal:
                     kept.add(str(stored))
         return kept
 
-    def _target_sessions(self) -> Iterator[Document]:
+    def _target_sessions(self, after: str | None) -> Iterator[Document]:
         projects = list(self.user.scope.project_ids)
         if not projects:
             return
-        with self.db[SESSIONS].find({"projectId": {"$in": projects}},
+        query: Document = {"projectId": {"$in": projects}}
+        if after is not None:
+            query["sessionId"] = {"$gt": after}
+        with self.db[SESSIONS].find(query,
                                     sort=[("sessionId", 1)], batch_size=500) as cursor:
             yield from cursor
 
