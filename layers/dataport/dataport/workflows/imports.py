@@ -127,7 +127,7 @@ def limits(job: Job | None = None) -> ImportLimits:
 
 
 def _source(job: Job, digest: UploadDigest | None = None, *,
-            pin: UploadPin | None = None) -> ImportSource:
+            pin: UploadPin | None = None, sealer: Sealer | None = None) -> ImportSource:
     """The job's upload as import records: an import's through detection (open_import), a
     restore's as its backup chain (each parent object pinned as the restored one is; every
     member checked as it streams by). `pin`: the upload as just pinned (the job read before
@@ -138,20 +138,21 @@ def _source(job: Job, digest: UploadDigest | None = None, *,
                            _options(job), limits(job), password=_password(job))
     state = job.restore_state
     selections = state.restore.selections
-    return BackupSource(opener(pin, digest), BACKUP_FILENAME, options=ImportOptions(),
+    return BackupSource(opener(pin, digest, sealer), BACKUP_FILENAME, options=ImportOptions(),
                         limits=limits(job), password=_password(job),
                         chain=[opener(link.pin) for link in state.source.links[:-1]],
                         selection=Selection(frozenset(selections.projects),
                                             frozenset(selections.sessions)))
 
 
-def opener(pin: UploadPin, digest: UploadDigest | None = None) -> Callable[[], IO[bytes]]:
+def opener(pin: UploadPin, digest: UploadDigest | None = None,
+           sealer: Sealer | None = None) -> Callable[[], IO[bytes]]:
     """A fresh seekable stream over the pinned upload per call (readers make several passes);
     every read requires the pinned ETag. A digest sees every byte read. A sealed upload (a
-    restore shard's part) is read through its seal: the key asked of KMS once here."""
+    restore shard's part) is read through its seal: `sealer`, or the key asked of KMS here."""
     bucket = packages_bucket()
     on_read = digest.feed if digest is not None else None
-    sealer = sealing.sealer_of(pin)
+    sealer = sealer or sealing.sealer_of(pin)
 
     def open_upload() -> IO[bytes]:
         return sealing.open_pinned(bucket, pin, on_read, sealer)
@@ -195,22 +196,23 @@ def validate(step: ImportStep) -> ImportStep:
     else:
         _report(job, validating)
     pin = _pin(store, job)
-    digest = UploadDigest(fill=opener(pin), size=sealing.plain_bytes(pin))
+    sealer = sealing.sealer_of(pin)  # a shard's part: its key, once per invocation
+    digest = UploadDigest(fill=opener(pin, sealer=sealer), size=sealing.plain_bytes(pin))
     staging = Staging(get_database(), job.job_id)
     stager = _Stager(staging, UserData(staging.db, job.owner_of_data),
                      lambda: require_running(store.require(job.job_id)), packages_bucket(),
-                     sealer=sealing.sealer_of(pin))
+                     sealer=sealer)
     try:
         with database_errors():
             staging.drop()  # a retry, or validated again with another field mapping: anew
             staging.ensure_indexes()
             # an upload is detected inside the validation (what it cannot be is in the report)
-            upload = (_source(job, digest, pin=pin)
+            upload = (_source(job, digest, pin=pin, sealer=sealer)
                       if job.kind is JobKind.RESTORE else opener(pin, digest))
             report = validate_upload(upload, job.import_state.request.filename,
                                      _options(job), limits(job), password=_password(job),
                                      sink=stager.open, spill_after=_spill_after(job))
-        report = _digested(report, digest, pin)
+        report = _digested(report, digest, opener(pin, sealer=sealer), pin)
         if job.kind is JobKind.RESTORE:
             report = restore_checks.whole_objects(job, report, report.sha256 or "")
         checked = stager.complete_checked() if report.ok else None
@@ -249,12 +251,12 @@ def validate(step: ImportStep) -> ImportStep:
     return _compared(job, step)
 
 
-def _digested(report: ValidationReport, digest: UploadDigest,
+def _digested(report: ValidationReport, digest: UploadDigest, upload: Callable[[], IO[bytes]],
               pin: UploadPin) -> ValidationReport:
     """The report with the upload's size and SHA-256, its digest finished (what no reader
     read, read now). A sealed chunk only this reads that fails authentication is an error."""
     try:
-        size, sha256 = digest.finish(opener(pin))
+        size, sha256 = digest.finish(upload)
     except BadInput as damaged:
         return report.model_copy(update={
             "size": sealing.plain_bytes(pin), "sha256": "",
