@@ -178,3 +178,32 @@ def test_a_sealed_part_changed_behind_its_pin_is_refused_and_nothing_written(
     assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
     assert snapshot(db) == before
     assert packages_bucket().keys(storage.shard_parts_prefix(job["jobId"])) == []
+
+
+def test_an_encrypted_backup_restored_in_one_execution_keeps_its_checked_records_sealed(
+        db: Database[Document], owner: Restorer, fresh_stack: LocalStack,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = content(db, OWNER)
+    made = made_backup(owner.api, {"name": "sealed checked", "password": PASSWORD})
+    forget(db, list(expected))
+    seen: dict[str, bytes] = {}
+
+    def look(_: Any) -> None:  # what Validate left for Execute
+        seen.update(every_import_object(fresh_stack))
+
+    monkeypatch.setitem(fresh_stack.handler_overrides, "ImportExecuteFunction",
+                        before_each_call("import_execute", look))
+    job = owner.run(backupId=made["backupId"], mode="merge", password=PASSWORD)
+    assert job["status"] == "succeeded", job
+    assert job.get("shards") is None  # small: one import execution
+    assert content(db, OWNER) == expected  # exact, its messages read from the sealed records
+    checked = storage.checked_key(job["jobId"])
+    assert checked in seen, sorted(seen)
+    assert seen[checked].startswith(MAGIC)
+    markers = {text.encode() for session, messages in expected.values()
+               for doc in (session, *messages.values()) for text in texts(doc)}
+    exposed = sorted({key for key, blob in seen.items() for form in readable(blob)
+                      for marker in markers if marker in form})
+    assert exposed == [], exposed
+    assert checked not in every_import_object(fresh_stack)  # gone with the job's Finalize
+    assert_calls_allowed(fresh_stack)

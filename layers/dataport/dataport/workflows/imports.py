@@ -201,7 +201,7 @@ def validate(step: ImportStep) -> ImportStep:
     staging = Staging(get_database(), job.job_id)
     stager = _Stager(staging, UserData(staging.db, job.owner_of_data),
                      lambda: require_running(store.require(job.job_id)), packages_bucket(),
-                     sealer=sealer)
+                     sealer=sealing.checked_sealer(job, sealer))
     try:
         with database_errors():
             staging.drop()  # a retry, or validated again with another field mapping: anew

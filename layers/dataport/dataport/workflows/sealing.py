@@ -4,8 +4,9 @@ The plan seals each shard's part with the restore's data key (`parts_sealer`: ma
 restore, its ciphertext kept at `imports/<id>/parts.key` so a retried plan seals with the
 same key and writes the same bytes); each part's pin says it is sealed (`UploadPin.sealing`),
 so the shard's tasks open it (`open_pinned`) and seal the records they check with the same key
-(`sealer_of`). The data key is asked of KMS once per object opened or written, in the
-invocation that needs it (jobs.data_keys), and kept nowhere else.
+(`sealer_of`). A restore of an encrypted backup that runs as one import execution seals the
+records its Validate checks with a key of its own (`checked_sealer`). A data key is asked of
+KMS once per invocation that needs it (jobs.data_keys), and kept nowhere else.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataport.imports import storage
 from dataport.imports.sealed import Sealer, plain_size
 from dataport.jobs.data_keys import new_data_key, open_data_key
 from dataport.models.job_common import Sealing, UploadPin
+from dataport.models.jobs import Job, JobKind
 
 
 def sealer_of(pin: UploadPin) -> Sealer | None:
@@ -27,6 +29,19 @@ def sealer_of(pin: UploadPin) -> Sealer | None:
         return None
     key = open_data_key(pin.sealing.data_key, pin.sealing.restore_id)
     return Sealer(key, pin.sealing)
+
+
+def checked_sealer(job: Job, upload: Sealer | None) -> Sealer | None:
+    """What seals the records a Validate keeps for its Execute (imports.checked): a shard's
+    part's sealer; for a restore of an encrypted backup, a data key of its own (made in each
+    Validate: the checked records are written again each time, their pin naming it); None
+    for what is not encrypted."""
+    if upload is not None:
+        return upload
+    if job.kind is not JobKind.RESTORE or job.sealed_password is None:
+        return None
+    plain, sealed = new_data_key(job.job_id)
+    return Sealer(plain, Sealing(data_key=sealed, restore_id=job.job_id))
 
 
 def open_pinned(bucket: PackagesBucket, pin: UploadPin,
