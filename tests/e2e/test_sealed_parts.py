@@ -94,20 +94,38 @@ def every_import_object(stack: LocalStack) -> dict[str, bytes]:
     return found
 
 
+def watched(db: Database[Document], owner: Restorer, stack: LocalStack,
+            monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], dict[str, Any],
+                                                      dict[str, bytes]]:
+    """(the user's data, an encrypted backup of it made by POST /backups, what is under
+    `imports/` each time an Execute begins: filled as the restore runs); the data then lost."""
+    expected = content(db, OWNER)
+    made = made_backup(owner.api, {"name": "sealed", "password": PASSWORD})
+    forget(db, list(expected))
+    seen: dict[str, bytes] = {}
+
+    def look(_: Any) -> None:  # what Validate left for Execute (and a shard's part)
+        seen.update(every_import_object(stack))
+
+    monkeypatch.setitem(stack.handler_overrides, "ImportExecuteFunction",
+                        before_each_call("import_execute", look))
+    return expected, made, seen
+
+
+def in_clear(seen: dict[str, bytes], expected: dict[str, Any]) -> list[str]:
+    """The objects in which some record text of `expected` can be read."""
+    markers = {text.encode() for session, messages in expected.values()
+               for doc in (session, *messages.values()) for text in texts(doc)}
+    assert len(markers) > 20, markers  # the seed's summaries and messages
+    return sorted({key for key, blob in seen.items() for form in readable(blob)
+                   for marker in markers if marker in form})
+
+
 def test_an_encrypted_backup_restored_in_shards_lies_in_clear_nowhere(
         db: Database[Document], owner: Restorer, fresh_stack: LocalStack,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    expected = content(db, OWNER)
-    made = made_backup(owner.api, {"name": "sealed parts", "password": PASSWORD})
-    forget(db, list(expected))
+    expected, made, seen = watched(db, owner, fresh_stack, monkeypatch)
     shard_size(monkeypatch, max(1, made["counts"]["messages"] // 3))
-    seen: dict[str, bytes] = {}
-
-    def look(_: Any) -> None:  # while the shards run: their parts, what they checked
-        seen.update(every_import_object(fresh_stack))
-
-    monkeypatch.setitem(fresh_stack.handler_overrides, "ImportExecuteFunction",
-                        before_each_call("import_execute", look))
     job = owner.run(backupId=made["backupId"], mode="merge", password=PASSWORD, timeout=180)
     assert job["status"] == "succeeded", job
     assert len(job["shards"]) >= 2, job
@@ -117,12 +135,7 @@ def test_an_encrypted_backup_restored_in_shards_lies_in_clear_nowhere(
     checked = [key for key in seen if key.endswith("/checked")]
     assert len(parts) == len(job["shards"]), sorted(seen)
     assert checked, sorted(seen)  # the shards kept what they checked: sealed too
-    markers = {text.encode() for session, messages in expected.values()
-               for doc in (session, *messages.values()) for text in texts(doc)}
-    assert len(markers) > 20, markers  # the seed's summaries and messages
-    exposed = sorted({key for key, blob in seen.items() for form in readable(blob)
-                      for marker in markers if marker in form})
-    assert exposed == [], exposed
+    assert in_clear(seen, expected) == []
     assert all(seen[key].startswith(MAGIC) for key in parts + checked)
     # the key that seals them is nowhere in the clear either: only KMS's ciphertext
     assert storage.parts_data_key(job["jobId"]) in seen
@@ -183,16 +196,7 @@ def test_a_sealed_part_changed_behind_its_pin_is_refused_and_nothing_written(
 def test_an_encrypted_backup_restored_in_one_execution_keeps_its_checked_records_sealed(
         db: Database[Document], owner: Restorer, fresh_stack: LocalStack,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    expected = content(db, OWNER)
-    made = made_backup(owner.api, {"name": "sealed checked", "password": PASSWORD})
-    forget(db, list(expected))
-    seen: dict[str, bytes] = {}
-
-    def look(_: Any) -> None:  # what Validate left for Execute
-        seen.update(every_import_object(fresh_stack))
-
-    monkeypatch.setitem(fresh_stack.handler_overrides, "ImportExecuteFunction",
-                        before_each_call("import_execute", look))
+    expected, made, seen = watched(db, owner, fresh_stack, monkeypatch)
     job = owner.run(backupId=made["backupId"], mode="merge", password=PASSWORD)
     assert job["status"] == "succeeded", job
     assert job.get("shards") is None  # small: one import execution
@@ -200,10 +204,6 @@ def test_an_encrypted_backup_restored_in_one_execution_keeps_its_checked_records
     checked = storage.checked_key(job["jobId"])
     assert checked in seen, sorted(seen)
     assert seen[checked].startswith(MAGIC)
-    markers = {text.encode() for session, messages in expected.values()
-               for doc in (session, *messages.values()) for text in texts(doc)}
-    exposed = sorted({key for key, blob in seen.items() for form in readable(blob)
-                      for marker in markers if marker in form})
-    assert exposed == [], exposed
+    assert in_clear(seen, expected) == []
     assert checked not in every_import_object(fresh_stack)  # gone with the job's Finalize
     assert_calls_allowed(fresh_stack)

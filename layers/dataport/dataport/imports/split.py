@@ -5,7 +5,8 @@ user: several shards of that user) reads its backup **once**, here: the backup r
 (`BackupSource`, every member checked against the manifest as it streams by, the chain
 resolved, the selection applied) gives the records, and each goes to its shard's own small
 backup, a zip in the backup format (STORED members, each one zstd frame of canonical Extended
-JSON lines, `manifest.json` last with every member's counts and both SHA-256s). A shard's
+JSON lines, `manifest.json` last with every member's counts and both SHA-256s), sealed as it
+is written when a `sealer` is given (imports.sealed; the SHA-256 is the plaintext's). A shard's
 restore then reads only its own object, checks every member of it against that manifest and
 the whole object against the SHA-256 recorded here, as any restore does.
 

@@ -13,7 +13,8 @@ execution of a Distributed Map, at most `MAX_CONCURRENT_SHARDS` at a time.
 
 The plan reads the backup **once** (`imports.split`: the backup reader checks every member
 against the manifest as it streams by, and every stored object against its catalog SHA-256)
-and writes each shard's part as a small backup of its own under `imports/<id>/shards/`; a
+and writes each shard's part as a small backup of its own under `imports/<id>/shards/`,
+sealed with the restore's KMS data key (workflows.sealing: nothing of it in clear on S3); a
 shard reads only its part, checking every member of it and its whole object's SHA-256 (the
 plan's) before anything of it is written. A damaged backup is refused by the plan: no shard
 starts, nothing is written.
