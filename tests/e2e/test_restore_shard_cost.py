@@ -45,8 +45,10 @@ def test_a_small_users_shard_is_one_import_execution_of_three_invocations(
 
     sfn = fresh_stack.client("stepfunctions")
     machine = fresh_stack.state_machines["ImportStateMachine"]
+    executions = sfn.get_paginator("list_executions").paginate(stateMachineArn=machine)
     histories = [list(fresh_stack.execution_history(e["executionArn"]))
-                 for e in sfn.list_executions(stateMachineArn=machine)["executions"]]
+                 for page in executions for e in page["executions"]
+                 if e["name"] in job["shards"]]  # named after their shard's job
     assert len(histories) == len(users)  # one import execution per shard
     for events in histories:
         kinds = Counter(event["type"] for event in events)
