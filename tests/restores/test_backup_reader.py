@@ -264,7 +264,8 @@ def test_a_read_resumed_at_any_position_gives_the_rest_of_the_records_exactly() 
         rest = list(source(data).records(problems.append, start=position))
         assert problems == []  # the member read again was checked whole
         assert [(r.kind, r.doc) for r in rest] == [(r.kind, r.doc) for r in whole[before:]]
-        assert before > 0 and rest
+        assert before > 0
+        assert rest
 
 
 def test_a_resumed_read_still_checks_the_member_it_reads_again() -> None:

@@ -286,7 +286,7 @@ class Splitter:
         """A member's zstd frame: its file, or the object an earlier invocation stored."""
         if member.key is not None:
             return self.bucket.open_read(member.key)
-        return open(member.path, "rb")  # noqa: SIM115 (closed by the caller)
+        return open(member.path, "rb")
 
     # ------------------------------------------------------------------------ hand-over
 

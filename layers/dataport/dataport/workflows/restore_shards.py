@@ -261,9 +261,9 @@ class _HandedOver(Exception):
 class _Stop(Exception):
     """Raised by the reader's position callback: the split stops there."""
 
-    def __init__(self, position: Position) -> None:
+    def __init__(self, position: Position, records: int) -> None:
         super().__init__()
-        self.position = position
+        self.position, self.records = position, records
 
 
 def _split(job: Job, bucket: PackagesBucket, remaining_ms: Callable[[], int],
@@ -300,35 +300,14 @@ def _split(job: Job, bucket: PackagesBucket, remaining_ms: Callable[[], int],
                             made_at=job.created_at)
         if state is not None:
             splitter.load(state["splitter"])
-        problems: list[Issue] = []
         digest = UploadDigest()
-        read = source(digest)
-        count = state["records"] if state is not None else 0
-
-        def at_member_end(position: Position) -> None:
-            if not any(p.severity == "error" for p in problems) and remaining_ms() < (
-                    settings.restore_plan_reserve_ms + settings.restore_plan_member_ms):
-                raise _Stop(position)
-
         try:
-            records = read.records(
-                problems.append, start=_position(state) if state is not None else None,
-                on_position=at_member_end if eager else None)
-            for count, record in enumerate(records, count + 1):
-                splitter.add(record)
-                if remaining_ms() < settings.restore_plan_reserve_ms:  # a clock, no request
-                    raise _OutOfTime(count)
-            errors = [p for p in problems if p.severity == "error"]
-            report = ValidationReport(errors=errors[:100], errors_total=len(errors))
-            if report.ok and resumed and read.out_of_place:
-                raise _OutOfTime(count, "its messages are not in the order of their sessions, "
-                                 "so its split cannot be handed over from one run to the next")
+            report, read = _read_into(splitter, source(digest), state, remaining_ms,
+                                      hands_over=eager)
             if report.ok and resumed:  # the whole objects in an invocation of their own
                 splitter.finish()
-                _write_state(bucket, job.job_id, number, {
-                    "phase": "hash", "records": count, "splitter": splitter.hand_over(
-                        f"{split_prefix(job.job_id)}members/")})
-                raise _HandedOver()
+                _hand_over(bucket, job.job_id, number, splitter, {"phase": "hash",
+                                                                  "records": read})
             if report.ok:
                 _, sha256 = digest.finish(imports.opener(pin))
                 report = restore_checks.whole_objects(job, report, sha256)
@@ -337,29 +316,63 @@ def _split(job: Job, bucket: PackagesBucket, remaining_ms: Callable[[], int],
                 return [], None, report
             return splitter.finish(), splitter, report
         except _Stop as stop:
-            _write_state(bucket, job.job_id, number, {
-                "phase": "split", "records": count, "position": _position_state(stop.position),
-                "splitter": splitter.hand_over(f"{split_prefix(job.job_id)}members/")})
-            bucket.put(_ids_key(job.job_id, number),
-                       json.dumps(splitter.session_ids).encode(), {})
-            raise _HandedOver() from None
+            _hand_over(bucket, job.job_id, number, splitter, {
+                "phase": "split", "records": stop.records,
+                "position": _position_state(stop.position)})
         except OutOfPlace as where:  # messages away from their sessions: keep every shard
             if resumed:
                 splitter.abort()
-                raise _OutOfTime(count, "its messages are not in the order of their "
-                                 "sessions, so its split cannot be handed over from one run "
-                                 "to the next") from None
+                raise _OutOfTime(0, _NOT_GROUPED) from None
             logger.info("backup not grouped by session: split again", extra={
                 "job_id": job.job_id, "session": str(where)})
             splitter.abort()
-        except _HandedOver:
-            bucket.put(_ids_key(job.job_id, number),
-                       json.dumps(splitter.session_ids).encode(), {})
-            raise
         except BaseException:  # a retried invocation finds the earlier ones' parts in place
             splitter.abort(stored=not resumed)
             raise
     raise AssertionError("the second split keeps every shard to the end")
+
+
+_NOT_GROUPED = ("its messages are not in the order of their sessions, so its split cannot be "
+                "handed over from one run to the next")
+
+
+def _read_into(splitter: Splitter, source: BackupSource, state: dict[str, Any] | None,
+               remaining_ms: Callable[[], int], *, hands_over: bool
+               ) -> tuple[ValidationReport, int]:
+    """The records (from the state's position) into the splitter: the report and how many
+    records were read in all. `hands_over`: `_Stop` at a checked `sessions/` member's end
+    once less than the reserve and one more member's time is left."""
+    settings = get_settings()
+    problems: list[Issue] = []
+    count = state["records"] if state is not None else 0
+
+    def at_member_end(position: Position) -> None:
+        if not any(p.severity == "error" for p in problems) and remaining_ms() < (
+                settings.restore_plan_reserve_ms + settings.restore_plan_member_ms):
+            raise _Stop(position, count)
+
+    records = source.records(problems.append,
+                             start=_position(state) if state is not None else None,
+                             on_position=at_member_end if hands_over else None)
+    for record in records:
+        count += 1
+        splitter.add(record)
+        if remaining_ms() < settings.restore_plan_reserve_ms:  # a clock, no request
+            raise _OutOfTime(count)
+    if state is not None and source.out_of_place:
+        raise _OutOfTime(count, _NOT_GROUPED)
+    errors = [p for p in problems if p.severity == "error"]
+    return ValidationReport(errors=errors[:100], errors_total=len(errors)), count
+
+
+def _hand_over(bucket: PackagesBucket, job_id: str, number: int, splitter: Splitter,
+               state: dict[str, Any]) -> None:
+    """State `number` stored (the open shards' members with it), and the sessionIds this
+    invocation read; then `_HandedOver`."""
+    state["splitter"] = splitter.hand_over(f"{split_prefix(job_id)}members/")
+    _write_state(bucket, job_id, number, state)
+    bucket.put(_ids_key(job_id, number), json.dumps(splitter.session_ids).encode(), {})
+    raise _HandedOver()
 
 
 def _position(state: dict[str, Any]) -> Position:

@@ -323,7 +323,7 @@ class BackupSource(ImportSource):
                 if member is None:
                     continue  # reported by _check
                 skip = at[1] if number == at[0] else 0
-                for line, doc in self._lines(archive, member, entry, link, reporter, skip):
+                for line, doc in self._lines(archive, member, entry, link, reporter, skip=skip):
                     yield doc, Location(entry.path, line)
                 if ended is not None:
                     ended(number)
@@ -332,7 +332,7 @@ class BackupSource(ImportSource):
         return _OpenArchive(link.opener, link.name, self.limits, self.password)
 
     def _lines(self, archive: SafeZip, member: ZipMember, entry: MemberEntry, link: _Link,
-               reporter: Reporter, skip: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
+               reporter: Reporter, *, skip: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
         """A member's documents, decompressed as they stream; its checksums checked at its end
         (a mismatch is an error of the report: nothing is written after one). Lines numbered
         before `skip` are read, hashed and counted, not parsed (an earlier read gave them)."""
