@@ -30,6 +30,7 @@ from tests.e2e.restore_client import Restorer, store_backup
 from tests.e2e.test_restore_shards import CASES, counts, prepare, projects, restored, shard_size
 from tests.e2e.test_restores import OWNER
 from tests.fixtures.faults import RESTORE_SHARDS, plan_fault
+from tests.infrastructure.iam import assert_calls_allowed
 from tests.restores.backups import of_user
 
 
@@ -133,6 +134,7 @@ def test_a_plan_handed_over_gives_what_a_plan_of_one_invocation_gives(
 
     assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
     assert snapshot(db) == before
+    assert_calls_allowed(fresh_stack)  # PlanOn's and the hand-overs' calls, by the policies
 
 
 def test_a_retried_plan_invocation_writes_the_same_and_a_failed_one_leaves_nothing(
