@@ -9,8 +9,10 @@ no part, no hand-over object, no open multipart upload and nothing on /tmp."""
 from __future__ import annotations
 
 import glob
+import io
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,20 +20,24 @@ import pytest
 from bson import ObjectId
 from pymongo.database import Database
 
+from dataport.backups.catalog import BackupCatalog
 from dataport.bucket import packages_bucket
 from dataport.errors import TransientError
 from dataport.jobs.store import JobStore
+from dataport.models.backups import BackupStatus
 from dataport.settings import get_settings
 from dataport.source.mongo import Document
+from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_db
 from tests.e2e.import_client import snapshot
 from tests.e2e.restore_client import Restorer, store_backup
+from tests.e2e.test_instance_restores import everyone
 from tests.e2e.test_restore_shards import CASES, counts, prepare, projects, restored, shard_size
-from tests.e2e.test_restores import OWNER
+from tests.e2e.test_restores import OWNER, diverge, forget, sessions_of
 from tests.fixtures.faults import RESTORE_SHARDS, plan_fault
 from tests.infrastructure.iam import assert_calls_allowed
-from tests.restores.backups import of_user
+from tests.restores.backups import flip_byte, of_instance, of_user
 
 
 @pytest.fixture
@@ -200,3 +206,69 @@ def test_a_file_whose_messages_leave_their_sessions_keeps_the_one_invocation_bou
     one_invocation(monkeypatch)  # one invocation splits it (again, keeping every shard)
     job = owner.run(backupId=backup_id, mode="merge", timeout=180)
     assert job["status"] == "succeeded", job
+
+
+def test_an_instance_restore_handed_over_gives_every_user_what_one_invocation_gives(
+        db: Database[Document], monkeypatch: pytest.MonkeyPatch, fresh_stack: LocalStack) -> None:
+    admin = Restorer(Api(fresh_stack, seed.DEMO_USER_ID, admin=True))
+    at_backup = everyone(db)
+    backup_id = store_backup(of_instance(db), seed.DEMO_USER_ID)
+    for sessions in at_backup.values():  # each user loses a session, one changes one
+        forget(db, [sorted(sessions)[0]])
+    diverge(db, sorted(at_backup[seed.DEMO_USER_ID])[1])
+    before = snapshot(db)
+    body: dict[str, Any] = {"backupId": backup_id, "target": "instance", "mode": "full",
+                            "conflicts": "overwrite"}
+
+    one_invocation(monkeypatch)
+    single = admin.run(**body, timeout=180)
+    assert single["status"] == "succeeded", single
+    assert everyone(db) == at_backup
+    assert admin.rollback(single["jobId"], timeout=180)["status"] == "rolled_back"
+    assert snapshot(db) == before
+
+    hand_over(monkeypatch)  # users interleave: every hand-over ends each open shard's members
+    directories = split_directories()
+    counted, runs = plan_fault(-1, RuntimeError)
+    monkeypatch.setitem(fresh_stack.handler_overrides, RESTORE_SHARDS, counted)
+    job = admin.run(**body, timeout=300)
+    assert job["status"] == "succeeded", job
+    assert len(runs) >= 3, runs
+    assert everyone(db) == at_backup  # every user equal to the backup, under their account
+    assert counts(job["outcome"]) == counts(single["outcome"])
+    assert parts_read(job) == parts_read(single)
+    nothing_left(fresh_stack, job["jobId"], directories)
+
+
+@pytest.mark.parametrize("damage", ["member", "object"])
+def test_a_damaged_backup_is_refused_by_a_plan_handed_over_before_any_shard_starts(
+        db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch,
+        fresh_stack: LocalStack, damage: str) -> None:
+    backup = of_user(db, ObjectId(OWNER))
+    container = backup.container()
+    if damage == "member":  # in the last messages member: found by the plan's last split
+        last = sorted(n for n in zipfile.ZipFile(io.BytesIO(container)).namelist()
+                      if n.startswith("messages/"))[-1]
+        backup_id = store_backup(backup, OWNER, data=flip_byte(container, last))
+    else:  # the stored object is not the one recorded: found by the whole objects' pass
+        backup_id = store_backup(backup, OWNER, sha256="0" * 64)
+    forget(db, sorted(sessions_of(db, OWNER))[:2])
+    before = snapshot(db)
+    shard_size(monkeypatch, max(1, len(backup.messages) // 4))
+    hand_over(monkeypatch, invocations=1000)
+    directories = split_directories()
+    counted, runs = plan_fault(-1, RuntimeError)
+    monkeypatch.setitem(fresh_stack.handler_overrides, RESTORE_SHARDS, counted)
+
+    job = owner.run(backupId=backup_id, mode="full", timeout=300)
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "backup_corrupted"
+    assert len(runs) >= 2, runs  # handed over before the damage was found
+    if damage == "member":
+        assert last in job["error"]["message"]
+    assert job["shards"] == []  # no shard was made, none started
+    assert snapshot(db) == before
+    nothing_left(fresh_stack, job["jobId"], directories)
+    record = BackupCatalog().find(backup_id)
+    assert record is not None
+    assert record.status is BackupStatus.CORRUPTED
