@@ -12,11 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from bson import ObjectId, json_util
+from bson import ObjectId
 from bson.int64 import Int64
-from bson.json_util import CANONICAL_JSON_OPTIONS
 
-from dataport.backups.format import MANIFEST_NAME, BackupManifest
+from dataport.backups.format import MANIFEST_NAME, BackupManifest, decode_line, encode_line
 from dataport.bucket import PackagesBucket
 from dataport.imports.limits import DEFAULT_LIMITS
 from dataport.imports.readers.backup import BackupSource, Position
@@ -167,9 +166,8 @@ def split_handed_over(bucket: PackagesBucket, data: bytes, shard_messages: int, 
                 for record in source.records(start=position, on_position=stop):
                     splitter.add(record)
             except _Stop:
-                handed = json_util.dumps(splitter.hand_over("imports/job/split/members/"),
-                                         json_options=CANONICAL_JSON_OPTIONS)
-                next_state = json_util.loads(handed, json_options=CANONICAL_JSON_OPTIONS)
+                next_state = decode_line(encode_line(  # as the plan stores it
+                    splitter.hand_over("imports/job/split/members/")))
                 continue
             return splitter.finish(), runs
         state, position = next_state, offered[-1]

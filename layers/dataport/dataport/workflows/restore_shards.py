@@ -55,9 +55,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from bson import ObjectId, json_util
-from bson.json_util import CANONICAL_JSON_OPTIONS
+from bson import ObjectId
 
+from dataport.backups.format import decode_line, encode_line
 from dataport.bucket import PackagesBucket, packages_bucket
 from dataport.errors import Conflict
 from dataport.imports import storage
@@ -233,15 +233,12 @@ def _read_state(bucket: PackagesBucket, job_id: str, number: int) -> dict[str, A
     with bucket.lines_from(_state_key(job_id, number), 0) as lines:
         if lines is None:
             raise Conflict(f"Restore {job_id}: the plan's state {number} is missing.")
-        state: dict[str, Any] = json_util.loads(b"".join(lines),
-                                                json_options=CANONICAL_JSON_OPTIONS)
-    return state
+        return decode_line(b"".join(lines))  # the projects' documents exactly
 
 
 def _write_state(bucket: PackagesBucket, job_id: str, number: int,
                  state: dict[str, Any]) -> None:
-    bucket.put(_state_key(job_id, number),
-               json_util.dumps(state, json_options=CANONICAL_JSON_OPTIONS).encode(), {})
+    bucket.put(_state_key(job_id, number), encode_line(state), {})
 
 
 class _OutOfTime(Exception):
