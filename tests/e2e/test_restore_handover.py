@@ -14,6 +14,7 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,20 +75,26 @@ def plan_children(stack: LocalStack, job_id: str) -> list[dict[str, Any]]:
             if e["name"].startswith(f"{job_id}-plan-")]
 
 
+@pytest.fixture(autouse=True)
+def own_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The functions (in this process) split on a /tmp of this test's own: other processes'
+    splits on the machine's /tmp are not this test's to see."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
 def split_directories() -> set[str]:
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "dataport-split-*")))
 
 
-def nothing_left(stack: LocalStack, job_id: str, directories: set[str]) -> None:
-    """No part, no hand-over object, no open multipart upload, no split directory on /tmp
-    but those there before (`directories`: other processes' may be)."""
+def nothing_left(stack: LocalStack, job_id: str) -> None:
+    """No part, no hand-over object, no open multipart upload, no split directory on /tmp."""
     bucket = packages_bucket()
     assert bucket.keys(f"imports/{job_id}/shards/") == []
     assert bucket.keys(f"imports/{job_id}/split/") == []
     uploads = stack.client("s3").list_multipart_uploads(Bucket=bucket.name,
                                                          Prefix=f"imports/{job_id}/")
     assert uploads.get("Uploads", []) == []
-    assert split_directories() <= directories
+    assert split_directories() == set()
 
 
 def parts_read(job: dict[str, Any]) -> list[tuple[str, int, int]]:
@@ -122,7 +129,6 @@ def test_a_plan_handed_over_gives_what_a_plan_of_one_invocation_gives(
     # the test backup's members hold 3 documents: a hand-over every 3 sessions, two plan
     # invocations an execution, so the plan runs in a chain of child executions
     hand_over(monkeypatch)
-    directories = split_directories()
     counted, runs = plan_fault(-1, RuntimeError)  # no fault: the invocations counted
     monkeypatch.setitem(fresh_stack.handler_overrides, RESTORE_SHARDS, counted)
     job = owner.run(**body, timeout=300)
@@ -136,7 +142,7 @@ def test_a_plan_handed_over_gives_what_a_plan_of_one_invocation_gives(
     assert projects(db) == expected_projects
     assert counts(job["outcome"]) == counts(single["outcome"])
     assert parts_read(job) == expected_parts  # the same shards, each holding the same
-    nothing_left(fresh_stack, job["jobId"], directories)
+    nothing_left(fresh_stack, job["jobId"])
 
     assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
     assert snapshot(db) == before
@@ -175,7 +181,6 @@ def test_a_retried_plan_invocation_writes_the_same_and_a_failed_one_leaves_nothi
 
     # the same fault, not retried, between the second invocation and the next: the restore
     # ends failed, nothing written, nothing left behind
-    directories = split_directories()
     faulty, runs = plan_fault(1, RuntimeError)
     monkeypatch.setitem(fresh_stack.handler_overrides, RESTORE_SHARDS, faulty)
     failed = owner.run(backupId=backup_id, mode="full", timeout=300)
@@ -183,7 +188,7 @@ def test_a_retried_plan_invocation_writes_the_same_and_a_failed_one_leaves_nothi
     assert runs == [0, 1], runs
     assert failed["shards"] == []  # no shard made: they are made once the plan is done
     assert snapshot(db) == before
-    nothing_left(fresh_stack, failed["jobId"], directories)
+    nothing_left(fresh_stack, failed["jobId"])
 
 
 def test_a_file_whose_messages_leave_their_sessions_keeps_the_one_invocation_bound(
@@ -194,14 +199,13 @@ def test_a_file_whose_messages_leave_their_sessions_keeps_the_one_invocation_bou
     before = snapshot(db)
     shard_size(monkeypatch, max(1, len(backup.messages) // 4))
     hand_over(monkeypatch, invocations=1000)
-    directories = split_directories()
     job = owner.run(backupId=backup_id, mode="merge", timeout=300)
     assert job["status"] == "failed", job
     assert job["error"]["code"] == "backup_too_large"
     assert "not in the order of their sessions" in job["error"]["message"]
     assert job["shards"] == []
     assert snapshot(db) == before
-    nothing_left(fresh_stack, job["jobId"], directories)
+    nothing_left(fresh_stack, job["jobId"])
 
     one_invocation(monkeypatch)  # one invocation splits it (again, keeping every shard)
     job = owner.run(backupId=backup_id, mode="merge", timeout=180)
@@ -228,7 +232,6 @@ def test_an_instance_restore_handed_over_gives_every_user_what_one_invocation_gi
     assert snapshot(db) == before
 
     hand_over(monkeypatch)  # users interleave: every hand-over ends each open shard's members
-    directories = split_directories()
     counted, runs = plan_fault(-1, RuntimeError)
     monkeypatch.setitem(fresh_stack.handler_overrides, RESTORE_SHARDS, counted)
     job = admin.run(**body, timeout=300)
@@ -237,7 +240,7 @@ def test_an_instance_restore_handed_over_gives_every_user_what_one_invocation_gi
     assert everyone(db) == at_backup  # every user equal to the backup, under their account
     assert counts(job["outcome"]) == counts(single["outcome"])
     assert parts_read(job) == parts_read(single)
-    nothing_left(fresh_stack, job["jobId"], directories)
+    nothing_left(fresh_stack, job["jobId"])
 
 
 @pytest.mark.parametrize("damage", ["member", "object"])
@@ -256,7 +259,6 @@ def test_a_damaged_backup_is_refused_by_a_plan_handed_over_before_any_shard_star
     before = snapshot(db)
     shard_size(monkeypatch, max(1, len(backup.messages) // 4))
     hand_over(monkeypatch, invocations=1000)
-    directories = split_directories()
     counted, runs = plan_fault(-1, RuntimeError)
     monkeypatch.setitem(fresh_stack.handler_overrides, RESTORE_SHARDS, counted)
 
@@ -268,7 +270,7 @@ def test_a_damaged_backup_is_refused_by_a_plan_handed_over_before_any_shard_star
         assert last in job["error"]["message"]
     assert job["shards"] == []  # no shard was made, none started
     assert snapshot(db) == before
-    nothing_left(fresh_stack, job["jobId"], directories)
+    nothing_left(fresh_stack, job["jobId"])
     record = BackupCatalog().find(backup_id)
     assert record is not None
     assert record.status is BackupStatus.CORRUPTED

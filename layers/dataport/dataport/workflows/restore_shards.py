@@ -317,9 +317,6 @@ def _split(job: Job, bucket: PackagesBucket, remaining_ms: Callable[[], int],
                 "phase": "split", "records": stop.records,
                 "position": _position_state(stop.position)})
         except OutOfPlace as where:  # messages away from their sessions: keep every shard
-            if resumed:
-                splitter.abort()
-                raise _OutOfTime(0, _NOT_GROUPED) from None
             logger.info("backup not grouped by session: split again", extra={
                 "job_id": job.job_id, "session": str(where)})
             splitter.abort()
@@ -353,7 +350,12 @@ def _read_into(splitter: Splitter, source: BackupSource, state: dict[str, Any] |
                              on_position=at_member_end if hands_over else None)
     for record in records:
         count += 1
-        splitter.add(record)
+        try:
+            splitter.add(record)
+        except OutOfPlace:
+            if state is None:
+                raise  # one invocation so far: split again, keeping every shard
+            raise _OutOfTime(count, _NOT_GROUPED) from None
         if remaining_ms() < settings.restore_plan_reserve_ms:  # a clock, no request
             raise _OutOfTime(count)
     if state is not None and source.out_of_place:
