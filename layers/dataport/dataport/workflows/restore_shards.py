@@ -217,7 +217,8 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
 def split_prefix(job_id: str) -> str:
     """The plan's hand-overs: the state after each invocation (`state-<n>.json`), the
     sessionIds each invocation read (`ids-<n>.json`) and the open shards' members
-    (`members/`); deleted once the shards' jobs are made, or when the plan fails."""
+    (`members/`); kept to Finalize (a retried last invocation reads its state again),
+    deleted by it, by a refusal or by MarkFailed."""
     return f"{storage.prefix(job_id)}split/"
 
 
