@@ -16,7 +16,7 @@ from bson.int64 import Int64
 
 from dataport.imports.detect import open_import
 from dataport.imports.limits import DEFAULT_LIMITS, BadInput, ImportLimits
-from dataport.imports.readers.backup import BackupSource, Selection
+from dataport.imports.readers.backup import BackupSource, Position, Selection
 from dataport.imports.readers.base import Opener
 from dataport.imports.validate import validate
 from dataport.models.imports import ImportOptions, IssueCode, SourceFormat
@@ -229,3 +229,71 @@ def test_a_member_the_manifest_does_not_list_is_refused() -> None:
     with pytest.raises(BadInput) as refused:
         list(source(data.getvalue()).records())
     assert refused.value.issue.code == IssueCode.CHECKSUM_MISMATCH
+
+
+# ---------------------------------------------------------------------------- resumed reads
+
+
+def two_projects() -> Backup:
+    """Sessions of two projects, interleaved, each with 1 to 5 messages; members of 3
+    documents, so a `messages/` member ends mid-session and the walk's project changes."""
+    other = {**PROJECT, "_id": ObjectId("66ad9c1e5f2b4a0012c0beef"), "path": "/work/other"}
+    sessions = [{**session(n), "projectId": (PROJECT if n % 3 else other)["_id"]}
+                for n in range(1, 11)]
+    messages = [message(n, m) for n in range(1, 11) for m in range(1, n % 5 + 2)]
+    return Backup(projects=[PROJECT, other], sessions=sessions, messages=messages)
+
+
+def offered(data: bytes, **kwargs: Any) -> tuple[list[Any], list[tuple[int, Any]]]:
+    """One read's records, and each position it offered with how many records came before."""
+    records: list[Any] = []
+    positions: list[tuple[int, Any]] = []
+    read = source(data, **kwargs).records(
+        on_position=lambda at: positions.append((len(records), at)))
+    records.extend(read)
+    return records, positions
+
+
+def test_a_read_resumed_at_any_position_gives_the_rest_of_the_records_exactly() -> None:
+    data = two_projects().container()
+    whole, positions = offered(data)
+    assert len(positions) == 3  # 10 sessions in members of 3: an offer at each end but the last
+    assert [p.sessions for _, p in positions] == [1, 2, 3]
+    for before, position in positions:
+        problems: list[Any] = []
+        rest = list(source(data).records(problems.append, start=position))
+        assert problems == []  # the member read again was checked whole
+        assert [(r.kind, r.doc) for r in rest] == [(r.kind, r.doc) for r in whole[before:]]
+        assert before > 0
+        assert rest
+
+
+def test_a_resumed_read_still_checks_the_member_it_reads_again() -> None:
+    backup = two_projects()
+    data = backup.container()
+    _, positions = offered(data)
+    position = next(p for _, p in positions if p.line > 1)  # mid-member: lines skipped
+    member = f"messages/00001-{position.messages:05d}.jsonl.zst"
+    problems: list[Any] = []
+    list(source(flip_byte(data, member)).records(problems.append, start=position))
+    assert [p.code for p in problems] == [IssueCode.CHECKSUM_MISMATCH]
+    assert member in problems[0].message
+
+
+def test_messages_out_of_their_sessions_place_are_flagged() -> None:
+    backup = two_projects()
+    grouped = source(backup.container())
+    list(grouped.records())
+    assert not grouped.out_of_place
+    backup.messages.sort(key=lambda doc: doc["uuid"][::-1])  # another order
+    scattered = source(backup.container())
+    list(scattered.records())
+    assert scattered.out_of_place
+
+
+def test_a_chain_cannot_resume() -> None:
+    parent = base()
+    child = Backup(projects=[PROJECT], sessions=[session(4)], messages=[message(4, 1)],
+                   parent_id=parent.backup_id)
+    with pytest.raises(ValueError, match="chain"):
+        source(child.container(), parent.container()).records(start=Position(1, 0, 0))

@@ -15,10 +15,10 @@ import pytest
 from bson import ObjectId
 from bson.int64 import Int64
 
-from dataport.backups.format import MANIFEST_NAME, BackupManifest
+from dataport.backups.format import MANIFEST_NAME, BackupManifest, decode_line, encode_line
 from dataport.bucket import PackagesBucket
 from dataport.imports.limits import DEFAULT_LIMITS
-from dataport.imports.readers.backup import BackupSource
+from dataport.imports.readers.backup import BackupSource, Position
 from dataport.imports.split import OutOfPlace, ShardPart, Splitter
 from dataport.models.imports import ImportOptions, Issue
 from dataport.models.records import RecordKind
@@ -132,3 +132,73 @@ def test_messages_away_from_their_session_ask_for_a_split_to_the_end(
         split(bucket, data, shard_messages=3)
     parts = split(bucket, data, shard_messages=3, eager=False)
     assert sum(p.messages for p in parts) == len(backup.messages)
+
+
+class _Stop(Exception):
+    pass
+
+
+def split_handed_over(bucket: PackagesBucket, data: bytes, shard_messages: int, *,
+                      hot: int = 8, retried: bool = False) -> tuple[list[ShardPart], int]:
+    """The split as the plan runs it when it hands over at every `sessions/` member's end:
+    each run a fresh splitter going on from the last one's state (through Extended JSON, as
+    stored), the reader from its position; `retried`: every run done twice (an answer lost).
+    The parts, and how many runs."""
+    state: dict[str, Any] | None = None
+    position: Position | None = None
+    runs = 0
+    while True:
+        runs += 1
+        for _attempt in range(2 if retried else 1):
+            splitter = Splitter(bucket, PREFIX, shard_messages, eager=True, made_at=MADE,
+                                hot=hot, owner_of=lambda p: str(p["user_id"]))
+            if state is not None:
+                splitter.load(state)
+            source = BackupSource(lambda: io.BytesIO(data), "backup.zip",
+                                  options=ImportOptions(), limits=DEFAULT_LIMITS)
+            offered: list[Position] = []
+
+            def stop(at: Position, offered: list[Position] = offered) -> None:
+                offered.append(at)
+                raise _Stop
+
+            try:
+                for record in source.records(start=position, on_position=stop):
+                    splitter.add(record)
+            except _Stop:
+                next_state = decode_line(encode_line(  # as the plan stores it
+                    splitter.hand_over("imports/job/split/members/")))
+                continue
+            return splitter.finish(), runs
+        state, position = next_state, offered[-1]
+
+
+@pytest.mark.parametrize("hot", [1, 8])
+def test_a_split_handed_over_at_every_member_gives_the_same_shards(
+        bucket: PackagesBucket, hot: int) -> None:
+    backup = instance(sessions=30, messages=4)
+    data = backup.container(per_member=7)
+    whole = split(bucket, data, shard_messages=12, hot=hot)
+    expected = [(p.user_id, p.number, p.sessions, p.messages, p.records,
+                 read_back(bucket, p)) for p in whole]
+    whole_members = sum(members(bucket, p, "messages") for p in whole)
+    bucket.delete_prefix("imports/job/")
+    parts, runs = split_handed_over(bucket, data, shard_messages=12, hot=hot)
+    assert runs == 5  # 30 sessions in members of 7
+    assert [(p.user_id, p.number, p.sessions, p.messages, p.records, read_back(bucket, p))
+            for p in parts] == expected
+    assert bucket.keys(PREFIX) == sorted(p.pin.key for p in parts)
+    # the open shards' members were ended at each hand-over: more members, the same records
+    # (one hot shard: every member ends at the next session already)
+    handed = sum(members(bucket, p, "messages") for p in parts)
+    assert (handed > whole_members) == (hot > 1)
+
+
+def test_a_retried_hand_over_writes_the_same_objects(bucket: PackagesBucket) -> None:
+    data = instance(sessions=30, messages=4).container(per_member=7)
+    once, _ = split_handed_over(bucket, data, shard_messages=12)
+    stored = {key: bucket.pin_written(key).etag for key in bucket.keys("imports/job/")}
+    bucket.delete_prefix("imports/job/")
+    twice, _ = split_handed_over(bucket, data, shard_messages=12, retried=True)
+    assert [(p.pin, p.sha256) for p in twice] == [(p.pin, p.sha256) for p in once]
+    assert {key: bucket.pin_written(key).etag for key in bucket.keys("imports/job/")} == stored

@@ -41,6 +41,7 @@ from dataport.models.tasks import (
     ShardList,
     TaskError,
 )
+from dataport.settings import Settings
 from dataport.workflows.shards import ShardSizing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -331,16 +332,37 @@ def _restore_states() -> dict[str, Any]:
     return states
 
 
-def restore_parent() -> int:
-    """The restore's own execution, whatever the backup's size: Route, Plan, the DISTRIBUTED
-    Map (its shards are child executions), one inline invocation of the removal pass, RemoveOn
-    (the rest of the pass, in a child), Finalize; every task retried at worst."""
+def plan_bound() -> int:
+    """The plan invocations one execution runs before a child goes on (the plan counts)."""
+    return int(Settings.model_fields["restore_plan_invocations"].default)
+
+
+#: what one plan invocation splits at worst: 5 MB/s of Extended JSON lines (measured here,
+#: docs/backups.md) for what the invocation leaves after its reserve and one more member
+SPLIT_BYTES = 5_000_000 * (900 - 120 - 180)
+
+
+def plan_invocations(messages: int) -> int:
+    """A backup's plan: its split handed over until done, then the whole objects' pass."""
+    return ceil(messages * MESSAGE_BYTES / SPLIT_BYTES) + 1
+
+
+def restore_parent(plan: int = 1) -> int:
+    """The restore's own execution, or a plan child's: Route, its plan invocations (each a
+    Plan and the Planned? choice, at most `plan_bound`, then PlanOn: the rest in a child);
+    after the plan the DISTRIBUTED Map (its shards are child executions), one inline
+    invocation of the removal pass, RemoveOn (the rest of the pass, in a child), Finalize;
+    every task retried at worst."""
     states = _restore_states()
     assert states["Shards"]["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
     assert "ItemReader" in states["Shards"]
-    tasks = ["Plan", "Remove", "RemoveOn", "Finalize"]
-    choices = ["Route", "Planned?", "RemovesToo?", "Removed?", "HandedOver?"]
-    return (EXECUTION + sum(TASK + _retries(states[t]) * RETRY for t in tasks)
+    loop = min(plan, plan_bound())
+    planning = CHOICE + loop_events(loop, _retries(states["Plan"]))  # Route, then the loop
+    if plan > loop:
+        return (EXECUTION + planning + TASK + _retries(states["PlanOn"]) * RETRY + SUCCEED)
+    tasks = ["Remove", "RemoveOn", "Finalize"]
+    choices = ["RemovesToo?", "Removed?", "HandedOver?"]
+    return (EXECUTION + planning + sum(TASK + _retries(states[t]) * RETRY for t in tasks)
             + len(choices) * CHOICE + DISTRIBUTED_MAP + SUCCEED)
 
 
@@ -379,7 +401,8 @@ def restore_payload() -> int:
         action="remove", job_id=JOB_ID, mode="rollback", concurrency=10**6,
         shard_list=ShardList(bucket="b" * 63, prefix=f"restores/{JOB_ID}/shards/"),
         error=TaskError(Error="x" * 256, Cause="x" * 32_768), shard_id=JOB_ID,
-        next="remove", after=10**9, invocations=10**6, child=True)
+        next="plan_on", after=10**9, invocations=10**6, child=True, split_at=10**9,
+        planned=10**6)
     return _size(task)
 
 
@@ -388,7 +411,11 @@ def test_no_restore_in_shards_reaches_a_limit(sessions: int, messages: int) -> N
     """A restore of any size, in shards of the default size, with a removal pass as long as
     the whole backup (the target holding as much again that the backup lacks)."""
     removal = ceil(messages / PER_INVOCATION)
-    assert Execution(events=restore_parent(), payload=restore_payload()).within_limits
+    plan = plan_invocations(messages)
+    # the plan's executions: its first, each child in the chain (PlanOn), and the last one,
+    # which goes on to the Map
+    for events in (restore_parent(plan), restore_parent(plan % plan_bound() or plan_bound())):
+        assert Execution(events=events, payload=restore_payload()).within_limits
     assert Execution(events=removal_child(removal), payload=restore_payload()).within_limits
     # however many shards (the Map lists its items from S3: no list in the state), each is
     # an item of its own; each shard's import execution is the import's (analysed above)
@@ -398,6 +425,11 @@ def test_no_restore_in_shards_reaches_a_limit(sessions: int, messages: int) -> N
 def test_the_restore_in_shards_numbers() -> None:
     """The numbers docs/backups.md quotes."""
     assert restore_parent() == 76
+    assert plan_bound() == 1_000
+    assert restore_parent(plan_bound()) == 16_060  # the last execution of a plan's chain
+    assert restore_parent(10**9) == 16_020  # one that hands over to a child
+    assert plan_invocations(10_000_000) == 5  # the issue's example: about 10 GB
+    assert plan_invocations(50_000_000) == 18  # about 50 GB of lines (6 GB stored)
     assert removal_bound() == 1_000
     assert removal_child(10**9) == 16_022
     assert restore_item() == 50

@@ -125,6 +125,13 @@ class Settings(BaseSettings):
     # whole objects' SHA-256 (a chain's parents read again), the projects, one job per shard.
     # A split that reaches it stops, and the restore fails `backup_too_large`.
     restore_plan_reserve_ms: int = Field(default=120_000, ge=0)
+    # The plan hands its split over to the next invocation at a `sessions/` member's end once
+    # less than the reserve and this is left: what one more member may take (dataport cuts
+    # members at 256 MiB of lines, about 40-50 s of split on these shared cores).
+    restore_plan_member_ms: int = Field(default=180_000, ge=0)
+    # Plan invocations one execution runs before it hands the rest of the restore over to a
+    # child execution (as RemoveOn does): no size of backup reaches a history limit.
+    restore_plan_invocations: int = Field(default=1_000, ge=1)
 
     # Backups (docs/backups.md): per user per hour, and for instance-wide backups (per
     # administrator per hour); how long a backup made by hand is kept; the default zstd level.

@@ -90,8 +90,9 @@ class ShardPart:
 @dataclass
 class _Member:
     collection: Collection
-    path: str  # on /tmp
+    path: str  # on /tmp, or (`key`) stored by an earlier invocation's hand-over
     stats: MemberEntry
+    key: str | None = None
 
 
 @dataclass
@@ -192,13 +193,16 @@ class Splitter:
         shutil.rmtree(self._tmp, ignore_errors=True)
         return sorted(self.parts, key=lambda p: (p.user_id, p.number))
 
-    def abort(self) -> None:
+    def abort(self, *, stored: bool = True) -> None:
+        """Nothing on /tmp; with `stored`, no part on S3 either (a split handed over keeps the
+        earlier invocations' parts for a retried one: the plan's failure deletes them)."""
         for shard in self._shards:
             for writer, out, _ in shard.writers.values():
                 writer.close()
                 out.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
-        self.bucket.delete_prefix(self.prefix)
+        if stored:
+            self.bucket.delete_prefix(self.prefix)
 
     # ------------------------------------------------------------------------ shards
 
@@ -265,11 +269,12 @@ class Splitter:
                 for member in shard.members:
                     entries.append(member.stats)
                     info = zipfile.ZipInfo(member.stats.path, _ZIP_TIME)
-                    size = os.path.getsize(member.path)
-                    with open(member.path, "rb") as source, archive.open(
+                    size = member.stats.compressed_bytes
+                    with self._member(member) as source, archive.open(
                             info, "w", force_zip64=size > _ZIP64_AFTER) as target:
                         shutil.copyfileobj(source, target, _COPY)
-                    os.remove(member.path)
+                    if member.key is None:
+                        os.remove(member.path)
                 archive.writestr(zipfile.ZipInfo(MANIFEST_NAME, _ZIP_TIME),
                                  _manifest(shard, entries, self.made_at).to_json())
             if sealed is not None:
@@ -285,6 +290,69 @@ class Splitter:
             sha256=hashed.digest.hexdigest(), sessions=shard.sessions,
             messages=shard.messages,
             records=len(projects) + shard.sessions + shard.messages))
+
+
+    def _member(self, member: _Member) -> IO[bytes]:
+        """A member's zstd frame: its file, or the object an earlier invocation stored."""
+        if member.key is not None:
+            return self.bucket.open_read(member.key)
+        return open(member.path, "rb")
+
+    # ------------------------------------------------------------------------ hand-over
+
+    def hand_over(self, members_prefix: str) -> dict[str, Any]:
+        """What the next invocation needs to go on (`load`), as Extended JSON-ready values:
+        every open shard's members ended and stored under `members_prefix` (at keys named by
+        the shard and the member's number, so a retried invocation writes the same objects
+        again), its files removed; the parts stored so far; the projects, the per-user
+        counts and lists. Not the sessions' shards: a hand-over is at a `sessions/` member's
+        end, where every message of the sessions before it has come (the reader's
+        `out_of_place` says when one did not)."""
+        shards = []
+        for shard in self._shards:
+            if shard.done:
+                continue
+            self._end_members(shard)
+            base = f"{members_prefix}{shard.user_id}-{shard.number:05d}/"
+            for number, member in enumerate(shard.members):
+                if member.key is None:
+                    key = f"{base}{number:06d}-{member.collection}"
+                    with open(member.path, "rb") as source, self.bucket.open_write(key) as out:
+                        shutil.copyfileobj(source, out, _COPY)
+                    os.remove(member.path)
+                    member.key = key
+            shards.append({
+                "user": shard.user_id, "number": shard.number, "projects": list(shard.projects),
+                "sessions": shard.sessions, "messages": shard.messages,
+                "planned": shard.planned, "members": [
+                    {"collection": m.collection, "key": m.key, "stats": m.stats.model_dump()}
+                    for m in shard.members]})
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        return {
+            "projects": list(self._projects.values()), "counts": self._counts, "open": shards,
+            "parts": [{**vars(part), "pin": part.pin.model_dump()} for part in self.parts],
+            "projectPaths": {user: sorted(paths) for user, paths in self.project_paths.items()},
+            "used": {user: list(ids) for user, ids in self._used.items()}}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Go on from an earlier invocation's `hand_over` (a fresh splitter)."""
+        self._projects = {doc.get("_id"): doc for doc in state["projects"]}
+        self._counts = dict(state["counts"])
+        self.parts = [ShardPart(**{**part, "pin": UploadPin.model_validate(part["pin"])})
+                      for part in state["parts"]]
+        self.project_paths = {user: set(paths) for user, paths in state["projectPaths"].items()}
+        self._used = {user: dict.fromkeys(ids) for user, ids in state["used"].items()}
+        for opened in state["open"]:
+            directory = os.path.join(self._tmp, f"{len(self._shards):06d}")
+            os.mkdir(directory)
+            shard = _Shard(user_id=opened["user"], number=opened["number"],
+                           directory=directory, projects=dict.fromkeys(opened["projects"]),
+                           sessions=opened["sessions"], messages=opened["messages"],
+                           planned=opened["planned"], members=[
+                               _Member(m["collection"], "", MemberEntry(**m["stats"]),
+                                       key=m["key"]) for m in opened["members"]])
+            self._open[shard.user_id] = shard
+            self._shards.append(shard)
 
 
 def _projects_member(archive: zipfile.ZipFile, projects: list[dict[str, Any]]) -> MemberEntry:

@@ -112,10 +112,15 @@ class RestoreShardsTask(ApiModel):
     error: TaskError | None = None
     #: `shard_ended`: the shard that ended (`job_id` is its restore)
     shard_id: str | None = None
-    #: `remove`: done (`finalize`) or not yet (`remove` again); `after` the users done so far
-    next: Literal["remove", "finalize"] | None = None
+    #: `remove`: done (`finalize`) or not yet (`remove` again); `after` the users done so far;
+    #: `plan`: the split handed over (`plan` again, or `plan_on`: in a child execution)
+    next: Literal["remove", "finalize", "plan", "plan_on"] | None = None
     after: int = Field(default=0, ge=0)
     #: `remove`: invocations of the pass in this execution, and whether it is a child one
     #: (RemoveOn: the restore's own execution runs one, a child hands over after 1,000)
     invocations: int = Field(default=0, ge=0)
     child: bool = False
+    #: `plan`: the plan's invocations so far (its state objects are numbered by it), and in
+    #: this execution (a child execution goes on after `restore_plan_invocations`)
+    split_at: int = Field(default=0, ge=0)
+    planned: int = Field(default=0, ge=0)

@@ -58,12 +58,13 @@ from typing import Any
 
 from bson import ObjectId
 
+from dataport.backups.format import decode_line, encode_line
 from dataport.bucket import PackagesBucket, packages_bucket
 from dataport.errors import Conflict
 from dataport.imports import storage
 from dataport.imports.digest import UploadDigest
 from dataport.imports.limits import issue
-from dataport.imports.readers.backup import BackupSource, Selection
+from dataport.imports.readers.backup import BackupSource, Position, Selection
 from dataport.imports.removal import Removal, removed, removed_projects
 from dataport.imports.removal import recover as recover_removals
 from dataport.imports.split import OutOfPlace, ShardPart, Splitter
@@ -150,20 +151,39 @@ def runs_in_shards(messages: int) -> bool:
 
 
 def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreShardsTask:
+    """One invocation of the plan: the split from where the last one handed over (or from
+    the start), until it hands over at a `sessions/` member's end (`next: plan`, or
+    `plan_on`: in a fresh child execution), or reaches the end; then (a split that was
+    handed over: in an invocation of its own) the whole objects' SHA-256, and once every
+    member and object checked clean, the shards' jobs."""
     store = JobStore()
     job = store.take(task.job_id)  # started, or as it is (a retried plan)
     require_running(job)
-    publish_progress(job, Progress(phase="planning"), record=True)
     bucket = packages_bucket()
-    bucket.delete_prefix(storage.shard_parts_prefix(job.job_id))  # a retried plan: anew
+    done_before = task.split_at
+    task = task.model_copy(update={"split_at": done_before + 1, "planned": task.planned + 1,
+                                   "next": None})
+    if not done_before:  # the first invocation (or its retry): anew
+        publish_progress(job, Progress(phase="planning"), record=True)
+        bucket.delete_prefix(storage.shard_parts_prefix(job.job_id))
+        bucket.delete_prefix(split_prefix(job.job_id))
+    state = _read_state(bucket, job.job_id, done_before) if done_before else None
     try:
-        parts, splitter, report = _split(job, bucket, remaining_ms)
+        if state is not None and state["phase"] == "hash":
+            parts, splitter, report = _checked_whole(job, bucket, state)
+        else:
+            parts, splitter, report = _split(job, bucket, remaining_ms, state, done_before + 1)
+    except _HandedOver:
+        more = task.planned >= get_settings().restore_plan_invocations
+        return task.model_copy(update={"next": "plan_on" if more else "plan"})
     except _OutOfTime as stopped:
         sealing.drop_parts(bucket, job.job_id)
-        _too_large(store, job, stopped.records)
+        bucket.delete_prefix(split_prefix(job.job_id))
+        _too_large(store, job, stopped.records, stopped.why)
         return task.model_copy(update={"shard_list": None})
     if not report.ok or not parts:
         sealing.drop_parts(bucket, job.job_id)
+        bucket.delete_prefix(split_prefix(job.job_id))
         _refuse(store, job, report)
         return task.model_copy(update={"shard_list": None})
     assert splitter is not None
@@ -177,7 +197,8 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
         bucket.put(_created_key(job.job_id), json.dumps(created).encode(), {})
     if split and job.restore_state.restore.mode is RestoreMode.FULL:
         for user in split:
-            bucket.put(storage.kept_prefix(job.job_id) + user, _kept_lines(splitter, user), {})
+            bucket.put(storage.kept_prefix(job.job_id) + user,
+                       _kept_lines(bucket, job.job_id, splitter, user), {})
     prefix = shards_prefix(job.job_id)
     for part in parts:
         shard = _shard(store, job, part, split=counts[part.user_id] > 1)
@@ -188,57 +209,107 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
     publish_progress(job, Progress(phase=RESTORING, current=0,
                                    total=sum(part.records for part in parts)), record=True)
     logger.info("restore planned", extra={"job_id": job.job_id, "shards": len(parts),
-                                          "split_users": len(split)})
+                                          "split_users": len(split),
+                                          "invocations": task.split_at})
     return task.model_copy(update={
         "mode": "restore", "shard_list": ShardList(bucket=bucket.name, prefix=prefix),
         "concurrency": min(len(parts), MAX_CONCURRENT_SHARDS)})
 
 
-class _OutOfTime(Exception):
-    """The split reached the plan's time budget (it cannot hand over yet): stopped, aborted."""
+def split_prefix(job_id: str) -> str:
+    """The plan's hand-overs: the state after each invocation (`state-<n>.json`), the
+    sessionIds each invocation read (`ids-<n>.json`) and the open shards' members
+    (`members/`); kept to Finalize (a retried last invocation reads its state again),
+    deleted by it, by a refusal or by MarkFailed."""
+    return f"{storage.prefix(job_id)}split/"
 
-    def __init__(self, records: int) -> None:
+
+def _state_key(job_id: str, number: int) -> str:
+    return f"{split_prefix(job_id)}state-{number:06d}.json"
+
+
+def _ids_key(job_id: str, number: int) -> str:
+    return f"{split_prefix(job_id)}ids-{number:06d}.json"
+
+
+def _read_state(bucket: PackagesBucket, job_id: str, number: int) -> dict[str, Any]:
+    with bucket.lines_from(_state_key(job_id, number), 0) as lines:
+        if lines is None:
+            raise Conflict(f"Restore {job_id}: the plan's state {number} is missing.")
+        return decode_line(b"".join(lines))  # the projects' documents exactly
+
+
+def _write_state(bucket: PackagesBucket, job_id: str, number: int,
+                 state: dict[str, Any]) -> None:
+    bucket.put(_state_key(job_id, number), encode_line(state), {})
+
+
+class _OutOfTime(Exception):
+    """The split cannot go on: a member did not fit what was left of an invocation, or a
+    file whose split was handed over had messages away from their sessions."""
+
+    def __init__(self, records: int, why: str = "") -> None:
         super().__init__(records)
         self.records = records
+        self.why = why
 
 
-def _split(job: Job, bucket: PackagesBucket, remaining_ms: Callable[[], int]
+class _HandedOver(Exception):
+    """The split stopped at a member's end and stored its state: the next invocation goes on."""
+
+
+class _Stop(Exception):
+    """Raised by the reader's position callback: the split stops there."""
+
+    def __init__(self, position: Position, records: int) -> None:
+        super().__init__()
+        self.position, self.records = position, records
+
+
+def _split(job: Job, bucket: PackagesBucket, remaining_ms: Callable[[], int],
+           state: dict[str, Any] | None, number: int
            ) -> tuple[list[ShardPart], Splitter | None, ValidationReport]:
-    """The backup read once into shard objects; every member checked as it streams by, then
-    every stored object's SHA-256 against its catalog record. A report with errors: nothing
-    kept. Past the time budget (`restore_plan_reserve_ms` before the deadline: what the checks
-    of the whole objects and the shards' jobs need after it) `_OutOfTime`, nothing kept:
-    stopped by Lambda instead, the split would leave its files on the container's /tmp."""
-    state = job.restore_state
-    pin = state.upload_pin or state.source.restored.pin
+    """The backup read into shard objects; every member checked as it streams by. A report
+    with errors: nothing kept. One backup (not a chain) read in order hands over at a
+    `sessions/` member's end when less than `restore_plan_reserve_ms` +
+    `restore_plan_member_ms` is left (`_HandedOver`: state `number` stored); a split that
+    went on that way ends with its parts stored and the whole objects' SHA-256 left to an
+    invocation of its own (`_checked_whole`). One that never handed over checks every stored
+    object's SHA-256 against its catalog record from the digest of its own read, as before.
+    Past `restore_plan_reserve_ms` inside a member `_OutOfTime`, nothing kept: stopped by
+    Lambda instead, the split would leave its files on the container's /tmp."""
+    state_ = job.restore_state
+    pin = state_.upload_pin or state_.source.restored.pin
     settings = get_settings()
     owner_of = _owner_of(job)
-    selections = state.restore.selections
+    selections = state_.restore.selections
 
     def source(digest: UploadDigest) -> BackupSource:
         return BackupSource(imports.opener(pin, digest), BACKUP_FILENAME,
                             options=ImportOptions(), limits=imports.limits(job),
                             password=imports.password_of(job),
-                            chain=[imports.opener(link.pin) for link in state.source.links[:-1]],
+                            chain=[imports.opener(link.pin) for link in state_.source.links[:-1]],
                             selection=Selection(frozenset(selections.projects),
                                                 frozenset(selections.sessions)))
 
-    grouped = len(state.source.links) == 1
+    grouped = len(state_.source.links) == 1
+    resumed = state is not None
     # the parts are sealed: an encrypted backup's data lies in clear nowhere (docs/backups.md)
     sealer = sealing.parts_sealer(bucket, job.job_id)
-    for eager in (True, False) if grouped else (False,):
+    for eager in (True, False) if grouped and not resumed else (grouped,):
         splitter = Splitter(bucket, storage.shard_parts_prefix(job.job_id),
                             settings.restore_shard_messages, owner_of=owner_of, eager=eager,
                             made_at=job.created_at, sealer=sealer)
-        problems: list[Issue] = []
+        if state is not None:
+            splitter.load(state["splitter"])
         digest = UploadDigest()
         try:
-            for count, record in enumerate(source(digest).records(problems.append), 1):
-                splitter.add(record)
-                if remaining_ms() < settings.restore_plan_reserve_ms:  # a clock, no request
-                    raise _OutOfTime(count)
-            errors = [p for p in problems if p.severity == "error"]
-            report = ValidationReport(errors=errors[:100], errors_total=len(errors))
+            report, read = _read_into(splitter, source(digest), state, remaining_ms,
+                                      hands_over=eager)
+            if report.ok and resumed:  # the whole objects in an invocation of their own
+                splitter.finish()
+                _hand_over(bucket, job.job_id, number, splitter, {"phase": "hash",
+                                                                  "records": read})
             if report.ok:
                 _, sha256 = digest.finish(imports.opener(pin))
                 report = restore_checks.whole_objects(job, report, sha256)
@@ -246,14 +317,97 @@ def _split(job: Job, bucket: PackagesBucket, remaining_ms: Callable[[], int]
                 splitter.abort()
                 return [], None, report
             return splitter.finish(), splitter, report
+        except _Stop as stop:
+            _hand_over(bucket, job.job_id, number, splitter, {
+                "phase": "split", "records": stop.records,
+                "position": _position_state(stop.position)})
         except OutOfPlace as where:  # messages away from their sessions: keep every shard
             logger.info("backup not grouped by session: split again", extra={
                 "job_id": job.job_id, "session": str(where)})
             splitter.abort()
-        except BaseException:
-            splitter.abort()
+        except BaseException:  # a retried invocation finds the earlier ones' parts in place
+            splitter.abort(stored=not resumed)
             raise
     raise AssertionError("the second split keeps every shard to the end")
+
+
+_NOT_GROUPED = ("its messages are not in the order of their sessions, so its split cannot be "
+                "handed over from one run to the next")
+
+
+def _read_into(splitter: Splitter, source: BackupSource, state: dict[str, Any] | None,
+               remaining_ms: Callable[[], int], *, hands_over: bool
+               ) -> tuple[ValidationReport, int]:
+    """The records (from the state's position) into the splitter: the report and how many
+    records were read in all. `hands_over`: `_Stop` at a checked `sessions/` member's end
+    once less than the reserve and one more member's time is left."""
+    settings = get_settings()
+    problems: list[Issue] = []
+    count = state["records"] if state is not None else 0
+
+    def at_member_end(position: Position) -> None:
+        if not any(p.severity == "error" for p in problems) and remaining_ms() < (
+                settings.restore_plan_reserve_ms + settings.restore_plan_member_ms):
+            raise _Stop(position, count)
+
+    records = source.records(problems.append,
+                             start=_position(state) if state is not None else None,
+                             on_position=at_member_end if hands_over else None)
+    for record in records:
+        count += 1
+        try:
+            splitter.add(record)
+        except OutOfPlace:
+            if state is None:
+                raise  # one invocation so far: split again, keeping every shard
+            raise _OutOfTime(count, _NOT_GROUPED) from None
+        if remaining_ms() < settings.restore_plan_reserve_ms:  # a clock, no request
+            raise _OutOfTime(count)
+    if state is not None and source.out_of_place:
+        raise _OutOfTime(count, _NOT_GROUPED)
+    errors = [p for p in problems if p.severity == "error"]
+    return ValidationReport(errors=errors[:100], errors_total=len(errors)), count
+
+
+def _hand_over(bucket: PackagesBucket, job_id: str, number: int, splitter: Splitter,
+               state: dict[str, Any]) -> None:
+    """State `number` stored (the open shards' members with it), and the sessionIds this
+    invocation read; then `_HandedOver`."""
+    state["splitter"] = splitter.hand_over(f"{split_prefix(job_id)}members/")
+    _write_state(bucket, job_id, number, state)
+    bucket.put(_ids_key(job_id, number), json.dumps(splitter.session_ids).encode(), {})
+    raise _HandedOver()
+
+
+def _position(state: dict[str, Any]) -> Position:
+    at = state["position"]
+    return Position(at["sessions"], at["messages"], at["line"], tuple(at["yielded"]),
+                    at["lastProject"])
+
+
+def _position_state(position: Position) -> dict[str, Any]:
+    return {"sessions": position.sessions, "messages": position.messages,
+            "line": position.line, "yielded": list(position.yielded),
+            "lastProject": position.last_project}
+
+
+def _checked_whole(job: Job, bucket: PackagesBucket, state: dict[str, Any]
+                   ) -> tuple[list[ShardPart], Splitter | None, ValidationReport]:
+    """After a split that was handed over: every stored object's SHA-256 against its catalog
+    record, each read once from S3 in a single stream (an invocation's 15 minutes: about 47
+    GB at 60 MB/s); the parts the split stored, once it checked clean."""
+    state_ = job.restore_state
+    pin = state_.upload_pin or state_.source.restored.pin
+    splitter = Splitter(bucket, storage.shard_parts_prefix(job.job_id),
+                        get_settings().restore_shard_messages, owner_of=_owner_of(job),
+                        eager=True, made_at=job.created_at)
+    splitter.load(state["splitter"])
+    _, sha256 = UploadDigest().finish(imports.opener(pin))
+    report = restore_checks.whole_objects(job, ValidationReport(), sha256)
+    if not report.ok:
+        splitter.abort()
+        return [], None, report
+    return splitter.finish(), splitter, report  # (no shard is open: its /tmp removed)
 
 
 def _owner_of(job: Job) -> Callable[[dict[str, Any]], str | None]:
@@ -300,11 +454,15 @@ def _created_counts(job_id: str) -> dict[str, int]:
         return {} if lines is None else dict(json.loads(b"".join(lines)))
 
 
-def _kept_lines(splitter: Splitter, user: str) -> bytes:
+def _kept_lines(bucket: PackagesBucket, job_id: str, splitter: Splitter, user: str) -> bytes:
     """What a split user's removal keeps: line 1 the backup's project paths (JSON), then one
-    sessionId a line."""
+    sessionId a line (those the plan's earlier invocations read, then this one's)."""
     paths = json.dumps(sorted(splitter.project_paths.get(user, set())))
-    return "\n".join([paths, *splitter.session_ids.get(user, [])]).encode()
+    ids: list[str] = []
+    for key in bucket.keys(f"{split_prefix(job_id)}ids-"):
+        with bucket.lines_from(key, 0) as lines:
+            ids.extend(json.loads(b"".join(lines or [])).get(user, []))
+    return "\n".join([paths, *ids, *splitter.session_ids.get(user, [])]).encode()
 
 
 def _refuse(store: JobStore, job: Job, report: ValidationReport) -> None:
@@ -322,12 +480,16 @@ def _refuse(store: JobStore, job: Job, report: ValidationReport) -> None:
     logger.info("restore refused", extra={"job_id": job.job_id, "code": error.code})
 
 
-def _too_large(store: JobStore, job: Job, records: int) -> None:
-    """The split did not fit one invocation: the job ends failed, `backup_too_large`, nothing
-    written and no part left (docs/backups.md, "Not done yet (restores)")."""
+def _too_large(store: JobStore, job: Job, records: int, why: str = "") -> None:
+    """The split could not go on (a member that does not fit an invocation, or a file whose
+    messages are out of their sessions' order and do not fit one): the job ends failed,
+    `backup_too_large`, nothing written and no part left (docs/backups.md, "Time of the
+    plan")."""
+    why = why or ("a member of it does not fit one run of the plan (15 minutes), or a chain "
+                  "(an increment's) does not")
     failed = store.fail_import(job.job_id, JobError(code="backup_too_large", message=(
-        f"The backup is too large to be split into shards in one run of the plan (15 "
-        f"minutes); it was stopped after reading {records} records, and nothing was written. "
+        f"The backup cannot be split into shards: {why}; it was stopped after reading "
+        f"{records} records, and nothing was written. "
         "Restore smaller backups (POST /backups with filters: a few projects each), one after the "
         "other in mode merge.")), progress=Progress(phase="done"))
     publish_terminal(failed)
@@ -548,6 +710,7 @@ def _tidy(job: Job) -> None:
     for user in _split_users(job.job_id):
         Staging(db, removal_id(job.job_id, user)).drop()
     sealing.drop_parts(bucket, job.job_id)
+    bucket.delete_prefix(split_prefix(job.job_id))  # kept to here: a retried plan reads it
 
 
 def _created_for(job_id: str) -> list[ObjectId]:
@@ -662,6 +825,7 @@ def failed(task: RestoreShardsTask) -> RestoreShardsTask:
             logger.warning("outcome not summed", extra={"job_id": job.job_id})
     if task.mode != "rollback":
         sealing.drop_parts(packages_bucket(), job.job_id)
+        packages_bucket().delete_prefix(split_prefix(job.job_id))
         _drop_empty_projects(job.job_id)
     try:
         ended = store.fail_import(job.job_id, reason, outcome=outcome)

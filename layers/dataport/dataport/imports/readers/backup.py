@@ -111,6 +111,22 @@ class Selection:
                                         or str(project.get("_id")) in self.projects)
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where a read of one backup (not a chain) resumes (`records(start=...)`), offered at the
+    end of each `sessions/` member but the last, once it is checked: after `sessions` of the
+    `sessions/` members, at line `line` of the `messages/` member number `messages` (that
+    member read again from its beginning, hashed whole, its lines before `line` skipped: at
+    most one member is read twice per hand-over). `yielded` and `last_project` are the walk's
+    (the projects it gave so far, the last one), so a resumed read gives the same records."""
+
+    sessions: int
+    messages: int
+    line: int
+    yielded: tuple[Any, ...] = ()
+    last_project: Any = None
+
+
 @dataclass
 class _Link:
     """One backup of the chain, opened."""
@@ -146,6 +162,21 @@ class BackupSource(ImportSource):
         #: is, their sessions and messages); a session of no project the backup holds has no
         #: owner and is left out
         self.owner = owner
+        #: a message came out of its session's place (after every session): a read that was
+        #: resumed may have missed its session, so such a file keeps the one-invocation bound
+        self.out_of_place = False
+        self._start: Position | None = None
+        self._on_position: Callable[[Position], None] | None = None
+
+    def records(self, on_issue: IssueCallback | None = None, *, start: Position | None = None,
+                on_position: Callable[[Position], None] | None = None
+                ) -> Iterator[ImportRecord]:
+        """The records; one backup (not a chain) may resume at a `start` an earlier read
+        offered to `on_position` (which may raise to stop the read there)."""
+        if start is not None and self.chain:
+            raise ValueError("a chain cannot resume: its messages come after all its sessions")
+        self._start, self._on_position = start, on_position
+        return super().records(on_issue)
 
     def owners(self, on_issue: IssueCallback | None = None) -> set[ObjectId]:
         """Who owns the chain's projects as of its newest link (an instance restore's shards):
@@ -189,10 +220,27 @@ class BackupSource(ImportSource):
         hold the messages in the order of the sessions in its `sessions/` members (the export
         worker writes a session, then its messages), so the two streams are walked side by
         side. Messages that do not follow their session's place (a backup made by other means)
-        come at the end: the source is then not grouped, and the import stages it in full."""
-        messages = self._documents(link, "messages", reporter)
+        come at the end: the source is then not grouped, and the import stages it in full.
+        At each `sessions/` member's end (checked) the read offers where it could resume."""
+        start = self._start or Position(0, 0, 0)
+        walk.resume(start)
+        assert link.manifest is not None  # _check read it
+        sessions = [m for m in link.manifest.members if m.collection == "sessions"]
+        messages_at = {m.path: n for n, m in enumerate(
+            m for m in link.manifest.members if m.collection == "messages")}
+        messages = self._documents(link, "messages", reporter, at=(start.messages, start.line))
         head = next(messages, None)
-        for doc, where in self._documents(link, "sessions", reporter):
+
+        def ended(number: int) -> None:
+            if self._on_position is None or number + 1 >= len(sessions):
+                return
+            at = ((len(messages_at), 0) if head is None
+                  else (messages_at[head[1].file], head[1].line or 0))
+            self._on_position(Position(number + 1, *at, yielded=tuple(walk.yielded),
+                                       last_project=walk.last_project))
+
+        for doc, where in self._documents(link, "sessions", reporter, at=(start.sessions, 0),
+                                          ended=ended):
             taken = walk.session(doc, where, link)
             yield from taken
             session_id = str(doc.get("sessionId"))
@@ -201,6 +249,7 @@ class BackupSource(ImportSource):
                     yield ImportRecord(RecordKind.MESSAGE, head[0], head[1])
                 head = next(messages, None)
         yield from walk.projects_left()
+        self.out_of_place = head is not None
         while head is not None:
             if walk.chosen.get(str(head[0].get("sessionId"))) == link.number:
                 yield ImportRecord(RecordKind.MESSAGE, head[0], head[1])
@@ -256,35 +305,45 @@ class BackupSource(ImportSource):
             gone |= link.deleted_projects
         return found
 
-    def _documents(self, link: _Link, collection: str, reporter: Reporter
+    def _documents(self, link: _Link, collection: str, reporter: Reporter, *,
+                   at: tuple[int, int] = (0, 0), ended: Callable[[int], None] | None = None
                    ) -> Iterator[tuple[dict[str, Any], Location]]:
-        """A link's documents of one collection, member by member, in the manifest's order."""
+        """A link's documents of one collection, member by member, in the manifest's order;
+        from member `at[0]`, its lines before `at[1]` read (checked) but not given; `ended`
+        told each member's number once it is read and checked."""
         assert link.manifest is not None  # _check read it
         entries = [m for m in link.manifest.members if m.collection == collection
                    and m.path != DELETIONS_MEMBER]
-        if not entries:
+        if len(entries) <= at[0]:
             return
         with self._archive(link) as archive:
             present = {m.name: m for m in archive.members}
-            for entry in entries:
+            for number, entry in enumerate(entries[at[0]:], at[0]):
                 member = present.get(entry.path)
                 if member is None:
                     continue  # reported by _check
-                for line, doc in self._lines(archive, member, entry, link, reporter):
+                skip = at[1] if number == at[0] else 0
+                for line, doc in self._lines(archive, member, entry, link, reporter, skip=skip):
                     yield doc, Location(entry.path, line)
+                if ended is not None:
+                    ended(number)
 
     def _archive(self, link: _Link) -> _OpenArchive:
         return _OpenArchive(link.opener, link.name, self.limits, self.password)
 
     def _lines(self, archive: SafeZip, member: ZipMember, entry: MemberEntry, link: _Link,
-               reporter: Reporter) -> Iterator[tuple[int, dict[str, Any]]]:
+               reporter: Reporter, *, skip: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
         """A member's documents, decompressed as they stream; its checksums checked at its end
-        (a mismatch is an error of the report: nothing is written after one)."""
+        (a mismatch is an error of the report: nothing is written after one). Lines numbered
+        before `skip` are read, hashed and counted, not parsed (an earlier read gave them)."""
         with archive.open(member) as stored:
             lines = _Inflated(stored, entry.bytes)
             count = 0
             try:
                 for number, raw in iter_lines(lines, self.limits.max_line_bytes):
+                    if number < skip:
+                        count += 1 if raw is not None and raw.strip() else 0
+                        continue
                     if raw is None:
                         reporter.error(issue(IssueCode.LINE_TOO_LONG, f"a line of {entry.path} "
                                              f"is longer than {self.limits.max_line_bytes} "
@@ -323,8 +382,12 @@ class _Walk:
         self.reporter = reporter
         self.chosen: dict[str, int] = {}
         self.gone: set[str] = set()
-        self._last_project: object = None
-        self._yielded: set[object] = set()
+        self.last_project: object = None
+        self.yielded: dict[object, None] = {}  # in order: a resumed walk gives the same
+
+    def resume(self, start: Position) -> None:
+        self.yielded = dict.fromkeys(start.yielded)
+        self.last_project = start.last_project
 
     def session(self, doc: dict[str, Any], where: Location, link: _Link
                 ) -> list[ImportRecord]:
@@ -344,9 +407,9 @@ class _Walk:
                                       "not hold", file=where.file, line=where.line))
             return []
         records = []
-        if project["_id"] != self._last_project:
-            self._last_project = project["_id"]
-            self._yielded.add(project["_id"])
+        if project["_id"] != self.last_project:
+            self.last_project = project["_id"]
+            self.yielded[project["_id"]] = None
             records.append(ImportRecord(RecordKind.PROJECT, dict(project), where))
         records.append(ImportRecord(RecordKind.SESSION, doc, where))
         return records
@@ -357,7 +420,7 @@ class _Walk:
         if not self.selection.everything:
             return
         for project in self.projects.values():
-            if project["_id"] not in self._yielded:
+            if project["_id"] not in self.yielded:
                 yield ImportRecord(RecordKind.PROJECT, dict(project), Location(MANIFEST_NAME))
 
 
