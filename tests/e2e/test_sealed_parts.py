@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import zstandard
+from bson import ObjectId
 from pymongo.database import Database
 
 from dataport.bucket import packages_bucket
@@ -28,14 +29,17 @@ from dataport.models.jobs import Job
 from dataport.source.collections import SESSIONS
 from dataport.source.mongo import Document
 from dataport.source.writes import IMPORT_TAG
+from dataport.workflows.restore_shards import split_prefix
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_db
 from tests.e2e.import_client import snapshot
-from tests.e2e.restore_client import Restorer
+from tests.e2e.restore_client import Restorer, store_backup
+from tests.e2e.test_restore_handover import hand_over
 from tests.e2e.test_restore_shards import shard_size
 from tests.e2e.test_restores import OWNER, content, forget, made_backup
 from tests.fixtures.faults import before_each_call
 from tests.infrastructure.iam import assert_calls_allowed
+from tests.restores.backups import of_user
 
 PASSWORD = "Tr0ub4dor&3-sealed"
 
@@ -207,3 +211,32 @@ def test_an_encrypted_backup_restored_in_one_execution_keeps_its_checked_records
     assert in_clear(seen, expected) == []
     assert checked not in every_import_object(fresh_stack)  # gone with the job's Finalize
     assert_calls_allowed(fresh_stack)
+
+
+def test_a_plan_handed_over_keeps_its_state_and_open_members_sealed(
+        db: Database[Document], owner: Restorer, fresh_stack: LocalStack,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a plan hands over (its state, the sessionIds it read, the open shards' members,
+    the kept lists) is the user's data too: sealed as the parts are."""
+    expected = content(db, OWNER)
+    backup = of_user(db, ObjectId(OWNER))  # members of 3 documents: a hand-over at each
+    backup_id = store_backup(backup, OWNER)
+    forget(db, list(expected))
+    seen: dict[str, bytes] = {}
+    monkeypatch.setitem(fresh_stack.handler_overrides, "RestoreShardsFunction",
+                        before_each_call("restore_shards",
+                                         lambda _: seen.update(every_import_object(fresh_stack))))
+    hand_over(monkeypatch)
+    shard_size(monkeypatch, max(1, len(backup.messages) // 4))
+    job = owner.run(backupId=backup_id, mode="full", timeout=240)
+    assert job["status"] == "succeeded", job
+    assert content(db, OWNER) == expected
+
+    handed = [key for key in seen if key.startswith(split_prefix(job["jobId"]))]
+    kept = [key for key in seen if key.startswith(storage.kept_prefix(job["jobId"]))]
+    assert any("/members/" in key for key in handed), sorted(seen)
+    assert any("/state-" in key for key in handed), sorted(seen)
+    assert kept, sorted(seen)
+    assert in_clear(seen, expected) == []
+    assert all(seen[key].startswith(MAGIC) for key in handed + kept)
+    assert packages_bucket().keys(split_prefix(job["jobId"])) == []

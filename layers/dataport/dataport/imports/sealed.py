@@ -57,6 +57,12 @@ def plain_size(sealed_size: int) -> int:
     return full * CHUNK + last - TAG
 
 
+def sealed_size(plain: int) -> int:
+    """The sealed object's size for `plain` bytes of plaintext (`plain_size`'s inverse)."""
+    full, last = divmod(plain, CHUNK)
+    return len(MAGIC) + full * _STORED + last + TAG
+
+
 class Sealer:
     """Seals and opens objects with one restore's data key (32 bytes); `sealing` is what a
     pin of an object it sealed says (the key's ciphertext and its restore)."""
@@ -82,6 +88,19 @@ class Sealer:
     def writer(self, out: Sink, name: str) -> SealingWriter:
         """Plaintext in, sealed chunks to `out`; `finish()` writes the last chunk."""
         return SealingWriter(out, self._aead(name))
+
+    def seal(self, plain: bytes, name: str) -> bytes:
+        """A small object sealed whole (a plan's state)."""
+        out = io.BytesIO()
+        writer = self.writer(out, name)
+        writer.write(plain)
+        writer.finish()
+        return out.getvalue()
+
+    def open(self, stored: bytes, name: str) -> bytes:
+        """A small sealed object's plaintext (raises BadInput when it fails authentication)."""
+        with self.reader(io.BytesIO(stored), name, len(stored)) as plain:
+            return plain.read()
 
     def reader(self, stored: IO[bytes], name: str, stored_size: int,
                on_read: Callable[[int, memoryview], None] | None = None) -> IO[bytes]:

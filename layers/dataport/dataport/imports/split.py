@@ -54,7 +54,7 @@ from dataport.backups.format import (
     member_path,
 )
 from dataport.bucket import PackagesBucket
-from dataport.imports.sealed import Sealer
+from dataport.imports.sealed import Sealer, sealed_size
 from dataport.models.backups import BackupCounts
 from dataport.models.job_common import UploadPin
 from dataport.models.records import ImportRecord, RecordKind
@@ -295,7 +295,11 @@ class Splitter:
     def _member(self, member: _Member) -> IO[bytes]:
         """A member's zstd frame: its file, or the object an earlier invocation stored."""
         if member.key is not None:
-            return self.bucket.open_read(member.key)
+            stored = self.bucket.open_read(member.key)
+            if self.sealer is None:
+                return stored
+            return self.sealer.reader(stored, member.key,
+                                      sealed_size(member.stats.compressed_bytes))
         return open(member.path, "rb")
 
     # ------------------------------------------------------------------------ hand-over
@@ -318,7 +322,10 @@ class Splitter:
                 if member.key is None:
                     key = f"{base}{number:06d}-{member.collection}"
                     with open(member.path, "rb") as source, self.bucket.open_write(key) as out:
-                        shutil.copyfileobj(source, out, _COPY)
+                        sealed = self.sealer.writer(out, key) if self.sealer else None
+                        shutil.copyfileobj(source, sealed or out, _COPY)
+                        if sealed is not None:
+                            sealed.finish()
                     os.remove(member.path)
                     member.key = key
             shards.append({

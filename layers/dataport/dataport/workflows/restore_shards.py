@@ -67,6 +67,7 @@ from dataport.imports.limits import issue
 from dataport.imports.readers.backup import BackupSource, Position, Selection
 from dataport.imports.removal import Removal, removed, removed_projects
 from dataport.imports.removal import recover as recover_removals
+from dataport.imports.sealed import Sealer
 from dataport.imports.split import OutOfPlace, ShardPart, Splitter
 from dataport.jobs.store import JobStore, require_running, utcnow
 from dataport.models.imports import (
@@ -167,12 +168,16 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
         publish_progress(job, Progress(phase="planning"), record=True)
         bucket.delete_prefix(storage.shard_parts_prefix(job.job_id))
         bucket.delete_prefix(split_prefix(job.job_id))
-    state = _read_state(bucket, job.job_id, done_before) if done_before else None
+    # the parts and the hand-overs are sealed: an encrypted backup's data lies in clear
+    # nowhere (docs/backups.md "Sealed parts")
+    sealer = sealing.parts_sealer(bucket, job.job_id)
+    state = _read_state(bucket, sealer, job.job_id, done_before) if done_before else None
     try:
         if state is not None and state["phase"] == "hash":
-            parts, splitter, report = _checked_whole(job, bucket, state)
+            parts, splitter, report = _checked_whole(job, bucket, sealer, state)
         else:
-            parts, splitter, report = _split(job, bucket, remaining_ms, state, done_before + 1)
+            parts, splitter, report = _split(job, bucket, sealer, remaining_ms, state=state,
+                                             number=done_before + 1)
     except _HandedOver:
         more = task.planned >= get_settings().restore_plan_invocations
         return task.model_copy(update={"next": "plan_on" if more else "plan"})
@@ -197,8 +202,9 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
         bucket.put(_created_key(job.job_id), json.dumps(created).encode(), {})
     if split and job.restore_state.restore.mode is RestoreMode.FULL:
         for user in split:
-            bucket.put(storage.kept_prefix(job.job_id) + user,
-                       _kept_lines(bucket, job.job_id, splitter, user), {})
+            key = storage.kept_prefix(job.job_id) + user
+            bucket.put(key, sealer.seal(_kept_lines(bucket, sealer, job.job_id, splitter, user),
+                                        key), {})
     prefix = shards_prefix(job.job_id)
     for part in parts:
         shard = _shard(store, job, part, split=counts[part.user_id] > 1)
@@ -232,16 +238,19 @@ def _ids_key(job_id: str, number: int) -> str:
     return f"{split_prefix(job_id)}ids-{number:06d}.json"
 
 
-def _read_state(bucket: PackagesBucket, job_id: str, number: int) -> dict[str, Any]:
-    with bucket.lines_from(_state_key(job_id, number), 0) as lines:
+def _read_state(bucket: PackagesBucket, sealer: Sealer, job_id: str,
+                number: int) -> dict[str, Any]:
+    key = _state_key(job_id, number)
+    with bucket.lines_from(key, 0) as lines:
         if lines is None:
             raise Conflict(f"Restore {job_id}: the plan's state {number} is missing.")
-        return decode_line(b"".join(lines))  # the projects' documents exactly
+        return decode_line(sealer.open(b"".join(lines), key))  # the projects' documents exactly
 
 
-def _write_state(bucket: PackagesBucket, job_id: str, number: int,
+def _write_state(bucket: PackagesBucket, sealer: Sealer, job_id: str, number: int,
                  state: dict[str, Any]) -> None:
-    bucket.put(_state_key(job_id, number), encode_line(state), {})
+    key = _state_key(job_id, number)
+    bucket.put(key, sealer.seal(encode_line(state), key), {})
 
 
 class _OutOfTime(Exception):
@@ -266,8 +275,8 @@ class _Stop(Exception):
         self.position, self.records = position, records
 
 
-def _split(job: Job, bucket: PackagesBucket, remaining_ms: Callable[[], int],
-           state: dict[str, Any] | None, number: int
+def _split(job: Job, bucket: PackagesBucket, sealer: Sealer, remaining_ms: Callable[[], int],
+           *, state: dict[str, Any] | None, number: int
            ) -> tuple[list[ShardPart], Splitter | None, ValidationReport]:
     """The backup read into shard objects; every member checked as it streams by. A report
     with errors: nothing kept. One backup (not a chain) read in order hands over at a
@@ -294,8 +303,6 @@ def _split(job: Job, bucket: PackagesBucket, remaining_ms: Callable[[], int],
 
     grouped = len(state_.source.links) == 1
     resumed = state is not None
-    # the parts are sealed: an encrypted backup's data lies in clear nowhere (docs/backups.md)
-    sealer = sealing.parts_sealer(bucket, job.job_id)
     for eager in (True, False) if grouped and not resumed else (grouped,):
         splitter = Splitter(bucket, storage.shard_parts_prefix(job.job_id),
                             settings.restore_shard_messages, owner_of=owner_of, eager=eager,
@@ -308,8 +315,8 @@ def _split(job: Job, bucket: PackagesBucket, remaining_ms: Callable[[], int],
                                       hands_over=eager)
             if report.ok and resumed:  # the whole objects in an invocation of their own
                 splitter.finish()
-                _hand_over(bucket, job.job_id, number, splitter, {"phase": "hash",
-                                                                  "records": read})
+                _hand_over(bucket, sealer, job.job_id, splitter, number=number,
+                           state={"phase": "hash", "records": read})
             if report.ok:
                 _, sha256 = digest.finish(imports.opener(pin))
                 report = restore_checks.whole_objects(job, report, sha256)
@@ -318,7 +325,7 @@ def _split(job: Job, bucket: PackagesBucket, remaining_ms: Callable[[], int],
                 return [], None, report
             return splitter.finish(), splitter, report
         except _Stop as stop:
-            _hand_over(bucket, job.job_id, number, splitter, {
+            _hand_over(bucket, sealer, job.job_id, splitter, number=number, state={
                 "phase": "split", "records": stop.records,
                 "position": _position_state(stop.position)})
         except OutOfPlace as where:  # messages away from their sessions: keep every shard
@@ -369,13 +376,14 @@ def _read_into(splitter: Splitter, source: BackupSource, state: dict[str, Any] |
     return ValidationReport(errors=errors[:100], errors_total=len(errors)), count
 
 
-def _hand_over(bucket: PackagesBucket, job_id: str, number: int, splitter: Splitter,
-               state: dict[str, Any]) -> None:
+def _hand_over(bucket: PackagesBucket, sealer: Sealer, job_id: str, splitter: Splitter, *,
+               number: int, state: dict[str, Any]) -> None:
     """State `number` stored (the open shards' members with it), and the sessionIds this
     invocation read; then `_HandedOver`."""
     state["splitter"] = splitter.hand_over(f"{split_prefix(job_id)}members/")
-    _write_state(bucket, job_id, number, state)
-    bucket.put(_ids_key(job_id, number), json.dumps(splitter.session_ids).encode(), {})
+    _write_state(bucket, sealer, job_id, number, state)
+    key = _ids_key(job_id, number)
+    bucket.put(key, sealer.seal(json.dumps(splitter.session_ids).encode(), key), {})
     raise _HandedOver()
 
 
@@ -391,7 +399,7 @@ def _position_state(position: Position) -> dict[str, Any]:
             "lastProject": position.last_project}
 
 
-def _checked_whole(job: Job, bucket: PackagesBucket, state: dict[str, Any]
+def _checked_whole(job: Job, bucket: PackagesBucket, sealer: Sealer, state: dict[str, Any]
                    ) -> tuple[list[ShardPart], Splitter | None, ValidationReport]:
     """After a split that was handed over: every stored object's SHA-256 against its catalog
     record, each read once from S3 in a single stream (an invocation's 15 minutes: about 47
@@ -400,7 +408,7 @@ def _checked_whole(job: Job, bucket: PackagesBucket, state: dict[str, Any]
     pin = state_.upload_pin or state_.source.restored.pin
     splitter = Splitter(bucket, storage.shard_parts_prefix(job.job_id),
                         get_settings().restore_shard_messages, owner_of=_owner_of(job),
-                        eager=True, made_at=job.created_at)
+                        eager=True, made_at=job.created_at, sealer=sealer)
     splitter.load(state["splitter"])
     _, sha256 = UploadDigest().finish(imports.opener(pin))
     report = restore_checks.whole_objects(job, ValidationReport(), sha256)
@@ -454,14 +462,15 @@ def _created_counts(job_id: str) -> dict[str, int]:
         return {} if lines is None else dict(json.loads(b"".join(lines)))
 
 
-def _kept_lines(bucket: PackagesBucket, job_id: str, splitter: Splitter, user: str) -> bytes:
+def _kept_lines(bucket: PackagesBucket, sealer: Sealer, job_id: str, splitter: Splitter,
+                user: str) -> bytes:
     """What a split user's removal keeps: line 1 the backup's project paths (JSON), then one
     sessionId a line (those the plan's earlier invocations read, then this one's)."""
     paths = json.dumps(sorted(splitter.project_paths.get(user, set())))
     ids: list[str] = []
     for key in bucket.keys(f"{split_prefix(job_id)}ids-"):
         with bucket.lines_from(key, 0) as lines:
-            ids.extend(json.loads(b"".join(lines or [])).get(user, []))
+            ids.extend(json.loads(sealer.open(b"".join(lines or []), key)).get(user, []))
     return "\n".join([paths, *ids, *splitter.session_ids.get(user, [])]).encode()
 
 
@@ -601,6 +610,7 @@ def remove(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreS
     settings = get_settings()
     decision = imports.decided(job)
     db, bucket = get_database(), packages_bucket()
+    sealer = sealing.parts_sealer(bucket, job.job_id)
 
     def keep_going() -> bool:  # a dry run too: it resumes after what it listed
         return remaining_ms() > settings.worker_reserve_ms
@@ -609,7 +619,7 @@ def remove(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreS
         staging = Staging(db, removal_id(job.job_id, user))
         if not decision.dry_run:
             recover_removals(db, bucket, staging)  # a batch an earlier invocation left
-        paths, kept = _kept(bucket, job.job_id, user)
+        paths, kept = _kept(bucket, sealer, job.job_id, user)
         # copies the shards wrote (another id than the backup's) stay too
         mine = [s.job_id for s in shards if s.restore_state.target_user_id == user]
         kept |= {str(doc["sessionId"]) for doc in db[SESSIONS].find(
@@ -631,12 +641,14 @@ def _split_users(job_id: str) -> list[str]:
     return [key[len(prefix):] for key in packages_bucket().keys(prefix)]
 
 
-def _kept(bucket: PackagesBucket, job_id: str, user: str) -> tuple[set[str], set[str]]:
-    with bucket.lines_from(storage.kept_prefix(job_id) + user, 0) as lines:
+def _kept(bucket: PackagesBucket, sealer: Sealer, job_id: str,
+          user: str) -> tuple[set[str], set[str]]:
+    key = storage.kept_prefix(job_id) + user
+    with bucket.lines_from(key, 0) as lines:
         if lines is None:
             return set(), set()
-        first = next(lines, b"[]")
-        return set(json.loads(first)), {line.strip().decode() for line in lines if line.strip()}
+        first, *rest = sealer.open(b"".join(lines), key).split(b"\n")
+        return set(json.loads(first)), {line.strip().decode() for line in rest if line.strip()}
 
 
 def _removed(job: Job, users: list[str], dry_run: bool) -> tuple[int, MessageCounts, int]:
