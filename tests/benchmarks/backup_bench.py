@@ -22,7 +22,11 @@ memory    every export worker invocation (worker_probe.py) and every import task
           (import_probe.py) runs in a process of its own; its peak RSS (VmHWM) is reported per
           size: it must stay flat between sizes (a page of records and one upload part).
 
-Both dataport runs use one shard (as ratios.py does: the raw pipelines are one stream each). The
+Both dataport runs use one shard (as ratios.py does: the raw pipelines are one stream each): the
+restore runs as one import execution at any size unless `--shard-messages N` makes a backup of
+more than N messages restore in shards (RESTORE_SHARD_MESSAGES). `--commands` counts the
+restore's MongoDB commands per task (mongo_commands.py); the nx-27017 process's CPU during each
+restore is printed, and with BENCH_PY_SPY=<py-spy binary> the server is sampled. The
 load average is printed: on a shared machine compare ratios, not seconds. `--repeat N` takes N
 backup pairs (raw, then dataport a moment later) per size and reports the median pair (the
 restore, when asked for, runs once, from the last pair's backups); `--only backup` skips the
@@ -100,6 +104,8 @@ BACKUP_GOAL, RESTORE_GOAL = 0.8, 0.7
 INSERT_BATCH = 2000
 PARTS = ("backup", "restore")
 PROFILES = OUTPUT
+#: RESTORE_SHARD_MESSAGES without --shard-messages: every size restores as one execution
+SHARDLESS = 10**9
 #: set by --commands: the restore's MongoDB commands counted per task (mongo_commands.py)
 COUNT_COMMANDS = "BENCH_COUNT_COMMANDS"
 
@@ -591,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                         "in every task's process)")
     parser.add_argument("--shard-messages", type=int,
                         help="RESTORE_SHARD_MESSAGES for the restore: a backup with more "
-                        "messages restores in shards (default: the setting's, 200,000)")
+                        "messages restores in shards (default: none, one import execution)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.commands:
@@ -606,8 +612,10 @@ def main(argv: list[str] | None = None) -> int:
         logger.setLevel(logging.WARNING)  # the handlers' INFO lines, one per request, go
         os.environ["BENCH_DEFAULT_DATABASE"] = os.environ["MONGODB_DATABASE"]
         _set_shards(1)
-        if args.shard_messages:  # after the stack's start, which sets the template's default
-            os.environ["RESTORE_SHARD_MESSAGES"] = str(args.shard_messages)
+        # one import execution unless asked (after the stack's start, which sets the template's
+        # default): the raw restore is one stream, and on the one local server shards only
+        # queue behind each other (docs/performance.md, "Session 5: restores")
+        os.environ["RESTORE_SHARD_MESSAGES"] = str(args.shard_messages or SHARDLESS)
         for megabytes in sizes:
             results.append(measure(stack, megabytes, parts=args.only, repeat=max(1, args.repeat),
                                    profile_top=args.profile_top if args.profile else 0))
