@@ -74,7 +74,8 @@ bench: setup
 
 # bench-backup: backups and restores against the raw pipelines (tests/benchmarks/backup_bench.py);
 # BACKUP_MB is the data set's size in MB of Extended JSON (the issue's 1 GB: BACKUP_MB=1000);
-# BACKUP_ARGS goes to backup_bench.py (--only backup --repeat 3 --profile --json FILE).
+# BACKUP_ARGS goes to backup_bench.py (--only backup --repeat 3 --profile --json FILE;
+# --shard-messages N restores in shards past N messages, --commands counts MongoDB commands).
 BACKUP_MB ?= 100
 BACKUP_ARGS ?=
 bench-backup: setup

@@ -361,6 +361,8 @@ def _patch() -> None:
 
     translator.SQLTranslator.translate_match = translate_match
 
+    _index_in_lists()
+
     for method in ("handle_command", "handle_insert"):
         original = getattr(handler.NeoSQLiteHandler, method)
 
@@ -379,6 +381,39 @@ def _patch() -> None:
                 _forced.on = False
 
         setattr(handler.NeoSQLiteHandler, method, wrapped)
+
+
+#: the form of `dataport.source.mongo.one_of`: a list of values and the range around it
+_ONE_OF = {"$in", "$gte", "$lte"}
+
+
+def _index_in_lists() -> None:
+    """Answer dataport's look-up of many values (`source.mongo.one_of`: `$in` with the range
+    around it, on a scalar field: uuid, sessionId, staging's key) from the field's index, one
+    point per value, as MongoDB does. neosqlite 1.x translates a `$in` on a field as "some
+    element of the field's JSON is in the list" (json_each, which no index answers), so only
+    the range used the index: with random uuids it spans the whole collection, and every look-up
+    of held uuids read the whole of every message collection (1 s a look-up at 100,000 messages
+    on this machine; docs/performance.md, "Session 5: restores"). Here that form becomes
+    `<field> IN (...)`, which SQLite answers from the expression index. The one difference,
+    a field holding an array, cannot arise: dataport uses the form for scalar fields only."""
+    builder = importlib.import_module("neosqlite.collection.query_helper._sql_query_builder")
+    mixin = builder.SqlQueryBuilderMixin
+    original = mixin._build_operator_clause
+
+    def build(self: Any, json_path: str, operators: dict[str, Any], *args: Any,
+              **kwargs: Any) -> tuple[str | None, list[Any]]:
+        values = operators.get("$in")
+        if (set(operators) == _ONE_OF and json_path != "value" and isinstance(values, list)
+                and values and all(isinstance(value, str) for value in values)):
+            marks = ", ".join("?" for _ in values)
+            field = f"{self.jsonb.json_function_prefix}_extract(data, {json_path})"
+            return f"{field} IN ({marks})", list(values)
+        result: tuple[str | None, list[Any]] = original(self, json_path, operators, *args,
+                                                         **kwargs)
+        return result
+
+    mixin._build_operator_clause = build
 
 
 def _exit_with_parent(poll_seconds: float = 0.5) -> None:

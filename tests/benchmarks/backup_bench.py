@@ -22,7 +22,11 @@ memory    every export worker invocation (worker_probe.py) and every import task
           (import_probe.py) runs in a process of its own; its peak RSS (VmHWM) is reported per
           size: it must stay flat between sizes (a page of records and one upload part).
 
-Both dataport runs use one shard (as ratios.py does: the raw pipelines are one stream each). The
+Both dataport runs use one shard (as ratios.py does: the raw pipelines are one stream each): the
+restore runs as one import execution at any size unless `--shard-messages N` makes a backup of
+more than N messages restore in shards (RESTORE_SHARD_MESSAGES). `--commands` counts the
+restore's MongoDB commands per task (mongo_commands.py); the nx-27017 process's CPU during each
+restore is printed, and with BENCH_PY_SPY=<py-spy binary> the server is sampled. The
 load average is printed: on a shared machine compare ratios, not seconds. `--repeat N` takes N
 backup pairs (raw, then dataport a moment later) per size and reports the median pair (the
 restore, when asked for, runs once, from the last pair's backups); `--only backup` skips the
@@ -40,6 +44,9 @@ import json
 import logging
 import os
 import pstats
+import signal
+import subprocess
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -72,6 +79,7 @@ from dataport.source.collections import (
 from dataport.source.mongo import Document, connect
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
+from tests.benchmarks import mongo_commands
 from tests.benchmarks.import_bench import TaskMemory
 from tests.benchmarks.ratios import (
     MIB,
@@ -96,6 +104,10 @@ BACKUP_GOAL, RESTORE_GOAL = 0.8, 0.7
 INSERT_BATCH = 2000
 PARTS = ("backup", "restore")
 PROFILES = OUTPUT
+#: RESTORE_SHARD_MESSAGES without --shard-messages: every size restores as one execution
+SHARDLESS = 10**9
+#: set by --commands: the restore's MongoDB commands counted per task (mongo_commands.py)
+COUNT_COMMANDS = "BENCH_COUNT_COMMANDS"
 
 
 # ---------------------------------------------------------------------------- the data set
@@ -293,6 +305,10 @@ class SizeResult:
     restore_task_peaks_mib: dict[str, float] = field(default_factory=dict)
     restore_task_seconds: dict[str, float] = field(default_factory=dict)
     restore_task_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    raw_restore_server_cpu_s: float = 0.0  # the nx-27017 process's CPU during each restore
+    restore_server_cpu_s: float = 0.0
+    restore_shards: int = 0  # 0: one import execution
+    restore_commands: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     profile: list[str] = field(default_factory=list)
     restore_profiles: dict[str, list[str]] = field(default_factory=dict)
 
@@ -408,23 +424,81 @@ def measure(stack: LocalStack, megabytes: float, *, parts: tuple[str, ...] = PAR
         _use_database(os.environ.get("BENCH_DEFAULT_DATABASE", "dataport"))
 
 
+def _server_cpu(stack: LocalStack) -> float:
+    """The CPU seconds (user + system) the local nx-27017 process has used so far; 0 when the
+    stack runs against an outside server."""
+    server = stack._mongo
+    if server is None:
+        return 0.0
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _ServerProfile:
+    """With BENCH_PY_SPY=<py-spy binary>, the nx-27017 process sampled by py-spy while the
+    dataport restore runs (its top functions printed, the raw file kept under PROFILES)."""
+
+    def __init__(self, stack: LocalStack, name: str) -> None:
+        self.binary = os.environ.get("BENCH_PY_SPY")
+        self.server = stack._mongo
+        self.path = PROFILES / f"{name}.txt"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> _ServerProfile:
+        if self.binary and self.server is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.process = subprocess.Popen(
+                [self.binary, "record", "--pid", str(self.server.process.pid), "--rate", "50",
+                 "--format", "raw", "--output", str(self.path), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(timeout=120)
+            print(f"  nx-27017 samples (py-spy, collapsed stacks): {self.path}")
+
+
 def _restore(stack: LocalStack, db: Database[Document], result: SizeResult, key: str,
              backup_id: str, raw_target: str, target: str) -> None:
     """The raw restore of the raw backup's object, then dataport's restore of its backup."""
     raw_db = connect(stack.mongo_uri, raw_target)
+    server_before = _server_cpu(stack)
     raw_restore_s, raw_messages = raw_restore(stack, key, raw_db)
+    result.raw_restore_server_cpu_s = round(_server_cpu(stack) - server_before, 2)
     assert _count_messages(raw_db) == raw_messages == result.messages, "raw restore lost"
     raw_db.client.drop_database(raw_target)
     mb = result.json_bytes / MB
-    print(f"  raw restore     {raw_restore_s:7.1f} s  {mb / raw_restore_s:6.2f} MB/s")
+    print(f"  raw restore     {raw_restore_s:7.1f} s  {mb / raw_restore_s:6.2f} MB/s  "
+          f"(nx-27017 CPU {result.raw_restore_server_cpu_s:.1f} s); load {_load()}")
     _use_database(target)
-    with TaskMemory() as memory:
-        restore_s, _ = dataport_restore(stack, backup_id)
+    tally = mongo_commands.CommandTally().start() if os.environ.get(COUNT_COMMANDS) else None
+    with tempfile.TemporaryDirectory() as commands, TaskMemory() as memory, \
+            _ServerProfile(stack, f"nx-27017-restore-{result.mb:g}mb"):
+        if tally is not None:
+            os.environ["MONGO_COMMANDS"] = commands
+        server_before = _server_cpu(stack)
+        try:
+            restore_s, job = dataport_restore(stack, backup_id)
+        finally:
+            os.environ.pop("MONGO_COMMANDS", None)
+        result.restore_server_cpu_s = round(_server_cpu(stack) - server_before, 2)
+        if tally is not None:
+            tasks = mongo_commands.summed(Path(commands))
+            tasks["in the benchmark's process (plan, shard tasks, polling)"] = {
+                name: {"count": float(f["count"]), "seconds": float(f["seconds"])}
+                for name, f in tally.as_dict().items()}
+            result.restore_commands = tasks
+    shards = job.get("shards")
+    result.restore_shards = len(shards) if isinstance(shards, list) else 0
     restored = _count_messages(db.client[target])
     if restored != result.messages:
         raise SystemExit(f"the restore wrote {restored} of {result.messages} messages")
     peaks = {task: round(peak / MIB, 1) for task, peak in memory.peaks.items()}
-    print(f"  dataport restore {restore_s:6.1f} s  {mb / restore_s:6.2f} MB/s  task peaks "
+    print(f"  dataport restore {restore_s:6.1f} s  {mb / restore_s:6.2f} MB/s  "
+          f"({result.restore_shards or 'no'} shards; nx-27017 CPU "
+          f"{result.restore_server_cpu_s:.1f} s)  task peaks "
           f"{', '.join(f'{t} {p:.0f} MiB' for t, p in peaks.items())}  -> "
           f"{raw_restore_s / restore_s:.2f} of raw")
     print("  restore tasks (each in its own process, start included): " + ", ".join(
@@ -435,6 +509,9 @@ def _restore(stack: LocalStack, db: Database[Document], result: SizeResult, key:
     result.restore_task_peaks_mib = peaks
     result.restore_task_seconds = {t: round(s, 1) for t, s in memory.seconds.items()}
     result.restore_task_cpu_seconds = {t: round(s, 2) for t, s in memory.cpu_seconds.items()}
+    if result.restore_commands:
+        print("  MongoDB commands of the restore (count, summed round trips):")
+        print("\n".join(mongo_commands.render(result.restore_commands)))
 
 
 def _profile_restore(stack: LocalStack, backup_id: str, target: str, megabytes: float,
@@ -515,8 +592,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="then one more backup per size with its worker under cProfile, and "
                         "one more restore with its tasks under cProfile")
     parser.add_argument("--profile-top", type=int, default=5)
+    parser.add_argument("--commands", action="store_true",
+                        help="count the restore's MongoDB commands per task (a CommandListener "
+                        "in every task's process)")
+    parser.add_argument("--shard-messages", type=int,
+                        help="RESTORE_SHARD_MESSAGES for the restore: a backup with more "
+                        "messages restores in shards (default: none, one import execution)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    if args.commands:
+        os.environ[COUNT_COMMANDS] = "1"
     sizes = sorted(args.mb or [100.0])
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
     # every backup and restore of the run is the same user's: lift the hourly limits
@@ -527,6 +612,10 @@ def main(argv: list[str] | None = None) -> int:
         logger.setLevel(logging.WARNING)  # the handlers' INFO lines, one per request, go
         os.environ["BENCH_DEFAULT_DATABASE"] = os.environ["MONGODB_DATABASE"]
         _set_shards(1)
+        # one import execution unless asked (after the stack's start, which sets the template's
+        # default): the raw restore is one stream, and on the one local server shards only
+        # queue behind each other (docs/performance.md, "Session 5: restores")
+        os.environ["RESTORE_SHARD_MESSAGES"] = str(args.shard_messages or SHARDLESS)
         for megabytes in sizes:
             results.append(measure(stack, megabytes, parts=args.only, repeat=max(1, args.repeat),
                                    profile_top=args.profile_top if args.profile else 0))

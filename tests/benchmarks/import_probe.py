@@ -8,7 +8,8 @@ runs the local stack; stdout ends with {"step": ..., "baseline_rss": ..., "peak_
 (user + system) of the task itself (imports excluded): on a loaded machine, where wall seconds
 say little, what the task cost. With IMPORT_PROFILE=<directory>, the task
 runs under cProfile and its stats are written to <directory>/<task>.prof (added to, when the task
-runs more than once: one file holds every invocation of a task).
+runs more than once: one file holds every invocation of a task). With MONGO_COMMANDS=<directory>,
+its MongoDB commands are counted (mongo_commands.py) into <directory>/<task>-<pid>.json.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from pathlib import Path
 import infrastructure.local  # noqa: F401 (puts the layer on sys.path, as Lambda's /opt/python)
 from dataport.models.tasks import ImportStep
 from dataport.workflows import imports
+from tests.benchmarks.mongo_commands import CommandTally
 from tests.benchmarks.worker_probe import BUDGET_MS, _rss
 
 
 def main() -> int:
     task = sys.argv[1]
     step = ImportStep.model_validate_json(sys.stdin.read())
+    commands_to = os.environ.get("MONGO_COMMANDS")
+    tally = CommandTally().start() if commands_to else None
     baseline = _rss()
     cpu_started = time.process_time()
     profile_to = os.environ.get("IMPORT_PROFILE")
@@ -44,6 +48,8 @@ def main() -> int:
     if profile is not None and profile_to:
         _dump(profile, Path(profile_to) / f"{task}.prof")
     cpu = time.process_time() - cpu_started
+    if tally is not None and commands_to:
+        tally.write(Path(commands_to) / f"{task}-{os.getpid()}.json")
     print(json.dumps({"step": result.wire(), "baseline_rss": baseline, "peak_rss": _rss(),
                       "cpu_seconds": cpu}))
     return 0

@@ -30,7 +30,7 @@ from dataport.source.collections import PROJECTS, SESSIONS
 from dataport.source.mongo import Document
 from dataport.source.staging import DONE, INDEX, Staging
 from dataport.source.writes import IMPORT_TAG
-from dataport.workflows.restore_progress import records_done
+from dataport.workflows.restore_progress import records_done, shard_count
 from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_db
@@ -49,6 +49,7 @@ from tests.e2e.test_restores import (
 from tests.fixtures.faults import RESTORE_SHARDS, spaced_shard_counts
 from tests.infrastructure.iam import assert_calls_allowed
 from tests.restores.backups import Backup, of_user
+from tests.restores.states import restore_state
 
 
 @pytest.fixture
@@ -296,6 +297,28 @@ def test_a_shards_count_is_its_finished_sessions_and_their_messages(
     other.collection.insert_one({"g": other.key(INDEX, "a"), "n": 0, "m": 100, **done})
     assert records_done(staging) == 2 + 3 + 5
     assert records_done(Staging(mongo_db, "nothing")) == 0
+
+
+def test_a_shards_count_is_read_once_then_followed_by_what_its_execution_marks(
+        local_stack: LocalStack, mongo_db: Database[Document]) -> None:
+    """A shard's folds cost the database nothing: its staging is read once, before the
+    invocation writes, and what the execution marks done after that is added (the fold each
+    second was an aggregate over the whole staging collection)."""
+    store = JobStore()
+    shard = store.create(OWNER, restore_state(OWNER).model_copy(update={"parent_id": "p" * 32}))
+    staging = Staging(mongo_db, shard.job_id)
+    staging.collection.insert_many([{"g": staging.key(INDEX, sid), "n": 0, "s": sid, "m": m,
+                                     **state} for sid, m, state in
+                                    [("a", 3, {"st": DONE}), ("b", 7, {"st": "writing"})]])
+    marked = [0]
+    count = shard_count(shard, staging, lambda: marked[0])
+    assert count is not None
+    assert count() == 1 + 3
+    staging.collection.insert_one({"g": staging.key(INDEX, "c"), "n": 0, "m": 100, "st": DONE})
+    marked[0] = 1 + 7  # the execution marked b done
+    assert count() == 1 + 3 + 1 + 7  # the staging is not read again
+    restore = store.create(OWNER, restore_state(OWNER))
+    assert shard_count(restore, staging, lambda: 0) is None  # not a shard: nothing to fold
 
 
 def test_an_encrypted_backup_in_shards_needs_its_password_and_its_parts_none(

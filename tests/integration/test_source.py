@@ -33,7 +33,7 @@ from dataport.source.collections import (
     message_collections,
 )
 from dataport.source.content_hash import content_hash
-from dataport.source.mongo import Document
+from dataport.source.mongo import Document, one_of
 from dataport.source.scope import OwnerScope
 from infrastructure.local import mongo_server
 from infrastructure.local.seed import DEMO_USER_ID, seed
@@ -461,6 +461,25 @@ def test_a_date_written_by_an_update_is_stored_as_a_date(mongo_db: Database[Docu
     assert sorted(doc["sessionId"] for doc in sessions.find(window)) == \
         ["s0", "s1", "s2", "s3", "s9"]
     assert stored["s4"]["updatedAt"].replace(tzinfo=UTC) == written - timedelta(days=9)
+
+
+def test_a_lookup_of_many_values_reads_only_their_index_entries(
+        mongo_db: Database[Document]) -> None:
+    """`one_of` (a $in and the range around it) is answered from the field's index, one point
+    per value, as MongoDB answers it: not by reading every entry of the range (the embedded
+    server once did, so random uuids read the whole collection)."""
+    messages = mongo_db.messages_2025_07
+    messages.create_index("uuid", unique=True)
+    messages.insert_many([{"uuid": f"{n:04d}-u", "sessionId": f"s{n % 3}",
+                           "tags": [f"{n:04d}-u"]} for n in range(300)])
+    wanted = ["0007-u", "0150-u", "0299-u", "0500-u", "0000-x"]  # two held nowhere
+    found = sorted(doc["uuid"] for doc in messages.find({"uuid": one_of(wanted)}))
+    assert found == ["0007-u", "0150-u", "0299-u"]
+    plan = mongo_db.command({"explain": {"find": "messages_2025_07",
+                                         "filter": {"uuid": one_of(wanted)}}})
+    assert "(<expr>=?)" in str(plan["queryPlanner"]["winningPlan"]), plan["queryPlanner"]
+    # any other $in keeps MongoDB's meaning: an array field matches by any of its elements
+    assert messages.count_documents({"tags": {"$in": ["0003-u", "0004-u"]}}) == 2
 
 
 def test_sessions_without_messages(mongo_db: Database[Document]) -> None:

@@ -134,6 +134,7 @@ class _Batch:
     preimage_ids: dict[str, list[ObjectId]] = field(default_factory=lambda: defaultdict(list))
     sessions: dict[str, _Session] = field(default_factory=dict)  # by incoming id, in order
     results: list[tuple[ObjectId, SessionResult]] = field(default_factory=list)
+    records: int = 0  # the finished sessions and their staged messages (their entries' `m`)
     size: int = 0
 
 
@@ -160,6 +161,9 @@ class Executor:
         # results of the last batch written, marked with the next (only the writes thread
         # touches it, or the planning thread once that one is idle)
         self._unmarked: list[tuple[ObjectId, dict[str, Any]]] = []
+        self._unmarked_records = 0
+        #: sessions this execution has marked done, and their messages (a shard's progress)
+        self.records_marked = 0
         self._tag = tagged(job_id)  # what Encoded.stored puts behind a message's new _id
 
     def run(self, keep_going: Callable[[], bool], after: str | None,
@@ -403,6 +407,7 @@ class Executor:
 
     def _finished(self, entry: Document, result: SessionResult) -> None:
         self._batch.results.append((entry["_id"], result))
+        self._batch.records += 1 + int(entry.get("m", 0))
         if self._batch.size >= self.batch_ops or len(self._batch.results) >= self.batch_ops:
             self.flush()
 
@@ -455,11 +460,11 @@ class Executor:
             if not session.complete:
                 session.journalled = True
                 self._batch.sessions[session.plan.session_id] = session
-        self._writer.submit(partial(self._apply, write, results))
+        self._writer.submit(partial(self._apply, write, results, batch.records))
 
     def _written(self) -> None:
         """Until every batch handed to the writes thread is written, its results marked."""
-        self._writer.submit(partial(self._apply, None, []))
+        self._writer.submit(partial(self._apply, None, [], 0))
         self._writer.wait()
 
     def _mark_written(self) -> None:
@@ -467,7 +472,7 @@ class Executor:
         all ended are true, so they are marked (a failure here leaves them `writing`, for
         recover to undo: all or nothing either way)."""
         with suppress(PyMongoError):  # the first error is the one to report
-            self._apply(None, [])
+            self._apply(None, [], 0)
 
     def _prepared(self, batch: _Batch) -> _Write:
         """Everything the batch's writes need, decided here (in the thread that plans) so that
@@ -500,14 +505,15 @@ class Executor:
                                for s in sessions if not s.journalled],
                       ops=batch.ops, documents=documents)
 
-    def _apply(self, write: _Write | None,
-               results: list[tuple[ObjectId, dict[str, Any]]]) -> None:
+    def _apply(self, write: _Write | None, results: list[tuple[ObjectId, dict[str, Any]]],
+               records: int) -> None:
         """One batch's writes, in the order source.writes explains: journal, sessions marked
         writing, messages, the documents of the sessions complete, their results (done).
         A batch's results are marked with the next batch's `writing` marks, in one command
         (a batch ends every session it marks done, so nothing is lost: a session whose mark
         a crash kept from being written is `writing` and undone, as if it were half-written);
-        `_written` marks the last ones."""
+        `_written` marks the last ones. `records`: the results' sessions and their messages,
+        counted in `records_marked` once their marks are written."""
         marks = self._unmarked
         if write is not None and write.journal is not None:
             journal = write.journal
@@ -516,10 +522,13 @@ class Executor:
             storage.write_journal(self.bucket, journal.key, journal.sessions, preimages)
         self.staging.update_each(chain(marks, write.writing if write is not None else ()))
         self._unmarked = []
+        if not self.dry_run:
+            self.records_marked += self._unmarked_records
+        self._unmarked_records = 0
         if write is not None:
             self.target.bulk_write(write.ops)
             self.target.bulk_write({SESSIONS: write.documents})
-        self._unmarked = results
+        self._unmarked, self._unmarked_records = results, records
 
     def _project_for(self, session: _Session) -> ObjectId:
         """Merge keeps the stored session's project; insert and replace use the upload's,

@@ -597,6 +597,8 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
     processed = 0
     pulse = Cadence(PULSE_MS)
     pulse.due()  # the first look after an interval: the job was just read and reported
+    # a shard's count for its restore's progress: read once here, then the executor's marks
+    count = restore_progress.shard_count(job, staging, lambda: executor.records_marked)
 
     def keep_going() -> bool:
         nonlocal processed
@@ -609,7 +611,8 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
                 return False  # cancelled: stop at a session boundary; the next task ends it
             _report(current, Progress(phase=phase, current=step.done + processed,
                                       total=total))
-            restore_progress.fold(store, current, staging)  # a shard's: into its restore's
+            if count is not None:  # a shard's: into its restore's
+                restore_progress.fold(store, current, count)
         return True
 
     def upload() -> Iterator[ImportRecord]:
