@@ -12,8 +12,9 @@ sessions' messages from it instead of parsing the upload again, and does not che
 (`imports.validate.recheck`): the pin proves they are the bytes validation wrote after its
 checks (docs/imports.md).
 
-Memory: one part (`STREAM_PART_SIZE`) while writing (the object stays in memory while it fits
-in one part: one PutObject; past that a multipart upload, aborted by `abort`), one read buffer
+Memory: one part (`STREAM_PART_SIZE`) and two chunks of encoded records (one gathering, one
+deflated and written in the writer's thread) while writing (the object stays in memory while it
+fits in one part: one PutObject; past that a multipart upload, aborted by `abort`), one read buffer
 of compressed bytes and the documents it holds while reading.
 
 A message is kept in two parts, `{"k": "message", "h": header, "b": body}`: the header holds
