@@ -12,6 +12,7 @@ import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import bson
 import pytest
@@ -150,6 +151,36 @@ def test_a_changed_or_cut_object_is_not_read(s3_client: S3Client, packages_bucke
     s3_client.put_object(Bucket=packages_bucket, Key=pin.key, Body=body[:-3])
     with pytest.raises(UploadChanged, match="cannot be read back"):
         list(read_checked(storage.open_pinned(bucket, bucket.pin_written(pin.key))))
+
+
+def test_what_the_compressing_thread_fails_to_write_is_raised_and_nothing_is_left(
+        s3_client: S3Client, packages_bucket: str, bucket: PackagesBucket) -> None:
+    """The records are deflated and written in a thread of its own: its error reaches the
+    caller (add or complete), and abort waits for that thread before it cleans up."""
+    writer = CheckedWriter(bucket, JOB, part_size=5 * MIB)
+    written_before = writer._out.write  # the bucket's writer, made to fail
+    calls: list[int] = []
+
+    def failing(data: bytes) -> int | None:
+        calls.append(len(data))
+        if len(calls) > 1:
+            raise RuntimeError("S3 said no")
+        return written_before(data)
+
+    def add_and_complete() -> None:
+        for number in range(2_000):  # ~8 MB: chunks go to the thread while records are added
+            writer.add(ImportRecord(RecordKind.MESSAGE, {"uuid": str(number),
+                                                         "blob": os.urandom(4096)},
+                                    Location("big.json")))
+        writer.complete()
+
+    with mock.patch.object(writer._out, "write", failing), \
+            pytest.raises(RuntimeError, match="S3 said no"):
+        add_and_complete()
+    assert len(calls) == 2  # the second chunk failed, and nothing was written after it
+    writer.abort()
+    assert not bucket.exists(storage.checked_key(JOB))
+    assert s3_client.list_multipart_uploads(Bucket=packages_bucket).get("Uploads", []) == []
 
 
 @pytest.mark.parametrize("value", ["\ud800", 2**70, object()])

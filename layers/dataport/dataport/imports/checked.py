@@ -12,8 +12,9 @@ sessions' messages from it instead of parsing the upload again, and does not che
 (`imports.validate.recheck`): the pin proves they are the bytes validation wrote after its
 checks (docs/imports.md).
 
-Memory: one part (`STREAM_PART_SIZE`) while writing (the object stays in memory while it fits
-in one part: one PutObject; past that a multipart upload, aborted by `abort`), one read buffer
+Memory: one part (`STREAM_PART_SIZE`) and two chunks of encoded records (one gathering, one
+deflated and written in the writer's thread) while writing (the object stays in memory while it
+fits in one part: one PutObject; past that a multipart upload, aborted by `abort`), one read buffer
 of compressed bytes and the documents it holds while reading.
 
 A message is kept in two parts, `{"k": "message", "h": header, "b": body}`: the header holds
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC
 from typing import IO, TYPE_CHECKING, Any
 
@@ -60,8 +62,8 @@ READ_SIZE = 256 * 1024
 _RAW = CODEC.with_options(document_class=RawBSONDocument)
 #: record kinds by value (a dict look-up: the Enum call costs more than decoding a header)
 _KINDS = {kind.value: kind for kind in RecordKind}
-#: encoded bytes gathered before they go through the compressor
-_CHUNK = 64 * 1024
+#: encoded bytes gathered before they go to the compressing thread
+_CHUNK = 256 * 1024
 #: a message's fields in its header: what the execution reads of a message it inserts (the
 #: identity look-up, imports.plan and readers.typed.SessionTotals), messageData by its id alone
 HEADER_FIELDS = ("uuid", "sessionId", "type", "timestamp", "parentUuid", "costUsd", "usage")
@@ -124,9 +126,29 @@ def _encoded_message(doc: dict[str, Any]) -> tuple[dict[str, Any], bson.Binary]:
     return header, bson.Binary(bson.encode(body, codec_options=CODEC))
 
 
+def _entry(record: ImportRecord) -> bytes:
+    """A record's entry: `{k: kind, h: header, b: body | d: document, f, l?, p?}`."""
+    entry: dict[str, Any] = {"k": record.kind.value}
+    if record.kind is RecordKind.MESSAGE:
+        entry["h"], entry["b"] = _encoded_message(record.doc)
+    else:
+        entry["d"] = record.doc
+    entry["f"] = record.location.file
+    if record.location.line is not None:
+        entry["l"] = record.location.line
+    if record.location.path is not None:
+        entry["p"] = record.location.path
+    return bson.encode(entry, codec_options=CODEC)
+
+
 class CheckedWriter:
     """Appends records to the job's checked-records object; `complete` stores it and pins it,
-    `abort` leaves nothing behind."""
+    `abort` leaves nothing behind.
+
+    The encoded records are compressed and written in a thread of its own, a chunk at a time
+    (zlib lets go of the GIL while it deflates): validation's parse goes on meanwhile. At most
+    one chunk is in that thread (memory: two chunks); what it raised is raised by the next
+    `add` or by `complete`."""
 
     def __init__(self, bucket: PackagesBucket, job_id: str,
                  part_size: int = STREAM_PART_SIZE, sealer: Sealer | None = None) -> None:
@@ -139,31 +161,22 @@ class CheckedWriter:
                                                                              self.key)
         self._deflate = zlib.compressobj(1)
         self._encoded = bytearray()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
         self.records = 0
 
     def add(self, record: ImportRecord) -> None:
         """Raises bson's InvalidDocument (or another encoding error) for a record BSON cannot
         hold; the caller then aborts."""
-        entry: dict[str, Any] = {"k": record.kind.value}
-        if record.kind is RecordKind.MESSAGE:
-            entry["h"], entry["b"] = _encoded_message(record.doc)
-        else:
-            entry["d"] = record.doc
-        entry["f"] = record.location.file
-        if record.location.line is not None:
-            entry["l"] = record.location.line
-        if record.location.path is not None:
-            entry["p"] = record.location.path
-        self._encoded += bson.encode(entry, codec_options=CODEC)
+        self._encoded += _entry(record)
         self.records += 1
         if len(self._encoded) >= _CHUNK:
-            self._out.write(self._deflate.compress(self._encoded))
-            self._encoded = bytearray()
+            self._send(final=False)
 
     def complete(self) -> UploadPin:
         """Store the object; its pin (ETag and size) for every later read."""
-        self._out.write(self._deflate.compress(self._encoded) + self._deflate.flush())
-        self._encoded = bytearray()
+        self._send(final=True)
+        self._settle(raising=True)
         if isinstance(self._out, SealingWriter):
             self._out.finish()
         self._stored.close()
@@ -171,9 +184,42 @@ class CheckedWriter:
         return pin if self._sealer is None else self._sealer.pinned(pin)
 
     def abort(self) -> None:
-        """Abort the multipart upload if one was started (nothing else was written)."""
+        """Abort the multipart upload if one was started (nothing else was written), once the
+        compressing thread is idle."""
         self._encoded = bytearray()
+        self._settle(raising=False)
         self._stored.terminate()
+
+    def _send(self, *, final: bool) -> None:
+        """The chunk gathered so far to the compressing thread, once the one before is
+        written."""
+        self._settle(raising=True, keep=True)
+        chunk, self._encoded = self._encoded, bytearray()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checked-deflate")
+        self._pending = self._pool.submit(self._write, chunk, final)
+
+    def _write(self, chunk: bytearray, final: bool) -> None:
+        data = self._deflate.compress(chunk)
+        if final:
+            data += self._deflate.flush()
+        if data:
+            self._out.write(data)
+
+    def _settle(self, *, raising: bool, keep: bool = False) -> None:
+        """Until the chunk in the thread is written (raising what its write raised), and the
+        thread gone unless `keep`."""
+        pending, self._pending = self._pending, None
+        try:
+            if pending is not None:
+                if raising:
+                    pending.result()
+                else:
+                    wait([pending])
+        finally:
+            if not keep and self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
 
 def read_checked(stream: IO[bytes]) -> Iterator[ImportRecord]:

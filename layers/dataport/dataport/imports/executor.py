@@ -578,7 +578,8 @@ class IncomingSession:
         self.ids, self.copied = decided.resolved()
         ids = self.ids
         self.renamed: list[CopiedMessage] = []  # the first of them, for the session's result
-        for value in uuids:
+        # no copy and nothing held elsewhere (the common case): no id is renamed
+        for value in uuids if ids.copy or ids.foreign else ():
             if len(self.renamed) >= MAX_LISTED_COPIES:
                 break
             if ids.is_foreign(ids.copied(value)):

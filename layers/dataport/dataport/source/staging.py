@@ -45,6 +45,7 @@ batch of records plus one entry per session and per project.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from bson import ObjectId
@@ -118,10 +119,11 @@ class Staging:
         return self.collection.count_documents(
             {"g": {"$gte": f"{self.job_id}:", "$lt": f"{self.job_id};"}})
 
-    def writer(self, batch_size: int = 1000, *, classify: Classify | None = None
-               ) -> StagingWriter:
-        """Full staging, or light where `classify` allows it (see the module docstring)."""
-        return StagingWriter(self, batch_size, classify)
+    def writer(self, batch_size: int = 1000, *, classify: Classify | None = None,
+               background: bool = False) -> StagingWriter:
+        """Full staging, or light where `classify` allows it (see the module docstring);
+        `background`: batches written in a thread of the writer's (StagingWriter)."""
+        return StagingWriter(self, batch_size, classify, background=background)
 
     # ---------------------------------------------------------------------------- reading
 
@@ -240,10 +242,17 @@ class StagingWriter:
     belongs to the project most recently yielded before it. Sessions are remembered (their
     project path and message count) to write the index at `close()`. With `classify`, a batch's
     new sessions are looked up when the batch is written: those it names are staged in full,
-    the others light; a session that comes back after another raises NotGrouped."""
+    the others light; a session that comes back after another raises NotGrouped.
+
+    With `background`, each batch is looked up and written in a thread of the writer's while
+    the caller reads the next one (validation's parse goes on while MongoDB works): one batch
+    in that thread at most (memory: two batches), in order; what its write raised is raised by
+    the next batch's `add` or by `close`. Whoever gives a writer up without `close` calls
+    `settle` first, so that no write outlives it (a staging dropped after an error stays
+    dropped)."""
 
     def __init__(self, staging: Staging, batch_size: int,
-                 classify: Classify | None = None) -> None:
+                 classify: Classify | None = None, *, background: bool = False) -> None:
         self.staging = staging
         self.batch_size = batch_size
         self.classify = classify
@@ -254,6 +263,9 @@ class StagingWriter:
         self._light: dict[str, bool] = {}  # sessionId -> staged light (decided at a flush)
         self._current: str | None = None  # the session the stream is in (grouping check)
         self.messages = 0
+        self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="staging-writes")
+                      if background else None)
+        self._writing: Future[None] | None = None
 
     def add(self, record: ImportRecord) -> None:
         self._sequence += 1
@@ -298,9 +310,22 @@ class StagingWriter:
         `close()`, whether the comparison has nothing to compare but uuids."""
         return all(self._light.get(session_id, False) for session_id in self._sessions)
 
+    def settle(self) -> None:
+        """Until no batch is being written, and the writer's thread gone; what the last write
+        raised is kept for `close` (a writer given up after another error leaves it unread)."""
+        if self._writing is not None:
+            wait([self._writing])
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     def close(self) -> int:
         """Write what is pending and the session index; the number of sessions."""
-        self._flush()
+        try:
+            self._flush()
+            self._written()
+        finally:
+            self.settle()
         index: list[InsertOne[Document]] = []
         for session_id in sorted(self._sessions):
             path, count, position = self._sessions[session_id]
@@ -319,15 +344,30 @@ class StagingWriter:
     def _flush(self) -> None:
         if not self._pending:
             return
+        pending, self._pending = self._pending, []
+        self._written()
+        if self._pool is None:
+            self._write(pending)
+            return
+        self._writing = self._pool.submit(self._write, pending)
+
+    def _written(self) -> None:
+        """Until the batch in the writer's thread is written; raises what its write raised."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def _write(self, pending: list[tuple[str, str, Document]]) -> None:
+        """One batch: its new sessions classified (light or full), then written."""
         if self.classify is not None:
-            new = list(dict.fromkeys(name for kind, name, _ in self._pending
+            new = list(dict.fromkeys(name for kind, name, _ in pending
                                      if kind == SESSION and name not in self._light))
             if new:
                 full = self.classify(new)
                 self._light.update((name, name not in full) for name in new)
         ops: list[InsertOne[Document]] = []
         chunks: dict[str, Document] = {}  # light sessions' uuids of this batch
-        for kind, name, staged in self._pending:
+        for kind, name, staged in pending:
             if kind == MESSAGE and self._light.get(name):
                 chunk = chunks.get(name)
                 if chunk is None:
@@ -338,4 +378,3 @@ class StagingWriter:
             else:
                 ops.append(InsertOne(staged))
         self.staging.collection.bulk_write(ops, ordered=False)
-        self._pending = []

@@ -217,6 +217,7 @@ def validate(step: ImportStep) -> ImportStep:
             report = restore_checks.whole_objects(job, report, report.sha256 or "")
         checked = stager.complete_checked() if report.ok else None
     finally:
+        stager.settle()  # no staging write still running, whatever happened
         stager.abort_checked()  # no multipart upload left open, whatever happened
     if not report.ok:
         # nothing of it left once the job shows failed
@@ -314,7 +315,9 @@ class _Stager:
             return {sid for sid, stored in self.user.sessions(session_ids).items()
                     if stored.document is not None}
 
-        self.writer = self.staging.writer(classify=held if source.session_grouped else None)
+        # staging's writes in a thread while the parse goes on (settled before anything drops)
+        self.writer = self.staging.writer(classify=held if source.session_grouped else None,
+                                          background=True)
         if source.session_grouped:
             self.checked = CheckedWriter(self.bucket, self.staging.job_id, sealer=self.sealer)
         return self.add
@@ -327,9 +330,11 @@ class _Stager:
         try:
             self.writer.add(record)
         except NotGrouped as where:  # a session comes back later: Stage stages every record
-            self.writer, self.ungrouped = None, str(where)
+            self.ungrouped = str(where)
+            self._give_up()
         except InvalidRequest as refused:
-            self.writer, self.refused = None, refused
+            self.refused = refused
+            self._give_up()
         if self.writer is None:
             self.abort_checked()
         elif self.checked is not None:
@@ -340,6 +345,17 @@ class _Stager:
                 logger.info("records kept in the upload only", extra={
                     "job_id": self.staging.job_id, "reason": type(error).__name__})
                 self.abort_checked()
+
+    def _give_up(self) -> None:
+        """Staging stops here (finish drops what it wrote, once its writes have ended)."""
+        if self.writer is not None:
+            self.writer.settle()
+            self.writer = None
+
+    def settle(self) -> None:
+        """No staging write left running (what one raised stays for `finish`)."""
+        if self.writer is not None:
+            self.writer.settle()
 
     def complete_checked(self) -> UploadPin | None:
         """The checked-records object stored and pinned, if the pass kept one."""
