@@ -3,7 +3,9 @@ on the local stack (real ASL in moto, real KMS data keys in moto, real pymongo):
 backup restored in shards leaves nothing of its records readable on S3 while the shards run
 (every object read raw, and opened every way it could be: zip, zstd, zlib, gzip), restores
 exactly, and its parts are gone after; a sealed part changed behind its pin is refused by its
-seal (`backup_corrupted`), nothing of it written."""
+seal (`backup_corrupted`), nothing of it written. An encrypted import (a password-protected
+zip through POST /imports) seals the records its Validate checked with a data key of its own
+(context `importId`); an unencrypted one asks nothing of KMS."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import threading
 import zipfile
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +35,7 @@ from dataport.source.writes import IMPORT_TAG
 from dataport.workflows.restore_shards import split_prefix
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_db
-from tests.e2e.import_client import snapshot
+from tests.e2e.import_client import Importer, snapshot
 from tests.e2e.restore_client import Restorer, store_backup
 from tests.e2e.test_restore_handover import hand_over
 from tests.e2e.test_restore_shards import shard_size
@@ -106,14 +109,23 @@ def watched(db: Database[Document], owner: Restorer, stack: LocalStack,
     expected = content(db, OWNER)
     made = made_backup(owner.api, {"name": "sealed", "password": PASSWORD})
     forget(db, list(expected))
+    return expected, made, seen_by_execute(stack, monkeypatch)
+
+
+def seen_by_execute(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """What is under `imports/` each time an Execute begins, filled as the job runs: what
+    Validate left for Execute (and a shard's part)."""
     seen: dict[str, bytes] = {}
-
-    def look(_: Any) -> None:  # what Validate left for Execute (and a shard's part)
-        seen.update(every_import_object(stack))
-
     monkeypatch.setitem(stack.handler_overrides, "ImportExecuteFunction",
-                        before_each_call("import_execute", look))
-    return expected, made, seen
+                        before_each_call("import_execute",
+                                         lambda _: seen.update(every_import_object(stack))))
+    return seen
+
+
+def kms_calls(stack: LocalStack) -> list[tuple[str, str, dict[str, str]]]:
+    """(function, operation, encryption context) of every KMS call the functions made."""
+    return [(d.call.logical_id, d.call.operation, dict(d.params.get("EncryptionContext", {})))
+            for d in stack.call_details if d.call.service == "kms"]
 
 
 def in_clear(seen: dict[str, bytes], expected: dict[str, Any]) -> list[str]:
@@ -240,3 +252,52 @@ def test_a_plan_handed_over_keeps_its_state_and_open_members_sealed(
     assert in_clear(seen, expected) == []
     assert all(seen[key].startswith(MAGIC) for key in handed + kept)
     assert packages_bucket().keys(split_prefix(job["jobId"])) == []
+
+
+def test_an_encrypted_import_keeps_its_checked_records_sealed_with_a_key_of_its_own(
+        db: Database[Document], owner: Restorer, fresh_stack: LocalStack,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A password-protected package through POST /imports (not a restore): what its Validate
+    checked is kept for Execute sealed, under a data key made for this import alone."""
+    importer = Importer(owner.api)
+    expected = content(db, OWNER)
+    package = owner.api.export(tmp_path, {"format": "json", "options": {
+        "encryption": {"password": PASSWORD}}}).read_bytes()
+    forget(db, list(expected))
+    seen = seen_by_execute(fresh_stack, monkeypatch)
+    job = importer.validated(package, password=PASSWORD)
+    assert job["status"] == "awaiting_decision", job
+    done = importer.decide(job["jobId"], strategy="merge")
+    assert done["status"] == "succeeded", done
+    assert content(db, OWNER) == expected  # exact, read from the sealed records
+    checked = storage.checked_key(job["jobId"])
+    assert checked in seen, sorted(seen)
+    assert seen[checked].startswith(MAGIC)
+    assert in_clear(seen, expected) == []
+    assert checked not in every_import_object(fresh_stack)  # gone with the job's Finalize
+    made = [(function, context) for function, operation, context in kms_calls(fresh_stack)
+            if operation == "GenerateDataKey"]
+    assert made == [("ImportValidateFunction", {"importId": job["jobId"]})]
+    opened = [function for function, operation, context in kms_calls(fresh_stack)
+              if operation == "Decrypt" and context == {"importId": job["jobId"]}]
+    assert "ImportExecuteFunction" in opened
+    assert_calls_allowed(fresh_stack)
+
+
+def test_an_unencrypted_import_keeps_its_checked_records_as_they_are_without_kms(
+        db: Database[Document], owner: Restorer, fresh_stack: LocalStack,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    importer = Importer(owner.api)
+    expected = content(db, OWNER)
+    package = owner.api.export(tmp_path, {"format": "json"}).read_bytes()
+    forget(db, list(expected))
+    seen = seen_by_execute(fresh_stack, monkeypatch)
+    job = importer.run(package, strategy="merge")
+    assert job["status"] == "succeeded", job
+    assert content(db, OWNER) == expected
+    checked = storage.checked_key(job["jobId"])
+    assert checked in seen, sorted(seen)
+    assert not seen[checked].startswith(MAGIC)
+    assert in_clear(seen, expected) != []  # not sealed: the records read as they are
+    assert kms_calls(fresh_stack) == []
+    assert_calls_allowed(fresh_stack)

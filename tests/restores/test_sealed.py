@@ -13,7 +13,7 @@ from dataport.imports.sealed import CHUNK, MAGIC, TAG, Sealer, plain_size
 from dataport.models.imports import IssueCode
 from dataport.models.job_common import Sealing
 
-SEALING = Sealing(data_key="c2VhbGVk", restore_id="job")
+SEALING = Sealing(data_key="c2VhbGVk", job_id="job")
 NAME = "imports/job/shards/user-00000.zip"
 SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 3 * CHUNK + 5]
 

@@ -1,4 +1,5 @@
-"""Objects a restore keeps for itself on S3, sealed: only its own workflow opens them.
+"""Objects a restore or an encrypted import keeps for itself on S3, sealed: only its own
+workflow opens them.
 
 A restore in shards writes each shard's part of the backup (`imports/<id>/shards/`), and each
 shard writes the records it checked (`imports/<shard>/checked`): copies of the user's data that
@@ -6,7 +7,9 @@ live for the length of the restore. An encrypted backup's password is not kept (
 never see it), so they are sealed with a key of the restore's own instead: a data key from KMS
 (`jobs.data_keys`, one per restore, under the encryption context `{"restoreId": <id>}`; its
 ciphertext rides in the pins of the objects it seals, its plaintext only in the memory of the
-invocation that uses it, never logged).
+invocation that uses it, never logged). An encrypted import (or a restore of an encrypted
+backup in one execution) seals the records its Validate checked for its Execute the same way,
+with a key of its own (context `{"importId": <id>}`, or `{"restoreId": <id>}`).
 
 Format (`MAGIC`, then chunks): the plaintext is cut into chunks of `CHUNK` bytes, the last one
 shorter (empty when the plaintext is a multiple of `CHUNK`: there is always a last chunk). Each
@@ -64,8 +67,8 @@ def sealed_size(plain: int) -> int:
 
 
 class Sealer:
-    """Seals and opens objects with one restore's data key (32 bytes); `sealing` is what a
-    pin of an object it sealed says (the key's ciphertext and its restore)."""
+    """Seals and opens objects with one job's data key (32 bytes); `sealing` is what a pin of
+    an object it sealed says (the key's ciphertext and its job)."""
 
     def __init__(self, data_key: bytes, sealing: Sealing) -> None:
         if len(data_key) != 32:
@@ -74,7 +77,7 @@ class Sealer:
         self.sealing = sealing
 
     def __repr__(self) -> str:  # never the key
-        return f"Sealer(restore {self.sealing.restore_id})"
+        return f"Sealer({self.sealing.scope.value} {self.sealing.job_id})"
 
     def pinned(self, pin: UploadPin) -> UploadPin:
         """The pin of an object this sealed, saying so."""
@@ -223,5 +226,5 @@ class _Unsealing(io.RawIOBase):
 def _damaged(why: str, name: str | None) -> BadInput:
     where = name.rsplit("/", 1)[-1] if name else "a sealed object"
     return BadInput.of(IssueCode.CHECKSUM_MISMATCH, (
-        f"{where}: {why}; the restore's own copy was changed or damaged after it was "
-        "written, and nothing of it is restored"), file=where)
+        f"{where}: {why}; the job's own copy was changed or damaged after it was "
+        "written, and nothing more of it is read"), file=where)

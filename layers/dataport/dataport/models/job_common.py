@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import AwareDatetime, computed_field
+from pydantic import AliasChoices, AwareDatetime, Field, computed_field
 
 from dataport.models.common import ApiModel
 
@@ -70,12 +70,24 @@ class PackageInfo(ApiModel):
     expires_at: AwareDatetime
 
 
+class DataKeyScope(StrEnum):
+    """The encryption context's key a job's data key is made under (jobs.data_keys): apart
+    from the passwords' `jobId`, so a key policy or role that unseals passwords does not open
+    data keys, and a restore's key does not open an import's objects."""
+
+    RESTORE = "restoreId"
+    IMPORT = "importId"
+
+
 class Sealing(ApiModel):
-    """A sealed object's key (imports.sealed): the KMS ciphertext of its restore's data key
-    (base64) and the restore it was made for (the key's encryption context)."""
+    """A sealed object's key (imports.sealed): the KMS ciphertext of its job's data key
+    (base64) and the job it was made for, under `scope` (the key's encryption context
+    `{scope: job_id}`). A pin written before imports were sealed names `restoreId`."""
 
     data_key: str
-    restore_id: str
+    job_id: str = Field(validation_alias=AliasChoices("jobId", "job_id", "restoreId",
+                                                      "restore_id"))
+    scope: DataKeyScope = DataKeyScope.RESTORE
 
 
 class UploadPin(ApiModel):

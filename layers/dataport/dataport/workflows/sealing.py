@@ -1,12 +1,14 @@
-"""The sealed objects of a restore in shards (imports.sealed), opened and made by its tasks.
+"""The sealed objects of a restore in shards and of an encrypted import (imports.sealed), opened
+and made by their tasks.
 
 The plan seals each shard's part with the restore's data key (`parts_sealer`: made once per
 restore, its ciphertext kept at `imports/<id>/parts.key` so a retried plan seals with the
 same key and writes the same bytes); each part's pin says it is sealed (`UploadPin.sealing`),
 so the shard's tasks open it (`open_pinned`) and seal the records they check with the same key
-(`sealer_of`). A restore of an encrypted backup that runs as one import execution seals the
-records its Validate checks with a key of its own (`checked_sealer`). A data key is asked of
-KMS once per invocation that needs it (jobs.data_keys), and kept nowhere else.
+(`sealer_of`). An encrypted import, and a restore of an encrypted backup that runs as one
+import execution, seal the records their Validate checks with a key of their own
+(`checked_sealer`), which their Execute opens through the pin. A data key is asked of KMS once
+per invocation that needs it (jobs.data_keys), and kept nowhere else.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataport.bucket import PackagesBucket
 from dataport.imports import storage
 from dataport.imports.sealed import Sealer, plain_size
 from dataport.jobs.data_keys import new_data_key, open_data_key
-from dataport.models.job_common import Sealing, UploadPin
+from dataport.models.job_common import DataKeyScope, Sealing, UploadPin
 from dataport.models.jobs import Job, JobKind
 
 
@@ -27,21 +29,22 @@ def sealer_of(pin: UploadPin) -> Sealer | None:
     stored as it is."""
     if pin.sealing is None:
         return None
-    key = open_data_key(pin.sealing.data_key, pin.sealing.restore_id)
+    key = open_data_key(pin.sealing.data_key, pin.sealing.scope, pin.sealing.job_id)
     return Sealer(key, pin.sealing)
 
 
 def checked_sealer(job: Job, upload: Sealer | None) -> Sealer | None:
     """What seals the records a Validate keeps for its Execute (imports.checked): a shard's
-    part's sealer; for a restore of an encrypted backup, a data key of its own (made in each
-    Validate: the checked records are written again each time, their pin naming it); None
-    for what is not encrypted."""
+    part's sealer; for an encrypted import or a restore of an encrypted backup, a data key
+    of its own (made in each Validate: the checked records are written again each time,
+    their pin naming it); None for what is not encrypted (no KMS call)."""
     if upload is not None:
         return upload
-    if job.kind is not JobKind.RESTORE or job.sealed_password is None:
+    if job.sealed_password is None:
         return None
-    plain, sealed = new_data_key(job.job_id)
-    return Sealer(plain, Sealing(data_key=sealed, restore_id=job.job_id))
+    scope = DataKeyScope.RESTORE if job.kind is JobKind.RESTORE else DataKeyScope.IMPORT
+    plain, sealed = new_data_key(scope, job.job_id)
+    return Sealer(plain, Sealing(data_key=sealed, job_id=job.job_id, scope=scope))
 
 
 def open_pinned(bucket: PackagesBucket, pin: UploadPin,
@@ -68,11 +71,11 @@ def parts_sealer(bucket: PackagesBucket, restore_id: str) -> Sealer:
     with bucket.lines_from(key, 0) as lines:
         stored = None if lines is None else b"".join(lines).decode()
     if stored:
-        return Sealer(open_data_key(stored, restore_id), Sealing(data_key=stored,
-                                                                 restore_id=restore_id))
-    plain, sealed = new_data_key(restore_id)
+        return Sealer(open_data_key(stored, DataKeyScope.RESTORE, restore_id),
+                      Sealing(data_key=stored, job_id=restore_id))
+    plain, sealed = new_data_key(DataKeyScope.RESTORE, restore_id)
     bucket.put(key, sealed.encode(), {})
-    return Sealer(plain, Sealing(data_key=sealed, restore_id=restore_id))
+    return Sealer(plain, Sealing(data_key=sealed, job_id=restore_id))
 
 
 def drop_parts(bucket: PackagesBucket, restore_id: str) -> None:
