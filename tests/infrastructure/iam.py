@@ -16,6 +16,7 @@ from infrastructure.local.lambda_runtime import CallDetail
 from infrastructure.local.stack import LocalStack
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
+CONTEXT = "kms:EncryptionContext:"
 
 #: S3 operations whose IAM action has another name
 S3_ACTIONS = {
@@ -95,23 +96,52 @@ def _websocket_stage(_: CallDetail) -> str:
     return f"{url.hostname.split('.')[0] if url.hostname else ''}{url.path}"
 
 
-def allowed(statements: list[Mapping[str, Any]], action: str, resource: str) -> bool:
+def allowed(statements: list[Mapping[str, Any]], action: str, resource: str,
+            context: Mapping[str, str] | None = None) -> bool:
+    """Whether a statement allows `action` on `resource` for a call with this KMS encryption
+    context (its `Null` conditions on `kms:EncryptionContext:*` keys are checked; the other
+    conditions are not)."""
     for statement in statements:
         actions = statement["Action"]
         resources = statement["Resource"]
         actions = [actions] if isinstance(actions, str) else actions
         resources = [resources] if isinstance(resources, str) else resources
-        if statement["Effect"] == "Allow" and action in actions and any(
-                fnmatchcase(resource, pattern) for pattern in resources):
+        if (statement["Effect"] == "Allow"
+                and any(fnmatchcase(action, pattern) for pattern in actions)
+                and any(fnmatchcase(resource, pattern) for pattern in resources)
+                and _context_holds(statement, context or {})):
             return True
     return False
 
 
+def _context_holds(statement: Mapping[str, Any], context: Mapping[str, str]) -> bool:
+    """`"Null": {"kms:EncryptionContext:<key>": "false"}`: the call's context names the key
+    (`"true"`: it does not)."""
+    nulls = statement.get("Condition", {}).get("Null", {})
+    return all((name.removeprefix(CONTEXT) in context) == (value == "false")
+               for name, value in nulls.items() if name.startswith(CONTEXT))
+
+
 def assert_calls_allowed(stack: LocalStack) -> None:
-    """Every AWS call the functions made is allowed by their policies in template.yaml."""
+    """Every AWS call the functions made is allowed by their policies in template.yaml, and a
+    KMS call by the key's policy too (its statements defer to IAM under a context key each)."""
     functions = stack.template.functions()
+    key_policy = list(stack.template.properties("PasswordKey")["KeyPolicy"]["Statement"])
     missing = sorted({
-        f"{d.call.logical_id}: {action} on {resource}"
+        f"{d.call.logical_id}: {action} on {resource}{_context_text(d)}"
         for d in stack.call_details for action, resource in required(d)
-        if not allowed(list(functions[d.call.logical_id].policy_statements), action, resource)})
+        if not allowed(list(functions[d.call.logical_id].policy_statements), action, resource,
+                       _context(d))
+        or (d.call.service == "kms" and not allowed(key_policy, action, "*", _context(d)))})
     assert not missing, "\n".join(missing)
+
+
+def _context(detail: CallDetail) -> Mapping[str, str]:
+    if detail.call.service != "kms":
+        return {}
+    return dict(detail.params.get("EncryptionContext") or {})
+
+
+def _context_text(detail: CallDetail) -> str:
+    context = _context(detail)
+    return f" (encryption context keys {sorted(context)})" if context else ""
