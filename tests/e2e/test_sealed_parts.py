@@ -32,7 +32,6 @@ from dataport.models.jobs import Job
 from dataport.source.collections import SESSIONS
 from dataport.source.mongo import Document
 from dataport.source.writes import IMPORT_TAG
-from dataport.workflows.restore_shards import split_prefix
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_db
 from tests.e2e.import_client import Importer, snapshot
@@ -244,14 +243,14 @@ def test_a_plan_handed_over_keeps_its_state_and_open_members_sealed(
     assert job["status"] == "succeeded", job
     assert content(db, OWNER) == expected
 
-    handed = [key for key in seen if key.startswith(split_prefix(job["jobId"]))]
+    handed = [key for key in seen if key.startswith(storage.split_prefix(job["jobId"]))]
     kept = [key for key in seen if key.startswith(storage.kept_prefix(job["jobId"]))]
     assert any("/members/" in key for key in handed), sorted(seen)
     assert any("/state-" in key for key in handed), sorted(seen)
     assert kept, sorted(seen)
     assert in_clear(seen, expected) == []
     assert all(seen[key].startswith(MAGIC) for key in handed + kept)
-    assert packages_bucket().keys(split_prefix(job["jobId"])) == []
+    assert packages_bucket().keys(storage.split_prefix(job["jobId"])) == []
 
 
 def test_an_encrypted_import_keeps_its_checked_records_sealed_with_a_key_of_its_own(

@@ -11,10 +11,11 @@ expires them with the job's history):
                                one per write batch, written before the batch: its sessions, then
                                the pre-image of every stored document it changes or deletes
                                (canonical Extended JSON: every BSON type comes back exactly)
-    shards/<user>-<n>.zip, parts.key, kept/<user>, created.json
+    shards/<user>-<n>.zip, parts.key, split/, kept/<user>, created.json
                                a restore in shards: each shard's part of the backup (sealed,
                                imports.sealed), the ciphertext of the data key that seals them,
-                               what a split user's removal keeps, the projects the plan made
+                               what the plan hands over between invocations (sealed), what a
+                               split user's removal keeps (sealed), the projects the plan made
     conflicts.jsonl            the sessions the user already has and how they differ (validation)
     dry-run.jsonl, result.jsonl
                                per-session outcome of the dry run and of the execution
@@ -70,6 +71,14 @@ def parts_data_key(job_id: str) -> str:
     """Where a restore in shards keeps the KMS ciphertext of the data key that seals its
     shards' parts (imports.sealed), beside them (a retried plan seals with the same key)."""
     return f"{prefix(job_id)}parts.key"
+
+
+def split_prefix(job_id: str) -> str:
+    """A restore in shards' plan's hand-overs: the state after each invocation
+    (`state-<n>.json`), the sessionIds each invocation read (`ids-<n>.json`) and the open
+    shards' members (`members/`); kept to Finalize (a retried last invocation reads its state
+    again), deleted by it, by a refusal or by MarkFailed."""
+    return f"{prefix(job_id)}split/"
 
 
 def kept_prefix(job_id: str) -> str:

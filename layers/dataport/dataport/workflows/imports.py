@@ -262,9 +262,9 @@ def _digested(report: ValidationReport, digest: UploadDigest, upload: Callable[[
         return report.model_copy(update={
             "size": sealing.plain_bytes(pin), "sha256": "",
             "errors": [*report.errors, damaged.issue], "errors_total": report.errors_total + 1})
-    if size != sealing.plain_bytes(pin):  # If-Match makes this impossible; an import must
-        # not rely on it
-        raise UploadChanged(f"The validated upload has {size} bytes, its pin {pin.bytes}.")
+    expected = sealing.plain_bytes(pin)
+    if size != expected:  # If-Match makes this impossible; an import must not rely on it
+        raise UploadChanged(f"The validated upload has {size} bytes, its pin {expected}.")
     return report.model_copy(update={"size": size, "sha256": sha256})
 
 

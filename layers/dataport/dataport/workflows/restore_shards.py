@@ -167,7 +167,7 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
     if not done_before:  # the first invocation (or its retry): anew
         publish_progress(job, Progress(phase="planning"), record=True)
         bucket.delete_prefix(storage.shard_parts_prefix(job.job_id))
-        bucket.delete_prefix(split_prefix(job.job_id))
+        bucket.delete_prefix(storage.split_prefix(job.job_id))
     # the parts and the hand-overs are sealed: an encrypted backup's data lies in clear
     # nowhere (docs/backups.md "Sealed parts")
     sealer = sealing.parts_sealer(bucket, job.job_id)
@@ -183,12 +183,10 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
         return task.model_copy(update={"next": "plan_on" if more else "plan"})
     except _OutOfTime as stopped:
         sealing.drop_parts(bucket, job.job_id)
-        bucket.delete_prefix(split_prefix(job.job_id))
         _too_large(store, job, stopped.records, stopped.why)
         return task.model_copy(update={"shard_list": None})
     if not report.ok or not parts:
         sealing.drop_parts(bucket, job.job_id)
-        bucket.delete_prefix(split_prefix(job.job_id))
         _refuse(store, job, report)
         return task.model_copy(update={"shard_list": None})
     assert splitter is not None
@@ -222,20 +220,12 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
         "concurrency": min(len(parts), MAX_CONCURRENT_SHARDS)})
 
 
-def split_prefix(job_id: str) -> str:
-    """The plan's hand-overs: the state after each invocation (`state-<n>.json`), the
-    sessionIds each invocation read (`ids-<n>.json`) and the open shards' members
-    (`members/`); kept to Finalize (a retried last invocation reads its state again),
-    deleted by it, by a refusal or by MarkFailed."""
-    return f"{storage.prefix(job_id)}split/"
-
-
 def _state_key(job_id: str, number: int) -> str:
-    return f"{split_prefix(job_id)}state-{number:06d}.json"
+    return f"{storage.split_prefix(job_id)}state-{number:06d}.json"
 
 
 def _ids_key(job_id: str, number: int) -> str:
-    return f"{split_prefix(job_id)}ids-{number:06d}.json"
+    return f"{storage.split_prefix(job_id)}ids-{number:06d}.json"
 
 
 def _read_state(bucket: PackagesBucket, sealer: Sealer, job_id: str,
@@ -380,7 +370,7 @@ def _hand_over(bucket: PackagesBucket, sealer: Sealer, job_id: str, splitter: Sp
                number: int, state: dict[str, Any]) -> None:
     """State `number` stored (the open shards' members with it), and the sessionIds this
     invocation read; then `_HandedOver`."""
-    state["splitter"] = splitter.hand_over(f"{split_prefix(job_id)}members/")
+    state["splitter"] = splitter.hand_over(f"{storage.split_prefix(job_id)}members/")
     _write_state(bucket, sealer, job_id, number, state)
     key = _ids_key(job_id, number)
     bucket.put(key, sealer.seal(json.dumps(splitter.session_ids).encode(), key), {})
@@ -468,7 +458,7 @@ def _kept_lines(bucket: PackagesBucket, sealer: Sealer, job_id: str, splitter: S
     sessionId a line (those the plan's earlier invocations read, then this one's)."""
     paths = json.dumps(sorted(splitter.project_paths.get(user, set())))
     ids: list[str] = []
-    for key in bucket.keys(f"{split_prefix(job_id)}ids-"):
+    for key in bucket.keys(f"{storage.split_prefix(job_id)}ids-"):
         with bucket.lines_from(key, 0) as lines:
             ids.extend(json.loads(sealer.open(b"".join(lines or []), key)).get(user, []))
     return "\n".join([paths, *ids, *splitter.session_ids.get(user, [])]).encode()
@@ -721,8 +711,7 @@ def _tidy(job: Job) -> None:
         delete_empty_projects(db, job.job_id, owner)
     for user in _split_users(job.job_id):
         Staging(db, removal_id(job.job_id, user)).drop()
-    sealing.drop_parts(bucket, job.job_id)
-    bucket.delete_prefix(split_prefix(job.job_id))  # kept to here: a retried plan reads it
+    sealing.drop_parts(bucket, job.job_id)  # split/ kept to here: a retried plan reads it
 
 
 def _created_for(job_id: str) -> list[ObjectId]:
@@ -837,7 +826,6 @@ def failed(task: RestoreShardsTask) -> RestoreShardsTask:
             logger.warning("outcome not summed", extra={"job_id": job.job_id})
     if task.mode != "rollback":
         sealing.drop_parts(packages_bucket(), job.job_id)
-        packages_bucket().delete_prefix(split_prefix(job.job_id))
         _drop_empty_projects(job.job_id)
     try:
         ended = store.fail_import(job.job_id, reason, outcome=outcome)

@@ -79,6 +79,9 @@ def parts_sealer(bucket: PackagesBucket, restore_id: str) -> Sealer:
 
 
 def drop_parts(bucket: PackagesBucket, restore_id: str) -> None:
-    """The shards' parts and their data key's ciphertext, once no shard will read them."""
+    """The shards' parts, what the plan handed over, and their data key's ciphertext, once
+    no shard will read them (the kept lists stay, unreadable without the key: a rollback
+    lists them, never opens them)."""
     bucket.delete_prefix(storage.shard_parts_prefix(restore_id))
+    bucket.delete_prefix(storage.split_prefix(restore_id))
     bucket.delete(storage.parts_data_key(restore_id))
