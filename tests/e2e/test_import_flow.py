@@ -706,6 +706,85 @@ def _failing_batch(n: int, *, keep: int,
     return failing
 
 
+def _session_of(op: Any) -> str | None:
+    """The sessionId a bulk operation writes (a message or a session document), if any."""
+    doc = getattr(op, "_doc", None)
+    return None if doc is None else str(doc["sessionId"])
+
+
+@pytest.mark.parametrize(("path", "depth"), [("insert (new sessions)", 2),
+                                             ("replace (journalled)", 2),
+                                             ("insert (new sessions)", 3)])
+def test_batches_in_flight_mark_each_session_writing_before_and_done_after_its_writes(
+        db: Database[Document], package: bytes, newcomer: Importer, owner: Importer,
+        small_batches: None, monkeypatch: pytest.MonkeyPatch, path: str, depth: int) -> None:
+    """Batches written at once (import_writes_in_flight) keep what a crash relies on: every
+    session is `writing` in staging before any batch writes to it, and `done` only once every
+    batch that wrote to it has ended (a session spans several batches of 5)."""
+    monkeypatch.setenv("IMPORT_WRITES_IN_FLIGHT", str(depth))
+    get_settings.cache_clear()
+    events: list[tuple[str, Any]] = []
+    lock = threading.Lock()
+    in_flight = most = 0
+    write, mark = Target.bulk_write, Staging.update_each
+
+    def bulk_write(self: Target, ops: dict[str, Any]) -> None:
+        nonlocal in_flight, most
+        sessions = {sid for writes in ops.values() for op in writes
+                    if (sid := _session_of(op)) is not None}
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+            events.append(("start", sessions))
+            calls = len(events)
+        try:
+            # slower than planning, so the next batch is always waiting; every third call
+            # slower still, so a batch often ends before the one started ahead of it
+            time.sleep(0.06 if calls % 3 == 0 else 0.01)
+            write(self, ops)
+        finally:
+            with lock:
+                in_flight -= 1
+                events.append(("end", sessions))
+
+    def update_each(self: Staging, changes: Any) -> None:
+        marks = list(changes)
+        with lock:
+            events.append(("sending", marks))
+        mark(self, marks)
+        with lock:
+            events.append(("marked", marks))
+
+    importer = newcomer if path.startswith("insert") else owner
+    if importer is owner:
+        for session in owned_sessions(db, seed.DEMO_USER_ID):
+            diverge(db, session["sessionId"])
+    monkeypatch.setattr(Target, "bulk_write", bulk_write)
+    monkeypatch.setattr(Staging, "update_each", update_each)
+    job = importer.run(package, strategy="merge" if importer is newcomer else "replace")
+    assert job["status"] == "succeeded", job
+    assert most == depth  # that many batches were written at once
+
+    session_of = {entry: fields["res"]["storedSessionId"] for kind, marks in events
+                  if kind == "sending" for entry, fields in marks if fields.get("st") == "done"}
+    first_write: dict[str, int] = {}
+    last_end: dict[str, int] = {}
+    for index, (kind, payload) in enumerate(events):
+        for session_id in payload if kind in ("start", "end") else ():
+            first_write.setdefault(session_id, index) if kind == "start" else None
+            if kind == "end":
+                last_end[session_id] = index
+    written = {session_of[entry]: index for index, (kind, marks) in enumerate(events)
+               if kind == "marked" for entry, fields in marks if fields.get("st") == "writing"}
+    done = {session_of[entry]: index for index, (kind, marks) in enumerate(events)
+            if kind == "sending" for entry, fields in marks if fields.get("st") == "done"}
+    assert set(first_write) == set(written) == set(done) == set(last_end)
+    assert len(first_write) == len(owned_sessions(db, seed.DEMO_USER_ID))
+    for session_id, first in first_write.items():
+        assert written[session_id] < first, session_id  # writing, then its first write
+        assert done[session_id] > last_end[session_id], session_id  # its last write, then done
+
+
 # ---------------------------------------------------------------------------- the pinned upload
 # What is staged and executed is the upload that was validated: a file POSTed through the same
 # form afterwards (still valid for minutes) is never read.

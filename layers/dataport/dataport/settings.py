@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=500 * 1000 * 1000, gt=0)
     upload_url_ttl_seconds: int = Field(default=900, ge=60, le=3600)
     import_batch_ops: int = Field(default=1000, ge=1, le=1000)
+    #: batches an execution has in flight at once (imports.executor._Writes): with two,
+    #: MongoDB always has the next batch queued instead of waiting on this process between
+    #: batches (docs/performance.md); memory grows by one batch per batch in flight
+    import_writes_in_flight: int = Field(default=2, ge=1, le=4)
 
     # Restores (docs/backups.md): 5 per user per hour; a backup file from elsewhere comes in a
     # presigned multipart upload of at most max_restore_upload_bytes (S3: 10,000 parts of at

@@ -22,7 +22,8 @@ staged uuids), so what it reports is what the execution does.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
@@ -92,40 +93,110 @@ class _Write:
 
 
 class _Writes:
-    """Batches written in order, one at a time, in a thread of their own: while one batch waits
-    on MongoDB (and S3, for a journal), the next is read, checked and planned. At most one
-    batch is in flight (memory: two batches), `submit` and `wait` raise what a write raised,
-    and `close` leaves no write running (a Lambda must not return, or fail, with one: the next
-    task would undo what it still writes)."""
+    """Batches written in threads of their own, in order of submission, at most `depth` in
+    flight: while they wait on MongoDB (and S3, for a journal), the next batch is read, checked
+    and planned, and MongoDB always has the next batch's writes queued, so it never waits for
+    this process between two batches (how the batches' marks stay in order: `Executor._apply`).
+    Memory: `depth` batches written and one planned. `submit` and `wait` raise what a write
+    raised (the oldest first), and `close` leaves no write running (a Lambda must not return,
+    or fail, with one: the next task would undo what it still writes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, depth: int) -> None:
+        self._depth = depth
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: Future[None] | None = None
+        self._pending: deque[Future[None]] = deque()
 
     def submit(self, write: Callable[[], None]) -> None:
-        self.wait()
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writes")
-        self._pending = self._pool.submit(write)
+            self._pool = ThreadPoolExecutor(max_workers=self._depth,
+                                            thread_name_prefix="import-writes")
+        self._pending.append(self._pool.submit(write))
 
     def wait(self) -> None:
-        """Until the batch in flight is written; raises what its write raised."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        """Until every batch in flight is written; raises what the oldest failed one raised."""
+        pending, self._pending = list(self._pending), deque()
+        wait(pending)
+        for future in pending:
+            future.result()
 
     def settle(self) -> None:
-        """Until the batch in flight has ended, whatever it raised (another error is being
+        """Until every batch in flight has ended, whatever it raised (another error is being
         reported)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            wait([pending])
+        pending, self._pending = list(self._pending), deque()
+        wait(pending)
 
     def close(self) -> None:
         self.settle()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+@dataclass
+class _Flight:
+    """A batch handed to the writes threads (numbered from 1, in order), with its results to
+    mark `done` once written; `marked` tells the next batch that its marks are written
+    (`ok`), or that it ended before they were."""
+
+    number: int
+    before: _Flight | None
+    results: Marks = field(default_factory=list)
+    records: int = 0
+    marked: threading.Event = field(default_factory=threading.Event)
+    ok: bool = False
+
+    @classmethod
+    def landed(cls) -> _Flight:
+        """The one before the first batch."""
+        flight = cls(0, None, ok=True)
+        flight.marked.set()
+        return flight
+
+
+class _EarlierBatchFailed(RuntimeError):
+    """A batch whose predecessor did not write its marks writes nothing (the predecessor's
+    error is the one reported: `_Writes` raises the oldest first)."""
+
+
+Marks = list[tuple[ObjectId, dict[str, Any]]]
+
+
+class DoneMarks:
+    """Batches' results (staging's `done` marks), ready to be written only in batch order: a
+    batch's once it and every batch before it are written, whatever order they end in (a
+    session a batch completes may have messages in the batches before). Thread-safe: the
+    writes threads end batches while another writes the marks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ended: dict[int, tuple[Marks, int]] = {}
+        self._next = 1  # the first batch whose results are not ready
+        self._ready: Marks = []
+        self._records = 0
+
+    def ended(self, number: int, results: Marks, records: int) -> None:
+        """Batch `number` (from 1) is written; `records`: what its results count."""
+        with self._lock:
+            self._ended[number] = (results, records)
+            while self._next in self._ended:
+                ready, counted = self._ended.pop(self._next)
+                self._ready.extend(ready)
+                self._records += counted
+                self._next += 1
+
+    def take(self) -> tuple[Marks, int]:
+        """The results ready to be marked, and what they count (given back if not written)."""
+        with self._lock:
+            ready, self._ready = self._ready, []
+            records, self._records = self._records, 0
+            return ready, records
+
+    def give_back(self, marks: Marks, records: int) -> None:
+        with self._lock:
+            self._ready[:0] = marks
+            self._records += records
 
 
 @dataclass
@@ -141,7 +212,7 @@ class _Batch:
 class Executor:
     def __init__(self, *, db: Database[Document], bucket: PackagesBucket, job_id: str,
                  user_id: str, decision: ImportDecision, staging: Staging, run_id: str,
-                 batch_ops: int, now: datetime) -> None:
+                 batch_ops: int, now: datetime, writes_in_flight: int = 2) -> None:
         self.db, self.bucket = db, bucket
         self.job_id, self.user_id = job_id, user_id
         self.decision = decision
@@ -154,14 +225,13 @@ class Executor:
         self.target = Target(db)
         self.projects = {path: doc["_id"] for path, doc in self.user.projects_by_path().items()}
         self.upload_projects = staging.projects()
-        self.batches = 0
+        self.batches = 0  # batches with writes (journal keys are numbered by it)
         self._batch = _Batch()
         self._renamed: set[str] = set()  # strategy rename: sessions going to their copy
-        self._writer = _Writes()
-        # results of the last batch written, marked with the next (only the writes thread
-        # touches it, or the planning thread once that one is idle)
-        self._unmarked: list[tuple[ObjectId, dict[str, Any]]] = []
-        self._unmarked_records = 0
+        self._writer = _Writes(writes_in_flight)
+        self._last_flight = _Flight.landed()
+        # results of the batches written, marked `done` with a later batch's marks (_apply)
+        self._done = DoneMarks()
         #: sessions this execution has marked done, and their messages (a shard's progress)
         self.records_marked = 0
         self._tag = tagged(job_id)  # what Encoded.stored puts behind a message's new _id
@@ -460,19 +530,33 @@ class Executor:
             if not session.complete:
                 session.journalled = True
                 self._batch.sessions[session.plan.session_id] = session
-        self._writer.submit(partial(self._apply, write, results, batch.records))
+        flight = _Flight(self._last_flight.number + 1, self._last_flight, results, batch.records)
+        self._last_flight = flight
+        self._writer.submit(partial(self._apply, flight, write))
 
     def _written(self) -> None:
-        """Until every batch handed to the writes thread is written, its results marked."""
-        self._writer.submit(partial(self._apply, None, [], 0))
+        """Until every batch handed to the writes threads is written, its results marked."""
         self._writer.wait()
+        self._mark_ended()
 
     def _mark_written(self) -> None:
-        """After an error (the writes thread idle): the results of the batches whose writes
-        all ended are true, so they are marked (a failure here leaves them `writing`, for
-        recover to undo: all or nothing either way)."""
+        """After an error (the writes threads idle): the results of the batches whose writes,
+        and those of every batch before them, all ended are true, so they are marked (a
+        failure here leaves them `writing`, for recover to undo: all or nothing either way)."""
         with suppress(PyMongoError):  # the first error is the one to report
-            self._apply(None, [], 0)
+            self._mark_ended()
+
+    def _mark_ended(self, writing: Marks | tuple[()] = ()) -> None:
+        """One command: the results ready to be marked `done` (DoneMarks) and `writing`, a
+        batch's own marks; what it could not mark stays for the next command."""
+        marks, records = self._done.take()
+        try:
+            self.staging.update_each(chain(marks, writing))
+        except BaseException:
+            self._done.give_back(marks, records)
+            raise
+        if not self.dry_run:
+            self.records_marked += records  # one writer at a time (the marks keep an order)
 
     def _prepared(self, batch: _Batch) -> _Write:
         """Everything the batch's writes need, decided here (in the thread that plans) so that
@@ -505,30 +589,41 @@ class Executor:
                                for s in sessions if not s.journalled],
                       ops=batch.ops, documents=documents)
 
-    def _apply(self, write: _Write | None, results: list[tuple[ObjectId, dict[str, Any]]],
-               records: int) -> None:
-        """One batch's writes, in the order source.writes explains: journal, sessions marked
-        writing, messages, the documents of the sessions complete, their results (done).
-        A batch's results are marked with the next batch's `writing` marks, in one command
-        (a batch ends every session it marks done, so nothing is lost: a session whose mark
-        a crash kept from being written is `writing` and undone, as if it were half-written);
-        `_written` marks the last ones. `records`: the results' sessions and their messages,
-        counted in `records_marked` once their marks are written."""
-        marks = self._unmarked
-        if write is not None and write.journal is not None:
-            journal = write.journal
-            preimages = list(self.target.fetch(journal.preimage_ids))
-            preimages.extend(journal.sessions_before)
-            storage.write_journal(self.bucket, journal.key, journal.sessions, preimages)
-        self.staging.update_each(chain(marks, write.writing if write is not None else ()))
-        self._unmarked = []
-        if not self.dry_run:
-            self.records_marked += self._unmarked_records
-        self._unmarked_records = 0
+    def _apply(self, flight: _Flight, write: _Write | None) -> None:
+        """A batch's writes, in the order source.writes explains: journal, sessions
+        marked writing, messages, the documents of the sessions complete, their results (done).
+
+        Up to `writes_in_flight` batches run at once, so their marks keep an order of their
+        own: a batch writes its `writing` marks only after the batch before it wrote its own
+        (`flight.before`), and writes nothing if that one failed first (a session continued from it
+        was marked there), so a session is always marked `writing` before any batch writes
+        to it. A batch's results are marked `done` with a later batch's marks (or by
+        `_written`) once its writes and those of every batch before it ended: a session a
+        batch completes may have messages in the one before (a batch ends every session it
+        marks done, so nothing is lost: a session whose mark a crash kept from being written
+        is `writing` and undone, as if it were half-written). `flight.records`: the results'
+        sessions and their messages, counted in `records_marked` once their marks are
+        written."""
+        before = flight.before
+        assert before is not None
+        try:
+            if write is not None and write.journal is not None:
+                journal = write.journal
+                preimages = list(self.target.fetch(journal.preimage_ids))
+                preimages.extend(journal.sessions_before)
+                storage.write_journal(self.bucket, journal.key, journal.sessions, preimages)
+            before.marked.wait()
+            flight.before = None  # not a chain of every batch held in memory
+            if not before.ok:
+                raise _EarlierBatchFailed(f"batch {before.number} failed before its marks")
+            self._mark_ended(write.writing if write is not None else ())
+            flight.ok = True
+        finally:
+            flight.marked.set()
         if write is not None:
             self.target.bulk_write(write.ops)
             self.target.bulk_write({SESSIONS: write.documents})
-        self._unmarked, self._unmarked_records = results, records
+        self._done.ended(flight.number, flight.results, flight.records)
 
     def _project_for(self, session: _Session) -> ObjectId:
         """Merge keeps the stored session's project; insert and replace use the upload's,

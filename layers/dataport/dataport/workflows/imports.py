@@ -609,7 +609,8 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
     executor = Executor(db=db, bucket=bucket, job_id=job.job_id,
                         user_id=job.owner_of_data, decision=decision, staging=staging,
                         run_id=f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
-                        batch_ops=settings.import_batch_ops, now=started)
+                        batch_ops=settings.import_batch_ops, now=started,
+                        writes_in_flight=settings.import_writes_in_flight)
     processed = 0
     pulse = Cadence(PULSE_MS)
     pulse.due()  # the first look after an interval: the job was just read and reported
