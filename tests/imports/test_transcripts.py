@@ -46,6 +46,7 @@ from tests.unit.format_sink import CONTEXT, MemorySink, write_session
 #: README of the fixtures; the figures are checked by hand in test_pricing.py's way
 SESSIONS = {
     "claude-code-log-2.0.46-sidechain": {"88a8d761-7b9a-4bf1-a8ca-c1febe6bf358"},
+    "claude-code-log-2.0.5-image": {"9e953218-585f-4692-89df-9e0747a31c68"},
     "claude-code-log-2.1.0-compact": {"s1"},
     "claude-code-log-2.1.173-subagents": {"55550000-0000-4000-8000-000000000001"},
     "claude-code-viewer-1.0.98": {"fe5e1c67-53e7-4862-81ae-d0e013e3270b"},
@@ -294,7 +295,7 @@ def test_an_exported_copy_is_a_consistent_transcript() -> None:
     trimmed = {copy_id(key, owner, line.record[name]) for fixture in FIXTURES
                for line in kept(fixture_lines(fixture)) for name in TRANSCRIPT_UUID_KEYS[1:]
                if isinstance(line.record.get(name), str) and line.record[name] not in originals}
-    assert len(trimmed) == 3
+    assert len(trimmed) == 4  # three parents and the image line's (a single line, 2.0.5)
     named = 0
     for lines in exported.values():
         for line in lines:

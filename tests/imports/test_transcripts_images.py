@@ -1,22 +1,28 @@
 """Images in a transcript (base64 `image` blocks, in a user's turn and inside a tool result)
 survive the import and the json and jsonl exports byte for byte; the display text never holds
-their data."""
+their data. The real fixture (a screenshot pasted into Claude Code 2.0.5) goes through the
+fixture-wide tests too (tests/imports/test_transcripts.py: every key back in its file)."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+from dataclasses import replace
 from typing import Any
 
 from PIL import Image
 
 from dataport.formats.json_format import JsonWriter
+from dataport.formats.markdown import MarkdownWriter
+from dataport.formats.pdf import PdfWriter
 from dataport.models.records import RecordKind
-from tests.imports.fidelity import package_lines
+from tests.imports.fidelity import fixture_lines, package_lines
+from tests.imports.fidelity import upload as upload_of
 from tests.imports.support import kinds, package, read
-from tests.imports.test_transcripts import export_of
+from tests.imports.test_transcripts import export_of, export_sessions
 from tests.unit.format_sink import CONTEXT, MemorySink, write_session
+from tests.unit.test_formats_rendering import images, pdf_text
 
 SID = "1e4a9c3b-5d6e-4f70-8a9b-0c1d2e3f4a5b"
 
@@ -98,3 +104,42 @@ def test_images_come_back_in_the_json_export() -> None:
     again, issues = read(package(sink, "json"), "export.zip")
     assert [i for i in issues if i.severity == "error"] == []
     assert kinds(again, RecordKind.MESSAGE) == kinds(records, RecordKind.MESSAGE)
+
+
+# --- the real transcript: a screenshot pasted into Claude Code 2.0.5 ---------------------------
+
+REAL = "claude-code-log-2.0.5-image"
+
+
+def test_a_real_pasted_screenshot_is_stored_exactly_and_shown_as_a_picture_never_as_text(
+) -> None:
+    """The fixture's one line (a 1002x606 PNG and the question about it, tests/imports/
+    transcripts/README.md): stored byte for byte, the markdown shows a labelled placeholder
+    with its type and size, the PDF the picture itself, and neither shows the base64."""
+    (line,) = fixture_lines(REAL)
+    (block,) = [b for b in line.record["message"]["content"] if b["type"] == "image"]
+    data = base64.b64decode(block["source"]["data"])
+    assert data.startswith(b"\x89PNG")
+    assert len(data) == 148_489
+    records, issues = read(upload_of([REAL]), "claude.zip")
+    assert [i for i in issues if i.severity == "error"] == []
+    (message,) = kinds(records, RecordKind.MESSAGE)
+    assert message["messageData"] == line.record["message"]  # the base64 to the byte
+    assert message["content"].startswith("Do you think we could set up rewrites")
+    assert "iVBOR" not in message["content"]
+
+    sink = MemorySink()
+    export_sessions(MarkdownWriter(sink, context=CONTEXT, split_bytes=10**7), records)
+    text = "\n".join(file.text for file in sink.files)
+    assert "[image · image/png · 148,489 bytes]" in text.replace("\\", "")
+    assert "iVBOR" not in text
+    assert block["source"]["data"][100:160] not in text
+
+    sink = MemorySink()
+    export_sessions(PdfWriter(sink, context=replace(CONTEXT, format="pdf"),
+                              split_bytes=10**8), records)
+    (pdf,) = [bytes(file.data) for file in sink.files]
+    ((width, height, _),) = images(pdf).values()  # the picture, scaled to the page
+    assert abs(width / height - 1002 / 606) < 0.01
+    assert width >= 500
+    assert "iVBOR" not in pdf_text(pdf)

@@ -26,6 +26,7 @@ from tests.unit.format_sink import CONTEXT, MemorySink
 #: per fixture: (compaction summaries, isMeta lines) the transcript holds
 EXPECTED = {
     "claude-code-log-2.0.46-sidechain": (0, 0),
+    "claude-code-log-2.0.5-image": (0, 0),
     "claude-code-log-2.1.0-compact": (1, 0),
     "claude-code-log-2.1.173-subagents": (0, 0),
     "claude-code-viewer-1.0.98": (0, 1),

@@ -52,10 +52,18 @@ def by_uuid(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["uuid"]: r for r in records if r["type"] != "summary"}
 
 
-def test_project_dir_is_the_path_with_slashes_as_dashes() -> None:
+def test_project_dir_is_the_folder_claude_code_names_for_the_path() -> None:
+    """Every character but an ASCII letter or digit becomes `-`, as Claude Code names the
+    folder it resumes sessions from (a `.`, `_` or space kept would be a folder it never
+    reads)."""
     assert project_dir("/Users/alex/github/claudelens") == "-Users-alex-github-claudelens"
-    assert project_dir("..") == "-"
-    assert "/" not in project_dir("C:\\work\\x/../y")
+    assert project_dir("/Users/dain/workspace/danieldemmel.me-next") == (
+        "-Users-dain-workspace-danieldemmel-me-next")
+    assert project_dir("/home/joe/.claude") == "-home-joe--claude"
+    assert project_dir("/opt/Agent_risshq pm/été") == "-opt-Agent-risshq-pm--t-"
+    assert project_dir("C:\\work\\x/../y") == "C--work-x----y"
+    assert project_dir("..") == "--"
+    assert project_dir("") == "-"
 
 
 def test_layout_summary_first_and_claude_code_line_shape() -> None:

@@ -62,6 +62,7 @@ of the session.
 from __future__ import annotations
 
 import heapq
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -110,9 +111,15 @@ _LINE_TYPES = ("user", "assistant", SYSTEM_TYPE)
 _UP = ".."
 
 
+#: what Claude Code writes as `-` in a project's folder name
+_NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
+
+
 def project_dir(path: str) -> str:
-    """Claude Code's folder name for a project path: `/` becomes `-`."""
-    return safe_segment(path, fallback="-")
+    """Claude Code's folder name for a project path: every character but an ASCII letter or
+    digit becomes `-` (`/Users/me/my.app` -> `-Users-me-my-app`), the folder `claude --resume`
+    looks in (the import compares folder names the same way: readers.claude_transcript)."""
+    return _NOT_ALNUM.sub("-", path) or "-"
 
 
 @dataclass
