@@ -439,7 +439,7 @@ class _Stream:
         self.message: tuple[dict[str, Any], Location] | None = None
         self.sessions_done = False
         self.late = False
-        self.offer: Callable[[bool], None] = lambda late: None
+        self.offer: Callable[[bool], None] = lambda _late: None
         self.others_left: Callable[[], bool] = lambda: False
         self._sessions: Iterator[tuple[dict[str, Any], Location]] = iter(())
         self._messages: Iterator[tuple[dict[str, Any], Location]] = iter(())
