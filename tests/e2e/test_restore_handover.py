@@ -2,9 +2,11 @@
 child executions, end to end on the local stack (real ASL in moto, real S3 multipart, real
 pymongo): forced by a tiny time budget (every `sessions/` member's end hands over) and a bound
 of two plan invocations per execution, a restore gives exactly what the same restore gives when
-its plan is one invocation, for every mode; a fault after an invocation either is retried
-(the invocation runs again: the same parts, the same result) or leaves the restore failed with
-no part, no hand-over object, no open multipart upload and nothing on /tmp."""
+its plan is one invocation, for every mode; so does a chain (an increment: base + increment,
+its deletions kept) and a file whose messages left their sessions' place; a fault after an
+invocation either is retried (the invocation runs again: the same parts, the same result) or
+leaves the restore failed with no part, no hand-over object, no open multipart upload and
+nothing on /tmp."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from dataport.errors import TransientError
 from dataport.jobs.store import JobStore
 from dataport.models.backups import BackupStatus
 from dataport.settings import get_settings
+from dataport.source.collections import SESSIONS, is_message_collection
 from dataport.source.mongo import Document
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
@@ -35,10 +38,10 @@ from tests.e2e.import_client import snapshot
 from tests.e2e.restore_client import Restorer, store_backup
 from tests.e2e.test_instance_restores import everyone
 from tests.e2e.test_restore_shards import CASES, counts, prepare, projects, restored, shard_size
-from tests.e2e.test_restores import OWNER, diverge, forget, sessions_of
+from tests.e2e.test_restores import OWNER, add_session, content, diverge, forget, sessions_of
 from tests.fixtures.faults import RESTORE_SHARDS, plan_fault
 from tests.infrastructure.iam import assert_calls_allowed
-from tests.restores.backups import flip_byte, of_instance, of_user
+from tests.restores.backups import Backup, flip_byte, of_instance, of_user
 
 
 @pytest.fixture
@@ -149,12 +152,96 @@ def test_a_plan_handed_over_gives_what_a_plan_of_one_invocation_gives(
     assert_calls_allowed(fresh_stack)  # PlanOn's and the hand-overs' calls, by the policies
 
 
+def prepare_chain(db: Database[Document]) -> tuple[Backup, str, str]:
+    """A base; then the source changes (a session edited, one deleted, one added) and an
+    increment holds that; then the target moves on from the increment (another session
+    changed, one lost, and the session the increment deleted put back: a full restore of the
+    chain removes it again). The increment, its id, the deleted sessionId."""
+    base = of_user(db, ObjectId(OWNER))
+    store_backup(base, OWNER)
+    edited, deleted, other, changed, lost = sorted(content(db, OWNER))[:5]
+    db[SESSIONS].update_one({"sessionId": edited}, {"$set": {"summary": "edited later"}})
+    diverge(db, edited)
+    kept = [(name, doc) for name in [SESSIONS, *filter(is_message_collection,
+                                                       db.list_collection_names())]
+            for doc in db[name].find({"sessionId": deleted})]
+    forget(db, [deleted])
+    added = add_session(db, other)
+    now = of_user(db, ObjectId(OWNER))
+    increment = Backup(
+        projects=now.projects,
+        sessions=[s for s in now.sessions if s["sessionId"] in (edited, added)],
+        messages=[m for m in now.messages if m["sessionId"] in (edited, added)],
+        deleted_sessions=[deleted], parent_id=base.backup_id, owner_id=OWNER)
+    increment_id = store_backup(increment, OWNER)
+    diverge(db, changed)
+    forget(db, [lost])
+    for name, doc in kept:
+        db[name].insert_one(doc)
+    return increment, increment_id, deleted
+
+
+@pytest.mark.parametrize(("mode", "conflicts"), CASES)
+def test_a_chain_handed_over_gives_what_one_execution_and_one_plan_invocation_give(
+        db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch,
+        fresh_stack: LocalStack, mode: str, conflicts: str) -> None:
+    increment, increment_id, deleted = prepare_chain(db)
+    before = snapshot(db)
+    body: dict[str, Any] = {"backupId": increment_id, "mode": mode, "conflicts": conflicts}
+    if mode == "selective":  # the deleted session named too: the chain does not hold it
+        body["selections"] = {"sessions": [*sorted(sessions_of(db, OWNER))[5:8], deleted]}
+
+    shard_size(monkeypatch, None)  # the chain as one import execution
+    one_invocation(monkeypatch)
+    execution = owner.run(**body, timeout=180)
+    assert execution["status"] == "succeeded", execution
+    assert not execution.get("shards"), execution
+    expected, expected_projects = restored(db), projects(db)
+    assert (deleted in expected) == (mode != "full")  # full removes what the chain deleted
+    assert owner.rollback(execution["jobId"], timeout=180)["status"] == "rolled_back"
+    assert snapshot(db) == before
+
+    shard_size(monkeypatch, max(1, len(increment.messages) // 2))
+    single = owner.run(**body, timeout=180)  # in shards, the plan one invocation
+    assert single["status"] == "succeeded", single
+    assert len(single["shards"]) >= 2, single
+    assert plan_children(fresh_stack, single["jobId"]) == []
+    assert restored(db) == expected
+    assert projects(db) == expected_projects
+    expected_parts = parts_read(single)
+    assert owner.rollback(single["jobId"], timeout=180)["status"] == "rolled_back"
+    assert snapshot(db) == before
+
+    # every `sessions/` member's end of either link hands over, two invocations an execution
+    hand_over(monkeypatch)
+    counted, runs = plan_fault(-1, RuntimeError)
+    monkeypatch.setitem(fresh_stack.handler_overrides, RESTORE_SHARDS, counted)
+    job = owner.run(**body, timeout=300)
+    assert job["status"] == "succeeded", job
+    assert runs == list(range(len(runs))), runs
+    assert len(runs) >= 4, runs  # the base's members hold 3 sessions each
+    assert plan_children(fresh_stack, job["jobId"])
+    assert restored(db) == expected
+    assert projects(db) == expected_projects
+    assert counts(job["outcome"]) == counts(single["outcome"])
+    assert parts_read(job) == expected_parts
+    nothing_left(fresh_stack, job["jobId"])
+    assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
+    assert snapshot(db) == before
+
+
+@pytest.mark.parametrize("kind", ["backup", "chain"])
 def test_a_retried_plan_invocation_writes_the_same_and_a_failed_one_leaves_nothing(
         db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch,
-        fresh_stack: LocalStack) -> None:
-    backup, backup_id = prepare(db)
+        fresh_stack: LocalStack, kind: str) -> None:
+    if kind == "chain":
+        increment, backup_id, _ = prepare_chain(db)
+        messages = len(increment.messages) // 2
+    else:
+        backup, backup_id = prepare(db)
+        messages = len(backup.messages) // 4
     before = snapshot(db)
-    shard_size(monkeypatch, max(1, len(backup.messages) // 4))
+    shard_size(monkeypatch, max(1, messages))
     one_invocation(monkeypatch)
     single = owner.run(backupId=backup_id, mode="full", timeout=180)
     assert single["status"] == "succeeded", single
@@ -191,25 +278,35 @@ def test_a_retried_plan_invocation_writes_the_same_and_a_failed_one_leaves_nothi
     nothing_left(fresh_stack, failed["jobId"])
 
 
-def test_a_file_whose_messages_leave_their_sessions_keeps_the_one_invocation_bound(
+def test_a_file_whose_messages_leave_their_sessions_is_handed_over_like_any_other(
         db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch,
         fresh_stack: LocalStack) -> None:
     backup = of_user(db, ObjectId(OWNER), grouped=False)  # messages by uuid: out of place
     backup_id = store_backup(backup, OWNER)
+    forget(db, sorted(sessions_of(db, OWNER))[:3])
     before = snapshot(db)
     shard_size(monkeypatch, max(1, len(backup.messages) // 4))
-    hand_over(monkeypatch, invocations=1000)
-    job = owner.run(backupId=backup_id, mode="merge", timeout=300)
-    assert job["status"] == "failed", job
-    assert job["error"]["code"] == "backup_too_large"
-    assert "not in the order of their sessions" in job["error"]["message"]
-    assert job["shards"] == []
+    one_invocation(monkeypatch)
+    single = owner.run(backupId=backup_id, mode="full", timeout=180)
+    assert single["status"] == "succeeded", single
+    expected, expected_parts = restored(db), parts_read(single)
+    assert owner.rollback(single["jobId"], timeout=180)["status"] == "rolled_back"
     assert snapshot(db) == before
-    nothing_left(fresh_stack, job["jobId"])
 
-    one_invocation(monkeypatch)  # one invocation splits it (again, keeping every shard)
-    job = owner.run(backupId=backup_id, mode="merge", timeout=180)
+    # a hand-over at every `sessions/` member's end, then at every `messages/` member's end
+    # of the messages that left their place (each may belong to a session read before)
+    hand_over(monkeypatch, invocations=1000)
+    counted, runs = plan_fault(-1, RuntimeError)
+    monkeypatch.setitem(fresh_stack.handler_overrides, RESTORE_SHARDS, counted)
+    job = owner.run(backupId=backup_id, mode="full", timeout=300)
     assert job["status"] == "succeeded", job
+    assert len(runs) > len(backup.sessions) // 3 + 1, runs  # more than the sessions' ends
+    assert restored(db) == expected
+    assert counts(job["outcome"]) == counts(single["outcome"])
+    assert parts_read(job) == expected_parts
+    nothing_left(fresh_stack, job["jobId"])
+    assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
+    assert snapshot(db) == before
 
 
 def test_an_instance_restore_handed_over_gives_every_user_what_one_invocation_gives(
