@@ -152,11 +152,11 @@ def test_a_plan_handed_over_gives_what_a_plan_of_one_invocation_gives(
     assert_calls_allowed(fresh_stack)  # PlanOn's and the hand-overs' calls, by the policies
 
 
-def prepare_chain(db: Database[Document]) -> tuple[Backup, str, str]:
+def prepare_chain(db: Database[Document]) -> tuple[Backup, str, str, str]:
     """A base; then the source changes (a session edited, one deleted, one added) and an
     increment holds that; then the target moves on from the increment (another session
     changed, one lost, and the session the increment deleted put back: a full restore of the
-    chain removes it again). The increment, its id, the deleted sessionId."""
+    chain removes it again). The increment, its id, the deleted and the lost sessionIds."""
     base = of_user(db, ObjectId(OWNER))
     store_backup(base, OWNER)
     edited, deleted, other, changed, lost = sorted(content(db, OWNER))[:5]
@@ -178,18 +178,19 @@ def prepare_chain(db: Database[Document]) -> tuple[Backup, str, str]:
     forget(db, [lost])
     for name, doc in kept:
         db[name].insert_one(doc)
-    return increment, increment_id, deleted
+    return increment, increment_id, deleted, lost
 
 
 @pytest.mark.parametrize(("mode", "conflicts"), CASES)
 def test_a_chain_handed_over_gives_what_one_execution_and_one_plan_invocation_give(
         db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch,
         fresh_stack: LocalStack, mode: str, conflicts: str) -> None:
-    increment, increment_id, deleted = prepare_chain(db)
+    increment, increment_id, deleted, lost = prepare_chain(db)
     before = snapshot(db)
     body: dict[str, Any] = {"backupId": increment_id, "mode": mode, "conflicts": conflicts}
     if mode == "selective":  # the deleted session named too: the chain does not hold it
-        body["selections"] = {"sessions": [*sorted(sessions_of(db, OWNER))[5:8], deleted]}
+        body["selections"] = {"sessions": [*sorted(sessions_of(db, OWNER))[5:8], deleted,
+                                           lost]}
 
     shard_size(monkeypatch, None)  # the chain as one import execution
     one_invocation(monkeypatch)
@@ -201,7 +202,8 @@ def test_a_chain_handed_over_gives_what_one_execution_and_one_plan_invocation_gi
     assert owner.rollback(execution["jobId"], timeout=180)["status"] == "rolled_back"
     assert snapshot(db) == before
 
-    shard_size(monkeypatch, max(1, len(increment.messages) // 2))
+    # (a selection holds a few sessions: smaller shards)
+    shard_size(monkeypatch, max(1, len(increment.messages) // (8 if mode == "selective" else 2)))
     single = owner.run(**body, timeout=180)  # in shards, the plan one invocation
     assert single["status"] == "succeeded", single
     assert len(single["shards"]) >= 2, single
@@ -235,7 +237,7 @@ def test_a_retried_plan_invocation_writes_the_same_and_a_failed_one_leaves_nothi
         db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch,
         fresh_stack: LocalStack, kind: str) -> None:
     if kind == "chain":
-        increment, backup_id, _ = prepare_chain(db)
+        increment, backup_id, *_ = prepare_chain(db)
         messages = len(increment.messages) // 2
     else:
         backup, backup_id = prepare(db)
