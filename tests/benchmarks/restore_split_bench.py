@@ -224,8 +224,9 @@ def handed_over(args: argparse.Namespace, data: bytes, parents: list[bytes],
                 bucket.put("imports/bench/split/state.json", stored, {})
                 page = {sid: [source.chosen[sid], *shard]
                         for sid, shard in splitter.session_shards.items()}
-                bucket.put(f"{_Pages.PREFIX}{invocations:06d}.json", json.dumps(page).encode(),
-                           {})
+                if page:  # (the plan writes none for an invocation that read no session)
+                    bucket.put(f"{_Pages.PREFIX}{invocations:06d}.json",
+                               json.dumps(page).encode(), {})
                 state, position = decode_line(stored), stop.position
                 largest = max(largest, len(stored))
                 handing += time.perf_counter() - began

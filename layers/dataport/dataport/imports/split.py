@@ -307,7 +307,8 @@ class Splitter:
         generation = f".{shard.generation}" if shard.generation else ""
         key = f"{self.prefix}{shard.user_id}-{shard.number:05d}{generation}.zip"
         projects = [self._projects[pid] for pid in shard.projects if pid in self._projects]
-        with self.bucket.open_write(key) as stored:
+        with ExitStack() as reopened, self.bucket.open_write(key) as stored:
+            parts: dict[str, zipfile.ZipFile] = {}  # a reopened shard's part, opened once
             sealed = self.sealer.writer(stored, key) if self.sealer is not None else None
             hashed = _Hashing(sealed or stored)
             with zipfile.ZipFile(cast(IO[bytes], hashed), "w",
@@ -317,7 +318,9 @@ class Splitter:
                     entries.append(member.stats)
                     info = zipfile.ZipInfo(member.stats.path, _ZIP_TIME)
                     size = member.stats.compressed_bytes
-                    with self._member(member) as source, archive.open(
+                    if member.part is not None and member.part.key not in parts:
+                        parts[member.part.key] = reopened.enter_context(self._part(member.part))
+                    with self._member(member, parts) as source, archive.open(
                             info, "w", force_zip64=size > _ZIP64_AFTER) as target:
                         shutil.copyfileobj(source, target, _COPY)
                     if member.key is None and member.part is None:
@@ -341,12 +344,13 @@ class Splitter:
             + shard.sessions + shard.messages))
 
     @contextmanager
-    def _member(self, member: _Member) -> Iterator[IO[bytes]]:
+    def _member(self, member: _Member, parts: dict[str, zipfile.ZipFile]
+                ) -> Iterator[IO[bytes]]:
         """A member's zstd frame: its file, the object an earlier invocation stored, or the
-        member of a stored part (its CRC checked as it is read, the part opened through its
-        seal)."""
+        member of a stored part (`parts`: opened through its seal; its CRC checked as it is
+        read)."""
         if member.part is not None:
-            with self._part(member.part) as archive, archive.open(member.stats.path) as inner:
+            with parts[member.part.key].open(member.stats.path) as inner:
                 yield inner
         elif member.key is not None:
             stored = self.bucket.open_read(member.key)

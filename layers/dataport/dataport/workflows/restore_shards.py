@@ -254,13 +254,12 @@ class _Earlier:
     def _read(self) -> dict[str, tuple[int, str, int]]:
         if self._sessions is None:
             self._sessions = {}
-            for number in range(1, self._before):
-                key = _taken_key(self._job_id, number)
+            # (an invocation that read no session, one of late messages, wrote no page)
+            for key in self._bucket.keys(_taken_key(self._job_id, 0)[:-len("000000.json")]):
+                if key >= _taken_key(self._job_id, self._before):
+                    continue  # a later invocation's (none: each writes its own, in turn)
                 with self._bucket.lines_from(key, 0) as lines:
-                    if lines is None:
-                        raise Conflict(f"Restore {self._job_id}: the plan's page {number} "
-                                       "is missing.")
-                    page = json.loads(self._sealer.open(b"".join(lines), key))
+                    page = json.loads(self._sealer.open(b"".join(lines or []), key))
                 self._sessions.update((sid, (link, user, shard))
                                       for sid, (link, user, shard) in page.items())
         return self._sessions
@@ -421,9 +420,10 @@ def _hand_over(bucket: PackagesBucket, sealer: Sealer, job_id: str, splitter: Sp
     _write_state(bucket, sealer, job_id, number, state)
     key = _ids_key(job_id, number)
     bucket.put(key, sealer.seal(json.dumps(splitter.session_ids).encode(), key), {})
-    key = _taken_key(job_id, number)
     page = {sid: [source.chosen[sid], *shard] for sid, shard in splitter.session_shards.items()}
-    bucket.put(key, sealer.seal(json.dumps(page).encode(), key), {})
+    if page:
+        key = _taken_key(job_id, number)
+        bucket.put(key, sealer.seal(json.dumps(page).encode(), key), {})
     raise _HandedOver()
 
 
