@@ -22,7 +22,8 @@ Memory: a shard being written keeps two member writers (sessions, messages) whil
 at most `HOT_SHARDS` are hot, the coldest one's members are ended (a zstd frame each, on
 /tmp) and begun again as new members when it is written to next (an instance backup's users
 interleave in sessionId order). Where the reader keeps each session with its messages (one
-backup, not a chain), a user's full shard is complete when their next one opens: it is
+backup, or a chain read in order; `eager`), a user's full shard is complete when their next
+one opens: it is
 assembled and uploaded then and its files removed, so /tmp holds the open shards only. A
 message that comes after its shard was stored (a backup whose messages left their sessions'
 place, made by other means) **reopens** it: the shard begins again with the stored part's
@@ -376,10 +377,9 @@ class Splitter:
         """What the next invocation needs to go on (`load`), as Extended JSON-ready values:
         every open shard's members ended and stored under `members_prefix` (at keys named by
         the shard and the member's number, so a retried invocation writes the same objects
-        again), its files removed; the parts stored so far; the projects, the per-user
-        counts and lists. Not the sessions' shards: a hand-over is at a `sessions/` member's
-        end, where every message of the sessions before it has come (the reader's
-        `out_of_place` says when one did not)."""
+        again), its files removed; the parts stored so far and those superseded; the
+        projects, the per-user counts and lists. Not the sessions' shards (one entry per
+        session: `session_shards`, which the plan pages apart, and `earlier` finds them)."""
         shards = []
         for shard in self._shards:
             if shard.done:
