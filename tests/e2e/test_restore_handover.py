@@ -152,12 +152,21 @@ def test_a_plan_handed_over_gives_what_a_plan_of_one_invocation_gives(
     assert_calls_allowed(fresh_stack)  # PlanOn's and the hand-overs' calls, by the policies
 
 
-def prepare_chain(db: Database[Document]) -> tuple[Backup, str, str, str]:
+def prepare_chain(db: Database[Document], *, disorder: str | None = None
+                  ) -> tuple[Backup, str, str, str]:
     """A base; then the source changes (a session edited, one deleted, one added) and an
     increment holds that; then the target moves on from the increment (another session
     changed, one lost, and the session the increment deleted put back: a full restore of the
-    chain removes it again). The increment, its id, the deleted and the lost sessionIds."""
+    chain removes it again). The increment, its id, the deleted and the lost sessionIds.
+    `disorder`: the base's sessions (each with its messages) not in sessionId order, `all`
+    (from the start) or `last` (its last two swapped: in its last member)."""
     base = of_user(db, ObjectId(OWNER))
+    if disorder == "all":
+        base.sessions.reverse()
+    elif disorder == "last":
+        base.sessions[-2:] = base.sessions[:-3:-1]
+    order = {s["sessionId"]: n for n, s in enumerate(base.sessions)}
+    base.messages.sort(key=lambda m: order[m["sessionId"]])  # each with its session
     store_backup(base, OWNER)
     edited, deleted, other, changed, lost = sorted(content(db, OWNER))[:5]
     db[SESSIONS].update_one({"sessionId": edited}, {"$set": {"summary": "edited later"}})
@@ -227,6 +236,39 @@ def test_a_chain_handed_over_gives_what_one_execution_and_one_plan_invocation_gi
     assert projects(db) == expected_projects
     assert counts(job["outcome"]) == counts(single["outcome"])
     assert parts_read(job) == expected_parts
+    nothing_left(fresh_stack, job["jobId"])
+    assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
+    assert snapshot(db) == before
+
+
+@pytest.mark.parametrize("disorder", ["all", "last"])
+def test_a_chain_not_in_session_order_is_split_again_newest_link_first(
+        db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch,
+        fresh_stack: LocalStack, disorder: str) -> None:
+    """Not a chain dataport makes: once found (after hand-overs, for a disorder in the base's
+    last member), the plan splits it again from the start, newest link first, in an
+    invocation of its own: the result is the one execution's."""
+    increment, increment_id, *_ = prepare_chain(db, disorder=disorder)
+    before = snapshot(db)
+    body: dict[str, Any] = {"backupId": increment_id, "mode": "full", "conflicts": "overwrite"}
+    shard_size(monkeypatch, None)
+    one_invocation(monkeypatch)
+    execution = owner.run(**body, timeout=180)
+    assert execution["status"] == "succeeded", execution
+    expected = restored(db)
+    assert owner.rollback(execution["jobId"], timeout=180)["status"] == "rolled_back"
+
+    shard_size(monkeypatch, max(1, len(increment.messages) // 2))
+    hand_over(monkeypatch, invocations=1000)
+    counted, runs = plan_fault(-1, RuntimeError)
+    monkeypatch.setitem(fresh_stack.handler_overrides, RESTORE_SHARDS, counted)
+    job = owner.run(**body, timeout=300)
+    assert job["status"] == "succeeded", job
+    assert runs == list(range(len(runs))), runs
+    if disorder == "last":
+        assert len(runs) >= 3, runs  # handed over, found out of order, split again
+    assert len(job["shards"]) >= 2, job
+    assert restored(db) == expected
     nothing_left(fresh_stack, job["jobId"])
     assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
     assert snapshot(db) == before

@@ -175,6 +175,10 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
     try:
         if state is not None and state["phase"] == "hash":
             parts, splitter, report = _checked_whole(job, bucket, sealer, state)
+        elif state is not None and state["phase"] == NEWEST_FIRST:
+            bucket.delete_prefix(storage.shard_parts_prefix(job.job_id))  # anew
+            parts, splitter, report = _split(job, bucket, sealer, remaining_ms, state=None,
+                                             number=done_before + 1, newest_first=True)
         else:
             parts, splitter, report = _split(job, bucket, sealer, remaining_ms, state=state,
                                              number=done_before + 1)
@@ -281,9 +285,8 @@ def _write_state(bucket: PackagesBucket, sealer: Sealer, job_id: str, number: in
 
 
 class _OutOfTime(Exception):
-    """The split cannot go on: a member did not fit what was left of an invocation, or a
-    chain whose split was handed over has a link whose sessions are not in sessionId
-    order."""
+    """The split cannot go on: a member did not fit what was left of an invocation (or a
+    chain read newest link first did not fit one)."""
 
     def __init__(self, records: int, why: str = "") -> None:
         super().__init__(records)
@@ -304,7 +307,7 @@ class _Stop(Exception):
 
 
 def _split(job: Job, bucket: PackagesBucket, sealer: Sealer, remaining_ms: Callable[[], int],
-           *, state: dict[str, Any] | None, number: int
+           *, state: dict[str, Any] | None, number: int, newest_first: bool = False
            ) -> tuple[list[ShardPart], Splitter | None, ValidationReport]:
     """The backup read into shard objects; every member checked as it streams by. A report
     with errors: nothing kept. The backup (a chain: its links merged in sessionId order)
@@ -336,8 +339,10 @@ def _split(job: Job, bucket: PackagesBucket, sealer: Sealer, remaining_ms: Calla
     resumed = state is not None
     earlier = _Earlier(bucket, sealer, job.job_id, number) if resumed else None
     # a chain whose links' sessions are not in sessionId order (dataport writes them in
-    # order) is read newest link first, in one invocation, keeping every shard to the end
-    for in_order in (True, False) if chain and not resumed else (True,):
+    # order) is read newest link first, in one invocation, keeping every shard to the end:
+    # at once, or, found after a hand-over, from the start in the next invocation
+    tries = (False,) if newest_first else (True, False) if chain and not resumed else (True,)
+    for in_order in tries:
         splitter = Splitter(bucket, storage.shard_parts_prefix(job.job_id),
                             settings.restore_shard_messages, owner_of=owner_of, eager=in_order,
                             made_at=job.created_at, sealer=sealer)
@@ -367,16 +372,23 @@ def _split(job: Job, bucket: PackagesBucket, sealer: Sealer, remaining_ms: Calla
                 "phase": "split", "records": stop.records, "position": stop.position.state()})
         except NotInOrder as where:
             logger.info("chain not in sessionId order: read newest link first", extra={
-                "job_id": job.job_id, "member": str(where)})
-            splitter.abort()
+                "job_id": job.job_id, "member": str(where), "handed_over": resumed})
+            splitter.abort(stored=not resumed)
+            if resumed:
+                _write_state(bucket, sealer, job.job_id, number, {"phase": NEWEST_FIRST})
+                raise _HandedOver() from None
         except BaseException:  # a retried invocation finds the earlier ones' parts in place
             splitter.abort(stored=not resumed)
             raise
     raise AssertionError("a chain read newest link first is read to its end")
 
 
-_NOT_IN_ORDER = ("the sessions of a backup of its chain are not in sessionId order (as dataport "
-                 "writes them), so its split cannot be handed over from one run to the next")
+#: the state of a plan whose chain was found out of sessionId order after a hand-over: the
+#: next invocation splits it again from the start, newest link first
+NEWEST_FIRST = "newest-first"
+_NEWEST_FIRST_TOO_LARGE = (
+    "the sessions of a backup of its chain are not in sessionId order (dataport writes them in "
+    "order), so it is read in one run of the plan (15 minutes), which it does not fit")
 
 
 def _read_into(splitter: Splitter, source: BackupSource, state: dict[str, Any] | None,
@@ -397,16 +409,11 @@ def _read_into(splitter: Splitter, source: BackupSource, state: dict[str, Any] |
     records = source.records(problems.append,
                              start=Position.of(state["position"]) if state is not None else None,
                              on_position=at_member_end if hands_over else None, taken=taken)
-    try:
-        for record in records:
-            count += 1
-            splitter.add(record)
-            if remaining_ms() < settings.restore_plan_reserve_ms:  # a clock, no request
-                raise _OutOfTime(count)
-    except NotInOrder:
-        if state is None:
-            raise  # one invocation so far: read newest link first
-        raise _OutOfTime(count, _NOT_IN_ORDER) from None
+    for record in records:
+        count += 1
+        splitter.add(record)
+        if remaining_ms() < settings.restore_plan_reserve_ms:  # a clock, no request
+            raise _OutOfTime(count, "" if hands_over else _NEWEST_FIRST_TOO_LARGE)
     errors = [p for p in problems if p.severity == "error"]
     return ValidationReport(errors=errors[:100], errors_total=len(errors)), count
 
@@ -519,7 +526,7 @@ def _refuse(store: JobStore, job: Job, report: ValidationReport) -> None:
 
 def _too_large(store: JobStore, job: Job, records: int, why: str = "") -> None:
     """The split could not go on (a member that does not fit an invocation, or a chain whose
-    links' sessions are not in sessionId order and does not fit one): the job ends failed,
+    links' sessions are not in sessionId order that does not fit one): the job ends failed,
     `backup_too_large`, nothing written and no part left (docs/backups.md, "Time of the
     plan")."""
     why = why or "a member of it does not fit one run of the plan (15 minutes)"
