@@ -41,7 +41,7 @@ from tests.e2e.test_restore_shards import CASES, counts, prepare, projects, rest
 from tests.e2e.test_restores import OWNER, add_session, content, diverge, forget, sessions_of
 from tests.fixtures.faults import RESTORE_SHARDS, plan_fault
 from tests.infrastructure.iam import assert_calls_allowed
-from tests.restores.backups import Backup, flip_byte, of_instance, of_user
+from tests.restores.backups import Backup, flip_byte, increment_of, of_instance, of_user
 
 
 @pytest.fixture
@@ -152,6 +152,38 @@ def test_a_plan_handed_over_gives_what_a_plan_of_one_invocation_gives(
     assert_calls_allowed(fresh_stack)  # PlanOn's and the hand-overs' calls, by the policies
 
 
+def reference(db: Database[Document], owner: Restorer, before: Any, **body: Any
+              ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Document]]:
+    """A restore to compare with (succeeded): its job, the user's sessions and projects it
+    gave; then rolled back to `before`."""
+    job = owner.run(**body, timeout=180)
+    assert job["status"] == "succeeded", job
+    found, found_projects = restored(db), projects(db)
+    assert owner.rollback(job["jobId"], timeout=180)["status"] == "rolled_back"
+    assert snapshot(db) == before
+    return job, found, found_projects
+
+
+def handed_over(owner: Restorer, monkeypatch: pytest.MonkeyPatch, stack: LocalStack, *,
+                invocations: int = 2, **body: Any) -> tuple[dict[str, Any], list[int]]:
+    """The restore with its plan handed over at every member's end (`invocations` an
+    execution), succeeded: its job and the plan invocations run (each once, in order)."""
+    hand_over(monkeypatch, invocations=invocations)
+    counted, runs = plan_fault(-1, RuntimeError)  # no fault: the invocations counted
+    monkeypatch.setitem(stack.handler_overrides, RESTORE_SHARDS, counted)
+    job = owner.run(**body, timeout=300)
+    assert job["status"] == "succeeded", job
+    assert runs == list(range(len(runs))), runs
+    return job, runs
+
+
+def left_nothing_and_rolls_back(db: Database[Document], owner: Restorer, stack: LocalStack,
+                                job: dict[str, Any], before: Any) -> None:
+    nothing_left(stack, job["jobId"])
+    assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
+    assert snapshot(db) == before
+
+
 def prepare_chain(db: Database[Document], *, disorder: str | None = None
                   ) -> tuple[Backup, str, str, str]:
     """A base; then the source changes (a session edited, one deleted, one added) and an
@@ -176,12 +208,7 @@ def prepare_chain(db: Database[Document], *, disorder: str | None = None
             for doc in db[name].find({"sessionId": deleted})]
     forget(db, [deleted])
     added = add_session(db, other)
-    now = of_user(db, ObjectId(OWNER))
-    increment = Backup(
-        projects=now.projects,
-        sessions=[s for s in now.sessions if s["sessionId"] in (edited, added)],
-        messages=[m for m in now.messages if m["sessionId"] in (edited, added)],
-        deleted_sessions=[deleted], parent_id=base.backup_id, owner_id=OWNER)
+    increment = increment_of(db, ObjectId(OWNER), base, [edited, added], [deleted])
     increment_id = store_backup(increment, OWNER)
     diverge(db, changed)
     forget(db, [lost])
@@ -203,13 +230,9 @@ def test_a_chain_handed_over_gives_what_one_execution_and_one_plan_invocation_gi
 
     shard_size(monkeypatch, None)  # the chain as one import execution
     one_invocation(monkeypatch)
-    execution = owner.run(**body, timeout=180)
-    assert execution["status"] == "succeeded", execution
+    execution, expected, expected_projects = reference(db, owner, before, **body)
     assert not execution.get("shards"), execution
-    expected, expected_projects = restored(db), projects(db)
     assert (deleted in expected) == (mode != "full")  # full removes what the chain deleted
-    assert owner.rollback(execution["jobId"], timeout=180)["status"] == "rolled_back"
-    assert snapshot(db) == before
 
     # (a selection holds a few sessions: smaller shards)
     shard_size(monkeypatch, max(1, len(increment.messages) // (8 if mode == "selective" else 2)))
@@ -224,21 +247,14 @@ def test_a_chain_handed_over_gives_what_one_execution_and_one_plan_invocation_gi
     assert snapshot(db) == before
 
     # every `sessions/` member's end of either link hands over, two invocations an execution
-    hand_over(monkeypatch)
-    counted, runs = plan_fault(-1, RuntimeError)
-    monkeypatch.setitem(fresh_stack.handler_overrides, RESTORE_SHARDS, counted)
-    job = owner.run(**body, timeout=300)
-    assert job["status"] == "succeeded", job
-    assert runs == list(range(len(runs))), runs
+    job, runs = handed_over(owner, monkeypatch, fresh_stack, **body)
     assert len(runs) >= 4, runs  # the base's members hold 3 sessions each
     assert plan_children(fresh_stack, job["jobId"])
     assert restored(db) == expected
     assert projects(db) == expected_projects
     assert counts(job["outcome"]) == counts(single["outcome"])
     assert parts_read(job) == expected_parts
-    nothing_left(fresh_stack, job["jobId"])
-    assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
-    assert snapshot(db) == before
+    left_nothing_and_rolls_back(db, owner, fresh_stack, job, before)
 
 
 @pytest.mark.parametrize("disorder", ["all", "last"])
@@ -253,25 +269,15 @@ def test_a_chain_not_in_session_order_is_split_again_newest_link_first(
     body: dict[str, Any] = {"backupId": increment_id, "mode": "full", "conflicts": "overwrite"}
     shard_size(monkeypatch, None)
     one_invocation(monkeypatch)
-    execution = owner.run(**body, timeout=180)
-    assert execution["status"] == "succeeded", execution
-    expected = restored(db)
-    assert owner.rollback(execution["jobId"], timeout=180)["status"] == "rolled_back"
+    _, expected, _ = reference(db, owner, before, **body)
 
     shard_size(monkeypatch, max(1, len(increment.messages) // 2))
-    hand_over(monkeypatch, invocations=1000)
-    counted, runs = plan_fault(-1, RuntimeError)
-    monkeypatch.setitem(fresh_stack.handler_overrides, RESTORE_SHARDS, counted)
-    job = owner.run(**body, timeout=300)
-    assert job["status"] == "succeeded", job
-    assert runs == list(range(len(runs))), runs
+    job, runs = handed_over(owner, monkeypatch, fresh_stack, invocations=1000, **body)
     if disorder == "last":
         assert len(runs) >= 3, runs  # handed over, found out of order, split again
     assert len(job["shards"]) >= 2, job
     assert restored(db) == expected
-    nothing_left(fresh_stack, job["jobId"])
-    assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
-    assert snapshot(db) == before
+    left_nothing_and_rolls_back(db, owner, fresh_stack, job, before)
 
 
 @pytest.mark.parametrize("kind", ["backup", "chain"])
@@ -287,10 +293,8 @@ def test_a_retried_plan_invocation_writes_the_same_and_a_failed_one_leaves_nothi
     before = snapshot(db)
     shard_size(monkeypatch, max(1, messages))
     one_invocation(monkeypatch)
-    single = owner.run(backupId=backup_id, mode="full", timeout=180)
-    assert single["status"] == "succeeded", single
-    expected, expected_parts = restored(db), parts_read(single)
-    assert owner.rollback(single["jobId"], timeout=180)["status"] == "rolled_back"
+    single, expected, _ = reference(db, owner, before, backupId=backup_id, mode="full")
+    expected_parts = parts_read(single)
 
     # the answer of the second invocation is lost: Step Functions runs it again, which finds
     # its own objects from the first run and writes them again, byte for byte
@@ -331,26 +335,18 @@ def test_a_file_whose_messages_leave_their_sessions_is_handed_over_like_any_othe
     before = snapshot(db)
     shard_size(monkeypatch, max(1, len(backup.messages) // 4))
     one_invocation(monkeypatch)
-    single = owner.run(backupId=backup_id, mode="full", timeout=180)
-    assert single["status"] == "succeeded", single
-    expected, expected_parts = restored(db), parts_read(single)
-    assert owner.rollback(single["jobId"], timeout=180)["status"] == "rolled_back"
-    assert snapshot(db) == before
+    single, expected, _ = reference(db, owner, before, backupId=backup_id, mode="full")
+    expected_parts = parts_read(single)
 
     # a hand-over at every `sessions/` member's end, then at every `messages/` member's end
     # of the messages that left their place (each may belong to a session read before)
-    hand_over(monkeypatch, invocations=1000)
-    counted, runs = plan_fault(-1, RuntimeError)
-    monkeypatch.setitem(fresh_stack.handler_overrides, RESTORE_SHARDS, counted)
-    job = owner.run(backupId=backup_id, mode="full", timeout=300)
-    assert job["status"] == "succeeded", job
+    job, runs = handed_over(owner, monkeypatch, fresh_stack, invocations=1000,
+                            backupId=backup_id, mode="full")
     assert len(runs) > len(backup.sessions) // 3 + 1, runs  # more than the sessions' ends
     assert restored(db) == expected
     assert counts(job["outcome"]) == counts(single["outcome"])
     assert parts_read(job) == expected_parts
-    nothing_left(fresh_stack, job["jobId"])
-    assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
-    assert snapshot(db) == before
+    left_nothing_and_rolls_back(db, owner, fresh_stack, job, before)
 
 
 def test_an_instance_restore_handed_over_gives_every_user_what_one_invocation_gives(
