@@ -2,9 +2,11 @@
 child executions, end to end on the local stack (real ASL in moto, real S3 multipart, real
 pymongo): forced by a tiny time budget (every `sessions/` member's end hands over) and a bound
 of two plan invocations per execution, a restore gives exactly what the same restore gives when
-its plan is one invocation, for every mode; a fault after an invocation either is retried
-(the invocation runs again: the same parts, the same result) or leaves the restore failed with
-no part, no hand-over object, no open multipart upload and nothing on /tmp."""
+its plan is one invocation, for every mode; so does a chain (an increment: base + increment,
+its deletions kept) and a file whose messages left their sessions' place; a fault after an
+invocation either is retried (the invocation runs again: the same parts, the same result) or
+leaves the restore failed with no part, no hand-over object, no open multipart upload and
+nothing on /tmp."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from dataport.errors import TransientError
 from dataport.jobs.store import JobStore
 from dataport.models.backups import BackupStatus
 from dataport.settings import get_settings
+from dataport.source.collections import SESSIONS, is_message_collection
 from dataport.source.mongo import Document
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
@@ -35,10 +38,10 @@ from tests.e2e.import_client import snapshot
 from tests.e2e.restore_client import Restorer, store_backup
 from tests.e2e.test_instance_restores import everyone
 from tests.e2e.test_restore_shards import CASES, counts, prepare, projects, restored, shard_size
-from tests.e2e.test_restores import OWNER, diverge, forget, sessions_of
+from tests.e2e.test_restores import OWNER, add_session, content, diverge, forget, sessions_of
 from tests.fixtures.faults import RESTORE_SHARDS, plan_fault
 from tests.infrastructure.iam import assert_calls_allowed
-from tests.restores.backups import flip_byte, of_instance, of_user
+from tests.restores.backups import Backup, flip_byte, increment_of, of_instance, of_user
 
 
 @pytest.fixture
@@ -149,17 +152,149 @@ def test_a_plan_handed_over_gives_what_a_plan_of_one_invocation_gives(
     assert_calls_allowed(fresh_stack)  # PlanOn's and the hand-overs' calls, by the policies
 
 
+def reference(db: Database[Document], owner: Restorer, before: Any, **body: Any
+              ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Document]]:
+    """A restore to compare with (succeeded): its job, the user's sessions and projects it
+    gave; then rolled back to `before`."""
+    job = owner.run(**body, timeout=180)
+    assert job["status"] == "succeeded", job
+    found, found_projects = restored(db), projects(db)
+    assert owner.rollback(job["jobId"], timeout=180)["status"] == "rolled_back"
+    assert snapshot(db) == before
+    return job, found, found_projects
+
+
+def handed_over(owner: Restorer, monkeypatch: pytest.MonkeyPatch, stack: LocalStack, *,
+                invocations: int = 2, **body: Any) -> tuple[dict[str, Any], list[int]]:
+    """The restore with its plan handed over at every member's end (`invocations` an
+    execution), succeeded: its job and the plan invocations run (each once, in order)."""
+    hand_over(monkeypatch, invocations=invocations)
+    counted, runs = plan_fault(-1, RuntimeError)  # no fault: the invocations counted
+    monkeypatch.setitem(stack.handler_overrides, RESTORE_SHARDS, counted)
+    job = owner.run(**body, timeout=300)
+    assert job["status"] == "succeeded", job
+    assert runs == list(range(len(runs))), runs
+    return job, runs
+
+
+def left_nothing_and_rolls_back(db: Database[Document], owner: Restorer, stack: LocalStack,
+                                job: dict[str, Any], before: Any) -> None:
+    nothing_left(stack, job["jobId"])
+    assert owner.rollback(job["jobId"], timeout=300)["status"] == "rolled_back"
+    assert snapshot(db) == before
+
+
+def prepare_chain(db: Database[Document], *, disorder: str | None = None
+                  ) -> tuple[Backup, str, str, str]:
+    """A base; then the source changes (a session edited, one deleted, one added) and an
+    increment holds that; then the target moves on from the increment (another session
+    changed, one lost, and the session the increment deleted put back: a full restore of the
+    chain removes it again). The increment, its id, the deleted and the lost sessionIds.
+    `disorder`: the base's sessions (each with its messages) not in sessionId order, `all`
+    (from the start) or `last` (its last two swapped: in its last member)."""
+    base = of_user(db, ObjectId(OWNER))
+    if disorder == "all":
+        base.sessions.reverse()
+    elif disorder == "last":
+        base.sessions[-2:] = base.sessions[:-3:-1]
+    order = {s["sessionId"]: n for n, s in enumerate(base.sessions)}
+    base.messages.sort(key=lambda m: order[m["sessionId"]])  # each with its session
+    store_backup(base, OWNER)
+    edited, deleted, other, changed, lost = sorted(content(db, OWNER))[:5]
+    db[SESSIONS].update_one({"sessionId": edited}, {"$set": {"summary": "edited later"}})
+    diverge(db, edited)
+    kept = [(name, doc) for name in [SESSIONS, *filter(is_message_collection,
+                                                       db.list_collection_names())]
+            for doc in db[name].find({"sessionId": deleted})]
+    forget(db, [deleted])
+    added = add_session(db, other)
+    increment = increment_of(db, ObjectId(OWNER), base, [edited, added], [deleted])
+    increment_id = store_backup(increment, OWNER)
+    diverge(db, changed)
+    forget(db, [lost])
+    for name, doc in kept:
+        db[name].insert_one(doc)
+    return increment, increment_id, deleted, lost
+
+
+@pytest.mark.parametrize(("mode", "conflicts"), CASES)
+def test_a_chain_handed_over_gives_what_one_execution_and_one_plan_invocation_give(
+        db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch,
+        fresh_stack: LocalStack, mode: str, conflicts: str) -> None:
+    increment, increment_id, deleted, lost = prepare_chain(db)
+    before = snapshot(db)
+    body: dict[str, Any] = {"backupId": increment_id, "mode": mode, "conflicts": conflicts}
+    if mode == "selective":  # the deleted session named too: the chain does not hold it
+        body["selections"] = {"sessions": [*sorted(sessions_of(db, OWNER))[5:8], deleted,
+                                           lost]}
+
+    shard_size(monkeypatch, None)  # the chain as one import execution
+    one_invocation(monkeypatch)
+    execution, expected, expected_projects = reference(db, owner, before, **body)
+    assert not execution.get("shards"), execution
+    assert (deleted in expected) == (mode != "full")  # full removes what the chain deleted
+
+    # (a selection holds a few sessions: smaller shards)
+    shard_size(monkeypatch, max(1, len(increment.messages) // (8 if mode == "selective" else 2)))
+    single = owner.run(**body, timeout=180)  # in shards, the plan one invocation
+    assert single["status"] == "succeeded", single
+    assert len(single["shards"]) >= 2, single
+    assert plan_children(fresh_stack, single["jobId"]) == []
+    assert restored(db) == expected
+    assert projects(db) == expected_projects
+    expected_parts = parts_read(single)
+    assert owner.rollback(single["jobId"], timeout=180)["status"] == "rolled_back"
+    assert snapshot(db) == before
+
+    # every `sessions/` member's end of either link hands over, two invocations an execution
+    job, runs = handed_over(owner, monkeypatch, fresh_stack, **body)
+    assert len(runs) >= 4, runs  # the base's members hold 3 sessions each
+    assert plan_children(fresh_stack, job["jobId"])
+    assert restored(db) == expected
+    assert projects(db) == expected_projects
+    assert counts(job["outcome"]) == counts(single["outcome"])
+    assert parts_read(job) == expected_parts
+    left_nothing_and_rolls_back(db, owner, fresh_stack, job, before)
+
+
+@pytest.mark.parametrize("disorder", ["all", "last"])
+def test_a_chain_not_in_session_order_is_split_again_newest_link_first(
+        db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch,
+        fresh_stack: LocalStack, disorder: str) -> None:
+    """Not a chain dataport makes: once found (after hand-overs, for a disorder in the base's
+    last member), the plan splits it again from the start, newest link first, in an
+    invocation of its own: the result is the one execution's."""
+    increment, increment_id, *_ = prepare_chain(db, disorder=disorder)
+    before = snapshot(db)
+    body: dict[str, Any] = {"backupId": increment_id, "mode": "full", "conflicts": "overwrite"}
+    shard_size(monkeypatch, None)
+    one_invocation(monkeypatch)
+    _, expected, _ = reference(db, owner, before, **body)
+
+    shard_size(monkeypatch, max(1, len(increment.messages) // 2))
+    job, runs = handed_over(owner, monkeypatch, fresh_stack, invocations=1000, **body)
+    if disorder == "last":
+        assert len(runs) >= 3, runs  # handed over, found out of order, split again
+    assert len(job["shards"]) >= 2, job
+    assert restored(db) == expected
+    left_nothing_and_rolls_back(db, owner, fresh_stack, job, before)
+
+
+@pytest.mark.parametrize("kind", ["backup", "chain"])
 def test_a_retried_plan_invocation_writes_the_same_and_a_failed_one_leaves_nothing(
         db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch,
-        fresh_stack: LocalStack) -> None:
-    backup, backup_id = prepare(db)
+        fresh_stack: LocalStack, kind: str) -> None:
+    if kind == "chain":
+        increment, backup_id, *_ = prepare_chain(db)
+        messages = len(increment.messages) // 2
+    else:
+        backup, backup_id = prepare(db)
+        messages = len(backup.messages) // 4
     before = snapshot(db)
-    shard_size(monkeypatch, max(1, len(backup.messages) // 4))
+    shard_size(monkeypatch, max(1, messages))
     one_invocation(monkeypatch)
-    single = owner.run(backupId=backup_id, mode="full", timeout=180)
-    assert single["status"] == "succeeded", single
-    expected, expected_parts = restored(db), parts_read(single)
-    assert owner.rollback(single["jobId"], timeout=180)["status"] == "rolled_back"
+    single, expected, _ = reference(db, owner, before, backupId=backup_id, mode="full")
+    expected_parts = parts_read(single)
 
     # the answer of the second invocation is lost: Step Functions runs it again, which finds
     # its own objects from the first run and writes them again, byte for byte
@@ -191,25 +326,27 @@ def test_a_retried_plan_invocation_writes_the_same_and_a_failed_one_leaves_nothi
     nothing_left(fresh_stack, failed["jobId"])
 
 
-def test_a_file_whose_messages_leave_their_sessions_keeps_the_one_invocation_bound(
+def test_a_file_whose_messages_leave_their_sessions_is_handed_over_like_any_other(
         db: Database[Document], owner: Restorer, monkeypatch: pytest.MonkeyPatch,
         fresh_stack: LocalStack) -> None:
     backup = of_user(db, ObjectId(OWNER), grouped=False)  # messages by uuid: out of place
     backup_id = store_backup(backup, OWNER)
+    forget(db, sorted(sessions_of(db, OWNER))[:3])
     before = snapshot(db)
     shard_size(monkeypatch, max(1, len(backup.messages) // 4))
-    hand_over(monkeypatch, invocations=1000)
-    job = owner.run(backupId=backup_id, mode="merge", timeout=300)
-    assert job["status"] == "failed", job
-    assert job["error"]["code"] == "backup_too_large"
-    assert "not in the order of their sessions" in job["error"]["message"]
-    assert job["shards"] == []
-    assert snapshot(db) == before
-    nothing_left(fresh_stack, job["jobId"])
+    one_invocation(monkeypatch)
+    single, expected, _ = reference(db, owner, before, backupId=backup_id, mode="full")
+    expected_parts = parts_read(single)
 
-    one_invocation(monkeypatch)  # one invocation splits it (again, keeping every shard)
-    job = owner.run(backupId=backup_id, mode="merge", timeout=180)
-    assert job["status"] == "succeeded", job
+    # a hand-over at every `sessions/` member's end, then at every `messages/` member's end
+    # of the messages that left their place (each may belong to a session read before)
+    job, runs = handed_over(owner, monkeypatch, fresh_stack, invocations=1000,
+                            backupId=backup_id, mode="full")
+    assert len(runs) > len(backup.sessions) // 3 + 1, runs  # more than the sessions' ends
+    assert restored(db) == expected
+    assert counts(job["outcome"]) == counts(single["outcome"])
+    assert parts_read(job) == expected_parts
+    left_nothing_and_rolls_back(db, owner, fresh_stack, job, before)
 
 
 def test_an_instance_restore_handed_over_gives_every_user_what_one_invocation_gives(

@@ -36,7 +36,7 @@ from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_db
 from tests.e2e.import_client import EMPTY_USER, messages_of, snapshot
 from tests.e2e.restore_client import Restorer, store_backup
-from tests.restores.backups import Backup, flip_byte, of_user
+from tests.restores.backups import flip_byte, increment_of, of_user
 
 OWNER = seed.DEMO_USER_ID
 #: fields a restore sets on what it writes (the rest must be the backup's, exactly)
@@ -224,12 +224,7 @@ def test_an_incremental_chain_with_deletions_restores_the_source_as_of_the_incre
     forget(db, [deleted])
     added = add_session(db, other)
     expected = content(db, OWNER)
-    now = of_user(db, ObjectId(OWNER))
-    increment = Backup(
-        projects=now.projects,
-        sessions=[s for s in now.sessions if s["sessionId"] in (edited, added)],
-        messages=[m for m in now.messages if m["sessionId"] in (edited, added)],
-        deleted_sessions=[deleted], parent_id=base.backup_id, owner_id=OWNER)
+    increment = increment_of(db, ObjectId(OWNER), base, [edited, added], [deleted])
     increment_id = store_backup(increment, OWNER)
 
     forget(db, list(sessions_of(db, OWNER)))  # everything lost

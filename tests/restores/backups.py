@@ -108,6 +108,18 @@ def of_user(db: Database[Document], user_id: Any, *, grouped: bool = True,
                   messages=_messages(db, sessions, grouped), owner_id=str(user_id), **fields)
 
 
+def increment_of(db: Database[Document], user_id: Any, parent: Backup, sessions: Sequence[str],
+                 deleted: Sequence[str]) -> Backup:
+    """An increment on `parent`: the user's projects, these sessions with their messages as
+    stored now, and the sessions it deletes."""
+    now = of_user(db, user_id)
+    return Backup(projects=now.projects,
+                  sessions=[s for s in now.sessions if s["sessionId"] in sessions],
+                  messages=[m for m in now.messages if m["sessionId"] in sessions],
+                  deleted_sessions=list(deleted), parent_id=parent.backup_id,
+                  owner_id=str(user_id))
+
+
 def _messages(db: Database[Document], sessions: list[Document], grouped: bool
               ) -> list[Document]:
     ids = [s["sessionId"] for s in sessions]

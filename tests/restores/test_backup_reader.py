@@ -16,7 +16,13 @@ from bson.int64 import Int64
 
 from dataport.imports.detect import open_import
 from dataport.imports.limits import DEFAULT_LIMITS, BadInput, ImportLimits
-from dataport.imports.readers.backup import BackupSource, Position, Selection
+from dataport.imports.readers.backup import (
+    BackupSource,
+    Cursor,
+    NotInOrder,
+    Position,
+    Selection,
+)
 from dataport.imports.readers.base import Opener
 from dataport.imports.validate import validate
 from dataport.models.imports import ImportOptions, IssueCode, SourceFormat
@@ -244,11 +250,12 @@ def two_projects() -> Backup:
     return Backup(projects=[PROJECT, other], sessions=sessions, messages=messages)
 
 
-def offered(data: bytes, **kwargs: Any) -> tuple[list[Any], list[tuple[int, Any]]]:
+def offered(data: bytes, *parents: bytes, **kwargs: Any
+            ) -> tuple[list[Any], list[tuple[int, Any]]]:
     """One read's records, and each position it offered with how many records came before."""
     records: list[Any] = []
     positions: list[tuple[int, Any]] = []
-    read = source(data, **kwargs).records(
+    read = source(data, *parents, **kwargs).records(
         on_position=lambda at: positions.append((len(records), at)))
     records.extend(read)
     return records, positions
@@ -258,7 +265,7 @@ def test_a_read_resumed_at_any_position_gives_the_rest_of_the_records_exactly() 
     data = two_projects().container()
     whole, positions = offered(data)
     assert len(positions) == 3  # 10 sessions in members of 3: an offer at each end but the last
-    assert [p.sessions for _, p in positions] == [1, 2, 3]
+    assert [p.links[0].sessions for _, p in positions] == [1, 2, 3]
     for before, position in positions:
         problems: list[Any] = []
         rest = list(source(data).records(problems.append, start=position))
@@ -272,8 +279,8 @@ def test_a_resumed_read_still_checks_the_member_it_reads_again() -> None:
     backup = two_projects()
     data = backup.container()
     _, positions = offered(data)
-    position = next(p for _, p in positions if p.line > 1)  # mid-member: lines skipped
-    member = f"messages/00001-{position.messages:05d}.jsonl.zst"
+    position = next(p for _, p in positions if p.links[0].line > 1)  # mid-member: skipped
+    member = f"messages/00001-{position.links[0].messages:05d}.jsonl.zst"
     problems: list[Any] = []
     list(source(flip_byte(data, member)).records(problems.append, start=position))
     assert [p.code for p in problems] == [IssueCode.CHECKSUM_MISMATCH]
@@ -291,9 +298,100 @@ def test_messages_out_of_their_sessions_place_are_flagged() -> None:
     assert scattered.out_of_place
 
 
-def test_a_chain_cannot_resume() -> None:
+def test_a_chain_read_newest_link_first_cannot_resume() -> None:
     parent = base()
     child = Backup(projects=[PROJECT], sessions=[session(4)], messages=[message(4, 1)],
                    parent_id=parent.backup_id)
     with pytest.raises(ValueError, match="chain"):
-        source(child.container(), parent.container()).records(start=Position(1, 0, 0))
+        source(child.container(), parent.container()).records(
+            start=Position((Cursor(1), Cursor())))
+
+
+# ---------------------------------------------------------------------------- chains in order
+
+
+def chain() -> list[bytes]:
+    """Three links (members of 2 documents): an increment that edits a session, adds two and
+    deletes one; another that deletes one more and brings the first deleted one back."""
+    first = Backup(projects=[PROJECT], sessions=[session(n) for n in range(1, 7)],
+                   messages=[message(n, m) for n in range(1, 7) for m in (1, 2)])
+    second = Backup(projects=[PROJECT],
+                    sessions=[session(2, "edited"), session(7), session(8)],
+                    messages=[message(2, 1, "edited"), message(2, 3), message(7, 1),
+                              message(8, 1), message(8, 2)],
+                    deleted_sessions=[session(3)["sessionId"]], parent_id=first.backup_id)
+    third = Backup(projects=[PROJECT], sessions=[session(3, "back"), session(9)],
+                   messages=[message(3, 5), message(9, 1)],
+                   deleted_sessions=[session(5)["sessionId"], session(7)["sessionId"]],
+                   parent_id=second.backup_id)
+    return [third.container(per_member=2), first.container(per_member=2),
+            second.container(per_member=2)]
+
+
+def as_set(records: list[Any]) -> list[Any]:
+    return sorted((r.kind.value, repr(sorted(r.doc.items()))) for r in records)
+
+
+@pytest.mark.parametrize("selection", [Selection(), Selection(
+    sessions=frozenset({session(2)["sessionId"], session(5)["sessionId"]}))])
+def test_a_chain_read_in_order_gives_what_the_newest_first_read_gives_grouped(
+        selection: Selection) -> None:
+    links = chain()
+    newest_first = list(source(*links, selection=selection).records())
+    in_order = source(*links, selection=selection, in_order=True)
+    merged = list(in_order.records())
+    assert as_set(merged) == as_set(newest_first)
+    assert not in_order.out_of_place
+    current = None
+    for record in merged:  # each session followed by its own messages
+        if record.kind is RecordKind.SESSION:
+            current = record.doc["sessionId"]
+        elif record.kind is RecordKind.MESSAGE:
+            assert record.doc["sessionId"] == current
+    if selection.everything:
+        sessions = [r.doc["sessionId"] for r in merged if r.kind is RecordKind.SESSION]
+        assert sessions == sorted(session(n)["sessionId"] for n in (1, 2, 3, 4, 6, 8, 9))
+
+
+def test_a_chain_read_in_order_resumed_at_any_position_gives_the_rest_exactly() -> None:
+    links = chain()
+    whole, positions = offered(links[0], *links[1:], in_order=True)
+    assert len(positions) == 5  # each `sessions/` member's end (3 + 2 + 1) but the last
+    assert {len(p.links) for _, p in positions} == {3}
+    for before, position in positions:
+        problems: list[Any] = []
+        rest = list(source(*links, in_order=True).records(problems.append, start=position))
+        assert problems == []
+        assert [(r.kind, r.doc) for r in rest] == [(r.kind, r.doc) for r in whole[before:]]
+
+
+def test_a_chain_whose_link_is_not_in_session_order_cannot_be_read_in_order() -> None:
+    first = base()
+    first.sessions.reverse()
+    increment = Backup(projects=[PROJECT], sessions=[session(4)], messages=[message(4, 1)],
+                       parent_id=first.backup_id)
+    with pytest.raises(NotInOrder, match="chain link 0"):
+        list(source(increment.container(), first.container(), in_order=True).records())
+    assert len(list(source(increment.container(), first.container()).records())) == 12
+
+
+def test_messages_out_of_place_offer_positions_that_resume_with_what_earlier_reads_took(
+        ) -> None:
+    backup = two_projects()
+    backup.messages.sort(key=lambda doc: doc["uuid"][::-1])  # every session's place left
+    data = backup.container()
+    whole_source = source(data)
+    whole: list[Any] = []
+    positions: list[tuple[int, Any]] = []
+    whole.extend(whole_source.records(on_position=lambda at: positions.append((len(whole), at))))
+    assert whole_source.out_of_place
+    late = [p for _, p in positions if p.late]
+    assert len(late) >= 3  # a `messages/` member's end of the late messages each
+    taken = dict(whole_source.chosen)
+    for before, position in positions:
+        problems: list[Any] = []
+        rest = list(source(data).records(problems.append, start=position, taken=taken.get))
+        assert problems == []
+        assert [(r.kind, r.doc) for r in rest] == [(r.kind, r.doc) for r in whole[before:]]
+    # without what the earlier reads took, a late resumed read gives none of their messages
+    assert list(source(data).records(start=late[0])) == []

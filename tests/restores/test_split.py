@@ -2,10 +2,14 @@
 into a real (moto) bucket: every shard's object is a backup the restore reader reads back
 whole and checked, holding exactly its user's sessions with their messages and the projects
 they are in; a user's data cut by message count at session boundaries; users interleaved
-beyond the hot writers' bound give shards of several members that still read back grouped."""
+beyond the hot writers' bound give shards of several members that still read back grouped; a
+chain (its links merged in sessionId order) and a file whose messages left their sessions'
+place (their stored shards reopened) split handed over at every member's end give the shards
+one run gives, and a retried run writes the same objects."""
 
 from __future__ import annotations
 
+import collections
 import io
 import zipfile
 from datetime import UTC, datetime
@@ -19,7 +23,7 @@ from dataport.backups.format import MANIFEST_NAME, BackupManifest, decode_line, 
 from dataport.bucket import PackagesBucket
 from dataport.imports.limits import DEFAULT_LIMITS
 from dataport.imports.readers.backup import BackupSource, Position
-from dataport.imports.split import OutOfPlace, ShardPart, Splitter
+from dataport.imports.split import ShardKey, ShardPart, Splitter
 from dataport.models.imports import ImportOptions, Issue
 from dataport.models.records import RecordKind
 from tests.restores.backups import Backup
@@ -52,12 +56,19 @@ def instance(sessions: int, messages: int) -> Backup:
                   scope="instance")
 
 
+def backup_source(data: bytes, parents: tuple[bytes, ...] = ()) -> BackupSource:
+    return BackupSource(lambda: io.BytesIO(data), "backup.zip", options=ImportOptions(),
+                        limits=DEFAULT_LIMITS, in_order=True,
+                        chain=[lambda p=p: io.BytesIO(p) for p in parents])  # type: ignore[misc]
+
+
 def split(bucket: PackagesBucket, data: bytes, shard_messages: int, *, hot: int = 8,
-          eager: bool = True) -> list[ShardPart]:
+          parents: tuple[bytes, ...] = ()) -> list[ShardPart]:
+    """The split in one run (as the plan's first invocation makes it): superseded parts
+    deleted once it is done."""
     problems: list[Issue] = []
-    source = BackupSource(lambda: io.BytesIO(data), "backup.zip", options=ImportOptions(),
-                          limits=DEFAULT_LIMITS)
-    splitter = Splitter(bucket, PREFIX, shard_messages, eager=eager, made_at=MADE, hot=hot,
+    source = backup_source(data, parents)
+    splitter = Splitter(bucket, PREFIX, shard_messages, eager=True, made_at=MADE, hot=hot,
                         owner_of=lambda p: str(p["user_id"]))
     try:
         for record in source.records(problems.append):
@@ -66,7 +77,10 @@ def split(bucket: PackagesBucket, data: bytes, shard_messages: int, *, hot: int 
         splitter.abort()
         raise
     assert problems == []
-    return splitter.finish()
+    parts = splitter.finish()
+    for key in splitter.superseded:
+        bucket.delete(key)
+    return parts
 
 
 def members(bucket: PackagesBucket, part: ShardPart, collection: str) -> int:
@@ -123,15 +137,29 @@ def test_a_shard_is_the_same_bytes_when_split_again(bucket: PackagesBucket) -> N
         (p.pin.key, p.pin.etag, p.sha256) for p in again]  # a retried plan's shards match
 
 
-def test_messages_away_from_their_session_ask_for_a_split_to_the_end(
+def scattered(sessions: int = 12, messages: int = 2) -> Backup:
+    """Every session's first message, then every second one: away from their places."""
+    backup = instance(sessions=sessions, messages=messages)
+    backup.messages.sort(key=lambda m: m["uuid"][-4:])
+    return backup
+
+
+def test_messages_away_from_their_session_reopen_its_stored_shard(
         bucket: PackagesBucket) -> None:
-    backup = instance(sessions=12, messages=2)
-    backup.messages.sort(key=lambda m: m["uuid"][-4:])  # every session's first, then seconds
-    data = backup.container()
-    with pytest.raises(OutOfPlace):
-        split(bucket, data, shard_messages=3)
-    parts = split(bucket, data, shard_messages=3, eager=False)
+    backup = scattered()
+    parts = split(bucket, backup.container(), shard_messages=3)
     assert sum(p.messages for p in parts) == len(backup.messages)
+    last = {p.user_id: p.number for p in parts}  # (in order) each user's last shard
+    # each shard stored when its user's next opened, then reopened once; the last still open
+    assert [p.generation for p in parts] == [int(p.number < last[p.user_id]) for p in parts]
+    assert min(last.values()) > 0  # so every user has reopened shards
+    assert bucket.keys(PREFIX) == sorted(p.pin.key for p in parts)  # the first ones gone
+    for part in parts:
+        records = read_back(bucket, part)
+        sessions = {sid for kind, sid in records if kind is RecordKind.SESSION}
+        messages = [sid for kind, sid in records if kind is RecordKind.MESSAGE]
+        assert sorted(messages) == sorted(sid for sid in sessions for _ in range(2))
+        assert part.records == len(records)
 
 
 class _Stop(Exception):
@@ -139,13 +167,16 @@ class _Stop(Exception):
 
 
 def split_handed_over(bucket: PackagesBucket, data: bytes, shard_messages: int, *,
-                      hot: int = 8, retried: bool = False) -> tuple[list[ShardPart], int]:
-    """The split as the plan runs it when it hands over at every `sessions/` member's end:
-    each run a fresh splitter going on from the last one's state (through Extended JSON, as
-    stored), the reader from its position; `retried`: every run done twice (an answer lost).
-    The parts, and how many runs."""
+                      hot: int = 8, retried: bool = False, parents: tuple[bytes, ...] = ()
+                      ) -> tuple[list[ShardPart], int]:
+    """The split as the plan runs it when it hands over at every member's end the reader
+    offers: each run a fresh splitter going on from the last one's state (through Extended
+    JSON, as stored), the reader from its position, both told what earlier runs took (the
+    plan's pages); `retried`: every run done twice (an answer lost). The parts (superseded
+    ones deleted at the end), and how many runs."""
     state: dict[str, Any] | None = None
     position: Position | None = None
+    pages: dict[str, tuple[int, ShardKey]] = {}
     runs = 0
     while True:
         runs += 1
@@ -154,23 +185,39 @@ def split_handed_over(bucket: PackagesBucket, data: bytes, shard_messages: int, 
                                 hot=hot, owner_of=lambda p: str(p["user_id"]))
             if state is not None:
                 splitter.load(state)
-            source = BackupSource(lambda: io.BytesIO(data), "backup.zip",
-                                  options=ImportOptions(), limits=DEFAULT_LIMITS)
+            splitter.earlier = lambda sid: pages[sid][1] if sid in pages else None
+            source = backup_source(data, parents)
             offered: list[Position] = []
 
             def stop(at: Position, offered: list[Position] = offered) -> None:
                 offered.append(at)
                 raise _Stop
 
+            problems: list[Issue] = []
             try:
-                for record in source.records(start=position, on_position=stop):
+                for record in source.records(
+                        problems.append, start=position, on_position=stop,
+                        taken=lambda sid: pages[sid][0] if sid in pages else None):
                     splitter.add(record)
             except _Stop:
+                assert problems == []
                 next_state = decode_line(encode_line(  # as the plan stores it
                     splitter.hand_over("imports/job/split/members/")))
+                page = {sid: (source.chosen[sid], shard)
+                        for sid, shard in splitter.session_shards.items()}
                 continue
-            return splitter.finish(), runs
+            assert problems == []
+            parts = splitter.finish()
+            for key in splitter.superseded:
+                bucket.delete(key)
+            return parts, runs
         state, position = next_state, offered[-1]
+        pages.update(page)
+
+
+def shards_of(bucket: PackagesBucket, parts: list[ShardPart]) -> list[Any]:
+    return [(p.user_id, p.number, p.sessions, p.messages, p.records, read_back(bucket, p))
+            for p in parts]
 
 
 @pytest.mark.parametrize("hot", [1, 8])
@@ -179,14 +226,12 @@ def test_a_split_handed_over_at_every_member_gives_the_same_shards(
     backup = instance(sessions=30, messages=4)
     data = backup.container(per_member=7)
     whole = split(bucket, data, shard_messages=12, hot=hot)
-    expected = [(p.user_id, p.number, p.sessions, p.messages, p.records,
-                 read_back(bucket, p)) for p in whole]
+    expected = shards_of(bucket, whole)
     whole_members = sum(members(bucket, p, "messages") for p in whole)
     bucket.delete_prefix("imports/job/")
     parts, runs = split_handed_over(bucket, data, shard_messages=12, hot=hot)
     assert runs == 5  # 30 sessions in members of 7
-    assert [(p.user_id, p.number, p.sessions, p.messages, p.records, read_back(bucket, p))
-            for p in parts] == expected
+    assert shards_of(bucket, parts) == expected
     assert bucket.keys(PREFIX) == sorted(p.pin.key for p in parts)
     # the open shards' members were ended at each hand-over: more members, the same records
     # (one hot shard: every member ends at the next session already)
@@ -200,5 +245,77 @@ def test_a_retried_hand_over_writes_the_same_objects(bucket: PackagesBucket) -> 
     stored = {key: bucket.pin_written(key).etag for key in bucket.keys("imports/job/")}
     bucket.delete_prefix("imports/job/")
     twice, _ = split_handed_over(bucket, data, shard_messages=12, retried=True)
+    assert [(p.pin, p.sha256) for p in twice] == [(p.pin, p.sha256) for p in once]
+    assert {key: bucket.pin_written(key).etag for key in bucket.keys("imports/job/")} == stored
+
+
+def a_chain() -> tuple[bytes, tuple[bytes, ...], set[str]]:
+    """An instance base and two increments (members of 5 documents): sessions edited, added
+    and deleted, one deleted and brought back; the data, its parents and the sessionIds the
+    chain holds at its end."""
+    first = instance(sessions=30, messages=4)
+    second = Backup(projects=first.projects, scope="instance", parent_id=first.backup_id,
+                    sessions=[session(n, n % 3, 5) for n in (2, 9, 30, 31)],
+                    messages=[message(n, m) for n in (2, 9, 30, 31) for m in range(5)],
+                    deleted_sessions=[session(n, 0, 0)["sessionId"] for n in (4, 5, 17)])
+    third = Backup(projects=first.projects, scope="instance", parent_id=second.backup_id,
+                   sessions=[session(n, n % 3, 2) for n in (5, 9, 32)],
+                   messages=[message(n, 90 + m) for n in (5, 9, 32) for m in range(2)],
+                   deleted_sessions=[session(n, 0, 0)["sessionId"] for n in (30, 11)])
+    held = {session(n, 0, 0)["sessionId"] for n in range(33)
+            if n not in (4, 17, 30, 11)}
+    return (third.container(per_member=5),
+            (first.container(per_member=5), second.container(per_member=5)), held)
+
+
+@pytest.mark.parametrize("hot", [1, 8])
+def test_a_chain_split_handed_over_at_every_member_gives_the_same_shards(
+        bucket: PackagesBucket, hot: int) -> None:
+    data, parents, held = a_chain()
+    whole = split(bucket, data, shard_messages=12, hot=hot, parents=parents)
+    expected = shards_of(bucket, whole)
+    sessions = [sid for *_, records in expected for kind, sid in records
+                if kind is RecordKind.SESSION]
+    assert sorted(sessions) == sorted(held)  # each session once, the deleted ones not
+    newest = {r.doc["sessionId"]: r.doc for r in backup_source(data, parents).records()
+              if r.kind is RecordKind.SESSION}
+    # session 9's newest version is the third link's (2 messages)
+    assert int(newest[session(9, 0, 0)["sessionId"]]["messageCount"]) == 2
+    messages = collections.Counter(sid for *_, records in expected for kind, sid in records
+                                   if kind is RecordKind.MESSAGE)
+    assert messages == {sid: int(doc["messageCount"]) for sid, doc in newest.items()}
+    bucket.delete_prefix("imports/job/")
+    parts, runs = split_handed_over(bucket, data, shard_messages=12, hot=hot, parents=parents)
+    assert runs == 8  # 6 + 1 + 1 `sessions/` members: a hand-over at each end but the last
+    assert shards_of(bucket, parts) == expected
+    assert bucket.keys(PREFIX) == sorted(p.pin.key for p in parts)
+
+
+def test_a_file_whose_messages_left_their_places_split_handed_over_gives_the_same_shards(
+        bucket: PackagesBucket) -> None:
+    data = scattered(sessions=30, messages=3).container(per_member=7)
+    whole = split(bucket, data, shard_messages=6)
+    expected = shards_of(bucket, whole)
+    bucket.delete_prefix("imports/job/")
+    parts, runs = split_handed_over(bucket, data, shard_messages=6)
+    # 5 `sessions/` members: 4 ends; each session's first message comes in its place (members
+    # 0-4 of 13), the others late: the ends of members 4 to 11
+    assert runs == 4 + 8 + 1
+    assert shards_of(bucket, parts) == expected
+    assert bucket.keys(PREFIX) == sorted(p.pin.key for p in parts)
+
+
+@pytest.mark.parametrize("kind", ["chain", "scattered"])
+def test_a_retried_hand_over_of_a_chain_or_of_late_messages_writes_the_same_objects(
+        bucket: PackagesBucket, kind: str) -> None:
+    if kind == "chain":
+        data, parents, _ = a_chain()
+    else:
+        data, parents = scattered(sessions=30, messages=3).container(per_member=7), ()
+    once, _ = split_handed_over(bucket, data, shard_messages=6, parents=parents)
+    stored = {key: bucket.pin_written(key).etag for key in bucket.keys("imports/job/")}
+    bucket.delete_prefix("imports/job/")
+    twice, _ = split_handed_over(bucket, data, shard_messages=6, parents=parents,
+                                 retried=True)
     assert [(p.pin, p.sha256) for p in twice] == [(p.pin, p.sha256) for p in once]
     assert {key: bucket.pin_written(key).etag for key in bucket.keys("imports/job/")} == stored

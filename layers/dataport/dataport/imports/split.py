@@ -22,10 +22,16 @@ Memory: a shard being written keeps two member writers (sessions, messages) whil
 at most `HOT_SHARDS` are hot, the coldest one's members are ended (a zstd frame each, on
 /tmp) and begun again as new members when it is written to next (an instance backup's users
 interleave in sessionId order). Where the reader keeps each session with its messages (one
-backup, not a chain), a user's full shard is complete when their next one opens: it is
-assembled and uploaded then and its files removed, so /tmp holds the open shards only (a
-message that comes after its shard was stored raises `OutOfPlace`: the plan splits again,
-keeping every shard to the end).
+backup, or a chain read in order; `eager`), a user's full shard is complete when their next
+one opens: it is
+assembled and uploaded then and its files removed, so /tmp holds the open shards only. A
+message that comes after its shard was stored (a backup whose messages left their sessions'
+place, made by other means) **reopens** it: the shard begins again with the stored part's
+members (read back from it, checked by its seal and each member's CRC, when it is stored
+again) and a new member for what comes now, and is stored again at its next generation's key
+(`<user>-<n>.<generation>.zip`); the part it replaces is `superseded` (deleted once the plan
+no longer needs it). A split handed over (`hand_over`, `load`) finds a message's shard of an
+earlier invocation through `earlier` (the plan's stored pages: one entry per session).
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ import shutil
 import tempfile
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, cast
@@ -69,9 +76,8 @@ _COPY = 1024 * 1024
 _ZIP64_AFTER = 2**31 - 1
 
 
-class OutOfPlace(Exception):
-    """A message came after its session's shard was stored (a backup whose messages are not
-    in their sessions' order, made by other means): split it again with `eager=False`."""
+#: a shard: its user and number
+ShardKey = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class ShardPart:
     sessions: int
     messages: int
     records: int
+    generation: int = 0  # how often it was reopened (its key says so)
 
 
 @dataclass
@@ -93,6 +100,7 @@ class _Member:
     path: str  # on /tmp, or (`key`) stored by an earlier invocation's hand-over
     stats: MemberEntry
     key: str | None = None
+    part: UploadPin | None = None  # or a member of a stored part, reopened
 
 
 @dataclass
@@ -107,6 +115,11 @@ class _Shard:
     members: list[_Member] = field(default_factory=list)
     writers: dict[str, tuple[MemberWriter, IO[bytes], str]] = field(default_factory=dict)
     done: bool = False
+    generation: int = 0
+
+    @property
+    def key(self) -> ShardKey:
+        return self.user_id, self.number
 
 
 class Splitter:
@@ -133,7 +146,12 @@ class Splitter:
         self._projects: dict[object, dict[str, Any]] = {}
         self._open: dict[str, _Shard] = {}  # per user
         self._counts: dict[str, int] = {}  # shards per user so far
-        self._session_shard: dict[str, _Shard] = {}
+        self._session_shard: dict[str, ShardKey] = {}  # this invocation's sessions
+        self._live: dict[ShardKey, _Shard] = {}  # every shard not stored
+        #: the shard of a session an earlier invocation read (a split handed over)
+        self.earlier: Callable[[str], ShardKey | None] = lambda _session: None
+        #: parts replaced by their shard's next generation (deleted once the plan is done)
+        self.superseded: list[str] = []
         self._hot: OrderedDict[int, _Shard] = OrderedDict()
         self._hot_max = max(1, hot)
         self._shards: list[_Shard] = []
@@ -171,19 +189,26 @@ class Splitter:
             shard.projects.setdefault(doc.get("projectId"))
             self._used.setdefault(user, {}).setdefault(doc.get("projectId"))
             session_id = str(doc.get("sessionId"))
-            self._session_shard[session_id] = shard
+            self._session_shard[session_id] = shard.key
             self.session_ids.setdefault(user, []).append(session_id)
             count = doc.get("messageCount")
             shard.planned += (count if isinstance(count, int) else 0) + 1
             shard.sessions += 1
             self._write(shard, "sessions", doc)
         elif record.kind is RecordKind.MESSAGE:
-            owner = self._session_shard.get(str(doc.get("sessionId")))
-            if owner is not None:
-                if owner.done:  # a message away from its session: begin again, not eager
-                    raise OutOfPlace(str(doc.get("sessionId")))
+            session_id = str(doc.get("sessionId"))
+            key = self._session_shard.get(session_id) or self.earlier(session_id)
+            if key is not None:
+                # stored already: a message away from its session's place reopens it
+                owner = self._live.get(key) or self._reopen(key)
                 owner.messages += 1
                 self._write(owner, "messages", doc)
+
+    @property
+    def session_shards(self) -> dict[str, ShardKey]:
+        """The shard of each session this invocation read (the plan pages them at a
+        hand-over, for the messages that come later)."""
+        return self._session_shard
 
     def finish(self) -> list[ShardPart]:
         """Every shard still open assembled and stored; the parts, by user and number."""
@@ -219,7 +244,29 @@ class Splitter:
         os.mkdir(directory)
         shard = _Shard(user_id=user, number=number, directory=directory)
         self._open[user] = shard
+        self._add(shard)
+        return shard
+
+    def _add(self, shard: _Shard) -> None:
         self._shards.append(shard)
+        self._live[shard.key] = shard
+
+    def _reopen(self, key: ShardKey) -> _Shard:
+        """A stored shard begun again: its part's members (read back from it when it is
+        stored again), its counts; its part superseded by the next generation's."""
+        part = next(p for p in self.parts if (p.user_id, p.number) == key)
+        self.parts.remove(part)
+        self.superseded.append(part.pin.key)
+        with self._part(part.pin) as archive:
+            manifest = BackupManifest.from_json(archive.read(MANIFEST_NAME))
+        directory = os.path.join(self._tmp, f"{len(self._shards):06d}")
+        os.mkdir(directory)
+        shard = _Shard(user_id=part.user_id, number=part.number, directory=directory,
+                       sessions=part.sessions, messages=part.messages,
+                       generation=part.generation + 1, members=[
+                           _Member(entry.collection, "", entry, part=part.pin)
+                           for entry in manifest.members])
+        self._add(shard)
         return shard
 
     def _write(self, shard: _Shard, collection: Collection, doc: dict[str, Any]) -> None:
@@ -258,9 +305,11 @@ class Splitter:
         """The shard's zip: its projects, sessions and messages members, then its manifest,
         streamed to S3 (hashed as it goes); its files removed."""
         self._end_members(shard)
-        key = f"{self.prefix}{shard.user_id}-{shard.number:05d}.zip"
+        generation = f".{shard.generation}" if shard.generation else ""
+        key = f"{self.prefix}{shard.user_id}-{shard.number:05d}{generation}.zip"
         projects = [self._projects[pid] for pid in shard.projects if pid in self._projects]
-        with self.bucket.open_write(key) as stored:
+        with ExitStack() as reopened, self.bucket.open_write(key) as stored:
+            parts: dict[str, zipfile.ZipFile] = {}  # a reopened shard's part, opened once
             sealed = self.sealer.writer(stored, key) if self.sealer is not None else None
             hashed = _Hashing(sealed or stored)
             with zipfile.ZipFile(cast(IO[bytes], hashed), "w",
@@ -270,10 +319,12 @@ class Splitter:
                     entries.append(member.stats)
                     info = zipfile.ZipInfo(member.stats.path, _ZIP_TIME)
                     size = member.stats.compressed_bytes
-                    with self._member(member) as source, archive.open(
+                    if member.part is not None and member.part.key not in parts:
+                        parts[member.part.key] = reopened.enter_context(self._part(member.part))
+                    with self._member(member, parts) as source, archive.open(
                             info, "w", force_zip64=size > _ZIP64_AFTER) as target:
                         shutil.copyfileobj(source, target, _COPY)
-                    if member.key is None:
+                    if member.key is None and member.part is None:
                         os.remove(member.path)
                 archive.writestr(zipfile.ZipInfo(MANIFEST_NAME, _ZIP_TIME),
                                  _manifest(shard, entries, self.made_at).to_json())
@@ -281,6 +332,7 @@ class Splitter:
                 sealed.finish()
         shutil.rmtree(shard.directory, ignore_errors=True)
         shard.done = True
+        self._live.pop(shard.key, None)
         if self._open.get(shard.user_id) is shard:
             del self._open[shard.user_id]
         pin = self.bucket.pin_written(key)
@@ -288,19 +340,36 @@ class Splitter:
             user_id=shard.user_id, number=shard.number,
             pin=self.sealer.pinned(pin) if self.sealer is not None else pin,
             sha256=hashed.digest.hexdigest(), sessions=shard.sessions,
-            messages=shard.messages,
-            records=len(projects) + shard.sessions + shard.messages))
+            messages=shard.messages, generation=shard.generation,
+            records=sum(e.records for e in entries if e.collection == "projects")
+            + shard.sessions + shard.messages))
 
-
-    def _member(self, member: _Member) -> IO[bytes]:
-        """A member's zstd frame: its file, or the object an earlier invocation stored."""
-        if member.key is not None:
+    @contextmanager
+    def _member(self, member: _Member, parts: dict[str, zipfile.ZipFile]
+                ) -> Iterator[IO[bytes]]:
+        """A member's zstd frame: its file, the object an earlier invocation stored, or the
+        member of a stored part (`parts`: opened through its seal; its CRC checked as it is
+        read)."""
+        if member.part is not None:
+            with parts[member.part.key].open(member.stats.path) as inner:
+                yield inner
+        elif member.key is not None:
             stored = self.bucket.open_read(member.key)
-            if self.sealer is None:
-                return stored
-            return self.sealer.reader(stored, member.key,
-                                      sealed_size(member.stats.compressed_bytes))
-        return open(member.path, "rb")
+            with (stored if self.sealer is None else self.sealer.reader(
+                    stored, member.key, sealed_size(member.stats.compressed_bytes))) as opened:
+                yield opened
+        else:
+            with open(member.path, "rb") as local:
+                yield local
+
+    @contextmanager
+    def _part(self, pin: UploadPin) -> Iterator[zipfile.ZipFile]:
+        """A stored part, opened (through its seal: chunks open alone as the zip seeks)."""
+        with ExitStack() as stack:
+            stored = stack.enter_context(self.bucket.open_read(pin.key))
+            if self.sealer is not None:
+                stored = stack.enter_context(self.sealer.reader(stored, pin.key, pin.bytes))
+            yield stack.enter_context(zipfile.ZipFile(stored))
 
     # ------------------------------------------------------------------------ hand-over
 
@@ -308,18 +377,18 @@ class Splitter:
         """What the next invocation needs to go on (`load`), as Extended JSON-ready values:
         every open shard's members ended and stored under `members_prefix` (at keys named by
         the shard and the member's number, so a retried invocation writes the same objects
-        again), its files removed; the parts stored so far; the projects, the per-user
-        counts and lists. Not the sessions' shards: a hand-over is at a `sessions/` member's
-        end, where every message of the sessions before it has come (the reader's
-        `out_of_place` says when one did not)."""
+        again), its files removed; the parts stored so far and those superseded; the
+        projects, the per-user counts and lists. Not the sessions' shards (one entry per
+        session: `session_shards`, which the plan pages apart, and `earlier` finds them)."""
         shards = []
         for shard in self._shards:
             if shard.done:
                 continue
             self._end_members(shard)
-            base = f"{members_prefix}{shard.user_id}-{shard.number:05d}/"
+            generation = f".{shard.generation}" if shard.generation else ""
+            base = f"{members_prefix}{shard.user_id}-{shard.number:05d}{generation}/"
             for number, member in enumerate(shard.members):
-                if member.key is None:
+                if member.key is None and member.part is None:
                     key = f"{base}{number:06d}-{member.collection}"
                     with open(member.path, "rb") as source, self.bucket.open_write(key) as out:
                         sealed = self.sealer.writer(out, key) if self.sealer else None
@@ -331,13 +400,15 @@ class Splitter:
             shards.append({
                 "user": shard.user_id, "number": shard.number, "projects": list(shard.projects),
                 "sessions": shard.sessions, "messages": shard.messages,
-                "planned": shard.planned, "members": [
-                    {"collection": m.collection, "key": m.key, "stats": m.stats.model_dump()}
+                "planned": shard.planned, "generation": shard.generation, "members": [
+                    {"collection": m.collection, "key": m.key, "stats": m.stats.model_dump(),
+                     "part": m.part.model_dump() if m.part is not None else None}
                     for m in shard.members]})
         shutil.rmtree(self._tmp, ignore_errors=True)
         return {
             "projects": list(self._projects.values()), "counts": self._counts, "open": shards,
             "parts": [{**vars(part), "pin": part.pin.model_dump()} for part in self.parts],
+            "superseded": self.superseded,
             "projectPaths": {user: sorted(paths) for user, paths in self.project_paths.items()},
             "used": {user: list(ids) for user, ids in self._used.items()}}
 
@@ -349,17 +420,22 @@ class Splitter:
                       for part in state["parts"]]
         self.project_paths = {user: set(paths) for user, paths in state["projectPaths"].items()}
         self._used = {user: dict.fromkeys(ids) for user, ids in state["used"].items()}
+        self.superseded = list(state.get("superseded", []))
         for opened in state["open"]:
             directory = os.path.join(self._tmp, f"{len(self._shards):06d}")
             os.mkdir(directory)
             shard = _Shard(user_id=opened["user"], number=opened["number"],
                            directory=directory, projects=dict.fromkeys(opened["projects"]),
                            sessions=opened["sessions"], messages=opened["messages"],
-                           planned=opened["planned"], members=[
+                           planned=opened["planned"],
+                           generation=opened.get("generation", 0), members=[
                                _Member(m["collection"], "", MemberEntry(**m["stats"]),
-                                       key=m["key"]) for m in opened["members"]])
-            self._open[shard.user_id] = shard
-            self._shards.append(shard)
+                                       key=m["key"], part=UploadPin.model_validate(m["part"])
+                                       if m.get("part") else None)
+                               for m in opened["members"]])
+            if not shard.generation:  # a reopened shard takes no more sessions
+                self._open[shard.user_id] = shard
+            self._add(shard)
 
 
 def _projects_member(archive: zipfile.ZipFile, projects: list[dict[str, Any]]) -> MemberEntry:

@@ -64,11 +64,11 @@ from dataport.errors import Conflict
 from dataport.imports import storage
 from dataport.imports.digest import UploadDigest
 from dataport.imports.limits import issue
-from dataport.imports.readers.backup import BackupSource, Position, Selection
+from dataport.imports.readers.backup import BackupSource, NotInOrder, Position, Selection
 from dataport.imports.removal import Removal, removed, removed_projects
 from dataport.imports.removal import recover as recover_removals
 from dataport.imports.sealed import Sealer
-from dataport.imports.split import OutOfPlace, ShardPart, Splitter
+from dataport.imports.split import ShardKey, ShardPart, Splitter
 from dataport.jobs.store import JobStore, require_running, utcnow
 from dataport.models.imports import (
     CLEANUP_FAILED,
@@ -153,7 +153,7 @@ def runs_in_shards(messages: int) -> bool:
 
 def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreShardsTask:
     """One invocation of the plan: the split from where the last one handed over (or from
-    the start), until it hands over at a `sessions/` member's end (`next: plan`, or
+    the start), until it hands over at a checked member's end (`next: plan`, or
     `plan_on`: in a fresh child execution), or reaches the end; then (a split that was
     handed over: in an invocation of its own) the whole objects' SHA-256, and once every
     member and object checked clean, the shards' jobs."""
@@ -175,6 +175,10 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
     try:
         if state is not None and state["phase"] == "hash":
             parts, splitter, report = _checked_whole(job, bucket, sealer, state)
+        elif state is not None and state["phase"] == NEWEST_FIRST:
+            bucket.delete_prefix(storage.shard_parts_prefix(job.job_id))  # anew
+            parts, splitter, report = _split(job, bucket, sealer, remaining_ms, state=None,
+                                             number=done_before + 1, newest_first=True)
         else:
             parts, splitter, report = _split(job, bucket, sealer, remaining_ms, state=state,
                                              number=done_before + 1)
@@ -190,6 +194,8 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
         _refuse(store, job, report)
         return task.model_copy(update={"shard_list": None})
     assert splitter is not None
+    for key in splitter.superseded:  # parts reopened and stored again: no plan reads them
+        bucket.delete(key)
     counts: dict[str, int] = {}
     for part in parts:
         counts[part.user_id] = counts.get(part.user_id, 0) + 1
@@ -228,6 +234,41 @@ def _ids_key(job_id: str, number: int) -> str:
     return f"{storage.split_prefix(job_id)}ids-{number:06d}.json"
 
 
+def _taken_key(job_id: str, number: int) -> str:
+    return f"{storage.split_prefix(job_id)}taken-{number:06d}.json"
+
+
+class _Earlier:
+    """The sessions the plan's earlier invocations read, from their pages (`taken-<n>`, one
+    entry per session: the link its version came from, its shard), loaded when a message
+    away from its session's place first asks (a backup in order never does)."""
+
+    def __init__(self, bucket: PackagesBucket, sealer: Sealer, job_id: str, before: int) -> None:
+        self._bucket, self._sealer, self._job_id, self._before = bucket, sealer, job_id, before
+        self._sessions: dict[str, tuple[int, str, int]] | None = None
+
+    def link(self, session_id: str) -> int | None:
+        found = self._read().get(session_id)
+        return None if found is None else found[0]
+
+    def shard(self, session_id: str) -> ShardKey | None:
+        found = self._read().get(session_id)
+        return None if found is None else (found[1], found[2])
+
+    def _read(self) -> dict[str, tuple[int, str, int]]:
+        if self._sessions is None:
+            self._sessions = {}
+            # (an invocation that read no session, one of late messages, wrote no page)
+            for key in self._bucket.keys(_taken_key(self._job_id, 0)[:-len("000000.json")]):
+                if key >= _taken_key(self._job_id, self._before):
+                    continue  # a later invocation's (none: each writes its own, in turn)
+                with self._bucket.lines_from(key, 0) as lines:
+                    page = json.loads(self._sealer.open(b"".join(lines or []), key))
+                self._sessions.update((sid, (link, user, shard))
+                                      for sid, (link, user, shard) in page.items())
+        return self._sessions
+
+
 def _read_state(bucket: PackagesBucket, sealer: Sealer, job_id: str,
                 number: int) -> dict[str, Any]:
     key = _state_key(job_id, number)
@@ -244,8 +285,8 @@ def _write_state(bucket: PackagesBucket, sealer: Sealer, job_id: str, number: in
 
 
 class _OutOfTime(Exception):
-    """The split cannot go on: a member did not fit what was left of an invocation, or a
-    file whose split was handed over had messages away from their sessions."""
+    """The split cannot go on: a member did not fit what was left of an invocation (or a
+    chain read newest link first did not fit one)."""
 
     def __init__(self, records: int, why: str = "") -> None:
         super().__init__(records)
@@ -266,12 +307,14 @@ class _Stop(Exception):
 
 
 def _split(job: Job, bucket: PackagesBucket, sealer: Sealer, remaining_ms: Callable[[], int],
-           *, state: dict[str, Any] | None, number: int
+           *, state: dict[str, Any] | None, number: int, newest_first: bool = False
            ) -> tuple[list[ShardPart], Splitter | None, ValidationReport]:
     """The backup read into shard objects; every member checked as it streams by. A report
-    with errors: nothing kept. One backup (not a chain) read in order hands over at a
-    `sessions/` member's end when less than `restore_plan_reserve_ms` +
-    `restore_plan_member_ms` is left (`_HandedOver`: state `number` stored); a split that
+    with errors: nothing kept. The backup (a chain: its links merged in sessionId order)
+    hands over at a checked member's end the reader offers (a `sessions/` member's, or a
+    `messages/` member's of messages away from their sessions' place) when less than
+    `restore_plan_reserve_ms` + `restore_plan_member_ms` is left (`_HandedOver`: state
+    `number` stored); a split that
     went on that way ends with its parts stored and the whole objects' SHA-256 left to an
     invocation of its own (`_checked_whole`). One that never handed over checks every stored
     object's SHA-256 against its catalog record from the digest of its own read, as before.
@@ -283,30 +326,40 @@ def _split(job: Job, bucket: PackagesBucket, sealer: Sealer, remaining_ms: Calla
     owner_of = _owner_of(job)
     selections = state_.restore.selections
 
-    def source(digest: UploadDigest) -> BackupSource:
+    def source(digest: UploadDigest, in_order: bool) -> BackupSource:
         return BackupSource(imports.opener(pin, digest), BACKUP_FILENAME,
                             options=ImportOptions(), limits=imports.limits(job),
                             password=imports.password_of(job),
                             chain=[imports.opener(link.pin) for link in state_.source.links[:-1]],
                             selection=Selection(frozenset(selections.projects),
-                                                frozenset(selections.sessions)))
+                                                frozenset(selections.sessions)),
+                            in_order=in_order)
 
-    grouped = len(state_.source.links) == 1
+    chain = len(state_.source.links) > 1
     resumed = state is not None
-    for eager in (True, False) if grouped and not resumed else (grouped,):
+    earlier = _Earlier(bucket, sealer, job.job_id, number) if resumed else None
+    # a chain whose links' sessions are not in sessionId order (dataport writes them in
+    # order) is read newest link first, in one invocation, keeping every shard to the end:
+    # at once, or, found after a hand-over, from the start in the next invocation
+    tries = (False,) if newest_first else (True, False) if chain and not resumed else (True,)
+    for in_order in tries:
         splitter = Splitter(bucket, storage.shard_parts_prefix(job.job_id),
-                            settings.restore_shard_messages, owner_of=owner_of, eager=eager,
+                            settings.restore_shard_messages, owner_of=owner_of, eager=in_order,
                             made_at=job.created_at, sealer=sealer)
         if state is not None:
             splitter.load(state["splitter"])
+        if earlier is not None:
+            splitter.earlier = earlier.shard
         digest = UploadDigest()
+        read = source(digest, in_order)
         try:
-            report, read = _read_into(splitter, source(digest), state, remaining_ms,
-                                      hands_over=eager)
+            report, count = _read_into(splitter, read, state, remaining_ms,
+                                       hands_over=in_order,
+                                       taken=earlier.link if earlier is not None else None)
             if report.ok and resumed:  # the whole objects in an invocation of their own
                 splitter.finish()
-                _hand_over(bucket, sealer, job.job_id, splitter, number=number,
-                           state={"phase": "hash", "records": read})
+                _hand_over(bucket, sealer, job.job_id, splitter, read, number=number,
+                           state={"phase": "hash", "records": count})
             if report.ok:
                 _, sha256 = digest.finish(imports.opener(pin))
                 report = restore_checks.whole_objects(job, report, sha256)
@@ -315,29 +368,35 @@ def _split(job: Job, bucket: PackagesBucket, sealer: Sealer, remaining_ms: Calla
                 return [], None, report
             return splitter.finish(), splitter, report
         except _Stop as stop:
-            _hand_over(bucket, sealer, job.job_id, splitter, number=number, state={
-                "phase": "split", "records": stop.records,
-                "position": _position_state(stop.position)})
-        except OutOfPlace as where:  # messages away from their sessions: keep every shard
-            logger.info("backup not grouped by session: split again", extra={
-                "job_id": job.job_id, "session": str(where)})
-            splitter.abort()
+            _hand_over(bucket, sealer, job.job_id, splitter, read, number=number, state={
+                "phase": "split", "records": stop.records, "position": stop.position.state()})
+        except NotInOrder as where:
+            logger.info("chain not in sessionId order: read newest link first", extra={
+                "job_id": job.job_id, "member": str(where), "handed_over": resumed})
+            splitter.abort(stored=not resumed)
+            if resumed:
+                _write_state(bucket, sealer, job.job_id, number, {"phase": NEWEST_FIRST})
+                raise _HandedOver() from None
         except BaseException:  # a retried invocation finds the earlier ones' parts in place
             splitter.abort(stored=not resumed)
             raise
-    raise AssertionError("the second split keeps every shard to the end")
+    raise AssertionError("a chain read newest link first is read to its end")
 
 
-_NOT_GROUPED = ("its messages are not in the order of their sessions, so its split cannot be "
-                "handed over from one run to the next")
+#: the state of a plan whose chain was found out of sessionId order after a hand-over: the
+#: next invocation splits it again from the start, newest link first
+NEWEST_FIRST = "newest-first"
+_NEWEST_FIRST_TOO_LARGE = (
+    "the sessions of a backup of its chain are not in sessionId order (dataport writes them in "
+    "order), so it is read in one run of the plan (15 minutes), which it does not fit")
 
 
 def _read_into(splitter: Splitter, source: BackupSource, state: dict[str, Any] | None,
-               remaining_ms: Callable[[], int], *, hands_over: bool
-               ) -> tuple[ValidationReport, int]:
+               remaining_ms: Callable[[], int], *, hands_over: bool,
+               taken: Callable[[str], int | None] | None) -> tuple[ValidationReport, int]:
     """The records (from the state's position) into the splitter: the report and how many
-    records were read in all. `hands_over`: `_Stop` at a checked `sessions/` member's end
-    once less than the reserve and one more member's time is left."""
+    records were read in all. `hands_over`: `_Stop` at a checked member's end the reader
+    offers once less than the reserve and one more member's time is left."""
     settings = get_settings()
     problems: list[Issue] = []
     count = state["records"] if state is not None else 0
@@ -348,45 +407,31 @@ def _read_into(splitter: Splitter, source: BackupSource, state: dict[str, Any] |
             raise _Stop(position, count)
 
     records = source.records(problems.append,
-                             start=_position(state) if state is not None else None,
-                             on_position=at_member_end if hands_over else None)
+                             start=Position.of(state["position"]) if state is not None else None,
+                             on_position=at_member_end if hands_over else None, taken=taken)
     for record in records:
         count += 1
-        try:
-            splitter.add(record)
-        except OutOfPlace:
-            if state is None:
-                raise  # one invocation so far: split again, keeping every shard
-            raise _OutOfTime(count, _NOT_GROUPED) from None
+        splitter.add(record)
         if remaining_ms() < settings.restore_plan_reserve_ms:  # a clock, no request
-            raise _OutOfTime(count)
-    if state is not None and source.out_of_place:
-        raise _OutOfTime(count, _NOT_GROUPED)
+            raise _OutOfTime(count, "" if hands_over else _NEWEST_FIRST_TOO_LARGE)
     errors = [p for p in problems if p.severity == "error"]
     return ValidationReport(errors=errors[:100], errors_total=len(errors)), count
 
 
-def _hand_over(bucket: PackagesBucket, sealer: Sealer, job_id: str, splitter: Splitter, *,
-               number: int, state: dict[str, Any]) -> None:
-    """State `number` stored (the open shards' members with it), and the sessionIds this
-    invocation read; then `_HandedOver`."""
+def _hand_over(bucket: PackagesBucket, sealer: Sealer, job_id: str, splitter: Splitter,
+               source: BackupSource, *, number: int, state: dict[str, Any]) -> None:
+    """State `number` stored (the open shards' members with it), the sessionIds this
+    invocation read, and its page of them (each one's link and shard, for the messages that
+    come away from their sessions' place); then `_HandedOver`."""
     state["splitter"] = splitter.hand_over(f"{storage.split_prefix(job_id)}members/")
     _write_state(bucket, sealer, job_id, number, state)
     key = _ids_key(job_id, number)
     bucket.put(key, sealer.seal(json.dumps(splitter.session_ids).encode(), key), {})
+    page = {sid: [source.chosen[sid], *shard] for sid, shard in splitter.session_shards.items()}
+    if page:
+        key = _taken_key(job_id, number)
+        bucket.put(key, sealer.seal(json.dumps(page).encode(), key), {})
     raise _HandedOver()
-
-
-def _position(state: dict[str, Any]) -> Position:
-    at = state["position"]
-    return Position(at["sessions"], at["messages"], at["line"], tuple(at["yielded"]),
-                    at["lastProject"])
-
-
-def _position_state(position: Position) -> dict[str, Any]:
-    return {"sessions": position.sessions, "messages": position.messages,
-            "line": position.line, "yielded": list(position.yielded),
-            "lastProject": position.last_project}
 
 
 def _checked_whole(job: Job, bucket: PackagesBucket, sealer: Sealer, state: dict[str, Any]
@@ -480,12 +525,11 @@ def _refuse(store: JobStore, job: Job, report: ValidationReport) -> None:
 
 
 def _too_large(store: JobStore, job: Job, records: int, why: str = "") -> None:
-    """The split could not go on (a member that does not fit an invocation, or a file whose
-    messages are out of their sessions' order and do not fit one): the job ends failed,
+    """The split could not go on (a member that does not fit an invocation, or a chain whose
+    links' sessions are not in sessionId order that does not fit one): the job ends failed,
     `backup_too_large`, nothing written and no part left (docs/backups.md, "Time of the
     plan")."""
-    why = why or ("a member of it does not fit one run of the plan (15 minutes), or a chain "
-                  "(an increment's) does not")
+    why = why or "a member of it does not fit one run of the plan (15 minutes)"
     failed = store.fail_import(job.job_id, JobError(code="backup_too_large", message=(
         f"The backup cannot be split into shards: {why}; it was stopped after reading "
         f"{records} records, and nothing was written. "

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
@@ -112,19 +112,48 @@ class Selection:
 
 
 @dataclass(frozen=True)
+class Cursor:
+    """One link's place in a read that resumes: its `sessions/` member `sessions` from line
+    `session_line`, its `messages/` member `messages` from line `line` (each member read again
+    from its beginning, hashed whole, its lines before the place counted but not parsed)."""
+
+    sessions: int = 0
+    messages: int = 0
+    line: int = 0
+    session_line: int = 0
+
+
+@dataclass(frozen=True)
 class Position:
-    """Where a read of one backup (not a chain) resumes (`records(start=...)`), offered at the
-    end of each `sessions/` member but the last, once it is checked: after `sessions` of the
-    `sessions/` members, at line `line` of the `messages/` member number `messages` (that
-    member read again from its beginning, hashed whole, its lines before `line` skipped: at
-    most one member is read twice per hand-over). `yielded` and `last_project` are the walk's
+    """Where a read resumes (`records(start=...)`): a place per link (`links`, oldest first;
+    one for a single backup), offered once a member is read and checked: at the end of each
+    `sessions/` member (each link's other members where the walk stands: at most one
+    `sessions/` and one `messages/` member a link are read twice per hand-over), and, `late`,
+    at the end of each `messages/` member whose messages left their sessions' place (every
+    session read: only those messages are left). `yielded` and `last_project` are the walk's
     (the projects it gave so far, the last one), so a resumed read gives the same records."""
 
-    sessions: int
-    messages: int
-    line: int
+    links: tuple[Cursor, ...]
+    late: bool = False
     yielded: tuple[Any, ...] = ()
     last_project: Any = None
+
+    def state(self) -> dict[str, Any]:
+        """As Extended JSON-ready values (the plan stores it)."""
+        return {"links": [[c.sessions, c.session_line, c.messages, c.line] for c in self.links],
+                "late": self.late, "yielded": list(self.yielded),
+                "lastProject": self.last_project}
+
+    @classmethod
+    def of(cls, state: Mapping[str, Any]) -> Position:
+        return cls(tuple(Cursor(sessions=s, session_line=sl, messages=m, line=line)
+                         for s, sl, m, line in state["links"]), bool(state["late"]),
+                   tuple(state["yielded"]), state["lastProject"])
+
+
+class NotInOrder(Exception):
+    """A chain read in order (`in_order`) found a link whose sessions are not in sessionId
+    order (dataport writes them in order): read it newest link first instead."""
 
 
 @dataclass
@@ -148,12 +177,17 @@ class BackupSource(ImportSource):
                  limits: ImportLimits, password: bytes | None = None,
                  chain: Sequence[Opener] = (), selection: Selection = Selection(),
                  version: str | None = None, zipped: bool = True,
-                 owner: ObjectId | None = None) -> None:
+                 owner: ObjectId | None = None, in_order: bool = False) -> None:
         super().__init__(opener, filename, options=options, limits=limits, zipped=zipped,
                          version=version or str(FORMAT_VERSION), password=password)
         #: the links before the restored backup (its parents), oldest first
         self.chain = list(chain)
         self.selection = selection
+        #: a chain read as one merged walk in sessionId order, each session with its
+        #: messages (the split of a restore in shards, which hands over from one invocation
+        #: to the next); its links' sessions must be in sessionId order, as dataport writes
+        #: them (`NotInOrder` otherwise)
+        self.in_order = in_order or not self.chain
         #: one backup streams each session with its messages (the import stages it light and
         #: writes its messages once); a chain gives all sessions, then all messages (staged
         #: in full: the newest link of each session is known only once all are read)
@@ -162,20 +196,25 @@ class BackupSource(ImportSource):
         #: is, their sessions and messages); a session of no project the backup holds has no
         #: owner and is left out
         self.owner = owner
-        #: a message came out of its session's place (after every session): a read that was
-        #: resumed may have missed its session, so such a file keeps the one-invocation bound
+        #: messages came out of their sessions' place (after every session)
         self.out_of_place = False
+        #: the sessions this read took, with the link each one's version comes from
+        self.chosen: dict[str, int] = {}
         self._start: Position | None = None
         self._on_position: Callable[[Position], None] | None = None
+        self._taken: Callable[[str], int | None] | None = None
 
     def records(self, on_issue: IssueCallback | None = None, *, start: Position | None = None,
-                on_position: Callable[[Position], None] | None = None
-                ) -> Iterator[ImportRecord]:
-        """The records; one backup (not a chain) may resume at a `start` an earlier read
-        offered to `on_position` (which may raise to stop the read there)."""
-        if start is not None and self.chain:
-            raise ValueError("a chain cannot resume: its messages come after all its sessions")
-        self._start, self._on_position = start, on_position
+                on_position: Callable[[Position], None] | None = None,
+                taken: Callable[[str], int | None] | None = None) -> Iterator[ImportRecord]:
+        """The records; a read in order (one backup, or a chain `in_order`) may resume at a
+        `start` an earlier read offered to `on_position` (which may raise to stop the read
+        there); `taken` names the link an earlier read took a session from (None: not taken),
+        for the messages that left their sessions' place."""
+        if start is not None and not self.in_order:
+            raise ValueError("a chain read newest link first cannot resume: its messages come "
+                             "after all its sessions")
+        self._start, self._on_position, self._taken = start, on_position, taken
         return super().records(on_issue)
 
     def owners(self, on_issue: IssueCallback | None = None) -> set[ObjectId]:
@@ -201,8 +240,9 @@ class BackupSource(ImportSource):
             projects = {key: doc for key, doc in projects.items()
                         if doc.get("user_id") == self.owner}
         walk = _Walk(projects, self.selection, self.owner is not None, reporter)
-        if len(links) == 1:
-            yield from self._grouped(links[0], walk, reporter)
+        self.chosen = walk.chosen
+        if self.in_order:
+            yield from self._in_order(links, walk, reporter)
             return
         for link in reversed(links):  # the newest version of a session wins
             for doc, where in self._documents(link, "sessions", reporter):
@@ -214,46 +254,60 @@ class BackupSource(ImportSource):
                 if walk.chosen.get(str(doc.get("sessionId"))) == link.number:
                     yield ImportRecord(RecordKind.MESSAGE, doc, where)
 
-    def _grouped(self, link: _Link, walk: _Walk, reporter: Reporter
-                 ) -> Iterator[ImportRecord]:
-        """One backup, each session followed by its messages: a backup's `messages/` members
-        hold the messages in the order of the sessions in its `sessions/` members (the export
-        worker writes a session, then its messages), so the two streams are walked side by
-        side. Messages that do not follow their session's place (a backup made by other means)
-        come at the end: the source is then not grouped, and the import stages it in full.
-        At each `sessions/` member's end (checked) the read offers where it could resume."""
-        start = self._start or Position(0, 0, 0)
+    def _in_order(self, links: list[_Link], walk: _Walk, reporter: Reporter
+                  ) -> Iterator[ImportRecord]:
+        """Each session followed by its messages: a backup's `messages/` members hold the
+        messages in the order of the sessions in its `sessions/` members (the export worker
+        writes a session, then its messages), so each link's two streams are walked side by
+        side, and a chain's links are merged in sessionId order (the order dataport writes a
+        backup's sessions in): of a sessionId's versions the newest link's is taken unless a
+        newer link deleted it (as the newest-first read decides). Messages that do not follow
+        their session's place (a backup made by other means) come at the end, each link's
+        newest first: the source is then not grouped. The read offers where it could resume
+        at each checked `sessions/` member's end, and at each checked `messages/` member's
+        end of those late messages."""
+        start = self._start or Position(tuple(Cursor() for _ in links))
+        if len(start.links) != len(links):
+            raise ValueError("a position of another chain")
         walk.resume(start)
-        assert link.manifest is not None  # _check read it
-        sessions = [m for m in link.manifest.members if m.collection == "sessions"]
-        messages_at = {m.path: n for n, m in enumerate(
-            m for m in link.manifest.members if m.collection == "messages")}
-        messages = self._documents(link, "messages", reporter, at=(start.messages, start.line))
-        head = next(messages, None)
+        streams = [_Stream(self, link, cursor, reporter, ordered=len(links) > 1)
+                   for link, cursor in zip(links, start.links, strict=True)]
+        newest_first = sorted(streams, key=lambda s: -s.link.number)
 
-        def ended(number: int) -> None:
-            if self._on_position is None or number + 1 >= len(sessions):
-                return
-            at = ((len(messages_at), 0) if head is None
-                  else (messages_at[head[1].file], head[1].line or 0))
-            self._on_position(Position(number + 1, *at, yielded=tuple(walk.yielded),
-                                       last_project=walk.last_project))
+        def offer(late: bool) -> None:
+            if self._on_position is not None:
+                self._on_position(Position(tuple(s.cursor() for s in streams), late,
+                                           tuple(walk.yielded), walk.last_project))
 
-        for doc, where in self._documents(link, "sessions", reporter, at=(start.sessions, 0),
-                                          ended=ended):
-            taken = walk.session(doc, where, link)
-            yield from taken
-            session_id = str(doc.get("sessionId"))
-            while head is not None and str(head[0].get("sessionId")) == session_id:
-                if taken:
-                    yield ImportRecord(RecordKind.MESSAGE, head[0], head[1])
-                head = next(messages, None)
-        yield from walk.projects_left()
-        self.out_of_place = head is not None
-        while head is not None:
-            if walk.chosen.get(str(head[0].get("sessionId"))) == link.number:
-                yield ImportRecord(RecordKind.MESSAGE, head[0], head[1])
-            head = next(messages, None)
+        for stream in streams:
+            stream.offer = offer
+            stream.others_left = lambda me=stream: any(  # type: ignore[misc]
+                s.head is not None or not s.sessions_done for s in streams if s is not me)
+        for stream in streams:
+            stream.open(late=start.late)
+        if not start.late:
+            while live := [s for s in newest_first if s.head is not None]:
+                session_id = min(s.head_id for s in live)
+                group = [s for s in live if s.head_id == session_id]
+                for stream in group:
+                    doc, where = stream.consume()
+                    taken = walk.session(doc, where, stream.link,
+                                         gone=_Newer(links, stream.link.number))
+                    yield from taken
+                    yield from stream.messages_of(session_id, give=bool(taken))
+                for stream in group:
+                    stream.refill()
+            yield from walk.projects_left()
+        self.out_of_place = start.late or any(s.message is not None for s in streams)
+        for stream in newest_first:
+            stream.late = True
+            for doc, where in stream.rest():
+                session_id = str(doc.get("sessionId"))
+                link = walk.chosen.get(session_id)
+                if link is None and session_id not in walk.chosen and self._taken is not None:
+                    link = self._taken(session_id)
+                if link == stream.link.number:
+                    yield ImportRecord(RecordKind.MESSAGE, doc, where)
 
     def _name(self, number: int, parents: int) -> str:
         return self.filename if number == parents else f"{self.filename} (chain link {number})"
@@ -368,6 +422,107 @@ class BackupSource(ImportSource):
                                  "made, and nothing of it is restored", file=entry.path))
 
 
+class _Stream:
+    """One link of a read in order: its `sessions/` and `messages/` members walked side by
+    side (`head`: its next session, `message`: its next message), and where it stands."""
+
+    def __init__(self, source: BackupSource, link: _Link, cursor: Cursor, reporter: Reporter,
+                 *, ordered: bool) -> None:
+        assert link.manifest is not None  # _check read it
+        self.source, self.link, self.reporter, self.ordered = source, link, reporter, ordered
+        self.session_files = _numbered(link.manifest, "sessions")
+        self.message_files = _numbered(link.manifest, "messages")
+        self.sat = (cursor.sessions, cursor.session_line)  # the next session's place
+        self.mat = (cursor.messages, cursor.line)  # the next message's place
+        self.head: tuple[dict[str, Any], Location] | None = None
+        self.head_id = ""
+        self.message: tuple[dict[str, Any], Location] | None = None
+        self.sessions_done = False
+        self.late = False
+        self.offer: Callable[[bool], None] = lambda _late: None
+        self.others_left: Callable[[], bool] = lambda: False
+        self._sessions: Iterator[tuple[dict[str, Any], Location]] = iter(())
+        self._messages: Iterator[tuple[dict[str, Any], Location]] = iter(())
+
+    def open(self, *, late: bool) -> None:
+        self._messages = self.source._documents(self.link, "messages", self.reporter,
+                                                at=self.mat, ended=self._messages_ended)
+        self._next_message()
+        if late:
+            self.sessions_done = True
+        else:
+            self._sessions = self.source._documents(self.link, "sessions", self.reporter,
+                                                    at=self.sat, ended=self._sessions_ended)
+            self.refill()
+
+    def cursor(self) -> Cursor:
+        return Cursor(sessions=self.sat[0], session_line=self.sat[1], messages=self.mat[0],
+                      line=self.mat[1])
+
+    def consume(self) -> tuple[dict[str, Any], Location]:
+        assert self.head is not None
+        head, self.head = self.head, None
+        self.sat = (self.session_files[head[1].file], (head[1].line or 0) + 1)
+        return head
+
+    def refill(self) -> None:
+        """The next session (its member's end, checked, may offer a position first)."""
+        head = next(self._sessions, None)
+        if head is None:
+            self.sessions_done = True
+            self.sat = (len(self.session_files), 0)
+            return
+        session_id = str(head[0].get("sessionId"))
+        if self.ordered and session_id < self.head_id:
+            raise NotInOrder(f"{self.link.name}: {head[1].file}")
+        self.head, self.head_id = head, session_id
+        self.sat = (self.session_files[head[1].file], head[1].line or 0)
+
+    def messages_of(self, session_id: str, *, give: bool) -> Iterator[ImportRecord]:
+        """The messages in the session's place (given when the session was taken)."""
+        while self.message is not None and str(self.message[0].get("sessionId")) == session_id:
+            if give:
+                yield ImportRecord(RecordKind.MESSAGE, *self.message)
+            self._next_message()
+
+    def rest(self) -> Iterator[tuple[dict[str, Any], Location]]:
+        """The messages left once every session is read (away from their sessions' place)."""
+        while self.message is not None:
+            yield self.message
+            self._next_message()
+
+    def _next_message(self) -> None:
+        self.message = next(self._messages, None)
+        self.mat = ((len(self.message_files), 0) if self.message is None
+                    else (self.message_files[self.message[1].file], self.message[1].line or 0))
+
+    def _sessions_ended(self, number: int) -> None:
+        self.sat = (number + 1, 0)
+        if number + 1 < len(self.session_files) or self.others_left():
+            self.offer(False)
+
+    def _messages_ended(self, number: int) -> None:
+        self.mat = (number + 1, 0)
+        if self.late and number + 1 < len(self.message_files):
+            self.offer(True)
+
+
+def _numbered(manifest: BackupManifest, collection: str) -> dict[str, int]:
+    """A link's members of one collection by path: their number in the manifest's order."""
+    return {entry.path: n for n, entry in enumerate(
+        m for m in manifest.members if m.collection == collection and m.path != DELETIONS_MEMBER)}
+
+
+class _Newer:
+    """The sessions a link newer than `number` deleted: its version of them is not taken."""
+
+    def __init__(self, links: list[_Link], number: int) -> None:
+        self._links = links[number + 1:]
+
+    def __contains__(self, session_id: object) -> bool:
+        return any(session_id in link.deleted_sessions for link in self._links)
+
+
 class _Walk:
     """Which sessions a restore takes, as the sessions stream by (newest link first): the
     selection, the shard's owner, the chain's deletions; each taken session preceded by its
@@ -389,11 +544,12 @@ class _Walk:
         self.yielded = dict.fromkeys(start.yielded)
         self.last_project = start.last_project
 
-    def session(self, doc: dict[str, Any], where: Location, link: _Link
-                ) -> list[ImportRecord]:
-        """The records a session gives (its project first when that changes), or none."""
+    def session(self, doc: dict[str, Any], where: Location, link: _Link,
+                gone: Container[str] | None = None) -> list[ImportRecord]:
+        """The records a session gives (its project first when that changes), or none;
+        `gone`: what newer links deleted (else what the walk was told so far)."""
         session_id = str(doc.get("sessionId"))
-        if session_id in self.chosen or session_id in self.gone:
+        if session_id in self.chosen or session_id in (self.gone if gone is None else gone):
             return []
         project = self.projects.get(doc.get("projectId"))
         if not self.selection.takes(doc, project):
