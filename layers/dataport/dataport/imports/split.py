@@ -85,6 +85,9 @@ class ShardPart:
     sessions: int
     messages: int
     records: int
+    #: the part is a pack: other users' shards share it, and this shard's reader takes only its
+    #: user's records (the backup reader's `owner`)
+    shared: bool = False
 
 
 @dataclass
@@ -116,8 +119,14 @@ class Splitter:
     def __init__(self, bucket: PackagesBucket, prefix: str, shard_messages: int, *,
                  owner_of: Callable[[dict[str, Any]], str | None],
                  eager: bool, made_at: datetime, hot: int = HOT_SHARDS,
-                 sealer: Sealer | None = None) -> None:
+                 sealer: Sealer | None = None, pack_messages: int = 0,
+                 pack_users: int = 1) -> None:
         self.bucket = bucket
+        #: small users' last shards share a part (a pack) of at most this many messages and
+        #: `pack_users` shards: a part's upload and pin per pack, not per user (0: no packs;
+        #: only where every shard's user owns its projects: an instance restore's)
+        self.pack_messages = pack_messages
+        self.pack_users = max(1, pack_users)
         #: seals each part as it is stored (imports.sealed); its SHA-256 is the plaintext's
         self.sealer = sealer
         self.prefix = prefix
@@ -186,10 +195,11 @@ class Splitter:
                 self._write(owner, "messages", doc)
 
     def finish(self) -> list[ShardPart]:
-        """Every shard still open assembled and stored; the parts, by user and number."""
-        for shard in self._shards:
-            if not shard.done:
-                self._store(shard)
+        """Every shard still open assembled and stored, small ones packed together; the parts,
+        by user and number."""
+        still_open = [shard for shard in self._shards if not shard.done]
+        for pack in _packs(still_open, self.pack_messages, self.pack_users):
+            self._store(*pack)
         shutil.rmtree(self._tmp, ignore_errors=True)
         return sorted(self.parts, key=lambda p: (p.user_id, p.number))
 
@@ -254,42 +264,57 @@ class Splitter:
                 **stats.model_dump())))
         self._hot.pop(id(shard), None)
 
-    def _store(self, shard: _Shard) -> None:
-        """The shard's zip: its projects, sessions and messages members, then its manifest,
-        streamed to S3 (hashed as it goes); its files removed."""
-        self._end_members(shard)
-        key = f"{self.prefix}{shard.user_id}-{shard.number:05d}.zip"
-        projects = [self._projects[pid] for pid in shard.projects if pid in self._projects]
+    def _store(self, *shards: _Shard) -> None:
+        """One part: a shard's zip, or a pack's (several users' shards one after the other,
+        their members renumbered), its projects, sessions and messages members, then its
+        manifest, streamed to S3 (hashed as it goes); its files removed."""
+        first = shards[0]
+        key = (f"{self.prefix}{first.user_id}-{first.number:05d}.zip" if len(shards) == 1
+               else f"{self.prefix}pack-{first.user_id}-{first.number:05d}.zip")
+        projects: dict[object, None] = {}
+        for shard in shards:
+            self._end_members(shard)
+            projects.update(shard.projects)
+        documents = [self._projects[pid] for pid in projects if pid in self._projects]
         with self.bucket.open_write(key) as stored:
             sealed = self.sealer.writer(stored, key) if self.sealer is not None else None
             hashed = _Hashing(sealed or stored)
             with zipfile.ZipFile(cast(IO[bytes], hashed), "w",
                                  compression=zipfile.ZIP_STORED) as archive:
-                entries = [_projects_member(archive, projects)] if projects else []
-                for member in shard.members:
-                    entries.append(member.stats)
-                    info = zipfile.ZipInfo(member.stats.path, _ZIP_TIME)
-                    size = member.stats.compressed_bytes
-                    with self._member(member) as source, archive.open(
-                            info, "w", force_zip64=size > _ZIP64_AFTER) as target:
-                        shutil.copyfileobj(source, target, _COPY)
-                    if member.key is None:
-                        os.remove(member.path)
+                entries = [_projects_member(archive, documents)] if documents else []
+                seq = {"sessions": 0, "messages": 0}
+                for shard in shards:
+                    for member in shard.members:
+                        stats = member.stats
+                        if len(shards) > 1:  # a pack's members numbered through
+                            stats = stats.model_copy(update={"path": member_path(
+                                member.collection, 1, seq[member.collection])})
+                        seq[member.collection] += 1
+                        entries.append(stats)
+                        info = zipfile.ZipInfo(stats.path, _ZIP_TIME)
+                        size = stats.compressed_bytes
+                        with self._member(member) as source, archive.open(
+                                info, "w", force_zip64=size > _ZIP64_AFTER) as target:
+                            shutil.copyfileobj(source, target, _COPY)
+                        if member.key is None:
+                            os.remove(member.path)
                 archive.writestr(zipfile.ZipInfo(MANIFEST_NAME, _ZIP_TIME),
-                                 _manifest(shard, entries, self.made_at).to_json())
+                                 _manifest(shards, entries, self.made_at).to_json())
             if sealed is not None:
                 sealed.finish()
-        shutil.rmtree(shard.directory, ignore_errors=True)
-        shard.done = True
-        if self._open.get(shard.user_id) is shard:
-            del self._open[shard.user_id]
         pin = self.bucket.pin_written(key)
-        self.parts.append(ShardPart(
-            user_id=shard.user_id, number=shard.number,
-            pin=self.sealer.pinned(pin) if self.sealer is not None else pin,
-            sha256=hashed.digest.hexdigest(), sessions=shard.sessions,
-            messages=shard.messages,
-            records=len(projects) + shard.sessions + shard.messages))
+        for shard in shards:
+            shutil.rmtree(shard.directory, ignore_errors=True)
+            shard.done = True
+            if self._open.get(shard.user_id) is shard:
+                del self._open[shard.user_id]
+            own = sum(1 for pid in shard.projects if pid in self._projects)
+            self.parts.append(ShardPart(
+                user_id=shard.user_id, number=shard.number,
+                pin=self.sealer.pinned(pin) if self.sealer is not None else pin,
+                sha256=hashed.digest.hexdigest(), sessions=shard.sessions,
+                messages=shard.messages, records=own + shard.sessions + shard.messages,
+                shared=len(shards) > 1))
 
 
     def _member(self, member: _Member) -> IO[bytes]:
@@ -373,14 +398,41 @@ def _projects_member(archive: zipfile.ZipFile, projects: list[dict[str, Any]]) -
     return MemberEntry(path=path, collection="projects", **stats.model_dump())
 
 
-def _manifest(shard: _Shard, entries: list[MemberEntry], now: datetime) -> BackupManifest:
+def _packs(shards: list[_Shard], messages: int, users: int) -> list[list[_Shard]]:
+    """The open shards as parts: a large shard alone, small ones (at most `messages`
+    messages) together, in their order, a pack closed at `messages` messages or `users`
+    shards (the same packs for the same shards: a retried plan writes the same parts)."""
+    parts: list[list[_Shard]] = []
+    pack: list[_Shard] = []
+    held = 0
+    for shard in shards:
+        if users < 2 or messages <= 0 or shard.messages > messages:
+            parts.append([shard])
+            continue
+        if pack and (held + shard.messages > messages or len(pack) >= users):
+            parts.append(pack)
+            pack, held = [], 0
+        pack.append(shard)
+        held += shard.messages
+    if pack:
+        parts.append(pack)
+    return parts
+
+
+def _manifest(shards: tuple[_Shard, ...], entries: list[MemberEntry],
+              now: datetime) -> BackupManifest:
+    shard = shards[0]
+    alone = len(shards) == 1
     return BackupManifest(
-        backup_id=f"{shard.user_id}-{shard.number:05d}", name="restore shard", scope="user",
-        owner_id=shard.user_id if ObjectId.is_valid(shard.user_id) else None, type="full",
-        watermark=now, created_at=now, compression=Compression(level=SHARD_ZSTD_LEVEL),
+        backup_id=f"{'' if alone else 'pack-'}{shard.user_id}-{shard.number:05d}",
+        name="restore shard", scope="user" if alone else "instance",
+        owner_id=shard.user_id if alone and ObjectId.is_valid(shard.user_id) else None,
+        type="full", watermark=now, created_at=now,
+        compression=Compression(level=SHARD_ZSTD_LEVEL),
         counts=BackupCounts(projects=sum(e.records for e in entries
                                          if e.collection == "projects"),
-                            sessions=shard.sessions, messages=shard.messages),
+                            sessions=sum(s.sessions for s in shards),
+                            messages=sum(s.messages for s in shards)),
         bytes=BackupBytes(uncompressed=sum(e.bytes for e in entries),
                           compressed=sum(e.compressed_bytes for e in entries)),
         members=entries)
