@@ -228,8 +228,10 @@ def _make_shards(job: Job, task: RestoreShardsTask, remaining_ms: Callable[[], i
         counts[part.user_id] = counts.get(part.user_id, 0) + 1
     shards = [_shard(job, part, split=counts[part.user_id] > 1) for part in parts]
     reserve = get_settings().worker_reserve_ms
+    first = made
     while made < len(shards):
-        if made and remaining_ms() < reserve:  # a clock, no request
+        # at least one batch an invocation, so the plan always goes on
+        if made > first and remaining_ms() < reserve:  # a clock, no request
             _write_state(bucket, sealer, job.job_id, task.split_at,
                          _jobs_state(parts, made))
             more = task.planned >= get_settings().restore_plan_invocations
