@@ -58,7 +58,8 @@ def test_the_plans_calls_grow_by_about_a_25th_of_the_users_not_twice_them(
     # every user a shard of their own (a job each), in 3 shared parts of 100 users
     shards = restore_shards.shard_ids(many)
     parts = parts_of(many)
-    assert len(shards) == 300 and len(set(shards)) == 300
+    assert len(shards) == 300
+    assert len(set(shards)) == 300
     assert sorted(p.user_id for p in parts) == sorted(
         str(doc["user_id"]) for doc in small_users(300).projects)
     keys = {p.pin.key for p in parts}
@@ -90,7 +91,8 @@ def test_the_shards_jobs_are_handed_over_when_an_invocation_runs_short_and_made_
     store = JobStore()
     tasks = []
     task = run_plan(job_id, on_invocation=tasks.append)
-    assert task.shard_list is not None and task.shard_list.key is not None
+    assert task.shard_list is not None
+    assert task.shard_list.key is not None
     assert [t.split_at for t in tasks] == [0, 1, 2]  # 25, 25 and 10 jobs
     shards = restore_shards.shard_ids(job_id)
     assert len(shards) == 60

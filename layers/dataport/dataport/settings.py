@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     # this many messages goes into a pack with others, up to this many messages and
     # `restore_pack_users` users a pack; each shard reads its pack and takes only its user's
     # (0: a part per shard). One upload and pin per pack, not per user (docs/backups.md).
-    restore_pack_messages: int = Field(default=5_000, ge=0)
+    restore_pack_messages: int = Field(default=2_000, ge=0)
     restore_pack_users: int = Field(default=100, ge=1)
     # What the plan of a restore in shards keeps of its invocation after the split: the
     # whole objects' SHA-256 (a chain's parents read again), the projects, one job per shard.
