@@ -27,16 +27,17 @@ _known = ReaderConfig.optional_fields
 
 
 def _optional_fields(self: ReaderConfig) -> list[Field]:
-    return [*_known.fget(self), INPUT_TYPE, CSV_HEADER_LOCATION,  # type: ignore[attr-defined]
-            CSV_HEADERS, CSV_DELIMITER]
+    known: list[Field] = _known.fget(self)
+    return [*known, INPUT_TYPE, CSV_HEADER_LOCATION, CSV_HEADERS, CSV_DELIMITER]
 
 
-ReaderConfig.optional_fields = property(_optional_fields)  # type: ignore[assignment,method-assign]
+ReaderConfig.optional_fields = property(_optional_fields)
 
 
 def problems(definition: str | dict[str, Any]) -> list[str]:
     """What statelint finds in a definition (text, parsed, or a file's path)."""
-    return Linter.validate(definition)
+    found: list[str] = Linter.validate(definition)
+    return found
 
 
 def main(paths: list[str]) -> int:

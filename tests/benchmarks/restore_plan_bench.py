@@ -57,13 +57,13 @@ def plan_once(users: int, sessions: int, messages: int) -> None:
         jobs_from.append(time.perf_counter())
         return make_shards(*args, **kwargs)
 
-    restore_shards._make_shards = timed  # type: ignore[assignment]
+    restore_shards._make_shards = timed
     started = time.perf_counter()
     try:
         with counted() as calls:
             task = run_plan(job_id)
     finally:
-        restore_shards._make_shards = make_shards  # type: ignore[assignment]
+        restore_shards._make_shards = make_shards
     ended = time.perf_counter()
     seconds = ended - started
     assert task.shard_list is not None, JobStore().require(job_id).error

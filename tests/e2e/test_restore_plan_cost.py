@@ -18,6 +18,7 @@ from dataport.bucket import packages_bucket
 from dataport.jobs import keys
 from dataport.jobs.store import JobStore
 from dataport.models.restores import BackupLink
+from dataport.models.tasks import RestoreShardsTask
 from dataport.settings import get_settings
 from dataport.workflows import restore_shards
 from infrastructure.local import seed
@@ -89,7 +90,7 @@ def test_the_shards_jobs_are_handed_over_when_an_invocation_runs_short_and_made_
     monkeypatch.setenv("WORKER_RESERVE_MS", str(10**9))  # no invocation has time to spare
     get_settings.cache_clear()
     store = JobStore()
-    tasks = []
+    tasks: list[RestoreShardsTask] = []
     task = run_plan(job_id, on_invocation=tasks.append)
     assert task.shard_list is not None
     assert task.shard_list.key is not None

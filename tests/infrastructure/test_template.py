@@ -85,7 +85,7 @@ def test_every_state_machine_definition_passes_statelint() -> None:
 
 
 def test_the_asl_lint_knows_the_item_readers_input_type_and_checks_it() -> None:
-    machine = {"StartAt": "Map", "States": {"Map": {
+    machine: dict[str, Any] = {"StartAt": "Map", "States": {"Map": {
         "Type": "Map", "End": True,
         "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
                        "ReaderConfig": {"InputType": "JSON"},

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from unittest import mock
 
 import botocore.client
 from bson import ObjectId
@@ -72,18 +73,15 @@ def counted() -> Iterator[Calls]:
     """Every AWS call this thread makes (botocore's one way out), by service and operation."""
     calls: Calls = Counter()
     thread = threading.get_ident()
-    original = botocore.client.BaseClient._make_api_call
+    original = vars(botocore.client.BaseClient)["_make_api_call"]
 
     def counting(client: Any, operation: str, params: Any) -> Any:
         if threading.get_ident() == thread:
             calls[(client.meta.service_model.service_name, operation)] += 1
         return original(client, operation, params)
 
-    botocore.client.BaseClient._make_api_call = counting  # type: ignore[method-assign]
-    try:
+    with mock.patch.object(botocore.client.BaseClient, "_make_api_call", counting):
         yield calls
-    finally:
-        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
 
 
 def run_plan(job_id: str, remaining_ms: Callable[[], int] = lambda: 900_000,
