@@ -18,6 +18,12 @@ is a set of whole sessions, a session is never cut. Messages follow their sessio
 dict entry per session: the reader holds as much for a chain). A project goes to every shard
 that holds one of its sessions; a project without sessions to the user's shard open then.
 
+Packs. An instance restore's small users (a last shard of at most `pack_messages` messages)
+share parts: at the end of the split, such shards are stored together, in their order, up to
+`pack_messages` messages and `pack_users` users a part, its members one a collection (their
+lines shard after shard). Each is still a shard of its own (`ShardPart.shared`: its reader
+takes only its user's records), but the part's upload and pin are per pack, not per user.
+
 Memory: a shard being written keeps two member writers (sessions, messages) while it is hot;
 at most `HOT_SHARDS` are hot, the coldest one's members are ended (a zstd frame each, on
 /tmp) and begun again as new members when it is written to next (an instance backup's users

@@ -30,8 +30,11 @@ plan stored; a rollback restores its journal once the shards are rolled back.
 plan           the job started; the backup split into shard objects (checked; a damaged or
                empty backup ends the job failed here); split users' projects created, their
                kept lists stored; one child job per shard (a stable id: a retried plan makes
-               none twice); one object per shard under `restores/<id>/shards/<child id>` for
-               the Map to list.
+               none twice; 25 a BatchWriteItem, handed over to the next invocation when one
+               runs short); one items object `restores/<id>/shards/items.json` (every shard's
+               job id and records) for the Map's ItemReader. An instance restore's small
+               users share packed parts (imports.split), each shard reading only its user's
+               records from its pack: the plan's calls grow by about a 25th of the users.
 plan_rollback  the same list, for a rollback (POST /restores/{id}/rollback).
 shard_ended    one shard's restore ended (whichever way): the restore's progress counts it.
 begin_rollback one shard's rollback begun (a shard that wrote nothing is left as it is).
