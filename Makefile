@@ -91,7 +91,7 @@ lint: setup $(TOOLS)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy layers/dataport/dataport functions infrastructure tests client
 	$(BIN)/cfn-lint template.yaml
-	$(BIN)/statelint infrastructure/statemachines/*.asl.json
+	$(BIN)/python -m infrastructure.asl_lint infrastructure/statemachines/*.asl.json
 	$(TOOLS)/bin/sam validate --lint --template template.yaml --region us-east-1
 	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.openapi --check docs/openapi.json
 	PYTHONPATH=layers/dataport $(BIN)/python -m infrastructure.asyncapi --check docs/asyncapi.yaml

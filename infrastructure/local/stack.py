@@ -39,8 +39,8 @@ from moto.server import ThreadedMotoServer
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.backend.execution import Execution
 from moto.stepfunctions.parser.utils import TMP_THREADS
-from statelint.linter import Linter
 
+from infrastructure import asl_lint
 from infrastructure.local import mongo_server, sfn_fidelity
 from infrastructure.local.clock import LocalClock
 from infrastructure.local.lambda_runtime import Call, CallDetail, LambdaRuntime
@@ -384,7 +384,7 @@ class LocalStack:
                 Environment={"Variables": dict(function.environment)})
         for machine in template.state_machines().values():
             # moto runs broken graphs (dangling Next, bad StartAt) until it trips over them.
-            problems = Linter.validate(json.loads(machine.definition))
+            problems = asl_lint.problems(json.loads(machine.definition))
             if problems:
                 raise LocalStackError(f"{machine.logical_id} is not valid ASL: {problems}")
             self.client("stepfunctions").create_state_machine(

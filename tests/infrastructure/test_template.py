@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
+from infrastructure import asl_lint
 from tests.fixtures.environment import template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,9 +78,24 @@ def test_every_state_machine_definition_passes_statelint() -> None:
     assert machines
     for machine in machines.values():
         path = ROOT / machine["Properties"]["DefinitionUri"]
-        result = subprocess.run([str(Path(sys.executable).parent / "statelint"), str(path)],
-                                capture_output=True, text=True, check=False)
+        # statelint, taught the ItemReader's InputType (infrastructure.asl_lint)
+        result = subprocess.run([sys.executable, "-m", "infrastructure.asl_lint", str(path)],
+                                capture_output=True, text=True, check=False, cwd=ROOT)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_asl_lint_knows_the_item_readers_input_type_and_checks_it() -> None:
+    machine: dict[str, Any] = {"StartAt": "Map", "States": {"Map": {
+        "Type": "Map", "End": True,
+        "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+                       "ReaderConfig": {"InputType": "JSON"},
+                       "Parameters": {"Bucket": "b", "Key": "k"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED",
+                                              "ExecutionType": "STANDARD"},
+                          "StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}}}}
+    assert asl_lint.problems(machine) == []
+    machine["States"]["Map"]["ItemReader"]["ReaderConfig"]["InputType"] = "XML"
+    assert ["InputType" in problem for problem in asl_lint.problems(machine)] == [True]
 
 
 def test_asl_substitutions_match_the_template() -> None:

@@ -63,13 +63,15 @@ def backup_source(data: bytes, parents: tuple[bytes, ...] = ()) -> BackupSource:
 
 
 def split(bucket: PackagesBucket, data: bytes, shard_messages: int, *, hot: int = 8,
-          parents: tuple[bytes, ...] = ()) -> list[ShardPart]:
+          parents: tuple[bytes, ...] = (), pack_messages: int = 0, pack_users: int = 1
+          ) -> list[ShardPart]:
     """The split in one run (as the plan's first invocation makes it): superseded parts
     deleted once it is done."""
     problems: list[Issue] = []
     source = backup_source(data, parents)
     splitter = Splitter(bucket, PREFIX, shard_messages, eager=True, made_at=MADE, hot=hot,
-                        owner_of=lambda p: str(p["user_id"]))
+                        owner_of=lambda p: str(p["user_id"]), pack_messages=pack_messages,
+                        pack_users=pack_users)
     try:
         for record in source.records(problems.append):
             splitter.add(record)
@@ -92,13 +94,17 @@ def members(bucket: PackagesBucket, part: ShardPart, collection: str) -> int:
 
 def read_back(bucket: PackagesBucket, part: ShardPart) -> list[tuple[RecordKind, Any]]:
     """A shard's object through the restore reader, every member checked (strict: any
-    problem raises)."""
+    problem raises); a shared part (a pack) read as its shard reads it: its user's only."""
     data = bucket.read_range(part.pin.key, 0, part.pin.bytes)
+    problems: list[Issue] = []
     source = BackupSource(lambda: io.BytesIO(data), "backup.zip", options=ImportOptions(),
-                          limits=DEFAULT_LIMITS)
+                          limits=DEFAULT_LIMITS,
+                          owner=ObjectId(part.user_id) if part.shared else None)
     assert source.session_grouped
-    return [(r.kind, r.doc.get("sessionId") or r.doc.get("path"))
-            for r in source.records()]
+    records = [(r.kind, r.doc.get("sessionId") or r.doc.get("path"))
+               for r in source.records(problems.append)]
+    assert problems == []
+    return records
 
 
 @pytest.mark.parametrize("hot", [1, 8])
@@ -127,6 +133,38 @@ def test_every_user_is_cut_into_shards_of_whole_sessions_that_read_back_checked(
         # one hot shard at a time: users interleave, so a shard's members end and begin again
         assert (members(bucket, part, "sessions") > 1) == (hot == 1 and part.sessions > 1)
     assert sorted(seen) == sorted(s["sessionId"] for s in backup.sessions)  # each once
+
+
+def test_small_users_share_packed_parts_each_shard_reading_only_its_user(
+        bucket: PackagesBucket, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tests.restores.test_split.USERS", [
+        ObjectId(f"66ad9b005f2b4a0012c0{n:04d}") for n in range(7)])
+    backup = instance(sessions=7 * 3, messages=2)  # 3 sessions, 6 messages a user
+    parts = split(bucket, backup.container(per_member=4), shard_messages=100, hot=2,
+                  pack_messages=15, pack_users=3)
+    # a pack closes at 15 messages (two users of 6 each) or 3 users: packs of 2, 2, 2, 1
+    keys = [p.pin.key for p in parts]
+    assert [keys.count(key) for key in keys] == [2, 2, 2, 2, 2, 2, 1]
+    assert [p.shared for p in parts] == [True] * 6 + [False]
+    assert bucket.keys(PREFIX) == sorted(set(keys))  # 4 objects for 7 users
+    for part in parts:
+        records = read_back(bucket, part)
+        user = ObjectId(part.user_id)
+        sessions = [sid for kind, sid in records if kind is RecordKind.SESSION]
+        assert len(sessions) == 3
+        assert all(int(sid[-12:]) % 7 == USERS_OF[user] for sid in sessions)
+        assert records.count((RecordKind.MESSAGE, sessions[0])) == 2
+        assert [r for r in records if r[0] is RecordKind.PROJECT] == [
+            (RecordKind.PROJECT, f"/work/p{USERS_OF[user]}")]
+        assert part.records == len(records)  # what its shard restores (progress)
+        if part.shared:  # one member a collection (its users' shards had several: hot=2)
+            assert members(bucket, part, "sessions") == members(bucket, part, "messages") == 1
+    again = split(bucket, backup.container(per_member=4), shard_messages=100, hot=2,
+                  pack_messages=15, pack_users=3)
+    assert [(p.pin.etag, p.sha256) for p in again] == [(p.pin.etag, p.sha256) for p in parts]
+
+
+USERS_OF = {ObjectId(f"66ad9b005f2b4a0012c0{n:04d}"): n for n in range(7)}
 
 
 def test_a_shard_is_the_same_bytes_when_split_again(bucket: PackagesBucket) -> None:

@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     # one user's backup holds more (an instance restore always runs a shard per user at least;
     # workflows.restore_shards, docs/backups.md "Restores in shards").
     restore_shard_messages: int = Field(default=200_000, ge=1)
+    # An instance restore's small users share parts: a user whose last shard holds at most
+    # this many messages goes into a pack with others, up to this many messages and
+    # `restore_pack_users` users a pack; each shard reads its pack and takes only its user's
+    # (0: a part per shard). One upload and pin per pack, not per user (docs/backups.md).
+    restore_pack_messages: int = Field(default=2_000, ge=0)
+    restore_pack_users: int = Field(default=100, ge=1)
     # What the plan of a restore in shards keeps of its invocation after the split: the
     # whole objects' SHA-256 (a chain's parents read again), the projects, one job per shard.
     # A split that reaches it stops, and the restore fails `backup_too_large`.

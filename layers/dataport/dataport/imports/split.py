@@ -18,6 +18,13 @@ is a set of whole sessions, a session is never cut. Messages follow their sessio
 dict entry per session: the reader holds as much for a chain). A project goes to every shard
 that holds one of its sessions; a project without sessions to the user's shard open then.
 
+Packs. An instance restore's small users (a last shard of at most `pack_messages` messages)
+share parts: at the end of the split, such shards are stored together, in their order, up to
+`pack_messages` messages and `pack_users` users a part, its members one a collection (their
+lines shard after shard). Each is still a shard of its own (`ShardPart.shared`: its reader
+takes only its user's records), but the part's upload and pin are per pack, not per user. A
+reopened shard (below) is never packed.
+
 Memory: a shard being written keeps two member writers (sessions, messages) while it is hot;
 at most `HOT_SHARDS` are hot, the coldest one's members are ended (a zstd frame each, on
 /tmp) and begun again as new members when it is written to next (an instance backup's users
@@ -37,6 +44,7 @@ earlier invocation through `earlier` (the plan's stored pages: one entry per ses
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -48,6 +56,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, cast
 
+import zstandard
 from bson import ObjectId
 
 from dataport.backups.format import (
@@ -92,6 +101,9 @@ class ShardPart:
     messages: int
     records: int
     generation: int = 0  # how often it was reopened (its key says so)
+    #: the part is a pack: other users' shards share it, and this shard's reader takes only its
+    #: user's records (the backup reader's `owner`)
+    shared: bool = False
 
 
 @dataclass
@@ -129,8 +141,14 @@ class Splitter:
     def __init__(self, bucket: PackagesBucket, prefix: str, shard_messages: int, *,
                  owner_of: Callable[[dict[str, Any]], str | None],
                  eager: bool, made_at: datetime, hot: int = HOT_SHARDS,
-                 sealer: Sealer | None = None) -> None:
+                 sealer: Sealer | None = None, pack_messages: int = 0,
+                 pack_users: int = 1) -> None:
         self.bucket = bucket
+        #: small users' last shards share a part (a pack) of at most this many messages and
+        #: `pack_users` shards: a part's upload and pin per pack, not per user (0: no packs;
+        #: only where every shard's user owns its projects: an instance restore's)
+        self.pack_messages = pack_messages
+        self.pack_users = max(1, pack_users)
         #: seals each part as it is stored (imports.sealed); its SHA-256 is the plaintext's
         self.sealer = sealer
         self.prefix = prefix
@@ -211,10 +229,11 @@ class Splitter:
         return self._session_shard
 
     def finish(self) -> list[ShardPart]:
-        """Every shard still open assembled and stored; the parts, by user and number."""
-        for shard in self._shards:
-            if not shard.done:
-                self._store(shard)
+        """Every shard still open assembled and stored, small ones packed together; the parts,
+        by user and number."""
+        still_open = [shard for shard in self._shards if not shard.done]
+        for pack in _packs(still_open, self.pack_messages, self.pack_users):
+            self._store(*pack)
         shutil.rmtree(self._tmp, ignore_errors=True)
         return sorted(self.parts, key=lambda p: (p.user_id, p.number))
 
@@ -301,21 +320,32 @@ class Splitter:
                 **stats.model_dump())))
         self._hot.pop(id(shard), None)
 
-    def _store(self, shard: _Shard) -> None:
-        """The shard's zip: its projects, sessions and messages members, then its manifest,
-        streamed to S3 (hashed as it goes); its files removed."""
-        self._end_members(shard)
-        generation = f".{shard.generation}" if shard.generation else ""
-        key = f"{self.prefix}{shard.user_id}-{shard.number:05d}{generation}.zip"
-        projects = [self._projects[pid] for pid in shard.projects if pid in self._projects]
+    def _store(self, *shards: _Shard) -> None:
+        """One part: a shard's zip (at its generation's key when it was reopened), or a pack's
+        (several users' shards one after the other, one member a collection), its projects,
+        sessions and messages members, then its manifest, streamed to S3 (hashed as it goes);
+        its files removed."""
+        first = shards[0]
+        generation = f".{first.generation}" if first.generation else ""
+        key = (f"{self.prefix}{first.user_id}-{first.number:05d}{generation}.zip"
+               if len(shards) == 1 else f"{self.prefix}pack-{first.user_id}-{first.number:05d}.zip")
+        projects: dict[object, None] = {}
+        for shard in shards:
+            self._end_members(shard)
+            projects.update(shard.projects)
+        documents = [self._projects[pid] for pid in projects if pid in self._projects]
         with ExitStack() as reopened, self.bucket.open_write(key) as stored:
             parts: dict[str, zipfile.ZipFile] = {}  # a reopened shard's part, opened once
             sealed = self.sealer.writer(stored, key) if self.sealer is not None else None
             hashed = _Hashing(sealed or stored)
             with zipfile.ZipFile(cast(IO[bytes], hashed), "w",
-                                 compression=zipfile.ZIP_STORED) as archive:
-                entries = [_projects_member(archive, projects)] if projects else []
-                for member in shard.members:
+                                 compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+                entries = [_projects_member(archive, documents)] if documents else []
+                members = list(first.members)
+                if len(shards) > 1:  # a pack: one member a collection, its shards in turn
+                    members = [self._joined(shards, "sessions"),
+                               self._joined(shards, "messages")]
+                for member in members:
                     entries.append(member.stats)
                     info = zipfile.ZipInfo(member.stats.path, _ZIP_TIME)
                     size = member.stats.compressed_bytes
@@ -327,22 +357,49 @@ class Splitter:
                     if member.key is None and member.part is None:
                         os.remove(member.path)
                 archive.writestr(zipfile.ZipInfo(MANIFEST_NAME, _ZIP_TIME),
-                                 _manifest(shard, entries, self.made_at).to_json())
+                                 _manifest(shards, entries, self.made_at).to_json())
             if sealed is not None:
                 sealed.finish()
-        shutil.rmtree(shard.directory, ignore_errors=True)
-        shard.done = True
-        self._live.pop(shard.key, None)
-        if self._open.get(shard.user_id) is shard:
-            del self._open[shard.user_id]
         pin = self.bucket.pin_written(key)
-        self.parts.append(ShardPart(
-            user_id=shard.user_id, number=shard.number,
-            pin=self.sealer.pinned(pin) if self.sealer is not None else pin,
-            sha256=hashed.digest.hexdigest(), sessions=shard.sessions,
-            messages=shard.messages, generation=shard.generation,
-            records=sum(e.records for e in entries if e.collection == "projects")
-            + shard.sessions + shard.messages))
+        # a reopened shard's projects are in its old part's projects member, not in .projects
+        projects_alone = sum(e.records for e in entries if e.collection == "projects")
+        for shard in shards:
+            shutil.rmtree(shard.directory, ignore_errors=True)
+            shard.done = True
+            self._live.pop(shard.key, None)
+            if self._open.get(shard.user_id) is shard:
+                del self._open[shard.user_id]
+            own = (projects_alone if len(shards) == 1
+                   else sum(1 for pid in shard.projects if pid in self._projects))
+            self.parts.append(ShardPart(
+                user_id=shard.user_id, number=shard.number,
+                pin=self.sealer.pinned(pin) if self.sealer is not None else pin,
+                sha256=hashed.digest.hexdigest(), sessions=shard.sessions,
+                messages=shard.messages, generation=shard.generation,
+                records=own + shard.sessions + shard.messages, shared=len(shards) > 1))
+
+    def _joined(self, shards: tuple[_Shard, ...], collection: Collection) -> _Member:
+        """A pack's one member of `collection`: its shards' members' lines, shard after shard
+        (so its messages stay in the order of its sessions), in one zstd frame; theirs
+        removed. A shard reading the pack then reads three members, not three per user (a
+        reopened shard, whose members are in a stored part, is never packed: `_packs`)."""
+        path = os.path.join(self._tmp, f"pack-{collection}")
+        with open(path, "wb") as out:
+            writer = MemberWriter(out.write, level=SHARD_ZSTD_LEVEL)
+            for shard in shards:
+                for member in shard.members:
+                    if member.collection != collection:
+                        continue
+                    with self._member(member, {}) as frame, zstandard.ZstdDecompressor(
+                            ).stream_reader(frame) as plain:
+                        for line in io.BufferedReader(cast(Any, plain), _COPY):
+                            writer.write_line(line)
+                    if member.key is None:
+                        os.remove(member.path)
+            stats = writer.close()
+        return _Member(collection, path, MemberEntry(path=member_path(collection, 1, 0),
+                                                     collection=collection,
+                                                     **stats.model_dump()))
 
     @contextmanager
     def _member(self, member: _Member, parts: dict[str, zipfile.ZipFile]
@@ -449,14 +506,42 @@ def _projects_member(archive: zipfile.ZipFile, projects: list[dict[str, Any]]) -
     return MemberEntry(path=path, collection="projects", **stats.model_dump())
 
 
-def _manifest(shard: _Shard, entries: list[MemberEntry], now: datetime) -> BackupManifest:
+def _packs(shards: list[_Shard], messages: int, users: int) -> list[list[_Shard]]:
+    """The open shards as parts: a large or reopened shard alone, small ones (at most
+    `messages` messages) together, in their order, a pack closed at `messages` messages or
+    `users` shards (the same packs for the same shards: a retried plan writes the same
+    parts)."""
+    parts: list[list[_Shard]] = []
+    pack: list[_Shard] = []
+    held = 0
+    for shard in shards:
+        if users < 2 or messages <= 0 or shard.messages > messages or shard.generation:
+            parts.append([shard])
+            continue
+        if pack and (held + shard.messages > messages or len(pack) >= users):
+            parts.append(pack)
+            pack, held = [], 0
+        pack.append(shard)
+        held += shard.messages
+    if pack:
+        parts.append(pack)
+    return parts
+
+
+def _manifest(shards: tuple[_Shard, ...], entries: list[MemberEntry],
+              now: datetime) -> BackupManifest:
+    shard = shards[0]
+    alone = len(shards) == 1
     return BackupManifest(
-        backup_id=f"{shard.user_id}-{shard.number:05d}", name="restore shard", scope="user",
-        owner_id=shard.user_id if ObjectId.is_valid(shard.user_id) else None, type="full",
-        watermark=now, created_at=now, compression=Compression(level=SHARD_ZSTD_LEVEL),
+        backup_id=f"{'' if alone else 'pack-'}{shard.user_id}-{shard.number:05d}",
+        name="restore shard", scope="user" if alone else "instance",
+        owner_id=shard.user_id if alone and ObjectId.is_valid(shard.user_id) else None,
+        type="full", watermark=now, created_at=now,
+        compression=Compression(level=SHARD_ZSTD_LEVEL),
         counts=BackupCounts(projects=sum(e.records for e in entries
                                          if e.collection == "projects"),
-                            sessions=shard.sessions, messages=shard.messages),
+                            sessions=sum(s.sessions for s in shards),
+                            messages=sum(s.messages for s in shards)),
         bytes=BackupBytes(uncompressed=sum(e.bytes for e in entries),
                           compressed=sum(e.compressed_bytes for e in entries)),
         members=entries)

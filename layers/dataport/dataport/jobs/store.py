@@ -145,11 +145,32 @@ TRANSITIONS: Mapping[JobKind, Mapping[Change, frozenset[JobStatus]]] = {
 FILE_RECORDS_BYTES = 300_000
 #: BatchWriteItem takes at most 25 items a request
 BATCH_WRITE_LIMIT = 25
+#: BatchGetItem's keys a request
+BATCH_GET_LIMIT = 100
 #: requests for one batch before unprocessed items are given up on (a retry of the task)
 BATCH_WRITE_ATTEMPTS = 8
 
 #: the error of a job cancelled at its owner's request
 CANCELLED = JobError(code="cancelled", message="Cancelled at your request.")
+
+
+def _new_item(user_id: str, state: AnyState, job_id: str, now: datetime,
+              sealed_password: str | None) -> dict[str, Any]:
+    """A queued job's row (JobStore.create, create_many)."""
+    retention = timedelta(days=get_settings().job_retention_days)
+    kind = state.kind
+    return {
+        "pk": keys.job_pk(job_id), "sk": keys.JOB_SK,
+        "gsi1pk": keys.owner_pk(user_id, kind),
+        "gsi1sk": keys.owner_sk(now.isoformat(), job_id),
+        "job_id": job_id, "kind": kind.value, "user_id": user_id,
+        "status": JobStatus.QUEUED.value, "created_at": now.isoformat(),
+        "updated_at": now.isoformat(), "expires_at": int((now + retention).timestamp()),
+        "progress": _storable(Job, "progress", Progress()),
+        **({"encrypted": True, "sealed_password": sealed_password}
+           if sealed_password else {}),
+        **_state_attributes(state),
+    }
 
 
 def utcnow() -> datetime:
@@ -177,22 +198,7 @@ class JobStore:
                sealed_password: str | None = None) -> Job:
         """A queued job of `state`'s kind. The request is kept without a password (that travels
         sealed); the row is validated as it will read back before it is written."""
-        now = utcnow()
-        retention = timedelta(days=get_settings().job_retention_days)
-        job_id = job_id or new_job_id()
-        kind = state.kind
-        item = {
-            "pk": keys.job_pk(job_id), "sk": keys.JOB_SK,
-            "gsi1pk": keys.owner_pk(user_id, kind),
-            "gsi1sk": keys.owner_sk(now.isoformat(), job_id),
-            "job_id": job_id, "kind": kind.value, "user_id": user_id,
-            "status": JobStatus.QUEUED.value, "created_at": now.isoformat(),
-            "updated_at": now.isoformat(), "expires_at": int((now + retention).timestamp()),
-            "progress": _storable(Job, "progress", Progress()),
-            **({"encrypted": True, "sealed_password": sealed_password}
-               if sealed_password else {}),
-            **_state_attributes(state),
-        }
+        item = _new_item(user_id, state, job_id or new_job_id(), utcnow(), sealed_password)
         job = _job_from(item)
         try:
             self.db.put_item(TableName=self.table, Item=to_item(item),
@@ -202,6 +208,53 @@ class JobStore:
                 raise Conflict(f"Job {job.job_id} already exists.") from error
             raise
         return job
+
+    def create_many(self, user_id: str, states: Iterable[tuple[str, AnyState]], *,
+                    created_at: datetime) -> int:
+        """Queued jobs at the given ids, BatchWriteItem 25 a request (unprocessed items sent
+        again): a restore's shards, made by its plan. No condition (a batch takes none): the
+        rows are the same bytes for the same ids, states and `created_at`, so writing them
+        again (a retried plan, before any shard ran) changes nothing. How many were written."""
+        requests: list[dict[str, Any]] = []
+        written = 0
+        for job_id, state in states:
+            item = _new_item(user_id, state, job_id, created_at, None)
+            _job_from(item)  # validated as it will read back
+            requests.append({"PutRequest": {"Item": to_item(item)}})
+            if len(requests) == BATCH_WRITE_LIMIT:
+                self._batch_write(requests)
+                written, requests = written + len(requests), []
+        if requests:
+            self._batch_write(requests)
+            written += len(requests)
+        return written
+
+    def require_many(self, job_ids: list[str]) -> list[Job]:
+        """Jobs by id, in that order (BatchGetItem 100 a request, consistent reads, unprocessed
+        keys asked again): a restore's shards, read by its finalize. NotFound for a missing
+        or expired one."""
+        found: dict[str, Job] = {}
+        for start in range(0, len(job_ids), BATCH_GET_LIMIT):
+            pending: Mapping[str, Any] = {self.table: {"ConsistentRead": True, "Keys": [
+                to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK})
+                for job_id in job_ids[start:start + BATCH_GET_LIMIT]]}}
+            for attempt in range(BATCH_WRITE_ATTEMPTS):
+                answer = self.db.batch_get_item(RequestItems=pending)
+                for item in answer.get("Responses", {}).get(self.table, []):
+                    job = _job_from(from_item(item))
+                    found[job.job_id] = job
+                pending = answer.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(min(1.0, 0.05 * 2 ** attempt))
+            else:
+                raise TransientError("DynamoDB left jobs unread; the invocation will be retried.")
+        now = int(utcnow().timestamp())
+        missing = [job_id for job_id in job_ids
+                   if job_id not in found or found[job_id].expires_at <= now]
+        if missing:
+            raise NotFound(f"Job {missing[0]} does not exist or has expired.")
+        return [found[job_id] for job_id in job_ids]
 
     def get(self, job_id: str, user_id: str) -> Job:
         """The caller's job. Another user's job and an expired one are simply not found."""
@@ -750,7 +803,7 @@ class JobStore:
             if not pending:
                 return
             time.sleep(min(1.0, 0.05 * 2 ** attempt))
-        raise TransientError(f"DynamoDB left {len(pending.get(self.table, []))} file records "
+        raise TransientError(f"DynamoDB left {len(pending.get(self.table, []))} items "
                              "unwritten; the invocation will be retried.")
 
     def files(self, job_id: str) -> Iterator[StagedFile]:

@@ -39,10 +39,13 @@ class ShardRef(ApiModel):
 
 class ShardList(ApiModel):
     """Where the plan put the shards: one object each under `prefix`, listed by the Distributed
-    Map's ItemReader. Only this location travels in the state, never the list (256 KB)."""
+    Map's ItemReader, or (`key`) one object holding them all as a JSON array, read by the
+    ItemReader's `s3:getObject` (a restore's: one write for any number of shards). Only this
+    location travels in the state, never the list (256 KB)."""
 
     bucket: str
     prefix: str
+    key: str | None = None
 
 
 class ExportPlan(ApiModel):
@@ -100,8 +103,8 @@ class ImportFailedInput(FailedTaskInput):
 class RestoreShardsTask(ApiModel):
     """A task of an instance restore (restore.asl.json, dataport.workflows.restore_shards):
     `action` is what the task does; the plan answers with the shard list the Map reads (one
-    object per shard, its key ending with the shard's job id) and `mode` (restore, or
-    rollback) for the Map's items."""
+    object, a JSON array of `{jobId, records}`) and `mode` (restore, or rollback) for the
+    Map's items."""
 
     action: Literal["plan", "plan_rollback", "shard_ended", "begin_rollback", "remove",
                     "finalize", "failed"]
@@ -110,8 +113,10 @@ class RestoreShardsTask(ApiModel):
     shard_list: ShardList | None = None
     concurrency: int = Field(default=1, ge=1)
     error: TaskError | None = None
-    #: `shard_ended`: the shard that ended (`job_id` is its restore)
+    #: `shard_ended`: the shard that ended (`job_id` is its restore), and its records (the
+    #: plan's count, from the Map's item)
     shard_id: str | None = None
+    records: int | None = Field(default=None, ge=0)
     #: `remove`: done (`finalize`) or not yet (`remove` again); `after` the users done so far;
     #: `plan`: the split handed over (`plan` again, or `plan_on`: in a child execution)
     next: Literal["remove", "finalize", "plan", "plan_on"] | None = None

@@ -46,6 +46,7 @@ from functools import partial
 from itertools import islice
 from typing import IO, TypeVar
 
+from bson import ObjectId
 from bson.errors import InvalidDocument, InvalidStringData
 from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
 
@@ -142,7 +143,8 @@ def _source(job: Job, digest: UploadDigest | None = None, *,
                         limits=limits(job), password=_password(job),
                         chain=[opener(link.pin) for link in state.source.links[:-1]],
                         selection=Selection(frozenset(selections.projects),
-                                            frozenset(selections.sessions)))
+                                            frozenset(selections.sessions)),
+                        owner=ObjectId(state.target_user_id) if state.shared_part else None)
 
 
 def opener(pin: UploadPin, digest: UploadDigest | None = None,

@@ -30,8 +30,11 @@ plan stored; a rollback restores its journal once the shards are rolled back.
 plan           the job started; the backup split into shard objects (checked; a damaged or
                empty backup ends the job failed here); split users' projects created, their
                kept lists stored; one child job per shard (a stable id: a retried plan makes
-               none twice); one object per shard under `restores/<id>/shards/<child id>` for
-               the Map to list.
+               none twice; 25 a BatchWriteItem, handed over to the next invocation when one
+               runs short); one items object `restores/<id>/shards/items.json` (every shard's
+               job id and records) for the Map's ItemReader. An instance restore's small
+               users share packed parts (imports.split), each shard reading only its user's
+               records from its pack: the plan's calls grow by about a 25th of the users.
 plan_rollback  the same list, for a rollback (POST /restores/{id}/rollback).
 shard_ended    one shard's restore ended (whichever way): the restore's progress counts it.
 begin_rollback one shard's rollback begun (a shard that wrote nothing is left as it is).
@@ -69,7 +72,7 @@ from dataport.imports.removal import Removal, removed, removed_projects
 from dataport.imports.removal import recover as recover_removals
 from dataport.imports.sealed import Sealer
 from dataport.imports.split import ShardKey, ShardPart, Splitter
-from dataport.jobs.store import JobStore, require_running, utcnow
+from dataport.jobs.store import BATCH_WRITE_LIMIT, JobStore, require_running, utcnow
 from dataport.models.imports import (
     CLEANUP_FAILED,
     ImportOptions,
@@ -80,7 +83,7 @@ from dataport.models.imports import (
     SessionCounts,
     ValidationReport,
 )
-from dataport.models.jobs import Job, JobError, JobStatus, Progress
+from dataport.models.jobs import Job, JobError, JobStatus, Progress, RestoreState, UploadPin
 from dataport.models.restores import (
     BACKUP_FILENAME,
     INSTANCE_TARGET,
@@ -126,15 +129,21 @@ def shards_prefix(job_id: str) -> str:
     return f"restores/{job_id}/shards/"
 
 
+def items_key(job_id: str) -> str:
+    """The Map's items: one JSON array `[{jobId, records}]` for all the shards (the
+    ItemReader's s3:getObject), written once by the plan after every shard's job."""
+    return f"{shards_prefix(job_id)}items.json"
+
+
 def removal_id(job_id: str, user_id: str) -> str:
     """The staging and journal of a split user's removal pass (imports/<id>.<user>/...)."""
     return f"{job_id}.{user_id}"
 
 
 def shard_ids(job_id: str) -> list[str]:
-    """The job ids of a restore's shards (the last part of each object's key)."""
-    prefix = shards_prefix(job_id)
-    return [key[len(prefix):] for key in packages_bucket().keys(prefix)]
+    """The job ids of a restore's shards (its items object: none before the plan made them)."""
+    with packages_bucket().lines_from(items_key(job_id), 0) as lines:
+        return [] if lines is None else [item["jobId"] for item in json.loads(b"".join(lines))]
 
 
 def child_id(job_id: str, shard: str) -> str:
@@ -172,6 +181,9 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
     # nowhere (docs/backups.md "Sealed parts")
     sealer = sealing.parts_sealer(bucket, job.job_id)
     state = _read_state(bucket, sealer, job.job_id, done_before) if done_before else None
+    if state is not None and state["phase"] == "jobs":  # the split done: jobs go on
+        return _make_shards(job, task, remaining_ms, _jobs_parts(state), store=store,
+                            bucket=bucket, sealer=sealer, made=state["made"])
     try:
         if state is not None and state["phase"] == "hash":
             parts, splitter, report = _checked_whole(job, bucket, sealer, state)
@@ -209,21 +221,60 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
             key = storage.kept_prefix(job.job_id) + user
             bucket.put(key, sealer.seal(_kept_lines(bucket, sealer, job.job_id, splitter, user),
                                         key), {})
-    prefix = shards_prefix(job.job_id)
+    return _make_shards(job, task, remaining_ms, parts, store=store, bucket=bucket,
+                        sealer=sealer, made=0)
+
+
+def _make_shards(job: Job, task: RestoreShardsTask, remaining_ms: Callable[[], int],
+                 parts: list[ShardPart], *, store: JobStore, bucket: PackagesBucket,
+                 sealer: Sealer, made: int) -> RestoreShardsTask:
+    """The shards' jobs, 25 rows a BatchWriteItem (a stable id each, the same row bytes for
+    the same plan: a retried plan makes none twice), from the `made` first on; then the
+    Map's items, one object. A plan short of time hands the rest over (`_jobs_state`: the
+    parts and how many jobs are made), so no number of shards outlasts an invocation."""
+    counts: dict[str, int] = {}
     for part in parts:
-        shard = _shard(store, job, part, split=counts[part.user_id] > 1)
-        bucket.put(prefix + shard, json.dumps({"userId": part.user_id, "number": part.number,
-                                               "records": part.records}).encode(), {})
+        counts[part.user_id] = counts.get(part.user_id, 0) + 1
+    shards = [_shard(job, part, split=counts[part.user_id] > 1) for part in parts]
+    reserve = get_settings().worker_reserve_ms
+    first = made
+    while made < len(shards):
+        # at least one batch an invocation, so the plan always goes on
+        if made > first and remaining_ms() < reserve:  # a clock, no request
+            _write_state(bucket, sealer, job.job_id, task.split_at,
+                         _jobs_state(parts, made))
+            more = task.planned >= get_settings().restore_plan_invocations
+            return task.model_copy(update={"next": "plan_on" if more else "plan"})
+        batch = shards[made:made + BATCH_WRITE_LIMIT]
+        store.create_many(job.user_id, batch, created_at=job.created_at)
+        made += len(batch)
+    items = [{"jobId": shard_id, "records": part.records}
+             for (shard_id, _), part in zip(shards, parts, strict=True)]
+    bucket.put(items_key(job.job_id), json.dumps(items).encode(), {})
     store.update_restore(job.job_id, shards=len(parts))
     # progress counts records: the shards fold theirs in as they go (restore_progress)
     publish_progress(job, Progress(phase=RESTORING, current=0,
                                    total=sum(part.records for part in parts)), record=True)
     logger.info("restore planned", extra={"job_id": job.job_id, "shards": len(parts),
-                                          "split_users": len(split),
+                                          "parts": len({part.pin.key for part in parts}),
+                                          "split_users": sum(1 for n in counts.values() if n > 1),
                                           "invocations": task.split_at})
     return task.model_copy(update={
-        "mode": "restore", "shard_list": ShardList(bucket=bucket.name, prefix=prefix),
+        "mode": "restore", "next": None,
+        "shard_list": ShardList(bucket=bucket.name, prefix=shards_prefix(job.job_id),
+                                key=items_key(job.job_id)),
         "concurrency": min(len(parts), MAX_CONCURRENT_SHARDS)})
+
+
+def _jobs_state(parts: list[ShardPart], made: int) -> dict[str, Any]:
+    """A plan handed over while making the shards' jobs: the parts, and how many are made."""
+    return {"phase": "jobs", "made": made,
+            "parts": [{**vars(part), "pin": part.pin.model_dump()} for part in parts]}
+
+
+def _jobs_parts(state: dict[str, Any]) -> list[ShardPart]:
+    return [ShardPart(**{**part, "pin": UploadPin.model_validate(part["pin"])})
+            for part in state["parts"]]
 
 
 def _state_key(job_id: str, number: int) -> str:
@@ -345,7 +396,7 @@ def _split(job: Job, bucket: PackagesBucket, sealer: Sealer, remaining_ms: Calla
     for in_order in tries:
         splitter = Splitter(bucket, storage.shard_parts_prefix(job.job_id),
                             settings.restore_shard_messages, owner_of=owner_of, eager=in_order,
-                            made_at=job.created_at, sealer=sealer)
+                            made_at=job.created_at, sealer=sealer, **_packing(job))
         if state is not None:
             splitter.load(state["splitter"])
         if earlier is not None:
@@ -443,7 +494,7 @@ def _checked_whole(job: Job, bucket: PackagesBucket, sealer: Sealer, state: dict
     pin = state_.upload_pin or state_.source.restored.pin
     splitter = Splitter(bucket, storage.shard_parts_prefix(job.job_id),
                         get_settings().restore_shard_messages, owner_of=_owner_of(job),
-                        eager=True, made_at=job.created_at, sealer=sealer)
+                        eager=True, made_at=job.created_at, sealer=sealer, **_packing(job))
     splitter.load(state["splitter"])
     _, sha256 = UploadDigest().finish(imports.opener(pin))
     report = restore_checks.whole_objects(job, ValidationReport(), sha256)
@@ -451,6 +502,17 @@ def _checked_whole(job: Job, bucket: PackagesBucket, sealer: Sealer, state: dict
         splitter.abort()
         return [], None, report
     return splitter.finish(), splitter, report  # (no shard is open: its /tmp removed)
+
+
+def _packing(job: Job) -> dict[str, int]:
+    """An instance restore packs small users' shards together (each shard's user owns its
+    projects there, so its reader can take only theirs); a restore into one user does not."""
+    settings = get_settings()
+    if job.restore_state.target_user_id != INSTANCE_TARGET:
+        return {}
+    return {"pack_messages": min(settings.restore_pack_messages,
+                                 settings.restore_shard_messages),
+            "pack_users": settings.restore_pack_users}
 
 
 def _owner_of(job: Job) -> Callable[[dict[str, Any]], str | None]:
@@ -540,10 +602,11 @@ def _too_large(store: JobStore, job: Job, records: int, why: str = "") -> None:
                    extra={"job_id": job.job_id, "records": records})
 
 
-def _shard(store: JobStore, job: Job, part: ShardPart, *, split: bool) -> str:
-    """One shard: a restore of its part of the backup (its own object, pinned, with the SHA-256
-    the plan wrote it with) into its user. A split user's shards of a full restore run as
-    `merge`: the removal runs once, after them."""
+def _shard(job: Job, part: ShardPart, *, split: bool) -> tuple[str, RestoreState]:
+    """One shard: a restore of its part of the backup (its own object, or a pack it shares
+    with other small users, pinned, with the SHA-256 the plan wrote it with) into its user.
+    A split user's shards of a full restore run as `merge`: the removal runs once, after
+    them."""
     shard_id = child_id(job.job_id, f"{part.user_id}/{part.number}")
     request = job.restore_state.restore
     if split and request.mode is RestoreMode.FULL:
@@ -552,13 +615,10 @@ def _shard(store: JobStore, job: Job, part: ShardPart, *, split: bool) -> str:
     state = job.restore_state.model_copy(update={
         "target_user_id": part.user_id, "parent_id": job.job_id, "shards": None,
         "in_shards": False, "restore": request, "upload_pin": part.pin,
+        "shared_part": part.shared,
         # the part is no catalogued backup: damage found in it marks no record corrupted
         "source": RestoreSource(links=[link], from_upload=True)})
-    try:
-        store.create(job.user_id, state, job_id=shard_id)
-    except Conflict:
-        logger.info("shard exists (a retried plan)", extra={"job_id": shard_id})
-    return shard_id
+    return shard_id, state
 
 
 def shard_ended(task: RestoreShardsTask) -> RestoreShardsTask:
@@ -579,19 +639,13 @@ def shard_ended(task: RestoreShardsTask) -> RestoreShardsTask:
         return task
     if task.shard_id is None:
         return task
-    folded = store.fold_records(task.job_id, task.shard_id,
-                                _shard_records(task.job_id, task.shard_id), RESTORING,
+    records = task.records if task.records is not None else 0
+    folded = store.fold_records(task.job_id, task.shard_id, records, RESTORING,
                                 claim_at_ms=throttle.now_ms(),
                                 min_interval_ms=throttle.MIN_INTERVAL_MS)
     if folded is not None and folded[1]:
         publish_claimed(folded[0])
     return task
-
-
-def _shard_records(job_id: str, shard_id: str) -> int:
-    """A shard's records (projects, sessions and messages of its part), as the plan wrote."""
-    with packages_bucket().lines_from(shards_prefix(job_id) + shard_id, 0) as lines:
-        return 0 if lines is None else int(json.loads(b"".join(lines)).get("records", 0))
 
 
 def plan_rollback(task: RestoreShardsTask) -> RestoreShardsTask:
@@ -605,7 +659,8 @@ def plan_rollback(task: RestoreShardsTask) -> RestoreShardsTask:
     publish_progress(job, Progress(phase=ROLLING_BACK, current=0, total=shards), record=True)
     return task.model_copy(update={
         "mode": "rollback",
-        "shard_list": ShardList(bucket=bucket.name, prefix=shards_prefix(job.job_id)),
+        "shard_list": ShardList(bucket=bucket.name, prefix=shards_prefix(job.job_id),
+                                key=items_key(job.job_id)),
         "concurrency": max(1, min(shards, MAX_CONCURRENT_SHARDS))})
 
 
@@ -638,7 +693,7 @@ def remove(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreS
     users = _split_users(job.job_id)
     if not users:
         return done
-    shards = [store.require(shard_id) for shard_id in shard_ids(job.job_id)]
+    shards = store.require_many(shard_ids(job.job_id))
     if any(shard.status is not JobStatus.SUCCEEDED for shard in shards):
         return done  # the restore fails: the target is left as the shards left it
     settings = get_settings()
@@ -707,7 +762,7 @@ def finalize(task: RestoreShardsTask) -> RestoreShardsTask:
     if job.status in _FINAL:
         return task  # a retried finalize whose first attempt ended the job
     require_running(job)
-    shards = [store.require(shard_id) for shard_id in shard_ids(job.job_id)]
+    shards = store.require_many(shard_ids(job.job_id))
     if task.mode == "rollback":
         _roll_back_own(job)
         _rolled_back(store, job, shards)
@@ -861,7 +916,7 @@ def failed(task: RestoreShardsTask) -> RestoreShardsTask:
                       job.job_id, what=what, hint="Start it again.")
     if task.mode == "rollback":
         reason = JobError(code="rollback_failed", message=reason.message)
-    shards = [store.require(shard_id) for shard_id in shard_ids(job.job_id)]
+    shards = store.require_many(shard_ids(job.job_id))
     outcome = None
     if job.import_state.decision is not None and shards:
         try:
