@@ -102,6 +102,21 @@ def assert_nothing_left(stack: LocalStack, db: Database[Document]) -> None:
     assert db[STAGING].count_documents({}) == 0
 
 
+def assert_no_execution_runs(stack: LocalStack) -> None:
+    """Every execution the restore started (its own, child, Map item and shard executions)
+    has ended by itself, told by the rows: none is left running."""
+    sfn = stack.client("stepfunctions")
+    deadline = time.monotonic() + 30
+    while True:
+        running = [e["name"] for m in sfn.list_state_machines()["stateMachines"]
+                   for e in sfn.list_executions(stateMachineArn=m["stateMachineArn"],
+                                                statusFilter="RUNNING")["executions"]]
+        if not running or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert running == []
+
+
 def assert_cancelled(job: dict[str, Any], answer: dict[str, Any]) -> None:
     assert answer["status"] == "cancelling", answer
     assert "undone" in answer["error"]["message"]  # the answer says what the cancel does
@@ -133,6 +148,7 @@ def test_a_restore_cancelled_while_it_writes_ends_cancelled_with_the_target_as_i
     assert_cancelled(job, answer)
     assert snapshot(db) == before  # the batch it wrote, and every session it finished, undone
     assert_nothing_left(fresh_stack, db)
+    assert_no_execution_runs(fresh_stack)
     # over the WebSocket: the cancel announced (cancelling), then one end, cancelled
     assert any(e.type == "job.progress" and e.status is JobStatus.CANCELLING for e in events)
     assert [e.type for e in events].count("job.cancelled") == 1
@@ -188,6 +204,7 @@ def test_a_restore_in_shards_cancelled_during_its_plan_makes_no_shard(
     assert not job.get("shards")  # stopped in its split: no shard was made
     assert snapshot(db) == before
     assert_nothing_left(fresh_stack, db)
+    assert_no_execution_runs(fresh_stack)
 
 
 def test_a_restore_in_shards_cancelled_while_its_shards_write_is_undone_whole(
@@ -208,6 +225,7 @@ def test_a_restore_in_shards_cancelled_while_its_shards_write_is_undone_whole(
     assert JobStatus.CANCELLED in {s.status for s in shards}
     assert snapshot(db) == before
     assert_nothing_left(fresh_stack, db)
+    assert_no_execution_runs(fresh_stack)
     stranger = Api(fresh_stack, EMPTY_USER)
     assert stranger.request("DELETE", f"/restores/{job_id}").status_code == 404
     assert_calls_allowed(fresh_stack)
@@ -226,9 +244,15 @@ def test_a_restore_in_shards_cancelled_during_its_removal_puts_back_what_it_remo
     job = owner.wait(job_id, ENDED, timeout=300)
     assert_cancelled(job, answer)
     shards = [JobStore().require(shard) for shard in job["shards"]]
-    assert {s.status for s in shards} == {JobStatus.ROLLED_BACK}  # all had finished
+    # all had finished: rolled back, but for a shard that wrote nothing (nothing to undo)
+    assert JobStatus.ROLLED_BACK in {s.status for s in shards}
+    for shard in shards:
+        outcome = shard.import_state.outcome
+        assert shard.status is JobStatus.ROLLED_BACK or (
+            shard.status is JobStatus.SUCCEEDED and outcome is not None and not outcome.wrote)
     assert snapshot(db) == before  # the removed batch put back from its journal
     assert_nothing_left(fresh_stack, db)
+    assert_no_execution_runs(fresh_stack)
 
 
 # ---------------------------------------------------------------------------- uploads
