@@ -79,7 +79,7 @@ def test_every_kms_statement_of_a_function_names_its_encryption_context() -> Non
     under any context (the check assert_calls_allowed also makes, before the calls)."""
     assert unscoped_kms_statements(template().functions()) == []
     decrypting = [name for name, function in template().functions().items()
-                  if any("kms:Decrypt" in _actions(s) for s in function.policy_statements)]
+                  if any("kms:Decrypt" in _actions(dict(s)) for s in function.policy_statements)]
     assert {"ImportValidateFunction", "ImportExecuteFunction",
             "RestoreShardsFunction"} <= set(decrypting)  # the data keys' readers
 
