@@ -146,9 +146,8 @@ def test_a_restore_cancelled_while_it_writes_ends_cancelled_with_the_target_as_i
         events = list(socket.follow(job_id, timeout=120))
     job = owner.wait(job_id, ENDED, timeout=120)
     assert_cancelled(job, answer)
-    assert snapshot(db) == before  # the batch it wrote, and every session it finished, undone
-    assert_nothing_left(fresh_stack, db)
-    assert_no_execution_runs(fresh_stack)
+    # the batch it wrote, and every session it finished, undone
+    assert_as_before(fresh_stack, db, before)
     # over the WebSocket: the cancel announced (cancelling), then one end, cancelled
     assert any(e.type == "job.progress" and e.status is JobStatus.CANCELLING for e in events)
     assert [e.type for e in events].count("job.cancelled") == 1
@@ -190,21 +189,35 @@ def sharded(db: Database[Document], monkeypatch: pytest.MonkeyPatch
     return backup_id, snapshot(db)
 
 
+def cancelled_at(gate: Gate, owner: Restorer, backup_id: str,
+                 timeout: float = 300) -> dict[str, Any]:
+    """A full restore of the backup, cancelled where `gate` holds it: the job, ended
+    cancelled (the DELETE's answer checked too)."""
+    started = owner.start(backupId=backup_id, mode="full", conflicts="overwrite")
+    assert started.status_code == 202, started.text
+    job_id = started.json()["jobId"]
+    answer = gate.cancel(owner, job_id)
+    job = owner.wait(job_id, ENDED, timeout=timeout)
+    assert_cancelled(job, answer)
+    return job
+
+
+def assert_as_before(stack: LocalStack, db: Database[Document],
+                     before: dict[str, list[Document]]) -> None:
+    assert snapshot(db) == before
+    assert_nothing_left(stack, db)
+    assert_no_execution_runs(stack)
+
+
 def test_a_restore_in_shards_cancelled_during_its_plan_makes_no_shard(
         db: Database[Document], owner: Restorer, fresh_stack: LocalStack,
         monkeypatch: pytest.MonkeyPatch) -> None:
     backup_id, before = sharded(db, monkeypatch)
     gate = Gate()
     monkeypatch.setattr(Splitter, "add", gate.wrap(Splitter.add))
-    started = owner.start(backupId=backup_id, mode="full", conflicts="overwrite")
-    job_id = started.json()["jobId"]
-    answer = gate.cancel(owner, job_id)
-    job = owner.wait(job_id, ENDED, timeout=180)
-    assert_cancelled(job, answer)
+    job = cancelled_at(gate, owner, backup_id)
     assert not job.get("shards")  # stopped in its split: no shard was made
-    assert snapshot(db) == before
-    assert_nothing_left(fresh_stack, db)
-    assert_no_execution_runs(fresh_stack)
+    assert_as_before(fresh_stack, db, before)
 
 
 def test_a_restore_in_shards_cancelled_while_its_shards_write_is_undone_whole(
@@ -213,21 +226,15 @@ def test_a_restore_in_shards_cancelled_while_its_shards_write_is_undone_whole(
     backup_id, before = sharded(db, monkeypatch)
     gate = Gate()  # the first write of any shard waits for the cancel; the others go on
     monkeypatch.setattr(Target, "bulk_write", gate.wrap(Target.bulk_write))
-    started = owner.start(backupId=backup_id, mode="full", conflicts="overwrite")
-    job_id = started.json()["jobId"]
-    answer = gate.cancel(owner, job_id)
-    job = owner.wait(job_id, ENDED, timeout=300)
-    assert_cancelled(job, answer)
+    job = cancelled_at(gate, owner, backup_id)
     shards = [JobStore().require(shard) for shard in job["shards"]]
     assert len(shards) >= 3
     # each shard stopped and undid itself, or had finished and was rolled back
     assert {s.status for s in shards} <= {JobStatus.CANCELLED, JobStatus.ROLLED_BACK}
     assert JobStatus.CANCELLED in {s.status for s in shards}
-    assert snapshot(db) == before
-    assert_nothing_left(fresh_stack, db)
-    assert_no_execution_runs(fresh_stack)
+    assert_as_before(fresh_stack, db, before)
     stranger = Api(fresh_stack, EMPTY_USER)
-    assert stranger.request("DELETE", f"/restores/{job_id}").status_code == 404
+    assert stranger.request("DELETE", f"/restores/{job['jobId']}").status_code == 404
     assert_calls_allowed(fresh_stack)
 
 
@@ -238,11 +245,7 @@ def test_a_restore_in_shards_cancelled_during_its_removal_puts_back_what_it_remo
     monkeypatch.setenv("IMPORT_BATCH_OPS", "1")  # the removal: a session a batch
     gate = Gate()
     monkeypatch.setattr(Removal, "_remove", gate.wrap(Removal._remove))
-    started = owner.start(backupId=backup_id, mode="full", conflicts="overwrite")
-    job_id = started.json()["jobId"]
-    answer = gate.cancel(owner, job_id)
-    job = owner.wait(job_id, ENDED, timeout=300)
-    assert_cancelled(job, answer)
+    job = cancelled_at(gate, owner, backup_id)
     shards = [JobStore().require(shard) for shard in job["shards"]]
     # all had finished: rolled back, but for a shard that wrote nothing (nothing to undo)
     assert JobStatus.ROLLED_BACK in {s.status for s in shards}
@@ -250,9 +253,7 @@ def test_a_restore_in_shards_cancelled_during_its_removal_puts_back_what_it_remo
         outcome = shard.import_state.outcome
         assert shard.status is JobStatus.ROLLED_BACK or (
             shard.status is JobStatus.SUCCEEDED and outcome is not None and not outcome.wrote)
-    assert snapshot(db) == before  # the removed batch put back from its journal
-    assert_nothing_left(fresh_stack, db)
-    assert_no_execution_runs(fresh_stack)
+    assert_as_before(fresh_stack, db, before)  # the removed batch put back from its journal
 
 
 # ---------------------------------------------------------------------------- uploads
