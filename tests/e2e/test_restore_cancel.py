@@ -233,6 +233,9 @@ def test_a_restore_in_shards_cancelled_while_its_shards_write_is_undone_whole(
     assert {s.status for s in shards} <= {JobStatus.CANCELLED, JobStatus.ROLLED_BACK}
     assert JobStatus.CANCELLED in {s.status for s in shards}
     assert_as_before(fresh_stack, db, before)
+    shard = owner.api.request("DELETE", f"/restores/{shards[0].job_id}")
+    assert shard.status_code == 409  # a shard is cancelled with its restore
+    assert shard.json()["error"]["details"]["code"] == "restore_shard"
     stranger = Api(fresh_stack, EMPTY_USER)
     assert stranger.request("DELETE", f"/restores/{job['jobId']}").status_code == 404
     assert_calls_allowed(fresh_stack)

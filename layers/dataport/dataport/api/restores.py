@@ -267,12 +267,30 @@ def cancel(user_id: str, job_id: str) -> Job:
     `cancelled`. Executions are told, not stopped: a StopExecution would stop the clean-up
     with them and leave a half-written session. A finished restore is rolled back instead."""
     job = get_restore(user_id, job_id)
-    state = job.restore_state
-    if job.status is JobStatus.CANCELLING:
+    if not _cancellable(job):
         return job  # asked already: the undo is under way
+    try:
+        cancelling = JobStore().request_cancel(job_id, CANCELLING, Progress(
+            phase=CANCELLING_PHASE, current=job.progress.current, total=job.progress.total),
+            claim_at_ms=now_ms())
+    except Conflict:  # it moved on meanwhile: cancelling already, or ended (say how)
+        job = get_restore(user_id, job_id)
+        _cancellable(job)
+        return job
+    publish_claimed(cancelling)
+    logger.info("restore cancelling", extra={"job_id": job_id})
+    return cancelling
+
+
+def _cancellable(job: Job) -> bool:
+    """Whether DELETE may move the job to cancelling (False: it is cancelling already);
+    a 409 saying why not otherwise."""
+    state, job_id = job.restore_state, job.job_id
+    if job.status is JobStatus.CANCELLING:
+        return False
     if state.parent_id is not None:
         raise Conflict(f"Restore {job_id} is a shard of restore {state.parent_id}: cancel that "
-                       "restore (DELETE /restores/" + state.parent_id + "), which stops every "
+                       f"restore (DELETE /restores/{state.parent_id}), which stops every "
                        "shard.", details={"code": "restore_shard", "parentId": state.parent_id})
     if job.progress.phase == imports.ROLLING_BACK and job.status is JobStatus.RUNNING:
         raise Conflict("A rollback cannot be cancelled; it will finish shortly.",
@@ -284,15 +302,7 @@ def cancel(user_id: str, job_id: str) -> Job:
         raise Conflict(f"Restore {job_id} is {job.status.value}: it has finished, so there is "
                        f"nothing to cancel.{hint}",
                        details={"code": RESTORE_FINISHED, "status": job.status.value})
-    try:
-        cancelling = JobStore().request_cancel(job_id, CANCELLING, Progress(
-            phase=CANCELLING_PHASE, current=job.progress.current, total=job.progress.total),
-            claim_at_ms=now_ms())
-    except Conflict:  # it ended meanwhile: say how it ended
-        return cancel(user_id, job_id)
-    publish_claimed(cancelling)
-    logger.info("restore cancelling", extra={"job_id": job_id})
-    return cancelling
+    return True
 
 
 def view(job: Job) -> RestoreView:
