@@ -1,5 +1,5 @@
 """`dataport backups create|list|show|verify|download|delete|restore` and
-`dataport restores list|show|rollback` (the API: docs/backups.md)."""
+`dataport restores list|show|rollback|cancel` (the API: docs/backups.md)."""
 
 from __future__ import annotations
 
@@ -341,7 +341,7 @@ def restore_backup(backup_id: str, mode: str, conflicts: str, projects: tuple[st
         st.output.document({"jobId": job_id, "status": "pending"})
         return
     follow_live(st, job_id, f"/restores/{job_id}", label="dry run" if dry_run else "restore",
-                noun="restore", timeout=timeout, cancellable=False)  # no DELETE /restores
+                noun="restore", timeout=timeout)  # Ctrl-C: cancel (undone) or leave it
     job = st.api.call("GET", f"/restores/{job_id}")  # an event holds no outcome
     st.output.document(job)
     end_of_restore(job)
@@ -412,3 +412,23 @@ def show_restore(job_id: str) -> None:
 @json_option
 def rollback_restore(job_id: str, timeout: float | None) -> None:
     roll_back(state(), "restore", job_id, timeout)
+
+
+@restores.command("cancel", help="Stop a restore that has not finished and undo what it "
+                  "wrote: your data as it was before it (a finished one: roll it back).\n\n"
+                  "\b\nExample:\n  dataport restores cancel <restoreId>")
+@click.argument("job_id", callback=id_param)
+@click.option("--timeout", type=float)
+@json_option
+def cancel_restore(job_id: str, timeout: float | None) -> None:
+    st = state()
+    path = f"/restores/{job_id}"
+    st.api.call("DELETE", path)  # cancelling: it stops, then undoes what it wrote
+    last = follow_live(st, job_id, path, label="cancel", noun="cancel",
+                       ends=frozenset({"cancelled", "failed"}), timeout=timeout,
+                       cancellable=False)
+    st.output.document({"jobId": job_id, "status": last["status"], "error": last.get("error")})
+    if last["status"] != "cancelled":
+        raise CliError(ExitCode.FAILED, f"Cancel of restore {job_id} {last['status']}: "
+                       f"{(last.get('error') or {}).get('message', '')}")
+    st.output.say(f"Restore {job_id} cancelled: your data is as it was before it.")

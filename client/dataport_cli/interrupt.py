@@ -14,8 +14,9 @@ from dataport_cli.exit_codes import CliError, ExitCode
 def ask(state: State, noun: str, path: str, job_id: str, *, cancellable: bool = True,
         ) -> NoReturn:
     """Asks (on a terminal, not in --json mode: there the job is left running). "cancel" sends
-    DELETE and exits 1 (the job was cancelled); "leave" exits 130 with how to pick it up. A job
-    the API cannot cancel (a restore, a rollback) is left running without a question."""
+    DELETE and exits 1 (the job was cancelled; a restore's cancel then undoes what it wrote);
+    "leave" exits 130 with how to pick it up. A job the API cannot cancel (a rollback) is left
+    running without a question."""
     choice = "leave"
     if cancellable and not state.output.json and sys.stdin.isatty():
         try:

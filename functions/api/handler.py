@@ -378,6 +378,17 @@ def rollback_restore(jobId: JobId) -> Response[RestoreView]:
                     headers={"Location": view.links.self_})
 
 
+@app.delete("/restores/<jobId>",
+            summary="Cancel a restore that has not finished: it stops and what it wrote is "
+                    "undone (it ends cancelled, the target as it was)",
+            responses={202: {"description": "Accepted: the job is cancelling; it ends cancelled "
+                                            "once what it wrote is undone"}})
+def cancel_restore(jobId: JobId) -> Response[RestoreView]:
+    view = restores.view(restores.cancel(_user_id(), jobId))
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=view,
+                    headers={"Location": view.links.self_})
+
+
 @app.post("/restores/uploads",
           summary="Upload a backup file to restore: a presigned multipart upload (50 GB+)",
           responses={201: {"description": "Created: ask for part URLs, PUT the parts, then "
@@ -407,6 +418,14 @@ def complete_restore_upload(
         uploadId: UploadId,
         request: Annotated[RestoreUploadComplete, Body()]) -> RestoreUploadView:
     return restores.complete_upload(_user_id(), uploadId, request)
+
+
+@app.delete("/restores/uploads/<uploadId>",
+            summary="Abort a restore upload that is not completed (its parts are dropped)",
+            responses={204: {"description": "Aborted and forgotten"}})
+def abort_restore_upload(uploadId: UploadId) -> Response[None]:
+    restores.abort_upload(_user_id(), uploadId)
+    return Response(status_code=204)
 
 
 @app.post("/api-keys", summary="Make an API key for scripts (shown once; needs a sign-in token)",

@@ -128,6 +128,11 @@ def test_backup_lifecycle_create_verify_download_restore_rollback(
         assert [r["jobId"] for r in history] == [job["jobId"], planned["jobId"]]
         assert dataport(env, "restores", "show", job["jobId"]).code == 0
 
+        finished = dataport(env, "--json", "restores", "cancel", job["jobId"])
+        assert finished.code == 1  # 409: a finished restore is rolled back, not cancelled
+        assert "rollback" in finished.err
+        assert lost.present()  # still restored
+
         undone = dataport(env, "--json", "restores", "rollback", job["jobId"])
         assert undone.code == 0, undone.err
         assert undone.json()["status"] == "rolled_back"

@@ -122,10 +122,30 @@ def _context_holds(statement: Mapping[str, Any], context: Mapping[str, str]) -> 
                for name, value in nulls.items() if name.startswith(CONTEXT))
 
 
+def unscoped_kms_statements(functions: Mapping[str, Any]) -> list[str]:
+    """The functions' statements that allow a KMS action under any encryption context: each
+    must name the context key of the one purpose it serves (jobId, scheduleId, restoreId,
+    importId), so a ciphertext of one purpose never opens as another's."""
+    unscoped = []
+    for name, function in functions.items():
+        for statement in function.policy_statements:
+            actions = statement["Action"]
+            actions = [actions] if isinstance(actions, str) else actions
+            nulls = statement.get("Condition", {}).get("Null", {})
+            scoped = any(key.startswith(CONTEXT) and value == "false"
+                         for key, value in nulls.items())
+            if any(action.startswith("kms:") for action in actions) and not scoped:
+                unscoped.append(f"{name}: {sorted(actions)}")
+    return sorted(unscoped)
+
+
 def assert_calls_allowed(stack: LocalStack) -> None:
     """Every AWS call the functions made is allowed by their policies in template.yaml, and a
-    KMS call by the key's policy too (its statements defer to IAM under a context key each)."""
+    KMS call by the key's policy too (its statements defer to IAM under a context key each);
+    and every KMS statement of a function is scoped to one encryption-context key."""
     functions = stack.template.functions()
+    unscoped = unscoped_kms_statements(functions)
+    assert not unscoped, "KMS allowed under any encryption context:\n" + "\n".join(unscoped)
     key_policy = list(stack.template.properties("PasswordKey")["KeyPolicy"]["Statement"])
     missing = sorted({
         f"{d.call.logical_id}: {action} on {resource}{_context_text(d)}"

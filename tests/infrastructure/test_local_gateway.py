@@ -254,9 +254,11 @@ def test_the_real_api_answers_with_the_templates_gateway_responses() -> None:
         ("GET", "/imports/{jobId}/actions"), ("POST", "/imports/{jobId}/rollback"),
         ("POST", "/api-keys"), ("GET", "/api-keys"), ("DELETE", "/api-keys/{keyId}"),
         ("POST", "/restores"), ("GET", "/restores"), ("GET", "/restores/{jobId}"),
+        ("DELETE", "/restores/{jobId}"),
         ("GET", "/restores/{jobId}/actions"), ("POST", "/restores/{jobId}/rollback"),
         ("POST", "/restores/uploads"), ("GET", "/restores/uploads/{uploadId}/parts"),
         ("POST", "/restores/uploads/{uploadId}/complete"),
+        ("DELETE", "/restores/uploads/{uploadId}"),
         ("POST", "/backup-schedules"), ("GET", "/backup-schedules"),
         ("GET", "/backup-schedules/{scheduleId}"), ("PATCH", "/backup-schedules/{scheduleId}"),
         ("DELETE", "/backup-schedules/{scheduleId}")}

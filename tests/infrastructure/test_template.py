@@ -14,6 +14,7 @@ from cfnlint.decode import decode
 
 from infrastructure import asl_lint
 from tests.fixtures.environment import template
+from tests.infrastructure.iam import unscoped_kms_statements
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE, _ = decode(str(ROOT / "template.yaml"))
@@ -71,6 +72,17 @@ def test_functions_that_write_to_s3_may_abort_their_multipart_uploads(name: str)
     actions = {a for s in _statements(RESOURCES[name]) for a in _actions(s)}
     if "s3:PutObject" in actions:
         assert "s3:AbortMultipartUpload" in actions, name
+
+
+def test_every_kms_statement_of_a_function_names_its_encryption_context() -> None:
+    """A data key's ciphertext (context restoreId, importId) or a password (jobId,
+    scheduleId) opens only for the purpose it was sealed for: no function may call KMS
+    under any context (the check assert_calls_allowed also makes, before the calls)."""
+    assert unscoped_kms_statements(template().functions()) == []
+    decrypting = [name for name, function in template().functions().items()
+                  if any("kms:Decrypt" in _actions(dict(s)) for s in function.policy_statements)]
+    assert {"ImportValidateFunction", "ImportExecuteFunction",
+            "RestoreShardsFunction"} <= set(decrypting)  # the data keys' readers
 
 
 def test_every_state_machine_definition_passes_statelint() -> None:

@@ -127,6 +127,8 @@ CALLS: dict[Change, Callable[[JobStore, Job], Job | None]] = {
                                                       progress=Progress(phase="done")),
     Change.FAIL: lambda s, j: s.fail(j.job_id, JobError(code="timeout", message="Too long.")),
     Change.CANCEL: lambda s, j: s.cancel(j.job_id),
+    Change.REQUEST_CANCEL: lambda s, j: s.request_cancel(
+        j.job_id, JobError(code="cancelled", message="Undoing."), Progress(phase="cancelling")),
     Change.RECORD_CANCELLED: lambda s, j: s.record_cancelled_outcome(j.job_id, OUTCOME),
     Change.DELETE: lambda s, j: s.delete(j.job_id),
     Change.BEGIN_ROLLBACK: lambda s, j: s.begin_rollback(j.job_id,
@@ -229,6 +231,10 @@ def _check_written(change: Change, kind: JobKind, before: Job, job: Job) -> None
         assert job.error is not None
         assert job.error.code == "cancelled"
         assert job.finished_at is not None
+    elif change is Change.REQUEST_CANCEL:  # still active: its undo ends it
+        assert job.error == JobError(code="cancelled", message="Undoing.")
+        assert job.progress.phase == "cancelling"
+        assert job.finished_at is None
     elif change is Change.RECORD_CANCELLED:
         assert job.import_state.outcome == OUTCOME
     elif change is Change.DELETE:

@@ -5,9 +5,12 @@ POST /restores                    a restore job, started at once (202): the impo
 GET  /restores, /restores/{id}    history and the job (report, dry run, outcome: the import's)
 GET  .../actions                  per session, what the dry run would do / the restore did
 POST .../rollback                 puts the target back as it was (the import's rollback)
+DELETE /restores/{id}             cancels a restore that has not finished: it stops, and what
+                                  it wrote is undone before it ends cancelled
 POST /restores/uploads            a backup file from elsewhere: a presigned multipart upload
 GET  .../uploads/{id}/parts       presigned PUT URLs for parts
 POST .../uploads/{id}/complete    the parts assembled, the object pinned (ETag and size)
+DELETE .../uploads/{id}           an upload not completed: aborted and forgotten
 
 A restore reads a backup of the caller's (or, for an administrator, any user's or an instance
 backup), an increment with its whole chain, each object pinned by its ETag when the job is
@@ -49,7 +52,7 @@ from dataport.jobs.restore_uploads import (
 from dataport.jobs.store import JobStore, new_job_id, utcnow
 from dataport.models.backups import BackupRecord, BackupScope, BackupStatus
 from dataport.models.imports import ActionPage, ImportCreate
-from dataport.models.jobs import Job, JobError, JobKind, RestoreState
+from dataport.models.jobs import Job, JobError, JobKind, JobStatus, Progress, RestoreState
 from dataport.models.restores import (
     BACKUP_FILENAME,
     INSTANCE_TARGET,
@@ -69,6 +72,8 @@ from dataport.models.restores import (
 )
 from dataport.models.tasks import ImportStep, RestoreShardsTask
 from dataport.observability import logger
+from dataport.progress.publisher import publish_claimed
+from dataport.progress.throttle import now_ms
 from dataport.settings import get_settings
 from dataport.workflows import restore_shards
 
@@ -78,6 +83,14 @@ MAX_CHAIN = 1000
 MAX_PART_URLS = 100
 #: the rate-limit counter of instance restores
 INSTANCE_KIND = "instance restore"
+#: the code of a cancel refused because the restore has finished (roll it back instead)
+RESTORE_FINISHED = "restore_finished"
+#: the progress phase of a restore while its cancel undoes what it wrote
+CANCELLING_PHASE = "cancelling"
+#: what a cancelled restore says until its undo ends (which says what it undid)
+CANCELLING = JobError(code="cancelled", message=(
+    "Cancelled at your request: the restore stops at its next session boundary and what it "
+    "wrote is being undone; it ends cancelled, with the target as it was before it."))
 
 
 def create_restore(principal: Principal, request: RestoreRequest,
@@ -246,6 +259,52 @@ def rollback(user_id: str, job_id: str) -> Job:
         action="plan_rollback", job_id=job_id, mode="rollback"))
 
 
+def cancel(user_id: str, job_id: str) -> Job:
+    """Stop a restore that has not finished and put its target back as it was: the job
+    becomes `cancelling` (every task, and every shard of a restore in shards, stops at its
+    next look at the rows, at most a second apart while it writes, at a session boundary),
+    the workflow's clean-up undoes what it wrote (as a rollback does), then the job ends
+    `cancelled`. Executions are told, not stopped: a StopExecution would stop the clean-up
+    with them and leave a half-written session. A finished restore is rolled back instead."""
+    job = get_restore(user_id, job_id)
+    if not _cancellable(job):
+        return job  # asked already: the undo is under way
+    try:
+        cancelling = JobStore().request_cancel(job_id, CANCELLING, Progress(
+            phase=CANCELLING_PHASE, current=job.progress.current, total=job.progress.total),
+            claim_at_ms=now_ms())
+    except Conflict:  # it moved on meanwhile: cancelling already, or ended (say how)
+        job = get_restore(user_id, job_id)
+        _cancellable(job)
+        return job
+    publish_claimed(cancelling)
+    logger.info("restore cancelling", extra={"job_id": job_id})
+    return cancelling
+
+
+def _cancellable(job: Job) -> bool:
+    """Whether DELETE may move the job to cancelling (False: it is cancelling already);
+    a 409 saying why not otherwise."""
+    state, job_id = job.restore_state, job.job_id
+    if job.status is JobStatus.CANCELLING:
+        return False
+    if state.parent_id is not None:
+        raise Conflict(f"Restore {job_id} is a shard of restore {state.parent_id}: cancel that "
+                       f"restore (DELETE /restores/{state.parent_id}), which stops every "
+                       "shard.", details={"code": "restore_shard", "parentId": state.parent_id})
+    if job.progress.phase == imports.ROLLING_BACK and job.status is JobStatus.RUNNING:
+        raise Conflict("A rollback cannot be cancelled; it will finish shortly.",
+                       details={"code": "rollback_running", "status": job.status.value})
+    if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+        wrote = state.outcome is not None and state.outcome.wrote
+        hint = (f" POST /restores/{job_id}/rollback puts the target back as it was."
+                if wrote and job.status is not JobStatus.ROLLED_BACK else "")
+        raise Conflict(f"Restore {job_id} is {job.status.value}: it has finished, so there is "
+                       f"nothing to cancel.{hint}",
+                       details={"code": RESTORE_FINISHED, "status": job.status.value})
+    return True
+
+
 def view(job: Job) -> RestoreView:
     state = job.restore_state
     return RestoreView(
@@ -333,6 +392,25 @@ def complete_upload(user_id: str, upload_id: str,
         raise InvalidRequest(f"The parts make {pin.bytes} bytes, not the {upload.size} "
                              "announced; upload the file again.", details={"field": "parts"})
     return upload_view(uploads.complete(upload_id, pin))
+
+
+def abort_upload(user_id: str, upload_id: str) -> None:
+    """An upload not completed: its multipart upload aborted (S3 drops the parts sent so
+    far), then its row deleted; a completed one is kept (a restore may read it): 409."""
+    uploads = RestoreUploads()
+    upload = uploads.get(upload_id, user_id)
+    if upload.status == "completed":
+        raise Conflict("The upload is complete: it is kept for restores until it expires "
+                       f"({UPLOAD_DAYS} days after it was made) and cannot be aborted.",
+                       details={"code": "upload_completed", "status": upload.status})
+    bucket = packages_bucket()
+    try:
+        bucket.abort_upload(upload.key, upload.s3_upload_id)
+    except ClientError as error:  # aborted (or expired) already: nothing left to drop
+        if error.response.get("Error", {}).get("Code") != "NoSuchUpload":
+            raise
+    uploads.forget(upload_id)
+    logger.info("restore upload aborted", extra={"upload_id": upload_id})
 
 
 def upload_view(upload: RestoreUpload) -> RestoreUploadView:

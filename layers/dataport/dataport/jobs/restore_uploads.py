@@ -74,6 +74,22 @@ class RestoreUploads:
             raise
         return _upload(from_item(answer["Attributes"]))
 
+    def forget(self, upload_id: str) -> None:
+        """An aborted upload's row deleted, while it is still uploading (a completion that
+        won the race keeps it: 409)."""
+        try:
+            self.db.delete_item(
+                TableName=self.table,
+                Key=to_item({"pk": keys.upload_pk(upload_id), "sk": keys.RESTORE_UPLOAD_SK}),
+                ConditionExpression="#status = :uploading",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item({":uploading": "uploading"}))
+        except ClientError as error:
+            if is_conditional_failure(error):
+                raise Conflict(f"Restore upload {upload_id} was completed meanwhile.",
+                               details={"code": "upload_completed"}) from error
+            raise
+
 
 def new_expiry(now: datetime) -> int:
     return int((now + timedelta(days=UPLOAD_DAYS)).timestamp())

@@ -82,6 +82,7 @@ class Change(StrEnum):
     SUCCEED = "succeed"
     FAIL = "fail"
     CANCEL = "cancel"
+    REQUEST_CANCEL = "request_cancel"  # a restore stops, undoes what it wrote, then cancels
     RECORD_CANCELLED = "record_cancelled"  # a cancelled import keeps what it completed
     DELETE = "delete"
     BEGIN_ROLLBACK = "begin_rollback"
@@ -93,7 +94,8 @@ TARGETS: Mapping[Change, JobStatus | None] = {
     Change.START: JobStatus.RUNNING, Change.PROGRESS: None, Change.UPDATE: None,
     Change.AWAIT_DECISION: JobStatus.AWAITING_DECISION, Change.DECIDE: JobStatus.RUNNING,
     Change.SUCCEED: JobStatus.SUCCEEDED, Change.FAIL: JobStatus.FAILED,
-    Change.CANCEL: JobStatus.CANCELLED, Change.RECORD_CANCELLED: None,
+    Change.CANCEL: JobStatus.CANCELLED, Change.REQUEST_CANCEL: JobStatus.CANCELLING,
+    Change.RECORD_CANCELLED: None,
     Change.DELETE: JobStatus.DELETED, Change.BEGIN_ROLLBACK: JobStatus.RUNNING,
     Change.ROLL_BACK: JobStatus.ROLLED_BACK}
 
@@ -133,8 +135,10 @@ _RUN_ONCE: Mapping[Change, frozenset[JobStatus]] = {
 TRANSITIONS: Mapping[JobKind, Mapping[Change, frozenset[JobStatus]]] = {
     JobKind.EXPORT: {**_RUN_ONCE, Change.DELETE: FINISHED},
     JobKind.IMPORT: _IMPORTING,
-    # a restore is an import whose source is a backup: the same lifecycle
-    JobKind.RESTORE: _IMPORTING,
+    # a restore is an import whose source is a backup: the same lifecycle, and a cancel
+    # that undoes what it wrote before it ends (cancelling -> cancelled, or failed)
+    JobKind.RESTORE: {**_IMPORTING, Change.REQUEST_CANCEL: frozenset({
+        JobStatus.QUEUED, JobStatus.RUNNING})},
     # a backup runs through the export pipeline; its lasting record is the catalog's
     JobKind.BACKUP: _RUN_ONCE,
     # a backup's verification run as a job; its result also goes to the backup's record
@@ -590,13 +594,25 @@ class JobStore:
         job_metrics.failed(job)
         return job
 
-    def cancel(self, job_id: str, reason: JobError | None = None) -> Job:
+    def cancel(self, job_id: str, reason: JobError | None = None, *,
+               progress: Progress | None = None) -> Job:
         """An active job ends cancelled (at the user's request unless `reason` says)."""
-        job = self._change(job_id, Change.CANCEL, sets={
-            "error": _storable(Job, "error", reason or CANCELLED),
-            "finished_at": _storable(Job, "finished_at", utcnow())})
+        sets = {"error": _storable(Job, "error", reason or CANCELLED),
+                "finished_at": _storable(Job, "finished_at", utcnow())}
+        if progress is not None:
+            sets["progress"] = _storable(Job, "progress", progress)
+        job = self._change(job_id, Change.CANCEL, sets=sets)
         job_metrics.cancelled(job)
         return job
+
+    def request_cancel(self, job_id: str, reason: JobError, progress: Progress, *,
+                       claim_at_ms: int | None = None) -> Job:
+        """A queued or running restore becomes cancelling: its tasks stop at their next look
+        at the row, and its clean-up undoes what it wrote, then `cancel`s it. `claim_at_ms`:
+        the same write claims the event that announces it."""
+        return self._change(job_id, Change.REQUEST_CANCEL, kinds={JobKind.RESTORE}, sets={
+            "error": _storable(Job, "error", reason),
+            "progress": _storable(Job, "progress", progress)}, claim_at_ms=claim_at_ms)
 
     def record_cancelled_outcome(self, job_id: str, outcome: ImportOutcome) -> Job:
         """A cancelled import stays cancelled, with what it completed before it stopped."""

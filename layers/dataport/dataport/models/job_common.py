@@ -22,6 +22,9 @@ class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     AWAITING_DECISION = "awaiting_decision"
+    #: a restore asked to stop: its tasks stop (every status but running stops them) and
+    #: undo what it wrote; it ends cancelled once the target is as it was
+    CANCELLING = "cancelling"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -33,7 +36,8 @@ class JobStatus(StrEnum):
         return self in ACTIVE_STATUSES
 
 
-ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.AWAITING_DECISION})
+ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.AWAITING_DECISION,
+                             JobStatus.CANCELLING})
 
 
 class Progress(ApiModel):

@@ -118,8 +118,10 @@ class RestoreShardsTask(ApiModel):
     shard_id: str | None = None
     records: int | None = Field(default=None, ge=0)
     #: `remove`: done (`finalize`) or not yet (`remove` again); `after` the users done so far;
-    #: `plan`: the split handed over (`plan` again, or `plan_on`: in a child execution)
-    next: Literal["remove", "finalize", "plan", "plan_on"] | None = None
+    #: `plan`: the split handed over (`plan` again, or `plan_on`: in a child execution);
+    #: `failed` on a cancelled restore: `undo` (its shards rolled back, then finalize ends it
+    #: cancelled) or `cancelled` (nothing to roll back: ended)
+    next: Literal["remove", "finalize", "plan", "plan_on", "undo", "cancelled"] | None = None
     after: int = Field(default=0, ge=0)
     #: `remove`: invocations of the pass in this execution, and whether it is a child one
     #: (RemoveOn: the restore's own execution runs one, a child hands over after 1,000)

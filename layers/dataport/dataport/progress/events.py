@@ -185,7 +185,9 @@ def snapshot_event(job: Job, at: datetime, download: Download | None = None) -> 
 
 
 def progress_event(job: Job, progress: Progress, seq: int, at: datetime) -> ProgressEvent:
-    return ProgressEvent(job_id=job.job_id, kind=job.kind, seq=seq, status=JobStatus.RUNNING,
+    # a restore being cancelled reports its undo as `cancelling`; every other job runs
+    status = JobStatus.CANCELLING if job.status is JobStatus.CANCELLING else JobStatus.RUNNING
+    return ProgressEvent(job_id=job.job_id, kind=job.kind, seq=seq, status=status,
                          progress=EventProgress.of(progress, eta_seconds(job, progress, at)),
                          at=at)
 

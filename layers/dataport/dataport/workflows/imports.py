@@ -192,6 +192,7 @@ def validate(step: ImportStep) -> ImportStep:
     # started with its first event in one write (a retry, or validated again with another
     # field mapping, finds it running: then the event is claimed as any other)
     job = store.take(step.job_id, validating, claim_at_ms=at)
+    job = live(store, job)
     require_running(job)
     if job.progress_sent_at == at and job.progress == validating:
         publish_claimed(job)
@@ -202,7 +203,8 @@ def validate(step: ImportStep) -> ImportStep:
     digest = UploadDigest(fill=opener(pin, sealer=sealer), size=sealing.plain_bytes(pin))
     staging = Staging(get_database(), job.job_id)
     stager = _Stager(staging, UserData(staging.db, job.owner_of_data),
-                     lambda: require_running(store.require(job.job_id)), packages_bucket(),
+                     lambda: require_running(live(store, store.require(job.job_id))),
+                     packages_bucket(),
                      sealer=sealing.checked_sealer(job, sealer))
     try:
         with database_errors():
@@ -395,7 +397,7 @@ def stage(step: ImportStep) -> ImportStep:
     not grouped by session), or where the comparison finds a light session the user has by
     now, the upload is read again into staging, every record in full."""
     store = JobStore()
-    job = store.require(step.job_id)
+    job = live(store, store.require(step.job_id))
     require_running(job)
     report = job.import_state.report
     if report is None:
@@ -589,7 +591,7 @@ def await_decision(wait: DecisionWait) -> None:
 
 def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
     store = JobStore()
-    job = store.require(step.job_id)
+    job = live(store, store.require(step.job_id))
     require_running(job)
     decision = _decided(job)
     settings = get_settings()
@@ -625,7 +627,7 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
         if remaining_ms() < settings.worker_reserve_ms:
             return False
         if pulse.due():
-            current = store.require(job.job_id)
+            current = live(store, store.require(job.job_id))
             if current.status is not JobStatus.RUNNING:
                 return False  # cancelled: stop at a session boundary; the next task ends it
             _report(current, Progress(phase=phase, current=step.done + processed,
@@ -662,7 +664,7 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
 
 def finalize(step: ImportStep) -> ImportStep:
     store = JobStore()
-    job = store.require(step.job_id)
+    job = live(store, store.require(step.job_id))
     require_running(job)
     decision = _decided(job)
     db = get_database()
@@ -798,6 +800,8 @@ def cleanup(task: ImportFailedInput) -> JobError:
     staging = Staging(db, job.job_id)
     recover(db, packages_bucket(), staging)
     recover_removals(db, packages_bucket(), staging)
+    if job.status is JobStatus.CANCELLING:  # a restore's cancel: undo it all, then end
+        return undo_cancelled(store, job, staging)
     decision = _decision(job)
     outcome = None
     if decision is not None and not decision.dry_run and staging.has_results():
@@ -813,6 +817,53 @@ def cleanup(task: ImportFailedInput) -> JobError:
                          hint="Try again later.")
     _fail(store, job, error, outcome=outcome)
     return error
+
+
+def undo_cancelled(store: JobStore, job: Job, staging: Staging) -> JobError:
+    """A cancelled restore (or shard) put back as it was, half-written sessions undone
+    first (`cleanup`): what it wrote deleted by its tag, its journal's pre-images restored,
+    projects it created left empty removed; then every object of it (`imports/<id>/`: the
+    pinned upload, checked records, journal, listings) and any upload still open under it
+    dropped, and the job ends cancelled saying so. Idempotent: a retry does it again."""
+    db, bucket = get_database(), packages_bucket()
+    _mongo(lambda: delete_written(db, job.job_id))
+    restored = 0
+    for key in storage.journal_keys(bucket, job.job_id):
+        _, preimages = storage.read_journal(bucket, key)
+        restored += _mongo(partial(restore, db, preimages))
+    delete_empty_projects(db, job.job_id, UserData(db, job.owner_of_data).scope.user_id)
+    staging.drop()
+    bucket.abort_uploads(storage.prefix(job.job_id))
+    bucket.delete_prefix(storage.prefix(job.job_id))
+    error = JobError(code="cancelled", message=(
+        "Cancelled at your request. What the restore had written was undone (documents it "
+        f"changed or removed put back: {restored}); the target is as it was before it."))
+    try:
+        cancelled = store.cancel(job.job_id, error, progress=Progress(phase="done"))
+    except Conflict:  # a retry whose first attempt ended it
+        return error
+    publish_terminal(cancelled)
+    logger.info("restore cancelled and undone", extra={"job_id": job.job_id,
+                                                       "restored": restored})
+    return error
+
+
+def live(store: JobStore, job: Job) -> Job:
+    """The job as its tasks must see it: a shard of a restore that is being cancelled is
+    asked to cancel too (one more read, of its restore's row, per look), so every check of
+    `status` stops it as it stops any cancelled restore, and its clean-up undoes it."""
+    if job.kind is not JobKind.RESTORE or job.status not in (JobStatus.QUEUED,
+                                                             JobStatus.RUNNING):
+        return job
+    parent_id = job.restore_state.parent_id
+    if parent_id is None or store.require(parent_id).status is not JobStatus.CANCELLING:
+        return job
+    try:
+        return store.request_cancel(job.job_id, JobError(
+            code="cancelled", message=f"Restore {parent_id} was cancelled."),
+            Progress(phase="cancelling"))
+    except Conflict:  # ended (or asked) meanwhile
+        return store.require(job.job_id)
 
 
 def pass_error(error: TaskError) -> TaskError:
@@ -853,7 +904,7 @@ def _fail(store: JobStore, job: Job, error: JobError,
 
 def _check(store: JobStore, job_id: str, progress: Progress) -> None:
     """Stop a long phase when the job was cancelled; report progress otherwise."""
-    job = store.require(job_id)
+    job = live(store, store.require(job_id))
     require_running(job)
     _report(job, progress)
 

@@ -95,6 +95,7 @@ from dataport.models.tasks import ImportStep, RestoreShardsTask, ShardList
 from dataport.observability import logger
 from dataport.progress import throttle
 from dataport.progress.publisher import publish_claimed, publish_progress, publish_terminal
+from dataport.progress.throttle import Cadence
 from dataport.settings import get_settings
 from dataport.source.collections import PROJECTS, SESSIONS
 from dataport.source.conflicts import UserData
@@ -119,7 +120,7 @@ RESTORING = restore_progress.RESTORING
 #: the import pipeline's statuses a shard ends in, rolled back or not
 _ENDED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 #: what a restore's finalize ends it in
-_FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.ROLLED_BACK)
+_FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.ROLLED_BACK, JobStatus.CANCELLED)
 #: an uploaded backup file's stored bytes per message, to size a restore before reading it
 #: (zstd level 3 on ClaudeLens messages: ~1 KB of Extended JSON each, ratio ~8.7)
 UPLOAD_BYTES_PER_MESSAGE = 120
@@ -169,6 +170,7 @@ def plan(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreSha
     store = JobStore()
     job = store.take(task.job_id)  # started, or as it is (a retried plan)
     require_running(job)
+    remaining_ms = _unless_cancelled(store, job.job_id, remaining_ms)
     bucket = packages_bucket()
     done_before = task.split_at
     task = task.model_copy(update={"split_at": done_before + 1, "planned": task.planned + 1,
@@ -275,6 +277,21 @@ def _jobs_state(parts: list[ShardPart], made: int) -> dict[str, Any]:
 def _jobs_parts(state: dict[str, Any]) -> list[ShardPart]:
     return [ShardPart(**{**part, "pin": UploadPin.model_validate(part["pin"])})
             for part in state["parts"]]
+
+
+def _unless_cancelled(store: JobStore, job_id: str,
+                      remaining_ms: Callable[[], int]) -> Callable[[], int]:
+    """The split's clock, which also looks at the job's row once a second: a cancel stops
+    the split where it is (`JobCancelled`; the parts it wrote are dropped by the undo)."""
+    pulse = Cadence(imports.PULSE_MS)
+    pulse.due()  # the row was just read
+
+    def left() -> int:
+        if pulse.due():
+            require_running(store.require(job_id))
+        return remaining_ms()
+
+    return left
 
 
 def _state_key(job_id: str, number: int) -> str:
@@ -652,7 +669,8 @@ def plan_rollback(task: RestoreShardsTask) -> RestoreShardsTask:
     """The shards again, to roll each back (the API moved the job to rolling back)."""
     store = JobStore()
     job = store.require(task.job_id)
-    require_running(job)
+    if job.status is not JobStatus.CANCELLING:  # a cancel's undo runs this Map too
+        require_running(job)
     bucket = packages_bucket()
     shards = len(shard_ids(job.job_id))
     # counted as each shard's rollback ends (shard_ended)
@@ -701,7 +719,12 @@ def remove(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreS
     db, bucket = get_database(), packages_bucket()
     sealer = sealing.parts_sealer(bucket, job.job_id)
 
+    pulse = Cadence(imports.PULSE_MS)
+    pulse.due()  # the row was just read
+
     def keep_going() -> bool:  # a dry run too: it resumes after what it listed
+        if pulse.due() and store.require(job.job_id).status is not JobStatus.RUNNING:
+            return False  # cancelled: stop between batches; the next invocation ends it
         return remaining_ms() > settings.worker_reserve_ms
 
     for number, user in enumerate(users[task.after:], task.after):
@@ -761,6 +784,9 @@ def finalize(task: RestoreShardsTask) -> RestoreShardsTask:
     job = store.require(task.job_id)
     if job.status in _FINAL:
         return task  # a retried finalize whose first attempt ended the job
+    if task.mode == "rollback" and job.status is JobStatus.CANCELLING:
+        _undone(store, job)  # the cancel's undo: its shards rolled back by the Map
+        return task
     require_running(job)
     shards = store.require_many(shard_ids(job.job_id))
     if task.mode == "rollback":
@@ -905,11 +931,80 @@ def _wrote(shard: Job) -> bool:
     return repair or (outcome is not None and outcome.wrote)
 
 
+# ---------------------------------------------------------------------------- cancel
+
+
+def _undo(store: JobStore, job: Job, task: RestoreShardsTask) -> RestoreShardsTask:
+    """A cancelled restore stopped (a task saw it cancelling): the parts, what the plan
+    handed over and the data key dropped at once, any upload still open under the job
+    aborted; then, when it has shards, the rollback's Map over them (`next: undo`: each
+    shard that wrote rolled back by the import machine; those that saw the cancel undid
+    themselves) and `finalize` ends it; with none, it ends here. An undo that fails itself
+    ends the job failed, `cleanup_failed`: POST the rollback to finish it."""
+    bucket = packages_bucket()
+    if task.mode == "rollback":
+        failed_undo = store.fail_import(job.job_id, JobError(code=CLEANUP_FAILED, message=(
+            f"The restore was cancelled, and undoing what it wrote could not finish. POST "
+            f"/restores/{job.job_id}/rollback puts the target back as it was (it is safe "
+            "to repeat).")))
+        publish_terminal(failed_undo)
+        return task.model_copy(update={"next": None})
+    sealing.drop_parts(bucket, job.job_id)
+    bucket.abort_uploads(storage.prefix(job.job_id))
+    if shard_ids(job.job_id):
+        return task.model_copy(update={"action": "plan_rollback", "mode": "rollback",
+                                       "next": "undo", "error": None, "shard_list": None})
+    _undone(store, job)
+    return task.model_copy(update={"next": "cancelled", "error": None})
+
+
+def _undone(store: JobStore, job: Job) -> None:
+    """The end of a cancel: what the restore wrote itself undone (the removal's journal,
+    the projects its plan made); shards never started cancelled; every object of the
+    restore and its shards under `imports/` dropped; cancelled, or failed `cleanup_failed`
+    naming the shards whose rollback did not finish."""
+    db, bucket = get_database(), packages_bucket()
+    shards = [store.require(shard_id) for shard_id in shard_ids(job.job_id)]
+    left = [s for s in shards if s.status is not JobStatus.ROLLED_BACK and _wrote(s)]
+    if left:
+        ended = store.fail_import(job.job_id, JobError(code=CLEANUP_FAILED, message=(
+            f"The restore was cancelled, and the rollback of {len(left)} of its shards did "
+            f"not finish ({', '.join(s.job_id for s in left[:10])}). POST "
+            f"/restores/{job.job_id}/rollback puts the target back as it was.")))
+        publish_terminal(ended)
+        return
+    _roll_back_own(job)
+    users = _split_users(job.job_id)
+    for user in users:
+        Staging(db, removal_id(job.job_id, user)).drop()
+        bucket.delete_prefix(storage.prefix(removal_id(job.job_id, user)))
+    for shard in shards:
+        if shard.status in (JobStatus.QUEUED, JobStatus.RUNNING):  # never started
+            try:
+                store.cancel(shard.job_id, progress=Progress(phase="done"))
+            except Conflict:
+                logger.info("shard ended meanwhile", extra={"job_id": shard.job_id})
+        bucket.delete_prefix(storage.prefix(shard.job_id))
+    bucket.delete_prefix(storage.prefix(job.job_id))
+    undone = sum(1 for s in shards if s.status is JobStatus.ROLLED_BACK)
+    ended = store.cancel(job.job_id, JobError(code="cancelled", message=(
+        f"Cancelled at your request. What the restore had written was undone ({undone} of "
+        f"its {len(shards)} shards had finished and were rolled back, the others stopped "
+        "and undid themselves); the target is as it was before it.")),
+        progress=Progress(phase="done"))
+    publish_terminal(ended)
+    logger.info("restore in shards cancelled and undone", extra={
+        "job_id": job.job_id, "shards": len(shards), "rolled_back": undone})
+
+
 def failed(task: RestoreShardsTask) -> RestoreShardsTask:
     """The Catch: the job ends failed with a readable reason (the shards keep their own
-    state; what they wrote is in the outcome, and a rollback undoes it)."""
+    state; what they wrote is in the outcome, and a rollback undoes it). A cancelled
+    restore is undone instead (`_undo`)."""
     store = JobStore()
     job = store.require(task.job_id)
+    if job.status is JobStatus.CANCELLING:
+        return _undo(store, job, task)
     error = task.error
     what = "rollback" if task.mode == "rollback" else "restore"
     reason = describe(error.Error if error else "States.Runtime", error.Cause if error else None,
