@@ -13,7 +13,9 @@ memory), each GET's body given at most `--stream-mbps` (one S3 GET stream on Lam
 MB/s; 0: as fast as Python copies); `--moto` asks moto itself, which copies the whole object
 for every GET (a range included), so its ranged pass measures moto, not the read.
 
-Reported per size and path: MB/s and the peak memory the pass added (tracemalloc, in another
+Reported per size and path: MB/s, the process's CPU time (what a Lambda's share of a vCPU
+would bound: MB per CPU second; the bench's own serving of the bytes included) and the peak
+memory the pass added (tracemalloc, in another
 pass: Python's allocations, response bodies included, the object itself not), and hashlib
 alone on the same bytes.
 """
@@ -45,20 +47,21 @@ KEY = "imports/bench/upload.zip"
 MIB = 2**20
 
 
-def measured(tail: Tail) -> tuple[int, str, float, int]:
-    """(size, SHA-256, seconds, peak bytes added) of a digest's finish over `tail`: timed in
-    one pass, its memory traced in another (tracemalloc slows Python's allocations)."""
+def measured(tail: Tail) -> tuple[int, str, float, float, int]:
+    """(size, SHA-256, seconds, CPU seconds of the process, peak bytes added) of a digest's
+    finish over `tail`: timed in one pass, its memory traced in another (tracemalloc slows
+    Python's allocations)."""
     gc.collect()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     size, digest = UploadDigest().finish(tail)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     assert UploadDigest().finish(tail) == (size, digest)
     peak = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
-    return size, digest, seconds, peak
+    return size, digest, seconds, cpu, peak
 
 
 def hashlib_alone(data: bytes) -> tuple[str, float]:
@@ -161,9 +164,10 @@ def main() -> None:
             print(f"{len(data) / 1e6:.0f} MB ({where}): hashlib alone "
                   f"{len(data) / 1e6 / alone:.0f} MB/s")
             for name, tail in paths(bucket, pin, args.ranges, args.range_mib * MIB).items():
-                size, digest, seconds, peak = measured(tail)
+                size, digest, seconds, cpu, peak = measured(tail)
                 assert (size, digest) == (len(data), expected), name
-                print(f"  {name}: {size / 1e6 / seconds:.0f} MB/s, {seconds:.2f} s, "
+                print(f"  {name}: {size / 1e6 / seconds:.0f} MB/s, {seconds:.2f} s "
+                      f"(CPU {cpu:.2f} s: {size / 1e6 / cpu:.0f} MB a CPU second), "
                       f"peak +{peak / MIB:.1f} MiB")
         del data
 
