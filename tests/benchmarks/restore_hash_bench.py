@@ -5,19 +5,20 @@ ranged GETs at once (`storage.pinned_tail`: `PackagesBucket.read_pinned`, every 
 pinned ETag).
 
     PYTHONPATH=layers/dataport .venv/bin/python -m tests.benchmarks.restore_hash_bench \
-        [--mb 256 --mb 512] [--ranges 8] [--range-mib 8] [--stream-mbps 60] [--moto]
+        [--mb 256 --mb 512] [--ranges 8] [--range-mib 8] [--stream-mbps 60] \
+        [--first-byte-ms 0] [--moto]
 
 Where the GETs are answered: by default a bucket served in this process through botocore's
 `before-send` hook (If-Match checked, 412 otherwise; ranges answered in their own time and
 memory), each GET's body given at most `--stream-mbps` (one S3 GET stream on Lambda: about 60
-MB/s; 0: as fast as Python copies); `--moto` asks moto itself, which copies the whole object
-for every GET (a range included), so its ranged pass measures moto, not the read.
+MB/s; 0: as fast as Python copies), after `--first-byte-ms`; `--moto` asks moto itself, which
+copies the whole object for every GET (a range included), so its ranged pass measures moto,
+not the read.
 
 Reported per size and path: MB/s, the process's CPU time (what a Lambda's share of a vCPU
 would bound: MB per CPU second; the bench's own serving of the bytes included) and the peak
-memory the pass added (tracemalloc, in another
-pass: Python's allocations, response bodies included, the object itself not), and hashlib
-alone on the same bytes.
+memory the pass added (tracemalloc, in another pass: Python's allocations, response bodies
+included, the object itself not), and hashlib alone on the same bytes.
 """
 
 from __future__ import annotations
@@ -118,11 +119,13 @@ class _Body(io.RawIOBase):
             yield chunk
 
 
-def serve(client: Any, data: bytes, etag: str, stream_mbps: float) -> None:
-    """GetObject of `client` answered from `data` (Range and If-Match as S3 answers them)."""
+def serve(client: Any, data: bytes, etag: str, stream_mbps: float, first_byte_ms: float) -> None:
+    """GetObject of `client` answered from `data` (Range and If-Match as S3 answers them),
+    each answer after `first_byte_ms`."""
     view, rate = memoryview(data), stream_mbps * 1e6
 
     def answer(request: Any, **_: Any) -> AWSResponse:
+        time.sleep(first_byte_ms / 1000)
         match = request.headers.get("If-Match")
         if match is not None and match.decode() != etag:
             return AWSResponse(request.url, 412, HTTPHeaders(), _Body(memoryview(
@@ -148,6 +151,8 @@ def main() -> None:
     parser.add_argument("--range-mib", type=int, default=RANGE_BYTES // MIB)
     parser.add_argument("--stream-mbps", type=float, default=60.0,
                         help="the most one GET's body gives, MB/s (0: no bound)")
+    parser.add_argument("--first-byte-ms", type=float, default=0.0,
+                        help="the wait before each GET is answered (S3's first byte)")
     parser.add_argument("--moto", action="store_true", help="moto answers the GETs")
     args = parser.parse_args()
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -157,10 +162,12 @@ def main() -> None:
         data = os.urandom(mb * MIB)
         expected, alone = hashlib_alone(data)
         with (mock_aws() if args.moto else contextlib.nullcontext()):
-            bucket, pin = bucket_of(data, moto=args.moto, stream_mbps=args.stream_mbps)
+            bucket, pin = bucket_of(data, moto=args.moto, stream_mbps=args.stream_mbps,
+                                    first_byte_ms=args.first_byte_ms)
             where = "moto" if args.moto else (
                 f"one GET at most {args.stream_mbps:.0f} MB/s" if args.stream_mbps else
-                "GETs unbounded")
+                "GETs unbounded") + (f", first byte {args.first_byte_ms:.0f} ms"
+                                     if args.first_byte_ms else "")
             print(f"{len(data) / 1e6:.0f} MB ({where}): hashlib alone "
                   f"{len(data) / 1e6 / alone:.0f} MB/s")
             for name, tail in paths(bucket, pin, args.ranges, args.range_mib * MIB).items():
@@ -172,7 +179,8 @@ def main() -> None:
         del data
 
 
-def bucket_of(data: bytes, *, moto: bool, stream_mbps: float) -> tuple[PackagesBucket, UploadPin]:
+def bucket_of(data: bytes, *, moto: bool, stream_mbps: float,
+              first_byte_ms: float) -> tuple[PackagesBucket, UploadPin]:
     """The bucket and the object's pin: moto's, or a client whose GETs `serve` answers (no
     request leaves the process: moto's own hook would answer each GET as well, copying the
     whole object every time)."""
@@ -185,7 +193,7 @@ def bucket_of(data: bytes, *, moto: bool, stream_mbps: float) -> tuple[PackagesB
         s3.put_object(Bucket="bench-packages", Key=KEY, Body=data)
         return bucket, bucket.pin_written(KEY)
     pin = UploadPin(key=KEY, etag=f'"{hashlib.md5(data).hexdigest()}"', bytes=len(data))
-    serve(s3, data, pin.etag, stream_mbps)
+    serve(s3, data, pin.etag, stream_mbps, first_byte_ms)
     return bucket, pin
 
 if __name__ == "__main__":

@@ -283,6 +283,7 @@ class PackagesBucket:
             try:
                 data = answer["Body"].read()
             except (BotoCoreError, ConnectionError) as error:
+                answer["Body"].close()  # its connection is not reused half read
                 if attempt == RANGE_ATTEMPTS:
                     raise OSError(f"{pin.key} {span}: the read broke off {attempt} times "
                                   f"({error})") from error
