@@ -77,7 +77,7 @@ def first(ref: JobRef) -> dict[str, Any]:
 
 
 def whole_object(ref: JobRef) -> dict[str, Any]:
-    """Take the job and record the stored object's SHA-256 (one streamed read)."""
+    """Take the job and record the stored object's SHA-256 (one pass, ranged GETs at once)."""
     store = JobStore()
     job = store.take(ref.job_id, Progress(phase="hashing"))
     require_running(job)
