@@ -25,6 +25,7 @@ from moto.core.botocore_stubber import MockRawResponse
 
 from dataport.bucket import PackagesBucket
 from dataport.bucket.ranged import THREAD_PREFIX, ranged_reads
+from dataport.bucket.s3 import RANGE_ATTEMPTS
 from dataport.errors import UploadChanged
 from dataport.imports import storage
 from dataport.imports.digest import UploadDigest
@@ -205,6 +206,33 @@ def test_a_body_that_breaks_off_is_asked_again(own_client: S3Client,
             pin, ranges=3, range_bytes=RANGE) as chunks:
         assert b"".join(chunks) == data
     assert broken == ["bytes=2000-2999"]
+
+
+def test_a_body_that_keeps_breaking_off_fails_the_pass(own_client: S3Client,
+                                                        packages_bucket: str) -> None:
+    data = _data(4 * RANGE)
+    pin = _pinned(own_client, packages_bucket, data)
+    broken: list[bytes] = []
+
+    def answer(request: Any) -> AWSResponse | None:
+        if request.headers.get("Range") != b"bytes=1000-1999":
+            return None
+        broken.append(data[1000:1100])  # every time: a tenth of what its length announces
+        return _answer(206, broken[-1], {"Content-Length": str(RANGE), "ETag": pin.etag})
+
+    _fault(own_client, answer)
+    read: list[bytes] = []
+
+    def read_all() -> None:
+        with PackagesBucket(own_client, packages_bucket).read_pinned(
+                pin, ranges=2, range_bytes=RANGE) as chunks:
+            read.extend(chunks)
+
+    with pytest.raises(OSError, match="broke off 3 times"):
+        read_all()
+    assert len(broken) == RANGE_ATTEMPTS
+    assert read == [data[:RANGE]]
+    assert _threads() == []
 
 
 class _Stop(Exception):
