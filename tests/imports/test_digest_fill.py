@@ -9,7 +9,7 @@ import hashlib
 import io
 from typing import IO
 
-from dataport.imports.digest import UploadDigest
+from dataport.imports.digest import UploadDigest, stream_tail
 from dataport.imports.limits import DEFAULT_LIMITS
 from dataport.imports.readers.backup import BackupSource
 from dataport.imports.validate import validate
@@ -45,8 +45,8 @@ def test_a_small_gap_is_filled_and_a_read_near_the_end_waits() -> None:
     digest.feed(3_000, data[3_000:4_000])  # 2,000 bytes past the prefix, 98 KB after: filled
     assert sum(filled) == 2_000
     assert digest.length == 4_000
-    assert digest.finish(lambda: io.BytesIO(data)) == (len(data),
-                                                       hashlib.sha256(data).hexdigest())
+    assert digest.finish(stream_tail(lambda: io.BytesIO(data))) == (
+        len(data), hashlib.sha256(data).hexdigest())
 
 
 def test_a_restores_side_by_side_walk_hashes_the_messages_as_it_reads_them() -> None:
@@ -63,7 +63,7 @@ def test_a_restores_side_by_side_walk_hashes_the_messages_as_it_reads_them() -> 
     source = BackupSource(opened, "backup.zip", options=ImportOptions(), limits=DEFAULT_LIMITS)
     assert validate(source).ok
     hashed_while_validating, read_while_validating = digest.length, sum(read)
-    assert digest.finish(lambda: Counted(data, None, read)) == (
+    assert digest.finish(stream_tail(lambda: Counted(data, None, read))) == (
         len(data), hashlib.sha256(data).hexdigest())
     # only the manifest and the zip's directory are left for the end, not the messages
     assert len(data) - hashed_while_validating < 4_096

@@ -16,7 +16,7 @@ from dataport.bucket import PackagesBucket
 from dataport.errors import Conflict, RecordRefused, UploadChanged
 from dataport.imports import storage
 from dataport.imports import validate as validation
-from dataport.imports.digest import UploadDigest
+from dataport.imports.digest import UploadDigest, stream_tail
 from dataport.imports.validate import recheck, validate
 from dataport.models.jobs import UploadPin
 from tests.imports.corpus.generate import SID, good_lines, jsonl, zip_of
@@ -86,7 +86,7 @@ def test_the_digest_is_of_every_byte_however_the_readers_read(
                       name)
     assert report.ok, report.errors
     read_by_validation = digest.length
-    assert digest.finish(lambda: storage.open_pinned(bucket, pin)) == (
+    assert digest.finish(storage.pinned_tail(bucket, pin)) == (
         len(content), hashlib.sha256(content).hexdigest())
     if name.endswith(".jsonl"):  # read front to back: nothing left to read at the end
         assert read_by_validation == len(content)
@@ -100,8 +100,8 @@ def test_the_digest_takes_only_what_extends_its_prefix() -> None:
     digest.feed(1000, data[1000:4000])  # overlaps: only the new part
     digest.feed(2000, data[2000:2500])  # inside: nothing
     assert digest.length == 4000
-    assert digest.finish(lambda: io.BytesIO(data)) == (len(data),
-                                                       hashlib.sha256(data).hexdigest())
+    assert digest.finish(stream_tail(lambda: io.BytesIO(data))) == (
+        len(data), hashlib.sha256(data).hexdigest())
 
 
 def test_recheck_passes_what_validation_passes() -> None:

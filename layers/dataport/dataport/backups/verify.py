@@ -3,15 +3,16 @@ read back from the object (ranged reads), its stored bytes and its decompressed 
 against their SHA-256s and counts in the manifest (zstd checks its frame's own checksum, and
 pyzipper each AES member's HMAC or plain member's CRC-32). The first damage found is named.
 
-In two passes a job can split over invocations (workflows/verify.py): `object_sha256` (one
-stream), then `check_members` from any member on, stopping between members when told to
-(`MemberPass`). Memory: a read chunk, a line and a zstd window, whatever the size.
+In two passes a job can split over invocations (workflows/verify.py): the whole object's
+SHA-256 (`object_sha256` over one stream, `chunks_sha256` over ranged reads), then
+`check_members` from any member on, stopping between members when told to (`MemberPass`).
+Memory: a read chunk, a line and a zstd window, whatever the size.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -42,8 +43,13 @@ class Verification:
 
 def object_sha256(stream: IO[bytes]) -> tuple[str, int]:
     """SHA-256 and size of a whole stream, read a chunk at a time."""
+    return chunks_sha256(iter(lambda: stream.read(CHUNK), b""))
+
+
+def chunks_sha256(chunks: Iterable[bytes]) -> tuple[str, int]:
+    """SHA-256 and size of the bytes of `chunks`, in order."""
     digest, size = hashlib.sha256(), 0
-    while chunk := stream.read(CHUNK):
+    for chunk in chunks:
         digest.update(chunk)
         size += len(chunk)
     return digest.hexdigest(), size

@@ -9,10 +9,11 @@ from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, cast
 
 import smart_open
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from smart_open.s3 import MultipartWriter
 
 from dataport import aws
+from dataport.bucket.ranged import RANGE_BYTES, RANGES, ranged_reads
 from dataport.errors import DataportError, TransientError, UploadChanged
 from dataport.models.jobs import UploadPin
 from dataport.settings import get_settings
@@ -27,6 +28,14 @@ MIB = 1024 * 1024
 STREAM_PART_SIZE = 5 * MIB
 #: what each read of a pinned upload asks S3 for at once (readers' own buffers are smaller)
 READ_BUFFER = 256 * 1024
+#: tries of one range of `read_pinned` whose body broke off (botocore retries the request,
+#: not the reading of its body; smart-open's stream tries again the same way)
+RANGE_ATTEMPTS = 3
+#: the OSError a pinned stream (smart-open) raises for S3's error code, raised the same by
+#: `read_pinned` (others: OSError)
+_READ_ERRORS: dict[str, type[OSError]] = {
+    "AccessDenied": PermissionError, "NoSuchBucket": FileNotFoundError,
+    "NoSuchKey": FileNotFoundError, "NoSuchVersion": FileNotFoundError}
 #: an S3 answer that the pinned object is not the one validated any more
 _CHANGED = {"PreconditionFailed", "412", "NoSuchKey", "404", "NotFound"}
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -242,8 +251,48 @@ class PackagesBucket:
                                     transport_params={"client": self._s3, "client_kwargs": {
                                         "S3.Client.get_object": {"IfMatch": pin.etag}}})
         except OSError as error:
-            raise _changed(error, pin) from error
+            raise _changed(error, pin) from error.__cause__
         return io.BufferedReader(_PinnedRaw(inner, pin, on_read), buffer_size=READ_BUFFER)
+
+    @contextmanager
+    def read_pinned(self, pin: UploadPin, start: int = 0, *, ranges: int = RANGES,
+                    range_bytes: int = RANGE_BYTES) -> Iterator[Iterator[bytes]]:
+        """The pinned object's bytes from `start` to its pinned size, in order, fetched by
+        `ranges` ranged GETs at once (bucket.ranged: memory `ranges` x `range_bytes`), each
+        requiring the pinned ETag: a changed or missing object raises UploadChanged, any other
+        failure of a GET the OSError a pinned stream raises. For a whole pass over a large
+        object, where one GET stream would bound it (a whole-object SHA-256)."""
+        def fetch(at: int, stop: int) -> bytes:
+            return self._pinned_range(pin, at, stop)
+
+        with ranged_reads(fetch, start, pin.bytes, ranges=ranges,
+                          range_bytes=range_bytes) as chunks:
+            yield chunks
+
+    def _pinned_range(self, pin: UploadPin, start: int, stop: int) -> bytes:
+        span = f"bytes={start}-{stop - 1}"
+        for attempt in range(1, RANGE_ATTEMPTS + 1):
+            try:
+                answer = self._s3.get_object(Bucket=self.name, Key=pin.key, Range=span,
+                                             IfMatch=pin.etag)
+            except ClientError as error:  # (botocore retried what it retries)
+                failed = _READ_ERRORS.get(_code(error) or "", OSError)(
+                    f"unable to read {pin.key} {span}: {error}")
+                failed.__cause__ = error  # what _changed reads, as of a pinned stream's error
+                raise _changed(failed, pin) from error
+            try:
+                data = answer["Body"].read()
+            except (BotoCoreError, ConnectionError) as error:
+                answer["Body"].close()  # its connection is not reused half read
+                if attempt == RANGE_ATTEMPTS:
+                    raise OSError(f"{pin.key} {span}: the read broke off {attempt} times "
+                                  f"({error})") from error
+                continue
+            if len(data) != stop - start:  # If-Match makes this impossible; never rely on it
+                raise UploadChanged(f"{pin.key} {span} answered {len(data)} bytes "
+                                    f"(expected ETag {pin.etag}).", details={"key": pin.key})
+            return data
+        raise AssertionError("the last attempt returns or raises")
 
     # ------------------------------------------------------------------ links
 
@@ -364,7 +413,7 @@ class _PinnedRaw(io.RawIOBase):
         try:
             data = self._inner.read(len(view))
         except OSError as error:
-            raise _changed(error, self._pin) from error
+            raise _changed(error, self._pin) from error.__cause__
         size = len(data)
         view[:size] = data
         if self._on_read is not None:
@@ -376,7 +425,7 @@ class _PinnedRaw(io.RawIOBase):
         try:
             self._position = self._inner.seek(offset, whence)
         except OSError as error:
-            raise _changed(error, self._pin) from error
+            raise _changed(error, self._pin) from error.__cause__
         return self._position
 
     def tell(self) -> int:
@@ -390,7 +439,7 @@ class _PinnedRaw(io.RawIOBase):
 
 def _changed(error: OSError, pin: UploadPin) -> Exception:
     """UploadChanged for S3's answer that the pinned object changed or went; other errors as
-    they are."""
+    they are (raise it `from error.__cause__`: the error S3 gave stays its cause)."""
     cause = error.__cause__
     if isinstance(cause, ClientError) and _code(cause) in _CHANGED:
         return UploadChanged("The validated upload changed or disappeared after validation "

@@ -14,15 +14,37 @@ members (nearly all of it) side by side, so without the fill the prefix stops at
 the sessions and `finish` reads the messages a second time; with it, the gap (the sessions'
 bytes) is read twice instead. A read near the end (a zip's central directory, read first) is
 no small gap before much: it waits for `finish` as before.
+
+`finish` reads what is left through a `Tail`: for a pinned object, several ranged GETs at once
+handed out in order (`storage.pinned_tail`, bucket.ranged), so a whole object's pass (a
+restore's whole-object check after a handed-over split, a chain's parents) is bound by the
+hashing, not by one S3 GET stream (about 60 MB/s on Lambda); `stream_tail` reads a stream (a
+sealed object, read through its seal).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 from dataport.imports.readers.base import Opener
 
 CHUNK = 1024 * 1024
+
+#: the object's bytes from a position to its end, in order; leaving the `with` stops whatever
+#: reads them
+Tail = Callable[[int], AbstractContextManager[Iterable[bytes]]]
+
+
+def stream_tail(opener: Opener) -> Tail:
+    """A `Tail` over one stream per call (`opener`'s), CHUNK reads from the position."""
+    @contextmanager
+    def tail(position: int) -> Iterator[Iterable[bytes]]:
+        with opener() as stream:
+            stream.seek(position)
+            yield iter(lambda: stream.read(CHUNK), b"")
+    return tail
 
 
 #: a gap is filled when what follows the read is at least this many times the gap
@@ -56,11 +78,10 @@ class UploadDigest:
                 self._sha256.update(chunk)
                 self.length += len(chunk)
 
-    def finish(self, opener: Opener) -> tuple[int, str]:
-        """Read what the readers left (`opener` must not feed this digest itself), then
+    def finish(self, tail: Tail) -> tuple[int, str]:
+        """Read what the readers left (`tail` must not feed this digest itself), then
         (size, hex SHA-256)."""
-        with opener() as stream:
-            stream.seek(self.length)
-            while chunk := stream.read(CHUNK):
+        with tail(self.length) as chunks:
+            for chunk in chunks:
                 self.feed(self.length, chunk)
         return self.length, self._sha256.hexdigest()

@@ -39,6 +39,7 @@ from dataport.bucket import InvalidRange, ObjectMissing, PackagesBucket
 from dataport.bucket.s3 import ObjectWriter
 from dataport.errors import Conflict, InvalidRequest
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS, canonical_json
+from dataport.imports.digest import Tail
 from dataport.models.jobs import UploadPin
 from dataport.source.mongo import Document
 
@@ -122,6 +123,12 @@ def open_pinned(bucket: PackagesBucket, pin: UploadPin,
     (a different object raises UploadChanged). `on_read(position, data)` sees every byte read
     (the validation's digest)."""
     return bucket.open_pinned(pin, on_read)
+
+
+def pinned_tail(bucket: PackagesBucket, pin: UploadPin) -> Tail:
+    """The pinned upload from a position to its end, for a digest's `finish`: several ranged
+    GETs at once, each requiring the pinned ETag (PackagesBucket.read_pinned)."""
+    return lambda position: bucket.read_pinned(pin, position)
 
 
 def delete_upload(bucket: PackagesBucket, job_id: str) -> None:

@@ -62,7 +62,7 @@ from dataport.errors import (
 from dataport.imports import storage
 from dataport.imports.checked import CheckedWriter, read_checked
 from dataport.imports.detect import open_import
-from dataport.imports.digest import UploadDigest
+from dataport.imports.digest import Tail, UploadDigest
 from dataport.imports.executor import Executor, arriving, recover, summarise
 from dataport.imports.limits import BadInput, ImportLimits
 from dataport.imports.plan import SessionPlan
@@ -162,6 +162,12 @@ def opener(pin: UploadPin, digest: UploadDigest | None = None,
     return open_upload
 
 
+def tail(pin: UploadPin, sealer: Sealer | None = None) -> Tail:
+    """The pinned upload from a position on, for a digest's `finish` (sealing.tail: ranged
+    GETs at once, each requiring the pinned ETag)."""
+    return sealing.tail(packages_bucket(), pin, sealer)
+
+
 def _pin(store: JobStore, job: Job) -> UploadPin:
     """The upload, pinned before the first byte is validated: copied where no form can write,
     its ETag kept in the job row; the form's key is then emptied, so a file POSTed through the
@@ -216,7 +222,7 @@ def validate(step: ImportStep) -> ImportStep:
             report = validate_upload(upload, job.import_state.request.filename,
                                      _options(job), limits(job), password=_password(job),
                                      sink=stager.open, spill_after=_spill_after(job))
-        report = _digested(report, digest, opener(pin, sealer=sealer), pin)
+        report = _digested(report, digest, tail(pin, sealer), pin)
         if job.kind is JobKind.RESTORE:
             report = restore_checks.whole_objects(job, report, report.sha256 or "")
         checked = stager.complete_checked() if report.ok else None
@@ -256,7 +262,7 @@ def validate(step: ImportStep) -> ImportStep:
     return _compared(job, step)
 
 
-def _digested(report: ValidationReport, digest: UploadDigest, upload: Callable[[], IO[bytes]],
+def _digested(report: ValidationReport, digest: UploadDigest, upload: Tail,
               pin: UploadPin) -> ValidationReport:
     """The report with the upload's size and SHA-256, its digest finished (what no reader
     read, read now). A sealed chunk only this reads that fails authentication is an error."""

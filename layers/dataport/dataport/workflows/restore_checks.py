@@ -4,9 +4,9 @@ own object's checksum), and what the job says when a backup is refused (`backup_
 with the catalog record of a damaged backup marked corrupted).
 
 The restored object itself is hashed by the validation pass as it reads it (its `UploadDigest`,
-as an import's upload is); the parents of an increment are read once more here, streamed, each
-through its pin (If-Match on its ETag). All of it happens before Stage: nothing of a backup
-that fails is written.
+as an import's upload is); the parents of an increment are read once more here, each by
+several ranged GETs at once (PackagesBucket.read_pinned), each GET requiring its pin's ETag.
+All of it happens before Stage: nothing of a backup that fails is written.
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ import hashlib
 from dataport.backups.catalog import BackupCatalog
 from dataport.bucket import packages_bucket
 from dataport.errors import Conflict
-from dataport.imports import storage
 from dataport.imports.limits import issue
 from dataport.models.imports import Issue, IssueCode, ValidationReport
 from dataport.models.jobs import Job, JobError, JobKind
 from dataport.models.restores import BackupLink
 from dataport.observability import logger
 
-_CHUNK = 1024 * 1024
 BACKUP_CORRUPTED = "backup_corrupted"
 
 
@@ -81,8 +79,9 @@ def mark_corrupted(backup_ids: list[str], reason: str) -> None:
 
 
 def _sha256(link: BackupLink) -> str:
+    """A parent's SHA-256, read by several ranged GETs at once, each requiring its pin."""
     digest = hashlib.sha256()
-    with storage.open_pinned(packages_bucket(), link.pin) as stream:
-        while chunk := stream.read(_CHUNK):
+    with packages_bucket().read_pinned(link.pin) as chunks:
+        for chunk in chunks:
             digest.update(chunk)
     return digest.hexdigest()

@@ -429,7 +429,7 @@ def _split(job: Job, bucket: PackagesBucket, sealer: Sealer, remaining_ms: Calla
                 _hand_over(bucket, sealer, job.job_id, splitter, read, number=number,
                            state={"phase": "hash", "records": count})
             if report.ok:
-                _, sha256 = digest.finish(imports.opener(pin))
+                _, sha256 = digest.finish(imports.tail(pin))
                 report = restore_checks.whole_objects(job, report, sha256)
             if not report.ok:
                 splitter.abort()
@@ -505,15 +505,16 @@ def _hand_over(bucket: PackagesBucket, sealer: Sealer, job_id: str, splitter: Sp
 def _checked_whole(job: Job, bucket: PackagesBucket, sealer: Sealer, state: dict[str, Any]
                    ) -> tuple[list[ShardPart], Splitter | None, ValidationReport]:
     """After a split that was handed over: every stored object's SHA-256 against its catalog
-    record, each read once from S3 in a single stream (an invocation's 15 minutes: about 47
-    GB at 60 MB/s); the parts the split stored, once it checked clean."""
+    record, each read once from S3 by several ranged GETs at once (imports.tail: bound by
+    the hashing, docs/backups.md "Bounds of the plan"); the parts the split stored, once it
+    checked clean."""
     state_ = job.restore_state
     pin = state_.upload_pin or state_.source.restored.pin
     splitter = Splitter(bucket, storage.shard_parts_prefix(job.job_id),
                         get_settings().restore_shard_messages, owner_of=_owner_of(job),
                         eager=True, made_at=job.created_at, sealer=sealer, **_packing(job))
     splitter.load(state["splitter"])
-    _, sha256 = UploadDigest().finish(imports.opener(pin))
+    _, sha256 = UploadDigest().finish(imports.tail(pin))
     report = restore_checks.whole_objects(job, ValidationReport(), sha256)
     if not report.ok:
         splitter.abort()

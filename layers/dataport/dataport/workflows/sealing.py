@@ -18,6 +18,7 @@ from typing import IO
 
 from dataport.bucket import PackagesBucket
 from dataport.imports import storage
+from dataport.imports.digest import Tail, stream_tail
 from dataport.imports.sealed import Sealer, plain_size
 from dataport.jobs.data_keys import new_data_key, open_data_key
 from dataport.models.job_common import DataKeyScope, Sealing, UploadPin
@@ -57,6 +58,15 @@ def open_pinned(bucket: PackagesBucket, pin: UploadPin,
     sealer = sealer or sealer_of(pin)
     assert sealer is not None
     return sealer.reader(storage.open_pinned(bucket, pin), pin.key, pin.bytes, on_read)
+
+
+def tail(bucket: PackagesBucket, pin: UploadPin, sealer: Sealer | None = None) -> Tail:
+    """The pinned object's plaintext from a position on, for a digest's `finish`: an object
+    stored as it is by several ranged GETs at once (storage.pinned_tail); a sealed one (a
+    shard's part, at most a shard's records) by one stream through its seal."""
+    if pin.sealing is None:
+        return storage.pinned_tail(bucket, pin)
+    return stream_tail(lambda: open_pinned(bucket, pin, None, sealer))
 
 
 def plain_bytes(pin: UploadPin) -> int:
