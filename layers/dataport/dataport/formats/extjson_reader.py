@@ -45,7 +45,7 @@ _OPTIONS = EXTENDED_JSON_READ_OPTIONS
 _PARSERS: dict[str, Callable[[Any, Any], Any]] = dict(json_util._PARSERS)
 _CODEC: CodecOptions[Any] = _OPTIONS  # JSONOptions are CodecOptions (json_util passes them so)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: the read options make aware datetimes in UTC (what `_date` computes directly)
+#: the read options make aware datetimes in UTC (what `date_of` computes directly)
 _PLAIN_UTC = (_OPTIONS.datetime_conversion == DatetimeConversion.DATETIME
               and _OPTIONS.tz_aware and _OPTIONS.tzinfo is UTC)
 
@@ -86,7 +86,7 @@ def _unescaping_hook(obj: dict[str, Any]) -> Any:
     return json_util.object_hook(obj, _OPTIONS)
 
 
-def _date(millis: int) -> Any:
+def date_of(millis: int) -> Any:
     """What `_millis_to_datetime(millis, options)` gives for the read options (aware, in UTC,
     plain datetimes), without its per-call option checks; an out-of-range date through it for
     its own error."""
@@ -169,27 +169,27 @@ def decimal128(text: str) -> Decimal128:
 NOT_SIMPLE: Any = object()
 
 
+#: the wrappers of a string `simple_wrapper` converts, each by json_util's own conversion of
+#: that string (its parsers: `_parse_canonical_oid`... once they checked the object's shape)
+FROM_TEXT: dict[str, Callable[[str], Any]] = {
+    "$oid": ObjectId, "$numberLong": Int64, "$numberInt": int, "$numberDouble": float,
+    "$numberDecimal": decimal128,
+}
+
+
 def simple_wrapper(key: str, inner: Any) -> Any:
     """The value of the one-key object `{key: inner}` for the wrappers a canonical writer
     writes most (an ObjectId, a date, the numbers), converted at once with the same checks and
     errors as their json_util parsers (one key, a string inside); NOT_SIMPLE for any other
     object. Shared with the JSON import's fast path (imports/readers/json_layout.py)."""
     if type(inner) is str:
-        if key == "$oid":
-            return ObjectId(inner)
-        if key == "$numberLong":
-            return Int64(inner)
-        if key == "$numberInt":
-            return int(inner)
-        if key == "$numberDouble":
-            return float(inner)
-        if key == "$numberDecimal":
-            return decimal128(inner)
-    elif key == "$date" and type(inner) is dict and len(inner) == 1:
+        make = FROM_TEXT.get(key)
+        return NOT_SIMPLE if make is None else make(inner)
+    if key == "$date" and type(inner) is dict and len(inner) == 1:
         millis = inner.get("$numberLong")
         if type(millis) is str:
             # json_util: the inner Int64(millis), then _millis_to_datetime(int(it))
-            return _date(int(millis))
+            return date_of(int(millis))
     return NOT_SIMPLE
 
 
