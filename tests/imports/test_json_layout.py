@@ -18,19 +18,20 @@ from typing import Any
 
 import orjson
 import pytest
-from bson import ObjectId
+from bson import ObjectId, json_util
 from bson.binary import Binary
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataport.formats.common import canonical_json
+from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS, canonical_json
+from dataport.formats.extjson_reader import NOT_SIMPLE, simple_wrapper
 from dataport.formats.json_format import JsonWriter
-from dataport.imports.limits import ImportLimits
+from dataport.imports.limits import INT64_MAX, INT64_MIN, ImportLimits
 from dataport.imports.readers import dataport_json
 from dataport.imports.readers.dataport_json import DataportJsonSource
-from dataport.imports.readers.json_layout import LayoutStream, clean_record, extended
+from dataport.imports.readers.json_layout import LayoutStream, Unclean, clean_record, extended
 from dataport.imports.validate import validate
 from dataport.models.imports import ImportOptions, Issue, ValidationReport
 from tests.unit.format_sink import CONTEXT, MemorySink, project_doc, session_doc
@@ -233,3 +234,70 @@ def test_clean_records_convert_as_extended_does(value: Any) -> None:
     if doc is not None:
         assert repr(doc) == repr({"v": extended(orjson.loads(line)["v"])})
 
+
+
+def _reference_bson(item: Any, depth: int, max_depth: int) -> Any:
+    """The walk as it was first written (one call per container and per wrapper, a `$` test
+    per key): the faster walk must accept and convert exactly what it did."""
+    if depth > max_depth:
+        raise Unclean
+    if type(item) is list:
+        for index, child in enumerate(item):
+            kind = type(child)
+            if kind is dict or kind is list:
+                item[index] = _reference_bson(child, depth + 1, max_depth)
+            elif kind is float or (kind is int and not INT64_MIN <= child <= INT64_MAX):
+                raise Unclean
+        return item
+    if len(item) == 1:
+        ((key, child),) = item.items()
+        if type(child) is str or (key == "$date" and depth < max_depth):
+            converted = simple_wrapper(key, child)
+            if converted is not NOT_SIMPLE:
+                return converted
+    if _reference_fields(item, depth, max_depth):
+        return json_util.object_pairs_hook(list(item.items()), EXTENDED_JSON_READ_OPTIONS)
+    return item
+
+
+def _reference_fields(item: dict[str, Any], depth: int, max_depth: int) -> bool:
+    dollar = False
+    for key, child in item.items():
+        if key[:1] == "$":
+            dollar = True
+        kind = type(child)
+        if kind is dict or kind is list:
+            item[key] = _reference_bson(child, depth + 1, max_depth)
+        elif kind is float or (kind is int and not INT64_MIN <= child <= INT64_MAX):
+            raise Unclean
+    return dollar
+
+
+def _reference_record(line: bytes, max_depth: int) -> Any:
+    if b"\\u0000" in line:
+        return None
+    try:
+        doc = orjson.loads(line)
+        if type(doc) is not dict or orjson.dumps(doc) != line:
+            return None
+        _reference_fields(doc, 1, max_depth)
+    except Exception:  # what the walk refuses (or a conversion's error): not clean
+        return None
+    return doc
+
+
+#: keys at the edges of `_dollar`'s least-key answer (below, at and above `$`, empty)
+edge_keys = st.sampled_from(["", "#", "!a", " ", "$", "$x", "%", "a", "\x00", "$date", "$oid"])
+edge_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(keys | edge_keys, inner, max_size=4).filter(_fixed),
+                           max_leaves=12)
+
+
+@SETTINGS
+@given(edge_values, st.integers(1, 7))
+def test_the_walk_accepts_and_converts_what_it_did_at_any_depth_limit(value: Any,
+                                                                      depth: int) -> None:
+    line = canonical_json({"v": value})
+    limits = ImportLimits(max_nesting_depth=depth, max_string_bytes=10**6,
+                          max_line_bytes=10**6)
+    assert repr(clean_record(line, limits)) == repr(_reference_record(line, depth))

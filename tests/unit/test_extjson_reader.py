@@ -7,17 +7,25 @@ what orjson refuses and `json` accepts."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from bson import decimal128 as bson_decimal128
 from bson import json_util
+from bson.decimal128 import Decimal128
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from dataport.backups.format import encode_line
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
 from dataport.formats.extjson import json_util_canonical
-from dataport.formats.extjson_reader import _unescaping_hook, loads
+from dataport.formats.extjson_reader import (
+    DECIMAL128_CONTEXT,
+    _unescaping_hook,
+    decimal128,
+    loads,
+)
 from tests.unit.format_sink import messages, project_doc, session_doc
 from tests.unit.test_backup_format import SETTINGS, field_names, values
 
@@ -120,3 +128,43 @@ def test_an_escaped_object_is_data_and_a_wrapper_beside_it_is_a_type() -> None:
     read = loads(line, unescape=True)
     assert set(read["q"]) == {"$date"}
     assert read["d"].year == 1970
+
+
+# --- decimal128(text): Decimal128(text) without its bit loop, the same value or error ---
+
+def test_the_decimal128_context_is_bsons() -> None:
+    ours, theirs = DECIMAL128_CONTEXT, bson_decimal128._DEC128_CTX
+    assert (ours.prec, ours.rounding, ours.Emin, ours.Emax, ours.capitals, ours.clamp) == (
+        theirs.prec, theirs.rounding, theirs.Emin, theirs.Emax, theirs.capitals, theirs.clamp)
+    assert {t for t, on in ours.traps.items() if on} == {t for t, on in theirs.traps.items()
+                                                          if on}
+
+
+def _decimal_outcome(make: Callable[[str], Decimal128], text: str) -> tuple[str, Any]:
+    """The BID bytes, or the error's type and arguments."""
+    try:
+        return "bid", make(text).bid
+    except Exception as error:  # the error is what is compared
+        return type(error).__name__, repr(error.args)
+
+
+#: texts of numbers in every form: any decimal (exponents far beyond decimal128's, 40 digits),
+#: written plainly, in E notation, with a sign or spaces, and text near numbers
+decimal_texts = st.one_of(
+    st.decimals(allow_nan=True, allow_infinity=True, places=None).map(str),
+    st.builds(lambda sign, digits, exponent, e: f"{sign}{digits}{e}{exponent}",
+              st.sampled_from(["", "-", "+"]), st.integers(0, 10**40).map(str),
+              st.integers(-6300, 6300), st.sampled_from(["E", "e", "E+"])),
+    st.builds(lambda whole, fraction: f"{whole}.{fraction}", st.integers(-10**20, 10**20),
+              st.text("0123456789", max_size=40)),
+    st.text("0123456789+-.eE_ nNaIfity", max_size=12),
+    st.sampled_from(["0", "-0", "0E-6176", "-0E+6111", "0E-6177", "0E+6112", "1E-6176",
+                     "1E-6177", "1E+6144", "1E+6145", "9999999999999999999999999999999999",
+                     "99999999999999999999999999999999999", "1.0", "1.000000000000000000000",
+                     "9999999999999999999999999999999999E+6111", "-sNaN", "NaN123", "Inf",
+                     "-Infinity", " 1", "1 ", "1_000", "١٢٣", "0.006899"]))
+
+
+@given(decimal_texts)
+def test_decimal128_of_any_text_is_bsons(text: str) -> None:
+    assert _decimal_outcome(decimal128, text) == _decimal_outcome(Decimal128, text)

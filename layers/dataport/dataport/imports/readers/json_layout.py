@@ -40,7 +40,7 @@ import orjson
 from bson import json_util
 
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
-from dataport.formats.extjson_reader import NOT_SIMPLE, simple_wrapper
+from dataport.formats.extjson_reader import FROM_TEXT, NOT_SIMPLE, date_of, simple_wrapper
 from dataport.imports.limits import INT64_MAX, INT64_MIN, ImportLimits, Readable
 
 
@@ -66,51 +66,89 @@ class Unclean(Exception):
     """A value the fast path leaves to the event path (which says what is wrong with it)."""
 
 
-def _clean_bson(item: Any, depth: int, max_depth: int) -> Any:
-    """`extended` of a container orjson parsed (at `depth`, the record being 1), converted in
-    place, raising Unclean for what the event path would report (see the module docstring): a
-    float (the event path keeps money exact), an integer BSON cannot hold, nesting past the
-    limit. Same results as `extended`."""
-    if depth > max_depth:
-        raise Unclean
-    if type(item) is list:
-        for index, child in enumerate(item):
-            kind = type(child)
-            if kind is str:
-                continue
-            if kind is dict or kind is list:
-                item[index] = _clean_bson(child, depth + 1, max_depth)
-            elif kind is float or (kind is int and not INT64_MIN <= child <= INT64_MAX):
-                raise Unclean
-        return item
-    if len(item) == 1:
-        ((key, child),) = item.items()
-        # a `$date`'s {"$numberLong"} is one deeper: at the limit the walk below reports it
-        if type(child) is str or (key == "$date" and depth < max_depth):
-            converted = simple_wrapper(key, child)
-            if converted is not NOT_SIMPLE:
-                return converted
-    if _clean_fields(item, depth, max_depth):
-        return json_util.object_pairs_hook(list(item.items()), EXTENDED_JSON_READ_OPTIONS)
-    return item
+def _simple(item: dict[str, Any], depth: int, max_depth: int) -> Any:
+    """The one-key object at `depth` converted at once when it is a simple wrapper (what
+    `simple_wrapper` converts; a `$date`'s {"$numberLong"} is one deeper, so at the limit the
+    walk reports it); NOT_SIMPLE otherwise: the walk goes on into it."""
+    ((key, child),) = item.items()
+    if type(child) is str:
+        make = FROM_TEXT.get(key)
+        return NOT_SIMPLE if make is None else make(child)
+    if key == "$date" and depth < max_depth and type(child) is dict and len(child) == 1:
+        millis = child.get("$numberLong")
+        if type(millis) is str:
+            return date_of(int(millis))  # json_util: Int64(millis), then its int
+    return NOT_SIMPLE
 
 
-def _clean_fields(item: dict[str, Any], depth: int, max_depth: int) -> bool:
-    """The fields of an object at `depth` converted in place (see `_clean_bson`); whether a
-    key starts with `$` (then json_util reads the object). Strings, the common case, pass
-    first."""
-    dollar = False
-    for key, child in item.items():
-        if key[:1] == "$":
-            dollar = True
+# The walk of `clean_record`: `extended` of the containers orjson parsed, converted in place (at
+# `depth`, the record being 1), raising Unclean for what the event path would report (see the
+# module docstring): a float (the event path keeps money exact), an integer BSON cannot hold,
+# nesting past the limit. Every field of every message passes here, so the loops do the least
+# per field: strings (most fields) pass first, a one-key object (mostly a wrapper) is tried as a
+# simple wrapper before the walk goes into it, a child is checked against the limit by its
+# parent, and whether an object has a key starting with `$` is asked once per object
+# (`_dollar`), not per key.
+
+def _clean_items(item: list[Any], depth: int, max_depth: int) -> None:
+    """The elements of a list at `depth` converted in place."""
+    for index, child in enumerate(item):
         kind = type(child)
         if kind is str:
             continue
-        if kind is dict or kind is list:
-            item[key] = _clean_bson(child, depth + 1, max_depth)
+        if kind is dict:
+            if depth >= max_depth:
+                raise Unclean  # the child is past the limit
+            if len(child) == 1:
+                converted = _simple(child, depth + 1, max_depth)
+                if converted is not NOT_SIMPLE:
+                    item[index] = converted
+                    continue
+            _clean_fields(child, depth + 1, max_depth)
+            if _dollar(child):
+                item[index] = json_util.object_pairs_hook(list(child.items()),
+                                                          EXTENDED_JSON_READ_OPTIONS)
+        elif kind is list:
+            if depth >= max_depth:
+                raise Unclean
+            _clean_items(child, depth + 1, max_depth)
         elif kind is float or (kind is int and not INT64_MIN <= child <= INT64_MAX):
             raise Unclean
-    return dollar
+
+
+def _clean_fields(item: dict[str, Any], depth: int, max_depth: int) -> None:
+    """The fields of an object at `depth` converted in place."""
+    for key, child in item.items():
+        kind = type(child)
+        if kind is str:
+            continue
+        if kind is dict:  # same keys: safe while iterating
+            if depth >= max_depth:
+                raise Unclean
+            if len(child) == 1:
+                converted = _simple(child, depth + 1, max_depth)
+                if converted is not NOT_SIMPLE:
+                    item[key] = converted
+                    continue
+            _clean_fields(child, depth + 1, max_depth)
+            if _dollar(child):
+                item[key] = json_util.object_pairs_hook(list(child.items()),
+                                                        EXTENDED_JSON_READ_OPTIONS)
+        elif kind is list:
+            if depth >= max_depth:
+                raise Unclean
+            _clean_items(child, depth + 1, max_depth)
+        elif kind is float or (kind is int and not INT64_MIN <= child <= INT64_MAX):
+            raise Unclean
+
+
+def _dollar(item: dict[str, Any]) -> bool:
+    """Whether a key of the object starts with `$` (then json_util reads the object): its least
+    key answers, found in C, unless that key starts below `$` (or is empty)."""
+    lead = min(item, default="%")[:1]
+    if lead > "$":
+        return False  # every key is at least the least, so above every "$..."
+    return lead == "$" or any(key[:1] == "$" for key in item)
 
 
 def clean_record(line: bytes, limits: ImportLimits) -> dict[str, Any] | None:
