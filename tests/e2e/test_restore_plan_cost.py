@@ -18,7 +18,7 @@ from dataport.bucket import packages_bucket
 from dataport.jobs import keys
 from dataport.jobs.store import JobStore
 from dataport.models.restores import BackupLink
-from dataport.models.tasks import RestoreShardsTask
+from dataport.models.tasks import RestoreShardsTask, TaskError
 from dataport.settings import get_settings
 from dataport.workflows import restore_shards
 from infrastructure.local import seed
@@ -103,3 +103,43 @@ def test_the_shards_jobs_are_handed_over_when_an_invocation_runs_short_and_made_
     assert again.next == "plan"
     assert [row(store, shard) for shard in shards] == rows
     assert {s.status.value for s in store.require_many(shards)} == {"queued"}
+
+
+def test_a_plan_that_fails_while_making_the_shards_jobs_leaves_none_queued(
+        fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shards' ids are stored before their jobs: a plan that fails between two batches
+    of jobs (its Catch, MarkFailed) ends every job it made (failed, with why), so none waits
+    in the history for a Map that will never run it."""
+    backup = small_users(60)
+    data = backup.container(per_member=1_000_000)
+    sha256 = hashlib.sha256(data).hexdigest()
+    backup_id = store_backup(backup, ADMIN, data=data, sha256=sha256)
+    pin = packages_bucket().pin_in_place(f"backups/{ADMIN}/{backup_id}.zip")
+    job_id = restore_job(ADMIN, backup_id, BackupLink(backup_id=backup_id, pin=pin,
+                                                       sha256=sha256))
+    made = JobStore.create_many
+    batches = 0
+
+    def second_batch_fails(self: JobStore, *args: Any, **kwargs: Any) -> int:
+        nonlocal batches
+        batches += 1
+        if batches == 2:
+            raise RuntimeError("DynamoDB went away")
+        return made(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobStore, "create_many", second_batch_fails)
+    with pytest.raises(RuntimeError, match="went away"):
+        run_plan(job_id)
+    store = JobStore()
+    planned = restore_shards.planned_ids(job_id)
+    assert len(planned) == 60
+    assert restore_shards.shard_ids(job_id) == []  # the Map's items were never written
+    assert {s.status.value for s in store.find_many(planned)} == {"queued"}  # 25 made
+
+    restore_shards.failed(RestoreShardsTask(action="plan", job_id=job_id, error=TaskError(
+        Error="RuntimeError", Cause='{"errorMessage": "DynamoDB went away"}')))
+    assert store.require(job_id).status.value == "failed"
+    shards = store.find_many(planned)
+    assert len(shards) == 25
+    assert {s.status.value for s in shards} == {"failed"}
+    assert {s.error.code for s in shards if s.error is not None} == {"restore_failed"}

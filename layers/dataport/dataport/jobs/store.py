@@ -237,6 +237,15 @@ class JobStore:
         """Jobs by id, in that order (BatchGetItem 100 a request, consistent reads, unprocessed
         keys asked again): a restore's shards, read by its finalize. NotFound for a missing
         or expired one."""
+        found = {job.job_id: job for job in self.find_many(job_ids)}
+        missing = [job_id for job_id in job_ids if job_id not in found]
+        if missing:
+            raise NotFound(f"Job {missing[0]} does not exist or has expired.")
+        return [found[job_id] for job_id in job_ids]
+
+    def find_many(self, job_ids: list[str]) -> list[Job]:
+        """The jobs of these ids that exist and have not expired, in that order (as
+        `require_many` reads them): a failed plan's shards, some of which it never made."""
         found: dict[str, Job] = {}
         for start in range(0, len(job_ids), BATCH_GET_LIMIT):
             pending: Mapping[str, Any] = {self.table: {"ConsistentRead": True, "Keys": [
@@ -254,11 +263,8 @@ class JobStore:
             else:
                 raise TransientError("DynamoDB left jobs unread; the invocation will be retried.")
         now = int(utcnow().timestamp())
-        missing = [job_id for job_id in job_ids
-                   if job_id not in found or found[job_id].expires_at <= now]
-        if missing:
-            raise NotFound(f"Job {missing[0]} does not exist or has expired.")
-        return [found[job_id] for job_id in job_ids]
+        return [found[job_id] for job_id in job_ids
+                if job_id in found and found[job_id].expires_at > now]
 
     def get(self, job_id: str, user_id: str) -> Job:
         """The caller's job. Another user's job and an expired one are simply not found."""

@@ -136,6 +136,12 @@ def items_key(job_id: str) -> str:
     return f"{shards_prefix(job_id)}items.json"
 
 
+def planned_key(job_id: str) -> str:
+    """The ids of every shard the plan makes, written before the first of their jobs: what a
+    plan that fails (or is cancelled) while making them ends (`_unstarted`)."""
+    return f"{shards_prefix(job_id)}planned.json"
+
+
 def removal_id(job_id: str, user_id: str) -> str:
     """The staging and journal of a split user's removal pass (imports/<id>.<user>/...)."""
     return f"{job_id}.{user_id}"
@@ -145,6 +151,12 @@ def shard_ids(job_id: str) -> list[str]:
     """The job ids of a restore's shards (its items object: none before the plan made them)."""
     with packages_bucket().lines_from(items_key(job_id), 0) as lines:
         return [] if lines is None else [item["jobId"] for item in json.loads(b"".join(lines))]
+
+
+def planned_ids(job_id: str) -> list[str]:
+    """The job ids the plan makes or made (`planned_key`), whether or not it made them all."""
+    with packages_bucket().lines_from(planned_key(job_id), 0) as lines:
+        return [] if lines is None else list(json.loads(b"".join(lines)))
 
 
 def child_id(job_id: str, shard: str) -> str:
@@ -240,6 +252,9 @@ def _make_shards(job: Job, task: RestoreShardsTask, remaining_ms: Callable[[], i
     shards = [_shard(job, part, split=counts[part.user_id] > 1) for part in parts]
     reserve = get_settings().worker_reserve_ms
     first = made
+    if made == 0:  # the same ids for the same plan: a retry writes the same object
+        bucket.put(planned_key(job.job_id),
+                   json.dumps([shard_id for shard_id, _ in shards]).encode(), {})
     while made < len(shards):
         # at least one batch an invocation, so the plan always goes on
         if made > first and remaining_ms() < reserve:  # a clock, no request
@@ -935,6 +950,24 @@ def _wrote(shard: Job) -> bool:
 # ---------------------------------------------------------------------------- cancel
 
 
+def _unstarted(store: JobStore, shards: list[Job], reason: JobError | None) -> None:
+    """Shards that never started (a plan that failed or was cancelled while it made them, or
+    a Map that never reached them) end: cancelled (`reason` None: the restore's cancel, which
+    has stopped the running ones too), or failed with `reason` (a failed restore: only those
+    still queued, a running one ends by itself); none is left queued in the history."""
+    unstarted = (JobStatus.QUEUED, JobStatus.RUNNING) if reason is None else (JobStatus.QUEUED,)
+    for shard in shards:
+        if shard.status not in unstarted:
+            continue
+        try:
+            if reason is None:
+                store.cancel(shard.job_id, progress=Progress(phase="done"))
+            else:
+                store.fail(shard.job_id, reason, progress=Progress(phase="done"))
+        except Conflict:
+            logger.info("shard ended meanwhile", extra={"job_id": shard.job_id})
+
+
 def _undo(store: JobStore, job: Job, task: RestoreShardsTask) -> RestoreShardsTask:
     """A cancelled restore stopped (a task saw it cancelling): the parts, what the plan
     handed over and the data key dropped at once, any upload still open under the job
@@ -965,7 +998,7 @@ def _undone(store: JobStore, job: Job) -> None:
     restore and its shards under `imports/` dropped; cancelled, or failed `cleanup_failed`
     naming the shards whose rollback did not finish."""
     db, bucket = get_database(), packages_bucket()
-    shards = [store.require(shard_id) for shard_id in shard_ids(job.job_id)]
+    shards = store.find_many(planned_ids(job.job_id))
     left = [s for s in shards if s.status is not JobStatus.ROLLED_BACK and _wrote(s)]
     if left:
         ended = store.fail_import(job.job_id, JobError(code=CLEANUP_FAILED, message=(
@@ -979,12 +1012,8 @@ def _undone(store: JobStore, job: Job) -> None:
     for user in users:
         Staging(db, removal_id(job.job_id, user)).drop()
         bucket.delete_prefix(storage.prefix(removal_id(job.job_id, user)))
+    _unstarted(store, shards, None)
     for shard in shards:
-        if shard.status in (JobStatus.QUEUED, JobStatus.RUNNING):  # never started
-            try:
-                store.cancel(shard.job_id, progress=Progress(phase="done"))
-            except Conflict:
-                logger.info("shard ended meanwhile", extra={"job_id": shard.job_id})
         bucket.delete_prefix(storage.prefix(shard.job_id))
     bucket.delete_prefix(storage.prefix(job.job_id))
     undone = sum(1 for s in shards if s.status is JobStatus.ROLLED_BACK)
@@ -1012,7 +1041,10 @@ def failed(task: RestoreShardsTask) -> RestoreShardsTask:
                       job.job_id, what=what, hint="Start it again.")
     if task.mode == "rollback":
         reason = JobError(code="rollback_failed", message=reason.message)
-    shards = store.require_many(shard_ids(job.job_id))
+    shards = store.find_many(planned_ids(job.job_id))
+    _unstarted(store, shards, JobError(code="restore_failed", message=(
+        f"Its restore ({job.job_id}) failed before this shard started: nothing of it was "
+        "written.")))
     outcome = None
     if job.import_state.decision is not None and shards:
         try:
