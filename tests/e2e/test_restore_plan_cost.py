@@ -24,20 +24,27 @@ from dataport.workflows import restore_shards
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.restore_client import store_backup
+from tests.restores.backups import Backup
 from tests.restores.plan_cost import Calls, counted, parts_of, restore_job, run_plan, small_users
 
 ADMIN = seed.DEMO_USER_ID
 
 
+def instance_restore(backup: Backup) -> str:
+    """The backup stored (one member a collection, so its own reads do not grow with the
+    users) and an instance restore of it made, not started: the restore's job id."""
+    data = backup.container(per_member=1_000_000)
+    sha256 = hashlib.sha256(data).hexdigest()
+    backup_id = store_backup(backup, ADMIN, data=data, sha256=sha256)
+    pin = packages_bucket().pin_in_place(f"backups/{ADMIN}/{backup_id}.zip")
+    return restore_job(ADMIN, backup_id, BackupLink(backup_id=backup_id, pin=pin,
+                                                     sha256=sha256))
+
+
 def planned(users: int) -> tuple[str, Calls]:
     """An instance backup of `users` small users stored, its restore planned: the job and the
-    plan's calls. The backup is one member a collection, so its own reads do not grow."""
-    backup = small_users(users)
-    data = backup.container(per_member=1_000_000)
-    backup_id = store_backup(backup, ADMIN, data=data, sha256=hashlib.sha256(data).hexdigest())
-    pin = packages_bucket().pin_in_place(f"backups/{ADMIN}/{backup_id}.zip")
-    job_id = restore_job(ADMIN, backup_id, BackupLink(
-        backup_id=backup_id, pin=pin, sha256=hashlib.sha256(data).hexdigest()))
+    plan's calls."""
+    job_id = instance_restore(small_users(users))
     with counted() as calls:
         task = run_plan(job_id)
     assert task.shard_list is not None, JobStore().require(job_id).error
@@ -80,13 +87,7 @@ def test_the_shards_jobs_are_handed_over_when_an_invocation_runs_short_and_made_
         fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each invocation makes one batch of jobs, then hands the rest over (its state: the parts
     and how many are made); a retried invocation writes the same rows again."""
-    backup = small_users(60)
-    data = backup.container(per_member=1_000_000)
-    sha256 = hashlib.sha256(data).hexdigest()
-    backup_id = store_backup(backup, ADMIN, data=data, sha256=sha256)
-    pin = packages_bucket().pin_in_place(f"backups/{ADMIN}/{backup_id}.zip")
-    job_id = restore_job(ADMIN, backup_id, BackupLink(backup_id=backup_id, pin=pin,
-                                                       sha256=sha256))
+    job_id = instance_restore(small_users(60))
     monkeypatch.setenv("WORKER_RESERVE_MS", str(10**9))  # no invocation has time to spare
     get_settings.cache_clear()
     store = JobStore()
@@ -110,13 +111,7 @@ def test_a_plan_that_fails_while_making_the_shards_jobs_leaves_none_queued(
     """The shards' ids are stored before their jobs: a plan that fails between two batches
     of jobs (its Catch, MarkFailed) ends every job it made (failed, with why), so none waits
     in the history for a Map that will never run it."""
-    backup = small_users(60)
-    data = backup.container(per_member=1_000_000)
-    sha256 = hashlib.sha256(data).hexdigest()
-    backup_id = store_backup(backup, ADMIN, data=data, sha256=sha256)
-    pin = packages_bucket().pin_in_place(f"backups/{ADMIN}/{backup_id}.zip")
-    job_id = restore_job(ADMIN, backup_id, BackupLink(backup_id=backup_id, pin=pin,
-                                                       sha256=sha256))
+    job_id = instance_restore(small_users(60))
     made = JobStore.create_many
     batches = 0
 

@@ -134,6 +134,10 @@ class _Writes:
             self._pool = None
 
 
+#: staging index entries and the fields a mark sets on each
+Marks = list[tuple[ObjectId, dict[str, Any]]]
+
+
 @dataclass
 class _Flight:
     """A batch handed to the writes threads (numbered from 1, in order), with its results to
@@ -158,9 +162,6 @@ class _Flight:
 class _EarlierBatchFailed(RuntimeError):
     """A batch whose predecessor did not write its marks writes nothing (the predecessor's
     error is the one reported: `_Writes` raises the oldest first)."""
-
-
-Marks = list[tuple[ObjectId, dict[str, Any]]]
 
 
 class DoneMarks:
