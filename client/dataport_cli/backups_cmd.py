@@ -15,7 +15,7 @@ from dataport_cli.exit_codes import CliError, ExitCode
 from dataport_cli.exports_cmd import date_bound, id_param, target_path
 from dataport_cli.follow import TERMINAL, follow, open_socket
 from dataport_cli.imports_cmd import show_outcome
-from dataport_cli.live import follow_live, roll_back
+from dataport_cli.live import follow_live, roll_back, undone
 from dataport_cli.ui import kv_table, size
 
 #: a backup's record ends in one of these (its job's events end in TERMINAL)
@@ -424,11 +424,5 @@ def cancel_restore(job_id: str, timeout: float | None) -> None:
     st = state()
     path = f"/restores/{job_id}"
     st.api.call("DELETE", path)  # cancelling: it stops, then undoes what it wrote
-    last = follow_live(st, job_id, path, label="cancel", noun="cancel",
-                       ends=frozenset({"cancelled", "failed"}), timeout=timeout,
-                       cancellable=False)
-    st.output.document({"jobId": job_id, "status": last["status"], "error": last.get("error")})
-    if last["status"] != "cancelled":
-        raise CliError(ExitCode.FAILED, f"Cancel of restore {job_id} {last['status']}: "
-                       f"{(last.get('error') or {}).get('message', '')}")
-    st.output.say(f"Restore {job_id} cancelled: your data is as it was before it.")
+    undone(st, job_id, path, label="cancel", ends_as="cancelled", timeout=timeout,
+           said=f"Restore {job_id} cancelled")

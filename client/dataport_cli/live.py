@@ -30,12 +30,18 @@ def roll_back(st: State, kind: str, job_id: str, timeout: float | None) -> None:
     """`dataport imports|restores rollback ID`: start it, follow it, say how it ended."""
     path = f"/{kind}s/{job_id}"
     st.api.call("POST", f"{path}/rollback")
-    last = follow_live(st, job_id, path, label="rollback", noun="rollback",
-                       ends=frozenset({"rolled_back", "failed"}), timeout=timeout,
-                       cancellable=False)
+    undone(st, job_id, path, label="rollback", ends_as="rolled_back", timeout=timeout,
+           said=f"{kind.capitalize()} {job_id} rolled back")
+
+
+def undone(st: State, job_id: str, path: str, *, label: str, ends_as: str,
+           timeout: float | None, said: str) -> None:
+    """Follow a rollback or a restore's cancel (both put the target back) until it ends; fail
+    unless it ended `ends_as`, else say `said` and that the data is as it was."""
+    last = follow_live(st, job_id, path, label=label, noun=label,
+                       ends=frozenset({ends_as, "failed"}), timeout=timeout, cancellable=False)
     st.output.document({"jobId": job_id, "status": last["status"], "error": last.get("error")})
-    if last["status"] != "rolled_back":
-        raise CliError(ExitCode.FAILED, f"Rollback of {job_id} {last['status']}: "
+    if last["status"] != ends_as:
+        raise CliError(ExitCode.FAILED, f"{label.capitalize()} of {job_id} {last['status']}: "
                        f"{(last.get('error') or {}).get('message', '')}")
-    st.output.say(f"{kind.capitalize()} {job_id} rolled back: your data is as it was before "
-                  "it.")
+    st.output.say(f"{said}: your data is as it was before it.")
