@@ -18,6 +18,7 @@ from dataport.jobs.store import JobStore
 from dataport.settings import get_settings
 from dataport.source.collections import PROJECTS
 from dataport.source.mongo import Document
+from dataport.workflows import restore_shards
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
 from tests.e2e.api_client import Api, seeded_db
@@ -82,3 +83,43 @@ def test_a_small_users_shard_is_one_import_execution_of_three_invocations(
     assert len(parts) == math.ceil(len(users) / get_settings().restore_pack_users)
     assert all(shard.restore_state.shared_part for shard in shards) == (len(users) > 1)
     assert calls[(plan, "s3", "HeadObject")] <= len(parts) + 1, calls  # the parts' pins
+
+
+@pytest.fixture
+def two_to_an_item(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("RESTORE_GROUP_SHARDS", "2")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("two_to_an_item")
+def test_small_users_shards_run_together_in_one_map_item(
+        db: Database[Document], fresh_stack: LocalStack) -> None:
+    """Two shards to an item: the Map runs two items for the seed's three users, and the two
+    shards of the first run at once (their import executions overlap); the rollback reads the
+    same items."""
+    admin = Restorer(Api(fresh_stack, ADMIN, admin=True))
+    backup_id = store_backup(of_instance(db), ADMIN)
+    users = sorted(str(user) for user in db[PROJECTS].distinct("user_id"))
+    for user in users:
+        forget(db, list(sessions_of(db, user)))
+    before = {user: sorted(sessions_of(db, user)) for user in users}
+
+    job = admin.run(backupId=backup_id, target="instance", mode="merge", timeout=180)
+    assert job["status"] == "succeeded", job
+    items = restore_shards.map_items(job["jobId"])
+    assert [len(item["shards"]) for item in items] == [2, 1]
+    assert restore_shards.shard_ids(job["jobId"]) == job["shards"]
+
+    sfn = fresh_stack.client("stepfunctions")
+    machine = fresh_stack.state_machines["ImportStateMachine"]
+    ran = {e["name"]: e for page in sfn.get_paginator("list_executions").paginate(
+        stateMachineArn=machine) for e in page["executions"]}
+    first, second = (ran[shard["jobId"]] for shard in items[0]["shards"])
+    assert first["startDate"] < second["stopDate"]  # they overlap: run at once
+    assert second["startDate"] < first["stopDate"]
+    assert all(sessions_of(db, user) for user in users)  # every user restored
+
+    assert admin.rollback(job["jobId"], timeout=180)["status"] == "rolled_back"
+    assert {user: sorted(sessions_of(db, user)) for user in users} == before

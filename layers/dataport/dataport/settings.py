@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     # (0: a part per shard). One upload and pin per pack, not per user (docs/backups.md).
     restore_pack_messages: int = Field(default=2_000, ge=0)
     restore_pack_users: int = Field(default=100, ge=1)
+    # ... and the shards of at most `restore_pack_messages` messages run this many to a Map
+    # item (one child execution running them at once: workflows.restore_shards.groups), so a
+    # restore of many small users runs this many times more of them at once than large ones.
+    restore_group_shards: int = Field(default=5, ge=1, le=40)
     # What the plan of a restore in shards keeps of its invocation after the split: the
     # whole objects' SHA-256 (a chain's parents read again), the projects, one job per shard.
     # A split that reaches it stops, and the restore fails `backup_too_large`.

@@ -9,7 +9,8 @@ per user. So a restore that runs in shards (an instance restore: an instance bac
 data, or, when it holds more messages than that, several shards of whole sessions (cut by the
 sessions' `messageCount`). Each shard is a restore job of its own (`RestoreState.parent_id`
 names the restore, its target is the shard's user) run by the import state machine as a child
-execution of a Distributed Map, at most `MAX_CONCURRENT_SHARDS` at a time.
+execution of a Distributed Map: at most `MAX_CONCURRENT_SHARDS` items at a time, an item
+being one shard, or `restore_group_shards` small ones run at once (`groups`).
 
 The plan reads the backup **once** (`imports.split`: the backup reader checks every member
 against the manifest as it streams by, and every stored object against its catalog SHA-256)
@@ -32,9 +33,10 @@ plan           the job started; the backup split into shard objects (checked; a 
                kept lists stored; one child job per shard (a stable id: a retried plan makes
                none twice; 25 a BatchWriteItem, handed over to the next invocation when one
                runs short); one items object `restores/<id>/shards/items.json` (every shard's
-               job id and records) for the Map's ItemReader. An instance restore's small
-               users share packed parts (imports.split), each shard reading only its user's
-               records from its pack: the plan's calls grow by about a 25th of the users.
+               job id and records, small shards grouped) for the Map's ItemReader. An
+               instance restore's small users share packed parts (imports.split), each shard
+               reading only its user's records from its pack: the plan's calls grow by about
+               a 25th of the users.
 plan_rollback  the same list, for a rollback (POST /restores/{id}/rollback).
 shard_ended    one shard's restore ended (whichever way): the restore's progress counts it.
 begin_rollback one shard's rollback begun (a shard that wrote nothing is left as it is).
@@ -131,8 +133,9 @@ def shards_prefix(job_id: str) -> str:
 
 
 def items_key(job_id: str) -> str:
-    """The Map's items: one JSON array `[{jobId, records}]` for all the shards (the
-    ItemReader's s3:getObject), written once by the plan after every shard's job."""
+    """The Map's items: one JSON array `[{shards: [{jobId, records}]}]` for all the shards
+    (the ItemReader's s3:getObject; `groups`), written once by the plan after every shard's
+    job."""
     return f"{shards_prefix(job_id)}items.json"
 
 
@@ -147,10 +150,15 @@ def removal_id(job_id: str, user_id: str) -> str:
     return f"{job_id}.{user_id}"
 
 
-def shard_ids(job_id: str) -> list[str]:
-    """The job ids of a restore's shards (its items object: none before the plan made them)."""
+def map_items(job_id: str) -> list[dict[str, Any]]:
+    """A restore's items object (none before the plan made every shard's job)."""
     with packages_bucket().lines_from(items_key(job_id), 0) as lines:
-        return [] if lines is None else [item["jobId"] for item in json.loads(b"".join(lines))]
+        return [] if lines is None else list(json.loads(b"".join(lines)))
+
+
+def shard_ids(job_id: str) -> list[str]:
+    """The job ids of a restore's shards, in the plan's order."""
+    return [shard["jobId"] for item in map_items(job_id) for shard in item["shards"]]
 
 
 def planned_ids(job_id: str) -> list[str]:
@@ -265,8 +273,9 @@ def _make_shards(job: Job, task: RestoreShardsTask, remaining_ms: Callable[[], i
         batch = shards[made:made + BATCH_WRITE_LIMIT]
         store.create_many(job.user_id, batch, created_at=job.created_at)
         made += len(batch)
-    items = [{"jobId": shard_id, "records": part.records}
-             for (shard_id, _), part in zip(shards, parts, strict=True)]
+    items = groups([{"jobId": shard_id, "records": part.records}
+                    for (shard_id, _), part in zip(shards, parts, strict=True)],
+                   [part.messages for part in parts])
     bucket.put(items_key(job.job_id), json.dumps(items).encode(), {})
     store.update_restore(job.job_id, shards=len(parts))
     # progress counts records: the shards fold theirs in as they go (restore_progress)
@@ -280,7 +289,29 @@ def _make_shards(job: Job, task: RestoreShardsTask, remaining_ms: Callable[[], i
         "mode": "restore", "next": None,
         "shard_list": ShardList(bucket=bucket.name, prefix=shards_prefix(job.job_id),
                                 key=items_key(job.job_id)),
-        "concurrency": min(len(parts), MAX_CONCURRENT_SHARDS)})
+        "concurrency": min(len(items), MAX_CONCURRENT_SHARDS)})
+
+
+def groups(shards: list[dict[str, Any]], messages: list[int]) -> list[dict[str, Any]]:
+    """The Map's items: a shard of more than `restore_pack_messages` messages alone, the
+    others (small users' shards) `restore_group_shards` together, in their order. An item is
+    one child execution that runs its shards at once, so at `MAX_CONCURRENT_SHARDS` items a
+    restore of many small users runs that many times more of them at once, while large shards,
+    MongoDB's real write load, still run at most `MAX_CONCURRENT_SHARDS` at once."""
+    settings = get_settings()
+    items: list[dict[str, Any]] = []
+    group: list[dict[str, Any]] = []
+    for shard, count in zip(shards, messages, strict=True):
+        if count > settings.restore_pack_messages:
+            items.append({"shards": [shard]})
+            continue
+        group.append(shard)
+        if len(group) == settings.restore_group_shards:
+            items.append({"shards": group})
+            group = []
+    if group:
+        items.append({"shards": group})
+    return items
 
 
 def _jobs_state(parts: list[ShardPart], made: int) -> dict[str, Any]:
@@ -688,14 +719,15 @@ def plan_rollback(task: RestoreShardsTask) -> RestoreShardsTask:
     if job.status is not JobStatus.CANCELLING:  # a cancel's undo runs this Map too
         require_running(job)
     bucket = packages_bucket()
-    shards = len(shard_ids(job.job_id))
+    items = map_items(job.job_id)
+    shards = sum(len(item["shards"]) for item in items)
     # counted as each shard's rollback ends (shard_ended)
     publish_progress(job, Progress(phase=ROLLING_BACK, current=0, total=shards), record=True)
     return task.model_copy(update={
         "mode": "rollback",
         "shard_list": ShardList(bucket=bucket.name, prefix=shards_prefix(job.job_id),
                                 key=items_key(job.job_id)),
-        "concurrency": max(1, min(shards, MAX_CONCURRENT_SHARDS))})
+        "concurrency": max(1, min(len(items), MAX_CONCURRENT_SHARDS))})
 
 
 def begin_rollback(task: RestoreShardsTask) -> ImportStep:
