@@ -588,24 +588,80 @@ def test_the_job_and_its_shards_are_one_query(job_store: JobStore) -> None:
     assert job_store.job_and_shards("f" * 32) == (None, [])
 
 
-def test_shards_fold_their_records_into_the_restore_once_each(job_store: JobStore) -> None:
-    """What a shard restored so far goes into its restore's progress as what is new since its
-    last fold (the row keeps each shard's), whichever shard folds first; never past it again,
-    and only while the restore is restoring. The first fold of a second claims the event."""
+def _restoring(job_store: JobStore, shards: int) -> tuple[str, list[str]]:
+    """A running restore in its `restoring` phase, and its shards' jobs."""
     job = job_store.create(USER, restore_state("instance"))
     job_store.start(job.job_id)
     job_store.set_progress(job.job_id, Progress(phase="restoring", total=100))
-    first = job_store.fold_records(job.job_id, "a", 10, "restoring", claim_at_ms=1000,
+    return job.job_id, [job_store.create(USER, restore_state("instance")).job_id
+                        for _ in range(shards)]
+
+
+def test_shards_fold_their_records_into_the_restore_once_each(job_store: JobStore) -> None:
+    """What a shard restored so far goes into its restore's progress as what is new since its
+    last fold (the shard's row keeps it), whichever shard folds first; never past it again,
+    and only while the restore is restoring. The first fold of a second claims the event."""
+    restore, (a, b) = _restoring(job_store, 2)
+    first = job_store.fold_records(restore, a, 10, "restoring", claim_at_ms=1000,
                                    min_interval_ms=500)
     assert first is not None
     assert (first[0].progress.current, first[1], first[0].progress_seq) == (10, True, 1)
-    throttled = job_store.fold_records(job.job_id, "b", 5, "restoring", claim_at_ms=1200,
+    throttled = job_store.fold_records(restore, b, 5, "restoring", claim_at_ms=1200,
                                        min_interval_ms=500)
     assert throttled is not None
     assert (throttled[0].progress.current, throttled[1]) == (15, False)  # counted, not told
-    assert job_store.fold_records(job.job_id, "a", 10, "restoring") is None  # nothing new
-    again = job_store.fold_records(job.job_id, "a", 25, "restoring")
+    assert job_store.fold_records(restore, a, 10, "restoring") is None  # nothing new
+    again = job_store.fold_records(restore, a, 25, "restoring")
     assert again is not None
     assert again[0].progress.current == 30  # a's 15 new ones
-    assert job_store.fold_records(job.job_id, "b", 9, "rolling_back") is None  # another phase
-    assert job_store.require(job.job_id).progress.current == 30
+    assert job_store.fold_records(restore, b, 9, "rolling_back") is None  # another phase
+    assert job_store.require(restore).progress.current == 30
+    assert job_store.fold_records(restore, "f" * 32, 9, "restoring") is None  # no such shard
+    assert job_store.require(restore).progress.current == 30
+
+
+def test_the_restores_row_does_not_grow_with_its_shards(job_store: JobStore) -> None:
+    """Each shard's last fold is on its own row: the restore's row is as large after 40
+    shards' folds as after 10 (a map of them on it would reach DynamoDB's 400 KB item limit
+    at about 10,000 shards)."""
+    restore, shards = _restoring(job_store, 40)
+    key = to_item({"pk": keys.job_pk(restore), "sk": keys.JOB_SK})
+
+    def size() -> int:
+        return len(json.dumps(job_store.db.get_item(TableName=job_store.table,
+                                                    Key=key)["Item"]))
+
+    for shard in shards[:10]:
+        job_store.fold_records(restore, shard, 1, "restoring")
+    after_ten = size()  # (its count two digits long, as after 40)
+    for shard in shards[10:]:
+        job_store.fold_records(restore, shard, 1, "restoring")
+    assert size() == after_ten
+    assert job_store.require(restore).progress.current == 40
+    row = job_store.db.get_item(TableName=job_store.table,
+                                Key=to_item({"pk": keys.job_pk(shards[7]), "sk": keys.JOB_SK}))
+    assert from_item(row["Item"])["parent_folded"] == 1
+
+
+def test_a_fold_that_raced_another_of_its_shard_counts_only_what_is_new(
+        job_store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two folds of one shard at once (a pulse and the shard's end): the one that read the
+    shard's fold before the other wrote it is refused by the transaction, reads again and adds
+    only the difference, so the restore counts each record once."""
+    restore, (shard,) = _restoring(job_store, 1)
+    job_store.fold_records(restore, shard, 10, "restoring")
+    read = job_store.db.get_item
+    stale = [True]
+
+    def racing(**kwargs: Any) -> Any:
+        answer = read(**kwargs)
+        if stale and kwargs.get("ProjectionExpression") == "parent_folded":
+            stale.clear()
+            monkeypatch.setattr(job_store.db, "get_item", read)
+            job_store.fold_records(restore, shard, 20, "restoring")  # the other one, first
+        return answer
+
+    monkeypatch.setattr(job_store.db, "get_item", racing)
+    folded = job_store.fold_records(restore, shard, 25, "restoring")
+    assert folded is not None
+    assert folded[0].progress.current == 25  # 10, then 10 more, then 5: never 10 + 10 + 15
