@@ -3,6 +3,7 @@ and refused, typed state round trips, and no way to write a row that no longer r
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from dataport import aws
-from dataport.errors import Conflict
+from dataport.errors import Conflict, NotFound
 from dataport.jobs import keys
 from dataport.jobs import store as store_module
 from dataport.jobs.dynamo import from_item, to_item
@@ -665,3 +666,24 @@ def test_a_fold_that_raced_another_of_its_shard_counts_only_what_is_new(
     folded = job_store.fold_records(restore, shard, 25, "restoring")
     assert folded is not None
     assert folded[0].progress.current == 25  # 10, then 10 more, then 5: never 10 + 10 + 15
+
+
+def test_a_walk_over_many_jobs_reads_them_a_batch_at_a_time(job_store: JobStore) -> None:
+    """A restore's shards walked (finalize, a cancel's undo): 100 a BatchGetItem, in order,
+    read as they are walked; a missing one is NotFound only when required."""
+    restore = job_store.create(USER, restore_state("instance"))
+    ids = [f"{n:032x}" for n in range(230)]
+    for start in range(0, len(ids), 25):
+        job_store.create_many(USER, [(job_id, restore_state("instance"))
+                                     for job_id in ids[start:start + 25]],
+                              created_at=restore.created_at)
+    seen = _operations(job_store)
+    walk = job_store.iter_many(ids)
+    assert [job.job_id for job in itertools.islice(walk, 150)] == ids[:150]
+    assert seen == ["BatchGetItem", "BatchGetItem"]  # the third page not read yet
+    assert [job.job_id for job in walk] == ids[150:]
+    assert seen.count("BatchGetItem") == 3
+    absent = [*ids[:5], "f" * 32]
+    assert [job.job_id for job in job_store.iter_many(absent, required=False)] == ids[:5]
+    with pytest.raises(NotFound):
+        list(job_store.iter_many(absent))

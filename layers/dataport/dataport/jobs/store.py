@@ -246,6 +246,13 @@ class JobStore:
             raise NotFound(f"Job {missing[0]} does not exist or has expired.")
         return [found[job_id] for job_id in job_ids]
 
+    def iter_many(self, job_ids: list[str], *, required: bool = True) -> Iterator[Job]:
+        """`require_many` (or, not `required`, `find_many`) a BatchGetItem at a time: a walk
+        over thousands of jobs (a restore's shards) holds one page of them."""
+        read = self.require_many if required else self.find_many
+        for start in range(0, len(job_ids), BATCH_GET_LIMIT):
+            yield from read(job_ids[start:start + BATCH_GET_LIMIT])
+
     def find_many(self, job_ids: list[str]) -> list[Job]:
         """The jobs of these ids that exist and have not expired, in that order (as
         `require_many` reads them): a failed plan's shards, some of which it never made."""

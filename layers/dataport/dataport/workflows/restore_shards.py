@@ -58,7 +58,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from bson import ObjectId
@@ -159,6 +159,30 @@ def map_items(job_id: str) -> list[dict[str, Any]]:
 def shard_ids(job_id: str) -> list[str]:
     """The job ids of a restore's shards, in the plan's order."""
     return [shard["jobId"] for item in map_items(job_id) for shard in item["shards"]]
+
+
+class ShardJobs:
+    """A restore's shards' jobs, read a BatchGetItem (100) at a time each time they are
+    walked: what walks them (finalize, a cancel's undo, the Catch) holds a page of jobs, not
+    every shard's (a few KB each, and an instance restore has a shard per user)."""
+
+    def __init__(self, store: JobStore, job_ids: list[str], *, required: bool = True) -> None:
+        """`required`: every id is a job (a finalize's shards); otherwise the ids the plan
+        meant to make, some of which it may not have made (`planned_ids`)."""
+        self._store, self._ids, self._required = store, job_ids, required
+
+    def __iter__(self) -> Iterator[Job]:
+        return self._store.iter_many(self._ids, required=self._required)
+
+    def which(self, matches: Callable[[Job], bool]) -> tuple[int, list[Job]]:
+        """How many of them match, and the first ten that do (what an error names)."""
+        count, first = 0, list[Job]()
+        for shard in self:
+            if matches(shard):
+                count += 1
+                if len(first) < 10:
+                    first.append(shard)
+        return count, first
 
 
 def planned_ids(job_id: str) -> list[str]:
@@ -759,9 +783,13 @@ def remove(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreS
     users = _split_users(job.job_id)
     if not users:
         return done
-    shards = store.require_many(shard_ids(job.job_id))
-    if any(shard.status is not JobStatus.SUCCEEDED for shard in shards):
-        return done  # the restore fails: the target is left as the shards left it
+    # the split users' shards' ids, in one walk over every shard's job
+    mine: dict[str, list[str]] = {user: [] for user in users}
+    for shard in ShardJobs(store, shard_ids(job.job_id)):
+        if shard.status is not JobStatus.SUCCEEDED:
+            return done  # the restore fails: the target is left as the shards left it
+        if shard.restore_state.target_user_id in mine:
+            mine[shard.restore_state.target_user_id].append(shard.job_id)
     settings = get_settings()
     decision = imports.decided(job)
     db, bucket = get_database(), packages_bucket()
@@ -781,9 +809,8 @@ def remove(task: RestoreShardsTask, remaining_ms: Callable[[], int]) -> RestoreS
             recover_removals(db, bucket, staging)  # a batch an earlier invocation left
         paths, kept = _kept(bucket, sealer, job.job_id, user)
         # copies the shards wrote (another id than the backup's) stay too
-        mine = [s.job_id for s in shards if s.restore_state.target_user_id == user]
         kept |= {str(doc["sessionId"]) for doc in db[SESSIONS].find(
-            {IMPORT_TAG: {"$in": mine}}, {"sessionId": 1})}
+            {IMPORT_TAG: {"$in": mine[user]}}, {"sessionId": 1})}
         removal = Removal(db=db, bucket=bucket, staging=staging, user=UserData(db, user),
                           run_id=f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
                           dry_run=decision.dry_run, strategy=decision.strategy,
@@ -836,35 +863,36 @@ def finalize(task: RestoreShardsTask) -> RestoreShardsTask:
         _undone(store, job)  # the cancel's undo: its shards rolled back by the Map
         return task
     require_running(job)
-    shards = store.require_many(shard_ids(job.job_id))
+    ids = shard_ids(job.job_id)
+    shards = ShardJobs(store, ids)
     if task.mode == "rollback":
         _roll_back_own(job)
-        _rolled_back(store, job, shards)
+        _rolled_back(store, job, shards, len(ids))
         return task
     removal = _removed(job, _split_users(job.job_id), imports.decided(job).dry_run)
     _tidy(job)
     outcome = summed(job, shards, removal)
-    failed = [s for s in shards if s.status is not JobStatus.SUCCEEDED]
+    failed, named = shards.which(lambda s: s.status is not JobStatus.SUCCEEDED)
     records = job.progress.total if job.progress.phase == RESTORING else 0
     done = Progress(phase="done", current=records if not failed else job.progress.current,
                     total=records)
     if failed:
-        names = ", ".join(_shard_name(s) for s in failed[:10])
-        first = failed[0].error
+        names = ", ".join(_shard_name(s) for s in named)
+        first = named[0].error
         ended = store.fail_import(job.job_id, JobError(code="shards_failed", message=(
-            f"{len(failed)} of {len(shards)} shards of the restore failed ({names}"
-            f"{', ...' if len(failed) > 10 else ''}): "
+            f"{failed} of {len(ids)} shards of the restore failed ({names}"
+            f"{', ...' if failed > 10 else ''}): "
             f"{first.message if first else 'see their restores'}. The other shards were "
             f"restored; POST /restores/{job.job_id}/rollback undoes them all.")),
             outcome=outcome, progress=done)
         logger.warning("restore in shards failed", extra={"job_id": job.job_id,
-                                                          "failed": len(failed)})
+                                                          "failed": failed})
     else:
         if outcome.dry_run:
             store.update_import(job.job_id, dry_run=outcome)
         ended = store.succeed_import(job.job_id, outcome=outcome, progress=done)
         logger.info("restore in shards succeeded", extra={"job_id": job.job_id,
-                                                          "shards": len(shards)})
+                                                          "shards": len(ids)})
     publish_terminal(ended)
     return task
 
@@ -918,7 +946,7 @@ def _drop_empty_projects(job_id: str) -> None:
         logger.warning("projects the plan created were not checked", extra={"job_id": job_id})
 
 
-def summed(job: Job, shards: list[Job],
+def summed(job: Job, shards: Iterable[Job],
            removal: tuple[int, MessageCounts, int] = (0, MessageCounts(), 0)
            ) -> ImportOutcome:
     """What the shards (and the split users' removal) did (a dry run: would do), added up."""
@@ -949,27 +977,31 @@ def summed(job: Job, shards: list[Job],
                          started_at=started, finished_at=utcnow())
 
 
-def _outcomes(shards: list[Job]) -> Iterator[ImportOutcome]:
+def _outcomes(shards: Iterable[Job]) -> Iterator[ImportOutcome]:
     for shard in shards:
         outcome = shard.import_state.outcome
         if outcome is not None:
             yield outcome
 
 
-def _rolled_back(store: JobStore, job: Job, shards: list[Job]) -> None:
+def _rolled_back(store: JobStore, job: Job, shards: ShardJobs, count: int) -> None:
     """rolled_back once no shard's writes are left in place."""
-    left = [s for s in shards if s.status is not JobStatus.ROLLED_BACK and _wrote(s)]
+    left, named = shards.which(_left_in_place)
     if left:
-        names = ", ".join(s.job_id for s in left[:10])
+        names = ", ".join(s.job_id for s in named)
         ended = store.fail(job.job_id, JobError(code="rollback_failed", message=(
-            f"The rollback of {len(left)} of {len(shards)} shards did not finish ({names}); "
+            f"The rollback of {left} of {count} shards did not finish ({names}); "
             "POST the rollback again (it is safe to repeat).")))
     else:
-        ended = store.roll_back(job.job_id, Progress(phase="done", current=len(shards),
-                                                     total=len(shards)))
+        ended = store.roll_back(job.job_id, Progress(phase="done", current=count,
+                                                     total=count))
     publish_terminal(ended)
-    logger.info("restore in shards rolled back", extra={"job_id": job.job_id,
-                                                        "left": len(left)})
+    logger.info("restore in shards rolled back", extra={"job_id": job.job_id, "left": left})
+
+
+def _left_in_place(shard: Job) -> bool:
+    """A shard not rolled back whose writes may be in place."""
+    return shard.status is not JobStatus.ROLLED_BACK and _wrote(shard)
 
 
 def _wrote(shard: Job) -> bool:
@@ -982,7 +1014,7 @@ def _wrote(shard: Job) -> bool:
 # ---------------------------------------------------------------------------- cancel
 
 
-def _unstarted(store: JobStore, shards: list[Job], reason: JobError | None) -> None:
+def _unstarted(store: JobStore, shards: Iterable[Job], reason: JobError | None) -> None:
     """Shards that never started (a plan that failed or was cancelled while it made them, or
     a Map that never reached them) end: cancelled (`reason` None: the restore's cancel, which
     has stopped the running ones too), or failed with `reason` (a failed restore: only those
@@ -1030,12 +1062,12 @@ def _undone(store: JobStore, job: Job) -> None:
     restore and its shards under `imports/` dropped; cancelled, or failed `cleanup_failed`
     naming the shards whose rollback did not finish."""
     db, bucket = get_database(), packages_bucket()
-    shards = store.find_many(planned_ids(job.job_id))
-    left = [s for s in shards if s.status is not JobStatus.ROLLED_BACK and _wrote(s)]
+    shards = ShardJobs(store, planned_ids(job.job_id), required=False)
+    left, named = shards.which(_left_in_place)
     if left:
         ended = store.fail_import(job.job_id, JobError(code=CLEANUP_FAILED, message=(
-            f"The restore was cancelled, and the rollback of {len(left)} of its shards did "
-            f"not finish ({', '.join(s.job_id for s in left[:10])}). POST "
+            f"The restore was cancelled, and the rollback of {left} of its shards did "
+            f"not finish ({', '.join(s.job_id for s in named)}). POST "
             f"/restores/{job.job_id}/rollback puts the target back as it was.")))
         publish_terminal(ended)
         return
@@ -1045,18 +1077,20 @@ def _undone(store: JobStore, job: Job) -> None:
         Staging(db, removal_id(job.job_id, user)).drop()
         bucket.delete_prefix(storage.prefix(removal_id(job.job_id, user)))
     _unstarted(store, shards, None)
+    made = undone = 0
     for shard in shards:
         bucket.delete_prefix(storage.prefix(shard.job_id))
+        made += 1
+        undone += shard.status is JobStatus.ROLLED_BACK
     bucket.delete_prefix(storage.prefix(job.job_id))
-    undone = sum(1 for s in shards if s.status is JobStatus.ROLLED_BACK)
     ended = store.cancel(job.job_id, JobError(code="cancelled", message=(
         f"Cancelled at your request. What the restore had written was undone ({undone} of "
-        f"its {len(shards)} shards had finished and were rolled back, the others stopped "
+        f"its {made} shards had finished and were rolled back, the others stopped "
         "and undid themselves); the target is as it was before it.")),
         progress=Progress(phase="done"))
     publish_terminal(ended)
     logger.info("restore in shards cancelled and undone", extra={
-        "job_id": job.job_id, "shards": len(shards), "rolled_back": undone})
+        "job_id": job.job_id, "shards": made, "rolled_back": undone})
 
 
 def failed(task: RestoreShardsTask) -> RestoreShardsTask:
@@ -1073,12 +1107,12 @@ def failed(task: RestoreShardsTask) -> RestoreShardsTask:
                       job.job_id, what=what, hint="Start it again.")
     if task.mode == "rollback":
         reason = JobError(code="rollback_failed", message=reason.message)
-    shards = store.find_many(planned_ids(job.job_id))
+    shards = ShardJobs(store, planned_ids(job.job_id), required=False)
     _unstarted(store, shards, JobError(code="restore_failed", message=(
         f"Its restore ({job.job_id}) failed before this shard started: nothing of it was "
         "written.")))
     outcome = None
-    if job.import_state.decision is not None and shards:
+    if job.import_state.decision is not None and next(iter(shards), None) is not None:
         try:
             outcome = summed(job, shards)
         except Exception:  # summed reads the database, which may be why this failed
