@@ -63,6 +63,8 @@ def test_an_unusable_schedule_is_refused_with_what_to_write(api: Api, body: dict
     {"type": "incremental"},
     {"type": "full", "fullEvery": 3},
     {"name": "x"},
+    {"name": "   "},
+    {"name": "  ab "},
     {"name": "semi;colon"},
     {"scope": "everyone"},
     {"unknown": 1},
@@ -163,3 +165,21 @@ def test_instance_scope_needs_an_administrator_holding_an_admin_key(api: Api) ->
     assert made.status_code == 201, made.text
     assert made.json()["scope"] == "instance"
     assert api.request("GET", f"/backup-schedules/{made.json()['scheduleId']}").status_code == 404
+
+
+def test_a_name_is_kept_without_the_spaces_around_it_in_any_script(api: Api) -> None:
+    """Schedules and backups take the same names: 3-100 letters of any script, digits,
+    spaces, `-` and `_`, counted and kept once the spaces around them are stripped."""
+    made = api.request("POST", "/backup-schedules", json={
+        "name": "  Nächtliche Sicherung 夜間 ", "schedule": {"expression": "rate(1 day)"},
+        "retention": {"keepLast": 3}})
+    assert made.status_code == 201, made.text
+    assert made.json()["name"] == "Nächtliche Sicherung 夜間"
+    renamed = api.request("PATCH", f"/backup-schedules/{made.json()['scheduleId']}",
+                          json={"name": " weekly-2 "})
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["name"] == "weekly-2"
+    backup = api.request("POST", "/backups", json={"name": "  Ünïcødé 名前  "})
+    assert backup.status_code == 202, backup.text
+    assert api.request("GET", f"/backups/{backup.json()['backupId']}").json()["name"] == (
+        "Ünïcødé 名前")

@@ -249,7 +249,8 @@ def test_a_selective_backup_holds_whole_sessions_of_the_selection(api: Api) -> N
     assert stored.manifest["type"] == "selective"
     assert stored.manifest["filters"]["projectIds"] == [str(project)]
 
-    for bad in ({"name": "x"}, {"name": "bad/name"}, {"name": "no filters", "type": "selective"},
+    for bad in ({"name": "x"}, {"name": "bad/name"}, {"name": "   "}, {"name": "  ab "},
+                {"name": "no filters", "type": "selective"},
                 {"name": "full with filters", "filters": {"projectIds": [str(project)]}},
                 {"name": "orphan", "type": "incremental"},
                 {"name": "ok", "description": "d" * 501},

@@ -144,7 +144,7 @@ def _start(*, command: StartCommand[BackupRequest]) -> Started:
     now = utcnow()
     record = catalog.create_pending(BackupRecord(
         backup_id=job.job_id, owner_id=user_id, scope=request.scope, type=request.type,
-        name=request.name.strip(), description=request.description, status=BackupStatus.PENDING,
+        name=request.name, description=request.description, status=BackupStatus.PENDING,
         created_at=now, updated_at=now, expires_at=expires_at(request.retention_days, now),
         parent_id=request.parent_id,
         filters=filters.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -11,7 +11,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    AwareDatetime,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
 
 from dataport.models.common import ApiModel, SecretLength
 from dataport.models.exports import DateRange, ObjectIdStr
@@ -68,9 +75,16 @@ class BackupFilters(ApiModel):
                     or self.date_range is not None or self.message_count is not None)
 
 
+#: a backup's (and a backup schedule's) name: 3-100 letters (of any script), digits, spaces,
+#: `-` and `_`, counted once the spaces around it are stripped (so "   " or "  ab" is refused,
+#: not stored as a name of fewer than 3)
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=100,
+                                        pattern=r"^[\w -]+$")]
+
+
 class BackupRequest(ApiModel):
-    name: str = Field(min_length=3, max_length=100, pattern=r"^[\w -]+$",
-                      description="3-100 letters, digits, spaces, - and _")
+    name: Name = Field(description="3-100 letters, digits, spaces, - and _ (the spaces around "
+                                   "it stripped first)")
     description: str | None = Field(default=None, max_length=500)
     scope: BackupScope = BackupScope.USER
     type: BackupType = BackupType.FULL

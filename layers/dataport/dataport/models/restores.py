@@ -181,7 +181,7 @@ class RestoreUploadCreate(ApiModel):
     """POST /restores/uploads: a backup file about to be uploaded in parts."""
 
     size: int = Field(gt=0, description="the file's bytes (at most the configured limit, "
-                                        "50 GB by default)")
+                                        "100 GB by default)")
 
 
 class RestoreUploadCreated(ApiModel):

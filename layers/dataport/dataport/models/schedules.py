@@ -9,11 +9,9 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from dataport.models.backups import BackupFilters
+from dataport.models.backups import BackupFilters, Name
 from dataport.models.common import ApiModel, SecretLength
 
-#: the same names backups take: letters, digits, spaces, `-` and `_`
-NAME_PATTERN = r"^[A-Za-z0-9 _-]{3,100}$"
 _BLANK = re.compile(r"^\s*$")
 
 Scope = Literal["user", "instance"]
@@ -48,7 +46,7 @@ class ScheduleSpec(ApiModel):
 
 
 class ScheduleCreate(ApiModel):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: Name  # the names backups take
     description: str | None = Field(default=None, max_length=500)
     schedule: ScheduleSpec
     type: BackupType = Field(default="full", description="full every run, or incremental "
@@ -80,7 +78,7 @@ class SchedulePatch(ApiModel):
     """Only what is sent changes; `paused: true` pauses, `paused: false` resumes (the next run
     is then the first one after now: runs missed while paused are not made up)."""
 
-    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+    name: Name | None = None
     description: str | None = Field(default=None, max_length=500)
     schedule: ScheduleSpec | None = None
     type: BackupType | None = None

@@ -56,7 +56,7 @@ def create(principal: Principal, request: ScheduleCreate, now: datetime, *,
                        "you no longer need first.", details={"limit": MAX_SCHEDULES})
     now = whole_minute(now)
     record = ScheduleRecord(
-        schedule_id=secrets.token_hex(16), owner_id=principal.user_id, name=request.name.strip(),
+        schedule_id=secrets.token_hex(16), owner_id=principal.user_id, name=request.name,
         description=request.description, expression=request.schedule.expression.strip(),
         timezone=request.schedule.timezone, type=request.type, full_every=request.full_every,
         scope=request.scope, filters=_stored(request.filters),
@@ -126,7 +126,7 @@ def _changed(record: ScheduleRecord, change: SchedulePatch, sent: set[str],
              now: datetime) -> ScheduleRecord:
     update: dict[str, object] = {"updated_at": now}
     if "name" in sent and change.name is not None:
-        update["name"] = change.name.strip()
+        update["name"] = change.name
     if "description" in sent:
         update["description"] = change.description
     if "filters" in sent:
