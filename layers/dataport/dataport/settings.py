@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     # one user's backup holds more (an instance restore always runs a shard per user at least;
     # workflows.restore_shards, docs/backups.md "Restores in shards").
     restore_shard_messages: int = Field(default=200_000, ge=1)
+    # ... and of at most about this many stored bytes: a backup of large messages (pasted
+    # images, long tool outputs) runs in shards of fewer messages (`restore_shards.shard_size`),
+    # so that no shard's Validate, one invocation, reads more than it can in its time budget
+    # (about 0.5 GB stored in 780 s, docs/backups.md).
+    restore_shard_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
     # An instance restore's small users share parts: a user whose last shard holds at most
     # this many messages goes into a pack with others, up to this many messages and
     # `restore_pack_users` users a pack; each shard reads its pack and takes only its user's

@@ -143,6 +143,8 @@ def _create(*, command: StartCommand[RestoreRequest]) -> Started:
     user_id, request = command.user_id, command.request
     target = user_id if request.target == "self" else request.target
     source, messages = _source(user_id, request)
+    stored = sum(link.pin.bytes for link in source.links)
+    shard_messages = restore_shards.shard_size(messages, stored)
     settings = get_settings()
     if target == INSTANCE_TARGET:  # counted on their own (InstanceRestoreRateLimit)
         rate = rate_limit.consume(user_id, INSTANCE_KIND, settings.instance_restore_rate_limit)
@@ -154,8 +156,8 @@ def _create(*, command: StartCommand[RestoreRequest]) -> Started:
                          restore=request.model_copy(update={"password": None}), source=source,
                          upload_pin=source.restored.pin, decision=request.decision(),
                          target_user_id=target, in_shards=(
-                             target != INSTANCE_TARGET
-                             and restore_shards.runs_in_shards(messages)))
+                             target != INSTANCE_TARGET and messages > shard_messages),
+                         shard_messages=shard_messages)
     store = JobStore()
     store.create(user_id, state, job_id=job_id,
                  sealed_password=passwords.seal(password, job_id) if password else None)

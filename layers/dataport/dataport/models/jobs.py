@@ -113,6 +113,9 @@ class RestoreState(ImportingState):
     #: a restore of one user large enough to run in shards (sessions cut by message count,
     #: workflows.restore_shards); an instance restore always runs in shards
     in_shards: bool = False
+    #: the messages a shard holds (`restore_shards.shard_size`: fewer than the setting for a
+    #: backup of large messages); None: `restore_shard_messages`
+    shard_messages: int | None = None
     #: a shard whose part other users' shards share (a pack of small users, imports.split):
     #: its reader takes only what its target user owns (the backup reader's `owner`)
     shared_part: bool = False

@@ -196,10 +196,21 @@ def child_id(job_id: str, shard: str) -> str:
     return hashlib.blake2b(f"{job_id}/{shard}".encode(), digest_size=16).hexdigest()
 
 
-def runs_in_shards(messages: int) -> bool:
-    """Whether one user's restore of a backup of this many messages runs in shards (a small
-    one stays one import execution: no plan, no Map)."""
-    return messages > get_settings().restore_shard_messages
+def shard_size(messages: int, stored_bytes: int) -> int:
+    """How many messages a shard of a backup of `messages` messages in `stored_bytes` bytes
+    holds: `restore_shard_messages`, or fewer when its messages are large, so that a shard's
+    part is about `restore_shard_bytes` at most. One user's restore of more messages than
+    that runs in shards (a smaller one stays one import execution: no plan, no Map)."""
+    settings = get_settings()
+    if messages <= 0 or stored_bytes <= settings.restore_shard_bytes:
+        return settings.restore_shard_messages
+    return max(1, min(settings.restore_shard_messages,
+                      messages * settings.restore_shard_bytes // stored_bytes))
+
+
+def _shard_messages(job: Job) -> int:
+    """The messages a shard of this restore holds (decided when it was made)."""
+    return job.restore_state.shard_messages or get_settings().restore_shard_messages
 
 
 # ---------------------------------------------------------------------------- plan
@@ -460,7 +471,6 @@ def _split(job: Job, bucket: PackagesBucket, sealer: Sealer, remaining_ms: Calla
     Lambda instead, the split would leave its files on the container's /tmp."""
     state_ = job.restore_state
     pin = state_.upload_pin or state_.source.restored.pin
-    settings = get_settings()
     owner_of = _owner_of(job)
     selections = state_.restore.selections
 
@@ -482,7 +492,7 @@ def _split(job: Job, bucket: PackagesBucket, sealer: Sealer, remaining_ms: Calla
     tries = (False,) if newest_first else (True, False) if chain and not resumed else (True,)
     for in_order in tries:
         splitter = Splitter(bucket, storage.shard_parts_prefix(job.job_id),
-                            settings.restore_shard_messages, owner_of=owner_of, eager=in_order,
+                            _shard_messages(job), owner_of=owner_of, eager=in_order,
                             made_at=job.created_at, sealer=sealer, **_packing(job))
         if state is not None:
             splitter.load(state["splitter"])
@@ -581,7 +591,7 @@ def _checked_whole(job: Job, bucket: PackagesBucket, sealer: Sealer, state: dict
     state_ = job.restore_state
     pin = state_.upload_pin or state_.source.restored.pin
     splitter = Splitter(bucket, storage.shard_parts_prefix(job.job_id),
-                        get_settings().restore_shard_messages, owner_of=_owner_of(job),
+                        _shard_messages(job), owner_of=_owner_of(job),
                         eager=True, made_at=job.created_at, sealer=sealer, **_packing(job))
     splitter.load(state["splitter"])
     _, sha256 = UploadDigest().finish(imports.tail(pin))
@@ -598,8 +608,7 @@ def _packing(job: Job) -> dict[str, int]:
     settings = get_settings()
     if job.restore_state.target_user_id != INSTANCE_TARGET:
         return {}
-    return {"pack_messages": min(settings.restore_pack_messages,
-                                 settings.restore_shard_messages),
+    return {"pack_messages": min(settings.restore_pack_messages, _shard_messages(job)),
             "pack_users": settings.restore_pack_users}
 
 
