@@ -31,6 +31,13 @@ class NotFound(DataportError):
     http_status = 404
 
 
+class OwnerGone(Forbidden):
+    """A scheduled run's owner no longer owns anything in ClaudeLens (no project): ClaudeLens
+    keeps no user directory dataport can read, so that is how a departed owner shows."""
+
+    code = "owner_not_found"
+
+
 class Gone(DataportError):
     code = "gone"
     http_status = 410

@@ -11,7 +11,8 @@ For each due schedule, in this order:
 3. **overlap**: when the backup the previous run started is still running, the run is
    recorded `skipped` (reason `previous_run_active`) and nothing starts.
 4. **role**: an instance-scope schedule runs only while its owner still holds the admin role;
-   otherwise the run is recorded `refused`.
+   otherwise the run is recorded `refused` (`owner_not_admin`); a user-scope run whose owner
+   no longer owns anything in ClaudeLens is refused by the launcher (`owner_not_found`).
 5. **type**: a full schedule takes full backups; an incremental one takes a full backup to
    begin a chain, then increments on the chain's newest completed backup until the chain has
    `fullEvery` backups.
@@ -29,7 +30,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from dataport.errors import DataportError
+from dataport.errors import DataportError, OwnerGone
 from dataport.models.schedules import BackupType, RunRecord, RunStatus, ScheduleRecord, Scope
 from dataport.observability import logger
 from dataport.schedule_store import ScheduleStore
@@ -186,6 +187,10 @@ class Dispatcher:
             sealed_password=record.sealed_password)
         try:
             backup_id = self.launcher.start(backup)
+        except OwnerGone as error:  # the owner left: refused, as a lost admin role is
+            self._remember(record, None, None, head, chain_runs)
+            return claimed.model_copy(update={"status": RunStatus.REFUSED,
+                                              "reason": error.code})
         except DataportError as error:
             self._remember(record, None, None, head, chain_runs)
             return claimed.model_copy(update={"status": RunStatus.FAILED, "reason": error.code,

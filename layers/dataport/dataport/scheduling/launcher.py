@@ -13,13 +13,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bson import ObjectId
 from pydantic import ValidationError
+from pymongo.errors import PyMongoError
 
 from dataport.api.backups import start_backup
 from dataport.api_key_store import ApiKeyStore
 from dataport.auth import Principal
 from dataport.backups.catalog import BackupCatalog
-from dataport.errors import InvalidRequest
+from dataport.errors import InvalidRequest, OwnerGone, TransientError
 from dataport.jobs.passwords import unseal_for_schedule
 from dataport.models.backups import (
     BackupFilters,
@@ -29,6 +31,8 @@ from dataport.models.backups import (
     BackupType,
 )
 from dataport.schedules.dispatch import BackupLauncher, BackupState, ScheduledBackup
+from dataport.source.collections import PROJECTS
+from dataport.source.mongo import get_database
 
 
 class AdminKeys:
@@ -64,6 +68,9 @@ class BackupsLauncher:
         """POST /backups as the owner would send it: the same checks (the parent usable, the
         rate limit counted), the run's key as its Idempotency-Key (a retried start of one run
         returns the same backup), then the record tagged with its schedule."""
+        if backup.scope == "user" and not owns_data(backup.owner_id):
+            raise OwnerGone(f"The schedule's owner {backup.owner_id} owns no project in "
+                            "ClaudeLens any more; the run made no backup.")
         owner = Principal(user_id=backup.owner_id, method="api_key",
                           role="admin" if backup.scope == "instance" else "user")
         kind = BackupType.INCREMENTAL if backup.type == "incremental" else (
@@ -89,6 +96,18 @@ class BackupsLauncher:
         if record is None:
             return BackupState.GONE
         return _STATES.get(record.status, BackupState.FAILED)
+
+
+def owns_data(user_id: str) -> bool:
+    """Whether the user still owns a project: ClaudeLens keeps no user directory dataport can
+    read, and a user who has left (their data deleted) owns none. One indexed read a run;
+    MongoDB out of reach fails the run (recorded `failed`, the next run tries again)."""
+    try:
+        return get_database()[PROJECTS].find_one(
+            {"user_id": ObjectId(user_id)}, {"_id": 1}) is not None
+    except PyMongoError as error:
+        raise TransientError("ClaudeLens' database could not be read to find the "
+                             "schedule's owner; the next run tries again.") from error
 
 
 def backups_launcher(lambda_context: Any = None) -> BackupLauncher:
