@@ -249,6 +249,17 @@ def test_a_selective_backup_holds_whole_sessions_of_the_selection(api: Api) -> N
     assert stored.manifest["type"] == "selective"
     assert stored.manifest["filters"]["projectIds"] == [str(project)]
 
+    # the other bound: sessions of at most `max` messages, whole
+    made = backup(api, {**body, "name": "small ones", "filters": {
+        "projectIds": [str(project)], "messageCount": {"max": low}}})
+    stored = Stored(download(api, made["backupId"]))
+    expected = {sid for sid, s in in_project.items() if s["messageCount"] <= low}
+    assert expected
+    assert expected != set(in_project)
+    assert {s["sessionId"] for s in stored.documents("sessions")} == expected
+    assert {m["uuid"] for m in stored.documents("messages")} == {
+        uuid for uuid, m in source.messages.items() if m["sessionId"] in expected}
+
     for bad in ({"name": "x"}, {"name": "bad/name"}, {"name": "   "}, {"name": "  ab "},
                 {"name": "no filters", "type": "selective"},
                 {"name": "full with filters", "filters": {"projectIds": [str(project)]}},
