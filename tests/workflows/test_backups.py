@@ -8,6 +8,7 @@ import hashlib
 import io
 import time
 import zipfile
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -519,6 +520,15 @@ def test_the_same_idempotency_key_returns_the_same_backup(api: Api) -> None:
     assert len(api.request("GET", "/backups").json()["backups"]) == 1
 
 
+@pytest.fixture
+def three_instance_backups(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("INSTANCE_BACKUP_RATE_LIMIT", "3")  # a base and two increments
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("three_instance_backups")
 def test_an_instance_increment_follows_an_instance_base(api: Api, admin: Api) -> None:
     base = backup(admin, {"name": "instance base", "scope": "instance"})
     refused = admin.request("POST", "/backups", json={
@@ -534,6 +544,35 @@ def test_an_instance_increment_follows_an_instance_base(api: Api, admin: Api) ->
     assert stored.documents("sessions") == []  # nothing changed since the base
     assert stored.documents("deletions") == []
     assert len(stored.documents("projects")) == len(Source(admin.stack, None).projects)
+
+    # two other users' sessions: one edited, one deleted; the next increment holds both
+    everyone = Source(admin.stack, None)
+    owner_of = {sid: everyone.projects[s["projectId"]]["user_id"]
+                for sid, s in everyone.sessions.items() if s["projectId"] in everyone.projects}
+    others = sorted({str(u) for u in owner_of.values()} - {api.user_id})
+    assert len(others) >= 2
+    changed = min(sid for sid, u in owner_of.items() if str(u) == others[0])
+    deleted = min(sid for sid, u in owner_of.items() if str(u) == others[1])
+    db = _db(admin.stack)
+    try:
+        edited = db.sessions.find_one({"sessionId": changed})
+        edited.update(summary="edited by its owner",
+                      updatedAt=datetime.now(UTC) + timedelta(seconds=1))
+        db.sessions.replace_one({"_id": edited["_id"]}, edited)
+        db.sessions.delete_one({"sessionId": deleted})
+        for name in message_collections(db):
+            db[name].delete_many({"sessionId": deleted})
+        time.sleep(1.1)  # the increment's watermark is after the edit
+        second = backup(admin, {"name": "instance increment 2", "type": "incremental",
+                                "scope": "instance", "parentId": increment["backupId"]})
+    finally:
+        db.client.close()
+    stored = Stored(download(admin, second["backupId"]))
+    assert [s["sessionId"] for s in stored.documents("sessions")] == [changed]
+    assert stored.documents("sessions")[0]["summary"] == "edited by its owner"
+    assert {m["uuid"] for m in stored.documents("messages")} == {
+        uuid for uuid, m in everyone.messages.items() if m["sessionId"] == changed}
+    assert stored.documents("deletions") == [{"collection": "sessions", "sessionId": deleted}]
 
 
 def test_selective_by_sessions_and_dates_and_an_instance_selection(api: Api,
