@@ -512,3 +512,28 @@ def test_the_same_idempotency_key_gives_the_same_restore_and_counts_once(
     other = owner.api.request("POST", "/restores", json={**body, "mode": "full"}, headers=key)
     assert other.status_code == 422  # the same key with another request
     assert len(owner.api.request("GET", "/restores").json()["restores"]) == 1
+
+
+@pytest.mark.parametrize("by", ["path", "id"])
+def test_a_selective_restore_by_project_restores_that_projects_sessions_only(
+        db: Database[Document], owner: Restorer, by: str) -> None:
+    backup = of_user(db, ObjectId(OWNER))
+    at_backup = content(db, OWNER)
+    chosen = one(db, PROJECTS, {"user_id": ObjectId(OWNER)})
+    inside = sorted(s["sessionId"] for s in db[SESSIONS].find({"projectId": chosen["_id"]}))
+    outside = sorted(set(at_backup) - set(inside))
+    assert inside
+    assert outside
+    backup_id = store_backup(backup, OWNER)
+    forget(db, [inside[0], outside[0]])  # one lost in the project, one elsewhere
+    before = snapshot(db)
+
+    job = owner.run(backupId=backup_id, mode="selective", conflicts="overwrite", selections={
+        "projects": [chosen["path"] if by == "path" else str(chosen["_id"])]})
+    assert job["status"] == "succeeded", job
+    after = content(db, OWNER)
+    assert after[inside[0]] == at_backup[inside[0]]  # the project's lost session is back
+    assert outside[0] not in after  # the other project's is not: not selected
+    assert job["outcome"]["sessions"]["inserted"] == 1
+    assert owner.rollback(job["jobId"])["status"] == "rolled_back"
+    assert snapshot(db) == before
