@@ -41,7 +41,7 @@ from dataport.models.tasks import (
     ShardList,
     TaskError,
 )
-from dataport.settings import Settings
+from dataport.settings import Settings, get_settings
 from dataport.workflows.shards import ShardSizing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +51,9 @@ WORKER_BUDGET_S = 900 - 60
 RATE = 250  # messages/s, pessimistic
 PER_INVOCATION = RATE * WORKER_BUDGET_S  # 210,000 messages
 TASK, RETRY, CHOICE, SUCCEED, PASS, EXECUTION, WAIT_TOKEN = 5, 3, 2, 2, 2, 2, 6
+#: the most small shards a restore Map item may hold (settings' `restore_group_shards`, le)
+RESTORE_GROUP_LIMIT = next(int(m.le) for m in Settings.model_fields["restore_group_shards"].metadata
+                           if getattr(m, "le", None) is not None)
 INLINE_MAP, ITERATION, DISTRIBUTED_MAP = 4, 2, 6
 
 SIZES = [  # (sessions, messages)
@@ -383,15 +386,20 @@ def removal_child(invocations: int) -> int:
             + (handed_over if invocations > loop else 0) + SUCCEED)
 
 
-def restore_item() -> int:
-    """One shard's item in the Map (its own child execution): the restore, or the rollback,
-    of the shard (an import execution of its own, analysed above), then its count."""
-    items = _restore_states()["Shards"]["ItemProcessor"]["States"]
+def restore_item(shards: int = 1) -> int:
+    """One item of the Map (its own child execution): an inline Map over its group of
+    `shards` shards (one, or up to `restore_group_shards` small ones), each the restore, or
+    the rollback, of the shard (an import execution of its own, analysed above), then its
+    count."""
+    group = _restore_states()["Shards"]["ItemProcessor"]["States"]["EachShard"]
+    assert group["ItemProcessor"]["ProcessorConfig"]["Mode"] == "INLINE"
+    items = group["ItemProcessor"]["States"]
     restore = TASK + _retries(items["Restore"]) * RETRY
     rollback = (2 * TASK + (_retries(items["BeginRollback"]) + _retries(items["RollbackShard"]))
                 * RETRY + CHOICE)
-    return (EXECUTION + CHOICE + max(restore, rollback)
-            + TASK + _retries(items["Count"]) * RETRY + PASS)
+    shard = (ITERATION + CHOICE + max(restore, rollback)
+             + TASK + _retries(items["Count"]) * RETRY + PASS)
+    return EXECUTION + INLINE_MAP + shards * shard + SUCCEED
 
 
 def restore_payload() -> int:
@@ -419,7 +427,8 @@ def test_no_restore_in_shards_reaches_a_limit(sessions: int, messages: int) -> N
     assert Execution(events=removal_child(removal), payload=restore_payload()).within_limits
     # however many shards (the Map lists its items from S3: no list in the state), each is
     # an item of its own; each shard's import execution is the import's (analysed above)
-    assert Execution(events=restore_item(), payload=restore_payload()).within_limits
+    largest = RESTORE_GROUP_LIMIT  # the most small shards an item may hold
+    assert Execution(events=restore_item(largest), payload=restore_payload()).within_limits
 
 
 def test_the_restore_in_shards_numbers() -> None:
@@ -432,5 +441,7 @@ def test_the_restore_in_shards_numbers() -> None:
     assert plan_invocations(50_000_000) == 18  # about 50 GB of lines (6 GB stored)
     assert removal_bound() == 1_000
     assert removal_child(10**9) == 16_022
-    assert restore_item() == 50
+    assert restore_item() == 58
+    assert restore_item(get_settings().restore_group_shards) == 258  # 5 small shards
+    assert restore_item(RESTORE_GROUP_LIMIT) == 2_008
     assert restore_payload() < 34_000
