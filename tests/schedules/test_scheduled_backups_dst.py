@@ -6,32 +6,18 @@ backup per local day at the UTC instant the zone's rules give, listed with the s
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.e2e.api_client import Api, seeded_dataset
 from tests.infrastructure.iam import assert_calls_allowed
-from tests.schedules.support import create, show, utc
+from tests.schedules.support import backup_ended, create, show, utc
 
 DB_NAME = "dataport_scheduled_backups_dst"
 
 dataset = seeded_dataset(DB_NAME, sessions_per_project=2)
-
-
-def _ended(api: Api, backup_id: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = api.request("GET", f"/backups/{backup_id}")
-        assert answer.status_code == 200, answer.text
-        backup: dict[str, Any] = answer.json()
-        if backup["status"] not in {"pending", "running"}:
-            return backup
-        assert time.monotonic() < deadline, backup
-        time.sleep(0.2)
 
 
 @pytest.mark.parametrize(("schedule", "start", "expected"), [
@@ -66,7 +52,7 @@ def test_a_daily_schedule_makes_one_real_backup_a_local_day_across_a_dst_change(
         runs = show(api, schedule_id)["lastRuns"]
         assert len(runs) == day + 1, runs  # exactly one run that day (the repeated hour too)
         assert runs[0]["backupId"], runs[0]
-        assert _ended(api, runs[0]["backupId"])["status"] == "completed"
+        assert backup_ended(api, runs[0]["backupId"])["status"] == "completed"
 
     shown = show(api, schedule_id)
     runs = list(reversed(shown["lastRuns"]))  # oldest first
