@@ -33,9 +33,10 @@ from dataport.workflows import imports as import_tasks
 from infrastructure.local import seed
 from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, seeded_db
+from tests.e2e.api_client import Api, bucket_leftovers, seeded_db
 from tests.e2e.import_client import EMPTY_USER, messages_of, snapshot
 from tests.e2e.restore_client import Restorer, store_backup
+from tests.e2e.test_import_flow import job_objects
 from tests.restores.backups import flip_byte, increment_of, of_user
 
 OWNER = seed.DEMO_USER_ID
@@ -291,7 +292,7 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def test_a_fault_mid_restore_leaves_every_session_whole_and_the_rollback_exact(
         db: Database[Document], owner: Restorer, small_batches: None,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, fresh_stack: LocalStack) -> None:
     backup_id = store_backup(of_user(db, ObjectId(OWNER)), OWNER)
     at_backup = content(db, OWNER)
     sessions = sorted(at_backup)
@@ -304,6 +305,10 @@ def test_a_fault_mid_restore_leaves_every_session_whole_and_the_rollback_exact(
     done = {a["sessionId"] for a in owner.actions(job["jobId"]) if a["action"] == "replace"}
     assert done  # it failed part-way
     assert done != set(sessions)
+    # terminal: no open upload, and of the job's objects only what its rollback and its
+    # report need (docs/imports.md: the journal's pre-images and the listings live with the
+    # job's history; the pinned upload and the checked records are dropped at the failure)
+    kept = rollback_needs(fresh_stack, job["jobId"])
     after = content(db, OWNER)
     for session_id in sessions:
         if session_id in done:  # wholly restored
@@ -315,6 +320,25 @@ def test_a_fault_mid_restore_leaves_every_session_whole_and_the_rollback_exact(
     monkeypatch.undo()
     assert owner.rollback(job["jobId"])["status"] == "rolled_back"
     assert snapshot(db) == before
+    assert rollback_needs(fresh_stack, job["jobId"]) == kept  # and the rollback adds none
+
+
+def rollback_needs(stack: LocalStack, job_id: str) -> list[str]:
+    """A failed restore's objects under `imports/<jobId>/`, having checked they are only
+    its journal (the rollback's pre-images, at least one entry) and its listings, and that no
+    multipart upload is open in the bucket."""
+    assert stack.client("s3").list_multipart_uploads(
+        Bucket=stack.bucket).get("Uploads", []) == []
+    assert bucket_leftovers(stack, job_id)["uploads"] == []
+    listed = stack.client("s3").list_objects_v2(Bucket=stack.bucket).get("Contents", [])
+    elsewhere = [o["Key"] for o in listed if not o["Key"].startswith(f"imports/{job_id}/")]
+    assert all(key.startswith("backups/") for key in elsewhere), elsewhere  # the backup only
+    found = job_objects(stack, job_id)
+    journal = [key for key in found if key.startswith("journal/")]
+    assert journal, found
+    assert all(key.endswith(".jsonl.gz") for key in journal), journal
+    assert set(found) - set(journal) <= {"conflicts.jsonl", "result.jsonl"}, found
+    return found
 
 
 def failing_batch(n: int, *, keep: int) -> Any:

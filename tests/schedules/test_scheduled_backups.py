@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,25 +22,13 @@ from tests.e2e.api_client import Api, seeded_dataset
 from tests.e2e.restore_client import Restorer
 from tests.fixtures.faults import EXPORT_WORKER, export_worker
 from tests.infrastructure.iam import assert_calls_allowed
-from tests.schedules.support import create, show
+from tests.schedules.support import backup_ended, create, show
 
 DB_NAME = "dataport_scheduled_backups"
 
 
 dataset = seeded_dataset(DB_NAME, sessions_per_project=2)
 
-
-
-def _backup(api: Api, backup_id: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = api.request("GET", f"/backups/{backup_id}")
-        assert answer.status_code == 200, answer.text
-        backup: dict[str, Any] = answer.json()
-        if backup["status"] not in {"pending", "running"}:
-            return backup
-        assert time.monotonic() < deadline, backup
-        time.sleep(0.2)
 
 
 def _next_run(api: Api, schedule_id: str) -> dict[str, Any]:
@@ -51,7 +38,7 @@ def _next_run(api: Api, schedule_id: str) -> dict[str, Any]:
     assert [f.error for f in fired if f.error] == []
     run: dict[str, Any] = show(api, schedule_id)["lastRuns"][0]
     assert run["backupId"], run
-    _backup(api, run["backupId"])
+    backup_ended(api, run["backupId"])
     return dict(show(api, schedule_id)["lastRuns"][0])
 
 
@@ -66,7 +53,7 @@ def test_an_incremental_schedule_takes_real_backups_and_retention_keeps_the_newe
     assert [r["outcome"] for r in runs] == ["completed"] * 3
     assert [(r["backupType"], r.get("parentId")) for r in runs] == [
         ("full", None), ("incremental", runs[0]["backupId"]), ("full", None)]
-    backups = [_backup(api, r["backupId"]) for r in runs]
+    backups = [backup_ended(api, r["backupId"]) for r in runs]
     assert {b["scheduleId"] for b in backups} == {schedule_id}
     assert [b["type"] for b in backups] == ["full", "incremental", "full"]
     assert backups[1]["parentId"] == backups[0]["backupId"]
@@ -77,7 +64,7 @@ def test_an_incremental_schedule_takes_real_backups_and_retention_keeps_the_newe
     swept = api.stack.clock.fire("RetentionSweepFunction")
     assert swept.error is None
     assert swept.result["expired"] == 2
-    statuses = [_backup(api, b["backupId"])["status"] for b in backups]
+    statuses = [backup_ended(api, b["backupId"])["status"] for b in backups]
     assert statuses == ["expired", "expired", "completed"]
     assert api.request("GET", f"/backups/{backups[2]['backupId']}/download").status_code == 302
     assert_calls_allowed(api.stack)
@@ -108,7 +95,7 @@ def test_a_run_is_skipped_while_the_backup_of_the_previous_one_still_runs(
         assert skipped["backupId"] == first["backupId"]
     finally:
         release.set()
-    assert _backup(api, first["backupId"])["status"] == "completed"
+    assert backup_ended(api, first["backupId"])["status"] == "completed"
     third = _next_run(api, schedule_id)
     assert third["outcome"] == "completed"
     assert third["backupId"] != first["backupId"]
