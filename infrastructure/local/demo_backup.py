@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import logging
 import os
 import sys
 import time
@@ -32,6 +33,7 @@ from bson import ObjectId, json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS
 from pymongo.database import Database
 
+from dataport.observability import SERVICE
 from dataport.settings import get_settings
 from dataport.source import mongo
 from dataport.source.collections import PROJECTS, SESSIONS, is_message_collection
@@ -139,6 +141,13 @@ def instance_content(db: Database[Document]) -> Instance:
         found[user] = {"projects": {p["path"]: _plain(p) for p in projects.values()},
                        "sessions": sessions}
     return found
+
+
+def _layout(db: Database[Document]) -> str:
+    names = sorted(_message_collections(db))
+    if len(names) < 2:
+        return names[0] if names else "none"
+    return f"{len(names)} collections, {names[0]} to {names[-1]}"
 
 
 def documents_in(db: Database[Document]) -> int:
@@ -340,6 +349,8 @@ def demo(stack: LocalStack, database: str) -> bool:
                                    "conflicts": "overwrite"}, chain_bytes)
             chain_ok = compare("the new instance vs the source at the increment",
                                at_increment, instance_content(fresh))
+            # an empty database has no message layout yet: the restore writes the single one
+            print(f"  messages in: {_layout(fresh)} (the source: {_layout(db)})")
             emptied = rollback(client, job["jobId"]) and documents_in(fresh) == 0
             print(f"  the new instance after the rollback: {documents_in(fresh)} documents")
 
@@ -365,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     print("Starting the local stack (moto, Step Functions with the real ASL, MongoDB wire "
           "server, REST and WebSocket gateways)...")
     with LocalStack() as stack:
-        os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # the functions' INFO logs are noise here
+        # the functions' INFO logs and metrics are noise here (their logger exists already)
+        os.environ.update(POWERTOOLS_LOG_LEVEL="WARNING", POWERTOOLS_METRICS_DISABLED="true")
+        logging.getLogger(SERVICE).setLevel(logging.WARNING)
         database = os.environ["MONGODB_DATABASE"]
         db = connect(stack.mongo_uri, database)
         summary = seed.seed(db, sessions_per_project=args.sessions_per_project)

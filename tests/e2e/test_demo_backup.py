@@ -22,6 +22,7 @@ def test_the_backup_demo_restores_the_chain_into_an_empty_instance_and_rolls_bac
     assert "instance: 0 documents)" in printed  # it was empty before the restore
     assert ("the new instance vs the source at the increment: identical (3 users, 9 projects"
             in printed)
+    assert "messages in: messages (the source: " in printed  # the single layout
     assert "the new instance after the rollback: 0 documents" in printed
     assert "the instance vs before the restore: identical (3 users" in printed
     assert "DIFFERENCES" not in printed
