@@ -23,6 +23,7 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -379,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         # the functions' INFO logs and metrics are noise here (their logger exists already)
         os.environ.update(POWERTOOLS_LOG_LEVEL="WARNING", POWERTOOLS_METRICS_DISABLED="true")
         logging.getLogger(SERVICE).setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", "No application metrics to publish")
         database = os.environ["MONGODB_DATABASE"]
         db = connect(stack.mongo_uri, database)
         summary = seed.seed(db, sessions_per_project=args.sessions_per_project)
