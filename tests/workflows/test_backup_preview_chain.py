@@ -5,7 +5,9 @@ database of its own (the test changes it)."""
 
 from __future__ import annotations
 
+import io
 import time
+import zipfile
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +18,7 @@ from dataport.source.collections import message_collections
 from dataport.source.mongo import connect
 from tests.e2e.api_client import Api, seeded_dataset
 from tests.e2e.restore_client import Restorer
+from tests.workflows.test_backups import _flip_member_byte, _object_key
 
 DB_NAME = "dataport_preview_chain_tests"
 
@@ -118,3 +121,18 @@ def test_the_preview_of_an_increment_is_its_chains_against_the_target(api: Api) 
         assert now.sessions[edited]["summary"] == source.sessions[edited]["summary"]
     finally:
         db.client.close()
+
+
+def test_the_preview_of_an_increment_whose_base_is_damaged_is_refused(api: Api) -> None:
+    base = backup(api, {"name": "to be damaged"})
+    increment = backup(api, {"name": "after it", "type": "incremental",
+                             "parentId": base["backupId"]})
+    key = _object_key(api.stack, base["backupId"])
+    with zipfile.ZipFile(io.BytesIO(api.stack.client("s3").get_object(
+            Bucket=api.stack.bucket, Key=key)["Body"].read())) as archive:
+        member = next(name for name in archive.namelist() if name.startswith("sessions/"))
+    _flip_member_byte(api.stack, key, member)
+    answer = api.request("GET", f"/backups/{increment['backupId']}/preview")
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"]["code"] == "backup_not_usable"
+    assert member in answer.json()["error"]["message"]

@@ -16,7 +16,7 @@ database for an instance backup, read through the same scopes every query uses):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -94,14 +94,25 @@ def preview(backup: BackupContainer, target: OwnerScope,
             batch = []
     if batch:
         _compare(batch, target, outcome)
-    held = (str(s["sessionId"]) for s in _sessions(backup))
+    count_only_in_target(target, (str(s["sessionId"]) for s in _sessions(backup)), outcome,
+                         beat)
+    return by_name(projects.values()), outcome
+
+
+def count_only_in_target(target: OwnerScope, held: Iterable[str], outcome: Outcome,
+                         beat: Callable[[], None]) -> None:
+    """The target's sessions that `held` (sorted sessionIds: what a restore restores) lacks,
+    a full restore's removals, counted in `outcome`: a merge walk of the two sorted streams."""
     for number, session_id in enumerate(
             session_deletions(session_keys(target, ExportFilters()), held), 1):
         if number % BATCH == 0:
             beat()
         outcome.only_in_target += 1
         outcome.note("onlyInTarget", session_id)
-    return sorted(projects.values(), key=lambda p: (p.name or "", p.project_id)), outcome
+
+
+def by_name(projects: Iterable[ProjectSummary]) -> list[ProjectSummary]:
+    return sorted(projects, key=lambda p: (p.name or "", p.project_id))
 
 
 def _sessions(backup: BackupContainer) -> Iterator[dict[str, Any]]:

@@ -27,16 +27,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from dataport.backups.chain import session_deletions
 from dataport.backups.format import encode_line
-from dataport.backups.preview import BATCH, Outcome, ProjectSummary
+from dataport.backups.preview import (
+    BATCH,
+    Outcome,
+    ProjectSummary,
+    by_name,
+    count_only_in_target,
+)
+from dataport.imports.limits import BadInput
 from dataport.imports.plan import STAT_FIELDS, descriptive
 from dataport.imports.readers.backup import BackupSource
-from dataport.models.exports import ExportFilters
+from dataport.models.imports import Issue, IssueCode
 from dataport.models.records import RecordKind
 from dataport.source.conflicts import UserData
 from dataport.source.mongo import Document, one_of
-from dataport.source.reader import session_keys
 from dataport.source.scope import InstanceScope, OwnerScope
 
 
@@ -44,9 +49,10 @@ def preview_chain(source: BackupSource, target: OwnerScope,
                   beat: Callable[[], None] = lambda: None
                   ) -> tuple[list[ProjectSummary], Outcome]:
     """The chain's projects and what a restore would do to `target` (see the module's
-    docstring). `source`: the increment with its chain, `sessions_only` and `in_order`; it
-    raises what the reader raises (BadInput: a damaged member; NotInOrder). `beat()` is called
-    between batches of sessions (a job's cancel check: what it raises goes through)."""
+    docstring). `source`: the increment with its chain, `sessions_only` and `in_order`; what
+    the reader finds is raised (BadInput: a damaged member, a wrong password; NotInOrder).
+    `beat()` is called between batches of sessions (a job's cancel check: what it raises goes
+    through)."""
     projects: dict[str, ProjectSummary] = {}
     paths: dict[str, str | None] = {}  # the chain's project _id -> its path
     outcome = Outcome()
@@ -55,7 +61,7 @@ def preview_chain(source: BackupSource, target: OwnerScope,
 
     def held() -> Iterator[str]:
         nonlocal batch
-        for record in source.records():
+        for record in source.records(_orphans_left_out):
             doc = record.doc
             if record.kind is RecordKind.PROJECT:
                 key = str(doc["_id"])
@@ -72,17 +78,12 @@ def preview_chain(source: BackupSource, target: OwnerScope,
                 yield str(doc["sessionId"])
 
     ids = held()
-    for number, session_id in enumerate(
-            session_deletions(session_keys(target, ExportFilters()), ids), 1):
-        if number % BATCH == 0:
-            beat()
-        outcome.only_in_target += 1
-        outcome.note("onlyInTarget", session_id)
+    count_only_in_target(target, ids, outcome, beat)
     for _ in ids:  # the chain's sessions past the target's last one
         pass
     if batch:
         compare(batch)
-    return sorted(projects.values(), key=lambda p: (p.name or "", p.project_id)), outcome
+    return by_name(projects.values()), outcome
 
 
 class _Comparison:
@@ -120,6 +121,14 @@ class _Comparison:
                     for doc in self.target.sessions.find({"sessionId": one_of(ids)})}
         return {session_id: found.document for session_id, found in
                 self.user.sessions(ids).items() if found.document is not None}
+
+
+def _orphans_left_out(problem: Issue) -> None:
+    """The reader's issues: an error stops the preview (a damaged member: BackupNotUsable),
+    except a session whose project the chain lacks, which no restore takes (an instance
+    restore's shards leave it out: it has no owner); warnings are not the preview's."""
+    if problem.severity == "error" and problem.code != IssueCode.MISSING_FIELD.value:
+        raise BadInput(problem)
 
 
 def _compared(session: Document) -> bytes:
