@@ -360,6 +360,11 @@ def test_an_encrypted_backup_needs_its_password(api: Api) -> None:
     increment = backup(api, {"name": "sealed increment", "type": "incremental",
                              "parentId": made["backupId"], "password": password})
     assert increment["encrypted"] is True
+    for headers in ({}, {"X-Backup-Password": "not the password"}):
+        refused = api.request("GET", f"/backups/{increment['backupId']}/preview",
+                              headers=headers)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["details"]["field"] == "X-Backup-Password"
     preview = api.request("GET", f"/backups/{increment['backupId']}/preview",
                           headers={"X-Backup-Password": password})
     assert preview.status_code == 200, preview.text

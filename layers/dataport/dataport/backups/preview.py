@@ -1,4 +1,5 @@
-"""What a backup holds and what restoring it would do to its target now.
+"""What a full or selective backup holds and what restoring it would do to its target now (an
+increment's preview, which is its chain's, is imports/restore_preview.py's).
 
 Inside: per project, its sessions and messages (the sessions' messageCount) and their date range,
 read from the backup's `projects/` and `sessions/` members (never its messages: a preview reads a
@@ -9,8 +10,8 @@ database for an instance backup, read through the same scopes every query uses):
   is the same, byte for byte as canonical Extended JSON: ClaudeLens updates a session's
   updatedAt, counts and cost with every message, so an unchanged session document stands for
   unchanged messages) or `changed`;
-- for a full restore, the sessions the target has that the backup (its chain, for an increment)
-  lacks: a merge walk of two sorted streams (backups/chain.py), never a set in memory.
+- for a full restore, the sessions the target has that the backup lacks: a merge walk of two
+  sorted streams (backups/chain.py), never a set in memory.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dataport.backups.chain import OpenBackup, chain_sessions, session_deletions
+from dataport.backups.chain import session_deletions
 from dataport.backups.format import BackupContainer, encode_line
 from dataport.models.exports import ExportFilters
 from dataport.source.reader import session_keys
@@ -68,12 +69,10 @@ class Outcome:
 
 
 def preview(backup: BackupContainer, target: OwnerScope,
-            chain: Iterable[OpenBackup] | None = None, password: str | None = None,
             beat: Callable[[], None] = lambda: None) -> tuple[list[ProjectSummary], Outcome]:
     """The backup's projects and what a restore would do to `target` (see the module's
-    docstring). `chain`: for an increment, its whole chain (base first, itself last), whose end
-    state a full restore makes the target equal to. `beat()` is called between batches of
-    sessions (a job's cancel check: what it raises goes through)."""
+    docstring). `beat()` is called between batches of sessions (a job's cancel check: what it
+    raises goes through)."""
     manifest = backup.manifest
     projects: dict[str, ProjectSummary] = {}
     for entry in manifest.data_members("projects"):
@@ -95,15 +94,25 @@ def preview(backup: BackupContainer, target: OwnerScope,
             batch = []
     if batch:
         _compare(batch, target, outcome)
-    held = (chain_sessions(chain, password) if chain is not None
-            else (str(s["sessionId"]) for s in _sessions(backup)))
+    count_only_in_target(target, (str(s["sessionId"]) for s in _sessions(backup)), outcome,
+                         beat)
+    return by_name(projects.values()), outcome
+
+
+def count_only_in_target(target: OwnerScope, held: Iterable[str], outcome: Outcome,
+                         beat: Callable[[], None]) -> None:
+    """The target's sessions that `held` (sorted sessionIds: what a restore restores) lacks,
+    a full restore's removals, counted in `outcome`: a merge walk of the two sorted streams."""
     for number, session_id in enumerate(
             session_deletions(session_keys(target, ExportFilters()), held), 1):
         if number % BATCH == 0:
             beat()
         outcome.only_in_target += 1
         outcome.note("onlyInTarget", session_id)
-    return sorted(projects.values(), key=lambda p: (p.name or "", p.project_id)), outcome
+
+
+def by_name(projects: Iterable[ProjectSummary]) -> list[ProjectSummary]:
+    return sorted(projects, key=lambda p: (p.name or "", p.project_id))
 
 
 def _sessions(backup: BackupContainer) -> Iterator[dict[str, Any]]:

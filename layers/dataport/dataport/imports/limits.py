@@ -53,6 +53,14 @@ class ImportLimits(BaseModel):
 DEFAULT_LIMITS = ImportLimits()
 
 
+def backup_limits(largest: int) -> ImportLimits:
+    """A backup read as a restore reads it (a restore, the preview of an increment), up to
+    `largest` bytes: its members are STORED (already zstd), so the zip inflates nothing, and the
+    reader holds each member's decompression to what its manifest declares."""
+    return ImportLimits(max_upload_bytes=largest, max_total_uncompressed_bytes=largest,
+                        max_zip_entries=1_000_000)
+
+
 class Readable(Protocol):
     """What readers need of a binary stream: a file, a smart_open reader, a zip member."""
 

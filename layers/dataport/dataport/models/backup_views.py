@@ -140,10 +140,12 @@ class ProjectPreview(ApiModel):
 
 
 class RestorePreview(ApiModel):
-    """What restoring the backup would do to its target as it is now."""
+    """What restoring the backup would do to its target as it is now (an increment's: what
+    restoring its chain would do, each session decided as the restore decides it)."""
 
     target: str = Field(description="`self` (the owner's data) or `instance` (the database)")
-    new: int = Field(description="sessions of the backup the target lacks")
+    new: int = Field(description="sessions of the backup (its chain, for an increment) the "
+                                 "target lacks")
     changed: int = Field(description="sessions the target holds in another version")
     identical: int
     only_in_target: int = Field(description="sessions the target has that the backup (its "

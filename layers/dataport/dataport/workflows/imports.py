@@ -64,7 +64,7 @@ from dataport.imports.checked import CheckedWriter, read_checked
 from dataport.imports.detect import open_import
 from dataport.imports.digest import Tail, UploadDigest
 from dataport.imports.executor import Executor, arriving, recover, summarise
-from dataport.imports.limits import BadInput, ImportLimits
+from dataport.imports.limits import BadInput, ImportLimits, backup_limits
 from dataport.imports.plan import SessionPlan
 from dataport.imports.readers.backup import BackupSource, Selection
 from dataport.imports.readers.base import ImportSource
@@ -119,11 +119,7 @@ PULSE_MS = 1_000
 def limits(job: Job | None = None) -> ImportLimits:
     settings = get_settings()
     if job is not None and job.kind is JobKind.RESTORE:
-        # a backup's members are STORED (already zstd): the zip inflates nothing, and the
-        # reader holds each member's decompression to what its manifest declares
-        largest = settings.max_restore_upload_bytes
-        return ImportLimits(max_upload_bytes=largest, max_total_uncompressed_bytes=largest,
-                            max_zip_entries=1_000_000)
+        return backup_limits(settings.max_restore_upload_bytes)
     return ImportLimits(max_upload_bytes=settings.max_upload_bytes)
 
 

@@ -37,6 +37,9 @@ from dataport.backups.preview import preview as preview_backup
 from dataport.backups.verify import MemberPass, Verification, check_members, verdict
 from dataport.bucket import packages_bucket
 from dataport.errors import BackupNotUsable, InvalidRequest, JobCancelled
+from dataport.imports.limits import BadInput, backup_limits
+from dataport.imports.readers.backup import BackupSource, NotInOrder
+from dataport.imports.restore_preview import preview_chain
 from dataport.jobs import passwords
 from dataport.jobs.store import JobStore, require_running
 from dataport.models.backup_views import (
@@ -46,7 +49,9 @@ from dataport.models.backup_views import (
     RestorePreview,
 )
 from dataport.models.backups import BackupRecord, BackupScope, BackupStatus
+from dataport.models.imports import ImportOptions, IssueCode
 from dataport.models.jobs import Job, JobError, JobStatus, Progress
+from dataport.models.restores import BACKUP_FILENAME
 from dataport.models.tasks import JobRef
 from dataport.observability import logger
 from dataport.progress.publisher import publish_progress, publish_terminal
@@ -160,25 +165,37 @@ def _members(ref: JobRef, context: LambdaContext) -> dict[str, Any]:
 def compute_preview(record: BackupRecord, secret: str | None,
                     beat: Callable[[], None] = lambda: None) -> BackupPreview:
     """The preview of a usable backup (the API's synchronous answer, and the preview job's;
-    `beat` is called between batches of sessions: the job's cancel check)."""
+    `beat` is called between batches of sessions: the job's cancel check). An increment's is
+    its chain's, read as its restore reads it (imports/restore_preview.py)."""
     backup_id = record.backup_id
     bucket = packages_bucket()
     db = get_database()
     instance = record.scope is BackupScope.INSTANCE
     target = (InstanceScope(db, BackupSelection()) if instance
               else OwnerScope(db, record.owner_id))
-    chain = None
-    if record.parent_id is not None:
-        chain = [*(opener_of(bucket, r) for r in chain_of(BackupCatalog(), backup_id)),
-                 opener_of(bucket, record)]
     key = record.object_key
     assert key is not None  # a usable backup has its object
     try:
-        with bucket.open_read(key) as stream, BackupContainer(stream, secret) as backup:
-            projects, outcome = preview_backup(backup, target, chain, secret, beat)
+        if record.parent_id is not None:
+            source = BackupSource(
+                opener_of(bucket, record), BACKUP_FILENAME, options=ImportOptions(),
+                limits=backup_limits(get_settings().max_restore_upload_bytes),
+                password=secret.encode() if secret else None,
+                chain=[opener_of(bucket, r) for r in chain_of(BackupCatalog(), backup_id)],
+                in_order=True, sessions_only=True)
+            projects, outcome = preview_chain(source, target, beat)
+        else:
+            with bucket.open_read(key) as stream, BackupContainer(stream, secret) as backup:
+                projects, outcome = preview_backup(backup, target, beat)
     except PasswordRequired as error:
         raise InvalidRequest(str(error), details={"field": "X-Backup-Password"}) from error
-    except FormatError as error:
+    except BadInput as error:
+        if error.issue.code in (IssueCode.ZIP_ENCRYPTED, IssueCode.WRONG_PASSWORD):
+            raise InvalidRequest(error.issue.message,
+                                 details={"field": "X-Backup-Password"}) from error
+        raise BackupNotUsable(f"Backup {backup_id} cannot be read: {error.issue.message}. "
+                              "Verify it.", details={"status": record.status.value}) from error
+    except (FormatError, NotInOrder) as error:
         raise BackupNotUsable(f"Backup {backup_id} cannot be read: {error}. Verify it.",
                               details={"status": record.status.value}) from error
     return BackupPreview(

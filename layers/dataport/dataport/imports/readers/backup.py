@@ -177,7 +177,8 @@ class BackupSource(ImportSource):
                  limits: ImportLimits, password: bytes | None = None,
                  chain: Sequence[Opener] = (), selection: Selection = Selection(),
                  version: str | None = None, zipped: bool = True,
-                 owner: ObjectId | None = None, in_order: bool = False) -> None:
+                 owner: ObjectId | None = None, in_order: bool = False,
+                 sessions_only: bool = False) -> None:
         super().__init__(opener, filename, options=options, limits=limits, zipped=zipped,
                          version=version or str(FORMAT_VERSION), password=password)
         #: the links before the restored backup (its parents), oldest first
@@ -192,6 +193,9 @@ class BackupSource(ImportSource):
         #: writes its messages once); a chain gives all sessions, then all messages (staged
         #: in full: the newest link of each session is known only once all are read)
         self.session_grouped = not self.chain
+        #: the projects and sessions the read takes, without their messages (a preview of
+        #: what a restore restores: no `messages/` member is read)
+        self.sessions_only = sessions_only
         #: an instance restore's shard: only what this user owns (projects whose user_id it
         #: is, their sessions and messages); a session of no project the backup holds has no
         #: owner and is left out
@@ -249,6 +253,8 @@ class BackupSource(ImportSource):
                 yield from walk.session(doc, where, link)
             walk.gone |= link.deleted_sessions
         yield from walk.projects_left()
+        if self.sessions_only:
+            return
         for link in reversed(links):
             for doc, where in self._documents(link, "messages", reporter):
                 if walk.chosen.get(str(doc.get("sessionId"))) == link.number:
@@ -445,9 +451,10 @@ class _Stream:
         self._messages: Iterator[tuple[dict[str, Any], Location]] = iter(())
 
     def open(self, *, late: bool) -> None:
-        self._messages = self.source._documents(self.link, "messages", self.reporter,
-                                                at=self.mat, ended=self._messages_ended)
-        self._next_message()
+        if not self.source.sessions_only:
+            self._messages = self.source._documents(self.link, "messages", self.reporter,
+                                                    at=self.mat, ended=self._messages_ended)
+            self._next_message()
         if late:
             self.sessions_done = True
         else:
