@@ -136,3 +136,29 @@ def test_the_preview_of_an_increment_whose_base_is_damaged_is_refused(api: Api) 
     assert answer.status_code == 409, answer.text
     assert answer.json()["error"]["code"] == "backup_not_usable"
     assert member in answer.json()["error"]["message"]
+
+
+def test_a_preview_right_after_a_restore_of_the_backup_finds_it_all_identical(api: Api) -> None:
+    """The preview decides as the restore does: after a full restore of a backup over changed
+    data (which rewrites sessions, their updatedAt among them), its preview says there is
+    nothing left to do; before it, it said what the restore then did."""
+    made = backup(api, {"name": "restored then previewed"})
+    db = connect(api.stack.mongo_uri, DB_NAME)
+    try:
+        ordered = sorted(Source(db, api.user_id).sessions)
+        edited = db.sessions.find_one({"sessionId": ordered[0]})
+        edited["summary"] = "edited after the backup"
+        db.sessions.replace_one({"_id": edited["_id"]}, edited)
+        _forget(db, ordered[1])
+        path = f"/backups/{made['backupId']}/preview"
+        before = api.request("GET", path).json()["restore"]
+        job = Restorer(api).run(backupId=made["backupId"], mode="full", conflicts="overwrite")
+        assert job["status"] == "succeeded", job
+        after = api.request("GET", path).json()["restore"]
+    finally:
+        db.client.close()
+    assert (before["new"], before["changed"]) == (1, 1)
+    assert (job["outcome"]["sessions"]["inserted"], job["outcome"]["sessions"]["replaced"]) == (
+        1, 1)
+    assert (after["new"], after["changed"], after["onlyInTarget"]) == (0, 0, 0)
+    assert after["identical"] == len(ordered)

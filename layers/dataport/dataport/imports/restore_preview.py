@@ -1,8 +1,9 @@
-"""The preview of an increment: what restoring it restores (its whole chain) and what that
-would do to the target now. backups/preview.py previews a full or selective backup.
-
-A restore of an increment restores its chain: of each session the newest link's version, none
-that a later link deleted. The chain is read here by the restore's own reader (readers/backup.py,
+"""The preview of a backup (`GET /backups/{id}/preview`): what restoring it restores and what
+that would do to the target now, decided by the restore's own rules, so a preview right after a
+restore of the same backup finds every session `identical`. A full or selective backup is a
+chain of one link; a restore of an increment restores its chain: of each session the newest
+link's version, none that a later link deleted. The chain is read here by the restore's own
+reader (readers/backup.py,
 `BackupSource` read in order with `sessions_only`: the links' `sessions/` members merged in
 sessionId order, their `messages/` members never read), so the preview's sessions are the ones
 the restore takes, each preceded by its project. Over that stream:
@@ -18,8 +19,8 @@ the restore takes, each preceded by its project. Over that stream:
 - `onlyInTarget`: the target's sessions the chain lacks (a full restore removes them), a merge
   walk of the target's sorted sessionIds with the stream's (backups/chain.py).
 
-Memory: a batch of sessions (BATCH), the chain's projects, and the reader's (a line and a zstd
-window per link, the links' deletions).
+Memory: a batch of sessions (backups/preview.py's BATCH), the chain's projects, and the
+reader's (a line and a zstd window per link, the links' deletions).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from dataport.backups import preview
 from dataport.backups.format import encode_line
 from dataport.backups.preview import (
-    BATCH,
     Outcome,
     ProjectSummary,
     by_name,
@@ -71,7 +72,7 @@ def preview_chain(source: BackupSource, target: OwnerScope,
                 key = str(doc.get("projectId"))
                 projects.setdefault(key, ProjectSummary(key)).add(doc)
                 batch.append((doc, paths.get(key)))
-                if len(batch) >= BATCH:
+                if len(batch) >= preview.BATCH:  # (read here: tests make it small)
                     beat()
                     compare(batch)
                     batch = []

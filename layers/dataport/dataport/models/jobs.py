@@ -132,7 +132,7 @@ class VerifyJobRequest(ApiModel):
     """What a verification job was asked for (the password travels sealed in the row)."""
 
     backup_id: str
-    #: verify: the checks of backups/verify.py; preview: backups/preview.py's answer
+    #: verify: the checks of backups/verify.py; preview: imports/restore_preview.py's answer
     check: Literal["verify", "preview"] = "verify"
 
     def stored(self) -> dict[str, str]:

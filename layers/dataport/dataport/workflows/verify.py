@@ -32,8 +32,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from dataport.backups.catalog import BackupCatalog
-from dataport.backups.format import BackupContainer, FormatError, PasswordRequired
-from dataport.backups.preview import preview as preview_backup
+from dataport.backups.format import FormatError, PasswordRequired
 from dataport.backups.verify import MemberPass, Verification, check_members, verdict
 from dataport.bucket import packages_bucket
 from dataport.errors import BackupNotUsable, InvalidRequest, JobCancelled
@@ -176,17 +175,13 @@ def compute_preview(record: BackupRecord, secret: str | None,
     key = record.object_key
     assert key is not None  # a usable backup has its object
     try:
-        if record.parent_id is not None:
-            source = BackupSource(
-                opener_of(bucket, record), BACKUP_FILENAME, options=ImportOptions(),
-                limits=backup_limits(get_settings().max_restore_upload_bytes),
-                password=secret.encode() if secret else None,
-                chain=[opener_of(bucket, r) for r in chain_of(BackupCatalog(), backup_id)],
-                in_order=True, sessions_only=True)
-            projects, outcome = preview_chain(source, target, beat)
-        else:
-            with bucket.open_read(key) as stream, BackupContainer(stream, secret) as backup:
-                projects, outcome = preview_backup(backup, target, beat)
+        chain = (chain_of(BackupCatalog(), backup_id) if record.parent_id is not None else [])
+        source = BackupSource(
+            opener_of(bucket, record), BACKUP_FILENAME, options=ImportOptions(),
+            limits=backup_limits(get_settings().max_restore_upload_bytes),
+            password=secret.encode() if secret else None,
+            chain=[opener_of(bucket, r) for r in chain], in_order=True, sessions_only=True)
+        projects, outcome = preview_chain(source, target, beat)
     except PasswordRequired as error:
         raise InvalidRequest(str(error), details={"field": "X-Backup-Password"}) from error
     except BadInput as error:
