@@ -147,6 +147,7 @@ def test_a_preview_right_after_a_restore_of_the_backup_finds_it_all_identical(ap
     try:
         ordered = sorted(Source(db, api.user_id).sessions)
         edited = db.sessions.find_one({"sessionId": ordered[0]})
+        assert edited is not None
         edited["summary"] = "edited after the backup"
         db.sessions.replace_one({"_id": edited["_id"]}, edited)
         _forget(db, ordered[1])
