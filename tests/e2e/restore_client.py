@@ -23,6 +23,7 @@ from dataport.models.backups import (
     BackupType,
 )
 from tests.e2e.api_client import Api, job_row
+from tests.fixtures.moto_speed import TABLE_WRITES
 from tests.restores.backups import Backup
 
 ENDED = {"succeeded", "failed", "cancelled", "rolled_back"}
@@ -76,6 +77,7 @@ class Restorer:
         watched until then; the API read after: moto may show a half-applied update)."""
         deadline = time.monotonic() + timeout
         while True:
+            seen = TABLE_WRITES.count
             if self.status(job_id) in until:
                 job = self.job(job_id)
                 if job["status"] in until:
@@ -83,7 +85,8 @@ class Restorer:
             if time.monotonic() > deadline:
                 job = self.job(job_id)
                 pytest.fail(f"restore {job_id} still {job['status']} after {timeout} s: {job}")
-            time.sleep(0.05)
+            time.sleep(0.05)  # at most 20 looks a second, and one only once a row changed
+            TABLE_WRITES.wait_past(seen, 0.5)
 
     def run(self, *, timeout: float = 90, **body: Any) -> dict[str, Any]:
         answer = self.start(**body)
