@@ -24,6 +24,7 @@ from dataport.source import mongo
 from dataport.source.mongo import Document, connect, reset
 from infrastructure.local import seed
 from infrastructure.local.stack import LocalStack
+from tests.fixtures.moto_speed import TABLE_WRITES
 
 TERMINAL = {"succeeded", "failed", "cancelled", "deleted"}
 
@@ -75,16 +76,23 @@ class Api:
 
     def wait(self, job_id: str, *, until: set[str] | None = None,
              timeout: float = 60) -> dict[str, Any]:
+        ends = until or TERMINAL
         deadline = time.monotonic() + timeout
         while True:
-            job = self.job(job_id)
-            if job["status"] in (until or TERMINAL):
-                # Read again: moto applies an UpdateItem's SETs one by one, so a read racing
-                # the final transition may see the new status before its other fields.
-                return self.job(job_id)
+            # The row watched (a look that runs no API invocation, which would compete with
+            # the job for this process), then the API read: moto applies an UpdateItem's SETs
+            # one by one, so a read racing the final transition may see the new status before
+            # its other fields; a read after the status was seen does not.
+            seen = TABLE_WRITES.count
+            if job_row(self.stack, job_id)["status"]["S"] in ends:
+                job = self.job(job_id)
+                if job["status"] in ends:
+                    return job
             if time.monotonic() > deadline:
+                job = self.job(job_id)
                 pytest.fail(f"job {job_id} still {job['status']} after {timeout} s: {job}")
-            time.sleep(0.1)
+            time.sleep(0.05)  # at most 20 looks a second, and one only once a row changed
+            TABLE_WRITES.wait_past(seen, 0.5)
 
     def download(self, job_id: str, target: Path) -> Path:
         answer = self.request("GET", f"/exports/{job_id}/download")
