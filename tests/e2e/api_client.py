@@ -191,3 +191,16 @@ def bucket_leftovers(stack: LocalStack, job_id: str) -> dict[str, list[str]]:
                if job_id in u["Key"]]
     return {"objects": objects, "uploads": uploads}
 
+
+def backup_ended(api: Api, backup_id: str, timeout: float = 90) -> dict[str, Any]:
+    """The backup once it is no longer pending or running (it runs on its own: a POST's, a
+    scheduled run's)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = api.request("GET", f"/backups/{backup_id}")
+        assert answer.status_code == 200, answer.text
+        backup: dict[str, Any] = answer.json()
+        if backup["status"] not in {"pending", "running"}:
+            return backup
+        assert time.monotonic() < deadline, backup
+        time.sleep(0.2)

@@ -4,7 +4,6 @@ function built with it (the local stack's fault hook, as tests/fixtures/faults.p
 from __future__ import annotations
 
 import itertools
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -73,16 +72,3 @@ def show(api: Api, schedule_id: str) -> dict[str, Any]:
 
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def backup_ended(api: Api, backup_id: str, timeout: float = 90) -> dict[str, Any]:
-    """The backup once it is no longer pending or running (a run's backup runs on its own)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = api.request("GET", f"/backups/{backup_id}")
-        assert answer.status_code == 200, answer.text
-        backup: dict[str, Any] = answer.json()
-        if backup["status"] not in {"pending", "running"}:
-            return backup
-        assert time.monotonic() < deadline, backup
-        time.sleep(0.2)

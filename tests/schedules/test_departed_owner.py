@@ -6,7 +6,6 @@ stack's clock, real MongoDB."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +16,7 @@ from pymongo.database import Database
 from dataport.source.collections import PROJECTS
 from dataport.source.mongo import Document
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, seeded_db
+from tests.e2e.api_client import Api, backup_ended, seeded_db
 from tests.schedules.support import create, show
 
 LEAVER = "66ad9b005f2b4a0012c0dddd"  # owns nothing in the seeded database
@@ -50,10 +49,6 @@ def test_a_run_of_an_owner_who_owns_nothing_is_refused_and_makes_no_backup(
     assert [f.error for f in fired if f.error] == []
     run = show(api, schedule_id)["lastRuns"][0]
     assert run["outcome"] != "refused", run
-    deadline = time.monotonic() + 90
-    while (backup := api.request("GET", f"/backups/{run['backupId']}").json())["status"] in {
-            "pending", "running"}:
-        assert time.monotonic() < deadline, backup
-        time.sleep(0.2)
+    backup = backup_ended(api, run["backupId"])
     assert backup["status"] == "completed", backup
     assert backup["counts"]["projects"] == 1

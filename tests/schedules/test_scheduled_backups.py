@@ -18,11 +18,11 @@ import requests
 from dataport.backups.format import BackupContainer, PasswordRequired
 from dataport.settings import get_settings
 from dataport.workflows.export import write_session
-from tests.e2e.api_client import Api, seeded_dataset
+from tests.e2e.api_client import Api, backup_ended, seeded_dataset
 from tests.e2e.restore_client import Restorer
 from tests.fixtures.faults import EXPORT_WORKER, export_worker
 from tests.infrastructure.iam import assert_calls_allowed
-from tests.schedules.support import backup_ended, create, show
+from tests.schedules.support import create, show
 
 DB_NAME = "dataport_scheduled_backups"
 

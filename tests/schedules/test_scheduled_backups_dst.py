@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.e2e.api_client import Api, seeded_dataset
+from tests.e2e.api_client import Api, backup_ended, seeded_dataset
 from tests.infrastructure.iam import assert_calls_allowed
-from tests.schedules.support import backup_ended, create, show, utc
+from tests.schedules.support import create, show, utc
 
 DB_NAME = "dataport_scheduled_backups_dst"
 

@@ -27,12 +27,11 @@ from dataport.source.mongo import connect
 from dataport.workflows.export import write_session
 from infrastructure.local.progress_client import ProgressSocket
 from infrastructure.local.stack import LocalStack
-from tests.e2e.api_client import Api, bucket_leftovers, seeded_dataset
+from tests.e2e.api_client import Api, backup_ended, bucket_leftovers, seeded_dataset
 from tests.fixtures.faults import EXPORT_WORKER, export_worker, slow_writer
 from tests.infrastructure.iam import assert_calls_allowed
 
 DB_NAME = "dataport_backup_tests"
-TERMINAL = {"completed", "failed", "corrupted", "expired"}
 
 
 dataset = seeded_dataset(DB_NAME, sessions_per_project=3)
@@ -70,20 +69,8 @@ def start(api: Api, body: dict[str, Any], status: int = 202) -> dict[str, Any]:
     return result
 
 
-def wait(api: Api, backup_id: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = api.request("GET", f"/backups/{backup_id}")
-        assert answer.status_code == 200, answer.text
-        backup: dict[str, Any] = answer.json()
-        if backup["status"] in TERMINAL:
-            return backup
-        assert time.monotonic() < deadline, backup
-        time.sleep(0.2)
-
-
 def backup(api: Api, body: dict[str, Any]) -> dict[str, Any]:
-    made = wait(api, start(api, body)["backupId"])
+    made = backup_ended(api, start(api, body)["backupId"])
     assert made["status"] == "completed", made
     return made
 
@@ -272,6 +259,19 @@ def test_a_selective_backup_holds_whole_sessions_of_the_selection(api: Api) -> N
         assert answer.json()["error"]["code"] == "invalid_request"
 
 
+def _edit_and_delete(db: Any, changed: str, summary: str, deleted: str) -> None:
+    """One session edited (its updatedAt moved on), one deleted with its messages; then a
+    second, so that an increment's watermark comes after the edit."""
+    edited = db.sessions.find_one({"sessionId": changed})
+    edited.update(summary=summary, updatedAt=datetime.now(UTC) + timedelta(seconds=1))
+    # replace, not $set: the embedded nx-27017 stores a $set datetime as a string
+    db.sessions.replace_one({"_id": edited["_id"]}, edited)
+    db.sessions.delete_one({"sessionId": deleted})
+    for name in message_collections(db):
+        db[name].delete_many({"sessionId": deleted})
+    time.sleep(1.1)
+
+
 def test_an_increment_holds_what_changed_and_what_was_deleted(api: Api) -> None:
     base = backup(api, {"name": "base"})
     db = _db(api.stack)
@@ -279,15 +279,7 @@ def test_an_increment_holds_what_changed_and_what_was_deleted(api: Api) -> None:
         source = Source(api.stack, api.user_id)
         ordered = sorted(source.sessions)
         changed, deleted = ordered[0], ordered[1]
-        later = datetime.now(UTC) + timedelta(seconds=1)
-        edited = db.sessions.find_one({"sessionId": changed})
-        edited.update(summary="edited", updatedAt=later)
-        # replace, not $set: the embedded nx-27017 stores a $set datetime as a string
-        db.sessions.replace_one({"_id": edited["_id"]}, edited)
-        db.sessions.delete_one({"sessionId": deleted})
-        for name in message_collections(db):
-            db[name].delete_many({"sessionId": deleted})
-        time.sleep(1.1)  # the increment's watermark is after the edit
+        _edit_and_delete(db, changed, "edited", deleted)
         increment = backup(api, {"name": "nightly increment", "type": "incremental",
                                  "parentId": base["backupId"]})
     finally:
@@ -388,7 +380,7 @@ def test_a_fault_mid_backup_leaves_it_failed_with_nothing_behind(
 
     monkeypatch.setitem(api.stack.handler_overrides, EXPORT_WORKER, export_worker(failing))
     try:
-        made = wait(api, start(api, {"name": "doomed"})["backupId"])
+        made = backup_ended(api, start(api, {"name": "doomed"})["backupId"])
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
@@ -419,7 +411,7 @@ def test_progress_reaches_the_websocket_with_kind_backup(
     assert any(isinstance(e, ProgressEvent) and e.progress.phase == "backing_up"
                and e.progress.current > 0 for e in events)
     assert isinstance(events[-1], SucceededEvent)
-    assert wait(api, backup_id)["status"] == "completed"
+    assert backup_ended(api, backup_id)["status"] == "completed"
 
 
 def test_backups_count_against_their_own_rate_limit(
@@ -508,7 +500,7 @@ def test_deleting_a_backup_being_made_cancels_it_and_leaves_nothing(
         monkeypatch.undo()
         get_settings.cache_clear()
     assert bucket_leftovers(api.stack, backup_id) == {"objects": [], "uploads": []}
-    assert wait(api, backup_id)["status"] == "failed"
+    assert backup_ended(api, backup_id)["status"] == "failed"
     assert api.request("GET", f"/backups/{backup_id}").json()["error"]["code"] == "cancelled"
 
 
@@ -521,7 +513,7 @@ def test_the_same_idempotency_key_returns_the_same_backup(api: Api) -> None:
     assert "X-RateLimit-Remaining" not in again.headers  # a replay counts nothing
     other = api.request("POST", "/backups", json={"name": "another"}, headers=key)
     assert other.status_code == 422, other.text
-    assert wait(api, first.json()["backupId"])["status"] == "completed"
+    assert backup_ended(api, first.json()["backupId"])["status"] == "completed"
     assert len(api.request("GET", "/backups").json()["backups"]) == 1
 
 
@@ -560,14 +552,7 @@ def test_an_instance_increment_follows_an_instance_base(api: Api, admin: Api) ->
     deleted = min(sid for sid, u in owner_of.items() if str(u) == others[1])
     db = _db(admin.stack)
     try:
-        edited = db.sessions.find_one({"sessionId": changed})
-        edited.update(summary="edited by its owner",
-                      updatedAt=datetime.now(UTC) + timedelta(seconds=1))
-        db.sessions.replace_one({"_id": edited["_id"]}, edited)
-        db.sessions.delete_one({"sessionId": deleted})
-        for name in message_collections(db):
-            db[name].delete_many({"sessionId": deleted})
-        time.sleep(1.1)  # the increment's watermark is after the edit
+        _edit_and_delete(db, changed, "edited by its owner", deleted)
         second = backup(admin, {"name": "instance increment 2", "type": "incremental",
                                 "scope": "instance", "parentId": increment["backupId"]})
     finally:
