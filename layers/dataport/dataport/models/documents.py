@@ -28,6 +28,7 @@ class MessageLayout(StrEnum):
     SINGLE = "single"
     MONTHLY = "monthly"
 
+
 #: a Claude Code status line (compaction boundary, hook summary, API error) kept from a
 #: transcript, as ClaudeLens' own ingest keeps it (docs/imports.md)
 SYSTEM_TYPE = "system"
