@@ -7,7 +7,8 @@ deleted), takes an incremental instance backup on it, verifies both (POST
 an **empty instance**: a second MongoDB database on the same server, holding nothing, that the
 functions are pointed at for that step, as a migration to a fresh ClaudeLens would. Every
 user's projects, sessions and messages there are compared with the source as it was when the
-increment was taken; the restore is rolled back and the new instance is empty again. Last, on
+increment was taken, and its messages must be in the source's message collections (the layout
+the backup records); the restore is rolled back and the new instance is empty again. Last, on
 the source, it changes the data again, runs a full restore of the base over it and rolls it
 back (POST /restores/{id}/rollback): everything must be as it was before that restore.
 Prints the chain, sizes, the compression ratio, MB/s (backups and restores) and "identical" or
@@ -103,7 +104,7 @@ def _use(database: str) -> None:
 
 
 def _message_collections(db: Database[Document]) -> list[str]:
-    return [name for name in db.list_collection_names() if is_message_collection(name)]
+    return sorted(name for name in db.list_collection_names() if is_message_collection(name))
 
 
 def users_of(db: Database[Document]) -> list[str]:
@@ -144,8 +145,15 @@ def instance_content(db: Database[Document]) -> Instance:
     return found
 
 
+def _holding_messages(db: Database[Document]) -> list[str]:
+    """The message collections that hold a message (a month whose sessions were all deleted
+    leaves its collection behind, empty)."""
+    return [name for name in _message_collections(db)
+            if db[name].count_documents({}, limit=1)]
+
+
 def _layout(db: Database[Document]) -> str:
-    names = sorted(_message_collections(db))
+    names = _holding_messages(db)
     if len(names) < 2:
         return names[0] if names else "none"
     return f"{len(names)} collections, {names[0]} to {names[-1]}"
@@ -350,8 +358,12 @@ def demo(stack: LocalStack, database: str) -> bool:
                                    "conflicts": "overwrite"}, chain_bytes)
             chain_ok = compare("the new instance vs the source at the increment",
                                at_increment, instance_content(fresh))
-            # an empty database has no message layout yet: the restore writes the single one
-            print(f"  messages in: {_layout(fresh)} (the source: {_layout(db)})")
+            # an empty database has no message layout yet: the restore writes the one the
+            # backup records (its source's), so the new instance finds them where it writes
+            placed = _holding_messages(fresh) == _holding_messages(db)
+            where = ("the same collections as the source" if placed
+                     else f"the source: {_layout(db)}")
+            print(f"  messages in: {_layout(fresh)} ({where})")
             emptied = rollback(client, job["jobId"]) and documents_in(fresh) == 0
             print(f"  the new instance after the rollback: {documents_in(fresh)} documents")
 
@@ -365,7 +377,7 @@ def demo(stack: LocalStack, database: str) -> bool:
     finally:
         db.client.drop_database(fresh.name)
         db.client.close()
-    ok = intact and chain_ok and emptied and rollback_ok
+    ok = intact and chain_ok and placed and emptied and rollback_ok
     print(f"\n{'identical: every comparison matched' if ok else 'DIFFERENT (above)'}")
     return ok
 

@@ -3,8 +3,9 @@ to end on the local stack: the backup made by POST /backups from a seeded databa
 functions then pointed at a second database on the same server that holds nothing, the restore
 (`target: instance`, mode `full`) run there. Every user's data comes back, content and identity
 (sessionIds, message uuids, project paths and owners, message bodies byte for byte once the
-new `_id`s are set aside: `_id` is not identity, docs/backups.md), and its rollback leaves the
-new instance empty again."""
+new `_id`s are set aside: `_id` is not identity, docs/backups.md), in the message layout of the
+source (monthly: the backup records it, and the empty database, which has none yet, gets it),
+and its rollback leaves the new instance empty again."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ import bson
 import pytest
 from pymongo.database import Database
 
-from dataport.source.collections import PROJECTS, SESSIONS, is_message_collection
+from dataport.source.collections import (
+    PROJECTS,
+    SESSIONS,
+    Layout,
+    collection_name_for,
+    detect_layout,
+    is_message_collection,
+    message_collections,
+)
 from dataport.source.mongo import Document
 from dataport.source.writes import IMPORT_TAG
 from infrastructure.local.demo_backup import (
@@ -94,6 +103,12 @@ def test_an_instance_backup_restored_into_an_empty_instance_gives_every_user_eve
         assert differences(expected, restored) == []  # every field of everything but `_id`s
         assert identities(empty) == expected_ids
         assert messages_as_bson(empty) == expected_bodies  # byte for byte
+        # where the source kept them: the same monthly collections, each message in its month
+        assert detect_layout(source) is Layout.MONTHLY
+        assert message_collections(empty) == message_collections(source)
+        for name in message_collections(empty):
+            assert all(collection_name_for(Layout.MONTHLY, message["timestamp"]) == name
+                       for message in empty[name].find({}, {"timestamp": 1}))
         assert sorted(admin.job(shard)["targetUserId"] for shard in job["shards"]) == users_of(
             source)  # one shard per user, into that user
         assert users_of(empty) == users_of(source)

@@ -25,16 +25,19 @@ from dataport.errors import InvalidRequest
 from dataport.models.exports import CostRange, DateRange, ExportFilters
 from dataport.source import reader
 from dataport.source.collections import (
+    SESSIONS,
     Layout,
     collection_name_for,
     detect_layout,
     ensure_indexes,
+    layout_in_use,
     message_collection_for,
     message_collections,
 )
 from dataport.source.content_hash import content_hash
 from dataport.source.mongo import Document, one_of
 from dataport.source.scope import OwnerScope
+from dataport.source.writes import Target
 from infrastructure.local import mongo_server
 from infrastructure.local.seed import DEMO_USER_ID, seed
 from tests.fixtures.mongo import SeededDb, seeded_database
@@ -511,6 +514,24 @@ def test_layout_detection_and_routing(mongo_db: Database[Document]) -> None:
     assert detect_layout(mongo_db) is Layout.MONTHLY
     assert message_collection_for(mongo_db, tokyo).name == "messages_2025_07"
     assert message_collections(mongo_db) == ["messages_2025_07"]
+
+
+@pytest.mark.parametrize("preferred", [Layout.SINGLE, Layout.MONTHLY])
+def test_a_database_without_message_collections_is_written_in_the_layout_preferred(
+        mongo_db: Database[Document], preferred: Layout) -> None:
+    """A restore into a fresh database writes its backup's layout; a database that has
+    message collections keeps its own, whatever is preferred."""
+    july = datetime(2025, 7, 31, 20, tzinfo=UTC)
+    mongo_db[SESSIONS].insert_one({"sessionId": "s"})  # other collections are no layout
+    assert layout_in_use(mongo_db) is None
+    assert detect_layout(mongo_db, preferred) is preferred
+    assert Target(mongo_db, preferred).collection_for(july) == collection_name_for(
+        preferred, july)
+    assert layout_in_use(mongo_db) is preferred  # the collection made, indexed
+
+    other = Layout.MONTHLY if preferred is Layout.SINGLE else Layout.SINGLE
+    assert detect_layout(mongo_db, other) is preferred  # the database's own now
+    assert Target(mongo_db, other).collection_for(july) == collection_name_for(preferred, july)
 
 
 def test_ensure_indexes(mongo_db: Database[Document]) -> None:

@@ -28,6 +28,7 @@ from dataport.backups.format import (
 )
 from dataport.formats.extjson import json_util_canonical
 from dataport.models.backups import BackupCounts
+from dataport.models.documents import MessageLayout
 from dataport.source.collections import PROJECTS, SESSIONS, is_message_collection
 from dataport.source.mongo import Document
 
@@ -49,6 +50,8 @@ class Backup:
     #: the format version written: 1 writes lines as dataport 1 did (no `$` key escaped)
     format_version: int = FORMAT_VERSION
     scope: Literal["user", "instance"] = "user"
+    #: the source's message layout the manifest records (None: none, as older backups)
+    message_layout: MessageLayout | None = None
 
     def container(self, *, per_member: int = 3) -> bytes:
         """The backup as its stored object (members of at most `per_member` documents, so a
@@ -86,7 +89,7 @@ class Backup:
                 owner_id=self.owner_id, type="incremental" if self.parent_id else "full",
                 parent_id=self.parent_id, watermark=datetime.now(UTC),
                 created_at=datetime.now(UTC), compression=Compression(level=3),
-                format_version=self.format_version,
+                format_version=self.format_version, message_layout=self.message_layout,
                 counts=BackupCounts(projects=len(self.projects), sessions=len(self.sessions),
                                     messages=len(self.messages), deletions=len(deletions)),
                 bytes=BackupBytes(uncompressed=sum(m.bytes for m in listed),

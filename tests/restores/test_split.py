@@ -24,6 +24,7 @@ from dataport.bucket import PackagesBucket
 from dataport.imports.limits import DEFAULT_LIMITS
 from dataport.imports.readers.backup import BackupSource, Position
 from dataport.imports.split import ShardKey, ShardPart, Splitter
+from dataport.models.documents import MessageLayout
 from dataport.models.imports import ImportOptions, Issue
 from dataport.models.records import RecordKind
 from tests.restores.backups import Backup
@@ -357,3 +358,42 @@ def test_a_retried_hand_over_of_a_chain_or_of_late_messages_writes_the_same_obje
                                  retried=True)
     assert [(p.pin, p.sha256) for p in twice] == [(p.pin, p.sha256) for p in once]
     assert {key: bucket.pin_written(key).etag for key in bucket.keys("imports/job/")} == stored
+
+
+def layouts_of(bucket: PackagesBucket, parts: list[ShardPart]) -> set[MessageLayout | None]:
+    found: set[MessageLayout | None] = set()
+    for part in parts:
+        data = bucket.read_range(part.pin.key, 0, part.pin.bytes)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            found.add(BackupManifest.from_json(archive.read(MANIFEST_NAME)).message_layout)
+    return found
+
+
+@pytest.mark.parametrize("layout", [MessageLayout.MONTHLY, MessageLayout.SINGLE, None])
+def test_every_part_carries_the_backups_message_layout_through_a_hand_over(
+        bucket: PackagesBucket, layout: MessageLayout | None) -> None:
+    """Every shard writes the layout its part's manifest records into a target with no
+    message collection yet, so all of a restore's parts carry the backup's (None: an older
+    backup's parts record none): those stored before a hand-over, and those a splitter loaded
+    from it stores without a reader (the plan's last, hashing invocation)."""
+    backup = instance(sessions=12, messages=2)
+    backup.message_layout = layout
+    source = backup_source(backup.container(per_member=4))
+    splitter = Splitter(bucket, PREFIX, 2, eager=True, made_at=MADE,
+                        owner_of=lambda p: str(p["user_id"]))
+    records = list(source.records())
+    assert source.message_layout == layout  # read with the manifest
+    half = len(records) // 2
+    for record in records[:half]:
+        splitter.message_layout = source.message_layout  # as the plan does
+        splitter.add(record)
+    stored_before = len(splitter.parts)
+    assert stored_before  # eager: the full shards went out already
+    state = decode_line(encode_line(splitter.hand_over("imports/job/split/members/")))
+    loaded = Splitter(bucket, PREFIX, 2, eager=True, made_at=MADE,
+                      owner_of=lambda p: str(p["user_id"]))
+    loaded.load(state)
+    parts = loaded.finish()
+    assert len(parts) > stored_before  # the open shards stored by the loaded splitter
+    assert layouts_of(bucket, parts) == {layout}
+

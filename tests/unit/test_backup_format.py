@@ -42,6 +42,7 @@ from dataport.backups.format import (
     member_path,
 )
 from dataport.formats.extjson import escape_dollar_keys, json_util_canonical
+from dataport.models.documents import MessageLayout
 from tests.unit.format_sink import messages, project_doc, session_doc
 
 SETTINGS = settings(max_examples=150, deadline=None,
@@ -280,6 +281,26 @@ def _zip(members: dict[str, bytes], password: str | None = None) -> bytes:
         for name, data in members.items():
             archive.writestr(name, data)
     return out.getvalue()
+
+
+@pytest.mark.parametrize("layout", list(MessageLayout))
+def test_the_manifest_records_the_sources_message_layout_and_older_ones_read_without(
+        layout: MessageLayout) -> None:
+    recorded = _manifest([]).model_copy(update={"message_layout": layout})
+    text = recorded.to_json()
+    assert f'"messageLayout": "{layout.value}"' in text.decode()
+    read = BackupManifest.from_json(text)
+    assert read.message_layout is layout
+    assert read == recorded
+
+    # a backup made before dataport recorded it (the same format version): no field, None
+    older = _manifest([]).to_json()
+    assert b"messageLayout" not in older
+    assert BackupManifest.from_json(older).message_layout is None
+    with BackupContainer(io.BytesIO(_zip({MANIFEST_NAME: older}))) as backup:
+        assert backup.manifest.message_layout is None
+    with pytest.raises(ValueError, match="messageLayout"):
+        BackupManifest.from_json(text.replace(f'"{layout.value}"'.encode(), b'"weekly"'))
 
 
 @pytest.mark.parametrize("password", [None, "correct horse"])

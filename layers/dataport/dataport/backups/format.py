@@ -41,6 +41,7 @@ from dataport.formats import extjson_reader
 from dataport.formats.extjson import escaped_json_bytes
 from dataport.models.backups import BackupCounts
 from dataport.models.common import ApiModel
+from dataport.models.documents import MessageLayout
 
 FORMAT: Final = "dataport-backup"
 #: 2: user keys that start with `$` carry one more (`escaped_json_bytes`); 1: written as they are
@@ -138,6 +139,11 @@ class BackupManifest(_ManifestModel):
     generator: str = GENERATOR
     compression: Compression
     encryption: Literal["aes-256"] | None = None
+    message_layout: MessageLayout | None = Field(
+        default=None, description="where the source database kept its messages (`single`: "
+        "one `messages` collection, `monthly`: `messages_YYYY_MM`); a restore into a database "
+        "with no message collection yet writes this layout. Absent: a backup made before "
+        "dataport recorded it, or of a database that had no message collection")
     counts: BackupCounts = BackupCounts()
     bytes: BackupBytes = BackupBytes()
     members: list[MemberEntry] = Field(default_factory=list)

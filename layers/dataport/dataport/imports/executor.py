@@ -43,6 +43,7 @@ from dataport.errors import TransientError
 from dataport.imports import storage
 from dataport.imports.checked import Encoded, decoded, tagged
 from dataport.imports.plan import Op, SessionPlan
+from dataport.models.documents import MessageLayout
 from dataport.models.imports import (
     MAX_LISTED_COPIES,
     CopiedMessage,
@@ -213,7 +214,8 @@ class _Batch:
 class Executor:
     def __init__(self, *, db: Database[Document], bucket: PackagesBucket, job_id: str,
                  user_id: str, decision: ImportDecision, staging: Staging, run_id: str,
-                 batch_ops: int, now: datetime, writes_in_flight: int = 2) -> None:
+                 batch_ops: int, now: datetime, writes_in_flight: int = 2,
+                 layout: MessageLayout | None = None) -> None:
         self.db, self.bucket = db, bucket
         self.job_id, self.user_id = job_id, user_id
         self.decision = decision
@@ -223,7 +225,9 @@ class Executor:
         self.batch_ops = batch_ops
         self.now = now
         self.user = UserData(db, user_id)
-        self.target = Target(db)
+        #: `layout`: where messages go when the target has no message collection yet (a
+        #: restore's: its backup's source's); a target that has some keeps its own
+        self.target = Target(db, layout)
         self.projects = {path: doc["_id"] for path, doc in self.user.projects_by_path().items()}
         self.upload_projects = staging.projects()
         self.batches = 0  # batches with writes (journal keys are numbered by it)

@@ -72,6 +72,7 @@ from dataport.backups.format import (
 from dataport.bucket import PackagesBucket
 from dataport.imports.sealed import Sealer, sealed_size
 from dataport.models.backups import BackupCounts
+from dataport.models.documents import MessageLayout
 from dataport.models.job_common import UploadPin
 from dataport.models.records import ImportRecord, RecordKind
 
@@ -180,6 +181,11 @@ class Splitter:
         #: every user's project paths the backup holds (kept by a full restore's removal)
         self.project_paths: dict[str, set[str]] = {}
         self._used: dict[str, dict[object, None]] = {}  # per user: projects with sessions
+        #: where the backup's source kept its messages (its manifest's `messageLayout`), written
+        #: into every part's manifest: each shard writes it into a target with no message
+        #: collection yet, so parallel shards never write a mix (the plan sets it from the
+        #: reader, which knows it once it has read the manifests, before its first record)
+        self.message_layout: MessageLayout | None = None
 
     def projects_with_sessions(self, user: str) -> list[dict[str, Any]]:
         """The user's projects that some restored session of theirs is in (what a restore
@@ -357,7 +363,8 @@ class Splitter:
                     if member.key is None and member.part is None:
                         os.remove(member.path)
                 archive.writestr(zipfile.ZipInfo(MANIFEST_NAME, _ZIP_TIME),
-                                 _manifest(shards, entries, self.made_at).to_json())
+                                 _manifest(shards, entries, self.made_at,
+                                           self.message_layout).to_json())
             if sealed is not None:
                 sealed.finish()
         pin = self.bucket.pin_written(key)
@@ -467,7 +474,8 @@ class Splitter:
             "parts": [{**vars(part), "pin": part.pin.model_dump()} for part in self.parts],
             "superseded": self.superseded,
             "projectPaths": {user: sorted(paths) for user, paths in self.project_paths.items()},
-            "used": {user: list(ids) for user, ids in self._used.items()}}
+            "used": {user: list(ids) for user, ids in self._used.items()},
+            "messageLayout": self.message_layout.value if self.message_layout else None}
 
     def load(self, state: dict[str, Any]) -> None:
         """Go on from an earlier invocation's `hand_over` (a fresh splitter)."""
@@ -478,6 +486,8 @@ class Splitter:
         self.project_paths = {user: set(paths) for user, paths in state["projectPaths"].items()}
         self._used = {user: dict.fromkeys(ids) for user, ids in state["used"].items()}
         self.superseded = list(state.get("superseded", []))
+        layout = state.get("messageLayout")
+        self.message_layout = MessageLayout(layout) if layout else None
         for opened in state["open"]:
             directory = os.path.join(self._tmp, f"{len(self._shards):06d}")
             os.mkdir(directory)
@@ -528,8 +538,8 @@ def _packs(shards: list[_Shard], messages: int, users: int) -> list[list[_Shard]
     return parts
 
 
-def _manifest(shards: tuple[_Shard, ...], entries: list[MemberEntry],
-              now: datetime) -> BackupManifest:
+def _manifest(shards: tuple[_Shard, ...], entries: list[MemberEntry], now: datetime,
+              layout: MessageLayout | None) -> BackupManifest:
     shard = shards[0]
     alone = len(shards) == 1
     return BackupManifest(
@@ -537,7 +547,7 @@ def _manifest(shards: tuple[_Shard, ...], entries: list[MemberEntry],
         name="restore shard", scope="user" if alone else "instance",
         owner_id=shard.user_id if alone and ObjectId.is_valid(shard.user_id) else None,
         type="full", watermark=now, created_at=now,
-        compression=Compression(level=SHARD_ZSTD_LEVEL),
+        compression=Compression(level=SHARD_ZSTD_LEVEL), message_layout=layout,
         counts=BackupCounts(projects=sum(e.records for e in entries
                                          if e.collection == "projects"),
                             sessions=sum(s.sessions for s in shards),

@@ -42,6 +42,7 @@ from dataport.jobs.dynamo import (
 )
 from dataport.models.backup_views import BackupPreview
 from dataport.models.backups import BackupCounts, BackupRequest
+from dataport.models.documents import MessageLayout
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate, ImportDecision, ImportOutcome, ValidationReport
 from dataport.models.jobs import (
@@ -385,13 +386,15 @@ class JobStore:
 
     def update_backup(self, job_id: str, *, watermark: datetime | None = None,
                       parent_watermark: datetime | None = None,
+                      message_layout: MessageLayout | None = None,
                       counts: BackupCounts | None = None,
                       progress: Progress | None = None, claim_at_ms: int | None = None) -> Job:
         """What a running backup's plan learns: the snapshot's watermark (and its parent's),
-        the counts, and its progress when given (the same write; `claim_at_ms` as in
-        `update_export`)."""
+        the source's message layout, the counts, and its progress when given (the same write;
+        `claim_at_ms` as in `update_export`)."""
         sets = _state_sets(BackupState, {"watermark": watermark,
                                          "parent_watermark": parent_watermark,
+                                         "message_layout": message_layout,
                                          "counts": counts})
         if progress is not None:
             sets["progress"] = _storable(Job, "progress", progress)
@@ -444,12 +447,14 @@ class JobStore:
                       report: ValidationReport | None = None,
                       checked_pin: UploadPin | None = None, forget_checked: bool = False,
                       dry_run: ImportOutcome | None = None,
-                      outcome: ImportOutcome | None = None) -> Job:
+                      outcome: ImportOutcome | None = None,
+                      message_layout: MessageLayout | None = None) -> Job:
         """What a running import's tasks learn: the pinned upload, the report, the records
         validation checked (`forget_checked`: there are none, whatever an earlier validation
-        kept), the dry run's or the execution's outcome (None: unchanged)."""
+        kept), the dry run's or the execution's outcome, the layout a restore's backup
+        records (None: unchanged)."""
         given = {"upload_pin": upload_pin, "report": report, "checked_pin": checked_pin,
-                 "dry_run": dry_run, "outcome": outcome}
+                 "dry_run": dry_run, "outcome": outcome, "message_layout": message_layout}
         return self._change(job_id, Change.UPDATE, kinds=IMPORTING_KINDS,
                             sets=_state_sets(ImportState, given),
                             removes=("checked_pin",) if forget_checked else ())

@@ -13,11 +13,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from bson.decimal128 import Decimal128
 
 RawDocument = Mapping[str, Any]
+
+
+class MessageLayout(StrEnum):
+    """Where a ClaudeLens database keeps its messages: one `messages` collection, or monthly
+    `messages_YYYY_MM` collections (newer deployments; dataport.source.collections)."""
+
+    SINGLE = "single"
+    MONTHLY = "monthly"
+
 
 #: a Claude Code status line (compaction boundary, hook summary, API error) kept from a
 #: transcript, as ClaudeLens' own ingest keeps it (docs/imports.md)

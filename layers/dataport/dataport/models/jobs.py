@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, Field, model_validator
 from dataport.models.backup_views import BackupPreview
 from dataport.models.backups import BackupCounts, BackupFilters, BackupRequest
 from dataport.models.common import ApiModel
+from dataport.models.documents import MessageLayout
 from dataport.models.exports import ExportRequest
 from dataport.models.imports import ImportCreate, ImportDecision, ImportOutcome, ValidationReport
 from dataport.models.job_common import (
@@ -66,6 +67,10 @@ class ImportingState(ApiModel):
     dry_runs: int = Field(default=0, ge=0, description=(
         "dry runs decided so far (bounded: MAX_DRY_RUNS, so that the workflow's history, which "
         "grows by one decision's events per dry run, stays within Step Functions' limit)"))
+    message_layout: MessageLayout | None = Field(default=None, description=(
+        "the layout the execution writes messages in when the target has no message "
+        "collection yet: a restore's, its backup's source's (the manifest's `messageLayout`, "
+        "read by validation); None (an import, an older backup): the single one"))
 
 
 class ImportState(ImportingState):
@@ -87,6 +92,9 @@ class BackupState(ApiModel):
                                           "the request's, or for an increment its chain's")
     watermark: AwareDatetime | None = None
     parent_watermark: AwareDatetime | None = None
+    #: the source database's message layout, read with the watermark (the manifest records
+    #: it; None: the database had no message collection)
+    message_layout: MessageLayout | None = None
     counts: BackupCounts | None = None
     object_key: str | None = None
     bytes: int | None = None

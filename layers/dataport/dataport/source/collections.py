@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 
+from dataport.models.documents import MessageLayout
 from dataport.source.mongo import Document
 
 PROJECTS = "projects"
@@ -24,9 +24,9 @@ MESSAGES = "messages"
 _MONTHLY = re.compile(r"messages_(\d{4})_(\d{2})")
 
 
-class Layout(StrEnum):
-    SINGLE = "single"
-    MONTHLY = "monthly"
+#: the name the source's callers use (the enum lives with the models: a job and a backup's
+#: manifest record it too)
+Layout = MessageLayout
 
 
 def is_message_collection(name: str) -> bool:
@@ -45,10 +45,19 @@ def message_collections(db: Database[Document]) -> list[str]:
     return sorted(names, key=lambda name: month_of(name) or (0, 0))
 
 
-def detect_layout(db: Database[Document]) -> Layout:
-    """Monthly as soon as one monthly collection exists (a mix is never written by us)."""
-    return (Layout.MONTHLY if any(month_of(name) for name in message_collections(db))
-            else Layout.SINGLE)
+def layout_in_use(db: Database[Document]) -> Layout | None:
+    """The layout of a database that has message collections (monthly as soon as one monthly
+    collection exists: a mix is never written by us); None for one that has none yet."""
+    names = message_collections(db)
+    if not names:
+        return None
+    return Layout.MONTHLY if any(month_of(name) for name in names) else Layout.SINGLE
+
+
+def detect_layout(db: Database[Document], preferred: Layout | None = None) -> Layout:
+    """The layout to write in: the database's own; for a database with no message collection
+    yet, `preferred` (a restore's: the layout its backup's source used), else single."""
+    return layout_in_use(db) or preferred or Layout.SINGLE
 
 
 def collection_name_for(layout: Layout, timestamp: datetime) -> str:

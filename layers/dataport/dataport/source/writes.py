@@ -39,6 +39,7 @@ from dataport.errors import DataportError, IdTaken, WriteRejected
 from dataport.source.collections import (
     PROJECTS,
     SESSIONS,
+    Layout,
     collection_name_for,
     detect_layout,
     ensure_message_indexes,
@@ -56,12 +57,13 @@ DUPLICATE_KEY = 11000
 
 
 class Target:
-    """The user's database as an import writes it: message layout detected once, indexes made
-    for every message collection the import creates."""
+    """The user's database as an import writes it: message layout detected once (the
+    database's own; for a database with no message collection yet, `layout`: a restore's
+    backup's, else single), indexes made for every message collection the import creates."""
 
-    def __init__(self, db: Database[Document]) -> None:
+    def __init__(self, db: Database[Document], layout: Layout | None = None) -> None:
         self.db = db
-        self.layout = detect_layout(db)
+        self.layout = detect_layout(db, layout)
         self._ready = set(message_collections(db))
 
     def ensure_indexes(self) -> None:

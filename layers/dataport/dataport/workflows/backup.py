@@ -60,6 +60,7 @@ from dataport.packaging.package import assemble_zip
 from dataport.progress.publisher import publish_progress, publish_terminal
 from dataport.progress.throttle import Cadence, now_ms
 from dataport.settings import get_settings
+from dataport.source.collections import layout_in_use
 from dataport.source.mongo import get_database
 from dataport.source.reader import projects_in_scope, session_keys
 from dataport.source.scope import BackupSelection, InstanceScope, OwnerScope, SelectionScope
@@ -101,10 +102,14 @@ def writer_for(job: Job, sink: FileSink, *, shard: int, seq: int) -> BackupWrite
 
 def begin(job: Job, store: JobStore) -> Job:
     """The plan's first step for a backup: its catalog record running, the watermark set
-    (once: a retried plan keeps the first one, so every shard reads the same window)."""
+    (once: a retried plan keeps the first one, so every shard reads the same window) with the
+    source's message layout (a database property, for a user backup too: the manifest records
+    it, and a restore into a database with no message collection yet writes it; read here,
+    where the database is reached, not by the finalizer, which has no access to it)."""
     BackupCatalog().mark_running(job.job_id)
     if job.backup_state.watermark is None:
-        job = store.update_backup(job.job_id, watermark=utcnow())
+        job = store.update_backup(job.job_id, watermark=utcnow(),
+                                  message_layout=layout_in_use(get_database()))
     return job
 
 
@@ -206,7 +211,8 @@ def finalize(job: Job, store: JobStore, password: SecretStr | None,
             filters=state.filters.model_dump(mode="json", by_alias=True, exclude_none=True)
             if state.filters else {},
             compression=Compression(level=level),
-            encryption="aes-256" if password is not None else None, counts=counts,
+            encryption="aes-256" if password is not None else None,
+            message_layout=state.message_layout, counts=counts,
             bytes={"uncompressed": sum(e.bytes for e in entries),
                    "compressed": sum(e.compressed_bytes for e in entries)},
             members=entries))

@@ -239,9 +239,12 @@ def validate(step: ImportStep) -> ImportStep:
         publish_terminal(failed)
         logger.info("import refused", extra={"job_id": job.job_id, "errors": report.errors_total})
         return step.model_copy(update={"next": "invalid"})
+    # a restore's backup says where its source kept messages: the execution writes there
+    # when the target has no message collection yet (source.writes.Target)
+    layout = upload.message_layout if isinstance(upload, BackupSource) else None
     if stager.writer is None or stager.refused is not None:  # Stage stages it in full
         store.update_import(job.job_id, report=report, checked_pin=checked,
-                            forget_checked=checked is None)
+                            forget_checked=checked is None, message_layout=layout)
         with database_errors():
             stager.finish()  # raises a record staging refused, once the report is kept
         return step.model_copy(update={"next": "stage"})
@@ -251,7 +254,7 @@ def validate(step: ImportStep) -> ImportStep:
     if summary is not None:  # compared here: no Stage invocation, the report written once
         report = report.model_copy(update={"conflicts": summary})
     store.update_import(job.job_id, report=report, checked_pin=checked,
-                        forget_checked=checked is None)
+                        forget_checked=checked is None, message_layout=layout)
     if summary is None:
         return step.model_copy(update={"next": "stage"})
     logger.info("import validated", extra={"job_id": job.job_id, "sessions": sessions})
@@ -616,7 +619,8 @@ def execute(step: ImportStep, remaining_ms: Callable[[], int]) -> ImportStep:
                         user_id=job.owner_of_data, decision=decision, staging=staging,
                         run_id=f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
                         batch_ops=settings.import_batch_ops, now=started,
-                        writes_in_flight=settings.import_writes_in_flight)
+                        writes_in_flight=settings.import_writes_in_flight,
+                        layout=job.import_state.message_layout)
     processed = 0
     pulse = Cadence(PULSE_MS)
     pulse.due()  # the first look after an interval: the job was just read and reported

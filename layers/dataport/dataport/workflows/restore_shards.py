@@ -559,6 +559,9 @@ def _read_into(splitter: Splitter, source: BackupSource, state: dict[str, Any] |
                              on_position=at_member_end if hands_over else None, taken=taken)
     for record in records:
         count += 1
+        # known since the reader read the manifests (before its first record): the layout
+        # every part's manifest carries to its shard (an attribute, set as cheaply as read)
+        splitter.message_layout = source.message_layout
         splitter.add(record)
         if remaining_ms() < settings.restore_plan_reserve_ms:  # a clock, no request
             raise _OutOfTime(count, "" if hands_over else _NEWEST_FIRST_TOO_LARGE)

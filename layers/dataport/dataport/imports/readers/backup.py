@@ -52,6 +52,7 @@ from dataport.backups.format import (
 from dataport.imports.limits import BadInput, ImportLimits, issue, iter_lines
 from dataport.imports.readers.base import ImportSource, IssueCallback, Opener, Reporter
 from dataport.imports.zipsafe import GuardedMember, SafeZip, ZipMember
+from dataport.models.documents import MessageLayout
 from dataport.models.imports import ImportOptions, IssueCode, SourceFormat
 from dataport.models.records import ImportRecord, Location, RecordKind
 
@@ -202,6 +203,9 @@ class BackupSource(ImportSource):
         self.owner = owner
         #: messages came out of their sessions' place (after every session)
         self.out_of_place = False
+        #: the message layout the restored backup's source used (its manifest's, once read by
+        #: a read of the records or `owners`; None before, or for a backup that records none)
+        self.message_layout: MessageLayout | None = None
         #: the sessions this read took, with the link each one's version comes from
         self.chosen: dict[str, int] = {}
         self._start: Position | None = None
@@ -326,6 +330,8 @@ class BackupSource(ImportSource):
         (`_lines`, at each member's end), so the validation pass reads the backup once."""
         with self._archive(link) as archive:
             link.manifest = read_manifest(archive, link.name)
+            if link.number == len(self.chain):  # the newest link: the one restored
+                self.message_layout = link.manifest.message_layout
             present = {m.name: m for m in archive.members}
             listed = {m.path for m in link.manifest.members}
             for name in present:
