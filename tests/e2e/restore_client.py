@@ -81,12 +81,27 @@ class Restorer:
             if self.status(job_id) in until:
                 job = self.job(job_id)
                 if job["status"] in until:
+                    if until <= ENDED:
+                        self.settled(job_id, max(deadline, time.monotonic() + 30))
                     return job
             if time.monotonic() > deadline:
                 job = self.job(job_id)
                 pytest.fail(f"restore {job_id} still {job['status']} after {timeout} s: {job}")
             time.sleep(0.05)  # at most 20 looks a second, and one only once a row changed
             TABLE_WRITES.wait_past(seen, 0.5)
+
+    def settled(self, job_id: str, deadline: float) -> None:
+        """Until no execution of the job (named after it: its own, its plan's children, its
+        rollbacks) still runs: a job ends in its last task, a moment before its execution's
+        own end, and the next step of a test must not meet that execution's last states."""
+        sfn = self.api.stack.client("stepfunctions")
+        machines = [m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]]
+        while any(e["name"].startswith(job_id) for arn in machines
+                  for e in sfn.list_executions(stateMachineArn=arn,
+                                               statusFilter="RUNNING")["executions"]):
+            if time.monotonic() > deadline:
+                pytest.fail(f"an execution of restore {job_id} still runs after it ended")
+            time.sleep(0.05)
 
     def run(self, *, timeout: float = 90, **body: Any) -> dict[str, Any]:
         answer = self.start(**body)

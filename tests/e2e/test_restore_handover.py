@@ -14,6 +14,7 @@ import glob
 import io
 import os
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,12 +71,19 @@ def one_invocation(monkeypatch: pytest.MonkeyPatch) -> None:
     get_settings.cache_clear()
 
 
-def plan_children(stack: LocalStack, job_id: str) -> list[dict[str, Any]]:
+def plan_children(stack: LocalStack, job_id: str, timeout: float = 30) -> list[dict[str, Any]]:
+    """The restore's plan children once none is running: the job ends in the last child's
+    Finalize, a moment before that execution's own end (its `Done` state)."""
     sfn = stack.client("stepfunctions")
     machine = next(m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]
                    if m["name"].startswith("dataport-restore-"))
-    return [e for e in sfn.list_executions(stateMachineArn=machine)["executions"]
-            if e["name"].startswith(f"{job_id}-plan-")]
+    deadline = time.monotonic() + timeout
+    while True:
+        children = [e for e in sfn.list_executions(stateMachineArn=machine)["executions"]
+                    if e["name"].startswith(f"{job_id}-plan-")]
+        if all(c["status"] != "RUNNING" for c in children) or time.monotonic() > deadline:
+            return children
+        time.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)
