@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, TypeAdapter
@@ -64,9 +64,6 @@ from dataport.models.jobs import (
 )
 from dataport.models.staged import StagedFile
 from dataport.settings import get_settings
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.type_defs import UpdateTypeDef
 
 AnyState = ExportState | ImportState | BackupState | RestoreState | VerifyState
 
@@ -504,12 +501,14 @@ class JobStore:
         `progress.current` grows by what is new since the shard's last fold, only while its
         progress is in `phase`. The shard's own row keeps its last fold (`parent_folded`), so
         the restore's row holds one counter whatever the number of shards (a map of every
-        shard's fold on it reached DynamoDB's 400 KB item limit at about 10,000 shards); the
-        two are written in one transaction, so a fold counts once even when two race. With
-        `claim_at_ms`, the transaction claims the next event seq as `count_shard` does (a
-        refused claim folds without it). One read of the shard's fold, the transaction and one
-        read of the restore as written; None: nothing new, the shard has no row, or the
-        restore is not in `phase`. Returns the restore and whether the event was claimed."""
+        shard's fold on it reached DynamoDB's 400 KB item limit at about 10,000 shards).
+        Two conditional writes, the shard's first: a fold that raced another of its shard is
+        refused there and reads again, so a record is never counted twice; a fold whose
+        second write fails is recorded and not counted, which the restore's Finalize, setting
+        the count to the total, makes good (progress is a courtesy). With `claim_at_ms`, the
+        restore's write claims the next event seq as `count_shard` does (a refused claim
+        counts without it). Returns the restore as written and whether the event was claimed;
+        None: nothing new, the shard has no row, or the restore is not in `phase`."""
         shard_key = to_item({"pk": keys.job_pk(shard_id), "sk": keys.JOB_SK})
         for _ in range(3):  # the shard's fold changed meanwhile (a fold racing): read it again
             row = self.db.get_item(TableName=self.table, Key=shard_key, ConsistentRead=True,
@@ -517,52 +516,51 @@ class JobStore:
             old = int(from_item(row or {}).get("parent_folded", 0))
             if done <= old:
                 return None
-            shard: UpdateTypeDef = {"TableName": self.table, "Key": shard_key,
-                     "UpdateExpression": "SET parent_folded = :done",
-                     "ConditionExpression": "attribute_exists(pk) AND " + (
-                         "parent_folded = :old" if old else "attribute_not_exists(parent_folded)"),
-                     "ExpressionAttributeValues": to_item(
-                         {":done": done} | ({":old": old} if old else {}))}
-            for claim in ((True, False) if claim_at_ms is not None else (False,)):
-                refused = self._fold(job_id, shard, done - old, phase,
-                                     claim_at_ms=claim_at_ms if claim else None,
-                                     min_interval_ms=min_interval_ms)
-                if refused is None:
-                    return self.require(job_id), claim
-                if refused == "shard":
-                    break
-            else:  # the restore refused it without a claim too: not running in `phase`
-                return None
+            try:
+                self.db.update_item(
+                    TableName=self.table, Key=shard_key,
+                    UpdateExpression="SET parent_folded = :done",
+                    ConditionExpression="attribute_exists(pk) AND " + (
+                        "parent_folded = :old" if old else "attribute_not_exists(parent_folded)"),
+                    ExpressionAttributeValues=to_item(
+                        {":done": done} | ({":old": old} if old else {})))
+            except ClientError as error:
+                if not is_conditional_failure(error):
+                    raise
+                continue
+            return self._fold(job_id, done - old, phase, claim_at_ms=claim_at_ms,
+                              min_interval_ms=min_interval_ms)
         return None
 
-    def _fold(self, job_id: str, shard: UpdateTypeDef, delta: int, phase: str, *,
-              claim_at_ms: int | None, min_interval_ms: int) -> str | None:
-        """`fold_records`' transaction: None once written, or which of its two rows refused
-        it ("shard" or "restore")."""
-        sets = "SET progress.#current = progress.#current + :delta, updated_at = :updated"
-        values: dict[str, Any] = {":delta": delta, ":updated": utcnow().isoformat(),
-                                  ":running": JobStatus.RUNNING.value,
-                                  ":kind": JobKind.RESTORE.value, ":phase": phase}
-        condition = "#status = :running AND #kind = :kind AND progress.#phase = :phase"
-        if claim_at_ms is not None:
-            sets += ", progress_sent_at = :now ADD progress_seq :one"
-            values |= {":now": claim_at_ms, ":one": 1, ":cutoff": claim_at_ms - min_interval_ms}
-            condition += (" AND (attribute_not_exists(progress_sent_at)"
-                          " OR progress_sent_at <= :cutoff)")
-        restore: UpdateTypeDef = {"TableName": self.table,
-                   "Key": to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
-                   "UpdateExpression": sets, "ConditionExpression": condition,
-                   "ExpressionAttributeNames": {"#status": "status", "#kind": "kind",
-                                                "#phase": "phase", "#current": "current"},
-                   "ExpressionAttributeValues": to_item(values)}
-        try:
-            self.db.transact_write_items(TransactItems=[{"Update": shard}, {"Update": restore}])
-        except ClientError as error:
-            if not is_conditional_failure(error):
-                raise
-            reasons = [reason.get("Code") for reason in
-                       error.response.get("CancellationReasons", [])]
-            return "shard" if reasons[:1] == ["ConditionalCheckFailed"] else "restore"
+    def _fold(self, job_id: str, delta: int, phase: str, *, claim_at_ms: int | None,
+              min_interval_ms: int) -> tuple[Job, bool] | None:
+        """`fold_records`' second write: the restore's count, claiming the event when it may."""
+        for claim in ((True, False) if claim_at_ms is not None else (False,)):
+            sets = "SET progress.#current = progress.#current + :delta, updated_at = :updated"
+            values: dict[str, Any] = {":delta": delta, ":updated": utcnow().isoformat(),
+                                      ":running": JobStatus.RUNNING.value,
+                                      ":kind": JobKind.RESTORE.value, ":phase": phase}
+            condition = "#status = :running AND #kind = :kind AND progress.#phase = :phase"
+            if claim:
+                assert claim_at_ms is not None
+                sets += ", progress_sent_at = :now ADD progress_seq :one"
+                values |= {":now": claim_at_ms, ":one": 1,
+                           ":cutoff": claim_at_ms - min_interval_ms}
+                condition += (" AND (attribute_not_exists(progress_sent_at)"
+                              " OR progress_sent_at <= :cutoff)")
+            try:
+                answer = self.db.update_item(
+                    TableName=self.table,
+                    Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
+                    UpdateExpression=sets, ConditionExpression=condition,
+                    ExpressionAttributeNames={"#status": "status", "#kind": "kind",
+                                              "#phase": "phase", "#current": "current"},
+                    ExpressionAttributeValues=to_item(values), ReturnValues="ALL_NEW")
+            except ClientError as error:
+                if not is_conditional_failure(error):
+                    raise
+                continue
+            return _job_from(from_item(answer["Attributes"])), claim
         return None
 
     def await_decision(self, job_id: str, task_token: str) -> Job:

@@ -10,7 +10,7 @@ invocation, a retry or a hand-over without any state of its own, and a fold cost
 nothing. (It was an aggregate each second: nx-27017, the local server, runs a `$group` in
 Python over the whole staging collection, every shard's; with five shards at once that was two
 thirds of its time, docs/performance.md "Session 5: restores".) Each shard's row keeps its
-last fold (`parent_folded`, written in one transaction with the restore's count), so a fold
+last fold (`parent_folded`, written before the restore's count), so a fold
 adds only what is new and the restore's row does not grow with its shards.
 """
 
