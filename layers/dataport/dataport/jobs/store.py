@@ -468,15 +468,28 @@ class JobStore:
         With `claim_at_ms`, the same write claims the next event seq as `claim_progress` does
         (refused when an event went out less than `min_interval_ms` before), so the count an
         event shows is the one its seq was claimed with: counts rise with seq."""
-        sets = "SET progress.#current = progress.#current + :one, updated_at = :updated"
-        values: dict[str, Any] = {":one": 1, ":updated": utcnow().isoformat(),
+        return self._add_to_progress(job_id, phase, 1, claim_at_ms=claim_at_ms,
+                                     min_interval_ms=min_interval_ms, below_total=True)
+
+    def _add_to_progress(self, job_id: str, phase: str, delta: int, *,
+                         claim_at_ms: int | None, min_interval_ms: int,
+                         below_total: bool = False) -> Job | None:
+        """A running restore's `progress.current` + `delta`, only while its progress is in
+        `phase` (and, `below_total`, below its total); with `claim_at_ms`, the same write
+        claims the next event seq (refused when an event went out less than
+        `min_interval_ms` before). The restore as written, or None: refused."""
+        sets = "SET progress.#current = progress.#current + :delta, updated_at = :updated"
+        values: dict[str, Any] = {":delta": delta, ":updated": utcnow().isoformat(),
                                   ":running": JobStatus.RUNNING.value,
                                   ":kind": JobKind.RESTORE.value, ":phase": phase}
-        condition = ("#status = :running AND #kind = :kind AND progress.#phase = :phase"
-                     " AND progress.#current < progress.#total")
+        names = {"#status": "status", "#kind": "kind", "#phase": "phase", "#current": "current"}
+        condition = "#status = :running AND #kind = :kind AND progress.#phase = :phase"
+        if below_total:
+            condition += " AND progress.#current < progress.#total"
+            names["#total"] = "total"
         if claim_at_ms is not None:
             sets += ", progress_sent_at = :now ADD progress_seq :one"
-            values |= {":now": claim_at_ms, ":cutoff": claim_at_ms - min_interval_ms}
+            values |= {":now": claim_at_ms, ":one": 1, ":cutoff": claim_at_ms - min_interval_ms}
             condition += (" AND (attribute_not_exists(progress_sent_at)"
                           " OR progress_sent_at <= :cutoff)")
         try:
@@ -484,10 +497,8 @@ class JobStore:
                 TableName=self.table,
                 Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
                 UpdateExpression=sets, ConditionExpression=condition,
-                ExpressionAttributeNames={"#status": "status", "#kind": "kind",
-                                          "#phase": "phase", "#current": "current",
-                                          "#total": "total"},
-                ExpressionAttributeValues=to_item(values), ReturnValues="ALL_NEW")
+                ExpressionAttributeNames=names, ExpressionAttributeValues=to_item(values),
+                ReturnValues="ALL_NEW")
         except ClientError as error:
             if is_conditional_failure(error):
                 return None
@@ -534,33 +545,14 @@ class JobStore:
 
     def _fold(self, job_id: str, delta: int, phase: str, *, claim_at_ms: int | None,
               min_interval_ms: int) -> tuple[Job, bool] | None:
-        """`fold_records`' second write: the restore's count, claiming the event when it may."""
+        """`fold_records`' second write: the restore's count, claiming the event when it may
+        (refused, counted without the claim)."""
         for claim in ((True, False) if claim_at_ms is not None else (False,)):
-            sets = "SET progress.#current = progress.#current + :delta, updated_at = :updated"
-            values: dict[str, Any] = {":delta": delta, ":updated": utcnow().isoformat(),
-                                      ":running": JobStatus.RUNNING.value,
-                                      ":kind": JobKind.RESTORE.value, ":phase": phase}
-            condition = "#status = :running AND #kind = :kind AND progress.#phase = :phase"
-            if claim:
-                assert claim_at_ms is not None
-                sets += ", progress_sent_at = :now ADD progress_seq :one"
-                values |= {":now": claim_at_ms, ":one": 1,
-                           ":cutoff": claim_at_ms - min_interval_ms}
-                condition += (" AND (attribute_not_exists(progress_sent_at)"
-                              " OR progress_sent_at <= :cutoff)")
-            try:
-                answer = self.db.update_item(
-                    TableName=self.table,
-                    Key=to_item({"pk": keys.job_pk(job_id), "sk": keys.JOB_SK}),
-                    UpdateExpression=sets, ConditionExpression=condition,
-                    ExpressionAttributeNames={"#status": "status", "#kind": "kind",
-                                              "#phase": "phase", "#current": "current"},
-                    ExpressionAttributeValues=to_item(values), ReturnValues="ALL_NEW")
-            except ClientError as error:
-                if not is_conditional_failure(error):
-                    raise
-                continue
-            return _job_from(from_item(answer["Attributes"])), claim
+            job = self._add_to_progress(job_id, phase, delta,
+                                        claim_at_ms=claim_at_ms if claim else None,
+                                        min_interval_ms=min_interval_ms)
+            if job is not None:
+                return job, claim
         return None
 
     def await_decision(self, job_id: str, task_token: str) -> Job:
