@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from dataport.heap import freezes_runtime
 from dataport.models.tasks import JobRef
 from dataport.observability import logger, metrics, tracer
 from dataport.settings import get_mongo_settings, get_settings
@@ -21,6 +22,7 @@ get_mongo_settings()  # a preview reaches MongoDB (the URI is read from its secr
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 @renews_credentials  # a rotated password: read the secret again, retry
+@freezes_runtime  # the runtime's objects left out of the task's collections
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """`step`: `whole` (a preview, or the object's SHA-256), `members` (until the budget runs
     low)."""

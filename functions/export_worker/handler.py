@@ -8,6 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from dataport.heap import freezes_runtime
 from dataport.observability import logger, metrics, tracer
 from dataport.settings import get_mongo_settings, get_settings
 from dataport.source.mongo import renews_credentials
@@ -21,6 +22,7 @@ get_mongo_settings()  # this function reaches MongoDB (the URI is read from its 
 @tracer.capture_lambda_handler(capture_response=False)  # answers may hold credentials
 @metrics.log_metrics
 @renews_credentials  # a rotated password: read the secret again, retry
+@freezes_runtime  # the runtime's objects left out of the task's collections
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return export.run_shard(export.shard_cursor(event),
                             context.get_remaining_time_in_millis).wire()

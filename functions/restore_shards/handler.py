@@ -8,6 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from dataport.heap import freezes_runtime
 from dataport.models.tasks import RestoreShardsTask
 from dataport.observability import logger, metrics, tracer
 from dataport.settings import get_mongo_settings, get_settings
@@ -26,6 +27,7 @@ _ACTIONS = {"plan_rollback": restore_shards.plan_rollback,
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 @renews_credentials  # a rotated password: read the secret again, retry
+@freezes_runtime  # the runtime's objects left out of the task's collections
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = RestoreShardsTask.model_validate(event)
     if task.action == "begin_rollback":

@@ -49,6 +49,7 @@ LAYERS: dict[str, int] = {
     "dataport.settings": BASE,
     "dataport.errors": BASE,
     "dataport.observability": BASE,
+    "dataport.heap": BASE,  # the garbage collector during a long task
     "dataport": BASE,  # dataport/__init__.py
 }
 

@@ -66,6 +66,7 @@ from pymongo.database import Database
 import infrastructure.local  # noqa: F401 (puts the layer on sys.path, as Lambda's /opt/python)
 from dataport.formats.common import EXTENDED_JSON_READ_OPTIONS
 from dataport.formats.extjson import canonical_json_bytes
+from dataport.heap import freezes_runtime
 from dataport.observability import logger
 from dataport.source.collections import (
     PROJECTS,
@@ -194,6 +195,7 @@ def _lines(db: Database[Document]) -> Iterator[bytes]:
         yield from flush()
 
 
+@freezes_runtime  # as dataport's tasks: the stack's objects are neither side's cost
 def raw_backup(stack: LocalStack, db: Database[Document], key: str) -> tuple[float, int, int]:
     """find -> Extended JSON -> zstd -> S3 multipart. (seconds, JSON bytes, stored bytes)."""
     written = 0
@@ -211,6 +213,7 @@ def raw_backup(stack: LocalStack, db: Database[Document], key: str) -> tuple[flo
     return seconds, written, int(stored)
 
 
+@freezes_runtime  # as dataport's tasks: the stack's objects are neither side's cost
 def raw_restore(stack: LocalStack, key: str, db: Database[Document]) -> tuple[float, int]:
     """S3 -> zstd -> bson.json_util -> insert_many into `db` (empty, indexed like ClaudeLens: a
     message collection gets its indexes when first written, as the restore's do, the same rule

@@ -77,6 +77,7 @@ from pymongo.database import Database
 
 import infrastructure.local  # noqa: F401 (puts the layer on sys.path, as Lambda's /opt/python)
 from dataport import aws
+from dataport.heap import freezes_runtime
 from dataport.models.jobs import JobStatus
 from dataport.models.tasks import ShardCursor
 from dataport.observability import logger
@@ -351,6 +352,7 @@ def _bson_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
+@freezes_runtime  # as dataport's tasks: the stack's objects are neither side's cost
 def raw_export(stack: LocalStack, db: Database[Document], user_id: str) -> tuple[float, int]:
     """pymongo find -> orjson -> zipfile deflate 6 -> smart-open multipart upload (one member of
     JSON lines: projects, then pages of sessions each followed by their messages, unsorted).
@@ -398,6 +400,7 @@ def raw_export(stack: LocalStack, db: Database[Document], user_id: str) -> tuple
     return seconds, messages
 
 
+@freezes_runtime  # as dataport's tasks: the stack's objects are neither side's cost
 def raw_import(upload: Path, db: Database[Document]) -> tuple[float, int]:
     """Parse the upload (bson.json_util: typed values, as the insert needs) -> insert_many in
     batches into `db` (fresh, indexed like ClaudeLens: a message collection gets its indexes
