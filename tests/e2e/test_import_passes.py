@@ -1,6 +1,7 @@
 """How often an import reads its upload: validation stages it in the same pass (a clean
-upload) and keeps the records it checked for the execution (imports.checked), so a package is
-parsed once in all; an upload with errors leaves nothing staged and nothing kept."""
+upload) and keeps the records it checked for the execution (imports.checked), so a transcript is
+parsed once in all; dataport's own JSON reads again cheaply, keeps none and is read again by the
+execution (docs/imports.md); an upload with errors leaves nothing staged and nothing kept."""
 
 from __future__ import annotations
 
@@ -71,10 +72,16 @@ def _transcript(session_id: str, uuids: list[str], start: datetime) -> bytes:
         for i, uid in enumerate(uuids)).encode()
 
 
-def test_a_package_is_parsed_once_validation_staging_it_and_keeping_its_records(
-        db: Database[Document], package: bytes, newcomer: Importer, fresh_stack: LocalStack,
+def _session_upload() -> bytes:
+    """A Claude transcript of one session (its reader keeps the records it checked)."""
+    return _transcript(str(uuid.uuid4()), [str(uuid.uuid4()) for _ in range(40)],
+                       datetime(2025, 8, 2, 4, 52, tzinfo=UTC))
+
+
+def test_a_transcript_is_parsed_once_validation_staging_it_and_keeping_its_records(
+        db: Database[Document], newcomer: Importer, fresh_stack: LocalStack,
         opened: list[str]) -> None:
-    job = newcomer.validated(package)
+    job = newcomer.validated(_session_upload(), "session.jsonl")
     assert job["status"] == "awaiting_decision", job
     assert opened == ["validate"]  # staged (and compared) without reading it again
     assert job["report"]["conflicts"]["newSessions"] == job["report"]["counts"]["sessions"]
@@ -82,12 +89,29 @@ def test_a_package_is_parsed_once_validation_staging_it_and_keeping_its_records(
     done = newcomer.decide(job["jobId"], strategy="merge")
     assert done["status"] == "succeeded", done
     assert opened == ["validate"]  # the execution read the records validation checked
-    assert done["outcome"]["messages"]["inserted"] == job["report"]["counts"]["messages"]
+    assert done["outcome"]["messages"]["inserted"] == job["report"]["counts"]["messages"] == 40
     assert {"validated", "checked"}.isdisjoint(objects(fresh_stack, job["jobId"]))  # gone
 
 
-def test_without_the_checked_records_the_execution_reads_the_upload_again(
+def test_a_dataport_package_keeps_no_checked_records_and_is_read_again_by_the_execution(
         db: Database[Document], package: bytes, newcomer: Importer, fresh_stack: LocalStack,
+        opened: list[str]) -> None:
+    """Its own layout reads again at orjson's speed, beside the execution's writes: cheaper
+    than keeping its records in the validation, which the user waits for."""
+    job = newcomer.validated(package)
+    assert job["status"] == "awaiting_decision", job
+    assert opened == ["validate"]
+    assert job["report"]["conflicts"]["newSessions"] == job["report"]["counts"]["sessions"]
+    assert "checked" not in objects(fresh_stack, job["jobId"])
+    done = newcomer.decide(job["jobId"], strategy="merge")
+    assert done["status"] == "succeeded", done
+    assert opened == ["validate", "stage or execute"]
+    assert done["outcome"]["messages"]["inserted"] == job["report"]["counts"]["messages"]
+    assert "validated" not in objects(fresh_stack, job["jobId"])
+
+
+def test_without_the_checked_records_the_execution_reads_the_upload_again(
+        db: Database[Document], newcomer: Importer, fresh_stack: LocalStack,
         opened: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """A record BSON cannot hold (or a job validated before the object existed): no object is
     kept and the execution parses the pinned upload again, as before."""
@@ -96,7 +120,7 @@ def test_without_the_checked_records_the_execution_reads_the_upload_again(
         raise bson.errors.InvalidDocument("not for BSON")
 
     monkeypatch.setattr(CheckedWriter, "add", refuse)
-    job = newcomer.validated(package)
+    job = newcomer.validated(_session_upload(), "session.jsonl")
     assert job["status"] == "awaiting_decision", job
     assert "checked" not in objects(fresh_stack, job["jobId"])
     done = newcomer.decide(job["jobId"], strategy="merge")
@@ -106,14 +130,13 @@ def test_without_the_checked_records_the_execution_reads_the_upload_again(
 
 
 def test_checked_records_changed_after_validation_are_refused_and_nothing_is_written(
-        db: Database[Document], package: bytes, newcomer: Importer,
-        fresh_stack: LocalStack) -> None:
+        db: Database[Document], newcomer: Importer, fresh_stack: LocalStack) -> None:
     """The execution does not check the checked records again: their pin (If-Match on every
     GET) is what proves they are the bytes validation checked. Records put in their place
     (here a message that fails the checks) are never read: the job fails with upload_changed
     and writes nothing."""
     before = snapshot(db)
-    job = newcomer.validated(package)
+    job = newcomer.validated(_session_upload(), "session.jsonl")
     assert job["status"] == "awaiting_decision", job
     s3 = fresh_stack.client("s3")
     key = f"imports/{job['jobId']}/checked"

@@ -26,7 +26,9 @@ them) and the body is the BSON of the rest, as bytes. Reading decodes the header
 whose ids it derives (a copy, a uuid held elsewhere) is decoded whole (`Encoded.full`).
 
 A record BSON cannot encode (it could not be written to MongoDB either) leaves the object
-unwritten: the execution then reads the pinned upload again, as before this object existed.
+unwritten: the execution then reads the pinned upload again, as before this object existed. So
+does an upload that reads again cheaply (`ImportSource.read_again_cheaply`: dataport's own
+JSON), for which validation keeps no object at all (docs/imports.md).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ validate  the upload is pinned (a copy no upload form can write, read only with 
           dates, size and SHA-256, errors, warnings) and, in the same pass, each checked record
           into staging (source.staging: sessions the user lacks only by their uuids, where the
           reader keeps sessions together), and the checked records into one object for the
-          execution (imports.checked: the upload is parsed once). One with errors ends the job
+          execution (imports.checked: the upload is parsed once; not for an upload that reads
+          again cheaply, dataport's own JSON). One with errors ends the job
           here (failed, report kept, staging dropped, nothing kept), nothing written.
 stage     the staged upload compared with what the user has: the conflict summary joins the
           report, the conflicts go to a listing (its own invocation; when every session was
@@ -301,8 +302,9 @@ class _Stager:
 
     Where sessions may be staged light, the same records go to the checked-records object
     (imports.checked), from which the execution inserts the light sessions' messages instead
-    of parsing the upload again; it is given up (the execution then reads the upload) when
-    staging stops or a record cannot be encoded."""
+    of parsing the upload again, unless the upload reads again cheaply (dataport's own JSON
+    layout: `ImportSource.read_again_cheaply`); it is given up (the execution then reads the
+    upload) when staging stops or a record cannot be encoded."""
 
     def __init__(self, staging: Staging, user: UserData,
                  still_running: Callable[[], None], bucket: PackagesBucket, *,
@@ -327,7 +329,7 @@ class _Stager:
         # staging's writes in a thread while the parse goes on (settled before anything drops)
         self.writer = self.staging.writer(classify=held if source.session_grouped else None,
                                           background=True)
-        if source.session_grouped:
+        if source.session_grouped and not source.read_again_cheaply:
             self.checked = CheckedWriter(self.bucket, self.staging.job_id, sealer=self.sealer)
         return self.add
 

@@ -89,6 +89,13 @@ class ImportSource(abc.ABC):
         #: of those types, imported all the same (Reporter.kept), for the last pass
         self.kept: Counter[str] = Counter()
 
+    @property
+    def read_again_cheaply(self) -> bool:
+        """Whether reading this upload again costs about what writing and decoding the records
+        validation checked would (imports.checked): validation then keeps none, and the
+        execution, whose parse runs beside the database's writes, reads the upload again."""
+        return False
+
     def records(self, on_issue: IssueCallback | None = None) -> Iterator[ImportRecord]:
         reporter = Reporter(on_issue)
         self.skipped = reporter.skipped
