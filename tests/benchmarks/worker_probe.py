@@ -17,6 +17,7 @@ import sys
 import time
 
 import infrastructure.local  # noqa: F401 (puts the layer on sys.path, as Lambda's /opt/python)
+from dataport.heap import frozen_runtime
 from dataport.models.tasks import ShardCursor
 from dataport.workflows import export
 
@@ -43,7 +44,8 @@ def main() -> int:
     if profile is not None:
         profile.enable()
     try:
-        result = export.run_shard(cursor, lambda: BUDGET_MS)
+        with frozen_runtime():  # as the worker's Lambda handler runs it
+            result = export.run_shard(cursor, lambda: BUDGET_MS)
     finally:
         if profile is not None:
             profile.disable()
