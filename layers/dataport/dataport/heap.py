@@ -9,9 +9,11 @@ Lambdas, about 700,000 objects and 0.4 s a collection). None of that is the task
 generation (`gc.freeze`, which exists for this) and puts it back when the task ends
 (`gc.unfreeze`), so that a collection during the task scans only what the task made. Cyclic
 garbage the task makes is still collected; what was alive before it is collected after it.
+Young collections come every TASK_YOUNG_THRESHOLD allocations while a task runs, not every
+700: each walks the records still alive in the batch being built.
 
-Measured on the 30 MB import (docs/performance.md, "Session 8"): two full collections cost the
-import 0.78-0.86 s of stopped threads; frozen, 0.006 s.
+Measured on the 30 MB import (docs/performance.md, "Session 8"): the collector stopped the
+import's threads for 0.9-1.0 s (two full collections, 0.78-0.86 s); with this, 0.02-0.05 s.
 
 Tasks that run at once in one process (the local stack's in-process Lambdas) share the freeze:
 the last to end unfreezes. A freeze only changes what a collection looks at, never what is
@@ -33,6 +35,7 @@ TASK_YOUNG_THRESHOLD = 10_000
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+
 
 class _Freeze:
     """How many tasks of this process are inside `frozen_runtime`: the last out unfreezes."""

@@ -520,8 +520,9 @@ class DataportJsonSource(ImportSource):
     @property
     def read_again_cheaply(self) -> bool:
         """dataport's own layout is read a line at a time by orjson (readers.json_layout), for
-        little more than decoding checked records costs; an encrypted zip is not (its members
-        would be decrypted again, its password unsealed again)."""
+        little more than decoding checked records costs (a file in another layout takes the
+        event path, both times); an encrypted zip is not (its members would be decrypted again,
+        its password unsealed again)."""
         return self.password is None
 
     def _records(self, reporter: Reporter) -> Iterator[ImportRecord]:
